@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The main job on embedded defaults: every step is a plain `tagsmith` command, so this
+# file doubles as a walkthrough. Usage: scripts/demo.sh [SCRATCH_DIR]
+set -euo pipefail
+DEMO=${1:-.demo}
+CUSTOMERS=${TAGSMITH_DEMO_CUSTOMERS:-5000}
+rm -rf "$DEMO"
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "tagsmith init: a project in $DEMO"
+tagsmith --project "$DEMO" init

@@ -1,0 +1,20 @@
+"""Tagsmith: customer tagging from fact tags to served predictive tags.
+
+This package holds only the ``tagsmith`` CLI and the project configuration; it is the
+one place that wires ``features``, ``tags``, ``training`` and ``serving`` together.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from tagsmith.config import ProjectConfig, load_config
+from tagsmith.errors import ConfigError, TagsmithError
+from tagsmith.project import Project
+
+try:
+    __version__ = version("tagsmith")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+source"
+
+__all__ = ["ConfigError", "Project", "ProjectConfig", "TagsmithError", "__version__", "load_config"]

@@ -1,0 +1,5 @@
+"""``python -m tagsmith`` runs the CLI."""
+
+from tagsmith.cli import main
+
+main()

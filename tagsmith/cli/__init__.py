@@ -1,0 +1,33 @@
+"""The ``tagsmith`` command line: nouns and verbs, preview before apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tagsmith import __version__
+from tagsmith.cli import project as project_cmds
+from tagsmith.cli._common import CliContext
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="tagsmith")
+@click.option(
+    "--project",
+    "project_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default="the current directory",
+    envvar="TAGSMITH_PROJECT",
+    help="Project folder (holds tagsmith.yaml).",
+)
+@click.pass_context
+def main(ctx: click.Context, project_dir: Path) -> None:
+    """Tagsmith: fact tags -> point-in-time features -> rule and predictive tags, served."""
+    ctx.obj = CliContext(project_dir)
+
+
+main.add_command(project_cmds.init)

@@ -1,0 +1,70 @@
+"""What every CLI command shares: the project context, error display, consoles."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from features.errors import FeaturesError
+from tagsmith.errors import TagsmithError
+from tagsmith.project import Project
+
+__all__ = ["USER_ERRORS", "CliContext", "console", "err_console", "pass_project", "user_errors"]
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+# Errors a user can fix (bad input, bad config): shown as one clear message, exit code 2.
+# Each package's base error is added here as the package joins the CLI.
+USER_ERRORS: tuple[type[Exception], ...] = (TagsmithError, FeaturesError)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliContext:
+    """State shared by commands: where the project is, loaded on first use."""
+
+    def __init__(self, project_dir: Path) -> None:
+        self.project_dir = project_dir
+        self._project: Project | None = None
+
+    @property
+    def project(self) -> Project:
+        """The project in ``--project`` (loaded once)."""
+        if self._project is None:
+            self._project = Project.load(self.project_dir)
+        return self._project
+
+
+def user_errors(func: F) -> F:
+    """Show user-fixable errors as a message and exit 2 instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except USER_ERRORS as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            if os.environ.get("TAGSMITH_DEBUG"):
+                raise
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def pass_project(func: F) -> F:
+    """Pass the loaded :class:`Project` as the first argument, with error display."""
+
+    @click.pass_obj
+    @functools.wraps(func)
+    def wrapper(obj: CliContext, *args: Any, **kwargs: Any) -> Any:
+        return func(obj.project, *args, **kwargs)
+
+    return user_errors(wrapper)  # type: ignore[return-value]

@@ -1,0 +1,7 @@
+"""Predictive tags: labels, estimators, baselines, evaluation, MLflow tracking, promotion."""
+
+from __future__ import annotations
+
+from training.errors import TrainingError
+
+__all__ = ["TrainingError"]
