@@ -13,6 +13,8 @@ from features.schema import (
     ReasonCode,
     check_customers,
     check_events,
+    customers_frame,
+    events_frame,
 )
 
 __all__ = [
@@ -30,4 +32,6 @@ __all__ = [
     "StoreError",
     "check_customers",
     "check_events",
+    "customers_frame",
+    "events_frame",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -41,10 +41,12 @@ __all__ = [
     "check_customers",
     "check_events",
     "customer_dtypes",
+    "customers_frame",
     "default_attributes",
+    "events_frame",
 ]
 
-TIMESTAMP_DTYPE = "datetime64[us, UTC]"
+TIMESTAMP_DTYPE: Any = "datetime64[us, UTC]"
 
 BUILTIN_EVENT_TYPES: tuple[str, ...] = ("purchase", "refund", "browse", "login", "complaint")
 AMOUNT_REQUIRED_EVENT_TYPES: frozenset[str] = frozenset({"purchase", "refund"})
@@ -60,7 +62,8 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "order_id",
     "quantity",
 )
-EVENT_DTYPES: dict[str, str] = {
+# Any, not str: pandas-stubs only accepts literal dtype names in astype().
+EVENT_DTYPES: dict[str, Any] = {
     "customer_id": "string",
     "occurred_at": TIMESTAMP_DTYPE,
     "event_type": "string",
@@ -141,7 +144,7 @@ class AttributeSpec(BaseModel):
         return self
 
     @property
-    def dtype(self) -> str:
+    def dtype(self) -> Any:
         """The pandas dtype of this attribute's column."""
         return {
             "string": "string",
@@ -237,14 +240,14 @@ class FactsConfig(BaseModel):
         )
 
 
-def customer_dtypes(config: FactsConfig) -> dict[str, str]:
+def customer_dtypes(config: FactsConfig) -> dict[str, Any]:
     """Column -> dtype of the canonical customers table for ``config``."""
-    dtypes = {"customer_id": "string", "signup_at": TIMESTAMP_DTYPE}
+    dtypes: dict[str, Any] = {"customer_id": "string", "signup_at": TIMESTAMP_DTYPE}
     dtypes.update({a.name: a.dtype for a in config.attributes})
     return dtypes
 
 
-def _check_columns(df: pd.DataFrame, expected: dict[str, str], what: str) -> None:
+def _check_columns(df: pd.DataFrame, expected: dict[str, Any], what: str) -> None:
     missing = [c for c in expected if c not in df.columns]
     if missing:
         raise SchemaError(
@@ -300,3 +303,89 @@ def check_events(df: pd.DataFrame) -> pd.DataFrame:
     if (df["amount"] < 0).any():
         raise SchemaError("Column 'amount' of events must be >= 0. Got negative amounts.")
     return df
+
+
+def events_frame(records: list[dict[str, object]] | pd.DataFrame) -> pd.DataFrame:
+    """Build a canonical events table from trusted records (tests, online requests).
+
+    Missing optional columns are added empty; timestamps are parsed and converted to
+    UTC (naive ones are taken as UTC). This is not the import path: untrusted files go
+    through validation, which quarantines bad rows instead of raising.
+
+    Raises:
+        SchemaError: A required column is missing or a value cannot be converted.
+    """
+    df = pd.DataFrame(records).copy() if not isinstance(records, pd.DataFrame) else records.copy()
+    for column in ("customer_id", "occurred_at", "event_type"):
+        if column not in df.columns:
+            raise SchemaError(
+                f"Events must have a '{column}' column. Got columns {list(df.columns)}."
+            )
+    out = pd.DataFrame(index=range(len(df)))
+    for column in EVENT_COLUMNS:
+        values = df[column].reset_index(drop=True) if column in df.columns else None
+        try:
+            if column == "occurred_at":
+                out[column] = _to_utc(values)
+            elif EVENT_DTYPES[column] == "float64":
+                out[column] = (
+                    pd.Series(float("nan"), index=out.index)
+                    if values is None
+                    else pd.to_numeric(values, errors="raise").astype("float64")
+                )
+            else:
+                out[column] = (
+                    pd.Series(pd.NA, index=out.index, dtype="string")
+                    if values is None
+                    else values.astype("string")
+                )
+        except (ValueError, TypeError) as exc:
+            raise SchemaError(
+                f"Column '{column}' of events must convert to {EVENT_DTYPES[column]}: {exc}"
+            ) from exc
+    return check_events(out)
+
+
+def customers_frame(
+    records: list[dict[str, object]] | pd.DataFrame, config: FactsConfig | None = None
+) -> pd.DataFrame:
+    """Build a canonical customers table from trusted records (tests, online requests).
+
+    Declared attributes missing from ``records`` are added empty.
+
+    Raises:
+        SchemaError: A required column is missing or a value cannot be converted.
+    """
+    config = config or FactsConfig()
+    df = pd.DataFrame(records).copy() if not isinstance(records, pd.DataFrame) else records.copy()
+    for column in CUSTOMER_BASE_COLUMNS:
+        if column not in df.columns:
+            raise SchemaError(
+                f"Customers must have a '{column}' column. Got columns {list(df.columns)}."
+            )
+    out = pd.DataFrame(index=range(len(df)))
+    out["customer_id"] = df["customer_id"].reset_index(drop=True).astype("string")
+    out["signup_at"] = _to_utc(df["signup_at"].reset_index(drop=True))
+    for spec in config.attributes:
+        values = df[spec.name].reset_index(drop=True) if spec.name in df.columns else None
+        try:
+            if values is None:
+                out[spec.name] = pd.Series(pd.NA, index=out.index).astype(spec.dtype)
+            elif spec.type == "date":
+                out[spec.name] = _to_utc(values)
+            elif spec.type in ("int", "float"):
+                out[spec.name] = pd.to_numeric(values, errors="raise").astype(spec.dtype)
+            else:
+                out[spec.name] = values.astype("string")
+        except (ValueError, TypeError) as exc:
+            raise SchemaError(
+                f"Attribute '{spec.name}' of customers must convert to {spec.dtype}: {exc}"
+            ) from exc
+    return check_customers(out, config)
+
+
+def _to_utc(values: pd.Series | None) -> pd.Series:
+    if values is None:
+        raise ValueError("timestamps are required")
+    parsed = pd.to_datetime(values, errors="raise", utc=True, format="mixed")
+    return parsed.astype(TIMESTAMP_DTYPE)
