@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,3 +78,50 @@ class Project:
     def quarantine_dir(self) -> Path:
         """Folder of quarantine files (rejected rows with reasons)."""
         return self.data_dir / "quarantine"
+
+    @property
+    def features_dir(self) -> Path:
+        """Folder of feature snapshots (one per as-of date, written atomically)."""
+        return self.data_dir / "features"
+
+    @property
+    def feature_spec_path(self) -> Path:
+        """The project's feature spec; the shipped default applies when it is absent."""
+        return self.root / "features.yaml"
+
+    @property
+    def catalogue_dir(self) -> Path:
+        """Folder of tag catalogue YAML files (the standard library is copied here)."""
+        return self.root / "catalogue"
+
+    @property
+    def policy_path(self) -> Path:
+        """The access policy (roles and what each may see)."""
+        return self.root / "policy.yaml"
+
+    @property
+    def tag_store_path(self) -> Path:
+        """The tag store database file."""
+        return self.data_dir / "tags.duckdb"
+
+    @property
+    def audit_log_path(self) -> Path:
+        """The append-only, hash-chained audit log."""
+        return self.data_dir / "audit.log"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        """Folder of the embedded MLflow store (SQLite file and artifacts)."""
+        return self.data_dir / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """``MLFLOW_TRACKING_URI`` when set, else the project's SQLite file (absolute)."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or (
+            f"sqlite:///{(self.mlflow_dir / 'mlflow.db').as_posix()}"
+        )
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        """Artifact folder of experiments the project creates."""
+        return self.mlflow_dir / "artifacts"
