@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.schema import FactsConfig
+from tags.config import TagsConfig
 from tagsmith.errors import ConfigError
 
 __all__ = ["CONFIG_FILENAME", "ProjectConfig", "dump_config", "load_config"]
@@ -28,6 +29,7 @@ class ProjectConfig(BaseModel):
         name: Project name, shown in reports.
         data_dir: Where stores live, relative to the project folder.
         facts: The fact-tag contract's configurable part.
+        tags: Tag categories and their display-name prefixes.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +37,7 @@ class ProjectConfig(BaseModel):
     name: str = "tagsmith-project"
     data_dir: str = "data"
     facts: FactsConfig = Field(default_factory=FactsConfig)
+    tags: TagsConfig = Field(default_factory=TagsConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
