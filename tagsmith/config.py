@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.schema import FactsConfig
 from tagsmith.errors import ConfigError
+from training.config import TrainingConfig
 
 __all__ = ["CONFIG_FILENAME", "ProjectConfig", "dump_config", "load_config"]
 
@@ -28,6 +29,7 @@ class ProjectConfig(BaseModel):
         name: Project name, shown in reports.
         data_dir: Where stores live, relative to the project folder.
         facts: The fact-tag contract's configurable part.
+        training: Label semantics and estimator settings of the predictors.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +37,7 @@ class ProjectConfig(BaseModel):
     name: str = "tagsmith-project"
     data_dir: str = "data"
     facts: FactsConfig = Field(default_factory=FactsConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
