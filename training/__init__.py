@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from training.alias_history import AliasEvent, AliasHistory, AliasInterval
+from training.config import TrainingConfig
 from training.errors import (
     ModelLoadError,
     PromotionConflict,
@@ -30,6 +31,7 @@ __all__ = [
     "PromotionConflict",
     "PromotionError",
     "RegistryError",
+    "TrainingConfig",
     "TrainingError",
     "contest",
     "evaluate_gates",

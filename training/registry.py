@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from features.matrix import REGISTERED_MODEL_NAMES, ModelContract, ScoringModel, load_model
 from training.alias_history import AliasEvent, AliasHistory
 from training.errors import ModelLoadError, PromotionConflict, RegistryError
 
@@ -40,16 +41,15 @@ CHALLENGER = "challenger"
 _WINDOW_KEYS = ("cutoff", "horizon", "window", "train_start", "train_end", "as_of")
 
 # Registered names of the two predictors (the contract between training and serving).
-_TASK_BY_NAME = {"churn-predictor": "churn", "value-predictor": "value"}
+_TASK_BY_NAME = {name: task for task, name in REGISTERED_MODEL_NAMES.items()}
 
 
-def task_of(name: str, contract: dict[str, Any] | None = None) -> str:
-    """'churn' or 'value' for a registered model, from its contract or its name.
+def task_of(name: str, target: str | None = None) -> str:
+    """'churn' or 'value' for a registered model, from its contract's target or its name.
 
     Raises:
-        RegistryError: Neither the contract nor the name says which.
+        RegistryError: Neither the target nor the name says which.
     """
-    target = (contract or {}).get("target")
     if target in ("churn", "value"):
         return str(target)
     if name in _TASK_BY_NAME:
@@ -115,7 +115,7 @@ def _ms_to_dt(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedModel:
     """A registered version loaded with its model contract, ready to score features.
 
@@ -123,53 +123,27 @@ class LoadedModel:
         name: Registered model name.
         version: Version.
         task: 'churn' or 'value'.
-        model: The native LightGBM model (``LGBMModel`` or ``Booster``).
-        contract: The model contract from the logged model's metadata.
+        scoring: The booster and its contract (``features.matrix.ScoringModel``).
     """
 
     name: str
     version: str
     task: str
-    model: Any
-    contract: dict[str, Any]
+    scoring: ScoringModel
 
     @property
     def label(self) -> str:
         """'churn-predictor/3'."""
         return f"{self.name}/{self.version}"
 
-    def matrix(self, features: pd.DataFrame) -> np.ndarray:
-        """The model input matrix of a feature frame, per the contract's feature list."""
-        names = list(self.contract.get("feature_names") or [])
-        missing = [n for n in names if n not in features.columns]
-        if missing:
-            raise ModelLoadError(
-                f"{self.label} expects features {missing[:5]} (of {len(names)}). "
-                f"Got a frame without them: its feature spec differs from the training one."
-            )
-        levels: dict[str, list[str]] = self.contract.get("categorical_levels") or {}
-        columns = []
-        for n in names:
-            col = features[n]
-            if n in levels:
-                codes = pd.Categorical(col.astype("string"), categories=levels[n]).codes
-                columns.append(np.where(codes < 0, np.nan, codes).astype(np.float64))
-            else:
-                columns.append(pd.to_numeric(col, errors="coerce").to_numpy(np.float64))
-        return np.column_stack(columns) if columns else np.empty((len(features), 0))
+    @property
+    def contract(self) -> ModelContract:
+        """The model contract the version was trained with."""
+        return self.scoring.contract
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
-        """Scores for each row: churn probability, or predicted value."""
-        x = self.matrix(features)
-        if self.task == "churn" and hasattr(self.model, "predict_proba"):
-            raw = np.asarray(self.model.predict_proba(x))[:, 1]
-        else:
-            raw = np.asarray(self.model.predict(x), dtype=np.float64)
-        knots = self.contract.get("calibration_knots")
-        if self.task == "churn" and knots:
-            xs, ys = np.asarray(knots[0], float), np.asarray(knots[1], float)
-            raw = np.interp(raw, xs, ys)
-        return np.asarray(raw, dtype=np.float64)
+        """Scores for each row (churn probability or predicted value), as serving scores."""
+        return self.scoring.score(features)
 
     def smoke_test(self, features: pd.DataFrame) -> None:
         """Predict a few rows and check the output is usable.
@@ -180,8 +154,6 @@ class LoadedModel:
         """
         try:
             scores = self.predict(features)
-        except ModelLoadError:
-            raise
         except Exception as exc:
             raise ModelLoadError(
                 f"Expected {self.label} to predict {len(features)} rows. Got an error: {exc}"
@@ -195,7 +167,7 @@ class LoadedModel:
                 f"Expected finite scores from {self.label}. "
                 f"Got {int((~np.isfinite(scores)).sum())} NaN/inf of {len(scores)}."
             )
-        if self.task == "churn" and (scores.min() < 0 or scores.max() > 1):
+        if self.task == "churn" and len(scores) and (scores.min() < 0 or scores.max() > 1):
             raise ModelLoadError(
                 f"Expected churn probabilities in [0, 1] from {self.label}. "
                 f"Got [{scores.min():.4g}, {scores.max():.4g}]."
@@ -366,30 +338,21 @@ class ModelRegistry:
 
     # ----------------------------------------------------------------- loading
     def load(self, name: str, version: str) -> LoadedModel:
-        """Load a version with its contract.
+        """Load a version with its contract (``features.matrix.load_model``).
 
         Raises:
             ModelLoadError: The artifacts are missing or unreadable, or the model has
-                no contract in its metadata.
+                no valid contract in its metadata.
         """
-        import mlflow
-
         uri = f"models:/{name}/{version}"
         try:
-            info = mlflow.models.get_model_info(uri)
-            model = mlflow.lightgbm.load_model(uri)
+            scoring = load_model(uri)
         except Exception as exc:
             raise ModelLoadError(
-                f"Expected {name}/{version} to load as a LightGBM model from {uri}. "
-                f"Got: {type(exc).__name__}: {exc}"
+                f"Expected {name}/{version} to load as a Tagsmith LightGBM model from {uri}. "
+                f"Got {type(exc).__name__}: {exc}"
             ) from exc
-        contract = (info.metadata or {}).get("contract")
-        if not isinstance(contract, dict):
-            raise ModelLoadError(
-                f"Expected {name}/{version} to carry a model contract in its metadata "
-                f"(key 'contract'). Got metadata keys {sorted(info.metadata or {})}."
-            )
-        return LoadedModel(name, str(version), task_of(name, contract), model, contract)
+        return LoadedModel(name, str(version), task_of(name, scoring.contract.target), scoring)
 
     # ----------------------------------------------------------------- writing
     def lock(self, name: str) -> FileLock:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.matrix import ModelContract, contract_metadata
+
 FEATURES = ["recency_days", "frequency_orders", "monetary_total", "noise"]
 
 
@@ -48,7 +50,7 @@ def log_version(
     root: Path,
     name: str,
     model: Any,
-    contract: dict[str, Any],
+    contract: ModelContract,
     *,
     alias: str | None = None,
     metrics: dict[str, float] | None = None,
@@ -77,7 +79,7 @@ def log_version(
             model,
             name="model",
             pip_requirements=["lightgbm"],
-            metadata={"contract": contract},
+            metadata=contract_metadata(contract),
             registered_model_name=name,
         )
     version = str(info.registered_model_version)
@@ -86,9 +88,8 @@ def log_version(
     return version
 
 
-def contract(target: str, features: list[str]) -> dict[str, Any]:
-    return {"target": target, "feature_names": features, "categorical_levels": {},
-            "horizon_days": 90}
+def contract(target: str, features: list[str]) -> ModelContract:
+    return ModelContract(target=target, horizon_days=90, feature_names=features)
 
 
 @dataclass(frozen=True)
