@@ -14,6 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.schema import FactsConfig
+from tags.policy import AccessConfig
+from tags.store import StoreConfig
 from tagsmith.errors import ConfigError
 
 __all__ = ["CONFIG_FILENAME", "ProjectConfig", "dump_config", "load_config"]
@@ -28,6 +30,8 @@ class ProjectConfig(BaseModel):
         name: Project name, shown in reports.
         data_dir: Where stores live, relative to the project folder.
         facts: The fact-tag contract's configurable part.
+        store: Tag store and coverage monitoring.
+        access: Access policy defaults (the caller's default role).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +39,8 @@ class ProjectConfig(BaseModel):
     name: str = "tagsmith-project"
     data_dir: str = "data"
     facts: FactsConfig = Field(default_factory=FactsConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
