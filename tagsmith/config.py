@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.schema import FactsConfig
+from serving.config import ServingConfig
 from tagsmith.errors import ConfigError
 
 __all__ = ["CONFIG_FILENAME", "ProjectConfig", "dump_config", "load_config"]
@@ -28,6 +29,7 @@ class ProjectConfig(BaseModel):
         name: Project name, shown in reports.
         data_dir: Where stores live, relative to the project folder.
         facts: The fact-tag contract's configurable part.
+        serving: The tag service (port, watched alias, reload interval, limits).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +37,7 @@ class ProjectConfig(BaseModel):
     name: str = "tagsmith-project"
     data_dir: str = "data"
     facts: FactsConfig = Field(default_factory=FactsConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -8,6 +8,7 @@ import click
 
 from tagsmith import __version__
 from tagsmith.cli import project as project_cmds
+from tagsmith.cli import serve as serve_cmds
 from tagsmith.cli._common import CliContext
 
 __all__ = ["main"]
@@ -31,3 +32,4 @@ def main(ctx: click.Context, project_dir: Path) -> None:
 
 
 main.add_command(project_cmds.init)
+main.add_command(serve_cmds.serve)

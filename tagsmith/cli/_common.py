@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 
 from features.errors import FeaturesError
+from serving.errors import ServingError
 from tagsmith.errors import TagsmithError
 from tagsmith.project import Project
 
@@ -23,7 +24,7 @@ err_console = Console(stderr=True, highlight=False)
 
 # Errors a user can fix (bad input, bad config): shown as one clear message, exit code 2.
 # Each package's base error is added here as the package joins the CLI.
-USER_ERRORS: tuple[type[Exception], ...] = (TagsmithError, FeaturesError)
+USER_ERRORS: tuple[type[Exception], ...] = (TagsmithError, FeaturesError, ServingError)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
