@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from features.schema import FactsConfig
 from serving.config import ServingConfig
 from tagsmith.errors import ConfigError
+from training.config import TrainingConfig
 
 __all__ = ["CONFIG_FILENAME", "ProjectConfig", "dump_config", "load_config"]
 
@@ -29,6 +30,7 @@ class ProjectConfig(BaseModel):
         name: Project name, shown in reports.
         data_dir: Where stores live, relative to the project folder.
         facts: The fact-tag contract's configurable part.
+        training: Label semantics and estimator settings of the predictors.
         serving: The tag service (port, watched alias, reload interval, limits).
     """
 
@@ -37,6 +39,7 @@ class ProjectConfig(BaseModel):
     name: str = "tagsmith-project"
     data_dir: str = "data"
     facts: FactsConfig = Field(default_factory=FactsConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
 
 

@@ -16,6 +16,7 @@ from features.errors import FeaturesError
 from serving.errors import ServingError
 from tagsmith.errors import TagsmithError
 from tagsmith.project import Project
+from training.errors import TrainingError
 
 __all__ = ["USER_ERRORS", "CliContext", "console", "err_console", "pass_project", "user_errors"]
 
@@ -24,7 +25,12 @@ err_console = Console(stderr=True, highlight=False)
 
 # Errors a user can fix (bad input, bad config): shown as one clear message, exit code 2.
 # Each package's base error is added here as the package joins the CLI.
-USER_ERRORS: tuple[type[Exception], ...] = (TagsmithError, FeaturesError, ServingError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    TagsmithError,
+    FeaturesError,
+    TrainingError,
+    ServingError,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
