@@ -141,7 +141,7 @@ class ApiKeyStore:
             self._write(self._records, secrets.token_bytes(32))
         return self._pepper
 
-    def keys(self) -> list[ApiKey]:
+    def list_keys(self) -> list[ApiKey]:
         """Every stored key, oldest first."""
         self._reload()
         return [r.key for r in self._records.values()]

@@ -40,7 +40,7 @@ def keys_add(project: Project, name: str, role: str) -> None:
 def keys_list(project: Project) -> None:
     """List stored keys (names, roles, creation time; never the keys)."""
     table = Table("name", "role", "key id", "created")
-    for key in ApiKeyStore(project.api_keys_path).keys():
+    for key in ApiKeyStore(project.api_keys_path).list_keys():
         table.add_row(key.name, key.role, key.key_id, key.created_at)
     console.print(table)
 
