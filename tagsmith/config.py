@@ -14,9 +14,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.schema import FactsConfig
+from serving.config import ServingConfig
 from tags.policy import AccessConfig
 from tags.store import StoreConfig
 from tagsmith.errors import ConfigError
+from training.config import TrainingConfig
 
 __all__ = ["CONFIG_FILENAME", "ProjectConfig", "dump_config", "load_config"]
 
@@ -32,6 +34,8 @@ class ProjectConfig(BaseModel):
         facts: The fact-tag contract's configurable part.
         store: Tag store and coverage monitoring.
         access: Access policy defaults (the caller's default role).
+        training: Label semantics and estimator settings of the predictors.
+        serving: The tag service (port, watched alias, reload interval, limits).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -41,6 +45,8 @@ class ProjectConfig(BaseModel):
     facts: FactsConfig = Field(default_factory=FactsConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -115,6 +115,11 @@ class Project:
         return self.data_dir / "audit.log"
 
     @property
+    def api_keys_path(self) -> Path:
+        """API keys of the tag service (salted hashes only), readable by the owner only."""
+        return self.data_dir / "api_keys.json"
+
+    @property
     def mlflow_dir(self) -> Path:
         """Folder of the embedded MLflow store (SQLite file and artifacts)."""
         return self.data_dir / "mlflow"

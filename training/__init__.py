@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from training.config import TrainingConfig
 from training.errors import TrainingError
 
-__all__ = ["TrainingError"]
+__all__ = ["TrainingConfig", "TrainingError"]
