@@ -100,6 +100,11 @@ class Project:
         return self.root / "policy.yaml"
 
     @property
+    def audiences_path(self) -> Path:
+        """Saved audiences (name -> expression), data-like YAML."""
+        return self.root / "audiences.yaml"
+
+    @property
     def tag_store_path(self) -> Path:
         """The tag store database file."""
         return self.data_dir / "tags.duckdb"
@@ -108,6 +113,11 @@ class Project:
     def audit_log_path(self) -> Path:
         """The append-only, hash-chained audit log."""
         return self.data_dir / "audit.log"
+
+    @property
+    def api_keys_path(self) -> Path:
+        """API keys of the tag service (salted hashes only), readable by the owner only."""
+        return self.data_dir / "api_keys.json"
 
     @property
     def mlflow_dir(self) -> Path:
