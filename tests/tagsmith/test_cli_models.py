@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from tagsmith.cli import main
+from tagsmith.cli._common import console
 from tagsmith.project import Project
 
 
@@ -14,7 +15,8 @@ from tagsmith.project import Project
 def project(registry_template: tuple[Path, dict[str, str]], tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
+    # Wide tables keep cells on one line so assertions can find them.
+    monkeypatch.setattr(console, "_width", 200)
     project = Project.init(tmp_path / "proj")
     project.mlflow_dir.mkdir(parents=True)
     shutil.copy(registry_template[0] / "mlflow.db", project.mlflow_dir / "mlflow.db")
