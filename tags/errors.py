@@ -7,13 +7,19 @@ rule it is about. Rule errors quote the rule and point at the offending column.
 from __future__ import annotations
 
 __all__ = [
+    "AccessDenied",
+    "AudienceError",
+    "AuditError",
     "BacktestError",
+    "BackupError",
     "CatalogueError",
+    "PolicyError",
     "RuleError",
     "RuleEvalError",
     "RuleNameError",
     "RuleSyntaxError",
     "RuleTypeError",
+    "TagStoreError",
     "TagsError",
     "UnknownTagError",
 ]
@@ -99,3 +105,27 @@ class RuleTypeError(RuleError):
 
 class RuleEvalError(RuleError):
     """A compiled rule failed on the data it was given (e.g. a value outside the catalogue)."""
+
+
+class TagStoreError(TagsError):
+    """The tag store is missing, holds no matching snapshot, or got a malformed table."""
+
+
+class AccessDenied(TagsError):
+    """A role asked for tags, or an action, that the access policy does not grant it."""
+
+
+class PolicyError(TagsError):
+    """The access policy file is missing or invalid."""
+
+
+class AuditError(TagsError):
+    """The audit log cannot be written or read, or its hash chain is broken."""
+
+
+class BackupError(TagsError):
+    """A backup cannot be written, or a backup folder fails its manifest checks."""
+
+
+class AudienceError(TagsError):
+    """An audience expression or a saved audience is invalid or unknown."""

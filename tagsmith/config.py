@@ -14,8 +14,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.schema import FactsConfig
+from serving.config import ServingConfig
 from tags.config import TagsConfig
+from tags.policy import AccessConfig
+from tags.store import StoreConfig
 from tagsmith.errors import ConfigError
+from training.config import TrainingConfig
+from training.gates import PromotionConfig
 
 __all__ = ["CONFIG_FILENAME", "ProjectConfig", "dump_config", "load_config"]
 
@@ -30,6 +35,11 @@ class ProjectConfig(BaseModel):
         data_dir: Where stores live, relative to the project folder.
         facts: The fact-tag contract's configurable part.
         tags: Tag categories and their display-name prefixes.
+        store: Tag store and coverage monitoring.
+        access: Access policy defaults (the caller's default role).
+        training: Label semantics and estimator settings of the predictors.
+        promotion: Gates and limits of model promotion (``training.gates``).
+        serving: The tag service (port, watched alias, reload interval, limits).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -38,6 +48,11 @@ class ProjectConfig(BaseModel):
     data_dir: str = "data"
     facts: FactsConfig = Field(default_factory=FactsConfig)
     tags: TagsConfig = Field(default_factory=TagsConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
