@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.schema import FactsConfig
 from serving.config import ServingConfig
+from tags.policy import AccessConfig
+from tags.store import StoreConfig
 from tagsmith.errors import ConfigError
 from training.config import TrainingConfig
 
@@ -30,6 +32,8 @@ class ProjectConfig(BaseModel):
         name: Project name, shown in reports.
         data_dir: Where stores live, relative to the project folder.
         facts: The fact-tag contract's configurable part.
+        store: Tag store and coverage monitoring.
+        access: Access policy defaults (the caller's default role).
         training: Label semantics and estimator settings of the predictors.
         serving: The tag service (port, watched alias, reload interval, limits).
     """
@@ -39,6 +43,8 @@ class ProjectConfig(BaseModel):
     name: str = "tagsmith-project"
     data_dir: str = "data"
     facts: FactsConfig = Field(default_factory=FactsConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
 

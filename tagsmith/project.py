@@ -100,6 +100,11 @@ class Project:
         return self.root / "policy.yaml"
 
     @property
+    def audiences_path(self) -> Path:
+        """Saved audiences (name -> expression), data-like YAML."""
+        return self.root / "audiences.yaml"
+
+    @property
     def tag_store_path(self) -> Path:
         """The tag store database file."""
         return self.data_dir / "tags.duckdb"

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from features.errors import FeaturesError
 from serving.errors import ServingError
+from tags.errors import TagsError
 from tagsmith.errors import TagsmithError
 from tagsmith.project import Project
 from training.errors import TrainingError
@@ -28,6 +29,7 @@ err_console = Console(stderr=True, highlight=False)
 USER_ERRORS: tuple[type[Exception], ...] = (
     TagsmithError,
     FeaturesError,
+    TagsError,
     TrainingError,
     ServingError,
 )
