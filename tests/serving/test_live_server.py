@@ -113,9 +113,9 @@ def test_fuzzed_requests_never_get_a_5xx(server: dict[str, Any]) -> None:
         @settings(
             max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None
         )
-        def check(case: Any) -> None:
+        def check(case: Any, label: str = operation.label) -> None:
             response = case.call(base_url=server["url"], headers=headers, timeout=30)
-            seen[operation.label] = seen.get(operation.label, 0) + 1
+            seen[label] = seen.get(label, 0) + 1
             assert response.status_code < 500, (
                 case.method,
                 case.path,
