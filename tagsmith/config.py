@@ -19,6 +19,7 @@ from tags.policy import AccessConfig
 from tags.store import StoreConfig
 from tagsmith.errors import ConfigError
 from training.config import TrainingConfig
+from training.gates import PromotionConfig
 
 __all__ = ["CONFIG_FILENAME", "ProjectConfig", "dump_config", "load_config"]
 
@@ -35,6 +36,7 @@ class ProjectConfig(BaseModel):
         store: Tag store and coverage monitoring.
         access: Access policy defaults (the caller's default role).
         training: Label semantics and estimator settings of the predictors.
+        promotion: Gates and limits of model promotion (``training.gates``).
         serving: The tag service (port, watched alias, reload interval, limits).
     """
 
@@ -46,6 +48,7 @@ class ProjectConfig(BaseModel):
     store: StoreConfig = Field(default_factory=StoreConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
 
 

@@ -132,6 +132,16 @@ class Project:
         )
 
     @property
+    def model_history_path(self) -> Path:
+        """Append-only history of registry alias moves (MLflow keeps none)."""
+        return self.data_dir / "model_history.sqlite"
+
+    @property
+    def model_locks_dir(self) -> Path:
+        """Lock files serialising promotions and rollbacks, one per registered model."""
+        return self.data_dir / "locks"
+
+    @property
     def mlflow_artifacts_dir(self) -> Path:
         """Artifact folder of experiments the project creates."""
         return self.mlflow_dir / "artifacts"
