@@ -67,8 +67,7 @@ def render_gate_table(report: GateReport, title: str) -> Table:
             o.reference_name,
             _num(o.reference),
             _signed(o.delta),
-            _num(o.allowed)
-            if o.allowed >= 0 or math.isnan(o.allowed)
+            _num(o.allowed) if o.allowed >= 0 or math.isnan(o.allowed)
             else f"must win by >{-o.allowed:g}",
             ("[green]PASS[/]" if o.passed else "[red]FAIL[/]") + f" {o.note}",
         )
@@ -93,9 +92,8 @@ def list_models(project: Project) -> None:
         table.add_column(col, overflow="fold")
     for m in found:
         aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items())) or "-"
-        table.add_row(
-            m.name, str(m.n_versions), f"v{m.latest_version}", aliases, _when(m.updated_at)
-        )
+        table.add_row(m.name, str(m.n_versions), f"v{m.latest_version}", aliases,
+                      _when(m.updated_at))
     console.print(table)
 
 
@@ -112,13 +110,8 @@ def show(project: Project, name: str) -> None:
     for v in versions:
         window = ", ".join(f"{k}={val}" for k, val in v.training_window.items()) or "-"
         table.add_row(
-            f"v{v.version}",
-            ", ".join(v.aliases) or "-",
-            _when(v.created_at),
-            v.user or "-",
-            _headline_metrics(v),
-            window,
-            (v.run_id or "-")[:12],
+            f"v{v.version}", ", ".join(v.aliases) or "-", _when(v.created_at), v.user or "-",
+            _headline_metrics(v), window, (v.run_id or "-")[:12],
         )
     console.print(table)
     spans = registry.history.intervals(name)
@@ -139,15 +132,12 @@ def compare(project: Project, name: str, v1: str, v2: str) -> None:
     """Logged metrics and parameters of two versions of NAME side by side (V: number or alias)."""
     registry = open_registry(project)
     a, b = registry.version(name, v1), registry.version(name, v2)
-    table = Table(
-        title=f"{name}: v{a.version} vs v{b.version} (logged at training)", title_justify="left"
-    )
+    table = Table(title=f"{name}: v{a.version} vs v{b.version} (logged at training)",
+                  title_justify="left")
     for col in ("metric", f"v{a.version}", f"v{b.version}", "delta"):
         table.add_column(col, justify="right" if col != "metric" else "left")
-    keys = sorted(
-        set(a.metrics) | set(b.metrics),
-        key=lambda k: (_HEADLINE.index(k) if k in _HEADLINE else len(_HEADLINE), k),
-    )
+    keys = sorted(set(a.metrics) | set(b.metrics),
+                  key=lambda k: (_HEADLINE.index(k) if k in _HEADLINE else len(_HEADLINE), k))
     for k in keys:
         x, y = a.metrics.get(k, math.nan), b.metrics.get(k, math.nan)
         table.add_row(k, _num(x), _num(y), _signed(y - x))
@@ -184,15 +174,9 @@ def history(project: Project, name: str, alias: str | None) -> None:
     for col in ("alias", "version", "from", "to", "moved by", "action", "reason"):
         table.add_column(col, overflow="fold")
     for s in spans:
-        table.add_row(
-            s.alias,
-            f"v{s.version}",
-            _when(s.start),
-            "now" if s.end is None else _when(s.end),
-            s.actor,
-            s.action,
-            s.reason or "-",
-        )
+        table.add_row(s.alias, f"v{s.version}", _when(s.start),
+                      "now" if s.end is None else _when(s.end), s.actor, s.action,
+                      s.reason or "-")
     console.print(table)
 
 

@@ -12,9 +12,8 @@ from tagsmith.project import Project
 
 
 @pytest.fixture
-def project(
-    registry_template: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Project:
+def project(registry_template: tuple[Path, dict[str, str]], tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     # Wide tables keep cells on one line so assertions can find them.
     monkeypatch.setattr(console, "_width", 200)
@@ -25,9 +24,8 @@ def project(
 
 
 def run(project: Project, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(
-        main, ["--project", str(project.root), "models", *args], terminal_width=200
-    )
+    result = CliRunner().invoke(main, ["--project", str(project.root), "models", *args],
+                                terminal_width=200)
     return result.exit_code, result.output
 
 
