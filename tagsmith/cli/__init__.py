@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from tagsmith import __version__
+from tagsmith.cli import facts as facts_cmds
 from tagsmith.cli import project as project_cmds
 from tagsmith.cli._common import CliContext
 
@@ -31,3 +32,4 @@ def main(ctx: click.Context, project_dir: Path) -> None:
 
 
 main.add_command(project_cmds.init)
+main.add_command(facts_cmds.facts)
