@@ -19,6 +19,14 @@ from features.schema import (
     events_frame,
 )
 from features.store import FactStore
+from features.synthetic import (
+    SyntheticConfig,
+    SyntheticData,
+    generate,
+    oracle_churn_probability,
+    oracle_expected_value,
+    write_synthetic,
+)
 from features.validation import (
     QUARANTINE_COLUMNS,
     CustomersResult,
@@ -50,13 +58,19 @@ __all__ = [
     "SourceOptions",
     "SpecError",
     "StoreError",
+    "SyntheticConfig",
+    "SyntheticData",
     "check_customers",
     "check_events",
     "customers_frame",
     "events_frame",
+    "generate",
     "import_facts",
+    "oracle_churn_probability",
+    "oracle_expected_value",
     "parse_mapping",
     "read_table",
     "validate_customers",
     "validate_events",
+    "write_synthetic",
 ]
