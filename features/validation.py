@@ -51,7 +51,8 @@ QUARANTINE_COLUMNS: tuple[str, ...] = (
     "message",
     "original_line",
 )
-_OPTIONAL_EVENT_COLUMNS = ("amount", "category", "product_id", "order_id", "quantity")
+# What CSV writers put in empty numeric cells (pandas, Arrow, R, SQL dumps): missing.
+NULL_NUMBER_TOKENS: frozenset[str] = frozenset({"nan", "na", "n/a", "null", "none", "\\n"})
 
 
 @dataclass
@@ -334,6 +335,7 @@ def _numbers(
     negative_reason: ReasonCode,
 ) -> pd.Series:
     """Parse a non-negative number column; mark non-numeric and negative values."""
+    values = _null_tokens_to_na(values)
     numbers = pd.to_numeric(values, errors="coerce").astype("float64")
     present = values.notna().to_numpy()
     finite = np.isfinite(numbers.to_numpy())
@@ -348,6 +350,10 @@ def _numbers(
         lambda hit: f"field '{field_name}': expected a number >= 0, got " + _quoted(values, hit),
     )
     return numbers
+
+
+def _null_tokens_to_na(values: pd.Series) -> pd.Series:
+    return values.mask(values.str.lower().isin(list(NULL_NUMBER_TOKENS)))
 
 
 def _timestamps(
@@ -636,6 +642,8 @@ def _attribute(
     rejects: _Rejects, spec: AttributeSpec, values: pd.Series, date_format: str | None
 ) -> pd.Series:
     """Convert one attribute column to its dtype; mark missing and disallowed values."""
+    if spec.type in ("int", "float"):
+        values = _null_tokens_to_na(values)
     present = values.notna().to_numpy()
     if spec.required:
         rejects.mark(

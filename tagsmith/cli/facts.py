@@ -150,25 +150,21 @@ def import_(
 
 def _print_report(report: ImportReport) -> None:
     table = Table(title=f"Import {report.import_id}", title_justify="left")
-    for name, justify in (
-        ("file", "left"),
-        ("kind", "left"),
-        ("read as", "left"),
-        ("rows read", "right"),
-        ("accepted", "right"),
-        ("quarantined", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("file", no_wrap=True)
+    table.add_column("kind")
+    for name in ("rows read", "accepted", "quarantined"):
+        table.add_column(name, justify="right")
     for counts in report.files:
         table.add_row(
             Path(counts.source).name,
             counts.kind,
-            counts.dialect,
             f"{counts.rows_read:,}",
             f"{counts.accepted:,}",
             f"{counts.total_quarantined:,}",
         )
     console.print(table)
+    for counts in report.files:
+        console.print(f"Read {counts.source} as {counts.dialect}", soft_wrap=True)
     reasons = report.quarantined_by_reason
     if reasons:
         by_reason = Table(title="Quarantined rows by reason", title_justify="left")
@@ -245,7 +241,9 @@ def summary(project: Project, n_imports: int) -> None:
     imports = Table(title="Import log (latest first)", title_justify="left")
     for name in ("time", "kind", "source", "read", "accepted", "quarantined"):
         imports.add_column(
-            name, justify="right" if name in ("read", "accepted", "quarantined") else "left"
+            name,
+            justify="right" if name in ("read", "accepted", "quarantined") else "left",
+            no_wrap=name in ("time", "source"),
         )
     for row in log.iloc[::-1].itertuples():
         imports.add_row(

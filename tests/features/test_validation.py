@@ -193,3 +193,16 @@ def test_future_tolerance_is_configurable(tmp_path: Path) -> None:
     run_import(tmp_path / "strict", customers=DATA / "customers.csv")
     with pytest.raises(FactFileError, match="future_event"):
         run_import(tmp_path / "strict", events=events, config=FactsConfig(future_tolerance_hours=0))
+
+
+def test_null_tokens_in_number_fields_mean_missing(tmp_path: Path) -> None:
+    events = write(
+        tmp_path / "e.csv",
+        EVENTS_HEADER + "c1,2021-01-02,browse,nan,,,,NaN\nc1,2021-01-03,login,NULL,,,,\\N\n"
+        "c1,2021-01-04,purchase,nan,,,,\n",
+    )
+    report = run_import(tmp_path, customers=DATA / "customers.csv", events=events)
+    assert report.files[1].quarantined == {"missing_amount": 1}
+    stored = pd.read_parquet(tmp_path / "facts" / "events.parquet")
+    assert stored["amount"].isna().all()
+    assert stored["quantity"].isna().all()
