@@ -15,13 +15,13 @@ from features.schema import default_attributes
 from features.synthetic import (
     SyntheticConfig,
     SyntheticData,
+    _duplicate_rows,
     generate,
     oracle_churn_probability,
     oracle_expected_value,
     seasonality,
     write_synthetic,
 )
-from features.synthetic import _duplicate_rows
 from tagsmith.cli import main
 
 START, END = "2023-01-01", "2024-12-31"
