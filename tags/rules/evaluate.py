@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from tags.errors import RuleEvalError, RuleNameError, RuleTypeError
 from tags.rules import ast
@@ -53,6 +55,32 @@ def to_ns(values: pd.Series | pd.Timestamp | str | np.datetime64) -> Any:
     return int(stamp.as_unit("ns").value)
 
 
+def _raw_times(series: pd.Series) -> tuple[np.ndarray, int]:
+    """Timestamps as stored (int64 in the column's unit) and the factor to nanoseconds.
+
+    Zero-copy for canonical ``datetime64[us, UTC]`` columns; NaT is the smallest int64.
+    """
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
+        series.dtype
+    ):
+        unit = series.dt.unit
+        factor = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
+        return np.asarray(series.array.asi8), factor
+    return to_ns(series), 1
+
+
+def _positions(ids: pd.Series, customer_ids: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
+    """Row of each id in ``customer_ids`` (-1 if absent).
+
+    Hashes in Arrow (zero-copy for Arrow-backed string columns), several times faster
+    than ``Index.get_indexer`` over Python string objects.
+    """
+    needles = pa.array(ids.array).cast(pa.large_string())
+    haystack = pa.array(pd.Series(customer_ids).array).cast(pa.large_string())
+    found = pc.fill_null(pc.index_in(needles, value_set=haystack), -1)
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 class EventIndex:
     """Events before ``as_of``, positioned on a frame's rows and split by event type.
 
@@ -79,23 +107,26 @@ class EventIndex:
         self._categories: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
         if needs is not None and not needs:
             return
-        ts = to_ns(events["occurred_at"])
-        keep = ts < as_of_ns
-        types = events["event_type"]
+        # Cheap filters first (time on raw integers, then type), so the costly part,
+        # hashing customer ids onto frame rows, only sees events some rule reads.
+        raw, factor = _raw_times(events["occurred_at"])
+        keep = raw < -(-as_of_ns // factor)
         if needs is not None:
-            keep &= types.isin(list(needs)).to_numpy(dtype=bool, na_value=False)
             earliest = min(needs.values())
             if earliest > _NAT:
-                keep &= ts >= earliest
+                keep &= raw >= earliest // factor
         rows = np.flatnonzero(keep)
-        index = pd.Index(customer_ids)
-        pos = index.get_indexer(events["customer_id"].take(rows))
+        types = events["event_type"].take(rows)
+        if needs is not None:
+            wanted = types.isin(list(needs)).to_numpy(dtype=bool, na_value=False)
+            rows, types = rows[wanted], types[wanted]
+        pos = _positions(events["customer_id"].take(rows), customer_ids)
         on_frame = pos >= 0
         rows, pos = rows[on_frame], pos[on_frame]
-        type_codes, type_names = pd.factorize(types.take(rows))
+        type_codes, type_names = pd.factorize(types[on_frame])
         amount = events["amount"].to_numpy(dtype="float64", na_value=np.nan)[rows]
         self._category_source = events["category"].take(rows).reset_index(drop=True)
-        ts = ts[rows]
+        ts = raw[rows] * factor
         for code, name in enumerate(type_names):
             sel = np.flatnonzero(type_codes == code)
             self._by_type[str(name)] = {
