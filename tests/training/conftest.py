@@ -16,6 +16,24 @@ import pandas as pd
 import pytest
 
 from features.schema import customers_frame, events_frame
+from tests.training.registry_fixtures import (
+    churn_window,
+    registry,
+    registry_template,
+    store,
+    value_window,
+)
+
+__all__ = [
+    "churn_window",
+    "facts",
+    "registry",
+    "registry_template",
+    "simulate_facts",
+    "store",
+    "tiny_build_features",
+    "value_window",
+]
 
 
 def simulate_facts(
