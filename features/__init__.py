@@ -16,6 +16,14 @@ from features.schema import (
     customers_frame,
     events_frame,
 )
+from features.synthetic import (
+    SyntheticConfig,
+    SyntheticData,
+    generate,
+    oracle_churn_probability,
+    oracle_expected_value,
+    write_synthetic,
+)
 
 __all__ = [
     "AMOUNT_REQUIRED_EVENT_TYPES",
@@ -30,8 +38,14 @@ __all__ = [
     "SchemaError",
     "SpecError",
     "StoreError",
+    "SyntheticConfig",
+    "SyntheticData",
     "check_customers",
     "check_events",
     "customers_frame",
     "events_frame",
+    "generate",
+    "oracle_churn_probability",
+    "oracle_expected_value",
+    "write_synthetic",
 ]

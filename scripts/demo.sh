@@ -9,3 +9,6 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 step "tagsmith init: a project in $DEMO"
 tagsmith --project "$DEMO" init
+
+step "tagsmith generate: $CUSTOMERS synthetic customers over 2023-2024 into $DEMO/raw"
+tagsmith --project "$DEMO" generate --customers "$CUSTOMERS" --seed 7 --out "$DEMO/raw"

@@ -8,6 +8,7 @@ import click
 
 from tagsmith import __version__
 from tagsmith.cli import audit as audit_cmds
+from tagsmith.cli import generate as generate_cmds
 from tagsmith.cli import models as models_cmds
 from tagsmith.cli import project as project_cmds
 from tagsmith.cli import serve as serve_cmds
@@ -39,3 +40,4 @@ main.add_command(models_cmds.models)
 main.add_command(audit_cmds.audit)
 main.add_command(store_cmds.store)
 main.add_command(serve_cmds.serve)
+main.add_command(generate_cmds.generate)
