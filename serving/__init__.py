@@ -1,7 +1,40 @@
-"""Serving tags: the BentoML tag service and batch tagging runs."""
+"""Serving tags: the BentoML tag service and batch tagging runs.
+
+The service itself (``serving.service``) is imported by ``bentoml serve``, not here, so
+that importing the package stays cheap for the CLI.
+"""
 
 from __future__ import annotations
 
-from serving.errors import ServingError
+from serving.config import MAX_CUSTOMERS_PER_REQUEST, ServingConfig
+from serving.errors import (
+    BadRequest,
+    Forbidden,
+    HttpError,
+    ModelLoadError,
+    PayloadTooLarge,
+    ServingError,
+    ServingNotFound,
+    Unauthorized,
+)
+from serving.keys import ApiKey, ApiKeyStore
+from serving.runtime import Caller, ServingRuntime, ServingState, Snapshot
 
-__all__ = ["ServingError"]
+__all__ = [
+    "MAX_CUSTOMERS_PER_REQUEST",
+    "ApiKey",
+    "ApiKeyStore",
+    "BadRequest",
+    "Caller",
+    "Forbidden",
+    "HttpError",
+    "ModelLoadError",
+    "PayloadTooLarge",
+    "ServingConfig",
+    "ServingError",
+    "ServingNotFound",
+    "ServingRuntime",
+    "ServingState",
+    "Snapshot",
+    "Unauthorized",
+]

@@ -14,7 +14,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.schema import FactsConfig
+from serving.config import ServingConfig
+from tags.policy import AccessConfig
+from tags.store import StoreConfig
 from tagsmith.errors import ConfigError
+from training.config import TrainingConfig
+from training.gates import PromotionConfig
 
 __all__ = ["CONFIG_FILENAME", "ProjectConfig", "dump_config", "load_config"]
 
@@ -28,6 +33,11 @@ class ProjectConfig(BaseModel):
         name: Project name, shown in reports.
         data_dir: Where stores live, relative to the project folder.
         facts: The fact-tag contract's configurable part.
+        store: Tag store and coverage monitoring.
+        access: Access policy defaults (the caller's default role).
+        training: Label semantics and estimator settings of the predictors.
+        promotion: Gates and limits of model promotion (``training.gates``).
+        serving: The tag service (port, watched alias, reload interval, limits).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +45,11 @@ class ProjectConfig(BaseModel):
     name: str = "tagsmith-project"
     data_dir: str = "data"
     facts: FactsConfig = Field(default_factory=FactsConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -100,6 +100,11 @@ class Project:
         return self.root / "policy.yaml"
 
     @property
+    def audiences_path(self) -> Path:
+        """Saved audiences (name -> expression), data-like YAML."""
+        return self.root / "audiences.yaml"
+
+    @property
     def tag_store_path(self) -> Path:
         """The tag store database file."""
         return self.data_dir / "tags.duckdb"
@@ -108,6 +113,11 @@ class Project:
     def audit_log_path(self) -> Path:
         """The append-only, hash-chained audit log."""
         return self.data_dir / "audit.log"
+
+    @property
+    def api_keys_path(self) -> Path:
+        """API keys of the tag service (salted hashes only), readable by the owner only."""
+        return self.data_dir / "api_keys.json"
 
     @property
     def mlflow_dir(self) -> Path:
@@ -120,6 +130,16 @@ class Project:
         return os.environ.get("MLFLOW_TRACKING_URI") or (
             f"sqlite:///{(self.mlflow_dir / 'mlflow.db').as_posix()}"
         )
+
+    @property
+    def model_history_path(self) -> Path:
+        """Append-only history of registry alias moves (MLflow keeps none)."""
+        return self.data_dir / "model_history.sqlite"
+
+    @property
+    def model_locks_dir(self) -> Path:
+        """Lock files serialising promotions and rollbacks, one per registered model."""
+        return self.data_dir / "locks"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:

@@ -13,8 +13,11 @@ import click
 from rich.console import Console
 
 from features.errors import FeaturesError
+from serving.errors import ServingError
+from tags.errors import TagsError
 from tagsmith.errors import TagsmithError
 from tagsmith.project import Project
+from training.errors import TrainingError
 
 __all__ = ["USER_ERRORS", "CliContext", "console", "err_console", "pass_project", "user_errors"]
 
@@ -23,7 +26,13 @@ err_console = Console(stderr=True, highlight=False)
 
 # Errors a user can fix (bad input, bad config): shown as one clear message, exit code 2.
 # Each package's base error is added here as the package joins the CLI.
-USER_ERRORS: tuple[type[Exception], ...] = (TagsmithError, FeaturesError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    TagsmithError,
+    FeaturesError,
+    TagsError,
+    TrainingError,
+    ServingError,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,0 +1,333 @@
+"""The model contract: how a feature frame becomes a model's input and score.
+
+Training, batch tagging and the HTTP service all score through this module, so the
+same customer gets the same number everywhere. A trained model carries its
+:class:`ModelContract` in the ``metadata`` of its MLflow model (``MLmodel`` file):
+the ordered feature names, the levels of each categorical column (encoded as integer
+codes; an unseen or missing level becomes NaN, which LightGBM treats as missing), the
+probability calibration learnt on the time-based validation slice, and the label
+semantics (target, horizon) and lineage (feature spec hash, facts fingerprint,
+cutoffs) it was trained with.
+
+Typical use::
+
+    model = load_model("models:/churn-predictor@champion")
+    scores = model.score(features_df)          # calibrated, one per row
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from features.errors import SchemaError
+
+__all__ = [
+    "CONTRACT_METADATA_KEY",
+    "CONTRACT_VERSION",
+    "REGISTERED_MODEL_NAMES",
+    "IsotonicCalibration",
+    "ModelContract",
+    "PlattCalibration",
+    "ScoringModel",
+    "calibrate",
+    "categorical_levels_of",
+    "contract_from_metadata",
+    "contract_metadata",
+    "load_model",
+    "model_matrix",
+    "predict_raw",
+    "score_frame",
+]
+
+CONTRACT_METADATA_KEY = "tagsmith_contract"
+# Registered model names: with this contract, the only link between training and serving.
+REGISTERED_MODEL_NAMES: dict[str, str] = {"churn": "churn-predictor", "value": "value-predictor"}
+CONTRACT_VERSION = 1
+
+
+class IsotonicCalibration(BaseModel):
+    """Monotone piecewise-linear map from raw score to probability.
+
+    Between knots the map is linear, outside it is flat (as sklearn's
+    ``IsotonicRegression(out_of_bounds="clip")`` predicts).
+
+    Attributes:
+        kind: Always ``"isotonic"``.
+        x: Raw-score knots, non-decreasing.
+        y: Calibrated value at each knot, non-decreasing, in [0, 1].
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["isotonic"] = "isotonic"
+    x: list[float]
+    y: list[float]
+
+    @model_validator(mode="after")
+    def _knots_are_monotone(self) -> IsotonicCalibration:
+        if len(self.x) != len(self.y) or len(self.x) < 1:
+            raise ValueError(
+                f"isotonic knots need equally many x and y (>= 1), got {len(self.x)} x "
+                f"and {len(self.y)} y"
+            )
+        if not (_finite(self.x) and _finite(self.y)):
+            raise ValueError("isotonic knots must be finite numbers")
+        if np.any(np.diff(self.x) < 0) or np.any(np.diff(self.y) < 0):
+            raise ValueError("isotonic knots must be non-decreasing in x and in y")
+        return self
+
+
+class PlattCalibration(BaseModel):
+    """Logistic map on the raw score's log-odds: ``p = 1 / (1 + exp(a * logit(raw) + b))``.
+
+    Attributes:
+        kind: Always ``"platt"``.
+        a: Slope (negative for an increasing map).
+        b: Intercept.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["platt"] = "platt"
+    a: float
+    b: float
+
+
+Calibration = Annotated[IsotonicCalibration | PlattCalibration, Field(discriminator="kind")]
+
+
+class ModelContract(BaseModel):
+    """Everything needed to turn a feature frame into this model's scores, and its lineage.
+
+    Attributes:
+        contract_version: Format version of this contract.
+        target: ``churn`` (score = P(no purchase in the horizon)) or ``value``
+            (score = expected net purchase amount in the horizon).
+        horizon_days: Length of the label horizon H in days.
+        feature_names: Model input columns, in matrix order.
+        categorical_levels: For each categorical input, its levels; the code of a
+            value is its index here.
+        calibration: Map from raw model output to the score, or ``None``.
+        spec_hash: Hash of the feature spec the features were built with.
+        facts_fingerprint: Fingerprint of the fact store trained on ("" if unknown).
+        train_cutoffs: Cutoffs whose labelled rows trained the model.
+        validation_cutoffs: Later cutoffs used for selection and calibration.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    contract_version: int = CONTRACT_VERSION
+    target: Literal["churn", "value"]
+    horizon_days: int = Field(ge=1)
+    feature_names: list[str] = Field(min_length=1)
+    categorical_levels: dict[str, list[str]] = Field(default_factory=dict)
+    calibration: Calibration | None = None
+    spec_hash: str = ""
+    facts_fingerprint: str = ""
+    train_cutoffs: list[date] = Field(default_factory=list)
+    validation_cutoffs: list[date] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelContract:
+        if len(set(self.feature_names)) != len(self.feature_names):
+            raise ValueError(f"feature names must be unique, got {self.feature_names}")
+        unknown = sorted(set(self.categorical_levels) - set(self.feature_names))
+        if unknown:
+            raise ValueError(f"categorical columns {unknown} are not among the feature names")
+        if self.contract_version != CONTRACT_VERSION:
+            raise ValueError(
+                f"contract_version must be {CONTRACT_VERSION}, got {self.contract_version}"
+            )
+        return self
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        """Matrix column indices of the categorical inputs (for LightGBM)."""
+        return [i for i, n in enumerate(self.feature_names) if n in self.categorical_levels]
+
+
+def categorical_levels_of(features: pd.DataFrame, names: list[str]) -> dict[str, list[str]]:
+    """Levels of each string/categorical column among ``names``, sorted, nulls excluded.
+
+    What training stores in the contract; numeric and boolean columns are not listed.
+    """
+    levels: dict[str, list[str]] = {}
+    for name in names:
+        col = features[name]
+        if isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(col):
+            if pd.api.types.is_bool_dtype(col):
+                continue
+            values = col.dropna().astype(str).unique().tolist()
+            levels[name] = sorted(values)
+    return levels
+
+
+def model_matrix(features: pd.DataFrame, contract: ModelContract) -> np.ndarray:
+    """The float64 input matrix of ``features`` for a model with ``contract``.
+
+    Columns follow ``contract.feature_names``. Numbers and booleans become floats
+    (missing -> NaN); categoricals become the index of their level in
+    ``contract.categorical_levels`` (unknown or missing -> NaN).
+
+    Raises:
+        SchemaError: A feature the contract needs is absent from ``features``.
+    """
+    missing = [n for n in contract.feature_names if n not in features.columns]
+    if missing:
+        raise SchemaError(
+            f"Expected the feature frame to hold every model input {missing[:10]} "
+            f"(model target {contract.target!r}, spec {contract.spec_hash or 'unknown'}). "
+            "Got a frame without them: rebuild features with the spec the model was "
+            "trained on."
+        )
+    out = np.empty((len(features), len(contract.feature_names)), dtype=np.float64)
+    for j, name in enumerate(contract.feature_names):
+        col = features[name]
+        levels = contract.categorical_levels.get(name)
+        if levels is not None:
+            values = pd.Index(col.astype("string"))
+            codes = pd.Index(levels, dtype="string").get_indexer(values)
+            out[:, j] = np.where(codes < 0, np.nan, codes)
+        else:
+            out[:, j] = _as_float(col, name)
+    return out
+
+
+def _as_float(col: pd.Series, name: str) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(col):
+        return col.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_timedelta64_dtype(col):
+        return (col.dt.total_seconds() / 86400.0).to_numpy(dtype=np.float64, na_value=np.nan)
+    if not (pd.api.types.is_numeric_dtype(col) or col.dtype == object):
+        raise SchemaError(
+            f"Expected model input {name!r} to be numeric or boolean (or declared "
+            f"categorical in the contract). Got dtype {col.dtype} instead."
+        )
+    try:
+        return pd.to_numeric(col).to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(
+            f"Expected model input {name!r} to hold numbers. Got {col.dtype} values "
+            "that are not numbers."
+        ) from exc
+
+
+def calibrate(raw: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """Map raw model outputs to scores with the contract's calibration (identity if none)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    cal = contract.calibration
+    if cal is None:
+        return raw
+    if isinstance(cal, IsotonicCalibration):
+        return np.interp(raw, np.asarray(cal.x), np.asarray(cal.y))
+    eps = 1e-12
+    p = np.clip(raw, eps, 1 - eps)
+    logit = np.log(p) - np.log1p(-p)
+    return 1.0 / (1.0 + np.exp(cal.a * logit + cal.b))
+
+
+def predict_raw(model: Any, x: np.ndarray) -> np.ndarray:
+    """Raw output of a LightGBM ``Booster`` or sklearn-API model on ``x``, one thread.
+
+    A binary booster yields the positive-class probability; a regression booster its
+    prediction on the response scale (e.g. expected spend for Tweedie).
+    """
+    booster = getattr(model, "booster_", model)
+    if not hasattr(booster, "predict"):
+        raise TypeError(f"Expected a LightGBM Booster or LGBMModel. Got {type(model).__name__}.")
+    if len(x) == 0:
+        return np.empty(0, dtype=np.float64)
+    return np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
+
+
+def score_frame(model: Any, features: pd.DataFrame, contract: ModelContract) -> np.ndarray:
+    """Scores of every row of ``features``: matrix -> raw prediction -> calibration.
+
+    The one scoring path shared by training, batch tagging and the HTTP service.
+    """
+    return calibrate(predict_raw(model, model_matrix(features, contract)), contract)
+
+
+def contract_metadata(contract: ModelContract) -> dict[str, Any]:
+    """The ``metadata`` dict to pass to ``mlflow.lightgbm.log_model``."""
+    return {CONTRACT_METADATA_KEY: contract.model_dump(mode="json")}
+
+
+def contract_from_metadata(
+    metadata: dict[str, Any] | None, *, source: str = "model"
+) -> ModelContract:
+    """Read the contract back from an MLflow model's ``metadata``.
+
+    Raises:
+        SchemaError: The metadata holds no contract or an invalid one.
+    """
+    if not metadata or CONTRACT_METADATA_KEY not in metadata:
+        raise SchemaError(
+            f"Expected {source} to carry a Tagsmith model contract under metadata key "
+            f"{CONTRACT_METADATA_KEY!r}. Got metadata keys {sorted(metadata or {})} instead: "
+            "was it trained with 'tagsmith train'?"
+        )
+    try:
+        return ModelContract.model_validate(metadata[CONTRACT_METADATA_KEY])
+    except ValidationError as exc:
+        raise SchemaError(f"The model contract of {source} is invalid: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """A loaded model with its contract: the unit that scores feature frames.
+
+    Attributes:
+        booster: The LightGBM booster.
+        contract: Its model contract.
+        uri: Where it was loaded from.
+    """
+
+    booster: Any
+    contract: ModelContract
+    uri: str
+
+    def score(self, features: pd.DataFrame) -> np.ndarray:
+        """Calibrated scores of every row of ``features`` (see :func:`score_frame`)."""
+        return score_frame(self.booster, features, self.contract)
+
+
+def load_model(model_uri: str, *, dst_path: Path | None = None) -> ScoringModel:
+    """Load a Tagsmith model (e.g. ``models:/churn-predictor@champion``) and its contract.
+
+    The model is downloaded once (into ``dst_path`` or a temporary folder that is
+    removed afterwards); the booster is set to predict on one thread.
+
+    Raises:
+        SchemaError: The model carries no valid contract.
+    """
+    import mlflow.artifacts
+    import mlflow.lightgbm
+    from mlflow.models import Model
+
+    def _load(folder: str) -> ScoringModel:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+        meta = Model.load(local).metadata
+        contract = contract_from_metadata(meta, source=model_uri)
+        loaded = mlflow.lightgbm.load_model(local)
+        booster = getattr(loaded, "booster_", loaded)
+        return ScoringModel(booster=booster, contract=contract, uri=model_uri)
+
+    if dst_path is not None:
+        dst_path.mkdir(parents=True, exist_ok=True)
+        return _load(str(dst_path))
+    with tempfile.TemporaryDirectory(prefix="tagsmith-model-") as tmp:
+        return _load(tmp)
+
+
+def _finite(values: list[float]) -> bool:
+    return all(math.isfinite(v) for v in values)

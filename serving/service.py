@@ -1,0 +1,331 @@
+"""The BentoML tag service: ``bentoml serve serving.service:TagService``.
+
+Endpoints:
+    POST /tags          rule + predicted tags of 1..1000 customers from memory
+    POST /score         one customer's posted facts -> features -> rule + predicted tags
+    GET  /catalog       the catalogue entries the caller's role may see
+    GET  /models        serving model versions, load times, last reload result
+    POST /admin/reload  check aliases and the tag store now (admin role)
+and BentoML's /livez, /readyz, /metrics and OpenAPI (/docs.json).
+
+The service never imports the ``tagsmith`` wiring package: the runtime (stores, registry,
+catalogue, policy, audit log, keys) comes from the factory named by the environment
+variable ``TAGSMITH_RUNTIME_FACTORY`` (``module:function``; ``tagsmith serve`` points it at
+the project wiring, which reads the project folder from ``TAGSMITH_PROJECT``).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import logging
+import os
+from datetime import datetime
+from typing import Annotated, Any, cast
+
+import bentoml
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.config import MAX_CUSTOMERS_PER_REQUEST
+from serving.errors import Forbidden, HttpError, ServingError, Unauthorized
+from serving.runtime import Caller, ServingRuntime
+
+__all__ = ["RUNTIME_FACTORY_ENV", "BodyLimitMiddleware", "TagService", "make_runtime"]
+
+log = logging.getLogger(__name__)
+
+RUNTIME_FACTORY_ENV = "TAGSMITH_RUNTIME_FACTORY"
+DEFAULT_RUNTIME_FACTORY = "tagsmith.serving_app:build_runtime"
+MAX_EVENTS_PER_SCORE = 20_000
+
+_REQUEST_TIMEOUT_S = int(os.environ.get("TAGSMITH_REQUEST_TIMEOUT_S", "5"))
+_MAX_BODY_BYTES = int(os.environ.get("TAGSMITH_MAX_BODY_BYTES", "2000000"))
+_WORKERS = int(os.environ.get("TAGSMITH_WORKERS", "1"))
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+CustomerIds = Annotated[list[Identifier], Field(min_length=1, max_length=MAX_CUSTOMERS_PER_REQUEST)]
+NameList = Annotated[list[Identifier], Field(max_length=200)]
+AttributeValue = Annotated[str, StringConstraints(max_length=500)] | int | float | bool | None
+
+
+def make_runtime() -> ServingRuntime:
+    """Build the runtime with the factory named in ``TAGSMITH_RUNTIME_FACTORY``.
+
+    Raises:
+        ServingError: The factory cannot be imported or does not return a runtime.
+    """
+    spec = os.environ.get(RUNTIME_FACTORY_ENV, DEFAULT_RUNTIME_FACTORY)
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ServingError(
+            f"Expected {RUNTIME_FACTORY_ENV} to name a runtime factory as 'module:function'. "
+            f"Got {spec!r}, which cannot be imported: {exc}"
+        ) from exc
+    runtime = factory()
+    if not isinstance(runtime, ServingRuntime):
+        raise ServingError(
+            f"Expected the runtime factory {spec!r} to return a ServingRuntime. "
+            f"Got {type(runtime).__name__} instead."
+        )
+    return runtime
+
+
+class BodyLimitMiddleware:
+    """Answer 413 to request bodies over ``max_bytes`` before anything parses them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await self._reject(send)
+                    return
+        # Buffer the body (bounded) before the app sees it: a chunked body that grows
+        # past the limit is refused with 413 instead of failing inside the app.
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([], message, receive), send)
+                return
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > self.max_bytes:
+                await self._reject(send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(chunks, None, receive), send)
+
+    async def _reject(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "error": f"Expected a request body of at most {self.max_bytes} bytes. "
+                "Got a larger one.",
+                "status": 413,
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _replay(chunks: list[bytes], pending: Message | None, receive: Receive) -> Receive:
+    """A ``receive`` that yields the buffered body once, then defers to the real one."""
+    first: list[Message] = (
+        [pending]
+        if pending is not None
+        else [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+    )
+
+    async def replay() -> Message:
+        if first:
+            return first.pop()
+        return await receive()
+
+    return replay
+
+
+def _utc(value: datetime) -> pd.Timestamp:
+    """A UTC timestamp (naive times are taken as UTC, as in the fact contract)."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+class CustomerFacts(BaseModel):
+    """One customer's attribute facts, as in the fact contract."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: Identifier
+    signup_at: datetime
+    attributes: dict[Identifier, AttributeValue] = Field(default_factory=dict, max_length=100)
+
+
+class EventFacts(BaseModel):
+    """One behaviour event of the customer (``customer_id`` is the scored customer's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    occurred_at: datetime
+    event_type: Identifier
+    amount: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    category: Identifier | None = None
+    product_id: Identifier | None = None
+    order_id: Identifier | None = None
+    quantity: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+
+# GET endpoints (BentoML APIs are POST-only): a FastAPI app whose class views receive
+# the service instance.
+_gets = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@bentoml.asgi_app(_gets, path="/")
+@bentoml.service(
+    name="tagsmith",
+    traffic={"timeout": _REQUEST_TIMEOUT_S},
+    workers=_WORKERS,
+)
+class TagService:
+    """Customer tags for other services: rule and predicted tags, filtered by role."""
+
+    def __init__(self) -> None:
+        self.runtime = make_runtime()
+        result = self.runtime.start()
+        log.info("Tag service ready: %s", result.to_json())
+        # Everything loaded so far lives as long as the process: keep it out of the
+        # collector's generations so GC pauses stay short under load.
+        gc.collect()
+        gc.freeze()
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        """Stop the watcher and write the queued audit entries."""
+        self.runtime.stop()
+        close = getattr(self.runtime.audit, "close", None)
+        if callable(close):
+            close()
+
+    # ----------------------------------------------------------------- helpers
+    def _caller(self, headers: Any, action: str) -> Caller:
+        try:
+            return self.runtime.authenticate(headers)
+        except Unauthorized as exc:
+            self.runtime.audit_denied(None, action, exc.message)
+            raise
+
+    def _refused(
+        self, ctx: bentoml.Context, caller: Caller | None, action: str, exc: HttpError
+    ) -> dict[str, Any]:
+        if isinstance(exc, Forbidden):
+            self.runtime.audit_denied(caller, action, exc.message)
+        ctx.response.status_code = exc.status
+        return {"error": exc.message, "status": exc.status}
+
+    # ----------------------------------------------------------------- POST APIs
+    @bentoml.api(route="/tags")
+    async def tags(
+        self,
+        customer_ids: CustomerIds,
+        ctx: bentoml.Context,
+        categories: NameList | None = None,
+        tags: NameList | None = None,
+    ) -> dict[str, Any]:
+        """Rule and predicted tags of 1 to 1000 customers (unknown ids reported per id).
+
+        Optional ``categories`` and ``tags`` narrow the answer; naming a tag the caller's
+        role may not see is refused with 403.
+        """
+        caller = None
+        try:
+            caller = self._caller(ctx.request.headers, "serve.tags")
+            return self.runtime.tags(caller, customer_ids, categories=categories, tag_ids=tags)
+        except HttpError as exc:
+            return self._refused(ctx, caller, "serve.tags", exc)
+
+    @bentoml.api(route="/score")
+    def score(
+        self,
+        customer: CustomerFacts,
+        ctx: bentoml.Context,
+        events: Annotated[list[EventFacts], Field(max_length=MAX_EVENTS_PER_SCORE)] = [],  # noqa: B006 - pydantic copies defaults
+        as_of: datetime | None = None,
+        categories: NameList | None = None,
+        tags: NameList | None = None,
+    ) -> dict[str, Any]:
+        """Features, rule tags and predicted tags of one customer from posted facts.
+
+        For customers not yet in the tag store: the same feature and rule code as the
+        batch run, and the serving champion models. ``as_of`` defaults to now.
+        """
+        caller = None
+        try:
+            caller = self._caller(ctx.request.headers, "serve.score")
+            record = {
+                **customer.attributes,
+                "customer_id": customer.customer_id,
+                "signup_at": _utc(customer.signup_at),
+            }
+            event_records = [
+                e.model_dump()
+                | {"customer_id": customer.customer_id, "occurred_at": _utc(e.occurred_at)}
+                for e in events
+            ]
+            stamp = _utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
+            return self.runtime.score(
+                caller,
+                record,
+                event_records,
+                as_of=stamp,
+                categories=categories,
+                tag_ids=tags,
+            )
+        except HttpError as exc:
+            return self._refused(ctx, caller, "serve.score", exc)
+
+    @bentoml.api(route="/admin/reload")
+    def admin_reload(self, ctx: bentoml.Context) -> dict[str, Any]:
+        """Check the registry aliases and the tag store now; swap in what changed.
+
+        Admin role only. The new model is loaded and smoke-tested while the old one
+        keeps serving; the answer says what was swapped or why not.
+        """
+        caller = None
+        try:
+            caller = self._caller(ctx.request.headers, "serve.reload")
+            return self.runtime.admin_reload(caller)
+        except HttpError as exc:
+            return self._refused(ctx, caller, "serve.reload", exc)
+
+    # ----------------------------------------------------------------- GET views
+    @_gets.get("/catalog")
+    def catalog(self, request: Request) -> JSONResponse:
+        """The catalogue entries (tag definitions) the caller's role may see."""
+        return self._get(request, "serve.catalog", self.runtime.catalog)
+
+    @_gets.get("/models")
+    def models(self, request: Request) -> JSONResponse:
+        """Serving model versions, when they were loaded and the last reload result."""
+        return self._get(request, "serve.models", self.runtime.models)
+
+    def _get(self, request: Request, action: str, fn: Any) -> JSONResponse:
+        caller = None
+        try:
+            caller = self._caller(request.headers, action)
+            return JSONResponse(fn(caller))
+        except HttpError as exc:
+            if isinstance(exc, Forbidden):
+                self.runtime.audit_denied(caller, action, exc.message)
+            return JSONResponse({"error": exc.message, "status": exc.status}, exc.status)
+
+
+# The decorators turn the class into a bentoml Service; mypy still sees the class.
+cast(Any, TagService).add_asgi_middleware(BodyLimitMiddleware, max_bytes=_MAX_BODY_BYTES)

@@ -1,0 +1,261 @@
+"""Tamper-evident audit log: append-only JSON lines chained by sha256.
+
+Each entry records who (actor, role) did what (action, tags, number of customers,
+query) and when, plus ``prev``, the hash of the entry before it, and ``hash``, the
+sha256 of its own canonical JSON. Editing a line breaks its hash; deleting one breaks
+the sequence and the next line's ``prev``. A sidecar ``<log>.head`` file records the
+count and last hash, so cutting lines off the end is caught too. Appends from several
+processes are serialised by a file lock.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from tags.errors import AuditError
+
+__all__ = ["GENESIS", "AuditLog", "AuditReport", "default_actor"]
+
+GENESIS = "0" * 64
+_LOCK_TIMEOUT_S = 30.0
+
+
+def default_actor() -> str:
+    """Who is acting: ``TAGSMITH_USER`` when set, else the login name."""
+    user = os.environ.get("TAGSMITH_USER")
+    if user:
+        return user
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"
+
+
+def _canonical(entry: Mapping[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _digest(entry: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class AuditReport:
+    """Outcome of :meth:`AuditLog.verify`.
+
+    Attributes:
+        n_entries: Lines read.
+        problems: ``(line number, what is wrong)``, 1-based; empty when intact.
+    """
+
+    n_entries: int
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the chain is intact."""
+        return not self.problems
+
+
+class AuditLog:
+    """An append-only, hash-chained JSON-lines file.
+
+    Args:
+        path: The log file (created with its folder on the first append).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.head_path = self.path.with_name(self.path.name + ".head")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+
+    def lock(self) -> FileLock:
+        """The lock every writer holds (backups hold it to copy a consistent log)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.lock_path), timeout=_LOCK_TIMEOUT_S)
+
+    def append(
+        self,
+        *,
+        action: str,
+        actor: str | None = None,
+        role: str | None = None,
+        tags: Collection[str] = (),
+        n_customers: int | None = None,
+        query: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Append one entry and return it (with its ``seq``, ``prev`` and ``hash``).
+
+        Args:
+            action: What was done (``read``, ``export``, ``audience``, ``run``,
+                ``catalogue``, ``promote``, ...).
+            actor: Who (default: :func:`default_actor`).
+            role: The role they acted under.
+            tags: Tag ids involved.
+            n_customers: Customers returned or affected.
+            query: The query, expression or file involved.
+            extra: Any other JSON-serialisable facts.
+
+        Raises:
+            AuditError: The log is locked for too long or cannot be written.
+        """
+        try:
+            with self.lock():
+                seq, prev = self._tail()
+                entry: dict[str, Any] = {
+                    "seq": seq + 1,
+                    "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "actor": actor or default_actor(),
+                    "role": role,
+                    "action": action,
+                    "tags": sorted(tags),
+                    "n_customers": None if n_customers is None else int(n_customers),
+                    "query": query,
+                    "extra": dict(extra or {}),
+                    "prev": prev,
+                }
+                entry["hash"] = _digest(entry)
+                line = _canonical(entry) + "\n"
+                with self.path.open("a", encoding="utf-8") as fh:
+                    fh.write(line)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                self._write_head(entry["seq"], entry["hash"])
+        except Timeout as exc:
+            raise AuditError(
+                f"Expected to lock the audit log {self.lock_path} within {_LOCK_TIMEOUT_S:.0f} s."
+                " Got it held by another process all along."
+            ) from exc
+        except OSError as exc:
+            raise AuditError(f"Cannot append to the audit log {self.path}: {exc}") from exc
+        return entry
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every entry, oldest first (lines that are not JSON raise :class:`AuditError`)."""
+        out = []
+        for n, line in enumerate(self._lines(), start=1):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise AuditError(
+                    f"Line {n} of {self.path} is not a JSON entry: run 'tagsmith audit verify'."
+                ) from exc
+        return out
+
+    def verify(self) -> AuditReport:
+        """Check every hash, sequence number and link; report each broken line by number."""
+        lines = self._lines()
+        report = AuditReport(n_entries=len(lines))
+        prev_hash: str | None = GENESIS
+        prev_seq = 0
+        last: dict[str, Any] | None = None
+        for n, line in enumerate(lines, start=1):
+            try:
+                entry = json.loads(line)
+                if not isinstance(entry, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                report.problems.append((n, "not a JSON entry (edited or corrupted)"))
+                prev_hash, prev_seq = None, prev_seq + 1
+                continue
+            seq = entry.get("seq")
+            gap = isinstance(seq, int) and seq > prev_seq + 1
+            if gap:
+                assert isinstance(seq, int)
+                first, stop = prev_seq + 1, seq - 1
+                what = f"entry #{first}" if first == stop else f"entries #{first}-#{stop}"
+                report.problems.append((n, f"{what} deleted just before this line"))
+            elif seq != prev_seq + 1:
+                report.problems.append(
+                    (n, f"holds entry #{seq} where #{prev_seq + 1} belongs (reordered or edited)")
+                )
+            if entry.get("hash") != _digest(entry):
+                report.problems.append((n, "content does not match its hash (edited)"))
+            elif not gap and prev_hash is not None and entry.get("prev") != prev_hash:
+                report.problems.append(
+                    (n - 1, "was rewritten: the next line's link to it no longer matches")
+                )
+            prev_hash = str(entry.get("hash"))
+            prev_seq = seq if isinstance(seq, int) else prev_seq + 1
+            last = entry
+        head = self._read_head()
+        if head is not None:
+            head_n, head_hash = head
+            last_seq = int(last["seq"]) if last and isinstance(last.get("seq"), int) else 0
+            if last_seq < head_n:
+                first = last_seq + 1
+                gone = f"#{first}" if first == head_n else f"#{first}-#{head_n}"
+                report.problems.append(
+                    (
+                        len(lines) + 1,
+                        f"log ends at entry #{last_seq}, expected #{head_n}: "
+                        f"entries {gone} deleted from the end",
+                    )
+                )
+            elif last_seq == head_n and last is not None and last.get("hash") != head_hash:
+                report.problems.append(
+                    (len(lines), "differs from the hash recorded when it was written (rewritten)")
+                )
+        elif lines:
+            report.problems.append((0, f"head file {self.head_path} is missing"))
+        return report
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _lines(self) -> list[str]:
+        if not self.path.exists():
+            return []
+        text = self.path.read_text(encoding="utf-8")
+        return [ln for ln in text.split("\n") if ln.strip()]
+
+    def _tail(self) -> tuple[int, str]:
+        """(seq, hash) of the last entry, read from the end of the file."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return 0, GENESIS
+        with self.path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            chunk = b""
+            pos = size
+            while pos > 0:
+                step = min(4096, pos)
+                pos -= step
+                fh.seek(pos)
+                chunk = fh.read(step) + chunk
+                if chunk.rstrip(b"\n").count(b"\n") >= 1:
+                    break
+        last = chunk.rstrip(b"\n").split(b"\n")[-1]
+        try:
+            entry = json.loads(last)
+            return int(entry["seq"]), str(entry["hash"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AuditError(
+                f"The last line of {self.path} is not an audit entry; refusing to extend a "
+                "damaged log. Run 'tagsmith audit verify'."
+            ) from exc
+
+    def _write_head(self, seq: int, digest: str) -> None:
+        tmp = self.head_path.with_name(self.head_path.name + ".tmp")
+        tmp.write_text(json.dumps({"n": seq, "hash": digest}) + "\n", encoding="utf-8")
+        os.replace(tmp, self.head_path)
+
+    def _read_head(self) -> tuple[int, str] | None:
+        if not self.head_path.exists():
+            return None
+        try:
+            data = json.loads(self.head_path.read_text(encoding="utf-8"))
+            return int(data["n"]), str(data["hash"])
+        except (ValueError, KeyError, TypeError):
+            return (0, "")

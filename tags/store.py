@@ -1,0 +1,804 @@
+"""The tag store: every tagging run's snapshot, with history, in one DuckDB file.
+
+One table holds the tag rows of every snapshot (one snapshot per as-of date), another
+the runs that wrote them. A run is one database transaction: the rows of the as-of
+date it replaces are deleted and the new rows inserted together, so a run that fails
+or is killed leaves the previous snapshot current. A run whose inputs fingerprint
+matches the snapshot already stored for its as-of date is a no-op.
+
+Timestamps are stored as naive UTC ``TIMESTAMP`` values and returned as
+``datetime64[us, UTC]``, like the fact contract.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import uuid
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from tags.errors import TagStoreError
+
+__all__ = [
+    "SNAPSHOT_COLUMNS",
+    "TAG_COLUMNS",
+    "RunInfo",
+    "StoreConfig",
+    "TagStore",
+    "to_as_of",
+]
+
+# The engine's long format (TEAM.md): one row per customer and tag that applies.
+TAG_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "tag_id",
+    "value",
+    "score",
+    "source",
+    "version",
+    "as_of",
+)
+SNAPSHOT_COLUMNS: tuple[str, ...] = (*TAG_COLUMNS, "run_id")
+SOURCES: frozenset[str] = frozenset({"fact", "rule", "model"})
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    as_of TIMESTAMP NOT NULL,
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP,
+    status VARCHAR NOT NULL,
+    n_rows BIGINT,
+    n_customers BIGINT,
+    n_tags INTEGER,
+    fingerprint VARCHAR,
+    meta VARCHAR,
+    error VARCHAR
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    customer_id VARCHAR NOT NULL,
+    tag_id VARCHAR NOT NULL,
+    value VARCHAR NOT NULL,
+    score DOUBLE,
+    source VARCHAR NOT NULL,
+    version VARCHAR,
+    as_of TIMESTAMP NOT NULL,
+    run_id VARCHAR NOT NULL
+);
+"""
+
+
+class StoreConfig(BaseModel):
+    """``store:`` section of ``tagsmith.yaml`` (tag store and coverage monitoring).
+
+    Attributes:
+        share_shift_threshold: A tag value whose share of customers moves by more than
+            this between two runs (absolute: 0.05 = 5 points) is flagged.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    share_shift_threshold: float = Field(default=0.05, gt=0.0, lt=1.0)
+
+
+def to_as_of(value: Any) -> pd.Timestamp:
+    """An as-of date or time as a UTC timestamp (naive input is read as UTC).
+
+    Raises:
+        TagStoreError: ``value`` is not a date or time.
+    """
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise TagStoreError(
+            f"Expected an as-of date such as 2024-06-30. Got {value!r} instead."
+        ) from exc
+    if ts is pd.NaT:
+        raise TagStoreError(f"Expected an as-of date such as 2024-06-30. Got {value!r} instead.")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _naive(ts: pd.Timestamp) -> datetime:
+    """Parameter form of a UTC timestamp for a naive ``TIMESTAMP`` column."""
+    return ts.tz_convert("UTC").tz_localize(None).to_pydatetime()
+
+
+def _utc_columns(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    for col in columns:
+        if col in df.columns:
+            df[col] = pd.to_datetime(df[col]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    return df
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One tagging run as recorded in the store.
+
+    Attributes:
+        run_id: Unique id of the run.
+        as_of: The as-of date of its snapshot (UTC).
+        status: ``running``, ``succeeded``, ``failed``, ``replaced`` (a later run wrote
+            the same as-of date) or ``interrupted`` (the process died mid-run).
+        n_rows: Tag rows written.
+        n_customers: Customers the run evaluated (the denominator of coverage shares).
+        n_tags: Distinct tags written.
+        fingerprint: Hash of the run's inputs (facts, feature spec, catalogue, models).
+        reused: True when ``write_snapshot`` found the same inputs already stored and
+            wrote nothing.
+    """
+
+    run_id: str
+    as_of: pd.Timestamp
+    status: str
+    n_rows: int
+    n_customers: int
+    n_tags: int
+    fingerprint: str | None
+    started_at: pd.Timestamp | None = None
+    finished_at: pd.Timestamp | None = None
+    meta: Mapping[str, Any] | None = None
+    reused: bool = False
+
+
+class TagStore:
+    """Tag snapshots with history in a DuckDB file.
+
+    Every method opens and closes its own connection, so the file is never held open
+    between calls (DuckDB allows one writing process at a time).
+
+    Args:
+        path: The database file (created on the first write).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    # -- connections -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connect(self, *, write: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not write and not self.path.exists():
+            raise TagStoreError(
+                f"Expected a tag store at {self.path}. Got no such file: run "
+                "'tagsmith tags run' first."
+            )
+        if write:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(self.path), read_only=not write)
+        except duckdb.IOException as exc:
+            raise TagStoreError(
+                f"The tag store {self.path} is in use by another process (a tagging run?). "
+                f"Try again when it has finished. ({exc})"
+            ) from exc
+        try:
+            if write:
+                con.execute(_SCHEMA)
+                con.execute(
+                    "INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)",
+                    [SCHEMA_VERSION],
+                )
+            yield con
+        finally:
+            con.close()
+
+    def exists(self) -> bool:
+        """True when the store file exists (a run has written it)."""
+        return self.path.exists()
+
+    # -- writing -----------------------------------------------------------------------
+
+    def find_run(self, as_of: Any, fingerprint: str) -> RunInfo | None:
+        """The current run of ``as_of`` when its inputs fingerprint is ``fingerprint``."""
+        if not self.path.exists():
+            return None
+        with self._connect(write=False) as con:
+            if not _has_tables(con):
+                return None
+            row = con.execute(
+                "SELECT * FROM runs WHERE as_of = ? AND fingerprint = ? AND status = 'succeeded'",
+                [_naive(to_as_of(as_of)), fingerprint],
+            ).df()
+        return _run_info(row.iloc[0]) if len(row) else None
+
+    def write_snapshot(
+        self,
+        tags: pd.DataFrame,
+        *,
+        as_of: Any,
+        run_id: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
+        n_customers: int | None = None,
+    ) -> RunInfo:
+        """Store ``tags`` as the snapshot of ``as_of``, atomically.
+
+        The rows of an earlier snapshot of the same as-of date are replaced in the same
+        transaction; when its inputs ``fingerprint`` equals ``fingerprint``, nothing is
+        written and that run is returned with ``reused=True``.
+
+        Args:
+            tags: Long table in the engine's format (:data:`TAG_COLUMNS`; ``as_of`` may
+                be omitted). At most one row per customer and tag.
+            as_of: The snapshot's as-of date.
+            run_id: Id of the run (default: date and a random suffix).
+            meta: JSON-serialisable facts about the run (inputs, timings, notices).
+            fingerprint: Hash of the run's inputs, for idempotency.
+            n_customers: Customers evaluated (default: distinct customers in ``tags``).
+
+        Raises:
+            TagStoreError: ``tags`` breaks the long format, or the store is busy.
+        """
+        ts = to_as_of(as_of)
+        incoming = _check_long(tags, ts)
+        run_id = run_id or f"{ts:%Y%m%d}-{uuid.uuid4().hex[:10]}"
+        meta_json = json.dumps(dict(meta or {}), sort_keys=True, default=str)
+        with self._connect(write=True) as con:
+            if fingerprint is not None:
+                same = con.execute(
+                    "SELECT * FROM runs WHERE as_of = ? AND fingerprint = ? "
+                    "AND status = 'succeeded'",
+                    [_naive(ts), fingerprint],
+                ).df()
+                if len(same):
+                    return _run_info(same.iloc[0], reused=True)
+            # One writing process at a time (DuckDB's file lock): a run still marked
+            # 'running' belongs to a process that died.
+            con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+            con.execute(
+                "INSERT INTO runs (run_id, as_of, started_at, status, fingerprint, meta) "
+                "VALUES (?, ?, ?, 'running', ?, ?)",
+                [run_id, _naive(ts), _now(), fingerprint, meta_json],
+            )
+            con.register("incoming", incoming)
+            try:
+                counts = _validate_incoming(con)
+                n_cust = counts["n_customers"] if n_customers is None else int(n_customers)
+                con.begin()
+                con.execute("DELETE FROM snapshots WHERE as_of = ?", [_naive(ts)])
+                con.execute(
+                    "INSERT INTO snapshots SELECT customer_id, tag_id, value, score, source, "
+                    "version, ?, ? FROM incoming",
+                    [_naive(ts), run_id],
+                )
+                con.execute(
+                    "UPDATE runs SET status = 'replaced' WHERE as_of = ? AND status = 'succeeded'",
+                    [_naive(ts)],
+                )
+                con.execute(
+                    "UPDATE runs SET status = 'succeeded', finished_at = ?, n_rows = ?, "
+                    "n_customers = ?, n_tags = ? WHERE run_id = ?",
+                    [_now(), counts["n_rows"], n_cust, counts["n_tags"], run_id],
+                )
+                self._before_commit(con)
+                con.commit()
+            except BaseException as exc:
+                with contextlib.suppress(duckdb.Error):
+                    con.rollback()
+                con.execute(
+                    "UPDATE runs SET status = 'failed', finished_at = ?, error = ? "
+                    "WHERE run_id = ?",
+                    [_now(), f"{type(exc).__name__}: {exc}"[:2000], run_id],
+                )
+                raise
+            finally:
+                con.unregister("incoming")
+            row = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
+        return _run_info(row.iloc[0])
+
+    def _before_commit(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Last point before a run's transaction commits (tests inject failures here)."""
+
+    # -- reading -----------------------------------------------------------------------
+
+    def runs(self) -> pd.DataFrame:
+        """Every run, newest first: id, as-of, times, status, counts, fingerprint."""
+        with self._connect(write=False) as con:
+            if not _has_tables(con):
+                return pd.DataFrame(columns=["run_id", "as_of", "status"])
+            df = con.execute("SELECT * FROM runs ORDER BY started_at DESC").df()
+        return _utc_columns(df, ["as_of", "started_at", "finished_at"])
+
+    def snapshot_dates(self) -> list[pd.Timestamp]:
+        """As-of dates with a current snapshot, oldest first."""
+        if not self.path.exists():
+            return []
+        with self._connect(write=False) as con:
+            if not _has_tables(con):
+                return []
+            rows = con.execute(
+                "SELECT DISTINCT as_of FROM runs WHERE status = 'succeeded' ORDER BY as_of"
+            ).fetchall()
+        return [to_as_of(r[0]) for r in rows]
+
+    def latest_as_of(self) -> pd.Timestamp | None:
+        """The newest snapshot's as-of date, or None when the store is empty."""
+        dates = self.snapshot_dates()
+        return dates[-1] if dates else None
+
+    def resolve_as_of(self, as_of: Any = None) -> pd.Timestamp:
+        """The snapshot that was current at ``as_of``: the newest one on or before it.
+
+        Raises:
+            TagStoreError: No snapshot is that old (the message lists those stored).
+        """
+        dates = self.snapshot_dates()
+        if not dates:
+            raise TagStoreError(
+                f"Expected at least one tag snapshot in {self.path}. Got none: run "
+                "'tagsmith tags run' first."
+            )
+        if as_of is None:
+            return dates[-1]
+        ts = to_as_of(as_of)
+        earlier = [d for d in dates if d <= ts]
+        if not earlier:
+            listed = ", ".join(f"{d:%Y-%m-%d}" for d in dates[:10])
+            raise TagStoreError(
+                f"Expected a tag snapshot on or before {ts:%Y-%m-%d}. Got the first one on "
+                f"{dates[0]:%Y-%m-%d} (stored: {listed})."
+            )
+        return earlier[-1]
+
+    def run_info(self, as_of: Any = None) -> RunInfo:
+        """The run that wrote the snapshot current at ``as_of``."""
+        ts = self.resolve_as_of(as_of)
+        with self._connect(write=False) as con:
+            row = con.execute(
+                "SELECT * FROM runs WHERE as_of = ? AND status = 'succeeded'", [_naive(ts)]
+            ).df()
+        return _run_info(row.iloc[0])
+
+    def tag_ids(self, as_of: Any = None) -> list[str]:
+        """Tags present in the snapshot current at ``as_of``."""
+        ts = self.resolve_as_of(as_of)
+        with self._connect(write=False) as con:
+            rows = con.execute(
+                "SELECT DISTINCT tag_id FROM snapshots WHERE as_of = ? ORDER BY tag_id",
+                [_naive(ts)],
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def snapshot(
+        self,
+        as_of: Any = None,
+        *,
+        tags: Collection[str] | None = None,
+        customers: Collection[str] | None = None,
+    ) -> pd.DataFrame:
+        """The long table current at ``as_of`` (default: the newest snapshot).
+
+        Args:
+            as_of: Date; the newest snapshot on or before it is returned.
+            tags: Only these tag ids (None: all).
+            customers: Only these customers (None: all).
+        """
+        ts = self.resolve_as_of(as_of)
+        where, params = _filters(tags=tags, customers=customers)
+        with self._connect(write=False) as con:
+            df = con.execute(
+                f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM snapshots "  # noqa: S608 (fixed names)
+                f"WHERE as_of = ? {where} ORDER BY customer_id, tag_id",
+                [_naive(ts), *params],
+            ).df()
+        return _utc_columns(df, ["as_of"])
+
+    def export(
+        self,
+        out: Path,
+        as_of: Any = None,
+        *,
+        tags: Collection[str] | None = None,
+    ) -> tuple[int, int]:
+        """Write the snapshot current at ``as_of`` to ``out`` (CSV or Parquet by suffix).
+
+        The file is written to a temporary sibling and then renamed, so readers never
+        see half a file.
+
+        Returns:
+            (rows written, distinct customers).
+
+        Raises:
+            TagStoreError: ``out`` ends neither in ``.csv`` nor ``.parquet``.
+        """
+        fmt = _format_of(out)
+        ts = self.resolve_as_of(as_of)
+        where, params = _filters(tags=tags)
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+        query = (
+            "SELECT customer_id, tag_id, value, score, source, version, "  # noqa: S608
+            "strftime(as_of, '%Y-%m-%dT%H:%M:%SZ') AS as_of, run_id FROM snapshots "
+            f"WHERE as_of = ? {where} ORDER BY customer_id, tag_id"
+        )
+        options = "(FORMAT parquet)" if fmt == "parquet" else "(FORMAT csv, HEADER true)"
+        try:
+            with self._connect(write=False) as con:
+                con.execute(f"COPY ({query}) TO '{_sql_str(tmp)}' {options}", [_naive(ts), *params])
+                n_rows, n_cust = con.execute(
+                    f"SELECT count(*), count(DISTINCT customer_id) FROM snapshots "  # noqa: S608
+                    f"WHERE as_of = ? {where}",
+                    [_naive(ts), *params],
+                ).fetchone() or (0, 0)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return int(n_rows), int(n_cust)
+
+    def history(self, customer_id: str, *, tags: Collection[str] | None = None) -> pd.DataFrame:
+        """Every stored row of one customer, by tag then as-of date."""
+        where, params = _filters(tags=tags, customers=[customer_id])
+        with self._connect(write=False) as con:
+            df = con.execute(
+                f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM snapshots "  # noqa: S608
+                f"WHERE TRUE {where} ORDER BY tag_id, as_of",
+                params,
+            ).df()
+        return _utc_columns(df, ["as_of"])
+
+    def diff(
+        self,
+        from_as_of: Any,
+        to_as_of: Any,
+        tag_id: str | None = None,
+        *,
+        tags: Collection[str] | None = None,
+    ) -> pd.DataFrame:
+        """Who entered, left or changed each tag between two snapshots.
+
+        Returns:
+            customer_id, tag_id, from_value (NA: tag absent), to_value (NA: absent),
+            change: ``entered`` (tag absent before), ``left`` (absent after) or
+            ``changed`` (left ``from_value``, entered ``to_value``). Unchanged rows
+            are omitted.
+        """
+        a, b = self.resolve_as_of(from_as_of), self.resolve_as_of(to_as_of)
+        selected = _select_tags(tag_id, tags)
+        where, params = _filters(tags=selected)
+        with self._connect(write=False) as con:
+            df = con.execute(
+                _DIFF_SQL.format(where=where), [_naive(a), *params, _naive(b), *params]
+            ).df()
+        return df
+
+    def diff_summary(self, changes: pd.DataFrame) -> pd.DataFrame:
+        """Per tag and value: customers who entered it, who left it, and the net change."""
+        entered = changes.dropna(subset=["to_value"]).groupby(["tag_id", "to_value"]).size()
+        left = changes.dropna(subset=["from_value"]).groupby(["tag_id", "from_value"]).size()
+        entered.index.names = ["tag_id", "value"]
+        left.index.names = ["tag_id", "value"]
+        out = pd.DataFrame({"entered": entered, "left": left}).fillna(0).astype("int64")
+        out["net"] = out["entered"] - out["left"]
+        return out.reset_index().sort_values(["tag_id", "value"], ignore_index=True)
+
+    def transitions(
+        self,
+        tag_id: str,
+        *,
+        customer_id: str | None = None,
+        since: Any = None,
+    ) -> pd.DataFrame:
+        """Every change of one tag between consecutive snapshots, with its date.
+
+        Returns:
+            customer_id, tag_id, at (as-of date of the snapshot where the change was
+            first seen), from_value, to_value, change.
+        """
+        dates = self.snapshot_dates()
+        if since is not None:
+            start = to_as_of(since)
+            dates = [d for d in dates if d >= start]
+        frames = []
+        for a, b in itertools.pairwise(dates):
+            d = self.diff(a, b, tag_id)
+            if customer_id is not None:
+                d = d[d["customer_id"] == customer_id]
+            d.insert(2, "at", b)
+            frames.append(d)
+        cols = ["customer_id", "tag_id", "at", "from_value", "to_value", "change"]
+        if not frames:
+            return pd.DataFrame(columns=cols)
+        return pd.concat(frames, ignore_index=True)[cols]
+
+    def transition_matrix(self, tag_id: str, from_as_of: Any, to_as_of: Any) -> pd.DataFrame:
+        """Customers per (from_value, to_value) of one tag between two snapshots.
+
+        Unchanged customers count on the diagonal; ``(absent)`` marks no row.
+        """
+        a, b = self.resolve_as_of(from_as_of), self.resolve_as_of(to_as_of)
+        with self._connect(write=False) as con:
+            df = con.execute(_MATRIX_SQL, [_naive(a), tag_id, _naive(b), tag_id]).df()
+        return df
+
+    def coverage(
+        self,
+        as_of: Any = None,
+        *,
+        threshold: float = 0.05,
+        tags: Collection[str] | None = None,
+        expected_tags: Collection[str] = (),
+    ) -> pd.DataFrame:
+        """Per tag value: count, share of customers, and change against the previous run.
+
+        Args:
+            as_of: The snapshot to report (default: newest).
+            threshold: A value whose share moves by more than this (absolute, e.g. 0.05
+                = 5 points) against the previous snapshot is flagged ``share_shift``.
+            tags: Only these tags (None: all).
+            expected_tags: Tags that should have rows (e.g. the catalogue's active
+                tags); one with none is flagged ``coverage_zero`` even when it never had.
+
+        Returns:
+            tag_id, value, count, share, prev_count, prev_share, share_change, flag
+            (``coverage_zero``, ``share_shift`` or empty).
+        """
+        cur = self.resolve_as_of(as_of)
+        dates = self.snapshot_dates()
+        prev = max((d for d in dates if d < cur), default=None)
+        cur_n = self.run_info(cur).n_customers
+        prev_n = self.run_info(prev).n_customers if prev is not None else 0
+        where, params = _filters(tags=tags)
+        with self._connect(write=False) as con:
+            counts = con.execute(
+                f"SELECT tag_id, value, count(*) AS n FROM snapshots "  # noqa: S608
+                f"WHERE as_of = ? {where} GROUP BY ALL",
+                [_naive(cur), *params],
+            ).df()
+            if prev is not None:
+                before = con.execute(
+                    f"SELECT tag_id, value, count(*) AS n FROM snapshots "  # noqa: S608
+                    f"WHERE as_of = ? {where} GROUP BY ALL",
+                    [_naive(prev), *params],
+                ).df()
+            else:
+                before = counts.iloc[0:0]
+        df = counts.merge(before, on=["tag_id", "value"], how="outer", suffixes=("", "_prev"))
+        absent = [
+            t for t in sorted(set(expected_tags) - set(df["tag_id"])) if tags is None or t in tags
+        ]
+        if absent:
+            df = pd.concat([df, pd.DataFrame({"tag_id": absent, "n": 0})], ignore_index=True)
+        out = pd.DataFrame(
+            {
+                "tag_id": df["tag_id"].astype("string"),
+                "value": df["value"].astype("string"),
+                "count": df["n"].fillna(0).astype("int64"),
+            }
+        )
+        out["share"] = out["count"] / cur_n if cur_n else 0.0
+        if prev is not None:
+            out["prev_count"] = df["n_prev"].fillna(0).astype("int64")
+            out["prev_share"] = out["prev_count"] / prev_n if prev_n else 0.0
+            out["share_change"] = out["share"] - out["prev_share"]
+        else:
+            out["prev_count"] = pd.array([pd.NA] * len(out), dtype="Int64")
+            out["prev_share"] = float("nan")
+            out["share_change"] = float("nan")
+        tag_total = out.groupby("tag_id")["count"].transform("sum")
+        flag = pd.Series("", index=out.index, dtype="string")
+        flag[out["share_change"].abs() > threshold] = "share_shift"
+        flag[tag_total == 0] = "coverage_zero"
+        out["flag"] = flag
+        out.attrs.update({"as_of": cur, "previous_as_of": prev, "n_customers": cur_n})
+        return out.sort_values(["tag_id", "value"], ignore_index=True, na_position="first")
+
+    def sizes_over_time(self, *, tags: Collection[str] | None = None) -> pd.DataFrame:
+        """as_of, tag_id, value, count and share for every stored snapshot."""
+        where, params = _filters(tags=tags)
+        with self._connect(write=False) as con:
+            df = con.execute(
+                "SELECT s.as_of, s.tag_id, s.value, count(*) AS count, "  # noqa: S608
+                "count(*) / any_value(r.n_customers) AS share FROM snapshots s "
+                "JOIN runs r ON r.run_id = s.run_id "
+                f"WHERE TRUE {where.replace('tag_id', 's.tag_id')} "
+                "GROUP BY ALL ORDER BY s.as_of, s.tag_id, s.value",
+                params,
+            ).df()
+        return _utc_columns(df, ["as_of"])
+
+    def wide(
+        self,
+        as_of: Any = None,
+        *,
+        tags: Collection[str],
+        boolean_tags: Collection[str] = (),
+        score_tags: Collection[str] = (),
+    ) -> pd.DataFrame:
+        """One row per customer of the snapshot, one column per tag (for audiences).
+
+        Args:
+            as_of: The snapshot (default: newest).
+            tags: The tag columns; a customer without a row for a tag gets NA.
+            boolean_tags: Of ``tags``, those that are boolean: a bool column, False
+                where the customer has no row.
+            score_tags: Tags whose score is added as a ``{tag}_score`` float column.
+        """
+        ts = self.resolve_as_of(as_of)
+        select = ["customer_id"]
+        params: list[Any] = []
+        for tag in tags:
+            if tag in boolean_tags:
+                select.append(f"bool_or(tag_id = ?) AS {_ident(tag)}")
+            else:
+                select.append(f"max(value) FILTER (WHERE tag_id = ?) AS {_ident(tag)}")
+            params.append(tag)
+        for tag in score_tags:
+            select.append(f"max(score) FILTER (WHERE tag_id = ?) AS {_ident(tag + '_score')}")
+            params.append(tag)
+        with self._connect(write=False) as con:
+            df = con.execute(
+                f"SELECT {', '.join(select)} FROM snapshots WHERE as_of = ? "  # noqa: S608
+                "GROUP BY customer_id ORDER BY customer_id",
+                [*params, _naive(ts)],
+            ).df()
+        for tag in tags:
+            if tag in boolean_tags:
+                df[tag] = df[tag].fillna(False).astype(bool)
+            else:
+                df[tag] = df[tag].astype("string")
+        return df
+
+
+_DIFF_SQL = """
+WITH a AS (SELECT customer_id, tag_id, value FROM snapshots WHERE as_of = ? {where}),
+     b AS (SELECT customer_id, tag_id, value FROM snapshots WHERE as_of = ? {where})
+SELECT coalesce(a.customer_id, b.customer_id) AS customer_id,
+       coalesce(a.tag_id, b.tag_id) AS tag_id,
+       a.value AS from_value,
+       b.value AS to_value,
+       CASE WHEN a.value IS NULL THEN 'entered'
+            WHEN b.value IS NULL THEN 'left'
+            ELSE 'changed' END AS change
+FROM a FULL OUTER JOIN b ON a.customer_id = b.customer_id AND a.tag_id = b.tag_id
+WHERE a.value IS DISTINCT FROM b.value
+ORDER BY tag_id, customer_id
+"""
+
+_MATRIX_SQL = """
+WITH a AS (SELECT customer_id, value FROM snapshots WHERE as_of = ? AND tag_id = ?),
+     b AS (SELECT customer_id, value FROM snapshots WHERE as_of = ? AND tag_id = ?)
+SELECT coalesce(a.value, '(absent)') AS from_value,
+       coalesce(b.value, '(absent)') AS to_value,
+       count(*) AS count
+FROM a FULL OUTER JOIN b ON a.customer_id = b.customer_id
+GROUP BY ALL ORDER BY from_value, to_value
+"""
+
+
+def _has_tables(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_str(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _format_of(path: Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise TagStoreError(
+        f"Expected an output file ending in .csv or .parquet. Got {str(path)!r} instead."
+    )
+
+
+def _select_tags(tag_id: str | None, tags: Collection[str] | None) -> Collection[str] | None:
+    if tag_id is None:
+        return tags
+    if tags is not None and tag_id not in tags:
+        return []
+    return [tag_id]
+
+
+def _filters(
+    *, tags: Collection[str] | None = None, customers: Collection[str] | None = None
+) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if tags is not None:
+        clauses.append("AND list_contains(?, tag_id)")
+        params.append(sorted(tags))
+    if customers is not None:
+        clauses.append("AND list_contains(?, customer_id)")
+        params.append(sorted(customers))
+    return " ".join(clauses), params
+
+
+def _check_long(tags: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    missing = [c for c in TAG_COLUMNS if c not in tags.columns and c != "as_of"]
+    if missing:
+        raise TagStoreError(
+            f"Expected a long tag table with columns {list(TAG_COLUMNS)}. "
+            f"Got one missing {missing}."
+        )
+    if "as_of" in tags.columns and len(tags):
+        stamped = pd.to_datetime(tags["as_of"], utc=True)
+        wrong = stamped != as_of
+        if wrong.any():
+            first = tags.loc[wrong, "as_of"].iloc[0]
+            raise TagStoreError(
+                f"Expected every row's as_of to be the run's as-of {as_of:%Y-%m-%d %H:%M}. "
+                f"Got {int(wrong.sum())} row(s) with another, e.g. {first!r}."
+            )
+    return tags[["customer_id", "tag_id", "value", "score", "source", "version"]]
+
+
+def _validate_incoming(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    row = con.execute(
+        "SELECT count(*), count(DISTINCT customer_id), count(DISTINCT tag_id), "
+        "count(*) FILTER (WHERE customer_id IS NULL OR tag_id IS NULL OR value IS NULL), "
+        "count(*) FILTER (WHERE source IS NULL OR NOT list_contains(?, source)) "
+        "FROM incoming",
+        [sorted(SOURCES)],
+    ).fetchone()
+    assert row is not None
+    n_rows, n_cust, n_tags, n_null, n_bad_source = (int(v) for v in row)
+    if n_null:
+        raise TagStoreError(
+            f"Expected customer_id, tag_id and value on every tag row. Got {n_null} row(s) "
+            "with a missing one."
+        )
+    if n_bad_source:
+        raise TagStoreError(
+            f"Expected source to be one of {sorted(SOURCES)} on every tag row. Got "
+            f"{n_bad_source} row(s) with another."
+        )
+    dup = con.execute(
+        "SELECT customer_id, tag_id, count(*) AS n FROM incoming GROUP BY ALL HAVING n > 1 LIMIT 3"
+    ).fetchall()
+    if dup:
+        shown = ", ".join(f"({c!r}, {t!r}) x{n}" for c, t, n in dup)
+        raise TagStoreError(
+            f"Expected at most one row per customer and tag. Got duplicates, e.g. {shown}."
+        )
+    return {"n_rows": n_rows, "n_customers": n_cust, "n_tags": n_tags}
+
+
+def _run_info(row: pd.Series, *, reused: bool = False) -> RunInfo:
+    def ts(v: Any) -> pd.Timestamp | None:
+        return None if pd.isna(v) else to_as_of(v)
+
+    def count(v: Any) -> int:
+        return 0 if pd.isna(v) else int(v)
+
+    as_of = ts(row["as_of"])
+    assert as_of is not None
+    meta = row.get("meta")
+    return RunInfo(
+        run_id=str(row["run_id"]),
+        as_of=as_of,
+        status=str(row["status"]),
+        n_rows=count(row["n_rows"]),
+        n_customers=count(row["n_customers"]),
+        n_tags=count(row["n_tags"]),
+        fingerprint=None if pd.isna(row["fingerprint"]) else str(row["fingerprint"]),
+        started_at=ts(row["started_at"]),
+        finished_at=ts(row["finished_at"]),
+        meta=json.loads(meta) if isinstance(meta, str) and meta else None,
+        reused=reused,
+    )
