@@ -18,3 +18,16 @@ tagsmith --project "$DEMO" facts import --customers "$DEMO/raw/customers.csv" --
 
 step "tagsmith facts summary"
 tagsmith --project "$DEMO" facts summary
+
+step "tagsmith tags validate: the standard tag catalogue (schema, naming, rule syntax and types)"
+tagsmith --project "$DEMO" tags validate
+
+step "tagsmith tags apply: record catalogue version 1"
+tagsmith --project "$DEMO" tags apply
+
+step "tagsmith tags evaluate: every standard rule tag as of the day after the last event, with sizes"
+tagsmith --project "$DEMO" tags evaluate
+
+step "tagsmith tags backtest: would 'lifecycle = churned' have predicted no purchase in the next 90 days?"
+tagsmith --project "$DEMO" tags backtest lifecycle_stage --value churned \
+  --from 2024-01-01 --to 2024-09-01 --every 60d --outcome no_purchase_90d
