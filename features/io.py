@@ -453,32 +453,42 @@ def _split_quoted(
     # An odd number of quotes would make the CSV parser read on into the next lines.
     balanced = (pc.count_substring(lines, '"').to_numpy(zero_copy_only=False) % 2) == 0
     candidates = lines.filter(pa.array(balanced))
-    invalid: dict[int, int] = {}
-
-    def on_invalid(row: Any) -> str:
-        invalid[int(row.number)] = int(row.actual_columns)
-        return "skip"
-
     joined = pc.binary_join(
         pa.LargeListArray.from_arrays(pa.array([0, len(candidates)], pa.int64()), candidates),
         pa.scalar("\n", pa.large_string()),
     )[0].as_buffer()
     names = [f"f{i}" for i in range(len(columns))]
-    table = pcsv.read_csv(
-        pa.BufferReader(joined if joined is not None else pa.py_buffer(b"")),
-        read_options=pcsv.ReadOptions(column_names=names, use_threads=False),
-        parse_options=pcsv.ParseOptions(
-            delimiter=delimiter,
-            newlines_in_values=False,
-            ignore_empty_lines=False,
-            invalid_row_handler=on_invalid,
-        ),
-        convert_options=pcsv.ConvertOptions(
-            column_types=dict.fromkeys(names, pa.large_string()),
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
+    invalid: dict[int, int] = {}
+
+    def on_invalid(row: Any) -> str:
+        # Row numbers are only known single-threaded; -1 marks "some row was invalid".
+        invalid[-1 if row.number is None else int(row.number)] = int(row.actual_columns)
+        return "skip"
+
+    def parse(threads: bool) -> pa.Table:
+        return pcsv.read_csv(
+            pa.BufferReader(joined if joined is not None else pa.py_buffer(b"")),
+            read_options=pcsv.ReadOptions(column_names=names, use_threads=threads),
+            parse_options=pcsv.ParseOptions(
+                delimiter=delimiter,
+                newlines_in_values=False,
+                ignore_empty_lines=False,
+                invalid_row_handler=on_invalid,
+            ),
+            convert_options=pcsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.large_string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+
+    if not len(candidates):
+        table = pa.table({n: pa.array([], pa.large_string()) for n in names})
+    else:
+        table = parse(threads=True)
+    if invalid:  # rare: parse again on one thread to learn which lines were skipped
+        invalid.clear()
+        table = parse(threads=False)
     parsed = np.ones(len(candidates), dtype=bool)
     if invalid:
         parsed[np.fromiter(invalid.keys(), dtype=np.int64) - 1] = False
