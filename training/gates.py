@@ -139,6 +139,8 @@ class GateOutcome:
         allowed: The largest accepted worsening, in metric units.
         passed: Whether the gate passes.
         note: Why, in words.
+        must_beat: The candidate must be strictly better by more than ``-allowed``
+            (the primary metric against baselines) rather than merely not worse.
     """
 
     metric: str
@@ -149,6 +151,7 @@ class GateOutcome:
     allowed: float
     passed: bool
     note: str
+    must_beat: bool = False
 
     @property
     def delta(self) -> float:
@@ -228,7 +231,7 @@ def _judge(
         else:
             note = f"worse by {worse_by:.4g}, more than {allowed:.4g}"
     return GateOutcome(
-        gate.metric, higher_is_better, cand, ref, reference_name, allowed, passed, note
+        gate.metric, higher_is_better, cand, ref, reference_name, allowed, passed, note, strict
     )
 
 
