@@ -39,6 +39,7 @@ __all__ = [
     "contest",
     "promote",
     "rollback",
+    "rule_producer_scores",
     "score_predictions",
 ]
 
@@ -379,6 +380,27 @@ def rollback(
            query=query, extra={"from_version": current, "to_version": target,
                                "reason": reason})
     return RollbackResult(name, current, target, event)
+
+
+def rule_producer_scores(
+    tag_rows: pd.DataFrame, customer_ids: pd.Series, producer: str
+) -> np.ndarray:
+    """0/1 scores of a rule producer for each customer, from the rule engine's long table.
+
+    Args:
+        tag_rows: ``evaluate_tags`` output (customer_id, tag_id, value, ...).
+        customer_ids: The window's customers, in order.
+        producer: ``tag`` (boolean tag: 1 where a row says true) or ``tag=v1,v2``
+            (1 where the customer's value is one of those).
+
+    Returns:
+        One float per customer: 1.0 where the rule says so, else 0.0.
+    """
+    tag_id, _, wanted = producer.partition("=")
+    values = [v.strip() for v in wanted.split(",")] if wanted else ["true"]
+    rows = tag_rows.loc[(tag_rows["tag_id"] == tag_id) & tag_rows["value"].isin(values)]
+    hit = pd.Index(rows["customer_id"].astype(str).unique())
+    return np.asarray(customer_ids.astype(str).isin(hit), dtype=np.float64)
 
 
 def contest(

@@ -14,7 +14,7 @@ from tags.audit import default_actor
 from tagsmith.cli._common import console, pass_project
 from tagsmith.cli._governance import audit_log, resolve_role, role_option
 from tagsmith.project import Project
-from training.errors import ModelLoadError, PromotionError, RegistryError
+from training.errors import ModelLoadError, PromotionError
 from training.gates import METRIC_DIRECTIONS, GateReport
 from training.promotion import TAG_OF_TASK, PromotionResult
 from training.promotion import contest as contest_producers

@@ -296,3 +296,19 @@ def test_record_move_names_who_moved_an_alias_elsewhere(
     assert (event.version, event.actor, event.action) == ("1", "trainer-tom", "train")
     assert registry.record_move("churn-predictor", "challenger", actor="x", action="train") is None
     assert registry.sync_history("churn-predictor") == []
+
+
+def test_rule_producer_scores_from_the_long_table() -> None:
+    import pandas as pd
+
+    from training.promotion import rule_producer_scores
+
+    rows = pd.DataFrame({
+        "customer_id": ["a", "b", "c", "a"],
+        "tag_id": ["browse_churn", "lifecycle_stage", "lifecycle_stage", "lifecycle_stage"],
+        "value": ["true", "churned", "dormant", "active"],
+    })
+    ids = pd.Series(["a", "b", "c", "d"])
+    assert list(rule_producer_scores(rows, ids, "browse_churn")) == [1, 0, 0, 0]
+    assert list(rule_producer_scores(rows, ids, "lifecycle_stage=churned")) == [0, 1, 0, 0]
+    assert list(rule_producer_scores(rows, ids, "lifecycle_stage=dormant,churned")) == [0, 1, 1, 0]
