@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from features.build import PreparedEvents, build_features, prepare_events
 from features.errors import FactFileError, FeaturesError, SchemaError, SpecError, StoreError
+from features.importer import ImportReport, SourceOptions, import_facts
+from features.io import RawTable, ReadOptions, parse_mapping, read_table
 from features.schema import (
     AMOUNT_REQUIRED_EVENT_TYPES,
     BUILTIN_EVENT_TYPES,
@@ -16,6 +19,15 @@ from features.schema import (
     customers_frame,
     events_frame,
 )
+from features.spec import (
+    FeatureInfo,
+    FeatureSpec,
+    default_spec,
+    feature_catalog,
+    load_spec,
+    spec_hash,
+)
+from features.store import FactStore
 from features.synthetic import (
     SyntheticConfig,
     SyntheticData,
@@ -24,28 +36,59 @@ from features.synthetic import (
     oracle_expected_value,
     write_synthetic,
 )
+from features.validation import (
+    QUARANTINE_COLUMNS,
+    CustomersResult,
+    EventsResult,
+    FileCounts,
+    validate_customers,
+    validate_events,
+)
 
 __all__ = [
     "AMOUNT_REQUIRED_EVENT_TYPES",
     "BUILTIN_EVENT_TYPES",
     "EVENT_COLUMNS",
     "EVENT_DTYPES",
+    "QUARANTINE_COLUMNS",
     "AttributeSpec",
+    "CustomersResult",
+    "EventsResult",
     "FactFileError",
+    "FactStore",
     "FactsConfig",
+    "FeatureInfo",
+    "FeatureSpec",
     "FeaturesError",
+    "FileCounts",
+    "ImportReport",
+    "PreparedEvents",
+    "RawTable",
+    "ReadOptions",
     "ReasonCode",
     "SchemaError",
+    "SourceOptions",
     "SpecError",
     "StoreError",
     "SyntheticConfig",
     "SyntheticData",
+    "build_features",
     "check_customers",
     "check_events",
     "customers_frame",
+    "default_spec",
     "events_frame",
+    "feature_catalog",
     "generate",
+    "import_facts",
+    "load_spec",
     "oracle_churn_probability",
     "oracle_expected_value",
+    "parse_mapping",
+    "prepare_events",
+    "read_table",
+    "spec_hash",
+    "validate_customers",
+    "validate_events",
     "write_synthetic",
 ]
