@@ -24,6 +24,9 @@ from training.promotion import LabelledWindow
 
 __all__ = ["Rescoring", "latest_rescoring"]
 
+# Label-table columns that describe the horizon after the cutoff: never rule inputs.
+_OUTCOME_COLUMNS = ("horizon_purchases", "churn", "value", "cutoff")
+
 
 @dataclass(frozen=True)
 class Rescoring:
@@ -33,11 +36,13 @@ class Rescoring:
         target: 'churn' or 'value'.
         training_set: Labels and features at every cutoff of ``plan``.
         config: The training settings the baselines are fitted with.
+        events: The events the window was built from (rule tags count them).
     """
 
     target: str
     training_set: TrainingSet
     config: TrainingConfig
+    events: pd.DataFrame
 
     @property
     def plan(self) -> CutoffPlan:
@@ -55,6 +60,11 @@ class Rescoring:
             features=test,
             labels=test[self.target].to_numpy(dtype=np.float64),
         )
+
+    def rule_features(self) -> pd.DataFrame:
+        """The window's feature rows without the outcome columns (what rules may read)."""
+        test = self.training_set.slice("test").reset_index(drop=True)
+        return test.drop(columns=[c for c in _OUTCOME_COLUMNS if c in test.columns])
 
     def baseline_scores(self, window: LabelledWindow | None = None) -> Mapping[str, np.ndarray]:
         """Each baseline fitted on the earlier cutoffs, scoring the latest window."""
@@ -117,4 +127,4 @@ def latest_rescoring(
     ts = build_training_set(
         customers, events, plan=plan, feature_builder=feature_builder, spec=spec
     )
-    return Rescoring(target=target, training_set=ts, config=config)
+    return Rescoring(target=target, training_set=ts, config=config, events=events)

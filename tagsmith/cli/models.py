@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import click
+import numpy as np
 from rich.table import Table
 
 from tags.audit import default_actor
@@ -16,7 +17,7 @@ from tagsmith.cli._governance import audit_log, resolve_role, role_option
 from tagsmith.project import Project
 from training.errors import ModelLoadError, PromotionError
 from training.gates import METRIC_DIRECTIONS, GateReport
-from training.promotion import TAG_OF_TASK, PromotionResult
+from training.promotion import TAG_OF_TASK, PromotionResult, rule_producer_scores
 from training.promotion import contest as contest_producers
 from training.promotion import promote as promote_version
 from training.promotion import rollback as rollback_champion
@@ -52,7 +53,6 @@ def latest_rescoring(project: Project, target: str, horizon_days: int | None) ->
     from features.build import build_features
     from features.spec import default_spec, load_spec
     from features.store import FactStore
-
     from training.rescoring import latest_rescoring as build
 
     store = FactStore(project.facts_dir)
@@ -249,14 +249,14 @@ def _candidate_horizon(registry: ModelRegistry, name: str, version: str | None) 
 
 
 def _verdict(result: PromotionResult) -> str:
-    before = "no champion yet" if result.previous_champion is None else (
-        f"champion v{result.previous_champion}"
+    before = "there was no champion" if result.previous_champion is None else (
+        f"it replaced champion v{result.previous_champion}"
     )
     if result.forced:
         return (f"[yellow]FORCED[/]: v{result.candidate} is now champion despite failed gates "
-                f"(reason recorded: {result.reason!r}); it replaced {before}.")
+                f"(reason recorded: {result.reason!r}); {before}.")
     if result.promoted:
-        return f"[green]PROMOTED[/]: v{result.candidate} is now champion (replaced {before})."
+        return f"[green]PROMOTED[/]: v{result.candidate} is now champion; {before}."
     failed = ", ".join(o.metric for o in result.report.failures)
     kept = ("there is still no champion" if result.previous_champion is None
             else f"champion v{result.previous_champion} is unchanged")
@@ -304,6 +304,33 @@ def promote(project: Project, name: str, version: str | None, force: bool, reaso
         sys.exit(1)
 
 
+def _rule_producers(project: Project, tag: str, rescoring: Rescoring) -> dict[str, np.ndarray]:
+    """0/1 scores of the rule tags configured to compete with ``tag``, at the window's cutoff."""
+    from tags.engine import evaluate_tags
+    from tagsmith.cli.tags import load_catalogue
+
+    specs = project.config.promotion.contest_rules.get(tag, [])
+    if not specs:
+        return {}
+    catalogue = load_catalogue(project)
+    missing = sorted({s.partition("=")[0] for s in specs} - {t.id for t in catalogue})
+    if missing:
+        raise PromotionError(
+            f"Expected the rule tags of promotion.contest_rules.{tag} in the catalogue "
+            f"({project.catalogue_dir}). Got no {missing}: fix the config or the catalogue."
+        )
+    features = rescoring.rule_features()
+    window = rescoring.window
+    rows = evaluate_tags(
+        features, rescoring.events, catalogue, as_of=window.cutoff,
+        tag_ids=sorted({s.partition("=")[0] for s in specs}),
+    )
+    return {
+        f"rule {spec}": rule_producer_scores(rows, features["customer_id"], spec)
+        for spec in specs
+    }
+
+
 @models.command()
 @click.argument("tag")
 @role_option
@@ -320,7 +347,8 @@ def contest(project: Project, tag: str, role: str | None) -> None:
     with console.status("building the latest labelled window"):
         rescoring = latest_rescoring(project, task, None)
     window = rescoring.window
-    producers = {f"baseline {k}": v for k, v in rescoring.baseline_scores().items()}
+    producers = _rule_producers(project, tag, rescoring)
+    producers.update({f"baseline {k}": v for k, v in rescoring.baseline_scores().items()})
     registry = open_registry(project)
     try:
         aliases = registry.aliases(name)

@@ -1,49 +1,59 @@
 """`tagsmith models promote` and `contest` end to end on a real (tiny) training run.
 
-The project's facts are simulated and features come from the training tests' small
-builder (patched in as the window loader), so the test exercises the CLI, training's
-labels/baselines/tracking and the registry without the full feature catalogue.
+Simulated facts are written to the project's fact store; training, the re-scoring
+window and the rule tags all use the real feature builder and the standard library.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from features.build import build_features
+from features.spec import default_spec
+from features.store import FactStore
 from tagsmith.cli import main
-from tagsmith.cli import models as models_cli
 from tagsmith.cli._common import console
+from tagsmith.config import ProjectConfig
 from tagsmith.project import Project
-from tests.training.conftest import simulate_facts, tiny_build_features
+from tests.training.conftest import simulate_facts
 from training.config import TrainingConfig
 from training.pipeline import train_predictor
-from training.rescoring import Rescoring, latest_rescoring
 from training.tracking import log_training
 
 CONFIG = TrainingConfig(num_boost_round=30, learning_rate=0.2)
 
 
+@pytest.fixture(scope="module")
+def trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with simulated facts and two identical registered churn models (v2 challenger)."""
+    customers, events = simulate_facts(600, seed=3)
+    project = Project.init(tmp_path_factory.mktemp("promote") / "proj",
+                           config=ProjectConfig(training=CONFIG))
+    store = FactStore(project.facts_dir)
+    with store.lock():
+        store.write(customers=customers, events=events, log_entries=[],
+                    now=pd.Timestamp("2024-07-01", tz="UTC"))
+    result = train_predictor(customers, events, target="churn", config=CONFIG,
+                             feature_builder=build_features, spec=default_spec(), n_jobs=1)
+    uri = f"sqlite:///{(project.mlflow_dir / 'mlflow.db').as_posix()}"
+    for _ in range(2):
+        log_training(result, tracking_uri=uri, artifacts_dir=project.mlflow_artifacts_dir)
+    return project.root
+
+
 @pytest.fixture
-def trained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+def trained(trained_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("TAGSMITH_USER", "ops-ana")
     monkeypatch.setattr(console, "_width", 220)
-    customers, events = simulate_facts(600, seed=3)
-    project = Project.init(tmp_path / "proj")
-
-    def window(project: Project, target: str, horizon_days: int | None) -> Rescoring:
-        return latest_rescoring(customers, events, target=target, config=CONFIG,
-                                feature_builder=tiny_build_features, horizon_days=horizon_days)
-
-    monkeypatch.setattr(models_cli, "latest_rescoring", window)
-    result = train_predictor(customers, events, target="churn", config=CONFIG,
-                             feature_builder=tiny_build_features, n_jobs=1)
-    for _ in range(2):  # v1 and an identical v2 (challenger)
-        log_training(result, tracking_uri=project.mlflow_tracking_uri,
-                     artifacts_dir=project.mlflow_artifacts_dir)
-    return project
+    # Artifacts stay in the template (read-only); the registry database is per test.
+    shutil.copytree(trained_template, tmp_path / "proj", ignore=shutil.ignore_patterns("artifacts"))
+    return Project.load(tmp_path / "proj")
 
 
 def run(project: Project, *args: str) -> tuple[int, str]:
@@ -91,7 +101,8 @@ def test_contest_scores_baselines_and_models_on_one_table(trained: Project) -> N
 
     code, out = run(trained, "contest", "churn_risk")
     assert code == 0, out
-    for producer in ("baseline recency", "baseline bgnbd", "churn-predictor/2 (challenger)"):
+    for producer in ("baseline recency", "baseline bgnbd", "churn-predictor/2 (challenger)",
+                     "rule browse_churn", "rule lifecycle_stage=dormant,churned"):
         assert producer in out
     assert "top_decile_lift" in out
     assert AuditLog(trained.audit_log_path).entries()[-1]["action"] == "models.contest"
