@@ -155,7 +155,10 @@ def log_training(
     from mlflow.models import infer_signature
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # Registration follows the registry URI, which another caller may have pointed
+    # elsewhere in this process: pin both.
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
     name = REGISTERED_MODEL_NAMES[result.target]
     contract = result.contract
     booster = single_thread_booster(result.estimator.booster_)
@@ -203,7 +206,7 @@ def log_training(
                     **{f"metric_{k}": f"{v:.6g}" for k, v in result.metrics["model"].items()},
                 },
             )
-            client = mlflow.MlflowClient()
+            client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
             client.set_registered_model_alias(name, alias, version.version)
     except MlflowException as exc:
         raise TrainingError(f"MLflow at {tracking_uri} refused the training run: {exc}") from exc
