@@ -55,7 +55,7 @@ def generated_rules(features: pd.DataFrame) -> list[dict[str, Any]]:
         "count(purchase, last 30 days) >= 2",
         "sum(purchase, from 90 to 30 days ago) > 100 and count(purchase, last 30 days) = 0",
         "count(login, last 7 days) = 0 and count(login, from 37 to 7 days ago) >= 3",
-        "days_since(browse) > 60 and not never_purchased",
+        "days_since(browse, last 90 days) > 60 and not never_purchased",
         "count(refund, last 90 days) >= 1 and count(complaint, last 90 days) >= 1",
     ]
     tags: list[dict[str, Any]] = []
@@ -151,7 +151,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from features.build import build_features
-
     from features.synthetic import generate
     from tags.catalogue import LIBRARY_DIR, Catalogue, TagDefinition
     from tags.engine import evaluate_tags

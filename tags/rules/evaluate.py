@@ -125,7 +125,9 @@ class EventIndex:
         rows, pos = rows[on_frame], pos[on_frame]
         type_codes, type_names = pd.factorize(types[on_frame])
         amount = events["amount"].to_numpy(dtype="float64", na_value=np.nan)[rows]
-        self._category_source = events["category"].take(rows).reset_index(drop=True)
+        # Categories are only read by rules with a category filter: taken on first use.
+        self._events_category = events["category"]
+        self._rows = rows
         ts = raw[rows] * factor
         for code, name in enumerate(type_names):
             sel = np.flatnonzero(type_codes == code)
@@ -139,7 +141,7 @@ class EventIndex:
     def _category_codes(self, event_type: str) -> tuple[np.ndarray, dict[str, int]]:
         if event_type not in self._categories:
             part = self._by_type[event_type]
-            codes, uniques = pd.factorize(self._category_source.take(part["sel"]))
+            codes, uniques = pd.factorize(self._events_category.take(self._rows[part["sel"]]))
             lookup = {str(u): i for i, u in enumerate(uniques)}
             self._categories[event_type] = (codes, lookup)
         return self._categories[event_type]
