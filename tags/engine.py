@@ -76,10 +76,11 @@ def evaluate_tag(compiled: CompiledTag, ctx: EvalContext) -> TagValues:
     scope = Scope(ctx, population=population)
     for name, rule in compiled.lets:
         scope.bindings[name] = rule.evaluate(scope)
-    in_scope = population if population is not None else np.ones(n, dtype=bool)
     if compiled.when is not None:
-        rows = np.flatnonzero(_mask(compiled.when.evaluate(scope), n) & in_scope)
+        hit = _mask(compiled.when.evaluate(scope), n)
+        rows = np.flatnonzero(hit if population is None else hit & population)
         return TagValues(tag.id, rows, np.zeros(len(rows), dtype=np.int64), ["true"])
+    in_scope = population if population is not None else np.ones(n, dtype=bool)
     if compiled.cases:
         values = tag.value_ids if not tag.open_values else _case_values(compiled)
         position = {v: i for i, v in enumerate(values)}

@@ -343,6 +343,8 @@ def evaluate_node(node: ast.Node, scope: Scope) -> Val:
         _need(scope, node.operand, operand, (BOOL,), "'not'")
         if operand.is_scalar:
             return Val(BOOL, not operand.data)
+        if operand.null is None:
+            return Val(BOOL, ~operand.data)
         data, null = _bool_arrays(operand, scope.ctx.n)
         return _bool(~data & ~null, operand.null)
     if isinstance(node, ast.Binary):
@@ -398,9 +400,16 @@ def _name(node: ast.Name, scope: Scope) -> Val:
     return value
 
 
+def _plain(value: Val) -> bool:
+    """An array of true/false without nulls (the fast path of the logic operators)."""
+    return value.kind == BOOL and not value.is_scalar and value.null is None
+
+
 def _and(left: Val, right: Val, n: int) -> Val:
     if left.is_scalar and right.is_scalar and NULL not in (left.kind, right.kind):
         return Val(BOOL, bool(left.data) and bool(right.data))
+    if _plain(left) and _plain(right):
+        return Val(BOOL, left.data & right.data)
     a, an = _bool_arrays(left, n)
     b, bn = _bool_arrays(right, n)
     data = a & b
@@ -412,6 +421,8 @@ def _and(left: Val, right: Val, n: int) -> Val:
 def _or(left: Val, right: Val, n: int) -> Val:
     if left.is_scalar and right.is_scalar and NULL not in (left.kind, right.kind):
         return Val(BOOL, bool(left.data) or bool(right.data))
+    if _plain(left) and _plain(right):
+        return Val(BOOL, left.data | right.data)
     a, an = _bool_arrays(left, n)
     b, bn = _bool_arrays(right, n)
     data = a | b
@@ -490,6 +501,11 @@ def _compare(node: ast.Node, op: str, left: Val, right: Val, scope: Scope) -> Va
     null = left.null_mask(n)
     if not right.is_scalar:
         null = null | right.null_mask(n)
+    if left.kind == NUM:
+        # Comparisons with NaN are already false, except '!=': clear those.
+        if op == "!=":
+            data &= ~null
+        return _bool(data, null)
     return _bool(data & ~null, null)
 
 
