@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 import numpy as np
+import pandas as pd
 from rich.table import Table
 
 from tags.audit import default_actor
@@ -70,6 +71,27 @@ def latest_rescoring(project: Project, target: str, horizon_days: int | None) ->
         spec=spec,
         horizon_days=horizon_days,
     )
+
+
+def _smoke_features(project: Project, rows: int) -> pd.DataFrame | None:
+    """Current features of the first ``rows`` customers (None before any import)."""
+    from features.build import build_features
+    from features.spec import default_spec, load_spec
+    from features.store import FactStore
+
+    store = FactStore(project.facts_dir)
+    if not store.exists():
+        return None
+    customers = store.load_customers().head(rows)
+    events = store.load_events()
+    events = events.loc[events["customer_id"].isin(customers["customer_id"])]
+    spec = (
+        load_spec(project.feature_spec_path)
+        if project.feature_spec_path.is_file()
+        else default_spec()
+    )
+    as_of = store.last_event_at().floor("s") + pd.Timedelta(seconds=1)
+    return build_features(customers, events, as_of=as_of, spec=spec)
 
 
 def _when(at: datetime | None) -> str:
@@ -227,9 +249,13 @@ def history(project: Project, name: str, alias: str | None) -> None:
 def rollback(project: Project, name: str, reason: str, role: str | None) -> None:
     """Point NAME's champion back at the version that held it before the current one."""
     registry = open_registry(project)
+    rows = project.config.promotion.smoke_rows
+    features = _smoke_features(project, rows)
+    if features is None:
+        console.print("No facts imported: the restored version is load-checked only.")
     result = rollback_champion(
         registry, name, actor=default_actor(), role=resolve_role(project, role),
-        reason=reason, audit=audit_log(project),
+        reason=reason, features=features, smoke_rows=rows, audit=audit_log(project),
     )
     console.print(
         f"{name}: {CHAMPION} rolled back from v{result.from_version} to v{result.to_version} "
