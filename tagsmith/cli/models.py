@@ -25,6 +25,7 @@ from training.promotion import rollback as rollback_champion
 from training.registry import CHALLENGER, CHAMPION, ModelRegistry, VersionInfo, task_of
 
 if TYPE_CHECKING:
+    from features.spec import FeatureSpec
     from training.rescoring import Rescoring
 
 __all__ = ["latest_rescoring", "models", "open_registry", "render_gate_table"]
@@ -43,6 +44,14 @@ def open_registry(project: Project) -> ModelRegistry:
     )
 
 
+def _feature_spec(project: Project) -> FeatureSpec:
+    """The project's feature spec, or the shipped default when it has none."""
+    from features.spec import default_spec, load_spec
+
+    path = project.feature_spec_path
+    return load_spec(path) if path.is_file() else default_spec()
+
+
 def latest_rescoring(project: Project, target: str, horizon_days: int | None) -> Rescoring:
     """The project's latest labelled window (facts -> features -> labels), as training builds it.
 
@@ -52,16 +61,11 @@ def latest_rescoring(project: Project, target: str, horizon_days: int | None) ->
         horizon_days: Label horizon (the candidate's); default the training config's.
     """
     from features.build import build_features
-    from features.spec import default_spec, load_spec
     from features.store import FactStore
     from training.rescoring import latest_rescoring as build
 
     store = FactStore(project.facts_dir)
-    spec = (
-        load_spec(project.feature_spec_path)
-        if project.feature_spec_path.is_file()
-        else default_spec()
-    )
+    spec = _feature_spec(project)
     return build(
         store.load_customers(),
         store.load_events(),
@@ -76,7 +80,6 @@ def latest_rescoring(project: Project, target: str, horizon_days: int | None) ->
 def _smoke_features(project: Project, rows: int) -> pd.DataFrame | None:
     """Current features of the first ``rows`` customers (None before any import)."""
     from features.build import build_features
-    from features.spec import default_spec, load_spec
     from features.store import FactStore
 
     store = FactStore(project.facts_dir)
@@ -85,11 +88,7 @@ def _smoke_features(project: Project, rows: int) -> pd.DataFrame | None:
     customers = store.load_customers().head(rows)
     events = store.load_events()
     events = events.loc[events["customer_id"].isin(customers["customer_id"])]
-    spec = (
-        load_spec(project.feature_spec_path)
-        if project.feature_spec_path.is_file()
-        else default_spec()
-    )
+    spec = _feature_spec(project)
     as_of = store.last_event_at().floor("s") + pd.Timedelta(seconds=1)
     return build_features(customers, events, as_of=as_of, spec=spec)
 
