@@ -227,6 +227,7 @@ class TagStore:
         meta: Mapping[str, Any] | None = None,
         fingerprint: str | None = None,
         n_customers: int | None = None,
+        force: bool = False,
     ) -> RunInfo:
         """Store ``tags`` as the snapshot of ``as_of``, atomically.
 
@@ -242,6 +243,7 @@ class TagStore:
             meta: JSON-serialisable facts about the run (inputs, timings, notices).
             fingerprint: Hash of the run's inputs, for idempotency.
             n_customers: Customers evaluated (default: distinct customers in ``tags``).
+            force: Write even when the same fingerprint is stored.
 
         Raises:
             TagStoreError: ``tags`` breaks the long format, or the store is busy.
@@ -251,7 +253,7 @@ class TagStore:
         run_id = run_id or f"{ts:%Y%m%d}-{uuid.uuid4().hex[:10]}"
         meta_json = json.dumps(dict(meta or {}), sort_keys=True, default=str)
         with self._connect(write=True) as con:
-            if fingerprint is not None:
+            if fingerprint is not None and not force:
                 same = con.execute(
                     "SELECT * FROM runs WHERE as_of = ? AND fingerprint = ? "
                     "AND status = 'succeeded'",
