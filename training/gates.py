@@ -41,7 +41,7 @@ METRIC_DIRECTIONS: dict[str, dict[str, bool]] = {
         "top_decile_lift": True,
     },
     "value": {
-        "normalised_gini": True,
+        "normalized_gini": True,
         "spearman": True,
         "mae": False,
         "rmse": False,
@@ -51,14 +51,14 @@ METRIC_DIRECTIONS: dict[str, dict[str, bool]] = {
 
 # The metric that ranks producers (contests) and must be strictly beaten to replace
 # the best baseline when no champion exists.
-PRIMARY_METRIC: dict[str, str] = {"churn": "auc", "value": "normalised_gini"}
+PRIMARY_METRIC: dict[str, str] = {"churn": "auc", "value": "normalized_gini"}
 
 
 class Gate(BaseModel):
     """One promotion gate.
 
     Attributes:
-        metric: A metric of the task (``auc``, ``brier``, ``normalised_gini``, ...).
+        metric: A metric of the task (``auc``, ``brier``, ``normalized_gini``, ...).
         tolerance: How much worse than the reference the candidate may be, in the
             metric's units (0 means "not worse").
         relative_tolerance: Optionally, how much worse as a fraction of the
@@ -84,7 +84,7 @@ def _default_churn_gates() -> list[Gate]:
 
 
 def _default_value_gates() -> list[Gate]:
-    return [Gate(metric="normalised_gini", tolerance=0.0)]
+    return [Gate(metric="normalized_gini", tolerance=0.0)]
 
 
 class PromotionConfig(BaseModel):

@@ -109,7 +109,7 @@ class LabelledWindow:
 BaselineScorer = Callable[[LabelledWindow], Mapping[str, np.ndarray]]
 
 
-def _normalised_gini(actual: np.ndarray, predicted: np.ndarray) -> float:
+def _normalized_gini(actual: np.ndarray, predicted: np.ndarray) -> float:
     def gini(a: np.ndarray, p: np.ndarray) -> float:
         # Stable sort on -p, ties broken by original order, as the usual definition.
         order = np.lexsort((np.arange(len(p)), -p))
@@ -155,7 +155,7 @@ def score_predictions(task: str, labels: np.ndarray, scores: np.ndarray) -> dict
     rho = spearmanr(y, s).statistic if np.ptp(s) > 0 and np.ptp(y) > 0 else math.nan
     total = y.sum()
     return {
-        "normalised_gini": _normalised_gini(y, s),
+        "normalized_gini": _normalized_gini(y, s),
         "spearman": float(rho),
         "mae": float(np.mean(np.abs(s - y))),
         "rmse": float(np.sqrt(np.mean((s - y) ** 2))),

@@ -8,6 +8,8 @@ import click
 
 from tagsmith import __version__
 from tagsmith.cli import audit as audit_cmds
+from tagsmith.cli import facts as facts_cmds
+from tagsmith.cli import generate as generate_cmds
 from tagsmith.cli import models as models_cmds
 from tagsmith.cli import project as project_cmds
 from tagsmith.cli import serve as serve_cmds
@@ -35,7 +37,9 @@ def main(ctx: click.Context, project_dir: Path) -> None:
 
 
 main.add_command(project_cmds.init)
+main.add_command(facts_cmds.facts)
 main.add_command(models_cmds.models)
 main.add_command(audit_cmds.audit)
 main.add_command(store_cmds.store)
 main.add_command(serve_cmds.serve)
+main.add_command(generate_cmds.generate)

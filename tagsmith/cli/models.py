@@ -8,10 +8,13 @@ from datetime import datetime
 import click
 from rich.table import Table
 
+from tags.audit import default_actor
 from tagsmith.cli._common import console, pass_project
+from tagsmith.cli._governance import audit_log, resolve_role, role_option
 from tagsmith.project import Project
 from training.gates import METRIC_DIRECTIONS, GateReport
-from training.registry import ModelRegistry, VersionInfo
+from training.promotion import rollback as rollback_champion
+from training.registry import CHAMPION, ModelRegistry, VersionInfo
 
 __all__ = ["models", "open_registry", "render_gate_table"]
 
@@ -175,3 +178,21 @@ def history(project: Project, name: str, alias: str | None) -> None:
                       "now" if s.end is None else _when(s.end), s.actor, s.action,
                       s.reason or "-")
     console.print(table)
+
+
+@models.command()
+@click.argument("name")
+@click.option("--reason", default="", help="Why (recorded in the history and the audit log).")
+@role_option
+@pass_project
+def rollback(project: Project, name: str, reason: str, role: str | None) -> None:
+    """Point NAME's champion back at the version that held it before the current one."""
+    registry = open_registry(project)
+    result = rollback_champion(
+        registry, name, actor=default_actor(), role=resolve_role(project, role),
+        reason=reason, audit=audit_log(project),
+    )
+    console.print(
+        f"{name}: {CHAMPION} rolled back from v{result.from_version} to v{result.to_version} "
+        f"(recorded at {_when(result.event.at)} by {result.event.actor})."
+    )

@@ -251,5 +251,6 @@ def build_fake_runtime() -> ServingRuntime:
     if versions_file:
         models = FileVersions(Path(versions_file))
         runtime.model_source = models
+    models.load_delay_s = float(os.environ.get("TAGSMITH_FAKE_LOAD_DELAY_S", "0"))
     LAST.update(runtime=runtime, models=models, snapshots=snaps, audit=audit)
     return runtime

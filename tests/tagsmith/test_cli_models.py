@@ -62,3 +62,35 @@ def test_history_lists_observed_aliases(project: Project) -> None:
     assert code == 0, out
     assert "challenger" in out
     assert "observed" in out
+
+
+def test_rollback_cli_restores_and_audits(project: Project, monkeypatch: pytest.MonkeyPatch,
+                                          ) -> None:
+    from datetime import UTC, datetime
+
+    from tags.audit import AuditLog
+    from tagsmith.cli.models import open_registry
+
+    monkeypatch.setenv("TAGSMITH_USER", "olga")
+    registry = open_registry(project)
+    for version in ("1", "2"):
+        current = registry.alias_version("churn-predictor", "champion")
+        registry.move_alias("churn-predictor", "champion", version, expected=current,
+                            actor="ana", action="promote")
+    code, out = run(project, "rollback", "churn-predictor", "--reason", "v2 misbehaves")
+    assert code == 0, out
+    assert "from v2 to v1" in out
+    assert registry.alias_version("churn-predictor", "champion") == "1"
+    log = AuditLog(project.audit_log_path)
+    assert log.verify().ok
+    entry = log.entries()[-1]
+    assert (entry["action"], entry["actor"]) == ("models.rollback", "olga")
+    assert entry["extra"]["reason"] == "v2 misbehaves"
+    code, out = run(project, "history", "churn-predictor", "--alias", "champion")
+    assert code == 0, out
+    assert "v2 misbehaves" in out
+    assert "rollback" in out
+    assert datetime.now(UTC).strftime("%Y-%m-%d") in out
+    code, out = run(project, "rollback", "churn-predictor")
+    assert code == 2
+    assert "first recorded champion" in out

@@ -42,9 +42,9 @@ def test_brier_worse_at_all_fails_by_default() -> None:
 
 def test_value_gini_not_lower() -> None:
     gates = PromotionConfig().gates("value")
-    assert evaluate_gates("value", {"normalised_gini": 0.6}, {"normalised_gini": 0.6}, gates).passed
+    assert evaluate_gates("value", {"normalized_gini": 0.6}, {"normalized_gini": 0.6}, gates).passed
     assert not evaluate_gates(
-        "value", {"normalised_gini": 0.59}, {"normalised_gini": 0.6}, gates
+        "value", {"normalized_gini": 0.59}, {"normalized_gini": 0.6}, gates
     ).passed
 
 

@@ -256,7 +256,7 @@ def test_value_model_promotion_uses_gini(
     weak = promote(registry, "value-predictor", value_window, CONFIG, actor="ana",
                    version=store.versions["value_weak"])
     assert not weak.promoted
-    assert [o.metric for o in weak.report.outcomes] == ["normalised_gini"]
+    assert [o.metric for o in weak.report.outcomes] == ["normalized_gini"]
 
 
 def test_score_predictions_matches_hand_checked_values() -> None:
@@ -267,7 +267,7 @@ def test_score_predictions_matches_hand_checked_values() -> None:
     assert m["brier"] == pytest.approx((0.01 + 0.16 + 0.4225 + 0.04) / 4)
     v = score_predictions("value", np.array([0.0, 0.0, 10.0, 30.0]),
                           np.array([1.0, 2.0, 3.0, 4.0]))
-    assert v["normalised_gini"] == pytest.approx(1.0)
+    assert v["normalized_gini"] == pytest.approx(1.0)
     assert v["mae"] == pytest.approx((1 + 2 + 7 + 26) / 4)
 
 

@@ -1,0 +1,1125 @@
+"""Synthetic customers and events with a known generative truth, for tests, demos and oracles.
+
+The generator simulates a retail business whose customers register throughout the period,
+buy at heterogeneous rates, spend heterogeneous amounts, become unhappy, fade and leave.
+Every latent quantity is returned in a ``truth`` frame, and :func:`oracle_churn_probability`
+/ :func:`oracle_expected_value` turn it into the best achievable predictions at a cutoff,
+so models trained on the observable events can be scored against a ceiling.
+
+Generative model (times are days since ``start``; rates are per day)
+--------------------------------------------------------------------
+Calendar. A seasonality multiplier ``s(t) = intraday(hour) * weekly(weekday) * yearly(date)``
+(each factor has mean 1 over its cycle): evenings and weekends are busier, winter is busier
+than summer, and shopping festivals (18 June, 11 November, 12 December) spike. Every
+process below has intensity ``rate * s(t)``; it is simulated in operational time
+``S(t) = integral of s``, where it is a homogeneous Poisson process (the time-change
+theorem), and mapped back with ``S^-1`` (linear interpolation on an hourly grid).
+
+Customers. Signups arrive throughout ``[start, end]`` with a growing trend times ``s(t)``.
+Attributes (``features.schema.default_attributes``): gender, birth year (age 18+,
+right-skewed), region and a city within it, acquisition channel, occupation (depends on
+age). A share of customers (``never_buy_share``, higher for the partner channel) registers
+and never buys: they only log in and browse.
+
+Purchases (Pareto/NBD-like, with a two-stage exit). A buyer's base purchase rate is
+``purchase_rate = lambda ~ Gamma(shape, mean) * m_rate(attributes)``. A customer is in one
+of three states:
+
+* *active*: buys at ``lambda * s(t)``, browses and logs in at their own rates;
+* *leaving* (entered at ``leaving_at``): buys at ``leaving_purchase_factor * lambda``;
+  browsing and logins fade as ``exp(-(t - leaving_at) / fade_days)``: the visible
+  disengagement in the weeks before dropout;
+* *dropped out* (at ``dropout_at = leaving_at + Exp(leaving_exit_hazard)``): no events at all.
+
+An active customer starts leaving at a constant hazard ``leave_hazard = mu ~ Gamma *
+m_churn(attributes)`` (exponential lifetime, as in Pareto/NBD) or right after a bad
+purchase: each purchase is refunded with probability ``refund_prob`` and draws a complaint
+with probability ``complaint_prob`` (times ``complaint_after_refund_factor`` when refunded);
+a complaint moves the customer to *leaving* with probability ``leave_after_complaint``, a
+refund without complaint with ``leave_after_refund``. The per-purchase probability of that
+transition is ``leave_prob_per_purchase`` in the truth. Everything is Markov in the
+state, which is why the oracles below are exact.
+
+Spend (Gamma-Gamma). Per-order spend is ``Gamma(spend_shape, spend_mean / spend_shape)``
+times a category price factor (normalised per customer so the mean stays ``spend_mean``);
+the per-customer mean is ``spend_mean = spend_shape / nu * m_spend(attributes)`` with
+``nu ~ Gamma(spend_q, 1 / spend_gamma)``, i.e. inverse-Gamma distributed as in Fader and
+Hardie's Gamma-Gamma model. Orders carry a category (a favourite category with probability
+``favourite_category_share``, tilted by gender), a Zipf-popular product, a quantity and a
+unique order id. Refunds (same order id, after 1 hour to ~2 weeks) give back the whole
+amount or a uniform 10-90% share; complaints follow a purchase by hours to days and carry
+its order id.
+
+Browsing and logins: Poisson at ``browse_rate`` / ``login_rate`` (Gamma-distributed,
+correlated with ``lambda``) while active, fading while leaving; each purchase is also
+preceded by ``Poisson(browses_per_purchase)`` browses of the same product within hours.
+Every customer logs in at signup.
+
+Attribute effects (multiplicative): the app channel buys more and leaves less, partners
+buy less and leave more; ages 25-45 buy most; spend grows with age, is highest for
+managers and the self-employed and lowest for students, and is higher in the east and in
+first-tier cities.
+
+Truth and oracles
+-----------------
+``truth`` has one row per customer: ``customer_id``, ``signup_at``, ``never_buys``,
+``purchase_rate``, ``spend_mean``, ``leave_hazard``, ``leave_prob_per_purchase``,
+``leaving_exit_hazard``, ``leaving_purchase_factor``, ``expected_refund_share``,
+``browse_rate``, ``login_rate``, ``leaving_at`` and ``dropout_at`` (NaT when not reached
+by ``end``). Given the state at a cutoff (known from ``leaving_at``/``dropout_at``), the
+future is a two-state Markov chain with Poisson purchases, whose no-purchase probability
+and expected purchase count over the horizon are solved in closed form day by day.
+
+Performance: all per-customer work is vectorised with numpy; the only Python loop runs
+over the *n-th purchase* (a few hundred rounds), each round over all customers still
+buying. Strings are built once per distinct value and gathered with pyarrow.
+Deterministic: the same arguments and seed give identical frames (and identical files
+from :func:`write_synthetic`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.errors import FeaturesError
+from features.schema import (
+    TIMESTAMP_DTYPE,
+    FactsConfig,
+    check_customers,
+    check_events,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "SyntheticConfig",
+    "SyntheticData",
+    "generate",
+    "oracle_churn_probability",
+    "oracle_expected_value",
+    "seasonality",
+    "write_synthetic",
+]
+
+DateLike = str | date | datetime | pd.Timestamp
+Progress = Callable[[str], None]
+
+DAY_US = 86_400_000_000
+
+GENDERS = ("female", "male", "other", "unknown")
+GENDER_P = (0.48, 0.44, 0.02, 0.06)
+REGIONS = ("north", "south", "east", "west", "central")
+REGION_P = (0.22, 0.22, 0.26, 0.15, 0.15)
+REGION_RATE = (1.0, 1.05, 1.12, 0.88, 0.95)
+REGION_SPEND = (1.0, 1.05, 1.18, 0.85, 0.9)
+CITIES = (
+    ("Beijing", "Tianjin", "Shijiazhuang", "Taiyuan"),
+    ("Guangzhou", "Shenzhen", "Xiamen", "Nanning"),
+    ("Shanghai", "Hangzhou", "Nanjing", "Suzhou"),
+    ("Chengdu", "Chongqing", "Xi'an", "Kunming"),
+    ("Wuhan", "Changsha", "Zhengzhou", "Hefei"),
+)
+CITY_P = (0.4, 0.25, 0.2, 0.15)
+FIRST_TIER = frozenset({"Beijing", "Shanghai", "Guangzhou", "Shenzhen"})
+CHANNELS = ("web", "app", "store", "partner")
+CHANNEL_P = (0.35, 0.40, 0.15, 0.10)
+CHANNEL_RATE = (1.0, 1.3, 0.8, 0.7)
+CHANNEL_CHURN = (1.0, 0.8, 0.9, 1.5)
+CHANNEL_NEVER_BUY = (1.0, 0.8, 0.6, 1.8)
+OCCUPATIONS = (
+    "student",
+    "engineer",
+    "teacher",
+    "healthcare",
+    "sales",
+    "manager",
+    "self-employed",
+    "retired",
+    "other",
+)
+OCCUPATION_SPEND = (0.55, 1.15, 0.95, 1.05, 1.0, 1.45, 1.2, 0.85, 0.9)
+CATEGORIES = (
+    "electronics",
+    "apparel",
+    "home",
+    "beauty",
+    "grocery",
+    "sports",
+    "books",
+    "toys",
+    "health",
+    "jewelry",
+)
+CATEGORY_P = (0.12, 0.16, 0.12, 0.1, 0.16, 0.08, 0.08, 0.06, 0.08, 0.04)
+CATEGORY_PRICE = (2.2, 1.0, 1.3, 0.8, 0.45, 1.1, 0.5, 0.8, 0.7, 2.5)
+# Gender tilts of category preference (female, male, other, unknown), multiplicative.
+CATEGORY_GENDER_TILT = (
+    (0.7, 1.5, 1.0, 1.0),
+    (1.4, 0.7, 1.0, 1.0),
+    (1.1, 0.9, 1.0, 1.0),
+    (1.8, 0.4, 1.0, 1.0),
+    (1.0, 1.0, 1.0, 1.0),
+    (0.7, 1.4, 1.0, 1.0),
+    (1.0, 1.0, 1.0, 1.0),
+    (1.1, 0.9, 1.0, 1.0),
+    (1.1, 0.9, 1.0, 1.0),
+    (1.4, 0.6, 1.0, 1.0),
+)
+PRODUCTS_PER_CATEGORY = 2000
+FESTIVALS = ((6, 18, 1.0), (11, 11, 2.5), (12, 12, 0.8))  # (month, day, extra multiplier)
+# fmt: off
+INTRADAY = (
+    0.35, 0.2, 0.12, 0.1, 0.1, 0.15, 0.35, 0.6, 0.85, 1.0, 1.1, 1.25,
+    1.35, 1.2, 1.05, 1.05, 1.1, 1.2, 1.35, 1.6, 1.85, 1.9, 1.5, 0.85,
+)  # by hour of day (UTC)
+# fmt: on
+WEEKLY = (0.92, 0.9, 0.93, 0.97, 1.05, 1.15, 1.08)  # Monday first
+
+# Event type codes: indices into _TYPES.
+_TYPES = ("login", "browse", "purchase", "refund", "complaint")
+_LOGIN, _BROWSE, _PURCHASE, _REFUND, _COMPLAINT = range(5)
+
+
+class SyntheticConfig(BaseModel):
+    """Knobs of the generative model (see the module docstring); defaults are the demo's.
+
+    Rates are per day, shares are probabilities, ``*_mean`` are population means before
+    attribute effects.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    never_buy_share: float = Field(default=0.22, ge=0, le=0.9)
+    purchase_rate_mean: float = Field(default=0.03, gt=0, le=1)
+    purchase_rate_shape: float = Field(default=0.9, gt=0)
+    purchase_rate_max: float = Field(default=0.5, gt=0)
+    spend_shape: float = Field(default=4.0, gt=0)
+    spend_q: float = Field(default=4.0, gt=1)
+    spend_gamma: float = Field(default=90.0, gt=0)
+    leave_hazard_mean: float = Field(default=1 / 360, gt=0)
+    leave_hazard_shape: float = Field(default=1.5, gt=0)
+    leaving_days_mean: float = Field(default=30.0, gt=0)
+    leaving_purchase_factor: float = Field(default=0.5, ge=0, le=1)
+    fade_days: float = Field(default=14.0, gt=0)
+    refund_prob_mean: float = Field(default=0.06, ge=0, lt=1)
+    complaint_prob_mean: float = Field(default=0.025, ge=0, lt=1)
+    complaint_after_refund_factor: float = Field(default=4.0, ge=1)
+    leave_after_complaint: float = Field(default=0.3, ge=0, le=1)
+    leave_after_refund: float = Field(default=0.08, ge=0, le=1)
+    full_refund_share: float = Field(default=0.6, ge=0, le=1)
+    browse_rate_mean: float = Field(default=0.08, ge=0)
+    browse_rate_never_buyer: float = Field(default=0.04, ge=0)
+    browses_per_purchase: float = Field(default=1.2, ge=0)
+    login_rate_mean: float = Field(default=0.04, ge=0)
+    favourite_category_share: float = Field(default=0.55, ge=0, le=1)
+    signup_growth: float = Field(default=1.0, ge=0)
+    yearly_amplitude: float = Field(default=0.15, ge=0, lt=1)
+    festival_strength: float = Field(default=1.0, ge=0)
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """What :func:`generate` returns.
+
+    Attributes:
+        customers: Canonical customers table (``features.schema.check_customers``).
+        events: Canonical events table, sorted by time (``check_events``).
+        truth: One row per customer with the latent parameters and state changes.
+        config: The generative model's parameters.
+    """
+
+    customers: pd.DataFrame
+    events: pd.DataFrame
+    truth: pd.DataFrame
+    config: SyntheticConfig
+
+
+# ---------------------------------------------------------------- calendar
+
+
+def _utc(value: DateLike, what: str) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise FeaturesError(f"The {what} must be a date like 2024-01-31. Got {value!r}.") from exc
+    if ts is pd.NaT:
+        raise FeaturesError(f"The {what} must be a date like 2024-01-31. Got {value!r}.")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _yearly_raw(
+    day_of_year: np.ndarray, month: np.ndarray, day: np.ndarray, amp: float, festival: float
+) -> np.ndarray:
+    # Winter peak around the turn of the year; festival days on top.
+    out = 1.0 + amp * np.cos(2 * np.pi * (day_of_year - 1) / 365.25)
+    for m, d, extra in FESTIVALS:
+        out = out + festival * extra * ((month == m) & (day == d))
+    return out
+
+
+def _yearly_norm(config: SyntheticConfig) -> float:
+    days = pd.date_range("2023-01-01", "2023-12-31", freq="D")
+    raw = _yearly_raw(
+        days.day_of_year.to_numpy(),
+        days.month.to_numpy(),
+        days.day.to_numpy(),
+        config.yearly_amplitude,
+        config.festival_strength,
+    )
+    return float(raw.mean())
+
+
+def seasonality(hours: pd.DatetimeIndex, config: SyntheticConfig | None = None) -> np.ndarray:
+    """The calendar multiplier ``s(t)`` of every process, at the given (UTC) hours.
+
+    A pure function of the calendar: intraday, weekly and yearly factors, each with mean 1
+    over its own cycle, so a rate of ``r`` per day means about ``r`` events per day on
+    average.
+    """
+    config = config or SyntheticConfig()
+    intraday = np.asarray(INTRADAY) / np.mean(INTRADAY)
+    weekly = np.asarray(WEEKLY) / np.mean(WEEKLY)
+    yearly = _yearly_raw(
+        hours.day_of_year.to_numpy(),
+        hours.month.to_numpy(),
+        hours.day.to_numpy(),
+        config.yearly_amplitude,
+        config.festival_strength,
+    ) / _yearly_norm(config)
+    return intraday[hours.hour.to_numpy()] * weekly[hours.day_of_week.to_numpy()] * yearly
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """Operational time ``S(t)`` on an hourly grid from ``origin`` (t in days)."""
+
+    origin: pd.Timestamp
+    t_grid: np.ndarray
+    s_grid: np.ndarray
+
+    @classmethod
+    def build(cls, origin: pd.Timestamp, days: int, config: SyntheticConfig) -> _Clock:
+        hours = pd.date_range(origin, periods=days * 24, freq="h")
+        s = seasonality(hours, config)
+        s_grid = np.concatenate([[0.0], np.cumsum(s / 24.0)])
+        t_grid = np.arange(days * 24 + 1, dtype=np.float64) / 24.0
+        return cls(origin=origin, t_grid=t_grid, s_grid=s_grid)
+
+    def op(self, t: np.ndarray) -> np.ndarray:
+        return np.interp(t, self.t_grid, self.s_grid)
+
+    def inv(self, u: np.ndarray) -> np.ndarray:
+        # Beyond the grid the answer only needs to be "after the end".
+        return np.where(u >= self.s_grid[-1], np.inf, np.interp(u, self.s_grid, self.t_grid))
+
+
+# ---------------------------------------------------------------- customers
+
+
+def _choice(rng: np.random.Generator, n: int, p: Any) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    return np.searchsorted(np.cumsum(p / p.sum()), rng.random(n), side="right").clip(0, len(p) - 1)
+
+
+def _choice_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
+    """One draw per row of a (n, k) matrix of unnormalised probabilities."""
+    cum = np.cumsum(probs, axis=1)
+    u = rng.random(len(probs)) * cum[:, -1]
+    return (cum < u[:, None]).sum(axis=1).clip(0, probs.shape[1] - 1)
+
+
+def _strings(
+    values: list[str] | tuple[str, ...], codes: np.ndarray, valid: np.ndarray | None = None
+) -> pd.Series:
+    """A pandas string Series gathering ``values[codes]`` (null where not ``valid``)."""
+    indices = pa.array(codes.astype(np.int32, copy=False), mask=None if valid is None else ~valid)
+    taken = pc.take(pa.array(values, type=pa.string()), indices)
+    return pd.Series(pd.arrays.ArrowStringArray(taken))
+
+
+def _id_strings(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
+    digits = pc.utf8_lpad(pc.cast(pa.array(numbers), pa.string()), width, "0")
+    return pc.binary_join_element_wise(prefix, digits, "")
+
+
+def _timestamps(us: np.ndarray) -> pd.Series:
+    return pd.Series(us.astype("datetime64[us]")).dt.tz_localize("UTC").astype(TIMESTAMP_DTYPE)
+
+
+# ---------------------------------------------------------------- generation
+
+
+def generate(
+    n_customers: int,
+    *,
+    start: DateLike = "2023-01-01",
+    end: DateLike = "2024-12-31",
+    seed: int,
+    config: SyntheticConfig | None = None,
+    progress: Progress | None = None,
+) -> SyntheticData:
+    """Simulate ``n_customers`` customers registering and acting from ``start`` to ``end``.
+
+    Args:
+        n_customers: Number of registered customers (>= 1).
+        start: First day of the period (UTC midnight).
+        end: Last day of the period, inclusive.
+        seed: Seed of the random generator; the same arguments give identical output.
+        config: Parameters of the generative model (defaults: :class:`SyntheticConfig`).
+        progress: Called with a short message after each stage (for progress displays).
+
+    Returns:
+        Canonical customers and events, and the latent truth per customer.
+
+    Raises:
+        FeaturesError: A bad argument (message says which and what was expected).
+    """
+    config = config or SyntheticConfig()
+    if isinstance(n_customers, bool) or not isinstance(n_customers, int) or n_customers < 1:
+        raise FeaturesError(f"n_customers must be an int >= 1. Got {n_customers!r} instead.")
+    t0 = _utc(start, "start date").normalize()
+    t1 = _utc(end, "end date").normalize()
+    if t1 < t0:
+        raise FeaturesError(f"The end date must not be before the start date. Got {t0} > {t1}.")
+    days = int((t1 - t0) / pd.Timedelta(days=1)) + 1
+    note = progress or (lambda _msg: None)
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    clock = _Clock.build(t0, days, config)
+    t_end = float(days)
+
+    cust = _simulate_customers(rng, n_customers, clock, t_end, config)
+    note(f"customers: {n_customers:,}")
+    purchases = _simulate_purchases(rng, cust, clock, t_end, config)
+    note(f"purchases: {len(purchases['cust']):,}")
+    parts = _order_events(rng, cust, purchases, t_end, config)
+    parts += _activity_events(rng, cust, clock, t_end, config)
+    note("browse and login events simulated")
+    events = _assemble_events(parts, t0, n_customers, t_end)
+    note(f"events: {len(events):,}")
+    customers = _customers_frame(cust, t0, n_customers)
+    truth = _truth_frame(cust, t0, t_end, config)
+    check_customers(customers, FactsConfig())
+    check_events(events)
+    return SyntheticData(customers=customers, events=events, truth=truth, config=config)
+
+
+def _simulate_customers(
+    rng: np.random.Generator, n: int, clock: _Clock, t_end: float, config: SyntheticConfig
+) -> dict[str, np.ndarray]:
+    # Signups: density proportional to (1 + growth * t / T) * s(t), by inverse CDF.
+    trend = 1.0 + config.signup_growth * clock.t_grid[:-1] / t_end
+    weight = np.diff(clock.s_grid) * trend
+    cum = np.concatenate([[0.0], np.cumsum(weight)])
+    signup = np.interp(rng.random(n) * cum[-1], cum, clock.t_grid)
+
+    gender = _choice(rng, n, GENDER_P)
+    age = np.clip(18.0 + rng.gamma(3.0, 7.0, n), 18.0, 90.0)
+    region = _choice(rng, n, REGION_P)
+    city_in_region = _choice(rng, n, CITY_P)
+    channel = _choice(rng, n, CHANNEL_P)
+    # Occupation depends on age: students young, retirees old.
+    occ_p = np.tile(np.array([0.04, 0.16, 0.1, 0.1, 0.14, 0.1, 0.1, 0.0, 0.16]), (n, 1))
+    occ_p[:, 0] += np.where(age < 24, 1.2, np.where(age < 30, 0.1, 0.0))
+    occ_p[:, 7] += np.where(age >= 60, 1.5, np.where(age >= 55, 0.2, 0.0))
+    occupation = _choice_rows(rng, occ_p)
+
+    city = region * len(CITY_P) + city_in_region
+    city_names = [c for group in CITIES for c in group]
+    first_tier = np.array([name in FIRST_TIER for name in city_names])[city]
+
+    m_rate = (
+        np.asarray(REGION_RATE)[region]
+        * np.asarray(CHANNEL_RATE)[channel]
+        * (0.75 + 0.5 * np.exp(-(((age - 35.0) / 15.0) ** 2)))
+    )
+    m_spend = (
+        np.asarray(REGION_SPEND)[region]
+        * np.asarray(OCCUPATION_SPEND)[occupation]
+        * np.where(first_tier, 1.2, 1.0)
+        * (0.75 + 0.5 * np.clip((age - 18.0) / 40.0, 0.0, 1.0))
+    )
+    m_churn = np.asarray(CHANNEL_CHURN)[channel] * np.where(age < 25, 1.2, 1.0)
+
+    p_never = np.clip(config.never_buy_share * np.asarray(CHANNEL_NEVER_BUY)[channel], 0, 0.95)
+    never = rng.random(n) < p_never
+    lam = rng.gamma(
+        config.purchase_rate_shape, config.purchase_rate_mean / config.purchase_rate_shape, n
+    )
+    lam = np.minimum(lam * m_rate, config.purchase_rate_max)
+    lam[never] = 0.0
+    nu = rng.gamma(config.spend_q, 1.0 / config.spend_gamma, n)
+    spend_mean = config.spend_shape / nu * m_spend
+    mu = (
+        rng.gamma(
+            config.leave_hazard_shape, config.leave_hazard_mean / config.leave_hazard_shape, n
+        )
+        * m_churn
+    )
+    refund_prob = _beta_mean(rng, config.refund_prob_mean, 20.0, n)
+    complaint_prob = _beta_mean(rng, config.complaint_prob_mean, 30.0, n)
+    complaint_if_refund = np.minimum(complaint_prob * config.complaint_after_refund_factor, 1.0)
+    leave_prob = (
+        refund_prob
+        * (
+            complaint_if_refund * config.leave_after_complaint
+            + (1 - complaint_if_refund) * config.leave_after_refund
+        )
+        + (1 - refund_prob) * complaint_prob * config.leave_after_complaint
+    )
+    leave_prob[never] = 0.0
+
+    # Browsing and logins correlate with buying; never-buyers browse less.
+    rel = np.where(never, 1.0, (lam / config.purchase_rate_mean) ** 0.4)
+    browse_base = np.where(never, config.browse_rate_never_buyer, config.browse_rate_mean)
+    browse_rate = browse_base * rng.gamma(2.0, 0.5, n) * rel
+    login_rate = config.login_rate_mean * rng.gamma(2.0, 0.5, n) * rel
+
+    # Preferred category (gender-tilted), and the mean price factor it implies.
+    tilt = np.asarray(CATEGORY_GENDER_TILT).T[gender] * np.asarray(CATEGORY_P)
+    favourite = _choice_rows(rng, tilt)
+    base_p = np.asarray(CATEGORY_P) / np.sum(CATEGORY_P)
+    price = np.asarray(CATEGORY_PRICE)
+    share = config.favourite_category_share
+    price_norm = share * price[favourite] + (1 - share) * float(base_p @ price)
+
+    leave_at = signup + rng.exponential(1.0, n) / mu
+    leaving_days = rng.exponential(config.leaving_days_mean, n)
+    return {
+        "signup": signup,
+        "gender": gender,
+        "birth_year": np.floor(_year_fraction(clock.origin) - age).astype(np.int64),
+        "region": region,
+        "city": city,
+        "channel": channel,
+        "occupation": occupation,
+        "never": never,
+        "lam": lam,
+        "spend_mean": spend_mean,
+        "mu": mu,
+        "refund_prob": refund_prob,
+        "complaint_prob": complaint_prob,
+        "complaint_if_refund": complaint_if_refund,
+        "leave_prob": leave_prob,
+        "browse_rate": browse_rate,
+        "login_rate": login_rate,
+        "favourite": favourite,
+        "price_norm": price_norm,
+        "leave_at": leave_at,
+        "leaving_days": leaving_days,
+    }
+
+
+def _year_fraction(ts: pd.Timestamp) -> float:
+    return ts.year + (ts.day_of_year - 1) / 365.25
+
+
+def _beta_mean(rng: np.random.Generator, mean: float, strength: float, n: int) -> np.ndarray:
+    if mean <= 0:
+        return np.zeros(n)
+    return rng.beta(mean * strength, (1 - mean) * strength, n)
+
+
+def _simulate_purchases(
+    rng: np.random.Generator,
+    cust: dict[str, np.ndarray],
+    clock: _Clock,
+    t_end: float,
+    config: SyntheticConfig,
+) -> dict[str, np.ndarray]:
+    """Purchases of every buyer, one round per purchase number, all buyers at once.
+
+    Each round draws every still-buying customer's next purchase in operational time. An
+    active customer whose leave time comes first switches to *leaving* (restarting the
+    memoryless clock at the slower rate); one past their dropout or the end stops. A
+    purchase may be refunded or complained about, which can start the leaving state at
+    the purchase; later refunds or complaints can only move it earlier, and only from
+    times after the purchase, so purchases already accepted stay valid.
+    """
+    leave_at = cust["leave_at"]  # updated in place when a bad purchase starts leaving
+    lam, leaving_days = cust["lam"], cust["leaving_days"]
+    idx = np.flatnonzero(~cust["never"])
+    u = clock.op(cust["signup"][idx])
+    leaving = np.zeros(idx.size, dtype=bool)
+    phi = config.leaving_purchase_factor
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("cust", "t", "refund", "complaint")}
+    while idx.size:
+        rate = lam[idx] * np.where(leaving, phi, 1.0)
+        with np.errstate(divide="ignore"):
+            u_next = u + rng.exponential(1.0, idx.size) / rate
+        t_next = clock.inv(u_next)
+        t_leave = leave_at[idx]
+        switch = ~leaving & (t_next >= t_leave) & (t_leave < t_end)
+        stop = ~switch & ((t_next >= t_end) | (t_next >= t_leave + leaving_days[idx]))
+        buy = ~switch & ~stop
+        who = idx[buy]
+        refund = rng.random(who.size) < cust["refund_prob"][who]
+        p_complaint = np.where(
+            refund, cust["complaint_if_refund"][who], cust["complaint_prob"][who]
+        )
+        complaint = rng.random(who.size) < p_complaint
+        p_leave = np.where(
+            complaint,
+            config.leave_after_complaint,
+            np.where(refund, config.leave_after_refund, 0.0),
+        )
+        starts_leaving = ~leaving[buy] & (rng.random(who.size) < p_leave)
+        leave_at[who[starts_leaving]] = t_next[buy][starts_leaving]
+        out["cust"].append(who)
+        out["t"].append(t_next[buy])
+        out["refund"].append(refund)
+        out["complaint"].append(complaint)
+
+        u = np.where(switch, clock.op(t_leave), u_next)
+        new_leaving = leaving | switch
+        new_leaving[buy] |= starts_leaving
+        keep = ~stop
+        idx, u, leaving = idx[keep], u[keep], new_leaving[keep]
+    return {k: np.concatenate(v) if v else np.empty(0) for k, v in out.items()}
+
+
+def _order_events(
+    rng: np.random.Generator,
+    cust: dict[str, np.ndarray],
+    purchases: dict[str, np.ndarray],
+    t_end: float,
+    config: SyntheticConfig,
+) -> list[dict[str, Any]]:
+    """Purchases with their details, and the refunds, complaints and browses they cause."""
+    who = purchases["cust"].astype(np.int64)
+    t = purchases["t"]
+    n = who.size
+    dropout = cust["leave_at"] + cust["leaving_days"]
+    order = np.arange(n, dtype=np.int64)
+
+    base_p = np.asarray(CATEGORY_P) / np.sum(CATEGORY_P)
+    category = np.where(
+        rng.random(n) < config.favourite_category_share,
+        cust["favourite"][who],
+        _choice(rng, n, base_p),
+    )
+    product = category * PRODUCTS_PER_CATEGORY + _zipf_index(rng, n)
+    factor = np.asarray(CATEGORY_PRICE)[category] / cust["price_norm"][who]
+    amount = rng.gamma(config.spend_shape, cust["spend_mean"][who] / config.spend_shape) * factor
+    amount = np.maximum(np.round(amount, 2), 0.5)
+    many = (category == CATEGORIES.index("grocery")) | (category == CATEGORIES.index("books"))
+    quantity = (1 + rng.poisson(np.where(many, 1.5, 0.3))).astype(np.float64)
+    parts = [
+        {
+            "cust": who,
+            "t": t,
+            "type": _PURCHASE,
+            "amount": amount,
+            "category": category,
+            "product": product,
+            "order": order,
+            "quantity": quantity,
+        }
+    ]
+
+    # Refunds: 1 hour to ~2 weeks later, whole or a share of the amount.
+    r = np.flatnonzero(purchases["refund"])
+    t_r = t[r] + 1 / 24 + rng.gamma(2.0, 2.5, r.size)
+    full = rng.random(r.size) < config.full_refund_share
+    share = np.where(full, 1.0, rng.uniform(0.1, 0.9, r.size))
+    r_amount = np.minimum(np.round(amount[r] * share, 2), amount[r])
+    ok = (t_r < t_end) & (t_r < dropout[who[r]])
+    r = r[ok]
+    parts.append(
+        {
+            "cust": who[r],
+            "t": t_r[ok],
+            "type": _REFUND,
+            "amount": r_amount[ok],
+            "category": category[r],
+            "product": product[r],
+            "order": order[r],
+            "quantity": np.where(full[ok], quantity[r], np.nan),
+        }
+    )
+
+    # Complaints: hours to days after the purchase, about that order.
+    c = np.flatnonzero(purchases["complaint"])
+    t_c = t[c] + 1 / 24 + rng.gamma(1.5, 2.0, c.size)
+    ok = (t_c < t_end) & (t_c < dropout[who[c]])
+    c = c[ok]
+    parts.append(
+        {
+            "cust": who[c],
+            "t": t_c[ok],
+            "type": _COMPLAINT,
+            "category": category[c],
+            "order": order[c],
+        }
+    )
+
+    # Browses leading to each purchase: same product, within hours before it.
+    k = rng.poisson(config.browses_per_purchase, n)
+    b = np.repeat(np.arange(n), k)
+    t_b = t[b] - rng.exponential(0.25, b.size)
+    ok = t_b >= cust["signup"][who[b]]
+    b = b[ok]
+    parts.append(
+        {
+            "cust": who[b],
+            "t": t_b[ok],
+            "type": _BROWSE,
+            "category": category[b],
+            "product": product[b],
+        }
+    )
+    return parts
+
+
+def _zipf_index(rng: np.random.Generator, n: int) -> np.ndarray:
+    # Popularity falls steeply with rank: a few best sellers, a long tail.
+    return np.floor(PRODUCTS_PER_CATEGORY * rng.random(n) ** 3).astype(np.int64)
+
+
+def _activity_events(
+    rng: np.random.Generator,
+    cust: dict[str, np.ndarray],
+    clock: _Clock,
+    t_end: float,
+    config: SyntheticConfig,
+) -> list[dict[str, Any]]:
+    """Background browses and logins: steady while active, fading while leaving."""
+    signup = cust["signup"]
+    n = signup.size
+    leave = np.minimum(cust["leave_at"], t_end)
+    stop = np.minimum(cust["leave_at"] + cust["leaving_days"], t_end)
+    op_signup, op_leave, op_stop = clock.op(signup), clock.op(leave), clock.op(stop)
+    parts: list[dict[str, Any]] = [
+        {"cust": np.arange(n, dtype=np.int64), "t": signup, "type": _LOGIN}
+    ]
+    for kind, rate in ((_BROWSE, cust["browse_rate"]), (_LOGIN, cust["login_rate"])):
+        # Active period: homogeneous in operational time.
+        count = rng.poisson(rate * (op_leave - op_signup))
+        who = np.repeat(np.arange(n, dtype=np.int64), count)
+        u = op_signup[who] + rng.random(who.size) * (op_leave - op_signup)[who]
+        t_active = clock.inv(u)
+        # Leaving period: thinning by the fade factor.
+        count = rng.poisson(rate * np.maximum(op_stop - op_leave, 0.0))
+        who2 = np.repeat(np.arange(n, dtype=np.int64), count)
+        u2 = op_leave[who2] + rng.random(who2.size) * (op_stop - op_leave)[who2]
+        t_leaving = clock.inv(u2)
+        kept = rng.random(who2.size) < np.exp(-(t_leaving - leave[who2]) / config.fade_days)
+        who_all = np.concatenate([who, who2[kept]])
+        t_all = np.concatenate([t_active, t_leaving[kept]])
+        inside = t_all < t_end  # guards float rounding at the very end of the grid
+        who_all, t_all = who_all[inside], t_all[inside]
+        t_all = np.maximum(t_all, signup[who_all])
+        part: dict[str, Any] = {"cust": who_all, "t": t_all, "type": kind}
+        if kind == _BROWSE:
+            category = np.where(
+                rng.random(who_all.size) < config.favourite_category_share * 0.8,
+                cust["favourite"][who_all],
+                _choice(rng, who_all.size, CATEGORY_P),
+            )
+            part["category"] = category
+            part["product"] = category * PRODUCTS_PER_CATEGORY + _zipf_index(rng, who_all.size)
+        parts.append(part)
+    return parts
+
+
+def _assemble_events(
+    parts: list[dict[str, Any]], origin: pd.Timestamp, n_customers: int, t_end: float
+) -> pd.DataFrame:
+    """Concatenate the event parts, sort them by time and build the canonical frame.
+
+    Parts are consumed (their arrays dropped as soon as they are gathered) to keep the
+    peak memory near the size of the finished frame.
+    """
+    sizes = [p["cust"].size for p in parts]
+    total = int(sum(sizes))
+
+    def column(key: str, fill: Any, dtype: Any) -> np.ndarray:
+        out = np.full(total, fill, dtype=dtype)
+        pos = 0
+        for part, size in zip(parts, sizes, strict=True):
+            if key in part:
+                out[pos : pos + size] = part.pop(key)
+            pos += size
+        return out
+
+    # Whole seconds: t < dropout stays strictly before the (ceiled) dropout timestamp.
+    seconds = np.floor(column("t", 0.0, np.float64) * 86_400).astype(np.int64)
+    # Sort by time, ties in generation order: pack (seconds, row) into one unique int64
+    # and sort the values (a SIMD sort, several times faster than a stable argsort).
+    row_bits = max(1, total.bit_length())
+    if int(t_end * 86_400).bit_length() + row_bits <= 62:
+        packed = (seconds << row_bits) | np.arange(total, dtype=np.int64)
+        packed.sort()
+        order = packed & ((1 << row_bits) - 1)
+        seconds = packed >> row_bits
+        del packed
+    else:  # decades of data with billions of rows: fall back to the stable argsort
+        order = np.argsort(seconds, kind="stable")
+        seconds = seconds[order]
+    origin_us = origin.value // 1000
+    occurred_at = _timestamps(origin_us + seconds * 1_000_000)
+    del seconds
+
+    cust = column("cust", 0, np.int32)[order]
+    customer_id = pd.Series(
+        pd.arrays.ArrowStringArray(pc.take(_customer_ids(n_customers), pa.array(cust)))
+    )
+    del cust
+    event_type = _strings(_TYPES, column("type", 0, np.int8)[order])
+    category = column("category", -1, np.int8)[order]
+    category_s = _strings(CATEGORIES, np.maximum(category, 0), category >= 0)
+    del category
+    product_id = _product_ids(column("product", -1, np.int32)[order])
+    order_id = _order_ids(column("order", -1, np.int64)[order])
+    frame = pd.DataFrame(
+        {
+            "customer_id": customer_id,
+            "occurred_at": occurred_at,
+            "event_type": event_type,
+            "amount": column("amount", np.nan, np.float64)[order],
+            "category": category_s,
+            "product_id": product_id,
+            "order_id": order_id,
+            "quantity": column("quantity", np.nan, np.float64)[order],
+        },
+        copy=False,
+    )
+    return frame
+
+
+def _customer_ids(n: int) -> pa.Array:
+    width = max(7, len(str(n)))
+    return _id_strings("C", np.arange(1, n + 1, dtype=np.int64), width)
+
+
+def _product_ids(product: np.ndarray) -> pd.Series:
+    category = np.arange(len(CATEGORIES)).repeat(PRODUCTS_PER_CATEGORY)
+    names = pc.binary_join_element_wise(
+        pc.take(pa.array([c[:3].upper() for c in CATEGORIES]), pa.array(category)),
+        _id_strings("-", np.tile(np.arange(1, PRODUCTS_PER_CATEGORY + 1), len(CATEGORIES)), 5),
+        "",
+    )
+    valid = product >= 0
+    indices = pa.array(np.maximum(product, 0), mask=~valid)
+    return pd.Series(pd.arrays.ArrowStringArray(pc.take(names, indices)))
+
+
+def _order_ids(order_no: np.ndarray) -> pd.Series:
+    valid = order_no >= 0
+    ids = _id_strings("O", order_no[valid] + 1, 9)
+    if valid.all():
+        return pd.Series(pd.arrays.ArrowStringArray(ids))
+    # Scatter the formatted ids into a null column without a Python loop.
+    positions = np.full(valid.size, -1, dtype=np.int64)
+    positions[valid] = np.arange(int(valid.sum()))
+    indices = pa.array(np.maximum(positions, 0), mask=~valid)
+    return pd.Series(pd.arrays.ArrowStringArray(pc.take(ids, indices)))
+
+
+def _customers_frame(cust: dict[str, np.ndarray], origin: pd.Timestamp, n: int) -> pd.DataFrame:
+    origin_us = origin.value // 1000
+    signup_us = origin_us + np.floor(cust["signup"] * 86_400).astype(np.int64) * 1_000_000
+    city_names = tuple(c for group in CITIES for c in group)
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series(pd.arrays.ArrowStringArray(_customer_ids(n))),
+            "signup_at": _timestamps(signup_us),
+            "gender": _strings(GENDERS, cust["gender"]),
+            "birth_year": pd.array(cust["birth_year"], dtype="Int64"),
+            "region": _strings(REGIONS, cust["region"]),
+            "city": _strings(city_names, cust["city"]),
+            "channel": _strings(CHANNELS, cust["channel"]),
+            "occupation": _strings(OCCUPATIONS, cust["occupation"]),
+        }
+    )
+
+
+def _truth_frame(
+    cust: dict[str, np.ndarray], origin: pd.Timestamp, t_end: float, config: SyntheticConfig
+) -> pd.DataFrame:
+    origin_us = origin.value // 1000
+
+    def stamp(t: np.ndarray, ceil: bool) -> pd.Series:
+        reached = t < t_end
+        sec = np.ceil(t * 86_400) if ceil else np.floor(t * 86_400)
+        us = origin_us + np.where(reached, sec, 0).astype(np.int64) * 1_000_000
+        return _timestamps(us).where(pd.Series(reached), pd.NaT)
+
+    leaving_at = cust["leave_at"]
+    dropout_at = leaving_at + cust["leaving_days"]
+    never = cust["never"]
+    refund_share = config.full_refund_share + (1 - config.full_refund_share) * 0.5
+    frame = pd.DataFrame(
+        {
+            "customer_id": pd.Series(pd.arrays.ArrowStringArray(_customer_ids(never.size))),
+            "signup_at": _timestamps(
+                origin_us + np.floor(cust["signup"] * 86_400).astype(np.int64) * 1_000_000
+            ),
+            "never_buys": never,
+            "purchase_rate": cust["lam"],
+            "spend_mean": np.where(never, 0.0, cust["spend_mean"]),
+            "leave_hazard": cust["mu"],
+            "leave_prob_per_purchase": cust["leave_prob"],
+            "leaving_exit_hazard": np.full(never.size, 1.0 / config.leaving_days_mean),
+            "leaving_purchase_factor": np.full(never.size, config.leaving_purchase_factor),
+            "expected_refund_share": cust["refund_prob"] * refund_share,
+            "browse_rate": cust["browse_rate"],
+            "login_rate": cust["login_rate"],
+            "leaving_at": stamp(leaving_at, ceil=False),
+            "dropout_at": stamp(dropout_at, ceil=True),
+        }
+    )
+    frame.attrs["synthetic_config"] = config.model_dump(mode="json")
+    return frame
+
+
+# ---------------------------------------------------------------- oracles
+
+
+def _oracle_inputs(
+    truth: pd.DataFrame, cutoff: DateLike, horizon_days: int, config: SyntheticConfig | None
+) -> tuple[pd.DataFrame, np.ndarray, SyntheticConfig]:
+    if (
+        isinstance(horizon_days, bool)
+        or not isinstance(horizon_days, int)
+        or not (1 <= horizon_days <= 3650)
+    ):
+        raise FeaturesError(
+            f"horizon_days must be an int in [1, 3650]. Got {horizon_days!r} instead."
+        )
+    required = [
+        "customer_id",
+        "signup_at",
+        "never_buys",
+        "purchase_rate",
+        "spend_mean",
+        "leave_hazard",
+        "leave_prob_per_purchase",
+        "leaving_exit_hazard",
+        "leaving_purchase_factor",
+        "expected_refund_share",
+        "leaving_at",
+        "dropout_at",
+    ]
+    missing = [c for c in required if c not in truth.columns]
+    if missing:
+        raise FeaturesError(f"The truth table must have columns {required}. Missing {missing}.")
+    if config is None:
+        stored = truth.attrs.get("synthetic_config")
+        config = SyntheticConfig.model_validate(stored) if stored else SyntheticConfig()
+    c = _utc(cutoff, "cutoff")
+    rows = truth.loc[_as_utc(truth["signup_at"]) < c]
+    hours = pd.date_range(c, periods=horizon_days * 24, freq="h")
+    daily = seasonality(hours, config).reshape(horizon_days, 24).mean(axis=1)
+    return rows, daily, config
+
+
+def _as_utc(values: pd.Series) -> pd.Series:
+    parsed = pd.to_datetime(values, utc=True)
+    return parsed
+
+
+def _state_at(rows: pd.DataFrame, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+    leaving_at = _as_utc(rows["leaving_at"])
+    dropout_at = _as_utc(rows["dropout_at"])
+    dropped = (dropout_at <= cutoff).fillna(False).to_numpy(dtype=bool)
+    leaving = (leaving_at <= cutoff).fillna(False).to_numpy(dtype=bool) & ~dropped
+    return dropped, leaving
+
+
+def _g(x: np.ndarray) -> np.ndarray:
+    """(1 - exp(-x)) / x, continuous at 0."""
+    safe = np.where(np.abs(x) < 1e-12, 1.0, x)
+    return np.where(np.abs(x) < 1e-12, 1.0 - x / 2, -np.expm1(-safe) / safe)
+
+
+def _two_state_day(
+    a0: np.ndarray, b0: np.ndarray, a: np.ndarray, m: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One day of A' = -a A, B' = m A - b B: end values and integrals of A and B."""
+    ea, eb = np.exp(-a), np.exp(-b)
+    d = b - a
+    small = np.abs(d) < 1e-7
+    d_safe = np.where(small, 1.0, d)
+    # (e^-a - e^-b) / (b - a) and (g(a) - g(b)) / (b - a), with their limits at b == a.
+    cross = np.where(small, ea, ea * _g(d_safe))
+    ga, gb = _g(a), _g(b)
+    # The limit -g'(a) = (1 - e^-a (1 + a)) / a^2, by its series where that cancels.
+    a_safe = np.where(a < 1e-3, 1.0, a)
+    limit = np.where(a < 1e-3, 0.5 - a / 3 + a * a / 8, (1 - ea * (1 + a)) / (a_safe * a_safe))
+    int_cross = np.where(small, limit, (ga - gb) / d_safe)
+    a1 = a0 * ea
+    b1 = b0 * eb + m * a0 * cross
+    int_a = a0 * ga
+    int_b = b0 * gb + m * a0 * int_cross
+    return a1, b1, int_a, int_b
+
+
+def oracle_churn_probability(
+    truth: pd.DataFrame,
+    *,
+    cutoff: DateLike,
+    horizon_days: int,
+    config: SyntheticConfig | None = None,
+) -> pd.Series:
+    """P(no purchase in (cutoff, cutoff + horizon]) given each customer's latent state.
+
+    The state at the cutoff is read from the truth (active, leaving since ``leaving_at``,
+    or dropped out: probability 1); never-buyers have probability 1. The future is the
+    generator's Markov chain, solved exactly day by day (daily-mean seasonality).
+
+    Args:
+        truth: The ``truth`` frame of :func:`generate` (or the written truth file).
+        cutoff: The as-of instant; customers who signed up at or after it are left out.
+        horizon_days: Length of the horizon in days.
+        config: The generator's config; default: the one stored in ``truth.attrs`` when
+            present, else :class:`SyntheticConfig` defaults.
+
+    Returns:
+        Float Series indexed by ``customer_id`` (customers with ``signup_at < cutoff``).
+    """
+    rows, daily, _config = _oracle_inputs(truth, cutoff, horizon_days, config)
+    dropped, leaving = _state_at(rows, _utc(cutoff, "cutoff"))
+    lam = rows["purchase_rate"].to_numpy(dtype=np.float64)
+    mu = rows["leave_hazard"].to_numpy(dtype=np.float64)
+    nu = rows["leaving_exit_hazard"].to_numpy(dtype=np.float64)
+    phi = rows["leaving_purchase_factor"].to_numpy(dtype=np.float64)
+    # Probability mass with no purchase so far: A active, B leaving; D = nu * int B.
+    a_mass = np.where(leaving | dropped, 0.0, 1.0)
+    b_mass = np.where(leaving, 1.0, 0.0)
+    gone = np.zeros_like(a_mass)
+    for s in daily:
+        a_mass, b_new, _int_a, int_b = _two_state_day(
+            a_mass, b_mass, mu + lam * s, mu, nu + phi * lam * s
+        )
+        gone = gone + nu * int_b
+        b_mass = b_new
+    p = np.clip(a_mass + b_mass + gone, 0.0, 1.0)
+    p = np.where(dropped | rows["never_buys"].to_numpy(dtype=bool) | (lam <= 0), 1.0, p)
+    return pd.Series(
+        p, index=pd.Index(rows["customer_id"], name="customer_id"), name="p_no_purchase"
+    )
+
+
+def oracle_expected_value(
+    truth: pd.DataFrame,
+    *,
+    cutoff: DateLike,
+    horizon_days: int,
+    config: SyntheticConfig | None = None,
+) -> pd.Series:
+    """Expected net spend (purchases minus refunds) in (cutoff, cutoff + horizon].
+
+    Expected purchases come from the same Markov chain as
+    :func:`oracle_churn_probability`, including bad purchases that start the leaving
+    state; each is worth ``spend_mean * (1 - expected_refund_share)`` (refunds are
+    counted against the order they refund, whose refund follows within days).
+
+    Returns:
+        Float Series indexed by ``customer_id`` (customers with ``signup_at < cutoff``).
+    """
+    rows, daily, _config = _oracle_inputs(truth, cutoff, horizon_days, config)
+    dropped, leaving = _state_at(rows, _utc(cutoff, "cutoff"))
+    lam = rows["purchase_rate"].to_numpy(dtype=np.float64)
+    mu = rows["leave_hazard"].to_numpy(dtype=np.float64)
+    q = rows["leave_prob_per_purchase"].to_numpy(dtype=np.float64)
+    nu = rows["leaving_exit_hazard"].to_numpy(dtype=np.float64)
+    phi = rows["leaving_purchase_factor"].to_numpy(dtype=np.float64)
+    a_mass = np.where(leaving | dropped, 0.0, 1.0)
+    b_mass = np.where(leaving, 1.0, 0.0)
+    purchases = np.zeros_like(a_mass)
+    for s in daily:
+        into_leaving = mu + q * lam * s
+        a_mass, b_mass, int_a, int_b = _two_state_day(
+            a_mass, b_mass, into_leaving, into_leaving, nu
+        )
+        purchases = purchases + lam * s * (int_a + phi * int_b)
+    value = (
+        purchases
+        * rows["spend_mean"].to_numpy(dtype=np.float64)
+        * (1.0 - rows["expected_refund_share"].to_numpy(dtype=np.float64))
+    )
+    value = np.where(dropped | rows["never_buys"].to_numpy(dtype=bool), 0.0, value)
+    return pd.Series(
+        value, index=pd.Index(rows["customer_id"], name="customer_id"), name="expected_net_spend"
+    )
+
+
+# ---------------------------------------------------------------- files
+
+
+def write_synthetic(
+    data: SyntheticData, out_dir: Path, *, file_format: Literal["csv", "parquet"] = "csv"
+) -> dict[str, Path]:
+    """Write customers, events and truth to ``out_dir`` (atomically, file by file).
+
+    CSV timestamps are ISO 8601 in UTC with a ``Z`` suffix, nulls are empty fields;
+    output bytes depend only on the data, so the same seed writes identical files.
+
+    Returns:
+        The written paths by name (``customers``, ``events``, ``truth``).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for name, frame in (
+        ("customers", data.customers),
+        ("events", data.events),
+        ("truth", data.truth),
+    ):
+        path = out_dir / f"{name}.{file_format}"
+        table = _arrow_table(frame)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            if file_format == "csv":
+                pa_csv.write_csv(
+                    _csv_ready(table),
+                    str(tmp),
+                    pa_csv.WriteOptions(quoting_style="needed", batch_size=65_536),
+                )
+            else:
+                pq.write_table(table, str(tmp), compression="zstd")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        paths[name] = path
+    return paths
+
+
+def _arrow_table(frame: pd.DataFrame) -> pa.Table:
+    """The frame as an Arrow table without pandas metadata (zero-copy for Arrow strings)."""
+    columns = []
+    for name in frame.columns:
+        values = frame[name]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            naive = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
+            columns.append(pa.array(naive, type=pa.timestamp("us", tz="UTC")))
+        elif values.dtype == bool:
+            columns.append(pa.array(values.to_numpy()))
+        else:
+            columns.append(pa.array(values.array))
+    return pa.table(columns, names=[str(c) for c in frame.columns])
+
+
+def _csv_ready(table: pa.Table) -> pa.Table:
+    columns = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_timestamp(field.type):
+            seconds = pc.cast(column, pa.timestamp("s", tz="UTC"), safe=False)
+            columns.append(pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ"))
+        else:
+            columns.append(column)
+    return pa.table(columns, names=table.column_names)

@@ -1,0 +1,164 @@
+"""The runtime's sources on a project's real stores.
+
+* :class:`TagStoreSnapshotSource`: the newest tag snapshot of the tag store and the
+  feature snapshot of the same as-of date;
+* :class:`PolicyGovernance`: the catalogue and the access policy;
+* :class:`FactsOnlineScorer`: posted facts -> features -> rule tags, with the batch code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from serving.runtime import Snapshot
+from tags.errors import TagsError
+from tags.policy import AccessPolicy, tag_infos
+from tags.store import TagStore
+
+__all__ = ["FactsOnlineScorer", "JsonAudit", "PolicyGovernance", "TagStoreSnapshotSource"]
+
+log = logging.getLogger(__name__)
+
+FeatureLoader = Callable[[pd.Timestamp], pd.DataFrame]
+
+
+class TagStoreSnapshotSource:
+    """The newest snapshot of a tag store, with the features it was computed from.
+
+    The watcher calls :meth:`marker` every few seconds; it only opens the database when
+    the file changed since the last look (a stat call otherwise), so an idle service
+    never holds the file a tagging run wants to write.
+
+    Args:
+        store: The tag store.
+        features: as_of -> feature frame of that date (one row per customer).
+    """
+
+    def __init__(self, store: TagStore, features: FeatureLoader) -> None:
+        self.store = store
+        self.features = features
+        self._stat: tuple[int, int, int] | None = None
+        self._marker: str | None = None
+
+    def marker(self) -> str | None:
+        """Id of the run that wrote the newest snapshot (``None``: no snapshot yet)."""
+        try:
+            st = self.store.path.stat()
+        except FileNotFoundError:
+            self._stat, self._marker = None, None
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp != self._stat:
+            if self.store.latest_as_of() is None:
+                self._marker = None
+            else:
+                self._marker = self.store.run_info().run_id
+            self._stat = stamp
+        return self._marker
+
+    def load(self) -> Snapshot | None:
+        """The newest snapshot and its features."""
+        as_of = self.store.latest_as_of()
+        if as_of is None:
+            return None
+        info = self.store.run_info(as_of)
+        tags = self.store.snapshot(as_of)
+        features = self.features(as_of)
+        return Snapshot(tags=tags, features=features, as_of=as_of, run_id=info.run_id)
+
+
+def _entry(tag: Any) -> dict[str, Any]:
+    """JSON-ready catalogue entry of a tag definition (what ``GET /catalog`` shows)."""
+    dump = getattr(tag, "model_dump", None)
+    data: dict[str, Any] = dump(mode="json", by_alias=True) if callable(dump) else dict(vars(tag))
+    data.pop("rule", None)  # rule internals are for the catalogue's editors, not callers
+    data.pop("id", None)
+    return data
+
+
+class PolicyGovernance:
+    """Catalogue + access policy (``serving.runtime.Governance``).
+
+    A role sees what the policy grants it, and only if it may ``read`` at all.
+    """
+
+    def __init__(self, catalogue: Any, policy: AccessPolicy) -> None:
+        self.catalogue = catalogue
+        self.policy = policy
+        self._catalog = {t.id: _entry(t) for t in tag_infos(catalogue)}
+
+    def catalog(self) -> Mapping[str, Mapping[str, Any]]:
+        """Tag id -> catalogue entry."""
+        return self._catalog
+
+    def visible(self, role: str) -> frozenset[str]:
+        """Tag ids ``role`` may read (empty for unknown roles and roles without read)."""
+        if role not in self.policy.roles or "read" not in self.policy.roles[role].actions:
+            return frozenset()
+        return frozenset(self.policy.visible(role, self.catalogue))
+
+    def roles(self) -> frozenset[str]:
+        """Roles of the policy."""
+        return frozenset(self.policy.roles)
+
+
+class JsonAudit:
+    """Adapts the runtime's audit entries to :class:`tags.audit.AuditLog` (query as JSON)."""
+
+    def __init__(self, log: Any) -> None:
+        self.log = log
+
+    def append(self, **entry: Any) -> Any:
+        """Append with the query serialised as compact JSON text."""
+        query = entry.pop("query", None)
+        text = json.dumps(query, sort_keys=True, separators=(",", ":")) if query else None
+        return self.log.append(query=text, **entry)
+
+
+class FactsOnlineScorer:
+    """One customer's posted facts through the batch feature and rule code.
+
+    Args:
+        to_customers: records -> canonical customers frame (the fact contract).
+        to_events: records -> canonical events frame.
+        build: (customers, events, as_of) -> feature frame (``build_features``).
+        evaluate: (features, events, as_of) -> long rule-tag table (``evaluate_tags``).
+    """
+
+    def __init__(
+        self,
+        *,
+        to_customers: Callable[[list[dict[str, Any]]], pd.DataFrame],
+        to_events: Callable[[list[dict[str, Any]]], pd.DataFrame],
+        build: Callable[[pd.DataFrame, pd.DataFrame, pd.Timestamp], pd.DataFrame],
+        evaluate: Callable[[pd.DataFrame, pd.DataFrame, pd.Timestamp], pd.DataFrame],
+    ) -> None:
+        self.to_customers = to_customers
+        self.to_events = to_events
+        self.build = build
+        self.evaluate = evaluate
+
+    def score(
+        self,
+        customer: Mapping[str, Any],
+        events: Sequence[Mapping[str, Any]],
+        *,
+        as_of: pd.Timestamp,
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(one-row feature frame, long rule-tag table) of the posted customer."""
+        customers = self.to_customers([dict(customer)])
+        records = [dict(e) for e in events]
+        event_frame = self.to_events(records)
+        features = self.build(customers, event_frame, as_of)
+        if not len(features):
+            raise TagsError(
+                f"Expected a customer who signed up before as_of {as_of.isoformat()}. "
+                f"Got signup_at {customers['signup_at'].iloc[0].isoformat()}."
+            )
+        tags = self.evaluate(features, event_frame, as_of)
+        return features, tags

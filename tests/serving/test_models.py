@@ -1,0 +1,109 @@
+"""Champion models loaded from a real MLflow SQLite registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from features.matrix import load_model, score_frame
+from serving.errors import ModelLoadError
+from serving.models import (
+    ChampionPredictor,
+    MlflowModelSource,
+    ModelTag,
+    band_labels,
+    load_champion_predictors,
+)
+from tests.serving import registry
+
+CHURN = ModelTag(
+    "churn_risk", "churn-predictor", (("high", 0.6), ("medium", 0.3), ("low", None)), (0.0, 1.0)
+)
+VALUE = ModelTag(
+    "predicted_value", "value-predictor", (("high", 500.0), ("medium", 100.0), ("low", None))
+)
+TAGS = {"churn-predictor": CHURN, "value-predictor": VALUE}
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    registry.register(uri, root / "artifacts", "churn-predictor", "churn")
+    return uri, root
+
+
+def test_band_labels_follow_catalogue_bands() -> None:
+    scores = np.array([0.0, 0.29, 0.3, 0.59, 0.6, 1.0, np.nan])
+    assert band_labels(scores, CHURN.bands) == [
+        "low",
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
+        "low",
+    ]
+
+
+def test_champion_version_and_missing_ones(mlflow_store: tuple[str, Path]) -> None:
+    uri, _ = mlflow_store
+    source = MlflowModelSource(uri, TAGS)
+    assert source.champion_version("churn-predictor") == "1"
+    assert source.champion_version("value-predictor") is None  # never registered
+    assert MlflowModelSource(uri, TAGS, alias="nope").champion_version("churn-predictor") is None
+
+
+def test_loaded_champion_scores_like_the_contract(mlflow_store: tuple[str, Path]) -> None:
+    uri, root = mlflow_store
+    model = MlflowModelSource(uri, TAGS, cache_dir=root / "cache").load("churn-predictor", "1")
+    frame = registry.feature_frame(40, seed=3)
+    reference = load_model("models:/churn-predictor/1")
+    expected = score_frame(reference.booster, frame, reference.contract)
+    got = model.predict(model.prepare(frame))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    # the per-request path: a few prepared rows give the same numbers
+    rows = model.prepare(frame)[[3, 17, 5]]
+    np.testing.assert_allclose(model.predict(rows), expected[[3, 17, 5]], atol=1e-12)
+    assert ((got >= 0.05) & (got <= 0.95)).all()  # the isotonic calibration was applied
+
+
+def test_wrong_target_is_refused(mlflow_store: tuple[str, Path]) -> None:
+    uri, root = mlflow_store
+    version = registry.register(uri, root / "artifacts", "value-predictor", "churn", alias=None)
+    with pytest.raises(ModelLoadError, match="target 'value'"):
+        MlflowModelSource(uri, TAGS).load("value-predictor", version)
+
+
+def test_out_of_range_smoke_prediction_is_refused(mlflow_store: tuple[str, Path]) -> None:
+    uri, _ = mlflow_store
+    narrow = {
+        "churn-predictor": ModelTag("churn_risk", "churn-predictor", CHURN.bands, (0.0, 0.01))
+    }
+    with pytest.raises(ModelLoadError, match="smoke prediction"):
+        MlflowModelSource(uri, narrow).load("churn-predictor", "1")
+
+
+def test_batch_predictor_rows(mlflow_store: tuple[str, Path]) -> None:
+    uri, _ = mlflow_store
+    predictors, notices = load_champion_predictors(MlflowModelSource(uri, TAGS))
+    assert [p.name for p in predictors] == ["churn-predictor"]
+    assert len(notices) == 1
+    assert "value-predictor" in notices[0]
+    frame = registry.feature_frame(25, seed=4)
+    rows = predictors[0].predict(frame, as_of="2026-06-01")
+    assert list(rows.columns) == [
+        "customer_id",
+        "tag_id",
+        "value",
+        "score",
+        "source",
+        "version",
+        "as_of",
+    ]
+    assert len(rows) == 25
+    assert set(rows["version"]) == {"churn-predictor/1"}
+    assert rows["value"].tolist() == band_labels(rows["score"].to_numpy(), CHURN.bands)
+    assert isinstance(predictors[0], ChampionPredictor)
