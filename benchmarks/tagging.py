@@ -41,11 +41,11 @@ def _run(folder: str, queue: Any) -> None:
     import resource
 
     import pandas as pd
-    from tags.catalogue import LIBRARY_DIR, Catalogue
 
     from serving.batch import InMemoryFacts, run_tagging
     from tags.access import TagReader
     from tags.audit import AuditLog
+    from tags.catalogue import LIBRARY_DIR, Catalogue
     from tags.policy import AccessPolicy
     from tags.segments import select_audience
     from tags.store import TagStore

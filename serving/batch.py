@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
+
 from features.build import build_features
 from features.spec import FeatureSpec, default_spec, spec_hash
+from serving.errors import ServingError
 from tags.catalogue import Catalogue
 from tags.engine import evaluate_tags
-
-from serving.errors import ServingError
 from tags.store import TAG_COLUMNS, RunInfo, TagStore, to_as_of
 
 __all__ = [
@@ -290,7 +290,8 @@ def _counts(long: pd.DataFrame, n_customers: int) -> pd.DataFrame:
 def _counts_of(store: TagStore, as_of: pd.Timestamp, catalogue: Catalogue) -> pd.DataFrame:
     cov = store.coverage(as_of)
     info = store.run_info(as_of)
-    rows = cov.groupby("tag_id", as_index=False)["count"].sum().rename(columns={"count": "rows"})
+    per_tag = cov.groupby("tag_id")["count"].sum()
+    rows = pd.DataFrame({"tag_id": per_tag.index.astype(str), "rows": per_tag.to_numpy()})
     sources = {t.id: t.source for t in catalogue}
     rows.insert(1, "source", [sources.get(str(t), "") for t in rows["tag_id"]])
     rows["share"] = rows["rows"] / info.n_customers if info.n_customers else 0.0

@@ -13,11 +13,11 @@ from typing import Any
 
 import click
 import pandas as pd
-from features.spec import load_spec
-from features.store import FactStore
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from features.spec import load_spec
+from features.store import FactStore
 from serving.batch import STEPS, Predictor, run_tagging
 from tags.access import TagReader
 from tags.audit import default_actor
@@ -46,6 +46,10 @@ def _tag_list(value: str | None) -> list[str] | None:
     if not value:
         return None
     return [t.strip() for t in value.split(",") if t.strip()]
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None or pd.isna(value) else str(value)
 
 
 def _day(ts: Any) -> str:
@@ -121,8 +125,10 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
     table = Table(title=f"tag snapshot {_day(run.as_of)}", show_edge=False)
     for col in ("tag", "source", "customers", "share"):
         table.add_column(col, justify="right" if col in ("customers", "share") else "left")
-    for r in result.counts.itertuples(index=False):
-        table.add_row(str(r.tag_id), str(r.source), f"{int(r.rows):,}", f"{100 * r.share:.1f}%")
+    for r in result.counts.to_dict("records"):
+        table.add_row(
+            str(r["tag_id"]), str(r["source"]), f"{int(r['rows']):,}", f"{100 * r['share']:.1f}%"
+        )
     console.print(table)
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     console.print(
@@ -142,19 +148,19 @@ def runs_cmd(project: Project, last: int, role: str | None) -> None:
     table = Table(show_edge=False)
     for col in ("run", "as of", "status", "customers", "rows", "tags", "seconds"):
         table.add_column(col)
-    for r in runs.itertuples(index=False):
+    for r in runs.to_dict("records"):
         secs = (
             ""
-            if pd.isna(r.finished_at)
-            else f"{(r.finished_at - r.started_at).total_seconds():.1f}"
+            if pd.isna(r["finished_at"])
+            else f"{(r['finished_at'] - r['started_at']).total_seconds():.1f}"
         )
         table.add_row(
-            str(r.run_id),
-            _day(r.as_of),
-            str(r.status),
-            "" if pd.isna(r.n_customers) else f"{int(r.n_customers):,}",
-            "" if pd.isna(r.n_rows) else f"{int(r.n_rows):,}",
-            "" if pd.isna(r.n_tags) else str(int(r.n_tags)),
+            str(r["run_id"]),
+            _day(r["as_of"]),
+            str(r["status"]),
+            "" if pd.isna(r["n_customers"]) else f"{int(r['n_customers']):,}",
+            "" if pd.isna(r["n_rows"]) else f"{int(r['n_rows']):,}",
+            "" if pd.isna(r["n_tags"]) else str(int(r["n_tags"])),
             secs,
         )
     console.print(table)
@@ -258,8 +264,14 @@ def diff_cmd(
     table = Table(title=f"tag changes {a:%Y-%m-%d} -> {b:%Y-%m-%d}", show_edge=False)
     for col in ("tag", "value", "entered", "left", "net"):
         table.add_column(col, justify="left" if col in ("tag", "value") else "right")
-    for r in summary.itertuples(index=False):
-        table.add_row(str(r.tag_id), str(r.value), f"{r.entered:,}", f"{r.left:,}", f"{r.net:+,}")
+    for r in summary.to_dict("records"):
+        table.add_row(
+            str(r["tag_id"]),
+            str(r["value"]),
+            f"{r['entered']:,}",
+            f"{r['left']:,}",
+            f"{r['net']:+,}",
+        )
     console.print(table)
     console.print(f"{len(changes):,} changes, {changes['customer_id'].nunique():,} customers")
     if out is not None:
@@ -296,13 +308,15 @@ def transitions_cmd(
     table = Table(title=f"{tag_id} transitions", show_edge=False)
     for col in ("date", "from", "to", "customers"):
         table.add_column(col)
-    for (at, frm, to), n in counts.items():
-        table.add_row(_day(at), str(frm), str(to), f"{n:,}")
+    for row in counts.reset_index(name="n").to_dict("records"):
+        table.add_row(
+            _day(row["at"]), str(row["from_value"]), str(row["to_value"]), f"{row['n']:,}"
+        )
     console.print(table)
     if customer is None:
         return
-    for r in t.sort_values("at", ascending=False).head(limit).itertuples(index=False):
-        console.print(f"  {_day(r.at)}: {r.from_value or '-'} -> {r.to_value or '-'}")
+    for r in t.sort_values("at", ascending=False).head(limit).to_dict("records"):
+        console.print(f"  {_day(r['at'])}: {_text(r['from_value'])} -> {_text(r['to_value'])}")
 
 
 @click.command("report")
@@ -348,14 +362,14 @@ def report_cmd(
         table.add_column(
             col, justify="right" if col in ("customers", "share", "change") else "left"
         )
-    for r in cov.itertuples(index=False):
-        change = "" if pd.isna(r.share_change) else f"{100 * r.share_change:+.1f} pt"
-        flag = f"[bold red]{r.flag}[/]" if r.flag else ""
+    for r in cov.to_dict("records"):
+        change = "" if pd.isna(r["share_change"]) else f"{100 * r['share_change']:+.1f} pt"
+        flag = f"[bold red]{r['flag']}[/]" if r["flag"] else ""
         table.add_row(
-            str(r.tag_id),
-            "" if pd.isna(r.value) else str(r.value),
-            f"{r.count:,}",
-            f"{100 * r.share:.1f}%",
+            str(r["tag_id"]),
+            "" if pd.isna(r["value"]) else str(r["value"]),
+            f"{r['count']:,}",
+            f"{100 * r['share']:.1f}%",
             change,
             flag,
         )

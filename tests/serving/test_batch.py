@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from features.synthetic import generate
-from tags.catalogue import LIBRARY_DIR, Catalogue
 
+from features.synthetic import generate
 from serving.batch import NO_CHAMPION_NOTICE, InMemoryFacts, default_as_of, run_tagging
 from serving.errors import ServingError
+from tags.catalogue import LIBRARY_DIR, Catalogue
 from tags.store import TagStore
 
 AS_OF = "2024-10-01"

@@ -84,7 +84,7 @@ def test_history_diff_transitions(project: Path) -> None:
     d = run(project, "tags", "diff", "--from", "2024-01-31", "--to", "2024-02-29")
     assert d.exit_code == 0, d.output
     assert "complaint_risk" not in d.output  # restricted: not for marketing
-    assert "5 changes" in d.output
+    assert "4 changes, 3 customers" in d.output
     t = run(project, "tags", "transitions", "lifecycle_stage", "--customer", "c3")
     assert t.exit_code == 0, t.output
     assert "2024-02-29: active -> dormant" in t.output
@@ -129,3 +129,41 @@ def test_audience_select_save_run(project: Path, tmp_path: Path) -> None:
     typo = run(project, "audience", "select", "lifecycle_stag = 'new'")
     assert typo.exit_code == 2
     assert "lifecycle_stage" in typo.output  # suggestion
+
+
+def test_tags_run_end_to_end(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    raw = tmp_path / "raw"
+    steps = [
+        ["init"],
+        ["generate", "--customers", "300", "--seed", "5", "--out", str(raw)],
+        [
+            "facts",
+            "import",
+            "--customers",
+            str(raw / "customers.csv"),
+            "--events",
+            str(raw / "events.csv"),
+        ],
+    ]
+    for argv in steps:
+        result = run(root, *argv)
+        assert result.exit_code == 0, result.output
+    refused = run(root, "tags", "run", role="marketing")
+    assert refused.exit_code == 2
+    assert "may not run" in refused.output
+    first = run(root, "tags", "run", "--as-of", "2024-12-01", role="admin")
+    assert first.exit_code == 0, first.output
+    assert "no champion model yet: predicted tags skipped" in first.output
+    assert "lifecycle_stage" in first.output
+    again = run(root, "tags", "run", "--as-of", "2024-12-01", role="admin")
+    assert again.exit_code == 0, again.output
+    assert "up to date" in again.output
+    store = TagStore(root / "data" / "tags.duckdb")
+    assert len(store.runs()) == 1
+    assert len(store.snapshot()) > 300
+    (run_entry, _) = [
+        e for e in AuditLog(root / "data" / "audit.log").entries() if e["action"] == "run"
+    ]
+    assert run_entry["role"] == "admin"
+    assert run_entry["extra"]["reused"] is False
