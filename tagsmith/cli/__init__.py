@@ -14,6 +14,7 @@ from tagsmith.cli import models as models_cmds
 from tagsmith.cli import project as project_cmds
 from tagsmith.cli import serve as serve_cmds
 from tagsmith.cli import store as store_cmds
+from tagsmith.cli import tags as tags_cmds
 from tagsmith.cli._common import CliContext
 
 __all__ = ["main"]
@@ -37,6 +38,7 @@ def main(ctx: click.Context, project_dir: Path) -> None:
 
 
 main.add_command(project_cmds.init)
+main.add_command(tags_cmds.tags)
 main.add_command(facts_cmds.facts)
 main.add_command(models_cmds.models)
 main.add_command(audit_cmds.audit)
