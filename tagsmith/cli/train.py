@@ -59,10 +59,11 @@ def _config(project: Project, horizon: str | None) -> TrainingConfig:
     config = project.config.training
     days = parse_horizon(horizon)
     if days is not None:
-        try:
-            config = TrainingConfig.model_validate({**config.model_dump(), "horizon_days": days})
-        except ValueError as exc:
-            raise click.BadParameter(f"horizon {days} days is out of range: {exc}") from exc
+        if not 1 <= days <= 730:
+            raise click.BadParameter(
+                f"expected a horizon of 1 to 730 days. Got {days} days.", param_hint="--horizon"
+            )
+        config = config.model_copy(update={"horizon_days": days})
     return config
 
 
