@@ -69,15 +69,21 @@ def _raw_times(series: pd.Series) -> tuple[np.ndarray, int]:
     return to_ns(series), 1
 
 
-def _positions(ids: pd.Series, customer_ids: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
+def arrow_strings(values: pd.Series | pd.Index | np.ndarray) -> pa.Array:
+    """A column as an Arrow large_string array (zero-copy for Arrow-backed strings)."""
+    array = pa.array(pd.Series(values).array)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array.cast(pa.large_string())
+
+
+def _positions(ids: pa.Array, customer_ids: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
     """Row of each id in ``customer_ids`` (-1 if absent).
 
     Hashes in Arrow (zero-copy for Arrow-backed string columns), several times faster
     than ``Index.get_indexer`` over Python string objects.
     """
-    needles = pa.array(ids.array).cast(pa.large_string())
-    haystack = pa.array(pd.Series(customer_ids).array).cast(pa.large_string())
-    found = pc.fill_null(pc.index_in(needles, value_set=haystack), -1)
+    found = pc.fill_null(pc.index_in(ids, value_set=arrow_strings(customer_ids)), -1)
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
@@ -116,14 +122,16 @@ class EventIndex:
             if earliest > _NAT:
                 keep &= raw >= earliest // factor
         rows = np.flatnonzero(keep)
-        types = events["event_type"].take(rows)
+        # Arrow takes and hashing: several times faster than pandas' take on strings.
+        encoded = pc.dictionary_encode(arrow_strings(events["event_type"]).take(pa.array(rows)))
+        type_codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
+        type_names = [str(t) for t in encoded.dictionary.to_pylist()]
         if needs is not None:
-            wanted = types.isin(list(needs)).to_numpy(dtype=bool, na_value=False)
-            rows, types = rows[wanted], types[wanted]
-        pos = _positions(events["customer_id"].take(rows), customer_ids)
+            wanted = np.isin(type_codes, [i for i, t in enumerate(type_names) if t in needs])
+            rows, type_codes = rows[wanted], type_codes[wanted]
+        pos = _positions(arrow_strings(events["customer_id"]).take(pa.array(rows)), customer_ids)
         on_frame = pos >= 0
-        rows, pos = rows[on_frame], pos[on_frame]
-        type_codes, type_names = pd.factorize(types[on_frame])
+        rows, pos, type_codes = rows[on_frame], pos[on_frame], type_codes[on_frame]
         amount = events["amount"].to_numpy(dtype="float64", na_value=np.nan)[rows]
         # Categories are only read by rules with a category filter: taken on first use.
         self._events_category = events["category"]
