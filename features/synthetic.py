@@ -407,14 +407,15 @@ def _fixed_strings(rows: np.ndarray, n: int, valid: np.ndarray | None = None) ->
     gathering variable-width strings.
     """
     width = rows.shape[1]
-    lengths = np.full(n, width, dtype=np.int64)
-    if valid is not None:
-        lengths[~valid] = 0
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    large = offsets[-1] >= 2**31
+    large = rows.shape[0] * width >= 2**31
+    offsets = np.zeros(n + 1, dtype=np.int64 if large else np.int32)
+    if valid is None:
+        offsets[1:] = np.arange(1, n + 1, dtype=offsets.dtype)
+    else:
+        np.cumsum(valid, dtype=offsets.dtype, out=offsets[1:])
+    offsets *= width
     arrow_type = pa.large_string() if large else pa.string()
-    offsets_buf = pa.py_buffer(offsets if large else offsets.astype(np.int32))
+    offsets_buf = pa.py_buffer(offsets)
     validity = None if valid is None else pa.array(valid).buffers()[1]
     null_count = 0 if valid is None else n - rows.shape[0]
     data = pa.py_buffer(np.ascontiguousarray(rows).ravel())
