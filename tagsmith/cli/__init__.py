@@ -15,6 +15,7 @@ from tagsmith.cli import project as project_cmds
 from tagsmith.cli import serve as serve_cmds
 from tagsmith.cli import store as store_cmds
 from tagsmith.cli import tags as tags_cmds
+from tagsmith.cli import train as train_cmds
 from tagsmith.cli._common import CliContext
 
 __all__ = ["main"]
@@ -45,3 +46,6 @@ main.add_command(audit_cmds.audit)
 main.add_command(store_cmds.store)
 main.add_command(serve_cmds.serve)
 main.add_command(generate_cmds.generate)
+main.add_command(train_cmds.train)
+main.add_command(train_cmds.evaluate)
+main.add_command(train_cmds.predict)
