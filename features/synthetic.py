@@ -413,7 +413,7 @@ def _fixed_strings(rows: np.ndarray, n: int, valid: np.ndarray | None = None) ->
         offsets[1:] = np.arange(1, n + 1, dtype=offsets.dtype)
     else:
         np.cumsum(valid, dtype=offsets.dtype, out=offsets[1:])
-    offsets *= width
+    np.multiply(offsets, width, out=offsets)
     arrow_type = pa.large_string() if large else pa.string()
     offsets_buf = pa.py_buffer(offsets)
     validity = None if valid is None else pa.array(valid).buffers()[1]
