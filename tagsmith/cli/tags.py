@@ -19,12 +19,14 @@ from rich.cells import cell_len
 from features.build import build_features
 from features.spec import FeatureSpec, default_spec, feature_catalog, load_spec
 from features.store import FactStore
+from tags.audit import default_actor
 from tags.backtest import backtest as run_backtest
 from tags.backtest import backtest_dates, parse_every, parse_outcome
 from tags.catalogue import Catalogue
 from tags.engine import evaluate_tags
 from tags.versions import CatalogueHistory
 from tagsmith.cli._common import console, pass_project
+from tagsmith.cli._governance import audit_log, resolve_role
 from tagsmith.project import Project
 
 __all__ = [
@@ -175,11 +177,20 @@ def apply(project: Project) -> None:
     catalogue = load_catalogue(project)
     history = CatalogueHistory(project.catalogue_versions_dir)
     before = history.versions()
+    changes = history.plan(catalogue).changes
     version = history.apply(catalogue, applied_at=datetime.now(UTC), applied_by=getpass.getuser())
     if before and version == before[-1]:
         console.print(f"No changes: catalogue version {version} is current.")
     else:
         console.print(f"Applied catalogue version {version} ({len(catalogue)} tags).")
+        audit_log(project).append(
+            actor=default_actor(),
+            role=resolve_role(project, None),
+            action="catalogue",
+            tags=[c.tag_id for c in changes],
+            query=f"tags apply -> catalogue version {version}",
+            extra={"changes": [c.describe() for c in changes]},
+        )
 
 
 def feature_spec(project: Project) -> FeatureSpec:
