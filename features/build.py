@@ -32,11 +32,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.errors import FeaturesError, SpecError
-from features.schema import TIMESTAMP_DTYPE, check_customers, check_events
+from features.errors import FeaturesError, SchemaError, SpecError
+from features.schema import EVENT_DTYPES, TIMESTAMP_DTYPE, check_customers, check_events
 from features.spec import FeatureSpec, age_band_labels, default_spec, feature_catalog
 
-__all__ = ["AsOf", "PreparedEvents", "build_features", "normalize_as_of", "prepare_events"]
+__all__ = [
+    "FEATURE_EVENT_COLUMNS",
+    "AsOf",
+    "PreparedEvents",
+    "build_features",
+    "normalize_as_of",
+    "prepare_events",
+]
 
 AsOf = str | dt.date | dt.datetime | pd.Timestamp | np.datetime64
 SEC_US = 1_000_000
@@ -45,6 +52,15 @@ DAY_S = 86_400
 # Amounts are summed as integers of 1/10000 currency unit: exact and order independent.
 AMOUNT_SCALE = 10_000
 _REL_MAX = 2**32 - 1
+# The event columns features read; product_id and quantity need not be loaded.
+FEATURE_EVENT_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "occurred_at",
+    "event_type",
+    "amount",
+    "category",
+    "order_id",
+)
 _I64 = np.int64
 
 
@@ -103,6 +119,28 @@ def normalize_as_of(value: AsOf) -> pd.Timestamp:
     if ts.value % 1_000_000_000:
         raise FeaturesError(f"Expected as_of to be a whole second. Got {ts.isoformat()}.")
     return ts
+
+
+def _check_events(events: pd.DataFrame) -> None:
+    """Canonical events, or the subset of their columns that features read."""
+    if all(c in events.columns for c in EVENT_DTYPES):
+        check_events(events)
+        return
+    subset = events.reindex(columns=list(FEATURE_EVENT_COLUMNS))
+    missing = [c for c in FEATURE_EVENT_COLUMNS if c not in events.columns]
+    if missing:
+        raise SchemaError(
+            f"The events table must have columns {list(FEATURE_EVENT_COLUMNS)}. "
+            f"Missing {missing}; got {list(events.columns)} instead."
+        )
+    for column in FEATURE_EVENT_COLUMNS:
+        got, want = str(subset[column].dtype), EVENT_DTYPES[column]
+        if got != want and not (want == "string" and got in ("str", "string")):
+            raise SchemaError(
+                f"Column '{column}' of the events table must have dtype {want}. Got {got} instead."
+            )
+    if (subset["amount"] < 0).any():
+        raise SchemaError("Column 'amount' of events must be >= 0. Got negative amounts.")
 
 
 def _to_arrow(values: pd.Series) -> pa.ChunkedArray:
@@ -209,7 +247,7 @@ class PreparedEvents:
 
     def __init__(self, customers: pd.DataFrame, events: pd.DataFrame) -> None:
         check_customers(customers)
-        check_events(events)
+        _check_events(events)
         ids = _to_arrow(customers["customer_id"])
         order_c = pc.sort_indices(ids).to_numpy()
         self.customers = customers.iloc[order_c].reset_index(drop=True)
@@ -643,6 +681,7 @@ class _Cutoff:
             "days_since_last_activity": last,
             "browse_to_purchase": b2p,
             "refund_rate": refund_rate,
+            "refund_count": self.count("refund"),
             "complaint_count": self.count("complaint"),
             "days_since_last_complaint": self.days_since_last("complaint"),
         }
