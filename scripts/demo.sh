@@ -18,3 +18,6 @@ tagsmith --project "$DEMO" facts import --customers "$DEMO/raw/customers.csv" --
 
 step "tagsmith facts summary"
 tagsmith --project "$DEMO" facts summary
+
+step "tagsmith features build: point-in-time features as of the day after the last event"
+tagsmith --project "$DEMO" features build
