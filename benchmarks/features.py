@@ -4,12 +4,12 @@ Usage (from the repository root)::
 
     PYTHONPATH=. python benchmarks/features.py [--customers 1000000] [--seed 7]
 
-The synthetic data (``features.synthetic.generate``) is cached as Parquet under
-``benchmarks/out/``. Each measurement runs in a fresh subprocess that first loads the
-cached Parquet into canonical pandas frames, so the reported peak memory (max RSS) is
-that of one measurement; the baseline RSS after loading is reported next to it. Every
-timing starts from in-memory pandas frames (the ``build_features`` contract) and
-includes the preparation (coding and sorting) of the events.
+The synthetic data (``features.synthetic.generate``) is written once into a fact store
+under ``benchmarks/out/`` (Parquet, sorted by customer and time). Each measurement runs
+in a fresh subprocess that first loads the facts as ``tagsmith features build`` does,
+so the reported peak memory (max RSS) is that of one measurement; the baseline RSS
+after loading is reported next to it. Every timing starts from in-memory pandas frames
+(the ``build_features`` contract) and includes the preparation (coding and sorting).
 
 Measurements:
 
@@ -19,6 +19,7 @@ Measurements:
             30/90-day windows, refund and complaint counts, tenure) with numpy and, in
             the same process, with a DuckDB SQL query over the same in-memory events;
             both results are compared, and the ratio numpy / DuckDB is printed.
+``core_time_order``  the same with events re-sorted by time (a raw event log's order).
 """
 
 from __future__ import annotations
@@ -59,24 +60,47 @@ def data_dir(customers: int, seed: int) -> Path:
 
 
 def ensure_data(customers: int, seed: int) -> Path:
-    """Generate the synthetic data once and cache it as Parquet."""
+    """Generate the synthetic data once and store it in a fact store (cached)."""
+    from features.store import FactStore
     from features.synthetic import generate, write_synthetic
 
     folder = data_dir(customers, seed)
-    if (folder / "events.parquet").is_file() and (folder / "customers.parquet").is_file():
+    store = FactStore(folder / "facts")
+    if store.exists():
         return folder
-    started = time.perf_counter()
-    data = generate(customers, seed=seed, progress=lambda m: print(f"  generate: {m}"))
-    write_synthetic(data, folder, file_format="parquet")
-    print(f"generated {customers:,} customers in {time.perf_counter() - started:.1f} s")
+    if (folder / "events.parquet").is_file():
+        people = pd.read_parquet(folder / "customers.parquet")
+        events = pd.read_parquet(folder / "events.parquet")
+    else:
+        started = time.perf_counter()
+        data = generate(customers, seed=seed, progress=lambda m: print(f"  generate: {m}"))
+        print(f"generated {customers:,} customers in {time.perf_counter() - started:.1f} s")
+        write_synthetic(data, folder, file_format="parquet")
+        people, events = data.customers, data.events
+    with store.lock():
+        store.write(
+            customers=people,
+            events=events,
+            log_entries=[{"source": "benchmarks/features.py", "seed": seed}],
+            now=pd.Timestamp("2025-01-01", tz="UTC"),
+        )
     return folder
 
 
-def load(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from features.schema import check_customers, check_events
+def load(folder: Path, order: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Customers and events as `tagsmith features build` loads them from the fact store.
 
-    customers = check_customers(pd.read_parquet(folder / "customers.parquet"))
-    events = check_events(pd.read_parquet(folder / "events.parquet"))
+    ``order="store"`` keeps the store's order (by customer, then time); ``"time"``
+    re-sorts events by time, the order of a raw event log.
+    """
+    from features.build import FEATURE_EVENT_COLUMNS
+    from features.store import FactStore
+
+    store = FactStore(folder / "facts")
+    customers = store.load_customers()
+    events = store.load_events(columns=list(FEATURE_EVENT_COLUMNS))
+    if order == "time":
+        events = events.sort_values("occurred_at", kind="stable", ignore_index=True)
     return customers, events
 
 
@@ -163,9 +187,12 @@ def cutoffs(events: pd.DataFrame) -> tuple[pd.Timestamp, list[pd.Timestamp]]:
 def run_phase(phase: str, folder: Path) -> dict[str, Any]:
     from features.build import prepare_events
 
-    customers, events = load(folder)
+    order = "time" if phase.endswith("_time_order") else "store"
+    phase = phase.removesuffix("_time_order")
+    customers, events = load(folder, order)
     result: dict[str, Any] = {
         "phase": phase,
+        "order": order,
         "customers": len(customers),
         "events": len(events),
         "events_mb": events.memory_usage(deep=True).sum() / 1e6,
@@ -232,8 +259,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--phase", choices=["single", "multi", "core"], help=argparse.SUPPRESS)
-    parser.add_argument("--phases", default="core,single,multi")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--phases",
+        default="core,single,multi,core_time_order",
+        help="Comma-separated measurements (suffix _time_order: events in time order).",
+    )
     args = parser.parse_args()
     if args.phase:
         print(json.dumps(run_phase(args.phase, data_dir(args.customers, args.seed))))
@@ -275,7 +306,10 @@ def report(r: dict[str, Any]) -> None:
         f"{r['peak_rss_mb'] / r['events_mb']:.2f}x, "
         f"(peak - baseline) / events {extra:.2f}x)"
     )
-    head = f"[{r['phase']}] {r['customers']:,} customers, {r['events']:,} events"
+    head = (
+        f"[{r['phase']}] {r['customers']:,} customers, {r['events']:,} events "
+        f"({'fact store order' if r['order'] == 'store' else 'time order'})"
+    )
     if r["phase"] == "core":
         print(
             f"{head}\n  core subset: numpy {r['numpy_s']:.2f} s (of which build after "
