@@ -248,7 +248,7 @@ def test_value_model_promotion_uses_gini(
     registry: ModelRegistry, store: Store, value_window: LabelledWindow
 ) -> None:
     def zero(window: LabelledWindow) -> Mapping[str, np.ndarray]:
-        return {"monetary": window.features["monetary_total"].to_numpy()}
+        return {"recency": -window.features["recency_days"].to_numpy()}
 
     first = promote(registry, "value-predictor", value_window, CONFIG, actor="ana",
                     baselines=zero)
@@ -285,3 +285,54 @@ def test_contest_scores_every_producer_on_the_same_labels() -> None:
     assert table["auc"].is_monotonic_decreasing
     with pytest.raises(PromotionError, match="Expected 500 scores"):
         contest("churn", churn, {"short": np.zeros(3)})
+
+
+def test_record_move_names_who_moved_an_alias_elsewhere(
+    registry: ModelRegistry, store: Store
+) -> None:
+    event = registry.record_move("churn-predictor", "challenger", actor="trainer-tom",
+                                 action="train", reason="run abc")
+    assert event is not None
+    assert (event.version, event.actor, event.action) == ("1", "trainer-tom", "train")
+    assert registry.record_move("churn-predictor", "challenger", actor="x", action="train") is None
+    assert registry.sync_history("churn-predictor") == []
+
+
+def test_rule_producer_scores_from_the_long_table() -> None:
+    import pandas as pd
+
+    from training.promotion import rule_producer_scores
+
+    rows = pd.DataFrame({
+        "customer_id": ["a", "b", "c", "a"],
+        "tag_id": ["browse_churn", "lifecycle_stage", "lifecycle_stage", "lifecycle_stage"],
+        "value": ["true", "churned", "dormant", "active"],
+    })
+    ids = pd.Series(["a", "b", "c", "d"])
+    assert list(rule_producer_scores(rows, ids, "browse_churn")) == [1, 0, 0, 0]
+    assert list(rule_producer_scores(rows, ids, "lifecycle_stage=churned")) == [0, 1, 0, 0]
+    assert list(rule_producer_scores(rows, ids, "lifecycle_stage=dormant,churned")) == [0, 1, 1, 0]
+
+
+def test_rollback_refuses_a_previous_champion_that_no_longer_loads(
+    registry: ModelRegistry, store: Store, churn_window: LabelledWindow
+) -> None:
+    frame, churn, _ = make_frame(200, seed=3)
+    model = lgb.LGBMClassifier(n_estimators=5, n_jobs=1, verbose=-1).fit(
+        frame[FEATURES].to_numpy(), churn
+    )
+    doomed = log_version(store.root, "churn-predictor", model, contract("churn", FEATURES))
+    registry.move_alias("churn-predictor", "champion", doomed, expected=None, actor="ana",
+                        action="promote")
+    strong = store.versions["churn_strong"]
+    registry.move_alias("churn-predictor", "champion", strong, expected=doomed, actor="ana",
+                        action="promote")
+    source = registry.client.get_model_version("churn-predictor", doomed).source
+    logged = registry.client.get_logged_model(source.removeprefix("models:/"))
+    shutil.rmtree(Path(logged.artifact_location.removeprefix("file://")))
+    audit = RecordingAudit()
+    with pytest.raises(ModelLoadError):
+        rollback(registry, "churn-predictor", actor="carol", features=churn_window.features,
+                 audit=audit)
+    assert registry.alias_version("churn-predictor", "champion") == strong
+    assert audit.actions == ["models.rollback.refused"]
