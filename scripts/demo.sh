@@ -19,6 +19,9 @@ tagsmith --project "$DEMO" facts import --customers "$DEMO/raw/customers.csv" --
 step "tagsmith facts summary"
 tagsmith --project "$DEMO" facts summary
 
+step "tagsmith features build: point-in-time features as of the day after the last event"
+tagsmith --project "$DEMO" features build
+
 step "tagsmith tags validate: the standard tag catalogue (schema, naming, rule syntax and types)"
 tagsmith --project "$DEMO" tags validate
 
