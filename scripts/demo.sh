@@ -18,3 +18,9 @@ tagsmith --project "$DEMO" facts import --customers "$DEMO/raw/customers.csv" --
 
 step "tagsmith facts summary"
 tagsmith --project "$DEMO" facts summary
+
+step "tagsmith train churn: LightGBM against recency, RFM, logistic regression, BG/NBD and the generator's oracle"
+tagsmith --project "$DEMO" train churn --truth "$DEMO/raw/truth.csv"
+
+step "tagsmith train value: Tweedie LightGBM against the same baselines (BG/NBD + Gamma-Gamma) and the oracle"
+tagsmith --project "$DEMO" train value --truth "$DEMO/raw/truth.csv"
