@@ -19,6 +19,9 @@ tagsmith --project "$DEMO" facts import --customers "$DEMO/raw/customers.csv" --
 step "tagsmith facts summary"
 tagsmith --project "$DEMO" facts summary
 
+step "tagsmith features build: point-in-time features as of the day after the last event"
+tagsmith --project "$DEMO" features build
+
 step "tagsmith train churn: LightGBM against recency, RFM, logistic regression, BG/NBD and the generator's oracle"
 tagsmith --project "$DEMO" train churn --truth "$DEMO/raw/truth.csv"
 
