@@ -108,7 +108,8 @@ class VersionInfo:
         return {
             k: v
             for k, v in sorted(self.params.items())
-            if any(key in k.lower() for key in _WINDOW_KEYS)
+            # config_* echo the settings; the resolved values are logged without prefix.
+            if any(key in k.lower() for key in _WINDOW_KEYS) and not k.startswith("config_")
         }
 
 
