@@ -156,3 +156,5 @@ def test_two_processes_promoting_at_once_one_wins_the_other_fails_cleanly(
     assert registry.alias_version("churn-predictor", "champion") == "1"
     events = registry.history.events("churn-predictor", "champion")
     assert [(e.version, e.action) for e in events] == [("1", "force-promote")]
+    # The challenger set by training was observed once, not once per process.
+    assert len(registry.history.events("churn-predictor", "challenger")) == 1
