@@ -35,6 +35,12 @@ step "tagsmith tags backtest: would 'lifecycle = churned' have predicted no purc
 tagsmith --project "$DEMO" tags backtest lifecycle_stage --value churned \
   --from 2024-01-01 --to 2024-09-01 --every 60d --outcome no_purchase_90d
 
+step "tagsmith train churn: LightGBM against recency, RFM, logistic regression, BG/NBD and the generator's oracle"
+tagsmith --project "$DEMO" train churn --truth "$DEMO/raw/truth.csv"
+
+step "tagsmith train value: Tweedie LightGBM against the same baselines (BG/NBD + Gamma-Gamma) and the oracle"
+tagsmith --project "$DEMO" train value --truth "$DEMO/raw/truth.csv"
+
 step "tagsmith tags run: features -> rule tags -> predicted tags -> one snapshot, as of two dates"
 tagsmith --project "$DEMO" tags run --role admin --as-of 2024-10-01
 tagsmith --project "$DEMO" tags run --role admin
