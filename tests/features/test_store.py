@@ -205,8 +205,9 @@ def stall(path):  # every temp file is written; the commit point is next
     time.sleep(60)
 
 store_module._fsync = stall
-import_facts(store_module.FactStore(Path(sys.argv[1], "facts")), config=FactsConfig(),
-             quarantine_dir=Path(sys.argv[1], "quarantine"), now=pd.Timestamp("2021-06-01T00:00:00Z"),
+root = Path(sys.argv[1])
+import_facts(store_module.FactStore(root / "facts"), config=FactsConfig(),
+             quarantine_dir=root / "quarantine", now=pd.Timestamp("2021-06-01T00:00:00Z"),
              events=Path(sys.argv[2]), events_options=CDNOW_OPTIONS)
 """
 
