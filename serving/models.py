@@ -273,7 +273,7 @@ class ChampionPredictor:
         """The tag this predictor writes."""
         return self.model.tag_id
 
-    def predict(self, features: pd.DataFrame, *, as_of: Any) -> pd.DataFrame:
+    def predict_tags(self, features: pd.DataFrame, *, as_of: Any) -> pd.DataFrame:
         """Long tag rows (one per customer): customer_id, tag_id, value, score, source,
         version, as_of."""
         scores = self.model.predict(self.model.prepare(features))

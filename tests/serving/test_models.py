@@ -93,7 +93,7 @@ def test_batch_predictor_rows(mlflow_store: tuple[str, Path]) -> None:
     assert len(notices) == 1
     assert "value-predictor" in notices[0]
     frame = registry.feature_frame(25, seed=4)
-    rows = predictors[0].predict(frame, as_of="2026-06-01")
+    rows = predictors[0].predict_tags(frame, as_of="2026-06-01")
     assert list(rows.columns) == [
         "customer_id",
         "tag_id",
