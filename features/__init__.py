@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from features.errors import FactFileError, FeaturesError, SchemaError, SpecError, StoreError
+from features.importer import ImportReport, SourceOptions, import_facts
+from features.io import RawTable, ReadOptions, parse_mapping, read_table
 from features.schema import (
     AMOUNT_REQUIRED_EVENT_TYPES,
     BUILTIN_EVENT_TYPES,
@@ -16,6 +18,7 @@ from features.schema import (
     customers_frame,
     events_frame,
 )
+from features.store import FactStore
 from features.synthetic import (
     SyntheticConfig,
     SyntheticData,
@@ -24,18 +27,35 @@ from features.synthetic import (
     oracle_expected_value,
     write_synthetic,
 )
+from features.validation import (
+    QUARANTINE_COLUMNS,
+    CustomersResult,
+    EventsResult,
+    FileCounts,
+    validate_customers,
+    validate_events,
+)
 
 __all__ = [
     "AMOUNT_REQUIRED_EVENT_TYPES",
     "BUILTIN_EVENT_TYPES",
     "EVENT_COLUMNS",
     "EVENT_DTYPES",
+    "QUARANTINE_COLUMNS",
     "AttributeSpec",
+    "CustomersResult",
+    "EventsResult",
     "FactFileError",
+    "FactStore",
     "FactsConfig",
     "FeaturesError",
+    "FileCounts",
+    "ImportReport",
+    "RawTable",
+    "ReadOptions",
     "ReasonCode",
     "SchemaError",
+    "SourceOptions",
     "SpecError",
     "StoreError",
     "SyntheticConfig",
@@ -45,7 +65,12 @@ __all__ = [
     "customers_frame",
     "events_frame",
     "generate",
+    "import_facts",
     "oracle_churn_probability",
     "oracle_expected_value",
+    "parse_mapping",
+    "read_table",
+    "validate_customers",
+    "validate_events",
     "write_synthetic",
 ]

@@ -12,3 +12,9 @@ tagsmith --project "$DEMO" init
 
 step "tagsmith generate: $CUSTOMERS synthetic customers over 2023-2024 into $DEMO/raw"
 tagsmith --project "$DEMO" generate --customers "$CUSTOMERS" --seed 7 --out "$DEMO/raw"
+
+step "tagsmith facts import: validate the generated files into the fact store"
+tagsmith --project "$DEMO" facts import --customers "$DEMO/raw/customers.csv" --events "$DEMO/raw/events.csv"
+
+step "tagsmith facts summary"
+tagsmith --project "$DEMO" facts summary

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.schema import FactsConfig
 from serving.config import ServingConfig
+from tags.config import TagsConfig
 from tags.policy import AccessConfig
 from tags.store import StoreConfig
 from tagsmith.errors import ConfigError
@@ -33,6 +34,7 @@ class ProjectConfig(BaseModel):
         name: Project name, shown in reports.
         data_dir: Where stores live, relative to the project folder.
         facts: The fact-tag contract's configurable part.
+        tags: Tag categories and their display-name prefixes.
         store: Tag store and coverage monitoring.
         access: Access policy defaults (the caller's default role).
         training: Label semantics and estimator settings of the predictors.
@@ -45,6 +47,7 @@ class ProjectConfig(BaseModel):
     name: str = "tagsmith-project"
     data_dir: str = "data"
     facts: FactsConfig = Field(default_factory=FactsConfig)
+    tags: TagsConfig = Field(default_factory=TagsConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tags.catalogue import copy_library
 from tagsmith.config import CONFIG_FILENAME, ProjectConfig, dump_config, load_config
 from tagsmith.errors import ConfigError, ProjectNotFoundError
 
@@ -57,6 +58,7 @@ class Project:
         project = cls(root=root, config=config)
         project.data_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(dump_config(config), encoding="utf-8")
+        copy_library(project.catalogue_dir)
         return project
 
     @property
@@ -93,6 +95,11 @@ class Project:
     def catalogue_dir(self) -> Path:
         """Folder of tag catalogue YAML files (the standard library is copied here)."""
         return self.root / "catalogue"
+
+    @property
+    def catalogue_versions_dir(self) -> Path:
+        """Folder of applied catalogue versions (``v0001.json``, ...)."""
+        return self.data_dir / "catalogue_versions"
 
     @property
     def policy_path(self) -> Path:

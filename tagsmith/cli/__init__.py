@@ -8,11 +8,13 @@ import click
 
 from tagsmith import __version__
 from tagsmith.cli import audit as audit_cmds
+from tagsmith.cli import facts as facts_cmds
 from tagsmith.cli import generate as generate_cmds
 from tagsmith.cli import models as models_cmds
 from tagsmith.cli import project as project_cmds
 from tagsmith.cli import serve as serve_cmds
 from tagsmith.cli import store as store_cmds
+from tagsmith.cli import tags as tags_cmds
 from tagsmith.cli._common import CliContext
 
 __all__ = ["main"]
@@ -36,6 +38,8 @@ def main(ctx: click.Context, project_dir: Path) -> None:
 
 
 main.add_command(project_cmds.init)
+main.add_command(tags_cmds.tags)
+main.add_command(facts_cmds.facts)
 main.add_command(models_cmds.models)
 main.add_command(audit_cmds.audit)
 main.add_command(store_cmds.store)

@@ -19,4 +19,5 @@ def init(obj: CliContext) -> None:
     console.print(f"Created project in {project.root}")
     console.print(f"  config: {project.config_path}")
     console.print(f"  data:   {project.data_dir}")
+    console.print(f"  tags:   {project.catalogue_dir} (the standard tag library)")
     console.print(f"  policy: {project.policy_path}")

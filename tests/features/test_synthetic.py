@@ -15,6 +15,7 @@ from features.schema import default_attributes
 from features.synthetic import (
     SyntheticConfig,
     SyntheticData,
+    _duplicate_rows,
     generate,
     oracle_churn_probability,
     oracle_expected_value,
@@ -96,6 +97,19 @@ def test_output_satisfies_the_fact_contract(data: SyntheticData) -> None:
     assert purchases[["category", "product_id", "order_id"]].notna().all().all()
     assert purchases["quantity"].ge(1).all()
     assert purchases["order_id"].is_unique
+    assert not events.duplicated().any()
+
+
+def test_exact_repeats_of_browses_and_logins_are_dropped() -> None:
+    # rows: browse, its repeat, same second other product, login, its repeat, purchase twice
+    seconds = np.array([10, 10, 10, 10, 10, 10, 10, 99], dtype=np.int64)
+    cust = np.array([1, 1, 1, 1, 1, 1, 1, 1], dtype=np.int32)
+    etype = np.array([1, 1, 1, 0, 0, 2, 2, 1], dtype=np.int8)
+    product = np.array([5, 5, 6, -1, -1, 5, 5, 5], dtype=np.int32)
+    assert _duplicate_rows(seconds, cust, etype, product).tolist() == [1, 4]
+    other_customer = cust.copy()
+    other_customer[1] = 2
+    assert _duplicate_rows(seconds, other_customer, etype, product).tolist() == [4]
 
 
 def test_periods_are_within_start_and_end(data: SyntheticData) -> None:
@@ -259,11 +273,13 @@ def test_complaints_raise_dropout(data: SyntheticData) -> None:
 
 def test_seasonality_shows_in_purchases(data: SyntheticData) -> None:
     purchases = _by_type(data.events, "purchase")
-    days = purchases["occurred_at"].dt.strftime("%m-%d")
-    per_day = days.value_counts()
+    local = purchases["occurred_at"] + pd.Timedelta(hours=SyntheticConfig().utc_offset_hours)
+    per_day = local.dt.strftime("%m-%d").value_counts()
     assert per_day["11-11"] > 2 * per_day.median()
-    hours = purchases["occurred_at"].dt.hour.value_counts()
+    hours = local.dt.hour.value_counts()
     assert hours.loc[[19, 20, 21]].sum() > 4 * hours.loc[[3, 4, 5]].sum()
+    weekday = local.dt.day_of_week.value_counts()
+    assert weekday.loc[5] > weekday.loc[1]  # Saturday busier than Tuesday
 
 
 def test_seasonality_has_mean_one_over_a_year() -> None:

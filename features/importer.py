@@ -1,0 +1,277 @@
+"""Import customers and events files into the fact store: read, validate, commit.
+
+The one function here, :func:`import_facts`, is the I/O edge that ties
+:mod:`features.io` (reading), :mod:`features.validation` (pure checks) and
+:mod:`features.store` (atomic commit) together. It holds the store's lock from
+reading the stored facts to committing, so two imports cannot interleave.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.errors import FactFileError
+from features.io import Delimiter, RawTable, ReadOptions, expand_paths, read_table
+from features.schema import (
+    CUSTOMER_BASE_COLUMNS,
+    EVENT_COLUMNS,
+    TIMESTAMP_DTYPE,
+    FactsConfig,
+    customer_dtypes,
+)
+from features.store import FactStore
+from features.validation import FileCounts, validate_customers, validate_events
+
+__all__ = ["ImportReport", "SourceOptions", "import_facts"]
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How to read and map one kind of input (customers or events).
+
+    Attributes:
+        mapping: ``target -> source`` columns (``--map``).
+        date_format: ``strptime`` format of timestamps; ``None``: ISO 8601.
+        delimiter: ``None`` sniffs; else ``","``, ``"\\t"``, ``";"``, ``"|"``,
+            ``"whitespace"``.
+        header: ``None`` sniffs whether the first line is a header.
+        encoding: ``None`` detects UTF-8 / UTF-8-BOM / UTF-16-BOM / GBK.
+        event_type: Constant event type for events files without that column.
+    """
+
+    mapping: dict[str, str] = field(default_factory=dict)
+    date_format: str | None = None
+    delimiter: Delimiter | None = None
+    header: bool | None = None
+    encoding: str | None = None
+    event_type: str | None = None
+
+    def read_options(self, targets: list[str]) -> ReadOptions:
+        """Reading options; canonical names and mapped sources mark a header line."""
+        names = {t.lower() for t in targets} | {s.lower() for s in self.mapping.values()}
+        return ReadOptions(
+            delimiter=self.delimiter,
+            header=self.header,
+            encoding=self.encoding,
+            known_names=frozenset(n for n in names if not n.isdigit()),
+        )
+
+
+@dataclass
+class ImportReport:
+    """What one import did.
+
+    Attributes:
+        import_id: Identifier shared by the import log entries of this run.
+        imported_at: The ``now`` of the run.
+        files: Counts per file read (customers files first).
+        customers_added: New customers stored (from files, derived or created).
+        events_added: New events stored.
+        customers_derived: Customers derived from events because no customers file
+            was given (signup = first event).
+        customers_created: Customers created for unknown ids under
+            ``facts.unknown_customer: create``.
+        quarantine_path: The quarantine CSV of this run, if any row was rejected.
+        repeated_files: Sources whose exact bytes had been imported before.
+        store: The store's manifest after the import.
+    """
+
+    import_id: str
+    imported_at: pd.Timestamp
+    files: list[FileCounts]
+    customers_added: int
+    events_added: int
+    customers_derived: int
+    customers_created: int
+    quarantine_path: Path | None
+    repeated_files: list[str]
+    store: dict[str, Any]
+
+    @property
+    def quarantined_by_reason(self) -> dict[str, int]:
+        """Rejected rows per reason over all files."""
+        totals: dict[str, int] = {}
+        for counts in self.files:
+            for reason, n in counts.quarantined.items():
+                totals[reason] = totals.get(reason, 0) + n
+        return dict(sorted(totals.items()))
+
+
+def _read_all(paths: list[Path], options: ReadOptions) -> list[RawTable]:
+    return [read_table(p, options) for p in paths]
+
+
+def _quarantine_name(now: pd.Timestamp, sources: list[Path], directory: Path) -> Path:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", sources[0].name) if sources else "import"
+    base = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{stem}"
+    path = directory / f"{base}.csv"
+    serial = 1
+    while path.exists():
+        serial += 1
+        path = directory / f"{base}-{serial}.csv"
+    return path
+
+
+def import_facts(
+    store: FactStore,
+    *,
+    config: FactsConfig,
+    quarantine_dir: Path,
+    now: pd.Timestamp,
+    events: Path | None = None,
+    customers: Path | None = None,
+    events_options: SourceOptions | None = None,
+    customers_options: SourceOptions | None = None,
+    derive_customers: bool | None = None,
+) -> ImportReport:
+    """Validate files and add what passes to the store, atomically.
+
+    Args:
+        store: The fact store to add to.
+        config: The project's facts config.
+        quarantine_dir: Folder for this run's quarantine CSV.
+        now: Import time (UTC): the reference for the future-event check.
+        events: Events file or folder.
+        customers: Customers file or folder (imported first, so events may refer to
+            customers it adds).
+        events_options: How to read and map events.
+        customers_options: How to read and map customers.
+        derive_customers: Create a customer for every unknown id from its first
+            event. ``None``: derive when no customers file is given and the store
+            holds no customer yet (a bare transaction log).
+
+    Raises:
+        FactFileError: A file cannot be imported; nothing is written.
+        StoreError: The store is locked by another import.
+    """
+    if events is None and customers is None:
+        raise FactFileError("Expected --events FILE and/or --customers FILE. Got neither.")
+    if now.tzinfo is None:
+        now = now.tz_localize("UTC")
+    events_options = events_options or SourceOptions()
+    customers_options = customers_options or SourceOptions()
+    customer_paths = expand_paths(customers) if customers is not None else []
+    event_paths = expand_paths(events) if events is not None else []
+    dtypes = customer_dtypes(config)
+    import_id = uuid.uuid4().hex[:12]
+
+    with store.lock():
+        stored_customers = store.load_customers()
+        extra = [c for c in stored_customers.columns if c not in dtypes]
+        stored_customers = stored_customers.reindex(columns=[*dtypes, *extra]).astype(dtypes)
+        files: list[FileCounts] = []
+        quarantines = []
+
+        new_customers = stored_customers.iloc[:0]
+        if customer_paths:
+            targets = [*CUSTOMER_BASE_COLUMNS, *(a.name for a in config.attributes)]
+            raws = _read_all(customer_paths, customers_options.read_options(targets))
+            checked = validate_customers(
+                raws,
+                config=config,
+                now=now,
+                stored=stored_customers,
+                mapping=customers_options.mapping,
+                date_format=customers_options.date_format,
+            )
+            files += checked.files
+            quarantines.append(checked.quarantine)
+            new_customers = checked.accepted
+
+        stored_events = store.load_events()
+        accepted_events = stored_events.iloc[:0]
+        derived = created = 0
+        if event_paths:
+            derive = (
+                derive_customers
+                if derive_customers is not None
+                else not customer_paths and stored_customers.empty
+            )
+            known = pd.concat(
+                [
+                    stored_customers[["customer_id", "signup_at"]],
+                    new_customers[["customer_id", "signup_at"]],
+                ],
+                ignore_index=True,
+            )
+            raws = _read_all(event_paths, events_options.read_options(list(EVENT_COLUMNS)))
+            checked_events = validate_events(
+                raws,
+                config=config,
+                now=now,
+                customers=known,
+                stored_events=stored_events,
+                mapping=events_options.mapping,
+                event_type=events_options.event_type,
+                date_format=events_options.date_format,
+                create_unknown=True if derive else None,
+            )
+            files += checked_events.files
+            quarantines.append(checked_events.quarantine)
+            accepted_events = checked_events.accepted
+            made = checked_events.created_customers
+            if len(made):
+                if derive:
+                    derived = len(made)
+                else:
+                    created = len(made)
+                made_full = made.reindex(columns=list(dtypes)).astype(dtypes)
+                made_full["signup_at"] = made["signup_at"].astype(TIMESTAMP_DTYPE).to_numpy()
+                new_customers = pd.concat([new_customers, made_full], ignore_index=True)
+
+        quarantine = pd.concat(quarantines, ignore_index=True)
+        quarantine_path = None
+        extra_files: dict[Path, bytes] = {}
+        if len(quarantine):
+            quarantine_path = _quarantine_name(now, event_paths or customer_paths, quarantine_dir)
+            extra_files[quarantine_path] = quarantine.to_csv(index=False).encode("utf-8")
+
+        log = store.import_log()
+        seen = set(log["sha256"]) if len(log) else set()
+        repeated = [f.source for f in files if f.sha256 in seen]
+        entries = [
+            {
+                "import_id": import_id,
+                "imported_at": now.isoformat(),
+                "kind": f.kind,
+                "source": str(Path(f.source).resolve()),
+                "sha256": f.sha256,
+                "dialect": f.dialect,
+                "rows_read": f.rows_read,
+                "accepted": f.accepted,
+                "quarantined": f.total_quarantined,
+                "quarantined_by_reason": f.quarantined,
+                "quarantine_file": str(quarantine_path) if quarantine_path else None,
+                "derived_customers": derived if f.kind == "events" else 0,
+            }
+            for f in files
+        ]
+        all_customers = pd.concat([stored_customers, new_customers], ignore_index=True)
+        all_events = pd.concat([stored_events, accepted_events], ignore_index=True)
+        store.write(
+            customers=all_customers,
+            events=all_events,
+            log_entries=entries,
+            extra_files=extra_files,
+            now=now,
+        )
+        manifest = store.manifest()
+
+    return ImportReport(
+        import_id=import_id,
+        imported_at=now,
+        files=files,
+        customers_added=len(new_customers),
+        events_added=len(accepted_events),
+        customers_derived=derived,
+        customers_created=created,
+        quarantine_path=quarantine_path,
+        repeated_files=repeated,
+        store=manifest,
+    )

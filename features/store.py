@@ -1,0 +1,333 @@
+"""The fact store: validated customers and events as Parquet files, with an import log.
+
+Layout of ``facts_dir``::
+
+    customers.parquet   canonical customers, sorted by customer_id
+    events.parquet      canonical events, sorted by customer_id, occurred_at
+    imports.jsonl       import log: one JSON object per imported file
+    manifest.json       counts, date range and fingerprint of the stored content
+    .lock               held while an import runs (filelock)
+
+Writes are atomic as a whole: every new file is written next to its target, then a
+journal listing the renames is written (atomically), then the renames run and the
+journal is removed. A run killed before the journal exists leaves only stray temp
+files (removed later); a run killed after it is rolled forward by the next reader or
+writer. So readers see either the old or the new content of every file, together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
+
+from features.errors import StoreError
+from features.schema import EVENT_COLUMNS, EVENT_DTYPES, check_customers, check_events
+
+__all__ = ["FactStore"]
+
+_JOURNAL = "journal.json"
+_TMP_MARK = ".tmp-"
+
+
+class FactStore:
+    """Validated facts of one project, on disk under ``facts_dir``.
+
+    Args:
+        facts_dir: The store's folder (created on first write).
+        lock_timeout: Seconds to wait for another import to finish before giving up.
+    """
+
+    def __init__(self, facts_dir: Path, *, lock_timeout: float = 600.0) -> None:
+        self.facts_dir = Path(facts_dir)
+        self.lock_timeout = lock_timeout
+        self._holding = False
+
+    # Paths --------------------------------------------------------------------------
+    @property
+    def customers_path(self) -> Path:
+        """Parquet file of canonical customers (absent until the first import)."""
+        return self.facts_dir / "customers.parquet"
+
+    @property
+    def events_path(self) -> Path:
+        """Parquet file of canonical events, sorted by customer and time."""
+        return self.facts_dir / "events.parquet"
+
+    @property
+    def import_log_path(self) -> Path:
+        """JSON-lines import log, one object per imported file."""
+        return self.facts_dir / "imports.jsonl"
+
+    @property
+    def manifest_path(self) -> Path:
+        """Summary of the stored content (counts, range, fingerprint)."""
+        return self.facts_dir / "manifest.json"
+
+    @property
+    def lock_path(self) -> Path:
+        """Lock file serialising imports."""
+        return self.facts_dir / ".lock"
+
+    # Reading ------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """Whether anything has been imported yet."""
+        self._recover_if_needed()
+        return self.manifest_path.is_file()
+
+    def load_customers(self) -> pd.DataFrame:
+        """All stored customers (canonical; empty with base columns before any import)."""
+        self._recover_if_needed()
+        if not self.customers_path.is_file():
+            return pd.DataFrame(
+                {
+                    "customer_id": pd.Series([], dtype="string"),
+                    "signup_at": pd.Series([], dtype=EVENT_DTYPES["occurred_at"]),
+                }
+            )
+        return check_customers(_read_parquet(self.customers_path))
+
+    def load_events(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """Stored events, optionally only some columns (canonical dtypes).
+
+        Raises:
+            StoreError: A requested column is not an event column.
+        """
+        self._recover_if_needed()
+        if columns is not None:
+            unknown = [c for c in columns if c not in EVENT_COLUMNS]
+            if unknown:
+                raise StoreError(
+                    f"Expected event columns among {list(EVENT_COLUMNS)}. Got {unknown}."
+                )
+        wanted = list(columns) if columns is not None else list(EVENT_COLUMNS)
+        if not self.events_path.is_file():
+            return pd.DataFrame({c: pd.Series([], dtype=EVENT_DTYPES[c]) for c in wanted})
+        frame = _read_parquet(self.events_path, wanted)
+        if columns is None:
+            return check_events(frame)
+        return frame
+
+    def manifest(self) -> dict[str, Any]:
+        """Counts, date range, event types and fingerprint of the stored content."""
+        self._recover_if_needed()
+        if not self.manifest_path.is_file():
+            return {}
+        result: dict[str, Any] = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        return result
+
+    def fingerprint(self) -> str:
+        """sha256 of the stored customers and events files (for lineage).
+
+        Raises:
+            StoreError: Nothing has been imported yet.
+        """
+        manifest = self.manifest()
+        if not manifest:
+            raise StoreError(self._empty_message())
+        return str(manifest["fingerprint"])
+
+    def last_event_at(self) -> pd.Timestamp:
+        """Time of the latest stored event (UTC).
+
+        Raises:
+            StoreError: No event has been imported yet.
+        """
+        manifest = self.manifest()
+        if not manifest or manifest.get("last_event_at") is None:
+            raise StoreError(self._empty_message())
+        return pd.Timestamp(manifest["last_event_at"])
+
+    def import_log(self) -> pd.DataFrame:
+        """One row per imported file: import id, time, kind, source, sha256, counts."""
+        self._recover_if_needed()
+        columns = [
+            "import_id",
+            "imported_at",
+            "kind",
+            "source",
+            "sha256",
+            "dialect",
+            "rows_read",
+            "accepted",
+            "quarantined",
+            "quarantined_by_reason",
+            "quarantine_file",
+            "derived_customers",
+        ]
+        if not self.import_log_path.is_file():
+            return pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
+        lines = self.import_log_path.read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
+        frame = pd.DataFrame.from_records(records, columns=columns)
+        frame["imported_at"] = pd.to_datetime(frame["imported_at"], utc=True)
+        return frame
+
+    def _empty_message(self) -> str:
+        return (
+            f"Expected imported facts in {self.facts_dir}. Got none yet: run "
+            "'tagsmith facts import --events FILE' first."
+        )
+
+    # Writing ------------------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the import lock (and finish any interrupted commit first).
+
+        Raises:
+            StoreError: Another import held the lock for longer than ``lock_timeout``.
+        """
+        self.facts_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.lock_path), timeout=self.lock_timeout)
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise StoreError(
+                f"Expected to lock the fact store {self.facts_dir} within "
+                f"{self.lock_timeout:.0f} s. Got it held by another import all that time."
+            ) from exc
+        try:
+            self._holding = True
+            self._recover()
+            yield
+        finally:
+            self._holding = False
+            lock.release()
+
+    def write(
+        self,
+        *,
+        customers: pd.DataFrame,
+        events: pd.DataFrame,
+        log_entries: list[dict[str, Any]],
+        extra_files: dict[Path, bytes] | None = None,
+        now: pd.Timestamp,
+    ) -> None:
+        """Replace the stored content with ``customers`` and ``events`` atomically.
+
+        Call inside :meth:`lock`. ``log_entries`` are appended to the import log, and
+        ``extra_files`` (e.g. the quarantine file) are written in the same commit.
+        """
+        customers = check_customers(customers).sort_values(
+            "customer_id", kind="stable", ignore_index=True
+        )
+        events = check_events(events)
+        events_table = _to_arrow(events).sort_by(
+            [("customer_id", "ascending"), ("occurred_at", "ascending")]
+        )
+        token = uuid.uuid4().hex[:12]
+        renames: list[tuple[Path, Path]] = []
+
+        def temp_for(final: Path) -> Path:
+            tmp = final.with_name(f"{final.name}{_TMP_MARK}{token}")
+            renames.append((tmp, final))
+            return tmp
+
+        journal = self.facts_dir / _JOURNAL
+        journal_tmp = journal.with_name(f"{_JOURNAL}{_TMP_MARK}{token}")
+        try:
+            self.facts_dir.mkdir(parents=True, exist_ok=True)
+            pq.write_table(
+                _to_arrow(customers),
+                temp_for(self.customers_path),
+                compression="zstd",
+            )
+            pq.write_table(events_table, temp_for(self.events_path), compression="zstd")
+            digest = hashlib.sha256()
+            for tmp, _ in renames:
+                digest.update(_file_sha256(tmp).encode())
+
+            old_log = self.import_log_path.read_bytes() if self.import_log_path.is_file() else b""
+            new_log = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in log_entries)
+            temp_for(self.import_log_path).write_bytes(old_log + new_log.encode("utf-8"))
+
+            occurred = events["occurred_at"]
+            manifest = {
+                "format": 1,
+                "fingerprint": digest.hexdigest(),
+                "customers": len(customers),
+                "events": len(events),
+                "first_event_at": occurred.min().isoformat() if len(events) else None,
+                "last_event_at": occurred.max().isoformat() if len(events) else None,
+                "event_types": {
+                    str(k): int(v)
+                    for k, v in events["event_type"].value_counts().sort_index().items()
+                },
+                "updated_at": now.isoformat(),
+            }
+            temp_for(self.manifest_path).write_text(json.dumps(manifest, indent=2), "utf-8")
+            for final, content in (extra_files or {}).items():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                temp_for(final).write_bytes(content)
+
+            journal_tmp.write_text(
+                json.dumps([[str(t), str(f)] for t, f in renames]), encoding="utf-8"
+            )
+            _fsync(journal_tmp)
+        except BaseException:
+            for tmp, _ in [*renames, (journal_tmp, journal)]:
+                tmp.unlink(missing_ok=True)
+            raise
+        os.replace(journal_tmp, journal)  # the commit point
+        self._roll_forward(journal)
+
+    # Recovery -----------------------------------------------------------------------
+    def _recover_if_needed(self) -> None:
+        if not self._holding and (self.facts_dir / _JOURNAL).is_file():
+            with self.lock():
+                pass
+
+    def _recover(self) -> None:
+        """Finish a committed write; drop temp files of writes that never committed."""
+        journal = self.facts_dir / _JOURNAL
+        if journal.is_file():
+            self._roll_forward(journal)
+        for stray in self.facts_dir.glob(f"*{_TMP_MARK}*"):
+            stray.unlink(missing_ok=True)
+
+    def _roll_forward(self, journal: Path) -> None:
+        renames = json.loads(journal.read_text(encoding="utf-8"))
+        for tmp, final in renames:
+            if Path(tmp).exists():
+                os.replace(tmp, final)
+        journal.unlink()
+
+
+def _to_arrow(frame: pd.DataFrame) -> pa.Table:
+    with warnings.catch_warnings():
+        # pyarrow reads tz-aware columns through Series.values, which pandas 3.1 flags.
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(
+            f"{path}: expected a readable Parquet file of the fact store. {exc}"
+        ) from exc
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())

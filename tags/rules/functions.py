@@ -1,0 +1,228 @@
+"""The whitelist of functions a rule may call, and their vectorised implementations.
+
+Three families:
+
+* row-wise: ``abs(x)``, ``round(x[, digits])``, ``coalesce(x, y, ...)``,
+  ``least(x, y, ...)``, ``greatest(x, y, ...)`` (the last two ignore nulls);
+* aggregates over the tag's population (its ``scope``, else every row), returning one
+  number for everyone: ``median(x)``, ``mean(x)``, ``min(x)``, ``max(x)``,
+  ``quantile(x, q)``;
+* event windows over raw events before ``as_of``: ``count(TYPE, ...)``,
+  ``sum(TYPE, ...)`` (sum of ``amount``), ``days_since(TYPE, ...)`` (days since the
+  latest such event; null if none), each with an optional category filter
+  (``category = "shoes"`` or ``category in ("a", "b")``) and an optional window
+  (``last 30 days``, ``from 54 to 30 days ago``, ``from 2021-10-05 to 2021-10-28``,
+  ``since 2021-10-05``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tags.rules import ast
+from tags.rules.evaluate import DAY_NS, Scope, evaluate_node, population_mask
+from tags.rules.values import NUM, STR, Val
+
+__all__ = ["FUNCTIONS", "FunctionSpec", "call_function", "event_filter"]
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """Arity and family of a whitelisted function."""
+
+    family: str  # "row" | "aggregate" | "event"
+    min_args: int
+    max_args: int | None
+    signature: str
+
+
+FUNCTIONS: dict[str, FunctionSpec] = {
+    "abs": FunctionSpec("row", 1, 1, "abs(x)"),
+    "round": FunctionSpec("row", 1, 2, "round(x[, digits])"),
+    "coalesce": FunctionSpec("row", 2, None, "coalesce(x, y, ...)"),
+    "least": FunctionSpec("row", 2, None, "least(x, y, ...)"),
+    "greatest": FunctionSpec("row", 2, None, "greatest(x, y, ...)"),
+    "median": FunctionSpec("aggregate", 1, 1, "median(x)"),
+    "mean": FunctionSpec("aggregate", 1, 1, "mean(x)"),
+    "min": FunctionSpec("aggregate", 1, 1, "min(x)"),
+    "max": FunctionSpec("aggregate", 1, 1, "max(x)"),
+    "quantile": FunctionSpec("aggregate", 2, 2, "quantile(x, q)"),
+    "count": FunctionSpec("event", 1, 3, 'count(TYPE[, category = "c"][, WINDOW])'),
+    "sum": FunctionSpec("event", 1, 3, 'sum(TYPE[, category = "c"][, WINDOW])'),
+    "days_since": FunctionSpec("event", 1, 3, 'days_since(TYPE[, category = "c"][, WINDOW])'),
+}
+
+
+def event_filter(node: ast.Node) -> tuple[str, ...] | None:
+    """The categories of a ``category = "c"`` / ``category in (...)`` argument, else None."""
+    if (
+        isinstance(node, ast.Compare)
+        and node.op == "="
+        and isinstance(node.left, ast.Name)
+        and node.left.name.lower() == "category"
+        and isinstance(node.right, ast.Literal)
+        and node.right.kind == "str"
+    ):
+        return (str(node.right.value),)
+    if (
+        isinstance(node, ast.In)
+        and not node.negated
+        and isinstance(node.operand, ast.Name)
+        and node.operand.name.lower() == "category"
+        and all(item.kind == "str" for item in node.items)
+    ):
+        return tuple(str(item.value) for item in node.items)
+    return None
+
+
+def _event_parts(call: ast.Call) -> tuple[str, tuple[str, ...] | None, ast.Window | None]:
+    # The compiler has checked the shape: TYPE first, then a filter and/or a window.
+    first = call.args[0]
+    assert isinstance(first, ast.Name)
+    categories: tuple[str, ...] | None = None
+    window: ast.Window | None = None
+    for arg in call.args[1:]:
+        if isinstance(arg, ast.Window):
+            window = arg
+        else:
+            categories = event_filter(arg)
+    return first.name, categories, window
+
+
+def _event_call(call: ast.Call, scope: Scope) -> Val:
+    event_type, categories, window = _event_parts(call)
+    ctx = scope.ctx
+    key = (call.func, event_type, categories, window and (window.kind, window.start, window.end))
+    cached = ctx.window_cache.get(key)
+    if cached is not None:
+        return cached
+    index = ctx.events(call, scope.text, scope.where)
+    n = ctx.n
+    picked = index.select(event_type, window, categories)
+    if call.func == "count":
+        out = (
+            np.zeros(n)
+            if picked is None
+            else np.bincount(picked["pos"], minlength=n).astype("float64")
+        )
+    elif call.func == "sum":
+        if picked is None:
+            out = np.zeros(n)
+        else:
+            out = np.bincount(picked["pos"], weights=picked["amount"], minlength=n)
+    else:
+        out = np.full(n, np.nan)
+        if picked is not None and len(picked["pos"]):
+            latest = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+            np.maximum.at(latest, picked["pos"], picked["ts"])
+            seen = latest > np.iinfo(np.int64).min
+            out[seen] = (index.as_of_ns - latest[seen]) / DAY_NS
+    value = Val(NUM, out)
+    ctx.window_cache[key] = value
+    return value
+
+
+def _numbers(call: ast.Call, scope: Scope) -> list[Val]:
+    values = []
+    for arg in call.args:
+        value = evaluate_node(arg, scope)
+        if value.kind == "null":
+            value = Val(NUM, float("nan"))
+        if value.kind != NUM:
+            raise scope.type_error(
+                arg, f"{FUNCTIONS[call.func].signature} needs numbers. Got a {value.kind} value."
+            )
+        values.append(value)
+    return values
+
+
+def _aggregate(call: ast.Call, scope: Scope) -> Val:
+    key = (call.func, call.column, call.width, scope.text)
+    if key in scope.aggregates:
+        return scope.aggregates[key]
+    (target, *rest) = _numbers(call, scope)
+    if target.is_scalar:
+        result = float(target.data)
+    else:
+        values = target.data[population_mask(scope) & ~np.isnan(target.data)]
+        if not len(values):
+            result = float("nan")
+        elif call.func == "median":
+            result = float(np.median(values))
+        elif call.func == "mean":
+            result = float(np.mean(values))
+        elif call.func == "min":
+            result = float(np.min(values))
+        elif call.func == "max":
+            result = float(np.max(values))
+        else:
+            q = rest[0]
+            if not q.is_scalar or not 0.0 <= float(q.data) <= 1.0:
+                raise scope.type_error(
+                    call.args[1], "quantile(x, q) needs a constant q between 0 and 1."
+                )
+            result = float(np.quantile(values, float(q.data)))
+    value = Val(NUM, result)
+    scope.aggregates[key] = value
+    return value
+
+
+def _coalesce(call: ast.Call, scope: Scope) -> Val:
+    values = [evaluate_node(arg, scope) for arg in call.args]
+    kinds = {v.kind for v in values} - {"null"}
+    if len(kinds) > 1:
+        raise scope.type_error(call, "coalesce() needs arguments of one type. Got a mix.")
+    kind = kinds.pop() if kinds else NUM
+    n = scope.ctx.n
+    if kind == NUM:
+        out = np.full(n, np.nan)
+        for value in reversed(values):
+            if value.kind == "null":
+                continue
+            data = np.broadcast_to(np.asarray(value.data, dtype="float64"), (n,))
+            out = np.where(np.isnan(data), out, data)
+        return Val(NUM, out)
+    if kind == STR:
+        strings = np.full(n, None, dtype=object)
+        for value in reversed(values):
+            if value.kind == "null":
+                continue
+            decoded = value.strings() if not value.is_scalar else np.full(n, value.data)
+            strings = np.where(decoded == None, strings, decoded)  # noqa: E711
+        import pandas as pd
+
+        codes, uniques = pd.factorize(strings, use_na_sentinel=True)
+        return Val(STR, codes.astype(np.int64), cats=np.array([str(u) for u in uniques], object))
+    raise scope.type_error(call, f"coalesce() supports numbers and strings. Got {kind} values.")
+
+
+def call_function(call: ast.Call, scope: Scope) -> Val:
+    """Evaluate a call of a whitelisted function (the compiler has checked name and arity)."""
+    spec = FUNCTIONS[call.func]
+    if spec.family == "event":
+        return _event_call(call, scope)
+    if spec.family == "aggregate":
+        return _aggregate(call, scope)
+    if call.func == "coalesce":
+        return _coalesce(call, scope)
+    values = _numbers(call, scope)
+    with np.errstate(invalid="ignore"):
+        if call.func == "abs":
+            data = np.abs(values[0].data)
+        elif call.func == "round":
+            digits = 0
+            if len(values) == 2:
+                if not values[1].is_scalar:
+                    raise scope.type_error(call.args[1], "round(x, digits) needs constant digits.")
+                digits = int(values[1].data)
+            data = np.round(values[0].data, digits)
+        else:
+            reducer = np.fmin if call.func == "least" else np.fmax
+            data = values[0].data
+            for value in values[1:]:
+                data = reducer(data, value.data)
+    if not np.ndim(data):
+        return Val(NUM, float(data))
+    return Val(NUM, np.asarray(data, dtype="float64"))
