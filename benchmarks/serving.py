@@ -157,7 +157,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
         if process.poll() is not None:
             raise SystemExit(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
                     return
         except OSError:
@@ -343,6 +343,7 @@ def bench_mlflow(
 
 def snapshot_features(project: Project, ids: list[str]) -> Any:
     from features.build import build_features
+
     from features.store import FactStore
 
     store = TagStore(project.tag_store_path)

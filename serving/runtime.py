@@ -57,10 +57,25 @@ ADMIN_ROLE = "admin"
 class ServedModel(Protocol):
     """A loaded, smoke-tested model that produces one predicted tag."""
 
-    name: str
-    version: str
-    tag_id: str
-    loaded_at: str
+    @property
+    def name(self) -> str:
+        """Registered model name."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """Registered model version."""
+        ...
+
+    @property
+    def tag_id(self) -> str:
+        """The tag it produces."""
+        ...
+
+    @property
+    def loaded_at(self) -> str:
+        """ISO time it was loaded."""
+        ...
 
     def prepare(self, features: pd.DataFrame) -> np.ndarray:
         """The model's input matrix for ``features`` (one row per feature row)."""

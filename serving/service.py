@@ -28,8 +28,8 @@ import bentoml
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.config import MAX_CUSTOMERS_PER_REQUEST
