@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from features.build import PreparedEvents, build_features, prepare_events
 from features.errors import FactFileError, FeaturesError, SchemaError, SpecError, StoreError
 from features.importer import ImportReport, SourceOptions, import_facts
 from features.io import RawTable, ReadOptions, parse_mapping, read_table
@@ -17,6 +18,14 @@ from features.schema import (
     check_events,
     customers_frame,
     events_frame,
+)
+from features.spec import (
+    FeatureInfo,
+    FeatureSpec,
+    default_spec,
+    feature_catalog,
+    load_spec,
+    spec_hash,
 )
 from features.store import FactStore
 from features.synthetic import (
@@ -48,9 +57,12 @@ __all__ = [
     "FactFileError",
     "FactStore",
     "FactsConfig",
+    "FeatureInfo",
+    "FeatureSpec",
     "FeaturesError",
     "FileCounts",
     "ImportReport",
+    "PreparedEvents",
     "RawTable",
     "ReadOptions",
     "ReasonCode",
@@ -60,16 +72,22 @@ __all__ = [
     "StoreError",
     "SyntheticConfig",
     "SyntheticData",
+    "build_features",
     "check_customers",
     "check_events",
     "customers_frame",
+    "default_spec",
     "events_frame",
+    "feature_catalog",
     "generate",
     "import_facts",
+    "load_spec",
     "oracle_churn_probability",
     "oracle_expected_value",
     "parse_mapping",
+    "prepare_events",
     "read_table",
+    "spec_hash",
     "validate_customers",
     "validate_events",
     "write_synthetic",

@@ -1,0 +1,741 @@
+"""Point-in-time behaviour features from fact tags, as of any date.
+
+:func:`build_features` turns canonical customers and events into one row per customer
+who signed up before ``as_of``, using only events with ``occurred_at < as_of``. Every
+feature and its exact definition (including when it is null) is listed by
+:func:`features.spec.feature_catalog`.
+
+How it is fast: :func:`prepare_events` codes customers as integers (their rank by
+``customer_id``) and sorts each event type once by ``(customer, time)``; the events of a
+customer before any cutoff are then a prefix of its segment, found for all customers
+at once with one ``numpy.searchsorted``. Counts are differences of those bounds, sums
+are differences of prefix sums (of fixed-point integers, so they are exact and do not
+depend on input row order), and the rhythm and preference families are a few
+vectorised passes. A :class:`PreparedEvents` serves any number of cutoffs without
+sorting again.
+
+Missing-value semantics (the same everywhere): counts and sums are 0 when nothing
+happened; "days since X" is null when X never happened (``never_purchased`` says why
+``recency_days`` is null); ratios are null when their denominator is 0; trends are 0
+when both windows are empty; attributes are null when the fact is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.errors import FeaturesError, SpecError
+from features.schema import TIMESTAMP_DTYPE, check_customers, check_events
+from features.spec import FeatureSpec, age_band_labels, default_spec, feature_catalog
+
+__all__ = ["AsOf", "PreparedEvents", "build_features", "normalize_as_of", "prepare_events"]
+
+AsOf = str | dt.date | dt.datetime | pd.Timestamp | np.datetime64
+SEC_US = 1_000_000
+DAY_US = 86_400 * SEC_US
+DAY_S = 86_400
+# Amounts are summed as integers of 1/10000 currency unit: exact and order independent.
+AMOUNT_SCALE = 10_000
+_REL_MAX = 2**32 - 1
+_I64 = np.int64
+
+
+@dataclass(frozen=True)
+class _Typed:
+    """Events of one type sorted by (customer code, time)."""
+
+    rows: np.ndarray  # int64: row positions in the original events frame
+    key: np.ndarray  # int64: code << 32 | (second - base), ascending
+    t_us: np.ndarray  # int64 microseconds since the epoch, ascending per customer
+    starts: np.ndarray  # int64, n_customers + 1: segment bounds per customer code
+    amount_cs: np.ndarray  # int64, len + 1: prefix sums of fixed-point amounts
+    amount: np.ndarray  # float64, len + 1 (trailing sentinel for reduceat)
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+
+@dataclass(frozen=True)
+class _Days:
+    """Distinct purchase days per customer, in (customer, day) order."""
+
+    row_cs: np.ndarray  # int64, n_purchases + 1: prefix count of first-of-day purchases
+    code: np.ndarray  # int64 customer code per day row
+    day: np.ndarray  # int64 UTC day number
+    gap: np.ndarray  # int64 days since the customer's previous purchase day (0 if first)
+    first: np.ndarray  # bool: first purchase day of the customer
+    gap_sq_cs: np.ndarray  # int64, len + 1: prefix sums of gap**2
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Events of one type with a category, grouped by (customer, category)."""
+
+    t_us: np.ndarray  # int64 times in (code, category, time) order
+    bounds: np.ndarray  # int64, n_groups + 1
+    code: np.ndarray  # int64 customer code per group
+    cat: np.ndarray  # int64 category code per group (alphabetical rank)
+    run_starts: np.ndarray  # int64: first group of each customer
+    labels: np.ndarray  # object: category label per code
+
+
+def normalize_as_of(value: AsOf) -> pd.Timestamp:
+    """``value`` as a UTC timestamp (naive values are taken as UTC).
+
+    Raises:
+        FeaturesError: The value is not a date/time or is not a whole second.
+    """
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise FeaturesError(f"Expected as_of to be a date or timestamp. Got {value!r}.") from exc
+    if ts is pd.NaT:
+        raise FeaturesError(f"Expected as_of to be a date or timestamp. Got {value!r}.")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    if ts.value % 1_000_000_000:
+        raise FeaturesError(f"Expected as_of to be a whole second. Got {ts.isoformat()}.")
+    return ts
+
+
+def _to_arrow(values: pd.Series) -> pa.ChunkedArray:
+    arr = pa.array(values.array) if hasattr(values.array, "__arrow_array__") else None
+    if arr is None:
+        arr = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+
+
+def _index_in(values: pa.ChunkedArray, value_set: pa.Array) -> np.ndarray:
+    """Position of each value in ``value_set`` (-1 when absent), as int64.
+
+    Events usually arrive grouped by customer; hashing only the first value of each
+    run of equal ids is then much cheaper than hashing every row.
+    """
+    n = len(values)
+    if n == 0:
+        return np.empty(0, dtype=_I64)
+    value_set = value_set.cast(values.type)
+    if n > 1:
+        changed = pc.not_equal(values.slice(1), values.slice(0, n - 1))
+        changed = pc.fill_null(changed, True)
+        heads = np.flatnonzero(np.concatenate([[True], changed.to_numpy(zero_copy_only=False)]))
+    else:
+        heads = np.zeros(1, dtype=_I64)
+    if len(heads) * 4 < n:
+        head_codes = _index_in_plain(values.take(pa.array(heads)), value_set)
+        return np.repeat(head_codes, np.diff(np.append(heads, n)))
+    return _index_in_plain(values, value_set)
+
+
+def _index_in_plain(values: pa.ChunkedArray | pa.Array, value_set: pa.Array) -> np.ndarray:
+    found = pc.fill_null(pc.index_in(values, value_set=value_set), -1)
+    if isinstance(found, pa.ChunkedArray):
+        return np.concatenate(
+            [np.asarray(c.to_numpy(zero_copy_only=False), dtype=_I64) for c in found.chunks]
+            or [np.empty(0, dtype=_I64)]
+        )
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=_I64)
+
+
+def _stable_order_by(major: np.ndarray) -> np.ndarray:
+    """A stable permutation sorting the non-negative int64 ``major``.
+
+    Packs ``major`` and the row position into one int64 when they fit, because
+    sorting values is several times faster than ``argsort``.
+    """
+    n = len(major)
+    if n == 0:
+        return np.empty(0, dtype=_I64)
+    row_bits = max(int(n - 1).bit_length(), 1)
+    major_bits = max(int(major.max()).bit_length(), 1)
+    if row_bits + major_bits <= 63:
+        packed = (major << row_bits) | np.arange(n, dtype=_I64)
+        packed.sort()
+        return packed & ((1 << row_bits) - 1)
+    return np.argsort(major, kind="stable").astype(_I64)
+
+
+def _sort_order(key: np.ndarray, code: np.ndarray, t_us: np.ndarray) -> np.ndarray:
+    """Permutation sorting events by (code, t_us); exact ties keep no particular order."""
+    n = len(key)
+    if n == 0:
+        return np.empty(0, dtype=_I64)
+    if bool(np.all(key[1:] >= key[:-1])):
+        order = np.arange(n, dtype=_I64)
+    elif bool(np.all(t_us[1:] >= t_us[:-1])):
+        order = _stable_order_by(code)
+    else:
+        order = np.argsort(key, kind="stable").astype(_I64)
+    # The key has whole seconds; order events within the same second by microsecond.
+    k = key[order]
+    same = k[1:] == k[:-1]
+    if same.any():
+        t = t_us[order]
+        if bool(np.any(same & (t[1:] < t[:-1]))):
+            in_tie = np.zeros(n, dtype=bool)
+            in_tie[1:] |= same
+            in_tie[:-1] |= same
+            pos = np.flatnonzero(in_tie)
+            sub = order[pos]
+            order[pos] = sub[np.lexsort((t_us[sub], key[sub]))]
+    return order
+
+
+def _micros(values: pd.Series) -> np.ndarray:
+    """Microseconds since the epoch of a UTC timestamp column (no copy when possible)."""
+    return np.asarray(values.to_numpy(dtype="datetime64[us]")).view(_I64)
+
+
+def _prefix_sum(values: np.ndarray) -> np.ndarray:
+    out = np.empty(len(values) + 1, dtype=_I64)
+    out[0] = 0
+    np.cumsum(values, out=out[1:])
+    return out
+
+
+class PreparedEvents:
+    """Customers and events coded and sorted once, ready for any number of cutoffs.
+
+    Build with :func:`prepare_events`. The order and category structures of a type
+    are built on first use and kept, so repeated calls do not redo them.
+    """
+
+    def __init__(self, customers: pd.DataFrame, events: pd.DataFrame) -> None:
+        check_customers(customers)
+        check_events(events)
+        ids = _to_arrow(customers["customer_id"])
+        order_c = pc.sort_indices(ids).to_numpy()
+        self.customers = customers.iloc[order_c].reset_index(drop=True)
+        sorted_ids = ids.take(pa.array(order_c)).combine_chunks()
+        self.n_customers = len(self.customers)
+        self.signup_us = _micros(self.customers["signup_at"])
+        self._events = events
+        self._typed: dict[str, _Typed] = {}
+        self._days: _Days | None = None
+        self._orders_cs: np.ndarray | None = None
+        self._groups: dict[str, _Groups] = {}
+
+        code = _index_in(_to_arrow(events["customer_id"]), sorted_ids)
+        t_all = _micros(events["occurred_at"])
+        known = np.flatnonzero(code >= 0)
+        code = code[known]
+        t_us = t_all[known]
+        sec = t_us // SEC_US
+        self.base_sec = int(sec.min()) if len(sec) else 0
+        rel = sec - self.base_sec
+        if len(rel) and int(rel.max()) >= _REL_MAX:
+            raise FeaturesError(
+                "Expected events to span less than 136 years. "
+                f"Got {int(rel.max()) / DAY_S / 365.25:.0f} years."
+            )
+        key = (code << 32) | rel
+        del sec, rel
+        order = _sort_order(key, code, t_us)
+        key, code, t_us, rows = key[order], code[order], t_us[order], known[order]
+        del order, known
+
+        etype = _to_arrow(events["event_type"])
+        type_names = sorted(str(v) for v in pc.unique(etype).to_pylist() if v is not None)
+        type_code = _index_in(etype, pa.array(type_names))[rows]
+        amount_all = events["amount"].to_numpy(dtype=np.float64, na_value=np.nan)
+        self.event_types = tuple(type_names)
+        for k, name in enumerate(type_names):
+            sel = np.flatnonzero(type_code == k)
+            t_rows = rows[sel]
+            amount = np.nan_to_num(amount_all[t_rows], nan=0.0)
+            self._typed[name] = _Typed(
+                rows=t_rows,
+                key=key[sel],
+                t_us=t_us[sel],
+                starts=_prefix_sum(np.bincount(code[sel], minlength=self.n_customers)),
+                amount_cs=_prefix_sum(np.rint(amount * AMOUNT_SCALE).astype(_I64)),
+                amount=np.append(amount, 0.0),
+            )
+
+    def typed(self, event_type: str) -> _Typed:
+        """The sorted events of ``event_type`` (empty when there are none)."""
+        found = self._typed.get(event_type)
+        if found is None:
+            empty = np.empty(0, dtype=_I64)
+            found = _Typed(
+                rows=empty,
+                key=empty,
+                t_us=empty,
+                starts=np.zeros(self.n_customers + 1, dtype=_I64),
+                amount_cs=np.zeros(1, dtype=_I64),
+                amount=np.zeros(1),
+            )
+            self._typed[event_type] = found
+        return found
+
+    def _codes_of(self, typed: _Typed) -> np.ndarray:
+        return np.repeat(np.arange(self.n_customers, dtype=_I64), np.diff(typed.starts))
+
+    def order_counts(self) -> np.ndarray:
+        """Prefix count (over sorted purchases) of purchases opening a new order."""
+        if self._orders_cs is None:
+            p = self.typed("purchase")
+            n = len(p)
+            if n == 0:
+                self._orders_cs = np.zeros(1, dtype=_I64)
+                return self._orders_cs
+            code = self._codes_of(p)
+            order_ids = _to_arrow(self._events["order_id"]).take(pa.array(p.rows))
+            encoded = pc.dictionary_encode(order_ids.combine_chunks())
+            oid = np.asarray(
+                pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=_I64
+            )
+            head = np.ones(n, dtype=bool)
+            head[1:] = (code[1:] != code[:-1]) | (oid[1:] != oid[:-1])
+            flags = oid < 0
+            cand = np.flatnonzero(head & ~flags)
+            if len(cand):
+                composite = code[cand] * (int(oid.max()) + 1) + oid[cand]
+                _, first = np.unique(composite, return_index=True)
+                flags[cand[first]] = True
+            self._orders_cs = _prefix_sum(flags)
+        return self._orders_cs
+
+    def days(self) -> _Days:
+        """Distinct purchase days per customer (built on first use)."""
+        if self._days is None:
+            p = self.typed("purchase")
+            code = self._codes_of(p)
+            day = p.t_us // DAY_US
+            flag = np.ones(len(p), dtype=bool)
+            flag[1:] = (code[1:] != code[:-1]) | (day[1:] != day[:-1])
+            d_code, d_day = code[flag], day[flag]
+            first = np.ones(len(d_code), dtype=bool)
+            first[1:] = d_code[1:] != d_code[:-1]
+            gap = np.zeros(len(d_code), dtype=_I64)
+            gap[1:] = d_day[1:] - d_day[:-1]
+            gap[first] = 0
+            self._days = _Days(
+                row_cs=_prefix_sum(flag),
+                code=d_code,
+                day=d_day,
+                gap=gap,
+                first=first,
+                gap_sq_cs=_prefix_sum(gap * gap),
+            )
+        return self._days
+
+    def groups(self, event_type: str) -> _Groups:
+        """Events of ``event_type`` grouped by (customer, category) (built on first use)."""
+        found = self._groups.get(event_type)
+        if found is not None:
+            return found
+        typed = self.typed(event_type)
+        code = self._codes_of(typed)
+        cats = _to_arrow(self._events["category"]).take(pa.array(typed.rows))
+        encoded = pc.dictionary_encode(cats.combine_chunks())
+        raw = np.asarray(
+            pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=_I64
+        )
+        labels = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+        rank = np.argsort(labels.astype(str), kind="stable") if len(labels) else np.empty(0, _I64)
+        remap = np.empty(len(labels), dtype=_I64)
+        remap[rank] = np.arange(len(labels), dtype=_I64)
+        keep = np.flatnonzero(raw >= 0)
+        cat = remap[raw[keep]]
+        g_code = code[keep]
+        t = typed.t_us[keep]
+        cat_bits = max(len(labels) - 1, 1).bit_length()
+        order = _stable_order_by((g_code << cat_bits) | cat)
+        g_code, cat, t = g_code[order], cat[order], t[order]
+        n = len(t)
+        new = np.ones(n, dtype=bool)
+        new[1:] = (g_code[1:] != g_code[:-1]) | (cat[1:] != cat[:-1])
+        starts = np.flatnonzero(new)
+        group_code = g_code[starts]
+        run_new = np.ones(len(starts), dtype=bool)
+        run_new[1:] = group_code[1:] != group_code[:-1]
+        found = _Groups(
+            t_us=t,
+            bounds=np.append(starts, n).astype(_I64),
+            code=group_code,
+            cat=cat[starts],
+            run_starts=np.flatnonzero(run_new).astype(_I64),
+            labels=labels[rank] if len(labels) else labels,
+        )
+        self._groups[event_type] = found
+        return found
+
+    def build_features(
+        self,
+        as_of: AsOf | Sequence[AsOf],
+        *,
+        spec: FeatureSpec | None = None,
+        on_cutoff: Callable[[pd.Timestamp], None] | None = None,
+    ) -> pd.DataFrame:
+        """Features as of one date, or a long table over several dates.
+
+        Args:
+            as_of: A cutoff, or a list of them (then the result has an ``as_of`` column
+                second and is ordered by ``as_of``, then ``customer_id``).
+            spec: The feature spec (default: the shipped one).
+            on_cutoff: Called after each cutoff is done (progress display).
+
+        Raises:
+            FeaturesError: A cutoff is not a whole-second date/time.
+            SpecError: The spec names an attribute the customers table lacks.
+        """
+        spec = spec or default_spec()
+        self._check_spec(spec)
+        if _is_many(as_of):
+            cutoffs = sorted({normalize_as_of(v) for v in as_of})  # type: ignore[union-attr]
+            frames = []
+            for ts in cutoffs:
+                frame = self._build_one(ts, spec)
+                frame.insert(1, "as_of", pd.Series(ts, index=frame.index).astype(TIMESTAMP_DTYPE))
+                frames.append(frame)
+                if on_cutoff:
+                    on_cutoff(ts)
+            if not frames:
+                raise FeaturesError("Expected at least one as_of date. Got an empty list.")
+            return pd.concat(frames, ignore_index=True)
+        ts = normalize_as_of(as_of)  # type: ignore[arg-type]
+        frame = self._build_one(ts, spec)
+        if on_cutoff:
+            on_cutoff(ts)
+        return frame
+
+    def _check_spec(self, spec: FeatureSpec) -> None:
+        if not spec.has("attributes"):
+            return
+        a = spec.attributes
+        wanted = list(a.columns) + ([a.birth_year_column] if a.birth_year_column else [])
+        missing = [c for c in wanted if c not in self.customers.columns]
+        if missing:
+            raise SpecError(
+                f"The feature spec's attributes {missing} must be columns of the customers "
+                f"table. Got columns {list(self.customers.columns)}: declare them in "
+                "tagsmith.yaml or remove them from features.yaml."
+            )
+
+    def _build_one(self, ts: pd.Timestamp, spec: FeatureSpec) -> pd.DataFrame:
+        cut_us = ts.value // 1000
+        codes = np.flatnonzero(self.signup_us < cut_us).astype(_I64)
+        cut = _Cutoff(self, cut_us, codes)
+        cols: dict[str, Any] = {
+            "customer_id": self.customers["customer_id"].take(codes).astype("string").array
+        }
+        if spec.has("rfm"):
+            cols.update(cut.rfm())
+        if spec.has("windowed") or spec.has("trend"):
+            cols.update(cut.windowed(spec))
+        if spec.has("rhythm"):
+            cols.update(cut.rhythm(spec))
+        if spec.has("activity"):
+            cols.update(cut.activity())
+        if spec.has("preference"):
+            cols.update(cut.preference(spec.preference.event_type))
+        if spec.has("attributes"):
+            cols.update(cut.attributes(spec, ts))
+        names = ["customer_id"] + [f.name for f in feature_catalog(spec)]
+        frame = pd.DataFrame({name: cols[name] for name in names})
+        for info in feature_catalog(spec):
+            if str(frame[info.name].dtype) != info.dtype:
+                frame[info.name] = frame[info.name].astype(info.dtype)  # type: ignore[call-overload]
+        return frame
+
+
+def _is_many(as_of: Any) -> bool:
+    return isinstance(as_of, (list, tuple, set, pd.Index, pd.Series, np.ndarray))
+
+
+class _Cutoff:
+    """Feature computations at one cutoff for the customers ``codes``."""
+
+    def __init__(self, prep: PreparedEvents, cut_us: int, codes: np.ndarray) -> None:
+        self.p = prep
+        self.cut_us = cut_us
+        self.rel = cut_us // SEC_US - prep.base_sec
+        self.codes = codes
+        self._ends: dict[tuple[str, int], np.ndarray] = {}
+        self._tenure: np.ndarray | None = None
+
+    def start(self, event_type: str) -> np.ndarray:
+        return self.p.typed(event_type).starts[self.codes]
+
+    def end(self, event_type: str, back_days: int = 0) -> np.ndarray:
+        """Per customer, the end of its events of ``event_type`` before cut - back_days."""
+        k = (event_type, back_days)
+        found = self._ends.get(k)
+        if found is None:
+            typed = self.p.typed(event_type)
+            rel = min(max(self.rel - back_days * DAY_S, 0), _REL_MAX)
+            found = np.searchsorted(typed.key, (self.codes << 32) | rel, side="left").astype(_I64)
+            self._ends[k] = found
+        return found
+
+    def count(self, event_type: str, back_days: int = 0) -> np.ndarray:
+        return (
+            self.end(event_type) - self.end(event_type, back_days)
+            if back_days
+            else (self.end(event_type) - self.start(event_type))
+        )
+
+    def amount(self, event_type: str, back_days: int = 0) -> np.ndarray:
+        cs = self.p.typed(event_type).amount_cs
+        lo = self.end(event_type, back_days) if back_days else self.start(event_type)
+        return (cs[self.end(event_type)] - cs[lo]) / AMOUNT_SCALE
+
+    def days_since_last(self, event_type: str) -> np.ndarray:
+        typed = self.p.typed(event_type)
+        e, s = self.end(event_type), self.start(event_type)
+        out = np.full(len(self.codes), np.nan)
+        has = e > s
+        out[has] = (self.cut_us - typed.t_us[e[has] - 1]) / DAY_US
+        return out
+
+    def tenure(self) -> np.ndarray:
+        if self._tenure is None:
+            self._tenure = (self.cut_us - self.p.signup_us[self.codes]) / DAY_US
+        return self._tenure
+
+    def rfm(self) -> dict[str, Any]:
+        p = self.p.typed("purchase")
+        s, e = self.start("purchase"), self.end("purchase")
+        orders_cs = self.p.order_counts()
+        days = self.p.days()
+        orders = orders_cs[e] - orders_cs[s] if len(p) else np.zeros(len(s), dtype=_I64)
+        n_days = days.row_cs[e] - days.row_cs[s] if len(p) else np.zeros(len(s), dtype=_I64)
+        total = self.amount("purchase") - self.amount("refund")
+        mean = np.full(len(s), np.nan)
+        np.divide(total, orders, out=mean, where=orders > 0)
+        maximum = np.full(len(s), np.nan)
+        has = e > s
+        if has.any():
+            idx = np.empty(2 * int(has.sum()), dtype=_I64)
+            idx[0::2], idx[1::2] = s[has], e[has]
+            maximum[has] = np.maximum.reduceat(p.amount, idx)[0::2]
+        return {
+            "recency_days": self.days_since_last("purchase"),
+            "never_purchased": ~has,
+            "frequency_orders": orders,
+            "frequency_days": n_days,
+            "monetary_total": total,
+            "monetary_mean": mean,
+            "monetary_max": maximum,
+        }
+
+    def windowed(self, spec: FeatureSpec) -> dict[str, Any]:
+        cols: dict[str, Any] = {}
+        amount_types = set(spec.amount_event_types)
+        for etype in spec.event_types:
+            for w in spec.windows:
+                if spec.has("windowed"):
+                    cols[f"{etype}_count_{w}d"] = self.count(etype, w)
+                    if etype in amount_types:
+                        cols[f"{etype}_amount_{w}d"] = self.amount(etype, w)
+                if spec.has("trend"):
+                    last = self.count(etype, w)
+                    prev = self.end(etype, w) - self.end(etype, 2 * w)
+                    both = last + prev
+                    trend = np.zeros(len(last))
+                    np.divide(last - prev, both, out=trend, where=both > 0)
+                    cols[f"{etype}_count_trend_{w}d"] = trend
+        return cols
+
+    def _day_rows_in_prefix(self) -> tuple[_Days, np.ndarray, np.ndarray, np.ndarray]:
+        """Purchase-day rows before the cutoff: (days, mask, first row, row count)."""
+        days = self.p.days()
+        if not len(self.p.typed("purchase")):
+            zeros = np.zeros(len(self.codes), dtype=_I64)
+            return days, np.zeros(0, dtype=bool), zeros, zeros
+        ds = days.row_cs[self.start("purchase")]
+        de = days.row_cs[self.end("purchase")]
+        end_by_code = days.row_cs[self.p.typed("purchase").starts[:-1]].copy()
+        end_by_code[self.codes] = de
+        mask = np.arange(len(days.code), dtype=_I64) < end_by_code[days.code]
+        return days, mask, ds, de - ds
+
+    def rhythm(self, spec: FeatureSpec) -> dict[str, Any]:
+        r = spec.rhythm
+        n = len(self.codes)
+        days, mask, ds, nd = self._day_rows_in_prefix()
+        gap_mean = np.full(n, np.nan)
+        gap_median = np.full(n, np.nan)
+        gap_std = np.full(n, np.nan)
+        multi = nd >= 2
+        if multi.any():
+            first_day = days.day[ds[multi]]
+            last_day = days.day[ds[multi] + nd[multi] - 1]
+            n_gaps = nd[multi] - 1
+            mean = (last_day - first_day) / n_gaps
+            sq = days.gap_sq_cs[ds[multi] + nd[multi]] - days.gap_sq_cs[ds[multi]]
+            gap_mean[multi] = mean
+            gap_std[multi] = np.sqrt(np.maximum(sq / n_gaps - mean * mean, 0.0))
+            with_gap = mask & ~days.first
+            packed = (days.code[with_gap] << 24) | np.minimum(days.gap[with_gap], 2**24 - 1)
+            packed.sort()
+            vals = packed & (2**24 - 1)
+            offsets = np.concatenate([[0], np.cumsum(n_gaps)[:-1]])
+            gap_median[multi] = (
+                vals[offsets + (n_gaps - 1) // 2] + vals[offsets + n_gaps // 2]
+            ) / 2.0
+        recency = self.days_since_last("purchase")
+        lateness = np.full(n, np.nan)
+        np.divide(recency, gap_mean, out=lateness, where=multi & (gap_mean > 0))
+        lateness[multi & (gap_mean == 0)] = np.nan
+
+        tenure = self.tenure()
+        last_day_no = -(-self.cut_us // DAY_US) - 1  # the last UTC day before the cutoff
+        age = last_day_no - days.day
+        weeks_avail = np.clip(np.ceil(tenure / 7), 1, r.active_weeks)
+        week = age // 7
+        in_weeks = mask & (week < r.active_weeks)
+        new_week = np.ones(len(week), dtype=bool)
+        new_week[1:] = (week[1:] != week[:-1]) | (days.code[1:] != days.code[:-1])
+        active = np.bincount(days.code[in_weeks & new_week], minlength=self.p.n_customers)
+        active_share = np.minimum(active[self.codes] / weeks_avail, 1.0)
+
+        n_per, per_days = r.loyalty_periods, r.loyalty_period_days
+        period = age // per_days
+        in_per = mask & (period < n_per)
+        matrix = np.bincount(
+            days.code[in_per] * n_per + period[in_per], minlength=self.p.n_customers * n_per
+        ).reshape(self.p.n_customers, n_per)[self.codes]
+        n_eff = np.clip(np.ceil(tenure / per_days), 1, n_per)
+        inside = np.arange(n_per)[None, :] < n_eff[:, None]
+        x = np.where(inside, matrix, 0).astype(np.float64)
+        x_mean = x.sum(axis=1) / n_eff
+        x_std = np.sqrt((np.where(inside, x - x_mean[:, None], 0.0) ** 2).sum(axis=1) / n_eff)
+        share = ((x > 0) & inside).sum(axis=1) / n_eff
+        loyalty = np.zeros(n)
+        pos = x_mean > 0
+        loyalty[pos] = share[pos] / (1.0 + x_std[pos] / x_mean[pos])
+        return {
+            "gap_mean_days": gap_mean,
+            "gap_median_days": gap_median,
+            "gap_std_days": gap_std,
+            "lateness": lateness,
+            "active_week_share": active_share,
+            "loyalty_score": loyalty,
+        }
+
+    def activity(self) -> dict[str, Any]:
+        n = len(self.codes)
+        last = np.full(n, np.nan)
+        for etype in self.p.event_types:
+            since = self.days_since_last(etype)
+            last = np.fmin(last, since)
+        orders_cs = self.p.order_counts()
+        if len(self.p.typed("purchase")):
+            orders = orders_cs[self.end("purchase")] - orders_cs[self.start("purchase")]
+        else:
+            orders = np.zeros(n, dtype=_I64)
+        browses = self.count("browse")
+        b2p = np.full(n, np.nan)
+        np.divide(orders, browses, out=b2p, where=browses > 0)
+        refund_rate = np.full(n, np.nan)
+        np.divide(self.count("refund"), orders, out=refund_rate, where=orders > 0)
+        return {
+            "tenure_days": self.tenure(),
+            "days_since_last_activity": last,
+            "browse_to_purchase": b2p,
+            "refund_rate": refund_rate,
+            "complaint_count": self.count("complaint"),
+            "days_since_last_complaint": self.days_since_last("complaint"),
+        }
+
+    def preference(self, event_type: str) -> dict[str, Any]:
+        g = self.p.groups(event_type)
+        size = self.p.n_customers
+        seen = _prefix_sum(g.t_us < self.cut_us)
+        cnt = seen[g.bounds[1:]] - seen[g.bounds[:-1]]
+        total = np.bincount(g.code, weights=cnt, minlength=size)
+        distinct = np.bincount(g.code, weights=cnt > 0, minlength=size)
+        share_in = np.zeros(len(cnt))
+        np.divide(cnt, total[g.code], out=share_in, where=cnt > 0)
+        h = np.zeros(len(cnt))
+        pos = cnt > 0
+        h[pos] = -share_in[pos] * np.log2(share_in[pos])
+        entropy = np.bincount(g.code, weights=h, minlength=size)
+        top_count = np.zeros(size, dtype=_I64)
+        top_cat = np.full(size, -1, dtype=_I64)
+        if len(cnt):
+            top_count[g.code[g.run_starts]] = np.maximum.reduceat(cnt, g.run_starts)
+            cand = np.flatnonzero((cnt == top_count[g.code]) & pos)
+            first = np.ones(len(cand), dtype=bool)
+            first[1:] = g.code[cand][1:] != g.code[cand][:-1]
+            top_cat[g.code[cand[first]]] = g.cat[cand[first]]
+        total_c = total[self.codes]
+        has = total_c > 0
+        top = np.full(len(self.codes), None, dtype=object)
+        top_c = top_cat[self.codes]
+        top[has] = g.labels[top_c[has]]
+        share = np.full(len(self.codes), np.nan)
+        share[has] = top_count[self.codes][has] / total_c[has]
+        ent = np.where(has, entropy[self.codes], np.nan)
+        return {
+            "top_category": pd.array(top, dtype="string"),
+            "top_category_share": share,
+            "distinct_categories": distinct[self.codes].astype(_I64),
+            "category_entropy": ent + 0.0,
+        }
+
+    def attributes(self, spec: FeatureSpec, ts: pd.Timestamp) -> dict[str, Any]:
+        a = spec.attributes
+        rows = self.p.customers.iloc[self.codes]
+        cols: dict[str, Any] = {}
+        if a.birth_year_column:
+            birth = pd.to_numeric(rows[a.birth_year_column], errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+            age = ts.year - birth
+            labels = np.asarray(age_band_labels(a.age_bands), dtype=object)
+            band = np.full(len(age), None, dtype=object)
+            known = ~np.isnan(age)
+            band[known] = labels[np.searchsorted(a.age_bands, age[known], side="right")]
+            cols["age"] = age
+            cols["age_band"] = pd.array(band, dtype="string")
+        for column in a.columns:
+            cols[column] = rows[column].astype("string").array
+        return cols
+
+
+def prepare_events(customers: pd.DataFrame, events: pd.DataFrame) -> PreparedEvents:
+    """Code and sort canonical customers and events once, for many cutoffs.
+
+    Events of customers not in ``customers`` are ignored.
+
+    Raises:
+        SchemaError: A table breaks the fact-tag contract.
+    """
+    return PreparedEvents(customers, events)
+
+
+def build_features(
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    as_of: AsOf | Iterable[AsOf],
+    spec: FeatureSpec | None = None,
+) -> pd.DataFrame:
+    """Point-in-time features, one row per customer with ``signup_at < as_of``.
+
+    Only events with ``occurred_at < as_of`` are used. With a list of cutoffs the
+    result is a long table (``customer_id``, ``as_of``, features...), computed from one
+    sort of the events. Rows are ordered by ``customer_id`` (within ``as_of``).
+
+    Args:
+        customers: Canonical customers table (:func:`features.schema.customers_frame`).
+        events: Canonical events table (:func:`features.schema.events_frame`).
+        as_of: Cutoff date/time (naive values are UTC) or a list of them.
+        spec: Feature spec (default: ``features/default_spec.yaml``).
+
+    Raises:
+        SchemaError: A table breaks the fact-tag contract.
+        FeaturesError: A cutoff is not a whole-second date/time.
+        SpecError: The spec needs an attribute the customers table lacks.
+    """
+    return prepare_events(customers, events).build_features(as_of, spec=spec)  # type: ignore[arg-type]

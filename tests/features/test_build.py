@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.build import build_features, prepare_events
+from features.errors import FeaturesError, SpecError
+from features.schema import customers_frame, events_frame
+from features.spec import FeatureSpec, default_spec, feature_catalog
+from tests.features.naive import naive_features
+
+BASE = pd.Timestamp("2021-01-01", tz="UTC")
+TYPES = ["purchase", "refund", "browse", "login", "complaint", "share"]
+SPEC = default_spec()
+HYPO = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def timestamps(draw: st.DrawFn, max_days: int = 500) -> pd.Timestamp:
+    # Few distinct seconds and microseconds, so that ties and same-second events occur.
+    day = draw(st.one_of(st.integers(0, 120), st.integers(0, max_days)))
+    second = draw(st.sampled_from([0, 1, 3600, 43_200, 86_399]))
+    micro = draw(st.sampled_from([0, 0, 7, 999_999]))
+    return BASE + pd.Timedelta(days=day, seconds=second, microseconds=micro)
+
+
+@st.composite
+def facts(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    n_customers = draw(st.integers(1, 4))
+    ids = [f"c{i}" for i in range(n_customers)]
+    customers = [
+        {
+            "customer_id": cid,
+            "signup_at": BASE + pd.Timedelta(seconds=draw(st.integers(0, 100 * 86_400))),
+            "birth_year": draw(st.one_of(st.none(), st.integers(1940, 2015))),
+            "region": draw(st.sampled_from([None, "north", "south"])),
+        }
+        for cid in ids
+    ]
+    events: list[dict[str, Any]] = []
+    for _ in range(draw(st.integers(0, 60))):
+        etype = draw(st.sampled_from(["purchase", "purchase", *TYPES]))
+        needs_amount = etype in ("purchase", "refund")
+        events.append(
+            {
+                "customer_id": draw(st.sampled_from([*ids, "ghost"])),
+                "occurred_at": draw(timestamps()),
+                "event_type": etype,
+                "amount": draw(st.integers(0, 50_000)) / 100 if needs_amount else None,
+                "category": draw(st.sampled_from([None, "a", "b", "c"])),
+                "order_id": draw(st.sampled_from([None, "o1", "o2", "o3"])),
+            }
+        )
+    as_of = BASE + pd.Timedelta(
+        days=draw(st.one_of(st.integers(0, 130), st.integers(0, 520))),
+        seconds=draw(st.sampled_from([0, 1, 43_200])),
+    )
+    if events and draw(st.booleans()):
+        # Cut exactly at an event: it must be left out.
+        as_of = pd.Timestamp(draw(st.sampled_from(events))["occurred_at"]).floor("s")
+    return (*_frames(customers, events), as_of)
+
+
+def _frames(
+    customers: list[dict[str, Any]], events: list[dict[str, Any]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cust = customers_frame(customers)
+    if events:
+        ev = events_frame(events)
+    else:
+        ev = events_frame(pd.DataFrame(columns=["customer_id", "occurred_at", "event_type"]))
+    return cust, ev
+
+
+def _assert_same(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+@HYPO
+@given(facts())
+def test_matches_naive_loop(data: tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]) -> None:
+    customers, events, as_of = data
+    got = build_features(customers, events, as_of=as_of)
+    _assert_same(got, naive_features(customers, events, as_of, SPEC))
+
+
+@HYPO
+@given(facts(), st.data())
+def test_events_at_or_after_as_of_never_change_a_row(
+    data: tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp], more: st.DataObject
+) -> None:
+    customers, events, as_of = data
+    before = build_features(customers, events, as_of=as_of)
+    changed = events.copy()
+    late = changed["occurred_at"] >= as_of
+    # Change what is already late, and add new late events.
+    changed.loc[late, "event_type"] = "purchase"
+    changed.loc[late, "amount"] = 1234.5
+    extra = [
+        {
+            "customer_id": more.draw(st.sampled_from(list(customers["customer_id"]))),
+            "occurred_at": as_of + pd.Timedelta(seconds=more.draw(st.integers(0, 400 * 86_400))),
+            "event_type": more.draw(st.sampled_from(TYPES)),
+            "amount": 5.0,
+            "category": "z",
+        }
+        for _ in range(more.draw(st.integers(1, 10)))
+    ]
+    changed = pd.concat([changed, events_frame(extra)], ignore_index=True)
+    pd.testing.assert_frame_equal(build_features(customers, changed, as_of=as_of), before)
+
+
+@HYPO
+@given(facts(), st.randoms(use_true_random=False))
+def test_shuffling_input_rows_never_changes_output(
+    data: tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp], rnd: Any
+) -> None:
+    customers, events, as_of = data
+    before = build_features(customers, events, as_of=as_of)
+    seed = rnd.randint(0, 2**31)
+    shuffled_c = customers.sample(frac=1, random_state=seed).reset_index(drop=True)
+    shuffled_e = events.sample(frac=1, random_state=seed + 1).reset_index(drop=True)
+    pd.testing.assert_frame_equal(build_features(shuffled_c, shuffled_e, as_of=as_of), before)
+
+
+@HYPO
+@given(facts(), st.lists(timestamps(max_days=520), min_size=1, max_size=4))
+def test_multi_date_output_equals_single_date_output(
+    data: tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp], cutoffs: list[pd.Timestamp]
+) -> None:
+    customers, events, _ = data
+    cutoffs = [c.floor("s") for c in cutoffs]
+    long = build_features(customers, events, as_of=cutoffs)
+    assert list(long.columns[:2]) == ["customer_id", "as_of"]
+    for cutoff in sorted(set(cutoffs)):
+        part = long[long["as_of"] == cutoff].drop(columns="as_of").reset_index(drop=True)
+        single = build_features(customers, events, as_of=cutoff)
+        pd.testing.assert_frame_equal(part, single)
+    assert len(long) == sum(
+        len(build_features(customers, events, as_of=c)) for c in sorted(set(cutoffs))
+    )
+
+
+def test_hand_checked_expected_features(data_dir: Path) -> None:
+    customers = customers_frame(pd.read_csv(data_dir / "features_customers.csv"))
+    events = events_frame(
+        pd.read_csv(data_dir / "features_events.csv", dtype={"order_id": "string"})
+    )
+    expected = pd.read_csv(data_dir / "expected_features.csv", comment="#")
+    got = build_features(customers, events, as_of="2021-04-01")
+    assert list(got["customer_id"]) == list(expected["customer_id"])
+    for column in expected.columns[1:]:
+        want, have = expected[column], got[column]
+        if pd.api.types.is_numeric_dtype(want) and not pd.api.types.is_bool_dtype(want):
+            np.testing.assert_allclose(
+                have.to_numpy(dtype=float),
+                want.to_numpy(dtype=float),
+                rtol=1e-5,
+                atol=1e-6,
+                err_msg=column,
+            )
+        else:
+            assert [None if pd.isna(v) else str(v) for v in have] == [
+                None if pd.isna(v) else str(v) for v in want
+            ], column
+
+
+def test_output_columns_follow_the_catalogue_with_its_dtypes() -> None:
+    customers, events = _frames(
+        [{"customer_id": "a", "signup_at": "2021-01-01"}],
+        [{"customer_id": "a", "occurred_at": "2021-02-01", "event_type": "purchase", "amount": 3}],
+    )
+    got = build_features(customers, events, as_of="2021-03-01")
+    catalogue = feature_catalog(SPEC)
+    assert list(got.columns) == ["customer_id"] + [f.name for f in catalogue]
+    assert {f.name: f.dtype for f in catalogue} == {c: str(got[c].dtype) for c in got.columns[1:]}
+
+
+def test_never_purchased_has_null_recency_and_zero_counts() -> None:
+    customers, events = _frames(
+        [{"customer_id": "a", "signup_at": "2021-01-01"}],
+        [{"customer_id": "a", "occurred_at": "2021-02-01", "event_type": "browse"}],
+    )
+    row = build_features(customers, events, as_of="2021-03-01").iloc[0]
+    assert row["never_purchased"]
+    assert pd.isna(row["recency_days"])
+    assert row["frequency_orders"] == 0
+    assert row["monetary_total"] == 0.0
+    assert pd.isna(row["monetary_mean"])
+    assert row["browse_count_30d"] == 1
+
+
+def test_customers_signing_up_at_or_after_as_of_have_no_row() -> None:
+    customers, events = _frames(
+        [
+            {"customer_id": "early", "signup_at": "2021-01-01"},
+            {"customer_id": "exact", "signup_at": "2021-03-01"},
+        ],
+        [],
+    )
+    got = build_features(customers, events, as_of="2021-03-01")
+    assert list(got["customer_id"]) == ["early"]
+    assert build_features(customers, events, as_of="2020-01-01").empty
+
+
+def test_a_core_spec_builds_only_its_families() -> None:
+    spec = FeatureSpec(families=["rfm", "windowed"], windows=[30, 90], event_types=["purchase"])
+    customers, events = _frames(
+        [{"customer_id": "a", "signup_at": "2021-01-01"}],
+        [{"customer_id": "a", "occurred_at": "2021-02-01", "event_type": "purchase", "amount": 3}],
+    )
+    got = build_features(customers, events, as_of="2021-03-01", spec=spec)
+    assert "purchase_count_30d" in got.columns
+    assert "purchase_amount_90d" in got.columns
+    assert "loyalty_score" not in got.columns
+    assert "browse_count_30d" not in got.columns
+
+
+def test_prepared_events_serve_repeated_calls_identically() -> None:
+    customers, events = _frames(
+        [{"customer_id": "a", "signup_at": "2021-01-01"}],
+        [
+            {
+                "customer_id": "a",
+                "occurred_at": "2021-02-01",
+                "event_type": "purchase",
+                "amount": 3,
+                "category": "x",
+            },
+        ],
+    )
+    prepared = prepare_events(customers, events)
+    first = prepared.build_features("2021-03-01")
+    pd.testing.assert_frame_equal(prepared.build_features("2021-03-01"), first)
+
+
+def test_spec_attribute_missing_from_customers_is_named() -> None:
+    customers = customers_frame([{"customer_id": "a", "signup_at": "2021-01-01"}])
+    customers = customers.drop(columns=["region"])
+    events = events_frame(pd.DataFrame(columns=["customer_id", "occurred_at", "event_type"]))
+    with pytest.raises(SpecError, match="'region'"):
+        build_features(customers, events, as_of="2021-03-01")
+
+
+@pytest.mark.parametrize("bad", ["not a date", "2021-03-01T00:00:00.5"])
+def test_bad_as_of_is_refused(bad: str) -> None:
+    customers, events = _frames([{"customer_id": "a", "signup_at": "2021-01-01"}], [])
+    with pytest.raises(FeaturesError, match="as_of"):
+        build_features(customers, events, as_of=bad)
