@@ -343,7 +343,6 @@ def bench_mlflow(
 
 def snapshot_features(project: Project, ids: list[str]) -> Any:
     from features.build import build_features
-
     from features.store import FactStore
 
     store = TagStore(project.tag_store_path)

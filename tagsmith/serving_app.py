@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from features.build import build_features
-from features.spec import FeatureSpec, default_spec, load_spec
 
+from features.build import build_features
 from features.errors import SchemaError
 from features.schema import (
     AMOUNT_REQUIRED_EVENT_TYPES,
@@ -25,6 +24,7 @@ from features.schema import (
     customers_frame,
     events_frame,
 )
+from features.spec import FeatureSpec, default_spec, load_spec
 from features.store import FactStore
 from serving.auditing import QueuedAudit
 from serving.errors import ServingError

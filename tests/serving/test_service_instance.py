@@ -56,7 +56,7 @@ def test_make_runtime_names_a_bad_factory(monkeypatch: pytest.MonkeyPatch) -> No
     from serving.service import make_runtime
 
     monkeypatch.setenv("TAGSMITH_RUNTIME_FACTORY", "no.such.module:build")
-    with pytest.raises(ServingError, match="no.such.module"):
+    with pytest.raises(ServingError, match=r"no\.such\.module"):
         make_runtime()
     monkeypatch.setenv("TAGSMITH_RUNTIME_FACTORY", "os:getcwd")
     with pytest.raises(ServingError, match="ServingRuntime"):
