@@ -64,7 +64,23 @@ def register(
     alias: str | None = "champion",
     seed: int = 0,
 ) -> str:
-    """Log + register a model, point ``alias`` at it; return its version."""
+    """Log + register a tiny model on :func:`feature_frame`; return its version."""
+    return register_booster(
+        tracking_uri, artifacts, name, train_booster(target, seed=seed), contract(target),
+        alias=alias,
+    )
+
+
+def register_booster(
+    tracking_uri: str,
+    artifacts: Path,
+    name: str,
+    booster: lgb.Booster,
+    model_contract: ModelContract,
+    *,
+    alias: str | None = "champion",
+) -> str:
+    """Log + register ``booster`` with its contract, point ``alias`` at it; its version."""
     import mlflow
     import mlflow.lightgbm
     from mlflow import MlflowClient
@@ -80,9 +96,9 @@ def register(
     )
     with mlflow.start_run(experiment_id=exp_id):
         info = mlflow.lightgbm.log_model(
-            train_booster(target, seed=seed),
+            booster,
             name="model",
-            metadata=contract_metadata(contract(target)),
+            metadata=contract_metadata(model_contract),
             pip_requirements=["lightgbm"],
             registered_model_name=name,
         )
