@@ -94,10 +94,17 @@ def register_booster(
         if exp
         else client.create_experiment(exp_name, artifact_location=(artifacts / name).as_uri())
     )
+    from mlflow.models import infer_signature
+
+    example = pd.DataFrame(
+        np.zeros((2, len(model_contract.feature_names))), columns=model_contract.feature_names
+    )
+    signature = infer_signature(example, booster.predict(example.to_numpy(), num_threads=1))
     with mlflow.start_run(experiment_id=exp_id):
         info = mlflow.lightgbm.log_model(
             booster,
             name="model",
+            signature=signature,
             metadata=contract_metadata(model_contract),
             pip_requirements=["lightgbm"],
             registered_model_name=name,
