@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
 
 from features.errors import FactFileError
 from features.io import Delimiter, RawTable, ReadOptions, expand_paths, read_table
@@ -23,10 +25,17 @@ from features.schema import (
     EVENT_COLUMNS,
     TIMESTAMP_DTYPE,
     FactsConfig,
+    check_events,
     customer_dtypes,
 )
 from features.store import FactStore
-from features.validation import FileCounts, validate_customers, validate_events
+from features.validation import (
+    FileCounts,
+    arrow_table,
+    empty_events,
+    validate_customers,
+    validate_events,
+)
 
 __all__ = ["ImportReport", "SourceOptions", "import_facts"]
 
@@ -107,6 +116,12 @@ def _read_all(paths: list[Path], options: ReadOptions) -> list[RawTable]:
     return [read_table(p, options) for p in paths]
 
 
+def _csv_bytes(frame: pd.DataFrame) -> bytes:
+    sink = pa.BufferOutputStream()
+    pcsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), sink)
+    return bytes(sink.getvalue())
+
+
 def _quarantine_name(now: pd.Timestamp, sources: list[Path], directory: Path) -> Path:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", sources[0].name) if sources else "import"
     base = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{stem}"
@@ -184,8 +199,8 @@ def import_facts(
             quarantines.append(checked.quarantine)
             new_customers = checked.accepted
 
-        stored_events = store.load_events()
-        accepted_events = stored_events.iloc[:0]
+        stored_events = store.events_table()
+        accepted_events = empty_events()
         derived = created = 0
         if event_paths:
             derive = (
@@ -230,7 +245,7 @@ def import_facts(
         extra_files: dict[Path, bytes] = {}
         if len(quarantine):
             quarantine_path = _quarantine_name(now, event_paths or customer_paths, quarantine_dir)
-            extra_files[quarantine_path] = quarantine.to_csv(index=False).encode("utf-8")
+            extra_files[quarantine_path] = _csv_bytes(quarantine)
 
         log = store.import_log()
         seen = set(log["sha256"]) if len(log) else set()
@@ -253,7 +268,12 @@ def import_facts(
             for f in files
         ]
         all_customers = pd.concat([stored_customers, new_customers], ignore_index=True)
-        all_events = pd.concat([stored_events, accepted_events], ignore_index=True)
+        new_events = arrow_table(check_events(accepted_events))
+        all_events = (
+            pa.concat_tables([stored_events, new_events.cast(stored_events.schema)])
+            if stored_events is not None
+            else new_events
+        )
         store.write(
             customers=all_customers,
             events=all_events,

@@ -192,7 +192,9 @@ def read_table(path: Path, options: ReadOptions | None = None) -> RawTable:
     sha = hashlib.sha256(data).hexdigest()
     if data.startswith(_PARQUET_MAGIC) or path.suffix.lower() in (".parquet", ".pq"):
         return _read_parquet(path, data, sha)
-    return _read_text(path, data, sha, options)
+    holder = [data]
+    del data  # let _read_text drop the raw bytes once decoded (large files)
+    return _read_text(path, holder, sha, options)
 
 
 def _read_parquet(path: Path, data: bytes, sha: str) -> RawTable:
@@ -300,15 +302,17 @@ def _where(data: bytes, exc: UnicodeDecodeError | LookupError) -> str:
     return ""
 
 
-def _read_text(path: Path, data: bytes, sha: str, options: ReadOptions) -> RawTable:
-    whole, encoding = _decode(path, data, options.encoding)
+def _read_text(path: Path, holder: list[bytes], sha: str, options: ReadOptions) -> RawTable:
+    whole, encoding = _decode(path, holder.pop(), options.encoding)
     lines = pc.utf8_rtrim(pc.split_pattern(whole, "\n").flatten(), "\r")
+    del whole
     numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
     nonblank = pc.invert(pc.equal(pc.utf8_trim_whitespace(lines), "")).to_numpy(
         zero_copy_only=False
     )
-    lines = lines.filter(pa.array(nonblank))
-    numbers = numbers[nonblank]
+    if not nonblank.all():
+        lines = lines.filter(pa.array(nonblank))
+        numbers = numbers[nonblank]
     if len(lines) == 0:
         raise FactFileError(
             f"{path}: expected a header and data rows. Got an empty file (no non-blank line)."
@@ -346,7 +350,7 @@ def _read_text(path: Path, data: bytes, sha: str, options: ReadOptions) -> RawTa
         columns=columns,
         data=frame,
         line_number=numbers[rows],
-        text=pd.Series(lines.filter(pa.array(rows)), dtype="str"),
+        text=pd.Series(lines if rows.all() else lines.filter(pa.array(rows)), dtype="str"),
         malformed=malformed,
         encoding=encoding,
         delimiter=delimiter,
@@ -437,7 +441,8 @@ def _split_plain(
             "",
         )
         malformed = _malformed_frame(lines, numbers, bad, message)
-    kept = fields.filter(pa.array(good))
+    kept = fields if good.all() else fields.filter(pa.array(good))
+    del fields
     frame = pd.DataFrame(
         {
             name: pd.Series(_blank_to_null(pc.list_element(kept, i)), dtype="str")
@@ -453,32 +458,42 @@ def _split_quoted(
     # An odd number of quotes would make the CSV parser read on into the next lines.
     balanced = (pc.count_substring(lines, '"').to_numpy(zero_copy_only=False) % 2) == 0
     candidates = lines.filter(pa.array(balanced))
-    invalid: dict[int, int] = {}
-
-    def on_invalid(row: Any) -> str:
-        invalid[int(row.number)] = int(row.actual_columns)
-        return "skip"
-
     joined = pc.binary_join(
         pa.LargeListArray.from_arrays(pa.array([0, len(candidates)], pa.int64()), candidates),
         pa.scalar("\n", pa.large_string()),
     )[0].as_buffer()
     names = [f"f{i}" for i in range(len(columns))]
-    table = pcsv.read_csv(
-        pa.BufferReader(joined if joined is not None else pa.py_buffer(b"")),
-        read_options=pcsv.ReadOptions(column_names=names, use_threads=False),
-        parse_options=pcsv.ParseOptions(
-            delimiter=delimiter,
-            newlines_in_values=False,
-            ignore_empty_lines=False,
-            invalid_row_handler=on_invalid,
-        ),
-        convert_options=pcsv.ConvertOptions(
-            column_types=dict.fromkeys(names, pa.large_string()),
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
+    invalid: dict[int, int] = {}
+
+    def on_invalid(row: Any) -> str:
+        # Row numbers are only known single-threaded; -1 marks "some row was invalid".
+        invalid[-1 if row.number is None else int(row.number)] = int(row.actual_columns)
+        return "skip"
+
+    def parse(threads: bool) -> pa.Table:
+        return pcsv.read_csv(
+            pa.BufferReader(joined if joined is not None else pa.py_buffer(b"")),
+            read_options=pcsv.ReadOptions(column_names=names, use_threads=threads),
+            parse_options=pcsv.ParseOptions(
+                delimiter=delimiter,
+                newlines_in_values=False,
+                ignore_empty_lines=False,
+                invalid_row_handler=on_invalid,
+            ),
+            convert_options=pcsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.large_string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+
+    if not len(candidates):
+        table = pa.table({n: pa.array([], pa.large_string()) for n in names})
+    else:
+        table = parse(threads=True)
+    if invalid:  # rare: parse again on one thread to learn which lines were skipped
+        invalid.clear()
+        table = parse(threads=False)
     parsed = np.ones(len(candidates), dtype=bool)
     if invalid:
         parsed[np.fromiter(invalid.keys(), dtype=np.int64) - 1] = False

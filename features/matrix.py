@@ -34,6 +34,7 @@ __all__ = [
     "CONTRACT_METADATA_KEY",
     "CONTRACT_VERSION",
     "REGISTERED_MODEL_NAMES",
+    "Calibration",
     "IsotonicCalibration",
     "ModelContract",
     "PlattCalibration",

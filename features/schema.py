@@ -258,8 +258,7 @@ def _check_columns(df: pd.DataFrame, expected: dict[str, Any], what: str) -> Non
         got = str(df[column].dtype)
         if got != dtype and not (dtype == "string" and got in ("str", "string")):
             raise SchemaError(
-                f"Column '{column}' of the {what} table must have dtype {dtype}. "
-                f"Got {got} instead."
+                f"Column '{column}' of the {what} table must have dtype {dtype}. Got {got} instead."
             )
 
 

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import uuid
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,11 +28,13 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from features.errors import StoreError
 from features.schema import EVENT_COLUMNS, EVENT_DTYPES, check_customers, check_events
+from features.validation import arrow_table
 
 __all__ = ["FactStore"]
 
@@ -118,6 +119,18 @@ class FactStore:
         if columns is None:
             return check_events(frame)
         return frame
+
+    def events_table(self) -> pa.Table | None:
+        """Stored events as an Arrow table (no pandas conversion); ``None`` when empty."""
+        self._recover_if_needed()
+        if not self.events_path.is_file():
+            return None
+        try:
+            return pq.read_table(self.events_path)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(
+                f"{self.events_path}: expected a readable Parquet file of the fact store. {exc}"
+            ) from exc
 
     def manifest(self) -> dict[str, Any]:
         """Counts, date range, event types and fingerprint of the stored content."""
@@ -209,23 +222,29 @@ class FactStore:
         self,
         *,
         customers: pd.DataFrame,
-        events: pd.DataFrame,
+        events: pd.DataFrame | pa.Table,
         log_entries: list[dict[str, Any]],
         extra_files: dict[Path, bytes] | None = None,
         now: pd.Timestamp,
     ) -> None:
         """Replace the stored content with ``customers`` and ``events`` atomically.
 
-        Call inside :meth:`lock`. ``log_entries`` are appended to the import log, and
+        Call inside :meth:`lock`. ``events`` is the whole new content: a canonical
+        DataFrame (checked here) or an Arrow table of canonical columns (already
+        checked by the caller, e.g. stored events plus validated new ones).
+        ``log_entries`` are appended to the import log, and
         ``extra_files`` (e.g. the quarantine file) are written in the same commit.
         """
         customers = check_customers(customers).sort_values(
             "customer_id", kind="stable", ignore_index=True
         )
-        events = check_events(events)
-        events_table = _to_arrow(events).sort_by(
-            [("customer_id", "ascending"), ("occurred_at", "ascending")]
-        )
+        if isinstance(events, pd.DataFrame):
+            events = arrow_table(check_events(events))
+        elif events.schema.names != list(EVENT_COLUMNS):
+            raise StoreError(
+                f"Expected event columns {list(EVENT_COLUMNS)}. Got {events.schema.names}."
+            )
+        events_table = events.sort_by([("customer_id", "ascending"), ("occurred_at", "ascending")])
         token = uuid.uuid4().hex[:12]
         renames: list[tuple[Path, Path]] = []
 
@@ -239,7 +258,7 @@ class FactStore:
         try:
             self.facts_dir.mkdir(parents=True, exist_ok=True)
             pq.write_table(
-                _to_arrow(customers),
+                arrow_table(customers),
                 temp_for(self.customers_path),
                 compression="zstd",
             )
@@ -252,17 +271,18 @@ class FactStore:
             new_log = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in log_entries)
             temp_for(self.import_log_path).write_bytes(old_log + new_log.encode("utf-8"))
 
-            occurred = events["occurred_at"]
+            span = pc.min_max(events_table["occurred_at"]).as_py()
+            counts = pc.value_counts(events_table["event_type"]).to_pylist()
             manifest = {
                 "format": 1,
                 "fingerprint": digest.hexdigest(),
                 "customers": len(customers),
-                "events": len(events),
-                "first_event_at": occurred.min().isoformat() if len(events) else None,
-                "last_event_at": occurred.max().isoformat() if len(events) else None,
+                "events": events_table.num_rows,
+                "first_event_at": span["min"].isoformat() if span["min"] else None,
+                "last_event_at": span["max"].isoformat() if span["max"] else None,
                 "event_types": {
-                    str(k): int(v)
-                    for k, v in events["event_type"].value_counts().sort_index().items()
+                    str(c["values"]): int(c["counts"])
+                    for c in sorted(counts, key=lambda c: str(c["values"]))
                 },
                 "updated_at": now.isoformat(),
             }
@@ -302,13 +322,6 @@ class FactStore:
             if Path(tmp).exists():
                 os.replace(tmp, final)
         journal.unlink()
-
-
-def _to_arrow(frame: pd.DataFrame) -> pa.Table:
-    with warnings.catch_warnings():
-        # pyarrow reads tz-aware columns through Series.values, which pandas 3.1 flags.
-        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
-        return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:

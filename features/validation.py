@@ -10,12 +10,15 @@ Invariant, per file: ``rows_read == accepted + sum(quarantined.values())``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.errors import FactFileError
 from features.io import RawTable
@@ -36,6 +39,8 @@ __all__ = [
     "CustomersResult",
     "EventsResult",
     "FileCounts",
+    "arrow_table",
+    "duplicate_rows",
     "empty_customers",
     "empty_events",
     "parse_timestamps",
@@ -406,27 +411,51 @@ def _future(
     )
 
 
-def _row_hash(frame: pd.DataFrame) -> np.ndarray:
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+def arrow_table(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as an Arrow table (no index); missing values become nulls."""
+    with warnings.catch_warnings():
+        # pyarrow reads tz-aware columns through Series.values, which pandas 3.1 flags.
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        return pa.Table.from_pandas(frame, preserve_index=False)
 
 
-def _stored_duplicates(new: pd.DataFrame, stored: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """Which rows of ``new`` equal a row of ``stored`` exactly (hash, then verified)."""
-    if not len(new) or not len(stored):
-        return np.zeros(len(new), dtype=bool)
-    new_hash = _row_hash(new[columns])
-    stored_hash = _row_hash(stored[columns])
-    candidates = np.flatnonzero(np.isin(new_hash, stored_hash))
-    result = np.zeros(len(new), dtype=bool)
-    if not len(candidates):
-        return result
-    # Confirm hash hits on the values themselves, so a collision cannot drop a row.
-    left = new.iloc[candidates][columns].assign(_pos=candidates, _h=new_hash[candidates])
-    right = stored[columns].assign(_h=stored_hash)
-    right = right[right["_h"].isin(left["_h"])].drop_duplicates()
-    matched = left.merge(right, on=[*columns, "_h"], how="inner")["_pos"].to_numpy()
-    result[matched] = True
-    return result
+def duplicate_rows(
+    new: pd.DataFrame,
+    columns: Sequence[str],
+    stored: pd.DataFrame | pa.Table | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact duplicates among ``new`` and against ``stored`` (missing equals missing).
+
+    DuckDB hash-joins on the values themselves, so no hash collision can drop a row.
+
+    Returns:
+        ``(repeats, in_store)``: boolean masks over ``new``: rows equal to an earlier
+        row of ``new``, and rows equal to some row of ``stored``.
+    """
+    repeats = np.zeros(len(new), dtype=bool)
+    in_store = np.zeros(len(new), dtype=bool)
+    if not len(new):
+        return repeats, in_store
+    rows = arrow_table(new[list(columns)].reset_index(drop=True)).append_column(
+        "_pos", pa.array(np.arange(len(new), dtype=np.int64))
+    )
+    # Column names are canonical names or validated attribute identifiers, never user text.
+    quoted = [f'"{c}"' for c in columns]
+    with duckdb.connect() as con:
+        con.register("new_rows", rows)
+        found = con.execute(
+            "SELECT _pos FROM new_rows QUALIFY row_number() OVER "  # noqa: S608
+            f"(PARTITION BY {', '.join(quoted)} ORDER BY _pos) > 1"
+        ).fetchnumpy()["_pos"]
+        repeats[np.asarray(found, dtype=np.int64)] = True
+        if stored is not None and len(stored):
+            con.register("stored_rows", stored)
+            match = " AND ".join(f"n.{c} IS NOT DISTINCT FROM s.{c}" for c in quoted)
+            found = con.execute(
+                f"SELECT n._pos FROM new_rows n SEMI JOIN stored_rows s ON {match}"  # noqa: S608
+            ).fetchnumpy()["_pos"]
+            in_store[np.asarray(found, dtype=np.int64)] = True
+    return repeats, in_store
 
 
 def validate_events(
@@ -435,7 +464,7 @@ def validate_events(
     config: FactsConfig,
     now: pd.Timestamp,
     customers: pd.DataFrame,
-    stored_events: pd.DataFrame | None = None,
+    stored_events: pd.DataFrame | pa.Table | None = None,
     mapping: dict[str, str] | None = None,
     event_type: str | None = None,
     date_format: str | None = None,
@@ -583,28 +612,22 @@ def validate_events(
         ),
     )
 
-    columns = list(EVENT_COLUMNS)
     candidates = np.flatnonzero(rejects.ok)
+    repeats, in_store = duplicate_rows(canon.iloc[candidates], EVENT_COLUMNS, stored_events)
     within = np.zeros(len(canon), dtype=bool)
-    within[candidates] = canon.iloc[candidates].duplicated(keep="first").to_numpy()
+    within[candidates] = repeats
     rejects.mark(
         within,
         ReasonCode.DUPLICATE,
         lambda hit: np.full(int(hit.sum()), "exact duplicate of an earlier row in this import"),
     )
-    if stored_events is not None and len(stored_events):
-        candidates = np.flatnonzero(rejects.ok)
-        stored_dup = np.zeros(len(canon), dtype=bool)
-        stored_dup[candidates] = _stored_duplicates(
-            canon.iloc[candidates].reset_index(drop=True),
-            stored_events.astype({c: EVENT_DTYPES[c] for c in columns}),
-            columns,
-        )
-        rejects.mark(
-            stored_dup,
-            ReasonCode.DUPLICATE,
-            lambda hit: np.full(int(hit.sum()), "exact duplicate of an event already stored"),
-        )
+    stored_dup = np.zeros(len(canon), dtype=bool)
+    stored_dup[candidates] = in_store
+    rejects.mark(
+        stored_dup,
+        ReasonCode.DUPLICATE,
+        lambda hit: np.full(int(hit.sum()), "exact duplicate of an event already stored"),
+    )
 
     quarantine, files = _finish(raws, frame, rejects, malformed, kind="events")
     _refuse_all_rejected(files, quarantine)
@@ -740,10 +763,18 @@ def validate_customers(
     canon = canon.astype(dtypes)
     candidates = np.flatnonzero(rejects.ok)
     subset = canon.iloc[candidates]
+    aligned = (
+        stored.reindex(columns=list(dtypes)).astype(dtypes)
+        if stored is not None and len(stored)
+        else None
+    )
+    repeats, in_store = duplicate_rows(subset, list(dtypes), aligned)
     same_id = np.zeros(len(canon), dtype=bool)
     same_row = np.zeros(len(canon), dtype=bool)
+    identical = np.zeros(len(canon), dtype=bool)
     same_id[candidates] = subset["customer_id"].duplicated(keep="first").to_numpy()
-    same_row[candidates] = subset.duplicated(keep="first").to_numpy()
+    same_row[candidates] = repeats
+    identical[candidates] = in_store
     rejects.mark(
         same_row,
         ReasonCode.DUPLICATE,
@@ -758,21 +789,14 @@ def validate_customers(
             + " again with different values (the first row wins)"
         ),
     )
-    if stored is not None and len(stored):
-        aligned = stored.reindex(columns=list(dtypes)).astype(dtypes)
-        in_store = canon["customer_id"].isin(aligned["customer_id"]).to_numpy() & rejects.ok
-        identical = np.zeros(len(canon), dtype=bool)
-        rows = np.flatnonzero(in_store)
-        identical[rows] = _stored_duplicates(
-            canon.iloc[rows].reset_index(drop=True), aligned, list(dtypes)
-        )
+    if aligned is not None:
         rejects.mark(
             identical,
             ReasonCode.DUPLICATE,
             lambda hit: np.full(int(hit.sum()), "exact duplicate of a customer already stored"),
         )
         rejects.mark(
-            in_store,
+            canon["customer_id"].isin(aligned["customer_id"]).to_numpy(),
             ReasonCode.DUPLICATE_CUSTOMER,
             lambda hit: (
                 "field 'customer_id': expected an id not yet stored, got "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from training.alias_history import AliasEvent, AliasHistory, AliasInterval
+from training.baselines import make_baselines
+from training.clv import BGNBD, GammaGamma
 from training.config import TrainingConfig
 from training.errors import (
     ModelLoadError,
@@ -11,16 +13,25 @@ from training.errors import (
     RegistryError,
     TrainingError,
 )
+from training.estimators import ChurnClassifier, ValueRegressor, make_churn_model, make_value_model
+from training.evaluation import churn_metrics, normalized_gini, value_metrics
 from training.gates import Gate, GateReport, PromotionConfig, evaluate_gates
+from training.labels import CutoffPlan, label_table, plan_cutoffs
+from training.pipeline import TrainingResult, build_training_set, train_predictor
 from training.promotion import LabelledWindow, contest, promote, rollback, score_predictions
 from training.registry import CHALLENGER, CHAMPION, LoadedModel, ModelRegistry
+from training.tracking import RegisteredRun, log_training
 
 __all__ = [
+    "BGNBD",
     "CHALLENGER",
     "CHAMPION",
     "AliasEvent",
     "AliasHistory",
     "AliasInterval",
+    "ChurnClassifier",
+    "CutoffPlan",
+    "GammaGamma",
     "Gate",
     "GateReport",
     "LabelledWindow",
@@ -30,12 +41,26 @@ __all__ = [
     "PromotionConfig",
     "PromotionConflict",
     "PromotionError",
+    "RegisteredRun",
     "RegistryError",
     "TrainingConfig",
     "TrainingError",
+    "TrainingResult",
+    "ValueRegressor",
+    "build_training_set",
+    "churn_metrics",
     "contest",
     "evaluate_gates",
+    "label_table",
+    "log_training",
+    "make_baselines",
+    "make_churn_model",
+    "make_value_model",
+    "normalized_gini",
+    "plan_cutoffs",
     "promote",
     "rollback",
     "score_predictions",
+    "train_predictor",
+    "value_metrics",
 ]

@@ -87,6 +87,17 @@ def _default_value_gates() -> list[Gate]:
     return [Gate(metric="normalized_gini", tolerance=0.0)]
 
 
+def _default_contest_rules() -> dict[str, list[str]]:
+    return {
+        "churn_risk": [
+            "browse_churn",
+            "lifecycle_stage=churned",
+            "lifecycle_stage=dormant,churned",
+        ],
+        "predicted_value": ["rfm_segment=important_value", "value_tier=high"],
+    }
+
+
 class PromotionConfig(BaseModel):
     """The ``promotion`` section of ``tagsmith.yaml``.
 
@@ -99,6 +110,9 @@ class PromotionConfig(BaseModel):
         smoke_rows: Rows of the labelled window used for the smoke prediction.
         lock_timeout_seconds: How long a promotion waits for another one on the same
             model before failing.
+        contest_rules: Rule tags that compete with each predicted tag in
+            ``tagsmith models contest``: ``tag`` (a boolean tag: 1 where true) or
+            ``tag=v1,v2`` (1 where the tag's value is one of those), else 0.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -108,6 +122,7 @@ class PromotionConfig(BaseModel):
     baseline_margin: float = Field(default=0.0, ge=0.0)
     smoke_rows: int = Field(default=100, ge=1)
     lock_timeout_seconds: float = Field(default=5.0, ge=0.0)
+    contest_rules: dict[str, list[str]] = Field(default_factory=_default_contest_rules)
 
     @model_validator(mode="after")
     def _known_metrics(self) -> PromotionConfig:
@@ -139,6 +154,8 @@ class GateOutcome:
         allowed: The largest accepted worsening, in metric units.
         passed: Whether the gate passes.
         note: Why, in words.
+        must_beat: The candidate must be strictly better by more than ``-allowed``
+            (the primary metric against baselines) rather than merely not worse.
     """
 
     metric: str
@@ -149,6 +166,7 @@ class GateOutcome:
     allowed: float
     passed: bool
     note: str
+    must_beat: bool = False
 
     @property
     def delta(self) -> float:
@@ -228,7 +246,7 @@ def _judge(
         else:
             note = f"worse by {worse_by:.4g}, more than {allowed:.4g}"
     return GateOutcome(
-        gate.metric, higher_is_better, cand, ref, reference_name, allowed, passed, note
+        gate.metric, higher_is_better, cand, ref, reference_name, allowed, passed, note, strict
     )
 
 

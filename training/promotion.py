@@ -10,7 +10,6 @@ its smoke prediction is refused before any gate, even with ``force``. Every outc
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,6 +39,7 @@ __all__ = [
     "contest",
     "promote",
     "rollback",
+    "rule_producer_scores",
     "score_predictions",
 ]
 
@@ -109,22 +109,11 @@ class LabelledWindow:
 BaselineScorer = Callable[[LabelledWindow], Mapping[str, np.ndarray]]
 
 
-def _normalized_gini(actual: np.ndarray, predicted: np.ndarray) -> float:
-    def gini(a: np.ndarray, p: np.ndarray) -> float:
-        # Stable sort on -p, ties broken by original order, as the usual definition.
-        order = np.lexsort((np.arange(len(p)), -p))
-        cum = np.cumsum(a[order]) / a.sum()
-        n = len(a)
-        return float(cum.sum() / n - (n + 1) / (2 * n))
-
-    if actual.sum() <= 0:
-        return math.nan
-    perfect = gini(actual, actual)
-    return gini(actual, predicted) / perfect if perfect else math.nan
-
-
 def score_predictions(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """The gate and contest metrics of one producer's scores on a labelled window.
+
+    The same metrics training reports (``training.evaluation.metrics_for``), so a
+    re-scored number means what the logged one means.
 
     Args:
         task: 'churn' (labels 0/1, scores = churn probability) or 'value'.
@@ -132,35 +121,17 @@ def score_predictions(task: str, labels: np.ndarray, scores: np.ndarray) -> dict
         scores: Predictions aligned with ``labels``.
 
     Returns:
-        Metric name -> value; the names are those of ``gates.METRIC_DIRECTIONS``.
+        Metric name -> value (NaN where the window cannot define it).
     """
-    from scipy.stats import spearmanr
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from training.evaluation import metrics_for
 
-    y = np.asarray(labels, dtype=np.float64)
-    s = np.asarray(scores, dtype=np.float64)
-    top = max(1, len(s) // 10)
-    top_idx = np.argsort(-s, kind="stable")[:top]
-    if task == "churn":
-        both = len(np.unique(y)) == 2
-        p = np.clip(s, 1e-6, 1 - 1e-6)
-        base_rate = y.mean()
-        return {
-            "auc": float(roc_auc_score(y, s)) if both else math.nan,
-            "pr_auc": float(average_precision_score(y, s)) if both else math.nan,
-            "brier": float(np.mean((s - y) ** 2)),
-            "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
-            "top_decile_lift": float(y[top_idx].mean() / base_rate) if base_rate else math.nan,
-        }
-    rho = spearmanr(y, s).statistic if np.ptp(s) > 0 and np.ptp(y) > 0 else math.nan
-    total = y.sum()
-    return {
-        "normalized_gini": _normalized_gini(y, s),
-        "spearman": float(rho),
-        "mae": float(np.mean(np.abs(s - y))),
-        "rmse": float(np.sqrt(np.mean((s - y) ** 2))),
-        "top_decile_capture": float(y[top_idx].sum() / total) if total > 0 else math.nan,
-    }
+    if task not in METRIC_DIRECTIONS:
+        raise PromotionError(f"Expected task 'churn' or 'value'. Got {task!r}.")
+    return metrics_for(
+        task,  # type: ignore[arg-type]
+        np.asarray(labels, dtype=np.float64),
+        np.asarray(scores, dtype=np.float64),
+    )
 
 
 @dataclass(frozen=True)
@@ -409,6 +380,27 @@ def rollback(
            query=query, extra={"from_version": current, "to_version": target,
                                "reason": reason})
     return RollbackResult(name, current, target, event)
+
+
+def rule_producer_scores(
+    tag_rows: pd.DataFrame, customer_ids: pd.Series, producer: str
+) -> np.ndarray:
+    """0/1 scores of a rule producer for each customer, from the rule engine's long table.
+
+    Args:
+        tag_rows: ``evaluate_tags`` output (customer_id, tag_id, value, ...).
+        customer_ids: The window's customers, in order.
+        producer: ``tag`` (boolean tag: 1 where a row says true) or ``tag=v1,v2``
+            (1 where the customer's value is one of those).
+
+    Returns:
+        One float per customer: 1.0 where the rule says so, else 0.0.
+    """
+    tag_id, _, wanted = producer.partition("=")
+    values = [v.strip() for v in wanted.split(",")] if wanted else ["true"]
+    rows = tag_rows.loc[(tag_rows["tag_id"] == tag_id) & tag_rows["value"].isin(values)]
+    hit = pd.Index(rows["customer_id"].astype(str).unique())
+    return np.asarray(customer_ids.astype(str).isin(hit), dtype=np.float64)
 
 
 def contest(

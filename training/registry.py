@@ -400,6 +400,32 @@ class ModelRegistry:
                 )
         return out
 
+    def record_move(
+        self,
+        name: str,
+        alias: str,
+        *,
+        actor: str,
+        action: str,
+        reason: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> AliasEvent | None:
+        """Record who moved ``alias`` when it was moved by other code (e.g. training).
+
+        Appends the alias's current holder unless the history already says so;
+        returns the entry, or None when there was nothing new to record.
+        """
+        with self.locked(name):
+            now = self.alias_version(name, alias)
+            before = self.history.last_recorded(name, alias)
+            if now == before:
+                return None
+            return self.history.append(
+                model=name, alias=alias, version=now, previous_version=before,
+                at=datetime.now(UTC), actor=actor, action=action, reason=reason,
+                details=details,
+            )
+
     def move_alias(
         self,
         name: str,

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import math
+import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
+import numpy as np
 from rich.table import Table
 
 from tags.audit import default_actor
 from tagsmith.cli._common import console, pass_project
 from tagsmith.cli._governance import audit_log, resolve_role, role_option
 from tagsmith.project import Project
+from training.errors import ModelLoadError, PromotionError
 from training.gates import METRIC_DIRECTIONS, GateReport
+from training.promotion import TAG_OF_TASK, PromotionResult, rule_producer_scores
+from training.promotion import contest as contest_producers
+from training.promotion import promote as promote_version
 from training.promotion import rollback as rollback_champion
-from training.registry import CHAMPION, ModelRegistry, VersionInfo
+from training.registry import CHALLENGER, CHAMPION, ModelRegistry, VersionInfo, task_of
 
-__all__ = ["models", "open_registry", "render_gate_table"]
+if TYPE_CHECKING:
+    from training.rescoring import Rescoring
+
+__all__ = ["latest_rescoring", "models", "open_registry", "render_gate_table"]
 
 # Metrics shown first in `show` and `compare` (the gate metrics), then the rest.
 _HEADLINE = [m for task in METRIC_DIRECTIONS.values() for m in task]
@@ -29,6 +39,36 @@ def open_registry(project: Project) -> ModelRegistry:
         project.model_history_path,
         project.model_locks_dir,
         lock_timeout=project.config.promotion.lock_timeout_seconds,
+    )
+
+
+def latest_rescoring(project: Project, target: str, horizon_days: int | None) -> Rescoring:
+    """The project's latest labelled window (facts -> features -> labels), as training builds it.
+
+    Args:
+        project: The project (fact store, feature spec, training config).
+        target: 'churn' or 'value'.
+        horizon_days: Label horizon (the candidate's); default the training config's.
+    """
+    from features.build import build_features
+    from features.spec import default_spec, load_spec
+    from features.store import FactStore
+    from training.rescoring import latest_rescoring as build
+
+    store = FactStore(project.facts_dir)
+    spec = (
+        load_spec(project.feature_spec_path)
+        if project.feature_spec_path.is_file()
+        else default_spec()
+    )
+    return build(
+        store.load_customers(),
+        store.load_events(),
+        target=target,
+        config=project.config.training,
+        feature_builder=build_features,
+        spec=spec,
+        horizon_days=horizon_days,
     )
 
 
@@ -67,8 +107,7 @@ def render_gate_table(report: GateReport, title: str) -> Table:
             o.reference_name,
             _num(o.reference),
             _signed(o.delta),
-            _num(o.allowed) if o.allowed >= 0 or math.isnan(o.allowed)
-            else f"must win by >{-o.allowed:g}",
+            (f"none: must beat by >{-o.allowed:g}" if o.must_beat else _num(o.allowed)),
             ("[green]PASS[/]" if o.passed else "[red]FAIL[/]") + f" {o.note}",
         )
     return table
@@ -195,4 +234,146 @@ def rollback(project: Project, name: str, reason: str, role: str | None) -> None
     console.print(
         f"{name}: {CHAMPION} rolled back from v{result.from_version} to v{result.to_version} "
         f"(recorded at {_when(result.event.at)} by {result.event.actor})."
+    )
+
+
+def _candidate_horizon(registry: ModelRegistry, name: str, version: str | None) -> int | None:
+    """The horizon the candidate predicts (None if it cannot load: promote then refuses it)."""
+    ref = version or registry.alias_version(name, CHALLENGER)
+    if ref is None:
+        return None
+    try:
+        return registry.load(name, registry.resolve(name, ref)).contract.horizon_days
+    except ModelLoadError:
+        return None
+
+
+def _verdict(result: PromotionResult) -> str:
+    before = "there was no champion" if result.previous_champion is None else (
+        f"it replaced champion v{result.previous_champion}"
+    )
+    if result.forced:
+        return (f"[yellow]FORCED[/]: v{result.candidate} is now champion despite failed gates "
+                f"(reason recorded: {result.reason!r}); {before}.")
+    if result.promoted:
+        return f"[green]PROMOTED[/]: v{result.candidate} is now champion; {before}."
+    failed = ", ".join(o.metric for o in result.report.failures)
+    kept = ("there is still no champion" if result.previous_champion is None
+            else f"champion v{result.previous_champion} is unchanged")
+    return (f"[red]REJECTED[/]: v{result.candidate} failed {failed}; {kept}. "
+            "Override with --force --reason TEXT.")
+
+
+@models.command()
+@click.argument("name")
+@click.option("--version", "version", default=None, metavar="V",
+              help="Version (number or alias) to promote. Default: the current challenger.")
+@click.option("--force", is_flag=True, help="Promote even if gates fail (needs --reason).")
+@click.option("--reason", default="", help="Why (required with --force; always recorded).")
+@role_option
+@pass_project
+def promote(project: Project, name: str, version: str | None, force: bool, reason: str,
+            role: str | None) -> None:
+    """Re-score NAME's candidate and champion on the latest labelled window; promote if gates pass.
+
+    With no champion yet, the candidate must beat the best baseline instead. Exit code
+    1 when the gates refuse the candidate (nothing changes).
+    """
+    registry = open_registry(project)
+    task = task_of(name)
+    horizon = _candidate_horizon(registry, name, version)
+    with console.status("building the latest labelled window"):
+        rescoring = latest_rescoring(project, task, horizon)
+    window = rescoring.window
+    result = promote_version(
+        registry, name, window, project.config.promotion,
+        actor=default_actor(), role=resolve_role(project, role), version=version,
+        force=force, reason=reason, baselines=rescoring.baseline_scores,
+        audit=audit_log(project),
+    )
+    against = ("the best baseline per metric" if result.report.against == "baselines"
+               else f"champion v{result.previous_champion}")
+    console.print(render_gate_table(
+        result.report,
+        title=(f"{name}: v{result.candidate} vs {against}, re-scored on cutoff "
+               f"{window.cutoff.date()} + {window.horizon_days}d ({len(window.labels):,} "
+               "customers)"),
+    ))
+    console.print(_verdict(result))
+    if not result.promoted:
+        sys.exit(1)
+
+
+def _rule_producers(project: Project, tag: str, rescoring: Rescoring) -> dict[str, np.ndarray]:
+    """0/1 scores of the rule tags configured to compete with ``tag``, at the window's cutoff."""
+    from tags.engine import evaluate_tags
+    from tagsmith.cli.tags import load_catalogue
+
+    specs = project.config.promotion.contest_rules.get(tag, [])
+    if not specs:
+        return {}
+    catalogue = load_catalogue(project)
+    missing = sorted({s.partition("=")[0] for s in specs} - {t.id for t in catalogue})
+    if missing:
+        raise PromotionError(
+            f"Expected the rule tags of promotion.contest_rules.{tag} in the catalogue "
+            f"({project.catalogue_dir}). Got no {missing}: fix the config or the catalogue."
+        )
+    features = rescoring.rule_features()
+    window = rescoring.window
+    rows = evaluate_tags(
+        features, rescoring.events, catalogue, as_of=window.cutoff,
+        tag_ids=sorted({s.partition("=")[0] for s in specs}),
+    )
+    return {
+        f"rule {spec}": rule_producer_scores(rows, features["customer_id"], spec)
+        for spec in specs
+    }
+
+
+@models.command()
+@click.argument("tag")
+@role_option
+@pass_project
+def contest(project: Project, tag: str, role: str | None) -> None:
+    """Score every producer of TAG (rule tags, baselines, models) on the same labelled window."""
+    task_by_tag = {t: task for task, t in TAG_OF_TASK.items()}
+    if tag not in task_by_tag:
+        raise PromotionError(
+            f"Expected a predicted tag among {sorted(task_by_tag)}. Got {tag!r}."
+        )
+    task = task_by_tag[tag]
+    name = f"{task}-predictor"
+    with console.status("building the latest labelled window"):
+        rescoring = latest_rescoring(project, task, None)
+    window = rescoring.window
+    producers = _rule_producers(project, tag, rescoring)
+    producers.update({f"baseline {k}": v for k, v in rescoring.baseline_scores().items()})
+    registry = open_registry(project)
+    try:
+        aliases = registry.aliases(name)
+    except PromotionError:
+        aliases = {}
+    except Exception:
+        aliases = {}
+    for alias in (CHAMPION, CHALLENGER):
+        v = aliases.get(alias)
+        label = f"model {name}/{v} ({alias})"
+        if v is not None and not any(k.startswith(f"model {name}/{v} ") for k in producers):
+            producers[label] = registry.load(name, v).predict(window.features)
+    table = contest_producers(task, window.labels, producers)
+    out = Table(
+        title=(f"{tag}: producers on cutoff {window.cutoff.date()} + {window.horizon_days}d "
+               f"({len(window.labels):,} customers)"),
+        title_justify="left",
+    )
+    for col in table.columns:
+        out.add_column(col, justify="left" if col == "producer" else "right")
+    for row in table.itertuples(index=False):
+        out.add_row(row[0], *(_num(float(x)) for x in row[1:]))
+    console.print(out)
+    audit_log(project).append(
+        actor=default_actor(), role=resolve_role(project, role), action="models.contest",
+        tags=[tag], n_customers=len(window.labels), query=f"models contest {tag}",
+        extra={"cutoff": str(window.cutoff), "producers": list(table["producer"])},
     )

@@ -148,7 +148,9 @@ def test_logged_model_scores_identically_after_registry_round_trip(tmp_path: Pat
     booster = _fitted_booster(contract)
     expected = score_frame(booster, _frame(), contract)
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     exp = mlflow.create_experiment("t", artifact_location=(tmp_path / "art").as_uri())
     with mlflow.start_run(experiment_id=exp):
         info = mlflow.lightgbm.log_model(

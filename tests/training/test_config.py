@@ -13,7 +13,7 @@ def test_training_defaults() -> None:
     config = TrainingConfig()
     assert config.horizon_days == 90
     assert config.calibration == "isotonic"
-    assert config.validation_cutoffs < config.n_cutoffs
+    assert config.n_cutoffs == 6
 
 
 def test_training_section_is_validated_with_the_file_named(tmp_path: Path) -> None:
@@ -23,10 +23,3 @@ def test_training_section_is_validated_with_the_file_named(tmp_path: Path) -> No
         load_config(path)
     assert "training.horizon_days" in str(info.value)
     assert str(path) in str(info.value)
-
-
-def test_validation_cutoffs_must_leave_training_cutoffs(tmp_path: Path) -> None:
-    path = tmp_path / "tagsmith.yaml"
-    path.write_text("training:\n  n_cutoffs: 3\n  validation_cutoffs: 3\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="validation_cutoffs must be smaller"):
-        load_config(path)

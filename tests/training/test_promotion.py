@@ -248,7 +248,7 @@ def test_value_model_promotion_uses_gini(
     registry: ModelRegistry, store: Store, value_window: LabelledWindow
 ) -> None:
     def zero(window: LabelledWindow) -> Mapping[str, np.ndarray]:
-        return {"monetary": window.features["monetary_total"].to_numpy()}
+        return {"recency": -window.features["recency_days"].to_numpy()}
 
     first = promote(registry, "value-predictor", value_window, CONFIG, actor="ana",
                     baselines=zero)
@@ -285,3 +285,30 @@ def test_contest_scores_every_producer_on_the_same_labels() -> None:
     assert table["auc"].is_monotonic_decreasing
     with pytest.raises(PromotionError, match="Expected 500 scores"):
         contest("churn", churn, {"short": np.zeros(3)})
+
+
+def test_record_move_names_who_moved_an_alias_elsewhere(
+    registry: ModelRegistry, store: Store
+) -> None:
+    event = registry.record_move("churn-predictor", "challenger", actor="trainer-tom",
+                                 action="train", reason="run abc")
+    assert event is not None
+    assert (event.version, event.actor, event.action) == ("1", "trainer-tom", "train")
+    assert registry.record_move("churn-predictor", "challenger", actor="x", action="train") is None
+    assert registry.sync_history("churn-predictor") == []
+
+
+def test_rule_producer_scores_from_the_long_table() -> None:
+    import pandas as pd
+
+    from training.promotion import rule_producer_scores
+
+    rows = pd.DataFrame({
+        "customer_id": ["a", "b", "c", "a"],
+        "tag_id": ["browse_churn", "lifecycle_stage", "lifecycle_stage", "lifecycle_stage"],
+        "value": ["true", "churned", "dormant", "active"],
+    })
+    ids = pd.Series(["a", "b", "c", "d"])
+    assert list(rule_producer_scores(rows, ids, "browse_churn")) == [1, 0, 0, 0]
+    assert list(rule_producer_scores(rows, ids, "lifecycle_stage=churned")) == [0, 1, 0, 0]
+    assert list(rule_producer_scores(rows, ids, "lifecycle_stage=dormant,churned")) == [0, 1, 1, 0]

@@ -1,0 +1,127 @@
+"""Time ``tagsmith facts import`` on a large events file (not a test; prints figures).
+
+Writes a customers CSV and an events CSV (ISO timestamps, a sprinkle of bad rows),
+imports them into a scratch project, then imports the events again (every row an
+exact duplicate of a stored one: the idempotent worst case), and prints the wall
+time, rows per second and peak memory of each step.
+
+    PYTHONPATH=. python benchmarks/import_facts.py --events 2000000
+    PYTHONPATH=. python benchmarks/import_facts.py --events 20000000 --customers 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+from features.importer import import_facts
+from features.schema import FactsConfig
+from features.store import FactStore
+
+TYPES = np.array(["purchase", "refund", "browse", "login", "complaint"])
+CATEGORIES = np.array(["books", "toys", "beauty", "health", "food", "home", "sports"])
+
+
+def write_inputs(folder: Path, n_events: int, n_customers: int, seed: int) -> tuple[Path, Path]:
+    """Write customers.csv and events.csv; about 0.1% of event rows are bad."""
+    rng = np.random.default_rng(seed)
+    ids = pa.array(np.char.add("C", np.arange(n_customers).astype(str)))
+    start = np.datetime64("2023-01-01T00:00:00", "s")
+    signup = start + rng.integers(0, 86400 * 30, n_customers).astype("timedelta64[s]")
+    customers = pa.table(
+        {
+            "customer_id": ids,
+            "signup_at": pa.array(np.datetime_as_string(signup) + "Z"),
+            "gender": pa.array(rng.choice(["female", "male"], n_customers)),
+            "birth_year": pa.array(rng.integers(1950, 2005, n_customers)),
+        }
+    )
+    customers_path = folder / "customers.csv"
+    pcsv.write_csv(customers, customers_path)
+
+    who = rng.integers(0, n_customers, n_events)
+    when = signup[who] + rng.integers(86400 * 31, 86400 * 700, n_events).astype("timedelta64[s]")
+    kind = TYPES[rng.choice(5, n_events, p=[0.25, 0.02, 0.5, 0.2, 0.03])]
+    amount = np.round(rng.gamma(2.0, 30.0, n_events), 2)
+    has_amount = np.isin(kind, ["purchase", "refund"])
+    amount_text = np.where(has_amount, amount.astype(str), "")
+    bad = rng.random(n_events) < 0.001
+    amount_text = np.where(bad, "n/a?", amount_text)
+    events = pa.table(
+        {
+            "customer_id": pa.array(np.char.add("C", who.astype(str))),
+            "occurred_at": pa.array(np.datetime_as_string(when) + "Z"),
+            "event_type": pa.array(kind),
+            "amount": pa.array(amount_text),
+            "category": pa.array(CATEGORIES[rng.integers(0, len(CATEGORIES), n_events)]),
+            "quantity": pa.array(np.where(has_amount, rng.integers(1, 4, n_events), 0)),
+        }
+    )
+    events_path = folder / "events.csv"
+    pcsv.write_csv(events, events_path, pcsv.WriteOptions(quoting_style="none"))
+    return customers_path, events_path
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process so far, in GiB (Linux: ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--customers", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-reimport", action="store_true", help="skip the all-duplicates re-import"
+    )
+    args = parser.parse_args()
+    n_customers = args.customers or max(1000, args.events // 20)
+    scratch = Path(tempfile.mkdtemp(prefix="tagsmith-import-bench-"))
+    try:
+        t0 = time.perf_counter()
+        customers, events = write_inputs(scratch, args.events, n_customers, args.seed)
+        size = events.stat().st_size / 2**20
+        print(
+            f"inputs: {n_customers:,} customers, {args.events:,} events "
+            f"({size:,.0f} MiB CSV) written in {time.perf_counter() - t0:.1f} s"
+        )
+        store = FactStore(scratch / "facts")
+        now = pd.Timestamp("2026-01-01T00:00:00Z")
+        steps = ["first import"] + ([] if args.no_reimport else ["re-import (all duplicates)"])
+        for label in steps:
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            report = import_facts(
+                store,
+                config=FactsConfig(),
+                quarantine_dir=scratch / "quarantine",
+                now=now,
+                customers=customers if label == "first import" else None,
+                events=events,
+            )
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            counts = report.files[-1]
+            print(
+                f"{label}: {seconds:.1f} s wall ({cpu:.1f} s CPU), "
+                f"{counts.rows_read / seconds:,.0f} events/s; "
+                f"accepted {counts.accepted:,}, quarantined {counts.quarantined}; "
+                f"peak RSS so far {peak_rss_gib():.2f} GiB"
+            )
+        parquet = store.events_path.stat().st_size / 2**20
+        print(f"events.parquet: {parquet:,.0f} MiB ({size / parquet:.1f}x smaller than the CSV)")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

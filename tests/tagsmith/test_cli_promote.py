@@ -1,0 +1,111 @@
+"""`tagsmith models promote` and `contest` end to end on a real (tiny) training run.
+
+Simulated facts are written to the project's fact store; training, the re-scoring
+window and the rule tags all use the real feature builder and the standard library.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from features.build import build_features
+from features.spec import default_spec
+from features.store import FactStore
+from tagsmith.cli import main
+from tagsmith.cli._common import console
+from tagsmith.config import ProjectConfig
+from tagsmith.project import Project
+from tests.training.conftest import simulate_facts
+from training.config import TrainingConfig
+from training.pipeline import train_predictor
+from training.tracking import log_training
+
+CONFIG = TrainingConfig(num_boost_round=30, learning_rate=0.2)
+
+
+@pytest.fixture(scope="module")
+def trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with simulated facts and two identical registered churn models (v2 challenger)."""
+    customers, events = simulate_facts(600, seed=3)
+    project = Project.init(tmp_path_factory.mktemp("promote") / "proj",
+                           config=ProjectConfig(training=CONFIG))
+    store = FactStore(project.facts_dir)
+    with store.lock():
+        store.write(customers=customers, events=events, log_entries=[],
+                    now=pd.Timestamp("2024-07-01", tz="UTC"))
+    result = train_predictor(customers, events, target="churn", config=CONFIG,
+                             feature_builder=build_features, spec=default_spec(), n_jobs=1)
+    uri = f"sqlite:///{(project.mlflow_dir / 'mlflow.db').as_posix()}"
+    for _ in range(2):
+        log_training(result, tracking_uri=uri, artifacts_dir=project.mlflow_artifacts_dir)
+    return project.root
+
+
+@pytest.fixture
+def trained(trained_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("TAGSMITH_USER", "ops-ana")
+    monkeypatch.setattr(console, "_width", 220)
+    # Artifacts stay in the template (read-only); the registry database is per test.
+    shutil.copytree(trained_template, tmp_path / "proj", ignore=shutil.ignore_patterns("artifacts"))
+    return Project.load(tmp_path / "proj")
+
+
+def run(project: Project, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--project", str(project.root), "models", *args])
+    return result.exit_code, result.output
+
+
+def test_promote_prints_gate_table_and_records(trained: Project) -> None:
+    from tags.audit import AuditLog
+
+    # First champion: judged against the best baseline on each metric.
+    code, out = run(trained, "promote", "churn-predictor", "--version", "1")
+    assert "auc (higher better)" in out
+    assert "baseline" in out
+    if code == 1:  # the tiny model did not beat the baselines: force it, with a reason
+        assert "REJECTED" in out
+        code, out = run(trained, "promote", "churn-predictor", "--version", "1", "--force")
+        assert code == 2
+        assert "--reason" in out
+        code, out = run(trained, "promote", "churn-predictor", "--version", "1", "--force",
+                        "--reason", "bootstrap the demo")
+        assert "FORCED" in out
+    assert code == 0, out
+    # The challenger (v2, the same model) against champion v1: equal is not worse.
+    code, out = run(trained, "promote", "churn-predictor")
+    assert code == 0, out
+    assert "v2 vs champion v1" in out
+    assert "PROMOTED" in out
+    assert out.count("PASS") == 2
+    code, out = run(trained, "promote", "churn-predictor")
+    assert code == 2
+    assert "already the champion" in out
+    entries = AuditLog(trained.audit_log_path).entries()
+    assert [e["action"] for e in entries][-1] == "models.promote"
+    assert entries[-1]["actor"] == "ops-ana"
+    assert entries[-1]["tags"] == ["churn_risk"]
+    code, out = run(trained, "history", "churn-predictor", "--alias", "champion")
+    assert "ops-ana" in out
+    assert "v1" in out
+    assert "v2" in out
+
+
+def test_contest_scores_baselines_and_models_on_one_table(trained: Project) -> None:
+    from tags.audit import AuditLog
+
+    code, out = run(trained, "contest", "churn_risk")
+    assert code == 0, out
+    for producer in ("baseline recency", "baseline bgnbd", "churn-predictor/2 (challenger)",
+                     "rule browse_churn", "rule lifecycle_stage=dormant,churned"):
+        assert producer in out
+    assert "top_decile_lift" in out
+    assert AuditLog(trained.audit_log_path).entries()[-1]["action"] == "models.contest"
+    code, out = run(trained, "contest", "rfm_segment")
+    assert code == 2
+    assert "churn_risk" in out

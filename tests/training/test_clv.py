@@ -1,0 +1,89 @@
+"""BG/NBD and Gamma-Gamma: parameter recovery on data simulated from the models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import special
+
+from training.clv import BGNBD, GammaGamma, simulate_bgnbd, simulate_gamma_gamma
+from training.errors import TrainingError
+
+
+@pytest.mark.parametrize(("r", "alpha", "a", "b"), [(0.8, 4.0, 0.6, 2.5), (2.0, 10.0, 1.5, 4.0)])
+def test_bgnbd_recovers_parameters(r: float, alpha: float, a: float, b: float) -> None:
+    big_t = np.random.default_rng(3).uniform(20, 60, 6000)
+    x, t_x, big_t = simulate_bgnbd(6000, r=r, alpha=alpha, a=a, b=b, big_t=big_t, seed=1)
+    fit = BGNBD().fit(x, t_x, big_t)
+    # Mean rate r/alpha and dropout a/(a+b) are what the data pin down best.
+    assert fit.r / fit.alpha == pytest.approx(r / alpha, rel=0.1)
+    assert fit.a / (fit.a + fit.b) == pytest.approx(a / (a + b), rel=0.15)
+    assert fit.r == pytest.approx(r, rel=0.3)
+    assert fit.b == pytest.approx(b, rel=0.5)
+
+
+def _closed_form_expected(
+    m: BGNBD, t: float, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray
+) -> np.ndarray:
+    """Fader, Hardie & Lee (2005) eq. 10, valid for a > 1."""
+    r, alpha, a, b = m.r, m.alpha, m.a, m.b
+    hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + big_t + t))
+    ratio = ((alpha + big_t) / (alpha + big_t + t)) ** (r + x)
+    odds = np.where(x > 0, a / (b + x - 1) * ((alpha + big_t) / (alpha + t_x)) ** (r + x), 0)
+    return (a + b + x - 1) / (a - 1) * (1 - ratio * hyp) / (1 + odds)
+
+
+def test_expected_purchases_match_the_closed_form() -> None:
+    x, t_x, big_t = simulate_bgnbd(2000, r=0.8, alpha=4.0, a=1.6, b=2.5, big_t=40, seed=2)
+    m = BGNBD(r=0.8, alpha=4.0, a=1.6, b=2.5)
+    np.testing.assert_allclose(
+        m.expected_purchases(10, x, t_x, big_t),
+        _closed_form_expected(m, 10, x, t_x, big_t),
+        rtol=1e-9,
+    )
+
+
+def test_no_purchase_probability_matches_simulation() -> None:
+    # Customers simulated over 40 weeks then 12 more: the share with no purchase in the
+    # extra 12 weeks must match the model's mean prediction from the first 40.
+    params = {"r": 1.0, "alpha": 5.0, "a": 0.7, "b": 2.0}
+    rng = np.random.default_rng(7)
+    n = 4000
+    lam = rng.gamma(params["r"], 1 / params["alpha"], n)
+    p = rng.beta(params["a"], params["b"], n)
+    x, t_x = np.zeros(n), np.zeros(n)
+    none_after = np.ones(n, dtype=bool)
+    for i in range(n):
+        t = 0.0
+        while True:
+            t += rng.exponential(1 / lam[i])
+            if t > 52:
+                break
+            if t > 40:
+                none_after[i] = False
+                break
+            x[i] += 1
+            t_x[i] = t
+            if rng.random() < p[i]:
+                break
+    model = BGNBD(**params)
+    predicted = model.prob_no_purchase(12, x, t_x, np.full(n, 40.0))
+    assert predicted.mean() == pytest.approx(none_after.mean(), abs=0.02)
+
+
+def test_gamma_gamma_recovers_mean_spend() -> None:
+    x = np.random.default_rng(4).poisson(3, 5000) + 1
+    m = simulate_gamma_gamma(x, p=6.0, q=4.0, gamma=15.0, seed=5)
+    fit = GammaGamma().fit(x, m)
+    assert fit.p * fit.gamma / (fit.q - 1) == pytest.approx(6 * 15 / 3, rel=0.05)
+    assert fit.q == pytest.approx(4.0, rel=0.25)
+    # Conditional expectations shrink the observed mean towards the population mean.
+    cond = fit.expected_spend(np.array([1, 50]), np.array([100.0, 100.0]))
+    assert 30 < cond[0] < cond[1] < 100
+
+
+def test_fits_refuse_bad_input() -> None:
+    with pytest.raises(TrainingError, match="t_x <= T"):
+        BGNBD().fit(np.array([1.0]), np.array([5.0]), np.array([3.0]))
+    with pytest.raises(TrainingError, match="at least 10"):
+        GammaGamma().fit(np.array([1, 2]), np.array([3.0, 4.0]))

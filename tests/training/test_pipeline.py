@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.matrix import score_frame
+from training.config import TrainingConfig
+from training.errors import TrainingError
+from training.pipeline import TrainingResult, select_features, train_predictor
+
+from .conftest import tiny_build_features
+
+CONFIG = TrainingConfig(num_boost_round=60, learning_rate=0.1)
+
+
+@pytest.fixture(scope="module")
+def churn_result(facts: tuple[pd.DataFrame, pd.DataFrame]) -> TrainingResult:
+    customers, events = facts
+    return train_predictor(
+        customers,
+        events,
+        target="churn",
+        config=CONFIG,
+        feature_builder=tiny_build_features,
+        n_jobs=1,
+    )
+
+
+def test_churn_model_beats_chance_and_reports_every_scorer(churn_result: TrainingResult) -> None:
+    r = churn_result
+    assert set(r.metrics) == {"model", "recency", "rfm", "linear", "bgnbd"}
+    assert r.metrics["model"]["auc"] > 0.85
+    assert set(r.lift) >= {"auc", "brier", "pr_auc", "log_loss", "top_decile_lift"}
+    assert r.contract.calibration is not None
+    assert r.contract.categorical_levels == {"region": ["east", "north", "south"]}
+    assert r.rows["test"] == len(r.test) == len(r.scores["model"])
+    assert {"rfm_segment", "lifecycle_stage"} <= set(r.test.columns)
+    assert set(r.segment_metrics["segmentation"]) == {"rfm_segment", "lifecycle_stage"}
+    assert r.importance["feature"].iloc[0] == "recency_days"
+
+
+def test_test_rows_are_the_population_at_the_test_cutoff(
+    churn_result: TrainingResult, facts: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    _, events = facts
+    cutoff = churn_result.plan.test
+    buyers = events.loc[
+        (events["event_type"] == "purchase") & (events["occurred_at"] < cutoff), "customer_id"
+    ].unique()
+    assert sorted(churn_result.test["customer_id"]) == sorted(buyers)
+
+
+def test_future_events_cannot_change_test_scores(
+    churn_result: TrainingResult, facts: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    # Rewrite every event at or after the test cutoff (same span of data, other
+    # outcomes): labels change, the model's test scores must not.
+    customers, events = facts
+    cutoff = churn_result.plan.test
+    later = events["occurred_at"] >= cutoff
+    changed = events.copy()
+    changed.loc[later, "customer_id"] = (
+        changed.loc[later, "customer_id"].sample(frac=1.0, random_state=1).to_numpy()
+    )
+    changed.loc[later, "amount"] = changed.loc[later, "amount"] * 3
+    again = train_predictor(
+        customers,
+        changed,
+        target="churn",
+        config=CONFIG,
+        feature_builder=tiny_build_features,
+        n_jobs=1,
+    )
+    assert again.plan == churn_result.plan
+    np.testing.assert_array_equal(again.scores["model"], churn_result.scores["model"])
+    assert not np.array_equal(again.test["churn"], churn_result.test["churn"])
+
+
+def test_model_scores_come_from_the_shared_scoring_path(
+    churn_result: TrainingResult, facts: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    customers, events = facts
+    cutoff = churn_result.plan.test
+    feats = tiny_build_features(customers, events, as_of=cutoff)
+    test = churn_result.test[["customer_id"]].merge(feats, on="customer_id")
+    scores = score_frame(churn_result.estimator.booster_, test, churn_result.contract)
+    np.testing.assert_allclose(scores, churn_result.scores["model"])
+
+
+def test_value_model_and_oracle(facts: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    customers, events = facts
+
+    def oracle(cutoff: pd.Timestamp) -> pd.Series:
+        # A stand-in oracle that knows the outcome: metrics must then be perfect.
+        ev = events.loc[
+            (events["occurred_at"] >= cutoff)
+            & (events["occurred_at"] < cutoff + pd.Timedelta(days=90))
+        ]
+        signed = ev["amount"].where(ev["event_type"] == "purchase", -ev["amount"])
+        signed = signed.where(ev["event_type"].isin(["purchase", "refund"]), 0.0)
+        total = signed.groupby(ev["customer_id"]).sum()
+        ids = customers["customer_id"]
+        return total.reindex(ids, fill_value=0.0).set_axis(pd.Index(ids.astype(str)))
+
+    r = train_predictor(
+        customers,
+        events,
+        target="value",
+        config=CONFIG,
+        feature_builder=tiny_build_features,
+        oracle=oracle,
+        n_jobs=1,
+    )
+    assert r.metrics["oracle"]["normalized_gini"] == pytest.approx(1.0)
+    assert r.metrics["oracle"]["mae"] == pytest.approx(0.0, abs=1e-6)
+    assert r.metrics["model"]["normalized_gini"] > 0.5
+    assert r.contract.calibration is None
+    assert (r.scores["model"] >= 0).all()
+
+
+def test_short_history_fails_clearly(facts: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    customers, events = facts
+    short = events.loc[events["occurred_at"] < pd.Timestamp("2022-06-01", tz="UTC")]
+    with pytest.raises(TrainingError, match="Use a shorter --horizon"):
+        train_predictor(
+            customers, short, target="churn", config=CONFIG, feature_builder=tiny_build_features
+        )
+
+
+def test_select_features_drops_ids_timestamps_and_wide_text() -> None:
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "as_of": pd.Timestamp("2024-01-01", tz="UTC"),
+            "x": [1.0, 2.0],
+            "flag": [True, False],
+            "seen_at": pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True),
+            "region": pd.array(["n", "s"], dtype="string"),
+        }
+    )
+    names, dropped = select_features(frame)
+    assert names == ["x", "flag", "region"]
+    assert dropped == {"seen_at": "timestamp"}

@@ -1,0 +1,393 @@
+"""Training end to end, without I/O: facts -> training set -> model, baselines, oracle -> metrics.
+
+:func:`train_predictor` is what ``tagsmith train``, the MLproject entry point, the
+notebook and the quality benchmark all call; :mod:`training.tracking` logs its result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from features.matrix import ModelContract, categorical_levels_of, model_matrix, score_frame
+from training.baselines import make_baselines
+from training.config import TrainingConfig
+from training.errors import TrainingError
+from training.estimators import ChurnClassifier, ValueRegressor, make_churn_model, make_value_model
+from training.evaluation import (
+    calibration_table,
+    gain_table,
+    lift_over,
+    metrics_for,
+    segment_metrics,
+    simple_segments,
+)
+from training.labels import CutoffPlan, label_table, plan_cutoffs
+
+__all__ = [
+    "FeatureBuilder",
+    "OracleScorer",
+    "TrainingResult",
+    "TrainingSet",
+    "build_training_set",
+    "select_features",
+    "train_predictor",
+]
+
+Target = Literal["churn", "value"]
+# build_features(customers, events, *, as_of, spec) from features.build, or a stand-in.
+FeatureBuilder = Callable[..., pd.DataFrame]
+# cutoff -> scores indexed by customer_id (from the generator's latent truth).
+OracleScorer = Callable[[pd.Timestamp], pd.Series]
+Progress = Callable[[str], None]
+
+_KEY = ["customer_id", "cutoff"]
+_MAX_LEVELS = 200
+_SHAP_ROWS = 20_000
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+@dataclass
+class TrainingSet:
+    """Labelled rows of every cutoff with their features.
+
+    Attributes:
+        frame: One row per (customer in the population, cutoff): the label table's
+            columns (history summary, ``churn``, ``value``) and the features.
+        feature_names: Model inputs, in matrix order.
+        categorical_levels: Levels of each categorical input.
+        dropped_features: Feature columns not used, with the reason.
+        plan: The train/validation/test cutoffs.
+    """
+
+    frame: pd.DataFrame
+    feature_names: list[str]
+    categorical_levels: dict[str, list[str]]
+    dropped_features: dict[str, str]
+    plan: CutoffPlan
+
+    def slice(self, which: Literal["train", "validation", "test"]) -> pd.DataFrame:
+        """Rows of one part of the split."""
+        cut = self.frame["cutoff"]
+        if which == "train":
+            return self.frame.loc[cut.isin(list(self.plan.train))]
+        return self.frame.loc[cut == getattr(self.plan, which)]
+
+
+def _utc_series(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
+
+
+def select_features(
+    features: pd.DataFrame, *, exclude: Sequence[str] = ()
+) -> tuple[list[str], dict[str, str]]:
+    """Model inputs among ``features``' columns, and why the others are dropped.
+
+    Numbers and booleans are inputs; strings and categoricals with at most 200 levels
+    are categorical inputs; identifiers, timestamps and wider text are dropped.
+    """
+    names: list[str] = []
+    dropped: dict[str, str] = {}
+    for name in features.columns:
+        if name in ("customer_id", "as_of", *exclude):
+            continue
+        col = features[name]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            names.append(name)
+        elif pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col):
+            dropped[name] = "timestamp"
+        elif isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(col):
+            n_levels = col.nunique(dropna=True)
+            if n_levels > _MAX_LEVELS:
+                dropped[name] = f"{n_levels} levels (> {_MAX_LEVELS})"
+            else:
+                names.append(name)
+        else:
+            dropped[name] = f"dtype {col.dtype}"
+    return names, dropped
+
+
+def build_training_set(
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    plan: CutoffPlan,
+    feature_builder: FeatureBuilder,
+    spec: Any = None,
+) -> TrainingSet:
+    """Labels at every cutoff of ``plan`` joined with point-in-time features.
+
+    Raises:
+        TrainingError: The feature frame lacks keys, or a cutoff has no population.
+    """
+    labels = label_table(events, plan.all, horizon_days=plan.horizon_days)
+    feats = feature_builder(customers, events, as_of=plan.all, spec=spec)
+    if "customer_id" not in feats.columns or "as_of" not in feats.columns:
+        raise TrainingError(
+            "Expected the feature frame of several cutoffs to have 'customer_id' and 'as_of' "
+            f"columns. Got {list(feats.columns)[:6]}..."
+        )
+    clash = sorted(set(feats.columns) & (set(labels.columns) - set(_KEY)))
+    if clash:
+        raise TrainingError(
+            f"Expected feature names distinct from the label table's columns. Got {clash}."
+        )
+    feats = feats.rename(columns={"as_of": "cutoff"})
+    feats["cutoff"] = _utc_series(feats["cutoff"])
+    feats["customer_id"] = feats["customer_id"].astype("string")
+    frame = labels.merge(feats, on=_KEY, how="inner", validate="one_to_one")
+    counts = frame["cutoff"].value_counts()
+    empty = [c.date().isoformat() for c in plan.all if counts.get(c, 0) == 0]
+    if empty:
+        raise TrainingError(
+            f"Expected customers with a purchase before every cutoff. Got none at {empty}."
+        )
+    names, dropped = select_features(feats.drop(columns=_KEY))
+    fit_rows = frame["cutoff"] != plan.test
+    levels = categorical_levels_of(frame.loc[fit_rows], names)
+    return TrainingSet(
+        frame=frame,
+        feature_names=names,
+        categorical_levels=levels,
+        dropped_features=dropped,
+        plan=plan,
+    )
+
+
+@dataclass
+class TrainingResult:
+    """Everything a training run produced, ready to log.
+
+    Attributes:
+        target: ``churn`` or ``value``.
+        contract: The trained model's contract.
+        estimator: The fitted estimator (its ``booster_`` is what gets logged).
+        plan: The cutoffs.
+        test: Test rows: keys, labels, history summary and segments.
+        scores: Scores on the test rows per scorer: ``model``, each baseline, and
+            ``oracle`` on synthetic data.
+        metrics: Metric values per scorer.
+        lift: Per metric, the best baseline and the model's improvement over it.
+        segment_metrics: Long table of metrics per RFM segment / lifecycle stage.
+        importance: Per feature: ``gain`` and mean absolute SHAP (``shap``).
+        curves: ``calibration`` (churn) and ``gain`` tables of the model.
+        rows: Row counts per slice.
+        dropped_features: Feature columns not used, with the reason.
+        seconds: Wall time per stage.
+        input_example: A few rows of the model matrix (as a frame) for MLflow.
+    """
+
+    target: Target
+    contract: ModelContract
+    estimator: ChurnClassifier | ValueRegressor
+    plan: CutoffPlan
+    test: pd.DataFrame
+    scores: dict[str, np.ndarray]
+    metrics: dict[str, dict[str, float]]
+    lift: dict[str, tuple[str, float]]
+    segment_metrics: pd.DataFrame
+    importance: pd.DataFrame
+    curves: dict[str, pd.DataFrame]
+    rows: dict[str, int]
+    dropped_features: dict[str, str]
+    seconds: dict[str, float] = field(default_factory=dict)
+    input_example: pd.DataFrame | None = None
+
+    @property
+    def baselines(self) -> list[str]:
+        """Names of the baselines scored."""
+        return [s for s in self.scores if s not in ("model", "oracle")]
+
+    def metrics_table(self) -> pd.DataFrame:
+        """Scorers as rows, metrics as columns (model first, oracle last)."""
+        return pd.DataFrame(self.metrics).T
+
+
+def _first_purchase_and_last_event(events: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
+    if events.empty:
+        raise TrainingError("Expected events to train on. Got an empty events table.")
+    purchases = events.loc[events["event_type"] == "purchase", "occurred_at"]
+    if purchases.empty:
+        raise TrainingError("Expected purchase events to label. Got no purchases.")
+    return pd.Timestamp(purchases.min()), pd.Timestamp(events["occurred_at"].max())
+
+
+def train_predictor(
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    target: Target,
+    config: TrainingConfig,
+    feature_builder: FeatureBuilder,
+    spec: Any = None,
+    spec_hash: str = "",
+    facts_fingerprint: str = "",
+    cutoffs: Sequence[object] | None = None,
+    oracle: OracleScorer | None = None,
+    progress: Progress = _noop,
+    n_jobs: int = 2,
+) -> TrainingResult:
+    """Train the ``target`` predictor and score it against baselines (and the oracle).
+
+    Args:
+        customers: Canonical customers.
+        events: Canonical events.
+        target: ``churn`` or ``value``.
+        config: Label and estimator settings.
+        feature_builder: ``build_features``-compatible function.
+        spec: Feature spec passed to ``feature_builder``.
+        spec_hash: Hash of ``spec`` (lineage).
+        facts_fingerprint: Fingerprint of the fact store (lineage).
+        cutoffs: Explicit cutoffs (see :func:`training.labels.plan_cutoffs`).
+        oracle: Scores from the latent truth for a cutoff (synthetic data only).
+        progress: Called with a short message at each stage.
+        n_jobs: Threads while fitting.
+
+    Raises:
+        TrainingError: The data cannot be labelled or trained on (message says why).
+    """
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = round(now - clock, 3)
+        clock = now
+
+    first, last = _first_purchase_and_last_event(events)
+    plan = plan_cutoffs(
+        first,
+        last,
+        horizon_days=config.horizon_days,
+        n_cutoffs=config.n_cutoffs,
+        step_months=config.cutoff_step_months,
+        cutoffs=cutoffs,
+    )
+    progress(
+        f"cutoffs: train {[c.date().isoformat() for c in plan.train]}, validation "
+        f"{plan.validation.date()}, test {plan.test.date()}, horizon {plan.horizon_days} days"
+    )
+    ts = build_training_set(
+        customers, events, plan=plan, feature_builder=feature_builder, spec=spec
+    )
+    lap("features_and_labels")
+    train, val, test = ts.slice("train"), ts.slice("validation"), ts.slice("test")
+    rows = {"train": len(train), "validation": len(val), "test": len(test)}
+    progress(f"rows: {rows}; {len(ts.feature_names)} features")
+
+    contract = ModelContract(
+        target=target,
+        horizon_days=plan.horizon_days,
+        feature_names=ts.feature_names,
+        categorical_levels=ts.categorical_levels,
+        spec_hash=spec_hash,
+        facts_fingerprint=facts_fingerprint,
+        train_cutoffs=[c.date() for c in plan.train],
+        validation_cutoffs=[plan.validation.date()],
+    )
+    cats = tuple(contract.categorical_indices)
+    x_train, x_val = model_matrix(train, contract), model_matrix(val, contract)
+    estimator: ChurnClassifier | ValueRegressor
+    if target == "churn":
+        estimator = make_churn_model(config, categorical_indices=cats, n_jobs=n_jobs)
+    else:
+        estimator = make_value_model(config, categorical_indices=cats, n_jobs=n_jobs)
+    progress(f"fitting LightGBM {target} model on {len(x_train):,} rows")
+    estimator.fit(
+        x_train,
+        train[target].to_numpy(dtype=np.float64),
+        X_val=x_val,
+        y_val=val[target].to_numpy(dtype=np.float64),
+    )
+    del x_train
+    if isinstance(estimator, ChurnClassifier):
+        contract = contract.model_copy(update={"calibration": estimator.calibration_})
+    lap("model")
+
+    # The registered model scores exactly like this, in batch and online.
+    scores: dict[str, np.ndarray] = {"model": score_frame(estimator.booster_, test, contract)}
+    y_test = test[target].to_numpy(dtype=np.float64)
+
+    numeric = [n for n in ts.feature_names if n not in ts.categorical_levels]
+    fit_rows = pd.concat([train, val])
+    for baseline in make_baselines(
+        target, numeric_features=numeric, horizon_days=plan.horizon_days, seed=config.seed
+    ):
+        progress(f"baseline {baseline.name}")
+        scores[baseline.name] = baseline.fit(fit_rows).predict(test)
+    del fit_rows
+    lap("baselines")
+    if oracle is not None:
+        oracle_scores = oracle(plan.test)
+        aligned = oracle_scores.reindex(pd.Index(test["customer_id"].astype(str)))
+        if aligned.isna().any():
+            raise TrainingError(
+                f"Expected an oracle score for every test customer. Got none for "
+                f"{int(aligned.isna().sum())} of {len(aligned)}."
+            )
+        scores["oracle"] = aligned.to_numpy(dtype=np.float64)
+
+    metrics = {name: metrics_for(target, y_test, s) for name, s in scores.items()}
+    baseline_metrics = {n: m for n, m in metrics.items() if n not in ("model", "oracle")}
+    lift = lift_over(metrics["model"], baseline_metrics)
+    segments = simple_segments(test)
+    seg_metrics = segment_metrics(target, y_test, scores, segments)
+    curves = {"gain": gain_table(y_test, scores["model"])}
+    if target == "churn":
+        curves["calibration"] = calibration_table(y_test, scores["model"])
+    importance = _importance(estimator, test, contract)
+    lap("evaluation")
+    keep = [
+        *_KEY,
+        "churn",
+        "value",
+        "days_since_last_purchase",
+        "days_since_first_purchase",
+        "n_purchase_days",
+        "purchase_amount",
+        "refund_amount",
+    ]
+    test_out = pd.concat(
+        [test[keep].reset_index(drop=True), segments.reset_index(drop=True)], axis=1
+    )
+    example = pd.DataFrame(model_matrix(test.head(5), contract), columns=contract.feature_names)
+    return TrainingResult(
+        target=target,
+        contract=contract,
+        estimator=estimator,
+        plan=plan,
+        test=test_out,
+        scores=scores,
+        metrics=metrics,
+        lift=lift,
+        segment_metrics=seg_metrics,
+        importance=importance,
+        curves=curves,
+        rows=rows,
+        dropped_features=ts.dropped_features,
+        seconds=seconds,
+        input_example=example,
+    )
+
+
+def _importance(
+    estimator: ChurnClassifier | ValueRegressor, test: pd.DataFrame, contract: ModelContract
+) -> pd.DataFrame:
+    booster = estimator.booster_
+    gain = booster.feature_importance(importance_type="gain")
+    sample = test.sample(min(len(test), _SHAP_ROWS), random_state=0) if len(test) else test
+    contrib = np.asarray(
+        booster.predict(model_matrix(sample, contract), pred_contrib=True, num_threads=2)
+    )
+    shap = np.abs(contrib[:, :-1]).mean(axis=0) if len(contrib) else np.zeros(len(gain))
+    out = pd.DataFrame({"feature": contract.feature_names, "gain": gain, "shap": shap})
+    return out.sort_values("gain", ascending=False, ignore_index=True)
