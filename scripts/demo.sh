@@ -19,6 +19,24 @@ tagsmith --project "$DEMO" facts import --customers "$DEMO/raw/customers.csv" --
 step "tagsmith facts summary"
 tagsmith --project "$DEMO" facts summary
 
+step "tagsmith tags run: features -> rule tags -> predicted tags -> one snapshot, as of two dates"
+tagsmith --project "$DEMO" tags run --role admin --as-of 2024-10-01
+tagsmith --project "$DEMO" tags run --role admin
+
+step "tagsmith tags report: coverage vs the previous run, flags, HTML with charts"
+tagsmith --project "$DEMO" tags report --out "$DEMO/reports/tags.html"
+
+step "tagsmith tags diff: who entered and left each lifecycle stage"
+tagsmith --project "$DEMO" tags diff --from 2024-10-01 --to 2025-01-01 --tag lifecycle_stage
+
+step "tagsmith audience: important-value customers who are active or dormant, saved as 'vip'"
+tagsmith --project "$DEMO" audience select \
+  "rfm_segment = 'important_value' and lifecycle_stage in ('active', 'dormant')" \
+  --out "$DEMO/audiences/vip.csv" --save vip
+
+step "tagsmith audit verify: every read above is in the hash-chained audit log"
+tagsmith --project "$DEMO" audit verify --role admin
+
 step "tagsmith serve: start the tag service, ask it for two customers' tags, stop it"
 KEY=$(tagsmith --project "$DEMO" serve keys add demo-crm --role marketing)
 PORT=${TAGSMITH_DEMO_PORT:-3917}

@@ -170,8 +170,13 @@ class TagReader:
         return df
 
     def _active(self, allowed: Collection[str]) -> list[str]:
+        # Active fact and rule tags must always have customers. Model tags only exist
+        # once a champion is promoted; after that, losing them is caught because they
+        # were in the previous snapshot.
         return sorted(
             t.id
             for t in tag_infos(self.catalogue)
-            if t.id in allowed and getattr(t, "status", "active") == "active"
+            if t.id in allowed
+            and getattr(t, "status", "active") == "active"
+            and getattr(t, "source", "rule") != "model"
         )

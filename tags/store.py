@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from tags.errors import TagStoreError
@@ -226,6 +227,7 @@ class TagStore:
         meta: Mapping[str, Any] | None = None,
         fingerprint: str | None = None,
         n_customers: int | None = None,
+        force: bool = False,
     ) -> RunInfo:
         """Store ``tags`` as the snapshot of ``as_of``, atomically.
 
@@ -241,6 +243,7 @@ class TagStore:
             meta: JSON-serialisable facts about the run (inputs, timings, notices).
             fingerprint: Hash of the run's inputs, for idempotency.
             n_customers: Customers evaluated (default: distinct customers in ``tags``).
+            force: Write even when the same fingerprint is stored.
 
         Raises:
             TagStoreError: ``tags`` breaks the long format, or the store is busy.
@@ -250,7 +253,7 @@ class TagStore:
         run_id = run_id or f"{ts:%Y%m%d}-{uuid.uuid4().hex[:10]}"
         meta_json = json.dumps(dict(meta or {}), sort_keys=True, default=str)
         with self._connect(write=True) as con:
-            if fingerprint is not None:
+            if fingerprint is not None and not force:
                 same = con.execute(
                     "SELECT * FROM runs WHERE as_of = ? AND fingerprint = ? "
                     "AND status = 'succeeded'",
@@ -266,9 +269,10 @@ class TagStore:
                 "VALUES (?, ?, ?, 'running', ?, ?)",
                 [run_id, _naive(ts), _now(), fingerprint, meta_json],
             )
-            con.register("incoming", incoming)
+            # Arrow scans ~3x faster than a pandas frame of strings.
+            con.register("incoming", pa.Table.from_pandas(incoming, preserve_index=False))
             try:
-                counts = _validate_incoming(con)
+                counts = _validate_incoming(con, count_customers=n_customers is None)
                 n_cust = counts["n_customers"] if n_customers is None else int(n_customers)
                 con.begin()
                 con.execute("DELETE FROM snapshots WHERE as_of = ?", [_naive(ts)])
@@ -748,9 +752,10 @@ def _check_long(tags: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     return tags[["customer_id", "tag_id", "value", "score", "source", "version"]]
 
 
-def _validate_incoming(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def _validate_incoming(con: duckdb.DuckDBPyConnection, *, count_customers: bool) -> dict[str, int]:
+    distinct_customers = "count(DISTINCT customer_id)" if count_customers else "0"
     row = con.execute(
-        "SELECT count(*), count(DISTINCT customer_id), count(DISTINCT tag_id), "
+        f"SELECT count(*), {distinct_customers}, count(DISTINCT tag_id), "  # noqa: S608
         "count(*) FILTER (WHERE customer_id IS NULL OR tag_id IS NULL OR value IS NULL), "
         "count(*) FILTER (WHERE source IS NULL OR NOT list_contains(?, source)) "
         "FROM incoming",

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# LightGBM's OpenMP threads spin while waiting by default; on a shared or busy machine
+# that turns a 2-second fit into a minute. Must be set before lightgbm is loaded.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from training.alias_history import AliasEvent, AliasHistory, AliasInterval
 from training.baselines import make_baselines
 from training.clv import BGNBD, GammaGamma

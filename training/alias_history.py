@@ -144,13 +144,30 @@ class AliasHistory:
                 "INSERT INTO alias_events "
                 "(model, alias, version, previous_version, at, actor, action, reason, details) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (model, alias, version, previous_version, at.isoformat(), actor, action,
-                 reason, payload),
+                (
+                    model,
+                    alias,
+                    version,
+                    previous_version,
+                    at.isoformat(),
+                    actor,
+                    action,
+                    reason,
+                    payload,
+                ),
             )
             row_id = cur.lastrowid
         assert row_id is not None
         return AliasEvent(
-            row_id, model, alias, version, previous_version, at, actor, action, reason,
+            row_id,
+            model,
+            alias,
+            version,
+            previous_version,
+            at,
+            actor,
+            action,
+            reason,
             json.loads(payload),
         )
 
@@ -165,8 +182,15 @@ class AliasHistory:
             rows = conn.execute(query + " ORDER BY id", params).fetchall()
         return [
             AliasEvent(
-                id=r[0], model=r[1], alias=r[2], version=r[3], previous_version=r[4],
-                at=datetime.fromisoformat(r[5]), actor=r[6], action=r[7], reason=r[8],
+                id=r[0],
+                model=r[1],
+                alias=r[2],
+                version=r[3],
+                previous_version=r[4],
+                at=datetime.fromisoformat(r[5]),
+                actor=r[6],
+                action=r[7],
+                reason=r[8],
                 details=json.loads(r[9]),
             )
             for r in rows
@@ -185,8 +209,15 @@ class AliasHistory:
             current = open_by_alias.pop(ev.alias, None)
             if current is not None:
                 out.append(
-                    AliasInterval(current.alias, current.version, current.start, ev.at,
-                                  current.actor, current.action, current.reason)
+                    AliasInterval(
+                        current.alias,
+                        current.version,
+                        current.start,
+                        ev.at,
+                        current.actor,
+                        current.action,
+                        current.reason,
+                    )
                 )
             if ev.version is not None:
                 open_by_alias[ev.alias] = AliasInterval(

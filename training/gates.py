@@ -219,12 +219,24 @@ def _judge(
     ref = math.nan if reference is None else float(reference)
     if math.isnan(cand):
         return GateOutcome(
-            gate.metric, higher_is_better, cand, ref, reference_name, math.nan, False,
+            gate.metric,
+            higher_is_better,
+            cand,
+            ref,
+            reference_name,
+            math.nan,
+            False,
             "candidate has no value for this metric",
         )
     if math.isnan(ref):
         return GateOutcome(
-            gate.metric, higher_is_better, cand, ref, reference_name, math.nan, False,
+            gate.metric,
+            higher_is_better,
+            cand,
+            ref,
+            reference_name,
+            math.nan,
+            False,
             "reference has no value for this metric",
         )
     worse_by = _worsening(cand, ref, higher_is_better)

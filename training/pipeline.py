@@ -14,7 +14,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from features.matrix import ModelContract, categorical_levels_of, model_matrix, score_frame
+from features.matrix import (
+    ModelContract,
+    ScoringModel,
+    categorical_levels_of,
+    model_matrix,
+    score_frame,
+)
 from training.baselines import make_baselines
 from training.config import TrainingConfig
 from training.errors import TrainingError
@@ -30,11 +36,14 @@ from training.evaluation import (
 from training.labels import CutoffPlan, label_table, plan_cutoffs
 
 __all__ = [
+    "Comparison",
     "FeatureBuilder",
     "OracleScorer",
     "TrainingResult",
     "TrainingSet",
     "build_training_set",
+    "compare_with_baselines",
+    "evaluate_model",
     "select_features",
     "train_predictor",
 ]
@@ -314,9 +323,81 @@ def train_predictor(
     lap("model")
 
     # The registered model scores exactly like this, in batch and online.
-    scores: dict[str, np.ndarray] = {"model": score_frame(estimator.booster_, test, contract)}
-    y_test = test[target].to_numpy(dtype=np.float64)
+    model_scores = score_frame(estimator.booster_, test, contract)
+    comparison = compare_with_baselines(
+        target, ts, model_scores, config=config, oracle=oracle, progress=progress
+    )
+    importance = _importance(estimator, test, contract)
+    lap("baselines_and_evaluation")
+    example = pd.DataFrame(model_matrix(test.head(5), contract), columns=contract.feature_names)
+    return TrainingResult(
+        target=target,
+        contract=contract,
+        estimator=estimator,
+        plan=plan,
+        test=comparison.test,
+        scores=comparison.scores,
+        metrics=comparison.metrics,
+        lift=comparison.lift,
+        segment_metrics=comparison.segment_metrics,
+        importance=importance,
+        curves=comparison.curves,
+        rows=rows,
+        dropped_features=ts.dropped_features,
+        seconds=seconds,
+        input_example=example,
+    )
 
+
+@dataclass
+class Comparison:
+    """A model's test scores next to the baselines' (and the oracle's) on one split.
+
+    Attributes:
+        target: ``churn`` or ``value``.
+        plan: The cutoffs.
+        test: Test rows: keys, labels, history summary and segments.
+        scores: Scores on the test rows per scorer (``model`` first).
+        metrics: Metric values per scorer.
+        lift: Per metric, the best baseline and the model's improvement over it.
+        segment_metrics: Long table of metrics per RFM segment / lifecycle stage.
+        curves: ``calibration`` (churn) and ``gain`` tables of the model.
+    """
+
+    target: Target
+    plan: CutoffPlan
+    test: pd.DataFrame
+    scores: dict[str, np.ndarray]
+    metrics: dict[str, dict[str, float]]
+    lift: dict[str, tuple[str, float]]
+    segment_metrics: pd.DataFrame
+    curves: dict[str, pd.DataFrame]
+
+    def metrics_table(self) -> pd.DataFrame:
+        """Scorers as rows, metrics as columns."""
+        return pd.DataFrame(self.metrics).T
+
+
+def compare_with_baselines(
+    target: Target,
+    ts: TrainingSet,
+    model_scores: np.ndarray,
+    *,
+    config: TrainingConfig,
+    oracle: OracleScorer | None = None,
+    progress: Progress = _noop,
+) -> Comparison:
+    """Score the test rows of ``ts`` with every baseline (fitted on the training and
+    validation rows) and the oracle, and compute each scorer's metrics next to
+    ``model_scores``.
+
+    Raises:
+        TrainingError: The oracle lacks a test customer.
+    """
+    plan = ts.plan
+    train, val, test = ts.slice("train"), ts.slice("validation"), ts.slice("test")
+    scores: dict[str, np.ndarray] = {"model": np.asarray(model_scores, dtype=np.float64)}
+    y_test = test[target].to_numpy(dtype=np.float64)
     numeric = [n for n in ts.feature_names if n not in ts.categorical_levels]
     fit_rows = pd.concat([train, val])
     for baseline in make_baselines(
@@ -325,7 +406,6 @@ def train_predictor(
         progress(f"baseline {baseline.name}")
         scores[baseline.name] = baseline.fit(fit_rows).predict(test)
     del fit_rows
-    lap("baselines")
     if oracle is not None:
         oracle_scores = oracle(plan.test)
         aligned = oracle_scores.reindex(pd.Index(test["customer_id"].astype(str)))
@@ -335,17 +415,12 @@ def train_predictor(
                 f"{int(aligned.isna().sum())} of {len(aligned)}."
             )
         scores["oracle"] = aligned.to_numpy(dtype=np.float64)
-
     metrics = {name: metrics_for(target, y_test, s) for name, s in scores.items()}
     baseline_metrics = {n: m for n, m in metrics.items() if n not in ("model", "oracle")}
-    lift = lift_over(metrics["model"], baseline_metrics)
     segments = simple_segments(test)
-    seg_metrics = segment_metrics(target, y_test, scores, segments)
     curves = {"gain": gain_table(y_test, scores["model"])}
     if target == "churn":
         curves["calibration"] = calibration_table(y_test, scores["model"])
-    importance = _importance(estimator, test, contract)
-    lap("evaluation")
     keep = [
         *_KEY,
         "churn",
@@ -359,23 +434,57 @@ def train_predictor(
     test_out = pd.concat(
         [test[keep].reset_index(drop=True), segments.reset_index(drop=True)], axis=1
     )
-    example = pd.DataFrame(model_matrix(test.head(5), contract), columns=contract.feature_names)
-    return TrainingResult(
+    return Comparison(
         target=target,
-        contract=contract,
-        estimator=estimator,
         plan=plan,
         test=test_out,
         scores=scores,
         metrics=metrics,
-        lift=lift,
-        segment_metrics=seg_metrics,
-        importance=importance,
+        lift=lift_over(metrics["model"], baseline_metrics),
+        segment_metrics=segment_metrics(target, y_test, scores, segments),
         curves=curves,
-        rows=rows,
-        dropped_features=ts.dropped_features,
-        seconds=seconds,
-        input_example=example,
+    )
+
+
+def evaluate_model(
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    model: ScoringModel,
+    config: TrainingConfig,
+    feature_builder: FeatureBuilder,
+    spec: Any = None,
+    cutoffs: Sequence[object] | None = None,
+    oracle: OracleScorer | None = None,
+    progress: Progress = _noop,
+) -> Comparison:
+    """Score a trained model on the latest labelled cutoff of these facts, next to
+    baselines fitted on the earlier cutoffs (with the model's own horizon and target).
+
+    Raises:
+        TrainingError: The data cannot be labelled (message says why).
+    """
+    contract = model.contract
+    first, last = _first_purchase_and_last_event(events)
+    plan = plan_cutoffs(
+        first,
+        last,
+        horizon_days=contract.horizon_days,
+        n_cutoffs=config.n_cutoffs,
+        step_months=config.cutoff_step_months,
+        cutoffs=cutoffs,
+    )
+    progress(f"test cutoff {plan.test.date()}, horizon {plan.horizon_days} days")
+    ts = build_training_set(
+        customers, events, plan=plan, feature_builder=feature_builder, spec=spec
+    )
+    return compare_with_baselines(
+        contract.target,
+        ts,
+        model.score(ts.slice("test")),
+        config=config,
+        oracle=oracle,
+        progress=progress,
     )
 
 

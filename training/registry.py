@@ -106,7 +106,8 @@ class VersionInfo:
     def training_window(self) -> dict[str, str]:
         """The run parameters that describe the training window (cutoffs, horizon)."""
         return {
-            k: v for k, v in sorted(self.params.items())
+            k: v
+            for k, v in sorted(self.params.items())
             if any(key in k.lower() for key in _WINDOW_KEYS)
         }
 
@@ -393,8 +394,13 @@ class ModelRegistry:
             if before != now:
                 out.append(
                     self.history.append(
-                        model=name, alias=alias, version=now, previous_version=before, at=at,
-                        actor="unknown (outside tagsmith)", action="observed",
+                        model=name,
+                        alias=alias,
+                        version=now,
+                        previous_version=before,
+                        at=at,
+                        actor="unknown (outside tagsmith)",
+                        action="observed",
                         reason="alias found moved in the registry",
                     )
                 )
@@ -458,8 +464,15 @@ class ModelRegistry:
             at = datetime.now(UTC)
             self.client.set_registered_model_alias(name, alias, version)
             event = self.history.append(
-                model=name, alias=alias, version=version, previous_version=current, at=at,
-                actor=actor, action=action, reason=reason, details=details,
+                model=name,
+                alias=alias,
+                version=version,
+                previous_version=current,
+                at=at,
+                actor=actor,
+                action=action,
+                reason=reason,
+                details=details,
             )
             for key, value in (
                 (f"tagsmith.{alias}.since", at.isoformat(timespec="seconds")),

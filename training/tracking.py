@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,8 +144,12 @@ def log_training(
     config: dict[str, Any] | None = None,
     alias: str = CHALLENGER,
     run_name: str | None = None,
+    set_alias: Callable[[str, str], None] | None = None,
 ) -> RegisteredRun:
     """Record ``result`` in MLflow, register the model and point ``alias`` at it.
+
+    ``set_alias(name, version)``, when given, moves the alias instead of a plain
+    MLflow call (the CLI passes the registry's recorded, locked alias move).
 
     Raises:
         TrainingError: MLflow refused the run or the registration.
@@ -167,8 +172,18 @@ def log_training(
         raise TrainingError("Expected an input example in the training result. Got none.")
     signature = infer_signature(example, booster.predict(example.to_numpy(), num_threads=1))
     try:
-        experiment_id = ensure_experiment(experiment_name(result.target), artifacts_dir)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        experiment_id = ""
+        if not os.environ.get("MLFLOW_RUN_ID"):
+            experiment_id = ensure_experiment(experiment_name(result.target), artifacts_dir)
+        # Under `mlflow run`, MLFLOW_RUN_ID names the run it created: log into that one.
+        joined = os.environ.get("MLFLOW_RUN_ID")
+        if joined:
+            experiment_id = str(mlflow.get_run(joined).info.experiment_id)
+        with mlflow.start_run(
+            run_id=joined or None,
+            experiment_id=None if joined else experiment_id,
+            run_name=None if joined else run_name,
+        ) as run:
             mlflow.log_params(_params(result, config or {}))
             mlflow.set_tags(
                 {
@@ -206,8 +221,11 @@ def log_training(
                     **{f"metric_{k}": f"{v:.6g}" for k, v in result.metrics["model"].items()},
                 },
             )
-            client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-            client.set_registered_model_alias(name, alias, version.version)
+            if set_alias is None:
+                client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+                client.set_registered_model_alias(name, alias, str(version.version))
+            else:
+                set_alias(name, str(version.version))
     except MlflowException as exc:
         raise TrainingError(f"MLflow at {tracking_uri} refused the training run: {exc}") from exc
     return RegisteredRun(

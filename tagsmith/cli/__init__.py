@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from tagsmith import __version__
+from tagsmith.cli import audience as audience_cmds
 from tagsmith.cli import audit as audit_cmds
 from tagsmith.cli import facts as facts_cmds
 from tagsmith.cli import generate as generate_cmds
@@ -14,7 +15,10 @@ from tagsmith.cli import models as models_cmds
 from tagsmith.cli import project as project_cmds
 from tagsmith.cli import serve as serve_cmds
 from tagsmith.cli import store as store_cmds
+from tagsmith.cli import tagdata as tagdata_cmds
+from tagsmith.cli import tagrun as tagrun_cmds
 from tagsmith.cli import tags as tags_cmds
+from tagsmith.cli import train as train_cmds
 from tagsmith.cli._common import CliContext
 
 __all__ = ["main"]
@@ -39,9 +43,15 @@ def main(ctx: click.Context, project_dir: Path) -> None:
 
 main.add_command(project_cmds.init)
 main.add_command(tags_cmds.tags)
+for _command in [tagrun_cmds.run_cmd, *tagdata_cmds.COMMANDS]:
+    tags_cmds.tags.add_command(_command)
+main.add_command(audience_cmds.audience)
 main.add_command(facts_cmds.facts)
 main.add_command(models_cmds.models)
 main.add_command(audit_cmds.audit)
 main.add_command(store_cmds.store)
 main.add_command(serve_cmds.serve)
 main.add_command(generate_cmds.generate)
+main.add_command(train_cmds.train)
+main.add_command(train_cmds.evaluate)
+main.add_command(train_cmds.predict)

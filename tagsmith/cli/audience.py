@@ -1,0 +1,191 @@
+"""``tagsmith audience select|save|run|list|delete``: customers by tag combinations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from tags.audit import default_actor
+from tags.segments import Audience, AudienceBook, select_audience
+from tagsmith.cli._common import console, pass_project
+from tagsmith.cli._governance import audit_log, require, resolve_role, role_option
+from tagsmith.cli.tagdata import make_reader
+from tagsmith.cli.tags import load_catalogue
+from tagsmith.project import Project
+
+__all__ = ["audience"]
+
+AS_OF = click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    metavar="DATE",
+    help="Snapshot current at this date (default: the newest).",
+)
+OUT = click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the customers (and the tags used) to .csv or .parquet.",
+)
+
+
+@click.group()
+def audience() -> None:
+    """Select customers by combining tags, e.g. "churn_risk = 'high' and old_customer"."""
+
+
+def _select(
+    project: Project, expression: str, as_of: str | None, out: Path | None, role: str | None
+) -> Audience:
+    reader = make_reader(project, role)
+    if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
+        raise click.BadParameter(
+            f"Expected a .csv or .parquet file. Got {out}.", param_hint="--out"
+        )
+    chosen = select_audience(
+        reader, expression, as_of=as_of, action="export" if out is not None else "audience"
+    )
+    console.print(
+        f"audience: {chosen.size:,} customers in the snapshot of {chosen.as_of:%Y-%m-%d} "
+        f"(tags: {', '.join(chosen.tags)})"
+    )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        frame = chosen.customers
+        if out.suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        tmp.replace(out)
+        console.print(f"written to {out}")
+    elif chosen.size:
+        console.print("first customers: " + ", ".join(chosen.customers["customer_id"].head(5)))
+    return chosen
+
+
+@audience.command()
+@click.argument("expression")
+@AS_OF
+@OUT
+@click.option(
+    "--save",
+    "save_as",
+    default=None,
+    metavar="NAME",
+    help="Also save the expression under this name.",
+)
+@click.option("--description", default="", help="What the saved audience is for.")
+@role_option
+@pass_project
+def select(
+    project: Project,
+    expression: str,
+    as_of: str | None,
+    out: Path | None,
+    save_as: str | None,
+    description: str,
+    role: str | None,
+) -> None:
+    """Select the customers for whom EXPRESSION holds; print the size."""
+    _select(project, expression, as_of, out, role)
+    if save_as:
+        _save(project, save_as, expression, description, replace=False, role=role)
+
+
+def _save(
+    project: Project,
+    name: str,
+    expression: str,
+    description: str,
+    *,
+    replace: bool,
+    role: str | None,
+) -> None:
+    role = resolve_role(project, role)
+    require(project, role, "audience", query=f"audience save {name}")
+    AudienceBook(project.audiences_path).save(
+        name,
+        expression,
+        load_catalogue(project),
+        description=description,
+        actor=default_actor(),
+        replace=replace,
+    )
+    audit_log(project).append(
+        actor=default_actor(),
+        role=role,
+        action="audience_save",
+        query=expression,
+        extra={"name": name},
+    )
+    console.print(f"saved audience {name!r}: {expression}")
+
+
+@audience.command()
+@click.argument("name")
+@click.argument("expression")
+@click.option("--description", default="", help="What the audience is for.")
+@click.option("--replace", is_flag=True, help="Overwrite a saved audience of that name.")
+@role_option
+@pass_project
+def save(
+    project: Project, name: str, expression: str, description: str, replace: bool, role: str | None
+) -> None:
+    """Save EXPRESSION as audience NAME (checked against the catalogue)."""
+    _save(project, name, expression, description, replace=replace, role=role)
+
+
+@audience.command("run")
+@click.argument("name")
+@AS_OF
+@OUT
+@role_option
+@pass_project
+def run_saved(
+    project: Project, name: str, as_of: str | None, out: Path | None, role: str | None
+) -> None:
+    """Re-run the saved audience NAME against a snapshot."""
+    saved = AudienceBook(project.audiences_path).get(name)
+    console.print(f"{name}: {saved.expression}")
+    _select(project, saved.expression, as_of, out, role)
+
+
+@audience.command("list")
+@pass_project
+def list_cmd(project: Project) -> None:
+    """List saved audiences."""
+    saved = AudienceBook(project.audiences_path).list()
+    if not saved:
+        console.print("no saved audiences: tagsmith audience save NAME EXPRESSION")
+        return
+    table = Table(show_edge=False)
+    for col in ("name", "expression", "description", "saved by", "saved at"):
+        table.add_column(col, overflow="fold")
+    for name, a in saved.items():
+        table.add_row(name, a.expression, a.description, a.created_by, a.created_at)
+    console.print(table)
+
+
+@audience.command()
+@click.argument("name")
+@role_option
+@pass_project
+def delete(project: Project, name: str, role: str | None) -> None:
+    """Delete the saved audience NAME."""
+    role = resolve_role(project, role)
+    require(project, role, "audience", query=f"audience delete {name}")
+    book = AudienceBook(project.audiences_path)
+    expression = book.get(name).expression
+    book.delete(name)
+    audit_log(project).append(
+        actor=default_actor(),
+        role=role,
+        action="audience_delete",
+        query=expression,
+        extra={"name": name},
+    )
+    console.print(f"deleted audience {name!r}")

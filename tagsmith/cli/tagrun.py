@@ -1,0 +1,101 @@
+"""``tagsmith tags run``: one batch tagging run into the tag store."""
+
+from __future__ import annotations
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from features.spec import load_spec
+from features.store import FactStore
+from serving.batch import STEPS, Predictor, run_tagging
+from tags.audit import default_actor
+from tags.store import TagStore
+from tagsmith.cli._common import console, err_console, pass_project
+from tagsmith.cli._governance import audit_log, require, resolve_role, role_option
+from tagsmith.cli.tagdata import day
+from tagsmith.cli.tags import load_catalogue
+from tagsmith.project import Project
+
+__all__ = ["run_cmd"]
+
+
+@click.command("run")
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    metavar="DATE",
+    help="As-of date (default: the day after the latest event).",
+)
+@click.option("--force", is_flag=True, help="Recompute even when the same inputs are stored.")
+@role_option
+@pass_project
+def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) -> None:
+    """Tag every customer: features -> rule tags -> predicted tags -> one snapshot."""
+    role = resolve_role(project, role)
+    require(project, role, "run", query=f"tags run as_of={as_of or 'default'}")
+    catalogue = load_catalogue(project)
+    spec = load_spec(project.feature_spec_path) if project.feature_spec_path.exists() else None
+    # Champion-model predictors (serving.models) join this list once the serving
+    # package wires them in; with none, run_tagging writes rule tags and a notice.
+    predictors: list[Predictor] = []
+    notices: list[str] = []
+    store = TagStore(project.tag_store_path)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("tagging", total=len(STEPS))
+
+        def on_step(name: str) -> None:
+            done = STEPS.index(name) if name in STEPS else 0
+            progress.update(task, description=name, completed=done)
+
+        result = run_tagging(
+            facts=FactStore(project.facts_dir),
+            catalogue=catalogue,
+            store=store,
+            as_of=as_of,
+            spec=spec,
+            predictors=predictors,
+            notices=notices,
+            on_step=on_step,
+            force=force,
+        )
+        progress.update(task, completed=len(STEPS))
+    run = result.run
+    audit_log(project).append(
+        actor=default_actor(),
+        role=role,
+        action="run",
+        tags=result.counts["tag_id"].tolist(),
+        n_customers=run.n_customers,
+        query=f"tags run as_of={day(run.as_of)}",
+        extra={"run_id": run.run_id, "reused": run.reused, "rows": run.n_rows},
+    )
+    for note in result.notices:
+        console.print(f"[yellow]notice:[/] {note}")
+    if run.reused:
+        console.print(
+            f"snapshot {day(run.as_of)} is up to date (run {run.run_id}, same inputs): "
+            "nothing to do; --force recomputes"
+        )
+        return
+    table = Table(title=f"tag snapshot {day(run.as_of)}", show_edge=False)
+    for col in ("tag", "source", "customers", "share"):
+        table.add_column(col, justify="right" if col in ("customers", "share") else "left")
+    for r in result.counts.to_dict("records"):
+        table.add_row(
+            str(r["tag_id"]), str(r["source"]), f"{int(r['rows']):,}", f"{100 * r['share']:.1f}%"
+        )
+    console.print(table)
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+    console.print(
+        f"run {run.run_id}: {run.n_customers:,} customers, {run.n_rows:,} tag rows, "
+        f"{run.n_tags} tags ({timings})"
+    )

@@ -1,0 +1,445 @@
+"""``tagsmith train``, ``tagsmith evaluate`` and ``tagsmith predict``: the predictive tags."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pandas as pd
+from rich.table import Table
+
+from features.build import build_features
+from features.matrix import REGISTERED_MODEL_NAMES
+from features.spec import FeatureSpec, default_spec, load_spec, spec_hash
+from features.store import FactStore
+from tags.audit import default_actor
+from tagsmith.cli._common import console, pass_project
+from tagsmith.errors import TagsmithError
+from tagsmith.project import Project
+from training.config import TrainingConfig
+from training.errors import TrainingError
+from training.evaluation import HIGHER_IS_BETTER
+from training.pipeline import Comparison, OracleScorer, TrainingResult
+
+__all__ = ["evaluate", "predict", "train"]
+
+_TARGET = click.Choice(["churn", "value"])
+_CUTOFF_HELP = (
+    "Comma-separated cutoff dates (YYYY-MM-DD) instead of the rolling monthly ones: the "
+    "latest tests, the one before validates, the rest train."
+)
+
+
+def parse_horizon(text: str | None) -> int | None:
+    """``"90d"``, ``"90"`` or ``"12w"`` -> days.
+
+    Raises:
+        click.BadParameter: Not a positive number of days or weeks.
+    """
+    if text is None or not text.strip():
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*([dw]?)\s*", text.lower())
+    if not match or int(match.group(1)) == 0:
+        raise click.BadParameter(
+            f"expected a positive number of days like '90d' (or weeks, '13w'). Got {text!r}."
+        )
+    return int(match.group(1)) * (7 if match.group(2) == "w" else 1)
+
+
+def _cutoffs(text: str | None) -> list[str] | None:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+
+
+def _config(project: Project, horizon: str | None) -> TrainingConfig:
+    config = project.config.training
+    days = parse_horizon(horizon)
+    if days is not None:
+        if not 1 <= days <= 730:
+            raise click.BadParameter(
+                f"expected a horizon of 1 to 730 days. Got {days} days.", param_hint="--horizon"
+            )
+        config = config.model_copy(update={"horizon_days": days})
+    return config
+
+
+def _spec(project: Project) -> FeatureSpec:
+    path = project.feature_spec_path
+    return load_spec(path) if path.is_file() else default_spec()
+
+
+def _facts(project: Project) -> tuple[FactStore, pd.DataFrame, pd.DataFrame]:
+    store = FactStore(project.facts_dir)
+    if not store.exists():
+        raise TagsmithError(
+            f"Expected imported facts in {project.facts_dir}. Got none: run "
+            "'tagsmith facts import' first."
+        )
+    return store, store.load_customers(), store.load_events()
+
+
+def read_truth(path: Path) -> pd.DataFrame:
+    """The generator's truth file (CSV or Parquet) with timestamps parsed as UTC.
+
+    Raises:
+        TagsmithError: The file is missing or unreadable.
+    """
+    try:
+        if path.suffix == ".parquet":
+            truth = pd.read_parquet(path)
+        else:
+            truth = pd.read_csv(path, dtype={"customer_id": "string"})
+    except (OSError, ValueError) as exc:
+        raise TagsmithError(f"Expected a readable truth file at {path}. Got: {exc}") from exc
+    for column in truth.columns:
+        if column.endswith("_at"):
+            truth[column] = pd.to_datetime(truth[column], utc=True, format="ISO8601")
+    return truth
+
+
+def oracle_from_truth(
+    truth_path: Path | None, target: str, horizon_days: int
+) -> OracleScorer | None:
+    """The generator's oracle for ``target`` from its truth file, if one is given."""
+    if truth_path is None:
+        return None
+    from features.synthetic import oracle_churn_probability, oracle_expected_value
+
+    truth = read_truth(truth_path)
+    fn = oracle_churn_probability if target == "churn" else oracle_expected_value
+
+    def oracle(cutoff: pd.Timestamp) -> pd.Series:
+        scores = fn(truth, cutoff=cutoff, horizon_days=horizon_days)
+        return scores.set_axis(scores.index.astype(str))
+
+    return oracle
+
+
+def results_table(result: TrainingResult | Comparison, title: str) -> Table:
+    """Scorers (model, each baseline, oracle) by metric, best non-oracle value in bold."""
+    metrics = list(result.metrics["model"])
+    table = Table(title=title)
+    table.add_column("scorer")
+    for metric in metrics:
+        table.add_column(metric, justify="right")
+    contenders = [s for s in result.metrics if s != "oracle"]
+    best: dict[str, str] = {}
+    for metric in metrics:
+        values = {
+            s: result.metrics[s][metric]
+            for s in contenders
+            if np.isfinite(result.metrics[s][metric])
+        }
+        if not values:
+            continue
+        if metric == "total_ratio":
+            best[metric] = min(values, key=lambda s: abs(values[s] - 1))
+        else:
+            pick = max if HIGHER_IS_BETTER.get(metric, True) else min
+            best[metric] = pick(values, key=lambda s: values[s])
+    for scorer, values in result.metrics.items():
+        cells = []
+        for metric in metrics:
+            text = f"{values[metric]:.4f}"
+            cells.append(f"[bold]{text}[/]" if best.get(metric) == scorer else text)
+        style = "dim" if scorer == "oracle" else None
+        table.add_row(scorer if scorer != "oracle" else "oracle (truth)", *cells, style=style)
+    table.add_section()
+    table.add_row(
+        "best baseline",
+        *(result.lift[m][0] if m in result.lift else "" for m in metrics),
+        style="italic",
+    )
+    table.add_row(
+        "model - best (+ is better)",
+        *(f"{result.lift[m][1]:+.4f}" if m in result.lift else "" for m in metrics),
+        style="italic",
+    )
+    return table
+
+
+def _progress(status: Any) -> Callable[[str], None]:
+    def update(message: str) -> None:
+        console.log(message)
+        status.update(message)
+
+    return update
+
+
+def _registry_alias_mover(project: Project) -> Callable[[str, str], None]:
+    from tagsmith.cli.models import open_registry
+
+    registry = open_registry(project)
+
+    def move(name: str, version: str) -> None:
+        registry.move_alias(
+            name,
+            "challenger",
+            version,
+            expected=registry.alias_version(name, "challenger"),
+            actor=default_actor(),
+            action="train",
+            reason="newly trained by 'tagsmith train'",
+        )
+
+    return move
+
+
+@click.command()
+@click.argument("target", type=_TARGET)
+@click.option(
+    "--horizon",
+    default=None,
+    metavar="DAYS",
+    help="Label horizon, e.g. 90d (default: training.horizon_days in tagsmith.yaml).",
+)
+@click.option("--cutoffs", default=None, metavar="DATES", help=_CUTOFF_HELP)
+@click.option(
+    "--truth",
+    "truth_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Generator truth file: adds the oracle's metrics (synthetic data).",
+)
+@pass_project
+def train(
+    project: Project, target: str, horizon: str | None, cutoffs: str | None, truth_path: Path | None
+) -> None:
+    """Train the churn or value predictor, compare it with baselines, register it.
+
+    The model is logged to MLflow with its plots and model card, registered as
+    churn-predictor / value-predictor, and given the alias 'challenger'.
+    """
+    from training.pipeline import train_predictor
+    from training.tracking import log_training
+
+    config = _config(project, horizon)
+    store, customers, events = _facts(project)
+    spec = _spec(project)
+    oracle = oracle_from_truth(truth_path, target, config.horizon_days)
+    with console.status(f"Training the {target} predictor", spinner="dots") as status:
+        result = train_predictor(
+            customers,
+            events,
+            target=target,  # type: ignore[arg-type]
+            config=config,
+            feature_builder=build_features,
+            spec=spec,
+            spec_hash=spec_hash(spec),
+            facts_fingerprint=store.fingerprint(),
+            cutoffs=_cutoffs(cutoffs),
+            oracle=oracle,
+            progress=_progress(status),
+        )
+        status.update("Logging to MLflow and registering")
+        registered = log_training(
+            result,
+            tracking_uri=project.mlflow_tracking_uri,
+            artifacts_dir=project.mlflow_artifacts_dir,
+            config=config.model_dump(),
+            set_alias=_registry_alias_mover(project),
+        )
+    console.print(
+        results_table(
+            result,
+            f"{target}: test cutoff {result.plan.test.date()}, {result.rows['test']:,} customers",
+        )
+    )
+    console.print(
+        f"Registered [bold]{registered.model_name}[/] version {registered.version} as "
+        f"'challenger' (run {registered.run_id}). Promote with: tagsmith models promote "
+        f"{registered.model_name}"
+    )
+
+
+def _model_ref(alias: str | None, version: int | None) -> str:
+    if alias and version is not None:
+        raise click.UsageError("Give --alias or --version, not both.")
+    return str(version) if version is not None else (alias or "champion")
+
+
+@click.command()
+@click.argument("target", type=_TARGET)
+@click.option(
+    "--alias",
+    type=click.Choice(["champion", "challenger"]),
+    default=None,
+    help="Which registered model (default: champion).",
+)
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="A registered version number instead of an alias.",
+)
+@click.option("--cutoffs", default=None, metavar="DATES", help=_CUTOFF_HELP)
+@click.option(
+    "--truth",
+    "truth_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Generator truth file: adds the oracle's metrics.",
+)
+@pass_project
+def evaluate(
+    project: Project,
+    target: str,
+    alias: str | None,
+    version: int | None,
+    cutoffs: str | None,
+    truth_path: Path | None,
+) -> None:
+    """Score a registered model on the latest labelled cutoff against the baselines."""
+    from training.pipeline import evaluate_model
+
+    model, label = _load(project, target, _model_ref(alias, version))
+    config = project.config.training
+    _store, customers, events = _facts(project)
+    oracle = oracle_from_truth(truth_path, target, model.contract.horizon_days)
+    with console.status(f"Evaluating {label}", spinner="dots") as status:
+        comparison = evaluate_model(
+            customers,
+            events,
+            model=model,
+            config=config,
+            feature_builder=build_features,
+            spec=_spec(project),
+            cutoffs=_cutoffs(cutoffs),
+            oracle=oracle,
+            progress=_progress(status),
+        )
+    console.print(
+        results_table(
+            comparison,
+            f"{label}: test cutoff {comparison.plan.test.date()}, "
+            f"{len(comparison.test):,} customers",
+        )
+    )
+
+
+def _load(project: Project, target: str, ref: str) -> tuple[Any, str]:
+    import mlflow
+
+    from tagsmith.cli.models import open_registry
+
+    mlflow.set_tracking_uri(project.mlflow_tracking_uri)
+    mlflow.set_registry_uri(project.mlflow_tracking_uri)
+    name = REGISTERED_MODEL_NAMES[target]
+    registry = open_registry(project)
+    version = registry.resolve(name, ref)
+    loaded = registry.load(name, version)
+    return loaded.scoring, loaded.label
+
+
+def _write_atomic(frame: pd.DataFrame, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        if out.suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def population_scores(
+    model: Any,
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    as_of: pd.Timestamp,
+    spec: FeatureSpec,
+    label: str,
+) -> pd.DataFrame:
+    """Scores of every customer with a purchase before ``as_of`` (the label population)."""
+    buyers = events.loc[
+        (events["event_type"] == "purchase") & (events["occurred_at"] < as_of), "customer_id"
+    ].unique()
+    feats = build_features(customers, events, as_of=as_of, spec=spec)
+    feats = feats.loc[feats["customer_id"].isin(buyers)].reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "customer_id": feats["customer_id"].astype("string"),
+            "score": model.score(feats),
+            "model_version": label,
+            "as_of": as_of,
+        }
+    )
+
+
+@click.command()
+@click.argument("target", type=_TARGET)
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    metavar="DATE",
+    help="Score as of this date (default: the day after the last event).",
+)
+@click.option(
+    "--alias",
+    type=click.Choice(["champion", "challenger"]),
+    default=None,
+    help="Which registered model (default: champion).",
+)
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="A registered version number instead of an alias.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Output file: .csv or .parquet (customer_id, score, model_version, as_of).",
+)
+@pass_project
+def predict(
+    project: Project,
+    target: str,
+    as_of: str | None,
+    alias: str | None,
+    version: int | None,
+    out: Path,
+) -> None:
+    """Score every customer who has bought before AS_OF with a registered model."""
+    if out.suffix not in (".csv", ".parquet"):
+        raise click.BadParameter(
+            f"expected a .csv or .parquet file. Got {out.name!r}.", param_hint="--out"
+        )
+    model, label = _load(project, target, _model_ref(alias, version))
+    store, customers, events = _facts(project)
+    if as_of is None:
+        stamp = store.last_event_at().normalize() + pd.Timedelta(days=1)
+    else:
+        try:
+            stamp = pd.Timestamp(as_of)
+        except ValueError as exc:
+            raise click.BadParameter(
+                f"expected a date like 2024-12-31. Got {as_of!r}.", param_hint="--as-of"
+            ) from exc
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    with console.status(f"Scoring with {label} as of {stamp.date()}", spinner="dots"):
+        scores = population_scores(
+            model, customers, events, as_of=stamp, spec=_spec(project), label=label
+        )
+        if scores.empty:
+            raise TrainingError(
+                f"Expected customers with a purchase before {stamp.date()} to score. Got none."
+            )
+        _write_atomic(scores, out)
+    s = scores["score"]
+    console.print(
+        f"Wrote {len(scores):,} {target} scores from {label} as of {stamp.date()} to {out} "
+        f"(mean {s.mean():.4f}, median {s.median():.4f}, max {s.max():.4f})."
+    )

@@ -1,0 +1,136 @@
+"""`tagsmith train / evaluate / predict` end to end, and the MLproject through `mlflow run`.
+
+The project holds a small synthetic data set (the real generator) in its fact store;
+training uses the real feature builder, the generator's oracle and the project's
+embedded MLflow store.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from features.store import FactStore
+from features.synthetic import generate, write_synthetic
+from tagsmith.cli import main
+from tagsmith.cli._common import console
+from tagsmith.config import ProjectConfig
+from tagsmith.project import Project
+from training.config import TrainingConfig
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = TrainingConfig(num_boost_round=40, learning_rate=0.2)
+
+
+@pytest.fixture(scope="module")
+def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = generate(700, start="2023-01-01", end="2024-12-31", seed=11)
+    root = tmp_path_factory.mktemp("train") / "proj"
+    project = Project.init(root, config=ProjectConfig(training=CONFIG))
+    store = FactStore(project.facts_dir)
+    with store.lock():
+        store.write(customers=data.customers, events=data.events, log_entries=[],
+                    now=pd.Timestamp("2025-01-01", tz="UTC"))
+    write_synthetic(data, root / "raw")
+    return root
+
+
+@pytest.fixture
+def project(project_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.setenv("TAGSMITH_USER", "ds-lee")
+    monkeypatch.setattr(console, "_width", 240)
+    shutil.copytree(project_template, tmp_path / "proj")
+    return tmp_path / "proj"
+
+
+def run(project: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--project", str(project), *args])
+    return result.exit_code, result.output
+
+
+def test_train_predict_evaluate(project: Path) -> None:
+    code, out = run(project, "train", "churn", "--truth", str(project / "raw" / "truth.csv"))
+    assert code == 0, out
+    for scorer in ("model", "recency", "rfm", "linear", "bgnbd", "oracle (truth)",
+                   "best baseline"):
+        assert scorer in out
+    assert "Registered churn-predictor version 1 as 'challenger'" in out
+
+    # No champion yet: predicting with the default alias says so.
+    code, out = run(project, "predict", "churn", "--out", str(project / "x.csv"))
+    assert code == 2
+    assert "champion" in out
+
+    dest = project / "scores" / "churn.parquet"
+    code, out = run(project, "predict", "churn", "--alias", "challenger", "--as-of",
+                    "2024-12-01", "--out", str(dest))
+    assert code == 0, out
+    scores = pd.read_parquet(dest)
+    events = FactStore(project / "data" / "facts").load_events()
+    cutoff = pd.Timestamp("2024-12-01", tz="UTC")
+    buyers = events.loc[(events["event_type"] == "purchase") & (events["occurred_at"] < cutoff),
+                        "customer_id"]
+    assert sorted(scores["customer_id"]) == sorted(buyers.unique())
+    assert scores["score"].between(0, 1).all()
+    assert set(scores["model_version"]) == {"churn-predictor/1"}
+    assert list(scores.columns) == ["customer_id", "score", "model_version", "as_of"]
+
+    code, out = run(project, "evaluate", "churn", "--version", "1")
+    assert code == 0, out
+    assert "churn-predictor/1" in out
+    assert "bgnbd" in out
+
+
+def test_user_errors_exit_2_with_a_message(project: Path) -> None:
+    code, out = run(project, "train", "value", "--horizon", "600d")
+    assert code == 2
+    assert "Use a shorter --horizon" in out
+    code, out = run(project, "train", "value", "--horizon", "900d")
+    assert code == 2
+    assert "1 to 730 days" in out
+    code, out = run(project, "train", "value", "--horizon", "soon")
+    assert code == 2
+    assert "90d" in out
+    code, out = run(project, "predict", "value", "--alias", "challenger", "--version", "1",
+                    "--out", str(project / "v.csv"))
+    assert code == 2
+    assert "not both" in out
+
+
+@pytest.mark.slow
+def test_mlproject_train_entry_point_runs_through_mlflow(project: Path) -> None:
+    from training.tracking import ensure_experiment
+
+    db = project / "data" / "mlflow" / "mlflow.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{db.as_posix()}"
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    ensure_experiment("tagsmith-value", project / "data" / "mlflow" / "artifacts")
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(REPO),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "train",
+         "-P", f"project={project}", "-P", "target=value", "--env-manager", "local",
+         "--experiment-name", "tagsmith-value"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=project,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version_by_alias("value-predictor", "challenger")
+    run_ = client.get_run(version.run_id)
+    # The model was logged into the run `mlflow run` created for the entry point.
+    assert run_.data.tags.get("mlflow.project.entryPoint") == "train"
+    assert "normalized_gini" in run_.data.metrics
+    assert run_.data.params["target"] == "value"
