@@ -1,9 +1,8 @@
 """A real, small project for serving tests: facts, a tagging run, champion models.
 
-Built with the project's own commands and libraries: ``tagsmith init``, ``generate`` and
-``facts import`` through the CLI; features and rule tags through the batch code; tiny
-LightGBM models registered in the project's MLflow SQLite registry as champions; the
-predicted tags of the snapshot from :class:`serving.models.ChampionPredictor`.
+Built with the project's own commands: ``tagsmith init``, ``generate``, ``facts import``;
+tiny LightGBM models registered in the project's MLflow SQLite registry as champions;
+then ``tagsmith tags run``, whose predicted tags come from those champions.
 """
 
 from __future__ import annotations
@@ -20,12 +19,9 @@ from features.build import build_features
 from features.matrix import ModelContract, categorical_levels_of, model_matrix
 from features.spec import default_spec, spec_hash
 from features.store import FactStore
-from serving.models import load_champion_predictors
-from tags.engine import evaluate_tags
-from tags.store import TAG_COLUMNS, TagStore
+from tags.store import TagStore
 from tagsmith.cli import main
 from tagsmith.project import Project
-from tagsmith.serving_app import load_catalogue, model_source
 from tests.serving.registry import register_booster
 
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
@@ -75,20 +71,21 @@ def build(root: Path, n_customers: int = 400) -> ServedProject:
     project = Project.load(root)
     facts = FactStore(project.facts_dir)
     customers, events = facts.load_customers(), facts.load_events()
+    # The features the tagging run of AS_OF computes, to train the tiny champions on.
     features = build_features(customers, events, as_of=AS_OF, spec=default_spec())
     uri = project.mlflow_tracking_uri
     artifacts = project.mlflow_artifacts_dir
     for name, target in (("churn-predictor", "churn"), ("value-predictor", "value")):
         booster, contract = train(features, target)
         register_booster(uri, artifacts, name, booster, contract)
-    catalogue = load_catalogue(project)
-    rule_tags = evaluate_tags(features, events, catalogue, as_of=AS_OF)
-    predictors, notices = load_champion_predictors(model_source(project, catalogue))
-    assert not notices, notices
-    predicted = [p.predict_tags(features, as_of=AS_OF) for p in predictors]
-    long = pd.concat([rule_tags[list(TAG_COLUMNS)], *predicted], ignore_index=True)
-    run = TagStore(project.tag_store_path).write_snapshot(long, as_of=AS_OF)
-    return ServedProject(project=project, features=features, tags=long, run_id=run.run_id)
+    # The batch run of the CLI: features -> rule tags -> champions' predicted tags.
+    _invoke([*base, "tags", "run", "--role", "admin", "--as-of", AS_OF.date().isoformat()])
+    store = TagStore(project.tag_store_path)
+    long = store.snapshot(AS_OF)
+    assert {"churn_risk", "predicted_value"} <= set(long["tag_id"]), "no predicted tags"
+    return ServedProject(
+        project=project, features=features, tags=long, run_id=store.run_info(AS_OF).run_id
+    )
 
 
 def promote_new_churn_model(served: ServedProject, seed: int) -> str:
