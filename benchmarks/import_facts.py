@@ -48,27 +48,40 @@ def write_inputs(folder: Path, n_events: int, n_customers: int, seed: int) -> tu
     customers_path = folder / "customers.csv"
     pcsv.write_csv(customers, customers_path)
 
-    who = rng.integers(0, n_customers, n_events)
-    when = signup[who] + rng.integers(86400 * 31, 86400 * 700, n_events).astype("timedelta64[s]")
-    kind = TYPES[rng.choice(5, n_events, p=[0.25, 0.02, 0.5, 0.2, 0.03])]
-    amount = np.round(rng.gamma(2.0, 30.0, n_events), 2)
+    events_path = folder / "events.csv"
+    chunk = 1_000_000  # bounded memory: the import, not the input writer, sets the peak
+    writer = None
+    for first in range(0, n_events, chunk):
+        n = min(chunk, n_events - first)
+        table = _events_chunk(rng, signup, n)
+        if writer is None:
+            writer = pcsv.CSVWriter(
+                events_path, table.schema, write_options=pcsv.WriteOptions(quoting_style="none")
+            )
+        writer.write_table(table)
+    if writer is not None:
+        writer.close()
+    return customers_path, events_path
+
+
+def _events_chunk(rng: np.random.Generator, signup: np.ndarray, n: int) -> pa.Table:
+    who = rng.integers(0, len(signup), n)
+    when = signup[who] + rng.integers(86400 * 31, 86400 * 700, n).astype("timedelta64[s]")
+    kind = TYPES[rng.choice(5, n, p=[0.25, 0.02, 0.5, 0.2, 0.03])]
+    amount = np.round(rng.gamma(2.0, 30.0, n), 2)
     has_amount = np.isin(kind, ["purchase", "refund"])
     amount_text = np.where(has_amount, amount.astype(str), "")
-    bad = rng.random(n_events) < 0.001
-    amount_text = np.where(bad, "n/a?", amount_text)
-    events = pa.table(
+    amount_text = np.where(rng.random(n) < 0.001, "n/a?", amount_text)  # bad rows
+    return pa.table(
         {
             "customer_id": pa.array(np.char.add("C", who.astype(str))),
             "occurred_at": pa.array(np.datetime_as_string(when) + "Z"),
             "event_type": pa.array(kind),
             "amount": pa.array(amount_text),
-            "category": pa.array(CATEGORIES[rng.integers(0, len(CATEGORIES), n_events)]),
-            "quantity": pa.array(np.where(has_amount, rng.integers(1, 4, n_events), 0)),
+            "category": pa.array(CATEGORIES[rng.integers(0, len(CATEGORIES), n)]),
+            "quantity": pa.array(np.where(has_amount, rng.integers(1, 4, n), 0)),
         }
     )
-    events_path = folder / "events.csv"
-    pcsv.write_csv(events, events_path, pcsv.WriteOptions(quoting_style="none"))
-    return customers_path, events_path
 
 
 def peak_rss_gib() -> float:
@@ -94,7 +107,8 @@ def main() -> None:
         size = events.stat().st_size / 2**20
         print(
             f"inputs: {n_customers:,} customers, {args.events:,} events "
-            f"({size:,.0f} MiB CSV) written in {time.perf_counter() - t0:.1f} s"
+            f"({size:,.0f} MiB CSV) written in {time.perf_counter() - t0:.1f} s; "
+            f"peak RSS so far {peak_rss_gib():.2f} GiB"
         )
         store = FactStore(scratch / "facts")
         now = pd.Timestamp("2026-01-01T00:00:00Z")

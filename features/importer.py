@@ -177,6 +177,10 @@ def import_facts(
     import_id = uuid.uuid4().hex[:12]
 
     with store.lock():
+        # Quarantine files of a run killed before its commit point were never published.
+        if quarantine_dir.is_dir():
+            for stray in quarantine_dir.glob("*.tmp-*"):
+                stray.unlink(missing_ok=True)
         stored_customers = store.load_customers()
         extra = [c for c in stored_customers.columns if c not in dtypes]
         stored_customers = stored_customers.reindex(columns=[*dtypes, *extra]).astype(dtypes)

@@ -127,8 +127,10 @@ def import_(
     A bare transaction log imports with flags alone, e.g. the CDNOW format
     (headerless, whitespace-separated: customer date quantity amount):
 
-      tagsmith facts import --events cdnow.txt --map customer_id=0,occurred_at=1,quantity=2,amount=3
-      --event-type purchase --date-format %Y%m%d
+    \b
+      tagsmith facts import --events cdnow.txt
+        --map customer_id=0,occurred_at=1,quantity=2,amount=3
+        --event-type purchase --date-format %Y%m%d
     """
     report = import_facts(
         FactStore(project.facts_dir),
@@ -230,6 +232,10 @@ def summary(project: Project, n_imports: int) -> None:
     overview.add_row("first event", str(manifest["first_event_at"]))
     overview.add_row("last event", str(manifest["last_event_at"]))
     overview.add_row("fingerprint", manifest["fingerprint"][:16])
+    full_log = store.import_log()
+    derived = int(full_log["derived_customers"].fillna(0).sum()) if len(full_log) else 0
+    if derived:
+        overview.add_row("customers derived from events", f"{derived:,}")
     console.print(overview)
     types = Table(title="Events by type", title_justify="left")
     types.add_column("event type")
@@ -237,7 +243,7 @@ def summary(project: Project, n_imports: int) -> None:
     for name, n in manifest["event_types"].items():
         types.add_row(name, f"{n:,}")
     console.print(types)
-    log = store.import_log().tail(n_imports)
+    log = full_log.tail(n_imports)
     imports = Table(title="Import log (latest first)", title_justify="left")
     for name in ("time", "kind", "source", "read", "accepted", "quarantined"):
         imports.add_column(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 import numpy as np
+import pandas as pd
 from rich.table import Table
 
 from tags.audit import default_actor
@@ -24,6 +25,7 @@ from training.promotion import rollback as rollback_champion
 from training.registry import CHALLENGER, CHAMPION, ModelRegistry, VersionInfo, task_of
 
 if TYPE_CHECKING:
+    from features.spec import FeatureSpec
     from training.rescoring import Rescoring
 
 __all__ = ["latest_rescoring", "models", "open_registry", "render_gate_table"]
@@ -42,6 +44,14 @@ def open_registry(project: Project) -> ModelRegistry:
     )
 
 
+def _feature_spec(project: Project) -> FeatureSpec:
+    """The project's feature spec, or the shipped default when it has none."""
+    from features.spec import default_spec, load_spec
+
+    path = project.feature_spec_path
+    return load_spec(path) if path.is_file() else default_spec()
+
+
 def latest_rescoring(project: Project, target: str, horizon_days: int | None) -> Rescoring:
     """The project's latest labelled window (facts -> features -> labels), as training builds it.
 
@@ -51,16 +61,11 @@ def latest_rescoring(project: Project, target: str, horizon_days: int | None) ->
         horizon_days: Label horizon (the candidate's); default the training config's.
     """
     from features.build import build_features
-    from features.spec import default_spec, load_spec
     from features.store import FactStore
     from training.rescoring import latest_rescoring as build
 
     store = FactStore(project.facts_dir)
-    spec = (
-        load_spec(project.feature_spec_path)
-        if project.feature_spec_path.is_file()
-        else default_spec()
-    )
+    spec = _feature_spec(project)
     return build(
         store.load_customers(),
         store.load_events(),
@@ -70,6 +75,22 @@ def latest_rescoring(project: Project, target: str, horizon_days: int | None) ->
         spec=spec,
         horizon_days=horizon_days,
     )
+
+
+def _smoke_features(project: Project, rows: int) -> pd.DataFrame | None:
+    """Current features of the first ``rows`` customers (None before any import)."""
+    from features.build import build_features
+    from features.store import FactStore
+
+    store = FactStore(project.facts_dir)
+    if not store.exists():
+        return None
+    customers = store.load_customers().head(rows)
+    events = store.load_events()
+    events = events.loc[events["customer_id"].isin(customers["customer_id"])]
+    spec = _feature_spec(project)
+    as_of = store.last_event_at().floor("s") + pd.Timedelta(seconds=1)
+    return build_features(customers, events, as_of=as_of, spec=spec)
 
 
 def _when(at: datetime | None) -> str:
@@ -227,9 +248,13 @@ def history(project: Project, name: str, alias: str | None) -> None:
 def rollback(project: Project, name: str, reason: str, role: str | None) -> None:
     """Point NAME's champion back at the version that held it before the current one."""
     registry = open_registry(project)
+    rows = project.config.promotion.smoke_rows
+    features = _smoke_features(project, rows)
+    if features is None:
+        console.print("No facts imported: the restored version is load-checked only.")
     result = rollback_champion(
         registry, name, actor=default_actor(), role=resolve_role(project, role),
-        reason=reason, audit=audit_log(project),
+        reason=reason, features=features, smoke_rows=rows, audit=audit_log(project),
     )
     console.print(
         f"{name}: {CHAMPION} rolled back from v{result.from_version} to v{result.to_version} "

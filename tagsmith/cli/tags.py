@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 import click
 from rich.cells import cell_len
 
+from tags.audit import default_actor
 from tags.catalogue import Catalogue
 from tags.versions import CatalogueHistory
 from tagsmith.cli._common import console, pass_project
+from tagsmith.cli._governance import audit_log, resolve_role
 from tagsmith.project import Project
 
 __all__ = ["load_catalogue", "print_columns", "tags"]
@@ -156,8 +158,17 @@ def apply(project: Project) -> None:
     catalogue = load_catalogue(project)
     history = CatalogueHistory(project.catalogue_versions_dir)
     before = history.versions()
+    changes = history.plan(catalogue).changes
     version = history.apply(catalogue, applied_at=datetime.now(UTC), applied_by=getpass.getuser())
     if before and version == before[-1]:
         console.print(f"No changes: catalogue version {version} is current.")
     else:
         console.print(f"Applied catalogue version {version} ({len(catalogue)} tags).")
+        audit_log(project).append(
+            actor=default_actor(),
+            role=resolve_role(project, None),
+            action="catalogue",
+            tags=[c.tag_id for c in changes],
+            query=f"tags apply -> catalogue version {version}",
+            extra={"changes": [c.describe() for c in changes]},
+        )

@@ -169,3 +169,19 @@ def test_import_log_records_lineage(tmp_path: Path) -> None:
     assert row["imported_at"] == pd.Timestamp("2021-06-01T00:00:00Z")
     lines = (tmp_path / "facts" / "imports.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["quarantined_by_reason"] == {}
+
+
+def test_next_import_removes_leftovers_of_a_killed_run(tmp_path: Path) -> None:
+    # What SIGKILL before the commit point leaves: temp files that were never renamed.
+    (tmp_path / "facts").mkdir()
+    (tmp_path / "quarantine").mkdir()
+    leftovers = [
+        tmp_path / "facts" / "events.parquet.tmp-0123456789ab",
+        tmp_path / "facts" / "journal.json.tmp-0123456789ab",
+        tmp_path / "quarantine" / "20210601T000000Z-e.csv.csv.tmp-0123456789ab",
+    ]
+    for path in leftovers:
+        path.write_bytes(b"half-written")
+    run_import(tmp_path, events=DATA / "cdnow_sample.txt", events_options=CDNOW_OPTIONS)
+    assert not any(path.exists() for path in leftovers)
+    assert len(FactStore(tmp_path / "facts").load_events()) == 15

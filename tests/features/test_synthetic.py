@@ -15,6 +15,7 @@ from features.schema import default_attributes
 from features.synthetic import (
     SyntheticConfig,
     SyntheticData,
+    _Clock,
     _duplicate_rows,
     generate,
     oracle_churn_probability,
@@ -280,6 +281,18 @@ def test_seasonality_shows_in_purchases(data: SyntheticData) -> None:
     assert hours.loc[[19, 20, 21]].sum() > 4 * hours.loc[[3, 4, 5]].sum()
     weekday = local.dt.day_of_week.value_counts()
     assert weekday.loc[5] > weekday.loc[1]  # Saturday busier than Tuesday
+
+
+def test_clock_inverse_matches_np_interp() -> None:
+    clock = _Clock.build(pd.Timestamp("2024-01-01", tz="UTC"), 90, SyntheticConfig())
+    u = np.random.default_rng(0).random(50_000) * clock.s_grid[-1] * 1.02
+    u[:3] = [0.0, clock.s_grid[5], clock.s_grid[-1]]  # grid points and the very end
+    expected = np.where(u >= clock.s_grid[-1], np.inf, np.interp(u, clock.s_grid, clock.t_grid))
+    got = clock.inv(u)
+    assert (np.isinf(got) == np.isinf(expected)).all()
+    finite = np.isfinite(expected)
+    assert np.allclose(got[finite], expected[finite], rtol=0, atol=1e-9)
+    assert np.allclose(clock.op(got[finite]), u[finite], rtol=0, atol=1e-9)
 
 
 def test_seasonality_has_mean_one_over_a_year() -> None:

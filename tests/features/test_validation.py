@@ -6,10 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from features import FactFileError, FactsConfig, ReasonCode
 from features.importer import SourceOptions
 from features.schema import AttributeSpec
+from features.store import FactStore
 from tests.features.facts_helpers import DATA, run_import, write
 
 EVENTS_HEADER = "customer_id,occurred_at,event_type,amount,category,product_id,order_id,quantity\n"
@@ -206,3 +209,38 @@ def test_null_tokens_in_number_fields_mean_missing(tmp_path: Path) -> None:
     stored = pd.read_parquet(tmp_path / "facts" / "events.parquet")
     assert stored["amount"].isna().all()
     assert stored["quantity"].isna().all()
+
+
+GOOD_POOL = [
+    "c1,2021-01-05,browse,,books,p1,,",
+    "c1,2021-01-06,purchase,10,books,p2,o9,1",
+    "c2,2021-02-01,login,,,,,",
+    "c3,2021-02-10,refund,5.5,toys,p3,o3,1",
+]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    picks=st.lists(
+        st.sampled_from([line for _, line, _ in BAD_EVENT_LINES] + GOOD_POOL),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_counts_add_up_for_any_mix_of_rows(
+    tmp_path_factory: pytest.TempPathFactory, picks: list[str]
+) -> None:
+    root = tmp_path_factory.mktemp("mix")
+    events = write(
+        root / "events.csv", EVENTS_HEADER + GOOD_EVENTS + "".join(p + "\n" for p in picks)
+    )
+    report = run_import(root, customers=DATA / "customers.csv", events=events)
+    counts = report.files[1]
+    assert counts.rows_read == 3 + len(picks)
+    # Accepted rows are exactly the distinct valid rows: the three good ones plus the
+    # distinct good-pool lines picked.
+    assert counts.accepted == 3 + len(set(picks) & set(GOOD_POOL))
+    stored = FactStore(root / "facts").load_events()
+    assert len(stored) == counts.accepted

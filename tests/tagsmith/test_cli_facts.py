@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -59,6 +60,7 @@ def test_cdnow_import_and_summary(tmp_path: Path) -> None:
     assert "1997-01-01" in out
     assert "1998-05-28" in out
     assert "purchase" in out
+    assert re.search(r"customers derived from events\s*│\s*5\s", out)
     assert out.count("cdnow_sample.txt") == 2
 
 

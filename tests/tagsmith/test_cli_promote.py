@@ -109,3 +109,19 @@ def test_contest_scores_baselines_and_models_on_one_table(trained: Project) -> N
     code, out = run(trained, "contest", "rfm_segment")
     assert code == 2
     assert "churn_risk" in out
+
+
+def test_rollback_smoke_tests_the_restored_version_on_current_features(
+    trained: Project,
+) -> None:
+    from training.registry import ModelRegistry
+
+    registry = ModelRegistry(trained.mlflow_tracking_uri, trained.model_history_path,
+                             trained.model_locks_dir)
+    for version, expected in (("1", None), ("2", "1")):
+        registry.move_alias("churn-predictor", "champion", version, expected=expected,
+                            actor="ana", action="promote")
+    code, out = run(trained, "rollback", "churn-predictor", "--reason", "check")
+    assert code == 0, out
+    assert "load-checked only" not in out
+    assert "from v2 to v1" in out

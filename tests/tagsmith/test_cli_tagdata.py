@@ -167,3 +167,15 @@ def test_tags_run_end_to_end(tmp_path: Path) -> None:
     ]
     assert run_entry["role"] == "admin"
     assert run_entry["extra"]["reused"] is False
+
+
+def test_catalogue_changes_are_audited(project: Path) -> None:
+    first = run(project, "tags", "apply")
+    assert first.exit_code == 0, first.output
+    again = run(project, "tags", "apply")  # nothing changed: nothing to audit
+    assert again.exit_code == 0, again.output
+    entries = AuditLog(project / "data" / "audit.log").entries()
+    (entry,) = [e for e in entries if e["action"] == "catalogue"]
+    assert entry["query"] == "tags apply -> catalogue version 1"
+    assert "lifecycle_stage" in entry["tags"]
+    assert any(c.startswith("+ rfm_segment") for c in entry["extra"]["changes"])

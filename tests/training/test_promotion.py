@@ -312,3 +312,27 @@ def test_rule_producer_scores_from_the_long_table() -> None:
     assert list(rule_producer_scores(rows, ids, "browse_churn")) == [1, 0, 0, 0]
     assert list(rule_producer_scores(rows, ids, "lifecycle_stage=churned")) == [0, 1, 0, 0]
     assert list(rule_producer_scores(rows, ids, "lifecycle_stage=dormant,churned")) == [0, 1, 1, 0]
+
+
+def test_rollback_refuses_a_previous_champion_that_no_longer_loads(
+    registry: ModelRegistry, store: Store, churn_window: LabelledWindow
+) -> None:
+    frame, churn, _ = make_frame(200, seed=3)
+    model = lgb.LGBMClassifier(n_estimators=5, n_jobs=1, verbose=-1).fit(
+        frame[FEATURES].to_numpy(), churn
+    )
+    doomed = log_version(store.root, "churn-predictor", model, contract("churn", FEATURES))
+    registry.move_alias("churn-predictor", "champion", doomed, expected=None, actor="ana",
+                        action="promote")
+    strong = store.versions["churn_strong"]
+    registry.move_alias("churn-predictor", "champion", strong, expected=doomed, actor="ana",
+                        action="promote")
+    source = registry.client.get_model_version("churn-predictor", doomed).source
+    logged = registry.client.get_logged_model(source.removeprefix("models:/"))
+    shutil.rmtree(Path(logged.artifact_location.removeprefix("file://")))
+    audit = RecordingAudit()
+    with pytest.raises(ModelLoadError):
+        rollback(registry, "churn-predictor", actor="carol", features=churn_window.features,
+                 audit=audit)
+    assert registry.alias_version("churn-predictor", "champion") == strong
+    assert audit.actions == ["models.rollback.refused"]
