@@ -64,10 +64,29 @@ def train(features: pd.DataFrame, target: str, seed: int = 0) -> tuple[lgb.Boost
 def build(root: Path, n_customers: int = 400) -> ServedProject:
     base = ["--project", str(root)]
     _invoke([*base, "init"])
-    _invoke([*base, "generate", "--customers", str(n_customers), "--seed", "7",
-             "--out", str(root / "raw")])
-    _invoke([*base, "facts", "import", "--customers", str(root / "raw" / "customers.csv"),
-             "--events", str(root / "raw" / "events.csv")])
+    _invoke(
+        [
+            *base,
+            "generate",
+            "--customers",
+            str(n_customers),
+            "--seed",
+            "7",
+            "--out",
+            str(root / "raw"),
+        ]
+    )
+    _invoke(
+        [
+            *base,
+            "facts",
+            "import",
+            "--customers",
+            str(root / "raw" / "customers.csv"),
+            "--events",
+            str(root / "raw" / "events.csv"),
+        ]
+    )
     project = Project.load(root)
     facts = FactStore(project.facts_dir)
     customers, events = facts.load_customers(), facts.load_events()
@@ -119,6 +138,9 @@ def customer_facts(served: ServedProject, customer_id: str) -> tuple[dict, list[
             if not pd.isna(e[key]):
                 record[key] = str(e[key])
         records.append(record)
-    customer = {"customer_id": customer_id, "signup_at": row["signup_at"].isoformat(),
-                "attributes": attributes}
+    customer = {
+        "customer_id": customer_id,
+        "signup_at": row["signup_at"].isoformat(),
+        "attributes": attributes,
+    }
     return customer, records

@@ -66,7 +66,11 @@ def register(
 ) -> str:
     """Log + register a tiny model on :func:`feature_frame`; return its version."""
     return register_booster(
-        tracking_uri, artifacts, name, train_booster(target, seed=seed), contract(target),
+        tracking_uri,
+        artifacts,
+        name,
+        train_booster(target, seed=seed),
+        contract(target),
         alias=alias,
     )
 

@@ -69,11 +69,13 @@ def test_score_of_posted_facts_equals_batch_features_and_scores(
     buyers = features[~features["never_purchased"]].index.astype(str).tolist()
     for cid in buyers[:5]:
         customer, events = project_fixture.customer_facts(served, cid)
-        record = {"customer_id": cid, "signup_at": pd.Timestamp(customer["signup_at"]),
-                  **customer["attributes"]}
+        record = {
+            "customer_id": cid,
+            "signup_at": pd.Timestamp(customer["signup_at"]),
+            **customer["attributes"],
+        }
         event_records = [
-            e | {"customer_id": cid, "occurred_at": pd.Timestamp(e["occurred_at"])}
-            for e in events
+            e | {"customer_id": cid, "occurred_at": pd.Timestamp(e["occurred_at"])} for e in events
         ]
         answer = runtime.score(EXEC, record, event_records, as_of=AS_OF)
         batch_row = features.loc[cid]
@@ -81,20 +83,22 @@ def test_score_of_posted_facts_equals_batch_features_and_scores(
             if name == "customer_id":
                 continue
             expected = batch_row[name]
-            if expected is None or (isinstance(expected, float) and math.isnan(expected)) or (
-                expected is pd.NA
+            if (
+                expected is None
+                or (isinstance(expected, float) and math.isnan(expected))
+                or (expected is pd.NA)
             ):
                 assert online is None, name
             elif isinstance(online, float):
                 assert online == pytest.approx(float(expected), rel=1e-12, abs=1e-12), name
             else:
-                assert online == (expected.item() if isinstance(expected, np.generic)
-                                  else expected), name
+                assert online == (
+                    expected.item() if isinstance(expected, np.generic) else expected
+                ), name
         stored = _stored(served, cid)
         got = {t["tag_id"]: t for t in answer["tags"]}
         for tag_id in ("churn_risk", "predicted_value"):
-            assert got[tag_id]["score"] == pytest.approx(float(stored[tag_id]["score"]),
-                                                         abs=1e-6)
+            assert got[tag_id]["score"] == pytest.approx(float(stored[tag_id]["score"]), abs=1e-6)
             assert got[tag_id]["value"] == stored[tag_id]["value"]
         # population-free rule tags agree too (RFM and other median-based tags are
         # relative to the whole population, which one posted customer cannot carry)
@@ -103,8 +107,9 @@ def test_score_of_posted_facts_equals_batch_features_and_scores(
                 assert got[tag_id]["value"] == stored[tag_id]["value"], (cid, tag_id)
 
 
-def test_hot_swap_to_a_new_champion_and_back(served: ServedProject,
-                                              runtime: ServingRuntime) -> None:
+def test_hot_swap_to_a_new_champion_and_back(
+    served: ServedProject, runtime: ServingRuntime
+) -> None:
     cid = served.features["customer_id"].astype(str).iloc[3]
     before = {t["tag_id"]: t for t in runtime.tags(EXEC, [cid])["results"][0]["tags"]}
     version = project_fixture.promote_new_churn_model(served, seed=5)
@@ -115,16 +120,15 @@ def test_hot_swap_to_a_new_champion_and_back(served: ServedProject,
     assert after["predicted_value"] == before["predicted_value"]
 
 
-def test_http_stack_on_the_project(served: ServedProject, monkeypatch: pytest.MonkeyPatch,
-                                   tmp_path: Path) -> None:
+def test_http_stack_on_the_project(
+    served: ServedProject, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tag_service_app: Any
+) -> None:
     key = ApiKeyStore(served.project.api_keys_path).add("svc-test", "service")
     monkeypatch.setenv("TAGSMITH_PROJECT", str(served.project.root))
     monkeypatch.setenv("TAGSMITH_RUNTIME_FACTORY", "tagsmith.serving_app:build_runtime")
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    from serving.service import TagService
-
     cid = served.features["customer_id"].astype(str).iloc[0]
-    with TestClient(TagService.to_asgi()) as client:
+    with TestClient(tag_service_app) as client:
         headers = {"X-API-Key": key}
         r = client.post("/tags", json={"customer_ids": [cid, "nobody"]}, headers=headers)
         assert r.status_code == 200, r.text
@@ -137,8 +141,9 @@ def test_http_stack_on_the_project(served: ServedProject, monkeypatch: pytest.Mo
         assert set(categories.values()) <= {"behaviour", "value", "lifecycle"}
         for t in body["results"][0]["tags"]:
             assert t["tag_id"] in categories
-        denied = client.post("/tags", json={"customer_ids": [cid], "tags": ["churn_risk"]},
-                             headers=headers)
+        denied = client.post(
+            "/tags", json={"customer_ids": [cid], "tags": ["churn_risk"]}, headers=headers
+        )
         assert denied.status_code == 403  # churn_risk is a risk tag; 'service' may not see it
         models = client.get("/models", headers=headers).json()
         assert {m["name"] for m in models["models"]} == {"churn-predictor", "value-predictor"}
