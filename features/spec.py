@@ -406,6 +406,7 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
             "ratio",
             "Refund events / frequency_orders, all history. Null if no orders.",
         )
+        add("refund_count", "activity", "int64", "events", "Refund events, all history.")
         add("complaint_count", "activity", "int64", "events", "Complaint events, all history.")
         add(
             "days_since_last_complaint",

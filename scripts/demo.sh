@@ -19,6 +19,9 @@ tagsmith --project "$DEMO" facts import --customers "$DEMO/raw/customers.csv" --
 step "tagsmith facts summary"
 tagsmith --project "$DEMO" facts summary
 
+step "tagsmith features build: point-in-time features as of the day after the last event"
+tagsmith --project "$DEMO" features build
+
 step "tagsmith tags run: features -> rule tags -> predicted tags -> one snapshot, as of two dates"
 tagsmith --project "$DEMO" tags run --role admin --as-of 2024-10-01
 tagsmith --project "$DEMO" tags run --role admin

@@ -345,7 +345,13 @@ class ModelRegistry:
             ModelLoadError: The artifacts are missing or unreadable, or the model has
                 no valid contract in its metadata.
         """
+        import mlflow
+
         uri = f"models:/{name}/{version}"
+        # `models:/` URIs resolve through MLflow's process-wide registry URI, not through
+        # this client: point it at this registry first.
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
         try:
             scoring = load_model(uri)
         except Exception as exc:

@@ -10,6 +10,7 @@ from tagsmith import __version__
 from tagsmith.cli import audience as audience_cmds
 from tagsmith.cli import audit as audit_cmds
 from tagsmith.cli import facts as facts_cmds
+from tagsmith.cli import features as features_cmds
 from tagsmith.cli import generate as generate_cmds
 from tagsmith.cli import models as models_cmds
 from tagsmith.cli import project as project_cmds
@@ -47,6 +48,7 @@ for _command in [tagrun_cmds.run_cmd, *tagdata_cmds.COMMANDS]:
     tags_cmds.tags.add_command(_command)
 main.add_command(audience_cmds.audience)
 main.add_command(facts_cmds.facts)
+main.add_command(features_cmds.features)
 main.add_command(models_cmds.models)
 main.add_command(audit_cmds.audit)
 main.add_command(store_cmds.store)

@@ -130,6 +130,7 @@ def _one(
         out["days_since_last_activity"] = (cut - max(times)) / DAY_US if times else nan
         out["browse_to_purchase"] = orders / browses if browses else nan
         out["refund_rate"] = len(refunds) / orders if orders else nan
+        out["refund_count"] = len(refunds)
         out["complaint_count"] = len(complaints)
         out["days_since_last_complaint"] = (cut - complaints[-1]) / DAY_US if complaints else nan
     if spec.has("preference"):

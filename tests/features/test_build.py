@@ -127,6 +127,10 @@ def test_shuffling_input_rows_never_changes_output(
     shuffled_c = customers.sample(frac=1, random_state=seed).reset_index(drop=True)
     shuffled_e = events.sample(frac=1, random_state=seed + 1).reset_index(drop=True)
     pd.testing.assert_frame_equal(build_features(shuffled_c, shuffled_e, as_of=as_of), before)
+    # Time-ordered and customer-then-time-ordered logs take the packed-sort fast path.
+    for order in (["occurred_at"], ["customer_id", "occurred_at"]):
+        ordered = shuffled_e.sort_values(order, kind="stable", ignore_index=True)
+        pd.testing.assert_frame_equal(build_features(customers, ordered, as_of=as_of), before)
 
 
 @HYPO
@@ -253,3 +257,22 @@ def test_bad_as_of_is_refused(bad: str) -> None:
     customers, events = _frames([{"customer_id": "a", "signup_at": "2021-01-01"}], [])
     with pytest.raises(FeaturesError, match="as_of"):
         build_features(customers, events, as_of=bad)
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_customer_coding_matches_a_plain_lookup(grouped: bool) -> None:
+    import pyarrow as pa
+
+    from features.build import _index_in
+
+    rng = np.random.default_rng(3)
+    n = 1_100_000  # above the threshold where lookups are split across threads
+    known = np.array([f"k{i:05d}" for i in range(5_000)], dtype=object)
+    picks = rng.integers(0, 5_200, n)  # some ids are unknown
+    picks = np.sort(picks) if grouped else picks
+    values = np.array([f"k{i:05d}" for i in range(5_200)], dtype=object)[picks]
+    got = _index_in(
+        pa.chunked_array([pa.array(values[: n // 2]), pa.array(values[n // 2 :])]), pa.array(known)
+    )
+    expected = pd.Index(known).get_indexer(values)
+    np.testing.assert_array_equal(got, expected)

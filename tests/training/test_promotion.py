@@ -336,3 +336,15 @@ def test_rollback_refuses_a_previous_champion_that_no_longer_loads(
                  audit=audit)
     assert registry.alias_version("churn-predictor", "champion") == strong
     assert audit.actions == ["models.rollback.refused"]
+
+
+def test_load_uses_this_registry_not_the_process_default(
+    registry: ModelRegistry, store: Store, tmp_path: Path
+) -> None:
+    import mlflow
+
+    other = f"sqlite:///{(tmp_path / 'elsewhere.db').as_posix()}"
+    mlflow.set_tracking_uri(other)
+    mlflow.set_registry_uri(other)
+    loaded = registry.load("churn-predictor", store.versions["churn_strong"])
+    assert loaded.contract.target == "churn"

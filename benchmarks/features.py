@@ -1,0 +1,330 @@
+"""Benchmark: point-in-time features on synthetic data against a DuckDB SQL reference.
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. python benchmarks/features.py [--customers 1000000] [--seed 7]
+
+The synthetic data (``features.synthetic.generate``) is written once into a fact store
+under ``benchmarks/out/`` (Parquet, sorted by customer and time). Each measurement runs
+in a fresh subprocess that first loads the facts as ``tagsmith features build`` does,
+so the reported peak memory (max RSS) is that of one measurement; the baseline RSS
+after loading is reported next to it. Every timing starts from in-memory pandas frames
+(the ``build_features`` contract) and includes the preparation (coding and sorting).
+
+Measurements:
+
+``single``  default spec, one cutoff (the day after the last event).
+``multi``   default spec, 12 monthly cutoffs in one call.
+``core``    the core subset (recency, frequency, monetary, purchase and browse counts in
+            30/90-day windows, refund and complaint counts, tenure) with numpy and, in
+            the same process, with a DuckDB SQL query over the same in-memory events;
+            both results are compared, and the ratio numpy / DuckDB is printed.
+``core_time_order``  the same with events re-sorted by time (a raw event log's order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+# This file is named like the package it measures: import the package, not this file.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
+OUT = ROOT / "benchmarks" / "out"
+CORE_COLUMNS = [
+    "recency_days",
+    "frequency_orders",
+    "monetary_total",
+    "purchase_count_30d",
+    "purchase_count_90d",
+    "browse_count_30d",
+    "browse_count_90d",
+    "refund_count",
+    "complaint_count",
+    "tenure_days",
+]
+
+
+def data_dir(customers: int, seed: int) -> Path:
+    return OUT / f"synthetic_{customers}_{seed}"
+
+
+def ensure_data(customers: int, seed: int) -> Path:
+    """Generate the synthetic data once and store it in a fact store (cached)."""
+    from features.store import FactStore
+    from features.synthetic import generate, write_synthetic
+
+    folder = data_dir(customers, seed)
+    store = FactStore(folder / "facts")
+    if store.exists():
+        return folder
+    if (folder / "events.parquet").is_file():
+        people = pd.read_parquet(folder / "customers.parquet")
+        events = pd.read_parquet(folder / "events.parquet")
+    else:
+        started = time.perf_counter()
+        data = generate(customers, seed=seed, progress=lambda m: print(f"  generate: {m}"))
+        print(f"generated {customers:,} customers in {time.perf_counter() - started:.1f} s")
+        write_synthetic(data, folder, file_format="parquet")
+        people, events = data.customers, data.events
+    with store.lock():
+        store.write(
+            customers=people,
+            events=events,
+            log_entries=[{"source": "benchmarks/features.py", "seed": seed}],
+            now=pd.Timestamp("2025-01-01", tz="UTC"),
+        )
+    return folder
+
+
+def load(folder: Path, order: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Customers and events as `tagsmith features build` loads them from the fact store.
+
+    ``order="store"`` keeps the store's order (by customer, then time); ``"time"``
+    re-sorts events by time, the order of a raw event log.
+    """
+    from features.build import FEATURE_EVENT_COLUMNS
+    from features.store import FactStore
+
+    store = FactStore(folder / "facts")
+    customers = store.load_customers()
+    events = store.load_events(columns=list(FEATURE_EVENT_COLUMNS))
+    if order == "time":
+        events = events.sort_values("occurred_at", kind="stable", ignore_index=True)
+    return customers, events
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm", encoding="ascii") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+def core_spec() -> Any:
+    from features.spec import FeatureSpec
+
+    return FeatureSpec(
+        families=["rfm", "windowed", "activity"],
+        windows=[30, 90],
+        event_types=["purchase", "browse"],
+        amount_event_types=[],
+    )
+
+
+def duckdb_reference(
+    customers: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp
+) -> pd.DataFrame:
+    """The core subset in one DuckDB SQL query over the in-memory frames."""
+    import duckdb
+
+    cut = as_of.strftime("%Y-%m-%d %H:%M:%S+00")
+    query = f"""
+    WITH e AS (
+        SELECT customer_id, occurred_at, event_type, amount, order_id
+        FROM events WHERE occurred_at < TIMESTAMPTZ '{cut}'
+    ), agg AS (
+        SELECT customer_id,
+            max(occurred_at) FILTER (WHERE event_type = 'purchase') AS last_purchase,
+            count(DISTINCT order_id) FILTER (WHERE event_type = 'purchase')
+              + count(*) FILTER (WHERE event_type = 'purchase' AND order_id IS NULL)
+              AS frequency_orders,
+            coalesce(sum(amount) FILTER (WHERE event_type = 'purchase'), 0)
+              - coalesce(sum(amount) FILTER (WHERE event_type = 'refund'), 0) AS monetary_total,
+            count(*) FILTER (WHERE event_type = 'purchase'
+              AND occurred_at >= TIMESTAMPTZ '{cut}' - INTERVAL 30 DAY) AS purchase_count_30d,
+            count(*) FILTER (WHERE event_type = 'purchase'
+              AND occurred_at >= TIMESTAMPTZ '{cut}' - INTERVAL 90 DAY) AS purchase_count_90d,
+            count(*) FILTER (WHERE event_type = 'browse'
+              AND occurred_at >= TIMESTAMPTZ '{cut}' - INTERVAL 30 DAY) AS browse_count_30d,
+            count(*) FILTER (WHERE event_type = 'browse'
+              AND occurred_at >= TIMESTAMPTZ '{cut}' - INTERVAL 90 DAY) AS browse_count_90d,
+            count(*) FILTER (WHERE event_type = 'refund') AS refund_count,
+            count(*) FILTER (WHERE event_type = 'complaint') AS complaint_count
+        FROM e GROUP BY customer_id
+    )
+    SELECT c.customer_id,
+        epoch_us(TIMESTAMPTZ '{cut}' - agg.last_purchase) / 86400e6 AS recency_days,
+        coalesce(frequency_orders, 0) AS frequency_orders,
+        coalesce(monetary_total, 0) AS monetary_total,
+        coalesce(purchase_count_30d, 0) AS purchase_count_30d,
+        coalesce(purchase_count_90d, 0) AS purchase_count_90d,
+        coalesce(browse_count_30d, 0) AS browse_count_30d,
+        coalesce(browse_count_90d, 0) AS browse_count_90d,
+        coalesce(refund_count, 0) AS refund_count,
+        coalesce(complaint_count, 0) AS complaint_count,
+        epoch_us(TIMESTAMPTZ '{cut}' - c.signup_at) / 86400e6 AS tenure_days
+    FROM customers c LEFT JOIN agg USING (customer_id)
+    WHERE c.signup_at < TIMESTAMPTZ '{cut}'
+    ORDER BY c.customer_id
+    """
+    con = duckdb.connect()
+    con.register("events", events)
+    con.register("customers", customers)
+    return con.execute(query).df()
+
+
+def cutoffs(events: pd.DataFrame) -> tuple[pd.Timestamp, list[pd.Timestamp]]:
+    last = events["occurred_at"].max()
+    single = last.normalize() + pd.Timedelta(days=1)
+    first_month = (single - pd.DateOffset(months=12)).replace(day=1)
+    monthly = [first_month + pd.DateOffset(months=k) for k in range(12)]
+    return single, [pd.Timestamp(m) for m in monthly]
+
+
+def run_phase(phase: str, folder: Path) -> dict[str, Any]:
+    from features.build import prepare_events
+
+    order = "time" if phase.endswith("_time_order") else "store"
+    phase = phase.removesuffix("_time_order")
+    customers, events = load(folder, order)
+    result: dict[str, Any] = {
+        "phase": phase,
+        "order": order,
+        "customers": len(customers),
+        "events": len(events),
+        "events_mb": events.memory_usage(deep=True).sum() / 1e6,
+        "baseline_rss_mb": rss_mb(),
+    }
+    single, monthly = cutoffs(events)
+    if phase == "single":
+        t0 = time.perf_counter()
+        prepared = prepare_events(customers, events)
+        t1 = time.perf_counter()
+        frame = prepared.build_features(single)
+        t2 = time.perf_counter()
+        result.update(prepare_s=t1 - t0, build_s=t2 - t1, total_s=t2 - t0)
+        result.update(rows=len(frame), columns=frame.shape[1], as_of=str(single))
+    elif phase == "multi":
+        t0 = time.perf_counter()
+        prepared = prepare_events(customers, events)
+        t1 = time.perf_counter()
+        frame = prepared.build_features(monthly)
+        t2 = time.perf_counter()
+        result.update(prepare_s=t1 - t0, build_s=t2 - t1, total_s=t2 - t0)
+        result.update(rows=len(frame), columns=frame.shape[1], cutoffs=len(monthly))
+    elif phase == "core":
+        spec = core_spec()
+        timings_ref, timings_ours, timings_warm = [], [], []
+        ref = ours = None
+        for _ in range(2):
+            t0 = time.perf_counter()
+            ref = duckdb_reference(customers, events, single)
+            timings_ref.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            prepared = prepare_events(customers, events)
+            t1 = time.perf_counter()
+            ours = prepared.build_features(single, spec=spec)
+            t2 = time.perf_counter()
+            timings_ours.append(t2 - t0)
+            timings_warm.append(t2 - t1)
+        assert ref is not None
+        assert ours is not None
+        check_same(ours, ref)
+        result.update(
+            duckdb_s=min(timings_ref),
+            numpy_s=min(timings_ours),
+            numpy_prepared_s=min(timings_warm),
+            ratio=min(timings_ours) / min(timings_ref),
+            ratio_prepared=min(timings_warm) / min(timings_ref),
+            all_duckdb_s=timings_ref,
+            all_numpy_s=timings_ours,
+        )
+    result["peak_rss_mb"] = peak_mb()
+    return result
+
+
+def check_same(ours: pd.DataFrame, ref: pd.DataFrame) -> None:
+    """The numpy and DuckDB results must agree on every core column."""
+    assert list(ours["customer_id"]) == list(ref["customer_id"]), "customer rows differ"
+    for column in CORE_COLUMNS:
+        a = ours[column].to_numpy(dtype=np.float64)
+        b = ref[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-6, err_msg=column)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--phases",
+        default="core,single,multi,core_time_order",
+        help="Comma-separated measurements (suffix _time_order: events in time order).",
+    )
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(run_phase(args.phase, data_dir(args.customers, args.seed))))
+        return
+    ensure_data(args.customers, args.seed)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    results = {}
+    for phase in args.phases.split(","):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--customers",
+                str(args.customers),
+                "--seed",
+                str(args.seed),
+                "--phase",
+                phase,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        if proc.returncode:
+            sys.exit(f"phase {phase} failed:\n{proc.stdout}\n{proc.stderr}")
+        results[phase] = json.loads(proc.stdout.strip().splitlines()[-1])
+        report(results[phase])
+    (OUT / f"features_{args.customers}_{args.seed}.json").write_text(
+        json.dumps(results, indent=2), encoding="utf-8"
+    )
+
+
+def report(r: dict[str, Any]) -> None:
+    extra = (r["peak_rss_mb"] - r["baseline_rss_mb"]) / r["events_mb"]
+    mem = (
+        f"peak RSS {r['peak_rss_mb']:,.0f} MB (after loading {r['baseline_rss_mb']:,.0f} MB; "
+        f"events in memory {r['events_mb']:,.0f} MB; peak / events "
+        f"{r['peak_rss_mb'] / r['events_mb']:.2f}x, "
+        f"(peak - baseline) / events {extra:.2f}x)"
+    )
+    head = (
+        f"[{r['phase']}] {r['customers']:,} customers, {r['events']:,} events "
+        f"({'fact store order' if r['order'] == 'store' else 'time order'})"
+    )
+    if r["phase"] == "core":
+        print(
+            f"{head}\n  core subset: numpy {r['numpy_s']:.2f} s (of which build after "
+            f"preparation {r['numpy_prepared_s']:.2f} s), DuckDB {r['duckdb_s']:.2f} s; "
+            f"ratio {r['ratio']:.2f} (prepared: {r['ratio_prepared']:.2f}); results agree\n"
+            f"  {mem}"
+        )
+    else:
+        what = "1 cutoff" if r["phase"] == "single" else f"{r['cutoffs']} monthly cutoffs"
+        print(
+            f"{head}\n  default spec, {what}: {r['total_s']:.2f} s (prepare "
+            f"{r['prepare_s']:.2f} s + build {r['build_s']:.2f} s), {r['rows']:,} rows x "
+            f"{r['columns']} columns\n  {mem}"
+        )
+
+
+if __name__ == "__main__":
+    main()

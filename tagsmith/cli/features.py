@@ -1,0 +1,172 @@
+"""``tagsmith features``: build feature snapshots, show one customer, list the catalogue."""
+
+from __future__ import annotations
+
+import math
+
+import click
+import pandas as pd
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from features.build import FEATURE_EVENT_COLUMNS, normalize_as_of, prepare_events
+from features.errors import StoreError
+from features.snapshots import FeatureStore
+from features.spec import FeatureSpec, default_spec, feature_catalog, load_spec, spec_hash
+from features.store import FactStore
+from tagsmith.cli._common import console, pass_project
+from tagsmith.project import Project
+
+_EVENT_COLUMNS = list(FEATURE_EVENT_COLUMNS)
+
+
+def project_spec(project: Project) -> FeatureSpec:
+    """The project's ``features.yaml`` when present, else the shipped default."""
+    path = project.feature_spec_path
+    return load_spec(path) if path.is_file() else default_spec()
+
+
+def default_as_of(store: FactStore) -> pd.Timestamp:
+    """The day after the last event (UTC midnight): every stored event counts."""
+    return store.last_event_at().tz_convert("UTC").normalize() + pd.Timedelta(days=1)
+
+
+@click.group()
+def features() -> None:
+    """Point-in-time behaviour features: build snapshots, show a customer, list them."""
+
+
+@features.command("build")
+@click.option(
+    "--as-of",
+    "as_of",
+    multiple=True,
+    metavar="DATE",
+    help="Cutoff (UTC; repeat for several). Only events before it count. "
+    "Default: the day after the last stored event.",
+)
+@pass_project
+def build(project: Project, as_of: tuple[str, ...]) -> None:
+    """Compute features as of each DATE and write one snapshot per date atomically."""
+    facts = FactStore(project.facts_dir)
+    spec = project_spec(project)
+    fingerprint = facts.fingerprint()
+    cutoffs = sorted({normalize_as_of(v) for v in as_of}) or [default_as_of(facts)]
+    store = FeatureStore(project.features_dir)
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("loading facts", total=len(cutoffs) + 1)
+        customers = facts.load_customers()
+        events = facts.load_events(columns=_EVENT_COLUMNS)
+        progress.update(task, description="preparing events")
+        prepared = prepare_events(customers, events)
+        del events
+        progress.update(task, advance=1, description=f"as of {cutoffs[0].date()}")
+        written = []
+        for k, ts in enumerate(cutoffs):
+            frame = prepared.build_features(ts, spec=spec)
+            path = store.write(
+                frame,
+                as_of=ts,
+                spec_hash=spec_hash(spec),
+                facts_fingerprint=fingerprint,
+                created_at=pd.Timestamp.now(tz="UTC"),
+            )
+            written.append((ts, len(frame), frame.shape[1] - 1, path))
+            following = cutoffs[k + 1].date() if k + 1 < len(cutoffs) else "done"
+            progress.update(task, advance=1, description=f"as of {following}")
+    for ts, rows, n_features, path in written:
+        console.print(
+            f"features as of {ts.isoformat()}: {rows:,} customers x {n_features} features -> {path}"
+        )
+    console.print(f"spec {spec_hash(spec)}, facts {fingerprint[:16]}")
+
+
+@features.command("show")
+@click.argument("customer_id")
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="DATE",
+    help="Cutoff (UTC). Default: the latest snapshot, else the day after the last event.",
+)
+@pass_project
+def show(project: Project, customer_id: str, as_of: str | None) -> None:
+    """Print one customer's features with their units and definitions.
+
+    Reads the snapshot of that date when it is current (same spec and facts),
+    otherwise computes the features from the fact store.
+    """
+    spec = project_spec(project)
+    facts = FactStore(project.facts_dir)
+    store = FeatureStore(project.features_dir)
+    ts = normalize_as_of(as_of) if as_of else store.latest_as_of() or default_as_of(facts)
+    row = _snapshot_row(store, facts, spec, ts, customer_id)
+    source = "snapshot"
+    if row is None:
+        source = "computed from the fact store"
+        customers = facts.load_customers()
+        customers = customers[customers["customer_id"] == customer_id].reset_index(drop=True)
+        if customers.empty:
+            raise StoreError(f"Expected a customer {customer_id!r} in the fact store. Got none.")
+        events = (
+            pd.read_parquet(
+                facts.events_path,
+                columns=_EVENT_COLUMNS,
+                filters=[("customer_id", "==", customer_id)],
+            )
+            if facts.events_path.is_file()
+            else facts.load_events(columns=_EVENT_COLUMNS)
+        )
+        frame = prepare_events(customers, events).build_features(ts, spec=spec)
+        if frame.empty:
+            raise StoreError(
+                f"Expected customer {customer_id!r} to have signed up before "
+                f"{ts.isoformat()}. Got signup_at {customers['signup_at'].iloc[0].isoformat()}."
+            )
+        row = frame.iloc[0]
+    table = Table(title=f"{customer_id} as of {ts.isoformat()} ({source})")
+    for column in ("feature", "value", "unit", "description"):
+        table.add_column(column, overflow="fold")
+    for info in feature_catalog(spec):
+        table.add_row(info.name, _fmt(row[info.name]), info.unit, info.description)
+    console.print(table)
+
+
+def _snapshot_row(
+    store: FeatureStore, facts: FactStore, spec: FeatureSpec, ts: pd.Timestamp, customer_id: str
+) -> pd.Series | None:
+    if not store.path_for(ts).is_file():
+        return None
+    meta = store.meta(ts)
+    if meta["spec_hash"] != spec_hash(spec) or meta["facts_fingerprint"] != facts.fingerprint():
+        return None
+    rows = store.read(ts, customer_id=customer_id)
+    return None if rows.empty else rows.iloc[0]
+
+
+def _fmt(value: object) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "null"
+    if isinstance(value, float):
+        return f"{value:,.4f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+@features.command("list")
+@pass_project
+def list_(project: Project) -> None:
+    """Print the feature catalogue of the project's spec."""
+    spec = project_spec(project)
+    catalogue = feature_catalog(spec)
+    table = Table(title=f"{len(catalogue)} features (spec {spec_hash(spec)})")
+    for column in ("name", "family", "dtype", "unit", "description"):
+        table.add_column(column, overflow="fold")
+    for info in catalogue:
+        table.add_row(info.name, info.family, info.dtype, info.unit, info.description)
+    console.print(table)
