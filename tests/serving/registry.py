@@ -89,9 +89,10 @@ def register_booster(
     import mlflow.lightgbm
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri)
+    from serving.models import _mlflow_uris
+
     exp_name = f"test-{name}"
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     exp = client.get_experiment_by_name(exp_name)
     exp_id = (
         exp.experiment_id
@@ -104,7 +105,7 @@ def register_booster(
         np.zeros((2, len(model_contract.feature_names))), columns=model_contract.feature_names
     )
     signature = infer_signature(example, booster.predict(example.to_numpy(), num_threads=1))
-    with mlflow.start_run(experiment_id=exp_id):
+    with _mlflow_uris(tracking_uri), mlflow.start_run(experiment_id=exp_id):
         info = mlflow.lightgbm.log_model(
             booster,
             name="model",

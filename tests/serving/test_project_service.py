@@ -21,6 +21,15 @@ from tests.serving.project_fixture import AS_OF, ServedProject
 EXEC = Caller("boss", "executive")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _project_registry_only() -> Iterator[None]:
+    """The project's own registry: no MLFLOW_TRACKING_URI left over by other tests."""
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> ServedProject:
     return project_fixture.build(tmp_path_factory.mktemp("proj") / "p", n_customers=400)
