@@ -22,6 +22,12 @@ tagsmith --project "$DEMO" facts summary
 step "tagsmith features build: point-in-time features as of the day after the last event"
 tagsmith --project "$DEMO" features build
 
+step "tagsmith train churn: LightGBM against recency, RFM, logistic regression, BG/NBD and the generator's oracle"
+tagsmith --project "$DEMO" train churn --truth "$DEMO/raw/truth.csv"
+
+step "tagsmith train value: Tweedie LightGBM against the same baselines (BG/NBD + Gamma-Gamma) and the oracle"
+tagsmith --project "$DEMO" train value --truth "$DEMO/raw/truth.csv"
+
 step "tagsmith tags run: features -> rule tags -> predicted tags -> one snapshot, as of two dates"
 tagsmith --project "$DEMO" tags run --role admin --as-of 2024-10-01
 tagsmith --project "$DEMO" tags run --role admin
