@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import sys
 import time
@@ -29,8 +30,10 @@ def _run(n_customers: int, seed: int, queue: Any) -> None:
     from features.synthetic import generate
 
     began = time.perf_counter()
+    cpu_began = time.process_time()
     data = generate(n_customers, start="2023-01-01", end="2024-12-31", seed=seed)
     elapsed = time.perf_counter() - began
+    cpu = time.process_time() - cpu_began
     # Linux reports ru_maxrss in KiB.
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     counts = data.events["event_type"].value_counts().to_dict()
@@ -38,6 +41,7 @@ def _run(n_customers: int, seed: int, queue: Any) -> None:
         {
             "customers": n_customers,
             "seconds": elapsed,
+            "cpu_seconds": cpu,
             "events": len(data.events),
             "peak_gib": peak_gib,
             "by_type": {str(k): int(v) for k, v in counts.items()},
@@ -65,13 +69,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    print(f"python {platform.python_version()} on {platform.machine()}, 2 years, seed {args.seed}")
+    load = os.getloadavg()[0]
+    print(
+        f"python {platform.python_version()} on {platform.machine()} ({os.cpu_count()} CPUs, "
+        f"load {load:.1f}), 2023-01-01 .. 2024-12-31, seed {args.seed}"
+    )
     ref = measure(args.reference, args.seed)
     big = measure(args.customers, args.seed)
     for r in (ref, big):
         print(
-            f"{r['customers']:>10,} customers: {r['seconds']:7.1f} s, {r['events']:>12,} events, "
-            f"{r['events'] / r['seconds']:>12,.0f} events/s, peak RSS {r['peak_gib']:.2f} GiB"
+            f"{r['customers']:>10,} customers: {r['seconds']:6.1f} s wall ({r['cpu_seconds']:.1f} s"
+            f" CPU), {r['events']:>11,} events, {r['events'] / r['seconds']:>10,.0f} events/s,"
+            f" peak RSS {r['peak_gib']:.2f} GiB"
         )
     print("events by type:", json.dumps(big["by_type"]))
     size = big["customers"] / ref["customers"]

@@ -1,8 +1,9 @@
 """Benchmark of a full tagging run: features -> rule tags -> tag store, then one audience.
 
-The synthetic facts are generated first (not timed as part of the run) and written as
-Parquet; the run then happens in a fresh child process that reads them, so the peak
-resident memory reported (``ru_maxrss`` of that child) is the run's own. A reference
+The synthetic facts are generated and written to a fact store first (not timed as part
+of the run); the run then happens in a fresh child process that reads the fact store as
+``tagsmith tags run`` does, so the peak resident memory reported (``ru_maxrss`` of that
+child) is the run's own. A reference
 run at a tenth of the size shows how time and memory scale.
 
 Usage::
@@ -28,21 +29,29 @@ BUDGET_GIB = 8.0
 
 
 def _prepare(n_customers: int, seed: int, folder: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    from features.store import FactStore
     from features.synthetic import generate
 
     began = time.perf_counter()
     data = generate(n_customers, start="2023-01-01", end="2024-12-31", seed=seed)
-    data.customers.to_parquet(folder / "customers.parquet", index=False)
-    data.events.to_parquet(folder / "events.parquet", index=False)
+    facts = FactStore(folder / "facts")
+    with facts.lock():
+        facts.write(
+            customers=data.customers,
+            events=data.events,
+            log_entries=[],
+            now=pd.Timestamp("2025-01-01", tz="UTC"),
+        )
     return {"events": len(data.events), "generate_s": time.perf_counter() - began}
 
 
 def _run(folder: str, queue: Any) -> None:
     import resource
 
-    import pandas as pd
-
-    from serving.batch import InMemoryFacts, run_tagging
+    from features.store import FactStore
+    from serving.batch import run_tagging
     from tags.access import TagReader
     from tags.audit import AuditLog
     from tags.catalogue import LIBRARY_DIR, Catalogue
@@ -52,9 +61,7 @@ def _run(folder: str, queue: Any) -> None:
 
     base = Path(folder)
     began = time.perf_counter()
-    facts = InMemoryFacts(
-        pd.read_parquet(base / "customers.parquet"), pd.read_parquet(base / "events.parquet")
-    )
+    facts = FactStore(base / "facts")
     catalogue = Catalogue.load(LIBRARY_DIR)
     store = TagStore(base / "tags.duckdb")
     result = run_tagging(facts=facts, catalogue=catalogue, store=store, as_of=AS_OF)

@@ -246,7 +246,8 @@ def _assemble(
         )
         part["_file"] = np.int32(i)
         part["_line"] = raw.line_number
-        part["_text"] = raw.text.to_numpy()
+        # Kept as Arrow-backed text: to_numpy() would make a Python object per line.
+        part["_text"] = raw.text.reset_index(drop=True)
         parts.append(part)
         if len(raw.malformed):
             malformed.append(
@@ -294,7 +295,7 @@ def _finish(
             "line_number": frame["_line"].to_numpy()[bad],
             "reason": rejects.reason[bad],
             "message": rejects.message[bad],
-            "original_line": frame["_text"].to_numpy()[bad],
+            "original_line": frame["_text"][bad].to_numpy(),
         }
     )
     quarantine = pd.concat([malformed, rejected], ignore_index=True) if len(malformed) else rejected

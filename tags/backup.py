@@ -17,7 +17,7 @@ import shutil
 import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,6 +133,8 @@ def create_backup(
     Args:
         root: The project folder; paths in the backup are relative to it.
         items: Files and folders to back up; missing ones are recorded as absent.
+            Inside folders, DuckDB files are held read-only while copied, SQLite files
+            go through SQLite's backup API and audit logs are copied under their lock.
         dest: The backup folder (must be empty or not exist).
         audit_logs: Audit log files among ``items`` (copied under their lock, with
             their ``.head`` sidecar).
@@ -161,18 +163,24 @@ def create_backup(
                 continue
             kinds[rel] = "dir" if item.is_dir() else "file"
             sources = list(_walk(item))
+            heads = {AuditLog(log).head_path for log in logs}
             if item in logs:
-                head = AuditLog(item).head_path
-                sources += [head] if head.exists() else []
-            with ExitStack() as stack:
-                stack.enter_context(_hold(item, logs))
-                for src in sources:
-                    srel = _rel(root, src)
-                    _copy_file(src, tmp / "files" / srel)
+                sources += [h for h in heads if h.exists() and h.parent == item.parent]
+            for src in sources:
+                if src in heads:
+                    continue  # copied with its log, under the log's lock
+                with _hold(src, logs):
+                    group = [src]
+                    head = AuditLog(src).head_path
+                    if src in logs and head.exists():
+                        group.append(head)
+                    for one in group:
+                        _copy_file(one, tmp / "files" / _rel(root, one))
             for src in sources:
                 srel = _rel(root, src)
                 copied = tmp / "files" / srel
-                files[srel] = {"sha256": _sha256(copied), "size": copied.stat().st_size}
+                if copied.exists():
+                    files[srel] = {"sha256": _sha256(copied), "size": copied.stat().st_size}
         manifest = BackupManifest(
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             items=kinds,

@@ -108,7 +108,8 @@ class VersionInfo:
         return {
             k: v
             for k, v in sorted(self.params.items())
-            if any(key in k.lower() for key in _WINDOW_KEYS)
+            # config_* echo the settings; the resolved values are logged without prefix.
+            if any(key in k.lower() for key in _WINDOW_KEYS) and not k.startswith("config_")
         }
 
 
@@ -389,28 +390,32 @@ class ModelRegistry:
             lock.release()
 
     def sync_history(self, name: str, *, at: datetime | None = None) -> list[AliasEvent]:
-        """Record alias moves made outside Tagsmith (MLflow UI, other tools) as 'observed'."""
-        at = at or datetime.now(UTC)
-        current = self.aliases(name)
-        recorded = {ev.alias for ev in self.history.events(name)}
-        out = []
-        for alias in sorted(recorded | set(current)):
-            before = self.history.last_recorded(name, alias)
-            now = current.get(alias)
-            if before != now:
-                out.append(
-                    self.history.append(
-                        model=name,
-                        alias=alias,
-                        version=now,
-                        previous_version=before,
-                        at=at,
-                        actor="unknown (outside tagsmith)",
-                        action="observed",
-                        reason="alias found moved in the registry",
+        """Record alias moves made outside Tagsmith (MLflow UI, other tools) as 'observed'.
+
+        Holds the model's lock so two commands looking at once record a move once.
+        """
+        with self.locked(name):
+            at = at or datetime.now(UTC)
+            current = self.aliases(name)
+            recorded = {ev.alias for ev in self.history.events(name)}
+            out = []
+            for alias in sorted(recorded | set(current)):
+                before = self.history.last_recorded(name, alias)
+                now = current.get(alias)
+                if before != now:
+                    out.append(
+                        self.history.append(
+                            model=name,
+                            alias=alias,
+                            version=now,
+                            previous_version=before,
+                            at=at,
+                            actor="unknown (outside tagsmith)",
+                            action="observed",
+                            reason="alias found moved in the registry",
+                        )
                     )
-                )
-        return out
+            return out
 
     def record_move(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,35 +17,40 @@ from tagsmith.project import Project
 
 
 def backup_items(project: Project) -> list[Path]:
-    """Everything a restore needs to bring the project back."""
+    """Everything a restore needs to bring the project back.
+
+    The whole data folder is one item, so stores added later (catalogue versions, API
+    keys, model history, ...) are backed up without being listed here.
+    """
     return [
         project.config_path,
         project.feature_spec_path,
         project.catalogue_dir,
         project.policy_path,
         project.audiences_path,
-        project.facts_dir,
-        project.quarantine_dir,
-        project.features_dir,
-        project.tag_store_path,
-        project.audit_log_path,
-        project.mlflow_dir,
+        project.data_dir,
     ]
 
 
-def archive_audit_log(project: Project) -> Path | None:
-    """Copy the audit log aside before a restore replaces it: audit lines are never lost."""
+def read_audit_log(project: Project) -> tuple[bytes, bytes] | None:
+    """The audit log and its head, read under the lock (None when there is no log)."""
     log = audit_log(project)
     if not log.path.exists():
         return None
+    with log.lock():
+        head = log.head_path.read_bytes() if log.head_path.exists() else b""
+        return log.path.read_bytes(), head
+
+
+def archive_audit_log(project: Project, content: tuple[bytes, bytes]) -> Path:
+    """Keep the pre-restore audit log in ``data/audit-archive/``: lines are never lost."""
     folder = project.data_dir / "audit-archive"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     target = folder / f"audit-before-restore-{stamp}.log"
-    with log.lock():
-        shutil.copy2(log.path, target)
-        if log.head_path.exists():
-            shutil.copy2(log.head_path, target.with_name(target.name + ".head"))
+    target.write_bytes(content[0])
+    if content[1]:
+        target.with_name(target.name + ".head").write_bytes(content[1])
     return target
 
 
@@ -95,9 +99,12 @@ def restore(project: Project, src: Path, yes: bool, role: str | None) -> None:
     role = resolve_role(project, role)
     require(project, role, "restore", query=f"restore {src}")
     manifest = restore_backup(src, project.root, apply=False)
-    archived = archive_audit_log(project) if yes else None
+    archived = None
     if yes:
+        previous_log = read_audit_log(project)
         restore_backup(src, project.root)
+        # The restored data folder holds the backup's log; the one it replaced is kept.
+        archived = archive_audit_log(project, previous_log) if previous_log else None
     console.print(
         f"backup {src.resolve()} from {manifest.created_at}: {len(manifest.files)} files, "
         "every checksum verified"

@@ -536,3 +536,51 @@ def test_cli_reports_a_bad_date(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "end date" in result.output
     assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- learnability
+
+
+def _simple_features(data: SyntheticData, cutoff: pd.Timestamp) -> pd.DataFrame:
+    events = data.events[data.events["occurred_at"] < cutoff]
+    customers = data.customers[data.customers["signup_at"] < cutoff].set_index("customer_id")
+    purchases = _by_type(events, "purchase").groupby("customer_id")["occurred_at"]
+    recent = events[events["occurred_at"] >= cutoff - pd.Timedelta(days=30)]
+    frame = pd.DataFrame(index=customers.index)
+    last = purchases.max().reindex(frame.index)
+    frame["recency"] = np.log1p(((cutoff - last) / pd.Timedelta(days=1)).fillna(1000.0))
+    frame["frequency"] = np.log1p(purchases.size().reindex(frame.index, fill_value=0))
+    frame["tenure"] = np.log1p((cutoff - customers["signup_at"]) / pd.Timedelta(days=1))
+    frame["browse_30d"] = np.log1p(
+        _by_type(recent, "browse").groupby("customer_id").size().reindex(frame.index, fill_value=0)
+    )
+    return frame
+
+
+def _no_purchase_label(data: SyntheticData, index: pd.Index, cutoff: pd.Timestamp) -> np.ndarray:
+    events = data.events
+    window = events[
+        (events["occurred_at"] > cutoff)
+        & (events["occurred_at"] <= cutoff + pd.Timedelta(days=90))
+        & (events["event_type"] == "purchase")
+    ]
+    return (~index.isin(list(window["customer_id"].unique()))).astype(int)
+
+
+def test_churn_is_learnable_but_not_trivial(data: SyntheticData) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    train_at = pd.Timestamp("2024-01-01", tz="UTC")
+    test_at = pd.Timestamp("2024-06-01", tz="UTC")
+    x_train = _simple_features(data, train_at)
+    x_test = _simple_features(data, test_at)
+    model = LogisticRegression(max_iter=1000).fit(
+        x_train, _no_purchase_label(data, x_train.index, train_at)
+    )
+    y_test = _no_purchase_label(data, x_test.index, test_at)
+    model_auc = roc_auc_score(y_test, model.predict_proba(x_test)[:, 1])
+    oracle = oracle_churn_probability(data.truth, cutoff=test_at, horizon_days=90)
+    oracle_auc = roc_auc_score(y_test, oracle.loc[x_test.index])
+    assert model_auc > 0.8  # behaviour carries the signal
+    assert oracle_auc > model_auc + 0.02  # but the latent state is not visible

@@ -125,3 +125,36 @@ def test_rollback_smoke_tests_the_restored_version_on_current_features(
     assert code == 0, out
     assert "load-checked only" not in out
     assert "from v2 to v1" in out
+
+
+def test_two_processes_promoting_at_once_one_wins_the_other_fails_cleanly(
+    trained: Project,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "TAGSMITH_USER": "proc"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    argv = [sys.executable, "-m", "tagsmith", "--project", str(trained.root), "models",
+            "promote", "churn-predictor", "--version", "1", "--force", "--reason", "race"]
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outcomes = [(p.wait(timeout=300), p.stdout.read() + p.stderr.read())  # type: ignore[union-attr]
+                for p in procs]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes == [0, 2], outcomes
+    loser = next(out for code, out in outcomes if code == 2)
+    assert "Traceback" not in loser
+    # Overlapping: the compare-and-set (or the lock) refuses; sequential: already champion.
+    assert "already the champion" in loser or "nothing was changed" in loser, loser
+    from training.registry import ModelRegistry
+
+    registry = ModelRegistry(trained.mlflow_tracking_uri, trained.model_history_path,
+                             trained.model_locks_dir)
+    assert registry.alias_version("churn-predictor", "champion") == "1"
+    events = registry.history.events("churn-predictor", "champion")
+    assert [(e.version, e.action) for e in events] == [("1", "force-promote")]
+    # The challenger set by training was observed once, not once per process.
+    assert len(registry.history.events("churn-predictor", "challenger")) == 1
