@@ -58,3 +58,23 @@ tagsmith --project "$DEMO" audience select \
 
 step "tagsmith audit verify: every read above is in the hash-chained audit log"
 tagsmith --project "$DEMO" audit verify --role admin
+
+step "tagsmith serve: start the tag service, ask it for two customers' tags, stop it"
+KEY=$(tagsmith --project "$DEMO" serve keys add demo-crm --role marketing)
+PORT=${TAGSMITH_DEMO_PORT:-3917}
+# Own session (process group), so stopping it by PID also stops BentoML's workers.
+setsid tagsmith --project "$DEMO" serve --port "$PORT" >"$DEMO/serve.log" 2>&1 &
+SERVE_PID=$!
+stop_service() { kill -TERM -- "-$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; }
+trap stop_service EXIT
+for _ in $(seq 1 120); do
+  curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+  kill -0 "$SERVE_PID" 2>/dev/null || { cat "$DEMO/serve.log"; exit 1; }
+  sleep 1
+done
+CUSTOMER=$(sed -n 2p "$DEMO/raw/customers.csv" | cut -d, -f1 | tr -d '"')
+curl -sS --fail-with-body -X POST "http://127.0.0.1:$PORT/tags" \
+  -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+  -d "{\"customer_ids\": [\"$CUSTOMER\", \"no-such-customer\"]}" | python3 -m json.tool
+stop_service
+trap - EXIT
