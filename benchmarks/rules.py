@@ -19,10 +19,16 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+# Running this file puts benchmarks/ first on sys.path, where benchmarks/features.py
+# would shadow the features package: drop that entry.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 BUDGET_SECONDS = 2.0
 EVENT_TYPES = ["purchase", "refund", "browse", "login", "complaint"]
