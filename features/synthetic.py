@@ -11,8 +11,9 @@ Generative model (times are days since ``start``; rates are per day)
 Calendar. A seasonality multiplier ``s(t) = intraday(hour) * weekly(weekday) * yearly(date)``
 in the customers' local time (``utc_offset_hours``, default UTC+8; each factor has mean 1
 over its cycle): evenings and weekends are busier, winter is busier than summer, and
-shopping festivals (18 June, 11 November, 12 December) spike. Timestamps are stored in UTC. Every
-process below has intensity ``rate * s(t)``; it is simulated in operational time
+shopping festivals (18 June, 11 November, 12 December) spike. Timestamps are stored in
+UTC, at whole seconds. Every process below has intensity ``rate * s(t)``; it is simulated
+in operational time
 ``S(t) = integral of s``, where it is a homogeneous Poisson process (the time-change
 theorem), and mapped back with ``S^-1`` (linear interpolation on an hourly grid).
 
@@ -39,7 +40,12 @@ with probability ``complaint_prob`` (times ``complaint_after_refund_factor`` whe
 a complaint moves the customer to *leaving* with probability ``leave_after_complaint``, a
 refund without complaint with ``leave_after_refund``. The per-purchase probability of that
 transition is ``leave_prob_per_purchase`` in the truth. Everything is Markov in the
-state, which is why the oracles below are exact.
+state, which is why the oracles below can be computed exactly.
+
+Why Pareto/NBD-like rather than BG/NBD: BG/NBD drops customers out at purchase instants,
+so nothing observable could precede the dropout. A dropout in continuous time, reached
+through a *leaving* state, lets disengagement show (fading browsing, slower buying) and
+keeps the state at any cutoff a small Markov chain the oracles can solve.
 
 Spend (Gamma-Gamma). Per-order spend is ``Gamma(spend_shape, spend_mean / spend_shape)``
 times a category price factor (normalised per customer so the mean stays ``spend_mean``);
@@ -71,11 +77,17 @@ by ``end``). Given the state at a cutoff (known from ``leaving_at``/``dropout_at
 future is a two-state Markov chain with Poisson purchases, whose no-purchase probability
 and expected purchase count over the horizon are solved in closed form day by day.
 
+The oracles are exact for this model up to two documented simplifications: seasonality
+enters as daily means over the horizon, and a refund is counted against the order it
+refunds (it follows within days, so it can fall just outside the horizon).
+
 Performance: all per-customer work is vectorised with numpy; the only Python loop runs
 over the *n-th purchase* (a few hundred rounds), each round over all customers still
-buying. Strings are built once per distinct value and gathered with pyarrow.
-Deterministic: the same arguments and seed give identical frames (and identical files
-from :func:`write_synthetic`).
+buying. Id strings are assembled as fixed-width Arrow buffers, small vocabularies are
+gathered with pyarrow, and events are sorted with one packed int64 key. Two browses or
+logins of one customer that land in the same second would be indistinguishable rows;
+the repeats (about 1e-5 of them) are dropped. Deterministic: the same arguments and seed
+give identical frames (and identical files from :func:`write_synthetic`).
 """
 
 from __future__ import annotations
@@ -1030,8 +1042,8 @@ def _oracle_inputs(
 
 
 def _as_utc(values: pd.Series) -> pd.Series:
-    parsed = pd.to_datetime(values, utc=True)
-    return parsed
+    # The truth may come from a CSV file (ISO strings) or from memory (timestamps).
+    return pd.to_datetime(values, utc=True)
 
 
 def _state_at(rows: pd.DataFrame, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
