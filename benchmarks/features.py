@@ -4,11 +4,11 @@ Usage (from the repository root)::
 
     PYTHONPATH=. python benchmarks/features.py [--customers 1000000] [--seed 7]
 
-The synthetic data (``features.synthetic.generate``) is written once into a fact store
-under ``benchmarks/out/`` (Parquet, sorted by customer and time). Each measurement runs
-in a fresh subprocess that first loads the facts as ``tagsmith features build`` does,
-so the reported peak memory (max RSS) is that of one measurement; the baseline RSS
-after loading is reported next to it. Every timing starts from in-memory pandas frames
+The synthetic data (``features.synthetic.generate``, in time order) is cached as Parquet
+under ``benchmarks/out/``, also sorted by customer and time as the fact store keeps it.
+Each measurement runs in a fresh subprocess that first loads the facts, so the reported
+peak memory (max RSS) is that of one measurement; the baseline RSS after loading is
+reported next to it. Every timing starts from in-memory pandas frames
 (the ``build_features`` contract) and includes the preparation (coding and sorting).
 
 Measurements:
@@ -19,7 +19,7 @@ Measurements:
             30/90-day windows, refund and complaint counts, tenure) with numpy and, in
             the same process, with a DuckDB SQL query over the same in-memory events;
             both results are compared, and the ratio numpy / DuckDB is printed.
-``core_time_order``  the same with events re-sorted by time (a raw event log's order).
+``core_time_order``  the same with events in time order (a raw event log's order).
 """
 
 from __future__ import annotations
@@ -60,47 +60,42 @@ def data_dir(customers: int, seed: int) -> Path:
 
 
 def ensure_data(customers: int, seed: int) -> Path:
-    """Generate the synthetic data once and store it in a fact store (cached)."""
-    from features.store import FactStore
+    """Generate the synthetic data once (cached as Parquet), also in fact-store order."""
+    import pyarrow.parquet as pq
+
     from features.synthetic import generate, write_synthetic
 
     folder = data_dir(customers, seed)
-    store = FactStore(folder / "facts")
-    if store.exists():
-        return folder
-    if (folder / "events.parquet").is_file():
-        people = pd.read_parquet(folder / "customers.parquet")
-        events = pd.read_parquet(folder / "events.parquet")
-    else:
+    if not (folder / "events.parquet").is_file():
         started = time.perf_counter()
         data = generate(customers, seed=seed, progress=lambda m: print(f"  generate: {m}"))
         print(f"generated {customers:,} customers in {time.perf_counter() - started:.1f} s")
         write_synthetic(data, folder, file_format="parquet")
-        people, events = data.customers, data.events
-    with store.lock():
-        store.write(
-            customers=people,
-            events=events,
-            log_entries=[{"source": "benchmarks/features.py", "seed": seed}],
-            now=pd.Timestamp("2025-01-01", tz="UTC"),
+        del data
+    by_customer = folder / "events_by_customer.parquet"
+    if not by_customer.is_file():
+        # The fact store's order (features.store.FactStore sorts the same way).
+        table = pq.read_table(folder / "events.parquet").sort_by(
+            [("customer_id", "ascending"), ("occurred_at", "ascending")]
         )
+        pq.write_table(table, by_customer.with_suffix(".tmp"), compression="zstd")
+        os.replace(by_customer.with_suffix(".tmp"), by_customer)
     return folder
 
 
 def load(folder: Path, order: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Customers and events as `tagsmith features build` loads them from the fact store.
+    """Canonical customers and the event columns features read.
 
-    ``order="store"`` keeps the store's order (by customer, then time); ``"time"``
-    re-sorts events by time, the order of a raw event log.
+    ``order="store"`` reads events in the fact store's order (by customer, then time),
+    as ``tagsmith features build`` does; ``"time"`` in the generator's time order, like
+    a raw event log.
     """
     from features.build import FEATURE_EVENT_COLUMNS
-    from features.store import FactStore
+    from features.schema import check_customers
 
-    store = FactStore(folder / "facts")
-    customers = store.load_customers()
-    events = store.load_events(columns=list(FEATURE_EVENT_COLUMNS))
-    if order == "time":
-        events = events.sort_values("occurred_at", kind="stable", ignore_index=True)
+    customers = check_customers(pd.read_parquet(folder / "customers.parquet"))
+    name = "events_by_customer.parquet" if order == "store" else "events.parquet"
+    events = pd.read_parquet(folder / name, columns=list(FEATURE_EVENT_COLUMNS))
     return customers, events
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +64,8 @@ FEATURE_EVENT_COLUMNS: tuple[str, ...] = (
     "order_id",
 )
 _I64 = np.int64
+# One worker for preparation steps that overlap with the caller's work.
+_BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-features")
 
 
 @dataclass
@@ -196,6 +198,18 @@ def _index_in_plain(values: pa.ChunkedArray | pa.Array, value_set: pa.Array) -> 
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=_I64)
 
 
+def _take(values: pd.Series, rows: np.ndarray) -> pa.ChunkedArray:
+    """``values`` at positions ``rows`` as Arrow (in position order when ``rows`` is
+    ascending, which makes the gather sequential)."""
+    if len(rows) and bool(np.all(rows[1:] >= rows[:-1])):
+        return _to_arrow(values).take(pa.array(rows))
+    order = np.argsort(rows, kind="stable")
+    taken = _to_arrow(values).take(pa.array(rows[order])).combine_chunks()
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order), dtype=order.dtype)
+    return pa.chunked_array([taken.take(pa.array(inverse))])
+
+
 def _dictionary_codes(values: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     """Dictionary codes of ``values`` (-1 for null) as int64, and the dictionary."""
     encoded = pc.dictionary_encode(values)
@@ -242,6 +256,14 @@ def _group_order(
     any ``argsort``. The time order is verified; otherwise a full ``lexsort`` runs.
     """
     n = len(code)
+    step = np.diff(code)
+    if n and int(step.min(initial=0)) >= 0 and not np.any((step == 0) & (np.diff(t_us) < 0)):
+        # Already in the fact store's order: a stable partition by type is enough, and
+        # numpy's stable sort of uint8 is a radix sort (one linear pass).
+        small = type_code.astype(np.uint8) if n_types < 255 else type_code
+        rows = np.argsort(small, kind="stable").astype(_I64)
+        return rows, type_code[rows], code[rows]
+    del step
     row_bits = max(n - 1, 1).bit_length()
     code_bits = max(n_customers - 1, 1).bit_length()
     type_bits = max(n_types, 1).bit_length()
@@ -304,11 +326,14 @@ class PreparedEvents:
                 "Expected events to span less than 136 years. "
                 f"Got {span / DAY_S / 365.25:.0f} years."
             )
-        etype = _to_arrow(events["event_type"])
-        type_names = sorted(str(v) for v in pc.unique(etype).to_pylist() if v is not None)
+        raw_type, type_dictionary = _dictionary_codes(_to_arrow(events["event_type"]))
+        found_names = [str(v) for v in type_dictionary.to_pylist()]
+        type_names = sorted(found_names)
         self.event_types = tuple(type_names)
         n_types = len(type_names)
-        type_code = _index_in(etype, pa.array(type_names))
+        rank = np.array([type_names.index(v) for v in found_names] + [n_types], dtype=_I64)
+        type_code = rank[raw_type]  # null types (-1) map to n_types: unused
+        del raw_type
         # Events of unknown customers get a type past the last one: sorted last, unused.
         unknown = code < 0
         type_code[unknown] = n_types
@@ -328,6 +353,12 @@ class PreparedEvents:
                 t_us=t,
                 starts=np.searchsorted(c, customers_range).astype(_I64),
             )
+        # Hashing order ids is the slowest step of the RFM family and runs in Arrow
+        # without the GIL: start it now, on another core, while the caller goes on.
+        purchase_rows = self.typed("purchase").rows
+        self._order_codes: Future[tuple[np.ndarray, pa.Array]] = _BACKGROUND.submit(
+            lambda: _dictionary_codes(_take(events["order_id"], purchase_rows))
+        )
 
     def typed(self, event_type: str) -> _Typed:
         """The sorted events of ``event_type`` (empty when there are none)."""
@@ -365,9 +396,7 @@ class PreparedEvents:
                 self._orders_cs = np.zeros(1, dtype=_I64)
                 return self._orders_cs
             code = self._codes_of(p)
-            all_ids, dictionary = _dictionary_codes(_to_arrow(self._events["order_id"]))
-            oid = all_ids[p.rows]
-            del all_ids
+            oid, dictionary = self._order_codes.result()
             head = np.ones(n, dtype=bool)
             head[1:] = (code[1:] != code[:-1]) | (oid[1:] != oid[:-1])
             flags = oid < 0
@@ -414,9 +443,7 @@ class PreparedEvents:
             return found
         typed = self.typed(event_type)
         code = self._codes_of(typed)
-        all_cats, dictionary = _dictionary_codes(_to_arrow(self._events["category"]))
-        raw = all_cats[typed.rows]
-        del all_cats
+        raw, dictionary = _dictionary_codes(_take(self._events["category"], typed.rows))
         labels = np.asarray(dictionary.to_pylist(), dtype=object)
         rank = np.argsort(labels.astype(str), kind="stable") if len(labels) else np.empty(0, _I64)
         remap = np.empty(len(labels), dtype=_I64)
@@ -505,18 +532,19 @@ class PreparedEvents:
         cols: dict[str, Any] = {
             "customer_id": self.customers["customer_id"].take(codes).astype("string").array
         }
-        if spec.has("rfm"):
-            cols.update(cut.rfm())
+        # Families needing order ids come last: those are hashed in the background.
         if spec.has("windowed") or spec.has("trend"):
             cols.update(cut.windowed(spec))
         if spec.has("rhythm"):
             cols.update(cut.rhythm(spec))
-        if spec.has("activity"):
-            cols.update(cut.activity())
         if spec.has("preference"):
             cols.update(cut.preference(spec.preference.event_type))
         if spec.has("attributes"):
             cols.update(cut.attributes(spec, ts))
+        if spec.has("rfm"):
+            cols.update(cut.rfm())
+        if spec.has("activity"):
+            cols.update(cut.activity())
         names = ["customer_id"] + [f.name for f in feature_catalog(spec)]
         frame = pd.DataFrame({name: cols[name] for name in names})
         for info in feature_catalog(spec):

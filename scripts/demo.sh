@@ -22,6 +22,19 @@ tagsmith --project "$DEMO" facts summary
 step "tagsmith features build: point-in-time features as of the day after the last event"
 tagsmith --project "$DEMO" features build
 
+step "tagsmith tags validate: the standard tag catalogue (schema, naming, rule syntax and types)"
+tagsmith --project "$DEMO" tags validate
+
+step "tagsmith tags apply: record catalogue version 1"
+tagsmith --project "$DEMO" tags apply
+
+step "tagsmith tags evaluate: every standard rule tag as of the day after the last event, with sizes"
+tagsmith --project "$DEMO" tags evaluate
+
+step "tagsmith tags backtest: would 'lifecycle = churned' have predicted no purchase in the next 90 days?"
+tagsmith --project "$DEMO" tags backtest lifecycle_stage --value churned \
+  --from 2024-01-01 --to 2024-09-01 --every 60d --outcome no_purchase_90d
+
 step "tagsmith train churn: LightGBM against recency, RFM, logistic regression, BG/NBD and the generator's oracle"
 tagsmith --project "$DEMO" train churn --truth "$DEMO/raw/truth.csv"
 
@@ -45,3 +58,23 @@ tagsmith --project "$DEMO" audience select \
 
 step "tagsmith audit verify: every read above is in the hash-chained audit log"
 tagsmith --project "$DEMO" audit verify --role admin
+
+step "tagsmith serve: start the tag service, ask it for two customers' tags, stop it"
+KEY=$(tagsmith --project "$DEMO" serve keys add demo-crm --role marketing)
+PORT=${TAGSMITH_DEMO_PORT:-3917}
+# Own session (process group), so stopping it by PID also stops BentoML's workers.
+setsid tagsmith --project "$DEMO" serve --port "$PORT" >"$DEMO/serve.log" 2>&1 &
+SERVE_PID=$!
+stop_service() { kill -TERM -- "-$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; }
+trap stop_service EXIT
+for _ in $(seq 1 120); do
+  curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+  kill -0 "$SERVE_PID" 2>/dev/null || { cat "$DEMO/serve.log"; exit 1; }
+  sleep 1
+done
+CUSTOMER=$(sed -n 2p "$DEMO/raw/customers.csv" | cut -d, -f1 | tr -d '"')
+curl -sS --fail-with-body -X POST "http://127.0.0.1:$PORT/tags" \
+  -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+  -d "{\"customer_ids\": [\"$CUSTOMER\", \"no-such-customer\"]}" | python3 -m json.tool
+stop_service
+trap - EXIT

@@ -15,10 +15,11 @@ Two scoring paths share one implementation so batch and online scores are identi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,7 +182,6 @@ class MlflowModelSource:
         alias: str = "champion",
         cache_dir: Path | None = None,
     ) -> None:
-        import mlflow
         from mlflow import MlflowClient
 
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -189,8 +189,8 @@ class MlflowModelSource:
         self.tags = dict(tags)
         self.alias = alias
         self.cache_dir = cache_dir
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
+        # An explicit client, never the process-wide URIs: mlflow.set_tracking_uri also
+        # sets MLFLOW_TRACKING_URI, which would leak into whatever runs next.
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def champion_version(self, name: str) -> str | None:
@@ -221,7 +221,8 @@ class MlflowModelSource:
             dst = self.cache_dir / name / str(version)
             dst = Path(tempfile.mkdtemp(prefix=f"{version}-", dir=_mkdir(dst.parent)))
         try:
-            scoring = load_model(uri, dst_path=dst)
+            with _mlflow_uris(self.tracking_uri):
+                scoring = load_model(uri, dst_path=dst)
         except Exception as exc:
             raise ModelLoadError(f"Loading {uri} failed: {type(exc).__name__}: {exc}") from exc
         expected = EXPECTED_TARGETS.get(name)
@@ -239,6 +240,31 @@ class MlflowModelSource:
         )
         model.smoke_test()
         return model
+
+
+@contextlib.contextmanager
+def _mlflow_uris(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking and registry URIs at ``uri``, then restore.
+
+    ``features.matrix.load_model`` resolves ``models:/`` URIs through them. Loads run
+    one at a time (the runtime serialises reloads), so the swap cannot race itself.
+    """
+    import mlflow
+
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
+    tracking_before = mlflow.get_tracking_uri()
+    registry_before = mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(tracking_before)
+        mlflow.set_registry_uri(registry_before)
+        if env_before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env_before
 
 
 def _mkdir(path: Path) -> Path:
@@ -273,7 +299,7 @@ class ChampionPredictor:
         """The tag this predictor writes."""
         return self.model.tag_id
 
-    def predict(self, features: pd.DataFrame, *, as_of: Any) -> pd.DataFrame:
+    def predict_tags(self, features: pd.DataFrame, *, as_of: Any) -> pd.DataFrame:
         """Long tag rows (one per customer): customer_id, tag_id, value, score, source,
         version, as_of."""
         scores = self.model.predict(self.model.prepare(features))

@@ -15,8 +15,9 @@ and served with the project's tag store, MLflow registry, catalogue, policy and 
 from __future__ import annotations
 
 import hashlib
-import hmac
+import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,8 +28,10 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from serving.errors import BadRequest, Forbidden, ModelLoadError, ServingError, Unauthorized
+from features.errors import FeaturesError
+from serving.errors import BadRequest, Forbidden, ModelLoadError, Unauthorized
 from serving.keys import ApiKey
+from tags.errors import TagsError
 
 __all__ = [
     "AuditSink",
@@ -54,10 +57,25 @@ ADMIN_ROLE = "admin"
 class ServedModel(Protocol):
     """A loaded, smoke-tested model that produces one predicted tag."""
 
-    name: str
-    version: str
-    tag_id: str
-    loaded_at: str
+    @property
+    def name(self) -> str:
+        """Registered model name."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """Registered model version."""
+        ...
+
+    @property
+    def tag_id(self) -> str:
+        """The tag it produces."""
+        ...
+
+    @property
+    def loaded_at(self) -> str:
+        """ISO time it was loaded."""
+        ...
 
     def prepare(self, features: pd.DataFrame) -> np.ndarray:
         """The model's input matrix for ``features`` (one row per feature row)."""
@@ -155,56 +173,82 @@ class AuditSink(Protocol):
 _ROW_FIELDS = ("tag_id", "value", "score", "source", "version")
 
 
+def _json_literals(values: pd.Series) -> pd.Series:
+    """JSON text of each string, escaped once per distinct value (tag values repeat)."""
+    codes, uniques = pd.factorize(values.astype(str), sort=False)
+    literals = np.array([json.dumps(str(u), ensure_ascii=False) for u in uniques], dtype=object)
+    return pd.Series(
+        literals[codes] if len(uniques) else np.array([], dtype=object), index=values.index
+    )
+
+
+def _score_literal(score: float) -> str:
+    return repr(round(score, 6)) if math.isfinite(score) else "null"
+
+
 @dataclass(frozen=True)
 class SnapshotIndex:
-    """A snapshot prepared for lookups: precomputed JSON-ready rows per customer.
+    """A snapshot prepared for lookups: each customer's tag rows as ready JSON text.
+
+    Serialising a row costs more than serving it, so every stored row is rendered to
+    JSON once, when the snapshot is loaded; a request joins the texts it returns.
 
     Attributes:
         as_of: ISO as-of of the snapshot.
         run_id: Tagging run id.
-        rows: customer_id -> tag rows (dicts ready for JSON, never mutated).
+        rows: customer_id -> ((tag_id, row JSON text), ...), never mutated.
         positions: customer_id -> row of ``features``.
         features: The feature frame (kept to prepare matrices of new models).
     """
 
     as_of: str
     run_id: str
-    rows: Mapping[str, tuple[Mapping[str, Any], ...]]
+    rows: Mapping[str, tuple[tuple[str, str], ...]]
     positions: Mapping[str, int]
     features: pd.DataFrame
 
     @classmethod
     def build(cls, snapshot: Snapshot) -> SnapshotIndex:
-        """Index ``snapshot`` (vectorised: one pass over the long table)."""
+        """Index ``snapshot``: vectorised rendering, then one pass to group by customer."""
         as_of = _iso(snapshot.as_of)
-        tags = snapshot.tags
-        rows: dict[str, list[Mapping[str, Any]]] = {}
+        tags = snapshot.tags.reset_index(drop=True)
+        rows: dict[str, tuple[tuple[str, str], ...]] = {}
         if len(tags):
-            ids = tags["customer_id"].astype(str).to_numpy()
-            tag_ids = tags["tag_id"].astype(str).to_numpy()
-            values = tags["value"].astype(str).to_numpy()
             scores = pd.to_numeric(tags["score"], errors="coerce").to_numpy(dtype=np.float64)
-            sources = tags["source"].astype(str).to_numpy()
-            versions = tags["version"].astype(str).to_numpy()
-            for cid, tid, val, sc, src, ver in zip(
-                ids, tag_ids, values, scores, sources, versions, strict=True
-            ):
-                rows.setdefault(cid, []).append(
-                    {
-                        "tag_id": tid,
-                        "value": val,
-                        "score": None if np.isnan(sc) else round(float(sc), 6),
-                        "source": src,
-                        "version": ver,
-                        "as_of": as_of,
-                    }
-                )
+            score_text = np.full(len(tags), "null", dtype=object)
+            finite = np.isfinite(scores)
+            score_text[finite] = [repr(v) for v in np.round(scores[finite], 6).tolist()]
+            text = (
+                '{"tag_id":'
+                + _json_literals(tags["tag_id"])
+                + ',"value":'
+                + _json_literals(tags["value"])
+                + ',"score":'
+                + pd.Series(score_text, index=tags.index)
+                + ',"source":'
+                + _json_literals(tags["source"])
+                + ',"version":'
+                + _json_literals(tags["version"])
+                + ',"as_of":'
+                + json.dumps(as_of)
+                + "}"
+            )
+            ids = tags["customer_id"].astype(str).to_numpy(dtype=object)
+            order = np.argsort(ids, kind="stable")
+            ids_sorted = ids[order]
+            tag_ids = tags["tag_id"].astype(str).to_numpy(dtype=object)[order]
+            texts = text.to_numpy(dtype=object)[order]
+            bounds = np.flatnonzero(ids_sorted[1:] != ids_sorted[:-1]) + 1
+            starts = [0, *bounds.tolist()]
+            stops = [*bounds.tolist(), len(ids_sorted)]
+            for lo, hi in zip(starts, stops, strict=True):
+                rows[ids_sorted[lo]] = tuple(zip(tag_ids[lo:hi], texts[lo:hi], strict=True))
         features = snapshot.features.reset_index(drop=True)
         positions = {str(c): i for i, c in enumerate(features["customer_id"].astype(str))}
         return cls(
             as_of=as_of,
             run_id=snapshot.run_id,
-            rows={k: tuple(v) for k, v in rows.items()},
+            rows=rows,
             positions=positions,
             features=features,
         )
@@ -567,7 +611,26 @@ class ServingRuntime:
     ) -> dict[str, Any]:
         """Rule and predicted tags of each customer, filtered for the caller.
 
-        Unknown ids are reported per id (``found: false``) in the results.
+        The parsed form of :meth:`tags_json` (same checks, same audit entry).
+        """
+        parsed: dict[str, Any] = json.loads(
+            self.tags_json(caller, customer_ids, categories=categories, tag_ids=tag_ids)
+        )
+        return parsed
+
+    def tags_json(
+        self,
+        caller: Caller,
+        customer_ids: Sequence[str],
+        *,
+        categories: Sequence[str] | None = None,
+        tag_ids: Sequence[str] | None = None,
+    ) -> bytes:
+        """JSON answer of ``POST /tags``: per customer, rule and predicted tags.
+
+        Stored rows are joined from their precomputed JSON; predicted rows are scored
+        now by the serving champion on the customer's prepared input row. Unknown ids
+        are reported per id (``found: false``) in ``results`` and in ``unknown_ids``.
 
         Raises:
             BadRequest: Unknown categories or tag ids.
@@ -577,13 +640,12 @@ class ServingRuntime:
         state = self.state  # one read: the whole request sees one consistent state
         snap = state.snapshot
         live = [
-            (name, lm)
-            for name, lm in state.models.items()
+            lm
+            for lm in state.models.values()
             if lm.model.tag_id in selected and snap is not None and len(lm.matrix)
         ]
-        live_tags = {lm.model.tag_id for _, lm in live}
-        static_tags = selected - live_tags
-        results: list[dict[str, Any]] = []
+        static_tags = selected - {lm.model.tag_id for lm in live}
+        parts: list[list[str] | None] = []  # per customer: its tag texts (None: unknown)
         unknown: list[str] = []
         found_pos: list[int] = []
         found_slot: list[int] = []
@@ -591,35 +653,58 @@ class ServingRuntime:
         for cid in customer_ids:
             if snap is None or not snap.knows(cid):
                 unknown.append(cid)
-                results.append({"customer_id": cid, "found": False, "error": "unknown customer id"})
+                parts.append(None)
                 continue
-            rows = [r for r in snap.rows.get(cid, ()) if r["tag_id"] in static_tags]
-            results.append({"customer_id": cid, "found": True, "tags": rows})
+            texts = []
+            for tid, text in snap.rows.get(cid, ()):
+                if tid in static_tags:
+                    texts.append(text)
+                    returned.add(tid)
+            parts.append(texts)
             pos = snap.positions.get(cid)
             if pos is not None and live:
                 found_pos.append(pos)
-                found_slot.append(len(results) - 1)
+                found_slot.append(len(parts) - 1)
+        model_versions: dict[str, str] = {}
         if found_pos and snap is not None:
             idx = np.asarray(found_pos, dtype=np.intp)
-            for _, lm in live:
-                scores = lm.model.predict(lm.matrix[idx])
-                labels = lm.model.label(scores)
-                version = f"{lm.model.name}/{lm.model.version}"
+            as_of_text = json.dumps(snap.as_of)
+            for lm in live:
+                model = lm.model
+                scores = model.predict(lm.matrix[idx])
+                labels = model.label(scores)
+                model_versions[model.name] = model.version
+                returned.add(model.tag_id)
+                head = '{"tag_id":' + json.dumps(model.tag_id) + ',"value":'
+                tail = (
+                    ',"source":"model","version":'
+                    + json.dumps(f"{model.name}/{model.version}")
+                    + ',"as_of":'
+                    + as_of_text
+                    + "}"
+                )
+                label_text = {v: json.dumps(v) for v in set(labels)}
                 for slot, score, label in zip(found_slot, scores.tolist(), labels, strict=True):
-                    results[slot]["tags"].append(
-                        {
-                            "tag_id": lm.model.tag_id,
-                            "value": label,
-                            "score": round(score, 6),
-                            "source": "model",
-                            "version": version,
-                            "as_of": snap.as_of,
-                        }
+                    texts_of = parts[slot]
+                    assert texts_of is not None
+                    texts_of.append(
+                        head + label_text[label] + ',"score":' + _score_literal(score) + tail
                     )
-        for item in results:
-            for row in item.get("tags", ()):
-                returned.add(row["tag_id"])
-        model_versions = {name: state.status[name].serving_version for name, _ in live}
+        results = []
+        for cid, texts_or_none in zip(customer_ids, parts, strict=True):
+            cid_text = json.dumps(cid)
+            if texts_or_none is None:
+                results.append(
+                    '{"customer_id":' + cid_text + ',"found":false,"error":"unknown customer id"}'
+                )
+            else:
+                results.append(
+                    '{"customer_id":'
+                    + cid_text
+                    + ',"found":true,"tags":['
+                    + ",".join(texts_or_none)
+                    + "]}"
+                )
         self._audit(
             caller,
             "serve.tags",
@@ -632,13 +717,22 @@ class ServingRuntime:
             },
             extra={"unknown": len(unknown), "model_versions": model_versions},
         )
-        return {
-            "as_of": snap.as_of if snap else None,
-            "run_id": snap.run_id if snap else None,
-            "model_versions": model_versions,
-            "results": results,
-            "unknown_ids": unknown,
-        }
+        head_text = json.dumps(
+            {
+                "as_of": snap.as_of if snap else None,
+                "run_id": snap.run_id if snap else None,
+                "model_versions": model_versions,
+            }
+        )
+        return (
+            head_text[:-1]
+            + ',"results":['
+            + ",".join(results)
+            + "],"
+            + '"unknown_ids":'
+            + json.dumps(unknown)
+            + "}"
+        ).encode("utf-8")
 
     def catalog(self, caller: Caller) -> dict[str, Any]:
         """The catalogue entries the caller may see."""
@@ -720,9 +814,7 @@ class ServingRuntime:
         state = self.state
         try:
             features, rule_tags = self.online_scorer.score(customer, events, as_of=as_of)
-        except ServingError:
-            raise
-        except Exception as exc:  # the fact contract's own errors name the field
+        except (FeaturesError, TagsError) as exc:  # their messages name the field
             raise BadRequest(f"The posted facts cannot be scored: {exc}") from exc
         cid = str(customer.get("customer_id"))
         as_of_iso = _iso(as_of)
@@ -731,7 +823,7 @@ class ServingRuntime:
             index = SnapshotIndex.build(
                 Snapshot(tags=rule_tags, features=features, as_of=as_of, run_id="online")
             )
-            rows = [dict(r) for r in index.rows.get(cid, ()) if r["tag_id"] in selected]
+            rows = [json.loads(text) for tid, text in index.rows.get(cid, ()) if tid in selected]
         model_versions: dict[str, str | None] = {}
         for name, lm in state.models.items():
             if lm.model.tag_id not in selected or not len(features):
@@ -769,8 +861,9 @@ class ServingRuntime:
     # ----------------------------------------------------------------- audit
     def hash_ids(self, customer_ids: Iterable[str]) -> list[str]:
         """Keyed hashes of customer ids for the audit log (no raw ids in logs)."""
+        pepper = self._pepper
         return [
-            hmac.new(self._pepper, c.encode("utf-8"), hashlib.sha256).hexdigest()[:20]
+            hashlib.blake2b(c.encode("utf-8"), key=pepper, digest_size=10).hexdigest()
             for c in customer_ids
         ]
 

@@ -29,6 +29,7 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.config import MAX_CUSTOMERS_PER_REQUEST
@@ -46,6 +47,8 @@ MAX_EVENTS_PER_SCORE = 20_000
 _REQUEST_TIMEOUT_S = int(os.environ.get("TAGSMITH_REQUEST_TIMEOUT_S", "5"))
 _MAX_BODY_BYTES = int(os.environ.get("TAGSMITH_MAX_BODY_BYTES", "2000000"))
 _WORKERS = int(os.environ.get("TAGSMITH_WORKERS", "1"))
+# Every request is in the audit log already; BentoML's access log line costs CPU per request.
+_ACCESS_LOG = os.environ.get("TAGSMITH_ACCESS_LOG", "false").lower() in ("1", "true", "yes")
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 CustomerIds = Annotated[list[Identifier], Field(min_length=1, max_length=MAX_CUSTOMERS_PER_REQUEST)]
@@ -183,6 +186,36 @@ class EventFacts(BaseModel):
     quantity: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
 
 
+class TagRow(BaseModel):
+    """One tag of one customer."""
+
+    tag_id: str
+    value: str
+    score: float | None = Field(description="Model score (probability or amount); null for rules")
+    source: str = Field(description="fact, rule or model")
+    version: str = Field(description="'tag@version' of a rule, 'model-name/version' of a model")
+    as_of: str
+
+
+class CustomerTags(BaseModel):
+    """The tags of one requested customer, or why there are none."""
+
+    customer_id: str
+    found: bool
+    tags: list[TagRow] | None = None
+    error: str | None = None
+
+
+class TagsAnswer(BaseModel):
+    """Answer of ``POST /tags``, one result per requested id, in request order."""
+
+    as_of: str | None
+    run_id: str | None
+    model_versions: dict[str, str]
+    results: list[CustomerTags]
+    unknown_ids: list[str]
+
+
 # GET endpoints (BentoML APIs are POST-only): a FastAPI app whose class views receive
 # the service instance.
 _gets = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -193,6 +226,7 @@ _gets = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     name="tagsmith",
     traffic={"timeout": _REQUEST_TIMEOUT_S},
     workers=_WORKERS,
+    logging={"access": {"enabled": _ACCESS_LOG}},
 )
 class TagService:
     """Customer tags for other services: rule and predicted tags, filtered by role."""
@@ -224,11 +258,12 @@ class TagService:
 
     def _refused(
         self, ctx: bentoml.Context, caller: Caller | None, action: str, exc: HttpError
-    ) -> dict[str, Any]:
+    ) -> Any:
         if isinstance(exc, Forbidden):
             self.runtime.audit_denied(caller, action, exc.message)
+        # BentoML applies ctx's status to whatever the API returns.
         ctx.response.status_code = exc.status
-        return {"error": exc.message, "status": exc.status}
+        return JSONResponse({"error": exc.message, "status": exc.status}, exc.status)
 
     # ----------------------------------------------------------------- POST APIs
     @bentoml.api(route="/tags")
@@ -238,7 +273,7 @@ class TagService:
         ctx: bentoml.Context,
         categories: NameList | None = None,
         tags: NameList | None = None,
-    ) -> dict[str, Any]:
+    ) -> TagsAnswer:
         """Rule and predicted tags of 1 to 1000 customers (unknown ids reported per id).
 
         Optional ``categories`` and ``tags`` narrow the answer; naming a tag the caller's
@@ -247,9 +282,12 @@ class TagService:
         caller = None
         try:
             caller = self._caller(ctx.request.headers, "serve.tags")
-            return self.runtime.tags(caller, customer_ids, categories=categories, tag_ids=tags)
+            body = self.runtime.tags_json(caller, customer_ids, categories=categories, tag_ids=tags)
+            # The runtime renders the JSON itself (rows are pre-rendered per snapshot);
+            # BentoML sends a Response as is, without re-validating and re-encoding it.
+            return cast(TagsAnswer, Response(content=body, media_type="application/json"))
         except HttpError as exc:
-            return self._refused(ctx, caller, "serve.tags", exc)
+            return cast(TagsAnswer, self._refused(ctx, caller, "serve.tags", exc))
 
     @bentoml.api(route="/score")
     def score(

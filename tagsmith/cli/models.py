@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
+from features.spec import spec_hash
 from tags.audit import default_actor
 from tagsmith.cli._common import console, pass_project
 from tagsmith.cli._governance import audit_log, resolve_role, role_option
@@ -25,6 +26,7 @@ from training.promotion import rollback as rollback_champion
 from training.registry import CHALLENGER, CHAMPION, ModelRegistry, VersionInfo, task_of
 
 if TYPE_CHECKING:
+    from features.matrix import ModelContract
     from features.spec import FeatureSpec
     from training.rescoring import Rescoring
 
@@ -262,13 +264,15 @@ def rollback(project: Project, name: str, reason: str, role: str | None) -> None
     )
 
 
-def _candidate_horizon(registry: ModelRegistry, name: str, version: str | None) -> int | None:
-    """The horizon the candidate predicts (None if it cannot load: promote then refuses it)."""
+def _candidate_contract(
+    registry: ModelRegistry, name: str, version: str | None
+) -> ModelContract | None:
+    """The candidate's contract (None if it cannot load: promote then refuses it)."""
     ref = version or registry.alias_version(name, CHALLENGER)
     if ref is None:
         return None
     try:
-        return registry.load(name, registry.resolve(name, ref)).contract.horizon_days
+        return registry.load(name, registry.resolve(name, ref)).contract
     except ModelLoadError:
         return None
 
@@ -306,9 +310,16 @@ def promote(project: Project, name: str, version: str | None, force: bool, reaso
     """
     registry = open_registry(project)
     task = task_of(name)
-    horizon = _candidate_horizon(registry, name, version)
+    contract = _candidate_contract(registry, name, version)
     with console.status("building the latest labelled window"):
-        rescoring = latest_rescoring(project, task, horizon)
+        rescoring = latest_rescoring(project, task, contract.horizon_days if contract else None)
+    current_spec = spec_hash(_feature_spec(project))
+    if contract is not None and contract.spec_hash and contract.spec_hash != current_spec:
+        console.print(
+            f"[yellow]note:[/] the candidate was trained with feature spec "
+            f"{contract.spec_hash}; the project's spec is now {current_spec}. The window "
+            "uses the current spec (as serving will)."
+        )
     window = rescoring.window
     result = promote_version(
         registry, name, window, project.config.promotion,

@@ -2,17 +2,81 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+from types import FrameType
+
 import click
 from rich.table import Table
 
+from serving.errors import ServingError
 from serving.keys import ApiKeyStore
-from tagsmith.cli._common import console, err_console, pass_project
+from tags.policy import AccessPolicy
+from tagsmith.cli._common import CliContext, console, err_console, pass_project, user_errors
 from tagsmith.project import Project
 
 
-@click.group(invoke_without_command=False)
-def serve() -> None:
-    """The HTTP tag service (BentoML) and its API keys."""
+@click.group(invoke_without_command=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="HTTP port (default: serving.port in tagsmith.yaml, 3000).",
+)
+@click.option("--host", default=None, help="Interface to bind (default: serving.host, 127.0.0.1).")
+@click.pass_context
+def serve(ctx: click.Context, port: int | None, host: str | None) -> None:
+    """Start the HTTP tag service (BentoML) on the project, or manage its API keys.
+
+    Endpoints: POST /tags, POST /score, GET /catalog, GET /models, POST /admin/reload,
+    plus /livez, /readyz, /metrics and the OpenAPI spec at /docs.json. Stop with Ctrl-C
+    or SIGTERM.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    _run_server(ctx.obj, port, host)
+
+
+@user_errors
+def _run_server(obj: CliContext, port: int | None, host: str | None) -> None:
+    from tagsmith.serving_app import service_env
+
+    project = obj.project
+    cfg = project.config.serving
+    port = port or cfg.port
+    host = host or cfg.host
+    if not ApiKeyStore(project.api_keys_path).list_keys():
+        err_console.print(
+            "note: no API keys yet, so every request will get 401: create one with "
+            "'tagsmith serve keys add NAME --role ROLE'."
+        )
+    argv = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:TagService",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    err_console.print(f"Serving {project.root} on http://{host}:{port} (Ctrl-C stops)")
+    process = subprocess.Popen(argv, env=service_env(project))
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = process.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if code not in (0, -signal.SIGTERM, -signal.SIGINT):
+        raise ServingError(f"The tag service exited with status {code} (see the log above).")
 
 
 @serve.group()
@@ -28,6 +92,13 @@ def keys() -> None:
 @pass_project
 def keys_add(project: Project, name: str, role: str) -> None:
     """Create a key called NAME; the key is printed once and never stored in clear."""
+    if project.policy_path.exists():
+        roles = AccessPolicy.load(project.policy_path).roles
+        if role not in roles:
+            raise ServingError(
+                f"Expected a role of the access policy {sorted(roles)} "
+                f"({project.policy_path}). Got {role!r}."
+            )
     key = ApiKeyStore(project.api_keys_path).add(name, role)
     err_console.print(
         f"Created API key {name!r} with role {role!r}. Store it now: it is shown only once."

@@ -16,6 +16,7 @@ from tagsmith.cli._governance import audit_log, require, resolve_role, role_opti
 from tagsmith.cli.tagdata import day
 from tagsmith.cli.tags import load_catalogue
 from tagsmith.project import Project
+from tagsmith.serving_app import champion_predictors
 
 __all__ = ["run_cmd"]
 
@@ -37,10 +38,10 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
     require(project, role, "run", query=f"tags run as_of={as_of or 'default'}")
     catalogue = load_catalogue(project)
     spec = load_spec(project.feature_spec_path) if project.feature_spec_path.exists() else None
-    # Champion-model predictors (serving.models) join this list once the serving
-    # package wires them in; with none, run_tagging writes rule tags and a notice.
-    predictors: list[Predictor] = []
-    notices: list[str] = []
+    # Champion models of the registry (serving.models); with none, rule tags only
+    # and a notice per missing model.
+    champions, notices = champion_predictors(project, catalogue)
+    predictors: list[Predictor] = list(champions)
     store = TagStore(project.tag_store_path)
     with Progress(
         TextColumn("[bold]{task.description}"),

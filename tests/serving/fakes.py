@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.errors import SchemaError
 from serving.errors import ModelLoadError
 from serving.keys import ApiKeyStore
 from serving.runtime import ServingRuntime, Snapshot
@@ -164,6 +165,10 @@ class FakeOnlineScorer:
         *,
         as_of: pd.Timestamp,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if any(
+            pd.Timestamp(e["occurred_at"]) < pd.Timestamp("2000-01-01", tz="UTC") for e in events
+        ):
+            raise SchemaError("Column 'occurred_at' of events must be after 2000. Got earlier.")
         purchases = [e for e in events if e["event_type"] == "purchase"]
         last = max((pd.Timestamp(e["occurred_at"]) for e in purchases), default=None)
         recency = (as_of - last).days if last is not None else 999.0

@@ -64,25 +64,53 @@ def register(
     alias: str | None = "champion",
     seed: int = 0,
 ) -> str:
-    """Log + register a model, point ``alias`` at it; return its version."""
+    """Log + register a tiny model on :func:`feature_frame`; return its version."""
+    return register_booster(
+        tracking_uri,
+        artifacts,
+        name,
+        train_booster(target, seed=seed),
+        contract(target),
+        alias=alias,
+    )
+
+
+def register_booster(
+    tracking_uri: str,
+    artifacts: Path,
+    name: str,
+    booster: lgb.Booster,
+    model_contract: ModelContract,
+    *,
+    alias: str | None = "champion",
+) -> str:
+    """Log + register ``booster`` with its contract, point ``alias`` at it; its version."""
     import mlflow
     import mlflow.lightgbm
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri)
+    from serving.models import _mlflow_uris
+
     exp_name = f"test-{name}"
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     exp = client.get_experiment_by_name(exp_name)
     exp_id = (
         exp.experiment_id
         if exp
         else client.create_experiment(exp_name, artifact_location=(artifacts / name).as_uri())
     )
-    with mlflow.start_run(experiment_id=exp_id):
+    from mlflow.models import infer_signature
+
+    example = pd.DataFrame(
+        np.zeros((2, len(model_contract.feature_names))), columns=model_contract.feature_names
+    )
+    signature = infer_signature(example, booster.predict(example.to_numpy(), num_threads=1))
+    with _mlflow_uris(tracking_uri), mlflow.start_run(experiment_id=exp_id):
         info = mlflow.lightgbm.log_model(
-            train_booster(target, seed=seed),
+            booster,
             name="model",
-            metadata=contract_metadata(contract(target)),
+            signature=signature,
+            metadata=contract_metadata(model_contract),
             pip_requirements=["lightgbm"],
             registered_model_name=name,
         )

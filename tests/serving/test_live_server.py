@@ -106,6 +106,7 @@ def test_fuzzed_requests_never_get_a_5xx(server: dict[str, Any]) -> None:
     schema = schemathesis.openapi.from_url(f"{server['url']}/docs.json")
     headers = {"Authorization": f"Bearer {server['admin']}"}
     seen: dict[str, int] = {}
+
     def fuzz(operation: Any) -> None:
         label = operation.label
 

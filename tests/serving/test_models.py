@@ -13,6 +13,7 @@ from serving.models import (
     ChampionPredictor,
     MlflowModelSource,
     ModelTag,
+    _mlflow_uris,
     band_labels,
     load_champion_predictors,
 )
@@ -60,7 +61,8 @@ def test_loaded_champion_scores_like_the_contract(mlflow_store: tuple[str, Path]
     uri, root = mlflow_store
     model = MlflowModelSource(uri, TAGS, cache_dir=root / "cache").load("churn-predictor", "1")
     frame = registry.feature_frame(40, seed=3)
-    reference = load_model("models:/churn-predictor/1")
+    with _mlflow_uris(uri):
+        reference = load_model("models:/churn-predictor/1")
     expected = score_frame(reference.booster, frame, reference.contract)
     got = model.predict(model.prepare(frame))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
@@ -93,7 +95,7 @@ def test_batch_predictor_rows(mlflow_store: tuple[str, Path]) -> None:
     assert len(notices) == 1
     assert "value-predictor" in notices[0]
     frame = registry.feature_frame(25, seed=4)
-    rows = predictors[0].predict(frame, as_of="2026-06-01")
+    rows = predictors[0].predict_tags(frame, as_of="2026-06-01")
     assert list(rows.columns) == [
         "customer_id",
         "tag_id",

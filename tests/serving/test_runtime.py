@@ -306,3 +306,16 @@ def test_model_source_lookup_failure_is_reported(tmp_path: Path) -> None:
     status = down.state.status["churn-predictor"]
     assert status.last_result == "failed"
     assert "registry unreachable" in (status.last_error or "")
+
+
+def test_score_with_facts_breaking_the_contract_is_400(setup) -> None:
+    runtime, *_ = setup
+    old = [
+        {
+            "customer_id": "x",
+            "occurred_at": pd.Timestamp("1990-01-01", tz="UTC"),
+            "event_type": "purchase",
+        }
+    ]
+    with pytest.raises(BadRequest, match="after 2000"):
+        runtime.score(MARKETING, {"customer_id": "x", "signup_at": AS_OF}, old, as_of=AS_OF)

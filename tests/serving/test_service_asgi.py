@@ -25,14 +25,14 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def client(keys: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def client(
+    keys: dict[str, str], tmp_path_factory: pytest.TempPathFactory, tag_service_app: Any
+) -> Iterator[TestClient]:
     mp = pytest.MonkeyPatch()
     mp.setenv("TAGSMITH_RUNTIME_FACTORY", "tests.serving.fakes:build_fake_runtime")
     mp.setenv("TAGSMITH_FAKE_KEYS", keys["path"])
     mp.setenv("BENTOML_HOME", str(tmp_path_factory.mktemp("bentoml")))
-    from serving.service import TagService
-
-    with TestClient(TagService.to_asgi()) as c:
+    with TestClient(tag_service_app) as c:
         yield c
     mp.undo()
 

@@ -38,3 +38,26 @@ def test_keys_list_and_revoke(tmp_path: Path) -> None:
     again = runner.invoke(main, [*base, "revoke", "crm"])
     assert again.exit_code == 2
     assert "stored key" in again.output
+
+
+def test_keys_add_refuses_a_role_outside_the_policy(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    result = CliRunner().invoke(
+        main, ["--project", str(root), "serve", "keys", "add", "x", "--role", "wizard"]
+    )
+    assert result.exit_code == 2
+    assert "wizard" in result.output
+    assert "marketing" in result.output
+
+
+def test_tags_run_without_registry_notes_skipped_models(tmp_path: Path) -> None:
+    from tags.catalogue import Catalogue
+    from tagsmith.project import Project
+    from tagsmith.serving_app import champion_predictors
+
+    project = Project.load(_project(tmp_path))
+    catalogue = Catalogue.load(project.catalogue_dir, project.config.tags)
+    predictors, notices = champion_predictors(project, catalogue)
+    assert predictors == []
+    assert any("churn_risk" in n for n in notices)
+    assert any("predicted_value" in n for n in notices)

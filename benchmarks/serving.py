@@ -1,0 +1,427 @@
+"""Tag service latency and throughput vs ``mlflow models serve`` of the same churn model.
+
+Usage (on a project with a tagging run and champion models, e.g. after ``make demo``)::
+
+    PYTHONPATH=. python benchmarks/serving.py --project .demo
+
+One run on loopback with bounded request loops (aiohttp client in this process):
+
+* ``/tags`` for one customer: sequential (p50, p99), concurrency 8 and 32
+  (throughput, p99); 100-customer requests (customers per second);
+* ``mlflow models serve --env-manager local`` of ``churn-predictor@champion`` with the
+  same number of workers, under the same load (one row or 100 rows per request).
+
+It prints a table and the load generator's own CPU share (CPU seconds of this process
+per wall second). Both servers run one worker unless ``--workers`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from features.matrix import load_model, model_matrix  # noqa: E402
+from serving.keys import ApiKeyStore  # noqa: E402
+from tags.store import TagStore  # noqa: E402
+from tagsmith.project import Project  # noqa: E402
+from tagsmith.serving_app import feature_spec, service_env  # noqa: E402
+
+
+@dataclass
+class Result:
+    server: str
+    scenario: str
+    requests: int
+    rows_per_request: int
+    concurrency: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    client_cpu_share: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.requests * self.rows_per_request / self.seconds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def load(
+    url: str,
+    bodies: Sequence[bytes],
+    *,
+    concurrency: int,
+    headers: dict[str, str],
+    check: Callable[[int, bytes], bool],
+) -> tuple[list[float], int, float, float]:
+    """Send every body once with ``concurrency`` workers; (latencies, errors, wall, cpu)."""
+    latencies: list[float] = []
+    errors = 0
+    queue = list(reversed(bodies))
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            nonlocal errors
+            while queue:
+                body = queue.pop()
+                start = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as resp:
+                    payload = await resp.read()
+                    status = resp.status
+                latencies.append(time.perf_counter() - start)
+                if not check(status, payload):
+                    errors += 1
+
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    return latencies, errors, wall, cpu
+
+
+def run_scenario(
+    server: str,
+    scenario: str,
+    url: str,
+    bodies: Sequence[bytes],
+    *,
+    rows: int,
+    concurrency: int,
+    headers: dict[str, str],
+    check: Callable[[int, bytes], bool],
+) -> Result:
+    latencies, errors, wall, cpu = asyncio.run(
+        load(url, bodies, concurrency=concurrency, headers=headers, check=check)
+    )
+    ms = np.asarray(latencies) * 1000
+    return Result(
+        server=server,
+        scenario=scenario,
+        requests=len(bodies),
+        rows_per_request=rows,
+        concurrency=concurrency,
+        seconds=wall,
+        p50_ms=float(np.percentile(ms, 50)),
+        p99_ms=float(np.percentile(ms, 99)),
+        errors=errors,
+        client_cpu_share=cpu / wall,
+    )
+
+
+def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as fh:
+        return subprocess.Popen(
+            argv, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"server not ready after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def scenarios(n_requests: int, n_batch: int) -> list[tuple[str, int, int, int]]:
+    """(name, rows per request, concurrency, requests)."""
+    return [
+        ("1 customer, sequential", 1, 1, n_requests),
+        ("1 customer, concurrency 8", 1, 8, 2 * n_requests),
+        ("1 customer, concurrency 32", 1, 32, 2 * n_requests),
+        ("100 customers, concurrency 8", 100, 8, n_batch),
+    ]
+
+
+def bench_tagsmith(
+    project: Project, ids: list[str], args: argparse.Namespace, work: Path
+) -> list[Result]:
+    store = ApiKeyStore(project.api_keys_path)
+    name = f"bench-{os.getpid()}"
+    key = store.add(name, args.role)
+    port = free_port()
+    env = service_env(project)
+    env["TAGSMITH_WORKERS"] = str(args.workers)
+    log = work / "tagsmith.log"
+    process = start(
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "serving.service:TagService",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env,
+        log,
+    )
+    results: list[Result] = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(f"{base}/readyz", process, log)
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        rng = np.random.default_rng(0)
+
+        def check(status: int, payload: bytes) -> bool:
+            if status != 200:
+                return False
+            got = {t["tag_id"] for r in json.loads(payload)["results"] for t in r["tags"]}
+            return {"churn_risk", "predicted_value"} <= got and len(got) > 2
+
+        first = asyncio.run(
+            load(
+                f"{base}/tags",
+                [json.dumps({"customer_ids": ids[:1]}).encode()],
+                concurrency=1,
+                headers=headers,
+                check=check,
+            )
+        )
+        if first[1]:
+            raise SystemExit(
+                "/tags did not return rule and both predicted tags; is there a "
+                "tagging run and a champion of both models?"
+            )
+        for scenario, rows, conc, n in [
+            ("warm-up", 1, 8, 500),
+            *scenarios(args.requests, args.batches),
+        ]:
+            bodies = [
+                json.dumps({"customer_ids": list(rng.choice(ids, rows, replace=False))}).encode()
+                for _ in range(n)
+            ]
+            result = run_scenario(
+                "tagsmith /tags",
+                scenario,
+                f"{base}/tags",
+                bodies,
+                rows=rows,
+                concurrency=conc,
+                headers=headers,
+                check=check,
+            )
+            if scenario != "warm-up":
+                results.append(result)
+                print_row(result)
+    finally:
+        stop(process)
+        ApiKeyStore(project.api_keys_path).revoke(name)
+    return results
+
+
+def bench_mlflow(
+    project: Project, ids: list[str], args: argparse.Namespace, work: Path
+) -> list[Result]:
+
+    os.environ["MLFLOW_TRACKING_URI"] = project.mlflow_tracking_uri
+    uri = "models:/churn-predictor@champion"
+    model = load_model(uri)
+    features = snapshot_features(project, ids)
+    matrix = model_matrix(features, model.contract)
+    columns = model.contract.feature_names
+
+    def split(rows: np.ndarray) -> bytes:
+        data = [[None if math.isnan(v) else float(v) for v in row] for row in rows]
+        return json.dumps({"dataframe_split": {"columns": columns, "data": data}}).encode()
+
+    port = free_port()
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": project.mlflow_tracking_uri,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+    }
+    log = work / "mlflow.log"
+    process = start(
+        [
+            str(Path(bin_dir) / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            uri,
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ],
+        env,
+        log,
+    )
+    results: list[Result] = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(f"{base}/ping", process, log)
+        headers = {"Content-Type": "application/json"}
+
+        def check(status: int, payload: bytes) -> bool:
+            return status == 200 and b"predictions" in payload
+
+        rng = np.random.default_rng(0)
+        for scenario, rows, conc, n in [
+            ("warm-up", 1, 8, 100),
+            *scenarios(max(args.requests // 4, 200), max(args.batches // 2, 50)),
+        ]:
+            bodies = [split(matrix[rng.choice(len(matrix), rows, replace=False)]) for _ in range(n)]
+            result = run_scenario(
+                "mlflow models serve",
+                scenario,
+                f"{base}/invocations",
+                bodies,
+                rows=rows,
+                concurrency=conc,
+                headers=headers,
+                check=check,
+            )
+            if scenario != "warm-up":
+                results.append(result)
+                print_row(result)
+    finally:
+        stop(process)
+    return results
+
+
+def snapshot_features(project: Project, ids: list[str]) -> Any:
+    from features.build import build_features
+    from features.store import FactStore
+
+    store = TagStore(project.tag_store_path)
+    facts = FactStore(project.facts_dir)
+    as_of = store.latest_as_of()
+    features = build_features(
+        facts.load_customers(), facts.load_events(), as_of=as_of, spec=feature_spec(project)
+    )
+    return features[features["customer_id"].isin(set(ids))].reset_index(drop=True)
+
+
+HEADER = (
+    f"{'server':<22}{'scenario':<30}{'req':>7}{'req/s':>9}{'rows/s':>10}"
+    f"{'p50 ms':>9}{'p99 ms':>9}{'err':>5}{'client CPU':>12}"
+)
+
+
+def print_row(r: Result) -> None:
+    print(
+        f"{r.server:<22}{r.scenario:<30}{r.requests:>7}{r.rps:>9.0f}{r.rows_per_s:>10.0f}"
+        f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>5}{r.client_cpu_share:>11.0%}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--project", type=Path, default=Path(".demo"))
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=2000,
+        help="sequential requests (concurrent runs send twice as many)",
+    )
+    parser.add_argument("--batches", type=int, default=400, help="100-customer requests")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--role", default="marketing")
+    parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    project = Project.load(args.project)
+    snap = TagStore(project.tag_store_path).snapshot(tags=["churn_risk"])
+    ids = sorted(set(snap["customer_id"].astype(str)))
+    if len(ids) < 100:
+        raise SystemExit(f"need >= 100 customers with predicted tags, got {len(ids)}")
+    work = project.data_dir / "serving" / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"{len(ids)} customers; {args.workers} worker(s) per server; {os.cpu_count()} cores")
+    print(HEADER)
+    results = bench_tagsmith(project, ids, args, work)
+    if not args.skip_mlflow:
+        results += bench_mlflow(project, ids[:5000], args, work)
+    summarize(results)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                [r.__dict__ | {"rps": r.rps, "rows_per_s": r.rows_per_s} for r in results], indent=1
+            )
+        )
+
+
+def summarize(results: list[Result]) -> None:
+    by = {(r.server, r.scenario): r for r in results}
+    seq = by.get(("tagsmith /tags", "1 customer, sequential"))
+    c32 = by.get(("tagsmith /tags", "1 customer, concurrency 32"))
+    batch = by.get(("tagsmith /tags", "100 customers, concurrency 8"))
+    ml32 = by.get(("mlflow models serve", "1 customer, concurrency 32"))
+    print("\nTargets:")
+    if seq:
+        print(f"  1-customer /tags p99 sequential: {seq.p99_ms:.2f} ms (target <= 5 ms)")
+    if c32:
+        print(f"  concurrency 32: {c32.rps:.0f} req/s, p99 {c32.p99_ms:.1f} ms (target p99 <= 100)")
+    if c32 and ml32:
+        print(f"  vs mlflow models serve at 32: {c32.rps / ml32.rps:.1f}x (target >= 5x)")
+    if batch:
+        print(f"  100-customer requests: {batch.rows_per_s:.0f} customers/s (target >= 20,000)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""The tag service wired to a project: stores, registry, catalogue, policy, audit, keys.
+
+``serving`` never imports this package. ``tagsmith serve`` starts
+``bentoml serve serving.service:TagService`` with ``TAGSMITH_RUNTIME_FACTORY`` pointing
+at :func:`build_runtime` and ``TAGSMITH_PROJECT`` at the project, so a bare
+``TAGSMITH_PROJECT=DIR bentoml serve serving.service:TagService`` works the same (the
+service's default factory is this function).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.build import build_features
+from features.errors import SchemaError
+from features.schema import (
+    AMOUNT_REQUIRED_EVENT_TYPES,
+    EVENT_COLUMNS,
+    customers_frame,
+    events_frame,
+)
+from features.spec import FeatureSpec, default_spec, load_spec
+from features.store import FactStore
+from serving.auditing import QueuedAudit
+from serving.errors import ServingError
+from serving.keys import ApiKeyStore
+from serving.models import ChampionPredictor, MlflowModelSource, ModelTag, load_champion_predictors
+from serving.runtime import ServingRuntime
+from serving.sources import (
+    FactsOnlineScorer,
+    JsonAudit,
+    PolicyGovernance,
+    TagStoreSnapshotSource,
+)
+from tags.audit import AuditLog
+from tags.catalogue import Catalogue
+from tags.engine import evaluate_tags
+from tags.policy import AccessPolicy
+from tags.store import TagStore
+from tagsmith.project import Project
+
+__all__ = ["PROJECT_ENV", "build_runtime", "champion_predictors", "model_tags", "service_env"]
+
+PROJECT_ENV = "TAGSMITH_PROJECT"
+RUNTIME_FACTORY = "tagsmith.serving_app:build_runtime"
+
+
+def load_catalogue(project: Project) -> Catalogue:
+    """The project's catalogue (as every ``tagsmith tags`` command loads it)."""
+    return Catalogue.load(
+        project.catalogue_dir,
+        project.config.tags,
+        event_types=project.config.facts.all_event_types,
+    )
+
+
+def feature_spec(project: Project) -> FeatureSpec:
+    """The project's feature spec, or the shipped default."""
+    path = project.feature_spec_path
+    return load_spec(path) if path.exists() else default_spec()
+
+
+def model_tags(catalogue: Catalogue, names: Iterable[str] | None = None) -> dict[str, ModelTag]:
+    """Registered model name -> the active catalogued tag it produces."""
+    wanted = set(names) if names is not None else None
+    out: dict[str, ModelTag] = {}
+    for tag in catalogue.active(sources=("model",)):
+        if tag.model and (wanted is None or tag.model in wanted):
+            out[tag.model] = ModelTag.from_definition(tag)
+    return out
+
+
+def model_source(project: Project, catalogue: Catalogue) -> MlflowModelSource:
+    """Champion lookup in the project's registry, for the models the config serves."""
+    cfg = project.config.serving
+    return MlflowModelSource(
+        project.mlflow_tracking_uri,
+        model_tags(catalogue, cfg.models),
+        alias=cfg.alias,
+        cache_dir=project.data_dir / "serving" / "models",
+    )
+
+
+def champion_predictors(
+    project: Project, catalogue: Catalogue
+) -> tuple[list[ChampionPredictor], list[str]]:
+    """Batch predictors of the champion models, and notices for models without one."""
+    if not project.mlflow_dir.exists() and "MLFLOW_TRACKING_URI" not in os.environ:
+        tags = model_tags(catalogue, project.config.serving.models)
+        return [], [
+            f"No model registry yet ({project.mlflow_dir}): tag '{t.tag_id}' skipped "
+            "(train and promote a model first)."
+            for t in tags.values()
+        ]
+    return load_champion_predictors(model_source(project, catalogue))
+
+
+def _events(records: list[dict[str, Any]], event_types: Iterable[str]) -> pd.DataFrame:
+    known = set(event_types)
+    for i, record in enumerate(records):
+        kind = record.get("event_type")
+        if kind not in known:
+            raise SchemaError(
+                f"Event {i}: expected an event_type among {sorted(known)}. Got {kind!r}."
+            )
+        amount = record.get("amount")
+        if kind in AMOUNT_REQUIRED_EVENT_TYPES and (amount is None or amount != amount):
+            raise SchemaError(f"Event {i}: a {kind} event needs an amount. Got none.")
+    return events_frame(pd.DataFrame(records, columns=list(EVENT_COLUMNS)))
+
+
+def build_runtime(project: Project | None = None) -> ServingRuntime:
+    """The service runtime of ``project`` (default: the one in ``TAGSMITH_PROJECT``).
+
+    Raises:
+        ConfigError: No project there, or its config is invalid.
+        ServingError: The catalogue names no model tags to serve.
+    """
+    if project is None:
+        project = Project.load(Path(os.environ.get(PROJECT_ENV, ".")))
+    cfg = project.config.serving
+    catalogue = load_catalogue(project)
+    policy = AccessPolicy.load(project.policy_path)
+    source = model_source(project, catalogue)
+    spec = feature_spec(project)
+    facts = FactStore(project.facts_dir)
+    facts_config = project.config.facts
+    event_types = facts_config.all_event_types
+
+    def snapshot_features(as_of: pd.Timestamp) -> pd.DataFrame:
+        # Point-in-time: the features the tagging run of this as-of date computed.
+        return build_features(facts.load_customers(), facts.load_events(), as_of=as_of, spec=spec)
+
+    scorer = FactsOnlineScorer(
+        to_customers=lambda records: customers_frame(records, facts_config),
+        to_events=lambda records: _events(records, event_types),
+        build=lambda customers, events, as_of: build_features(
+            customers, events, as_of=as_of, spec=spec
+        ),
+        evaluate=lambda features, events, as_of: evaluate_tags(
+            features, events, catalogue, as_of=as_of
+        ),
+    )
+    keys = ApiKeyStore(project.api_keys_path)
+    if not source.tags:
+        raise ServingError(
+            f"Expected the catalogue in {project.catalogue_dir} to hold active model tags "
+            f"for the served models {cfg.models}. Got none."
+        )
+    return ServingRuntime(
+        models={name: tag.tag_id for name, tag in source.tags.items()},
+        model_source=source,
+        snapshot_source=TagStoreSnapshotSource(TagStore(project.tag_store_path), snapshot_features),
+        governance=PolicyGovernance(catalogue, policy),
+        audit=QueuedAudit(JsonAudit(AuditLog(project.audit_log_path))),
+        verify_key=keys.verify,
+        id_pepper=keys.pepper,
+        watch_interval_s=cfg.watch_interval_s,
+        online_scorer=scorer,
+    )
+
+
+def service_env(project: Project, *, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of a ``bentoml serve`` process serving ``project``."""
+    import serving
+
+    cfg = project.config.serving
+    env = dict(os.environ if base is None else base)
+    repo = str(Path(serving.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
+    env.update(
+        {
+            PROJECT_ENV: str(project.root),
+            "TAGSMITH_RUNTIME_FACTORY": RUNTIME_FACTORY,
+            "TAGSMITH_REQUEST_TIMEOUT_S": str(cfg.request_timeout_s),
+            "TAGSMITH_MAX_BODY_BYTES": str(cfg.max_body_bytes),
+            "TAGSMITH_WORKERS": str(cfg.workers),
+            "TAGSMITH_ACCESS_LOG": "true" if cfg.access_log else "false",
+            "BENTOML_DO_NOT_TRACK": "true",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+        }
+    )
+    env.setdefault("BENTOML_HOME", str(project.data_dir / "serving" / "bentoml"))
+    return env

@@ -1,0 +1,20 @@
+"""Fixtures shared by the serving tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tag_service_app() -> Any:
+    """The service's ASGI app, built once per process.
+
+    BentoML registers its Prometheus metrics when the app is built, and a second build
+    in the same process is refused; each ``TestClient(app)`` still creates a fresh
+    service instance (from the runtime factory in the environment at that moment).
+    """
+    from serving.service import TagService
+
+    return TagService.to_asgi()

@@ -1,0 +1,168 @@
+"""The service wired to a real project: batch and online give identical answers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from starlette.testclient import TestClient
+
+from serving.keys import ApiKeyStore
+from serving.runtime import Caller, ServingRuntime
+from tagsmith.serving_app import build_runtime
+from tests.serving import project_fixture
+from tests.serving.project_fixture import AS_OF, ServedProject
+
+EXEC = Caller("boss", "executive")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _project_registry_only() -> Iterator[None]:
+    """The project's own registry: no MLFLOW_TRACKING_URI left over by other tests."""
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> ServedProject:
+    return project_fixture.build(tmp_path_factory.mktemp("proj") / "p", n_customers=400)
+
+
+@pytest.fixture(scope="module")
+def runtime(served: ServedProject) -> Iterator[ServingRuntime]:
+    rt = build_runtime(served.project)
+    result = rt.start()
+    assert result.models == {
+        "churn-predictor": "serving version 1",
+        "value-predictor": "serving version 1",
+    }, result
+    yield rt
+    rt.stop()
+
+
+def _stored(served: ServedProject, cid: str) -> dict[str, pd.Series]:
+    mine = served.tags[served.tags["customer_id"] == cid]
+    return {row["tag_id"]: row for _, row in mine.iterrows()}
+
+
+def test_tags_serve_the_batch_run_and_live_scores_equal_batch(
+    served: ServedProject, runtime: ServingRuntime
+) -> None:
+    ids = served.features["customer_id"].astype(str).tolist()[:60]
+    answer = runtime.tags(EXEC, ids)
+    assert answer["run_id"] == served.run_id
+    assert answer["unknown_ids"] == []
+    for item in answer["results"]:
+        stored = _stored(served, item["customer_id"])
+        got = {t["tag_id"]: t for t in item["tags"]}
+        assert set(got) == set(stored), item["customer_id"]
+        for tag_id, row in stored.items():
+            assert got[tag_id]["value"] == row["value"]
+            assert got[tag_id]["source"] == row["source"]
+            assert got[tag_id]["version"] == row["version"]
+            if row["source"] == "model":  # scored live now, stored by the batch run
+                assert got[tag_id]["score"] == pytest.approx(float(row["score"]), abs=1e-6)
+
+
+def test_score_of_posted_facts_equals_batch_features_and_scores(
+    served: ServedProject, runtime: ServingRuntime
+) -> None:
+    features = served.features.set_index("customer_id")
+    buyers = features[~features["never_purchased"]].index.astype(str).tolist()
+    for cid in buyers[:5]:
+        customer, events = project_fixture.customer_facts(served, cid)
+        record = {
+            "customer_id": cid,
+            "signup_at": pd.Timestamp(customer["signup_at"]),
+            **customer["attributes"],
+        }
+        event_records = [
+            e | {"customer_id": cid, "occurred_at": pd.Timestamp(e["occurred_at"])} for e in events
+        ]
+        answer = runtime.score(EXEC, record, event_records, as_of=AS_OF)
+        batch_row = features.loc[cid]
+        for name, online in answer["features"].items():
+            if name == "customer_id":
+                continue
+            expected = batch_row[name]
+            if (
+                expected is None
+                or (isinstance(expected, float) and math.isnan(expected))
+                or (expected is pd.NA)
+            ):
+                assert online is None, name
+            elif isinstance(online, float):
+                assert online == pytest.approx(float(expected), rel=1e-12, abs=1e-12), name
+            else:
+                assert online == (
+                    expected.item() if isinstance(expected, np.generic) else expected
+                ), name
+        stored = _stored(served, cid)
+        got = {t["tag_id"]: t for t in answer["tags"]}
+        for tag_id in ("churn_risk", "predicted_value"):
+            assert got[tag_id]["score"] == pytest.approx(float(stored[tag_id]["score"]), abs=1e-6)
+            assert got[tag_id]["value"] == stored[tag_id]["value"]
+        # population-free rule tags agree too (RFM and other median-based tags are
+        # relative to the whole population, which one posted customer cannot carry)
+        for tag_id in ("old_customer", "lifecycle_stage", "age_band"):
+            if tag_id in stored:
+                assert got[tag_id]["value"] == stored[tag_id]["value"], (cid, tag_id)
+
+
+def test_hot_swap_to_a_new_champion_and_back(
+    served: ServedProject, runtime: ServingRuntime
+) -> None:
+    cid = served.features["customer_id"].astype(str).iloc[3]
+    before = {t["tag_id"]: t for t in runtime.tags(EXEC, [cid])["results"][0]["tags"]}
+    version = project_fixture.promote_new_churn_model(served, seed=5)
+    result = runtime.reload()
+    assert result.models["churn-predictor"] == f"serving version {version}"
+    after = {t["tag_id"]: t for t in runtime.tags(EXEC, [cid])["results"][0]["tags"]}
+    assert after["churn_risk"]["version"] == f"churn-predictor/{version}"
+    assert after["predicted_value"] == before["predicted_value"]
+
+
+def test_http_stack_on_the_project(
+    served: ServedProject, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tag_service_app: Any
+) -> None:
+    key = ApiKeyStore(served.project.api_keys_path).add("svc-test", "service")
+    monkeypatch.setenv("TAGSMITH_PROJECT", str(served.project.root))
+    monkeypatch.setenv("TAGSMITH_RUNTIME_FACTORY", "tagsmith.serving_app:build_runtime")
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    cid = served.features["customer_id"].astype(str).iloc[0]
+    with TestClient(tag_service_app) as client:
+        headers = {"X-API-Key": key}
+        r = client.post("/tags", json={"customer_ids": [cid, "nobody"]}, headers=headers)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        assert body["unknown_ids"] == ["nobody"]
+        categories = {
+            e["tag_id"]: e["category"]
+            for e in client.get("/catalog", headers=headers).json()["tags"]
+        }
+        assert set(categories.values()) <= {"behaviour", "value", "lifecycle"}
+        for t in body["results"][0]["tags"]:
+            assert t["tag_id"] in categories
+        denied = client.post(
+            "/tags", json={"customer_ids": [cid], "tags": ["churn_risk"]}, headers=headers
+        )
+        assert denied.status_code == 403  # churn_risk is a risk tag; 'service' may not see it
+        models = client.get("/models", headers=headers).json()
+        assert {m["name"] for m in models["models"]} == {"churn-predictor", "value-predictor"}
+        assert models["snapshot"]["run_id"] == served.run_id
+    entries = [e for e in _audit(served) if e["actor"] == "svc-test"]
+    assert [e["action"] for e in entries][:1] == ["serve.tags"]
+    assert cid not in (served.project.audit_log_path).read_text()
+
+
+def _audit(served: ServedProject) -> list[dict[str, Any]]:
+    from tags.audit import AuditLog
+
+    return AuditLog(served.project.audit_log_path).entries()
