@@ -22,6 +22,19 @@ tagsmith --project "$DEMO" facts summary
 step "tagsmith features build: point-in-time features as of the day after the last event"
 tagsmith --project "$DEMO" features build
 
+step "tagsmith tags validate: the standard tag catalogue (schema, naming, rule syntax and types)"
+tagsmith --project "$DEMO" tags validate
+
+step "tagsmith tags apply: record catalogue version 1"
+tagsmith --project "$DEMO" tags apply
+
+step "tagsmith tags evaluate: every standard rule tag as of the day after the last event, with sizes"
+tagsmith --project "$DEMO" tags evaluate
+
+step "tagsmith tags backtest: would 'lifecycle = churned' have predicted no purchase in the next 90 days?"
+tagsmith --project "$DEMO" tags backtest lifecycle_stage --value churned \
+  --from 2024-01-01 --to 2024-09-01 --every 60d --outcome no_purchase_90d
+
 step "tagsmith train churn: LightGBM against recency, RFM, logistic regression, BG/NBD and the generator's oracle"
 tagsmith --project "$DEMO" train churn --truth "$DEMO/raw/truth.csv"
 

@@ -11,13 +11,24 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from tags.catalogue import Catalogue, CompiledTag
 from tags.errors import CatalogueError, RuleError, RuleEvalError, TagsError
 from tags.rules import EvalContext, Scope, event_needs, frame_kinds, to_ns, truth
+from tags.rules.evaluate import arrow_strings
 from tags.rules.values import NULL, STR
 
-__all__ = ["TAG_COLUMNS", "TagValues", "empty_tag_table", "evaluate_tag", "evaluate_tags"]
+__all__ = [
+    "TAG_COLUMNS",
+    "TagValues",
+    "empty_tag_table",
+    "evaluate_tag",
+    "evaluate_tag_values",
+    "evaluate_tags",
+    "long_table",
+]
 
 TAG_COLUMNS: tuple[str, ...] = (
     "customer_id",
@@ -76,10 +87,11 @@ def evaluate_tag(compiled: CompiledTag, ctx: EvalContext) -> TagValues:
     scope = Scope(ctx, population=population)
     for name, rule in compiled.lets:
         scope.bindings[name] = rule.evaluate(scope)
-    in_scope = population if population is not None else np.ones(n, dtype=bool)
     if compiled.when is not None:
-        rows = np.flatnonzero(_mask(compiled.when.evaluate(scope), n) & in_scope)
+        hit = _mask(compiled.when.evaluate(scope), n)
+        rows = np.flatnonzero(hit if population is None else hit & population)
         return TagValues(tag.id, rows, np.zeros(len(rows), dtype=np.int64), ["true"])
+    in_scope = population if population is not None else np.ones(n, dtype=bool)
     if compiled.cases:
         values = tag.value_ids if not tag.open_values else _case_values(compiled)
         position = {v: i for i, v in enumerate(values)}
@@ -150,8 +162,9 @@ def empty_tag_table() -> pd.DataFrame:
 
 
 def _labels(codes: np.ndarray, labels: list[str]) -> pd.Series:
-    """Strings from codes: one take on the (short) label array, no per-row Python work."""
-    return pd.Series(pd.array(labels, dtype="string").take(codes))
+    """Strings from codes: one Arrow take on the (short) label array."""
+    taken = pa.array(labels, type=pa.large_string()).take(pa.array(codes))
+    return pd.Series(pd.arrays.ArrowStringArray(taken))
 
 
 def evaluate_tags(
@@ -182,12 +195,41 @@ def evaluate_tags(
         TagsError: The frame has no unique ``customer_id`` column, or a rule fails
             (with the tag named and the rule quoted).
     """
+    results = evaluate_tag_values(features, events, catalogue, as_of=as_of, tag_ids=tag_ids)
+    return long_table(features, results, catalogue, as_of=as_of)
+
+
+def _unique(ids: pd.Series) -> bool:
+    """Whether ids are unique; a strictly increasing column (build_features sorts by id)
+    is checked in one pass without hashing."""
+    strings = arrow_strings(ids)
+    if len(strings) < 2:
+        return True
+    increasing = pc.all(pc.greater(strings.slice(1), strings.slice(0, len(strings) - 1)))
+    if increasing.as_py():
+        return True
+    return not bool(ids.duplicated().any())
+
+
+def evaluate_tag_values(
+    features: pd.DataFrame,
+    events: pd.DataFrame | None,
+    catalogue: Catalogue,
+    *,
+    as_of: pd.Timestamp | str,
+    tag_ids: Iterable[str] | None = None,
+) -> list[TagValues]:
+    """The rule-evaluation half of :func:`evaluate_tags`: rows and values per tag.
+
+    Raises:
+        TagsError: As :func:`evaluate_tags`.
+    """
     if "customer_id" not in features.columns:
         raise TagsError(
             "Expected a feature frame with a 'customer_id' column. "
             f"Got {list(features.columns)[:8]}."
         )
-    if features["customer_id"].duplicated().any():
+    if not _unique(features["customer_id"]):
         raise TagsError("Expected one feature row per customer. Got duplicate customer_id values.")
     if tag_ids is None:
         tags = catalogue.active(sources=("fact", "rule"))
@@ -209,16 +251,17 @@ def evaluate_tags(
         users = [c.tag.id for c in compiled if any(r.event_calls for r in c.rules())]
         raise TagsError(f"Tags {users} count raw events, but no events were given.")
     ctx = EvalContext(features, events=events, as_of=as_of, event_needs=needs)
-    results = [evaluate_tag(item, ctx) for item in compiled]
-    return _long_table(features, results, catalogue, as_of)
+    return [evaluate_tag(item, ctx) for item in compiled]
 
 
-def _long_table(
+def long_table(
     features: pd.DataFrame,
     results: list[TagValues],
     catalogue: Catalogue,
+    *,
     as_of: pd.Timestamp | str,
 ) -> pd.DataFrame:
+    """The contract's long table from per-tag results (the output half of ``evaluate_tags``)."""
     if not results or not sum(len(r.rows) for r in results):
         return empty_tag_table()
     rows = np.concatenate([r.rows for r in results])
@@ -233,20 +276,22 @@ def _long_table(
     value_codes = np.concatenate([r.codes + off for r, off in zip(results, offsets, strict=True)])
     tag_labels = [r.tag_id for r in results]
     versions = [catalogue.get(r.tag_id).version_label for r in results]
-    ids = features["customer_id"].reset_index(drop=True).astype("string")
+    ids = arrow_strings(features["customer_id"]).take(pa.array(rows))
     stamp = pd.Timestamp(as_of)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     n = len(rows)
     out = pd.DataFrame(
         {
-            "customer_id": ids.take(rows).reset_index(drop=True),
+            "customer_id": pd.Series(pd.arrays.ArrowStringArray(ids)),
             "tag_id": _labels(tag_codes, tag_labels),
             "value": _labels(value_codes, value_labels),
-            "score": np.full(n, np.nan),
+            "score": pd.Series(np.full(n, np.nan), copy=False),
             "source": _labels(np.zeros(n, dtype=np.int64), ["rule"]),
             "version": _labels(tag_codes, versions),
+            # Filling int64 and viewing it is ~5x faster than np.full of a datetime64.
             "as_of": pd.Series(
-                np.full(n, stamp.tz_convert(None).to_datetime64().astype("datetime64[us]"))
+                np.full(n, stamp.value // 1000, dtype=np.int64).view("datetime64[us]"),
+                copy=False,
             ).dt.tz_localize("UTC"),
         }
     )

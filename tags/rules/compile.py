@@ -19,7 +19,7 @@ from tags.rules import ast
 from tags.rules.evaluate import EvalContext, Scope, evaluate_node, to_ns
 from tags.rules.functions import FUNCTIONS, event_filter
 from tags.rules.parser import parse_rule
-from tags.rules.values import BOOL, NUM, STR, Val, kind_of_series, truth
+from tags.rules.values import BOOL, NUM, STR, Val, kind_of_dtype, truth
 
 __all__ = ["Rule", "compile_rule", "frame_kinds", "suggest"]
 
@@ -42,7 +42,7 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
 
 def frame_kinds(frame: pd.DataFrame) -> dict[str, str]:
     """Column name -> rule kind (num, bool, str, date) of a DataFrame's columns."""
-    return {str(c): kind_of_series(frame[c]) for c in frame.columns}
+    return {str(c): kind_of_dtype(t) for c, t in frame.dtypes.items()}
 
 
 @dataclass

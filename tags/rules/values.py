@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Val", "from_series", "kind_of_series", "truth"]
+__all__ = ["Val", "from_series", "kind_of_dtype", "kind_of_series", "truth"]
 
 NUM, BOOL, STR, DATE, NULL = "num", "bool", "str", "date", "null"
 _NAT = np.iinfo(np.int64).min
@@ -71,7 +71,11 @@ def truth(value: Val, n: int) -> np.ndarray:
 
 def kind_of_series(series: pd.Series) -> str:
     """The rule-language kind of a DataFrame column."""
-    dtype = series.dtype
+    return kind_of_dtype(series.dtype)
+
+
+def kind_of_dtype(dtype: Any) -> str:
+    """The rule-language kind of a column dtype."""
     if pd.api.types.is_bool_dtype(dtype):
         return BOOL
     if isinstance(dtype, pd.CategoricalDtype):

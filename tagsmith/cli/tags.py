@@ -8,20 +8,35 @@ project's catalogue the way every tags command does.
 from __future__ import annotations
 
 import getpass
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import click
+import pandas as pd
 from rich.cells import cell_len
 
+from features.build import build_features
+from features.spec import FeatureSpec, default_spec, feature_catalog, load_spec
+from features.store import FactStore
 from tags.audit import default_actor
+from tags.backtest import backtest as run_backtest
+from tags.backtest import backtest_dates, parse_every, parse_outcome
 from tags.catalogue import Catalogue
+from tags.engine import evaluate_tags
 from tags.versions import CatalogueHistory
 from tagsmith.cli._common import console, pass_project
 from tagsmith.cli._governance import audit_log, resolve_role
 from tagsmith.project import Project
 
-__all__ = ["load_catalogue", "print_columns", "tags"]
+__all__ = [
+    "default_as_of",
+    "feature_kinds",
+    "feature_spec",
+    "load_catalogue",
+    "print_columns",
+    "tags",
+]
 
 
 def load_catalogue(project: Project) -> Catalogue:
@@ -49,14 +64,18 @@ def tags() -> None:
 @tags.command()
 @pass_project
 def validate(project: Project) -> None:
-    """Check every catalogue file: schema, naming rules and rule syntax."""
+    """Check every catalogue file: schema, naming rules, rule syntax and rule types."""
     catalogue = load_catalogue(project)
+    kinds = feature_kinds(feature_spec(project))
+    catalogue.check(kinds)
     counts: dict[str, int] = {}
     for tag in catalogue:
         counts[tag.status] = counts.get(tag.status, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     console.print(
-        f"Catalogue OK: {len(catalogue)} tags ({summary or 'none'}) in {project.catalogue_dir}"
+        f"Catalogue OK: {len(catalogue)} tags ({summary or 'none'}) in {project.catalogue_dir}; "
+        f"active rules type-check against the {len(kinds)} features of the feature spec",
+        soft_wrap=True,
     )
 
 
@@ -172,3 +191,168 @@ def apply(project: Project) -> None:
             query=f"tags apply -> catalogue version {version}",
             extra={"changes": [c.describe() for c in changes]},
         )
+
+
+def feature_spec(project: Project) -> FeatureSpec:
+    """The project's feature spec (``features.yaml``), else the shipped default."""
+    path = project.feature_spec_path
+    return load_spec(path) if path.is_file() else default_spec()
+
+
+def feature_kinds(spec: FeatureSpec) -> dict[str, str]:
+    """Rule-language kind of every feature the spec yields (for load-time type checks)."""
+    kinds = {}
+    for info in feature_catalog(spec):
+        dtype = info.dtype.lower()
+        if dtype in ("bool", "boolean"):
+            kinds[info.name] = "bool"
+        elif dtype.startswith(("float", "int", "uint")):
+            kinds[info.name] = "num"
+        elif dtype.startswith("datetime"):
+            kinds[info.name] = "date"
+        else:
+            kinds[info.name] = "str"
+    kinds.setdefault("customer_id", "str")
+    return kinds
+
+
+def default_as_of(store: FactStore) -> pd.Timestamp:
+    """Midnight (UTC) after the latest stored event: every fact is visible."""
+    last = pd.Timestamp(store.last_event_at())
+    last = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
+    return last.normalize() + pd.Timedelta(days=1)
+
+
+def _as_of_option(value: str | None, store: FactStore) -> pd.Timestamp:
+    if value is None:
+        return default_as_of(store)
+    try:
+        stamp = pd.Timestamp(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"expected a date like 2024-06-01, got {value!r}") from exc
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+@tags.command()
+@click.option(
+    "--as-of", "as_of", default=None, help="Evaluation date (default: day after the last event)."
+)
+@click.option("--tag", "tag_ids", multiple=True, help="Only this tag (repeatable).")
+@pass_project
+def evaluate(project: Project, as_of: str | None, tag_ids: tuple[str, ...]) -> None:
+    """Evaluate rule and fact tags on the fact store; print value sizes (writes nothing)."""
+    catalogue = load_catalogue(project)
+    spec = feature_spec(project)
+    store = FactStore(project.facts_dir)
+    when = _as_of_option(as_of, store)
+    customers, events = store.load_customers(), store.load_events()
+    began = time.perf_counter()
+    frame = build_features(customers, events, as_of=when, spec=spec)
+    built = time.perf_counter() - began
+    began = time.perf_counter()
+    long = evaluate_tags(frame, events, catalogue, as_of=when, tag_ids=list(tag_ids) or None)
+    took = time.perf_counter() - began
+    console.print(
+        f"Tags as of {when:%Y-%m-%d %H:%M} UTC for {len(frame):,} customers "
+        f"(features {built:.2f} s, tags {took:.2f} s):",
+        soft_wrap=True,
+    )
+    counts = long.groupby(["tag_id", "value"], observed=True).size()
+    rows: list[tuple[str, ...]] = [("tag", "value", "customers", "share")]
+    chosen = (
+        [catalogue.get(t) for t in tag_ids]
+        if tag_ids
+        else catalogue.active(sources=("fact", "rule"))
+    )
+    for tag in chosen:
+        values = (
+            tag.value_ids
+            if not tag.open_values
+            else sorted({str(v) for (t, v) in counts.index if t == tag.id})
+        )
+        for value in values:
+            n = int(counts.get((tag.id, value), 0))
+            share = f"{n / len(frame):.1%}" if len(frame) else "-"
+            rows.append((tag.id, value, f"{n:,}", share))
+    print_columns(rows)
+
+
+@tags.command()
+@click.argument("tag_id")
+@click.option("--from", "date_from", required=True, help="First evaluation date (YYYY-MM-DD).")
+@click.option("--to", "date_to", required=True, help="Last evaluation date (YYYY-MM-DD).")
+@click.option("--every", default="30d", show_default=True, help="Step between dates (30d, 2w).")
+@click.option(
+    "--outcome",
+    required=True,
+    help="What the tag should predict: [no_]EVENT_Nd, e.g. no_purchase_90d, complaint_30d.",
+)
+@click.option("--value", default=None, help="For multi-valued tags: the value to test.")
+@pass_project
+def backtest(
+    project: Project,
+    tag_id: str,
+    date_from: str,
+    date_to: str,
+    every: str,
+    outcome: str,
+    value: str | None,
+) -> None:
+    """What TAG_ID would have said on past dates, and how well it predicted OUTCOME.
+
+    Each date sees only the facts before it (features are rebuilt as of that date).
+    """
+    catalogue = load_catalogue(project)
+    spec = feature_spec(project)
+    store = FactStore(project.facts_dir)
+    target = parse_outcome(outcome, project.config.facts.all_event_types)
+    dates = backtest_dates(date_from, date_to, parse_every(every))
+    customers, events = store.load_customers(), store.load_events()
+
+    def build(c: pd.DataFrame, e: pd.DataFrame, d: pd.Timestamp) -> pd.DataFrame:
+        return build_features(c, e, as_of=d, spec=spec)
+
+    result = run_backtest(
+        tag_id,
+        catalogue,
+        customers,
+        events,
+        dates=dates,
+        outcome=target,
+        build=build,
+        value=value,
+        observed_until=store.last_event_at(),
+    )
+    console.print(
+        f"Backtest of {tag_id} = {result.value} against {target.name} ({target.describe()}):",
+        markup=False,
+    )
+
+    def pct(x: float) -> str:
+        return "-" if x != x else f"{x:.1%}"
+
+    rows: list[tuple[str, ...]] = [
+        ("as_of", "customers", "tagged", "outcome rate", "precision", "recall", "lift")
+    ]
+    for p in result.points:
+        rows.append(
+            (
+                f"{p.as_of:%Y-%m-%d}",
+                f"{p.population:,}",
+                f"{p.tagged:,}",
+                pct(p.base_rate) if p.complete else "incomplete",
+                pct(p.precision),
+                pct(p.recall),
+                "-" if p.lift != p.lift else f"{p.lift:.2f}",
+            )
+        )
+    print_columns(rows)
+    summary = result.summary()
+    if summary["dates"]:
+        console.print(
+            f"Mean over {int(summary['dates'])} complete date(s): precision "
+            f"{pct(summary['precision'])}, recall {pct(summary['recall'])}, lift "
+            f"{summary['lift']:.2f}"
+        )
+    else:
+        console.print("No date has its whole outcome window inside the data yet.")

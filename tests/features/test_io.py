@@ -254,3 +254,17 @@ def test_parse_mapping_refuses_bad_entries() -> None:
         parse_mapping("customer_id")
     with pytest.raises(FactFileError, match="twice"):
         parse_mapping("a=1,a=2")
+
+
+def test_crlf_bom_file_and_typed_customers_round_trip(tmp_path: Path) -> None:
+    text = (DATA / "customers.csv").read_text(encoding="utf-8").replace("\n", "\r\n")
+    customers = write(tmp_path / "c.csv", text, encoding="utf-8-sig")
+    report = run_import(tmp_path, customers=customers)
+    assert report.files[0].dialect == "csv (comma, header, utf-8-sig)"
+    stored = FactStore(tmp_path / "facts").load_customers().set_index("customer_id")
+    assert str(stored["birth_year"].dtype) == "Int64"
+    assert stored.loc["c1", "birth_year"] == 1985
+    assert pd.isna(stored.loc["c3", "birth_year"])
+    assert stored.loc["c2", "signup_at"] == pd.Timestamp("2021-01-05T00:30:00Z")
+    assert stored.loc["c1", "city"] == "Harbin"  # no stray carriage return
+    assert pd.isna(stored.loc["c2", "occupation"])

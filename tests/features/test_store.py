@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -185,3 +189,53 @@ def test_next_import_removes_leftovers_of_a_killed_run(tmp_path: Path) -> None:
     run_import(tmp_path, events=DATA / "cdnow_sample.txt", events_options=CDNOW_OPTIONS)
     assert not any(path.exists() for path in leftovers)
     assert len(FactStore(tmp_path / "facts").load_events()) == 15
+
+
+KILLED_IMPORT = """
+import sys, time
+from pathlib import Path
+import pandas as pd
+import features.store as store_module
+from features.importer import import_facts
+from features.schema import FactsConfig
+from tests.features.facts_helpers import CDNOW_OPTIONS
+
+def stall(path):  # every temp file is written; the commit point is next
+    Path(sys.argv[1], "ready").write_text("x")
+    time.sleep(60)
+
+store_module._fsync = stall
+root = Path(sys.argv[1])
+import_facts(store_module.FactStore(root / "facts"), config=FactsConfig(),
+             quarantine_dir=root / "quarantine", now=pd.Timestamp("2021-06-01T00:00:00Z"),
+             events=Path(sys.argv[2]), events_options=CDNOW_OPTIONS)
+"""
+
+
+def test_sigkill_mid_import_leaves_previous_data_intact(tmp_path: Path) -> None:
+    run_import(tmp_path, events=DATA / "cdnow_sample.txt", events_options=CDNOW_OPTIONS)
+    before = _snapshot(tmp_path / "facts")
+    more = write(tmp_path / "in" / "more.txt", "00001 19980101 2 6.00\n00077 19980101 x 1\n")
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_IMPORT, str(tmp_path), str(more)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "ready").exists():
+            assert child.poll() is None, "the import exited before reaching the commit point"
+            assert time.monotonic() < deadline, "the import never reached the commit point"
+            time.sleep(0.05)
+        assert any(".tmp-" in p.name for p in (tmp_path / "facts").iterdir())
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    store = FactStore(tmp_path / "facts")
+    assert len(store.load_events()) == 15
+    assert store.import_log()["accepted"].tolist() == [15]
+    # The next import under the lock clears the dead run's temp files, then works.
+    run_import(tmp_path, events=more, events_options=CDNOW_OPTIONS)
+    assert len(store.load_events()) == 16
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+    assert before.keys() <= _snapshot(tmp_path / "facts").keys()
