@@ -24,15 +24,20 @@ import resource
 import sys
 import threading
 import time
+from pathlib import Path
 
-import pandas as pd
-import psutil
+# benchmarks/features.py would shadow the features package when run as a script.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from features.build import build_features
-from features.spec import default_spec, spec_hash
-from features.synthetic import generate, oracle_churn_probability, oracle_expected_value
-from training.config import TrainingConfig
-from training.pipeline import TrainingResult, train_predictor
+import pandas as pd  # noqa: E402
+import psutil  # noqa: E402
+
+from features.build import build_features  # noqa: E402
+from features.spec import default_spec, spec_hash  # noqa: E402
+from features.synthetic import generate, oracle_churn_probability, oracle_expected_value  # noqa: E402
+from training.config import TrainingConfig  # noqa: E402
+from training.pipeline import TrainingResult, train_predictor  # noqa: E402
 
 
 class PeakRSS:
@@ -121,7 +126,8 @@ def speed(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
     data = generate(args.customers, start=args.start, end=args.end, seed=args.seed)
     print(f"generated {len(data.customers):,} customers, {len(data.events):,} events "
           f"in {time.perf_counter() - t0:.0f} s")
-    data.truth = data.truth.iloc[:0]
+    data = type(data)(customers=data.customers, events=data.events,
+                      truth=data.truth.iloc[:0], config=data.config)
     rss_before = psutil.Process().memory_info().rss
     with PeakRSS() as mem:
         t0 = time.perf_counter()

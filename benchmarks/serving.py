@@ -58,6 +58,7 @@ class Result:
     p99_ms: float
     errors: int
     client_cpu_share: float
+    server_cpu_ms: float
 
     @property
     def rps(self) -> float:
@@ -113,6 +114,21 @@ async def load(
     return latencies, errors, wall, cpu
 
 
+def server_cpu(pid: int) -> float:
+    """CPU seconds of the server process and its children (BentoML/uvicorn workers)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def run_scenario(
     server: str,
     scenario: str,
@@ -123,10 +139,13 @@ def run_scenario(
     concurrency: int,
     headers: dict[str, str],
     check: Callable[[int, bytes], bool],
+    server_pid: int,
 ) -> Result:
+    cpu_before = server_cpu(server_pid)
     latencies, errors, wall, cpu = asyncio.run(
         load(url, bodies, concurrency=concurrency, headers=headers, check=check)
     )
+    server_seconds = server_cpu(server_pid) - cpu_before
     ms = np.asarray(latencies) * 1000
     return Result(
         server=server,
@@ -139,6 +158,7 @@ def run_scenario(
         p99_ms=float(np.percentile(ms, 99)),
         errors=errors,
         client_cpu_share=cpu / wall,
+        server_cpu_ms=1000 * server_seconds / len(bodies),
     )
 
 
@@ -254,6 +274,7 @@ def bench_tagsmith(
                 concurrency=conc,
                 headers=headers,
                 check=check,
+                server_pid=process.pid,
             )
             if scenario != "warm-up":
                 results.append(result)
@@ -332,6 +353,7 @@ def bench_mlflow(
                 concurrency=conc,
                 headers=headers,
                 check=check,
+                server_pid=process.pid,
             )
             if scenario != "warm-up":
                 results.append(result)
@@ -356,14 +378,15 @@ def snapshot_features(project: Project, ids: list[str]) -> Any:
 
 HEADER = (
     f"{'server':<22}{'scenario':<30}{'req':>7}{'req/s':>9}{'rows/s':>10}"
-    f"{'p50 ms':>9}{'p99 ms':>9}{'err':>5}{'client CPU':>12}"
+    f"{'p50 ms':>9}{'p99 ms':>9}{'err':>5}{'client CPU':>12}{'server CPU ms/req':>19}"
 )
 
 
 def print_row(r: Result) -> None:
     print(
         f"{r.server:<22}{r.scenario:<30}{r.requests:>7}{r.rps:>9.0f}{r.rows_per_s:>10.0f}"
-        f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>5}{r.client_cpu_share:>11.0%}",
+        f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>5}{r.client_cpu_share:>11.0%}"
+        f"{r.server_cpu_ms:>19.2f}",
         flush=True,
     )
 
@@ -420,7 +443,17 @@ def summarize(results: list[Result]) -> None:
     if c32 and ml32:
         print(f"  vs mlflow models serve at 32: {c32.rps / ml32.rps:.1f}x (target >= 5x)")
     if batch:
-        print(f"  100-customer requests: {batch.rows_per_s:.0f} customers/s (target >= 20,000)")
+        print(
+            f"  100-customer requests: {batch.rows_per_s:.0f} customers/s (target >= 20,000)"
+            f"; server CPU per customer {batch.server_cpu_ms / 100:.3f} ms, i.e. "
+            f"{100_000 / batch.server_cpu_ms:.0f} customers per CPU-second"
+        )
+    import psutil
+
+    print(
+        f"  machine load average during the run: {os.getloadavg()[0]:.1f} on "
+        f"{psutil.cpu_count()} cores (other processes compete for the same cores)"
+    )
 
 
 if __name__ == "__main__":

@@ -41,6 +41,14 @@ tagsmith --project "$DEMO" train churn --truth "$DEMO/raw/truth.csv"
 step "tagsmith train value: Tweedie LightGBM against the same baselines (BG/NBD + Gamma-Gamma) and the oracle"
 tagsmith --project "$DEMO" train value --truth "$DEMO/raw/truth.csv"
 
+# A rejected candidate exits 1 and changes nothing; the demo then goes on without it.
+step "tagsmith models promote: re-score challengers on the latest labelled window; champion only if the gates pass"
+tagsmith --project "$DEMO" models promote churn-predictor || echo "churn-predictor: gates refused the challenger"
+tagsmith --project "$DEMO" models promote value-predictor || echo "value-predictor: gates refused the challenger"
+
+step "tagsmith models contest churn_risk: rule tags vs baselines vs the model, same labels, same metrics"
+tagsmith --project "$DEMO" models contest churn_risk
+
 step "tagsmith tags run: features -> rule tags -> predicted tags -> one snapshot, as of two dates"
 tagsmith --project "$DEMO" tags run --role admin --as-of 2024-10-01
 tagsmith --project "$DEMO" tags run --role admin

@@ -1,7 +1,7 @@
 """The tag service's engine, free of HTTP: state held in memory, swapped atomically.
 
 Everything a request reads lives in one immutable :class:`ServingState` (the latest tag
-snapshot indexed by customer, the prepared model input matrix of the latest feature
+snapshot indexed by customer, the champion models' scores of every customer of the feature
 snapshot, the loaded champion models). A request takes the current state once, with a
 single attribute read, and works on it; a reload (new champion, new tagging run) builds
 a complete new state on the side and publishes it with a single reference assignment.
@@ -260,10 +260,35 @@ class SnapshotIndex:
 
 @dataclass(frozen=True)
 class LiveModel:
-    """A champion model with its input matrix over the current feature snapshot."""
+    """A champion model with its scores of every customer of the current feature snapshot.
+
+    Scores are a pure function of (model version, feature snapshot), and both change
+    only by a swap, so they are computed once per swap, vectorised, and a request
+    looks them up (``POST /score`` predicts on its own freshly prepared row).
+    """
 
     model: ServedModel
-    matrix: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def build(cls, model: ServedModel, features: pd.DataFrame | None) -> LiveModel:
+        """Score every row of ``features`` (one ``Booster.predict`` call).
+
+        Raises:
+            ModelLoadError: A score is not a finite number.
+        """
+        if features is None or not len(features):
+            return cls(model=model, scores=np.empty(0), labels=np.empty(0, dtype=object))
+        scores = np.asarray(model.predict(model.prepare(features)), dtype=np.float64)
+        if not np.all(np.isfinite(scores)):
+            bad = int((~np.isfinite(scores)).sum())
+            raise ModelLoadError(
+                f"Expected finite scores from {model.name} version {model.version} on "
+                f"the current feature snapshot. Got {bad} that are not, e.g. "
+                f"{scores[~np.isfinite(scores)][:3].tolist()}."
+            )
+        return cls(model=model, scores=scores, labels=np.asarray(model.label(scores), dtype=object))
 
 
 @dataclass(frozen=True)
@@ -442,7 +467,7 @@ class ServingRuntime:
                 return "no tagging run yet", replace(state, snapshot_marker=None)
             index = SnapshotIndex.build(snapshot)
             models = {
-                name: LiveModel(model=live.model, matrix=live.model.prepare(index.features))
+                name: LiveModel.build(live.model, index.features)
                 for name, live in state.models.items()
             }
         except Exception as exc:
@@ -520,18 +545,8 @@ class ServingRuntime:
 
     @staticmethod
     def _make_live(model: ServedModel, snapshot: SnapshotIndex | None) -> LiveModel:
-        if snapshot is None:
-            return LiveModel(model=model, matrix=np.empty((0, 0)))
-        matrix = model.prepare(snapshot.features)
-        if len(matrix):
-            # Smoke test on the data it will serve: scores must be finite numbers.
-            scores = model.predict(matrix[: min(len(matrix), 16)])
-            if not np.all(np.isfinite(scores)):
-                raise ModelLoadError(
-                    f"Expected finite scores from {model.name} version {model.version} on "
-                    f"the current feature snapshot. Got {scores.tolist()} instead."
-                )
-        return LiveModel(model=model, matrix=matrix)
+        # Smoke test on the data it will serve: every score must be a finite number.
+        return LiveModel.build(model, snapshot.features if snapshot is not None else None)
 
     # ----------------------------------------------------------------- auth
     def authenticate(self, headers: Mapping[str, str]) -> Caller:
@@ -642,7 +657,7 @@ class ServingRuntime:
         live = [
             lm
             for lm in state.models.values()
-            if lm.model.tag_id in selected and snap is not None and len(lm.matrix)
+            if lm.model.tag_id in selected and snap is not None and len(lm.scores)
         ]
         static_tags = selected - {lm.model.tag_id for lm in live}
         parts: list[list[str] | None] = []  # per customer: its tag texts (None: unknown)
@@ -671,8 +686,8 @@ class ServingRuntime:
             as_of_text = json.dumps(snap.as_of)
             for lm in live:
                 model = lm.model
-                scores = model.predict(lm.matrix[idx])
-                labels = model.label(scores)
+                scores = lm.scores[idx]
+                labels = lm.labels[idx].tolist()
                 model_versions[model.name] = model.version
                 returned.add(model.tag_id)
                 head = '{"tag_id":' + json.dumps(model.tag_id) + ',"value":'

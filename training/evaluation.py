@@ -18,6 +18,9 @@ import pandas as pd
 from scipy import stats
 from sklearn import metrics as skm
 
+from tags.catalogue import Catalogue
+from tags.engine import evaluate_tags
+
 __all__ = [
     "CHURN_METRICS",
     "HIGHER_IS_BETTER",
@@ -30,6 +33,7 @@ __all__ = [
     "normalized_gini",
     "segment_metrics",
     "simple_segments",
+    "tag_segments",
     "value_metrics",
 ]
 
@@ -232,6 +236,43 @@ def simple_segments(frame: pd.DataFrame) -> pd.DataFrame:
         ),
     )
     return pd.DataFrame({"rfm_segment": rfm, "lifecycle_stage": stage}, index=frame.index)
+
+
+SEGMENT_TAGS = ("rfm_segment", "lifecycle_stage")
+
+
+def tag_segments(
+    frame: pd.DataFrame,
+    events: pd.DataFrame,
+    catalogue: Catalogue,
+    *,
+    tag_ids: tuple[str, ...] = SEGMENT_TAGS,
+) -> pd.DataFrame:
+    """RFM segment and lifecycle stage per row from the catalogue's own rule tags.
+
+    ``frame`` holds one cutoff's rows (``customer_id``, ``cutoff`` and the features);
+    the tags are evaluated as of that cutoff with the rule engine, so the segments are
+    exactly what tagging would assign. Customers outside a tag's scope get ``"none"``.
+    Tags the catalogue lacks fall back to :func:`simple_segments`.
+    """
+    cutoffs = frame["cutoff"].unique()
+    if len(cutoffs) != 1:
+        raise ValueError(f"Expected rows of one cutoff. Got {len(cutoffs)} cutoffs.")
+    known = [t for t in tag_ids if t in catalogue]
+    out = simple_segments(frame)
+    if not known:
+        return out
+    features = frame.drop(columns=["cutoff"])
+    long = evaluate_tags(features, events, catalogue, as_of=pd.Timestamp(cutoffs[0]), tag_ids=known)
+    ids = frame["customer_id"].astype(str)
+    for tag in known:
+        values = long.loc[long["tag_id"] == tag].drop_duplicates("customer_id")
+        mapping = pd.Series(
+            values["value"].astype(str).to_numpy(),
+            index=values["customer_id"].astype(str).to_numpy(),
+        )
+        out[tag] = ids.map(mapping).fillna("none").to_numpy()
+    return out
 
 
 def segment_metrics(

@@ -54,6 +54,8 @@ FeatureBuilder = Callable[..., pd.DataFrame]
 # cutoff -> scores indexed by customer_id (from the generator's latent truth).
 OracleScorer = Callable[[pd.Timestamp], pd.Series]
 Progress = Callable[[str], None]
+# Test rows (keys, labels, history summary, features) -> segment columns, same index.
+Segmenter = Callable[[pd.DataFrame], pd.DataFrame]
 
 _KEY = ["customer_id", "cutoff"]
 _MAX_LEVELS = 200
@@ -243,6 +245,7 @@ def train_predictor(
     oracle: OracleScorer | None = None,
     progress: Progress = _noop,
     n_jobs: int = 2,
+    segmenter: Segmenter | None = None,
 ) -> TrainingResult:
     """Train the ``target`` predictor and score it against baselines (and the oracle).
 
@@ -325,7 +328,13 @@ def train_predictor(
     # The registered model scores exactly like this, in batch and online.
     model_scores = score_frame(estimator.booster_, test, contract)
     comparison = compare_with_baselines(
-        target, ts, model_scores, config=config, oracle=oracle, progress=progress
+        target,
+        ts,
+        model_scores,
+        config=config,
+        oracle=oracle,
+        progress=progress,
+        segmenter=segmenter,
     )
     importance = _importance(estimator, test, contract)
     lap("baselines_and_evaluation")
@@ -386,6 +395,7 @@ def compare_with_baselines(
     config: TrainingConfig,
     oracle: OracleScorer | None = None,
     progress: Progress = _noop,
+    segmenter: Segmenter | None = None,
 ) -> Comparison:
     """Score the test rows of ``ts`` with every baseline (fitted on the training and
     validation rows) and the oracle, and compute each scorer's metrics next to
@@ -417,7 +427,7 @@ def compare_with_baselines(
         scores["oracle"] = aligned.to_numpy(dtype=np.float64)
     metrics = {name: metrics_for(target, y_test, s) for name, s in scores.items()}
     baseline_metrics = {n: m for n, m in metrics.items() if n not in ("model", "oracle")}
-    segments = simple_segments(test)
+    segments = (segmenter or simple_segments)(test)
     curves = {"gain": gain_table(y_test, scores["model"])}
     if target == "churn":
         curves["calibration"] = calibration_table(y_test, scores["model"])
@@ -457,6 +467,7 @@ def evaluate_model(
     cutoffs: Sequence[object] | None = None,
     oracle: OracleScorer | None = None,
     progress: Progress = _noop,
+    segmenter: Segmenter | None = None,
 ) -> Comparison:
     """Score a trained model on the latest labelled cutoff of these facts, next to
     baselines fitted on the earlier cutoffs (with the model's own horizon and target).
@@ -485,6 +496,7 @@ def evaluate_model(
         config=config,
         oracle=oracle,
         progress=progress,
+        segmenter=segmenter,
     )
 
 

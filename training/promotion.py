@@ -99,9 +99,7 @@ class LabelledWindow:
             "cutoff": str(self.cutoff),
             "horizon_days": self.horizon_days,
             "n_customers": len(self.labels),
-            "positive_rate" if self.task == "churn" else "label_mean": float(
-                np.mean(self.labels)
-            ),
+            "positive_rate" if self.task == "churn" else "label_mean": float(np.mean(self.labels)),
         }
 
 
@@ -186,8 +184,13 @@ def _audit(
 ) -> None:
     if audit is not None:
         audit.append(
-            actor=actor, role=role, action=action, tags=[TAG_OF_TASK[task]],
-            n_customers=n_customers, query=query, extra=extra,
+            actor=actor,
+            role=role,
+            action=action,
+            tags=[TAG_OF_TASK[task]],
+            n_customers=n_customers,
+            query=query,
+            extra=extra,
         )
 
 
@@ -203,8 +206,12 @@ def _load_checked(
 def _report_dict(report: GateReport) -> list[dict[str, Any]]:
     return [
         {
-            "metric": o.metric, "candidate": o.candidate, "reference": o.reference,
-            "reference_name": o.reference_name, "allowed": o.allowed, "passed": o.passed,
+            "metric": o.metric,
+            "candidate": o.candidate,
+            "reference": o.reference,
+            "reference_name": o.reference_name,
+            "allowed": o.allowed,
+            "passed": o.passed,
         }
         for o in report.outcomes
     ]
@@ -253,8 +260,8 @@ def promote(
             "log). Got none."
         )
     registry.sync_history(name)
-    candidate = registry.resolve(name, version) if version else registry.alias_version(
-        name, CHALLENGER
+    candidate = (
+        registry.resolve(name, version) if version else registry.alias_version(name, CHALLENGER)
     )
     if candidate is None:
         raise PromotionError(
@@ -274,11 +281,20 @@ def promote(
     try:
         cand_model = _load_checked(registry, name, candidate, window.features, config.smoke_rows)
     except ModelLoadError as exc:
-        _audit(audit, actor=actor, role=role, action="models.promote.refused", task=task,
-               n_customers=n, query=query, extra={"version": candidate, "error": str(exc)})
+        _audit(
+            audit,
+            actor=actor,
+            role=role,
+            action="models.promote.refused",
+            task=task,
+            n_customers=n,
+            query=query,
+            extra={"version": candidate, "error": str(exc)},
+        )
         raise
-    scores = {f"v{candidate}": score_predictions(task, window.labels,
-                                                 cand_model.predict(window.features))}
+    scores = {
+        f"v{candidate}": score_predictions(task, window.labels, cand_model.predict(window.features))
+    }
     gates = config.gates(task)
     if champion is not None:
         try:
@@ -290,8 +306,12 @@ def promote(
         except ModelLoadError:
             champ_metrics = {}  # every gate then fails: only --force can replace it
         report = evaluate_gates(
-            task, scores[f"v{candidate}"], champ_metrics, gates,
-            candidate_name=f"v{candidate}", champion_name=f"champion v{champion}",
+            task,
+            scores[f"v{candidate}"],
+            champ_metrics,
+            gates,
+            candidate_name=f"v{candidate}",
+            champion_name=f"champion v{champion}",
         )
     else:
         base_metrics = {}
@@ -300,30 +320,60 @@ def promote(
                 base_metrics[base_name] = score_predictions(task, window.labels, base_scores)
                 scores[f"baseline {base_name}"] = base_metrics[base_name]
         report = evaluate_gates_against_baselines(
-            task, scores[f"v{candidate}"], base_metrics, gates,
-            margin=config.baseline_margin, candidate_name=f"v{candidate}",
+            task,
+            scores[f"v{candidate}"],
+            base_metrics,
+            gates,
+            margin=config.baseline_margin,
+            candidate_name=f"v{candidate}",
         )
     extra = {
-        "version": candidate, "previous_champion": champion, "window": window.describe(),
-        "gates": _report_dict(report), "passed": report.passed, "forced": force,
+        "version": candidate,
+        "previous_champion": champion,
+        "window": window.describe(),
+        "gates": _report_dict(report),
+        "passed": report.passed,
+        "forced": force,
         "reason": reason,
     }
     if not report.passed and not force:
-        _audit(audit, actor=actor, role=role, action="models.promote.rejected", task=task,
-               n_customers=n, query=query, extra=extra)
-        return PromotionResult(name, candidate, champion, report, False, False, reason,
-                               window.describe(), scores)
+        _audit(
+            audit,
+            actor=actor,
+            role=role,
+            action="models.promote.rejected",
+            task=task,
+            n_customers=n,
+            query=query,
+            extra=extra,
+        )
+        return PromotionResult(
+            name, candidate, champion, report, False, False, reason, window.describe(), scores
+        )
     forced = force and not report.passed
     event = registry.move_alias(
-        name, CHAMPION, candidate, expected=champion, actor=actor,
-        action="force-promote" if forced else "promote", reason=reason,
+        name,
+        CHAMPION,
+        candidate,
+        expected=champion,
+        actor=actor,
+        action="force-promote" if forced else "promote",
+        reason=reason,
         details={"window": window.describe(), "gates": _report_dict(report)},
     )
-    _audit(audit, actor=actor, role=role,
-           action="models.promote.forced" if forced else "models.promote", task=task,
-           n_customers=n, query=query, extra=extra)
-    return PromotionResult(name, candidate, champion, report, True, forced, reason,
-                           window.describe(), scores, event)
+    _audit(
+        audit,
+        actor=actor,
+        role=role,
+        action="models.promote.forced" if forced else "models.promote",
+        task=task,
+        n_customers=n,
+        query=query,
+        extra=extra,
+    )
+    return PromotionResult(
+        name, candidate, champion, report, True, forced, reason, window.describe(), scores, event
+    )
 
 
 def rollback(
@@ -369,16 +419,36 @@ def rollback(
     try:
         _load_checked(registry, name, target, features, smoke_rows)
     except ModelLoadError as exc:
-        _audit(audit, actor=actor, role=role, action="models.rollback.refused", task=task,
-               n_customers=0, query=query, extra={"version": target, "error": str(exc)})
+        _audit(
+            audit,
+            actor=actor,
+            role=role,
+            action="models.rollback.refused",
+            task=task,
+            n_customers=0,
+            query=query,
+            extra={"version": target, "error": str(exc)},
+        )
         raise
     event = registry.move_alias(
-        name, CHAMPION, target, expected=current, actor=actor, action="rollback",
+        name,
+        CHAMPION,
+        target,
+        expected=current,
+        actor=actor,
+        action="rollback",
         reason=reason,
     )
-    _audit(audit, actor=actor, role=role, action="models.rollback", task=task, n_customers=0,
-           query=query, extra={"from_version": current, "to_version": target,
-                               "reason": reason})
+    _audit(
+        audit,
+        actor=actor,
+        role=role,
+        action="models.rollback",
+        task=task,
+        n_customers=0,
+        query=query,
+        extra={"from_version": current, "to_version": target, "reason": reason},
+    )
     return RollbackResult(name, current, target, event)
 
 
@@ -403,9 +473,7 @@ def rule_producer_scores(
     return np.asarray(customer_ids.astype(str).isin(hit), dtype=np.float64)
 
 
-def contest(
-    task: str, labels: np.ndarray, producers: Mapping[str, np.ndarray]
-) -> pd.DataFrame:
+def contest(task: str, labels: np.ndarray, producers: Mapping[str, np.ndarray]) -> pd.DataFrame:
     """Score every producer of one tag on the same labels, best first.
 
     Args:
@@ -429,5 +497,6 @@ def contest(
         rows.append({"producer": label, **score_predictions(task, labels, scores)})
     frame = pd.DataFrame(rows, columns=["producer", *METRIC_DIRECTIONS[task]])
     primary = PRIMARY_METRIC[task]
-    return frame.sort_values(primary, ascending=False, na_position="last", kind="stable")\
-        .reset_index(drop=True)
+    return frame.sort_values(
+        primary, ascending=False, na_position="last", kind="stable"
+    ).reset_index(drop=True)

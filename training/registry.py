@@ -438,8 +438,14 @@ class ModelRegistry:
             if now == before:
                 return None
             return self.history.append(
-                model=name, alias=alias, version=now, previous_version=before,
-                at=datetime.now(UTC), actor=actor, action=action, reason=reason,
+                model=name,
+                alias=alias,
+                version=now,
+                previous_version=before,
+                at=datetime.now(UTC),
+                actor=actor,
+                action=action,
+                reason=reason,
                 details=details,
             )
 

@@ -24,7 +24,7 @@ from tagsmith.project import Project
 from training.config import TrainingConfig
 from training.errors import TrainingError
 from training.evaluation import HIGHER_IS_BETTER
-from training.pipeline import Comparison, OracleScorer, TrainingResult
+from training.pipeline import Comparison, OracleScorer, Segmenter, TrainingResult
 
 __all__ = ["evaluate", "predict", "train"]
 
@@ -162,6 +162,17 @@ def results_table(result: TrainingResult | Comparison, title: str) -> Table:
     return table
 
 
+def catalogue_segmenter(project: Project, events: pd.DataFrame) -> Segmenter | None:
+    """RFM segment and lifecycle stage from the project's catalogue rules, if it has one."""
+    if not project.catalogue_dir.is_dir():
+        return None
+    from tagsmith.cli.tags import load_catalogue
+    from training.evaluation import tag_segments
+
+    catalogue = load_catalogue(project)
+    return lambda test: tag_segments(test, events, catalogue)
+
+
 def _progress(status: Any) -> Callable[[str], None]:
     def update(message: str) -> None:
         console.log(message)
@@ -234,6 +245,7 @@ def train(
             cutoffs=_cutoffs(cutoffs),
             oracle=oracle,
             progress=_progress(status),
+            segmenter=catalogue_segmenter(project, events),
         )
         status.update("Logging to MLflow and registering")
         registered = log_training(
@@ -312,6 +324,7 @@ def evaluate(
             cutoffs=_cutoffs(cutoffs),
             oracle=oracle,
             progress=_progress(status),
+            segmenter=catalogue_segmenter(project, events),
         )
     console.print(
         results_table(
