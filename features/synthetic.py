@@ -1082,6 +1082,45 @@ def _two_state_day(
     return a1, b1, int_a, int_b
 
 
+@dataclass(frozen=True)
+class _OracleStart:
+    """Customers in scope at a cutoff, their latent state there and their hazards."""
+
+    rows: pd.DataFrame
+    daily: np.ndarray  # mean seasonality factor of each horizon day
+    dropped: np.ndarray
+    a_mass: np.ndarray  # probability of being active (no dropout started)
+    b_mass: np.ndarray  # probability of being in the leaving state
+    lam: np.ndarray
+    mu: np.ndarray
+    q: np.ndarray
+    nu: np.ndarray
+    phi: np.ndarray
+
+
+def _oracle_start(
+    truth: pd.DataFrame, cutoff: DateLike, horizon_days: int, config: SyntheticConfig | None
+) -> _OracleStart:
+    rows, daily, _config = _oracle_inputs(truth, cutoff, horizon_days, config)
+    dropped, leaving = _state_at(rows, _utc(cutoff, "cutoff"))
+
+    def col(name: str) -> np.ndarray:
+        return rows[name].to_numpy(dtype=np.float64)
+
+    return _OracleStart(
+        rows=rows,
+        daily=daily,
+        dropped=dropped,
+        a_mass=np.where(leaving | dropped, 0.0, 1.0),
+        b_mass=np.where(leaving, 1.0, 0.0),
+        lam=col("purchase_rate"),
+        mu=col("leave_hazard"),
+        q=col("leave_prob_per_purchase"),
+        nu=col("leaving_exit_hazard"),
+        phi=col("leaving_purchase_factor"),
+    )
+
+
 def oracle_churn_probability(
     truth: pd.DataFrame,
     *,
@@ -1107,15 +1146,11 @@ def oracle_churn_probability(
     Returns:
         Float Series indexed by ``customer_id`` (customers with ``signup_at < cutoff``).
     """
-    rows, daily, _config = _oracle_inputs(truth, cutoff, horizon_days, config)
-    dropped, leaving = _state_at(rows, _utc(cutoff, "cutoff"))
-    lam = rows["purchase_rate"].to_numpy(dtype=np.float64)
-    mu = rows["leave_hazard"].to_numpy(dtype=np.float64)
-    nu = rows["leaving_exit_hazard"].to_numpy(dtype=np.float64)
-    phi = rows["leaving_purchase_factor"].to_numpy(dtype=np.float64)
+    st = _oracle_start(truth, cutoff, horizon_days, config)
+    rows, daily, dropped = st.rows, st.daily, st.dropped
+    lam, mu, nu, phi = st.lam, st.mu, st.nu, st.phi
     # Probability mass with no purchase so far: A active, B leaving; D = nu * int B.
-    a_mass = np.where(leaving | dropped, 0.0, 1.0)
-    b_mass = np.where(leaving, 1.0, 0.0)
+    a_mass, b_mass = st.a_mass, st.b_mass
     gone = np.zeros_like(a_mass)
     for s in daily:
         a_mass, b_new, _int_a, int_b = _two_state_day(
@@ -1147,15 +1182,10 @@ def oracle_expected_value(
     Returns:
         Float Series indexed by ``customer_id`` (customers with ``signup_at < cutoff``).
     """
-    rows, daily, _config = _oracle_inputs(truth, cutoff, horizon_days, config)
-    dropped, leaving = _state_at(rows, _utc(cutoff, "cutoff"))
-    lam = rows["purchase_rate"].to_numpy(dtype=np.float64)
-    mu = rows["leave_hazard"].to_numpy(dtype=np.float64)
-    q = rows["leave_prob_per_purchase"].to_numpy(dtype=np.float64)
-    nu = rows["leaving_exit_hazard"].to_numpy(dtype=np.float64)
-    phi = rows["leaving_purchase_factor"].to_numpy(dtype=np.float64)
-    a_mass = np.where(leaving | dropped, 0.0, 1.0)
-    b_mass = np.where(leaving, 1.0, 0.0)
+    st = _oracle_start(truth, cutoff, horizon_days, config)
+    rows, daily, dropped = st.rows, st.daily, st.dropped
+    lam, mu, q, nu, phi = st.lam, st.mu, st.q, st.nu, st.phi
+    a_mass, b_mass = st.a_mass, st.b_mass
     purchases = np.zeros_like(a_mass)
     for s in daily:
         into_leaving = mu + q * lam * s

@@ -35,6 +35,16 @@ _CUTOFF_HELP = (
 )
 
 
+# Shared by train and evaluate: the generator's truth file adds the oracle's row.
+_truth_option = click.option(
+    "--truth",
+    "truth_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Generator truth file: adds the oracle's metrics (synthetic data).",
+)
+
+
 def parse_horizon(text: str | None) -> int | None:
     """``"90d"``, ``"90"`` or ``"12w"`` -> days.
 
@@ -209,13 +219,7 @@ def _registry_alias_mover(project: Project) -> Callable[[str, str], None]:
     help="Label horizon, e.g. 90d (default: training.horizon_days in tagsmith.yaml).",
 )
 @click.option("--cutoffs", default=None, metavar="DATES", help=_CUTOFF_HELP)
-@click.option(
-    "--truth",
-    "truth_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Generator truth file: adds the oracle's metrics (synthetic data).",
-)
+@_truth_option
 @pass_project
 def train(
     project: Project, target: str, horizon: str | None, cutoffs: str | None, truth_path: Path | None
@@ -290,13 +294,7 @@ def _model_ref(alias: str | None, version: int | None) -> str:
     help="A registered version number instead of an alias.",
 )
 @click.option("--cutoffs", default=None, metavar="DATES", help=_CUTOFF_HELP)
-@click.option(
-    "--truth",
-    "truth_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Generator truth file: adds the oracle's metrics.",
-)
+@_truth_option
 @pass_project
 def evaluate(
     project: Project,
