@@ -45,6 +45,23 @@ _truth_option = click.option(
 )
 
 
+def _model_choice(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--alias`` / ``--version``: which registered model (shared by evaluate and predict)."""
+    func = click.option(
+        "--version",
+        "version",
+        type=click.IntRange(min=1),
+        default=None,
+        help="A registered version number instead of an alias.",
+    )(func)
+    return click.option(
+        "--alias",
+        type=click.Choice(["champion", "challenger"]),
+        default=None,
+        help="Which registered model (default: champion).",
+    )(func)
+
+
 def parse_horizon(text: str | None) -> int | None:
     """``"90d"``, ``"90"`` or ``"12w"`` -> days.
 
@@ -280,19 +297,7 @@ def _model_ref(alias: str | None, version: int | None) -> str:
 
 @click.command()
 @click.argument("target", type=_TARGET)
-@click.option(
-    "--alias",
-    type=click.Choice(["champion", "challenger"]),
-    default=None,
-    help="Which registered model (default: champion).",
-)
-@click.option(
-    "--version",
-    "version",
-    type=click.IntRange(min=1),
-    default=None,
-    help="A registered version number instead of an alias.",
-)
+@_model_choice
 @click.option("--cutoffs", default=None, metavar="DATES", help=_CUTOFF_HELP)
 @_truth_option
 @pass_project
@@ -394,19 +399,7 @@ def population_scores(
     metavar="DATE",
     help="Score as of this date (default: the day after the last event).",
 )
-@click.option(
-    "--alias",
-    type=click.Choice(["champion", "challenger"]),
-    default=None,
-    help="Which registered model (default: champion).",
-)
-@click.option(
-    "--version",
-    "version",
-    type=click.IntRange(min=1),
-    default=None,
-    help="A registered version number instead of an alias.",
-)
+@_model_choice
 @click.option(
     "--out",
     "out",
