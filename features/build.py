@@ -360,6 +360,11 @@ class PreparedEvents:
             lambda: _dictionary_codes(_take(events["order_id"], purchase_rows))
         )
 
+    @property
+    def events(self) -> pd.DataFrame:
+        """The events frame this was prepared from (``typed(t).rows`` index into it)."""
+        return self._events
+
     def typed(self, event_type: str) -> _Typed:
         """The sorted events of ``event_type`` (empty when there are none)."""
         found = self._typed.get(event_type)
