@@ -195,9 +195,12 @@ class LinearBaseline:
         self.scale_ = np.ones_like(self.mean_)
         z = self._design(x)
         self.mean_ = z.mean(axis=0)
-        std = z.std(axis=0)
-        # Constant columns keep unit scale (as sklearn's StandardScaler does).
-        self.scale_ = np.where(std > 10 * np.finfo(np.float64).eps, std, 1.0)
+        var = z.var(axis=0)
+        # Columns constant up to rounding keep unit scale, with StandardScaler's test
+        # (the error bound of two-pass variance, Chan, Golub & LeVeque).
+        eps = np.finfo(np.float64).eps
+        constant = var <= len(z) * eps * var + (len(z) * self.mean_ * eps) ** 2
+        self.scale_ = np.where(constant, 1.0, np.sqrt(var))
         z -= self.mean_
         z /= self.scale_
         self.model_: LogisticRegression | Ridge
@@ -206,7 +209,9 @@ class LinearBaseline:
         # the SHAP thread training runs meanwhile) made them ten times slower.
         with threadpool_limits(limits=1, user_api="blas"):
             if self.target == "churn":
-                self.model_ = LogisticRegression(C=1.0, max_iter=100, solver="newton-cholesky")
+                self.model_ = LogisticRegression(
+                    C=1.0, solver="newton-cholesky", tol=1e-8, max_iter=100
+                )
                 self.model_.fit(z, y.astype(int))
             else:
                 self.model_ = Ridge(alpha=1.0).fit(z, y)

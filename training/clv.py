@@ -56,12 +56,7 @@ def _bgnbd_nll_grad(params: np.ndarray, d: _BGNBDData) -> tuple[float, np.ndarra
     n = d.n
     # Terms in x alone, summed over the distinct values of x.
     ll = float(
-        cu
-        @ (
-            special.gammaln(r + xu)
-            + special.gammaln(b + xu)
-            - special.gammaln(a + b + xu)
-        )
+        cu @ (special.gammaln(r + xu) + special.gammaln(b + xu) - special.gammaln(a + b + xu))
     ) + n * (-special.gammaln(r) + r * np.log(alpha) + special.gammaln(a + b) - special.gammaln(b))
     psi_rx = special.digamma(r + xu)
     psi_bx = special.digamma(b + xu)
@@ -148,9 +143,7 @@ class BGNBD:
             return value, grad * params
 
         start = np.log(np.array([1.0, 1.0, 1.0, 1.0]))
-        res = optimize.minimize(
-            nll, start, jac=True, method="L-BFGS-B", bounds=[(-9.0, 9.0)] * 4
-        )
+        res = optimize.minimize(nll, start, jac=True, method="L-BFGS-B", bounds=[(-9.0, 9.0)] * 4)
         if not np.isfinite(res.fun):
             raise TrainingError(f"BG/NBD fit did not converge: {res.message}")
         r, alpha, a, b = np.exp(res.x)
@@ -226,13 +219,10 @@ def _gg_nll_grad(
     log_gmx = np.log(gamma + m * x)
     psi_pxq = special.digamma(px + q)
     n = len(x)
-    ll = (
-        float(
-            np.sum(special.gammaln(px + q) - special.gammaln(px) + px * (log_mx - log_gmx))
-            - q * log_gmx.sum()
-        )
-        + n * (q * np.log(gamma) - special.gammaln(q) - const)
-    )
+    ll = float(
+        np.sum(special.gammaln(px + q) - special.gammaln(px) + px * (log_mx - log_gmx))
+        - q * log_gmx.sum()
+    ) + n * (q * np.log(gamma) - special.gammaln(q) - const)
     g_p = float(x @ (psi_pxq - special.digamma(px) + log_mx - log_gmx))
     g_q = float(psi_pxq.sum() - log_gmx.sum()) + n * (np.log(gamma) - special.digamma(q))
     g_gamma = n * q / gamma - float(np.sum((px + q) / (gamma + m * x)))

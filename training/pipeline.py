@@ -548,12 +548,10 @@ class _ShapJob:
         """Compute chunks not yet taken by the other thread, one LightGBM thread."""
         while (i := next(self._next)) < len(self.chunks):
             chunk = self.chunks[i]
-            self.parts[i] = (
-                np.abs(np.asarray(booster.predict(chunk, pred_contrib=True, num_threads=1)))
-                .sum(axis=0)
-                if len(chunk)
-                else np.zeros(self.n_features + 1)
-            )
+            if len(chunk) == 0:
+                continue
+            contrib = booster.predict(chunk, pred_contrib=True, num_threads=1)
+            self.parts[i] = np.abs(np.asarray(contrib)).sum(axis=0)
 
     def mean_abs(self) -> np.ndarray:
         """Mean |SHAP| per feature (the bias column dropped); zeros without rows."""
@@ -564,9 +562,7 @@ class _ShapJob:
         return np.asarray(total[:-1] / n)
 
 
-def _importance(
-    booster: lgb.Booster, shap: np.ndarray, contract: ModelContract
-) -> pd.DataFrame:
+def _importance(booster: lgb.Booster, shap: np.ndarray, contract: ModelContract) -> pd.DataFrame:
     gain = booster.feature_importance(importance_type="gain")
     out = pd.DataFrame({"feature": contract.feature_names, "gain": gain, "shap": shap})
     return out.sort_values("gain", ascending=False, ignore_index=True)
