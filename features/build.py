@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -309,6 +309,8 @@ class PreparedEvents:
         order_c = pc.sort_indices(ids).to_numpy()
         self.customers = customers.iloc[order_c].reset_index(drop=True)
         sorted_ids = ids.take(pa.array(order_c)).combine_chunks()
+        self._sorted_ids = sorted_ids.cast(pa.large_string())
+        self._attribute_strings: dict[str, pa.ChunkedArray] = {}
         self.n_customers = len(self.customers)
         self.signup_us = _micros(self.customers["signup_at"])
         self._events = events
@@ -356,7 +358,7 @@ class PreparedEvents:
         # Hashing order ids is the slowest step of the RFM family and runs in Arrow
         # without the GIL: start it now, on another core, while the caller goes on.
         purchase_rows = self.typed("purchase").rows
-        self._order_codes: Future[tuple[np.ndarray, pa.Array]] = _BACKGROUND.submit(
+        self._order_codes: Future[tuple[np.ndarray, pa.Array]] | None = _BACKGROUND.submit(
             lambda: _dictionary_codes(_take(events["order_id"], purchase_rows))
         )
 
@@ -396,7 +398,10 @@ class PreparedEvents:
                 self._orders_cs = np.zeros(1, dtype=_I64)
                 return self._orders_cs
             code = self._codes_of(p)
+            if self._order_codes is None:
+                raise FeaturesError("Expected order ids to be coded once. Got a second request.")
             oid, dictionary = self._order_codes.result()
+            self._order_codes = None  # prefix counts below are all later calls need
             head = np.ones(n, dtype=bool)
             head[1:] = (code[1:] != code[:-1]) | (oid[1:] != oid[:-1])
             flags = oid < 0
@@ -494,23 +499,60 @@ class PreparedEvents:
         """
         spec = spec or default_spec()
         self._check_spec(spec)
-        if _is_many(as_of):
+        many = _is_many(as_of)
+        if many:
             cutoffs = sorted({normalize_as_of(v) for v in as_of})  # type: ignore[union-attr]
-            frames = []
-            for ts in cutoffs:
-                frame = self._build_one(ts, spec)
-                frame.insert(1, "as_of", pd.Series(ts, index=frame.index).astype(TIMESTAMP_DTYPE))
-                frames.append(frame)
-                if on_cutoff:
-                    on_cutoff(ts)
-            if not frames:
+            if not cutoffs:
                 raise FeaturesError("Expected at least one as_of date. Got an empty list.")
-            return pd.concat(frames, ignore_index=True)
-        ts = normalize_as_of(as_of)  # type: ignore[arg-type]
-        frame = self._build_one(ts, spec)
-        if on_cutoff:
-            on_cutoff(ts)
-        return frame
+        else:
+            cutoffs = [normalize_as_of(as_of)]  # type: ignore[arg-type]
+        catalog = feature_catalog(spec)
+        codes_at = [self._codes_at(ts) for ts in cutoffs]
+        sizes = [len(codes) for codes in codes_at]
+        total = sum(sizes)
+        # Every output column is allocated once at its full length and filled cutoff by
+        # cutoff, then handed to the frame without a copy: no per-cutoff frames to
+        # concatenate, no block consolidation (both would copy the whole output).
+        arrays: dict[str, np.ndarray] = {
+            info.name: np.empty(total, dtype=info.dtype)
+            for info in catalog
+            if info.dtype in _NUMPY_DTYPES
+        }
+        chunks: dict[str, list[pa.Array]] = {
+            name: [] for name in ["customer_id"] + [i.name for i in catalog if i.name not in arrays]
+        }
+        pos = 0
+        for ts, codes in zip(cutoffs, codes_at, strict=True):
+            end = pos + len(codes)
+            missing = set(arrays) | set(chunks)
+            # Column groups are copied out as soon as they are computed, so a cutoff
+            # holds at most one group of full-length temporaries.
+            for group in self._column_groups(ts, codes, spec):
+                for name, values in group.items():
+                    out = arrays.get(name)
+                    if out is not None:
+                        _fill(out, pos, end, values, name)
+                    elif name in chunks:
+                        chunks[name].extend(_string_chunks(values))
+                    missing.discard(name)
+                del group
+            if missing:
+                raise FeaturesError(
+                    f"Expected the feature spec to yield every catalogued feature. "
+                    f"Got none for {sorted(missing)}."
+                )
+            pos = end
+            if on_cutoff:
+                on_cutoff(ts)
+        data: dict[str, Any] = {"customer_id": _string_column(chunks.pop("customer_id"))}
+        if many:
+            stamps = np.array([ts.value // 1000 for ts in cutoffs], dtype="datetime64[us]")
+            as_of_index = pd.DatetimeIndex(np.repeat(stamps, sizes)).tz_localize("UTC")
+            data["as_of"] = as_of_index.astype(TIMESTAMP_DTYPE).array
+        for info in catalog:
+            found = arrays.get(info.name)
+            data[info.name] = found if found is not None else _string_column(chunks.pop(info.name))
+        return pd.DataFrame(data, copy=False)
 
     def _check_spec(self, spec: FeatureSpec) -> None:
         if not spec.has("attributes"):
@@ -525,32 +567,69 @@ class PreparedEvents:
                 "tagsmith.yaml or remove them from features.yaml."
             )
 
-    def _build_one(self, ts: pd.Timestamp, spec: FeatureSpec) -> pd.DataFrame:
-        cut_us = ts.value // 1000
-        codes = np.flatnonzero(self.signup_us < cut_us).astype(_I64)
-        cut = _Cutoff(self, cut_us, codes)
-        cols: dict[str, Any] = {
-            "customer_id": self.customers["customer_id"].take(codes).astype("string").array
-        }
+    def _codes_at(self, ts: pd.Timestamp) -> np.ndarray:
+        """Codes (ascending, i.e. in ``customer_id`` order) of customers signed up before ``ts``."""
+        return np.flatnonzero(self.signup_us < ts.value // 1000).astype(_I64)
+
+    def _column_groups(
+        self, ts: pd.Timestamp, codes: np.ndarray, spec: FeatureSpec
+    ) -> Iterator[dict[str, Any]]:
+        """The columns of ``spec`` (and ``customer_id``) at cutoff ``ts`` for ``codes``,
+        a few at a time (by family; windowed families by event type)."""
+        cut = _Cutoff(self, ts.value // 1000, codes)
+        yield {"customer_id": self._sorted_ids.take(pa.array(codes))}
         # Families needing order ids come last: those are hashed in the background.
         if spec.has("windowed") or spec.has("trend"):
-            cols.update(cut.windowed(spec))
+            for event_type in spec.event_types:
+                yield cut.windowed(spec, [event_type])
         if spec.has("rhythm"):
-            cols.update(cut.rhythm(spec))
+            yield cut.rhythm(spec)
         if spec.has("preference"):
-            cols.update(cut.preference(spec.preference.event_type))
+            yield cut.preference(spec.preference.event_type)
         if spec.has("attributes"):
-            cols.update(cut.attributes(spec, ts))
+            yield cut.attributes(spec, ts)
         if spec.has("rfm"):
-            cols.update(cut.rfm())
+            yield cut.rfm()
         if spec.has("activity"):
-            cols.update(cut.activity())
-        names = ["customer_id"] + [f.name for f in feature_catalog(spec)]
-        frame = pd.DataFrame({name: cols[name] for name in names})
-        for info in feature_catalog(spec):
-            if str(frame[info.name].dtype) != info.dtype:
-                frame[info.name] = frame[info.name].astype(info.dtype)  # type: ignore[call-overload]
-        return frame
+            yield cut.activity()
+
+    def birth_years(self, column: str) -> np.ndarray:
+        """The customers' ``column`` as float64 years (NaN when missing or not a number)."""
+        return pd.to_numeric(self.customers[column], errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+
+    def attribute_strings(self, column: str) -> pa.ChunkedArray:
+        """The customers' ``column`` as strings (in code order), converted once."""
+        found = self._attribute_strings.get(column)
+        if found is None:
+            found = _to_arrow(self.customers[column].astype("string"))
+            self._attribute_strings[column] = found
+        return found
+
+
+_NUMPY_DTYPES = frozenset({"float64", "int64", "bool"})
+
+
+def _fill(out: np.ndarray, start: int, end: int, values: Any, name: str) -> None:
+    """Copy one cutoff's ``values`` into ``out[start:end]`` (only lossless casts)."""
+    values = np.asarray(values)
+    if not np.can_cast(values.dtype, out.dtype, casting="safe"):
+        raise FeaturesError(
+            f"Feature '{name}' must be computed as {out.dtype}. Got {values.dtype} instead."
+        )
+    out[start:end] = values
+
+
+def _string_chunks(values: Any) -> list[pa.Array]:
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+    arr = arr.cast(pa.large_string())
+    return list(arr.chunks) if isinstance(arr, pa.ChunkedArray) else [arr]
+
+
+def _string_column(chunks: list[pa.Array]) -> pd.api.extensions.ExtensionArray:
+    """A pandas ``string`` column over the Arrow ``chunks`` (no copy of the text)."""
+    return pd.array(pa.chunked_array(chunks, type=pa.large_string()), dtype="string")
 
 
 def _is_many(as_of: Any) -> bool:
@@ -633,10 +712,13 @@ class _Cutoff:
             "monetary_max": maximum,
         }
 
-    def windowed(self, spec: FeatureSpec) -> dict[str, Any]:
+    def windowed(
+        self, spec: FeatureSpec, event_types: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """Windowed and trend columns of ``event_types`` (default: the spec's)."""
         cols: dict[str, Any] = {}
         amount_types = set(spec.amount_event_types)
-        for etype in spec.event_types:
+        for etype in spec.event_types if event_types is None else event_types:
             for w in spec.windows:
                 if spec.has("windowed"):
                     cols[f"{etype}_count_{w}d"] = self.count(etype, w)
@@ -649,6 +731,9 @@ class _Cutoff:
                     trend = np.zeros(len(last))
                     np.divide(last - prev, both, out=trend, where=both > 0)
                     cols[f"{etype}_count_trend_{w}d"] = trend
+            # Window bounds serve only this type's columns: do not keep them around.
+            for key in [k for k in self._ends if k[0] == etype and k[1]]:
+                del self._ends[key]
         return cols
 
     def _day_rows_in_prefix(self) -> tuple[_Days, np.ndarray, np.ndarray, np.ndarray]:
@@ -777,14 +862,14 @@ class _Cutoff:
             top_cat[g.code[cand[first]]] = g.cat[cand[first]]
         total_c = total[self.codes]
         has = total_c > 0
-        top = np.full(len(self.codes), None, dtype=object)
-        top_c = top_cat[self.codes]
-        top[has] = g.labels[top_c[has]]
+        top = pa.array(g.labels, type=pa.large_string()).take(
+            pa.array(top_cat[self.codes], mask=~has)
+        )
         share = np.full(len(self.codes), np.nan)
         share[has] = top_count[self.codes][has] / total_c[has]
         ent = np.where(has, entropy[self.codes], np.nan)
         return {
-            "top_category": pd.array(top, dtype="string"),
+            "top_category": top,
             "top_category_share": share,
             "distinct_categories": distinct[self.codes].astype(_I64),
             "category_entropy": ent + 0.0,
@@ -792,21 +877,17 @@ class _Cutoff:
 
     def attributes(self, spec: FeatureSpec, ts: pd.Timestamp) -> dict[str, Any]:
         a = spec.attributes
-        rows = self.p.customers.iloc[self.codes]
         cols: dict[str, Any] = {}
+        taken = pa.array(self.codes)
         if a.birth_year_column:
-            birth = pd.to_numeric(rows[a.birth_year_column], errors="coerce").to_numpy(
-                dtype=np.float64, na_value=np.nan
-            )
-            age = ts.year - birth
-            labels = np.asarray(age_band_labels(a.age_bands), dtype=object)
-            band = np.full(len(age), None, dtype=object)
+            age = ts.year - self.p.birth_years(a.birth_year_column)[self.codes]
             known = ~np.isnan(age)
-            band[known] = labels[np.searchsorted(a.age_bands, age[known], side="right")]
+            band = np.searchsorted(a.age_bands, np.where(known, age, 0), side="right")
+            labels = pa.array(age_band_labels(a.age_bands), type=pa.large_string())
             cols["age"] = age
-            cols["age_band"] = pd.array(band, dtype="string")
+            cols["age_band"] = labels.take(pa.array(band, mask=~known))
         for column in a.columns:
-            cols[column] = rows[column].astype("string").array
+            cols[column] = self.p.attribute_strings(column).take(taken)
         return cols
 
 
