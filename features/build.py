@@ -6,9 +6,12 @@ feature and its exact definition (including when it is null) is listed by
 :func:`features.spec.feature_catalog`.
 
 How it is fast: :func:`prepare_events` codes customers as integers (their rank by
-``customer_id``) and sorts each event type once by ``(customer, time)``; the events of a
-customer before any cutoff are then a prefix of its segment, found for all customers
-at once with one ``numpy.searchsorted``. Counts are differences of those bounds, sums
+``customer_id``; in the fact store's order only the first id of each customer's run is
+looked up) and splits events by type, sorted by ``(customer, time)`` (nothing to sort
+in the fact store's order); the events of a customer before any cutoff are then a
+prefix of its segment, found for all customers at once with one ``numpy.searchsorted``.
+Orders are told apart by a 64-bit hash of the id's bytes, every equality confirmed on
+the text, so no id becomes a Python object. Counts are differences of those bounds, sums
 are differences of prefix sums (of fixed-point integers, so they are exact and do not
 depend on input row order), and the rhythm and preference families are a few
 vectorised passes. A :class:`PreparedEvents` serves any number of cutoffs without
@@ -156,36 +159,51 @@ def _to_arrow(values: pd.Series) -> pa.ChunkedArray:
     return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
 
 
-def _index_in(values: pa.ChunkedArray, value_set: pa.Array) -> np.ndarray:
-    """Position of each value in ``value_set`` (-1 when absent), as int64.
+def _customer_runs(values: pa.ChunkedArray, value_set: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal ids: (first row of each run, position of its id in ``value_set``).
 
-    Events usually arrive grouped by customer; hashing only the first value of each
-    run of equal ids is then much cheaper than hashing every row.
+    Positions are int64, -1 for ids not in ``value_set``. Events usually arrive grouped
+    by customer; then only the first id of each run is looked up, and ids are compared
+    chunk by chunk (no copy of the column). When runs are short (e.g. a log in time
+    order) every row is its own run and the lookups are split across cores.
     """
     n = len(values)
     if n == 0:
-        return np.empty(0, dtype=_I64)
+        return np.empty(0, dtype=_I64), np.empty(0, dtype=_I64)
     value_set = value_set.cast(values.type)
-    if n > 1:
-        changed = pc.not_equal(values.slice(1), values.slice(0, n - 1))
-        changed = pc.fill_null(changed, True)
-        heads = np.flatnonzero(np.concatenate([[True], changed.to_numpy(zero_copy_only=False)]))
+    heads_parts: list[np.ndarray] = []
+    head_values: list[pa.Array] = []
+    previous: Any = None
+    pos = 0
+    for chunk in values.chunks:
+        m = len(chunk)
+        if m == 0:
+            continue
+        changed = np.ones(m, dtype=bool)
+        if m > 1:
+            differs = pc.fill_null(pc.not_equal(chunk.slice(1), chunk.slice(0, m - 1)), True)
+            changed[1:] = differs.to_numpy(zero_copy_only=False)
+        first = chunk[0]
+        changed[0] = previous is None or not (first.is_valid and first == previous)
+        previous = chunk[m - 1] if chunk[m - 1].is_valid else None
+        local = np.flatnonzero(changed)
+        heads_parts.append(local + pos)
+        head_values.append(chunk.take(pa.array(local)))
+        pos += m
+        if sum(len(h) for h in heads_parts) * 4 >= pos and pos >= 100_000:
+            break  # short runs: look every row up instead
     else:
-        heads = np.zeros(1, dtype=_I64)
-    if len(heads) * 4 < n:
-        head_codes = _index_in_plain(values.take(pa.array(heads)), value_set)
-        return np.repeat(head_codes, np.diff(np.append(heads, n)))
+        heads = np.concatenate(heads_parts)
+        return heads, _index_in_plain(pa.chunked_array(head_values, values.type), value_set)
     # Arrow's hash lookups run on one core and release the GIL: split across cores.
     workers = max(1, min(4, os.cpu_count() or 1))
-    if workers == 1 or n < 1_000_000:
-        return _index_in_plain(values, value_set)
     edges = [n * k // workers for k in range(workers + 1)]
     with ThreadPoolExecutor(workers) as pool:
         parts = pool.map(
             lambda k: _index_in_plain(values.slice(edges[k], edges[k + 1] - edges[k]), value_set),
             range(workers),
         )
-        return np.concatenate(list(parts))
+        return np.arange(n, dtype=_I64), np.concatenate(list(parts))
 
 
 def _index_in_plain(values: pa.ChunkedArray | pa.Array, value_set: pa.Array) -> np.ndarray:
@@ -227,6 +245,90 @@ def _dictionary_codes(values: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     return np.concatenate(parts), encoded.chunks[0].dictionary
 
 
+_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
+_CODE_MUL = np.uint64(0xC2B2AE3D27D4EB4F)
+
+
+def _string_hashes(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A 64-bit hash of each string (equal strings hash equal) and a null mask.
+
+    Reads the Arrow buffers directly, eight bytes per vectorised step.
+    """
+    hashes, nulls = [], []
+    for chunk in values.chunks:
+        if not pa.types.is_large_string(chunk.type):
+            chunk = chunk.cast(pa.large_string())
+        n = len(chunk)
+        if n == 0:
+            continue
+        _, offsets_buf, data_buf = chunk.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=np.int64, count=n + 1, offset=8 * chunk.offset)
+        padded = np.zeros((data_buf.size if data_buf is not None else 0) + 8, dtype=np.uint8)
+        if data_buf is not None and data_buf.size:
+            padded[: data_buf.size] = np.frombuffer(data_buf, dtype=np.uint8)
+        # Little-endian 8-byte words starting at every byte (unaligned view, no copy).
+        words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+        start = offsets[:-1]
+        length = offsets[1:] - start
+        h = length.astype(np.uint64) * _HASH_MUL
+        for k in range(0, int(length.max(initial=0)), 8):
+            rest = length - k
+            w = words[np.minimum(start + k, len(words) - 1)]
+            keep = np.where(rest >= 8, 64, np.clip(rest, 0, 8) * 8).astype(np.uint64)
+            w = np.where(keep == 64, w, w & ((np.uint64(1) << keep) - np.uint64(1)))
+            mixed = (h ^ w) * _HASH_MUL
+            mixed ^= mixed >> np.uint64(31)
+            h = np.where(rest > 0, mixed, h)  # a string's hash ignores longer neighbours
+        hashes.append(h)
+        nulls.append(np.asarray(chunk.is_null().to_numpy(zero_copy_only=False), dtype=bool))
+    if not hashes:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=bool)
+    return np.concatenate(hashes), np.concatenate(nulls)
+
+
+def _first_of_order(
+    code: np.ndarray,
+    hashes: np.ndarray,
+    nulls: np.ndarray,
+    strings_at: Callable[[np.ndarray], pa.ChunkedArray],
+) -> np.ndarray:
+    """True where a purchase opens an order new to its customer, exactly.
+
+    Args:
+        code: Customer code per purchase, purchases in (customer, time) order.
+        hashes: Hash of each purchase's order id (:func:`_string_hashes`).
+        nulls: True where the purchase has no order id (then it is its own order).
+        strings_at: The order ids at given purchase positions.
+    """
+    flags = nulls.copy()
+    idx = np.flatnonzero(~nulls)
+    key = (hashes[idx] ^ (code[idx].astype(np.uint64) * _CODE_MUL)) * _HASH_MUL
+    c = code[idx]
+    # Usual case: an order's rows are adjacent, so only the first of a run is new.
+    same = np.zeros(len(idx), dtype=bool)
+    same[1:] = (key[1:] == key[:-1]) & (c[1:] == c[:-1])
+    pos = np.flatnonzero(same)
+    if len(pos):
+        equal = pc.equal(strings_at(idx[pos]), strings_at(idx[pos - 1]))
+        same[pos] = np.asarray(equal.to_numpy(zero_copy_only=False), dtype=bool)
+    heads = idx[~same]
+    head_key = key[~same]
+    ordered = np.sort(head_key)
+    repeated = ordered[1:] == ordered[:-1]
+    if not repeated.any():
+        flags[heads] = True
+        return flags
+    # Some ids recur after another order of the same customer (or hashes collide):
+    # settle exactly those by their text.
+    member = np.isin(head_key, ordered[1:][repeated])
+    flags[heads[~member]] = True
+    m = heads[member]
+    text_code, dictionary = _dictionary_codes(strings_at(m))
+    _, first = np.unique(code[m] * (len(dictionary) + 1) + text_code, return_index=True)
+    flags[m[first]] = True
+    return flags
+
+
 def _stable_order_by(major: np.ndarray) -> np.ndarray:
     """A stable permutation sorting the non-negative int64 ``major``.
 
@@ -245,42 +347,47 @@ def _stable_order_by(major: np.ndarray) -> np.ndarray:
     return np.argsort(major, kind="stable").astype(_I64)
 
 
-def _group_order(
-    type_code: np.ndarray, code: np.ndarray, t_us: np.ndarray, n_types: int, n_customers: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort events by (type, customer, time): returns (rows, type, code) in that order.
+def _type_codes(values: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """Event type codes (rank of the name among the sorted distinct names) and names.
 
-    Event logs usually arrive in time order or grouped by customer in time order; then
-    sorting (type, customer, row position) already puts each customer's events in time
-    order, and those three fit in one int64 whose values sort several times faster than
-    any ``argsort``. The time order is verified; otherwise a full ``lexsort`` runs.
+    Nulls get the code ``len(names)`` (ignored). Codes are ``uint8`` when they fit.
+    """
+    chunks = pc.dictionary_encode(values).chunks
+    found = [[str(v) for v in chunk.dictionary.to_pylist()] for chunk in chunks]
+    names = sorted({name for names_in_chunk in found for name in names_in_chunk})
+    rank = {name: k for k, name in enumerate(names)}
+    dtype = np.uint8 if len(names) < 255 else np.int32
+    out = np.empty(len(values), dtype=dtype)
+    pos = 0
+    for chunk, names_in_chunk in zip(chunks, found, strict=True):
+        lut = np.array([rank[v] for v in names_in_chunk] + [len(names)], dtype=dtype)
+        indices = pc.fill_null(chunk.indices, -1).to_numpy(zero_copy_only=False)
+        out[pos : pos + len(chunk)] = lut[indices]
+        pos += len(chunk)
+    return out, names
+
+
+def _time_order_within_customer(code: np.ndarray, t_us: np.ndarray) -> np.ndarray | None:
+    """A permutation sorting events of one type by (customer, time), or None if sorted.
+
+    Event logs usually arrive grouped by customer in time order (then nothing is
+    sorted) or in time order; then a stable sort by customer alone is enough, and
+    customer and row position fit in one int64 whose values sort several times faster
+    than any ``argsort``. The time order is verified; otherwise a full ``lexsort`` runs.
     """
     n = len(code)
+    if n < 2:
+        return None
     step = np.diff(code)
-    if n and int(step.min(initial=0)) >= 0 and not np.any((step == 0) & (np.diff(t_us) < 0)):
-        # Already in the fact store's order: a stable partition by type is enough, and
-        # numpy's stable sort of uint8 is a radix sort (one linear pass).
-        small = type_code.astype(np.uint8) if n_types < 255 else type_code
-        rows = np.argsort(small, kind="stable").astype(_I64)
-        return rows, type_code[rows], code[rows]
+    if int(step.min()) >= 0 and not np.any((step == 0) & (np.diff(t_us) < 0)):
+        return None
     del step
-    row_bits = max(n - 1, 1).bit_length()
-    code_bits = max(n_customers - 1, 1).bit_length()
-    type_bits = max(n_types, 1).bit_length()
-    if row_bits + code_bits + type_bits <= 63:
-        packed = (type_code << (code_bits + row_bits)) | (code << row_bits)
-        packed |= np.arange(n, dtype=_I64)
-        packed.sort()
-        rows = packed & ((1 << row_bits) - 1)
-        code_s = (packed >> row_bits) & ((1 << code_bits) - 1)
-        type_s = packed >> (code_bits + row_bits)
-        del packed
-        t_s = t_us[rows]
-        same = (code_s[1:] == code_s[:-1]) & (type_s[1:] == type_s[:-1])
-        if not bool(np.any(same & (t_s[1:] < t_s[:-1]))):
-            return rows, type_s, code_s
-    rows = np.lexsort((t_us, code, type_code)).astype(_I64)
-    return rows, type_code[rows], code[rows]
+    order = _stable_order_by(code)
+    c = code[order]
+    t = t_us[order]
+    if not bool(np.any((c[1:] == c[:-1]) & (t[1:] < t[:-1]))):
+        return order
+    return np.lexsort((t_us, code)).astype(_I64)
 
 
 def _micros(values: pd.Series) -> np.ndarray:
@@ -319,8 +426,12 @@ class PreparedEvents:
         self._orders_cs: np.ndarray | None = None
         self._groups: dict[str, _Groups] = {}
 
-        code = _index_in(_to_arrow(events["customer_id"]), sorted_ids)
+        # Event types are coded on another core while this one codes customers (both
+        # are Arrow hash lookups that release the GIL).
+        typing = _BACKGROUND.submit(_type_codes, _to_arrow(events["event_type"]))
+        heads, head_codes = _customer_runs(_to_arrow(events["customer_id"]), sorted_ids)
         t_all = _micros(events["occurred_at"])
+        type_code, type_names = typing.result()
         self.base_sec = int(t_all.min()) // SEC_US if len(t_all) else 0
         span = (int(t_all.max()) // SEC_US - self.base_sec) if len(t_all) else 0
         if span >= _REL_MAX:
@@ -328,39 +439,48 @@ class PreparedEvents:
                 "Expected events to span less than 136 years. "
                 f"Got {span / DAY_S / 365.25:.0f} years."
             )
-        raw_type, type_dictionary = _dictionary_codes(_to_arrow(events["event_type"]))
-        found_names = [str(v) for v in type_dictionary.to_pylist()]
-        type_names = sorted(found_names)
         self.event_types = tuple(type_names)
-        n_types = len(type_names)
-        rank = np.array([type_names.index(v) for v in found_names] + [n_types], dtype=_I64)
-        type_code = rank[raw_type]  # null types (-1) map to n_types: unused
-        del raw_type
-        # Events of unknown customers get a type past the last one: sorted last, unused.
-        unknown = code < 0
-        type_code[unknown] = n_types
-        code[unknown] = 0
-        rows, type_s, code_s = _group_order(type_code, code, t_all, n_types, self.n_customers)
-        del type_code, code, unknown
-        bounds = np.searchsorted(type_s, np.arange(n_types + 1, dtype=_I64))
-        del type_s
-        customers_range = np.arange(self.n_customers + 1, dtype=_I64)
+        run_length = np.diff(np.append(heads, len(t_all)))
+        if bool(np.any(head_codes < 0)):  # events of unknown customers are ignored
+            type_code[np.repeat(head_codes < 0, run_length)] = len(type_names)
+        known = head_codes[head_codes >= 0]
+        # The fact store's order (each customer one run, in id order, in time order):
+        # every type's events are then already in (customer, time) order.
+        grouped = len(heads) < len(t_all) and bool(np.all(known[1:] > known[:-1]))
+        if grouped:
+            backwards = np.flatnonzero(np.diff(t_all) < 0) + 1
+            grouped = bool(np.all(np.isin(backwards, heads, assume_unique=True)))
+            del backwards
+        code = None if grouped else np.repeat(head_codes, run_length)
+        del run_length
+        run_bounds = np.append(heads, len(t_all))
         for k, name in enumerate(type_names):
-            lo, hi = int(bounds[k]), int(bounds[k + 1])
-            c = code_s[lo:hi]
-            t = t_all[rows[lo:hi]]
+            rows = np.flatnonzero(type_code == k)
+            t = t_all[rows]
+            if code is None:
+                per_run = np.diff(np.searchsorted(rows, run_bounds))
+                c = np.repeat(head_codes, per_run)
+                counts = np.zeros(self.n_customers, dtype=_I64)
+                keep = head_codes >= 0
+                counts[head_codes[keep]] = per_run[keep]
+                starts = _prefix_sum(counts)
+            else:
+                c = code[rows]
+                order = _time_order_within_customer(c, t)
+                if order is not None:
+                    rows, c, t = rows[order], c[order], t[order]
+                starts = np.searchsorted(c, np.arange(self.n_customers + 1, dtype=_I64))
             self._typed[name] = _Typed(
-                rows=rows[lo:hi].copy(),
+                rows=rows,
                 key=(c << 32) | (t // SEC_US - self.base_sec),
                 t_us=t,
-                starts=np.searchsorted(c, customers_range).astype(_I64),
+                starts=starts.astype(_I64),
             )
-        # Hashing order ids is the slowest step of the RFM family and runs in Arrow
+            del rows, c, t
+        del code, type_code
+        # Telling orders apart is the slowest step of the RFM family and runs mostly
         # without the GIL: start it now, on another core, while the caller goes on.
-        purchase_rows = self.typed("purchase").rows
-        self._order_codes: Future[tuple[np.ndarray, pa.Array]] | None = _BACKGROUND.submit(
-            lambda: _dictionary_codes(_take(events["order_id"], purchase_rows))
-        )
+        self._order_flags: Future[np.ndarray] | None = _BACKGROUND.submit(self._new_order_flags)
 
     def typed(self, event_type: str) -> _Typed:
         """The sorted events of ``event_type`` (empty when there are none)."""
@@ -392,30 +512,35 @@ class PreparedEvents:
     def order_counts(self) -> np.ndarray:
         """Prefix count (over sorted purchases) of purchases opening a new order."""
         if self._orders_cs is None:
-            p = self.typed("purchase")
-            n = len(p)
-            if n == 0:
-                self._orders_cs = np.zeros(1, dtype=_I64)
-                return self._orders_cs
-            code = self._codes_of(p)
-            if self._order_codes is None:
-                raise FeaturesError("Expected order ids to be coded once. Got a second request.")
-            oid, dictionary = self._order_codes.result()
-            self._order_codes = None  # prefix counts below are all later calls need
-            head = np.ones(n, dtype=bool)
-            head[1:] = (code[1:] != code[:-1]) | (oid[1:] != oid[:-1])
-            flags = oid < 0
-            cand = np.flatnonzero(head & ~flags)
-            runs_per_id = np.bincount(oid[cand], minlength=len(dictionary))
-            if bool(np.all(runs_per_id <= 1)):
-                # Usual case: each order's rows are adjacent, so a run is an order.
-                flags[cand] = True
-            elif len(cand):
-                composite = code[cand] * (len(dictionary) + 1) + oid[cand]
-                _, first = np.unique(composite, return_index=True)
-                flags[cand[first]] = True
-            self._orders_cs = _prefix_sum(flags)
+            if self._order_flags is None:
+                raise FeaturesError("Expected order flags to be computed once. Got none.")
+            self._orders_cs = _prefix_sum(self._order_flags.result())
+            self._order_flags = None
         return self._orders_cs
+
+    def _new_order_flags(self) -> np.ndarray:
+        """Per sorted purchase: True if it opens an order new to its customer.
+
+        A purchase without ``order_id`` is an order of its own. Order ids are compared
+        by a 64-bit hash of their text, and every equality the hash suggests is
+        confirmed on the text itself, so the result is exact; no id is materialised
+        as a Python object and only ids sharing a hash are dictionary-encoded.
+        """
+        p = self.typed("purchase")
+        if not len(p):
+            return np.zeros(0, dtype=bool)
+        order_ids = self._events["order_id"]
+        ascending = bool(np.all(p.rows[1:] > p.rows[:-1]))
+        mask = np.zeros(len(order_ids), dtype=bool)
+        mask[p.rows] = True
+        hashes, nulls = _string_hashes(_to_arrow(order_ids).filter(pa.array(mask)))
+        del mask
+        if not ascending:  # back from row order to (customer, time) order
+            back = np.argsort(p.rows, kind="stable")
+            hashes[back], nulls[back] = hashes.copy(), nulls.copy()
+        return _first_of_order(
+            self._codes_of(p), hashes, nulls, lambda at: _take(order_ids, p.rows[at])
+        )
 
     def days(self) -> _Days:
         """Distinct purchase days per customer (built on first use)."""
