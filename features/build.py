@@ -482,6 +482,11 @@ class PreparedEvents:
         # without the GIL: start it now, on another core, while the caller goes on.
         self._order_flags: Future[np.ndarray] | None = _BACKGROUND.submit(self._new_order_flags)
 
+    @property
+    def events(self) -> pd.DataFrame:
+        """The events frame this was prepared from (``typed(t).rows`` index into it)."""
+        return self._events
+
     def typed(self, event_type: str) -> _Typed:
         """The sorted events of ``event_type`` (empty when there are none)."""
         found = self._typed.get(event_type)
@@ -717,6 +722,8 @@ class PreparedEvents:
             yield cut.rfm()
         if spec.has("activity"):
             yield cut.activity()
+        if spec.has("engagement"):
+            yield cut.engagement(spec)
 
     def birth_years(self, column: str) -> np.ndarray:
         """The customers' ``column`` as float64 years (NaN when missing or not a number)."""
@@ -963,6 +970,68 @@ class _Cutoff:
             "complaint_count": self.count("complaint"),
             "days_since_last_complaint": self.days_since_last("complaint"),
         }
+
+    def _prefix_ages(self, event_type: str) -> tuple[np.ndarray, np.ndarray]:
+        """Customer code and age in days of each ``event_type`` event before the cutoff."""
+        typed = self.p.typed(event_type)
+        if not len(typed):
+            return np.empty(0, dtype=_I64), np.empty(0)
+        code = self.p._codes_of(typed)
+        end_by_code = typed.starts[:-1].copy()  # empty prefix for customers not in scope
+        end_by_code[self.codes] = self.end(event_type)
+        keep = np.flatnonzero(np.arange(len(typed), dtype=_I64) < end_by_code[code])
+        return code[keep], (self.cut_us - typed.t_us[keep]) / DAY_US
+
+    def _decayed(self, event_types: Sequence[str], taus: Sequence[int]) -> list[np.ndarray]:
+        """Per time constant, the sum of exp(-age / tau) over ``event_types`` events."""
+        sums = [np.zeros(self.p.n_customers) for _ in taus]
+        for etype in event_types:
+            code, age = self._prefix_ages(etype)
+            for out, tau in zip(sums, taus, strict=True):
+                out += np.bincount(code, weights=np.exp(-age / tau), minlength=self.p.n_customers)
+        return [out[self.codes] for out in sums]
+
+    def engagement(self, spec: FeatureSpec) -> dict[str, Any]:
+        g = spec.engagement
+        n = len(self.codes)
+        exposure = np.maximum(self.tenure(), 1.0)
+        cols: dict[str, Any] = {}
+        rate_sum = np.zeros(n)
+        for etype in g.event_types:
+            rate = self.count(etype) / exposure
+            rate_sum += rate
+            recency = self.days_since_last(etype)
+            ratio = np.full(n, np.nan)
+            np.divide(
+                self.count(etype, g.recent_days), rate * g.recent_days, out=ratio, where=rate > 0
+            )
+            cols[f"{etype}_recency_days"] = recency
+            cols[f"{etype}_per_day"] = rate
+            cols[f"{etype}_silence"] = recency * rate
+            cols[f"{etype}_recent_ratio"] = ratio
+        engaged = self._decayed(g.event_types, g.decay_days)
+        bought = self._decayed(["purchase"], g.decay_days)
+        for tau, decayed, purchases in zip(g.decay_days, engaged, bought, strict=True):
+            ratio = np.full(n, np.nan)
+            np.divide(decayed, rate_sum * tau, out=ratio, where=rate_sum > 0)
+            cols[f"engagement_decayed_{tau}d"] = decayed
+            cols[f"engagement_decayed_{tau}d_ratio"] = ratio
+            cols[f"purchase_decayed_{tau}d"] = purchases
+        p = self.p.typed("purchase")
+        s, e = self.start("purchase"), self.end("purchase")
+        has = e > s
+        per_day = np.full(n, np.nan)
+        if has.any():
+            orders_cs = self.p.order_counts()
+            since_first = (self.cut_us - p.t_us[s[has]]) / DAY_US
+            per_day[has] = (orders_cs[e[has]] - orders_cs[s[has]]) / np.maximum(since_first, 1.0)
+        recency = self.days_since_last("purchase")
+        cols["purchase_per_day"] = per_day
+        cols["purchase_silence"] = recency * per_day
+        for etype, name in (("complaint", "complained"), ("refund", "refunded")):
+            since = self.days_since_last(etype)
+            cols[f"{name}_since_last_purchase"] = has & (since <= recency)
+        return cols
 
     def preference(self, event_type: str) -> dict[str, Any]:
         g = self.p.groups(event_type)

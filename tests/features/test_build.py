@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +275,7 @@ def test_customer_coding_matches_a_plain_lookup(grouped: bool) -> None:
     # Chunk edges inside runs and at run edges.
     edges = [0, 1, 2, 1000, n // 2, int(np.searchsorted(picks, 3000)) if grouped else 7, n]
     edges = sorted(set(edges))
-    chunks = [pa.array(values[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    chunks = [pa.array(values[a:b]) for a, b in itertools.pairwise(edges)]
     heads, head_codes = _customer_runs(pa.chunked_array(chunks), pa.array(known))
     got = np.repeat(head_codes, np.diff(np.append(heads, n)))
     expected = pd.Index(known).get_indexer(values)
@@ -322,3 +323,51 @@ def test_new_orders_match_a_set_per_customer_even_when_hashes_collide(collide: b
         if oid is not None:
             seen.add((c, oid))
     np.testing.assert_array_equal(got, expected)
+
+
+def test_engagement_features_by_hand() -> None:
+    # Signed up 100 days before as_of; browses 50, 10 and 2 days before it; one purchase
+    # 40 days before, refunded 39 days before; a complaint 45 days before (before the
+    # purchase, so it does not count as "since the last purchase").
+    as_of = pd.Timestamp("2021-05-01", tz="UTC")
+    ago = lambda d: as_of - pd.Timedelta(days=d)  # noqa: E731
+    customers, events = _frames(
+        [{"customer_id": "a", "signup_at": ago(100)}],
+        [
+            *(
+                {"customer_id": "a", "occurred_at": ago(d), "event_type": "browse"}
+                for d in (50, 10, 2)
+            ),
+            {
+                "customer_id": "a",
+                "occurred_at": ago(40),
+                "event_type": "purchase",
+                "amount": 9.0,
+                "order_id": "o1",
+            },
+            {
+                "customer_id": "a",
+                "occurred_at": ago(39),
+                "event_type": "refund",
+                "amount": 9.0,
+                "order_id": "o1",
+            },
+            {"customer_id": "a", "occurred_at": ago(45), "event_type": "complaint"},
+        ],
+    )
+    row = build_features(customers, events, as_of=as_of).iloc[0]
+    assert row["browse_recency_days"] == pytest.approx(2.0)
+    assert row["browse_per_day"] == pytest.approx(0.03)
+    assert row["browse_silence"] == pytest.approx(0.06)
+    assert row["browse_recent_ratio"] == pytest.approx(2 / (0.03 * 14))
+    assert pd.isna(row["login_recency_days"])
+    assert row["login_per_day"] == 0.0
+    assert pd.isna(row["login_recent_ratio"])
+    decayed = np.exp(-50 / 7) + np.exp(-10 / 7) + np.exp(-2 / 7)
+    assert row["engagement_decayed_7d"] == pytest.approx(decayed)
+    assert row["engagement_decayed_7d_ratio"] == pytest.approx(decayed / (0.03 * 7))
+    assert row["purchase_decayed_30d"] == pytest.approx(np.exp(-40 / 30))
+    assert row["purchase_per_day"] == pytest.approx(1 / 40)
+    assert row["purchase_silence"] == pytest.approx(1.0)
+    assert bool(row["refunded_since_last_purchase"])
+    assert not bool(row["complained_since_last_purchase"])
