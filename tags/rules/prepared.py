@@ -77,6 +77,7 @@ class PreparedEventIndex:
         self._known = known
         self._codes = codes if self._all_known else codes[known]
         self._bounds: dict[tuple[str, int], np.ndarray] = {}
+        self._spans: dict[str, tuple[int, int]] = {}
         self._category_codes: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
 
     def _spread(self, values: np.ndarray, fill: float) -> np.ndarray:
@@ -95,17 +96,33 @@ class PreparedEventIndex:
             return found
         typed = self._prep.typed(event_type)
         codes = self._codes
-        if t_ns % _SEC_NS == 0:
+        first, last = self._span(event_type)
+        t_us = -(-t_ns // 1000)  # t_us * 1000 < t_ns  <=>  t_us < ceil(t_ns / 1000)
+        if t_us > last:
+            # After every event of the type (e.g. as_of at the end of the data).
+            found = typed.starts[codes + 1]
+        elif t_us <= first:
+            found = typed.starts[codes]
+        elif t_ns % _SEC_NS == 0:
             # Whole second: t < T exactly when floor(t to seconds) < T, so the
             # second-resolution sort key gives exact bounds. Clipping to [0, 2**32] maps
             # times before/after all events to the segment's start/end.
             rel = np.clip(t_ns // _SEC_NS - self._prep.base_sec, 0, _KEY_SPAN)
             found = np.searchsorted(typed.key, (codes << 32) + rel, side="left")
         else:
-            before = typed.t_us < -(-t_ns // 1000)
+            before = typed.t_us < t_us
             found = self._runs(typed.starts, codes, before) + typed.starts[codes]
         found = found.astype(np.int64, copy=False)
         self._bounds[key] = found
+        return found
+
+    def _span(self, event_type: str) -> tuple[int, int]:
+        """Earliest and latest time (us) of the type's events."""
+        found = self._spans.get(event_type)
+        if found is None:
+            t_us = self._prep.typed(event_type).t_us
+            found = (int(t_us.min()), int(t_us.max())) if len(t_us) else (0, -1)
+            self._spans[event_type] = found
         return found
 
     @staticmethod
