@@ -68,10 +68,16 @@ def _train(data, target: str, config: TrainingConfig, *, oracle: bool) -> Traini
     fn = oracle_churn_probability if target == "churn" else oracle_expected_value
     spec = default_spec()
     return train_predictor(
-        data.customers, data.events, target=target, config=config,  # type: ignore[arg-type]
-        feature_builder=build_features, spec=spec, spec_hash=spec_hash(spec),
+        data.customers,
+        data.events,
+        target=target,
+        config=config,  # type: ignore[arg-type]
+        feature_builder=build_features,
+        spec=spec,
+        spec_hash=spec_hash(spec),
         oracle=(lambda c: fn(data.truth, cutoff=c, horizon_days=config.horizon_days))
-        if oracle else None,
+        if oracle
+        else None,
         progress=lambda m: print(f"  [{time.strftime('%H:%M:%S')}] {m}", flush=True),
     )
 
@@ -85,49 +91,73 @@ def _check(name: str, ok: bool, detail: str, failures: list[str]) -> None:
 def quality(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
     t0 = time.perf_counter()
     data = generate(args.customers, start=args.start, end=args.end, seed=args.seed)
-    print(f"generated {len(data.customers):,} customers, {len(data.events):,} events "
-          f"in {time.perf_counter() - t0:.0f} s")
+    print(
+        f"generated {len(data.customers):,} customers, {len(data.events):,} events "
+        f"in {time.perf_counter() - t0:.0f} s"
+    )
     failures: list[str] = []
     pd.set_option("display.width", 200)
     for target in ("churn", "value"):
         t0 = time.perf_counter()
         r = _train(data, target, config, oracle=True)
-        print(f"\n{target}: {r.rows} rows, {len(r.contract.feature_names)} features, "
-              f"{time.perf_counter() - t0:.0f} s, stages {r.seconds}")
+        print(
+            f"\n{target}: {r.rows} rows, {len(r.contract.feature_names)} features, "
+            f"{time.perf_counter() - t0:.0f} s, stages {r.seconds}"
+        )
         print(r.metrics_table().round(4).to_string())
         m = r.metrics
         baselines = r.baselines
         if target == "churn":
             gap = m["oracle"]["auc"] - m["model"]["auc"]
-            _check("churn AUC within 0.02 of oracle", gap <= 0.02,
-                   f"model {m['model']['auc']:.4f}, oracle {m['oracle']['auc']:.4f}, "
-                   f"gap {gap:.4f}", failures)
+            _check(
+                "churn AUC within 0.02 of oracle",
+                gap <= 0.02,
+                f"model {m['model']['auc']:.4f}, oracle {m['oracle']['auc']:.4f}, gap {gap:.4f}",
+                failures,
+            )
             best = max(baselines, key=lambda b: m[b]["auc"])
-            _check("churn AUC above every baseline", m["model"]["auc"] > m[best]["auc"],
-                   f"best baseline {best} {m[best]['auc']:.4f}", failures)
+            _check(
+                "churn AUC above every baseline",
+                m["model"]["auc"] > m[best]["auc"],
+                f"best baseline {best} {m[best]['auc']:.4f}",
+                failures,
+            )
             best = min(baselines, key=lambda b: m[b]["brier"])
-            _check("churn Brier no worse than best baseline",
-                   m["model"]["brier"] <= m[best]["brier"],
-                   f"model {m['model']['brier']:.4f}, {best} {m[best]['brier']:.4f}", failures)
+            _check(
+                "churn Brier no worse than best baseline",
+                m["model"]["brier"] <= m[best]["brier"],
+                f"model {m['model']['brier']:.4f}, {best} {m[best]['brier']:.4f}",
+                failures,
+            )
         else:
             gap = m["oracle"]["normalized_gini"] - m["model"]["normalized_gini"]
-            _check("value Gini within 0.05 of oracle", gap <= 0.05,
-                   f"model {m['model']['normalized_gini']:.4f}, oracle "
-                   f"{m['oracle']['normalized_gini']:.4f}, gap {gap:.4f}", failures)
+            _check(
+                "value Gini within 0.05 of oracle",
+                gap <= 0.05,
+                f"model {m['model']['normalized_gini']:.4f}, oracle "
+                f"{m['oracle']['normalized_gini']:.4f}, gap {gap:.4f}",
+                failures,
+            )
             best = max(baselines, key=lambda b: m[b]["normalized_gini"])
-            _check("value Gini above every baseline",
-                   m["model"]["normalized_gini"] > m[best]["normalized_gini"],
-                   f"best baseline {best} {m[best]['normalized_gini']:.4f}", failures)
+            _check(
+                "value Gini above every baseline",
+                m["model"]["normalized_gini"] > m[best]["normalized_gini"],
+                f"best baseline {best} {m[best]['normalized_gini']:.4f}",
+                failures,
+            )
     return failures
 
 
 def speed(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
     t0 = time.perf_counter()
     data = generate(args.customers, start=args.start, end=args.end, seed=args.seed)
-    print(f"generated {len(data.customers):,} customers, {len(data.events):,} events "
-          f"in {time.perf_counter() - t0:.0f} s")
-    data = type(data)(customers=data.customers, events=data.events,
-                      truth=data.truth.iloc[:0], config=data.config)
+    print(
+        f"generated {len(data.customers):,} customers, {len(data.events):,} events "
+        f"in {time.perf_counter() - t0:.0f} s"
+    )
+    data = type(data)(
+        customers=data.customers, events=data.events, truth=data.truth.iloc[:0], config=data.config
+    )
     rss_before = psutil.Process().memory_info().rss
     with PeakRSS() as mem:
         t0 = time.perf_counter()
@@ -135,10 +165,14 @@ def speed(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
         wall = time.perf_counter() - t0
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     peak = max(mem.peak, maxrss)
-    print(f"\nchurn on {r.rows} rows ({len(r.plan.all)} cutoffs), "
-          f"{len(r.contract.feature_names)} features: {wall:.0f} s, stages {r.seconds}")
-    print(f"memory: {rss_before / 2**30:.2f} GiB before training (facts in memory), "
-          f"peak {peak / 2**30:.2f} GiB")
+    print(
+        f"\nchurn on {r.rows} rows ({len(r.plan.all)} cutoffs), "
+        f"{len(r.contract.feature_names)} features: {wall:.0f} s, stages {r.seconds}"
+    )
+    print(
+        f"memory: {rss_before / 2**30:.2f} GiB before training (facts in memory), "
+        f"peak {peak / 2**30:.2f} GiB"
+    )
     print(f"model AUC {r.metrics['model']['auc']:.4f}")
     failures: list[str] = []
     _check("training <= 5 min", wall <= 300, f"{wall:.0f} s", failures)
@@ -158,8 +192,10 @@ def main() -> int:
     if args.customers is None:
         args.customers = 100_000 if args.phase == "quality" else 1_000_000
     config = TrainingConfig(n_cutoffs=args.cutoffs)
-    print(f"{args.phase}: {args.customers:,} customers, seed {args.seed}, {args.start}.."
-          f"{args.end}, {args.cutoffs} cutoffs, config {config.model_dump()}")
+    print(
+        f"{args.phase}: {args.customers:,} customers, seed {args.seed}, {args.start}.."
+        f"{args.end}, {args.cutoffs} cutoffs, config {config.model_dump()}"
+    )
     failures = quality(args, config) if args.phase == "quality" else speed(args, config)
     print("\nALL PASS" if not failures else f"\nFAILED: {failures}")
     return 1 if failures else 0

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_SPEC_FILE",
     "FAMILIES",
     "AttributesSpec",
+    "EngagementSpec",
     "FeatureInfo",
     "FeatureSpec",
     "PreferenceSpec",
@@ -43,7 +44,9 @@ __all__ = [
 
 DEFAULT_SPEC_FILE = "default_spec.yaml"
 
-Family = Literal["rfm", "windowed", "trend", "rhythm", "activity", "preference", "attributes"]
+Family = Literal[
+    "rfm", "windowed", "trend", "rhythm", "activity", "preference", "attributes", "engagement"
+]
 FAMILIES: tuple[str, ...] = (
     "rfm",
     "windowed",
@@ -52,6 +55,7 @@ FAMILIES: tuple[str, ...] = (
     "activity",
     "preference",
     "attributes",
+    "engagement",
 )
 
 
@@ -109,6 +113,47 @@ class AttributesSpec(BaseModel):
         return value
 
 
+class EngagementSpec(BaseModel):
+    """Parameters of the engagement family: activity relative to the customer's own rates.
+
+    A customer on the way out stops browsing and logging in before they stop buying;
+    whether a silence is unusual depends on how active that customer normally is. This
+    family measures recency, recent counts and exponentially decayed counts of
+    engagement events against the customer's own long-run rate, the purchase rate per
+    day since the first purchase, and whether the last purchase went wrong.
+
+    Attributes:
+        event_types: Non-purchase event types that show engagement (browsing, logins).
+        recent_days: Window of the ``{type}_recent_ratio`` features.
+        decay_days: Time constants (days) of the exponentially decayed counts.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_types: list[str] = Field(default_factory=lambda: ["browse", "login"])
+    recent_days: int = Field(default=14, ge=1, le=3650)
+    decay_days: list[int] = Field(default_factory=lambda: [7, 30])
+
+    @field_validator("event_types")
+    @classmethod
+    def _engagement_types(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"must not repeat entries, got {value}")
+        for name in value:
+            if not name.isidentifier() or name != name.lower():
+                raise ValueError(f"event types must be lower snake_case, got {name!r}")
+            if name == "purchase":
+                raise ValueError("purchases have their own engagement features; list others")
+        return value
+
+    @field_validator("decay_days")
+    @classmethod
+    def _decays_valid(cls, value: list[int]) -> list[int]:
+        if not value or any(d < 1 or d > 3650 for d in value) or len(set(value)) != len(value):
+            raise ValueError(f"must be distinct whole days in [1, 3650], got {value}")
+        return sorted(value)
+
+
 class FeatureSpec(BaseModel):
     """Which features to build.
 
@@ -121,6 +166,7 @@ class FeatureSpec(BaseModel):
         rhythm: Purchase-rhythm parameters.
         preference: Preference parameters.
         attributes: Attribute parameters.
+        engagement: Engagement parameters.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -135,6 +181,7 @@ class FeatureSpec(BaseModel):
     rhythm: RhythmSpec = Field(default_factory=RhythmSpec)
     preference: PreferenceSpec = Field(default_factory=PreferenceSpec)
     attributes: AttributesSpec = Field(default_factory=AttributesSpec)
+    engagement: EngagementSpec = Field(default_factory=EngagementSpec)
 
     @field_validator("windows")
     @classmethod
@@ -473,4 +520,101 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
                 "category",
                 f"The customer's '{column}' attribute fact. Null if missing.",
             )
+    if spec.has("engagement"):
+        _engagement_catalog(spec.engagement, add)
     return out
+
+
+def _engagement_catalog(g: EngagementSpec, add: Any) -> None:
+    tenure = "max(tenure_days, 1)"
+    for etype in g.event_types:
+        add(
+            f"{etype}_recency_days",
+            "engagement",
+            "float64",
+            "days",
+            f"Days from the last {etype} event to as_of. Null if none.",
+        )
+        add(
+            f"{etype}_per_day",
+            "engagement",
+            "float64",
+            "events/day",
+            f"{etype} events, all history, per day of tenure: count / {tenure}.",
+        )
+        add(
+            f"{etype}_silence",
+            "engagement",
+            "float64",
+            "events",
+            f"{etype}_recency_days * {etype}_per_day: how many {etype} events the customer's "
+            "own long-run rate would have produced since the last one. Null if none.",
+        )
+        add(
+            f"{etype}_recent_ratio",
+            "engagement",
+            "float64",
+            "ratio",
+            f"{etype} events in [as_of - {g.recent_days}d, as_of) / ({etype}_per_day * "
+            f"{g.recent_days}): recent activity against the usual rate (1 = as usual, "
+            f"0 = silent). Null if {etype}_per_day is 0.",
+        )
+    types = ", ".join(g.event_types)
+    for tau in g.decay_days:
+        add(
+            f"engagement_decayed_{tau}d",
+            "engagement",
+            "float64",
+            "events",
+            f"Sum over {types} events of exp(-age / {tau}), age = days from the event to "
+            "as_of: a count that forgets with a time constant of "
+            f"{tau} days; 0 if none.",
+        )
+        add(
+            f"engagement_decayed_{tau}d_ratio",
+            "engagement",
+            "float64",
+            "ratio",
+            f"engagement_decayed_{tau}d / ({tau} * the sum of the {{type}}_per_day rates of "
+            f"{types}): about 1 for a customer as active as usual lately. Null if those "
+            "rates sum to 0.",
+        )
+        add(
+            f"purchase_decayed_{tau}d",
+            "engagement",
+            "float64",
+            "events",
+            f"Sum over purchase events of exp(-age / {tau}), age in days to as_of; 0 if none.",
+        )
+    add(
+        "purchase_per_day",
+        "engagement",
+        "float64",
+        "orders/day",
+        "frequency_orders / max(days from the first purchase to as_of, 1): the purchase "
+        "rate since buying began. Null if never purchased.",
+    )
+    add(
+        "purchase_silence",
+        "engagement",
+        "float64",
+        "orders",
+        "recency_days * purchase_per_day: orders the customer's own rate would have "
+        "produced since the last purchase. Null if never purchased.",
+    )
+    add(
+        "complained_since_last_purchase",
+        "engagement",
+        "bool",
+        "flag",
+        "True if a complaint happened at or after the last purchase (before as_of). "
+        "False if never purchased.",
+    )
+    add(
+        "refunded_since_last_purchase",
+        "engagement",
+        "bool",
+        "flag",
+        "True if a refund happened at or after the last purchase (before as_of). "
+        "False if never purchased.",
+    )

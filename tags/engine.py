@@ -3,17 +3,24 @@
 One :class:`~tags.rules.EvalContext` is shared by every tag, so each feature column is
 converted once and each event window is counted once however many rules use it. The
 result is the long table of the tag contract (see ``TAG_COLUMNS``).
+
+Event windows are fastest from the :class:`features.build.PreparedEvents` the features
+were built from (``prepare_events(customers, events).build_features(as_of)``): its
+customer-sorted integer arrays are reused, instead of hashing every event's customer id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pandas.api.types import union_categoricals
 
+from features.build import PreparedEvents
 from tags.catalogue import Catalogue, CompiledTag
 from tags.errors import CatalogueError, RuleError, RuleEvalError, TagsError
 from tags.rules import EvalContext, Scope, event_needs, frame_kinds, to_ns, truth
@@ -23,6 +30,7 @@ from tags.rules.values import NULL, STR
 __all__ = [
     "TAG_COLUMNS",
     "TagValues",
+    "concat_tag_tables",
     "empty_tag_table",
     "evaluate_tag",
     "evaluate_tag_values",
@@ -146,30 +154,31 @@ def _case_values(compiled: CompiledTag) -> list[str]:
     return seen
 
 
+def _categorical(codes: np.ndarray, categories: pd.Index | list[str]) -> pd.Categorical:
+    """A categorical column from integer codes and (unique, string) categories."""
+    dtype = pd.CategoricalDtype(pd.Index(categories, dtype="string"), ordered=False)
+    return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+
+
 def empty_tag_table() -> pd.DataFrame:
     """A long tag table with no rows and the contract's dtypes."""
+    none = np.empty(0, dtype=np.int8)
     return pd.DataFrame(
         {
-            "customer_id": pd.Series([], dtype="string"),
-            "tag_id": pd.Series([], dtype="string"),
-            "value": pd.Series([], dtype="string"),
+            "customer_id": _categorical(none, []),
+            "tag_id": _categorical(none, []),
+            "value": _categorical(none, []),
             "score": pd.Series([], dtype="float64"),
-            "source": pd.Series([], dtype="string"),
-            "version": pd.Series([], dtype="string"),
+            "source": _categorical(none, ["rule"]),
+            "version": _categorical(none, []),
             "as_of": pd.Series([], dtype="datetime64[us, UTC]"),
         }
     )
 
 
-def _labels(codes: np.ndarray, labels: list[str]) -> pd.Series:
-    """Strings from codes: one Arrow take on the (short) label array."""
-    taken = pa.array(labels, type=pa.large_string()).take(pa.array(codes))
-    return pd.Series(pd.arrays.ArrowStringArray(taken))
-
-
 def evaluate_tags(
     features: pd.DataFrame,
-    events: pd.DataFrame | None,
+    events: pd.DataFrame | PreparedEvents | None,
     catalogue: Catalogue,
     *,
     as_of: pd.Timestamp | str,
@@ -179,8 +188,10 @@ def evaluate_tags(
 
     Args:
         features: One row per customer, ``customer_id`` first (``build_features``).
-        events: Canonical events; only those before ``as_of`` are read. May be
-            ``None`` when no rule uses event windows.
+        events: Canonical events (only those before ``as_of`` are read), or the
+            :class:`~features.build.PreparedEvents` the features were built from (the
+            fast path: no customer id is hashed). May be ``None`` when no rule uses
+            event windows.
         catalogue: The tag catalogue. Model tags are skipped (models produce them).
         as_of: The evaluation time, recorded in every row.
         tag_ids: Evaluate only these tags (default: every active fact/rule tag).
@@ -190,6 +201,12 @@ def evaluate_tags(
         as_of``: boolean tags give a row (value ``"true"``) only where true,
         multi-valued tags exactly one row per customer in their scope; ``score`` is NaN
         and ``source`` is ``"rule"``; ``version`` is ``"<tag id>@<version>"``.
+        Rows come tag by tag, in frame order within a tag. The string columns
+        (``customer_id``, ``tag_id``, ``value``, ``source``, ``version``) are pandas
+        categoricals whose categories are strings: they compare, group and convert
+        (``astype(str)``, Arrow, DuckDB) like strings without a Python object per row.
+        ``customer_id``'s categories are the frame's ids (customers without a tag row
+        included); concatenate tables with :func:`concat_tag_tables`.
 
     Raises:
         TagsError: The frame has no unique ``customer_id`` column, or a rule fails
@@ -202,18 +219,22 @@ def evaluate_tags(
 def _unique(ids: pd.Series) -> bool:
     """Whether ids are unique; a strictly increasing column (build_features sorts by id)
     is checked in one pass without hashing."""
-    strings = arrow_strings(ids)
-    if len(strings) < 2:
-        return True
-    increasing = pc.all(pc.greater(strings.slice(1), strings.slice(0, len(strings) - 1)))
-    if increasing.as_py():
+    if _increasing(arrow_strings(ids)):
         return True
     return not bool(ids.duplicated().any())
 
 
+def _increasing(strings: pa.Array) -> bool:
+    """Whether strings are strictly increasing (one vectorised comparison)."""
+    if len(strings) < 2:
+        return True
+    later, earlier = strings.slice(1), strings.slice(0, len(strings) - 1)
+    return bool(pc.all(pc.greater(later, earlier)).as_py())
+
+
 def evaluate_tag_values(
     features: pd.DataFrame,
-    events: pd.DataFrame | None,
+    events: pd.DataFrame | PreparedEvents | None,
     catalogue: Catalogue,
     *,
     as_of: pd.Timestamp | str,
@@ -254,6 +275,76 @@ def evaluate_tag_values(
     return [evaluate_tag(item, ctx) for item in compiled]
 
 
+_STRING_COLUMNS = ("customer_id", "tag_id", "value", "source", "version")
+
+
+def _as_categorical(column: pd.Series) -> Any:
+    """A column as a categorical with string categories (as ``long_table`` makes)."""
+    if isinstance(column.dtype, pd.CategoricalDtype) and column.cat.categories.dtype == "string":
+        return column.array
+    return pd.Categorical(column.astype("string"))
+
+
+def concat_tag_tables(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Stack long tag tables (e.g. rule tags and predicted tags) into one.
+
+    String columns stay categorical (their categories united), where ``pd.concat`` would
+    turn categoricals with different categories into one Python object per row.
+    Plain string columns are accepted too.
+    """
+    if not tables:
+        return empty_tag_table()
+    columns = [c for c in TAG_COLUMNS if all(c in t.columns for t in tables)]
+    out: dict[str, Any] = {}
+    for name in columns:
+        parts = [t[name] for t in tables]
+        if name in _STRING_COLUMNS:
+            out[name] = union_categoricals(
+                [_as_categorical(p) for p in parts], sort_categories=True
+            )
+        else:
+            out[name] = pd.concat(parts, ignore_index=True)
+    return pd.DataFrame(out)
+
+
+def _code_dtype(n_categories: int) -> type[np.signedinteger[Any]]:
+    """The narrowest integer type for codes of ``n_categories`` (what pandas would pick)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_categories < np.iinfo(dtype).max:
+            return dtype
+    return np.int64
+
+
+def _filled(parts: list[np.ndarray], dtype: Any, n: int) -> np.ndarray:
+    """``parts`` one after another in one array of ``dtype`` (one pass, no int64 copy)."""
+    out = np.empty(n, dtype=dtype)
+    at = 0
+    for part in parts:
+        out[at : at + len(part)] = part
+        at += len(part)
+    return out
+
+
+def _sorted_labels(labels: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(new code of each label, the labels sorted)."""
+    order = sorted(range(len(labels)), key=labels.__getitem__)
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[order] = np.arange(len(labels), dtype=np.int64)
+    return rank, [labels[i] for i in order]
+
+
+def _customer_categories(ids: pd.Series) -> tuple[pd.Index, np.ndarray | None]:
+    """The frame's ids sorted, and each row's rank among them (``None``: already sorted,
+    as ``build_features`` leaves them)."""
+    strings = arrow_strings(ids)
+    if _increasing(strings):
+        return pd.Index(strings, dtype="string"), None
+    order = pc.sort_indices(strings).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return pd.Index(strings.take(order), dtype="string"), rank
+
+
 def long_table(
     features: pd.DataFrame,
     results: list[TagValues],
@@ -261,33 +352,43 @@ def long_table(
     *,
     as_of: pd.Timestamp | str,
 ) -> pd.DataFrame:
-    """The contract's long table from per-tag results (the output half of ``evaluate_tags``)."""
+    """The contract's long table from per-tag results (the output half of ``evaluate_tags``).
+
+    Built from integer codes: ``customer_id``, ``tag_id``, ``value``, ``source`` and
+    ``version`` are categoricals whose categories are the strings (the frame's ids, the
+    tags, their values), so no per-row Python string is made.
+    """
     if not results or not sum(len(r.rows) for r in results):
         return empty_tag_table()
-    rows = np.concatenate([r.rows for r in results])
-    tag_codes = np.concatenate(
-        [np.full(len(r.rows), i, dtype=np.int64) for i, r in enumerate(results)]
+    sizes = np.array([len(r.rows) for r in results], dtype=np.int64)
+    n = int(sizes.sum())
+    # Categories in string order, so sorting a column sorts as its strings would.
+    tag_rank, tag_labels = _sorted_labels([r.tag_id for r in results])
+    version_rank, versions = _sorted_labels(
+        [catalogue.get(r.tag_id).version_label for r in results]
     )
-    value_labels: list[str] = []
-    offsets = []
-    for r in results:
-        offsets.append(len(value_labels))
-        value_labels.extend(r.values)
-    value_codes = np.concatenate([r.codes + off for r, off in zip(results, offsets, strict=True)])
-    tag_labels = [r.tag_id for r in results]
-    versions = [catalogue.get(r.tag_id).version_label for r in results]
-    ids = arrow_strings(features["customer_id"]).take(pa.array(rows))
+    tag_codes = np.repeat(tag_rank.astype(_code_dtype(len(tag_labels))), sizes)
+    version_codes = np.repeat(version_rank.astype(_code_dtype(len(versions))), sizes)
+    value_pos = {v: i for i, v in enumerate(sorted({v for r in results for v in r.values}))}
+    value_type = _code_dtype(len(value_pos))
+    value_codes = _filled(
+        [np.array([value_pos[v] for v in r.values], dtype=value_type)[r.codes] for r in results],
+        value_type,
+        n,
+    )
+    ids, rank = _customer_categories(features["customer_id"])
+    id_type = _code_dtype(len(ids))
+    id_codes = _filled([r.rows if rank is None else rank[r.rows] for r in results], id_type, n)
     stamp = pd.Timestamp(as_of)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    n = len(rows)
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "customer_id": pd.Series(pd.arrays.ArrowStringArray(ids)),
-            "tag_id": _labels(tag_codes, tag_labels),
-            "value": _labels(value_codes, value_labels),
+            "customer_id": _categorical(id_codes, ids),
+            "tag_id": _categorical(tag_codes, tag_labels),
+            "value": _categorical(value_codes, list(value_pos)),
             "score": pd.Series(np.full(n, np.nan), copy=False),
-            "source": _labels(np.zeros(n, dtype=np.int64), ["rule"]),
-            "version": _labels(tag_codes, versions),
+            "source": _categorical(np.zeros(n, dtype=np.int8), ["rule"]),
+            "version": _categorical(version_codes, versions),
             # Filling int64 and viewing it is ~5x faster than np.full of a datetime64.
             "as_of": pd.Series(
                 np.full(n, stamp.value // 1000, dtype=np.int64).view("datetime64[us]"),
@@ -295,4 +396,3 @@ def long_table(
             ).dt.tz_localize("UTC"),
         }
     )
-    return out

@@ -27,6 +27,8 @@ class TrainingConfig(BaseModel):
             slice: ``isotonic``, ``platt`` or ``none``.
         tweedie_variance_power: Variance power of the value model's Tweedie loss, in
             (1, 2): a compound Poisson-gamma suits zero-inflated, heavy-tailed spend.
+            1.3 (nearer Poisson) ranked spend better than 1.5 on the quality benchmark
+            (normalised Gini 0.8751 vs 0.8737; 1.7: 0.870, 1.9: 0.853).
         num_boost_round: Upper bound on boosting rounds (early stopping on validation).
         learning_rate: LightGBM learning rate.
         num_leaves: LightGBM tree size.
@@ -39,7 +41,7 @@ class TrainingConfig(BaseModel):
     cutoff_step_months: int = Field(default=1, ge=1, le=12)
     n_cutoffs: int = Field(default=6, ge=3, le=60)
     calibration: Literal["isotonic", "platt", "none"] = "isotonic"
-    tweedie_variance_power: float = Field(default=1.5, gt=1, lt=2)
+    tweedie_variance_power: float = Field(default=1.3, gt=1, lt=2)
     num_boost_round: int = Field(default=400, ge=1, le=10000)
     learning_rate: float = Field(default=0.05, gt=0, le=1)
     num_leaves: int = Field(default=31, ge=2, le=4096)

@@ -198,7 +198,7 @@ class ValueRegressor(RegressorMixin, BaseEstimator):
         num_boost_round: int = 400,
         learning_rate: float = 0.05,
         num_leaves: int = 31,
-        tweedie_variance_power: float = 1.5,
+        tweedie_variance_power: float = 1.3,
         categorical_indices: tuple[int, ...] = (),
         seed: int = 0,
         n_jobs: int = 2,

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.build import AMOUNT_SCALE, PreparedEvents
 from tags.errors import RuleEvalError, RuleNameError, RuleTypeError
 from tags.rules import ast
 from tags.rules.values import BOOL, DATE, NULL, NUM, STR, Val, from_series, truth
+
+if TYPE_CHECKING:
+    from tags.rules.prepared import PreparedEventIndex
 
 __all__ = ["DAY_NS", "EvalContext", "EventIndex", "Scope", "evaluate_node", "to_ns"]
 
@@ -175,6 +179,35 @@ class EventIndex:
             mask &= np.isin(codes, wanted)
         return {"pos": part["pos"][mask], "ts": ts[mask], "amount": part["amount"][mask]}
 
+    def aggregate(
+        self,
+        func: str,
+        event_type: str,
+        window: ast.Window | None,
+        categories: tuple[str, ...] | None,
+    ) -> np.ndarray:
+        """``count``, ``sum`` or ``days_since`` of matching events, per frame row (float64)."""
+        n = self.n
+        picked = self.select(event_type, window, categories)
+        if func == "count":
+            if picked is None:
+                return np.zeros(n)
+            return np.bincount(picked["pos"], minlength=n).astype("float64")
+        if func == "sum":
+            if picked is None:
+                return np.zeros(n)
+            # Fixed-point sums (as features.build does): exact, so the same events give
+            # the same total whatever their order or the path that summed them.
+            cents = np.rint(picked["amount"] * AMOUNT_SCALE)
+            return np.bincount(picked["pos"], weights=cents, minlength=n) / AMOUNT_SCALE
+        out = np.full(n, np.nan)
+        if picked is not None and len(picked["pos"]):
+            latest = np.full(n, _NAT, dtype=np.int64)
+            np.maximum.at(latest, picked["pos"], picked["ts"])
+            seen = latest > _NAT
+            out[seen] = (self.as_of_ns - latest[seen]) / DAY_NS
+        return out
+
 
 def window_bounds(window: ast.Window | None, as_of_ns: int) -> tuple[int, int]:
     """``[start, end)`` of a window in ns; no window means all history before as_of."""
@@ -193,7 +226,9 @@ class EvalContext:
 
     Args:
         frame: One row per customer (features, or tag values for audiences).
-        events: Canonical events, for ``count``/``sum``/``days_since`` (optional).
+        events: Canonical events, for ``count``/``sum``/``days_since`` (optional), or
+            the same events prepared by :func:`features.build.prepare_events` (then
+            windows are read from its sorted arrays instead of hashing customer ids).
         as_of: The evaluation time; required when ``events`` is given.
         event_needs: Restrict the event index to these types and times (see
             :class:`EventIndex`).
@@ -204,7 +239,7 @@ class EvalContext:
         self,
         frame: pd.DataFrame,
         *,
-        events: pd.DataFrame | None = None,
+        events: pd.DataFrame | PreparedEvents | None = None,
         as_of: pd.Timestamp | str | None = None,
         event_needs: Mapping[str, int] | None = None,
         id_column: str = "customer_id",
@@ -216,7 +251,7 @@ class EvalContext:
         self._events = events
         self._event_needs = event_needs
         self._id_column = id_column
-        self._event_index: EventIndex | None = None
+        self._event_index: EventIndex | PreparedEventIndex | None = None
         self.window_cache: dict[tuple[Any, ...], Val] = {}
 
     @classmethod
@@ -243,7 +278,7 @@ class EvalContext:
             self._columns[name] = from_series(self.frame[name])
         return self._columns[name]
 
-    def events(self, call: ast.Call, text: str, where: str) -> EventIndex:
+    def events(self, call: ast.Call, text: str, where: str) -> EventIndex | PreparedEventIndex:
         """The event index (built on first use)."""
         if self._event_index is None:
             if self._events is None or self.as_of_ns is None:
@@ -256,9 +291,14 @@ class EvalContext:
                     where=where,
                 )
             ids = self.frame[self._id_column]
-            self._event_index = EventIndex(
-                self._events, ids, self.as_of_ns, needs=self._event_needs
-            )
+            if isinstance(self._events, PreparedEvents):
+                from tags.rules.prepared import PreparedEventIndex
+
+                self._event_index = PreparedEventIndex(self._events, ids, self.as_of_ns)
+            else:
+                self._event_index = EventIndex(
+                    self._events, ids, self.as_of_ns, needs=self._event_needs
+                )
         return self._event_index
 
 

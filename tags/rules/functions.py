@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tags.rules import ast
-from tags.rules.evaluate import DAY_NS, Scope, evaluate_node, population_mask
+from tags.rules.evaluate import Scope, evaluate_node, population_mask
 from tags.rules.values import NUM, STR, Val
 
 __all__ = ["FUNCTIONS", "FunctionSpec", "call_function", "event_filter"]
@@ -99,26 +99,7 @@ def _event_call(call: ast.Call, scope: Scope) -> Val:
     if cached is not None:
         return cached
     index = ctx.events(call, scope.text, scope.where)
-    n = ctx.n
-    picked = index.select(event_type, window, categories)
-    if call.func == "count":
-        out = (
-            np.zeros(n)
-            if picked is None
-            else np.bincount(picked["pos"], minlength=n).astype("float64")
-        )
-    elif call.func == "sum":
-        if picked is None:
-            out = np.zeros(n)
-        else:
-            out = np.bincount(picked["pos"], weights=picked["amount"], minlength=n)
-    else:
-        out = np.full(n, np.nan)
-        if picked is not None and len(picked["pos"]):
-            latest = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
-            np.maximum.at(latest, picked["pos"], picked["ts"])
-            seen = latest > np.iinfo(np.int64).min
-            out[seen] = (index.as_of_ns - latest[seen]) / DAY_NS
+    out = index.aggregate(call.func, event_type, window, categories)
     value = Val(NUM, out)
     ctx.window_cache[key] = value
     return value

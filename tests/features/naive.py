@@ -163,4 +163,37 @@ def _one(
         for column in a.columns:
             v = cust.get(column)
             out[column] = None if _missing(v) else str(v)
+    if spec.has("engagement"):
+        g = spec.engagement
+        exposure = max(tenure, 1.0)
+        ages = {
+            t: [(cut - _us(e["occurred_at"])) / DAY_US for e in of(t)]
+            for t in {e["event_type"] for e in evs}
+        }
+        rate_sum = 0.0
+        for etype in g.event_types:
+            seen = ages.get(etype, [])
+            rate = len(seen) / exposure
+            rate_sum += rate
+            last = min(seen) if seen else nan
+            out[f"{etype}_recency_days"] = last
+            out[f"{etype}_per_day"] = rate
+            out[f"{etype}_silence"] = last * rate
+            recent = sum(1 for a in seen if a <= g.recent_days)
+            out[f"{etype}_recent_ratio"] = recent / (rate * g.recent_days) if rate > 0 else nan
+        for tau in g.decay_days:
+            decayed = sum(math.exp(-a / tau) for t in g.event_types for a in ages.get(t, []))
+            out[f"engagement_decayed_{tau}d"] = decayed
+            out[f"engagement_decayed_{tau}d_ratio"] = (
+                decayed / (rate_sum * tau) if rate_sum > 0 else nan
+            )
+            out[f"purchase_decayed_{tau}d"] = sum(
+                math.exp(-a / tau) for a in ages.get("purchase", [])
+            )
+        per_day = orders / max((cut - p_times[0]) / DAY_US, 1.0) if p_times else nan
+        out["purchase_per_day"] = per_day
+        out["purchase_silence"] = recency * per_day
+        for etype, name in (("complaint", "complained"), ("refund", "refunded")):
+            after = [e for e in of(etype) if p_times and _us(e["occurred_at"]) >= p_times[-1]]
+            out[f"{name}_since_last_purchase"] = bool(after)
     return out

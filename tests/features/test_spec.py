@@ -77,3 +77,24 @@ def test_loader_refuses_missing_file_and_non_mapping(tmp_path: Path) -> None:
 
 def test_age_band_labels() -> None:
     assert age_band_labels([18, 26, 36]) == ["<18", "18-25", "26-35", "36+"]
+
+
+def test_engagement_spec_refuses_purchases_and_bad_decays(tmp_path: Path) -> None:
+    path = tmp_path / "features.yaml"
+    path.write_text(
+        "engagement:\n  event_types: [browse, purchase]\n  decay_days: [0]\n", encoding="utf-8"
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert "'engagement.event_types'" in message
+    assert "'engagement.decay_days'" in message
+    names = [f.name for f in feature_catalog(FeatureSpec(families=["engagement"]))]
+    assert names[:4] == [
+        "browse_recency_days",
+        "browse_per_day",
+        "browse_silence",
+        "browse_recent_ratio",
+    ]
+    assert "engagement_decayed_30d_ratio" in names
+    assert "purchase_per_day" in names

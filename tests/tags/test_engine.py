@@ -53,14 +53,18 @@ def test_long_table_contract(library: Catalogue) -> None:
     out = evaluate_tags(frame, _events(frame), library, as_of=AS_OF)
     assert tuple(out.columns) == TAG_COLUMNS
     assert {c: str(t) for c, t in out.dtypes.items()} == {
-        "customer_id": "string",
-        "tag_id": "string",
-        "value": "string",
+        "customer_id": "category",
+        "tag_id": "category",
+        "value": "category",
         "score": "float64",
-        "source": "string",
-        "version": "string",
+        "source": "category",
+        "version": "category",
         "as_of": "datetime64[us, UTC]",
     }
+    # String columns are categoricals of strings: no Python object per row.
+    for name in ("customer_id", "tag_id", "value", "source", "version"):
+        assert out[name].cat.categories.dtype == "string", name
+        assert out[name].notna().all(), name
     assert out["score"].isna().all()
     assert set(out["source"]) == {"rule"}
     assert (out["as_of"] == AS_OF).all()
