@@ -360,8 +360,11 @@ def ceiling(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
             test[f"oracle_{target}"].to_numpy(),
         )[metric]
         print(f"\n{target} {metric} on the same {len(test):,} test rows; oracle {oracle:.4f}")
-        rows: list[tuple[str, float]] = []
         base = None
+
+        def show(label: str, score: float, oracle: float = oracle) -> None:
+            print(f"  {label:<62} {score:.4f}  gap to oracle {oracle - score:+.4f}", flush=True)
+
         for k in scales:
             sub = frame.loc[frame["_rank"] < k * args.customers]
             sub_ts = TrainingSet(
@@ -372,17 +375,13 @@ def ceiling(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
                 plan=plan,
             )
             n_rows = f"{len(sub_ts.slice('train')):,} rows"
-            rows.append(
-                (
-                    f"model, {k}x training customers ({n_rows})",
-                    _fit_score(sub_ts, target, config, [], test),
-                )
+            show(
+                f"model, {k}x training customers ({n_rows})",
+                _fit_score(sub_ts, target, config, [], test),
             )
-            rows.append(
-                (
-                    f"denoised ceiling E[oracle | features], {k}x",
-                    _fit_denoised(sub_ts, target, f"oracle_{target}", test, config),
-                )
+            show(
+                f"denoised ceiling E[oracle | features], {k}x",
+                _fit_denoised(sub_ts, target, f"oracle_{target}", test, config),
             )
             base = sub_ts if k == 1 else base
         assert base is not None
@@ -395,14 +394,10 @@ def ceiling(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
             ("+ latent rates", latent["rates"]),
             ("+ latent state and rates", latent["state"] + latent["rates"]),
         ):
-            rows.append(
-                (
-                    f"model {label} (oracle-only knowledge), 1x",
-                    _fit_score(base, target, config, cols, test),
-                )
+            show(
+                f"model {label} (oracle-only knowledge), 1x",
+                _fit_score(base, target, config, cols, test),
             )
-        for label, score in rows:
-            print(f"  {label:<62} {score:.4f}  gap to oracle {oracle - score:+.4f}")
     return failures
 
 
