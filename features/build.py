@@ -6,9 +6,12 @@ feature and its exact definition (including when it is null) is listed by
 :func:`features.spec.feature_catalog`.
 
 How it is fast: :func:`prepare_events` codes customers as integers (their rank by
-``customer_id``) and sorts each event type once by ``(customer, time)``; the events of a
-customer before any cutoff are then a prefix of its segment, found for all customers
-at once with one ``numpy.searchsorted``. Counts are differences of those bounds, sums
+``customer_id``; in the fact store's order only the first id of each customer's run is
+looked up) and splits events by type, sorted by ``(customer, time)`` (nothing to sort
+in the fact store's order); the events of a customer before any cutoff are then a
+prefix of its segment, found for all customers at once with one ``numpy.searchsorted``.
+Orders are told apart by a 64-bit hash of the id's bytes, every equality confirmed on
+the text, so no id becomes a Python object. Counts are differences of those bounds, sums
 are differences of prefix sums (of fixed-point integers, so they are exact and do not
 depend on input row order), and the rhythm and preference families are a few
 vectorised passes. A :class:`PreparedEvents` serves any number of cutoffs without
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -156,36 +159,51 @@ def _to_arrow(values: pd.Series) -> pa.ChunkedArray:
     return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
 
 
-def _index_in(values: pa.ChunkedArray, value_set: pa.Array) -> np.ndarray:
-    """Position of each value in ``value_set`` (-1 when absent), as int64.
+def _customer_runs(values: pa.ChunkedArray, value_set: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal ids: (first row of each run, position of its id in ``value_set``).
 
-    Events usually arrive grouped by customer; hashing only the first value of each
-    run of equal ids is then much cheaper than hashing every row.
+    Positions are int64, -1 for ids not in ``value_set``. Events usually arrive grouped
+    by customer; then only the first id of each run is looked up, and ids are compared
+    chunk by chunk (no copy of the column). When runs are short (e.g. a log in time
+    order) every row is its own run and the lookups are split across cores.
     """
     n = len(values)
     if n == 0:
-        return np.empty(0, dtype=_I64)
+        return np.empty(0, dtype=_I64), np.empty(0, dtype=_I64)
     value_set = value_set.cast(values.type)
-    if n > 1:
-        changed = pc.not_equal(values.slice(1), values.slice(0, n - 1))
-        changed = pc.fill_null(changed, True)
-        heads = np.flatnonzero(np.concatenate([[True], changed.to_numpy(zero_copy_only=False)]))
+    heads_parts: list[np.ndarray] = []
+    head_values: list[pa.Array] = []
+    previous: Any = None
+    pos = 0
+    for chunk in values.chunks:
+        m = len(chunk)
+        if m == 0:
+            continue
+        changed = np.ones(m, dtype=bool)
+        if m > 1:
+            differs = pc.fill_null(pc.not_equal(chunk.slice(1), chunk.slice(0, m - 1)), True)
+            changed[1:] = differs.to_numpy(zero_copy_only=False)
+        first = chunk[0]
+        changed[0] = previous is None or not (first.is_valid and first == previous)
+        previous = chunk[m - 1] if chunk[m - 1].is_valid else None
+        local = np.flatnonzero(changed)
+        heads_parts.append(local + pos)
+        head_values.append(chunk.take(pa.array(local)))
+        pos += m
+        if sum(len(h) for h in heads_parts) * 4 >= pos and pos >= 100_000:
+            break  # short runs: look every row up instead
     else:
-        heads = np.zeros(1, dtype=_I64)
-    if len(heads) * 4 < n:
-        head_codes = _index_in_plain(values.take(pa.array(heads)), value_set)
-        return np.repeat(head_codes, np.diff(np.append(heads, n)))
+        heads = np.concatenate(heads_parts)
+        return heads, _index_in_plain(pa.chunked_array(head_values, values.type), value_set)
     # Arrow's hash lookups run on one core and release the GIL: split across cores.
     workers = max(1, min(4, os.cpu_count() or 1))
-    if workers == 1 or n < 1_000_000:
-        return _index_in_plain(values, value_set)
     edges = [n * k // workers for k in range(workers + 1)]
     with ThreadPoolExecutor(workers) as pool:
         parts = pool.map(
             lambda k: _index_in_plain(values.slice(edges[k], edges[k + 1] - edges[k]), value_set),
             range(workers),
         )
-        return np.concatenate(list(parts))
+        return np.arange(n, dtype=_I64), np.concatenate(list(parts))
 
 
 def _index_in_plain(values: pa.ChunkedArray | pa.Array, value_set: pa.Array) -> np.ndarray:
@@ -227,6 +245,90 @@ def _dictionary_codes(values: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     return np.concatenate(parts), encoded.chunks[0].dictionary
 
 
+_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
+_CODE_MUL = np.uint64(0xC2B2AE3D27D4EB4F)
+
+
+def _string_hashes(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A 64-bit hash of each string (equal strings hash equal) and a null mask.
+
+    Reads the Arrow buffers directly, eight bytes per vectorised step.
+    """
+    hashes, nulls = [], []
+    for chunk in values.chunks:
+        if not pa.types.is_large_string(chunk.type):
+            chunk = chunk.cast(pa.large_string())
+        n = len(chunk)
+        if n == 0:
+            continue
+        _, offsets_buf, data_buf = chunk.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=np.int64, count=n + 1, offset=8 * chunk.offset)
+        padded = np.zeros((data_buf.size if data_buf is not None else 0) + 8, dtype=np.uint8)
+        if data_buf is not None and data_buf.size:
+            padded[: data_buf.size] = np.frombuffer(data_buf, dtype=np.uint8)
+        # Little-endian 8-byte words starting at every byte (unaligned view, no copy).
+        words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+        start = offsets[:-1]
+        length = offsets[1:] - start
+        h = length.astype(np.uint64) * _HASH_MUL
+        for k in range(0, int(length.max(initial=0)), 8):
+            rest = length - k
+            w = words[np.minimum(start + k, len(words) - 1)]
+            keep = np.where(rest >= 8, 64, np.clip(rest, 0, 8) * 8).astype(np.uint64)
+            w = np.where(keep == 64, w, w & ((np.uint64(1) << keep) - np.uint64(1)))
+            mixed = (h ^ w) * _HASH_MUL
+            mixed ^= mixed >> np.uint64(31)
+            h = np.where(rest > 0, mixed, h)  # a string's hash ignores longer neighbours
+        hashes.append(h)
+        nulls.append(np.asarray(chunk.is_null().to_numpy(zero_copy_only=False), dtype=bool))
+    if not hashes:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=bool)
+    return np.concatenate(hashes), np.concatenate(nulls)
+
+
+def _first_of_order(
+    code: np.ndarray,
+    hashes: np.ndarray,
+    nulls: np.ndarray,
+    strings_at: Callable[[np.ndarray], pa.ChunkedArray],
+) -> np.ndarray:
+    """True where a purchase opens an order new to its customer, exactly.
+
+    Args:
+        code: Customer code per purchase, purchases in (customer, time) order.
+        hashes: Hash of each purchase's order id (:func:`_string_hashes`).
+        nulls: True where the purchase has no order id (then it is its own order).
+        strings_at: The order ids at given purchase positions.
+    """
+    flags = nulls.copy()
+    idx = np.flatnonzero(~nulls)
+    key = (hashes[idx] ^ (code[idx].astype(np.uint64) * _CODE_MUL)) * _HASH_MUL
+    c = code[idx]
+    # Usual case: an order's rows are adjacent, so only the first of a run is new.
+    same = np.zeros(len(idx), dtype=bool)
+    same[1:] = (key[1:] == key[:-1]) & (c[1:] == c[:-1])
+    pos = np.flatnonzero(same)
+    if len(pos):
+        equal = pc.equal(strings_at(idx[pos]), strings_at(idx[pos - 1]))
+        same[pos] = np.asarray(equal.to_numpy(zero_copy_only=False), dtype=bool)
+    heads = idx[~same]
+    head_key = key[~same]
+    ordered = np.sort(head_key)
+    repeated = ordered[1:] == ordered[:-1]
+    if not repeated.any():
+        flags[heads] = True
+        return flags
+    # Some ids recur after another order of the same customer (or hashes collide):
+    # settle exactly those by their text.
+    member = np.isin(head_key, ordered[1:][repeated])
+    flags[heads[~member]] = True
+    m = heads[member]
+    text_code, dictionary = _dictionary_codes(strings_at(m))
+    _, first = np.unique(code[m] * (len(dictionary) + 1) + text_code, return_index=True)
+    flags[m[first]] = True
+    return flags
+
+
 def _stable_order_by(major: np.ndarray) -> np.ndarray:
     """A stable permutation sorting the non-negative int64 ``major``.
 
@@ -245,42 +347,53 @@ def _stable_order_by(major: np.ndarray) -> np.ndarray:
     return np.argsort(major, kind="stable").astype(_I64)
 
 
-def _group_order(
-    type_code: np.ndarray, code: np.ndarray, t_us: np.ndarray, n_types: int, n_customers: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort events by (type, customer, time): returns (rows, type, code) in that order.
+def _type_codes(values: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """Event type codes (rank of the name among the sorted distinct names) and names.
 
-    Event logs usually arrive in time order or grouped by customer in time order; then
-    sorting (type, customer, row position) already puts each customer's events in time
-    order, and those three fit in one int64 whose values sort several times faster than
-    any ``argsort``. The time order is verified; otherwise a full ``lexsort`` runs.
+    Nulls get the code ``len(names)`` (ignored). Codes are ``uint8`` when they fit.
+    """
+    chunks = pc.dictionary_encode(values).chunks
+    found = [[str(v) for v in chunk.dictionary.to_pylist()] for chunk in chunks]
+    names = sorted({name for names_in_chunk in found for name in names_in_chunk})
+    rank = {name: k for k, name in enumerate(names)}
+    dtype = np.uint8 if len(names) < 255 else np.int32
+    out = np.empty(len(values), dtype=dtype)
+    pos = 0
+    for chunk, names_in_chunk in zip(chunks, found, strict=True):
+        lut = np.array([rank[v] for v in names_in_chunk] + [len(names)], dtype=dtype)
+        indices = pc.fill_null(chunk.indices, -1).to_numpy(zero_copy_only=False)
+        out[pos : pos + len(chunk)] = lut[indices]
+        pos += len(chunk)
+    return out, names
+
+
+def _time_order_within_customer(code: np.ndarray, t_us: np.ndarray) -> np.ndarray | None:
+    """A permutation sorting events of one type by (customer, time), or None if sorted.
+
+    Event logs usually arrive grouped by customer in time order (then nothing is
+    sorted) or in time order; then a stable sort by customer alone is enough, and
+    customer and row position fit in one int64 whose values sort several times faster
+    than any ``argsort``. The time order is verified; otherwise a full ``lexsort`` runs.
     """
     n = len(code)
+    if n < 2:
+        return None
     step = np.diff(code)
-    if n and int(step.min(initial=0)) >= 0 and not np.any((step == 0) & (np.diff(t_us) < 0)):
-        # Already in the fact store's order: a stable partition by type is enough, and
-        # numpy's stable sort of uint8 is a radix sort (one linear pass).
-        small = type_code.astype(np.uint8) if n_types < 255 else type_code
-        rows = np.argsort(small, kind="stable").astype(_I64)
-        return rows, type_code[rows], code[rows]
+    if int(step.min()) >= 0 and not np.any((step == 0) & (np.diff(t_us) < 0)):
+        return None
     del step
-    row_bits = max(n - 1, 1).bit_length()
-    code_bits = max(n_customers - 1, 1).bit_length()
-    type_bits = max(n_types, 1).bit_length()
-    if row_bits + code_bits + type_bits <= 63:
-        packed = (type_code << (code_bits + row_bits)) | (code << row_bits)
-        packed |= np.arange(n, dtype=_I64)
-        packed.sort()
-        rows = packed & ((1 << row_bits) - 1)
-        code_s = (packed >> row_bits) & ((1 << code_bits) - 1)
-        type_s = packed >> (code_bits + row_bits)
-        del packed
-        t_s = t_us[rows]
-        same = (code_s[1:] == code_s[:-1]) & (type_s[1:] == type_s[:-1])
-        if not bool(np.any(same & (t_s[1:] < t_s[:-1]))):
-            return rows, type_s, code_s
-    rows = np.lexsort((t_us, code, type_code)).astype(_I64)
-    return rows, type_code[rows], code[rows]
+    order = _stable_order_by(code)
+    c = code[order]
+    t = t_us[order]
+    if not bool(np.any((c[1:] == c[:-1]) & (t[1:] < t[:-1]))):
+        return order
+    return np.lexsort((t_us, code)).astype(_I64)
+
+
+def _release_arrow_memory() -> None:
+    """Hand pages Arrow freed back to the system: numpy allocates elsewhere, so pages
+    kept for Arrow's reuse would only add to the peak of the build that follows."""
+    pa.default_memory_pool().release_unused()
 
 
 def _micros(values: pd.Series) -> np.ndarray:
@@ -309,6 +422,8 @@ class PreparedEvents:
         order_c = pc.sort_indices(ids).to_numpy()
         self.customers = customers.iloc[order_c].reset_index(drop=True)
         sorted_ids = ids.take(pa.array(order_c)).combine_chunks()
+        self._sorted_ids = sorted_ids.cast(pa.large_string())
+        self._attribute_strings: dict[str, pa.ChunkedArray] = {}
         self.n_customers = len(self.customers)
         self.signup_us = _micros(self.customers["signup_at"])
         self._events = events
@@ -317,8 +432,12 @@ class PreparedEvents:
         self._orders_cs: np.ndarray | None = None
         self._groups: dict[str, _Groups] = {}
 
-        code = _index_in(_to_arrow(events["customer_id"]), sorted_ids)
+        # Event types are coded on another core while this one codes customers (both
+        # are Arrow hash lookups that release the GIL).
+        typing = _BACKGROUND.submit(_type_codes, _to_arrow(events["event_type"]))
+        heads, head_codes = _customer_runs(_to_arrow(events["customer_id"]), sorted_ids)
         t_all = _micros(events["occurred_at"])
+        type_code, type_names = typing.result()
         self.base_sec = int(t_all.min()) // SEC_US if len(t_all) else 0
         span = (int(t_all.max()) // SEC_US - self.base_sec) if len(t_all) else 0
         if span >= _REL_MAX:
@@ -326,39 +445,49 @@ class PreparedEvents:
                 "Expected events to span less than 136 years. "
                 f"Got {span / DAY_S / 365.25:.0f} years."
             )
-        raw_type, type_dictionary = _dictionary_codes(_to_arrow(events["event_type"]))
-        found_names = [str(v) for v in type_dictionary.to_pylist()]
-        type_names = sorted(found_names)
         self.event_types = tuple(type_names)
-        n_types = len(type_names)
-        rank = np.array([type_names.index(v) for v in found_names] + [n_types], dtype=_I64)
-        type_code = rank[raw_type]  # null types (-1) map to n_types: unused
-        del raw_type
-        # Events of unknown customers get a type past the last one: sorted last, unused.
-        unknown = code < 0
-        type_code[unknown] = n_types
-        code[unknown] = 0
-        rows, type_s, code_s = _group_order(type_code, code, t_all, n_types, self.n_customers)
-        del type_code, code, unknown
-        bounds = np.searchsorted(type_s, np.arange(n_types + 1, dtype=_I64))
-        del type_s
-        customers_range = np.arange(self.n_customers + 1, dtype=_I64)
+        run_length = np.diff(np.append(heads, len(t_all)))
+        if bool(np.any(head_codes < 0)):  # events of unknown customers are ignored
+            type_code[np.repeat(head_codes < 0, run_length)] = len(type_names)
+        known = head_codes[head_codes >= 0]
+        # The fact store's order (each customer one run, in id order, in time order):
+        # every type's events are then already in (customer, time) order.
+        grouped = len(heads) < len(t_all) and bool(np.all(known[1:] > known[:-1]))
+        if grouped:
+            backwards = np.flatnonzero(np.diff(t_all) < 0) + 1
+            grouped = bool(np.all(np.isin(backwards, heads, assume_unique=True)))
+            del backwards
+        code = None if grouped else np.repeat(head_codes, run_length)
+        del run_length
+        run_bounds = np.append(heads, len(t_all))
         for k, name in enumerate(type_names):
-            lo, hi = int(bounds[k]), int(bounds[k + 1])
-            c = code_s[lo:hi]
-            t = t_all[rows[lo:hi]]
+            rows = np.flatnonzero(type_code == k)
+            t = t_all[rows]
+            if code is None:
+                per_run = np.diff(np.searchsorted(rows, run_bounds))
+                c = np.repeat(head_codes, per_run)
+                counts = np.zeros(self.n_customers, dtype=_I64)
+                keep = head_codes >= 0
+                counts[head_codes[keep]] = per_run[keep]
+                starts = _prefix_sum(counts)
+            else:
+                c = code[rows]
+                order = _time_order_within_customer(c, t)
+                if order is not None:
+                    rows, c, t = rows[order], c[order], t[order]
+                starts = np.searchsorted(c, np.arange(self.n_customers + 1, dtype=_I64))
             self._typed[name] = _Typed(
-                rows=rows[lo:hi].copy(),
+                rows=rows,
                 key=(c << 32) | (t // SEC_US - self.base_sec),
                 t_us=t,
-                starts=np.searchsorted(c, customers_range).astype(_I64),
+                starts=starts.astype(_I64),
             )
-        # Hashing order ids is the slowest step of the RFM family and runs in Arrow
+            del rows, c, t
+        del code, type_code
+        # Telling orders apart is the slowest step of the RFM family and runs mostly
         # without the GIL: start it now, on another core, while the caller goes on.
-        purchase_rows = self.typed("purchase").rows
-        self._order_codes: Future[tuple[np.ndarray, pa.Array]] = _BACKGROUND.submit(
-            lambda: _dictionary_codes(_take(events["order_id"], purchase_rows))
-        )
+        self._order_flags: Future[np.ndarray] | None = _BACKGROUND.submit(self._new_order_flags)
+        _release_arrow_memory()
 
     @property
     def events(self) -> pd.DataFrame:
@@ -395,27 +524,37 @@ class PreparedEvents:
     def order_counts(self) -> np.ndarray:
         """Prefix count (over sorted purchases) of purchases opening a new order."""
         if self._orders_cs is None:
-            p = self.typed("purchase")
-            n = len(p)
-            if n == 0:
-                self._orders_cs = np.zeros(1, dtype=_I64)
-                return self._orders_cs
-            code = self._codes_of(p)
-            oid, dictionary = self._order_codes.result()
-            head = np.ones(n, dtype=bool)
-            head[1:] = (code[1:] != code[:-1]) | (oid[1:] != oid[:-1])
-            flags = oid < 0
-            cand = np.flatnonzero(head & ~flags)
-            runs_per_id = np.bincount(oid[cand], minlength=len(dictionary))
-            if bool(np.all(runs_per_id <= 1)):
-                # Usual case: each order's rows are adjacent, so a run is an order.
-                flags[cand] = True
-            elif len(cand):
-                composite = code[cand] * (len(dictionary) + 1) + oid[cand]
-                _, first = np.unique(composite, return_index=True)
-                flags[cand[first]] = True
-            self._orders_cs = _prefix_sum(flags)
+            if self._order_flags is None:
+                raise FeaturesError("Expected order flags to be computed once. Got none.")
+            self._orders_cs = _prefix_sum(self._order_flags.result())
+            self._order_flags = None
         return self._orders_cs
+
+    def _new_order_flags(self) -> np.ndarray:
+        """Per sorted purchase: True if it opens an order new to its customer.
+
+        A purchase without ``order_id`` is an order of its own. Order ids are compared
+        by a 64-bit hash of their text, and every equality the hash suggests is
+        confirmed on the text itself, so the result is exact; no id is materialised
+        as a Python object and only ids sharing a hash are dictionary-encoded.
+        """
+        p = self.typed("purchase")
+        if not len(p):
+            return np.zeros(0, dtype=bool)
+        order_ids = self._events["order_id"]
+        ascending = bool(np.all(p.rows[1:] > p.rows[:-1]))
+        mask = np.zeros(len(order_ids), dtype=bool)
+        mask[p.rows] = True
+        hashes, nulls = _string_hashes(_to_arrow(order_ids).filter(pa.array(mask)))
+        del mask
+        if not ascending:  # back from row order to (customer, time) order
+            back = np.argsort(p.rows, kind="stable")
+            hashes[back], nulls[back] = hashes.copy(), nulls.copy()
+        flags = _first_of_order(
+            self._codes_of(p), hashes, nulls, lambda at: _take(order_ids, p.rows[at])
+        )
+        _release_arrow_memory()
+        return flags
 
     def days(self) -> _Days:
         """Distinct purchase days per customer (built on first use)."""
@@ -476,6 +615,7 @@ class PreparedEvents:
             labels=labels[rank] if len(labels) else labels,
         )
         self._groups[event_type] = found
+        _release_arrow_memory()
         return found
 
     def build_features(
@@ -499,23 +639,60 @@ class PreparedEvents:
         """
         spec = spec or default_spec()
         self._check_spec(spec)
-        if _is_many(as_of):
+        many = _is_many(as_of)
+        if many:
             cutoffs = sorted({normalize_as_of(v) for v in as_of})  # type: ignore[union-attr]
-            frames = []
-            for ts in cutoffs:
-                frame = self._build_one(ts, spec)
-                frame.insert(1, "as_of", pd.Series(ts, index=frame.index).astype(TIMESTAMP_DTYPE))
-                frames.append(frame)
-                if on_cutoff:
-                    on_cutoff(ts)
-            if not frames:
+            if not cutoffs:
                 raise FeaturesError("Expected at least one as_of date. Got an empty list.")
-            return pd.concat(frames, ignore_index=True)
-        ts = normalize_as_of(as_of)  # type: ignore[arg-type]
-        frame = self._build_one(ts, spec)
-        if on_cutoff:
-            on_cutoff(ts)
-        return frame
+        else:
+            cutoffs = [normalize_as_of(as_of)]  # type: ignore[arg-type]
+        catalog = feature_catalog(spec)
+        codes_at = [self._codes_at(ts) for ts in cutoffs]
+        sizes = [len(codes) for codes in codes_at]
+        total = sum(sizes)
+        # Every output column is allocated once at its full length and filled cutoff by
+        # cutoff, then handed to the frame without a copy: no per-cutoff frames to
+        # concatenate, no block consolidation (both would copy the whole output).
+        arrays: dict[str, np.ndarray] = {
+            info.name: np.empty(total, dtype=info.dtype)
+            for info in catalog
+            if info.dtype in _NUMPY_DTYPES
+        }
+        chunks: dict[str, list[pa.Array]] = {
+            name: [] for name in ["customer_id"] + [i.name for i in catalog if i.name not in arrays]
+        }
+        pos = 0
+        for ts, codes in zip(cutoffs, codes_at, strict=True):
+            end = pos + len(codes)
+            missing = set(arrays) | set(chunks)
+            # Column groups are copied out as soon as they are computed, so a cutoff
+            # holds at most one group of full-length temporaries.
+            for group in self._column_groups(ts, codes, spec):
+                for name, values in group.items():
+                    out = arrays.get(name)
+                    if out is not None:
+                        _fill(out, pos, end, values, name)
+                    elif name in chunks:
+                        chunks[name].extend(_string_chunks(values))
+                    missing.discard(name)
+                del group
+            if missing:
+                raise FeaturesError(
+                    f"Expected the feature spec to yield every catalogued feature. "
+                    f"Got none for {sorted(missing)}."
+                )
+            pos = end
+            if on_cutoff:
+                on_cutoff(ts)
+        data: dict[str, Any] = {"customer_id": _string_column(chunks.pop("customer_id"))}
+        if many:
+            stamps = np.array([ts.value // 1000 for ts in cutoffs], dtype="datetime64[us]")
+            as_of_index = pd.DatetimeIndex(np.repeat(stamps, sizes)).tz_localize("UTC")
+            data["as_of"] = as_of_index.astype(TIMESTAMP_DTYPE).array
+        for info in catalog:
+            found = arrays.get(info.name)
+            data[info.name] = found if found is not None else _string_column(chunks.pop(info.name))
+        return pd.DataFrame(data, copy=False)
 
     def _check_spec(self, spec: FeatureSpec) -> None:
         if not spec.has("attributes"):
@@ -530,34 +707,71 @@ class PreparedEvents:
                 "tagsmith.yaml or remove them from features.yaml."
             )
 
-    def _build_one(self, ts: pd.Timestamp, spec: FeatureSpec) -> pd.DataFrame:
-        cut_us = ts.value // 1000
-        codes = np.flatnonzero(self.signup_us < cut_us).astype(_I64)
-        cut = _Cutoff(self, cut_us, codes)
-        cols: dict[str, Any] = {
-            "customer_id": self.customers["customer_id"].take(codes).astype("string").array
-        }
+    def _codes_at(self, ts: pd.Timestamp) -> np.ndarray:
+        """Codes (ascending, i.e. in ``customer_id`` order) of customers signed up before ``ts``."""
+        return np.flatnonzero(self.signup_us < ts.value // 1000).astype(_I64)
+
+    def _column_groups(
+        self, ts: pd.Timestamp, codes: np.ndarray, spec: FeatureSpec
+    ) -> Iterator[dict[str, Any]]:
+        """The columns of ``spec`` (and ``customer_id``) at cutoff ``ts`` for ``codes``,
+        a few at a time (by family; windowed families by event type)."""
+        cut = _Cutoff(self, ts.value // 1000, codes)
+        yield {"customer_id": self._sorted_ids.take(pa.array(codes))}
         # Families needing order ids come last: those are hashed in the background.
         if spec.has("windowed") or spec.has("trend"):
-            cols.update(cut.windowed(spec))
+            for event_type in spec.event_types:
+                yield cut.windowed(spec, [event_type])
         if spec.has("rhythm"):
-            cols.update(cut.rhythm(spec))
+            yield cut.rhythm(spec)
         if spec.has("preference"):
-            cols.update(cut.preference(spec.preference.event_type))
+            yield cut.preference(spec.preference.event_type)
         if spec.has("attributes"):
-            cols.update(cut.attributes(spec, ts))
+            yield cut.attributes(spec, ts)
         if spec.has("rfm"):
-            cols.update(cut.rfm())
+            yield cut.rfm()
         if spec.has("activity"):
-            cols.update(cut.activity())
+            yield cut.activity()
         if spec.has("engagement"):
-            cols.update(cut.engagement(spec))
-        names = ["customer_id"] + [f.name for f in feature_catalog(spec)]
-        frame = pd.DataFrame({name: cols[name] for name in names})
-        for info in feature_catalog(spec):
-            if str(frame[info.name].dtype) != info.dtype:
-                frame[info.name] = frame[info.name].astype(info.dtype)  # type: ignore[call-overload]
-        return frame
+            yield cut.engagement(spec)
+
+    def birth_years(self, column: str) -> np.ndarray:
+        """The customers' ``column`` as float64 years (NaN when missing or not a number)."""
+        return pd.to_numeric(self.customers[column], errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+
+    def attribute_strings(self, column: str) -> pa.ChunkedArray:
+        """The customers' ``column`` as strings (in code order), converted once."""
+        found = self._attribute_strings.get(column)
+        if found is None:
+            found = _to_arrow(self.customers[column].astype("string"))
+            self._attribute_strings[column] = found
+        return found
+
+
+_NUMPY_DTYPES = frozenset({"float64", "int64", "bool"})
+
+
+def _fill(out: np.ndarray, start: int, end: int, values: Any, name: str) -> None:
+    """Copy one cutoff's ``values`` into ``out[start:end]`` (only lossless casts)."""
+    values = np.asarray(values)
+    if not np.can_cast(values.dtype, out.dtype, casting="safe"):
+        raise FeaturesError(
+            f"Feature '{name}' must be computed as {out.dtype}. Got {values.dtype} instead."
+        )
+    out[start:end] = values
+
+
+def _string_chunks(values: Any) -> list[pa.Array]:
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+    arr = arr.cast(pa.large_string())
+    return list(arr.chunks) if isinstance(arr, pa.ChunkedArray) else [arr]
+
+
+def _string_column(chunks: list[pa.Array]) -> pd.api.extensions.ExtensionArray:
+    """A pandas ``string`` column over the Arrow ``chunks`` (no copy of the text)."""
+    return pd.array(pa.chunked_array(chunks, type=pa.large_string()), dtype="string")
 
 
 def _is_many(as_of: Any) -> bool:
@@ -640,10 +854,13 @@ class _Cutoff:
             "monetary_max": maximum,
         }
 
-    def windowed(self, spec: FeatureSpec) -> dict[str, Any]:
+    def windowed(
+        self, spec: FeatureSpec, event_types: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """Windowed and trend columns of ``event_types`` (default: the spec's)."""
         cols: dict[str, Any] = {}
         amount_types = set(spec.amount_event_types)
-        for etype in spec.event_types:
+        for etype in spec.event_types if event_types is None else event_types:
             for w in spec.windows:
                 if spec.has("windowed"):
                     cols[f"{etype}_count_{w}d"] = self.count(etype, w)
@@ -656,6 +873,9 @@ class _Cutoff:
                     trend = np.zeros(len(last))
                     np.divide(last - prev, both, out=trend, where=both > 0)
                     cols[f"{etype}_count_trend_{w}d"] = trend
+            # Window bounds serve only this type's columns: do not keep them around.
+            for key in [k for k in self._ends if k[0] == etype and k[1]]:
+                del self._ends[key]
         return cols
 
     def _day_rows_in_prefix(self) -> tuple[_Days, np.ndarray, np.ndarray, np.ndarray]:
@@ -761,25 +981,31 @@ class _Cutoff:
             "days_since_last_complaint": self.days_since_last("complaint"),
         }
 
-    def _prefix_ages(self, event_type: str) -> tuple[np.ndarray, np.ndarray]:
-        """Customer code and age in days of each ``event_type`` event before the cutoff."""
-        typed = self.p.typed(event_type)
-        if not len(typed):
-            return np.empty(0, dtype=_I64), np.empty(0)
-        code = self.p._codes_of(typed)
-        end_by_code = typed.starts[:-1].copy()  # empty prefix for customers not in scope
-        end_by_code[self.codes] = self.end(event_type)
-        keep = np.flatnonzero(np.arange(len(typed), dtype=_I64) < end_by_code[code])
-        return code[keep], (self.cut_us - typed.t_us[keep]) / DAY_US
-
     def _decayed(self, event_types: Sequence[str], taus: Sequence[int]) -> list[np.ndarray]:
         """Per time constant, the sum of exp(-age / tau) over ``event_types`` events."""
-        sums = [np.zeros(self.p.n_customers) for _ in taus]
+        sums = [np.zeros(len(self.codes)) for _ in taus]
         for etype in event_types:
-            code, age = self._prefix_ages(etype)
+            typed = self.p.typed(etype)
+            s, e = self.start(etype), self.end(etype)
+            has = np.flatnonzero(e > s)
+            if not len(has):
+                continue
+            # A customer's events before the cutoff are one range [s, e) of the sorted
+            # events: sum each range with one reduceat, no per-event customer codes.
+            lo, hi = int(s[has].min()), int(e[has].max())
+            age = np.empty(hi - lo + 1)  # + a sentinel: reduceat bounds may equal hi
+            np.subtract(self.cut_us, typed.t_us[lo:hi], out=age[:-1])
+            np.divide(age[:-1], DAY_US, out=age[:-1])
+            np.maximum(age, 0.0, out=age)  # later events are outside every range
+            age[-1] = 0.0
+            bounds = np.empty(2 * len(has), dtype=_I64)
+            bounds[0::2], bounds[1::2] = s[has] - lo, e[has] - lo
+            weight = np.empty_like(age)
             for out, tau in zip(sums, taus, strict=True):
-                out += np.bincount(code, weights=np.exp(-age / tau), minlength=self.p.n_customers)
-        return [out[self.codes] for out in sums]
+                np.divide(age, -tau, out=weight)
+                np.exp(weight, out=weight)
+                out[has] += np.add.reduceat(weight, bounds)[0::2]
+        return sums
 
     def engagement(self, spec: FeatureSpec) -> dict[str, Any]:
         g = spec.engagement
@@ -846,14 +1072,14 @@ class _Cutoff:
             top_cat[g.code[cand[first]]] = g.cat[cand[first]]
         total_c = total[self.codes]
         has = total_c > 0
-        top = np.full(len(self.codes), None, dtype=object)
-        top_c = top_cat[self.codes]
-        top[has] = g.labels[top_c[has]]
+        top = pa.array(g.labels, type=pa.large_string()).take(
+            pa.array(top_cat[self.codes], mask=~has)
+        )
         share = np.full(len(self.codes), np.nan)
         share[has] = top_count[self.codes][has] / total_c[has]
         ent = np.where(has, entropy[self.codes], np.nan)
         return {
-            "top_category": pd.array(top, dtype="string"),
+            "top_category": top,
             "top_category_share": share,
             "distinct_categories": distinct[self.codes].astype(_I64),
             "category_entropy": ent + 0.0,
@@ -861,21 +1087,17 @@ class _Cutoff:
 
     def attributes(self, spec: FeatureSpec, ts: pd.Timestamp) -> dict[str, Any]:
         a = spec.attributes
-        rows = self.p.customers.iloc[self.codes]
         cols: dict[str, Any] = {}
+        taken = pa.array(self.codes)
         if a.birth_year_column:
-            birth = pd.to_numeric(rows[a.birth_year_column], errors="coerce").to_numpy(
-                dtype=np.float64, na_value=np.nan
-            )
-            age = ts.year - birth
-            labels = np.asarray(age_band_labels(a.age_bands), dtype=object)
-            band = np.full(len(age), None, dtype=object)
+            age = ts.year - self.p.birth_years(a.birth_year_column)[self.codes]
             known = ~np.isnan(age)
-            band[known] = labels[np.searchsorted(a.age_bands, age[known], side="right")]
+            band = np.searchsorted(a.age_bands, np.where(known, age, 0), side="right")
+            labels = pa.array(age_band_labels(a.age_bands), type=pa.large_string())
             cols["age"] = age
-            cols["age_band"] = pd.array(band, dtype="string")
+            cols["age_band"] = labels.take(pa.array(band, mask=~known))
         for column in a.columns:
-            cols[column] = rows[column].astype("string").array
+            cols[column] = self.p.attribute_strings(column).take(taken)
         return cols
 
 

@@ -23,11 +23,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-from features.build import build_features
+from features.build import prepare_events
 from features.spec import FeatureSpec, default_spec, spec_hash
 from serving.errors import ServingError
 from tags.catalogue import Catalogue
-from tags.engine import evaluate_tags
+from tags.engine import concat_tag_tables, evaluate_tags
 from tags.store import TAG_COLUMNS, RunInfo, TagStore, to_as_of
 
 __all__ = [
@@ -220,16 +220,19 @@ def run_tagging(
     with timed("load facts"):
         customers, events = facts.load_customers(), facts.load_events()
     with timed("features"):
-        features = build_features(customers, events, as_of=cutoff, spec=spec)
+        prepared = prepare_events(customers, events)
+        features = prepared.build_features(cutoff, spec=spec)
     with timed("rule tags"):
-        rule_tags = evaluate_tags(features, events, catalogue, as_of=cutoff)
-    del customers, events  # the largest frames: free them before predicting and storing
+        # The prepared events place window events on customers without hashing ids.
+        rule_tags = evaluate_tags(features, prepared, catalogue, as_of=cutoff)
+    # The largest objects: free them before predicting and storing.
+    del customers, events, prepared
     with timed("predicted tags"):
         predicted = [
             _check_predicted(p, p.predict_tags(features, as_of=cutoff), catalogue, cutoff)
             for p in predictors
         ]
-    long = pd.concat([rule_tags[list(TAG_COLUMNS)], *predicted], ignore_index=True)
+    long = concat_tag_tables([rule_tags[list(TAG_COLUMNS)], *predicted])
     del rule_tags, predicted
     meta = {
         "inputs": {

@@ -307,12 +307,22 @@ def concat_tag_tables(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _small_codes(codes: np.ndarray, n_categories: int) -> np.ndarray:
-    """Codes in the narrowest integer type pandas would pick (less memory to fill)."""
+def _code_dtype(n_categories: int) -> type[np.signedinteger[Any]]:
+    """The narrowest integer type for codes of ``n_categories`` (what pandas would pick)."""
     for dtype in (np.int8, np.int16, np.int32):
         if n_categories < np.iinfo(dtype).max:
-            return codes.astype(dtype, copy=False)
-    return codes.astype(np.int64, copy=False)
+            return dtype
+    return np.int64
+
+
+def _filled(parts: list[np.ndarray], dtype: Any, n: int) -> np.ndarray:
+    """``parts`` one after another in one array of ``dtype`` (one pass, no int64 copy)."""
+    out = np.empty(n, dtype=dtype)
+    at = 0
+    for part in parts:
+        out[at : at + len(part)] = part
+        at += len(part)
+    return out
 
 
 def _sorted_labels(labels: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -323,15 +333,16 @@ def _sorted_labels(labels: list[str]) -> tuple[np.ndarray, list[str]]:
     return rank, [labels[i] for i in order]
 
 
-def _customer_categories(ids: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, pd.Index]:
-    """Codes of ``rows`` into the frame's ids sorted (already so for ``build_features``)."""
+def _customer_categories(ids: pd.Series) -> tuple[pd.Index, np.ndarray | None]:
+    """The frame's ids sorted, and each row's rank among them (``None``: already sorted,
+    as ``build_features`` leaves them)."""
     strings = arrow_strings(ids)
     if _increasing(strings):
-        return rows, pd.Index(strings, dtype="string")
+        return pd.Index(strings, dtype="string"), None
     order = pc.sort_indices(strings).to_numpy()
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
-    return rank[rows], pd.Index(strings.take(order), dtype="string")
+    return pd.Index(strings.take(order), dtype="string"), rank
 
 
 def long_table(
@@ -356,23 +367,28 @@ def long_table(
     version_rank, versions = _sorted_labels(
         [catalogue.get(r.tag_id).version_label for r in results]
     )
-    tag_order = np.repeat(np.arange(len(results), dtype=np.int64), sizes)
+    tag_codes = np.repeat(tag_rank.astype(_code_dtype(len(tag_labels))), sizes)
+    version_codes = np.repeat(version_rank.astype(_code_dtype(len(versions))), sizes)
     value_pos = {v: i for i, v in enumerate(sorted({v for r in results for v in r.values}))}
-    value_codes = np.concatenate(
-        [np.array([value_pos[v] for v in r.values], dtype=np.int64)[r.codes] for r in results]
+    value_type = _code_dtype(len(value_pos))
+    value_codes = _filled(
+        [np.array([value_pos[v] for v in r.values], dtype=value_type)[r.codes] for r in results],
+        value_type,
+        n,
     )
-    rows = np.concatenate([r.rows for r in results])
-    id_codes, ids = _customer_categories(features["customer_id"], rows)
+    ids, rank = _customer_categories(features["customer_id"])
+    id_type = _code_dtype(len(ids))
+    id_codes = _filled([r.rows if rank is None else rank[r.rows] for r in results], id_type, n)
     stamp = pd.Timestamp(as_of)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return pd.DataFrame(
         {
-            "customer_id": _categorical(_small_codes(id_codes, len(ids)), ids),
-            "tag_id": _categorical(_small_codes(tag_rank[tag_order], len(tag_labels)), tag_labels),
-            "value": _categorical(_small_codes(value_codes, len(value_pos)), list(value_pos)),
+            "customer_id": _categorical(id_codes, ids),
+            "tag_id": _categorical(tag_codes, tag_labels),
+            "value": _categorical(value_codes, list(value_pos)),
             "score": pd.Series(np.full(n, np.nan), copy=False),
             "source": _categorical(np.zeros(n, dtype=np.int8), ["rule"]),
-            "version": _categorical(_small_codes(version_rank[tag_order], len(versions)), versions),
+            "version": _categorical(version_codes, versions),
             # Filling int64 and viewing it is ~5x faster than np.full of a datetime64.
             "as_of": pd.Series(
                 np.full(n, stamp.value // 1000, dtype=np.int64).view("datetime64[us]"),

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -177,41 +176,65 @@ def _explicit_plan(
     )
 
 
-_LABEL_SQL = """
-SELECT
-    e.customer_id,
-    c.cutoff,
-    count(*) FILTER (e.event_type = 'purchase' AND e.occurred_at < c.cutoff) AS n_purchases,
-    count(DISTINCT CAST(e.occurred_at AS DATE))
-        FILTER (e.event_type = 'purchase' AND e.occurred_at < c.cutoff) AS n_purchase_days,
-    (epoch(c.cutoff) - epoch(min(e.occurred_at)
-        FILTER (e.event_type = 'purchase' AND e.occurred_at < c.cutoff))) / 86400.0
-        AS days_since_first_purchase,
-    (epoch(c.cutoff) - epoch(max(e.occurred_at)
-        FILTER (e.event_type = 'purchase' AND e.occurred_at < c.cutoff))) / 86400.0
-        AS days_since_last_purchase,
-    coalesce(sum(e.amount) FILTER (e.event_type = 'purchase' AND e.occurred_at < c.cutoff), 0)
-        AS purchase_amount,
-    coalesce(sum(e.amount) FILTER (e.event_type = 'refund' AND e.occurred_at < c.cutoff), 0)
-        AS refund_amount,
-    count(*) FILTER (e.event_type = 'purchase' AND e.occurred_at >= c.cutoff)
-        AS horizon_purchases,
-    coalesce(sum(e.amount) FILTER (e.event_type = 'purchase' AND e.occurred_at >= c.cutoff), 0)
-      - coalesce(sum(e.amount) FILTER (e.event_type = 'refund' AND e.occurred_at >= c.cutoff), 0)
-        AS value
-FROM ev AS e
-JOIN cutoffs AS c ON e.occurred_at < c.cutoff + to_days(CAST(c.horizon_days AS INTEGER))
-WHERE e.event_type IN ('purchase', 'refund')
-GROUP BY e.customer_id, c.cutoff
-HAVING count(*) FILTER (e.event_type = 'purchase' AND e.occurred_at < c.cutoff) > 0
-ORDER BY c.cutoff, e.customer_id
-"""
+_US_PER_DAY = 86_400_000_000
+_EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+@dataclass(frozen=True)
+class _Typed:
+    """Events of one type sorted by (customer code, time)."""
+
+    code: np.ndarray  # int64 customer code (rank of the customer id)
+    t: np.ndarray  # int64 microseconds since the epoch
+    amount: np.ndarray  # float64, missing amounts as 0 (a sum skips them)
+
+    def take(self, order: np.ndarray) -> _Typed:
+        return _Typed(self.code[order], self.t[order], self.amount[order])
+
+
+def _events_by_type(events: pd.DataFrame) -> tuple[_Typed, _Typed, pd.Index]:
+    """Purchases and refunds with customer codes, and the customer id of each code.
+
+    Codes are ranks of the ids in sorted order, so code order is customer-id order.
+    Rows without a customer or a time are left out (they cannot be labelled).
+    """
+    kind = events["event_type"]
+    stamps = pd.DatetimeIndex(events["occurred_at"])
+    stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
+    keep = (
+        kind.isin(["purchase", "refund"]).to_numpy(dtype=bool, na_value=False)
+        & ~np.asarray(stamps.isna())
+        & events["customer_id"].notna().to_numpy(dtype=bool)
+    )
+    rows = np.flatnonzero(keep)
+    t = stamps.as_unit("us").asi8[rows]
+    amount = events["amount"].to_numpy(dtype=np.float64, na_value=np.nan)[rows]
+    amount = np.where(np.isnan(amount), 0.0, amount)
+    code, ids = pd.factorize(events["customer_id"].iloc[rows], sort=True)
+    purchase = (kind.iloc[rows] == "purchase").to_numpy(dtype=bool, na_value=False)
+    code = code.astype(np.int64)
+    parts = []
+    for mask in (purchase, ~purchase):
+        typed = _Typed(code[mask], t[mask], amount[mask])
+        # Event logs usually arrive in time order: then a stable sort by customer is
+        # enough; otherwise sort by (customer, time).
+        t_sorted = bool(np.all(typed.t[1:] >= typed.t[:-1]))
+        order = (
+            np.argsort(typed.code, kind="stable") if t_sorted else np.lexsort((typed.t, typed.code))
+        )
+        parts.append(typed.take(order))
+    return parts[0], parts[1], pd.Index(ids)
 
 
 def label_table(
     events: pd.DataFrame, cutoffs: Sequence[pd.Timestamp], *, horizon_days: int
 ) -> pd.DataFrame:
     """Population, purchase history summary and labels at each cutoff.
+
+    One sort of the purchases by (customer, time) serves every cutoff: the purchases
+    before a cutoff are a prefix of each customer's run, so counts and sums are
+    bincounts over a mask, and the first and last purchase before the cutoff are the
+    run's first element and the prefix's last.
 
     Args:
         events: Canonical events (only ``customer_id``, ``occurred_at``,
@@ -226,22 +249,75 @@ def label_table(
         ``purchase_amount``, ``refund_amount``), and labels ``horizon_purchases``,
         ``churn`` (bool) and ``value`` (float, net amount).
     """
-    ev = events[["customer_id", "occurred_at", "event_type", "amount"]]
-    cut = pd.DataFrame(
-        {
-            "cutoff": pd.Series([_utc(c) for c in cutoffs], dtype="datetime64[us, UTC]"),
-            "horizon_days": horizon_days,
-        }
+    stamps = sorted({_utc(c) for c in cutoffs})
+    purchases, refunds, ids = _events_by_type(events)
+    n_ids = len(ids)
+    p_code, p_t, p_amount = purchases.code, purchases.t, purchases.amount
+    r_code, r_t, r_amount = refunds.code, refunds.t, refunds.amount
+    # Each customer's run of purchases starts at run_start[code].
+    run_start = np.zeros(n_ids + 1, dtype=np.int64)
+    np.cumsum(np.bincount(p_code, minlength=n_ids), out=run_start[1:])
+    # The first purchase of each (customer, UTC day): days with a purchase before a
+    # cutoff are those whose first purchase is before it.
+    day = np.floor_divide(p_t, _US_PER_DAY)
+    new_day = np.ones(len(p_t), dtype=bool)
+    new_day[1:] = (p_code[1:] != p_code[:-1]) | (day[1:] != day[:-1])
+    horizon = horizon_days * _US_PER_DAY
+
+    def per_customer(codes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return np.bincount(codes, weights=weights, minlength=n_ids)
+
+    parts: list[pd.DataFrame] = []
+    for cutoff in stamps:
+        c = (cutoff - _EPOCH) // pd.Timedelta(microseconds=1)
+        before = p_t < c
+        within = (p_t >= c) & (p_t < c + horizon)
+        n_before = np.bincount(p_code[before], minlength=n_ids)
+        pop = np.flatnonzero(n_before)
+        first_t = p_t[run_start[pop]]
+        last_t = p_t[run_start[pop] + n_before[pop] - 1]
+        r_before = r_t < c
+        r_within = (r_t >= c) & (r_t < c + horizon)
+        refund_before = per_customer(r_code, np.where(r_before, r_amount, 0.0))[pop]
+        refund_within = per_customer(r_code, np.where(r_within, r_amount, 0.0))[pop]
+        bought_within = per_customer(p_code, np.where(within, p_amount, 0.0))[pop]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "customer_id": ids[pop],
+                    "cutoff": np.full(len(pop), c, dtype="datetime64[us]"),
+                    "n_purchases": n_before[pop].astype(np.int64),
+                    "n_purchase_days": np.bincount(
+                        p_code[before & new_day], minlength=n_ids
+                    )[pop].astype(np.int64),
+                    "days_since_first_purchase": (c - first_t) / _US_PER_DAY,
+                    "days_since_last_purchase": (c - last_t) / _US_PER_DAY,
+                    "purchase_amount": per_customer(p_code, np.where(before, p_amount, 0.0))[pop],
+                    "refund_amount": refund_before,
+                    "horizon_purchases": np.bincount(p_code[within], minlength=n_ids)[pop].astype(
+                        np.int64
+                    ),
+                    "value": bought_within - refund_within,
+                }
+            )
+        )
+    columns = [
+        "customer_id",
+        "cutoff",
+        "n_purchases",
+        "n_purchase_days",
+        "days_since_first_purchase",
+        "days_since_last_purchase",
+        "purchase_amount",
+        "refund_amount",
+        "horizon_purchases",
+        "value",
+    ]
+    out = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame({c: [] for c in columns})
     )
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET threads = 2")
-        con.register("ev", ev)
-        con.register("cutoffs", cut)
-        out = con.sql(_LABEL_SQL).to_arrow_table().to_pandas()
-    finally:
-        con.close()
     out["customer_id"] = out["customer_id"].astype("string")
     out["cutoff"] = pd.to_datetime(out["cutoff"], utc=True).astype("datetime64[us, UTC]")
     for col in ("n_purchases", "n_purchase_days", "horizon_purchases"):

@@ -6,11 +6,14 @@ notebook and the quality benchmark all call; :mod:`training.tracking` logs its r
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -60,6 +63,7 @@ Segmenter = Callable[[pd.DataFrame], pd.DataFrame]
 _KEY = ["customer_id", "cutoff"]
 _MAX_LEVELS = 200
 _SHAP_ROWS = 20_000
+_SHAP_CHUNKS = 8
 
 
 def _noop(_: str) -> None:
@@ -71,8 +75,9 @@ class TrainingSet:
     """Labelled rows of every cutoff with their features.
 
     Attributes:
-        frame: One row per (customer in the population, cutoff): the label table's
-            columns (history summary, ``churn``, ``value``) and the features.
+        frame: One row per (customer in the population, cutoff), ordered by cutoff:
+            the label table's columns (history summary, ``churn``, ``value``) and the
+            features.
         feature_names: Model inputs, in matrix order.
         categorical_levels: Levels of each categorical input.
         dropped_features: Feature columns not used, with the reason.
@@ -85,12 +90,25 @@ class TrainingSet:
     dropped_features: dict[str, str]
     plan: CutoffPlan
 
-    def slice(self, which: Literal["train", "validation", "test"]) -> pd.DataFrame:
-        """Rows of one part of the split."""
+    def slice(self, which: Literal["train", "validation", "test", "fit"]) -> pd.DataFrame:
+        """Rows of one part of the split (``fit``: training and validation rows).
+
+        Rows are ordered by cutoff, so each part is a contiguous block: a view of
+        ``frame``, not a copy (at a million customers a copy costs seconds and GiBs).
+        """
+        plan = self.plan
+        first, last = {
+            "train": (plan.train[0], plan.train[-1]),
+            "validation": (plan.validation, plan.validation),
+            "test": (plan.test, plan.test),
+            "fit": (plan.train[0], plan.validation),
+        }[which]
         cut = self.frame["cutoff"]
-        if which == "train":
-            return self.frame.loc[cut.isin(list(self.plan.train))]
-        return self.frame.loc[cut == getattr(self.plan, which)]
+        if not cut.is_monotonic_increasing:
+            return self.frame.loc[(cut >= first) & (cut <= last)]
+        lo = int(cut.searchsorted(first, side="left"))
+        hi = int(cut.searchsorted(last, side="right"))
+        return self.frame.iloc[lo:hi]
 
 
 def _utc_series(values: pd.Series) -> pd.Series:
@@ -136,11 +154,15 @@ def build_training_set(
 ) -> TrainingSet:
     """Labels at every cutoff of ``plan`` joined with point-in-time features.
 
+    The labels are computed on a second thread while the features are built.
+
     Raises:
         TrainingError: The feature frame lacks keys, or a cutoff has no population.
     """
-    labels = label_table(events, plan.all, horizon_days=plan.horizon_days)
-    feats = feature_builder(customers, events, as_of=plan.all, spec=spec)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-labels") as pool:
+        pending = pool.submit(label_table, events, plan.all, horizon_days=plan.horizon_days)
+        feats = feature_builder(customers, events, as_of=plan.all, spec=spec)
+        labels = pending.result()
     if "customer_id" not in feats.columns or "as_of" not in feats.columns:
         raise TrainingError(
             "Expected the feature frame of several cutoffs to have 'customer_id' and 'as_of' "
@@ -155,6 +177,8 @@ def build_training_set(
     feats["cutoff"] = _utc_series(feats["cutoff"])
     feats["customer_id"] = feats["customer_id"].astype("string")
     frame = labels.merge(feats, on=_KEY, how="inner", validate="one_to_one")
+    if not frame["cutoff"].is_monotonic_increasing:
+        frame = frame.sort_values("cutoff", kind="stable", ignore_index=True)
     counts = frame["cutoff"].value_counts()
     empty = [c.date().isoformat() for c in plan.all if counts.get(c, 0) == 0]
     if empty:
@@ -327,16 +351,23 @@ def train_predictor(
 
     # The registered model scores exactly like this, in batch and online.
     model_scores = score_frame(estimator.booster_, test, contract)
-    comparison = compare_with_baselines(
-        target,
-        ts,
-        model_scores,
-        config=config,
-        oracle=oracle,
-        progress=progress,
-        segmenter=segmenter,
-    )
-    importance = _importance(estimator, test, contract)
+    # SHAP contributions (single-threaded LightGBM C code, which releases the GIL)
+    # overlap with the baselines, which mostly run on one core.
+    shap = _ShapJob(estimator.booster_, test, contract)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-shap") as pool:
+        background = pool.submit(shap.work, shap.copy)
+        comparison = compare_with_baselines(
+            target,
+            ts,
+            model_scores,
+            config=config,
+            oracle=oracle,
+            progress=progress,
+            segmenter=segmenter,
+        )
+        shap.work(estimator.booster_)  # take a share of what is left
+        background.result()
+    importance = _importance(estimator.booster_, shap.mean_abs(), contract)
     lap("baselines_and_evaluation")
     example = pd.DataFrame(model_matrix(test.head(5), contract), columns=contract.feature_names)
     return TrainingResult(
@@ -405,11 +436,11 @@ def compare_with_baselines(
         TrainingError: The oracle lacks a test customer.
     """
     plan = ts.plan
-    train, val, test = ts.slice("train"), ts.slice("validation"), ts.slice("test")
+    test = ts.slice("test")
     scores: dict[str, np.ndarray] = {"model": np.asarray(model_scores, dtype=np.float64)}
     y_test = test[target].to_numpy(dtype=np.float64)
     numeric = [n for n in ts.feature_names if n not in ts.categorical_levels]
-    fit_rows = pd.concat([train, val])
+    fit_rows = ts.slice("fit")
     for baseline in make_baselines(
         target, numeric_features=numeric, horizon_days=plan.horizon_days, seed=config.seed
     ):
@@ -500,15 +531,38 @@ def evaluate_model(
     )
 
 
-def _importance(
-    estimator: ChurnClassifier | ValueRegressor, test: pd.DataFrame, contract: ModelContract
-) -> pd.DataFrame:
-    booster = estimator.booster_
+class _ShapJob:
+    """Mean absolute SHAP contributions over a sample of test rows, in chunks that
+    two threads can share (each with its own booster: concurrent predictions on one
+    LightGBM booster are not safe)."""
+
+    def __init__(self, booster: lgb.Booster, test: pd.DataFrame, contract: ModelContract) -> None:
+        sample = test.sample(min(len(test), _SHAP_ROWS), random_state=0) if len(test) else test
+        self.chunks = np.array_split(model_matrix(sample, contract), _SHAP_CHUNKS)
+        self.parts: list[np.ndarray | None] = [None] * len(self.chunks)
+        self._next = itertools.count()
+        self.n_features = len(contract.feature_names)
+        self.copy = lgb.Booster(model_str=booster.model_to_string())
+
+    def work(self, booster: lgb.Booster) -> None:
+        """Compute chunks not yet taken by the other thread, one LightGBM thread."""
+        while (i := next(self._next)) < len(self.chunks):
+            chunk = self.chunks[i]
+            if len(chunk) == 0:
+                continue
+            contrib = booster.predict(chunk, pred_contrib=True, num_threads=1)
+            self.parts[i] = np.abs(np.asarray(contrib)).sum(axis=0)
+
+    def mean_abs(self) -> np.ndarray:
+        """Mean |SHAP| per feature (the bias column dropped); zeros without rows."""
+        n = sum(len(c) for c in self.chunks)
+        if n == 0:
+            return np.zeros(self.n_features)
+        total = np.sum([p for p in self.parts if p is not None], axis=0)
+        return np.asarray(total[:-1] / n)
+
+
+def _importance(booster: lgb.Booster, shap: np.ndarray, contract: ModelContract) -> pd.DataFrame:
     gain = booster.feature_importance(importance_type="gain")
-    sample = test.sample(min(len(test), _SHAP_ROWS), random_state=0) if len(test) else test
-    contrib = np.asarray(
-        booster.predict(model_matrix(sample, contract), pred_contrib=True, num_threads=2)
-    )
-    shap = np.abs(contrib[:, :-1]).mean(axis=0) if len(contrib) else np.zeros(len(gain))
     out = pd.DataFrame({"feature": contract.feature_names, "gain": gain, "shap": shap})
     return out.sort_values("gain", ascending=False, ignore_index=True)

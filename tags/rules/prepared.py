@@ -23,6 +23,7 @@ __all__ = ["PreparedEventIndex"]
 _NAT = np.iinfo(np.int64).min
 _SEC_NS = 10**9
 _DAY_NS = 86_400 * _SEC_NS
+_SAMPLE = 100_000  # events sampled to judge how many fall on each side of a cut
 _KEY_SPAN = 2**32  # typed(...).key is customer code << 32 | (second - base_sec)
 
 
@@ -77,6 +78,7 @@ class PreparedEventIndex:
         self._known = known
         self._codes = codes if self._all_known else codes[known]
         self._bounds: dict[tuple[str, int], np.ndarray] = {}
+        self._spans: dict[str, tuple[int, int]] = {}
         self._category_codes: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
 
     def _spread(self, values: np.ndarray, fill: float) -> np.ndarray:
@@ -95,17 +97,65 @@ class PreparedEventIndex:
             return found
         typed = self._prep.typed(event_type)
         codes = self._codes
-        if t_ns % _SEC_NS == 0:
+        first, last = self._span(event_type)
+        t_us = -(-t_ns // 1000)  # t_us * 1000 < t_ns  <=>  t_us < ceil(t_ns / 1000)
+        if t_us > last:
+            # After every event of the type (e.g. as_of at the end of the data).
+            found = typed.starts[codes + 1]
+        elif t_us <= first:
+            found = typed.starts[codes]
+        elif (side := self._minority(typed.t_us, t_us, len(codes))) is not None:
+            # Few events on one side of the cut (e.g. a cut near the end of the data):
+            # find just those and count them per customer, instead of a search per customer.
+            if side == "after":
+                after = self._per_customer(typed.starts, np.flatnonzero(typed.t_us >= t_us))
+                found = typed.starts[codes + 1] - after[codes]
+            else:
+                before = self._per_customer(typed.starts, np.flatnonzero(typed.t_us < t_us))
+                found = typed.starts[codes] + before[codes]
+        elif t_ns % _SEC_NS == 0:
             # Whole second: t < T exactly when floor(t to seconds) < T, so the
             # second-resolution sort key gives exact bounds. Clipping to [0, 2**32] maps
             # times before/after all events to the segment's start/end.
             rel = np.clip(t_ns // _SEC_NS - self._prep.base_sec, 0, _KEY_SPAN)
             found = np.searchsorted(typed.key, (codes << 32) + rel, side="left")
         else:
-            before = typed.t_us < -(-t_ns // 1000)
+            before = typed.t_us < t_us
             found = self._runs(typed.starts, codes, before) + typed.starts[codes]
         found = found.astype(np.int64, copy=False)
         self._bounds[key] = found
+        return found
+
+    @staticmethod
+    def _minority(t_us: np.ndarray, cut_us: int, n_queries: int) -> str | None:
+        """Which side of the cut ("before"/"after") holds clearly fewer events than there
+        are customers to search for, judged from a strided sample; ``None`` if neither."""
+        if not len(t_us):
+            return None
+        sample = t_us[:: max(1, len(t_us) // _SAMPLE)]
+        after = np.count_nonzero(sample >= cut_us) / len(sample) * len(t_us)
+        limit = n_queries / 4
+        if after < limit:
+            return "after"
+        if len(t_us) - after < limit:
+            return "before"
+        return None
+
+    @staticmethod
+    def _per_customer(starts: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """How many of ``positions`` (indices into the sorted events) each customer owns."""
+        # side="right" - 1: the last segment starting at or before a position, i.e. the
+        # non-empty one holding it (empty segments share their start with the next).
+        owner = np.searchsorted(starts, positions, side="right") - 1
+        return np.bincount(owner, minlength=len(starts) - 1)
+
+    def _span(self, event_type: str) -> tuple[int, int]:
+        """Earliest and latest time (us) of the type's events."""
+        found = self._spans.get(event_type)
+        if found is None:
+            t_us = self._prep.typed(event_type).t_us
+            found = (int(t_us.min()), int(t_us.max())) if len(t_us) else (0, -1)
+            self._spans[event_type] = found
         return found
 
     @staticmethod

@@ -16,7 +16,7 @@ import click
 import pandas as pd
 from rich.cells import cell_len
 
-from features.build import build_features
+from features.build import build_features, prepare_events
 from features.spec import FeatureSpec, default_spec, feature_catalog, load_spec
 from features.store import FactStore
 from tags.audit import default_actor
@@ -247,10 +247,11 @@ def evaluate(project: Project, as_of: str | None, tag_ids: tuple[str, ...]) -> N
     when = _as_of_option(as_of, store)
     customers, events = store.load_customers(), store.load_events()
     began = time.perf_counter()
-    frame = build_features(customers, events, as_of=when, spec=spec)
+    prepared = prepare_events(customers, events)
+    frame = prepared.build_features(when, spec=spec)
     built = time.perf_counter() - began
     began = time.perf_counter()
-    long = evaluate_tags(frame, events, catalogue, as_of=when, tag_ids=list(tag_ids) or None)
+    long = evaluate_tags(frame, prepared, catalogue, as_of=when, tag_ids=list(tag_ids) or None)
     took = time.perf_counter() - began
     console.print(
         f"Tags as of {when:%Y-%m-%d %H:%M} UTC for {len(frame):,} customers "

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +264,7 @@ def test_bad_as_of_is_refused(bad: str) -> None:
 def test_customer_coding_matches_a_plain_lookup(grouped: bool) -> None:
     import pyarrow as pa
 
-    from features.build import _index_in
+    from features.build import _customer_runs
 
     rng = np.random.default_rng(3)
     n = 1_100_000  # above the threshold where lookups are split across threads
@@ -271,10 +272,56 @@ def test_customer_coding_matches_a_plain_lookup(grouped: bool) -> None:
     picks = rng.integers(0, 5_200, n)  # some ids are unknown
     picks = np.sort(picks) if grouped else picks
     values = np.array([f"k{i:05d}" for i in range(5_200)], dtype=object)[picks]
-    got = _index_in(
-        pa.chunked_array([pa.array(values[: n // 2]), pa.array(values[n // 2 :])]), pa.array(known)
-    )
+    # Chunk edges inside runs and at run edges.
+    edges = [0, 1, 2, 1000, n // 2, int(np.searchsorted(picks, 3000)) if grouped else 7, n]
+    edges = sorted(set(edges))
+    chunks = [pa.array(values[a:b]) for a, b in itertools.pairwise(edges)]
+    heads, head_codes = _customer_runs(pa.chunked_array(chunks), pa.array(known))
+    got = np.repeat(head_codes, np.diff(np.append(heads, n)))
     expected = pd.Index(known).get_indexer(values)
+    np.testing.assert_array_equal(got, expected)
+    if grouped:  # one lookup per run of equal ids
+        assert len(heads) == len(np.unique(picks))
+
+
+def test_string_hashes_are_equal_for_equal_text_in_any_layout() -> None:
+    import pyarrow as pa
+
+    from features.build import _string_hashes
+
+    texts = ["", "a", "ab", "abcdefgh", "abcdefghi", "ordér-ñ-0001", "x" * 40, None, "a"]
+    plain = pa.array(texts, type=pa.string())
+    large = pa.array(["pad", *texts], type=pa.large_string()).slice(1)  # non-zero offset
+    h1, n1 = _string_hashes(pa.chunked_array([plain]))
+    h2, n2 = _string_hashes(pa.chunked_array([large.slice(0, 4), large.slice(4)]))
+    np.testing.assert_array_equal(n1, [t is None for t in texts])
+    np.testing.assert_array_equal(n1, n2)
+    np.testing.assert_array_equal(h1[~n1], h2[~n2])
+    assert h1[1] == h1[8]  # equal text
+    assert len(set(h1[~n1].tolist())) == len({t for t in texts if t is not None})
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_new_orders_match_a_set_per_customer_even_when_hashes_collide(collide: bool) -> None:
+    import pyarrow as pa
+
+    from features.build import _first_of_order, _string_hashes
+
+    rng = np.random.default_rng(5)
+    n = 3_000
+    code = np.sort(rng.integers(0, 200, n))
+    ids = np.array([None, "o1", "o2", "o3", "o10", "o11"], dtype=object)[rng.integers(0, 6, n)]
+    text = pa.chunked_array([pa.array(ids.tolist(), type=pa.large_string())])
+    hashes, nulls = _string_hashes(text)
+    if collide:  # every id hashes the same: the text must settle every equality
+        hashes = np.zeros_like(hashes)
+    got = _first_of_order(code, hashes, nulls, lambda at: text.take(pa.array(at)))
+    seen: set[tuple[int, str]] = set()
+    expected = []
+    for c, oid in zip(code.tolist(), ids.tolist(), strict=True):
+        expected.append(oid is None or (c, oid) not in seen)
+        if oid is not None:
+            seen.add((c, oid))
     np.testing.assert_array_equal(got, expected)
 
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import special
+from scipy import optimize, special
 
-from training.clv import BGNBD, GammaGamma, simulate_bgnbd, simulate_gamma_gamma
+from training.clv import (
+    BGNBD,
+    GammaGamma,
+    _bgnbd_nll_grad,
+    _BGNBDData,
+    _gg_nll_grad,
+    simulate_bgnbd,
+    simulate_gamma_gamma,
+)
 from training.errors import TrainingError
 
 
@@ -87,3 +95,66 @@ def test_fits_refuse_bad_input() -> None:
         BGNBD().fit(np.array([1.0]), np.array([5.0]), np.array([3.0]))
     with pytest.raises(TrainingError, match="at least 10"):
         GammaGamma().fit(np.array([1, 2]), np.array([3.0, 4.0]))
+
+
+def _bgnbd_loglik_per_row(
+    params: np.ndarray, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray
+) -> np.ndarray:
+    """Fader, Hardie & Lee (2005) eq. 6, one customer at a time (the oracle)."""
+    r, alpha, a, b = params
+    out = np.empty(len(x))
+    for i in range(len(x)):
+        a1 = special.gammaln(r + x[i]) - special.gammaln(r) + r * np.log(alpha)
+        a2 = (
+            special.gammaln(a + b)
+            + special.gammaln(b + x[i])
+            - special.gammaln(b)
+            - special.gammaln(a + b + x[i])
+        )
+        a3 = -(r + x[i]) * np.log(alpha + big_t[i])
+        like = np.exp(a3)
+        if x[i] > 0:
+            like += np.exp(np.log(a) - np.log(b + x[i] - 1) - (r + x[i]) * np.log(alpha + t_x[i]))
+        out[i] = a1 + a2 + np.log(like)
+    return out
+
+
+@pytest.mark.parametrize(
+    "params", [(0.8, 4.0, 0.6, 2.5), (2.0, 10.0, 1.5, 4.0), (0.1, 0.5, 3.0, 0.2)]
+)
+def test_bgnbd_likelihood_and_gradient_match_the_per_row_formula(
+    params: tuple[float, float, float, float],
+) -> None:
+    big_t = np.random.default_rng(3).uniform(20, 60, 500)
+    x, t_x, big_t = simulate_bgnbd(500, r=0.8, alpha=4.0, a=0.6, b=2.5, big_t=big_t, seed=1)
+    data = _BGNBDData(x, t_x, big_t)
+    p = np.array(params)
+    value, grad = _bgnbd_nll_grad(p, data)
+    assert value == pytest.approx(-_bgnbd_loglik_per_row(p, x, t_x, big_t).mean(), rel=1e-12)
+    numeric = optimize.approx_fprime(p, lambda q: _bgnbd_nll_grad(q, data)[0], 1e-7)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("params", [(6.0, 4.0, 15.0), (1.0, 2.0, 3.0)])
+def test_gamma_gamma_likelihood_and_gradient_match_the_per_row_formula(
+    params: tuple[float, float, float],
+) -> None:
+    x = (np.random.default_rng(4).poisson(3, 400) + 1).astype(float)
+    m = simulate_gamma_gamma(x, p=6.0, q=4.0, gamma=15.0, seed=5)
+    p, q, gamma = params
+    per_row = (
+        special.gammaln(p * x + q)
+        - special.gammaln(p * x)
+        - special.gammaln(q)
+        + q * np.log(gamma)
+        + (p * x - 1) * np.log(m)
+        + p * x * np.log(x)
+        - (p * x + q) * np.log(gamma + m * x)
+    )
+    const = float(np.mean(np.log(m)))
+    value, grad = _gg_nll_grad(np.array(params), x, m, const)
+    assert value == pytest.approx(-per_row.mean(), rel=1e-12)
+    numeric = optimize.approx_fprime(
+        np.array(params), lambda v: _gg_nll_grad(v, x, m, const)[0], 1e-7
+    )
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-6)

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import duckdb
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.schema import events_frame
 from training.errors import TrainingError
@@ -121,3 +125,122 @@ def test_explicit_cutoffs_are_checked() -> None:
         plan_cutoffs(
             first, last, horizon_days=30, cutoffs=["2024-03-20", "2024-04-01", "2024-05-01"]
         )
+
+
+# The label semantics as one SQL query (the original implementation): the oracle.
+_LABEL_SQL = """
+SELECT
+    e.customer_id,
+    c.cutoff,
+    count(*) FILTER (e.event_type = 'purchase' AND e.occurred_at < c.cutoff) AS n_purchases,
+    count(DISTINCT CAST(e.occurred_at AS DATE))
+        FILTER (e.event_type = 'purchase' AND e.occurred_at < c.cutoff) AS n_purchase_days,
+    (epoch(c.cutoff) - epoch(min(e.occurred_at)
+        FILTER (e.event_type = 'purchase' AND e.occurred_at < c.cutoff))) / 86400.0
+        AS days_since_first_purchase,
+    (epoch(c.cutoff) - epoch(max(e.occurred_at)
+        FILTER (e.event_type = 'purchase' AND e.occurred_at < c.cutoff))) / 86400.0
+        AS days_since_last_purchase,
+    coalesce(sum(e.amount) FILTER (e.event_type = 'purchase' AND e.occurred_at < c.cutoff), 0)
+        AS purchase_amount,
+    coalesce(sum(e.amount) FILTER (e.event_type = 'refund' AND e.occurred_at < c.cutoff), 0)
+        AS refund_amount,
+    count(*) FILTER (e.event_type = 'purchase' AND e.occurred_at >= c.cutoff)
+        AS horizon_purchases,
+    coalesce(sum(e.amount) FILTER (e.event_type = 'purchase' AND e.occurred_at >= c.cutoff), 0)
+      - coalesce(sum(e.amount) FILTER (e.event_type = 'refund' AND e.occurred_at >= c.cutoff), 0)
+        AS value
+FROM ev AS e
+JOIN cutoffs AS c ON e.occurred_at < c.cutoff + to_days(CAST(c.horizon_days AS INTEGER))
+WHERE e.event_type IN ('purchase', 'refund')
+GROUP BY e.customer_id, c.cutoff
+HAVING count(*) FILTER (e.event_type = 'purchase' AND e.occurred_at < c.cutoff) > 0
+ORDER BY c.cutoff, e.customer_id
+"""
+
+
+def _sql_labels(
+    events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days: int
+) -> pd.DataFrame:
+    ev = events[["customer_id", "occurred_at", "event_type", "amount"]]
+    cut = pd.DataFrame(
+        {
+            "cutoff": pd.Series(cutoffs, dtype="datetime64[us, UTC]"),
+            "horizon_days": horizon_days,
+        }
+    )
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("ev", ev)
+        con.register("cutoffs", cut)
+        return con.sql(_LABEL_SQL).to_arrow_table().to_pandas()
+    finally:
+        con.close()
+
+
+_BASE = _ts("2024-03-01")
+_CUTOFFS = [_BASE, _BASE + pd.Timedelta(days=20), _BASE + pd.Timedelta(days=45, hours=6)]
+_HORIZON = 30
+# Times near every boundary: cutoffs, horizon ends, UTC midnights.
+_EDGES = [
+    c + pd.Timedelta(days=d) + pd.Timedelta(microseconds=u)
+    for c in _CUTOFFS
+    for d in (0, _HORIZON)
+    for u in (-1, 0, 1)
+]
+
+
+@st.composite
+def _event_records(draw: st.DrawFn) -> list[dict[str, object]]:
+    n = draw(st.integers(0, 60))
+    records: list[dict[str, object]] = []
+    for _ in range(n):
+        if draw(st.booleans()):
+            at = draw(st.sampled_from(_EDGES))
+        else:
+            at = _BASE + pd.Timedelta(
+                seconds=draw(st.integers(-60 * 86_400, 90 * 86_400)),
+                microseconds=draw(st.sampled_from([0, 1, 500_000])),
+            )
+        kind = draw(st.sampled_from(["purchase", "purchase", "refund", "browse"]))
+        amount = draw(st.one_of(st.none(), st.floats(0, 500, allow_nan=False)))
+        records.append(
+            {
+                "customer_id": draw(st.sampled_from(["a", "b", "c", "d10", "d9"])),
+                "occurred_at": at,
+                "event_type": kind,
+                "amount": amount,
+            }
+        )
+    return records
+
+
+@settings(max_examples=150, deadline=None)
+@given(records=_event_records(), shuffle=st.booleans())
+def test_label_table_matches_the_sql_query(
+    records: list[dict[str, object]], shuffle: bool
+) -> None:
+    events = events_frame(
+        records or [{"customer_id": "a", "occurred_at": _BASE, "event_type": "browse"}]
+    )
+    if not shuffle:
+        events = events.sort_values("occurred_at", kind="stable", ignore_index=True)
+    got = label_table(events, _CUTOFFS, horizon_days=_HORIZON)
+    expected = _sql_labels(events, _CUTOFFS, _HORIZON)
+    assert list(got.columns) == [*expected.columns, "churn"]
+    assert len(got) == len(expected)
+    if len(got):
+        assert list(got["customer_id"]) == list(expected["customer_id"])
+        np.testing.assert_array_equal(
+            got["cutoff"].to_numpy(), pd.to_datetime(expected["cutoff"], utc=True).to_numpy()
+        )
+        for column in expected.columns[2:]:
+            np.testing.assert_allclose(
+                got[column].to_numpy(dtype=float),
+                expected[column].to_numpy(dtype=float),
+                rtol=1e-12,
+                atol=1e-9,
+                err_msg=column,
+            )
+        assert (got["churn"] == (got["horizon_purchases"] == 0)).all()

@@ -4,10 +4,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.matrix import score_frame
+from features.matrix import model_matrix, score_frame
 from training.config import TrainingConfig
 from training.errors import TrainingError
-from training.pipeline import TrainingResult, select_features, train_predictor
+from training.labels import plan_cutoffs
+from training.pipeline import (
+    TrainingResult,
+    TrainingSet,
+    build_training_set,
+    select_features,
+    train_predictor,
+)
 
 from .conftest import tiny_build_features
 
@@ -142,3 +149,52 @@ def test_select_features_drops_ids_timestamps_and_wide_text() -> None:
     names, dropped = select_features(frame)
     assert names == ["x", "flag", "region"]
     assert dropped == {"seen_at": "timestamp"}
+
+
+def test_shap_importance_is_the_mean_absolute_contribution(
+    churn_result: TrainingResult, facts: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    # Chunks computed on two threads (two boosters) add up to one direct computation.
+    customers, events = facts
+    feats = tiny_build_features(customers, events, as_of=churn_result.plan.test)
+    test = churn_result.test[["customer_id"]].merge(feats, on="customer_id")
+    sample = test.sample(len(test), random_state=0)
+    contrib = np.asarray(
+        churn_result.estimator.booster_.predict(
+            model_matrix(sample, churn_result.contract), pred_contrib=True
+        )
+    )
+    expected = pd.Series(np.abs(contrib[:, :-1]).mean(axis=0), churn_result.contract.feature_names)
+    got = churn_result.importance.set_index("feature")["shap"]
+    np.testing.assert_allclose(got[expected.index], expected, rtol=1e-9)
+
+
+def test_split_slices_are_views_of_the_cutoff_blocks(
+    facts: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    customers, events = facts
+    first = events.loc[events["event_type"] == "purchase", "occurred_at"].min()
+    plan = plan_cutoffs(first, events["occurred_at"].max(), horizon_days=90, n_cutoffs=5)
+    ts = build_training_set(customers, events, plan=plan, feature_builder=tiny_build_features)
+    cut = ts.frame["cutoff"]
+    expected = {
+        "train": cut.isin(list(plan.train)),
+        "validation": cut == plan.validation,
+        "test": cut == plan.test,
+        "fit": cut.isin([*plan.train, plan.validation]),
+    }
+    for which, mask in expected.items():
+        part = ts.slice(which)  # type: ignore[arg-type]
+        pd.testing.assert_frame_equal(part, ts.frame.loc[mask])
+        assert np.shares_memory(
+            part["recency_days"].to_numpy(), ts.frame["recency_days"].to_numpy()
+        )
+    # Out of order, slices still hold exactly their cutoffs' rows.
+    shuffled = TrainingSet(
+        frame=ts.frame.sample(frac=1.0, random_state=0),
+        feature_names=ts.feature_names,
+        categorical_levels=ts.categorical_levels,
+        dropped_features=ts.dropped_features,
+        plan=plan,
+    )
+    assert sorted(shuffled.slice("fit").index) == sorted(ts.frame.index[expected["fit"]])
