@@ -390,6 +390,12 @@ def _time_order_within_customer(code: np.ndarray, t_us: np.ndarray) -> np.ndarra
     return np.lexsort((t_us, code)).astype(_I64)
 
 
+def _release_arrow_memory() -> None:
+    """Hand pages Arrow freed back to the system: numpy allocates elsewhere, so pages
+    kept for Arrow's reuse would only add to the peak of the build that follows."""
+    pa.default_memory_pool().release_unused()
+
+
 def _micros(values: pd.Series) -> np.ndarray:
     """Microseconds since the epoch of a UTC timestamp column (no copy when possible)."""
     return np.asarray(values.to_numpy(dtype="datetime64[us]")).view(_I64)
@@ -481,6 +487,7 @@ class PreparedEvents:
         # Telling orders apart is the slowest step of the RFM family and runs mostly
         # without the GIL: start it now, on another core, while the caller goes on.
         self._order_flags: Future[np.ndarray] | None = _BACKGROUND.submit(self._new_order_flags)
+        _release_arrow_memory()
 
     @property
     def events(self) -> pd.DataFrame:
@@ -543,9 +550,11 @@ class PreparedEvents:
         if not ascending:  # back from row order to (customer, time) order
             back = np.argsort(p.rows, kind="stable")
             hashes[back], nulls[back] = hashes.copy(), nulls.copy()
-        return _first_of_order(
+        flags = _first_of_order(
             self._codes_of(p), hashes, nulls, lambda at: _take(order_ids, p.rows[at])
         )
+        _release_arrow_memory()
+        return flags
 
     def days(self) -> _Days:
         """Distinct purchase days per customer (built on first use)."""
@@ -606,6 +615,7 @@ class PreparedEvents:
             labels=labels[rank] if len(labels) else labels,
         )
         self._groups[event_type] = found
+        _release_arrow_memory()
         return found
 
     def build_features(
@@ -971,25 +981,31 @@ class _Cutoff:
             "days_since_last_complaint": self.days_since_last("complaint"),
         }
 
-    def _prefix_ages(self, event_type: str) -> tuple[np.ndarray, np.ndarray]:
-        """Customer code and age in days of each ``event_type`` event before the cutoff."""
-        typed = self.p.typed(event_type)
-        if not len(typed):
-            return np.empty(0, dtype=_I64), np.empty(0)
-        code = self.p._codes_of(typed)
-        end_by_code = typed.starts[:-1].copy()  # empty prefix for customers not in scope
-        end_by_code[self.codes] = self.end(event_type)
-        keep = np.flatnonzero(np.arange(len(typed), dtype=_I64) < end_by_code[code])
-        return code[keep], (self.cut_us - typed.t_us[keep]) / DAY_US
-
     def _decayed(self, event_types: Sequence[str], taus: Sequence[int]) -> list[np.ndarray]:
         """Per time constant, the sum of exp(-age / tau) over ``event_types`` events."""
-        sums = [np.zeros(self.p.n_customers) for _ in taus]
+        sums = [np.zeros(len(self.codes)) for _ in taus]
         for etype in event_types:
-            code, age = self._prefix_ages(etype)
+            typed = self.p.typed(etype)
+            s, e = self.start(etype), self.end(etype)
+            has = np.flatnonzero(e > s)
+            if not len(has):
+                continue
+            # A customer's events before the cutoff are one range [s, e) of the sorted
+            # events: sum each range with one reduceat, no per-event customer codes.
+            lo, hi = int(s[has].min()), int(e[has].max())
+            age = np.empty(hi - lo + 1)  # + a sentinel: reduceat bounds may equal hi
+            np.subtract(self.cut_us, typed.t_us[lo:hi], out=age[:-1])
+            np.divide(age[:-1], DAY_US, out=age[:-1])
+            np.maximum(age, 0.0, out=age)  # later events are outside every range
+            age[-1] = 0.0
+            bounds = np.empty(2 * len(has), dtype=_I64)
+            bounds[0::2], bounds[1::2] = s[has] - lo, e[has] - lo
+            weight = np.empty_like(age)
             for out, tau in zip(sums, taus, strict=True):
-                out += np.bincount(code, weights=np.exp(-age / tau), minlength=self.p.n_customers)
-        return [out[self.codes] for out in sums]
+                np.divide(age, -tau, out=weight)
+                np.exp(weight, out=weight)
+                out[has] += np.add.reduceat(weight, bounds)[0::2]
+        return sums
 
     def engagement(self, spec: FeatureSpec) -> dict[str, Any]:
         g = spec.engagement
