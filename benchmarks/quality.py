@@ -11,8 +11,22 @@ Speed (default 1M customers x 6 cutoffs): wall time and peak memory (RSS) of
 ``train_predictor`` (labels, features, model, baselines, evaluation) for churn;
 criteria <= 5 minutes and <= 12 GiB.
 
+Ceiling (default 100k test customers): is the gap to the oracle intrinsic to what is
+observable? On one fixed set of test customers it measures
+
+- a learning curve: the same model trained on 1x and ``--ceiling-scales`` x more
+  customers (does the gap shrink with data?);
+- the denoised ceiling of the feature set: LightGBM fitted to the *oracle's scores* on
+  the training cutoffs instead of the 0/1 labels. Future outcomes depend on the past
+  only through the latent state and rates, so E[label | features] = E[oracle | features]:
+  this fit estimates the best any model on these features can score, without label noise;
+- what the oracle knows that the events do not show: the same model given the latent
+  state at the cutoff (leaving / dropped out) and/or the latent rates (purchase rate,
+  spend mean) as extra inputs (research only: never available in production).
+
     PYTHONPATH=. python benchmarks/quality.py --phase quality --customers 100000
     PYTHONPATH=. python benchmarks/quality.py --phase speed --customers 1000000
+    PYTHONPATH=. python benchmarks/quality.py --phase ceiling --customers 100000
 
 Prints figures and PASS/FAIL per criterion; exits 1 if any criterion fails.
 """
@@ -30,14 +44,25 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
+import lightgbm as lgb  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 
 from features.build import build_features  # noqa: E402
+from features.matrix import ModelContract, model_matrix  # noqa: E402
 from features.spec import default_spec, spec_hash  # noqa: E402
 from features.synthetic import generate, oracle_churn_probability, oracle_expected_value  # noqa: E402
 from training.config import TrainingConfig  # noqa: E402
-from training.pipeline import TrainingResult, train_predictor  # noqa: E402
+from training.estimators import make_churn_model, make_value_model  # noqa: E402
+from training.evaluation import metrics_for  # noqa: E402
+from training.labels import plan_cutoffs  # noqa: E402
+from training.pipeline import (  # noqa: E402
+    TrainingResult,
+    TrainingSet,
+    build_training_set,
+    train_predictor,
+)
 
 
 class PeakRSS:
@@ -180,24 +205,229 @@ def speed(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
     return failures
 
 
+_METRIC = {"churn": "auc", "value": "normalized_gini"}
+
+
+def _fit_score(
+    ts: TrainingSet, target: str, config: TrainingConfig, extra: list[str], test: pd.DataFrame
+) -> float:
+    """Fit the production estimator on ``ts`` (plus ``extra`` columns); score ``test``."""
+    names = ts.feature_names + extra
+    contract = ModelContract(
+        target=target,
+        horizon_days=config.horizon_days,  # type: ignore[arg-type]
+        feature_names=names,
+        categorical_levels=ts.categorical_levels,
+    )
+    cats = tuple(contract.categorical_indices)
+    make = make_churn_model if target == "churn" else make_value_model
+    model = make(config, categorical_indices=cats)
+    train, val = ts.slice("train"), ts.slice("validation")
+    model.fit(
+        model_matrix(train, contract),
+        train[target].to_numpy(dtype=np.float64),
+        X_val=model_matrix(val, contract),
+        y_val=val[target].to_numpy(dtype=np.float64),
+    )
+    x = model_matrix(test, contract)
+    pred = model.predict_proba(x)[:, 1] if target == "churn" else model.predict(x)  # type: ignore[union-attr]
+    y = test[target].to_numpy(dtype=np.float64)
+    return metrics_for(target, y, pred)[_METRIC[target]]  # type: ignore[arg-type]
+
+
+def _fit_denoised(
+    ts: TrainingSet, target: str, soft: str, test: pd.DataFrame, config: TrainingConfig
+) -> float:
+    """LightGBM fitted to the oracle's scores (column ``soft``) instead of the labels."""
+    contract = ModelContract(
+        target=target,
+        horizon_days=config.horizon_days,  # type: ignore[arg-type]
+        feature_names=ts.feature_names,
+        categorical_levels=ts.categorical_levels,
+    )
+    cats = contract.categorical_indices or "auto"
+    train, val = ts.slice("train"), ts.slice("validation")
+    params = {
+        "objective": "cross_entropy" if target == "churn" else "tweedie",
+        "tweedie_variance_power": config.tweedie_variance_power,
+        "learning_rate": config.learning_rate,
+        "num_leaves": config.num_leaves,
+        "min_data_in_leaf": 50,
+        "feature_fraction": 0.9,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "seed": config.seed,
+        "num_threads": 2,
+        "verbose": -1,
+    }
+    dtrain = lgb.Dataset(
+        model_matrix(train, contract), train[soft].to_numpy(), categorical_feature=cats
+    )
+    dval = lgb.Dataset(
+        model_matrix(val, contract),
+        val[soft].to_numpy(),
+        reference=dtrain,
+        categorical_feature=cats,
+    )
+    booster = lgb.train(
+        params,
+        dtrain,
+        num_boost_round=3000,
+        valid_sets=[dval],
+        callbacks=[lgb.early_stopping(50, verbose=False)],
+    )
+    pred = np.asarray(booster.predict(model_matrix(test, contract)), dtype=np.float64)
+    return metrics_for(target, test[target].to_numpy(dtype=np.float64), pred)[_METRIC[target]]  # type: ignore[arg-type]
+
+
+def _latent_columns(frame: pd.DataFrame, truth: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """The oracle's knowledge per row: state at the cutoff, latent rates, oracle scores."""
+    t = truth.set_index(truth["customer_id"].astype(str))
+    ids = frame["customer_id"].astype(str)
+    cut = frame["cutoff"]
+
+    def stamp(name: str) -> pd.Series:
+        return pd.Series(
+            pd.to_datetime(t[name].reindex(ids).to_numpy(), utc=True), index=frame.index
+        )
+
+    dropped = stamp("dropout_at").le(cut).fillna(False).astype(bool)
+    leaving = stamp("leaving_at").le(cut).fillna(False).astype(bool) & ~dropped
+    out = pd.DataFrame(
+        {
+            "latent_dropped": dropped.astype(float),
+            "latent_leaving": leaving.astype(float),
+            "latent_purchase_rate": t["purchase_rate"].reindex(ids).to_numpy(),
+            "latent_spend_mean": t["spend_mean"].reindex(ids).to_numpy(),
+            "oracle_churn": np.nan,
+            "oracle_value": np.nan,
+        },
+        index=frame.index,
+    )
+    for c in cut.unique():
+        rows = (cut == c).to_numpy()
+        sub = ids[rows]
+        out.loc[rows, "oracle_churn"] = (
+            oracle_churn_probability(truth, cutoff=c, horizon_days=horizon_days)
+            .reindex(sub)
+            .to_numpy()
+        )
+        out.loc[rows, "oracle_value"] = (
+            oracle_expected_value(truth, cutoff=c, horizon_days=horizon_days)
+            .reindex(sub)
+            .to_numpy()
+        )
+    return out
+
+
+def ceiling(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
+    scales = sorted({1, *(int(s) for s in args.ceiling_scales.split(",") if s)})
+    n_all = args.customers * scales[-1]
+    t0 = time.perf_counter()
+    data = generate(n_all, start=args.start, end=args.end, seed=args.seed)
+    ev = data.events
+    purchases = ev.loc[ev["event_type"] == "purchase", "occurred_at"]
+    plan = plan_cutoffs(
+        purchases.min(),
+        ev["occurred_at"].max(),
+        horizon_days=config.horizon_days,
+        n_cutoffs=config.n_cutoffs,
+        step_months=config.cutoff_step_months,
+    )
+    ts = build_training_set(
+        data.customers, ev, plan=plan, feature_builder=build_features, spec=default_spec()
+    )
+    frame = pd.concat(
+        [ts.frame, _latent_columns(ts.frame, data.truth, config.horizon_days)], axis=1
+    )
+    # Customers in a random order; the first --customers of them are the test customers.
+    rank = pd.Series(
+        np.random.default_rng(0).permutation(len(data.customers)),
+        index=data.customers["customer_id"].astype(str),
+    )
+    frame["_rank"] = rank.reindex(frame["customer_id"].astype(str)).to_numpy()
+    test = frame.loc[(frame["cutoff"] == plan.test) & (frame["_rank"] < args.customers)]
+    print(
+        f"generated {n_all:,} customers, built {len(frame):,} rows in "
+        f"{time.perf_counter() - t0:.0f} s; test: {len(test):,} rows at {plan.test.date()}"
+    )
+    failures: list[str] = []
+    for target in ("churn", "value"):
+        metric = _METRIC[target]
+        oracle = metrics_for(
+            target,
+            test[target].to_numpy(dtype=np.float64),  # type: ignore[arg-type]
+            test[f"oracle_{target}"].to_numpy(),
+        )[metric]
+        print(f"\n{target} {metric} on the same {len(test):,} test rows; oracle {oracle:.4f}")
+        base = None
+
+        def show(label: str, score: float, oracle: float = oracle) -> None:
+            print(f"  {label:<62} {score:.4f}  gap to oracle {oracle - score:+.4f}", flush=True)
+
+        for k in scales:
+            sub = frame.loc[frame["_rank"] < k * args.customers]
+            sub_ts = TrainingSet(
+                frame=sub,
+                feature_names=ts.feature_names,
+                categorical_levels=ts.categorical_levels,
+                dropped_features=ts.dropped_features,
+                plan=plan,
+            )
+            n_rows = f"{len(sub_ts.slice('train')):,} rows"
+            show(
+                f"model, {k}x training customers ({n_rows})",
+                _fit_score(sub_ts, target, config, [], test),
+            )
+            show(
+                f"denoised ceiling E[oracle | features], {k}x",
+                _fit_denoised(sub_ts, target, f"oracle_{target}", test, config),
+            )
+            base = sub_ts if k == 1 else base
+        assert base is not None
+        latent = {
+            "state": ["latent_dropped", "latent_leaving"],
+            "rates": ["latent_purchase_rate", "latent_spend_mean"],
+        }
+        for label, cols in (
+            ("+ latent state", latent["state"]),
+            ("+ latent rates", latent["rates"]),
+            ("+ latent state and rates", latent["state"] + latent["rates"]),
+        ):
+            show(
+                f"model {label} (oracle-only knowledge), 1x",
+                _fit_score(base, target, config, cols, test),
+            )
+    return failures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--phase", choices=["quality", "speed"], default="quality")
+    parser.add_argument("--phase", choices=["quality", "speed", "ceiling"], default="quality")
     parser.add_argument("--customers", type=int, default=None)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--start", default="2023-01-01")
     parser.add_argument("--end", default="2024-12-31")
     parser.add_argument("--cutoffs", type=int, default=6)
+    parser.add_argument(
+        "--ceiling-scales",
+        default="3",
+        help="ceiling phase: training-set sizes, as multiples of --customers",
+    )
     args = parser.parse_args()
     if args.customers is None:
-        args.customers = 100_000 if args.phase == "quality" else 1_000_000
+        args.customers = 1_000_000 if args.phase == "speed" else 100_000
     config = TrainingConfig(n_cutoffs=args.cutoffs)
     print(
         f"{args.phase}: {args.customers:,} customers, seed {args.seed}, {args.start}.."
         f"{args.end}, {args.cutoffs} cutoffs, config {config.model_dump()}"
     )
-    failures = quality(args, config) if args.phase == "quality" else speed(args, config)
-    print("\nALL PASS" if not failures else f"\nFAILED: {failures}")
+    phases = {"quality": quality, "speed": speed, "ceiling": ceiling}
+    failures = phases[args.phase](args, config)
+    if args.phase == "ceiling":
+        print("\nceiling: evidence only, no criteria")
+    else:
+        print("\nALL PASS" if not failures else f"\nFAILED: {failures}")
     return 1 if failures else 0
 
 

@@ -113,6 +113,25 @@ class AttributesSpec(BaseModel):
         return value
 
 
+def _distinct_days(value: list[int]) -> list[int]:
+    if not value or any(d < 1 or d > 3650 for d in value) or len(set(value)) != len(value):
+        raise ValueError(f"must be distinct whole days in [1, 3650], got {value}")
+    return sorted(value)
+
+
+def _unique_entries(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise ValueError(f"must not repeat entries, got {value}")
+    return value
+
+
+def _event_type_names(value: list[str]) -> list[str]:
+    for name in value:
+        if not name.isidentifier() or name != name.lower():
+            raise ValueError(f"event types must be lower snake_case, got {name!r}")
+    return value
+
+
 class EngagementSpec(BaseModel):
     """Parameters of the engagement family: activity relative to the customer's own rates.
 
@@ -137,21 +156,14 @@ class EngagementSpec(BaseModel):
     @field_validator("event_types")
     @classmethod
     def _engagement_types(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"must not repeat entries, got {value}")
-        for name in value:
-            if not name.isidentifier() or name != name.lower():
-                raise ValueError(f"event types must be lower snake_case, got {name!r}")
-            if name == "purchase":
-                raise ValueError("purchases have their own engagement features; list others")
-        return value
+        if "purchase" in value:
+            raise ValueError("purchases have their own engagement features; list others")
+        return _event_type_names(_unique_entries(value))
 
     @field_validator("decay_days")
     @classmethod
     def _decays_valid(cls, value: list[int]) -> list[int]:
-        if not value or any(d < 1 or d > 3650 for d in value) or len(set(value)) != len(value):
-            raise ValueError(f"must be distinct whole days in [1, 3650], got {value}")
-        return sorted(value)
+        return _distinct_days(value)
 
 
 class FeatureSpec(BaseModel):
@@ -186,24 +198,17 @@ class FeatureSpec(BaseModel):
     @field_validator("windows")
     @classmethod
     def _windows_valid(cls, value: list[int]) -> list[int]:
-        if not value or any(w < 1 or w > 3650 for w in value) or len(set(value)) != len(value):
-            raise ValueError(f"must be distinct whole days in [1, 3650], got {value}")
-        return sorted(value)
+        return _distinct_days(value)
 
     @field_validator("families", "event_types", "amount_event_types")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"must not repeat entries, got {value}")
-        return value
+        return _unique_entries(value)
 
     @field_validator("event_types", "amount_event_types")
     @classmethod
     def _identifiers(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not name.isidentifier() or name != name.lower():
-                raise ValueError(f"event types must be lower snake_case, got {name!r}")
-        return value
+        return _event_type_names(value)
 
     def has(self, family: str) -> bool:
         """Whether ``family`` is built."""

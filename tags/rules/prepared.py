@@ -23,6 +23,7 @@ __all__ = ["PreparedEventIndex"]
 _NAT = np.iinfo(np.int64).min
 _SEC_NS = 10**9
 _DAY_NS = 86_400 * _SEC_NS
+_SAMPLE = 100_000  # events sampled to judge how many fall on each side of a cut
 _KEY_SPAN = 2**32  # typed(...).key is customer code << 32 | (second - base_sec)
 
 
@@ -103,6 +104,15 @@ class PreparedEventIndex:
             found = typed.starts[codes + 1]
         elif t_us <= first:
             found = typed.starts[codes]
+        elif (side := self._minority(typed.t_us, t_us, len(codes))) is not None:
+            # Few events on one side of the cut (e.g. a cut near the end of the data):
+            # find just those and count them per customer, instead of a search per customer.
+            if side == "after":
+                after = self._per_customer(typed.starts, np.flatnonzero(typed.t_us >= t_us))
+                found = typed.starts[codes + 1] - after[codes]
+            else:
+                before = self._per_customer(typed.starts, np.flatnonzero(typed.t_us < t_us))
+                found = typed.starts[codes] + before[codes]
         elif t_ns % _SEC_NS == 0:
             # Whole second: t < T exactly when floor(t to seconds) < T, so the
             # second-resolution sort key gives exact bounds. Clipping to [0, 2**32] maps
@@ -115,6 +125,29 @@ class PreparedEventIndex:
         found = found.astype(np.int64, copy=False)
         self._bounds[key] = found
         return found
+
+    @staticmethod
+    def _minority(t_us: np.ndarray, cut_us: int, n_queries: int) -> str | None:
+        """Which side of the cut ("before"/"after") holds clearly fewer events than there
+        are customers to search for, judged from a strided sample; ``None`` if neither."""
+        if not len(t_us):
+            return None
+        sample = t_us[:: max(1, len(t_us) // _SAMPLE)]
+        after = np.count_nonzero(sample >= cut_us) / len(sample) * len(t_us)
+        limit = n_queries / 4
+        if after < limit:
+            return "after"
+        if len(t_us) - after < limit:
+            return "before"
+        return None
+
+    @staticmethod
+    def _per_customer(starts: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """How many of ``positions`` (indices into the sorted events) each customer owns."""
+        # side="right" - 1: the last segment starting at or before a position, i.e. the
+        # non-empty one holding it (empty segments share their start with the next).
+        owner = np.searchsorted(starts, positions, side="right") - 1
+        return np.bincount(owner, minlength=len(starts) - 1)
 
     def _span(self, event_type: str) -> tuple[int, int]:
         """Earliest and latest time (us) of the type's events."""

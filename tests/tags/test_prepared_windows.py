@@ -249,3 +249,46 @@ def test_categorical_table_round_trips_through_the_store(
     )
     assert rules["tag_id"].cat.categories.is_monotonic_increasing
     assert rules["value"].cat.categories.is_monotonic_increasing
+
+
+def test_every_bound_strategy_agrees_with_the_raw_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cuts near the start, near the end and in the middle of the data take different
+    routes (few events before / few after / a search per customer); all agree."""
+    rng = np.random.default_rng(5)
+    n_customers, n_events = 400, 3000
+    ids = [f"k{i:03d}" for i in range(n_customers)]
+    seconds = rng.integers(0, 100 * 86_400, n_events)
+    events = make_events(
+        [
+            {
+                "customer_id": ids[int(rng.integers(0, n_customers))],
+                "occurred_at": BASE + pd.Timedelta(seconds=int(s), microseconds=int(us)),
+                "event_type": "browse",
+                "amount": 1.0,
+            }
+            for s, us in zip(seconds, rng.choice([0, 400_000], n_events), strict=True)
+        ]
+    )
+    customers = customers_frame([{"customer_id": i, "signup_at": BASE} for i in ids])
+    prepared = prepare_events(customers, events)
+    seen: list[str | None] = []
+    original = PreparedEventIndex._minority
+
+    def spy(t_us: np.ndarray, cut_us: int, n_queries: int) -> str | None:
+        seen.append(original(t_us, cut_us, n_queries))
+        return seen[-1]
+
+    monkeypatch.setattr(PreparedEventIndex, "_minority", staticmethod(spy))
+    for as_of in [BASE + pd.Timedelta(days=100), BASE + pd.Timedelta(days=99, seconds=1.5)]:
+        as_of_ns = to_ns(as_of)
+        frame_ids = pd.Series(ids, dtype="string")
+        fast = PreparedEventIndex(prepared, frame_ids, as_of_ns)
+        raw = EventIndex(events, frame_ids, as_of_ns)
+        for start in [0.5, 1, 30, 60, 99.5]:
+            window = ast.Window("relative", start, None)
+            for func in ("count", "sum", "days_since"):
+                np.testing.assert_array_equal(
+                    fast.aggregate(func, "browse", window, None),
+                    raw.aggregate(func, "browse", window, None),
+                )
+    assert {"before", "after", None} <= set(seen)
