@@ -186,15 +186,15 @@ def build_training_set(
             f"Expected customers with a purchase before every cutoff. Got none at {empty}."
         )
     names, dropped = select_features(feats.drop(columns=_KEY))
-    fit_rows = frame["cutoff"] != plan.test
-    levels = categorical_levels_of(frame.loc[fit_rows], names)
-    return TrainingSet(
+    ts = TrainingSet(
         frame=frame,
         feature_names=names,
-        categorical_levels=levels,
+        categorical_levels={},
         dropped_features=dropped,
         plan=plan,
     )
+    ts.categorical_levels = categorical_levels_of(ts.slice("fit"), names)
+    return ts
 
 
 @dataclass
