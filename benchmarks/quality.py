@@ -345,7 +345,7 @@ def ceiling(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
         np.random.default_rng(0).permutation(len(data.customers)),
         index=data.customers["customer_id"].astype(str),
     )
-    frame["_rank"] = rank.reindex(frame["customer_id"].astype(str)).to_numpy()
+    frame = frame.assign(_rank=rank.reindex(frame["customer_id"].astype(str)).to_numpy())
     test = frame.loc[(frame["cutoff"] == plan.test) & (frame["_rank"] < args.customers)]
     print(
         f"generated {n_all:,} customers, built {len(frame):,} rows in "
