@@ -67,6 +67,8 @@ FEATURE_EVENT_COLUMNS: tuple[str, ...] = (
     "order_id",
 )
 _I64 = np.int64
+# Events per block where a per-event temporary would otherwise span a whole type.
+_BLOCK_EVENTS = 1 << 21
 # One worker for preparation steps that overlap with the caller's work.
 _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-features")
 
@@ -75,7 +77,7 @@ _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-fea
 class _Typed:
     """Events of one type sorted by (customer code, time)."""
 
-    rows: np.ndarray  # int64: row positions in the original events frame
+    rows: np.ndarray  # int32 (int64 past 2**31 events): row positions in the events frame
     key: np.ndarray  # int64: code << 32 | (second - base), ascending
     t_us: np.ndarray  # int64 microseconds since the epoch, ascending per customer
     starts: np.ndarray  # int64, n_customers + 1: segment bounds per customer code
@@ -460,7 +462,12 @@ class PreparedEvents:
         code = None if grouped else np.repeat(head_codes, run_length)
         del run_length
         run_bounds = np.append(heads, len(t_all))
-        for k, name in enumerate(type_names):
+        row_dtype = np.int32 if len(t_all) < 2**31 else _I64
+        self._order_flags: Future[np.ndarray] | None = None
+        # Purchases first: telling orders apart is the slowest step of the RFM family
+        # and runs mostly without the GIL, on another core while this one goes on.
+        for k in sorted(range(len(type_names)), key=lambda k: type_names[k] != "purchase"):
+            name = type_names[k]
             rows = np.flatnonzero(type_code == k)
             t = t_all[rows]
             if code is None:
@@ -477,16 +484,17 @@ class PreparedEvents:
                     rows, c, t = rows[order], c[order], t[order]
                 starts = np.searchsorted(c, np.arange(self.n_customers + 1, dtype=_I64))
             self._typed[name] = _Typed(
-                rows=rows,
+                rows=rows.astype(row_dtype),
                 key=(c << 32) | (t // SEC_US - self.base_sec),
                 t_us=t,
                 starts=starts.astype(_I64),
             )
             del rows, c, t
+            if name == "purchase":
+                self._order_flags = _BACKGROUND.submit(self._new_order_flags)
         del code, type_code
-        # Telling orders apart is the slowest step of the RFM family and runs mostly
-        # without the GIL: start it now, on another core, while the caller goes on.
-        self._order_flags: Future[np.ndarray] | None = _BACKGROUND.submit(self._new_order_flags)
+        if self._order_flags is None:  # no purchases at all
+            self._order_flags = _BACKGROUND.submit(self._new_order_flags)
         _release_arrow_memory()
 
     @property
@@ -991,20 +999,27 @@ class _Cutoff:
             if not len(has):
                 continue
             # A customer's events before the cutoff are one range [s, e) of the sorted
-            # events: sum each range with one reduceat, no per-event customer codes.
-            lo, hi = int(s[has].min()), int(e[has].max())
-            age = np.empty(hi - lo + 1)  # + a sentinel: reduceat bounds may equal hi
-            np.subtract(self.cut_us, typed.t_us[lo:hi], out=age[:-1])
-            np.divide(age[:-1], DAY_US, out=age[:-1])
-            np.maximum(age, 0.0, out=age)  # later events are outside every range
-            age[-1] = 0.0
-            bounds = np.empty(2 * len(has), dtype=_I64)
-            bounds[0::2], bounds[1::2] = s[has] - lo, e[has] - lo
-            weight = np.empty_like(age)
-            for out, tau in zip(sums, taus, strict=True):
-                np.divide(age, -tau, out=weight)
-                np.exp(weight, out=weight)
-                out[has] += np.add.reduceat(weight, bounds)[0::2]
+            # events: sum each range with one reduceat, no per-event customer codes, in
+            # blocks of customers so that the temporaries stay small.
+            s_has, e_has = s[has], e[has]
+            first = 0
+            while first < len(has):
+                lo = int(s_has[first])
+                stop = max(int(np.searchsorted(e_has, lo + _BLOCK_EVENTS, side="right")), first + 1)
+                hi = int(e_has[stop - 1])
+                age = np.empty(hi - lo + 1)  # + a sentinel: reduceat bounds may equal hi
+                np.subtract(self.cut_us, typed.t_us[lo:hi], out=age[:-1])
+                np.divide(age[:-1], DAY_US, out=age[:-1])
+                np.maximum(age, 0.0, out=age)  # later events are outside every range
+                age[-1] = 0.0
+                bounds = np.empty(2 * (stop - first), dtype=_I64)
+                bounds[0::2], bounds[1::2] = s_has[first:stop] - lo, e_has[first:stop] - lo
+                weight = np.empty_like(age)
+                for out, tau in zip(sums, taus, strict=True):
+                    np.divide(age, -tau, out=weight)
+                    np.exp(weight, out=weight)
+                    out[has[first:stop]] += np.add.reduceat(weight, bounds)[0::2]
+                first = stop
         return sums
 
     def engagement(self, spec: FeatureSpec) -> dict[str, Any]:

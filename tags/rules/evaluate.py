@@ -4,6 +4,8 @@ Nothing here executes rule text: the tree is walked and every node maps to a fix
 numpy operation. Event-window functions (``count``, ``sum``, ``days_since``) read an
 :class:`EventIndex` built once per evaluation: the events before ``as_of`` placed on the
 frame's rows and split by event type, so each window is one mask and one ``bincount``.
+Given :class:`features.build.PreparedEvents` instead of raw events, they read a
+:class:`tags.rules.prepared.PreparedEventIndex`, which needs no hashing at all.
 """
 
 from __future__ import annotations

@@ -371,3 +371,26 @@ def test_engagement_features_by_hand() -> None:
     assert row["purchase_silence"] == pytest.approx(1.0)
     assert bool(row["refunded_since_last_purchase"])
     assert not bool(row["complained_since_last_purchase"])
+
+
+def test_decayed_sums_do_not_depend_on_the_block_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    import features.build as build
+
+    rng = np.random.default_rng(11)
+    ids = [f"c{i:02d}" for i in range(40)]
+    customers, events = _frames(
+        [{"customer_id": c, "signup_at": BASE} for c in ids],
+        [
+            {
+                "customer_id": ids[int(rng.integers(0, 40))],
+                "occurred_at": BASE + pd.Timedelta(seconds=int(rng.integers(0, 200 * 86_400))),
+                "event_type": str(rng.choice(["browse", "login", "purchase"])),
+                "amount": 5.0,
+            }
+            for _ in range(600)
+        ],
+    )
+    as_of = [BASE + pd.Timedelta(days=d) for d in (30, 120, 250)]
+    whole = build_features(customers, events, as_of=as_of)
+    monkeypatch.setattr(build, "_BLOCK_EVENTS", 7)
+    pd.testing.assert_frame_equal(build_features(customers, events, as_of=as_of), whole)
