@@ -157,7 +157,8 @@ class LinearBaseline:
         self.seed = seed
 
     def _x(self, frame: pd.DataFrame) -> np.ndarray:
-        out = np.empty((len(frame), len(self.feature_names)), dtype=np.float64)
+        # Column-major: each feature is written contiguously.
+        out = np.empty((len(frame), len(self.feature_names)), dtype=np.float64, order="F")
         for j, c in enumerate(self.feature_names):
             out[:, j] = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
         return _signed_log_(out)
@@ -165,7 +166,7 @@ class LinearBaseline:
     def _design(self, x: np.ndarray) -> np.ndarray:
         missing = np.isnan(x)
         np.copyto(x, np.broadcast_to(self.medians_, x.shape), where=missing)
-        z = np.empty((len(x), x.shape[1] + len(self.indicators_)), dtype=np.float64)
+        z = np.empty((len(x), x.shape[1] + len(self.indicators_)), dtype=np.float64, order="F")
         z[:, : x.shape[1]] = x
         z[:, x.shape[1] :] = missing[:, self.indicators_]
         z -= self.mean_
@@ -249,9 +250,10 @@ class BGNBDBaseline:
         out = np.empty(len(frame), dtype=np.float64)
         self.models_: dict[pd.Timestamp, tuple[BGNBD, GammaGamma | None]] = {}
         t = self.horizon_days / 7.0
-        cutoffs = frame["cutoff"].to_numpy()
-        for cutoff in np.unique(cutoffs):
-            rows = cutoffs == cutoff
+        # Codes, not values: a tz-aware column would become an array of Timestamp objects.
+        codes, cutoffs = pd.factorize(frame["cutoff"])
+        for code, cutoff in enumerate(cutoffs):
+            rows = codes == code
             part = frame.loc[rows]
             x, t_x, big_t = self._rft(part)
             bg = BGNBD().fit(x, t_x, big_t, seed=self.seed)

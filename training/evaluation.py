@@ -16,7 +16,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn import metrics as skm
 
 from tags.catalogue import Catalogue
 from tags.engine import evaluate_tags
@@ -67,6 +66,28 @@ def _top_decile(score: np.ndarray) -> np.ndarray:
     return np.argsort(-score, kind="stable")[:n]
 
 
+def _auc_and_average_precision(
+    y: np.ndarray, order: np.ndarray, p: np.ndarray
+) -> tuple[float, float]:
+    """ROC AUC and average precision of scores ``p`` (sorted descending by ``order``)
+    for outcomes ``y`` with both classes present.
+
+    What ``sklearn.metrics.roc_auc_score`` and ``average_precision_score`` compute, from
+    one sort: the ROC and precision-recall curves step at each distinct score (tied
+    scores form one step), the AUC is the trapezoidal area under the ROC and the
+    average precision is sum over steps of (recall gained) x precision.
+    """
+    ps, ys = p[order], y[order]
+    ends = np.append(np.flatnonzero(np.diff(ps)), len(ps) - 1)  # last row of each tie
+    tps = np.cumsum(ys)[ends]
+    fps = (ends + 1) - tps
+    tpr = np.append(0.0, tps / tps[-1])
+    fpr = np.append(0.0, fps / fps[-1])
+    auc = float(np.trapezoid(tpr, fpr))
+    average_precision = float(np.sum(np.diff(tpr) * (tps / (tps + fps))))
+    return auc, average_precision
+
+
 def churn_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """Churn metrics of probabilities ``p`` against outcomes ``y`` (1 = churned)."""
     y = np.asarray(y, dtype=np.float64)
@@ -77,12 +98,16 @@ def churn_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     pc = np.clip(p, 1e-6, 1 - 1e-6)
     both = 0 < y.sum() < len(y)
     base = y.mean()
+    # Stable order so ties are resolved the same way on every run.
+    order = np.argsort(-p, kind="stable")
+    auc, average_precision = _auc_and_average_precision(y, order, p) if both else (nan, nan)
+    top = order[: max(1, int(np.ceil(0.1 * len(p))))]
     return {
-        "auc": float(skm.roc_auc_score(y, p)) if both else nan,
-        "pr_auc": float(skm.average_precision_score(y, p)) if both else nan,
+        "auc": auc,
+        "pr_auc": average_precision,
         "brier": float(np.mean((p - y) ** 2)),
         "log_loss": float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))),
-        "top_decile_lift": float(y[_top_decile(p)].mean() / base) if base > 0 else nan,
+        "top_decile_lift": float(y[top].mean() / base) if base > 0 else nan,
     }
 
 
@@ -213,7 +238,8 @@ def simple_segments(frame: pd.DataFrame) -> pd.DataFrame:
     freq = frame["n_purchase_days"].to_numpy(dtype=np.float64)
     mon = (frame["purchase_amount"] - frame["refund_amount"]).to_numpy(dtype=np.float64)
     first = frame["days_since_first_purchase"].to_numpy(dtype=np.float64)
-    cut = frame["cutoff"].to_numpy()
+    # Codes, not values: a tz-aware column would become an array of Timestamp objects.
+    cut, _ = pd.factorize(frame["cutoff"])
     r_hi = np.zeros(len(frame), bool)
     f_hi = np.zeros(len(frame), bool)
     m_hi = np.zeros(len(frame), bool)
@@ -222,9 +248,8 @@ def simple_segments(frame: pd.DataFrame) -> pd.DataFrame:
         r_hi[rows] = rec[rows] <= np.median(rec[rows])
         f_hi[rows] = freq[rows] >= np.median(freq[rows])
         m_hi[rows] = mon[rows] >= np.median(mon[rows])
-    rfm = [
-        _RFM_NAMES[(bool(r), bool(f), bool(m))] for r, f, m in zip(r_hi, f_hi, m_hi, strict=True)
-    ]
+    names = np.array([_RFM_NAMES[(bool(i & 4), bool(i & 2), bool(i & 1))] for i in range(8)])
+    rfm = names[r_hi * 4 + f_hi * 2 + m_hi * 1]
     gap = np.where(freq > 1, (first - rec) / np.maximum(freq - 1, 1), np.nan)
     active_limit = np.where(np.isfinite(gap), 1.5 * gap, 30.0)
     dormant_limit = np.where(np.isfinite(gap), 3.0 * gap, 90.0)

@@ -186,15 +186,15 @@ def build_training_set(
             f"Expected customers with a purchase before every cutoff. Got none at {empty}."
         )
     names, dropped = select_features(feats.drop(columns=_KEY))
-    fit_rows = frame["cutoff"] != plan.test
-    levels = categorical_levels_of(frame.loc[fit_rows], names)
-    return TrainingSet(
+    ts = TrainingSet(
         frame=frame,
         feature_names=names,
-        categorical_levels=levels,
+        categorical_levels={},
         dropped_features=dropped,
         plan=plan,
     )
+    ts.categorical_levels = categorical_levels_of(ts.slice("fit"), names)
+    return ts
 
 
 @dataclass
@@ -349,13 +349,13 @@ def train_predictor(
         contract = contract.model_copy(update={"calibration": estimator.calibration_})
     lap("model")
 
-    # The registered model scores exactly like this, in batch and online.
-    model_scores = score_frame(estimator.booster_, test, contract)
     # SHAP contributions (single-threaded LightGBM C code, which releases the GIL)
-    # overlap with the baselines, which mostly run on one core.
+    # overlap with test scoring and the baselines, which mostly run on one core.
     shap = _ShapJob(estimator.booster_, test, contract)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-shap") as pool:
         background = pool.submit(shap.work, shap.copy)
+        # The registered model scores exactly like this, in batch and online.
+        model_scores = score_frame(estimator.booster_, test, contract)
         comparison = compare_with_baselines(
             target,
             ts,

@@ -46,7 +46,11 @@ def _frame_codes(prepared: PreparedEvents, ids: pa.Array, as_of_ns: int) -> np.n
     known = arrow_strings(prepared.customers["customer_id"])
     # signup_us * 1000 < as_of_ns, without overflow, for any as_of_ns.
     codes = np.flatnonzero(prepared.signup_us < -(-as_of_ns // 1000)).astype(np.int64)
-    if len(codes) == len(ids) and pc.all(pc.equal(known.take(pa.array(codes)), ids)).as_py():
+    if (
+        len(codes) == len(ids)
+        and ids.null_count == 0
+        and pc.all(pc.equal(known.take(pa.array(codes)), ids)).as_py()
+    ):
         return codes
     found = pc.fill_null(pc.index_in(ids, value_set=known), -1)
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)

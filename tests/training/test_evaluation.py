@@ -3,7 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from training.evaluation import (
     calibration_table,
@@ -131,3 +133,27 @@ def test_tag_segments_use_the_catalogue_rules() -> None:
     got = pd.Series(seg["lifecycle_stage"].to_numpy(), index=frame["customer_id"].astype(str))
     assert got.to_dict() == expected.reindex(got.index).fillna("none").to_dict()
     assert seg["rfm_segment"].nunique() > 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(st.booleans(), st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.9, 1.0])),
+        min_size=2,
+        max_size=80,
+    ),
+    jitter=st.booleans(),
+)
+def test_auc_and_pr_auc_match_sklearn(data: list[tuple[bool, float]], jitter: bool) -> None:
+    # Few distinct scores (many ties) or jittered ones (none).
+    y = np.array([float(b) for b, _ in data])
+    p = np.array([s for _, s in data])
+    if jitter:
+        p = p + np.random.default_rng(len(data)).uniform(0, 1e-3, len(p))
+    got = churn_metrics(y, p)
+    if 0 < y.sum() < len(y):
+        assert got["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+        assert got["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    else:
+        assert np.isnan(got["auc"])
+        assert np.isnan(got["pr_auc"])
