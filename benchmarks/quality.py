@@ -337,15 +337,20 @@ def ceiling(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
     ts = build_training_set(
         data.customers, ev, plan=plan, feature_builder=build_features, spec=default_spec()
     )
-    frame = pd.concat(
-        [ts.frame, _latent_columns(ts.frame, data.truth, config.horizon_days)], axis=1
-    )
     # Customers in a random order; the first --customers of them are the test customers.
     rank = pd.Series(
         np.random.default_rng(0).permutation(len(data.customers)),
         index=data.customers["customer_id"].astype(str),
     )
-    frame["_rank"] = rank.reindex(frame["customer_id"].astype(str)).to_numpy()
+    ranks = rank.reindex(ts.frame["customer_id"].astype(str)).to_numpy()
+    frame = pd.concat(
+        [
+            ts.frame,
+            _latent_columns(ts.frame, data.truth, config.horizon_days),
+            pd.DataFrame({"_rank": ranks}, index=ts.frame.index),
+        ],
+        axis=1,
+    )
     test = frame.loc[(frame["cutoff"] == plan.test) & (frame["_rank"] < args.customers)]
     print(
         f"generated {n_all:,} customers, built {len(frame):,} rows in "

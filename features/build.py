@@ -456,18 +456,16 @@ class PreparedEvents:
         # every type's events are then already in (customer, time) order.
         grouped = len(heads) < len(t_all) and bool(np.all(known[1:] > known[:-1]))
         if grouped:
-            backwards = np.flatnonzero(np.diff(t_all) < 0) + 1
+            backwards = np.flatnonzero(t_all[1:] < t_all[:-1]) + 1
             grouped = bool(np.all(np.isin(backwards, heads, assume_unique=True)))
             del backwards
         code = None if grouped else np.repeat(head_codes, run_length)
         del run_length
         run_bounds = np.append(heads, len(t_all))
         row_dtype = np.int32 if len(t_all) < 2**31 else _I64
-        self._order_flags: Future[np.ndarray] | None = None
-        # Purchases first: telling orders apart is the slowest step of the RFM family
-        # and runs mostly without the GIL, on another core while this one goes on.
-        for k in sorted(range(len(type_names)), key=lambda k: type_names[k] != "purchase"):
-            name = type_names[k]
+
+        def split(k: int) -> _Typed:
+            """The events of type ``k`` in (customer, time) order."""
             rows = np.flatnonzero(type_code == k)
             t = t_all[rows]
             if code is None:
@@ -483,18 +481,20 @@ class PreparedEvents:
                 if order is not None:
                     rows, c, t = rows[order], c[order], t[order]
                 starts = np.searchsorted(c, np.arange(self.n_customers + 1, dtype=_I64))
-            self._typed[name] = _Typed(
-                rows=rows.astype(row_dtype),
-                key=(c << 32) | (t // SEC_US - self.base_sec),
-                t_us=t,
-                starts=starts.astype(_I64),
-            )
-            del rows, c, t
-            if name == "purchase":
-                self._order_flags = _BACKGROUND.submit(self._new_order_flags)
-        del code, type_code
-        if self._order_flags is None:  # no purchases at all
-            self._order_flags = _BACKGROUND.submit(self._new_order_flags)
+            key = np.floor_divide(t, SEC_US)
+            key -= self.base_sec
+            key |= np.left_shift(c, 32, out=c)
+            return _Typed(rows=rows.astype(row_dtype), key=key, t_us=t, starts=starts)
+
+        # Purchases first: telling orders apart is the slowest step of the RFM family
+        # and runs mostly without the GIL, on another core while the other types are
+        # split.
+        if "purchase" in type_names:
+            self._typed["purchase"] = split(type_names.index("purchase"))
+        self._order_flags: Future[np.ndarray] | None = _BACKGROUND.submit(self._new_order_flags)
+        for k, name in enumerate(type_names):
+            if name != "purchase":
+                self._typed[name] = split(k)
         _release_arrow_memory()
 
     @property

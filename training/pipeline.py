@@ -349,13 +349,13 @@ def train_predictor(
         contract = contract.model_copy(update={"calibration": estimator.calibration_})
     lap("model")
 
-    # The registered model scores exactly like this, in batch and online.
-    model_scores = score_frame(estimator.booster_, test, contract)
     # SHAP contributions (single-threaded LightGBM C code, which releases the GIL)
-    # overlap with the baselines, which mostly run on one core.
+    # overlap with test scoring and the baselines, which mostly run on one core.
     shap = _ShapJob(estimator.booster_, test, contract)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-shap") as pool:
         background = pool.submit(shap.work, shap.copy)
+        # The registered model scores exactly like this, in batch and online.
+        model_scores = score_frame(estimator.booster_, test, contract)
         comparison = compare_with_baselines(
             target,
             ts,
