@@ -22,6 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+# Running this file puts benchmarks/ first on sys.path, where benchmarks/features.py
+# would shadow the features package (here and in the spawned child): drop that entry.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+if str(_HERE.parent) not in sys.path:
+    sys.path.insert(0, str(_HERE.parent))
+
 AS_OF = "2025-01-01"
 AUDIENCE = "rfm_segment = 'important_value' and lifecycle_stage in ('active', 'dormant')"
 BUDGET_SECONDS = 180.0
