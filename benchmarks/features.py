@@ -248,26 +248,20 @@ def run_phase(phase: str, folder: Path) -> dict[str, Any]:
         "peak_since_load": PEAK_RESET,
     }
     single, monthly = cutoffs(events)
-    if phase == "single":
+    if phase in ("single", "multi"):
         t0 = time.perf_counter()
         prepared = prepare_events(customers, events)
         t1 = time.perf_counter()
-        frame = prepared.build_features(single)
+        frame = prepared.build_features(single if phase == "single" else monthly)
         t2 = time.perf_counter()
         result["peak_rss_mb"] = peak_mb()
         result["output_mb"] = frame.memory_usage(deep=True).sum() / 1e6
         result.update(prepare_s=t1 - t0, build_s=t2 - t1, total_s=t2 - t0)
-        result.update(rows=len(frame), columns=frame.shape[1], as_of=str(single))
-    elif phase == "multi":
-        t0 = time.perf_counter()
-        prepared = prepare_events(customers, events)
-        t1 = time.perf_counter()
-        frame = prepared.build_features(monthly)
-        t2 = time.perf_counter()
-        result["peak_rss_mb"] = peak_mb()
-        result["output_mb"] = frame.memory_usage(deep=True).sum() / 1e6
-        result.update(prepare_s=t1 - t0, build_s=t2 - t1, total_s=t2 - t0)
-        result.update(rows=len(frame), columns=frame.shape[1], cutoffs=len(monthly))
+        result.update(rows=len(frame), columns=frame.shape[1])
+        if phase == "single":
+            result["as_of"] = str(single)
+        else:
+            result["cutoffs"] = len(monthly)
     elif phase == "core":
         spec = core_spec()
         timings_ref, timings_ours, timings_warm = [], [], []
