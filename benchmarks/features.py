@@ -54,6 +54,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+# As the tagsmith CLI runs (tagsmith/__init__.py): no transparent-huge-page madvise from
+# numpy. Pass NUMPY_MADVISE_HUGEPAGE=1 to measure with numpy's default.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
 import numpy as np
 import pandas as pd
 

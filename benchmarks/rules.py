@@ -26,6 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# As the tagsmith CLI runs (tagsmith/__init__.py): no transparent-huge-page madvise from
+# numpy. Pass NUMPY_MADVISE_HUGEPAGE=1 to measure with numpy's default.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
 import numpy as np
 import pandas as pd
 
@@ -250,6 +254,7 @@ def main() -> None:
     print("  largest tags: " + ", ".join(f"{k} {v:,}" for k, v in sizes.head(5).items()))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"  machine load average during the run: {load:.1f} on {os.cpu_count()} cores")
+    print(f"  NUMPY_MADVISE_HUGEPAGE={os.environ['NUMPY_MADVISE_HUGEPAGE']}")
     began = time.perf_counter()
     raw_table = evaluate_tags(features, events, catalogue, as_of=as_of)
     raw_s = time.perf_counter() - began

@@ -6,6 +6,14 @@ one place that wires ``features``, ``tags``, ``training`` and ``serving`` togeth
 
 from __future__ import annotations
 
+import os
+
+# Before numpy is imported: numpy asks the kernel for transparent huge pages on every
+# large array, and where THP defrag is "madvise" (the kernel's default) first touches
+# can stall in direct compaction. Measured on 1M customers: feature preparation 1.3x
+# slower and the rule tags' long table up to 3x slower with it. Users may override.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
 from importlib.metadata import PackageNotFoundError, version
 
 from tagsmith.config import ProjectConfig, load_config

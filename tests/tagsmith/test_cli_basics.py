@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -37,3 +40,20 @@ def test_init_twice_is_refused_and_keeps_config(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "existing" in result.output
     assert (tmp_path / "tagsmith.yaml").read_bytes() == before
+
+
+def _numpy_hugepage_madvise(env_value: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    if env_value is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = env_value
+    code = "import tagsmith, numpy._core.multiarray as m; print(m._get_madvise_hugepage())"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_importing_tagsmith_turns_off_numpy_hugepage_madvise_unless_the_user_chose() -> None:
+    assert _numpy_hugepage_madvise(None) == "False"
+    assert _numpy_hugepage_madvise("1") == "True"
