@@ -164,7 +164,7 @@ class PreparedEventIndex:
 
     @staticmethod
     def _runs(starts: np.ndarray, codes: np.ndarray, flags: np.ndarray) -> np.ndarray:
-        """Number of set ``flags`` in each customer's segment."""
+        """Sum of ``flags`` (booleans or integers) over each customer's segment."""
         cs = np.empty(len(flags) + 1, dtype=np.int64)
         cs[0] = 0
         np.cumsum(flags, out=cs[1:])
@@ -240,10 +240,7 @@ class PreparedEventIndex:
         if func == "sum":
             _, amount = self._prep.amounts(event_type)
             cents = np.where(flags, np.rint(amount[:-1] * AMOUNT_SCALE), 0.0).astype(np.int64)
-            cs = np.empty(len(cents) + 1, dtype=np.int64)
-            cs[0] = 0
-            np.cumsum(cents, out=cs[1:])
-            return (cs[starts[codes + 1]] - cs[starts[codes]]) / AMOUNT_SCALE
+            return self._runs(starts, codes, cents) / AMOUNT_SCALE
         # The last flagged event of each segment (times ascend within a segment).
         last = np.maximum.accumulate(np.where(flags, np.arange(len(flags)), -1))
         begin, end = starts[codes], starts[codes + 1]
