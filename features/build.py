@@ -758,17 +758,30 @@ class PreparedEvents:
         return found
 
 
-_NUMPY_DTYPES = frozenset({"float64", "int64", "bool"})
+_NUMPY_DTYPES = frozenset({"float64", "float32", "int64", "int32", "bool"})
 
 
 def _fill(out: np.ndarray, start: int, end: int, values: Any, name: str) -> None:
-    """Copy one cutoff's ``values`` into ``out[start:end]`` (only lossless casts)."""
+    """Write one cutoff's ``values`` into ``out[start:end]``, the declared dtype.
+
+    Widening is always allowed; floats may be rounded to a narrower float (the
+    catalogue's declared precision) and integers narrowed when every value fits.
+    """
     values = np.asarray(values)
-    if not np.can_cast(values.dtype, out.dtype, casting="safe"):
-        raise FeaturesError(
-            f"Feature '{name}' must be computed as {out.dtype}. Got {values.dtype} instead."
-        )
-    out[start:end] = values
+    src, dst = values.dtype, out.dtype
+    if np.can_cast(src, dst, casting="safe") or (src.kind == "f" and dst.kind == "f"):
+        out[start:end] = values
+        return
+    if src.kind in "iu" and dst.kind == "i":
+        info = np.iinfo(dst)
+        if len(values) and (int(values.min()) < info.min or int(values.max()) > info.max):
+            raise FeaturesError(
+                f"Feature '{name}' must fit in {dst}. Got values in "
+                f"[{int(values.min())}, {int(values.max())}]."
+            )
+        out[start:end] = values
+        return
+    raise FeaturesError(f"Feature '{name}' must be computed as {dst}. Got {src} instead.")
 
 
 def _string_chunks(values: Any) -> list[pa.Array]:

@@ -9,6 +9,24 @@ the same spec (plus the catalogue's definitions) could be compiled to SQL or Spa
 The default spec ships as ``features/default_spec.yaml``; a project may override it
 with its own ``features.yaml``. :func:`spec_hash` fingerprints a spec so feature
 snapshots and models record exactly which definitions produced them.
+
+Dtype policy (every feature's dtype is declared in the catalogue, and both a one-date
+and a many-date feature frame hold exactly these dtypes):
+
+* counts (events, orders, purchase days, categories) are ``int32``;
+* money (unit ``currency``: ``monetary_*``, ``{type}_amount_{w}d``) is ``float64``, so
+  sums keep their cents and rule thresholds on money compare exactly;
+* every other continuous value (days, ratios, trends, rates, scores, shares, entropy,
+  age, decayed counts) is ``float32``: about 7 significant digits, far finer than any
+  of them is meaningful, at half the memory of a long training table;
+* flags are ``bool``; categorical values (attributes, age band, top category) are
+  ``string``.
+
+Missing values: counts, sums and flags are never null (0 / ``False`` when nothing
+happened); a floating-point feature is NaN when undefined (e.g. ``recency_days`` of a
+customer who never purchased, with ``never_purchased`` saying why; a ratio whose
+denominator is 0); a categorical is ``<NA>`` when the fact is missing. Each feature's
+description states when it is null.
 """
 
 from __future__ import annotations
@@ -271,7 +289,9 @@ class FeatureInfo:
     Attributes:
         name: Column name in feature frames.
         family: Family it belongs to.
-        dtype: pandas dtype of the column (``float64`` columns use NaN for null).
+        dtype: pandas dtype of the column: ``int32`` (counts), ``float64`` (money),
+            ``float32`` (other continuous values), ``bool`` or ``string``; floating
+            columns use NaN for null, ``string`` columns ``<NA>``.
         unit: Unit of the value (``days``, ``events``, ``currency``, ``ratio``, ...).
         description: Exact definition, including when the value is null.
     """
@@ -307,7 +327,7 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
         add(
             "recency_days",
             "rfm",
-            "float64",
+            "float32",
             "days",
             "Days from the last purchase to as_of. Null if the customer never purchased.",
         )
@@ -321,14 +341,14 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
         add(
             "frequency_orders",
             "rfm",
-            "int64",
+            "int32",
             "orders",
             "Distinct orders among purchases (a purchase without order_id is its own order).",
         )
         add(
             "frequency_days",
             "rfm",
-            "int64",
+            "int32",
             "days",
             "Distinct UTC calendar days with at least one purchase.",
         )
@@ -361,7 +381,7 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
                 add(
                     f"{etype}_count_{w}d",
                     "windowed",
-                    "int64",
+                    "int32",
                     "events",
                     f"Number of {etype} events in [as_of - {w} days, as_of).",
                 )
@@ -379,7 +399,7 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
                 add(
                     f"{etype}_count_trend_{w}d",
                     "trend",
-                    "float64",
+                    "float32",
                     "ratio",
                     f"(last - previous) / (last + previous) of {etype} counts, last = "
                     f"[as_of - {w}d, as_of), previous = [as_of - {2 * w}d, as_of - {w}d); "
@@ -390,7 +410,7 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
         add(
             "gap_mean_days",
             "rhythm",
-            "float64",
+            "float32",
             "days",
             "Mean gap in whole days between consecutive distinct purchase days. "
             "Null with fewer than 2 purchase days.",
@@ -398,21 +418,21 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
         add(
             "gap_median_days",
             "rhythm",
-            "float64",
+            "float32",
             "days",
             "Median of those gaps. Null with fewer than 2 purchase days.",
         )
         add(
             "gap_std_days",
             "rhythm",
-            "float64",
+            "float32",
             "days",
             "Population standard deviation of those gaps. Null with fewer than 2 purchase days.",
         )
         add(
             "lateness",
             "rhythm",
-            "float64",
+            "float32",
             "ratio",
             "recency_days / gap_mean_days: above 1 means later than the customer's usual "
             "rhythm. Null when either is null.",
@@ -420,7 +440,7 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
         add(
             "active_week_share",
             "rhythm",
-            "float64",
+            "float32",
             "ratio",
             f"Share of the last {r.active_weeks} weeks (7-day blocks of UTC days counted "
             "back from as_of, at most as many as the tenure covers) with a purchase.",
@@ -428,7 +448,7 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
         add(
             "loyalty_score",
             "rhythm",
-            "float64",
+            "float32",
             "score",
             f"Regularity over the last {r.loyalty_periods} periods of "
             f"{r.loyalty_period_days} days (as many as the tenure covers, at least 1): "
@@ -436,34 +456,34 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
             "(1 + std(x) / mean(x)); in [0, 1], 0 without purchases in those periods.",
         )
     if spec.has("activity"):
-        add("tenure_days", "activity", "float64", "days", "Days from signup_at to as_of.")
+        add("tenure_days", "activity", "float32", "days", "Days from signup_at to as_of.")
         add(
             "days_since_last_activity",
             "activity",
-            "float64",
+            "float32",
             "days",
             "Days from the last event of any type to as_of. Null if no events.",
         )
         add(
             "browse_to_purchase",
             "activity",
-            "float64",
+            "float32",
             "ratio",
             "frequency_orders / number of browse events, all history. Null if no browse.",
         )
         add(
             "refund_rate",
             "activity",
-            "float64",
+            "float32",
             "ratio",
             "Refund events / frequency_orders, all history. Null if no orders.",
         )
-        add("refund_count", "activity", "int64", "events", "Refund events, all history.")
-        add("complaint_count", "activity", "int64", "events", "Complaint events, all history.")
+        add("refund_count", "activity", "int32", "events", "Refund events, all history.")
+        add("complaint_count", "activity", "int32", "events", "Complaint events, all history.")
         add(
             "days_since_last_complaint",
             "activity",
-            "float64",
+            "float32",
             "days",
             "Days from the last complaint to as_of. Null if none.",
         )
@@ -480,21 +500,21 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
         add(
             "top_category_share",
             "preference",
-            "float64",
+            "float32",
             "ratio",
             f"Share of those {et} events in the top category. Null if none.",
         )
         add(
             "distinct_categories",
             "preference",
-            "int64",
+            "int32",
             "categories",
             f"Number of distinct categories among {et} events.",
         )
         add(
             "category_entropy",
             "preference",
-            "float64",
+            "float32",
             "bits",
             f"Shannon entropy (base 2) of the category distribution of {et} events. Null if none.",
         )
@@ -504,7 +524,7 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
             add(
                 "age",
                 "attributes",
-                "float64",
+                "float32",
                 "years",
                 f"Calendar year of as_of minus {a.birth_year_column}. Null if unknown.",
             )
@@ -536,21 +556,21 @@ def _engagement_catalog(g: EngagementSpec, add: Any) -> None:
         add(
             f"{etype}_recency_days",
             "engagement",
-            "float64",
+            "float32",
             "days",
             f"Days from the last {etype} event to as_of. Null if none.",
         )
         add(
             f"{etype}_per_day",
             "engagement",
-            "float64",
+            "float32",
             "events/day",
             f"{etype} events, all history, per day of tenure: count / {tenure}.",
         )
         add(
             f"{etype}_silence",
             "engagement",
-            "float64",
+            "float32",
             "events",
             f"{etype}_recency_days * {etype}_per_day: how many {etype} events the customer's "
             "own long-run rate would have produced since the last one. Null if none.",
@@ -558,7 +578,7 @@ def _engagement_catalog(g: EngagementSpec, add: Any) -> None:
         add(
             f"{etype}_recent_ratio",
             "engagement",
-            "float64",
+            "float32",
             "ratio",
             f"{etype} events in [as_of - {g.recent_days}d, as_of) / ({etype}_per_day * "
             f"{g.recent_days}): recent activity against the usual rate (1 = as usual, "
@@ -569,7 +589,7 @@ def _engagement_catalog(g: EngagementSpec, add: Any) -> None:
         add(
             f"engagement_decayed_{tau}d",
             "engagement",
-            "float64",
+            "float32",
             "events",
             f"Sum over {types} events of exp(-age / {tau}), age = days from the event to "
             "as_of: a count that forgets with a time constant of "
@@ -578,7 +598,7 @@ def _engagement_catalog(g: EngagementSpec, add: Any) -> None:
         add(
             f"engagement_decayed_{tau}d_ratio",
             "engagement",
-            "float64",
+            "float32",
             "ratio",
             f"engagement_decayed_{tau}d / ({tau} * the sum of the {{type}}_per_day rates of "
             f"{types}): about 1 for a customer as active as usual lately. Null if those "
@@ -587,14 +607,14 @@ def _engagement_catalog(g: EngagementSpec, add: Any) -> None:
         add(
             f"purchase_decayed_{tau}d",
             "engagement",
-            "float64",
+            "float32",
             "events",
             f"Sum over purchase events of exp(-age / {tau}), age in days to as_of; 0 if none.",
         )
     add(
         "purchase_per_day",
         "engagement",
-        "float64",
+        "float32",
         "orders/day",
         "frequency_orders / max(days from the first purchase to as_of, 1): the purchase "
         "rate since buying began. Null if never purchased.",
@@ -602,7 +622,7 @@ def _engagement_catalog(g: EngagementSpec, add: Any) -> None:
     add(
         "purchase_silence",
         "engagement",
-        "float64",
+        "float32",
         "orders",
         "recency_days * purchase_per_day: orders the customer's own rate would have "
         "produced since the last purchase. Null if never purchased.",

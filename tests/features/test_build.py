@@ -80,7 +80,25 @@ def _frames(
 
 
 def _assert_same(got: pd.DataFrame, expected: pd.DataFrame) -> None:
-    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9, atol=1e-9)
+    """Equal frames: float32 features within a few float32 ulps (both sides round
+    float64 arithmetic done in a different order), everything else to 1e-9."""
+    pd.testing.assert_series_equal(got.dtypes, expected.dtypes)
+    narrow = [c for c in got.columns if got[c].dtype == np.float32]
+    pd.testing.assert_frame_equal(
+        got.drop(columns=narrow),
+        expected.drop(columns=narrow),
+        check_exact=False,
+        rtol=1e-9,
+        atol=1e-9,
+    )
+    for column in narrow:
+        np.testing.assert_allclose(
+            got[column].to_numpy(dtype=np.float64),
+            expected[column].to_numpy(dtype=np.float64),
+            rtol=5e-7,
+            atol=1e-9,
+            err_msg=column,
+        )
 
 
 @HYPO
@@ -176,15 +194,53 @@ def test_hand_checked_expected_features(data_dir: Path) -> None:
             ], column
 
 
-def test_output_columns_follow_the_catalogue_with_its_dtypes() -> None:
+@pytest.mark.parametrize("many", [False, True])
+def test_output_columns_follow_the_catalogue_with_its_dtypes(many: bool) -> None:
     customers, events = _frames(
-        [{"customer_id": "a", "signup_at": "2021-01-01"}],
-        [{"customer_id": "a", "occurred_at": "2021-02-01", "event_type": "purchase", "amount": 3}],
+        [
+            {"customer_id": "a", "signup_at": "2021-01-01", "birth_year": 1980},
+            {"customer_id": "b", "signup_at": "2021-02-15"},
+        ],
+        [
+            {"customer_id": "a", "occurred_at": "2021-02-01", "event_type": "purchase", "amount": 3},
+            {"customer_id": "b", "occurred_at": "2021-02-20", "event_type": "browse"},
+        ],
     )
-    got = build_features(customers, events, as_of="2021-03-01")
+    as_of: Any = ["2021-02-10", "2021-03-01"] if many else "2021-03-01"
+    got = build_features(customers, events, as_of=as_of)
     catalogue = feature_catalog(SPEC)
-    assert list(got.columns) == ["customer_id"] + [f.name for f in catalogue]
-    assert {f.name: f.dtype for f in catalogue} == {c: str(got[c].dtype) for c in got.columns[1:]}
+    keys = ["customer_id", "as_of"] if many else ["customer_id"]
+    assert list(got.columns) == keys + [f.name for f in catalogue]
+    declared = {f.name: f.dtype for f in catalogue}
+    assert declared == {c: str(got[c].dtype) for c in got.columns[len(keys) :]}
+
+
+def test_catalogue_dtypes_follow_the_dtype_policy() -> None:
+    for info in feature_catalog(SPEC):
+        if info.unit == "currency":
+            assert info.dtype == "float64", info.name  # cents and money thresholds exact
+        elif info.unit == "flag":
+            assert info.dtype == "bool", info.name
+        elif info.unit in ("category", "band"):
+            assert info.dtype == "string", info.name
+        elif "_count_" in info.name and "trend" not in info.name or info.name.endswith(
+            ("_count", "frequency_orders", "frequency_days", "distinct_categories")
+        ):
+            assert info.dtype == "int32", info.name
+        else:
+            assert info.dtype == "float32", info.name
+
+
+def test_narrowing_refuses_integers_that_do_not_fit() -> None:
+    from features.build import _fill
+
+    out = np.zeros(2, dtype=np.int32)
+    _fill(out, 0, 2, np.array([1, 2**31 - 1]), "fits")
+    assert out.tolist() == [1, 2**31 - 1]
+    with pytest.raises(FeaturesError, match="'big' must fit in int32"):
+        _fill(out, 0, 2, np.array([0, 2**31]), "big")
+    with pytest.raises(FeaturesError, match="'real' must be computed as int32"):
+        _fill(out, 0, 2, np.array([0.5, 1.0]), "real")
 
 
 def test_never_purchased_has_null_recency_and_zero_counts() -> None:
