@@ -931,7 +931,11 @@ class OnlineScorer(Protocol):
 def _json_row(row: pd.Series) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.items():
-        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        if (
+            value is None
+            or (isinstance(value, (float, np.floating)) and np.isnan(value))
+            or value is pd.NA
+        ):
             out[str(key)] = None
         elif isinstance(value, pd.Timestamp):
             out[str(key)] = value.isoformat()

@@ -95,7 +95,11 @@ def from_series(series: pd.Series) -> Val:
         null = series.isna().to_numpy() if series.hasnans else None
         return Val(BOOL, values, null=null)
     if kind == NUM:
-        return Val(NUM, series.to_numpy(dtype="float64", na_value=np.nan))
+        # float32 features stay float32: a literal then compares at the feature's own
+        # precision (numpy casts a Python float to the array's dtype), so that
+        # 'ratio >= 0.7' holds for a ratio stored as float32(0.7).
+        dtype = "float32" if series.dtype == np.float32 else "float64"
+        return Val(NUM, series.to_numpy(dtype=dtype, na_value=np.nan))
     if kind == DATE:
         stamps = pd.to_datetime(series, utc=True)
         null = stamps.isna().to_numpy()

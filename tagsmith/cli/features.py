@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import click
+import numpy as np
 import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -151,6 +152,8 @@ def _snapshot_row(
 
 
 def _fmt(value: object) -> str:
+    if isinstance(value, np.floating):  # float32 features
+        value = float(value)
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return "null"
     if isinstance(value, float):

@@ -202,7 +202,12 @@ def test_output_columns_follow_the_catalogue_with_its_dtypes(many: bool) -> None
             {"customer_id": "b", "signup_at": "2021-02-15"},
         ],
         [
-            {"customer_id": "a", "occurred_at": "2021-02-01", "event_type": "purchase", "amount": 3},
+            {
+                "customer_id": "a",
+                "occurred_at": "2021-02-01",
+                "event_type": "purchase",
+                "amount": 3,
+            },
             {"customer_id": "b", "occurred_at": "2021-02-20", "event_type": "browse"},
         ],
     )
@@ -223,7 +228,7 @@ def test_catalogue_dtypes_follow_the_dtype_policy() -> None:
             assert info.dtype == "bool", info.name
         elif info.unit in ("category", "band"):
             assert info.dtype == "string", info.name
-        elif "_count_" in info.name and "trend" not in info.name or info.name.endswith(
+        elif ("_count_" in info.name and "trend" not in info.name) or info.name.endswith(
             ("_count", "frequency_orders", "frequency_days", "distinct_categories")
         ):
             assert info.dtype == "int32", info.name

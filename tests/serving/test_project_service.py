@@ -94,7 +94,7 @@ def test_score_of_posted_facts_equals_batch_features_and_scores(
             expected = batch_row[name]
             if (
                 expected is None
-                or (isinstance(expected, float) and math.isnan(expected))
+                or (isinstance(expected, (float, np.floating)) and math.isnan(expected))
                 or (expected is pd.NA)
             ):
                 assert online is None, name
