@@ -57,6 +57,7 @@ DAY_S = 86_400
 # Amounts are summed as integers of 1/10000 currency unit: exact and order independent.
 AMOUNT_SCALE = 10_000
 _REL_MAX = 2**32 - 1
+_REL_MASK = np.int64(_REL_MAX)
 # The event columns features read; product_id and quantity need not be loaded.
 FEATURE_EVENT_COLUMNS: tuple[str, ...] = (
     "customer_id",
@@ -73,32 +74,81 @@ _BLOCK_EVENTS = 1 << 21
 _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-features")
 
 
-@dataclass
 class _Typed:
-    """Events of one type sorted by (customer code, time)."""
+    """Events of one type sorted by (customer code, time).
 
-    rows: np.ndarray  # int32 (int64 past 2**31 events): row positions in the events frame
-    key: np.ndarray  # int64: code << 32 | (second - base), ascending
-    t_us: np.ndarray  # int64 microseconds since the epoch, ascending per customer
-    starts: np.ndarray  # int64, n_customers + 1: segment bounds per customer code
-    # Built on first use: prefix sums of fixed-point amounts (len + 1), and the amounts
-    # with a trailing sentinel for reduceat (len + 1).
-    amount_cs: np.ndarray | None = None
-    amount: np.ndarray | None = None
+    Only the search key and the segment bounds are always held (8 bytes per event).
+    Times are read off the key when every event time is a whole second (else kept
+    separately), and row positions are found again from the event type codes when the
+    events came in the fact store's order; the full ``t_us`` and ``rows`` arrays are
+    built on first access (the rule engine's windows use them) and then kept.
+    """
+
+    def __init__(
+        self,
+        key: np.ndarray,
+        starts: np.ndarray,
+        base_sec: int,
+        *,
+        t_us: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+        find_rows: Callable[[], np.ndarray] | None = None,
+    ) -> None:
+        if rows is None and find_rows is None:
+            raise FeaturesError("Expected event rows or a way to find them. Got neither.")
+        self.key = key  # int64: code << 32 | (second - base), ascending
+        self.starts = starts  # int64, n_customers + 1: segment bounds per customer code
+        self.base_sec = base_sec
+        self._t_us = t_us
+        self._rows = rows
+        self._find_rows = find_rows
+        # Built on first use: prefix sums of fixed-point amounts (len + 1), and the
+        # amounts with a trailing sentinel for reduceat (len + 1).
+        self.amount_cs: np.ndarray | None = None
+        self.amount: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.key)
+
+    def t_at(self, at: np.ndarray | slice) -> np.ndarray:
+        """int64 microseconds since the epoch of the events at ``at``."""
+        if self._t_us is not None:
+            return self._t_us[at]
+        t = self.key[at] & _REL_MASK
+        t += self.base_sec
+        t *= SEC_US
+        return t
+
+    def seconds_at(self, at: np.ndarray | slice) -> np.ndarray:
+        """Whole seconds since ``base_sec`` (floored) of the events at ``at``."""
+        return self.key[at] & _REL_MASK
+
+    @property
+    def t_us(self) -> np.ndarray:
+        """int64 microseconds since the epoch, ascending per customer."""
+        if self._t_us is None:
+            self._t_us = self.t_at(slice(None))
+        return self._t_us
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Row positions in the events frame (int32; int64 past 2**31 events)."""
+        if self._rows is None:
+            assert self._find_rows is not None  # guaranteed by __init__
+            self._rows = self._find_rows()
+            self._find_rows = None
+        return self._rows
 
 
 @dataclass(frozen=True)
 class _Days:
     """Distinct purchase days per customer, in (customer, day) order."""
 
-    row_cs: np.ndarray  # int64, n_purchases + 1: prefix count of first-of-day purchases
-    code: np.ndarray  # int64 customer code per day row
-    day: np.ndarray  # int64 UTC day number
-    gap: np.ndarray  # int64 days since the customer's previous purchase day (0 if first)
-    first: np.ndarray  # bool: first purchase day of the customer
+    row_cs: np.ndarray  # int32 (past 2**31 events int64), n_purchases + 1: prefix count
+    # of first-of-day purchases
+    code: np.ndarray  # int32 customer code per day row
+    day: np.ndarray  # int32 UTC day number
+    gap: np.ndarray  # int32 days since the customer's previous purchase day (0 if first)
     gap_sq_cs: np.ndarray  # int64, len + 1: prefix sums of gap**2
 
 
@@ -106,10 +156,10 @@ class _Days:
 class _Groups:
     """Events of one type with a category, grouped by (customer, category)."""
 
-    t_us: np.ndarray  # int64 times in (code, category, time) order
+    seconds: np.ndarray  # uint32 seconds since base_sec in (code, category, time) order
     bounds: np.ndarray  # int64, n_groups + 1
-    code: np.ndarray  # int64 customer code per group
-    cat: np.ndarray  # int64 category code per group (alphabetical rank)
+    code: np.ndarray  # int32 customer code per group
+    cat: np.ndarray  # int32 category code per group (alphabetical rank)
     run_starts: np.ndarray  # int64: first group of each customer
     labels: np.ndarray  # object: category label per code
 
@@ -403,8 +453,8 @@ def _micros(values: pd.Series) -> np.ndarray:
     return np.asarray(values.to_numpy(dtype="datetime64[us]")).view(_I64)
 
 
-def _prefix_sum(values: np.ndarray) -> np.ndarray:
-    out = np.empty(len(values) + 1, dtype=_I64)
+def _prefix_sum(values: np.ndarray, dtype: Any = _I64) -> np.ndarray:
+    out = np.empty(len(values) + 1, dtype=dtype)
     out[0] = 0
     np.cumsum(values, out=out[1:])
     return out
@@ -463,6 +513,15 @@ class PreparedEvents:
         del run_length
         run_bounds = np.append(heads, len(t_all))
         row_dtype = np.int32 if len(t_all) < 2**31 else _I64
+        self._index_dtype = row_dtype
+        # Whole-second times (the usual case) are read off the sort key: no copy kept.
+        whole_seconds = not any(
+            bool(np.any(t_all[i : i + _BLOCK_EVENTS] % SEC_US))
+            for i in range(0, len(t_all), _BLOCK_EVENTS)
+        )
+
+        def rows_of(k: int) -> Callable[[], np.ndarray]:
+            return lambda: np.flatnonzero(type_code == k).astype(row_dtype)
 
         def split(k: int) -> _Typed:
             """The events of type ``k`` in (customer, time) order."""
@@ -484,7 +543,15 @@ class PreparedEvents:
             key = np.floor_divide(t, SEC_US)
             key -= self.base_sec
             key |= np.left_shift(c, 32, out=c)
-            return _Typed(rows=rows.astype(row_dtype), key=key, t_us=t, starts=starts)
+            return _Typed(
+                key,
+                starts,
+                self.base_sec,
+                t_us=None if whole_seconds else t,
+                # In the fact store's order a type's rows are found again on demand.
+                rows=None if code is None else rows.astype(row_dtype),
+                find_rows=rows_of(k) if code is None else None,
+            )
 
         # Purchases first: telling orders apart is the slowest step of the RFM family
         # and runs mostly without the GIL, on another core while the other types are
@@ -508,10 +575,11 @@ class PreparedEvents:
         if found is None:
             empty = np.empty(0, dtype=_I64)
             found = _Typed(
-                rows=empty,
-                key=empty,
+                empty,
+                np.zeros(self.n_customers + 1, dtype=_I64),
+                self.base_sec,
                 t_us=empty,
-                starts=np.zeros(self.n_customers + 1, dtype=_I64),
+                rows=empty,
             )
             self._typed[event_type] = found
         return found
@@ -534,7 +602,7 @@ class PreparedEvents:
         if self._orders_cs is None:
             if self._order_flags is None:
                 raise FeaturesError("Expected order flags to be computed once. Got none.")
-            self._orders_cs = _prefix_sum(self._order_flags.result())
+            self._orders_cs = _prefix_sum(self._order_flags.result(), self._index_dtype)
             self._order_flags = None
         return self._orders_cs
 
@@ -568,23 +636,28 @@ class PreparedEvents:
         """Distinct purchase days per customer (built on first use)."""
         if self._days is None:
             p = self.typed("purchase")
-            code = self._codes_of(p)
-            day = p.t_us // DAY_US
+            code = self._codes_of(p).astype(np.int32)
+            # UTC days start at whole seconds: the floored second gives the day exactly.
+            day = p.seconds_at(slice(None))
+            day += self.base_sec
+            day //= DAY_S
+            day = day.astype(np.int32)
             flag = np.ones(len(p), dtype=bool)
             flag[1:] = (code[1:] != code[:-1]) | (day[1:] != day[:-1])
             d_code, d_day = code[flag], day[flag]
+            del code, day
             first = np.ones(len(d_code), dtype=bool)
             first[1:] = d_code[1:] != d_code[:-1]
-            gap = np.zeros(len(d_code), dtype=_I64)
+            gap = np.zeros(len(d_code), dtype=np.int32)
             gap[1:] = d_day[1:] - d_day[:-1]
             gap[first] = 0
+            wide = gap.astype(_I64)
             self._days = _Days(
-                row_cs=_prefix_sum(flag),
+                row_cs=_prefix_sum(flag, self._index_dtype),
                 code=d_code,
                 day=d_day,
                 gap=gap,
-                first=first,
-                gap_sq_cs=_prefix_sum(gap * gap),
+                gap_sq_cs=_prefix_sum(wide * wide),
             )
         return self._days
 
@@ -603,7 +676,7 @@ class PreparedEvents:
         keep = np.flatnonzero(raw >= 0)
         cat = remap[raw[keep]]
         g_code = code[keep]
-        t = typed.t_us[keep]
+        t = typed.seconds_at(keep).astype(np.uint32)
         cat_bits = max(len(labels) - 1, 1).bit_length()
         order = _stable_order_by((g_code << cat_bits) | cat)
         g_code, cat, t = g_code[order], cat[order], t[order]
@@ -615,10 +688,10 @@ class PreparedEvents:
         run_new = np.ones(len(starts), dtype=bool)
         run_new[1:] = group_code[1:] != group_code[:-1]
         found = _Groups(
-            t_us=t,
+            seconds=t,
             bounds=np.append(starts, n).astype(_I64),
-            code=group_code,
-            cat=cat[starts],
+            code=group_code.astype(np.int32),
+            cat=cat[starts].astype(np.int32),
             run_starts=np.flatnonzero(run_new).astype(_I64),
             labels=labels[rank] if len(labels) else labels,
         )
@@ -841,7 +914,7 @@ class _Cutoff:
         e, s = self.end(event_type), self.start(event_type)
         out = np.full(len(self.codes), np.nan)
         has = e > s
-        out[has] = (self.cut_us - typed.t_us[e[has] - 1]) / DAY_US
+        out[has] = (self.cut_us - typed.t_at(e[has] - 1)) / DAY_US
         return out
 
     def tenure(self) -> np.ndarray:
@@ -928,8 +1001,10 @@ class _Cutoff:
             sq = days.gap_sq_cs[ds[multi] + nd[multi]] - days.gap_sq_cs[ds[multi]]
             gap_mean[multi] = mean
             gap_std[multi] = np.sqrt(np.maximum(sq / n_gaps - mean * mean, 0.0))
-            with_gap = mask & ~days.first
-            packed = (days.code[with_gap] << 24) | np.minimum(days.gap[with_gap], 2**24 - 1)
+            with_gap = mask & (days.gap > 0)  # all but each customer's first day
+            packed = (days.code[with_gap].astype(_I64) << 24) | np.minimum(
+                days.gap[with_gap], 2**24 - 1
+            )
             packed.sort()
             vals = packed & (2**24 - 1)
             offsets = np.concatenate([[0], np.cumsum(n_gaps)[:-1]])
@@ -956,7 +1031,8 @@ class _Cutoff:
         period = age // per_days
         in_per = mask & (period < n_per)
         matrix = np.bincount(
-            days.code[in_per] * n_per + period[in_per], minlength=self.p.n_customers * n_per
+            days.code[in_per].astype(_I64) * n_per + period[in_per],
+            minlength=self.p.n_customers * n_per,
         ).reshape(self.p.n_customers, n_per)[self.codes]
         n_eff = np.clip(np.ceil(tenure / per_days), 1, n_per)
         inside = np.arange(n_per)[None, :] < n_eff[:, None]
@@ -1021,7 +1097,7 @@ class _Cutoff:
                 stop = max(int(np.searchsorted(e_has, lo + _BLOCK_EVENTS, side="right")), first + 1)
                 hi = int(e_has[stop - 1])
                 age = np.empty(hi - lo + 1)  # + a sentinel: reduceat bounds may equal hi
-                np.subtract(self.cut_us, typed.t_us[lo:hi], out=age[:-1])
+                np.subtract(self.cut_us, typed.t_at(slice(lo, hi)), out=age[:-1])
                 np.divide(age[:-1], DAY_US, out=age[:-1])
                 np.maximum(age, 0.0, out=age)  # later events are outside every range
                 age[-1] = 0.0
@@ -1067,7 +1143,7 @@ class _Cutoff:
         per_day = np.full(n, np.nan)
         if has.any():
             orders_cs = self.p.order_counts()
-            since_first = (self.cut_us - p.t_us[s[has]]) / DAY_US
+            since_first = (self.cut_us - p.t_at(s[has])) / DAY_US
             per_day[has] = (orders_cs[e[has]] - orders_cs[s[has]]) / np.maximum(since_first, 1.0)
         recency = self.days_since_last("purchase")
         cols["purchase_per_day"] = per_day
@@ -1080,7 +1156,7 @@ class _Cutoff:
     def preference(self, event_type: str) -> dict[str, Any]:
         g = self.p.groups(event_type)
         size = self.p.n_customers
-        seen = _prefix_sum(g.t_us < self.cut_us)
+        seen = _prefix_sum(g.seconds < min(max(self.rel, 0), _REL_MAX))
         cnt = seen[g.bounds[1:]] - seen[g.bounds[:-1]]
         total = np.bincount(g.code, weights=cnt, minlength=size)
         distinct = np.bincount(g.code, weights=cnt > 0, minlength=size)

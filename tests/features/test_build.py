@@ -455,3 +455,32 @@ def test_decayed_sums_do_not_depend_on_the_block_size(monkeypatch: pytest.Monkey
     whole = build_features(customers, events, as_of=as_of)
     monkeypatch.setattr(build, "_BLOCK_EVENTS", 7)
     pd.testing.assert_frame_equal(build_features(customers, events, as_of=as_of), whole)
+
+
+@pytest.mark.parametrize("micros", [0, 7])
+def test_prepared_events_keep_only_the_search_key_when_they_can(micros: int) -> None:
+    customers, events = _frames(
+        [{"customer_id": c, "signup_at": BASE} for c in ("a", "b")],
+        [
+            {
+                "customer_id": c,
+                "occurred_at": BASE + pd.Timedelta(days=d, microseconds=micros * (d == 3)),
+                "event_type": t,
+                "amount": 2.5 if t == "purchase" else None,
+                "category": "x",
+            }
+            for c in ("a", "b")
+            for d, t in ((1, "browse"), (2, "purchase"), (3, "browse"), (4, "purchase"))
+        ],
+    )
+    events = events.sort_values(["customer_id", "occurred_at"], ignore_index=True)
+    prepared = prepare_events(customers, events)
+    browse = prepared.typed("browse")
+    # Whole-second times are read off the key; rows are found again from the types.
+    assert (browse._t_us is None) == (micros == 0)
+    assert browse._rows is None
+    got = prepared.build_features(BASE + pd.Timedelta(days=10))
+    assert got["browse_recency_days"].tolist() == pytest.approx([7 - micros * 1e-6 / 86_400] * 2)
+    assert browse.rows.tolist() == [0, 2, 4, 6]
+    micros_of = [ts.value // 1000 for ts in events["occurred_at"]]
+    assert browse.t_us.tolist() == [micros_of[i] for i in (0, 2, 4, 6)]
