@@ -475,7 +475,7 @@ class PreparedEvents:
         self.customers = customers.iloc[order_c].reset_index(drop=True)
         sorted_ids = ids.take(pa.array(order_c)).combine_chunks()
         self._sorted_ids = sorted_ids.cast(pa.large_string())
-        self._attribute_strings: dict[str, pa.ChunkedArray] = {}
+        self._attribute_codes: dict[str, tuple[np.ndarray, pd.Index]] = {}
         self.n_customers = len(self.customers)
         self.signup_us = _micros(self.customers["signup_at"])
         self._events = events
@@ -740,12 +740,14 @@ class PreparedEvents:
             if info.dtype in _NUMPY_DTYPES
         }
         chunks: dict[str, list[pa.Array]] = {
-            name: [] for name in ["customer_id"] + [i.name for i in catalog if i.name not in arrays]
+            name: [] for name in ["customer_id"] + [i.name for i in catalog if i.dtype == "string"]
         }
+        # Category features: codes filled like numbers, categories fixed per column.
+        coded: dict[str, tuple[np.ndarray, pd.Index]] = {}
         pos = 0
         for ts, codes in zip(cutoffs, codes_at, strict=True):
             end = pos + len(codes)
-            missing = set(arrays) | set(chunks)
+            missing = {"customer_id"} | {info.name for info in catalog}
             # Column groups are copied out as soon as they are computed, so a cutoff
             # holds at most one group of full-length temporaries.
             for group in self._column_groups(ts, codes, spec):
@@ -753,6 +755,11 @@ class PreparedEvents:
                     out = arrays.get(name)
                     if out is not None:
                         _fill(out, pos, end, values, name)
+                    elif isinstance(values, _Coded):
+                        if name not in coded:
+                            codes = np.empty(total, dtype=values.codes.dtype)
+                            coded[name] = (codes, values.categories)
+                        _fill(coded[name][0], pos, end, values.codes, name)
                     elif name in chunks:
                         chunks[name].extend(_string_chunks(values))
                     missing.discard(name)
@@ -772,7 +779,15 @@ class PreparedEvents:
             data["as_of"] = as_of_index.astype(TIMESTAMP_DTYPE).array
         for info in catalog:
             found = arrays.get(info.name)
-            data[info.name] = found if found is not None else _string_column(chunks.pop(info.name))
+            if found is not None:
+                data[info.name] = found
+            elif info.name in coded:
+                codes, categories = coded.pop(info.name)
+                data[info.name] = pd.Categorical.from_codes(
+                    codes, dtype=pd.CategoricalDtype(categories, ordered=False), validate=False
+                )
+            else:
+                data[info.name] = _string_column(chunks.pop(info.name))
         return pd.DataFrame(data, copy=False)
 
     def _check_spec(self, spec: FeatureSpec) -> None:
@@ -822,12 +837,16 @@ class PreparedEvents:
             dtype=np.float64, na_value=np.nan
         )
 
-    def attribute_strings(self, column: str) -> pa.ChunkedArray:
-        """The customers' ``column`` as strings (in code order), converted once."""
-        found = self._attribute_strings.get(column)
+    def attribute_codes(self, column: str) -> tuple[np.ndarray, pd.Index]:
+        """The customers' ``column`` as (category position per customer code, -1 when
+        missing; the categories: its distinct values as strings, sorted), coded once."""
+        found = self._attribute_codes.get(column)
         if found is None:
-            found = _to_arrow(self.customers[column].astype("string"))
-            self._attribute_strings[column] = found
+            values = self.customers[column].astype("string")
+            categories = pd.Index(values.dropna().unique(), dtype="string").sort_values()
+            codes = categories.get_indexer(values)
+            found = (codes.astype(_code_dtype(len(categories))), categories)
+            self._attribute_codes[column] = found
         return found
 
 
@@ -855,6 +874,23 @@ def _fill(out: np.ndarray, start: int, end: int, values: Any, name: str) -> None
         out[start:end] = values
         return
     raise FeaturesError(f"Feature '{name}' must be computed as {dst}. Got {src} instead.")
+
+
+@dataclass(frozen=True)
+class _Coded:
+    """One cutoff's values of a ``category`` feature: positions in ``categories``
+    (-1 for null)."""
+
+    codes: np.ndarray
+    categories: pd.Index
+
+
+def _code_dtype(n_categories: int) -> Any:
+    """The smallest signed integer dtype holding codes -1 .. n_categories - 1."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_categories <= np.iinfo(dtype).max:
+            return dtype
+    return _I64
 
 
 def _string_chunks(values: Any) -> list[pa.Array]:
@@ -1192,16 +1228,18 @@ class _Cutoff:
     def attributes(self, spec: FeatureSpec, ts: pd.Timestamp) -> dict[str, Any]:
         a = spec.attributes
         cols: dict[str, Any] = {}
-        taken = pa.array(self.codes)
         if a.birth_year_column:
             age = ts.year - self.p.birth_years(a.birth_year_column)[self.codes]
             known = ~np.isnan(age)
             band = np.searchsorted(a.age_bands, np.where(known, age, 0), side="right")
-            labels = pa.array(age_band_labels(a.age_bands), type=pa.large_string())
+            labels = pd.Index(age_band_labels(a.age_bands), dtype="string")
             cols["age"] = age
-            cols["age_band"] = labels.take(pa.array(band, mask=~known))
+            cols["age_band"] = _Coded(
+                np.where(known, band, -1).astype(_code_dtype(len(labels))), labels
+            )
         for column in a.columns:
-            cols[column] = self.p.attribute_strings(column).take(taken)
+            codes, categories = self.p.attribute_codes(column)
+            cols[column] = _Coded(codes[self.codes], categories)
         return cols
 
 
