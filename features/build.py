@@ -132,12 +132,17 @@ class _Typed:
 
     @property
     def rows(self) -> np.ndarray:
-        """Row positions in the events frame (int32; int64 past 2**31 events)."""
+        """Row positions in the events frame (int32; int64 past 2**31 events), kept."""
         if self._rows is None:
-            assert self._find_rows is not None  # guaranteed by __init__
-            self._rows = self._find_rows()
-            self._find_rows = None
+            self._rows = self.rows_now()
         return self._rows
+
+    def rows_now(self) -> np.ndarray:
+        """:attr:`rows`, found again (and not kept) when they are not held."""
+        if self._rows is not None:
+            return self._rows
+        assert self._find_rows is not None  # guaranteed by __init__
+        return self._find_rows()
 
 
 @dataclass(frozen=True)
@@ -472,7 +477,10 @@ class PreparedEvents:
         _check_events(events)
         ids = _to_arrow(customers["customer_id"])
         order_c = pc.sort_indices(ids).to_numpy()
-        self.customers = customers.iloc[order_c].reset_index(drop=True)
+        if bool(np.all(order_c[1:] > order_c[:-1])):  # in id order already: no copy
+            self.customers = customers.reset_index(drop=True)
+        else:
+            self.customers = customers.iloc[order_c].reset_index(drop=True)
         sorted_ids = ids.take(pa.array(order_c)).combine_chunks()
         self._sorted_ids = sorted_ids.cast(pa.large_string())
         self._attribute_codes: dict[str, tuple[np.ndarray, pd.Index]] = {}
@@ -588,8 +596,13 @@ class PreparedEvents:
         """(prefix sums of fixed-point amounts, amounts + sentinel) of ``event_type``."""
         typed = self.typed(event_type)
         if typed.amount_cs is None or typed.amount is None:
-            values = self._events["amount"].to_numpy(dtype=np.float64, na_value=np.nan)
-            amount = np.nan_to_num(values[typed.rows], nan=0.0)
+            column = self._events["amount"]
+            values = (  # the frame's own array when it is float64 already (no copy)
+                column.to_numpy()
+                if column.dtype == np.float64
+                else column.to_numpy(dtype=np.float64, na_value=np.nan)
+            )
+            amount = np.nan_to_num(values[typed.rows_now()], nan=0.0)
             typed.amount_cs = _prefix_sum(np.rint(amount * AMOUNT_SCALE).astype(_I64))
             typed.amount = np.append(amount, 0.0)
         return typed.amount_cs, typed.amount
@@ -618,16 +631,17 @@ class PreparedEvents:
         if not len(p):
             return np.zeros(0, dtype=bool)
         order_ids = self._events["order_id"]
-        ascending = bool(np.all(p.rows[1:] > p.rows[:-1]))
+        rows = p.rows_now()
+        ascending = bool(np.all(rows[1:] > rows[:-1]))
         mask = np.zeros(len(order_ids), dtype=bool)
-        mask[p.rows] = True
+        mask[rows] = True
         hashes, nulls = _string_hashes(_to_arrow(order_ids).filter(pa.array(mask)))
         del mask
         if not ascending:  # back from row order to (customer, time) order
-            back = np.argsort(p.rows, kind="stable")
+            back = np.argsort(rows, kind="stable")
             hashes[back], nulls[back] = hashes.copy(), nulls.copy()
         flags = _first_of_order(
-            self._codes_of(p), hashes, nulls, lambda at: _take(order_ids, p.rows[at])
+            self._codes_of(p), hashes, nulls, lambda at: _take(order_ids, rows[at])
         )
         _release_arrow_memory()
         return flags
@@ -668,7 +682,7 @@ class PreparedEvents:
             return found
         typed = self.typed(event_type)
         code = self._codes_of(typed)
-        raw, dictionary = _dictionary_codes(_take(self._events["category"], typed.rows))
+        raw, dictionary = _dictionary_codes(_take(self._events["category"], typed.rows_now()))
         labels = np.asarray(dictionary.to_pylist(), dtype=object)
         rank = np.argsort(labels.astype(str), kind="stable") if len(labels) else np.empty(0, _I64)
         remap = np.empty(len(labels), dtype=_I64)
@@ -745,12 +759,12 @@ class PreparedEvents:
         # Category features: codes filled like numbers, categories fixed per column.
         coded: dict[str, tuple[np.ndarray, pd.Index]] = {}
         pos = 0
-        for ts, codes in zip(cutoffs, codes_at, strict=True):
+        for k, (ts, codes) in enumerate(zip(cutoffs, codes_at, strict=True)):
             end = pos + len(codes)
             missing = {"customer_id"} | {info.name for info in catalog}
             # Column groups are copied out as soon as they are computed, so a cutoff
             # holds at most one group of full-length temporaries.
-            for group in self._column_groups(ts, codes, spec):
+            for group in self._column_groups(ts, codes, spec, last=k == len(cutoffs) - 1):
                 for name, values in group.items():
                     out = arrays.get(name)
                     if out is not None:
@@ -808,10 +822,15 @@ class PreparedEvents:
         return np.flatnonzero(self.signup_us < ts.value // 1000).astype(_I64)
 
     def _column_groups(
-        self, ts: pd.Timestamp, codes: np.ndarray, spec: FeatureSpec
+        self, ts: pd.Timestamp, codes: np.ndarray, spec: FeatureSpec, *, last: bool
     ) -> Iterator[dict[str, Any]]:
         """The columns of ``spec`` (and ``customer_id``) at cutoff ``ts`` for ``codes``,
-        a few at a time (by family; windowed families by event type)."""
+        a few at a time (by family; windowed families by event type).
+
+        At the ``last`` cutoff of a call, structures only some families read (category
+        groups, purchase days, amount sums) are dropped right after their last reader,
+        before the remaining columns fill the output; a later call builds them again.
+        """
         cut = _Cutoff(self, ts.value // 1000, codes)
         yield {"customer_id": self._sorted_ids.take(pa.array(codes))}
         # Families needing order ids come last: those are hashed in the background.
@@ -822,10 +841,16 @@ class PreparedEvents:
             yield cut.rhythm(spec)
         if spec.has("preference"):
             yield cut.preference(spec.preference.event_type)
+        if last:
+            self._groups.clear()
         if spec.has("attributes"):
             yield cut.attributes(spec, ts)
         if spec.has("rfm"):
             yield cut.rfm()
+        if last:  # windowed, rhythm and rfm were the readers
+            self._days = None
+            for typed in self._typed.values():
+                typed.amount_cs = typed.amount = None
         if spec.has("activity"):
             yield cut.activity()
         if spec.has("engagement"):
@@ -1063,19 +1088,31 @@ class _Cutoff:
         active = np.bincount(days.code[in_weeks & new_week], minlength=self.p.n_customers)
         active_share = np.minimum(active[self.codes] / weeks_avail, 1.0)
 
-        n_per, per_days = r.loyalty_periods, r.loyalty_period_days
+        # Loyalty: x = purchase days per period over the customer's n_eff periods. The
+        # periods with x > 0 are runs of equal (customer, period) among the day rows,
+        # so sums of x and x**2 per customer need no customers x periods matrix.
+        per_days = r.loyalty_period_days
+        n_eff = np.clip(np.ceil(tenure / per_days), 1, r.loyalty_periods)
+        n_eff_by_code = np.zeros(self.p.n_customers, dtype=np.int32)
+        n_eff_by_code[self.codes] = n_eff
         period = age // per_days
-        in_per = mask & (period < n_per)
-        matrix = np.bincount(
-            days.code[in_per].astype(_I64) * n_per + period[in_per],
-            minlength=self.p.n_customers * n_per,
-        ).reshape(self.p.n_customers, n_per)[self.codes]
-        n_eff = np.clip(np.ceil(tenure / per_days), 1, n_per)
-        inside = np.arange(n_per)[None, :] < n_eff[:, None]
-        x = np.where(inside, matrix, 0).astype(np.float64)
-        x_mean = x.sum(axis=1) / n_eff
-        x_std = np.sqrt((np.where(inside, x - x_mean[:, None], 0.0) ** 2).sum(axis=1) / n_eff)
-        share = ((x > 0) & inside).sum(axis=1) / n_eff
+        sel = np.flatnonzero(mask & (period < n_eff_by_code[days.code]))
+        del n_eff_by_code
+        c, per = days.code[sel], period[sel]
+        del sel, period
+        new_run = np.ones(len(c), dtype=bool)
+        new_run[1:] = (c[1:] != c[:-1]) | (per[1:] != per[:-1])
+        heads = np.flatnonzero(new_run)
+        x = np.diff(np.append(heads, len(c))).astype(np.float64)
+        run_code = c[heads]
+        del c, per, new_run, heads
+        size = self.p.n_customers
+        s1 = np.bincount(run_code, weights=x, minlength=size)[self.codes]
+        s2 = np.bincount(run_code, weights=x * x, minlength=size)[self.codes]
+        share = np.bincount(run_code, minlength=size)[self.codes] / n_eff
+        # Population variance over n_eff periods, from integer sums (exact).
+        x_mean = s1 / n_eff
+        x_std = np.sqrt(np.maximum(n_eff * s2 - s1 * s1, 0.0)) / n_eff
         loyalty = np.zeros(n)
         pos = x_mean > 0
         loyalty[pos] = share[pos] / (1.0 + x_std[pos] / x_mean[pos])

@@ -305,7 +305,22 @@ def test_prepared_events_serve_repeated_calls_identically() -> None:
     )
     prepared = prepare_events(customers, events)
     first = prepared.build_features("2021-03-01")
+    # Per-call structures are dropped after their last reader, and built again.
+    assert prepared._days is None
+    assert not prepared._groups
+    assert prepared.typed("purchase").amount_cs is None
     pd.testing.assert_frame_equal(prepared.build_features("2021-03-01"), first)
+    pd.testing.assert_frame_equal(
+        prepared.build_features(["2021-02-15", "2021-03-01"]).iloc[1:].reset_index(drop=True),
+        pd.concat(
+            [
+                first[["customer_id"]],
+                pd.DataFrame({"as_of": [pd.Timestamp("2021-03-01", tz="UTC")]}),
+                first.iloc[:, 1:],
+            ],
+            axis=1,
+        ),
+    )
 
 
 def test_spec_attribute_missing_from_customers_is_named() -> None:
