@@ -521,7 +521,7 @@ class PreparedEvents:
         del run_length
         run_bounds = np.append(heads, len(t_all))
         row_dtype = np.int32 if len(t_all) < 2**31 else _I64
-        self._index_dtype = row_dtype
+        self.index_dtype = row_dtype
         # Whole-second times (the usual case) are read off the sort key: no copy kept.
         whole_seconds = not any(
             bool(np.any(t_all[i : i + _BLOCK_EVENTS] % SEC_US))
@@ -615,7 +615,7 @@ class PreparedEvents:
         if self._orders_cs is None:
             if self._order_flags is None:
                 raise FeaturesError("Expected order flags to be computed once. Got none.")
-            self._orders_cs = _prefix_sum(self._order_flags.result(), self._index_dtype)
+            self._orders_cs = _prefix_sum(self._order_flags.result(), self.index_dtype)
             self._order_flags = None
         return self._orders_cs
 
@@ -667,7 +667,7 @@ class PreparedEvents:
             gap[first] = 0
             wide = gap.astype(_I64)
             self._days = _Days(
-                row_cs=_prefix_sum(flag, self._index_dtype),
+                row_cs=_prefix_sum(flag, self.index_dtype),
                 code=d_code,
                 day=d_day,
                 gap=gap,
@@ -742,8 +742,8 @@ class PreparedEvents:
         else:
             cutoffs = [normalize_as_of(as_of)]  # type: ignore[arg-type]
         catalog = feature_catalog(spec)
-        codes_at = [self._codes_at(ts) for ts in cutoffs]
-        sizes = [len(codes) for codes in codes_at]
+        # Sizes now, customer codes one cutoff at a time.
+        sizes = [int(np.count_nonzero(self.signup_us < ts.value // 1000)) for ts in cutoffs]
         total = sum(sizes)
         # Every output column is allocated once at its full length and filled cutoff by
         # cutoff, then handed to the frame without a copy: no per-cutoff frames to
@@ -759,7 +759,8 @@ class PreparedEvents:
         # Category features: codes filled like numbers, categories fixed per column.
         coded: dict[str, tuple[np.ndarray, pd.Index]] = {}
         pos = 0
-        for k, (ts, codes) in enumerate(zip(cutoffs, codes_at, strict=True)):
+        for k, ts in enumerate(cutoffs):
+            codes = self._codes_at(ts)
             end = pos + len(codes)
             missing = {"customer_id"} | {info.name for info in catalog}
             # Column groups are copied out as soon as they are computed, so a cutoff
@@ -833,28 +834,34 @@ class PreparedEvents:
         """
         cut = _Cutoff(self, ts.value // 1000, codes)
         yield {"customer_id": self._sorted_ids.take(pa.array(codes))}
-        # Families needing order ids come last: those are hashed in the background.
-        if spec.has("windowed") or spec.has("trend"):
-            for event_type in spec.event_types:
-                yield cut.windowed(spec, [event_type])
+        # Families reading per-call structures (purchase days, category groups) first,
+        # so that at the last cutoff those are dropped before most columns fill the
+        # output; families needing order ids come late: those are hashed in the
+        # background during the first cutoff.
         if spec.has("rhythm"):
             yield cut.rhythm(spec)
+        if last:
+            if spec.has("rfm"):
+                cut.purchase_day_counts()  # all rfm needs of the purchase days
+            self._days = None
         if spec.has("preference"):
             yield cut.preference(spec.preference.event_type)
         if last:
             self._groups.clear()
+        if spec.has("windowed") or spec.has("trend"):
+            for event_type in spec.event_types:
+                yield from cut.windowed(spec, event_type)
         if spec.has("attributes"):
             yield cut.attributes(spec, ts)
         if spec.has("rfm"):
             yield cut.rfm()
-        if last:  # windowed, rhythm and rfm were the readers
-            self._days = None
+        if last:  # windowed and rfm were the readers of amount sums
             for typed in self._typed.values():
                 typed.amount_cs = typed.amount = None
         if spec.has("activity"):
             yield cut.activity()
         if spec.has("engagement"):
-            yield cut.engagement(spec)
+            yield from cut.engagement(spec)
 
     def birth_years(self, column: str) -> np.ndarray:
         """The customers' ``column`` as float64 years (NaN when missing or not a number)."""
@@ -943,6 +950,7 @@ class _Cutoff:
         self.codes = codes
         self._ends: dict[tuple[str, int], np.ndarray] = {}
         self._tenure: np.ndarray | None = None
+        self._n_days: np.ndarray | None = None
 
     def start(self, event_type: str) -> np.ndarray:
         return self.p.typed(event_type).starts[self.codes]
@@ -954,7 +962,9 @@ class _Cutoff:
         if found is None:
             typed = self.p.typed(event_type)
             rel = min(max(self.rel - back_days * DAY_S, 0), _REL_MAX)
-            found = np.searchsorted(typed.key, (self.codes << 32) | rel, side="left").astype(_I64)
+            found = np.searchsorted(typed.key, (self.codes << 32) | rel, side="left").astype(
+                self.p.index_dtype
+            )
             self._ends[k] = found
         return found
 
@@ -987,9 +997,8 @@ class _Cutoff:
         p = self.p.typed("purchase")
         s, e = self.start("purchase"), self.end("purchase")
         orders_cs = self.p.order_counts()
-        days = self.p.days()
         orders = orders_cs[e] - orders_cs[s] if len(p) else np.zeros(len(s), dtype=_I64)
-        n_days = days.row_cs[e] - days.row_cs[s] if len(p) else np.zeros(len(s), dtype=_I64)
+        n_days = self.purchase_day_counts()
         total = self.amount("purchase") - self.amount("refund")
         mean = np.full(len(s), np.nan)
         np.divide(total, orders, out=mean, where=orders > 0)
@@ -1009,29 +1018,39 @@ class _Cutoff:
             "monetary_max": maximum,
         }
 
-    def windowed(
-        self, spec: FeatureSpec, event_types: Sequence[str] | None = None
-    ) -> dict[str, Any]:
-        """Windowed and trend columns of ``event_types`` (default: the spec's)."""
-        cols: dict[str, Any] = {}
+    def windowed(self, spec: FeatureSpec, etype: str) -> Iterator[dict[str, Any]]:
+        """Windowed and trend columns of ``etype``, one window at a time."""
         amount_types = set(spec.amount_event_types)
-        for etype in spec.event_types if event_types is None else event_types:
-            for w in spec.windows:
-                if spec.has("windowed"):
-                    cols[f"{etype}_count_{w}d"] = self.count(etype, w)
-                    if etype in amount_types:
-                        cols[f"{etype}_amount_{w}d"] = self.amount(etype, w)
-                if spec.has("trend"):
-                    last = self.count(etype, w)
-                    prev = self.end(etype, w) - self.end(etype, 2 * w)
-                    both = last + prev
-                    trend = np.zeros(len(last))
-                    np.divide(last - prev, both, out=trend, where=both > 0)
-                    cols[f"{etype}_count_trend_{w}d"] = trend
-            # Window bounds serve only this type's columns: do not keep them around.
-            for key in [k for k in self._ends if k[0] == etype and k[1]]:
+        for w in spec.windows:
+            cols: dict[str, Any] = {}
+            if spec.has("windowed"):
+                cols[f"{etype}_count_{w}d"] = self.count(etype, w)
+                if etype in amount_types:
+                    cols[f"{etype}_amount_{w}d"] = self.amount(etype, w)
+            if spec.has("trend"):
+                last = self.count(etype, w)
+                prev = self.end(etype, w) - self.end(etype, 2 * w)
+                both = last + prev
+                trend = np.zeros(len(last))
+                np.divide(last - prev, both, out=trend, where=both > 0)
+                cols[f"{etype}_count_trend_{w}d"] = trend
+                del last, prev, both
+            # A window's bounds serve only its own columns and the next trend.
+            for key in [k for k in self._ends if k[0] == etype and 0 < k[1] < w]:
                 del self._ends[key]
-        return cols
+            yield cols
+        for key in [k for k in self._ends if k[0] == etype and k[1]]:
+            del self._ends[key]
+
+    def purchase_day_counts(self) -> np.ndarray:
+        """Distinct purchase days per customer before the cutoff (kept for the cutoff)."""
+        if self._n_days is None:
+            if len(self.p.typed("purchase")):
+                row_cs = self.p.days().row_cs
+                self._n_days = row_cs[self.end("purchase")] - row_cs[self.start("purchase")]
+            else:
+                self._n_days = np.zeros(len(self.codes), dtype=_I64)
+        return self._n_days
 
     def _day_rows_in_prefix(self) -> tuple[_Days, np.ndarray, np.ndarray, np.ndarray]:
         """Purchase-day rows before the cutoff: (days, mask, first row, row count)."""
@@ -1040,11 +1059,10 @@ class _Cutoff:
             zeros = np.zeros(len(self.codes), dtype=_I64)
             return days, np.zeros(0, dtype=bool), zeros, zeros
         ds = days.row_cs[self.start("purchase")]
-        de = days.row_cs[self.end("purchase")]
-        end_by_code = days.row_cs[self.p.typed("purchase").starts[:-1]].copy()
-        end_by_code[self.codes] = de
-        mask = np.arange(len(days.code), dtype=_I64) < end_by_code[days.code]
-        return days, mask, ds, de - ds
+        end_by_code = days.row_cs[self.p.typed("purchase").starts[:-1]]
+        end_by_code[self.codes] = ds + self.purchase_day_counts()
+        mask = np.arange(len(days.code), dtype=days.row_cs.dtype) < end_by_code[days.code]
+        return days, mask, ds, self.purchase_day_counts()
 
     def rhythm(self, spec: FeatureSpec) -> dict[str, Any]:
         r = spec.rhythm
@@ -1184,11 +1202,11 @@ class _Cutoff:
                 first = stop
         return sums
 
-    def engagement(self, spec: FeatureSpec) -> dict[str, Any]:
+    def engagement(self, spec: FeatureSpec) -> Iterator[dict[str, Any]]:
+        """The engagement columns, a few at a time."""
         g = spec.engagement
         n = len(self.codes)
         exposure = np.maximum(self.tenure(), 1.0)
-        cols: dict[str, Any] = {}
         rate_sum = np.zeros(n)
         for etype in g.event_types:
             rate = self.count(etype) / exposure
@@ -1198,18 +1216,26 @@ class _Cutoff:
             np.divide(
                 self.count(etype, g.recent_days), rate * g.recent_days, out=ratio, where=rate > 0
             )
-            cols[f"{etype}_recency_days"] = recency
-            cols[f"{etype}_per_day"] = rate
-            cols[f"{etype}_silence"] = recency * rate
-            cols[f"{etype}_recent_ratio"] = ratio
+            self._ends.pop((etype, g.recent_days), None)
+            yield {
+                f"{etype}_recency_days": recency,
+                f"{etype}_per_day": rate,
+                f"{etype}_silence": recency * rate,
+                f"{etype}_recent_ratio": ratio,
+            }
+            del rate, recency, ratio
         engaged = self._decayed(g.event_types, g.decay_days)
         bought = self._decayed(["purchase"], g.decay_days)
         for tau, decayed, purchases in zip(g.decay_days, engaged, bought, strict=True):
             ratio = np.full(n, np.nan)
             np.divide(decayed, rate_sum * tau, out=ratio, where=rate_sum > 0)
-            cols[f"engagement_decayed_{tau}d"] = decayed
-            cols[f"engagement_decayed_{tau}d_ratio"] = ratio
-            cols[f"purchase_decayed_{tau}d"] = purchases
+            yield {
+                f"engagement_decayed_{tau}d": decayed,
+                f"engagement_decayed_{tau}d_ratio": ratio,
+                f"purchase_decayed_{tau}d": purchases,
+            }
+        del engaged, bought, rate_sum
+        cols: dict[str, Any] = {}
         p = self.p.typed("purchase")
         s, e = self.start("purchase"), self.end("purchase")
         has = e > s
@@ -1224,7 +1250,7 @@ class _Cutoff:
         for etype, name in (("complaint", "complained"), ("refund", "refunded")):
             since = self.days_since_last(etype)
             cols[f"{name}_since_last_purchase"] = has & (since <= recency)
-        return cols
+        yield cols
 
     def preference(self, event_type: str) -> dict[str, Any]:
         g = self.p.groups(event_type)
