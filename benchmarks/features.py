@@ -236,8 +236,9 @@ def cutoffs(events: pd.DataFrame) -> tuple[pd.Timestamp, list[pd.Timestamp]]:
 
 
 def run_phase(phase: str, folder: Path) -> dict[str, Any]:
-    from features.build import prepare_events
+    from features.build import lean_allocators, prepare_events
 
+    lean_allocators()  # as `tagsmith features build` does before loading facts
     order = "time" if phase.endswith("_time_order") else "store"
     phase = phase.removesuffix("_time_order")
     customers, events = load(folder, order)

@@ -25,8 +25,10 @@ when both windows are empty; attributes are null when the fact is missing.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ __all__ = [
     "AsOf",
     "PreparedEvents",
     "build_features",
+    "lean_allocators",
     "normalize_as_of",
     "prepare_events",
 ]
@@ -167,6 +170,34 @@ class _Groups:
     cat: np.ndarray  # int32 category code per group (alphabetical rank)
     run_starts: np.ndarray  # int64: first group of each customer
     labels: np.ndarray  # object: category label per code
+
+
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+_MMAP_THRESHOLD = 128 * 1024
+
+
+def lean_allocators() -> None:
+    """Make this process hand freed memory back to the system promptly.
+
+    Process-wide, so not done by :func:`build_features` itself: ``tagsmith features
+    build`` calls it before loading facts, and so does ``benchmarks/features.py``.
+    Two settings, measured on 1M customers / 34M events over 12 cutoffs:
+
+    * Arrow allocates with the system allocator: its default (mimalloc) keeps the
+      pages the Parquet reader freed, about 0.2x the loaded events, where numpy's
+      arrays cannot reuse them.
+    * glibc's mmap threshold is fixed at 128 KiB: by default it rises up to 32 MiB
+      after large frees, and then freed temporaries below it stay resident between
+      live heap blocks (about 0.14x the events at the peak). The price is page faults
+      on every large temporary (a few percent of build time).
+    """
+    pa.set_memory_pool(pa.system_memory_pool())
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+        except OSError:  # not glibc (e.g. musl): nothing to tune
+            return
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 def normalize_as_of(value: AsOf) -> pd.Timestamp:
