@@ -274,8 +274,11 @@ class SyntheticTrace:
         age: Exact age in years at ``origin`` (the customers table has the birth year).
         rate_multiplier: Attribute effect on the purchase rate (``m_rate``).
         spend_multiplier: Attribute effect on the mean spend (``m_spend``).
+        churn_multiplier: Attribute effect on the leave hazard (``m_churn``).
         natural_leave_at: When each customer would start leaving without bad purchases.
         purchase_customer, purchase_t, purchase_amount, purchase_price_factor: Every order.
+        purchase_refunded, purchase_complained: The order's bad outcomes (drawn at the
+            purchase; their events follow later, or never if the customer drops out first).
         purchase_leave_coin: Whether the order would start the leaving state, had the
             customer still been active (refund/complaint outcome and its coin flip).
         refund_order, refund_t, refund_amount: Every drawn refund (index into the orders),
@@ -290,11 +293,14 @@ class SyntheticTrace:
     age: np.ndarray
     rate_multiplier: np.ndarray
     spend_multiplier: np.ndarray
+    churn_multiplier: np.ndarray
     natural_leave_at: np.ndarray
     purchase_customer: np.ndarray
     purchase_t: np.ndarray
     purchase_amount: np.ndarray
     purchase_price_factor: np.ndarray
+    purchase_refunded: np.ndarray
+    purchase_complained: np.ndarray
     purchase_leave_coin: np.ndarray
     refund_order: np.ndarray
     refund_t: np.ndarray
@@ -574,11 +580,14 @@ def _trace(
         age=cust["age"].copy(),
         rate_multiplier=cust["rate_multiplier"].copy(),
         spend_multiplier=cust["spend_multiplier"].copy(),
+        churn_multiplier=cust["churn_multiplier"].copy(),
         natural_leave_at=natural_leave_at,
         purchase_customer=purchases["cust"].astype(np.int64),
         purchase_t=purchases["t"].copy(),
         purchase_amount=parts[0]["amount"].copy(),
         purchase_price_factor=drawn["price_factor"],
+        purchase_refunded=purchases["refund"].astype(bool),
+        purchase_complained=purchases["complaint"].astype(bool),
         purchase_leave_coin=purchases["coin"].astype(bool),
         refund_order=drawn["refund_order"],
         refund_t=drawn["refund_t"],
@@ -698,6 +707,7 @@ def _simulate_customers(
         "age": age,
         "rate_multiplier": m_rate,
         "spend_multiplier": m_spend,
+        "churn_multiplier": m_churn,
     }
 
 

@@ -13,12 +13,13 @@ what the history cannot tell. This module measures the second part.
 for an information set ``I`` that contains the whole observable history *and more*:
 
 * unknown (integrated out under the generator's priors): the state path (when leaving
-  started, naturally or at a bad purchase, and when the customer dropped out), the
-  purchase rate, the browse and login rates, and the mean spend;
-* known (given to the bound for free, beyond the events): every other latent, i.e. the
-  leave hazard, the per-purchase leave coin, the drawn refund and complaint times (also
-  those never emitted because the customer had dropped out), which browses lead up to an
-  order, the exact age and the attribute multipliers.
+  started, naturally or at a bad purchase, and when the customer dropped out), the leave
+  hazard, the purchase rate, the browse and login rates, and the mean spend;
+* known (given to the bound for free, beyond the events): every other latent, i.e. each
+  order's refund and complaint outcome and the drawn times of those events (also of
+  events never emitted because the customer had dropped out first, or due after the
+  cutoff), the refund and complaint probabilities, which browses lead up to an order, the
+  exact age and the attribute multipliers.
 
 Since ``I`` refines the observable history, ranking by these posteriors is optimal for
 ``I``: for every pair of customers, ordering by P(churn | I) maximises the expected
@@ -30,8 +31,10 @@ these scores: they bound what the oracle gap can shrink to. (The bound is loose,
 
 Computation, per customer: the leave start ``tau`` on a midpoint grid over the last
 ``trunc_days`` before the last event (a longer leaving spell has prior weight below
-``exp(-trunc_days / leaving_days_mean)``) plus the atom at the first coin-positive
-purchase; the dropout time by Gauss-Legendre over the final silence (it must follow
+``exp(-trunc_days / leaving_days_mean)``), plus an atom at each order with a bad outcome
+(which starts the leaving state with the generator's probability); the leave hazard in
+closed form in the path prior (Gamma) and by generalised Gauss-Laguerre in the horizon;
+the dropout time by Gauss-Legendre over the final silence (it must follow
 every emitted event and precede every drawn-but-unemitted refund or complaint); the
 browse and login rates in closed form (Gamma given the purchase rate); the purchase rate
 on a log grid (the trapezoid rule is spectrally accurate for smooth peaks); the mean
@@ -49,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.special import gammaln, logsumexp
+from scipy.special import gammaln, logsumexp, roots_genlaguerre
 
 from features.errors import FeaturesError
 from features.synthetic import (
@@ -88,13 +91,22 @@ class BayesGrid:
 class _Runs:
     """Sorted event times per customer, for counts and sums of events after a time."""
 
-    def __init__(self, pos: np.ndarray, t: np.ndarray, n: int) -> None:
+    def __init__(
+        self, pos: np.ndarray, t: np.ndarray, n: int, values: np.ndarray | None = None
+    ) -> None:
         key = pos * _KEY + t
         order = np.argsort(key, kind="stable")
         self.key = key[order]
         self.cumsum = np.concatenate([[0.0], np.cumsum(t[order])])
         self.stop = np.searchsorted(self.key, (np.arange(n) + 1) * _KEY)
-        self.count = np.bincount(pos, minlength=n)
+        self.start = np.searchsorted(self.key, np.arange(n) * _KEY)
+        extra = np.zeros(t.size) if values is None else values[order]
+        self.values_cumsum = np.concatenate([[0.0], np.cumsum(extra)])
+
+    def values_before(self, rows: np.ndarray, tau: np.ndarray) -> np.ndarray:
+        """Sum of the run's values over events strictly before ``tau``."""
+        k = np.searchsorted(self.key, rows[:, None] * _KEY + tau, side="left")
+        return self.values_cumsum[k] - self.values_cumsum[self.start[rows]][:, None]
 
     def after(self, rows: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Count of events strictly after ``tau`` and the sum of their ``t - tau``."""
@@ -217,7 +229,19 @@ def bayes_scores(
 
     signup = (pd.to_datetime(truth["signup_at"], utc=True) - tr.origin) / pd.Timedelta(days=1)
     s0 = signup.to_numpy(dtype=np.float64)[pop]
-    mu = latent("leave_hazard")
+    # Leave hazard mu ~ Gamma(a, rate b): E[exp(-mu T)] = (b / (b + T))^a and
+    # E[mu exp(-mu T)] = (a / b) (b / (b + T))^(a + 1).
+    mu_a = cfg.leave_hazard_shape
+    mu_b = mu_a / (cfg.leave_hazard_mean * tr.churn_multiplier[pop])
+
+    def log_survive(rows: np.ndarray, t: np.ndarray) -> np.ndarray:
+        b = mu_b[rows].reshape(rows.shape + (1,) * (t.ndim - 1))
+        return mu_a * np.log(b / (b + np.maximum(t, 0.0)))
+
+    def log_leave_density(rows: np.ndarray, t: np.ndarray) -> np.ndarray:
+        b = mu_b[rows].reshape(rows.shape + (1,) * (t.ndim - 1))
+        return np.log(mu_a / b) + (mu_a + 1) * np.log(b / (b + np.maximum(t, 0.0)))
+
     q = latent("leave_prob_per_purchase")
     refund_prob_share = latent("expected_refund_share")
 
@@ -225,9 +249,18 @@ def bayes_scores(
     p_cust, p_t = tr.purchase_customer[before], tr.purchase_t[before]
     n_p = np.bincount(pos[p_cust], minlength=n).astype(np.float64)
     purchases = _Runs(pos[p_cust], p_t, n)
-    coin = tr.purchase_leave_coin[before]
-    trigger = np.full(n, np.inf)
-    np.minimum.at(trigger, pos[p_cust[coin]], p_t[coin])
+    # P(an order starts the leaving state | active): by its refund / complaint outcome.
+    p_leave = np.where(
+        tr.purchase_complained[before],
+        cfg.leave_after_complaint,
+        np.where(tr.purchase_refunded[before], cfg.leave_after_refund, 0.0),
+    )
+    not_leaving = _Runs(pos[p_cust], p_t, n, values=np.log1p(-p_leave))
+    bad = p_leave > 0
+    bad_pos, bad_t, bad_p = pos[p_cust[bad]], p_t[bad], p_leave[bad]
+    bad_order = np.argsort(bad_pos, kind="stable")
+    bad_pos, bad_t, bad_p = bad_pos[bad_order], bad_t[bad_order], bad_p[bad_order]
+    bad_start = np.searchsorted(bad_pos, np.arange(n + 1))
     last_event = np.full(n, -np.inf)  # the dropout follows every emitted event...
     np.maximum.at(last_event, pos[p_cust], p_t)
     silent_by = np.full(n, np.inf)  # ...and precedes every drawn event never emitted
@@ -282,9 +315,9 @@ def bayes_scores(
     # The horizon from each state, for every rate node (the oracles' chain).
     hours = pd.date_range(_utc(cutoff, "cutoff"), periods=horizon_days * 24, freq="h")
     daily = seasonality(hours, cfg).reshape(horizon_days, 24).mean(axis=1)
-    mu2, q2 = mu[:, None], q[:, None]
+    q2 = q[:, None]
 
-    def horizon(a0: np.ndarray, b0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def horizon(a0: np.ndarray, b0: np.ndarray, mu2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a, b = a0.copy(), b0.copy()
         gone = np.zeros_like(a)
         for s in daily:
@@ -302,8 +335,17 @@ def bayes_scores(
 
     one, zero = np.ones_like(lam), np.zeros_like(lam)
     exit_rate = np.full_like(lam, nu)
-    churn_active, bought_active = horizon(one, zero)
-    churn_leaving, bought_leaving = horizon(zero, one)
+    # Given active at the cutoff, mu ~ Gamma(a, rate b + c - s0).
+    mu_rate_active = mu_b + np.maximum(c - s0, 0.0)
+    nodes_mu, weights_mu = roots_genlaguerre(8, mu_a - 1)
+    weights_mu = weights_mu / weights_mu.sum()
+    churn_active, bought_active = np.zeros_like(lam), np.zeros_like(lam)
+    for x_mu, w_mu in zip(nodes_mu, weights_mu, strict=True):
+        f, g = horizon(one, zero, (x_mu / mu_rate_active)[:, None])
+        churn_active += w_mu * f
+        bought_active += w_mu * g
+    # Leaving: mu no longer matters (it only moves active customers).
+    churn_leaving, bought_leaving = horizon(zero, one, np.zeros_like(one))
 
     x_nodes, x_weights = np.polynomial.legendre.leggauss(grid.x_nodes)
     out = {name: np.zeros(n) for name in ("p_active", "p_leaving", "p_dropped", "churn", "bought")}
@@ -311,21 +353,30 @@ def bayes_scores(
     for start in range(0, n, grid.chunk):
         rows = np.arange(start, min(start + grid.chunk, n))
         k = rows.size
-        # Leave starts: natural (density mu exp(-mu (tau - s0))) before the first
-        # coin-positive purchase, or that purchase itself (an atom).
-        end = np.minimum(trigger[rows], c)
-        begin = np.maximum(s0[rows], np.minimum(last_event[rows], end) - grid.trunc_days)
-        width = np.maximum(end - begin, 0.0)
+        # Leave starts: natural, with no bad order before it having started it; or at a
+        # bad order (an atom each).
+        begin = np.maximum(s0[rows], np.minimum(last_event[rows], c) - grid.trunc_days)
+        width = np.maximum(c - begin, 0.0)
         m = grid.tau_nodes
         tau = begin[:, None] + (np.arange(m) + 0.5)[None, :] / m * width[:, None]
         with np.errstate(divide="ignore"):
-            log_w = np.log(mu[rows, None] * width[:, None] / m) - mu[rows, None] * (
-                tau - s0[rows, None]
+            log_w = np.log(width[:, None] / m) + log_leave_density(rows, tau - s0[rows, None])
+        n_bad = bad_start[rows + 1] - bad_start[rows]
+        slots = max(int(n_bad.max()), 1)
+        j = np.arange(slots)[None, :]
+        has = j < n_bad[:, None]
+        at = np.minimum(bad_start[rows][:, None] + j, max(bad_t.size - 1, 0))
+        atom_t = np.where(has, bad_t[at] if bad_t.size else c, c)
+        with np.errstate(divide="ignore"):
+            atom_w = np.where(
+                has,
+                log_survive(rows, atom_t - s0[rows, None])
+                + np.log(bad_p[at] if bad_p.size else 1.0),
+                -np.inf,
             )
-        triggered = trigger[rows] < c
-        tau = np.concatenate([tau, np.where(triggered, trigger[rows], c)[:, None]], axis=1)
-        atom = np.where(triggered, -mu[rows] * (trigger[rows] - s0[rows]), -np.inf)
-        log_w = np.concatenate([log_w, atom[:, None]], axis=1)
+        tau = np.concatenate([tau, atom_t], axis=1)
+        log_w = np.concatenate([log_w, atom_w], axis=1)
+        log_w = log_w + not_leaving.values_before(rows, tau)
         # Events after tau happen at the leaving intensities: purchases at phi x the rate,
         # browses and logins faded by exp(-(t - tau) / fade).
         n_after, _ = purchases.after(rows, tau)
@@ -368,10 +419,12 @@ def bayes_scores(
             ).reshape(k, -1)
         log_drop = logsumexp(h_drop[..., None] + rates(e_p, e_b), axis=1)
         # Still active: no leave start before the cutoff.
-        ok = (trigger[rows] >= c) & (silent_by[rows] >= c)
+        ok = silent_by[rows] >= c
         e_a = (s_c - S(s0[rows]))[:, None]
+        no_bad_start = not_leaving.values_before(rows, np.full((rows.size, 1), c))[:, 0]
         log_active = (
-            np.where(ok, -mu[rows] * (c - s0[rows]), -np.inf)[:, None] + rates(e_a, e_a)[:, 0, :]
+            np.where(ok, log_survive(rows, c - s0[rows]) + no_bad_start, -np.inf)[:, None]
+            + rates(e_a, e_a)[:, 0, :]
         )
         total = logsumexp(np.stack([log_active, log_leave, log_drop]), axis=(0, 2))
         wa, wl, wd = (np.exp(v - total[:, None]) for v in (log_active, log_leave, log_drop))
@@ -400,7 +453,7 @@ def bayes_scores(
         & (who >= 0)
     )
     who, d = who[due], tr.refund_t[due] - c
-    m_ = mu[who]
+    m_ = mu_a / mu_rate_active[who]  # posterior mean hazard given active at the cutoff
     # Active: not (leave within d and exit before d); leaving: no exit within d.
     left_and_gone = 1 - np.exp(-m_ * d) - m_ / (nu - m_) * (np.exp(-m_ * d) - np.exp(-nu * d))
     still_there = out["p_active"][who] * (1 - left_and_gone) + out["p_leaving"][who] * np.exp(
