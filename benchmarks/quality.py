@@ -11,6 +11,11 @@ Speed (default 1M customers x 6 cutoffs): wall time and peak memory (RSS) of
 ``train_predictor`` (labels, features, model, baselines, evaluation) for churn;
 criteria <= 5 minutes and <= 12 GiB.
 
+The quality phase also prints a Bayes bound (``features.synthetic_bayes``): the exact
+posterior predictions given the event history *plus* extra latent facts. No model of the
+history alone can beat its expected AUC or Gini, so the gap from the bound to the oracle
+is a floor under the model's gap to the oracle.
+
 Ceiling (default 100k test customers): is the gap to the oracle intrinsic to what is
 observable? On one fixed set of test customers it measures
 
@@ -53,6 +58,7 @@ from features.build import build_features  # noqa: E402
 from features.matrix import ModelContract, model_matrix  # noqa: E402
 from features.spec import default_spec, spec_hash  # noqa: E402
 from features.synthetic import generate, oracle_churn_probability, oracle_expected_value  # noqa: E402
+from features.synthetic_bayes import bayes_scores  # noqa: E402
 from training.config import TrainingConfig  # noqa: E402
 from training.estimators import make_churn_model, make_value_model  # noqa: E402
 from training.evaluation import metrics_for  # noqa: E402
@@ -115,12 +121,13 @@ def _check(name: str, ok: bool, detail: str, failures: list[str]) -> None:
 
 def quality(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
     t0 = time.perf_counter()
-    data = generate(args.customers, start=args.start, end=args.end, seed=args.seed)
+    data = generate(args.customers, start=args.start, end=args.end, seed=args.seed, trace=True)
     print(
         f"generated {len(data.customers):,} customers, {len(data.events):,} events "
         f"in {time.perf_counter() - t0:.0f} s"
     )
     failures: list[str] = []
+    bound: pd.DataFrame | None = None
     pd.set_option("display.width", 200)
     for target in ("churn", "value"):
         t0 = time.perf_counter()
@@ -132,6 +139,11 @@ def quality(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
         print(r.metrics_table().round(4).to_string())
         m = r.metrics
         baselines = r.baselines
+        if bound is None:
+            t1 = time.perf_counter()
+            bound = bayes_scores(data, cutoff=r.plan.test, horizon_days=config.horizon_days)
+            print(f"  (Bayes bound computed in {time.perf_counter() - t1:.0f} s)")
+        _bayes_bound(r, bound)
         if target == "churn":
             gap = m["oracle"]["auc"] - m["model"]["auc"]
             _check(
@@ -171,6 +183,29 @@ def quality(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
                 failures,
             )
     return failures
+
+
+def _bayes_bound(r: TrainingResult, bound: pd.DataFrame) -> None:
+    """Print the best expected score any model of the event history can reach here.
+
+    ``features.synthetic_bayes``: exact posterior predictions given the history plus
+    extra latent facts, so an upper bound on what is learnable (see its docstring).
+    """
+    metric = _METRIC[r.target]
+    column = "p_no_purchase" if r.target == "churn" else "expected_net_spend"
+    ids = r.test["customer_id"].astype(str)
+    scores = bound[column].reindex(ids.to_numpy()).to_numpy()
+    if np.isnan(scores).any():
+        raise RuntimeError("The Bayes bound's population differs from the test rows.")
+    best = metrics_for(r.target, r.test[r.target].to_numpy(dtype=np.float64), scores)[metric]  # type: ignore[arg-type]
+    oracle, model = r.metrics["oracle"][metric], r.metrics["model"][metric]
+    tolerance = 0.02 if r.target == "churn" else 0.05
+    print(
+        f"  Bayes bound on {metric} (history + extra latents, {len(ids):,} test rows): "
+        f"{best:.4f}; oracle {oracle:.4f}, model {model:.4f}. "
+        f"Model to bound {best - model:+.4f}; bound to oracle {oracle - best:+.4f} "
+        f"({'beyond' if oracle - best > tolerance else 'within'} the {tolerance} target)"
+    )
 
 
 def speed(args: argparse.Namespace, config: TrainingConfig) -> list[str]:

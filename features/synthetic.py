@@ -118,6 +118,7 @@ __all__ = [
     "CATEGORIES",
     "SyntheticConfig",
     "SyntheticData",
+    "SyntheticTrace",
     "generate",
     "oracle_churn_probability",
     "oracle_expected_value",
@@ -257,6 +258,59 @@ class SyntheticData:
     events: pd.DataFrame
     truth: pd.DataFrame
     config: SyntheticConfig
+    trace: SyntheticTrace | None = None
+
+
+@dataclass(frozen=True)
+class SyntheticTrace:
+    """The generator's latent draws below the ``truth`` table (``generate(trace=True)``).
+
+    For research on what is knowable, e.g. :mod:`features.synthetic_bayes`. Times are days
+    since ``origin`` (unrounded); customers are 0-based codes (``C0000001`` is 0).
+
+    Attributes:
+        origin: The ``start`` of the generated period (UTC midnight).
+        days: Length of the period in days.
+        age: Exact age in years at ``origin`` (the customers table has the birth year).
+        rate_multiplier: Attribute effect on the purchase rate (``m_rate``).
+        spend_multiplier: Attribute effect on the mean spend (``m_spend``).
+        churn_multiplier: Attribute effect on the leave hazard (``m_churn``).
+        natural_leave_at: When each customer would start leaving without bad purchases.
+        purchase_customer, purchase_t, purchase_amount, purchase_price_factor: Every order.
+        purchase_refunded, purchase_complained: The order's bad outcomes (drawn at the
+            purchase; their events follow later, or never if the customer drops out first).
+        purchase_leave_coin: Whether the order would start the leaving state, had the
+            customer still been active (refund/complaint outcome and its coin flip).
+        refund_order, refund_t, refund_amount: Every drawn refund (index into the orders),
+            including those never emitted because the customer had dropped out first.
+        complaint_order, complaint_t: Likewise for complaints.
+        browse_customer, browse_t, login_customer, login_t: The background browse and
+            login processes (not the browses that lead up to an order, nor signup logins).
+    """
+
+    origin: pd.Timestamp
+    days: int
+    age: np.ndarray
+    rate_multiplier: np.ndarray
+    spend_multiplier: np.ndarray
+    churn_multiplier: np.ndarray
+    natural_leave_at: np.ndarray
+    purchase_customer: np.ndarray
+    purchase_t: np.ndarray
+    purchase_amount: np.ndarray
+    purchase_price_factor: np.ndarray
+    purchase_refunded: np.ndarray
+    purchase_complained: np.ndarray
+    purchase_leave_coin: np.ndarray
+    refund_order: np.ndarray
+    refund_t: np.ndarray
+    refund_amount: np.ndarray
+    complaint_order: np.ndarray
+    complaint_t: np.ndarray
+    browse_customer: np.ndarray
+    browse_t: np.ndarray
+    login_customer: np.ndarray
+    login_t: np.ndarray
 
 
 # ---------------------------------------------------------------- calendar
@@ -452,6 +506,7 @@ def generate(
     seed: int,
     config: SyntheticConfig | None = None,
     progress: Progress | None = None,
+    trace: bool = False,
 ) -> SyntheticData:
     """Simulate ``n_customers`` customers registering and acting from ``start`` to ``end``.
 
@@ -462,6 +517,8 @@ def generate(
         seed: Seed of the random generator; the same arguments give identical output.
         config: Parameters of the generative model (defaults: :class:`SyntheticConfig`).
         progress: Called with a short message after each stage (for progress displays).
+        trace: Also return the latent draws behind the events (:class:`SyntheticTrace`);
+            the customers, events and truth are the same either way.
 
     Returns:
         Canonical customers and events, and the latent truth per customer.
@@ -483,19 +540,65 @@ def generate(
     t_end = float(days)
 
     cust = _simulate_customers(rng, n_customers, clock, t_end, config)
+    natural_leave_at = cust["leave_at"].copy() if trace else None
     note(f"customers: {n_customers:,}")
     purchases = _simulate_purchases(rng, cust, clock, t_end, config)
     note(f"purchases: {len(purchases['cust']):,}")
-    parts = _order_events(rng, cust, purchases, t_end, config)
+    drawn: dict[str, np.ndarray] | None = {} if trace else None
+    parts = _order_events(rng, cust, purchases, t_end, config, drawn)
     parts += _activity_events(rng, cust, clock, t_end, config)
     note("browse and login events simulated")
+    recorded = None
+    if drawn is not None and natural_leave_at is not None:
+        recorded = _trace(t0, days, cust, natural_leave_at, purchases, parts, drawn)
     events = _assemble_events(parts, t0, n_customers, t_end)
     note(f"events: {len(events):,}")
     customers = _customers_frame(cust, t0, n_customers)
     truth = _truth_frame(cust, t0, t_end, config)
     check_customers(customers, FactsConfig())
     check_events(events)
-    return SyntheticData(customers=customers, events=events, truth=truth, config=config)
+    return SyntheticData(
+        customers=customers, events=events, truth=truth, config=config, trace=recorded
+    )
+
+
+def _trace(
+    origin: pd.Timestamp,
+    days: int,
+    cust: dict[str, np.ndarray],
+    natural_leave_at: np.ndarray,
+    purchases: dict[str, np.ndarray],
+    parts: list[dict[str, Any]],
+    drawn: dict[str, np.ndarray],
+) -> SyntheticTrace:
+    # Copies: assembling the events consumes the parts. The background processes are
+    # the last two parts (_activity_events: signup logins, browses, logins).
+    browse, login = parts[-2], parts[-1]
+    return SyntheticTrace(
+        origin=origin,
+        days=days,
+        age=cust["age"].copy(),
+        rate_multiplier=cust["rate_multiplier"].copy(),
+        spend_multiplier=cust["spend_multiplier"].copy(),
+        churn_multiplier=cust["churn_multiplier"].copy(),
+        natural_leave_at=natural_leave_at,
+        purchase_customer=purchases["cust"].astype(np.int64),
+        purchase_t=purchases["t"].copy(),
+        purchase_amount=parts[0]["amount"].copy(),
+        purchase_price_factor=drawn["price_factor"],
+        purchase_refunded=purchases["refund"].astype(bool),
+        purchase_complained=purchases["complaint"].astype(bool),
+        purchase_leave_coin=purchases["coin"].astype(bool),
+        refund_order=drawn["refund_order"],
+        refund_t=drawn["refund_t"],
+        refund_amount=drawn["refund_amount"],
+        complaint_order=drawn["complaint_order"],
+        complaint_t=drawn["complaint_t"],
+        browse_customer=browse["cust"].astype(np.int64),
+        browse_t=browse["t"].copy(),
+        login_customer=login["cust"].astype(np.int64),
+        login_t=login["t"].copy(),
+    )
 
 
 def _simulate_customers(
@@ -601,6 +704,10 @@ def _simulate_customers(
         "price_norm": price_norm,
         "leave_at": leave_at,
         "leaving_days": leaving_days,
+        "age": age,
+        "rate_multiplier": m_rate,
+        "spend_multiplier": m_spend,
+        "churn_multiplier": m_churn,
     }
 
 
@@ -636,7 +743,7 @@ def _simulate_purchases(
     u = clock.op(cust["signup"][idx])
     leaving = np.zeros(idx.size, dtype=bool)
     phi = config.leaving_purchase_factor
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("cust", "t", "refund", "complaint")}
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("cust", "t", "refund", "complaint", "coin")}
     while idx.size:
         rate = lam[idx] * np.where(leaving, phi, 1.0)
         with np.errstate(divide="ignore"):
@@ -657,12 +764,15 @@ def _simulate_purchases(
             config.leave_after_complaint,
             np.where(refund, config.leave_after_refund, 0.0),
         )
-        starts_leaving = ~leaving[buy] & (rng.random(who.size) < p_leave)
+        # The coin is drawn for every purchase; it only matters while still active.
+        coin = rng.random(who.size) < p_leave
+        starts_leaving = ~leaving[buy] & coin
         leave_at[who[starts_leaving]] = t_next[buy][starts_leaving]
         out["cust"].append(who)
         out["t"].append(t_next[buy])
         out["refund"].append(refund)
         out["complaint"].append(complaint)
+        out["coin"].append(coin)
 
         u = np.where(switch, clock.op(t_leave), u_next)
         new_leaving = leaving | switch
@@ -678,8 +788,14 @@ def _order_events(
     purchases: dict[str, np.ndarray],
     t_end: float,
     config: SyntheticConfig,
+    trace: dict[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
-    """Purchases with their details, and the refunds, complaints and browses they cause."""
+    """Purchases with their details, and the refunds, complaints and browses they cause.
+
+    ``trace``, when given, receives what the events alone do not show: each order's price
+    factor, and the drawn refund and complaint times and amounts, including those that
+    never became events because the customer had dropped out first.
+    """
     who = purchases["cust"].astype(np.int64)
     t = purchases["t"]
     n = who.size
@@ -717,6 +833,8 @@ def _order_events(
     full = rng.random(r.size) < config.full_refund_share
     share = np.where(full, 1.0, rng.uniform(0.1, 0.9, r.size))
     r_amount = np.minimum(np.round(amount[r] * share, 2), amount[r])
+    if trace is not None:
+        trace.update(price_factor=factor, refund_order=r, refund_t=t_r, refund_amount=r_amount)
     ok = (t_r < t_end) & (t_r < dropout[who[r]])
     r = r[ok]
     parts.append(
@@ -735,6 +853,8 @@ def _order_events(
     # Complaints: hours to days after the purchase, about that order.
     c = np.flatnonzero(purchases["complaint"])
     t_c = t[c] + 1 / 24 + rng.gamma(1.5, 2.0, c.size)
+    if trace is not None:
+        trace.update(complaint_order=c, complaint_t=t_c)
     ok = (t_c < t_end) & (t_c < dropout[who[c]])
     c = c[ok]
     parts.append(
