@@ -76,7 +76,7 @@ def build(project: Project, as_of: tuple[str, ...]) -> None:
         progress.update(task, advance=1, description=f"as of {cutoffs[0].date()}")
         written = []
         for k, ts in enumerate(cutoffs):
-            frame = prepared.build_features(ts, spec=spec)
+            frame = prepared.build_features(ts, spec=spec, release=k == len(cutoffs) - 1)
             path = store.write(
                 frame,
                 as_of=ts,

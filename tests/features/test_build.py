@@ -309,6 +309,8 @@ def test_prepared_events_serve_repeated_calls_identically() -> None:
     assert prepared._days is None
     assert not prepared._groups
     assert prepared.typed("purchase").amount_cs is None
+    pd.testing.assert_frame_equal(prepared.build_features("2021-03-01", release=False), first)
+    assert prepared._days is not None  # kept for the next call
     pd.testing.assert_frame_equal(prepared.build_features("2021-03-01"), first)
     pd.testing.assert_frame_equal(
         prepared.build_features(["2021-02-15", "2021-03-01"]).iloc[1:].reset_index(drop=True),
