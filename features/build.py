@@ -915,7 +915,9 @@ class PreparedEvents:
         found = self._attribute_codes.get(column)
         if found is None:
             values = self.customers[column].astype("string")
-            categories = pd.Index(values.dropna().unique(), dtype="string").sort_values()
+            # Categories of pandas' default string dtype: what a Parquet snapshot of the
+            # frame reads back as.
+            categories = pd.Index(values.dropna().unique(), dtype="str").sort_values()
             codes = categories.get_indexer(values)
             found = (codes.astype(_code_dtype(len(categories))), categories)
             self._attribute_codes[column] = found
@@ -1335,7 +1337,7 @@ class _Cutoff:
             age = ts.year - self.p.birth_years(a.birth_year_column)[self.codes]
             known = ~np.isnan(age)
             band = np.searchsorted(a.age_bands, np.where(known, age, 0), side="right")
-            labels = pd.Index(age_band_labels(a.age_bands), dtype="string")
+            labels = pd.Index(age_band_labels(a.age_bands), dtype="str")
             cols["age"] = age
             cols["age_band"] = _Coded(
                 np.where(known, band, -1).astype(_code_dtype(len(labels))), labels

@@ -107,7 +107,14 @@ class FeatureStore:
         """
         path = self._existing(as_of) if as_of is not None else self._latest()
         filters = [("customer_id", "==", customer_id)] if customer_id is not None else None
-        return pd.read_parquet(path, filters=filters)
+        frame = pd.read_parquet(path, filters=filters)
+        for name in frame.columns:
+            dtype = frame[name].dtype
+            # A category feature whose fact is missing for everyone has no categories,
+            # which Parquet reads back as object ones: restore the built frame's dtype.
+            if isinstance(dtype, pd.CategoricalDtype) and not len(dtype.categories):
+                frame[name] = frame[name].cat.set_categories(pd.Index([], dtype="str"))
+        return frame
 
     def snapshots(self) -> pd.DataFrame:
         """One row per snapshot: as_of, rows, features, spec_hash, facts_fingerprint, ..."""

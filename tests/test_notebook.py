@@ -27,12 +27,14 @@ def test_notebook_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("PYTHONPATH", str(NOTEBOOK.parents[1]))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", ""))
-                   for o in outputs)
+    text = "".join(
+        str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for o in outputs
+    )
     for scorer in ("model", "bgnbd", "oracle"):
         assert scorer in text
     assert os.environ["TAGSMITH_NOTEBOOK_CUSTOMERS"] == "800"

@@ -47,7 +47,7 @@ def naive_features(
                 levels = age_band_labels(spec.attributes.age_bands)
             else:
                 levels = sorted({str(v) for v in customers[info.name] if not _missing(v)})
-            dtype = pd.CategoricalDtype(pd.Index(levels, dtype="string"))
+            dtype = pd.CategoricalDtype(pd.Index(levels, dtype="str"))
             frame[info.name] = frame[info.name].astype("string").astype(dtype)
         else:
             frame[info.name] = frame[info.name].astype(info.dtype)  # type: ignore[call-overload]

@@ -74,3 +74,32 @@ def test_missing_snapshot_and_wrong_date_rows_are_refused(tmp_path: Path) -> Non
     frame = _frame(1.0).assign(as_of=pd.Timestamp("2024-03-01", tz="UTC"))
     with pytest.raises(StoreError, match="2024-03-01"):
         store.write(frame, as_of="2024-01-01", spec_hash="s", facts_fingerprint="f", created_at=NOW)
+
+
+def test_a_built_frame_keeps_the_catalogue_dtypes_through_a_snapshot(tmp_path: Path) -> None:
+    from features.build import build_features
+    from features.schema import customers_frame, events_frame
+
+    customers = customers_frame(
+        [
+            {"customer_id": "a", "signup_at": "2021-01-01", "region": "north", "birth_year": 1990},
+            {"customer_id": "b", "signup_at": "2021-01-05"},
+        ]
+    )
+    events = events_frame(
+        [
+            {
+                "customer_id": "a",
+                "occurred_at": "2021-02-01",
+                "event_type": "purchase",
+                "amount": 10.05,
+                "category": "books",
+            }
+        ]
+    )
+    frame = build_features(customers, events, as_of="2021-03-01")
+    store = FeatureStore(tmp_path)
+    store.write(frame, as_of="2021-03-01", spec_hash="s", facts_fingerprint="f", created_at=NOW)
+    back = store.read("2021-03-01")
+    pd.testing.assert_frame_equal(back, frame)
+    assert back["monetary_total"].iloc[0] == 10.05  # money stays float64: cents exact

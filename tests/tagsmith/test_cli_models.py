@@ -12,8 +12,9 @@ from tagsmith.project import Project
 
 
 @pytest.fixture
-def project(registry_template: tuple[Path, dict[str, str]], tmp_path: Path,
-            monkeypatch: pytest.MonkeyPatch) -> Project:
+def project(
+    registry_template: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Project:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     # Wide tables keep cells on one line so assertions can find them.
     monkeypatch.setattr(console, "_width", 200)
@@ -24,8 +25,9 @@ def project(registry_template: tuple[Path, dict[str, str]], tmp_path: Path,
 
 
 def run(project: Project, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["--project", str(project.root), "models", *args],
-                                terminal_width=200)
+    result = CliRunner().invoke(
+        main, ["--project", str(project.root), "models", *args], terminal_width=200
+    )
     return result.exit_code, result.output
 
 
@@ -64,8 +66,10 @@ def test_history_lists_observed_aliases(project: Project) -> None:
     assert "observed" in out
 
 
-def test_rollback_cli_restores_and_audits(project: Project, monkeypatch: pytest.MonkeyPatch,
-                                          ) -> None:
+def test_rollback_cli_restores_and_audits(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from datetime import UTC, datetime
 
     from tags.audit import AuditLog
@@ -75,8 +79,9 @@ def test_rollback_cli_restores_and_audits(project: Project, monkeypatch: pytest.
     registry = open_registry(project)
     for version in ("1", "2"):
         current = registry.alias_version("churn-predictor", "champion")
-        registry.move_alias("churn-predictor", "champion", version, expected=current,
-                            actor="ana", action="promote")
+        registry.move_alias(
+            "churn-predictor", "champion", version, expected=current, actor="ana", action="promote"
+        )
     code, out = run(project, "rollback", "churn-predictor", "--reason", "v2 misbehaves")
     assert code == 0, out
     assert "from v2 to v1" in out

@@ -32,14 +32,26 @@ CONFIG = TrainingConfig(num_boost_round=30, learning_rate=0.2)
 def trained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project with simulated facts and two identical registered churn models (v2 challenger)."""
     customers, events = simulate_facts(600, seed=3)
-    project = Project.init(tmp_path_factory.mktemp("promote") / "proj",
-                           config=ProjectConfig(training=CONFIG))
+    project = Project.init(
+        tmp_path_factory.mktemp("promote") / "proj", config=ProjectConfig(training=CONFIG)
+    )
     store = FactStore(project.facts_dir)
     with store.lock():
-        store.write(customers=customers, events=events, log_entries=[],
-                    now=pd.Timestamp("2024-07-01", tz="UTC"))
-    result = train_predictor(customers, events, target="churn", config=CONFIG,
-                             feature_builder=build_features, spec=default_spec(), n_jobs=1)
+        store.write(
+            customers=customers,
+            events=events,
+            log_entries=[],
+            now=pd.Timestamp("2024-07-01", tz="UTC"),
+        )
+    result = train_predictor(
+        customers,
+        events,
+        target="churn",
+        config=CONFIG,
+        feature_builder=build_features,
+        spec=default_spec(),
+        n_jobs=1,
+    )
     uri = f"sqlite:///{(project.mlflow_dir / 'mlflow.db').as_posix()}"
     for _ in range(2):
         log_training(result, tracking_uri=uri, artifacts_dir=project.mlflow_artifacts_dir)
@@ -73,8 +85,16 @@ def test_promote_prints_gate_table_and_records(trained: Project) -> None:
         code, out = run(trained, "promote", "churn-predictor", "--version", "1", "--force")
         assert code == 2
         assert "--reason" in out
-        code, out = run(trained, "promote", "churn-predictor", "--version", "1", "--force",
-                        "--reason", "bootstrap the demo")
+        code, out = run(
+            trained,
+            "promote",
+            "churn-predictor",
+            "--version",
+            "1",
+            "--force",
+            "--reason",
+            "bootstrap the demo",
+        )
         assert "FORCED" in out
     assert code == 0, out
     # The challenger (v2, the same model) against champion v1: equal is not worse.
@@ -101,8 +121,13 @@ def test_contest_scores_baselines_and_models_on_one_table(trained: Project) -> N
 
     code, out = run(trained, "contest", "churn_risk")
     assert code == 0, out
-    for producer in ("baseline recency", "baseline bgnbd", "churn-predictor/2 (challenger)",
-                     "rule browse_churn", "rule lifecycle_stage=dormant,churned"):
+    for producer in (
+        "baseline recency",
+        "baseline bgnbd",
+        "churn-predictor/2 (challenger)",
+        "rule browse_churn",
+        "rule lifecycle_stage=dormant,churned",
+    ):
         assert producer in out
     assert "top_decile_lift" in out
     assert AuditLog(trained.audit_log_path).entries()[-1]["action"] == "models.contest"
@@ -116,11 +141,13 @@ def test_rollback_smoke_tests_the_restored_version_on_current_features(
 ) -> None:
     from training.registry import ModelRegistry
 
-    registry = ModelRegistry(trained.mlflow_tracking_uri, trained.model_history_path,
-                             trained.model_locks_dir)
+    registry = ModelRegistry(
+        trained.mlflow_tracking_uri, trained.model_history_path, trained.model_locks_dir
+    )
     for version, expected in (("1", None), ("2", "1")):
-        registry.move_alias("churn-predictor", "champion", version, expected=expected,
-                            actor="ana", action="promote")
+        registry.move_alias(
+            "churn-predictor", "champion", version, expected=expected, actor="ana", action="promote"
+        )
     code, out = run(trained, "rollback", "churn-predictor", "--reason", "check")
     assert code == 0, out
     assert "load-checked only" not in out
@@ -137,12 +164,29 @@ def test_two_processes_promoting_at_once_one_wins_the_other_fails_cleanly(
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root), "TAGSMITH_USER": "proc"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    argv = [sys.executable, "-m", "tagsmith", "--project", str(trained.root), "models",
-            "promote", "churn-predictor", "--version", "1", "--force", "--reason", "race"]
-    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
-    outcomes = [(p.wait(timeout=300), p.stdout.read() + p.stderr.read())  # type: ignore[union-attr]
-                for p in procs]
+    argv = [
+        sys.executable,
+        "-m",
+        "tagsmith",
+        "--project",
+        str(trained.root),
+        "models",
+        "promote",
+        "churn-predictor",
+        "--version",
+        "1",
+        "--force",
+        "--reason",
+        "race",
+    ]
+    procs = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outcomes = [
+        (p.wait(timeout=300), p.stdout.read() + p.stderr.read())  # type: ignore[union-attr]
+        for p in procs
+    ]
     codes = sorted(code for code, _ in outcomes)
     assert codes == [0, 2], outcomes
     loser = next(out for code, out in outcomes if code == 2)
@@ -151,8 +195,9 @@ def test_two_processes_promoting_at_once_one_wins_the_other_fails_cleanly(
     assert "already the champion" in loser or "nothing was changed" in loser, loser
     from training.registry import ModelRegistry
 
-    registry = ModelRegistry(trained.mlflow_tracking_uri, trained.model_history_path,
-                             trained.model_locks_dir)
+    registry = ModelRegistry(
+        trained.mlflow_tracking_uri, trained.model_history_path, trained.model_locks_dir
+    )
     assert registry.alias_version("churn-predictor", "champion") == "1"
     events = registry.history.events("churn-predictor", "champion")
     assert [(e.version, e.action) for e in events] == [("1", "force-promote")]

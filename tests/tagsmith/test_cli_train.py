@@ -36,8 +36,12 @@ def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = Project.init(root, config=ProjectConfig(training=CONFIG))
     store = FactStore(project.facts_dir)
     with store.lock():
-        store.write(customers=data.customers, events=data.events, log_entries=[],
-                    now=pd.Timestamp("2025-01-01", tz="UTC"))
+        store.write(
+            customers=data.customers,
+            events=data.events,
+            log_entries=[],
+            now=pd.Timestamp("2025-01-01", tz="UTC"),
+        )
     write_synthetic(data, root / "raw")
     return root
 
@@ -60,8 +64,7 @@ def run(project: Path, *args: str) -> tuple[int, str]:
 def test_train_predict_evaluate(project: Path) -> None:
     code, out = run(project, "train", "churn", "--truth", str(project / "raw" / "truth.csv"))
     assert code == 0, out
-    for scorer in ("model", "recency", "rfm", "linear", "bgnbd", "oracle (truth)",
-                   "best baseline"):
+    for scorer in ("model", "recency", "rfm", "linear", "bgnbd", "oracle (truth)", "best baseline"):
         assert scorer in out
     assert "Registered churn-predictor version 1 as 'challenger'" in out
 
@@ -71,14 +74,24 @@ def test_train_predict_evaluate(project: Path) -> None:
     assert "champion" in out
 
     dest = project / "scores" / "churn.parquet"
-    code, out = run(project, "predict", "churn", "--alias", "challenger", "--as-of",
-                    "2024-12-01", "--out", str(dest))
+    code, out = run(
+        project,
+        "predict",
+        "churn",
+        "--alias",
+        "challenger",
+        "--as-of",
+        "2024-12-01",
+        "--out",
+        str(dest),
+    )
     assert code == 0, out
     scores = pd.read_parquet(dest)
     events = FactStore(project / "data" / "facts").load_events()
     cutoff = pd.Timestamp("2024-12-01", tz="UTC")
-    buyers = events.loc[(events["event_type"] == "purchase") & (events["occurred_at"] < cutoff),
-                        "customer_id"]
+    buyers = events.loc[
+        (events["event_type"] == "purchase") & (events["occurred_at"] < cutoff), "customer_id"
+    ]
     assert sorted(scores["customer_id"]) == sorted(buyers.unique())
     assert scores["score"].between(0, 1).all()
     assert set(scores["model_version"]) == {"churn-predictor/1"}
@@ -100,8 +113,17 @@ def test_user_errors_exit_2_with_a_message(project: Path) -> None:
     code, out = run(project, "train", "value", "--horizon", "soon")
     assert code == 2
     assert "90d" in out
-    code, out = run(project, "predict", "value", "--alias", "challenger", "--version", "1",
-                    "--out", str(project / "v.csv"))
+    code, out = run(
+        project,
+        "predict",
+        "value",
+        "--alias",
+        "challenger",
+        "--version",
+        "1",
+        "--out",
+        str(project / "v.csv"),
+    )
     assert code == 2
     assert "not both" in out
 
@@ -118,13 +140,35 @@ def test_mlproject_train_entry_point_runs_through_mlflow(project: Path) -> None:
     mlflow.set_tracking_uri(uri)
     ensure_experiment("tagsmith-value", project / "data" / "mlflow" / "artifacts")
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(REPO),
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PYTHONPATH": str(REPO),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     proc = subprocess.run(
-        [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "train",
-         "-P", f"project={project}", "-P", "target=value", "--env-manager", "local",
-         "--experiment-name", "tagsmith-value"],
-        env=env, capture_output=True, text=True, timeout=600, cwd=project,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(REPO),
+            "-e",
+            "train",
+            "-P",
+            f"project={project}",
+            "-P",
+            "target=value",
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            "tagsmith-value",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=project,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)

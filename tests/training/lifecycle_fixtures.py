@@ -116,30 +116,37 @@ def build_template(root: Path) -> dict[str, str]:
     out = {}
     strong = lgb.LGBMClassifier(random_state=1, **params).fit(x_all, churn)
     out["churn_strong"] = log_version(
-        root, "churn-predictor", strong, contract("churn", FEATURES), alias="challenger",
+        root,
+        "churn-predictor",
+        strong,
+        contract("churn", FEATURES),
+        alias="challenger",
         metrics={"auc": 0.8, "brier": 0.2},
     )
-    strong2 = lgb.LGBMClassifier(random_state=2, subsample=0.8, subsample_freq=1,
-                                 **params).fit(x_all, churn)
+    strong2 = lgb.LGBMClassifier(random_state=2, subsample=0.8, subsample_freq=1, **params).fit(
+        x_all, churn
+    )
     out["churn_strong2"] = log_version(
-        root, "churn-predictor", strong2, contract("churn", FEATURES),
+        root,
+        "churn-predictor",
+        strong2,
+        contract("churn", FEATURES),
         metrics={"auc": 0.81, "brier": 0.19},
     )
     weak = lgb.LGBMClassifier(random_state=1, **params).fit(x_noise, churn)
     out["churn_weak"] = log_version(
-        root, "churn-predictor", weak, contract("churn", ["noise"]),
+        root,
+        "churn-predictor",
+        weak,
+        contract("churn", ["noise"]),
         metrics={"auc": 0.5, "brier": 0.3},
     )
     reg = lgb.LGBMRegressor(objective="tweedie", random_state=1, **params).fit(x_all, value)
     out["value_strong"] = log_version(
         root, "value-predictor", reg, contract("value", FEATURES), alias="challenger"
     )
-    reg_weak = lgb.LGBMRegressor(objective="tweedie", random_state=1, **params).fit(
-        x_noise, value
-    )
-    out["value_weak"] = log_version(
-        root, "value-predictor", reg_weak, contract("value", ["noise"])
-    )
+    reg_weak = lgb.LGBMRegressor(objective="tweedie", random_state=1, **params).fit(x_noise, value)
+    out["value_weak"] = log_version(root, "value-predictor", reg_weak, contract("value", ["noise"]))
     return out
 
 

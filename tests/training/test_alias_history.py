@@ -13,15 +13,30 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _move(h: AliasHistory, version: str | None, prev: str | None, day: int, action: str) -> None:
-    h.append(model="m", alias="champion", version=version, previous_version=prev,
-             at=T0 + timedelta(days=day), actor="ana", action=action, reason=f"day {day}")
+    h.append(
+        model="m",
+        alias="champion",
+        version=version,
+        previous_version=prev,
+        at=T0 + timedelta(days=day),
+        actor="ana",
+        action=action,
+        reason=f"day {day}",
+    )
 
 
 def test_intervals_say_who_held_the_alias_from_when_to_when(tmp_path: Path) -> None:
     h = AliasHistory(tmp_path / "h.sqlite")
     _move(h, "1", None, 0, "promote")
-    h.append(model="m", alias="challenger", version="2", previous_version=None,
-             at=T0 + timedelta(days=1), actor="trainer", action="register")
+    h.append(
+        model="m",
+        alias="challenger",
+        version="2",
+        previous_version=None,
+        at=T0 + timedelta(days=1),
+        actor="trainer",
+        action="register",
+    )
     _move(h, "2", "1", 3, "promote")
     spans = h.intervals("m")
     assert [(s.alias, s.version, s.start.day, s.end.day if s.end else None) for s in spans] == [
@@ -61,6 +76,11 @@ def test_table_is_append_only(tmp_path: Path) -> None:
 def test_naive_time_refused(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="timezone"):
         AliasHistory(tmp_path / "h.sqlite").append(
-            model="m", alias="a", version="1", previous_version=None,
-            at=datetime(2026, 1, 1), actor="x", action="promote",
+            model="m",
+            alias="a",
+            version="1",
+            previous_version=None,
+            at=datetime(2026, 1, 1),
+            actor="x",
+            action="promote",
         )

@@ -120,15 +120,20 @@ def test_tag_segments_use_the_catalogue_rules() -> None:
     data = generate(300, start="2023-01-01", end="2024-06-30", seed=2)
     cutoff = pd.Timestamp("2024-03-01", tz="UTC")
     feats = build_features(data.customers, data.events, as_of=cutoff)
-    frame = feats.assign(cutoff=cutoff, days_since_last_purchase=feats["recency_days"],
-                         n_purchase_days=feats["frequency_days"],
-                         purchase_amount=feats["monetary_total"], refund_amount=0.0,
-                         days_since_first_purchase=feats["tenure_days"])
+    frame = feats.assign(
+        cutoff=cutoff,
+        days_since_last_purchase=feats["recency_days"],
+        n_purchase_days=feats["frequency_days"],
+        purchase_amount=feats["monetary_total"],
+        refund_amount=0.0,
+        days_since_first_purchase=feats["tenure_days"],
+    )
     frame = frame.loc[~frame["never_purchased"]].reset_index(drop=True)
     catalogue = Catalogue.load(LIBRARY_DIR)
     seg = tag_segments(frame, data.events, catalogue)
-    long = evaluate_tags(feats, data.events, catalogue, as_of=cutoff,
-                         tag_ids=["rfm_segment", "lifecycle_stage"])
+    long = evaluate_tags(
+        feats, data.events, catalogue, as_of=cutoff, tag_ids=["rfm_segment", "lifecycle_stage"]
+    )
     expected = long.loc[long["tag_id"] == "lifecycle_stage"].set_index("customer_id")["value"]
     got = pd.Series(seg["lifecycle_stage"].to_numpy(), index=frame["customer_id"].astype(str))
     assert got.to_dict() == expected.reindex(got.index).fillna("none").to_dict()

@@ -218,9 +218,7 @@ def _event_records(draw: st.DrawFn) -> list[dict[str, object]]:
 
 @settings(max_examples=150, deadline=None)
 @given(records=_event_records(), shuffle=st.booleans())
-def test_label_table_matches_the_sql_query(
-    records: list[dict[str, object]], shuffle: bool
-) -> None:
+def test_label_table_matches_the_sql_query(records: list[dict[str, object]], shuffle: bool) -> None:
     events = events_frame(
         records or [{"customer_id": "a", "occurred_at": _BASE, "event_type": "browse"}]
     )

@@ -41,8 +41,9 @@ CONFIG = PromotionConfig()
 
 
 def _first_champion(registry: ModelRegistry, store: Store, window: LabelledWindow) -> None:
-    result = promote(registry, "churn-predictor", window, CONFIG, actor="ana",
-                     baselines=recency_baseline)
+    result = promote(
+        registry, "churn-predictor", window, CONFIG, actor="ana", baselines=recency_baseline
+    )
     assert result.promoted, result.report
 
 
@@ -50,12 +51,18 @@ def test_first_promotion_must_beat_the_best_baseline(
     registry: ModelRegistry, store: Store, churn_window: LabelledWindow
 ) -> None:
     audit = RecordingAudit()
-    no_base = promote(registry, "churn-predictor", churn_window, CONFIG, actor="ana",
-                      audit=audit)
+    no_base = promote(registry, "churn-predictor", churn_window, CONFIG, actor="ana", audit=audit)
     assert not no_base.promoted
     assert registry.alias_version("churn-predictor", "champion") is None
-    result = promote(registry, "churn-predictor", churn_window, CONFIG, actor="ana",
-                     baselines=recency_baseline, audit=audit)
+    result = promote(
+        registry,
+        "churn-predictor",
+        churn_window,
+        CONFIG,
+        actor="ana",
+        baselines=recency_baseline,
+        audit=audit,
+    )
     assert result.promoted
     assert result.candidate == store.versions["churn_strong"]
     assert result.report.against == "baselines"
@@ -71,8 +78,15 @@ def test_weak_candidate_fails_gates_and_nothing_changes(
 ) -> None:
     _first_champion(registry, store, churn_window)
     audit = RecordingAudit()
-    result = promote(registry, "churn-predictor", churn_window, CONFIG, actor="bob",
-                     version=store.versions["churn_weak"], audit=audit)
+    result = promote(
+        registry,
+        "churn-predictor",
+        churn_window,
+        CONFIG,
+        actor="bob",
+        version=store.versions["churn_weak"],
+        audit=audit,
+    )
     assert not result.promoted
     assert {o.metric for o in result.report.failures} == {"auc", "brier"}
     # Both were re-scored on the window, not taken from logged metrics.
@@ -90,8 +104,14 @@ def test_comparable_candidate_passes_tolerant_gates(
     tolerant = PromotionConfig(
         churn_gates=[Gate(metric="auc", tolerance=0.03), Gate(metric="brier", tolerance=0.01)]
     )
-    result = promote(registry, "churn-predictor", churn_window, tolerant, actor="bob",
-                     version=store.versions["churn_strong2"])
+    result = promote(
+        registry,
+        "churn-predictor",
+        churn_window,
+        tolerant,
+        actor="bob",
+        version=store.versions["churn_strong2"],
+    )
     assert result.promoted, result.report
     assert result.previous_champion == store.versions["churn_strong"]
     assert result.report.against == "champion"
@@ -104,17 +124,30 @@ def test_force_needs_a_reason_and_records_it(
     _first_champion(registry, store, churn_window)
     weak = store.versions["churn_weak"]
     with pytest.raises(PromotionError, match="--reason"):
-        promote(registry, "churn-predictor", churn_window, CONFIG, actor="bob",
-                version=weak, force=True)
+        promote(
+            registry, "churn-predictor", churn_window, CONFIG, actor="bob", version=weak, force=True
+        )
     audit = RecordingAudit()
-    result = promote(registry, "churn-predictor", churn_window, CONFIG, actor="bob",
-                     version=weak, force=True, reason="incident 42: old model leaks", audit=audit)
+    result = promote(
+        registry,
+        "churn-predictor",
+        churn_window,
+        CONFIG,
+        actor="bob",
+        version=weak,
+        force=True,
+        reason="incident 42: old model leaks",
+        audit=audit,
+    )
     assert result.promoted
     assert result.forced
     assert not result.report.passed
     last = registry.history.events("churn-predictor", "champion")[-1]
     assert (last.version, last.action, last.actor, last.reason) == (
-        weak, "force-promote", "bob", "incident 42: old model leaks"
+        weak,
+        "force-promote",
+        "bob",
+        "incident 42: old model leaks",
     )
     assert audit.actions == ["models.promote.forced"]
     assert audit.entries[0]["extra"]["reason"] == "incident 42: old model leaks"
@@ -127,11 +160,25 @@ def test_rollback_restores_previous_champion_and_history_shows_it(
 ) -> None:
     _first_champion(registry, store, churn_window)
     strong, weak = store.versions["churn_strong"], store.versions["churn_weak"]
-    promote(registry, "churn-predictor", churn_window, CONFIG, actor="bob", version=weak,
-            force=True, reason="try it")
+    promote(
+        registry,
+        "churn-predictor",
+        churn_window,
+        CONFIG,
+        actor="bob",
+        version=weak,
+        force=True,
+        reason="try it",
+    )
     audit = RecordingAudit()
-    result = rollback(registry, "churn-predictor", actor="carol", reason="AUC dropped",
-                      features=churn_window.features, audit=audit)
+    result = rollback(
+        registry,
+        "churn-predictor",
+        actor="carol",
+        reason="AUC dropped",
+        features=churn_window.features,
+        audit=audit,
+    )
     assert (result.from_version, result.to_version) == (weak, strong)
     assert registry.alias_version("churn-predictor", "champion") == strong
     assert audit.actions == ["models.rollback"]
@@ -159,9 +206,18 @@ def test_unloadable_version_is_never_promoted_even_forced(
     shutil.rmtree(Path(logged.artifact_location.removeprefix("file://")))
     audit = RecordingAudit()
     with pytest.raises(ModelLoadError, match=f"churn-predictor/{broken}"):
-        promote(registry, "churn-predictor", churn_window, CONFIG, actor="bob",
-                version=broken, force=True, reason="ship it", baselines=recency_baseline,
-                audit=audit)
+        promote(
+            registry,
+            "churn-predictor",
+            churn_window,
+            CONFIG,
+            actor="bob",
+            version=broken,
+            force=True,
+            reason="ship it",
+            baselines=recency_baseline,
+            audit=audit,
+        )
     assert registry.alias_version("churn-predictor", "champion") is None
     assert audit.actions == ["models.promote.refused"]
 
@@ -174,11 +230,24 @@ def test_version_failing_smoke_prediction_is_refused(
         frame[FEATURES].to_numpy(), churn
     )
     # Its contract names a feature the window does not have (a feature-spec mismatch).
-    odd = log_version(store.root, "churn-predictor", model,
-                      contract("churn", [*FEATURES[:3], "days_since_last_complaint"]))
+    odd = log_version(
+        store.root,
+        "churn-predictor",
+        model,
+        contract("churn", [*FEATURES[:3], "days_since_last_complaint"]),
+    )
     with pytest.raises(ModelLoadError, match="days_since_last_complaint"):
-        promote(registry, "churn-predictor", churn_window, CONFIG, actor="bob", version=odd,
-                force=True, reason="ship it", baselines=recency_baseline)
+        promote(
+            registry,
+            "churn-predictor",
+            churn_window,
+            CONFIG,
+            actor="bob",
+            version=odd,
+            force=True,
+            reason="ship it",
+            baselines=recency_baseline,
+        )
     assert registry.alias_version("churn-predictor", "champion") is None
 
 
@@ -187,8 +256,14 @@ def test_compare_and_set_refuses_a_stale_champion(
 ) -> None:
     _first_champion(registry, store, churn_window)
     with pytest.raises(PromotionConflict, match="moved meanwhile"):
-        registry.move_alias("churn-predictor", "champion", store.versions["churn_weak"],
-                            expected=None, actor="eve", action="promote")
+        registry.move_alias(
+            "churn-predictor",
+            "champion",
+            store.versions["churn_weak"],
+            expected=None,
+            actor="eve",
+            action="promote",
+        )
     assert registry.alias_version("churn-predictor", "champion") == store.versions["churn_strong"]
 
 
@@ -198,8 +273,14 @@ def test_held_lock_fails_cleanly(
     registry.lock_timeout = 0.2
     other = FileLock(registry.lock("churn-predictor").lock_file)
     with other, pytest.raises(PromotionConflict, match="nothing was changed"):
-        promote(registry, "churn-predictor", churn_window, CONFIG, actor="bob",
-                baselines=recency_baseline)
+        promote(
+            registry,
+            "churn-predictor",
+            churn_window,
+            CONFIG,
+            actor="bob",
+            baselines=recency_baseline,
+        )
     assert registry.alias_version("churn-predictor", "champion") is None
 
 
@@ -214,8 +295,14 @@ def test_two_concurrent_promotions_one_wins(store: Store, churn_window: Labelled
         registry = new_registry()
         barrier.wait()
         try:
-            outcomes[who] = promote(registry, "churn-predictor", churn_window, CONFIG,
-                                    actor=who, baselines=recency_baseline)
+            outcomes[who] = promote(
+                registry,
+                "churn-predictor",
+                churn_window,
+                CONFIG,
+                actor=who,
+                baselines=recency_baseline,
+            )
         except PromotionError as exc:
             outcomes[who] = exc
 
@@ -239,7 +326,8 @@ def test_moves_outside_tagsmith_are_recorded_as_observed(
     registry.client.set_registered_model_alias("churn-predictor", "champion", "2")
     observed = registry.sync_history("churn-predictor")
     assert {(e.alias, e.version, e.action) for e in observed} == {
-        ("challenger", "1", "observed"), ("champion", "2", "observed")
+        ("challenger", "1", "observed"),
+        ("champion", "2", "observed"),
     }
     assert registry.sync_history("churn-predictor") == []
 
@@ -250,11 +338,16 @@ def test_value_model_promotion_uses_gini(
     def zero(window: LabelledWindow) -> Mapping[str, np.ndarray]:
         return {"recency": -window.features["recency_days"].to_numpy()}
 
-    first = promote(registry, "value-predictor", value_window, CONFIG, actor="ana",
-                    baselines=zero)
+    first = promote(registry, "value-predictor", value_window, CONFIG, actor="ana", baselines=zero)
     assert first.promoted, first.report
-    weak = promote(registry, "value-predictor", value_window, CONFIG, actor="ana",
-                   version=store.versions["value_weak"])
+    weak = promote(
+        registry,
+        "value-predictor",
+        value_window,
+        CONFIG,
+        actor="ana",
+        version=store.versions["value_weak"],
+    )
     assert not weak.promoted
     assert [o.metric for o in weak.report.outcomes] == ["normalized_gini"]
 
@@ -265,8 +358,7 @@ def test_score_predictions_matches_hand_checked_values() -> None:
     m = score_predictions("churn", y, s)
     assert m["auc"] == pytest.approx(0.75)
     assert m["brier"] == pytest.approx((0.01 + 0.16 + 0.4225 + 0.04) / 4)
-    v = score_predictions("value", np.array([0.0, 0.0, 10.0, 30.0]),
-                          np.array([1.0, 2.0, 3.0, 4.0]))
+    v = score_predictions("value", np.array([0.0, 0.0, 10.0, 30.0]), np.array([1.0, 2.0, 3.0, 4.0]))
     assert v["normalized_gini"] == pytest.approx(1.0)
     assert v["mae"] == pytest.approx((1 + 2 + 7 + 26) / 4)
 
@@ -274,13 +366,23 @@ def test_score_predictions_matches_hand_checked_values() -> None:
 def test_contest_scores_every_producer_on_the_same_labels() -> None:
     frame, churn, _ = make_frame(500, seed=11)
     rng = np.random.default_rng(0)
-    table = contest("churn", churn, {
-        "rule predicted_churn": (frame["recency_days"] > 90).astype(float).to_numpy(),
-        "baseline recency": frame["recency_days"].rank(pct=True).to_numpy(),
-        "random": rng.random(500),
-    })
-    assert list(table.columns) == ["producer", "auc", "pr_auc", "brier", "log_loss",
-                                   "top_decile_lift"]
+    table = contest(
+        "churn",
+        churn,
+        {
+            "rule predicted_churn": (frame["recency_days"] > 90).astype(float).to_numpy(),
+            "baseline recency": frame["recency_days"].rank(pct=True).to_numpy(),
+            "random": rng.random(500),
+        },
+    )
+    assert list(table.columns) == [
+        "producer",
+        "auc",
+        "pr_auc",
+        "brier",
+        "log_loss",
+        "top_decile_lift",
+    ]
     assert table["producer"].iloc[-1] == "random"
     assert table["auc"].is_monotonic_decreasing
     with pytest.raises(PromotionError, match="Expected 500 scores"):
@@ -290,8 +392,9 @@ def test_contest_scores_every_producer_on_the_same_labels() -> None:
 def test_record_move_names_who_moved_an_alias_elsewhere(
     registry: ModelRegistry, store: Store
 ) -> None:
-    event = registry.record_move("churn-predictor", "challenger", actor="trainer-tom",
-                                 action="train", reason="run abc")
+    event = registry.record_move(
+        "churn-predictor", "challenger", actor="trainer-tom", action="train", reason="run abc"
+    )
     assert event is not None
     assert (event.version, event.actor, event.action) == ("1", "trainer-tom", "train")
     assert registry.record_move("churn-predictor", "challenger", actor="x", action="train") is None
@@ -303,11 +406,13 @@ def test_rule_producer_scores_from_the_long_table() -> None:
 
     from training.promotion import rule_producer_scores
 
-    rows = pd.DataFrame({
-        "customer_id": ["a", "b", "c", "a"],
-        "tag_id": ["browse_churn", "lifecycle_stage", "lifecycle_stage", "lifecycle_stage"],
-        "value": ["true", "churned", "dormant", "active"],
-    })
+    rows = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "a"],
+            "tag_id": ["browse_churn", "lifecycle_stage", "lifecycle_stage", "lifecycle_stage"],
+            "value": ["true", "churned", "dormant", "active"],
+        }
+    )
     ids = pd.Series(["a", "b", "c", "d"])
     assert list(rule_producer_scores(rows, ids, "browse_churn")) == [1, 0, 0, 0]
     assert list(rule_producer_scores(rows, ids, "lifecycle_stage=churned")) == [0, 1, 0, 0]
@@ -322,18 +427,21 @@ def test_rollback_refuses_a_previous_champion_that_no_longer_loads(
         frame[FEATURES].to_numpy(), churn
     )
     doomed = log_version(store.root, "churn-predictor", model, contract("churn", FEATURES))
-    registry.move_alias("churn-predictor", "champion", doomed, expected=None, actor="ana",
-                        action="promote")
+    registry.move_alias(
+        "churn-predictor", "champion", doomed, expected=None, actor="ana", action="promote"
+    )
     strong = store.versions["churn_strong"]
-    registry.move_alias("churn-predictor", "champion", strong, expected=doomed, actor="ana",
-                        action="promote")
+    registry.move_alias(
+        "churn-predictor", "champion", strong, expected=doomed, actor="ana", action="promote"
+    )
     source = registry.client.get_model_version("churn-predictor", doomed).source
     logged = registry.client.get_logged_model(source.removeprefix("models:/"))
     shutil.rmtree(Path(logged.artifact_location.removeprefix("file://")))
     audit = RecordingAudit()
     with pytest.raises(ModelLoadError):
-        rollback(registry, "churn-predictor", actor="carol", features=churn_window.features,
-                 audit=audit)
+        rollback(
+            registry, "churn-predictor", actor="carol", features=churn_window.features, audit=audit
+        )
     assert registry.alias_version("churn-predictor", "champion") == strong
     assert audit.actions == ["models.rollback.refused"]
 

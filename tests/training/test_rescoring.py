@@ -21,22 +21,35 @@ CONFIG = TrainingConfig(num_boost_round=30, learning_rate=0.2)
 
 def test_window_and_baselines_reproduce_the_training_test_slice(tmp_path: Path) -> None:
     customers, events = simulate_facts(600, seed=3)
-    result = train_predictor(customers, events, target="churn", config=CONFIG,
-                             feature_builder=tiny_build_features, n_jobs=1)
+    result = train_predictor(
+        customers,
+        events,
+        target="churn",
+        config=CONFIG,
+        feature_builder=tiny_build_features,
+        n_jobs=1,
+    )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     log_training(result, tracking_uri=uri, artifacts_dir=tmp_path / "artifacts")
     registry = ModelRegistry(uri, tmp_path / "history.sqlite", tmp_path / "locks")
 
-    rescoring = latest_rescoring(customers, events, target="churn", config=CONFIG,
-                                 feature_builder=tiny_build_features)
+    rescoring = latest_rescoring(
+        customers, events, target="churn", config=CONFIG, feature_builder=tiny_build_features
+    )
     window = rescoring.window
     assert window.cutoff == result.plan.test
     assert list(window.features["customer_id"]) == list(result.test["customer_id"])
     baselines = rescoring.baseline_scores()
     assert set(baselines) == set(result.baselines)
 
-    outcome = promote(registry, "churn-predictor", window, PromotionConfig(), actor="ana",
-                      baselines=rescoring.baseline_scores)
+    outcome = promote(
+        registry,
+        "churn-predictor",
+        window,
+        PromotionConfig(),
+        actor="ana",
+        baselines=rescoring.baseline_scores,
+    )
     # Oracle: the numbers training logged for its test slice, computed independently.
     model_scores = outcome.scores["v1"]
     for metric in ("auc", "brier"):
@@ -56,7 +69,13 @@ def test_window_and_baselines_reproduce_the_training_test_slice(tmp_path: Path) 
 
 def test_horizon_override_follows_the_candidate() -> None:
     customers, events = simulate_facts(300, seed=5)
-    rescoring = latest_rescoring(customers, events, target="value", config=CONFIG,
-                                 feature_builder=tiny_build_features, horizon_days=30)
+    rescoring = latest_rescoring(
+        customers,
+        events,
+        target="value",
+        config=CONFIG,
+        feature_builder=tiny_build_features,
+        horizon_days=30,
+    )
     assert rescoring.window.horizon_days == 30
     assert rescoring.window.task == "value"
