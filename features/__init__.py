@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from features.build import PreparedEvents, build_features, prepare_events
+from features.build import PreparedEvents, build_features, lean_allocators, prepare_events
 from features.errors import FactFileError, FeaturesError, SchemaError, SpecError, StoreError
 from features.importer import ImportReport, SourceOptions, import_facts
 from features.io import RawTable, ReadOptions, parse_mapping, read_table
@@ -81,6 +81,7 @@ __all__ = [
     "feature_catalog",
     "generate",
     "import_facts",
+    "lean_allocators",
     "load_spec",
     "oracle_churn_probability",
     "oracle_expected_value",

@@ -25,8 +25,10 @@ when both windows are empty; attributes are null when the fact is missing.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ __all__ = [
     "AsOf",
     "PreparedEvents",
     "build_features",
+    "lean_allocators",
     "normalize_as_of",
     "prepare_events",
 ]
@@ -57,6 +60,7 @@ DAY_S = 86_400
 # Amounts are summed as integers of 1/10000 currency unit: exact and order independent.
 AMOUNT_SCALE = 10_000
 _REL_MAX = 2**32 - 1
+_REL_MASK = np.int64(_REL_MAX)
 # The event columns features read; product_id and quantity need not be loaded.
 FEATURE_EVENT_COLUMNS: tuple[str, ...] = (
     "customer_id",
@@ -73,32 +77,86 @@ _BLOCK_EVENTS = 1 << 21
 _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-features")
 
 
-@dataclass
 class _Typed:
-    """Events of one type sorted by (customer code, time)."""
+    """Events of one type sorted by (customer code, time).
 
-    rows: np.ndarray  # int32 (int64 past 2**31 events): row positions in the events frame
-    key: np.ndarray  # int64: code << 32 | (second - base), ascending
-    t_us: np.ndarray  # int64 microseconds since the epoch, ascending per customer
-    starts: np.ndarray  # int64, n_customers + 1: segment bounds per customer code
-    # Built on first use: prefix sums of fixed-point amounts (len + 1), and the amounts
-    # with a trailing sentinel for reduceat (len + 1).
-    amount_cs: np.ndarray | None = None
-    amount: np.ndarray | None = None
+    Only the search key and the segment bounds are always held (8 bytes per event).
+    Times are read off the key when every event time is a whole second (else kept
+    separately), and row positions are found again from the event type codes when the
+    events came in the fact store's order; the full ``t_us`` and ``rows`` arrays are
+    built on first access (the rule engine's windows use them) and then kept.
+    """
+
+    def __init__(
+        self,
+        key: np.ndarray,
+        starts: np.ndarray,
+        base_sec: int,
+        *,
+        t_us: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+        find_rows: Callable[[], np.ndarray] | None = None,
+    ) -> None:
+        if rows is None and find_rows is None:
+            raise FeaturesError("Expected event rows or a way to find them. Got neither.")
+        self.key = key  # int64: code << 32 | (second - base), ascending
+        self.starts = starts  # int64, n_customers + 1: segment bounds per customer code
+        self.base_sec = base_sec
+        self._t_us = t_us
+        self._rows = rows
+        self._find_rows = find_rows
+        # Built on first use: prefix sums of fixed-point amounts (len + 1), and the
+        # amounts with a trailing sentinel for reduceat (len + 1).
+        self.amount_cs: np.ndarray | None = None
+        self.amount: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.key)
+
+    def t_at(self, at: np.ndarray | slice) -> np.ndarray:
+        """int64 microseconds since the epoch of the events at ``at``."""
+        if self._t_us is not None:
+            return self._t_us[at]
+        t = self.key[at] & _REL_MASK
+        t += self.base_sec
+        t *= SEC_US
+        return t
+
+    def seconds_at(self, at: np.ndarray | slice) -> np.ndarray:
+        """Whole seconds since ``base_sec`` (floored) of the events at ``at``."""
+        return self.key[at] & _REL_MASK
+
+    @property
+    def t_us(self) -> np.ndarray:
+        """int64 microseconds since the epoch, ascending per customer."""
+        if self._t_us is None:
+            self._t_us = self.t_at(slice(None))
+        return self._t_us
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Row positions in the events frame (int32; int64 past 2**31 events), kept."""
+        if self._rows is None:
+            self._rows = self.rows_now()
+        return self._rows
+
+    def rows_now(self) -> np.ndarray:
+        """:attr:`rows`, found again (and not kept) when they are not held."""
+        if self._rows is not None:
+            return self._rows
+        assert self._find_rows is not None  # guaranteed by __init__
+        return self._find_rows()
 
 
 @dataclass(frozen=True)
 class _Days:
     """Distinct purchase days per customer, in (customer, day) order."""
 
-    row_cs: np.ndarray  # int64, n_purchases + 1: prefix count of first-of-day purchases
-    code: np.ndarray  # int64 customer code per day row
-    day: np.ndarray  # int64 UTC day number
-    gap: np.ndarray  # int64 days since the customer's previous purchase day (0 if first)
-    first: np.ndarray  # bool: first purchase day of the customer
+    row_cs: np.ndarray  # int32 (past 2**31 events int64), n_purchases + 1: prefix count
+    # of first-of-day purchases
+    code: np.ndarray  # int32 customer code per day row
+    day: np.ndarray  # int32 UTC day number
+    gap: np.ndarray  # int32 days since the customer's previous purchase day (0 if first)
     gap_sq_cs: np.ndarray  # int64, len + 1: prefix sums of gap**2
 
 
@@ -106,12 +164,40 @@ class _Days:
 class _Groups:
     """Events of one type with a category, grouped by (customer, category)."""
 
-    t_us: np.ndarray  # int64 times in (code, category, time) order
+    seconds: np.ndarray  # uint32 seconds since base_sec in (code, category, time) order
     bounds: np.ndarray  # int64, n_groups + 1
-    code: np.ndarray  # int64 customer code per group
-    cat: np.ndarray  # int64 category code per group (alphabetical rank)
+    code: np.ndarray  # int32 customer code per group
+    cat: np.ndarray  # int32 category code per group (alphabetical rank)
     run_starts: np.ndarray  # int64: first group of each customer
     labels: np.ndarray  # object: category label per code
+
+
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+_MMAP_THRESHOLD = 128 * 1024
+
+
+def lean_allocators() -> None:
+    """Make this process hand freed memory back to the system promptly.
+
+    Process-wide, so not done by :func:`build_features` itself: ``tagsmith features
+    build`` calls it before loading facts, and so does ``benchmarks/features.py``.
+    Two settings, measured on 1M customers / 34M events over 12 cutoffs:
+
+    * Arrow allocates with the system allocator: its default (mimalloc) keeps the
+      pages the Parquet reader freed, about 0.2x the loaded events, where numpy's
+      arrays cannot reuse them.
+    * glibc's mmap threshold is fixed at 128 KiB: by default it rises up to 32 MiB
+      after large frees, and then freed temporaries below it stay resident between
+      live heap blocks (about 0.14x the events at the peak). The price is page faults
+      on every large temporary (a few percent of build time).
+    """
+    pa.set_memory_pool(pa.system_memory_pool())
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+        except OSError:  # not glibc (e.g. musl): nothing to tune
+            return
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 def normalize_as_of(value: AsOf) -> pd.Timestamp:
@@ -403,8 +489,8 @@ def _micros(values: pd.Series) -> np.ndarray:
     return np.asarray(values.to_numpy(dtype="datetime64[us]")).view(_I64)
 
 
-def _prefix_sum(values: np.ndarray) -> np.ndarray:
-    out = np.empty(len(values) + 1, dtype=_I64)
+def _prefix_sum(values: np.ndarray, dtype: Any = _I64) -> np.ndarray:
+    out = np.empty(len(values) + 1, dtype=dtype)
     out[0] = 0
     np.cumsum(values, out=out[1:])
     return out
@@ -422,10 +508,13 @@ class PreparedEvents:
         _check_events(events)
         ids = _to_arrow(customers["customer_id"])
         order_c = pc.sort_indices(ids).to_numpy()
-        self.customers = customers.iloc[order_c].reset_index(drop=True)
+        if bool(np.all(order_c[1:] > order_c[:-1])):  # in id order already: no copy
+            self.customers = customers.reset_index(drop=True)
+        else:
+            self.customers = customers.iloc[order_c].reset_index(drop=True)
         sorted_ids = ids.take(pa.array(order_c)).combine_chunks()
         self._sorted_ids = sorted_ids.cast(pa.large_string())
-        self._attribute_strings: dict[str, pa.ChunkedArray] = {}
+        self._attribute_codes: dict[str, tuple[np.ndarray, pd.Index]] = {}
         self.n_customers = len(self.customers)
         self.signup_us = _micros(self.customers["signup_at"])
         self._events = events
@@ -463,6 +552,15 @@ class PreparedEvents:
         del run_length
         run_bounds = np.append(heads, len(t_all))
         row_dtype = np.int32 if len(t_all) < 2**31 else _I64
+        self.index_dtype = row_dtype
+        # Whole-second times (the usual case) are read off the sort key: no copy kept.
+        whole_seconds = not any(
+            bool(np.any(t_all[i : i + _BLOCK_EVENTS] % SEC_US))
+            for i in range(0, len(t_all), _BLOCK_EVENTS)
+        )
+
+        def rows_of(k: int) -> Callable[[], np.ndarray]:
+            return lambda: np.flatnonzero(type_code == k).astype(row_dtype)
 
         def split(k: int) -> _Typed:
             """The events of type ``k`` in (customer, time) order."""
@@ -484,7 +582,15 @@ class PreparedEvents:
             key = np.floor_divide(t, SEC_US)
             key -= self.base_sec
             key |= np.left_shift(c, 32, out=c)
-            return _Typed(rows=rows.astype(row_dtype), key=key, t_us=t, starts=starts)
+            return _Typed(
+                key,
+                starts,
+                self.base_sec,
+                t_us=None if whole_seconds else t,
+                # In the fact store's order a type's rows are found again on demand.
+                rows=None if code is None else rows.astype(row_dtype),
+                find_rows=rows_of(k) if code is None else None,
+            )
 
         # Purchases first: telling orders apart is the slowest step of the RFM family
         # and runs mostly without the GIL, on another core while the other types are
@@ -508,10 +614,11 @@ class PreparedEvents:
         if found is None:
             empty = np.empty(0, dtype=_I64)
             found = _Typed(
-                rows=empty,
-                key=empty,
+                empty,
+                np.zeros(self.n_customers + 1, dtype=_I64),
+                self.base_sec,
                 t_us=empty,
-                starts=np.zeros(self.n_customers + 1, dtype=_I64),
+                rows=empty,
             )
             self._typed[event_type] = found
         return found
@@ -520,8 +627,13 @@ class PreparedEvents:
         """(prefix sums of fixed-point amounts, amounts + sentinel) of ``event_type``."""
         typed = self.typed(event_type)
         if typed.amount_cs is None or typed.amount is None:
-            values = self._events["amount"].to_numpy(dtype=np.float64, na_value=np.nan)
-            amount = np.nan_to_num(values[typed.rows], nan=0.0)
+            column = self._events["amount"]
+            values = (  # the frame's own array when it is float64 already (no copy)
+                column.to_numpy()
+                if column.dtype == np.float64
+                else column.to_numpy(dtype=np.float64, na_value=np.nan)
+            )
+            amount = np.nan_to_num(values[typed.rows_now()], nan=0.0)
             typed.amount_cs = _prefix_sum(np.rint(amount * AMOUNT_SCALE).astype(_I64))
             typed.amount = np.append(amount, 0.0)
         return typed.amount_cs, typed.amount
@@ -534,7 +646,7 @@ class PreparedEvents:
         if self._orders_cs is None:
             if self._order_flags is None:
                 raise FeaturesError("Expected order flags to be computed once. Got none.")
-            self._orders_cs = _prefix_sum(self._order_flags.result())
+            self._orders_cs = _prefix_sum(self._order_flags.result(), self.index_dtype)
             self._order_flags = None
         return self._orders_cs
 
@@ -550,16 +662,17 @@ class PreparedEvents:
         if not len(p):
             return np.zeros(0, dtype=bool)
         order_ids = self._events["order_id"]
-        ascending = bool(np.all(p.rows[1:] > p.rows[:-1]))
+        rows = p.rows_now()
+        ascending = bool(np.all(rows[1:] > rows[:-1]))
         mask = np.zeros(len(order_ids), dtype=bool)
-        mask[p.rows] = True
+        mask[rows] = True
         hashes, nulls = _string_hashes(_to_arrow(order_ids).filter(pa.array(mask)))
         del mask
         if not ascending:  # back from row order to (customer, time) order
-            back = np.argsort(p.rows, kind="stable")
+            back = np.argsort(rows, kind="stable")
             hashes[back], nulls[back] = hashes.copy(), nulls.copy()
         flags = _first_of_order(
-            self._codes_of(p), hashes, nulls, lambda at: _take(order_ids, p.rows[at])
+            self._codes_of(p), hashes, nulls, lambda at: _take(order_ids, rows[at])
         )
         _release_arrow_memory()
         return flags
@@ -568,23 +681,28 @@ class PreparedEvents:
         """Distinct purchase days per customer (built on first use)."""
         if self._days is None:
             p = self.typed("purchase")
-            code = self._codes_of(p)
-            day = p.t_us // DAY_US
+            code = self._codes_of(p).astype(np.int32)
+            # UTC days start at whole seconds: the floored second gives the day exactly.
+            day = p.seconds_at(slice(None))
+            day += self.base_sec
+            day //= DAY_S
+            day = day.astype(np.int32)
             flag = np.ones(len(p), dtype=bool)
             flag[1:] = (code[1:] != code[:-1]) | (day[1:] != day[:-1])
             d_code, d_day = code[flag], day[flag]
+            del code, day
             first = np.ones(len(d_code), dtype=bool)
             first[1:] = d_code[1:] != d_code[:-1]
-            gap = np.zeros(len(d_code), dtype=_I64)
+            gap = np.zeros(len(d_code), dtype=np.int32)
             gap[1:] = d_day[1:] - d_day[:-1]
             gap[first] = 0
+            wide = gap.astype(_I64)
             self._days = _Days(
-                row_cs=_prefix_sum(flag),
+                row_cs=_prefix_sum(flag, self.index_dtype),
                 code=d_code,
                 day=d_day,
                 gap=gap,
-                first=first,
-                gap_sq_cs=_prefix_sum(gap * gap),
+                gap_sq_cs=_prefix_sum(wide * wide),
             )
         return self._days
 
@@ -595,7 +713,7 @@ class PreparedEvents:
             return found
         typed = self.typed(event_type)
         code = self._codes_of(typed)
-        raw, dictionary = _dictionary_codes(_take(self._events["category"], typed.rows))
+        raw, dictionary = _dictionary_codes(_take(self._events["category"], typed.rows_now()))
         labels = np.asarray(dictionary.to_pylist(), dtype=object)
         rank = np.argsort(labels.astype(str), kind="stable") if len(labels) else np.empty(0, _I64)
         remap = np.empty(len(labels), dtype=_I64)
@@ -603,7 +721,7 @@ class PreparedEvents:
         keep = np.flatnonzero(raw >= 0)
         cat = remap[raw[keep]]
         g_code = code[keep]
-        t = typed.t_us[keep]
+        t = typed.seconds_at(keep).astype(np.uint32)
         cat_bits = max(len(labels) - 1, 1).bit_length()
         order = _stable_order_by((g_code << cat_bits) | cat)
         g_code, cat, t = g_code[order], cat[order], t[order]
@@ -615,10 +733,10 @@ class PreparedEvents:
         run_new = np.ones(len(starts), dtype=bool)
         run_new[1:] = group_code[1:] != group_code[:-1]
         found = _Groups(
-            t_us=t,
+            seconds=t,
             bounds=np.append(starts, n).astype(_I64),
-            code=group_code,
-            cat=cat[starts],
+            code=group_code.astype(np.int32),
+            cat=cat[starts].astype(np.int32),
             run_starts=np.flatnonzero(run_new).astype(_I64),
             labels=labels[rank] if len(labels) else labels,
         )
@@ -655,8 +773,8 @@ class PreparedEvents:
         else:
             cutoffs = [normalize_as_of(as_of)]  # type: ignore[arg-type]
         catalog = feature_catalog(spec)
-        codes_at = [self._codes_at(ts) for ts in cutoffs]
-        sizes = [len(codes) for codes in codes_at]
+        # Sizes now, customer codes one cutoff at a time.
+        sizes = [int(np.count_nonzero(self.signup_us < ts.value // 1000)) for ts in cutoffs]
         total = sum(sizes)
         # Every output column is allocated once at its full length and filled cutoff by
         # cutoff, then handed to the frame without a copy: no per-cutoff frames to
@@ -667,19 +785,27 @@ class PreparedEvents:
             if info.dtype in _NUMPY_DTYPES
         }
         chunks: dict[str, list[pa.Array]] = {
-            name: [] for name in ["customer_id"] + [i.name for i in catalog if i.name not in arrays]
+            name: [] for name in ["customer_id"] + [i.name for i in catalog if i.dtype == "string"]
         }
+        # Category features: codes filled like numbers, categories fixed per column.
+        coded: dict[str, tuple[np.ndarray, pd.Index]] = {}
         pos = 0
-        for ts, codes in zip(cutoffs, codes_at, strict=True):
+        for k, ts in enumerate(cutoffs):
+            codes = self._codes_at(ts)
             end = pos + len(codes)
-            missing = set(arrays) | set(chunks)
+            missing = {"customer_id"} | {info.name for info in catalog}
             # Column groups are copied out as soon as they are computed, so a cutoff
             # holds at most one group of full-length temporaries.
-            for group in self._column_groups(ts, codes, spec):
+            for group in self._column_groups(ts, codes, spec, last=k == len(cutoffs) - 1):
                 for name, values in group.items():
                     out = arrays.get(name)
                     if out is not None:
                         _fill(out, pos, end, values, name)
+                    elif isinstance(values, _Coded):
+                        if name not in coded:
+                            codes = np.empty(total, dtype=values.codes.dtype)
+                            coded[name] = (codes, values.categories)
+                        _fill(coded[name][0], pos, end, values.codes, name)
                     elif name in chunks:
                         chunks[name].extend(_string_chunks(values))
                     missing.discard(name)
@@ -699,7 +825,15 @@ class PreparedEvents:
             data["as_of"] = as_of_index.astype(TIMESTAMP_DTYPE).array
         for info in catalog:
             found = arrays.get(info.name)
-            data[info.name] = found if found is not None else _string_column(chunks.pop(info.name))
+            if found is not None:
+                data[info.name] = found
+            elif info.name in coded:
+                codes, categories = coded.pop(info.name)
+                data[info.name] = pd.Categorical.from_codes(
+                    codes, dtype=pd.CategoricalDtype(categories, ordered=False), validate=False
+                )
+            else:
+                data[info.name] = _string_column(chunks.pop(info.name))
         return pd.DataFrame(data, copy=False)
 
     def _check_spec(self, spec: FeatureSpec) -> None:
@@ -720,28 +854,45 @@ class PreparedEvents:
         return np.flatnonzero(self.signup_us < ts.value // 1000).astype(_I64)
 
     def _column_groups(
-        self, ts: pd.Timestamp, codes: np.ndarray, spec: FeatureSpec
+        self, ts: pd.Timestamp, codes: np.ndarray, spec: FeatureSpec, *, last: bool
     ) -> Iterator[dict[str, Any]]:
         """The columns of ``spec`` (and ``customer_id``) at cutoff ``ts`` for ``codes``,
-        a few at a time (by family; windowed families by event type)."""
+        a few at a time (by family; windowed families by event type).
+
+        At the ``last`` cutoff of a call, structures only some families read (category
+        groups, purchase days, amount sums) are dropped right after their last reader,
+        before the remaining columns fill the output; a later call builds them again.
+        """
         cut = _Cutoff(self, ts.value // 1000, codes)
         yield {"customer_id": self._sorted_ids.take(pa.array(codes))}
-        # Families needing order ids come last: those are hashed in the background.
-        if spec.has("windowed") or spec.has("trend"):
-            for event_type in spec.event_types:
-                yield cut.windowed(spec, [event_type])
+        # Families reading per-call structures (purchase days, category groups) first,
+        # so that at the last cutoff those are dropped before most columns fill the
+        # output; families needing order ids come late: those are hashed in the
+        # background during the first cutoff.
         if spec.has("rhythm"):
             yield cut.rhythm(spec)
+        if last:
+            if spec.has("rfm"):
+                cut.purchase_day_counts()  # all rfm needs of the purchase days
+            self._days = None
         if spec.has("preference"):
             yield cut.preference(spec.preference.event_type)
+        if last:
+            self._groups.clear()
+        if spec.has("windowed") or spec.has("trend"):
+            for event_type in spec.event_types:
+                yield from cut.windowed(spec, event_type)
         if spec.has("attributes"):
             yield cut.attributes(spec, ts)
         if spec.has("rfm"):
             yield cut.rfm()
+        if last:  # windowed and rfm were the readers of amount sums
+            for typed in self._typed.values():
+                typed.amount_cs = typed.amount = None
         if spec.has("activity"):
             yield cut.activity()
         if spec.has("engagement"):
-            yield cut.engagement(spec)
+            yield from cut.engagement(spec)
 
     def birth_years(self, column: str) -> np.ndarray:
         """The customers' ``column`` as float64 years (NaN when missing or not a number)."""
@@ -749,12 +900,16 @@ class PreparedEvents:
             dtype=np.float64, na_value=np.nan
         )
 
-    def attribute_strings(self, column: str) -> pa.ChunkedArray:
-        """The customers' ``column`` as strings (in code order), converted once."""
-        found = self._attribute_strings.get(column)
+    def attribute_codes(self, column: str) -> tuple[np.ndarray, pd.Index]:
+        """The customers' ``column`` as (category position per customer code, -1 when
+        missing; the categories: its distinct values as strings, sorted), coded once."""
+        found = self._attribute_codes.get(column)
         if found is None:
-            found = _to_arrow(self.customers[column].astype("string"))
-            self._attribute_strings[column] = found
+            values = self.customers[column].astype("string")
+            categories = pd.Index(values.dropna().unique(), dtype="string").sort_values()
+            codes = categories.get_indexer(values)
+            found = (codes.astype(_code_dtype(len(categories))), categories)
+            self._attribute_codes[column] = found
         return found
 
 
@@ -784,6 +939,23 @@ def _fill(out: np.ndarray, start: int, end: int, values: Any, name: str) -> None
     raise FeaturesError(f"Feature '{name}' must be computed as {dst}. Got {src} instead.")
 
 
+@dataclass(frozen=True)
+class _Coded:
+    """One cutoff's values of a ``category`` feature: positions in ``categories``
+    (-1 for null)."""
+
+    codes: np.ndarray
+    categories: pd.Index
+
+
+def _code_dtype(n_categories: int) -> Any:
+    """The smallest signed integer dtype holding codes -1 .. n_categories - 1."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_categories <= np.iinfo(dtype).max:
+            return dtype
+    return _I64
+
+
 def _string_chunks(values: Any) -> list[pa.Array]:
     arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
     arr = arr.cast(pa.large_string())
@@ -809,6 +981,7 @@ class _Cutoff:
         self.codes = codes
         self._ends: dict[tuple[str, int], np.ndarray] = {}
         self._tenure: np.ndarray | None = None
+        self._n_days: np.ndarray | None = None
 
     def start(self, event_type: str) -> np.ndarray:
         return self.p.typed(event_type).starts[self.codes]
@@ -820,7 +993,9 @@ class _Cutoff:
         if found is None:
             typed = self.p.typed(event_type)
             rel = min(max(self.rel - back_days * DAY_S, 0), _REL_MAX)
-            found = np.searchsorted(typed.key, (self.codes << 32) | rel, side="left").astype(_I64)
+            found = np.searchsorted(typed.key, (self.codes << 32) | rel, side="left").astype(
+                self.p.index_dtype
+            )
             self._ends[k] = found
         return found
 
@@ -841,7 +1016,7 @@ class _Cutoff:
         e, s = self.end(event_type), self.start(event_type)
         out = np.full(len(self.codes), np.nan)
         has = e > s
-        out[has] = (self.cut_us - typed.t_us[e[has] - 1]) / DAY_US
+        out[has] = (self.cut_us - typed.t_at(e[has] - 1)) / DAY_US
         return out
 
     def tenure(self) -> np.ndarray:
@@ -853,9 +1028,8 @@ class _Cutoff:
         p = self.p.typed("purchase")
         s, e = self.start("purchase"), self.end("purchase")
         orders_cs = self.p.order_counts()
-        days = self.p.days()
         orders = orders_cs[e] - orders_cs[s] if len(p) else np.zeros(len(s), dtype=_I64)
-        n_days = days.row_cs[e] - days.row_cs[s] if len(p) else np.zeros(len(s), dtype=_I64)
+        n_days = self.purchase_day_counts()
         total = self.amount("purchase") - self.amount("refund")
         mean = np.full(len(s), np.nan)
         np.divide(total, orders, out=mean, where=orders > 0)
@@ -875,29 +1049,39 @@ class _Cutoff:
             "monetary_max": maximum,
         }
 
-    def windowed(
-        self, spec: FeatureSpec, event_types: Sequence[str] | None = None
-    ) -> dict[str, Any]:
-        """Windowed and trend columns of ``event_types`` (default: the spec's)."""
-        cols: dict[str, Any] = {}
+    def windowed(self, spec: FeatureSpec, etype: str) -> Iterator[dict[str, Any]]:
+        """Windowed and trend columns of ``etype``, one window at a time."""
         amount_types = set(spec.amount_event_types)
-        for etype in spec.event_types if event_types is None else event_types:
-            for w in spec.windows:
-                if spec.has("windowed"):
-                    cols[f"{etype}_count_{w}d"] = self.count(etype, w)
-                    if etype in amount_types:
-                        cols[f"{etype}_amount_{w}d"] = self.amount(etype, w)
-                if spec.has("trend"):
-                    last = self.count(etype, w)
-                    prev = self.end(etype, w) - self.end(etype, 2 * w)
-                    both = last + prev
-                    trend = np.zeros(len(last))
-                    np.divide(last - prev, both, out=trend, where=both > 0)
-                    cols[f"{etype}_count_trend_{w}d"] = trend
-            # Window bounds serve only this type's columns: do not keep them around.
-            for key in [k for k in self._ends if k[0] == etype and k[1]]:
+        for w in spec.windows:
+            cols: dict[str, Any] = {}
+            if spec.has("windowed"):
+                cols[f"{etype}_count_{w}d"] = self.count(etype, w)
+                if etype in amount_types:
+                    cols[f"{etype}_amount_{w}d"] = self.amount(etype, w)
+            if spec.has("trend"):
+                last = self.count(etype, w)
+                prev = self.end(etype, w) - self.end(etype, 2 * w)
+                both = last + prev
+                trend = np.zeros(len(last))
+                np.divide(last - prev, both, out=trend, where=both > 0)
+                cols[f"{etype}_count_trend_{w}d"] = trend
+                del last, prev, both
+            # A window's bounds serve only its own columns and the next trend.
+            for key in [k for k in self._ends if k[0] == etype and 0 < k[1] < w]:
                 del self._ends[key]
-        return cols
+            yield cols
+        for key in [k for k in self._ends if k[0] == etype and k[1]]:
+            del self._ends[key]
+
+    def purchase_day_counts(self) -> np.ndarray:
+        """Distinct purchase days per customer before the cutoff (kept for the cutoff)."""
+        if self._n_days is None:
+            if len(self.p.typed("purchase")):
+                row_cs = self.p.days().row_cs
+                self._n_days = row_cs[self.end("purchase")] - row_cs[self.start("purchase")]
+            else:
+                self._n_days = np.zeros(len(self.codes), dtype=_I64)
+        return self._n_days
 
     def _day_rows_in_prefix(self) -> tuple[_Days, np.ndarray, np.ndarray, np.ndarray]:
         """Purchase-day rows before the cutoff: (days, mask, first row, row count)."""
@@ -906,11 +1090,10 @@ class _Cutoff:
             zeros = np.zeros(len(self.codes), dtype=_I64)
             return days, np.zeros(0, dtype=bool), zeros, zeros
         ds = days.row_cs[self.start("purchase")]
-        de = days.row_cs[self.end("purchase")]
-        end_by_code = days.row_cs[self.p.typed("purchase").starts[:-1]].copy()
-        end_by_code[self.codes] = de
-        mask = np.arange(len(days.code), dtype=_I64) < end_by_code[days.code]
-        return days, mask, ds, de - ds
+        end_by_code = days.row_cs[self.p.typed("purchase").starts[:-1]]
+        end_by_code[self.codes] = ds + self.purchase_day_counts()
+        mask = np.arange(len(days.code), dtype=days.row_cs.dtype) < end_by_code[days.code]
+        return days, mask, ds, self.purchase_day_counts()
 
     def rhythm(self, spec: FeatureSpec) -> dict[str, Any]:
         r = spec.rhythm
@@ -928,8 +1111,10 @@ class _Cutoff:
             sq = days.gap_sq_cs[ds[multi] + nd[multi]] - days.gap_sq_cs[ds[multi]]
             gap_mean[multi] = mean
             gap_std[multi] = np.sqrt(np.maximum(sq / n_gaps - mean * mean, 0.0))
-            with_gap = mask & ~days.first
-            packed = (days.code[with_gap] << 24) | np.minimum(days.gap[with_gap], 2**24 - 1)
+            with_gap = mask & (days.gap > 0)  # all but each customer's first day
+            packed = (days.code[with_gap].astype(_I64) << 24) | np.minimum(
+                days.gap[with_gap], 2**24 - 1
+            )
             packed.sort()
             vals = packed & (2**24 - 1)
             offsets = np.concatenate([[0], np.cumsum(n_gaps)[:-1]])
@@ -952,18 +1137,31 @@ class _Cutoff:
         active = np.bincount(days.code[in_weeks & new_week], minlength=self.p.n_customers)
         active_share = np.minimum(active[self.codes] / weeks_avail, 1.0)
 
-        n_per, per_days = r.loyalty_periods, r.loyalty_period_days
+        # Loyalty: x = purchase days per period over the customer's n_eff periods. The
+        # periods with x > 0 are runs of equal (customer, period) among the day rows,
+        # so sums of x and x**2 per customer need no customers x periods matrix.
+        per_days = r.loyalty_period_days
+        n_eff = np.clip(np.ceil(tenure / per_days), 1, r.loyalty_periods)
+        n_eff_by_code = np.zeros(self.p.n_customers, dtype=np.int32)
+        n_eff_by_code[self.codes] = n_eff
         period = age // per_days
-        in_per = mask & (period < n_per)
-        matrix = np.bincount(
-            days.code[in_per] * n_per + period[in_per], minlength=self.p.n_customers * n_per
-        ).reshape(self.p.n_customers, n_per)[self.codes]
-        n_eff = np.clip(np.ceil(tenure / per_days), 1, n_per)
-        inside = np.arange(n_per)[None, :] < n_eff[:, None]
-        x = np.where(inside, matrix, 0).astype(np.float64)
-        x_mean = x.sum(axis=1) / n_eff
-        x_std = np.sqrt((np.where(inside, x - x_mean[:, None], 0.0) ** 2).sum(axis=1) / n_eff)
-        share = ((x > 0) & inside).sum(axis=1) / n_eff
+        sel = np.flatnonzero(mask & (period < n_eff_by_code[days.code]))
+        del n_eff_by_code
+        c, per = days.code[sel], period[sel]
+        del sel, period
+        new_run = np.ones(len(c), dtype=bool)
+        new_run[1:] = (c[1:] != c[:-1]) | (per[1:] != per[:-1])
+        heads = np.flatnonzero(new_run)
+        x = np.diff(np.append(heads, len(c))).astype(np.float64)
+        run_code = c[heads]
+        del c, per, new_run, heads
+        size = self.p.n_customers
+        s1 = np.bincount(run_code, weights=x, minlength=size)[self.codes]
+        s2 = np.bincount(run_code, weights=x * x, minlength=size)[self.codes]
+        share = np.bincount(run_code, minlength=size)[self.codes] / n_eff
+        # Population variance over n_eff periods, from integer sums (exact).
+        x_mean = s1 / n_eff
+        x_std = np.sqrt(np.maximum(n_eff * s2 - s1 * s1, 0.0)) / n_eff
         loyalty = np.zeros(n)
         pos = x_mean > 0
         loyalty[pos] = share[pos] / (1.0 + x_std[pos] / x_mean[pos])
@@ -1021,7 +1219,7 @@ class _Cutoff:
                 stop = max(int(np.searchsorted(e_has, lo + _BLOCK_EVENTS, side="right")), first + 1)
                 hi = int(e_has[stop - 1])
                 age = np.empty(hi - lo + 1)  # + a sentinel: reduceat bounds may equal hi
-                np.subtract(self.cut_us, typed.t_us[lo:hi], out=age[:-1])
+                np.subtract(self.cut_us, typed.t_at(slice(lo, hi)), out=age[:-1])
                 np.divide(age[:-1], DAY_US, out=age[:-1])
                 np.maximum(age, 0.0, out=age)  # later events are outside every range
                 age[-1] = 0.0
@@ -1035,11 +1233,11 @@ class _Cutoff:
                 first = stop
         return sums
 
-    def engagement(self, spec: FeatureSpec) -> dict[str, Any]:
+    def engagement(self, spec: FeatureSpec) -> Iterator[dict[str, Any]]:
+        """The engagement columns, a few at a time."""
         g = spec.engagement
         n = len(self.codes)
         exposure = np.maximum(self.tenure(), 1.0)
-        cols: dict[str, Any] = {}
         rate_sum = np.zeros(n)
         for etype in g.event_types:
             rate = self.count(etype) / exposure
@@ -1049,25 +1247,33 @@ class _Cutoff:
             np.divide(
                 self.count(etype, g.recent_days), rate * g.recent_days, out=ratio, where=rate > 0
             )
-            cols[f"{etype}_recency_days"] = recency
-            cols[f"{etype}_per_day"] = rate
-            cols[f"{etype}_silence"] = recency * rate
-            cols[f"{etype}_recent_ratio"] = ratio
+            self._ends.pop((etype, g.recent_days), None)
+            yield {
+                f"{etype}_recency_days": recency,
+                f"{etype}_per_day": rate,
+                f"{etype}_silence": recency * rate,
+                f"{etype}_recent_ratio": ratio,
+            }
+            del rate, recency, ratio
         engaged = self._decayed(g.event_types, g.decay_days)
         bought = self._decayed(["purchase"], g.decay_days)
         for tau, decayed, purchases in zip(g.decay_days, engaged, bought, strict=True):
             ratio = np.full(n, np.nan)
             np.divide(decayed, rate_sum * tau, out=ratio, where=rate_sum > 0)
-            cols[f"engagement_decayed_{tau}d"] = decayed
-            cols[f"engagement_decayed_{tau}d_ratio"] = ratio
-            cols[f"purchase_decayed_{tau}d"] = purchases
+            yield {
+                f"engagement_decayed_{tau}d": decayed,
+                f"engagement_decayed_{tau}d_ratio": ratio,
+                f"purchase_decayed_{tau}d": purchases,
+            }
+        del engaged, bought, rate_sum
+        cols: dict[str, Any] = {}
         p = self.p.typed("purchase")
         s, e = self.start("purchase"), self.end("purchase")
         has = e > s
         per_day = np.full(n, np.nan)
         if has.any():
             orders_cs = self.p.order_counts()
-            since_first = (self.cut_us - p.t_us[s[has]]) / DAY_US
+            since_first = (self.cut_us - p.t_at(s[has])) / DAY_US
             per_day[has] = (orders_cs[e[has]] - orders_cs[s[has]]) / np.maximum(since_first, 1.0)
         recency = self.days_since_last("purchase")
         cols["purchase_per_day"] = per_day
@@ -1075,12 +1281,12 @@ class _Cutoff:
         for etype, name in (("complaint", "complained"), ("refund", "refunded")):
             since = self.days_since_last(etype)
             cols[f"{name}_since_last_purchase"] = has & (since <= recency)
-        return cols
+        yield cols
 
     def preference(self, event_type: str) -> dict[str, Any]:
         g = self.p.groups(event_type)
         size = self.p.n_customers
-        seen = _prefix_sum(g.t_us < self.cut_us)
+        seen = _prefix_sum(g.seconds < min(max(self.rel, 0), _REL_MAX))
         cnt = seen[g.bounds[1:]] - seen[g.bounds[:-1]]
         total = np.bincount(g.code, weights=cnt, minlength=size)
         distinct = np.bincount(g.code, weights=cnt > 0, minlength=size)
@@ -1116,16 +1322,18 @@ class _Cutoff:
     def attributes(self, spec: FeatureSpec, ts: pd.Timestamp) -> dict[str, Any]:
         a = spec.attributes
         cols: dict[str, Any] = {}
-        taken = pa.array(self.codes)
         if a.birth_year_column:
             age = ts.year - self.p.birth_years(a.birth_year_column)[self.codes]
             known = ~np.isnan(age)
             band = np.searchsorted(a.age_bands, np.where(known, age, 0), side="right")
-            labels = pa.array(age_band_labels(a.age_bands), type=pa.large_string())
+            labels = pd.Index(age_band_labels(a.age_bands), dtype="string")
             cols["age"] = age
-            cols["age_band"] = labels.take(pa.array(band, mask=~known))
+            cols["age_band"] = _Coded(
+                np.where(known, band, -1).astype(_code_dtype(len(labels))), labels
+            )
         for column in a.columns:
-            cols[column] = self.p.attribute_strings(column).take(taken)
+            codes, categories = self.p.attribute_codes(column)
+            cols[column] = _Coded(codes[self.codes], categories)
         return cols
 
 

@@ -19,13 +19,16 @@ and a many-date feature frame hold exactly these dtypes):
 * every other continuous value (days, ratios, trends, rates, scores, shares, entropy,
   age, decayed counts) is ``float32``: about 7 significant digits, far finer than any
   of them is meaningful, at half the memory of a long training table;
-* flags are ``bool``; categorical values (attributes, age band, top category) are
-  ``string``.
+* flags are ``bool``; attributes and the age band are ``category`` (one byte per row
+  instead of a string), with declared categories that do not depend on ``as_of``: the
+  sorted distinct values of the attribute's column in the customers table, the age
+  bands in age order; ``top_category`` is ``string`` (the categories seen in events
+  would depend on events after ``as_of``).
 
 Missing values: counts, sums and flags are never null (0 / ``False`` when nothing
 happened); a floating-point feature is NaN when undefined (e.g. ``recency_days`` of a
 customer who never purchased, with ``never_purchased`` saying why; a ratio whose
-denominator is 0); a categorical is ``<NA>`` when the fact is missing. Each feature's
+denominator is 0); a categorical or string value is null when the fact is missing. Each feature's
 description states when it is null.
 """
 
@@ -290,8 +293,8 @@ class FeatureInfo:
         name: Column name in feature frames.
         family: Family it belongs to.
         dtype: pandas dtype of the column: ``int32`` (counts), ``float64`` (money),
-            ``float32`` (other continuous values), ``bool`` or ``string``; floating
-            columns use NaN for null, ``string`` columns ``<NA>``.
+            ``float32`` (other continuous values), ``bool``, ``category`` or
+            ``string``; floating columns use NaN for null, the others ``<NA>``/NaN.
         unit: Unit of the value (``days``, ``events``, ``currency``, ``ratio``, ...).
         description: Exact definition, including when the value is null.
     """
@@ -531,19 +534,21 @@ def feature_catalog(spec: FeatureSpec | None = None) -> list[FeatureInfo]:
             add(
                 "age_band",
                 "attributes",
-                "string",
+                "category",
                 "band",
                 "Age band, one of "
                 + ", ".join(age_band_labels(a.age_bands))
-                + ". Null if age is unknown.",
+                + " (the categories, in this order). Null if age is unknown.",
             )
         for column in a.columns:
             add(
                 column,
                 "attributes",
-                "string",
                 "category",
-                f"The customer's '{column}' attribute fact. Null if missing.",
+                "category",
+                f"The customer's '{column}' attribute fact; its categories are the "
+                "distinct values of that column in the customers table, sorted. "
+                "Null if missing.",
             )
     if spec.has("engagement"):
         _engagement_catalog(spec.engagement, add)

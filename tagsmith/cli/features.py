@@ -10,7 +10,12 @@ import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from features.build import FEATURE_EVENT_COLUMNS, normalize_as_of, prepare_events
+from features.build import (
+    FEATURE_EVENT_COLUMNS,
+    lean_allocators,
+    normalize_as_of,
+    prepare_events,
+)
 from features.errors import StoreError
 from features.snapshots import FeatureStore
 from features.spec import FeatureSpec, default_spec, feature_catalog, load_spec, spec_hash
@@ -49,6 +54,7 @@ def features() -> None:
 @pass_project
 def build(project: Project, as_of: tuple[str, ...]) -> None:
     """Compute features as of each DATE and write one snapshot per date atomically."""
+    lean_allocators()
     facts = FactStore(project.facts_dir)
     spec = project_spec(project)
     fingerprint = facts.fingerprint()

@@ -154,8 +154,9 @@ def list_models(project: Project) -> None:
         table.add_column(col, overflow="fold")
     for m in found:
         aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items())) or "-"
-        table.add_row(m.name, str(m.n_versions), f"v{m.latest_version}", aliases,
-                      _when(m.updated_at))
+        table.add_row(
+            m.name, str(m.n_versions), f"v{m.latest_version}", aliases, _when(m.updated_at)
+        )
     console.print(table)
 
 
@@ -172,8 +173,13 @@ def show(project: Project, name: str) -> None:
     for v in versions:
         window = ", ".join(f"{k}={val}" for k, val in v.training_window.items()) or "-"
         table.add_row(
-            f"v{v.version}", ", ".join(v.aliases) or "-", _when(v.created_at), v.user or "-",
-            _headline_metrics(v), window, (v.run_id or "-")[:12],
+            f"v{v.version}",
+            ", ".join(v.aliases) or "-",
+            _when(v.created_at),
+            v.user or "-",
+            _headline_metrics(v),
+            window,
+            (v.run_id or "-")[:12],
         )
     console.print(table)
     spans = registry.history.intervals(name)
@@ -194,12 +200,15 @@ def compare(project: Project, name: str, v1: str, v2: str) -> None:
     """Logged metrics and parameters of two versions of NAME side by side (V: number or alias)."""
     registry = open_registry(project)
     a, b = registry.version(name, v1), registry.version(name, v2)
-    table = Table(title=f"{name}: v{a.version} vs v{b.version} (logged at training)",
-                  title_justify="left")
+    table = Table(
+        title=f"{name}: v{a.version} vs v{b.version} (logged at training)", title_justify="left"
+    )
     for col in ("metric", f"v{a.version}", f"v{b.version}", "delta"):
         table.add_column(col, justify="right" if col != "metric" else "left")
-    keys = sorted(set(a.metrics) | set(b.metrics),
-                  key=lambda k: (_HEADLINE.index(k) if k in _HEADLINE else len(_HEADLINE), k))
+    keys = sorted(
+        set(a.metrics) | set(b.metrics),
+        key=lambda k: (_HEADLINE.index(k) if k in _HEADLINE else len(_HEADLINE), k),
+    )
     for k in keys:
         x, y = a.metrics.get(k, math.nan), b.metrics.get(k, math.nan)
         table.add_row(k, _num(x), _num(y), _signed(y - x))
@@ -236,9 +245,15 @@ def history(project: Project, name: str, alias: str | None) -> None:
     for col in ("alias", "version", "from", "to", "moved by", "action", "reason"):
         table.add_column(col, overflow="fold")
     for s in spans:
-        table.add_row(s.alias, f"v{s.version}", _when(s.start),
-                      "now" if s.end is None else _when(s.end), s.actor, s.action,
-                      s.reason or "-")
+        table.add_row(
+            s.alias,
+            f"v{s.version}",
+            _when(s.start),
+            "now" if s.end is None else _when(s.end),
+            s.actor,
+            s.action,
+            s.reason or "-",
+        )
     console.print(table)
 
 
@@ -255,8 +270,14 @@ def rollback(project: Project, name: str, reason: str, role: str | None) -> None
     if features is None:
         console.print("No facts imported: the restored version is load-checked only.")
     result = rollback_champion(
-        registry, name, actor=default_actor(), role=resolve_role(project, role),
-        reason=reason, features=features, smoke_rows=rows, audit=audit_log(project),
+        registry,
+        name,
+        actor=default_actor(),
+        role=resolve_role(project, role),
+        reason=reason,
+        features=features,
+        smoke_rows=rows,
+        audit=audit_log(project),
     )
     console.print(
         f"{name}: {CHAMPION} rolled back from v{result.from_version} to v{result.to_version} "
@@ -278,31 +299,46 @@ def _candidate_contract(
 
 
 def _verdict(result: PromotionResult) -> str:
-    before = "there was no champion" if result.previous_champion is None else (
-        f"it replaced champion v{result.previous_champion}"
+    before = (
+        "there was no champion"
+        if result.previous_champion is None
+        else (f"it replaced champion v{result.previous_champion}")
     )
     if result.forced:
-        return (f"[yellow]FORCED[/]: v{result.candidate} is now champion despite failed gates "
-                f"(reason recorded: {result.reason!r}); {before}.")
+        return (
+            f"[yellow]FORCED[/]: v{result.candidate} is now champion despite failed gates "
+            f"(reason recorded: {result.reason!r}); {before}."
+        )
     if result.promoted:
         return f"[green]PROMOTED[/]: v{result.candidate} is now champion; {before}."
     failed = ", ".join(o.metric for o in result.report.failures)
-    kept = ("there is still no champion" if result.previous_champion is None
-            else f"champion v{result.previous_champion} is unchanged")
-    return (f"[red]REJECTED[/]: v{result.candidate} failed {failed}; {kept}. "
-            "Override with --force --reason TEXT.")
+    kept = (
+        "there is still no champion"
+        if result.previous_champion is None
+        else f"champion v{result.previous_champion} is unchanged"
+    )
+    return (
+        f"[red]REJECTED[/]: v{result.candidate} failed {failed}; {kept}. "
+        "Override with --force --reason TEXT."
+    )
 
 
 @models.command()
 @click.argument("name")
-@click.option("--version", "version", default=None, metavar="V",
-              help="Version (number or alias) to promote. Default: the current challenger.")
+@click.option(
+    "--version",
+    "version",
+    default=None,
+    metavar="V",
+    help="Version (number or alias) to promote. Default: the current challenger.",
+)
 @click.option("--force", is_flag=True, help="Promote even if gates fail (needs --reason).")
 @click.option("--reason", default="", help="Why (required with --force; always recorded).")
 @role_option
 @pass_project
-def promote(project: Project, name: str, version: str | None, force: bool, reason: str,
-            role: str | None) -> None:
+def promote(
+    project: Project, name: str, version: str | None, force: bool, reason: str, role: str | None
+) -> None:
     """Re-score NAME's candidate and champion on the latest labelled window; promote if gates pass.
 
     With no champion yet, the candidate must beat the best baseline instead. Exit code
@@ -322,19 +358,33 @@ def promote(project: Project, name: str, version: str | None, force: bool, reaso
         )
     window = rescoring.window
     result = promote_version(
-        registry, name, window, project.config.promotion,
-        actor=default_actor(), role=resolve_role(project, role), version=version,
-        force=force, reason=reason, baselines=rescoring.baseline_scores,
+        registry,
+        name,
+        window,
+        project.config.promotion,
+        actor=default_actor(),
+        role=resolve_role(project, role),
+        version=version,
+        force=force,
+        reason=reason,
+        baselines=rescoring.baseline_scores,
         audit=audit_log(project),
     )
-    against = ("the best baseline per metric" if result.report.against == "baselines"
-               else f"champion v{result.previous_champion}")
-    console.print(render_gate_table(
-        result.report,
-        title=(f"{name}: v{result.candidate} vs {against}, re-scored on cutoff "
-               f"{window.cutoff.date()} + {window.horizon_days}d ({len(window.labels):,} "
-               "customers)"),
-    ))
+    against = (
+        "the best baseline per metric"
+        if result.report.against == "baselines"
+        else f"champion v{result.previous_champion}"
+    )
+    console.print(
+        render_gate_table(
+            result.report,
+            title=(
+                f"{name}: v{result.candidate} vs {against}, re-scored on cutoff "
+                f"{window.cutoff.date()} + {window.horizon_days}d ({len(window.labels):,} "
+                "customers)"
+            ),
+        )
+    )
     console.print(_verdict(result))
     if not result.promoted:
         sys.exit(1)
@@ -358,12 +408,14 @@ def _rule_producers(project: Project, tag: str, rescoring: Rescoring) -> dict[st
     features = rescoring.rule_features()
     window = rescoring.window
     rows = evaluate_tags(
-        features, rescoring.events, catalogue, as_of=window.cutoff,
+        features,
+        rescoring.events,
+        catalogue,
+        as_of=window.cutoff,
         tag_ids=sorted({s.partition("=")[0] for s in specs}),
     )
     return {
-        f"rule {spec}": rule_producer_scores(rows, features["customer_id"], spec)
-        for spec in specs
+        f"rule {spec}": rule_producer_scores(rows, features["customer_id"], spec) for spec in specs
     }
 
 
@@ -375,9 +427,7 @@ def contest(project: Project, tag: str, role: str | None) -> None:
     """Score every producer of TAG (rule tags, baselines, models) on the same labelled window."""
     task_by_tag = {t: task for task, t in TAG_OF_TASK.items()}
     if tag not in task_by_tag:
-        raise PromotionError(
-            f"Expected a predicted tag among {sorted(task_by_tag)}. Got {tag!r}."
-        )
+        raise PromotionError(f"Expected a predicted tag among {sorted(task_by_tag)}. Got {tag!r}.")
     task = task_by_tag[tag]
     name = f"{task}-predictor"
     with console.status("building the latest labelled window"):
@@ -399,8 +449,10 @@ def contest(project: Project, tag: str, role: str | None) -> None:
             producers[label] = registry.load(name, v).predict(window.features)
     table = contest_producers(task, window.labels, producers)
     out = Table(
-        title=(f"{tag}: producers on cutoff {window.cutoff.date()} + {window.horizon_days}d "
-               f"({len(window.labels):,} customers)"),
+        title=(
+            f"{tag}: producers on cutoff {window.cutoff.date()} + {window.horizon_days}d "
+            f"({len(window.labels):,} customers)"
+        ),
         title_justify="left",
     )
     for col in table.columns:
@@ -409,7 +461,11 @@ def contest(project: Project, tag: str, role: str | None) -> None:
         out.add_row(row[0], *(_num(float(x)) for x in row[1:]))
     console.print(out)
     audit_log(project).append(
-        actor=default_actor(), role=resolve_role(project, role), action="models.contest",
-        tags=[tag], n_customers=len(window.labels), query=f"models contest {tag}",
+        actor=default_actor(),
+        role=resolve_role(project, role),
+        action="models.contest",
+        tags=[tag],
+        n_customers=len(window.labels),
+        query=f"models contest {tag}",
         extra={"cutoff": str(window.cutoff), "producers": list(table["producer"])},
     )

@@ -223,9 +223,7 @@ def transitions_cmd(
     for col in ("date", "from", "to", "customers"):
         table.add_column(col)
     for row in counts.reset_index(name="n").to_dict("records"):
-        table.add_row(
-            day(row["at"]), str(row["from_value"]), str(row["to_value"]), f"{row['n']:,}"
-        )
+        table.add_row(day(row["at"]), str(row["from_value"]), str(row["to_value"]), f"{row['n']:,}")
     console.print(table)
     if customer is None:
         return

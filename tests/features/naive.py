@@ -41,7 +41,16 @@ def naive_features(
     frame = pd.DataFrame(rows, columns=names)
     frame["customer_id"] = frame["customer_id"].astype("string")
     for info in feature_catalog(spec):
-        frame[info.name] = frame[info.name].astype(info.dtype)  # type: ignore[call-overload]
+        if info.dtype == "category":
+            # Declared categories: the bands in age order, an attribute's distinct values.
+            if info.name == "age_band":
+                levels = age_band_labels(spec.attributes.age_bands)
+            else:
+                levels = sorted({str(v) for v in customers[info.name] if not _missing(v)})
+            dtype = pd.CategoricalDtype(pd.Index(levels, dtype="string"))
+            frame[info.name] = frame[info.name].astype("string").astype(dtype)
+        else:
+            frame[info.name] = frame[info.name].astype(info.dtype)  # type: ignore[call-overload]
     return frame
 
 

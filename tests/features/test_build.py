@@ -226,8 +226,10 @@ def test_catalogue_dtypes_follow_the_dtype_policy() -> None:
             assert info.dtype == "float64", info.name  # cents and money thresholds exact
         elif info.unit == "flag":
             assert info.dtype == "bool", info.name
-        elif info.unit in ("category", "band"):
-            assert info.dtype == "string", info.name
+        elif info.name == "top_category":
+            assert info.dtype == "string"  # categories seen in events would leak the future
+        elif info.family == "attributes" and info.unit in ("category", "band"):
+            assert info.dtype == "category", info.name
         elif ("_count_" in info.name and "trend" not in info.name) or info.name.endswith(
             ("_count", "frequency_orders", "frequency_days", "distinct_categories")
         ):
@@ -303,7 +305,22 @@ def test_prepared_events_serve_repeated_calls_identically() -> None:
     )
     prepared = prepare_events(customers, events)
     first = prepared.build_features("2021-03-01")
+    # Per-call structures are dropped after their last reader, and built again.
+    assert prepared._days is None
+    assert not prepared._groups
+    assert prepared.typed("purchase").amount_cs is None
     pd.testing.assert_frame_equal(prepared.build_features("2021-03-01"), first)
+    pd.testing.assert_frame_equal(
+        prepared.build_features(["2021-02-15", "2021-03-01"]).iloc[1:].reset_index(drop=True),
+        pd.concat(
+            [
+                first[["customer_id"]],
+                pd.DataFrame({"as_of": [pd.Timestamp("2021-03-01", tz="UTC")]}),
+                first.iloc[:, 1:],
+            ],
+            axis=1,
+        ),
+    )
 
 
 def test_spec_attribute_missing_from_customers_is_named() -> None:
@@ -455,3 +472,32 @@ def test_decayed_sums_do_not_depend_on_the_block_size(monkeypatch: pytest.Monkey
     whole = build_features(customers, events, as_of=as_of)
     monkeypatch.setattr(build, "_BLOCK_EVENTS", 7)
     pd.testing.assert_frame_equal(build_features(customers, events, as_of=as_of), whole)
+
+
+@pytest.mark.parametrize("micros", [0, 7])
+def test_prepared_events_keep_only_the_search_key_when_they_can(micros: int) -> None:
+    customers, events = _frames(
+        [{"customer_id": c, "signup_at": BASE} for c in ("a", "b")],
+        [
+            {
+                "customer_id": c,
+                "occurred_at": BASE + pd.Timedelta(days=d, microseconds=micros * (d == 3)),
+                "event_type": t,
+                "amount": 2.5 if t == "purchase" else None,
+                "category": "x",
+            }
+            for c in ("a", "b")
+            for d, t in ((1, "browse"), (2, "purchase"), (3, "browse"), (4, "purchase"))
+        ],
+    )
+    events = events.sort_values(["customer_id", "occurred_at"], ignore_index=True)
+    prepared = prepare_events(customers, events)
+    browse = prepared.typed("browse")
+    # Whole-second times are read off the key; rows are found again from the types.
+    assert (browse._t_us is None) == (micros == 0)
+    assert browse._rows is None
+    got = prepared.build_features(BASE + pd.Timedelta(days=10))
+    assert got["browse_recency_days"].tolist() == pytest.approx([7 - micros * 1e-6 / 86_400] * 2)
+    assert browse.rows.tolist() == [0, 2, 4, 6]
+    micros_of = [ts.value // 1000 for ts in events["occurred_at"]]
+    assert browse.t_us.tolist() == [micros_of[i] for i in (0, 2, 4, 6)]
