@@ -172,32 +172,16 @@ class _Groups:
     labels: np.ndarray  # object: category label per code
 
 
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-_MMAP_THRESHOLD = 128 * 1024
-
-
 def lean_allocators() -> None:
-    """Make this process hand freed memory back to the system promptly.
+    """Let Arrow allocate with the system allocator in this process.
 
-    Process-wide, so not done by :func:`build_features` itself: ``tagsmith features
-    build`` calls it before loading facts, and so does ``benchmarks/features.py``.
-    Two settings, measured on 1M customers / 34M events over 12 cutoffs:
-
-    * Arrow allocates with the system allocator: its default (mimalloc) keeps the
-      pages the Parquet reader freed, about 0.2x the loaded events, where numpy's
-      arrays cannot reuse them.
-    * glibc's mmap threshold is fixed at 128 KiB: by default it rises up to 32 MiB
-      after large frees, and then freed temporaries below it stay resident between
-      live heap blocks (about 0.14x the events at the peak). The price is page faults
-      on every large temporary (a few percent of build time).
+    Arrow's default allocator (mimalloc) keeps the pages the Parquet reader freed,
+    about 0.15x the loaded events of a 1M-customer fact store, mapped where numpy's
+    arrays cannot reuse them. Process-wide, so not done by :func:`build_features`
+    itself: ``tagsmith features build`` calls it before loading facts, and so does
+    ``benchmarks/features.py``. Measured to cost no time there.
     """
     pa.set_memory_pool(pa.system_memory_pool())
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-        except OSError:  # not glibc (e.g. musl): nothing to tune
-            return
-        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 def normalize_as_of(value: AsOf) -> pd.Timestamp:
@@ -484,6 +468,31 @@ def _release_arrow_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
+def _load_malloc_trim() -> Callable[[int], object] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _release_freed_memory() -> None:
+    """Hand the memory a cutoff's temporaries used back to the system.
+
+    glibc serves arrays below its mmap threshold (which rises up to 32 MiB after large
+    frees) from heaps and returns only a heap's top, so freed temporaries would stay
+    resident below arrays still live (~0.15x the events by the last of 12 cutoffs);
+    ``malloc_trim`` returns those free pages too (about 10 ms a call).
+    """
+    _release_arrow_memory()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 def _micros(values: pd.Series) -> np.ndarray:
     """Microseconds since the epoch of a UTC timestamp column (no copy when possible)."""
     return np.asarray(values.to_numpy(dtype="datetime64[us]")).view(_I64)
@@ -553,11 +562,6 @@ class PreparedEvents:
         run_bounds = np.append(heads, len(t_all))
         row_dtype = np.int32 if len(t_all) < 2**31 else _I64
         self.index_dtype = row_dtype
-        # Whole-second times (the usual case) are read off the sort key: no copy kept.
-        whole_seconds = not any(
-            bool(np.any(t_all[i : i + _BLOCK_EVENTS] % SEC_US))
-            for i in range(0, len(t_all), _BLOCK_EVENTS)
-        )
 
         def rows_of(k: int) -> Callable[[], np.ndarray]:
             return lambda: np.flatnonzero(type_code == k).astype(row_dtype)
@@ -580,6 +584,8 @@ class PreparedEvents:
                     rows, c, t = rows[order], c[order], t[order]
                 starts = np.searchsorted(c, np.arange(self.n_customers + 1, dtype=_I64))
             key = np.floor_divide(t, SEC_US)
+            # Whole-second times (the usual case) are read off the key: no copy kept.
+            whole_seconds = bool(np.array_equal(key * SEC_US, t))
             key -= self.base_sec
             key |= np.left_shift(c, 32, out=c)
             return _Typed(
@@ -793,6 +799,12 @@ class PreparedEvents:
         chunks: dict[str, list[pa.Array]] = {
             name: [] for name in ["customer_id"] + [i.name for i in catalog if i.dtype == "string"]
         }
+        as_of_column: Any = None
+        if many:  # built first: its conversions copy, which would add to the final peak
+            stamps = np.array([ts.value // 1000 for ts in cutoffs], dtype="datetime64[us]")
+            as_of_index = pd.DatetimeIndex(np.repeat(stamps, sizes)).tz_localize("UTC")
+            as_of_column = as_of_index.astype(TIMESTAMP_DTYPE).array
+            del as_of_index
         # Category features: codes filled like numbers, categories fixed per column.
         coded: dict[str, tuple[np.ndarray, pd.Index]] = {}
         pos = 0
@@ -802,9 +814,12 @@ class PreparedEvents:
             missing = {"customer_id"} | {info.name for info in catalog}
             # Column groups are copied out as soon as they are computed, so a cutoff
             # holds at most one group of full-length temporaries.
-            for group in self._column_groups(
-                ts, codes, spec, last=release and k == len(cutoffs) - 1
-            ):
+            last = k == len(cutoffs) - 1
+            # The last of several cutoffs fills the output on top of everything else:
+            # return freed temporaries after each column group (one-cutoff builds peak
+            # far lower and skip the cost).
+            trim_groups = last and len(cutoffs) > 1
+            for group in self._column_groups(ts, codes, spec, last=release and last):
                 for name, values in group.items():
                     out = arrays.get(name)
                     if out is not None:
@@ -818,19 +833,21 @@ class PreparedEvents:
                         chunks[name].extend(_string_chunks(values))
                     missing.discard(name)
                 del group
+                if trim_groups:
+                    _release_freed_memory()
             if missing:
                 raise FeaturesError(
                     f"Expected the feature spec to yield every catalogued feature. "
                     f"Got none for {sorted(missing)}."
                 )
             pos = end
+            if len(cutoffs) > 1:
+                _release_freed_memory()
             if on_cutoff:
                 on_cutoff(ts)
         data: dict[str, Any] = {"customer_id": _string_column(chunks.pop("customer_id"))}
         if many:
-            stamps = np.array([ts.value // 1000 for ts in cutoffs], dtype="datetime64[us]")
-            as_of_index = pd.DatetimeIndex(np.repeat(stamps, sizes)).tz_localize("UTC")
-            data["as_of"] = as_of_index.astype(TIMESTAMP_DTYPE).array
+            data["as_of"] = as_of_column
         for info in catalog:
             found = arrays.get(info.name)
             if found is not None:
