@@ -72,7 +72,7 @@ FEATURE_EVENT_COLUMNS: tuple[str, ...] = (
 )
 _I64 = np.int64
 # Events per block where a per-event temporary would otherwise span a whole type.
-_BLOCK_EVENTS = 1 << 21
+_BLOCK_EVENTS = 1 << 20
 # One worker for preparation steps that overlap with the caller's work.
 _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-features")
 
@@ -896,7 +896,7 @@ class PreparedEvents:
         # output; families needing order ids come late: those are hashed in the
         # background during the first cutoff.
         if spec.has("rhythm"):
-            yield cut.rhythm(spec)
+            yield from cut.rhythm(spec)
         if last:
             if spec.has("rfm"):
                 cut.purchase_day_counts()  # all rfm needs of the purchase days
@@ -1123,7 +1123,8 @@ class _Cutoff:
         mask = np.arange(len(days.code), dtype=days.row_cs.dtype) < end_by_code[days.code]
         return days, mask, ds, self.purchase_day_counts()
 
-    def rhythm(self, spec: FeatureSpec) -> dict[str, Any]:
+    def rhythm(self, spec: FeatureSpec) -> Iterator[dict[str, Any]]:
+        """The rhythm columns in three groups (their temporaries span purchase days)."""
         r = spec.rhythm
         n = len(self.codes)
         days, mask, ds, nd = self._day_rows_in_prefix()
@@ -1143,16 +1144,25 @@ class _Cutoff:
             packed = (days.code[with_gap].astype(_I64) << 24) | np.minimum(
                 days.gap[with_gap], 2**24 - 1
             )
+            del with_gap
             packed.sort()
-            vals = packed & (2**24 - 1)
+            packed &= 2**24 - 1  # the gaps, per customer in ascending order
             offsets = np.concatenate([[0], np.cumsum(n_gaps)[:-1]])
             gap_median[multi] = (
-                vals[offsets + (n_gaps - 1) // 2] + vals[offsets + n_gaps // 2]
+                packed[offsets + (n_gaps - 1) // 2] + packed[offsets + n_gaps // 2]
             ) / 2.0
+            del packed
         recency = self.days_since_last("purchase")
         lateness = np.full(n, np.nan)
         np.divide(recency, gap_mean, out=lateness, where=multi & (gap_mean > 0))
         lateness[multi & (gap_mean == 0)] = np.nan
+        yield {
+            "gap_mean_days": gap_mean,
+            "gap_median_days": gap_median,
+            "gap_std_days": gap_std,
+            "lateness": lateness,
+        }
+        del gap_mean, gap_median, gap_std, lateness, recency
 
         tenure = self.tenure()
         last_day_no = -(-self.cut_us // DAY_US) - 1  # the last UTC day before the cutoff
@@ -1162,8 +1172,12 @@ class _Cutoff:
         in_weeks = mask & (week < r.active_weeks)
         new_week = np.ones(len(week), dtype=bool)
         new_week[1:] = (week[1:] != week[:-1]) | (days.code[1:] != days.code[:-1])
-        active = np.bincount(days.code[in_weeks & new_week], minlength=self.p.n_customers)
-        active_share = np.minimum(active[self.codes] / weeks_avail, 1.0)
+        new_week &= in_weeks
+        del week, in_weeks
+        active = np.bincount(days.code[new_week], minlength=self.p.n_customers)
+        del new_week
+        yield {"active_week_share": np.minimum(active[self.codes] / weeks_avail, 1.0)}
+        del active
 
         # Loyalty: x = purchase days per period over the customer's n_eff periods. The
         # periods with x > 0 are runs of equal (customer, period) among the day rows,
@@ -1173,8 +1187,9 @@ class _Cutoff:
         n_eff_by_code = np.zeros(self.p.n_customers, dtype=np.int32)
         n_eff_by_code[self.codes] = n_eff
         period = age // per_days
+        del age
         sel = np.flatnonzero(mask & (period < n_eff_by_code[days.code]))
-        del n_eff_by_code
+        del n_eff_by_code, mask
         c, per = days.code[sel], period[sel]
         del sel, period
         new_run = np.ones(len(c), dtype=bool)
@@ -1193,14 +1208,7 @@ class _Cutoff:
         loyalty = np.zeros(n)
         pos = x_mean > 0
         loyalty[pos] = share[pos] / (1.0 + x_std[pos] / x_mean[pos])
-        return {
-            "gap_mean_days": gap_mean,
-            "gap_median_days": gap_median,
-            "gap_std_days": gap_std,
-            "lateness": lateness,
-            "active_week_share": active_share,
-            "loyalty_score": loyalty,
-        }
+        yield {"loyalty_score": loyalty}
 
     def activity(self) -> dict[str, Any]:
         n = len(self.codes)
