@@ -28,9 +28,8 @@ How memory is measured (Linux):
   ``(peak - baseline) / events``, the memory the build adds on top of inputs the caller
   holds anyway, split into the output frame and working memory (everything else).
 
-Each phase first calls ``features.build.lean_allocators()``, as ``tagsmith features
-build`` does: the system allocator for Arrow and a fixed glibc mmap threshold, so freed
-memory goes back to the system (without them the 12-cutoff peak was ~3.06x).
+Each phase first calls ``features.build.lean_allocators()`` (Arrow allocates with the
+system allocator), as ``tagsmith features build`` does.
 
 Where the memory of the 12-cutoff run goes (1M customers, 34.1M events = 2,349 MB;
 RSS sampled around each column group, ``tracemalloc`` does not see numpy's pages):
@@ -45,8 +44,12 @@ RSS sampled around each column group, ``tracemalloc`` does not see numpy's pages
   read off it when whole seconds, rows found again from type codes), segment bounds,
   order counts; per-call structures (purchase days, category groups, amount sums,
   ~0.11x) are dropped at the last cutoff right after their last reader.
+* working memory ~0.03x: columns are handed over a few at a time, and the build returns
+  freed heap pages with ``malloc_trim`` between cutoffs and after each column group of
+  the last cutoff (glibc otherwise keeps ~0.15x resident by then).
 * the peak is reached inside the last cutoff, while its columns fill the output:
-  2.93x, of which working memory is within measurement noise.
+  2.96x. An RSS sampler (every 5 ms) saw brief excursions to ~3.03x during the decayed
+  sums of that cutoff that ``VmHWM`` did not record.
 
 Measurements:
 
