@@ -122,6 +122,15 @@ class _Typed:
         t *= SEC_US
         return t
 
+    def micros_until(self, cut_us: int, lo: int, hi: int, out: np.ndarray) -> None:
+        """``cut_us - t_us`` of events ``lo:hi`` into the int64 ``out`` (no temporary)."""
+        if self._t_us is not None:
+            np.subtract(cut_us, self._t_us[lo:hi], out=out)
+            return
+        np.bitwise_and(self.key[lo:hi], _REL_MASK, out=out)
+        np.multiply(out, -SEC_US, out=out)
+        out += cut_us - self.base_sec * SEC_US
+
     def seconds_at(self, at: np.ndarray | slice) -> np.ndarray:
         """Whole seconds since ``base_sec`` (floored) of the events at ``at``."""
         return self.key[at] & _REL_MASK
@@ -1239,6 +1248,8 @@ class _Cutoff:
     def _decayed(self, event_types: Sequence[str], taus: Sequence[int]) -> list[np.ndarray]:
         """Per time constant, the sum of exp(-age / tau) over ``event_types`` events."""
         sums = [np.zeros(len(self.codes)) for _ in taus]
+        # Block buffers, reused: no allocation per block.
+        micros, age, weight = np.empty(0, dtype=_I64), np.empty(0), np.empty(0)
         for etype in event_types:
             typed = self.p.typed(etype)
             s, e = self.start(etype), self.end(etype)
@@ -1254,18 +1265,20 @@ class _Cutoff:
                 lo = int(s_has[first])
                 stop = max(int(np.searchsorted(e_has, lo + _BLOCK_EVENTS, side="right")), first + 1)
                 hi = int(e_has[stop - 1])
-                age = np.empty(hi - lo + 1)  # + a sentinel: reduceat bounds may equal hi
-                np.subtract(self.cut_us, typed.t_at(slice(lo, hi)), out=age[:-1])
-                np.divide(age[:-1], DAY_US, out=age[:-1])
-                np.maximum(age, 0.0, out=age)  # later events are outside every range
-                age[-1] = 0.0
+                m = hi - lo
+                if m + 1 > len(age):  # + a sentinel: reduceat bounds may equal hi
+                    micros, age, weight = np.empty(m, _I64), np.empty(m + 1), np.empty(m + 1)
+                a, w = age[: m + 1], weight[: m + 1]
+                typed.micros_until(self.cut_us, lo, hi, micros[:m])
+                np.divide(micros[:m], DAY_US, out=a[:-1])
+                np.maximum(a, 0.0, out=a)  # later events are outside every range
+                a[-1] = 0.0
                 bounds = np.empty(2 * (stop - first), dtype=_I64)
                 bounds[0::2], bounds[1::2] = s_has[first:stop] - lo, e_has[first:stop] - lo
-                weight = np.empty_like(age)
                 for out, tau in zip(sums, taus, strict=True):
-                    np.divide(age, -tau, out=weight)
-                    np.exp(weight, out=weight)
-                    out[has[first:stop]] += np.add.reduceat(weight, bounds)[0::2]
+                    np.divide(a, -tau, out=w)
+                    np.exp(w, out=w)
+                    out[has[first:stop]] += np.add.reduceat(w, bounds)[0::2]
                 first = stop
         return sums
 
