@@ -180,9 +180,9 @@ def peak_mb() -> float:
     if PEAK_RESET:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1e3
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+                if line.startswith("VmHWM:"):  # in KiB: the figures are in 1e6 bytes
+                    return int(line.split()[1]) * 1024 / 1e6
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
 def core_spec() -> Any:
