@@ -25,7 +25,6 @@ when both windows are empty; attributes are null when the fact is missing.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import datetime as dt
 import os
@@ -478,38 +477,16 @@ def _release_arrow_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
-def _load_glibc() -> Any:
+def _load_malloc_trim() -> Callable[[int], object] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim, libc.mallopt  # noqa: B018 (glibc, not e.g. musl)
-    except (OSError, AttributeError):
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
         return None
-    return libc
 
 
-_GLIBC = _load_glibc()
-_MALLOC_TRIM = None if _GLIBC is None else _GLIBC.malloc_trim
-_M_MMAP_THRESHOLD = -3  # mallopt parameter
-# glibc's dynamic mmap threshold stops rising here (64-bit); setting it fixes it.
-_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
-
-
-class _OwnMappings:
-    """While active, every allocation above 128 KiB gets its own mapping, returned to
-    the system as soon as it is freed (glibc's default threshold rises up to 32 MiB,
-    below which freed temporaries stay on the heap until trimmed). Costs page faults,
-    so only the last cutoff of a long build, where the output is nearly full, uses
-    it; afterwards the threshold is left at 32 MiB, where glibc's own rise ends."""
-
-    def __enter__(self) -> None:
-        if _GLIBC is not None:
-            _GLIBC.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
-
-    def __exit__(self, *exc: object) -> None:
-        if _GLIBC is not None:
-            _GLIBC.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+_MALLOC_TRIM = _load_malloc_trim()
 
 
 def _release_freed_memory() -> None:
@@ -848,26 +825,25 @@ class PreparedEvents:
             # holds at most one group of full-length temporaries.
             last = k == len(cutoffs) - 1
             # The last of several cutoffs fills the output on top of everything else:
-            # its large temporaries get their own mappings and freed ones go back after
-            # each column group (one-cutoff builds peak far lower and skip the cost).
+            # return freed temporaries after each column group (one-cutoff builds peak
+            # far lower and skip the cost).
             trim_groups = last and len(cutoffs) > 1
-            with _OwnMappings() if trim_groups else contextlib.nullcontext():
-                for group in self._column_groups(ts, codes, spec, last=release and last):
-                    for name, values in group.items():
-                        out = arrays.get(name)
-                        if out is not None:
-                            _fill(out, pos, end, values, name)
-                        elif isinstance(values, _Coded):
-                            if name not in coded:
-                                column = np.empty(total, dtype=values.codes.dtype)
-                                coded[name] = (column, values.categories)
-                            _fill(coded[name][0], pos, end, values.codes, name)
-                        elif name in chunks:
-                            chunks[name].extend(_string_chunks(values))
-                        missing.discard(name)
-                    del group
-                    if trim_groups:
-                        _release_freed_memory()
+            for group in self._column_groups(ts, codes, spec, last=release and last):
+                for name, values in group.items():
+                    out = arrays.get(name)
+                    if out is not None:
+                        _fill(out, pos, end, values, name)
+                    elif isinstance(values, _Coded):
+                        if name not in coded:
+                            column = np.empty(total, dtype=values.codes.dtype)
+                            coded[name] = (column, values.categories)
+                        _fill(coded[name][0], pos, end, values.codes, name)
+                    elif name in chunks:
+                        chunks[name].extend(_string_chunks(values))
+                    missing.discard(name)
+                del group
+                if trim_groups:
+                    _release_freed_memory()
             if missing:
                 raise FeaturesError(
                     f"Expected the feature spec to yield every catalogued feature. "
