@@ -900,6 +900,27 @@ class PreparedEvents:
         """
         cut = _Cutoff(self, ts.value // 1000, codes)
         yield {"customer_id": self._sorted_ids.take(pa.array(codes))}
+        if last and self._order_flags is None:
+            # Order ids are ready (an earlier cutoff used them): the families with the
+            # largest temporaries (engagement, rfm, rhythm) go first, while most of this
+            # cutoff's output is still untouched, and the per-call structures are
+            # dropped as soon as their readers are done.
+            if spec.has("engagement"):
+                yield from cut.engagement(spec)
+            if spec.has("activity"):
+                yield cut.activity()
+            if spec.has("rfm"):
+                yield cut.rfm()
+            if spec.has("rhythm"):
+                yield from cut.rhythm(spec)
+            self._days = None
+            if spec.has("preference"):
+                yield cut.preference(spec.preference.event_type)
+            self._groups.clear()
+            yield from self._windowed_groups(cut, spec, release=True)
+            if spec.has("attributes"):
+                yield cut.attributes(spec, ts)
+            return
         # Families reading per-call structures (purchase days, category groups) first,
         # so that at the last cutoff those are dropped before most columns fill the
         # output; families needing order ids come late: those are hashed in the
@@ -914,20 +935,39 @@ class PreparedEvents:
             yield cut.preference(spec.preference.event_type)
         if last:
             self._groups.clear()
-        if spec.has("windowed") or spec.has("trend"):
-            for event_type in spec.event_types:
-                yield from cut.windowed(spec, event_type)
+        yield from self._windowed_groups(cut, spec, release=False)
         if spec.has("attributes"):
             yield cut.attributes(spec, ts)
         if spec.has("rfm"):
             yield cut.rfm()
         if last:  # windowed and rfm were the readers of amount sums
-            for typed in self._typed.values():
-                typed.amount_cs = typed.amount = None
+            self._drop_amounts(self.event_types)
         if spec.has("activity"):
             yield cut.activity()
         if spec.has("engagement"):
             yield from cut.engagement(spec)
+
+    def _windowed_groups(
+        self, cut: _Cutoff, spec: FeatureSpec, *, release: bool
+    ) -> Iterator[dict[str, Any]]:
+        """Windowed and trend columns per type; with ``release``, each type's amount
+        sums are dropped after its columns (their other reader, rfm, came first)."""
+        if not (spec.has("windowed") or spec.has("trend")):
+            if release:
+                self._drop_amounts(self.event_types)
+            return
+        for event_type in spec.event_types:
+            yield from cut.windowed(spec, event_type)
+            if release:
+                self._drop_amounts([event_type])
+        if release:
+            self._drop_amounts(self.event_types)
+
+    def _drop_amounts(self, event_types: Iterable[str]) -> None:
+        for event_type in event_types:
+            typed = self._typed.get(event_type)
+            if typed is not None:
+                typed.amount_cs = typed.amount = None
 
     def birth_years(self, column: str) -> np.ndarray:
         """The customers' ``column`` as float64 years (NaN when missing or not a number)."""
