@@ -902,18 +902,20 @@ class PreparedEvents:
         yield {"customer_id": self._sorted_ids.take(pa.array(codes))}
         if last and self._order_flags is None:
             # Order ids are ready (an earlier cutoff used them): the families with the
-            # largest temporaries (engagement, rfm, rhythm) go first, while most of this
+            # largest temporaries (rhythm, engagement, rfm) go first, while most of this
             # cutoff's output is still untouched, and the per-call structures are
             # dropped as soon as their readers are done.
+            if spec.has("rhythm"):
+                yield from cut.rhythm(spec)
+            if spec.has("rfm"):
+                cut.purchase_day_counts()  # all rfm needs of the purchase days
+            self._days = None
             if spec.has("engagement"):
                 yield from cut.engagement(spec)
             if spec.has("activity"):
                 yield cut.activity()
             if spec.has("rfm"):
                 yield cut.rfm()
-            if spec.has("rhythm"):
-                yield from cut.rhythm(spec)
-            self._days = None
             if spec.has("preference"):
                 yield cut.preference(spec.preference.event_type)
             self._groups.clear()
