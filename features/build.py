@@ -902,7 +902,8 @@ class PreparedEvents:
         yield {"customer_id": self._sorted_ids.take(pa.array(codes))}
         if last and self._order_flags is None:
             # Order ids are ready (an earlier cutoff used them): the families with the
-            # largest temporaries (rhythm, engagement, rfm) go first, while most of this
+            # largest temporaries (rhythm, preference, engagement, rfm) go first, while
+            # most of this
             # cutoff's output is still untouched, and the per-call structures are
             # dropped as soon as their readers are done.
             if spec.has("rhythm"):
@@ -910,15 +911,15 @@ class PreparedEvents:
             if spec.has("rfm"):
                 cut.purchase_day_counts()  # all rfm needs of the purchase days
             self._days = None
+            if spec.has("preference"):
+                yield cut.preference(spec.preference.event_type)
+            self._groups.clear()
             if spec.has("engagement"):
                 yield from cut.engagement(spec)
             if spec.has("activity"):
                 yield cut.activity()
             if spec.has("rfm"):
                 yield cut.rfm()
-            if spec.has("preference"):
-                yield cut.preference(spec.preference.event_type)
-            self._groups.clear()
             yield from self._windowed_groups(cut, spec, release=True)
             if spec.has("attributes"):
                 yield cut.attributes(spec, ts)
@@ -1377,7 +1378,7 @@ class _Cutoff:
     def preference(self, event_type: str) -> dict[str, Any]:
         g = self.p.groups(event_type)
         size = self.p.n_customers
-        seen = _prefix_sum(g.seconds < min(max(self.rel, 0), _REL_MAX))
+        seen = _prefix_sum(g.seconds < min(max(self.rel, 0), _REL_MAX), self.p.index_dtype)
         cnt = seen[g.bounds[1:]] - seen[g.bounds[:-1]]
         total = np.bincount(g.code, weights=cnt, minlength=size)
         distinct = np.bincount(g.code, weights=cnt > 0, minlength=size)
