@@ -920,6 +920,7 @@ class PreparedEvents:
                 yield cut.activity()
             if spec.has("rfm"):
                 yield cut.rfm()
+            cut.forget_customer_arrays()
             yield from self._windowed_groups(cut, spec, release=True)
             if spec.has("attributes"):
                 yield cut.attributes(spec, ts)
@@ -963,6 +964,7 @@ class PreparedEvents:
             yield from cut.windowed(spec, event_type)
             if release:
                 self._drop_amounts([event_type])
+                cut.forget_ends(event_type)  # every other reader came first
         if release:
             self._drop_amounts(self.event_types)
 
@@ -1151,6 +1153,15 @@ class _Cutoff:
                 del self._ends[key]
             yield cols
         for key in [k for k in self._ends if k[0] == etype and k[1]]:
+            del self._ends[key]
+
+    def forget_customer_arrays(self) -> None:
+        """Drop the cached tenure and purchase-day counts (their readers are done)."""
+        self._tenure = self._n_days = None
+
+    def forget_ends(self, event_type: str) -> None:
+        """Drop the cached window bounds of ``event_type`` (its readers are done)."""
+        for key in [k for k in self._ends if k[0] == event_type]:
             del self._ends[key]
 
     def purchase_day_counts(self) -> np.ndarray:
