@@ -1136,18 +1136,22 @@ class _Cutoff:
         amount_types = set(spec.amount_event_types)
         for w in spec.windows:
             cols: dict[str, Any] = {}
+            last = self.count(etype, w)
             if spec.has("windowed"):
-                cols[f"{etype}_count_{w}d"] = self.count(etype, w)
+                cols[f"{etype}_count_{w}d"] = last
                 if etype in amount_types:
                     cols[f"{etype}_amount_{w}d"] = self.amount(etype, w)
             if spec.has("trend"):
-                last = self.count(etype, w)
                 prev = self.end(etype, w) - self.end(etype, 2 * w)
                 both = last + prev
-                trend = np.zeros(len(last))
-                np.divide(last - prev, both, out=trend, where=both > 0)
+                prev -= last  # previous - last
+                np.negative(prev, out=prev)
+                # Divided in float64, stored at the catalogue's float32: no wide copy.
+                trend = np.zeros(len(last), dtype=np.float32)
+                np.divide(prev, both, out=trend, where=both > 0)
                 cols[f"{etype}_count_trend_{w}d"] = trend
-                del last, prev, both
+                del prev, both
+            del last
             # A window's bounds serve only its own columns and the next trend.
             for key in [k for k in self._ends if k[0] == etype and 0 < k[1] < w]:
                 del self._ends[key]
