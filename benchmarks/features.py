@@ -44,12 +44,15 @@ RSS sampled around each column group, ``tracemalloc`` does not see numpy's pages
   read off it when whole seconds, rows found again from type codes), segment bounds,
   order counts; per-call structures (purchase days, category groups, amount sums,
   ~0.11x) are dropped at the last cutoff right after their last reader.
-* working memory ~0.03x: columns are handed over a few at a time, and the build returns
-  freed heap pages with ``malloc_trim`` between cutoffs and after each column group of
-  the last cutoff (glibc otherwise keeps ~0.15x resident by then).
-* the peak is reached inside the last cutoff, while its columns fill the output:
-  2.96x. An RSS sampler (every 5 ms) saw brief excursions to ~3.03x during the decayed
-  sums of that cutoff that ``VmHWM`` did not record.
+* working memory ~0.06x: columns are handed over a few at a time; the last cutoff runs
+  the families with the largest temporaries (rhythm, preference, engagement, rfm) while
+  most of its output is still untouched and drops each structure after its last
+  reader; freed heap pages go back with ``malloc_trim`` between cutoffs and after each
+  column group of the last cutoff (glibc otherwise keeps ~0.15x resident by then).
+* the peak is reached inside the last cutoff: 2.99-3.00x (7,034-7,040 MB against a
+  limit of 7,047 MB), with the finished state (output + prepared events + inputs) at
+  2.96x. The margin is thin: the next cuts would be int32 segment bounds, dropping the
+  type codes kept to find rows again, or a categorical ``top_category``.
 
 Measurements:
 
