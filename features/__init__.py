@@ -31,6 +31,7 @@ from features.store import FactStore
 from features.synthetic import (
     SyntheticConfig,
     SyntheticData,
+    SyntheticTrace,
     generate,
     oracle_churn_probability,
     oracle_expected_value,
@@ -72,6 +73,7 @@ __all__ = [
     "StoreError",
     "SyntheticConfig",
     "SyntheticData",
+    "SyntheticTrace",
     "build_features",
     "check_customers",
     "check_events",

@@ -245,17 +245,16 @@ def bayes_scores(
     q = latent("leave_prob_per_purchase")
     refund_prob_share = latent("expected_refund_share")
 
-    # Purchases before the cutoff: counts, runs, the first coin-positive one.
+    # Purchases before the cutoff: counts, and runs carrying log P(no leave start there).
     p_cust, p_t = tr.purchase_customer[before], tr.purchase_t[before]
     n_p = np.bincount(pos[p_cust], minlength=n).astype(np.float64)
-    purchases = _Runs(pos[p_cust], p_t, n)
     # P(an order starts the leaving state | active): by its refund / complaint outcome.
     p_leave = np.where(
         tr.purchase_complained[before],
         cfg.leave_after_complaint,
         np.where(tr.purchase_refunded[before], cfg.leave_after_refund, 0.0),
     )
-    not_leaving = _Runs(pos[p_cust], p_t, n, values=np.log1p(-p_leave))
+    purchases = _Runs(pos[p_cust], p_t, n, values=np.log1p(-p_leave))
     bad = p_leave > 0
     bad_pos, bad_t, bad_p = pos[p_cust[bad]], p_t[bad], p_leave[bad]
     bad_order = np.argsort(bad_pos, kind="stable")
@@ -376,7 +375,7 @@ def bayes_scores(
             )
         tau = np.concatenate([tau, atom_t], axis=1)
         log_w = np.concatenate([log_w, atom_w], axis=1)
-        log_w = log_w + not_leaving.values_before(rows, tau)
+        log_w = log_w + purchases.values_before(rows, tau)
         # Events after tau happen at the leaving intensities: purchases at phi x the rate,
         # browses and logins faded by exp(-(t - tau) / fade).
         n_after, _ = purchases.after(rows, tau)
@@ -421,7 +420,7 @@ def bayes_scores(
         # Still active: no leave start before the cutoff.
         ok = silent_by[rows] >= c
         e_a = (s_c - S(s0[rows]))[:, None]
-        no_bad_start = not_leaving.values_before(rows, np.full((rows.size, 1), c))[:, 0]
+        no_bad_start = purchases.values_before(rows, np.full((rows.size, 1), c))[:, 0]
         log_active = (
             np.where(ok, log_survive(rows, c - s0[rows]) + no_bad_start, -np.inf)[:, None]
             + rates(e_a, e_a)[:, 0, :]
