@@ -1202,6 +1202,58 @@ def _two_state_day(
     return a1, b1, int_a, int_b
 
 
+def horizon_no_purchase(
+    a_mass: np.ndarray,
+    b_mass: np.ndarray,
+    *,
+    lam: np.ndarray,
+    mu: np.ndarray,
+    nu: Any,
+    phi: Any,
+    daily: np.ndarray,
+) -> np.ndarray:
+    """P(no purchase over the horizon) from state masses A (active) and B (leaving).
+
+    Purchases end the no-purchase mass, so a bad purchase's leave trigger never matters
+    here; D = nu * integral of B is the mass that drops out without buying.
+    """
+    gone = np.zeros(np.broadcast(a_mass, lam).shape)
+    for s in daily:
+        a_mass, b_mass_next, _int_a, int_b = _two_state_day(
+            a_mass, b_mass, mu + lam * s, mu, nu + phi * lam * s
+        )
+        gone = gone + nu * int_b
+        b_mass = b_mass_next
+    return np.clip(a_mass + b_mass + gone, 0.0, 1.0)
+
+
+def horizon_purchases(
+    a_mass: np.ndarray,
+    b_mass: np.ndarray,
+    *,
+    lam: np.ndarray,
+    mu: np.ndarray,
+    q: np.ndarray,
+    nu: Any,
+    phi: Any,
+    daily: np.ndarray,
+) -> np.ndarray:
+    """Expected purchases over the horizon from state masses A (active) and B (leaving).
+
+    Active customers start leaving at ``mu`` plus ``q`` per purchase; leaving ones buy at
+    ``phi`` times the rate and drop out at ``nu``.
+    """
+    purchases = np.zeros(np.broadcast(a_mass, lam).shape)
+    nu_arr = np.broadcast_to(np.asarray(nu, dtype=np.float64), purchases.shape)
+    for s in daily:
+        into_leaving = mu + q * lam * s
+        a_mass, b_mass, int_a, int_b = _two_state_day(
+            a_mass, b_mass, into_leaving, into_leaving, nu_arr
+        )
+        purchases = purchases + lam * s * (int_a + phi * int_b)
+    return purchases
+
+
 @dataclass(frozen=True)
 class _OracleStart:
     """Customers in scope at a cutoff, their latent state there and their hazards."""
@@ -1269,16 +1321,7 @@ def oracle_churn_probability(
     st = _oracle_start(truth, cutoff, horizon_days, config)
     rows, daily, dropped = st.rows, st.daily, st.dropped
     lam, mu, nu, phi = st.lam, st.mu, st.nu, st.phi
-    # Probability mass with no purchase so far: A active, B leaving; D = nu * int B.
-    a_mass, b_mass = st.a_mass, st.b_mass
-    gone = np.zeros_like(a_mass)
-    for s in daily:
-        a_mass, b_new, _int_a, int_b = _two_state_day(
-            a_mass, b_mass, mu + lam * s, mu, nu + phi * lam * s
-        )
-        gone = gone + nu * int_b
-        b_mass = b_new
-    p = np.clip(a_mass + b_mass + gone, 0.0, 1.0)
+    p = horizon_no_purchase(st.a_mass, st.b_mass, lam=lam, mu=mu, nu=nu, phi=phi, daily=daily)
     p = np.where(dropped | rows["never_buys"].to_numpy(dtype=bool) | (lam <= 0), 1.0, p)
     return pd.Series(
         p, index=pd.Index(rows["customer_id"], name="customer_id"), name="p_no_purchase"
@@ -1305,14 +1348,9 @@ def oracle_expected_value(
     st = _oracle_start(truth, cutoff, horizon_days, config)
     rows, daily, dropped = st.rows, st.daily, st.dropped
     lam, mu, q, nu, phi = st.lam, st.mu, st.q, st.nu, st.phi
-    a_mass, b_mass = st.a_mass, st.b_mass
-    purchases = np.zeros_like(a_mass)
-    for s in daily:
-        into_leaving = mu + q * lam * s
-        a_mass, b_mass, int_a, int_b = _two_state_day(
-            a_mass, b_mass, into_leaving, into_leaving, nu
-        )
-        purchases = purchases + lam * s * (int_a + phi * int_b)
+    purchases = horizon_purchases(
+        st.a_mass, st.b_mass, lam=lam, mu=mu, q=q, nu=nu, phi=phi, daily=daily
+    )
     value = (
         purchases
         * rows["spend_mean"].to_numpy(dtype=np.float64)

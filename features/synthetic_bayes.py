@@ -59,8 +59,9 @@ from features.synthetic import (
     DateLike,
     SyntheticData,
     _Clock,
-    _two_state_day,
     _utc,
+    horizon_no_purchase,
+    horizon_purchases,
     seasonality,
 )
 
@@ -317,23 +318,10 @@ def bayes_scores(
     q2 = q[:, None]
 
     def horizon(a0: np.ndarray, b0: np.ndarray, mu2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        a, b = a0.copy(), b0.copy()
-        gone = np.zeros_like(a)
-        for s in daily:
-            a, b_next, _, int_b = _two_state_day(a, b, mu2 + lam * s, mu2, nu + phi * lam * s)
-            gone += nu * int_b
-            b = b_next
-        no_purchase = np.clip(a + b + gone, 0.0, 1.0)
-        a, b = a0.copy(), b0.copy()
-        bought = np.zeros_like(a)
-        for s in daily:
-            into = mu2 + q2 * lam * s
-            a, b, int_a, int_b = _two_state_day(a, b, into, into, exit_rate)
-            bought += lam * s * (int_a + phi * int_b)
-        return no_purchase, bought
+        kw = {"lam": lam, "mu": mu2, "nu": nu, "phi": phi, "daily": daily}
+        return horizon_no_purchase(a0, b0, **kw), horizon_purchases(a0, b0, q=q2, **kw)
 
     one, zero = np.ones_like(lam), np.zeros_like(lam)
-    exit_rate = np.full_like(lam, nu)
     # Given active at the cutoff, mu ~ Gamma(a, rate b + c - s0).
     mu_rate_active = mu_b + np.maximum(c - s0, 0.0)
     nodes_mu, weights_mu = roots_genlaguerre(8, mu_a - 1)
