@@ -261,8 +261,9 @@ def bayes_scores(
     bad_order = np.argsort(bad_pos, kind="stable")
     bad_pos, bad_t, bad_p = bad_pos[bad_order], bad_t[bad_order], bad_p[bad_order]
     bad_start = np.searchsorted(bad_pos, np.arange(n + 1))
-    last_event = np.full(n, -np.inf)  # the dropout follows every emitted event...
-    np.maximum.at(last_event, pos[p_cust], p_t)
+    last_purchase = np.full(n, -np.inf)
+    np.maximum.at(last_purchase, pos[p_cust], p_t)
+    last_event = last_purchase.copy()  # the dropout follows every emitted event...
     silent_by = np.full(n, np.inf)  # ...and precedes every drawn event never emitted
     dropout_final = (
         (pd.to_datetime(truth["dropout_at"], utc=True) - tr.origin) / pd.Timedelta(days=1)
@@ -292,8 +293,6 @@ def bayes_scores(
     m_rate = tr.rate_multiplier[pop]
     shape, scale = cfg.purchase_rate_shape, cfg.purchase_rate_mean / cfg.purchase_rate_shape
     exposure_max = S(np.full(n, c)) - S(s0)
-    last_purchase = np.full(n, -np.inf)
-    np.maximum.at(last_purchase, pos[p_cust], p_t)
     exposure_min = phi * (S(last_purchase) - S(s0))
     lo = stats.gamma.ppf(1e-7, shape + n_p, scale=1 / (1 / (scale * m_rate) + exposure_max))
     hi = stats.gamma.ppf(1 - 1e-7, shape + n_p, scale=1 / (1 / (scale * m_rate) + exposure_min))
