@@ -39,7 +39,7 @@ def _prepare(n_customers: int, seed: int, folder: Path) -> dict[str, Any]:
     import pandas as pd
 
     from features.store import FactStore
-    from features.synthetic import generate
+    from synthetic import generate
 
     began = time.perf_counter()
     data = generate(n_customers, start="2023-01-01", end="2024-12-31", seed=seed)
@@ -58,7 +58,7 @@ def _run(folder: str, queue: Any) -> None:
     import resource
 
     from features.store import FactStore
-    from serving.batch import run_tagging
+    from scoring.batch import run_tagging
     from tags.access import TagReader
     from tags.audit import AuditLog
     from tags.catalogue import LIBRARY_DIR, Catalogue

@@ -26,10 +26,15 @@ from features.schema import (
 )
 from features.spec import FeatureSpec, default_spec, load_spec
 from features.store import FactStore
+from scoring.champions import (
+    ChampionPredictor,
+    MlflowModelSource,
+    ModelTag,
+    load_champion_predictors,
+)
 from serving.auditing import QueuedAudit
 from serving.errors import ServingError
 from serving.keys import ApiKeyStore
-from serving.models import ChampionPredictor, MlflowModelSource, ModelTag, load_champion_predictors
 from serving.runtime import ServingRuntime
 from serving.sources import (
     FactsOnlineScorer,

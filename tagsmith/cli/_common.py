@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 
 from features.errors import FeaturesError
+from scoring.errors import ScoringError
 from serving.errors import ServingError
 from tags.errors import TagsError
 from tagsmith.errors import TagsmithError
@@ -30,6 +31,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TagsmithError,
     FeaturesError,
     TagsError,
+    ScoringError,
     TrainingError,
     ServingError,
 )

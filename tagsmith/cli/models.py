@@ -26,8 +26,8 @@ from training.promotion import rollback as rollback_champion
 from training.registry import CHALLENGER, CHAMPION, ModelRegistry, VersionInfo, task_of
 
 if TYPE_CHECKING:
-    from features.matrix import ModelContract
     from features.spec import FeatureSpec
+    from scoring.contract import ModelContract
     from training.rescoring import Rescoring
 
 __all__ = ["latest_rescoring", "models", "open_registry", "render_gate_table"]

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from features.spec import load_spec
 from features.store import FactStore
-from serving.batch import STEPS, Predictor, run_tagging
+from scoring.batch import STEPS, Predictor, run_tagging
 from tags.audit import default_actor
 from tags.store import TagStore
 from tagsmith.cli._common import console, err_console, pass_project
@@ -38,7 +38,7 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
     require(project, role, "run", query=f"tags run as_of={as_of or 'default'}")
     catalogue = load_catalogue(project)
     spec = load_spec(project.feature_spec_path) if project.feature_spec_path.exists() else None
-    # Champion models of the registry (serving.models); with none, rule tags only
+    # Champion models of the registry (scoring.champions); with none, rule tags only
     # and a notice per missing model.
     champions, notices = champion_predictors(project, catalogue)
     predictors: list[Predictor] = list(champions)
