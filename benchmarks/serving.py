@@ -39,7 +39,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from features.matrix import load_model, model_matrix  # noqa: E402
+from scoring.contract import model_matrix  # noqa: E402
+from scoring.loading import load_model  # noqa: E402
 from tagsmith.project import Project  # noqa: E402
 from tagsmith.serving_app import service_env  # noqa: E402
 

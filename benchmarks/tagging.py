@@ -38,7 +38,7 @@ BUDGET_GIB = 8.0
 def _prepare(n_customers: int, seed: int, folder: Path) -> dict[str, Any]:
     import pandas as pd
 
-    from features.synthetic import generate
+    from synthetic import generate
     from tags.policy import write_default_policy
     from tagsmith.project import Project
 
@@ -60,7 +60,7 @@ def _prepare(n_customers: int, seed: int, folder: Path) -> dict[str, Any]:
 def _run(folder: str, queue: Any) -> None:
     import resource
 
-    from serving.batch import run_tagging
+    from scoring.batch import run_tagging
     from tags.access import TagReader
     from tags.segments import select_audience
     from tagsmith.project import Project

@@ -10,7 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from serving.models import ChampionPredictor, MlflowModelSource, ModelTag, load_champion_predictors
+from scoring.champions import (
+    ChampionPredictor,
+    MlflowModelSource,
+    ModelTag,
+    load_champion_predictors,
+)
 from tags.catalogue import Catalogue
 from tagsmith.project import Project
 

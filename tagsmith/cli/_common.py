@@ -19,6 +19,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from features.errors import FeaturesError
+from scoring.errors import ScoringError
 from serving.errors import ServingError
 from tags.errors import TagsError
 from tagsmith.errors import TagsmithError
@@ -45,6 +46,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TagsmithError,
     FeaturesError,
     TagsError,
+    ScoringError,
     TrainingError,
     ServingError,
 )

@@ -26,7 +26,7 @@ from training.promotion import rollback as rollback_champion
 from training.registry import CHALLENGER, CHAMPION, ModelRegistry, VersionInfo, task_of
 
 if TYPE_CHECKING:
-    from features.matrix import ModelContract
+    from scoring.contract import ModelContract
     from training.rescoring import Rescoring
 
 __all__ = ["latest_rescoring", "models", "render_gate_table"]

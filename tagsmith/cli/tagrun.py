@@ -6,7 +6,7 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from serving.batch import STEPS, Predictor, run_tagging
+from scoring.batch import STEPS, Predictor, run_tagging
 from tags.audit import default_actor
 from tagsmith.champions import champion_predictors
 from tagsmith.cli._common import console, day, err_console, pass_project
@@ -33,7 +33,7 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
     require(project, role, "run", query=f"tags run as_of={as_of or 'default'}")
     catalogue = project.catalogue()
     spec = project.feature_spec()
-    # Champion models of the registry (serving.models); with none, rule tags only
+    # Champion models of the registry (scoring.champions); with none, rule tags only
     # and a notice per missing model.
     champions, notices = champion_predictors(project)
     predictors: list[Predictor] = list(champions)

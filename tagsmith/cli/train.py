@@ -14,9 +14,9 @@ import pandas as pd
 from rich.table import Table
 
 from features.build import build_features
-from features.matrix import REGISTERED_MODEL_NAMES
 from features.spec import FeatureSpec, spec_hash
 from features.store import FactStore
+from scoring.contract import REGISTERED_MODEL_NAMES
 from tags.audit import default_actor
 from tagsmith.cli._common import console, pass_project
 from tagsmith.errors import TagsmithError
@@ -129,7 +129,7 @@ def oracle_from_truth(
     """The generator's oracle for ``target`` from its truth file, if one is given."""
     if truth_path is None:
         return None
-    from features.synthetic import oracle_churn_probability, oracle_expected_value
+    from synthetic import oracle_churn_probability, oracle_expected_value
 
     truth = read_truth(truth_path)
     fn = oracle_churn_probability if target == "churn" else oracle_expected_value
