@@ -203,6 +203,13 @@ class TagStore:
         """True when the store file exists (a run has written it)."""
         return self.path.exists()
 
+    def reader(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A read-only connection for analytical readers beyond the methods here (the web
+        console loads snapshots as columns through it). Close it soon: an open
+        connection keeps a tagging run from writing.
+        """
+        return self._connect(write=False)
+
     # -- writing -----------------------------------------------------------------------
 
     def find_run(self, as_of: Any, fingerprint: str) -> RunInfo | None:

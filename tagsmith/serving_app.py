@@ -37,10 +37,12 @@ from tags.engine import evaluate_tags
 from tagsmith.champions import model_source
 from tagsmith.project import Project
 
-__all__ = ["PROJECT_ENV", "build_runtime", "service_env"]
+__all__ = ["PROJECT_ENV", "SERVICE", "build_runtime", "service_env"]
 
 PROJECT_ENV = "TAGSMITH_PROJECT"
 RUNTIME_FACTORY = "tagsmith.serving_app:build_runtime"
+# What ``tagsmith serve`` runs: the tag service with the web console mounted at /ui.
+SERVICE = "tagsmith.service:TagService"
 
 
 def _events(records: list[dict[str, Any]], event_types: Iterable[str]) -> pd.DataFrame:
@@ -124,6 +126,7 @@ def service_env(project: Project, *, base: dict[str, str] | None = None) -> dict
             "TAGSMITH_MAX_BODY_BYTES": str(cfg.max_body_bytes),
             "TAGSMITH_WORKERS": str(cfg.workers),
             "TAGSMITH_ACCESS_LOG": "true" if cfg.access_log else "false",
+            "TAGSMITH_CONSOLE": "true" if project.config.console.enabled else "false",
             "BENTOML_DO_NOT_TRACK": "true",
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "DO_NOT_TRACK": "true",

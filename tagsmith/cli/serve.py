@@ -28,8 +28,8 @@ def serve(ctx: click.Context, port: int | None, host: str | None) -> None:
     """Start the HTTP tag service (BentoML) on the project, or manage its API keys.
 
     Endpoints: POST /tags, POST /score, GET /catalog, GET /models, POST /admin/reload,
-    plus /livez, /readyz, /metrics and the OpenAPI spec at /docs.json. Stop with Ctrl-C
-    or SIGTERM.
+    plus /livez, /readyz, /metrics and the OpenAPI spec at /docs.json, and the web
+    console at /ui (sign in with an API key). Stop with Ctrl-C or SIGTERM.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -38,7 +38,7 @@ def serve(ctx: click.Context, port: int | None, host: str | None) -> None:
 
 @user_errors
 def _run_server(obj: CliContext, port: int | None, host: str | None) -> None:
-    from tagsmith.serving_app import service_env
+    from tagsmith.serving_app import SERVICE, service_env
 
     project = obj.project
     cfg = project.config.serving
@@ -54,7 +54,7 @@ def _run_server(obj: CliContext, port: int | None, host: str | None) -> None:
         "-m",
         "bentoml",
         "serve",
-        "serving.service:TagService",
+        SERVICE,
         "--host",
         host,
         "--port",
