@@ -7,7 +7,7 @@ package from the one ``Project`` object.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,7 +47,8 @@ class ConsoleContext:
         audit: Where every read and action is recorded (written off the request path).
         keys: The service's API keys (sign-in).
         secret: Random secret the session cookies and customer references derive from.
-        id_pepper: The service's secret for hashing customer ids in the audit log.
+        hash_ids: Customer ids -> their keyed hashes in the audit log: the tag service's
+            own function, so one search of the log finds every read of a customer.
         config: The ``console`` section of ``tagsmith.yaml``.
         share_shift_threshold: Coverage share shift that flags a value.
         models: Registry and promotion functions (``None``: no models page actions).
@@ -62,7 +63,7 @@ class ConsoleContext:
     audit: AuditSink
     keys: KeyDirectory
     secret: bytes
-    id_pepper: bytes
+    hash_ids: Callable[[list[str]], list[str]]
     config: ConsoleConfig = field(default_factory=ConsoleConfig)
     share_shift_threshold: float = 0.05
     models: ModelOps | None = None

@@ -18,7 +18,6 @@ import hmac
 import os
 import secrets
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -31,7 +30,6 @@ __all__ = [
     "CustomerRefs",
     "Session",
     "SessionCodec",
-    "hash_customer_ids",
     "same_token",
 ]
 
@@ -50,18 +48,6 @@ def same_token(given: str | None, expected: str) -> bool:
     if not given or not expected:
         return False
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-
-
-def hash_customer_ids(customer_ids: Iterable[str], pepper: bytes) -> list[str]:
-    """Keyed hashes of customer ids for the audit log: the same hash the tag service writes.
-
-    An auditor holding the project can find every read of a customer, whichever door it
-    came through, while the log itself holds no raw id.
-    """
-    return [
-        hashlib.blake2b(c.encode("utf-8"), key=pepper, digest_size=10).hexdigest()
-        for c in customer_ids
-    ]
 
 
 @dataclass(frozen=True)

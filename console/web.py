@@ -35,7 +35,6 @@ from console.session import (
     CustomerRefs,
     Session,
     SessionCodec,
-    hash_customer_ids,
     same_token,
 )
 from serving.keys import ApiKey
@@ -132,7 +131,7 @@ class Console:
 
     def hash_ids(self, customer_ids: list[str]) -> list[str]:
         """Audit-log hashes of customer ids (the tag service's)."""
-        return hash_customer_ids(customer_ids, self.context.id_pepper)
+        return self.context.hash_ids(customer_ids)
 
     def render(self, template: str, /, *, http_status: int = 200, **values: Any) -> HTMLResponse:
         """A template rendered to an HTML response."""

@@ -1,51 +1,52 @@
-"""The web console wired to a project, and how it is mounted into the tag service.
+"""The web console wired to a project, and mounted into the tag service.
 
-``tagsmith serve`` runs ``bentoml serve tagsmith.service:TagService``, the tag service
-of ``serving.service`` with :func:`mount_console` applied: the console app answers
+:func:`tagsmith.app.create_service` calls :func:`mount_console`: the console app answers
 beside the JSON endpoints, from one process, on one port, under the same API keys and
-roles. The console reads the project (from ``TAGSMITH_PROJECT``) when the service's
-worker starts, not when a module is imported.
+roles. The console reads the project's stores when the service's worker starts (the
+app's lifespan), not when it is mounted.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from console.app import create_app
 from console.context import ConsoleContext
+from serving.access import Access
 from serving.auditing import QueuedAudit
-from serving.sources import JsonAudit
+from serving.sources import JsonAudit, PolicyGovernance
 from tagsmith.champions import model_tags
 from tagsmith.modelops import ProjectModelOps
 from tagsmith.project import Project
-from tagsmith.serving_app import PROJECT_ENV
 
-__all__ = ["CONSOLE_ENV", "build_console_context", "mount_console"]
-
-CONSOLE_ENV = "TAGSMITH_CONSOLE"
+__all__ = ["build_console_context", "mount_console"]
 
 
-def build_console_context(project: Project | None = None) -> ConsoleContext:
-    """The console's view of ``project`` (default: the one in ``TAGSMITH_PROJECT``)."""
-    if project is None:
-        project = Project.load(Path(os.environ.get(PROJECT_ENV, ".")))
+def build_console_context(project: Project) -> ConsoleContext:
+    """The console's view of ``project``: catalogue, policy, stores, keys, model operations."""
     keys = project.api_keys()
     # The per-project secret of the key file: session cookies and customer references
-    # derive their own keys from it, so signing in survives a restart.
+    # derive their own keys from it, so a sign-in survives a restart of the service.
     pepper = keys.pepper
     catalogue = project.catalogue()
+    audit = QueuedAudit(JsonAudit(project.audit_log()))
+    # The tag service's access object, for its customer-id hashes in the audit log.
+    access = Access(
+        governance=PolicyGovernance(catalogue, project.policy()),
+        audit=audit,
+        verify_key=keys.verify,
+        id_pepper=pepper,
+    )
     return ConsoleContext(
         project_name=project.config.name,
         catalogue=catalogue,
         policy=project.policy(),
         tag_store=project.tag_store(),
         audiences=project.audiences(),
-        audit=QueuedAudit(JsonAudit(project.audit_log())),
+        audit=audit,
         keys=keys,
         secret=pepper,
-        id_pepper=pepper,
+        hash_ids=lambda ids: access.hash_ids(ids),
         config=project.config.console,
         share_shift_threshold=project.config.store.share_shift_threshold,
         models=ProjectModelOps(project),
@@ -53,15 +54,12 @@ def build_console_context(project: Project | None = None) -> ConsoleContext:
     )
 
 
-def mount_console(service: Any) -> None:
-    """Mount the console into a BentoML service (unless ``TAGSMITH_CONSOLE=false``).
+def mount_console(service: Any, project: Project) -> None:
+    """Mount the console of ``project`` into a BentoML service.
 
     The console's routes all live under ``/ui``; BentoML's mounts claim only the paths
-    their app routes, so the service's JSON endpoints keep theirs. Mounting twice is a
-    no-op.
+    their app routes, so the service's JSON endpoints keep theirs.
     """
-    if os.environ.get(CONSOLE_ENV, "true").lower() in ("0", "false", "no"):
-        return
-    if any(name == "console" for _, _, name in service.mount_apps):
-        return
-    service.mount_asgi_app(create_app(build_console_context), path="/", name="console")
+    service.mount_asgi_app(
+        create_app(lambda: build_console_context(project)), path="/", name="console"
+    )

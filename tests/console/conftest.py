@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,19 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.console.project import ConsoleProject, build_console_project
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_env_restored() -> Iterator[None]:
+    """Promotions load models through ``ModelRegistry.load``, which points MLflow's
+    process-wide URIs (``MLFLOW_TRACKING_URI``) at the project and leaves them so; put the
+    environment back, so later tests in this process see what they started with."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 @pytest.fixture(scope="session")
