@@ -24,8 +24,8 @@ from features.build import PreparedEvents
 from tags.catalogue import Catalogue, CompiledTag
 from tags.errors import CatalogueError, RuleError, RuleEvalError, TagsError
 from tags.rules import EvalContext, Scope, event_needs, frame_kinds, to_ns, truth
-from tags.rules.evaluate import arrow_strings
-from tags.rules.values import NULL, STR
+from tags.rules.values import NULL, STR, Val
+from tags.rules.windows import arrow_strings
 
 __all__ = [
     "TAG_COLUMNS",
@@ -72,8 +72,6 @@ class TagValues:
 
 
 def _mask(rule_value: object, n: int) -> np.ndarray:
-    from tags.rules.values import Val
-
     assert isinstance(rule_value, Val)
     if rule_value.kind == NULL:
         return np.zeros(n, dtype=bool)

@@ -16,8 +16,8 @@ from features.schema import customers_frame
 from tags.catalogue import Catalogue
 from tags.engine import TAG_COLUMNS, concat_tag_tables, evaluate_tags
 from tags.rules import EventIndex, ast
-from tags.rules.evaluate import DAY_NS, to_ns
 from tags.rules.prepared import PreparedEventIndex
+from tags.rules.windows import DAY_NS, to_ns, window_bounds
 from tags.store import TagStore
 from tests.tags.conftest import make_events
 
@@ -127,8 +127,6 @@ def test_prepared_windows_match_raw_path_and_naive_loop(case: dict[str, Any]) ->
     got = fast.aggregate(*args)
     want = raw.aggregate(*args)
     np.testing.assert_array_equal(got, want)
-    from tags.rules.evaluate import window_bounds
-
     lo, hi = window_bounds(case["window"], as_of_ns)
     naive = [
         _naive(events, c, case["func"], case["event_type"], lo, hi, case["categories"], as_of_ns)
