@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from features.build import PreparedEvents, build_features, lean_allocators, prepare_events
+from features.build import build_features
 from features.errors import FactFileError, FeaturesError, SchemaError, SpecError, StoreError
+from features.events import PreparedEvents, prepare_events
 from features.importer import ImportReport, SourceOptions, import_facts
 from features.io import RawTable, ReadOptions, parse_mapping, read_table
+from features.memory import lean_allocators
 from features.schema import (
     AMOUNT_REQUIRED_EVENT_TYPES,
     BUILTIN_EVENT_TYPES,

@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-from features.build import prepare_events
+from features.events import prepare_events
 from features.spec import FeatureSpec, default_spec, spec_hash
 from serving.errors import ServingError
 from tags.catalogue import Catalogue

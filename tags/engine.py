@@ -4,7 +4,7 @@ One :class:`~tags.rules.EvalContext` is shared by every tag, so each feature col
 converted once and each event window is counted once however many rules use it. The
 result is the long table of the tag contract (see ``TAG_COLUMNS``).
 
-Event windows are fastest from the :class:`features.build.PreparedEvents` the features
+Event windows are fastest from the :class:`features.events.PreparedEvents` the features
 were built from (``prepare_events(customers, events).build_features(as_of)``): its
 customer-sorted integer arrays are reused, instead of hashing every event's customer id.
 """
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.types import union_categoricals
 
-from features.build import PreparedEvents
+from features.events import PreparedEvents
 from tags.catalogue import Catalogue, CompiledTag
 from tags.errors import CatalogueError, RuleError, RuleEvalError, TagsError
 from tags.rules import EvalContext, Scope, event_needs, frame_kinds, to_ns, truth
@@ -187,7 +187,7 @@ def evaluate_tags(
     Args:
         features: One row per customer, ``customer_id`` first (``build_features``).
         events: Canonical events (only those before ``as_of`` are read), or the
-            :class:`~features.build.PreparedEvents` the features were built from (the
+            :class:`~features.events.PreparedEvents` the features were built from (the
             fast path: no customer id is hashed). May be ``None`` when no rule uses
             event windows.
         catalogue: The tag catalogue. Model tags are skipped (models produce them).

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.build import PreparedEvents
+from features.events import PreparedEvents
 from tags.errors import RuleEvalError, RuleTypeError
 from tags.rules import ast
 from tags.rules.prepared import PreparedEventIndex
@@ -28,7 +28,7 @@ class EvalContext:
     Args:
         frame: One row per customer (features, or tag values for audiences).
         events: Canonical events, for ``count``/``sum``/``days_since`` (optional), or
-            the same events prepared by :func:`features.build.prepare_events` (then
+            the same events prepared by :func:`features.events.prepare_events` (then
             windows are read from its sorted arrays instead of hashing customer ids).
         as_of: The evaluation time; required when ``events`` is given.
         event_needs: Restrict the event index to these types and times (see

@@ -1,11 +1,12 @@
-"""Event windows over :class:`features.build.PreparedEvents`: no hashing per rule.
+"""Event windows over :class:`features.events.PreparedEvents`: no hashing per rule.
 
-``build_features`` already codes customers as integers and sorts each event type by
-(customer, time). Events of one customer in a time window are then one contiguous run
-of its segment, so for every customer at once a window is two ``searchsorted`` bounds;
-``count`` is their difference, ``sum`` a difference of the prepared fixed-point prefix
-sums and ``days_since`` the time of the last event before the upper bound. Bounds are
-cached per (event type, time), so rules sharing a window edge share the work.
+The event index already codes customers as integers and sorts each event type by
+(customer, time) (its interface is documented in :mod:`features.events`). Events of one
+customer in a time window are then one contiguous run of its segment, so for every
+customer at once a window is two ``searchsorted`` bounds; ``count`` is their
+difference, ``sum`` a difference of the prepared fixed-point prefix sums and
+``days_since`` the time of the last event before the upper bound. Bounds are cached per
+(event type, time), so rules sharing a window edge share the work.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.build import AMOUNT_SCALE, PreparedEvents
+from features.events import AMOUNT_SCALE, PreparedEvents
 from tags.rules import ast
 from tags.rules.windows import DAY_NS, NAT, arrow_strings, ceil_us, window_bounds
 
@@ -49,7 +50,7 @@ class PreparedEventIndex:
     """Window aggregates per frame row, read from a :class:`PreparedEvents`.
 
     Args:
-        prepared: Events coded and sorted by :func:`features.build.prepare_events`.
+        prepared: Events coded and sorted by :func:`features.events.prepare_events`.
         customer_ids: The frame's customer ids, in row order (unique).
         as_of_ns: The evaluation time (ns since epoch, UTC); later events are ignored.
     """

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.build import AMOUNT_SCALE
+from features.events import AMOUNT_SCALE
 from tags.rules import ast
 from tags.rules.windows import DAY_NS, NAT, arrow_strings, raw_times, window_bounds
 

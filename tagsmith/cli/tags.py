@@ -16,7 +16,8 @@ import click
 import pandas as pd
 from rich.cells import cell_len
 
-from features.build import build_features, prepare_events
+from features.build import build_features
+from features.events import prepare_events
 from features.spec import FeatureSpec, default_spec, feature_catalog, load_spec
 from features.store import FactStore
 from tags.audit import default_actor

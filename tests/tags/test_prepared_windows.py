@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.build import prepare_events
+from features.events import prepare_events
 from features.schema import customers_frame
 from tags.catalogue import Catalogue
 from tags.engine import TAG_COLUMNS, concat_tag_tables, evaluate_tags
