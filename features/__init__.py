@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from features.build import build_features
+from features.catalog import FeatureInfo, feature_catalog
 from features.errors import FactFileError, FeaturesError, SchemaError, SpecError, StoreError
 from features.events import PreparedEvents, prepare_events
 from features.importer import ImportReport, SourceOptions, import_facts
@@ -21,14 +22,7 @@ from features.schema import (
     customers_frame,
     events_frame,
 )
-from features.spec import (
-    FeatureInfo,
-    FeatureSpec,
-    default_spec,
-    feature_catalog,
-    load_spec,
-    spec_hash,
-)
+from features.spec import FeatureSpec, default_spec, load_spec, spec_hash
 from features.store import FactStore
 from features.synthetic import (
     SyntheticConfig,

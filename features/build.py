@@ -3,7 +3,7 @@
 :func:`build_features` turns canonical customers and events into one row per customer
 who signed up before ``as_of``, using only events with ``occurred_at < as_of``. Every
 feature and its exact definition (including when it is null) is listed by
-:func:`features.spec.feature_catalog`.
+:func:`features.catalog.feature_catalog`.
 
 How it is fast: the events are coded and sorted once into an event index
 (:mod:`features.events`), which serves any number of cutoffs without sorting again;

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features.catalog import FeatureInfo, feature_catalog
 from features.errors import FeaturesError, SpecError
 from features.event_arrays import EventArrays
 from features.families import (
@@ -30,7 +31,7 @@ from features.families import (
 from features.families.base import Coded, Cutoff
 from features.memory import release_freed_memory
 from features.schema import TIMESTAMP_DTYPE
-from features.spec import FeatureInfo, FeatureSpec, default_spec, feature_catalog
+from features.spec import FeatureSpec, default_spec
 
 __all__ = ["AsOf", "build_cutoffs", "normalize_as_of"]
 

@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.catalog import age_band_labels
 from features.event_arrays import code_dtype
 from features.families.base import Coded, Cutoff
-from features.spec import FeatureSpec, age_band_labels
+from features.spec import FeatureSpec
 
 __all__ = ["columns"]
 

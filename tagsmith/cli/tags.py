@@ -17,8 +17,9 @@ import pandas as pd
 from rich.cells import cell_len
 
 from features.build import build_features
+from features.catalog import feature_catalog
 from features.events import prepare_events
-from features.spec import FeatureSpec, default_spec, feature_catalog, load_spec
+from features.spec import FeatureSpec, default_spec, load_spec
 from features.store import FactStore
 from tags.audit import default_actor
 from tags.backtest import backtest as run_backtest

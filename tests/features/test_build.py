@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.build import build_features
+from features.catalog import feature_catalog
 from features.errors import FeaturesError, SpecError
 from features.events import prepare_events
 from features.schema import customers_frame, events_frame
-from features.spec import FeatureSpec, default_spec, feature_catalog
+from features.spec import FeatureSpec, default_spec
 from tests.features.naive import naive_features
 
 BASE = pd.Timestamp("2021-01-01", tz="UTC")
