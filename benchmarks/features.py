@@ -4,7 +4,7 @@ Usage (from the repository root)::
 
     PYTHONPATH=. python benchmarks/features.py [--customers 1000000] [--seed 7]
 
-The synthetic data (``features.synthetic.generate``, in time order) is cached as Parquet
+The synthetic data (``synthetic.generate``, in time order) is cached as Parquet
 under ``benchmarks/out/``, also sorted by customer and time as the fact store keeps it.
 Each measurement runs in a fresh subprocess that first loads the facts. Every timing
 starts from in-memory pandas frames (the ``build_features`` contract) and includes the
@@ -111,7 +111,7 @@ def ensure_data(customers: int, seed: int) -> Path:
     """Generate the synthetic data once (cached as Parquet), also in fact-store order."""
     import pyarrow.parquet as pq
 
-    from features.synthetic import generate, write_synthetic
+    from synthetic import generate, write_synthetic
 
     folder = data_dir(customers, seed)
     if not (folder / "events.parquet").is_file():

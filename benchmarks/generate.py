@@ -35,7 +35,7 @@ BUDGET_GIB = 8.0
 def _run(n_customers: int, seed: int, queue: Any) -> None:
     import resource
 
-    from features.synthetic import generate
+    from synthetic import generate
 
     began = time.perf_counter()
     cpu_began = time.process_time()

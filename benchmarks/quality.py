@@ -11,7 +11,7 @@ Speed (default 1M customers x 6 cutoffs): wall time and peak memory (RSS) of
 ``train_predictor`` (labels, features, model, baselines, evaluation) for churn;
 criteria <= 5 minutes and <= 12 GiB.
 
-The quality phase also prints a Bayes bound (``features.synthetic_bayes``): the exact
+The quality phase also prints a Bayes bound (``synthetic.bayes``): the exact
 posterior predictions given the event history *plus* extra latent facts. No model of the
 history alone can beat its expected AUC or Gini, so the gap from the bound to the oracle
 is a floor under the model's gap to the oracle.
@@ -55,10 +55,14 @@ import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 
 from features.build import build_features  # noqa: E402
-from features.matrix import ModelContract, model_matrix  # noqa: E402
 from features.spec import default_spec, spec_hash  # noqa: E402
-from features.synthetic import generate, oracle_churn_probability, oracle_expected_value  # noqa: E402
-from features.synthetic_bayes import bayes_scores  # noqa: E402
+from scoring.contract import ModelContract, model_matrix  # noqa: E402
+from synthetic import (  # noqa: E402
+    bayes_scores,
+    generate,
+    oracle_churn_probability,
+    oracle_expected_value,
+)
 from training.config import TrainingConfig  # noqa: E402
 from training.estimators import make_churn_model, make_value_model  # noqa: E402
 from training.evaluation import metrics_for  # noqa: E402
@@ -188,7 +192,7 @@ def quality(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
 def _bayes_bound(r: TrainingResult, bound: pd.DataFrame) -> None:
     """Print the best expected score any model of the event history can reach here.
 
-    ``features.synthetic_bayes``: exact posterior predictions given the history plus
+    ``synthetic.bayes``: exact posterior predictions given the history plus
     extra latent facts, so an upper bound on what is learnable (see its docstring).
     """
     metric = _METRIC[r.target]

@@ -1,6 +1,6 @@
 """Benchmark of rule tags: the standard library plus 30 generated rules over 1M customers.
 
-Steps: synthetic facts (``features.synthetic.generate``), point-in-time features
+Steps: synthetic facts (``synthetic.generate``), point-in-time features
 (``features.events.prepare_events`` then ``PreparedEvents.build_features``: feature
 building, timed but outside the budget), then ``evaluate_tags`` for every active
 rule/fact tag given those ``PreparedEvents`` (budget: 2 s): rule evaluation, event
@@ -201,7 +201,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from features.events import prepare_events
-    from features.synthetic import generate
+    from synthetic import generate
     from tags.catalogue import LIBRARY_DIR, Catalogue, TagDefinition
     from tags.engine import evaluate_tag_values, evaluate_tags, long_table
 

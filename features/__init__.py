@@ -1,4 +1,4 @@
-"""Fact tags: the data contract, import with validation, point-in-time features, synthetic data."""
+"""Fact tags: the data contract, import with validation, point-in-time features."""
 
 from __future__ import annotations
 
@@ -24,15 +24,6 @@ from features.schema import (
 )
 from features.spec import FeatureSpec, default_spec, load_spec, spec_hash
 from features.store import FactStore
-from features.synthetic import (
-    SyntheticConfig,
-    SyntheticData,
-    SyntheticTrace,
-    generate,
-    oracle_churn_probability,
-    oracle_expected_value,
-    write_synthetic,
-)
 from features.validation import (
     QUARANTINE_COLUMNS,
     CustomersResult,
@@ -67,9 +58,6 @@ __all__ = [
     "SourceOptions",
     "SpecError",
     "StoreError",
-    "SyntheticConfig",
-    "SyntheticData",
-    "SyntheticTrace",
     "build_features",
     "check_customers",
     "check_events",
@@ -77,17 +65,13 @@ __all__ = [
     "default_spec",
     "events_frame",
     "feature_catalog",
-    "generate",
     "import_facts",
     "lean_allocators",
     "load_spec",
-    "oracle_churn_probability",
-    "oracle_expected_value",
     "parse_mapping",
     "prepare_events",
     "read_table",
     "spec_hash",
     "validate_customers",
     "validate_events",
-    "write_synthetic",
 ]

@@ -1,4 +1,4 @@
-"""Serving tags: the BentoML tag service and batch tagging runs.
+"""Serving tags: the BentoML tag service (batch tagging runs live in ``scoring.batch``).
 
 The service itself (``serving.service``) is imported by ``bentoml serve``, not here, so
 that importing the package stays cheap for the CLI.

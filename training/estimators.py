@@ -1,6 +1,6 @@
 """The predictors: LightGBM estimators with an sklearn interface; factories return them unfitted.
 
-Both take the float matrix of :func:`features.matrix.model_matrix` (categoricals as
+Both take the float matrix of :func:`scoring.contract.model_matrix` (categoricals as
 integer codes, listed by index in ``categorical_indices``) and an optional time-based
 validation slice (``X_val``, ``y_val``) for early stopping. The churn classifier also
 calibrates its probabilities on that slice.
@@ -17,8 +17,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from features.matrix import Calibration, IsotonicCalibration, ModelContract, PlattCalibration
-from features.matrix import calibrate as apply_calibration
+from scoring.contract import Calibration, IsotonicCalibration, ModelContract, PlattCalibration
+from scoring.contract import calibrate as apply_calibration
 from training.config import TrainingConfig
 from training.errors import TrainingError
 

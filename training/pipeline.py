@@ -17,13 +17,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.matrix import (
-    ModelContract,
-    ScoringModel,
-    categorical_levels_of,
-    model_matrix,
-    score_frame,
-)
+from scoring.contract import ModelContract, categorical_levels_of, model_matrix, score_frame
+from scoring.loading import ScoringModel
 from training.baselines import make_baselines
 from training.config import TrainingConfig
 from training.errors import TrainingError

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from features.matrix import REGISTERED_MODEL_NAMES, ModelContract, ScoringModel, load_model
+from scoring.contract import REGISTERED_MODEL_NAMES, ModelContract
+from scoring.loading import ScoringModel, load_model
 from training.alias_history import AliasEvent, AliasHistory
 from training.errors import ModelLoadError, PromotionConflict, RegistryError
 
@@ -125,7 +126,7 @@ class LoadedModel:
         name: Registered model name.
         version: Version.
         task: 'churn' or 'value'.
-        scoring: The booster and its contract (``features.matrix.ScoringModel``).
+        scoring: The booster and its contract (``scoring.loading.ScoringModel``).
     """
 
     name: str
@@ -340,7 +341,7 @@ class ModelRegistry:
 
     # ----------------------------------------------------------------- loading
     def load(self, name: str, version: str) -> LoadedModel:
-        """Load a version with its contract (``features.matrix.load_model``).
+        """Load a version with its contract (``scoring.loading.load_model``).
 
         Raises:
             ModelLoadError: The artifacts are missing or unreadable, or the model has

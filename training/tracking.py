@@ -31,7 +31,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.matrix import REGISTERED_MODEL_NAMES, contract_metadata
+from scoring.contract import REGISTERED_MODEL_NAMES, contract_metadata
 from training.errors import TrainingError
 from training.pipeline import TrainingResult
 

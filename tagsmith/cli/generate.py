@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from features.synthetic import generate as generate_data
-from features.synthetic import write_synthetic
+from synthetic import generate as generate_data
+from synthetic import write_synthetic
 from tagsmith.cli._common import console, user_errors
 
 

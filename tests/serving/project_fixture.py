@@ -16,13 +16,13 @@ import pandas as pd
 from click.testing import CliRunner
 
 from features.build import build_features
-from features.matrix import ModelContract, categorical_levels_of, model_matrix
 from features.spec import default_spec, spec_hash
 from features.store import FactStore
+from scoring.contract import ModelContract, categorical_levels_of, model_matrix
 from tags.store import TagStore
 from tagsmith.cli import main
 from tagsmith.project import Project
-from tests.serving.registry import register_booster
+from tests.scoring.registry import register_booster
 
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
 

@@ -137,7 +137,7 @@ def test_prepared_windows_match_raw_path_and_naive_loop(case: dict[str, Any]) ->
 
 @pytest.fixture(scope="module")
 def facts() -> tuple[pd.DataFrame, pd.DataFrame]:
-    from features.synthetic import generate
+    from synthetic import generate
 
     data = generate(400, start="2023-06-01", end="2024-06-01", seed=11)
     return data.customers, data.events

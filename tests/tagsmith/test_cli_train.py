@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from features.store import FactStore
-from features.synthetic import generate, write_synthetic
+from synthetic import generate, write_synthetic
 from tagsmith.cli import main
 from tagsmith.cli._common import console
 from tagsmith.config import ProjectConfig

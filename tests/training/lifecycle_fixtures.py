@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.matrix import ModelContract, contract_metadata
+from scoring.contract import ModelContract, contract_metadata
 
 FEATURES = ["recency_days", "frequency_orders", "monetary_total", "noise"]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from features.matrix import IsotonicCalibration, PlattCalibration
+from scoring.contract import IsotonicCalibration, PlattCalibration
 from training.config import TrainingConfig
 from training.errors import TrainingError
 from training.estimators import ChurnClassifier, make_churn_model, make_value_model

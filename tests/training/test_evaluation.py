@@ -112,7 +112,7 @@ def test_segment_metrics_long_table() -> None:
 
 def test_tag_segments_use_the_catalogue_rules() -> None:
     from features.build import build_features
-    from features.synthetic import generate
+    from synthetic import generate
     from tags.catalogue import LIBRARY_DIR, Catalogue
     from tags.engine import evaluate_tags
     from training.evaluation import tag_segments

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.matrix import model_matrix, score_frame
+from scoring.contract import model_matrix, score_frame
 from training.config import TrainingConfig
 from training.errors import TrainingError
 from training.labels import plan_cutoffs

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.matrix import load_model
+from scoring.loading import load_model
 from training.config import TrainingConfig
 from training.pipeline import train_predictor
 from training.tracking import log_training, model_card

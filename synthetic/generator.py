@@ -265,7 +265,7 @@ class SyntheticData:
 class SyntheticTrace:
     """The generator's latent draws below the ``truth`` table (``generate(trace=True)``).
 
-    For research on what is knowable, e.g. :mod:`features.synthetic_bayes`. Times are days
+    For research on what is knowable, e.g. :mod:`synthetic.bayes`. Times are days
     since ``origin`` (unrounded); customers are 0-based codes (``C0000001`` is 0).
 
     Attributes:

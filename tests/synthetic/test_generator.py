@@ -12,17 +12,16 @@ from pandas.testing import assert_frame_equal
 
 from features import FactsConfig, FeaturesError, check_customers, check_events
 from features.schema import default_attributes
-from features.synthetic import (
+from synthetic import (
     SyntheticConfig,
     SyntheticData,
-    _Clock,
-    _duplicate_rows,
     generate,
     oracle_churn_probability,
     oracle_expected_value,
     seasonality,
     write_synthetic,
 )
+from synthetic.generator import _Clock, _duplicate_rows
 from tagsmith.cli import main
 
 START, END = "2023-01-01", "2024-12-31"

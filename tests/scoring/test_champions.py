@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features.matrix import load_model, score_frame
-from serving.errors import ModelLoadError
-from serving.models import (
+from scoring.champions import (
     ChampionPredictor,
     MlflowModelSource,
     ModelTag,
@@ -17,7 +15,10 @@ from serving.models import (
     band_labels,
     load_champion_predictors,
 )
-from tests.serving import registry
+from scoring.contract import score_frame
+from scoring.errors import ModelLoadError
+from scoring.loading import load_model
+from tests.scoring import registry
 
 CHURN = ModelTag(
     "churn_risk", "churn-predictor", (("high", 0.6), ("medium", 0.3), ("low", None)), (0.0, 1.0)

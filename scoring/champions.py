@@ -2,7 +2,7 @@
 
 ``serving`` never imports ``training``: the registry names (``churn-predictor``,
 ``value-predictor``), the serving alias (``champion``) and the model contract in
-``features/matrix.py`` (stored in each model's metadata) are the whole interface.
+``scoring/contract.py`` (stored in each model's metadata) are the whole interface.
 
 Two scoring paths share one implementation so batch and online scores are identical:
 
@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.matrix import ModelContract, calibrate, load_model, model_matrix
-from serving.errors import ModelLoadError, ServingError
+from scoring.contract import ModelContract, calibrate, model_matrix
+from scoring.errors import ModelLoadError, ScoringError
+from scoring.loading import load_model
 
 __all__ = [
     "ChampionModel",
@@ -70,10 +71,10 @@ class ModelTag:
         """From a catalogue ``TagDefinition`` with ``source: model``.
 
         Raises:
-            ServingError: The definition names no model or has no bands.
+            ScoringError: The definition names no model or has no bands.
         """
         if not getattr(definition, "model", None) or not getattr(definition, "bands", None):
-            raise ServingError(
+            raise ScoringError(
                 f"Expected model tag '{definition.id}' to name its registered model and its "
                 "bands in the catalogue. Got a definition without them."
             )
@@ -246,7 +247,7 @@ class MlflowModelSource:
 def _mlflow_uris(uri: str) -> Iterator[None]:
     """Point MLflow's process-wide tracking and registry URIs at ``uri``, then restore.
 
-    ``features.matrix.load_model`` resolves ``models:/`` URIs through them. Loads run
+    ``scoring.loading.load_model`` resolves ``models:/`` URIs through them. Loads run
     one at a time (the runtime serialises reloads), so the swap cannot race itself.
     """
     import mlflow

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from features.errors import SchemaError
-from features.matrix import (
+from scoring.contract import (
     IsotonicCalibration,
     ModelContract,
     PlattCalibration,
@@ -20,10 +20,10 @@ from features.matrix import (
     categorical_levels_of,
     contract_from_metadata,
     contract_metadata,
-    load_model,
     model_matrix,
     score_frame,
 )
+from scoring.loading import load_model
 
 
 def _frame() -> pd.DataFrame:

@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from features.errors import FeaturesError
-from features.synthetic import generate, oracle_churn_probability
-from features.synthetic_bayes import BayesGrid, bayes_scores
+from synthetic import BayesGrid, bayes_scores, generate, oracle_churn_probability
 from training.evaluation import metrics_for
 from training.labels import label_table
 

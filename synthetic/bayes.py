@@ -1,6 +1,6 @@
 """How well can anything predict from the events? A Bayes bound for the synthetic data.
 
-The oracles of :mod:`features.synthetic` know each customer's latent state at the cutoff
+The oracles of :mod:`synthetic.generator` know each customer's latent state at the cutoff
 (active, leaving, dropped out) and latent rates. A model sees only the event history, so
 the gap between a model and the oracle has two parts: what the model fails to learn, and
 what the history cannot tell. This module measures the second part.
@@ -55,7 +55,7 @@ from scipy import stats
 from scipy.special import gammaln, logsumexp, roots_genlaguerre
 
 from features.errors import FeaturesError
-from features.synthetic import (
+from synthetic.generator import (
     DateLike,
     SyntheticData,
     _Clock,

@@ -9,7 +9,7 @@ probability calibration learnt on the time-based validation slice, and the label
 semantics (target, horizon) and lineage (feature spec hash, facts fingerprint,
 cutoffs) it was trained with.
 
-Typical use::
+Typical use (loading lives in :mod:`scoring.loading`)::
 
     model = load_model("models:/churn-predictor@champion")
     scores = model.score(features_df)          # calibrated, one per row
@@ -18,10 +18,7 @@ Typical use::
 from __future__ import annotations
 
 import math
-import tempfile
-from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -38,12 +35,10 @@ __all__ = [
     "IsotonicCalibration",
     "ModelContract",
     "PlattCalibration",
-    "ScoringModel",
     "calibrate",
     "categorical_levels_of",
     "contract_from_metadata",
     "contract_metadata",
-    "load_model",
     "model_matrix",
     "predict_raw",
     "score_frame",
@@ -281,53 +276,6 @@ def contract_from_metadata(
         return ModelContract.model_validate(metadata[CONTRACT_METADATA_KEY])
     except ValidationError as exc:
         raise SchemaError(f"The model contract of {source} is invalid: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class ScoringModel:
-    """A loaded model with its contract: the unit that scores feature frames.
-
-    Attributes:
-        booster: The LightGBM booster.
-        contract: Its model contract.
-        uri: Where it was loaded from.
-    """
-
-    booster: Any
-    contract: ModelContract
-    uri: str
-
-    def score(self, features: pd.DataFrame) -> np.ndarray:
-        """Calibrated scores of every row of ``features`` (see :func:`score_frame`)."""
-        return score_frame(self.booster, features, self.contract)
-
-
-def load_model(model_uri: str, *, dst_path: Path | None = None) -> ScoringModel:
-    """Load a Tagsmith model (e.g. ``models:/churn-predictor@champion``) and its contract.
-
-    The model is downloaded once (into ``dst_path`` or a temporary folder that is
-    removed afterwards); the booster is set to predict on one thread.
-
-    Raises:
-        SchemaError: The model carries no valid contract.
-    """
-    import mlflow.artifacts
-    import mlflow.lightgbm
-    from mlflow.models import Model
-
-    def _load(folder: str) -> ScoringModel:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
-        meta = Model.load(local).metadata
-        contract = contract_from_metadata(meta, source=model_uri)
-        loaded = mlflow.lightgbm.load_model(local)
-        booster = getattr(loaded, "booster_", loaded)
-        return ScoringModel(booster=booster, contract=contract, uri=model_uri)
-
-    if dst_path is not None:
-        dst_path.mkdir(parents=True, exist_ok=True)
-        return _load(str(dst_path))
-    with tempfile.TemporaryDirectory(prefix="tagsmith-model-") as tmp:
-        return _load(tmp)
 
 
 def _finite(values: list[float]) -> bool:

@@ -8,7 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.matrix import IsotonicCalibration, ModelContract, contract_metadata
+from scoring.contract import IsotonicCalibration, ModelContract, contract_metadata
 
 FEATURES = ["recency_days", "frequency_orders", "region"]
 LEVELS = {"region": ["east", "north", "south"]}
@@ -41,7 +41,7 @@ def contract(target: str) -> ModelContract:
 
 
 def train_booster(target: str, seed: int = 0) -> lgb.Booster:
-    from features.matrix import model_matrix
+    from scoring.contract import model_matrix
 
     frame = feature_frame(seed=seed)
     x = model_matrix(frame, contract(target))
@@ -89,7 +89,7 @@ def register_booster(
     import mlflow.lightgbm
     from mlflow import MlflowClient
 
-    from serving.models import _mlflow_uris
+    from scoring.champions import _mlflow_uris
 
     exp_name = f"test-{name}"
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)

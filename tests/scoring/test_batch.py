@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.synthetic import generate
-from serving.batch import NO_CHAMPION_NOTICE, InMemoryFacts, default_as_of, run_tagging
-from serving.errors import ServingError
+from scoring.batch import NO_CHAMPION_NOTICE, InMemoryFacts, default_as_of, run_tagging
+from scoring.errors import ScoringError
+from synthetic import generate
 from tags.catalogue import LIBRARY_DIR, Catalogue
 from tags.store import TagStore
 
@@ -122,7 +122,7 @@ def test_failed_predictor_leaves_previous_snapshot_current(
             as_of=AS_OF,
             predictors=[FakeChurn(version="churn-predictor/2", fail=True)],
         )
-    with pytest.raises(ServingError, match="catalogued model tags"):
+    with pytest.raises(ScoringError, match="catalogued model tags"):
         run_tagging(
             facts=facts,
             catalogue=catalogue,

@@ -8,7 +8,7 @@ snapshot in one transaction, so a run that fails at any step (or is killed) leav
 the previous snapshot current.
 
 Predicted tags come from :class:`Predictor` objects (the champion models, built by
-``serving.models``); with none, the run writes rule tags only and says so.
+``scoring.champions``); with none, the run writes rule tags only and says so.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pandas as pd
 
 from features.events import prepare_events
 from features.spec import FeatureSpec, default_spec, spec_hash
-from serving.errors import ServingError
+from scoring.errors import ScoringError
 from tags.catalogue import Catalogue
 from tags.engine import concat_tag_tables, evaluate_tags
 from tags.store import TAG_COLUMNS, RunInfo, TagStore, to_as_of
@@ -183,7 +183,7 @@ def run_tagging(
         force: Recompute and rewrite even when the same inputs are stored.
 
     Raises:
-        ServingError: A predictor returned rows breaking the long format or for a tag
+        ScoringError: A predictor returned rows breaking the long format or for a tag
             that is not a catalogued model tag.
         TagStoreError: The store refused the table or is busy.
     """
@@ -262,14 +262,14 @@ def _check_predicted(
 ) -> pd.DataFrame:
     missing = [c for c in TAG_COLUMNS if c not in rows.columns]
     if missing:
-        raise ServingError(
+        raise ScoringError(
             f"Expected predictor {predictor.name!r} to return columns {list(TAG_COLUMNS)}. "
             f"Got one missing {missing}."
         )
     model_tags = {t.id for t in catalogue if t.source == "model"}
     stray = sorted(set(rows["tag_id"].astype(str)) - model_tags)
     if stray:
-        raise ServingError(
+        raise ScoringError(
             f"Expected predictor {predictor.name!r} to write catalogued model tags "
             f"({sorted(model_tags)}). Got {stray}."
         )

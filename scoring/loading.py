@@ -1,0 +1,67 @@
+"""Loading a Tagsmith model from MLflow with its contract (``models:/name@alias`` or a run).
+
+The contract travels in the MLflow model's ``metadata`` (see :mod:`scoring.contract`);
+a loaded :class:`ScoringModel` scores feature frames through the one shared path,
+:func:`scoring.contract.score_frame`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scoring.contract import ModelContract, contract_from_metadata, score_frame
+
+__all__ = ["ScoringModel", "load_model"]
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """A loaded model with its contract: the unit that scores feature frames.
+
+    Attributes:
+        booster: The LightGBM booster.
+        contract: Its model contract.
+        uri: Where it was loaded from.
+    """
+
+    booster: Any
+    contract: ModelContract
+    uri: str
+
+    def score(self, features: pd.DataFrame) -> np.ndarray:
+        """Calibrated scores of every row of ``features`` (see :func:`score_frame`)."""
+        return score_frame(self.booster, features, self.contract)
+
+
+def load_model(model_uri: str, *, dst_path: Path | None = None) -> ScoringModel:
+    """Load a Tagsmith model (e.g. ``models:/churn-predictor@champion``) and its contract.
+
+    The model is downloaded once (into ``dst_path`` or a temporary folder that is
+    removed afterwards); the booster is set to predict on one thread.
+
+    Raises:
+        SchemaError: The model carries no valid contract.
+    """
+    import mlflow.artifacts
+    import mlflow.lightgbm
+    from mlflow.models import Model
+
+    def _load(folder: str) -> ScoringModel:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+        meta = Model.load(local).metadata
+        contract = contract_from_metadata(meta, source=model_uri)
+        loaded = mlflow.lightgbm.load_model(local)
+        booster = getattr(loaded, "booster_", loaded)
+        return ScoringModel(booster=booster, contract=contract, uri=model_uri)
+
+    if dst_path is not None:
+        dst_path.mkdir(parents=True, exist_ok=True)
+        return _load(str(dst_path))
+    with tempfile.TemporaryDirectory(prefix="tagsmith-model-") as tmp:
+        return _load(tmp)
