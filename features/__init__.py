@@ -9,6 +9,7 @@ from features.events import PreparedEvents, prepare_events
 from features.importer import ImportReport, SourceOptions, import_facts
 from features.io import RawTable, ReadOptions, parse_mapping, read_table
 from features.memory import lean_allocators
+from features.quarantine import QUARANTINE_COLUMNS, FileCounts
 from features.schema import (
     AMOUNT_REQUIRED_EVENT_TYPES,
     BUILTIN_EVENT_TYPES,
@@ -25,10 +26,8 @@ from features.schema import (
 from features.spec import FeatureSpec, default_spec, load_spec, spec_hash
 from features.store import FactStore
 from features.validation import (
-    QUARANTINE_COLUMNS,
     CustomersResult,
     EventsResult,
-    FileCounts,
     validate_customers,
     validate_events,
 )
