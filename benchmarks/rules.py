@@ -202,7 +202,8 @@ def main() -> None:
 
     from features.events import prepare_events
     from synthetic import generate
-    from tags.catalogue import LIBRARY_DIR, Catalogue, TagDefinition
+    from tags.catalogue import LIBRARY_DIR, Catalogue
+    from tags.definitions import TagDefinition
     from tags.engine import evaluate_tag_values, evaluate_tags, long_table
 
     as_of = pd.Timestamp(args.end, tz="UTC")

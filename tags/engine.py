@@ -2,7 +2,7 @@
 
 One :class:`~tags.rules.EvalContext` is shared by every tag, so each feature column is
 converted once and each event window is counted once however many rules use it. The
-result is the long table of the tag contract (see ``TAG_COLUMNS``).
+result is the long table of the tag contract (``tags.store_format.TAG_COLUMNS``).
 
 Event windows are fastest from the :class:`features.events.PreparedEvents` the features
 were built from (``prepare_events(customers, events).build_features(as_of)``): its
@@ -26,9 +26,9 @@ from tags.errors import CatalogueError, RuleError, RuleEvalError, TagsError
 from tags.rules import EvalContext, Scope, event_needs, frame_kinds, to_ns, truth
 from tags.rules.values import NULL, STR, Val
 from tags.rules.windows import arrow_strings
+from tags.store_format import TAG_COLUMNS
 
 __all__ = [
-    "TAG_COLUMNS",
     "TagValues",
     "concat_tag_tables",
     "empty_tag_table",
@@ -37,17 +37,6 @@ __all__ = [
     "evaluate_tags",
     "long_table",
 ]
-
-TAG_COLUMNS: tuple[str, ...] = (
-    "customer_id",
-    "tag_id",
-    "value",
-    "score",
-    "source",
-    "version",
-    "as_of",
-)
-
 
 class TagValues:
     """The rows of one tag: frame row positions and the value of each.

@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from features.events import prepare_events
 from features.schema import customers_frame
 from tags.catalogue import Catalogue
-from tags.engine import TAG_COLUMNS, concat_tag_tables, evaluate_tags
+from tags.engine import concat_tag_tables, evaluate_tags
 from tags.rules import EventIndex, ast
 from tags.rules.prepared import PreparedEventIndex
 from tags.rules.windows import DAY_NS, to_ns, window_bounds
 from tags.store import TagStore
+from tags.store_format import TAG_COLUMNS
 from tests.tags.conftest import make_events
 
 BASE = pd.Timestamp("2024-01-01", tz="UTC")
@@ -154,7 +155,7 @@ WINDOW_RULES = {
 
 
 def _catalogue(library: Catalogue, top: str) -> Catalogue:
-    from tags.catalogue import TagDefinition
+    from tags.definitions import TagDefinition
 
     extra = [
         TagDefinition.model_validate(
