@@ -16,7 +16,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export PYTHONHASHSEED := 0
 
-.PHONY: setup demo test lint typecheck contracts pytest fmt clean
+.PHONY: setup demo test lint typecheck contracts pytest browser fmt clean
 
 setup: $(STAMP)
 
@@ -40,7 +40,11 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
+# The console's browser tests drive Debian's chromium (installed here when missing).
+browser:
+	@bash scripts/ensure-chromium.sh
+
+pytest: $(STAMP) browser
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -n 2 --timeout 600 -q
 
 test: lint typecheck contracts pytest

@@ -97,7 +97,7 @@ def line_chart(
         width: Width in pixels.
         height: Height in pixels (the legend adds rows below).
     """
-    left, right, top, bottom = 56, 16, 12, 34
+    left, right, top, bottom = 56, 44, 12, 34
     plot_w, plot_h = width - left - right, height - top - bottom
     n = len(x_labels)
     peak = max((max(vals) for _, vals in series if len(vals)), default=0.0)

@@ -82,7 +82,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "audience.export": ("导出 CSV", "Export CSV"),
     "audience.saved": ("已保存的人群", "Saved audiences"),
     "audience.delete": ("删除", "Delete"),
-    "audience.of": ("占全部客户", "of all customers"),
+    "audience.of": ("，共", "of"),
     "audience.help": (
         "用规则语言组合标签，例如 lifecycle_stage = 'dormant' and old_customer。",
         "Combine tags in the rule language, e.g. lifecycle_stage = 'dormant' and old_customer.",
