@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import os
+import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from tags.errors import TagStoreError
+from tags.transitions import TRANSITIONS_SCHEMA, record_batch_transitions
 
 __all__ = [
     "SNAPSHOT_COLUMNS",
@@ -78,7 +80,11 @@ CREATE TABLE IF NOT EXISTS snapshots (
     as_of TIMESTAMP NOT NULL,
     run_id VARCHAR NOT NULL
 );
-"""
+""" + TRANSITIONS_SCHEMA
+# DuckDB lets one process write at a time and refuses other connections meanwhile; a
+# reader (the service, the trigger dispatcher) holds the file for a moment, so opening
+# retries for this long before reporting the store busy.
+BUSY_TIMEOUT_S = 15.0
 
 
 class StoreConfig(BaseModel):
@@ -163,12 +169,17 @@ class TagStore:
     Every method opens and closes its own connection, so the file is never held open
     between calls (DuckDB allows one writing process at a time).
 
+    Each run also records what it changed as transitions (``tags.transitions``), in the
+    same transaction as its snapshot.
+
     Args:
         path: The database file (created on the first write).
+        busy_timeout_s: How long opening the file waits while another process holds it.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
 
     # -- connections -------------------------------------------------------------------
 
@@ -181,13 +192,20 @@ class TagStore:
             )
         if write:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            con = duckdb.connect(str(self.path), read_only=not write)
-        except duckdb.IOException as exc:
-            raise TagStoreError(
-                f"The tag store {self.path} is in use by another process (a tagging run?). "
-                f"Try again when it has finished. ({exc})"
-            ) from exc
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.02
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=not write)
+                break
+            except duckdb.IOException as exc:
+                if time.monotonic() + delay > deadline:
+                    raise TagStoreError(
+                        f"The tag store {self.path} is in use by another process (a tagging "
+                        f"run?). Try again when it has finished. ({exc})"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
         try:
             if write:
                 con.execute(_SCHEMA)
@@ -202,6 +220,10 @@ class TagStore:
     def exists(self) -> bool:
         """True when the store file exists (a run has written it)."""
         return self.path.exists()
+
+    def read_connection(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A read-only connection, closed on exit (``tags.transitions`` reads through it)."""
+        return self._connect(write=False)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -275,6 +297,8 @@ class TagStore:
                 counts = _validate_incoming(con, count_customers=n_customers is None)
                 n_cust = counts["n_customers"] if n_customers is None else int(n_customers)
                 con.begin()
+                # What this run changes, against the state it replaces (same transaction).
+                record_batch_transitions(con, "incoming", as_of=_naive(ts), run_id=run_id)
                 con.execute("DELETE FROM snapshots WHERE as_of = ?", [_naive(ts)])
                 con.execute(
                     "INSERT INTO snapshots SELECT customer_id, tag_id, value, score, source, "
