@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from activation.config import ActivationConfig
 from features.schema import FactsConfig
 from serving.config import ServingConfig
 from tags.config import TagsConfig
@@ -40,6 +41,7 @@ class ProjectConfig(BaseModel):
         training: Label semantics and estimator settings of the predictors.
         promotion: Gates and limits of model promotion (``training.gates``).
         serving: The tag service (port, watched alias, reload interval, limits).
+        activation: The trigger dispatcher (``activation.ActivationConfig``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -53,6 +55,7 @@ class ProjectConfig(BaseModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    activation: ActivationConfig = Field(default_factory=ActivationConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -152,3 +152,23 @@ class Project:
     def mlflow_artifacts_dir(self) -> Path:
         """Artifact folder of experiments the project creates."""
         return self.mlflow_dir / "artifacts"
+
+    @property
+    def triggers_dir(self) -> Path:
+        """Folder of trigger, audience sync and destination YAML files."""
+        return self.root / "triggers"
+
+    @property
+    def trigger_versions_dir(self) -> Path:
+        """Folder of applied trigger versions (``v0001.json``, ...)."""
+        return self.data_dir / "trigger_versions"
+
+    @property
+    def outbox_path(self) -> Path:
+        """The activation outbox (queued, sent and dead deliveries; cursors)."""
+        return self.data_dir / "activation.sqlite"
+
+    @property
+    def activation_lock_path(self) -> Path:
+        """Lock file held by the one dispatcher delivering at a time."""
+        return self.data_dir / "activation.lock"

@@ -47,6 +47,7 @@ from tags.catalogue import Catalogue
 from tags.engine import evaluate_tags
 from tags.policy import AccessPolicy
 from tags.store import TagStore
+from tagsmith.activate import DispatcherThread, HostedRuntime
 from tagsmith.project import Project
 
 __all__ = ["PROJECT_ENV", "build_runtime", "champion_predictors", "model_tags", "service_env"]
@@ -157,7 +158,14 @@ def build_runtime(project: Project | None = None) -> ServingRuntime:
             f"Expected the catalogue in {project.catalogue_dir} to hold active model tags "
             f"for the served models {cfg.models}. Got none."
         )
-    return ServingRuntime(
+    runtime_class: type[ServingRuntime] = ServingRuntime
+    hosted: dict[str, Any] = {}
+    if project.config.activation.in_service:
+        # The service also hosts the trigger dispatcher loop (tagsmith.activate).
+        runtime_class = HostedRuntime
+        hosted = {"dispatcher": DispatcherThread(project, lambda: load_catalogue(project))}
+    return runtime_class(
+        **hosted,
         models={name: tag.tag_id for name, tag in source.tags.items()},
         model_source=source,
         snapshot_source=TagStoreSnapshotSource(TagStore(project.tag_store_path), snapshot_features),

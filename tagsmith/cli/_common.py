@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from activation.errors import ActivationError
 from features.errors import FeaturesError
 from scoring.errors import ScoringError
 from serving.errors import ServingError
@@ -34,6 +35,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ScoringError,
     TrainingError,
     ServingError,
+    ActivationError,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -11,6 +11,7 @@ from features.store import FactStore
 from scoring.batch import STEPS, Predictor, run_tagging
 from tags.audit import default_actor
 from tags.store import TagStore
+from tagsmith.activate import after_run
 from tagsmith.cli._common import console, err_console, pass_project
 from tagsmith.cli._governance import audit_log, require, resolve_role, role_option
 from tagsmith.cli.tagdata import day
@@ -81,6 +82,8 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
     )
     for note in result.notices:
         console.print(f"[yellow]notice:[/] {note}")
+    # Applied triggers fire on the transitions this run recorded (read back from the store).
+    fired = after_run(project, catalogue)
     if run.reused:
         console.print(
             f"snapshot {day(run.as_of)} is up to date (run {run.run_id}, same inputs): "
@@ -100,3 +103,5 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
         f"run {run.run_id}: {run.n_customers:,} customers, {run.n_rows:,} tag rows, "
         f"{run.n_tags} tags ({timings})"
     )
+    if fired.message:
+        console.print(fired.message, soft_wrap=True)
