@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,9 +24,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from features.importer import import_facts
-from features.schema import FactsConfig
-from features.store import FactStore
+# Running this file puts benchmarks/ first on sys.path, where benchmarks/features.py
+# would shadow the features package: drop that entry.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+if str(_HERE.parent) not in sys.path:
+    sys.path.insert(0, str(_HERE.parent))
+
+from features.importer import import_facts  # noqa: E402
+from tagsmith.project import Project  # noqa: E402
 
 TYPES = np.array(["purchase", "refund", "browse", "login", "complaint"])
 CATEGORIES = np.array(["books", "toys", "beauty", "health", "food", "home", "sports"])
@@ -110,15 +117,16 @@ def main() -> None:
             f"({size:,.0f} MiB CSV) written in {time.perf_counter() - t0:.1f} s; "
             f"peak RSS so far {peak_rss_gib():.2f} GiB"
         )
-        store = FactStore(scratch / "facts")
+        project = Project.init(scratch / "project")
+        store = project.fact_store()
         now = pd.Timestamp("2026-01-01T00:00:00Z")
         steps = ["first import"] + ([] if args.no_reimport else ["re-import (all duplicates)"])
         for label in steps:
             t0, cpu0 = time.perf_counter(), time.process_time()
             report = import_facts(
                 store,
-                config=FactsConfig(),
-                quarantine_dir=scratch / "quarantine",
+                config=project.config.facts,
+                quarantine_dir=project.quarantine_dir,
                 now=now,
                 customers=customers if label == "first import" else None,
                 events=events,

@@ -41,10 +41,8 @@ sys.path.insert(0, str(REPO))
 
 from scoring.contract import model_matrix  # noqa: E402
 from scoring.loading import load_model  # noqa: E402
-from serving.keys import ApiKeyStore  # noqa: E402
-from tags.store import TagStore  # noqa: E402
 from tagsmith.project import Project  # noqa: E402
-from tagsmith.serving_app import feature_spec, service_env  # noqa: E402
+from tagsmith.serving_app import service_env  # noqa: E402
 
 
 @dataclass
@@ -209,7 +207,7 @@ def scenarios(n_requests: int, n_batch: int) -> list[tuple[str, int, int, int]]:
 def bench_tagsmith(
     project: Project, ids: list[str], args: argparse.Namespace, work: Path
 ) -> list[Result]:
-    store = ApiKeyStore(project.api_keys_path)
+    store = project.api_keys()
     name = f"bench-{os.getpid()}"
     key = store.add(name, args.role)
     port = free_port()
@@ -282,7 +280,7 @@ def bench_tagsmith(
                 print_row(result)
     finally:
         stop(process)
-        ApiKeyStore(project.api_keys_path).revoke(name)
+        project.api_keys().revoke(name)
     return results
 
 
@@ -366,13 +364,11 @@ def bench_mlflow(
 
 def snapshot_features(project: Project, ids: list[str]) -> Any:
     from features.build import build_features
-    from features.store import FactStore
 
-    store = TagStore(project.tag_store_path)
-    facts = FactStore(project.facts_dir)
-    as_of = store.latest_as_of()
+    facts = project.fact_store()
+    as_of = project.tag_store().latest_as_of()
     features = build_features(
-        facts.load_customers(), facts.load_events(), as_of=as_of, spec=feature_spec(project)
+        facts.load_customers(), facts.load_events(), as_of=as_of, spec=project.feature_spec()
     )
     return features[features["customer_id"].isin(set(ids))].reset_index(drop=True)
 
@@ -410,7 +406,7 @@ def main() -> None:
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     project = Project.load(args.project)
-    snap = TagStore(project.tag_store_path).snapshot(tags=["churn_risk"])
+    snap = project.tag_store().snapshot(tags=["churn_risk"])
     ids = sorted(set(snap["customer_id"].astype(str)))
     if len(ids) < 100:
         raise SystemExit(f"need >= 100 customers with predicted tags, got {len(ids)}")

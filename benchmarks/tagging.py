@@ -38,12 +38,15 @@ BUDGET_GIB = 8.0
 def _prepare(n_customers: int, seed: int, folder: Path) -> dict[str, Any]:
     import pandas as pd
 
-    from features.store import FactStore
     from synthetic import generate
+    from tags.policy import write_default_policy
+    from tagsmith.project import Project
 
     began = time.perf_counter()
     data = generate(n_customers, start="2023-01-01", end="2024-12-31", seed=seed)
-    facts = FactStore(folder / "facts")
+    project = Project.init(folder)
+    write_default_policy(project.policy_path)
+    facts = project.fact_store()
     with facts.lock():
         facts.write(
             customers=data.customers,
@@ -57,28 +60,30 @@ def _prepare(n_customers: int, seed: int, folder: Path) -> dict[str, Any]:
 def _run(folder: str, queue: Any) -> None:
     import resource
 
-    from features.store import FactStore
     from scoring.batch import run_tagging
     from tags.access import TagReader
-    from tags.audit import AuditLog
-    from tags.catalogue import LIBRARY_DIR, Catalogue
-    from tags.policy import AccessPolicy
     from tags.segments import select_audience
-    from tags.store import TagStore
+    from tagsmith.project import Project
 
-    base = Path(folder)
     began = time.perf_counter()
-    facts = FactStore(base / "facts")
-    catalogue = Catalogue.load(LIBRARY_DIR)
-    store = TagStore(base / "tags.duckdb")
-    result = run_tagging(facts=facts, catalogue=catalogue, store=store, as_of=AS_OF)
+    # The project the parent set up: facts, the standard library, the default policy.
+    project = Project.load(Path(folder))
+    catalogue = project.catalogue()
+    store = project.tag_store()
+    result = run_tagging(
+        facts=project.fact_store(),
+        catalogue=catalogue,
+        store=store,
+        as_of=AS_OF,
+        spec=project.feature_spec(),
+    )
     run_s = time.perf_counter() - began
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     reader = TagReader(
         store,
         catalogue,
-        AccessPolicy.default(),
-        AuditLog(base / "audit.log"),
+        project.policy(),
+        project.audit_log(),
         role="executive",
         actor="benchmark",
     )

@@ -10,21 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from activation.definitions import CheckResult, Definitions, check_definitions, load_definitions
 from activation.dispatcher import Activation, Dispatcher, DispatchReport
 from activation.errors import ActivationError, DispatcherBusy
-from activation.outbox import Outbox
-from activation.versions import TriggerHistory
 from serving.runtime import ReloadResult, ServingRuntime
-from tags.audit import AuditLog
 from tags.errors import TagsError
-from tags.policy import AccessPolicy
-from tags.segments import AudienceBook
-from tags.store import TagStore
 from tags.transitions import TransitionLog
 from tagsmith.project import Project
 
@@ -41,15 +34,15 @@ __all__ = [
 log = logging.getLogger("tagsmith.activation")
 
 
-def activation_of(project: Project, catalogue: Any) -> Activation:
+def activation_of(project: Project) -> Activation:
     """The stores, definitions and settings a dispatcher of ``project`` works with."""
     return Activation(
-        store=TagStore(project.tag_store_path),
-        outbox=Outbox(project.outbox_path),
-        history=TriggerHistory(project.trigger_versions_dir),
-        catalogue=catalogue,
-        policy=AccessPolicy.load(project.policy_path),
-        audit=AuditLog(project.audit_log_path),
+        store=project.tag_store(),
+        outbox=project.outbox(),
+        history=project.trigger_history(),
+        catalogue=project.catalogue(),
+        policy=project.policy(),
+        audit=project.audit_log(),
         root=project.root,
         lock_path=project.activation_lock_path,
         config=project.config.activation,
@@ -57,18 +50,15 @@ def activation_of(project: Project, catalogue: Any) -> Activation:
 
 
 def check_project_definitions(
-    project: Project, catalogue: Any, *, definitions: Definitions | None = None
+    project: Project, *, definitions: Definitions | None = None
 ) -> tuple[Definitions, CheckResult]:
     """The project's ``triggers/*.yaml`` and their cross-checks (catalogue, policy, audiences)."""
     defs = definitions if definitions is not None else load_definitions(project.triggers_dir)
-    audiences = {
-        name: saved.expression
-        for name, saved in AudienceBook(project.audiences_path).list().items()
-    }
+    audiences = {name: saved.expression for name, saved in project.audiences().list().items()}
     check = check_definitions(
         defs,
-        catalogue=catalogue,
-        policy=AccessPolicy.load(project.policy_path),
+        catalogue=project.catalogue(),
+        policy=project.policy(),
         audiences=audiences,
         environ=os.environ,
     )
@@ -77,7 +67,7 @@ def check_project_definitions(
 
 def transitions_position(project: Project) -> int:
     """The tag store's last transition seq (0 without a store)."""
-    return TransitionLog(TagStore(project.tag_store_path)).last_seq()
+    return TransitionLog(project.tag_store()).last_seq()
 
 
 @dataclass(frozen=True)
@@ -96,18 +86,17 @@ class AfterRun:
     message: str
 
 
-def after_run(project: Project, catalogue: Any) -> AfterRun:
+def after_run(project: Project) -> AfterRun:
     """Fire the applied triggers on what the run recorded, then try each delivery once.
 
     Nothing is passed from the run: the dispatcher reads the transitions recorded since
     its cursor, so live changes and earlier undelivered work go out too. Retries are left
     to a running dispatcher (``tagsmith triggers run`` or the service).
     """
-    history = TriggerHistory(project.trigger_versions_dir)
-    if not history.versions():
+    if not project.trigger_history().versions():
         return AfterRun(None, False, "")
     cfg = project.config.activation
-    dispatcher = Dispatcher(activation_of(project, catalogue))
+    dispatcher = Dispatcher(activation_of(project))
     try:
         report = dispatcher.run(
             until="idle" if cfg.deliver_after_run else "forever",
@@ -119,9 +108,7 @@ def after_run(project: Project, catalogue: Any) -> AfterRun:
         return AfterRun(
             None, False, f"triggers: not fired now ({exc}); 'tagsmith triggers run' retries"
         )
-    outbox = Outbox(project.outbox_path)
-    waiting = outbox.open_count()
-    outbox.close()
+    waiting = project.outbox().open_count()
     fired = sum(report.fired.values())
     parts = [f"{fired:,} fired", f"{report.delivered:,} delivered"]
     if report.dead:
@@ -140,12 +127,10 @@ class DispatcherThread:
 
     Args:
         project: The project.
-        catalogue: Loads the tag catalogue (again after a failed loop).
     """
 
-    def __init__(self, project: Project, catalogue: Callable[[], Any]) -> None:
+    def __init__(self, project: Project) -> None:
         self.project = project
-        self._catalogue = catalogue
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -160,8 +145,7 @@ class DispatcherThread:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                activation = activation_of(self.project, self._catalogue())
-                Dispatcher(activation).run(stop=self._stop, lock_wait_s=0.0)
+                Dispatcher(activation_of(self.project)).run(stop=self._stop, lock_wait_s=0.0)
             except DispatcherBusy:
                 self._stop.wait(5.0)
             except Exception:  # the host must outlive any one failed loop

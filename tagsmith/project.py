@@ -1,21 +1,66 @@
-"""A Tagsmith project on disk: its folder, config and the paths of its stores."""
+"""A Tagsmith project on disk: its folder, its config, and the objects built from them.
+
+:class:`Project` is the one place where a project's catalogue, feature spec, stores,
+model registry, policy and audit log are constructed (like Feast's ``FeatureStore``):
+every CLI command, the service wiring, the notebook and the benchmarks ask it. Each
+object is built on first use and kept for the life of the :class:`Project` instance;
+library packages never read ``tagsmith.yaml`` themselves.
+
+Heavy packages are imported inside the methods that need them, so importing this
+module (and so starting the CLI) does not pay for MLflow, DuckDB or the feature code.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from tags.catalogue import copy_library
 from tagsmith.config import CONFIG_FILENAME, ProjectConfig, dump_config, load_config
 from tagsmith.errors import ConfigError, ProjectNotFoundError
 
+if TYPE_CHECKING:
+    from activation.outbox import Outbox
+    from activation.versions import TriggerHistory
+    from features.snapshots import FeatureStore
+    from features.spec import FeatureSpec
+    from features.store import FactStore
+    from serving.keys import ApiKeyStore
+    from tags.audit import AuditLog
+    from tags.catalogue import Catalogue
+    from tags.policy import AccessPolicy
+    from tags.segments import AudienceBook
+    from tags.store import TagStore
+    from tags.versions import CatalogueHistory
+    from training.registry import ModelRegistry
+
 __all__ = ["Project"]
+
+T = TypeVar("T")
+
+
+def _built_once(method: Callable[[Project], T]) -> Callable[[Project], T]:
+    """Build the method's object on the first call; return the same object afterwards."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def wrapper(self: Project) -> T:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = method(self)
+            value: T = self._built[name]
+            return value
+
+    return wrapper
 
 
 @dataclass(frozen=True)
 class Project:
-    """A project folder and its validated configuration.
+    """A project folder, its validated configuration and the objects built from them.
 
     Attributes:
         root: The project folder (absolute).
@@ -24,6 +69,12 @@ class Project:
 
     root: Path
     config: ProjectConfig
+    _built: dict[str, Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+    _lock: threading.RLock = field(
+        default_factory=threading.RLock, init=False, repr=False, compare=False, hash=False
+    )
 
     @classmethod
     def load(cls, root: Path) -> Project:
@@ -46,9 +97,14 @@ class Project:
     def init(cls, root: Path, *, config: ProjectConfig | None = None) -> Project:
         """Create a project in ``root`` (created if missing) and return it.
 
+        Writes ``tagsmith.yaml`` with every default, the data folder and the standard
+        tag library into ``catalogue/``.
+
         Raises:
             ConfigError: ``root`` already holds a project.
         """
+        from tags.catalogue import copy_library
+
         root = root.resolve()
         path = root / CONFIG_FILENAME
         if path.exists():
@@ -61,6 +117,126 @@ class Project:
         copy_library(project.catalogue_dir)
         return project
 
+    # ------------------------------------------------------------------ built objects
+    @_built_once
+    def catalogue(self) -> Catalogue:
+        """The tag catalogue, checked against the configured categories and event types.
+
+        Raises:
+            CatalogueError: A catalogue file is invalid (the message names file and tag).
+        """
+        from tags.catalogue import Catalogue
+
+        return Catalogue.load(
+            self.catalogue_dir,
+            self.config.tags,
+            event_types=self.config.facts.all_event_types,
+        )
+
+    @_built_once
+    def feature_spec(self) -> FeatureSpec:
+        """The project's ``features.yaml``; the shipped default spec when there is none.
+
+        Raises:
+            SpecError: ``features.yaml`` is not a file, not YAML, or breaks the schema.
+        """
+        from features.errors import SpecError
+        from features.spec import default_spec, load_spec
+
+        path = self.feature_spec_path
+        if not path.exists():
+            return default_spec()
+        if not path.is_file():
+            raise SpecError(f"Expected the feature spec {path} to be a YAML file. Got a folder.")
+        return load_spec(path)
+
+    @_built_once
+    def fact_store(self) -> FactStore:
+        """The fact store (validated customers and events, import log)."""
+        from features.store import FactStore
+
+        return FactStore(self.facts_dir)
+
+    @_built_once
+    def feature_store(self) -> FeatureStore:
+        """The feature snapshots, one per as-of date."""
+        from features.snapshots import FeatureStore
+
+        return FeatureStore(self.features_dir)
+
+    @_built_once
+    def tag_store(self) -> TagStore:
+        """The tag store (snapshots with history)."""
+        from tags.store import TagStore
+
+        return TagStore(self.tag_store_path)
+
+    @_built_once
+    def catalogue_history(self) -> CatalogueHistory:
+        """Applied catalogue versions (``tags plan`` / ``tags apply``)."""
+        from tags.versions import CatalogueHistory
+
+        return CatalogueHistory(self.catalogue_versions_dir)
+
+    @_built_once
+    def audiences(self) -> AudienceBook:
+        """Saved audiences (name -> expression)."""
+        from tags.segments import AudienceBook
+
+        return AudienceBook(self.audiences_path)
+
+    @_built_once
+    def policy(self) -> AccessPolicy:
+        """The access policy (roles and what each may see and do).
+
+        Raises:
+            PolicyError: ``policy.yaml`` is missing or invalid (the message names it).
+        """
+        from tags.policy import AccessPolicy
+
+        return AccessPolicy.load(self.policy_path)
+
+    @_built_once
+    def audit_log(self) -> AuditLog:
+        """The append-only, hash-chained audit log."""
+        from tags.audit import AuditLog
+
+        return AuditLog(self.audit_log_path)
+
+    @_built_once
+    def registry(self) -> ModelRegistry:
+        """The MLflow model registry with its alias history and promotion locks."""
+        from training.registry import ModelRegistry
+
+        return ModelRegistry(
+            self.mlflow_tracking_uri,
+            self.model_history_path,
+            self.model_locks_dir,
+            lock_timeout=self.config.promotion.lock_timeout_seconds,
+        )
+
+    @_built_once
+    def api_keys(self) -> ApiKeyStore:
+        """API keys of the tag service (salted hashes only)."""
+        from serving.keys import ApiKeyStore
+
+        return ApiKeyStore(self.api_keys_path)
+
+    @_built_once
+    def trigger_history(self) -> TriggerHistory:
+        """Applied trigger, sync and destination versions (``tagsmith triggers apply``)."""
+        from activation.versions import TriggerHistory
+
+        return TriggerHistory(self.trigger_versions_dir)
+
+    @_built_once
+    def outbox(self) -> Outbox:
+        """The activation outbox (queued, sent and dead deliveries; the transitions cursor)."""
+        from activation.outbox import Outbox
+
+        return Outbox(self.outbox_path)
+
+    # ------------------------------------------------------------------ paths
     @property
     def config_path(self) -> Path:
         """The project's ``tagsmith.yaml``."""

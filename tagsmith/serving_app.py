@@ -24,17 +24,8 @@ from features.schema import (
     customers_frame,
     events_frame,
 )
-from features.spec import FeatureSpec, default_spec, load_spec
-from features.store import FactStore
-from scoring.champions import (
-    ChampionPredictor,
-    MlflowModelSource,
-    ModelTag,
-    load_champion_predictors,
-)
 from serving.auditing import QueuedAudit
 from serving.errors import ServingError
-from serving.keys import ApiKeyStore
 from serving.runtime import ServingRuntime
 from serving.sources import (
     FactsOnlineScorer,
@@ -42,68 +33,15 @@ from serving.sources import (
     PolicyGovernance,
     TagStoreSnapshotSource,
 )
-from tags.audit import AuditLog
-from tags.catalogue import Catalogue
 from tags.engine import evaluate_tags
-from tags.policy import AccessPolicy
-from tags.store import TagStore
 from tagsmith.activate import DispatcherThread, HostedRuntime
+from tagsmith.champions import model_source
 from tagsmith.project import Project
 
-__all__ = ["PROJECT_ENV", "build_runtime", "champion_predictors", "model_tags", "service_env"]
+__all__ = ["PROJECT_ENV", "build_runtime", "service_env"]
 
 PROJECT_ENV = "TAGSMITH_PROJECT"
 RUNTIME_FACTORY = "tagsmith.serving_app:build_runtime"
-
-
-def load_catalogue(project: Project) -> Catalogue:
-    """The project's catalogue (as every ``tagsmith tags`` command loads it)."""
-    return Catalogue.load(
-        project.catalogue_dir,
-        project.config.tags,
-        event_types=project.config.facts.all_event_types,
-    )
-
-
-def feature_spec(project: Project) -> FeatureSpec:
-    """The project's feature spec, or the shipped default."""
-    path = project.feature_spec_path
-    return load_spec(path) if path.exists() else default_spec()
-
-
-def model_tags(catalogue: Catalogue, names: Iterable[str] | None = None) -> dict[str, ModelTag]:
-    """Registered model name -> the active catalogued tag it produces."""
-    wanted = set(names) if names is not None else None
-    out: dict[str, ModelTag] = {}
-    for tag in catalogue.active(sources=("model",)):
-        if tag.model and (wanted is None or tag.model in wanted):
-            out[tag.model] = ModelTag.from_definition(tag)
-    return out
-
-
-def model_source(project: Project, catalogue: Catalogue) -> MlflowModelSource:
-    """Champion lookup in the project's registry, for the models the config serves."""
-    cfg = project.config.serving
-    return MlflowModelSource(
-        project.mlflow_tracking_uri,
-        model_tags(catalogue, cfg.models),
-        alias=cfg.alias,
-        cache_dir=project.data_dir / "serving" / "models",
-    )
-
-
-def champion_predictors(
-    project: Project, catalogue: Catalogue
-) -> tuple[list[ChampionPredictor], list[str]]:
-    """Batch predictors of the champion models, and notices for models without one."""
-    if not project.mlflow_dir.exists() and "MLFLOW_TRACKING_URI" not in os.environ:
-        tags = model_tags(catalogue, project.config.serving.models)
-        return [], [
-            f"No model registry yet ({project.mlflow_dir}): tag '{t.tag_id}' skipped "
-            "(train and promote a model first)."
-            for t in tags.values()
-        ]
-    return load_champion_predictors(model_source(project, catalogue))
 
 
 def _events(records: list[dict[str, Any]], event_types: Iterable[str]) -> pd.DataFrame:
@@ -130,11 +68,11 @@ def build_runtime(project: Project | None = None) -> ServingRuntime:
     if project is None:
         project = Project.load(Path(os.environ.get(PROJECT_ENV, ".")))
     cfg = project.config.serving
-    catalogue = load_catalogue(project)
-    policy = AccessPolicy.load(project.policy_path)
-    source = model_source(project, catalogue)
-    spec = feature_spec(project)
-    facts = FactStore(project.facts_dir)
+    catalogue = project.catalogue()
+    policy = project.policy()
+    source = model_source(project)
+    spec = project.feature_spec()
+    facts = project.fact_store()
     facts_config = project.config.facts
     event_types = facts_config.all_event_types
 
@@ -152,7 +90,7 @@ def build_runtime(project: Project | None = None) -> ServingRuntime:
             features, events, catalogue, as_of=as_of
         ),
     )
-    keys = ApiKeyStore(project.api_keys_path)
+    keys = project.api_keys()
     if not source.tags:
         raise ServingError(
             f"Expected the catalogue in {project.catalogue_dir} to hold active model tags "
@@ -163,14 +101,14 @@ def build_runtime(project: Project | None = None) -> ServingRuntime:
     if project.config.activation.in_service:
         # The service also hosts the trigger dispatcher loop (tagsmith.activate).
         runtime_class = HostedRuntime
-        hosted = {"dispatcher": DispatcherThread(project, lambda: load_catalogue(project))}
+        hosted = {"dispatcher": DispatcherThread(project)}
     return runtime_class(
         **hosted,
         models={name: tag.tag_id for name, tag in source.tags.items()},
         model_source=source,
-        snapshot_source=TagStoreSnapshotSource(TagStore(project.tag_store_path), snapshot_features),
+        snapshot_source=TagStoreSnapshotSource(project.tag_store(), snapshot_features),
         governance=PolicyGovernance(catalogue, policy),
-        audit=QueuedAudit(JsonAudit(AuditLog(project.audit_log_path))),
+        audit=QueuedAudit(JsonAudit(project.audit_log())),
         verify_key=keys.verify,
         id_pepper=keys.pepper,
         watch_interval_s=cfg.watch_interval_s,

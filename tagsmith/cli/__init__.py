@@ -1,4 +1,9 @@
-"""The ``tagsmith`` command line: nouns and verbs, preview before apply."""
+"""The ``tagsmith`` command line: nouns and verbs, preview before apply.
+
+Each ``tagsmith.cli.<noun>`` module holds its commands and imports no other command
+module (shared helpers live in ``_common`` and ``_governance``); the command tree is
+assembled here.
+"""
 
 from __future__ import annotations
 
@@ -44,10 +49,14 @@ def main(ctx: click.Context, project_dir: Path) -> None:
     ctx.obj = CliContext(project_dir)
 
 
+tags_group = click.Group(
+    "tags",
+    help="The tag catalogue and rule tags: validate, list, describe, plan, apply.",
+    commands=[*tags_cmds.COMMANDS, tagrun_cmds.run_cmd, *tagdata_cmds.COMMANDS],
+)
+
 main.add_command(project_cmds.init)
-main.add_command(tags_cmds.tags)
-for _command in [tagrun_cmds.run_cmd, *tagdata_cmds.COMMANDS]:
-    tags_cmds.tags.add_command(_command)
+main.add_command(tags_group)
 main.add_command(audience_cmds.audience)
 main.add_command(
     click.Group(

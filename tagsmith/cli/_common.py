@@ -1,15 +1,21 @@
-"""What every CLI command shares: the project context, error display, consoles."""
+"""What every CLI command shares: the project context, error display, consoles, formats.
+
+A helper module: it imports no command module (``tagsmith.cli.<noun>``), so the command
+modules stay independent of each other (an import-linter contract checks it).
+"""
 
 from __future__ import annotations
 
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import pandas as pd
+from rich.cells import cell_len
 from rich.console import Console
 
 from activation.errors import ActivationError
@@ -21,7 +27,16 @@ from tagsmith.errors import TagsmithError
 from tagsmith.project import Project
 from training.errors import TrainingError
 
-__all__ = ["USER_ERRORS", "CliContext", "console", "err_console", "pass_project", "user_errors"]
+__all__ = [
+    "USER_ERRORS",
+    "CliContext",
+    "console",
+    "day",
+    "err_console",
+    "pass_project",
+    "print_columns",
+    "user_errors",
+]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -81,3 +96,16 @@ def pass_project(func: F) -> F:
         return func(obj.project, *args, **kwargs)
 
     return user_errors(wrapper)  # type: ignore[return-value]
+
+
+def print_columns(rows: Sequence[Sequence[str]]) -> None:
+    """Print rows as aligned plain-text columns (CJK-width aware, never truncated)."""
+    widths = [max(cell_len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [cell + " " * (w - cell_len(cell)) for cell, w in zip(row, widths, strict=True)]
+        console.print("  ".join(cells).rstrip(), markup=False, soft_wrap=True)
+
+
+def day(ts: Any) -> str:
+    """``YYYY-MM-DD`` of a timestamp ('' for none)."""
+    return "" if ts is None or pd.isna(ts) else f"{pd.Timestamp(ts):%Y-%m-%d}"

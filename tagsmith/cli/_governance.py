@@ -1,18 +1,25 @@
-"""What governed commands share: the caller's role, the policy, the audit log."""
+"""What governed commands share: the caller's role, permission checks, governed reads.
+
+A helper module: it imports no command module. The policy and the audit log themselves
+come from :class:`tagsmith.project.Project`.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from tags.audit import AuditLog, default_actor
-from tags.policy import AccessPolicy
+from tags.audit import default_actor
 from tagsmith.project import Project
 
-__all__ = ["audit_log", "policy", "require", "resolve_role", "role_option"]
+if TYPE_CHECKING:
+    from tags.access import TagReader
+    from tags.policy import AccessPolicy
+
+__all__ = ["make_reader", "require", "resolve_role", "role_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,23 +39,13 @@ def resolve_role(project: Project, role: str | None) -> str:
     return role or os.environ.get("TAGSMITH_ROLE") or project.config.access.default_role
 
 
-def policy(project: Project) -> AccessPolicy:
-    """The project's access policy."""
-    return AccessPolicy.load(project.policy_path)
-
-
-def audit_log(project: Project) -> AuditLog:
-    """The project's audit log."""
-    return AuditLog(project.audit_log_path)
-
-
 def require(project: Project, role: str, action: str, *, query: str) -> AccessPolicy:
     """Refuse (and audit the refusal) unless ``role`` may take ``action``."""
-    pol = policy(project)
+    pol = project.policy()
     try:
         pol.require(role, action)
     except Exception as exc:
-        audit_log(project).append(
+        project.audit_log().append(
             actor=default_actor(),
             role=role,
             action="denied",
@@ -57,3 +54,16 @@ def require(project: Project, role: str, action: str, *, query: str) -> AccessPo
         )
         raise
     return pol
+
+
+def make_reader(project: Project, role: str | None) -> TagReader:
+    """The caller's governed reader of the project's tag store (filters and audits reads)."""
+    from tags.access import TagReader
+
+    return TagReader(
+        project.tag_store(),
+        project.catalogue(),
+        project.policy(),
+        project.audit_log(),
+        role=resolve_role(project, role),
+    )

@@ -8,11 +8,9 @@ import click
 from rich.table import Table
 
 from tags.audit import default_actor
-from tags.segments import Audience, AudienceBook, select_audience
+from tags.segments import Audience, select_audience
 from tagsmith.cli._common import console, pass_project
-from tagsmith.cli._governance import audit_log, require, resolve_role, role_option
-from tagsmith.cli.tagdata import make_reader
-from tagsmith.cli.tags import load_catalogue
+from tagsmith.cli._governance import make_reader, require, resolve_role, role_option
 from tagsmith.project import Project
 
 __all__ = ["audience"]
@@ -107,15 +105,15 @@ def _save(
 ) -> None:
     role = resolve_role(project, role)
     require(project, role, "audience", query=f"audience save {name}")
-    AudienceBook(project.audiences_path).save(
+    project.audiences().save(
         name,
         expression,
-        load_catalogue(project),
+        project.catalogue(),
         description=description,
         actor=default_actor(),
         replace=replace,
     )
-    audit_log(project).append(
+    project.audit_log().append(
         actor=default_actor(),
         role=role,
         action="audience_save",
@@ -149,7 +147,7 @@ def run_saved(
     project: Project, name: str, as_of: str | None, out: Path | None, role: str | None
 ) -> None:
     """Re-run the saved audience NAME against a snapshot."""
-    saved = AudienceBook(project.audiences_path).get(name)
+    saved = project.audiences().get(name)
     console.print(f"{name}: {saved.expression}")
     _select(project, saved.expression, as_of, out, role)
 
@@ -158,7 +156,7 @@ def run_saved(
 @pass_project
 def list_cmd(project: Project) -> None:
     """List saved audiences."""
-    saved = AudienceBook(project.audiences_path).list()
+    saved = project.audiences().list()
     if not saved:
         console.print("no saved audiences: tagsmith audience save NAME EXPRESSION")
         return
@@ -178,10 +176,10 @@ def delete(project: Project, name: str, role: str | None) -> None:
     """Delete the saved audience NAME."""
     role = resolve_role(project, role)
     require(project, role, "audience", query=f"audience delete {name}")
-    book = AudienceBook(project.audiences_path)
+    book = project.audiences()
     expression = book.get(name).expression
     book.delete(name)
-    audit_log(project).append(
+    project.audit_log().append(
         actor=default_actor(),
         role=role,
         action="audience_delete",

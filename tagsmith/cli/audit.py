@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from tagsmith.cli._common import console, err_console, pass_project
-from tagsmith.cli._governance import audit_log, require, resolve_role, role_option
+from tagsmith.cli._governance import require, resolve_role, role_option
 from tagsmith.project import Project
 
 
@@ -35,7 +35,7 @@ def show(project: Project, last: int, action: str | None, as_json: bool, role: s
     """Print the newest audit entries."""
     role = resolve_role(project, role)
     require(project, role, "audit", query="audit show")
-    entries = audit_log(project).entries()
+    entries = project.audit_log().entries()
     if action:
         entries = [e for e in entries if e.get("action") == action]
     entries = entries[-last:]
@@ -70,7 +70,7 @@ def verify(project: Project, role: str | None) -> None:
     """Check the hash chain; exit 1 naming each edited or deleted line."""
     role = resolve_role(project, role)
     require(project, role, "audit", query="audit verify")
-    log = audit_log(project)
+    log = project.audit_log()
     report = log.verify()
     if report.ok:
         console.print(f"audit log intact: {report.n_entries} entries, hash chain verified")

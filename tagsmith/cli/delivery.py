@@ -20,13 +20,11 @@ from rich.table import Table
 
 from activation.dispatcher import Dispatcher, DispatchReport
 from activation.errors import DispatcherBusy
-from activation.outbox import Outbox
 from tags.audit import default_actor
 from tagsmith.activate import activation_of
 from tagsmith.cli._common import console, err_console, pass_project
-from tagsmith.cli._governance import audit_log, require, resolve_role, role_option
+from tagsmith.cli._governance import require, resolve_role, role_option
 from tagsmith.project import Project
-from tagsmith.serving_app import load_catalogue
 
 __all__ = ["COMMANDS", "deliveries", "replay", "run"]
 
@@ -59,29 +57,24 @@ def deliveries(
     """Delivery batches: state, attempts, last status and error; dead letters with --state dead."""
     role = resolve_role(project, role)
     require(project, role, "read", query="triggers deliveries")
-    outbox = Outbox(project.outbox_path)
-    try:
-        if batch_id is not None:
-            record = outbox.batch(batch_id)
-            payload = record.pop("body")
-            if body:
-                require(
-                    project, role, "export", query=f"triggers deliveries --batch {batch_id} --body"
-                )
-                audit_log(project).append(
-                    actor=default_actor(),
-                    role=role,
-                    action="export",
-                    n_customers=record["n_items"],
-                    query=f"delivery batch {batch_id} body",
-                )
-                record["body"] = json.loads(bytes(payload))
-            click.echo(json.dumps(record, ensure_ascii=False, indent=1, default=str))
-            return
-        rows = outbox.batches(state=state, source=source, destination=destination, last=last)
-        summary = outbox.counts()
-    finally:
-        outbox.close()
+    outbox = project.outbox()
+    if batch_id is not None:
+        record = outbox.batch(batch_id)
+        payload = record.pop("body")
+        if body:
+            require(project, role, "export", query=f"triggers deliveries --batch {batch_id} --body")
+            project.audit_log().append(
+                actor=default_actor(),
+                role=role,
+                action="export",
+                n_customers=record["n_items"],
+                query=f"delivery batch {batch_id} body",
+            )
+            record["body"] = json.loads(bytes(payload))
+        click.echo(json.dumps(record, ensure_ascii=False, indent=1, default=str))
+        return
+    rows = outbox.batches(state=state, source=source, destination=destination, last=last)
+    summary = outbox.counts()
     if fmt == "json":
         click.echo(json.dumps({"counts": summary, "batches": rows}, ensure_ascii=False, indent=1))
         return
@@ -161,12 +154,8 @@ def replay(
         )
     role = resolve_role(project, role)
     require(project, role, "export", query="triggers replay")
-    outbox = Outbox(project.outbox_path)
-    try:
-        moved = outbox.replay(batch_ids=batch_ids, source=source, destination=destination)
-    finally:
-        outbox.close()
-    audit_log(project).append(
+    moved = project.outbox().replay(batch_ids=batch_ids, source=source, destination=destination)
+    project.audit_log().append(
         actor=default_actor(),
         role=role,
         action="replay",
@@ -196,7 +185,7 @@ def _summary(report: DispatchReport) -> str:
 
 def _dispatch(project: Project, **kwargs: Any) -> DispatchReport | None:
     try:
-        return Dispatcher(activation_of(project, load_catalogue(project))).run(**kwargs)
+        return Dispatcher(activation_of(project)).run(**kwargs)
     except DispatcherBusy as exc:
         console.print(f"[yellow]notice:[/] {exc}", soft_wrap=True)
         return None
@@ -221,7 +210,7 @@ def run(project: Project, until: str, max_seconds: float | None, sync_now: bool)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    dispatcher = Dispatcher(activation_of(project, load_catalogue(project)))
+    dispatcher = Dispatcher(activation_of(project))
     if sync_now:
         with dispatcher.locked():
             for r in dispatcher.sync(force=True):

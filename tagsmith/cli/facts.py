@@ -11,7 +11,6 @@ from rich.table import Table
 
 from features.importer import ImportReport, SourceOptions, import_facts
 from features.io import parse_mapping
-from features.store import FactStore
 from tagsmith.cli._common import console, pass_project
 from tagsmith.project import Project
 
@@ -133,7 +132,7 @@ def import_(
         --event-type purchase --date-format %Y%m%d
     """
     report = import_facts(
-        FactStore(project.facts_dir),
+        project.fact_store(),
         config=project.config.facts,
         quarantine_dir=project.quarantine_dir,
         now=pd.Timestamp.now(tz="UTC"),
@@ -213,7 +212,7 @@ def _print_report(report: ImportReport) -> None:
 @pass_project
 def summary(project: Project, n_imports: int) -> None:
     """Counts, date range, event types and the import log of the fact store."""
-    store = FactStore(project.facts_dir)
+    store = project.fact_store()
     manifest = store.manifest()
     if not manifest:
         console.print(

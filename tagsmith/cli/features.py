@@ -18,18 +18,12 @@ from features.build import (
 )
 from features.errors import StoreError
 from features.snapshots import FeatureStore
-from features.spec import FeatureSpec, default_spec, feature_catalog, load_spec, spec_hash
+from features.spec import FeatureSpec, feature_catalog, spec_hash
 from features.store import FactStore
 from tagsmith.cli._common import console, pass_project
 from tagsmith.project import Project
 
 _EVENT_COLUMNS = list(FEATURE_EVENT_COLUMNS)
-
-
-def project_spec(project: Project) -> FeatureSpec:
-    """The project's ``features.yaml`` when present, else the shipped default."""
-    path = project.feature_spec_path
-    return load_spec(path) if path.is_file() else default_spec()
 
 
 def default_as_of(store: FactStore) -> pd.Timestamp:
@@ -55,11 +49,11 @@ def features() -> None:
 def build(project: Project, as_of: tuple[str, ...]) -> None:
     """Compute features as of each DATE and write one snapshot per date atomically."""
     lean_allocators()
-    facts = FactStore(project.facts_dir)
-    spec = project_spec(project)
+    facts = project.fact_store()
+    spec = project.feature_spec()
     fingerprint = facts.fingerprint()
     cutoffs = sorted({normalize_as_of(v) for v in as_of}) or [default_as_of(facts)]
-    store = FeatureStore(project.features_dir)
+    store = project.feature_store()
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -109,9 +103,9 @@ def show(project: Project, customer_id: str, as_of: str | None) -> None:
     Reads the snapshot of that date when it is current (same spec and facts),
     otherwise computes the features from the fact store.
     """
-    spec = project_spec(project)
-    facts = FactStore(project.facts_dir)
-    store = FeatureStore(project.features_dir)
+    spec = project.feature_spec()
+    facts = project.fact_store()
+    store = project.feature_store()
     ts = normalize_as_of(as_of) if as_of else store.latest_as_of() or default_as_of(facts)
     row = _snapshot_row(store, facts, spec, ts, customer_id)
     source = "snapshot"
@@ -171,7 +165,7 @@ def _fmt(value: object) -> str:
 @pass_project
 def list_(project: Project) -> None:
     """Print the feature catalogue of the project's spec."""
-    spec = project_spec(project)
+    spec = project.feature_spec()
     catalogue = feature_catalog(spec)
     table = Table(title=f"{len(catalogue)} features (spec {spec_hash(spec)})")
     for column in ("name", "family", "dtype", "unit", "description"):

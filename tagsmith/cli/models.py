@@ -15,7 +15,7 @@ from rich.table import Table
 from features.spec import spec_hash
 from tags.audit import default_actor
 from tagsmith.cli._common import console, pass_project
-from tagsmith.cli._governance import audit_log, resolve_role, role_option
+from tagsmith.cli._governance import resolve_role, role_option
 from tagsmith.project import Project
 from training.errors import ModelLoadError, PromotionError
 from training.gates import METRIC_DIRECTIONS, GateReport
@@ -26,32 +26,13 @@ from training.promotion import rollback as rollback_champion
 from training.registry import CHALLENGER, CHAMPION, ModelRegistry, VersionInfo, task_of
 
 if TYPE_CHECKING:
-    from features.spec import FeatureSpec
     from scoring.contract import ModelContract
     from training.rescoring import Rescoring
 
-__all__ = ["latest_rescoring", "models", "open_registry", "render_gate_table"]
+__all__ = ["latest_rescoring", "models", "render_gate_table"]
 
 # Metrics shown first in `show` and `compare` (the gate metrics), then the rest.
 _HEADLINE = [m for task in METRIC_DIRECTIONS.values() for m in task]
-
-
-def open_registry(project: Project) -> ModelRegistry:
-    """The project's model registry, alias history and promotion locks."""
-    return ModelRegistry(
-        project.mlflow_tracking_uri,
-        project.model_history_path,
-        project.model_locks_dir,
-        lock_timeout=project.config.promotion.lock_timeout_seconds,
-    )
-
-
-def _feature_spec(project: Project) -> FeatureSpec:
-    """The project's feature spec, or the shipped default when it has none."""
-    from features.spec import default_spec, load_spec
-
-    path = project.feature_spec_path
-    return load_spec(path) if path.is_file() else default_spec()
 
 
 def latest_rescoring(project: Project, target: str, horizon_days: int | None) -> Rescoring:
@@ -63,11 +44,10 @@ def latest_rescoring(project: Project, target: str, horizon_days: int | None) ->
         horizon_days: Label horizon (the candidate's); default the training config's.
     """
     from features.build import build_features
-    from features.store import FactStore
     from training.rescoring import latest_rescoring as build
 
-    store = FactStore(project.facts_dir)
-    spec = _feature_spec(project)
+    store = project.fact_store()
+    spec = project.feature_spec()
     return build(
         store.load_customers(),
         store.load_events(),
@@ -82,15 +62,14 @@ def latest_rescoring(project: Project, target: str, horizon_days: int | None) ->
 def _smoke_features(project: Project, rows: int) -> pd.DataFrame | None:
     """Current features of the first ``rows`` customers (None before any import)."""
     from features.build import build_features
-    from features.store import FactStore
 
-    store = FactStore(project.facts_dir)
+    store = project.fact_store()
     if not store.exists():
         return None
     customers = store.load_customers().head(rows)
     events = store.load_events()
     events = events.loc[events["customer_id"].isin(customers["customer_id"])]
-    spec = _feature_spec(project)
+    spec = project.feature_spec()
     as_of = store.last_event_at().floor("s") + pd.Timedelta(seconds=1)
     return build_features(customers, events, as_of=as_of, spec=spec)
 
@@ -145,7 +124,7 @@ def models() -> None:
 @pass_project
 def list_models(project: Project) -> None:
     """Every registered model with its versions and aliases."""
-    found = open_registry(project).list_models()
+    found = project.registry().list_models()
     if not found:
         console.print("No registered models yet: run 'tagsmith train churn' first.")
         return
@@ -165,7 +144,7 @@ def list_models(project: Project) -> None:
 @pass_project
 def show(project: Project, name: str) -> None:
     """Versions of NAME: aliases, metrics, training window, who and when."""
-    registry = open_registry(project)
+    registry = project.registry()
     versions = registry.versions(name)
     table = Table(title=f"{name}: {len(versions)} version(s)", title_justify="left")
     for col in ("version", "aliases", "registered", "by", "metrics", "training window", "run"):
@@ -198,7 +177,7 @@ def show(project: Project, name: str) -> None:
 @pass_project
 def compare(project: Project, name: str, v1: str, v2: str) -> None:
     """Logged metrics and parameters of two versions of NAME side by side (V: number or alias)."""
-    registry = open_registry(project)
+    registry = project.registry()
     a, b = registry.version(name, v1), registry.version(name, v2)
     table = Table(
         title=f"{name}: v{a.version} vs v{b.version} (logged at training)", title_justify="left"
@@ -235,7 +214,7 @@ def compare(project: Project, name: str, v1: str, v2: str) -> None:
 @pass_project
 def history(project: Project, name: str, alias: str | None) -> None:
     """Which version held each alias of NAME from when to when, who moved it and why."""
-    registry = open_registry(project)
+    registry = project.registry()
     registry.sync_history(name)
     spans = [s for s in registry.history.intervals(name) if alias in (None, s.alias)]
     if not spans:
@@ -264,7 +243,7 @@ def history(project: Project, name: str, alias: str | None) -> None:
 @pass_project
 def rollback(project: Project, name: str, reason: str, role: str | None) -> None:
     """Point NAME's champion back at the version that held it before the current one."""
-    registry = open_registry(project)
+    registry = project.registry()
     rows = project.config.promotion.smoke_rows
     features = _smoke_features(project, rows)
     if features is None:
@@ -277,7 +256,7 @@ def rollback(project: Project, name: str, reason: str, role: str | None) -> None
         reason=reason,
         features=features,
         smoke_rows=rows,
-        audit=audit_log(project),
+        audit=project.audit_log(),
     )
     console.print(
         f"{name}: {CHAMPION} rolled back from v{result.from_version} to v{result.to_version} "
@@ -344,12 +323,12 @@ def promote(
     With no champion yet, the candidate must beat the best baseline instead. Exit code
     1 when the gates refuse the candidate (nothing changes).
     """
-    registry = open_registry(project)
+    registry = project.registry()
     task = task_of(name)
     contract = _candidate_contract(registry, name, version)
     with console.status("building the latest labelled window"):
         rescoring = latest_rescoring(project, task, contract.horizon_days if contract else None)
-    current_spec = spec_hash(_feature_spec(project))
+    current_spec = spec_hash(project.feature_spec())
     if contract is not None and contract.spec_hash and contract.spec_hash != current_spec:
         console.print(
             f"[yellow]note:[/] the candidate was trained with feature spec "
@@ -368,7 +347,7 @@ def promote(
         force=force,
         reason=reason,
         baselines=rescoring.baseline_scores,
-        audit=audit_log(project),
+        audit=project.audit_log(),
     )
     against = (
         "the best baseline per metric"
@@ -393,12 +372,11 @@ def promote(
 def _rule_producers(project: Project, tag: str, rescoring: Rescoring) -> dict[str, np.ndarray]:
     """0/1 scores of the rule tags configured to compete with ``tag``, at the window's cutoff."""
     from tags.engine import evaluate_tags
-    from tagsmith.cli.tags import load_catalogue
 
     specs = project.config.promotion.contest_rules.get(tag, [])
     if not specs:
         return {}
-    catalogue = load_catalogue(project)
+    catalogue = project.catalogue()
     missing = sorted({s.partition("=")[0] for s in specs} - {t.id for t in catalogue})
     if missing:
         raise PromotionError(
@@ -435,7 +413,7 @@ def contest(project: Project, tag: str, role: str | None) -> None:
     window = rescoring.window
     producers = _rule_producers(project, tag, rescoring)
     producers.update({f"baseline {k}": v for k, v in rescoring.baseline_scores().items()})
-    registry = open_registry(project)
+    registry = project.registry()
     try:
         aliases = registry.aliases(name)
     except PromotionError:
@@ -460,7 +438,7 @@ def contest(project: Project, tag: str, role: str | None) -> None:
     for row in table.itertuples(index=False):
         out.add_row(row[0], *(_num(float(x)) for x in row[1:]))
     console.print(out)
-    audit_log(project).append(
+    project.audit_log().append(
         actor=default_actor(),
         role=resolve_role(project, role),
         action="models.contest",

@@ -11,8 +11,6 @@ import click
 from rich.table import Table
 
 from serving.errors import ServingError
-from serving.keys import ApiKeyStore
-from tags.policy import AccessPolicy
 from tagsmith.cli._common import CliContext, console, err_console, pass_project, user_errors
 from tagsmith.project import Project
 
@@ -46,7 +44,7 @@ def _run_server(obj: CliContext, port: int | None, host: str | None) -> None:
     cfg = project.config.serving
     port = port or cfg.port
     host = host or cfg.host
-    if not ApiKeyStore(project.api_keys_path).list_keys():
+    if not project.api_keys().list_keys():
         err_console.print(
             "note: no API keys yet, so every request will get 401: create one with "
             "'tagsmith serve keys add NAME --role ROLE'."
@@ -93,13 +91,13 @@ def keys() -> None:
 def keys_add(project: Project, name: str, role: str) -> None:
     """Create a key called NAME; the key is printed once and never stored in clear."""
     if project.policy_path.exists():
-        roles = AccessPolicy.load(project.policy_path).roles
+        roles = project.policy().roles
         if role not in roles:
             raise ServingError(
                 f"Expected a role of the access policy {sorted(roles)} "
                 f"({project.policy_path}). Got {role!r}."
             )
-    key = ApiKeyStore(project.api_keys_path).add(name, role)
+    key = project.api_keys().add(name, role)
     err_console.print(
         f"Created API key {name!r} with role {role!r}. Store it now: it is shown only once."
     )
@@ -111,7 +109,7 @@ def keys_add(project: Project, name: str, role: str) -> None:
 def keys_list(project: Project) -> None:
     """List stored keys (names, roles, creation time; never the keys)."""
     table = Table("name", "role", "key id", "created")
-    for key in ApiKeyStore(project.api_keys_path).list_keys():
+    for key in project.api_keys().list_keys():
         table.add_row(key.name, key.role, key.key_id, key.created_at)
     console.print(table)
 
@@ -121,5 +119,5 @@ def keys_list(project: Project) -> None:
 @pass_project
 def keys_revoke(project: Project, name: str) -> None:
     """Delete the key called NAME (a running service refuses it from the next request)."""
-    ApiKeyStore(project.api_keys_path).revoke(name)
+    project.api_keys().revoke(name)
     console.print(f"Revoked API key {name!r}.")

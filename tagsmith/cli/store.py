@@ -12,7 +12,7 @@ from tags.audit import default_actor
 from tags.backup import create_backup, restore_backup
 from tagsmith import __version__
 from tagsmith.cli._common import console, pass_project
-from tagsmith.cli._governance import audit_log, require, resolve_role, role_option
+from tagsmith.cli._governance import require, resolve_role, role_option
 from tagsmith.project import Project
 
 
@@ -34,7 +34,7 @@ def backup_items(project: Project) -> list[Path]:
 
 def read_audit_log(project: Project) -> tuple[bytes, bytes] | None:
     """The audit log and its head, read under the lock (None when there is no log)."""
-    log = audit_log(project)
+    log = project.audit_log()
     if not log.path.exists():
         return None
     with log.lock():
@@ -74,7 +74,7 @@ def backup(project: Project, dest: Path, role: str | None) -> None:
         audit_logs=[project.audit_log_path],
         meta={"tagsmith_version": __version__, "project": project.config.name},
     )
-    audit_log(project).append(
+    project.audit_log().append(
         actor=default_actor(),
         role=role,
         action="backup",
@@ -116,7 +116,7 @@ def restore(project: Project, src: Path, yes: bool, role: str | None) -> None:
         console.print("preview only: re-run with --yes to restore")
         sys.exit(0)
     # The restored audit log is the backup's; this entry records the restore itself.
-    audit_log(project).append(
+    project.audit_log().append(
         actor=default_actor(),
         role=role,
         action="restore",

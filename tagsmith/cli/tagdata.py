@@ -1,8 +1,8 @@
 """``tagsmith tags runs|export|history|diff|transitions|report``: reading the tag store.
 
-These commands join the ``tags`` group of :mod:`tagsmith.cli.tags` (registered in
-:mod:`tagsmith.cli`). Every read goes through :class:`tags.access.TagReader`: the
-caller's role filters what is shown and the read is audited.
+These commands join the ``tags`` group assembled in :mod:`tagsmith.cli`. Every read goes
+through :class:`tags.access.TagReader`: the caller's role filters what is shown and the
+read is audited.
 """
 
 from __future__ import annotations
@@ -15,26 +15,12 @@ import click
 import pandas as pd
 from rich.table import Table
 
-from tags.access import TagReader
 from tags.report import render_report
-from tags.store import TagStore
-from tagsmith.cli._common import console, pass_project
-from tagsmith.cli._governance import audit_log, policy, require, resolve_role, role_option
-from tagsmith.cli.tags import load_catalogue
+from tagsmith.cli._common import console, day, pass_project
+from tagsmith.cli._governance import make_reader, require, resolve_role, role_option
 from tagsmith.project import Project
 
-__all__ = ["COMMANDS", "day", "make_reader"]
-
-
-def make_reader(project: Project, role: str | None) -> TagReader:
-    """The caller's governed reader of the project's tag store."""
-    return TagReader(
-        TagStore(project.tag_store_path),
-        load_catalogue(project),
-        policy(project),
-        audit_log(project),
-        role=resolve_role(project, role),
-    )
+__all__ = ["COMMANDS"]
 
 
 def _tag_list(value: str | None) -> list[str] | None:
@@ -47,10 +33,6 @@ def _text(value: Any) -> str:
     return "-" if value is None or pd.isna(value) else str(value)
 
 
-def day(ts: Any) -> str:
-    return "" if ts is None or pd.isna(ts) else f"{pd.Timestamp(ts):%Y-%m-%d}"
-
-
 @click.command("runs")
 @click.option("--last", type=click.IntRange(min=1), default=10, show_default=True)
 @role_option
@@ -58,7 +40,7 @@ def day(ts: Any) -> str:
 def runs_cmd(project: Project, last: int, role: str | None) -> None:
     """List tagging runs: id, as-of date, status, counts, duration."""
     require(project, resolve_role(project, role), "read", query="tags runs")
-    runs = TagStore(project.tag_store_path).runs().head(last)
+    runs = project.tag_store().runs().head(last)
     table = Table(show_edge=False)
     for col in ("run", "as of", "status", "customers", "rows", "tags", "seconds"):
         table.add_column(col)
@@ -124,7 +106,7 @@ def history_cmd(project: Project, customer: str, tag_ids: str | None, role: str 
     if df.empty:
         console.print(f"no tag rows for customer {customer!r} in any snapshot you may see")
         return
-    dates = TagStore(project.tag_store_path).snapshot_dates()
+    dates = project.tag_store().snapshot_dates()
     table = Table(title=f"customer {customer}", show_edge=False)
     table.add_column("tag")
     table.add_column("current")

@@ -6,18 +6,13 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from features.spec import load_spec
-from features.store import FactStore
 from scoring.batch import STEPS, Predictor, run_tagging
 from tags.audit import default_actor
-from tags.store import TagStore
 from tagsmith.activate import after_run
-from tagsmith.cli._common import console, err_console, pass_project
-from tagsmith.cli._governance import audit_log, require, resolve_role, role_option
-from tagsmith.cli.tagdata import day
-from tagsmith.cli.tags import load_catalogue
+from tagsmith.champions import champion_predictors
+from tagsmith.cli._common import console, day, err_console, pass_project
+from tagsmith.cli._governance import require, resolve_role, role_option
 from tagsmith.project import Project
-from tagsmith.serving_app import champion_predictors
 
 __all__ = ["run_cmd"]
 
@@ -37,13 +32,13 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
     """Tag every customer: features -> rule tags -> predicted tags -> one snapshot."""
     role = resolve_role(project, role)
     require(project, role, "run", query=f"tags run as_of={as_of or 'default'}")
-    catalogue = load_catalogue(project)
-    spec = load_spec(project.feature_spec_path) if project.feature_spec_path.exists() else None
+    catalogue = project.catalogue()
+    spec = project.feature_spec()
     # Champion models of the registry (scoring.champions); with none, rule tags only
     # and a notice per missing model.
-    champions, notices = champion_predictors(project, catalogue)
+    champions, notices = champion_predictors(project)
     predictors: list[Predictor] = list(champions)
-    store = TagStore(project.tag_store_path)
+    store = project.tag_store()
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -59,7 +54,7 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
             progress.update(task, description=name, completed=done)
 
         result = run_tagging(
-            facts=FactStore(project.facts_dir),
+            facts=project.fact_store(),
             catalogue=catalogue,
             store=store,
             as_of=as_of,
@@ -71,7 +66,7 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
         )
         progress.update(task, completed=len(STEPS))
     run = result.run
-    audit_log(project).append(
+    project.audit_log().append(
         actor=default_actor(),
         role=role,
         action="run",
@@ -83,7 +78,7 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
     for note in result.notices:
         console.print(f"[yellow]notice:[/] {note}")
     # Applied triggers fire on the transitions this run recorded (read back from the store).
-    fired = after_run(project, catalogue)
+    fired = after_run(project)
     if run.reused:
         console.print(
             f"snapshot {day(run.as_of)} is up to date (run {run.run_id}, same inputs): "

@@ -1,72 +1,38 @@
-"""``tagsmith tags ...``: the tag catalogue and rule tags.
+"""``tagsmith tags validate|list|describe|plan|apply|evaluate|backtest``: catalogue and rules.
 
-The ``tags`` group is exported so other modules can add commands to it
-(``tags.add_command(...)`` or ``@tags.command()``); :func:`load_catalogue` loads the
-project's catalogue the way every tags command does.
+The ``tags`` group itself is assembled in :mod:`tagsmith.cli` from these commands and
+those of :mod:`tagsmith.cli.tagdata` and :mod:`tagsmith.cli.tagrun`.
 """
 
 from __future__ import annotations
 
 import getpass
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import click
 import pandas as pd
-from rich.cells import cell_len
 
 from features.build import build_features, prepare_events
-from features.spec import FeatureSpec, default_spec, feature_catalog, load_spec
+from features.spec import FeatureSpec, feature_catalog
 from features.store import FactStore
 from tags.audit import default_actor
 from tags.backtest import backtest as run_backtest
 from tags.backtest import backtest_dates, parse_every, parse_outcome
-from tags.catalogue import Catalogue
 from tags.engine import evaluate_tags
-from tags.versions import CatalogueHistory
-from tagsmith.cli._common import console, pass_project
-from tagsmith.cli._governance import audit_log, resolve_role
+from tagsmith.cli._common import console, pass_project, print_columns
+from tagsmith.cli._governance import resolve_role
 from tagsmith.project import Project
 
-__all__ = [
-    "default_as_of",
-    "feature_kinds",
-    "feature_spec",
-    "load_catalogue",
-    "print_columns",
-    "tags",
-]
+__all__ = ["COMMANDS", "default_as_of", "feature_kinds"]
 
 
-def load_catalogue(project: Project) -> Catalogue:
-    """The project's catalogue, checked against its categories and event types."""
-    return Catalogue.load(
-        project.catalogue_dir,
-        project.config.tags,
-        event_types=project.config.facts.all_event_types,
-    )
-
-
-def print_columns(rows: Sequence[Sequence[str]]) -> None:
-    """Print rows as aligned plain-text columns (CJK-width aware, never truncated)."""
-    widths = [max(cell_len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = [cell + " " * (w - cell_len(cell)) for cell, w in zip(row, widths, strict=True)]
-        console.print("  ".join(cells).rstrip(), markup=False, soft_wrap=True)
-
-
-@click.group()
-def tags() -> None:
-    """The tag catalogue and rule tags: validate, list, describe, plan, apply."""
-
-
-@tags.command()
+@click.command()
 @pass_project
 def validate(project: Project) -> None:
     """Check every catalogue file: schema, naming rules, rule syntax and rule types."""
-    catalogue = load_catalogue(project)
-    kinds = feature_kinds(feature_spec(project))
+    catalogue = project.catalogue()
+    kinds = feature_kinds(project.feature_spec())
     catalogue.check(kinds)
     counts: dict[str, int] = {}
     for tag in catalogue:
@@ -79,7 +45,7 @@ def validate(project: Project) -> None:
     )
 
 
-@tags.command("list")
+@click.command("list")
 @click.option("--category", "-c", default=None, help="Only tags of this category.")
 @click.option(
     "--status",
@@ -90,7 +56,7 @@ def validate(project: Project) -> None:
 @pass_project
 def list_tags(project: Project, category: str | None, status: str | None) -> None:
     """List catalogued tags (id, display name, category, source, type, status)."""
-    catalogue = load_catalogue(project)
+    catalogue = project.catalogue()
     chosen = catalogue.by_category(category) if category else list(catalogue)
     if status:
         chosen = [t for t in chosen if t.status == status]
@@ -111,12 +77,12 @@ def list_tags(project: Project, category: str | None, status: str | None) -> Non
     console.print(f"{len(chosen)} tag(s)")
 
 
-@tags.command()
+@click.command()
 @click.argument("tag_id")
 @pass_project
 def describe(project: Project, tag_id: str) -> None:
     """Show one tag's full definition."""
-    catalogue = load_catalogue(project)
+    catalogue = project.catalogue()
     tag = catalogue.get(tag_id)
     console.print(f"[bold]{tag.id}[/]  {tag.display_name}")
     console.print(f"  file:        {catalogue.files.get(tag.id)}")
@@ -150,12 +116,12 @@ def describe(project: Project, tag_id: str) -> None:
             console.print(f"    else: {tag.rule.else_}", markup=False)
 
 
-@tags.command()
+@click.command()
 @pass_project
 def plan(project: Project) -> None:
     """What 'apply' would record: tags added, removed or changed since the last apply."""
-    catalogue = load_catalogue(project)
-    result = CatalogueHistory(project.catalogue_versions_dir).plan(catalogue)
+    catalogue = project.catalogue()
+    result = project.catalogue_history().plan(catalogue)
     base = f"version {result.base_version}" if result.base_version else "nothing applied yet"
     if result.empty:
         console.print(f"No changes against the last applied catalogue ({base}).")
@@ -170,12 +136,12 @@ def plan(project: Project) -> None:
         raise SystemExit(1)
 
 
-@tags.command()
+@click.command()
 @pass_project
 def apply(project: Project) -> None:
     """Record the catalogue as a new version (refused if 'plan' lists problems)."""
-    catalogue = load_catalogue(project)
-    history = CatalogueHistory(project.catalogue_versions_dir)
+    catalogue = project.catalogue()
+    history = project.catalogue_history()
     before = history.versions()
     changes = history.plan(catalogue).changes
     version = history.apply(catalogue, applied_at=datetime.now(UTC), applied_by=getpass.getuser())
@@ -183,7 +149,7 @@ def apply(project: Project) -> None:
         console.print(f"No changes: catalogue version {version} is current.")
     else:
         console.print(f"Applied catalogue version {version} ({len(catalogue)} tags).")
-        audit_log(project).append(
+        project.audit_log().append(
             actor=default_actor(),
             role=resolve_role(project, None),
             action="catalogue",
@@ -191,12 +157,6 @@ def apply(project: Project) -> None:
             query=f"tags apply -> catalogue version {version}",
             extra={"changes": [c.describe() for c in changes]},
         )
-
-
-def feature_spec(project: Project) -> FeatureSpec:
-    """The project's feature spec (``features.yaml``), else the shipped default."""
-    path = project.feature_spec_path
-    return load_spec(path) if path.is_file() else default_spec()
 
 
 def feature_kinds(spec: FeatureSpec) -> dict[str, str]:
@@ -233,7 +193,7 @@ def _as_of_option(value: str | None, store: FactStore) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-@tags.command()
+@click.command()
 @click.option(
     "--as-of", "as_of", default=None, help="Evaluation date (default: day after the last event)."
 )
@@ -241,9 +201,9 @@ def _as_of_option(value: str | None, store: FactStore) -> pd.Timestamp:
 @pass_project
 def evaluate(project: Project, as_of: str | None, tag_ids: tuple[str, ...]) -> None:
     """Evaluate rule and fact tags on the fact store; print value sizes (writes nothing)."""
-    catalogue = load_catalogue(project)
-    spec = feature_spec(project)
-    store = FactStore(project.facts_dir)
+    catalogue = project.catalogue()
+    spec = project.feature_spec()
+    store = project.fact_store()
     when = _as_of_option(as_of, store)
     customers, events = store.load_customers(), store.load_events()
     began = time.perf_counter()
@@ -278,7 +238,7 @@ def evaluate(project: Project, as_of: str | None, tag_ids: tuple[str, ...]) -> N
     print_columns(rows)
 
 
-@tags.command()
+@click.command()
 @click.argument("tag_id")
 @click.option("--from", "date_from", required=True, help="First evaluation date (YYYY-MM-DD).")
 @click.option("--to", "date_to", required=True, help="Last evaluation date (YYYY-MM-DD).")
@@ -303,9 +263,9 @@ def backtest(
 
     Each date sees only the facts before it (features are rebuilt as of that date).
     """
-    catalogue = load_catalogue(project)
-    spec = feature_spec(project)
-    store = FactStore(project.facts_dir)
+    catalogue = project.catalogue()
+    spec = project.feature_spec()
+    store = project.fact_store()
     target = parse_outcome(outcome, project.config.facts.all_event_types)
     dates = backtest_dates(date_from, date_to, parse_every(every))
     customers, events = store.load_customers(), store.load_events()
@@ -357,3 +317,6 @@ def backtest(
         )
     else:
         console.print("No date has its whole outcome window inside the data yet.")
+
+
+COMMANDS = [validate, list_tags, describe, plan, apply, evaluate, backtest]

@@ -14,7 +14,7 @@ import pandas as pd
 from rich.table import Table
 
 from features.build import build_features
-from features.spec import FeatureSpec, default_spec, load_spec, spec_hash
+from features.spec import FeatureSpec, spec_hash
 from features.store import FactStore
 from scoring.contract import REGISTERED_MODEL_NAMES
 from tags.audit import default_actor
@@ -94,13 +94,8 @@ def _config(project: Project, horizon: str | None) -> TrainingConfig:
     return config
 
 
-def _spec(project: Project) -> FeatureSpec:
-    path = project.feature_spec_path
-    return load_spec(path) if path.is_file() else default_spec()
-
-
 def _facts(project: Project) -> tuple[FactStore, pd.DataFrame, pd.DataFrame]:
-    store = FactStore(project.facts_dir)
+    store = project.fact_store()
     if not store.exists():
         raise TagsmithError(
             f"Expected imported facts in {project.facts_dir}. Got none: run "
@@ -193,10 +188,9 @@ def catalogue_segmenter(project: Project, events: pd.DataFrame) -> Segmenter | N
     """RFM segment and lifecycle stage from the project's catalogue rules, if it has one."""
     if not project.catalogue_dir.is_dir():
         return None
-    from tagsmith.cli.tags import load_catalogue
     from training.evaluation import tag_segments
 
-    catalogue = load_catalogue(project)
+    catalogue = project.catalogue()
     return lambda test: tag_segments(test, events, catalogue)
 
 
@@ -209,9 +203,7 @@ def _progress(status: Any) -> Callable[[str], None]:
 
 
 def _registry_alias_mover(project: Project) -> Callable[[str, str], None]:
-    from tagsmith.cli.models import open_registry
-
-    registry = open_registry(project)
+    registry = project.registry()
 
     def move(name: str, version: str) -> None:
         registry.move_alias(
@@ -251,7 +243,7 @@ def train(
 
     config = _config(project, horizon)
     store, customers, events = _facts(project)
-    spec = _spec(project)
+    spec = project.feature_spec()
     oracle = oracle_from_truth(truth_path, target, config.horizon_days)
     with console.status(f"Training the {target} predictor", spinner="dots") as status:
         result = train_predictor(
@@ -323,7 +315,7 @@ def evaluate(
             model=model,
             config=config,
             feature_builder=build_features,
-            spec=_spec(project),
+            spec=project.feature_spec(),
             cutoffs=_cutoffs(cutoffs),
             oracle=oracle,
             progress=_progress(status),
@@ -341,12 +333,10 @@ def evaluate(
 def _load(project: Project, target: str, ref: str) -> tuple[Any, str]:
     import mlflow
 
-    from tagsmith.cli.models import open_registry
-
     mlflow.set_tracking_uri(project.mlflow_tracking_uri)
     mlflow.set_registry_uri(project.mlflow_tracking_uri)
     name = REGISTERED_MODEL_NAMES[target]
-    registry = open_registry(project)
+    registry = project.registry()
     version = registry.resolve(name, ref)
     loaded = registry.load(name, version)
     return loaded.scoring, loaded.label
@@ -435,7 +425,7 @@ def predict(
         stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     with console.status(f"Scoring with {label} as of {stamp.date()}", spinner="dots"):
         scores = population_scores(
-            model, customers, events, as_of=stamp, spec=_spec(project), label=label
+            model, customers, events, as_of=stamp, spec=project.feature_spec(), label=label
         )
         if scores.empty:
             raise TrainingError(

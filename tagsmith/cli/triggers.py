@@ -29,19 +29,16 @@ from activation.delivery import WebhookSender
 from activation.errors import DefinitionError
 from activation.evaluate import fire, trigger_items
 from activation.ingest import compile_trigger
-from activation.outbox import Claimed, Outbox
+from activation.outbox import Claimed
 from activation.payloads import batch_body, canonical
-from activation.versions import TriggerHistory
 from tags.access import TagReader
 from tags.audit import default_actor
-from tags.segments import AudienceBook, select_audience
-from tags.store import TagStore
+from tags.segments import select_audience
 from tags.transitions import TransitionLog
 from tagsmith.activate import check_project_definitions, transitions_position
 from tagsmith.cli._common import console, err_console, pass_project
-from tagsmith.cli._governance import audit_log, policy, require, resolve_role, role_option
+from tagsmith.cli._governance import make_reader, require, resolve_role, role_option
 from tagsmith.project import Project
-from tagsmith.serving_app import load_catalogue
 
 __all__ = ["COMMANDS", "add", "apply", "list_cmd", "plan", "test"]
 
@@ -153,7 +150,7 @@ def add(project: Project, name: str, role: str | None, **opts: Any) -> None:
     new.kind(kind)[name] = item
     new.files[(kind, name)] = str(path)
     data[kind] = [_dump(item, ("name", "role", "status", "purpose", "version"))]
-    _, check = check_project_definitions(project, load_catalogue(project), definitions=new)
+    _, check = check_project_definitions(project, definitions=new)
     mine = [p for p in check.problems if str(path) in p or f"'{name}'" in p]
     if mine:
         raise DefinitionError(f"{name} was not written:\n" + "\n".join(f"  {p}" for p in mine))
@@ -189,13 +186,11 @@ def _owned_version(defs: Definitions, path: str, name: str) -> int:
 def list_cmd(project: Project, fmt: str) -> None:
     """Triggers and syncs: definition, applied version, deliveries per state."""
     defs = load_definitions(project.triggers_dir)
-    applied = TriggerHistory(project.trigger_versions_dir).load()
+    applied = project.trigger_history().load()
     counts: dict[str, dict[str, int]] = {}
     if project.outbox_path.exists():
-        outbox = Outbox(project.outbox_path)
-        for row in outbox.counts():
+        for row in project.outbox().counts():
             counts.setdefault(row["source"], {})[row["state"]] = row["n"]
-        outbox.close()
     rows = []
     for kind in ("triggers", "syncs"):
         for name, item in sorted(defs.kind(kind).items()):
@@ -244,8 +239,8 @@ def list_cmd(project: Project, fmt: str) -> None:
 
 
 def _print_plan(project: Project) -> tuple[Any, Any, Any]:
-    defs, check = check_project_definitions(project, load_catalogue(project))
-    history = TriggerHistory(project.trigger_versions_dir)
+    defs, check = check_project_definitions(project)
+    history = project.trigger_history()
     plan = history.plan(defs, check)
     base = f"v{plan.base_version}" if plan.base_version else "none"
     n = {k: len(defs.kind(k)) for k in ("triggers", "syncs", "destinations")}
@@ -283,7 +278,7 @@ def apply(project: Project, role: str | None) -> None:
     require(project, role, "catalogue", query="triggers apply")
     defs, check, result = _print_plan(project)
     if result.problems:
-        audit_log(project).append(
+        project.audit_log().append(
             actor=default_actor(),
             role=role,
             action="denied",
@@ -292,13 +287,13 @@ def apply(project: Project, role: str | None) -> None:
         )
         raise SystemExit(1)
     position = transitions_position(project)
-    version, done = TriggerHistory(project.trigger_versions_dir).apply(
+    version, done = project.trigger_history().apply(
         defs, check, position=position, applied_at=datetime.now(UTC), applied_by=default_actor()
     )
     if done.empty and done.base_version is not None:
         console.print(f"nothing to apply: v{version} is current", soft_wrap=True)
         return
-    audit_log(project).append(
+    project.audit_log().append(
         actor=default_actor(),
         role=role,
         action="trigger_apply",
@@ -313,18 +308,6 @@ def apply(project: Project, role: str | None) -> None:
 
 
 # ---------------------------------------------------------------------------- test
-def _reader(project: Project, role: str | None) -> TagReader:
-    from tags.audit import AuditLog
-
-    return TagReader(
-        TagStore(project.tag_store_path),
-        load_catalogue(project),
-        policy(project),
-        AuditLog(project.audit_log_path),
-        role=resolve_role(project, role),
-    )
-
-
 @click.command()
 @click.argument("name")
 @click.option("--group", "group_id", default=None, help="Transition group (run id); default: last.")
@@ -334,7 +317,7 @@ def _reader(project: Project, role: str | None) -> TagReader:
 def test(project: Project, name: str, group_id: str | None, send: bool, role: str | None) -> None:
     """Dry-run NAME from triggers/*.yaml on recorded transitions; nothing is queued."""
     defs = load_definitions(project.triggers_dir)
-    reader = _reader(project, role)
+    reader = make_reader(project, role)
     if name in defs.syncs:
         _test_sync(project, defs.syncs[name], reader)
     elif name in defs.triggers:
@@ -385,13 +368,11 @@ def _test_trigger(
 
 
 def _test_sync(project: Project, sync: AudienceSync, reader: TagReader) -> None:
-    saved = AudienceBook(project.audiences_path).get(sync.audience)
+    saved = project.audiences().get(sync.audience)
     chosen = select_audience(reader, saved.expression)
     members: set[str] = set()
     if project.outbox_path.exists():
-        outbox = Outbox(project.outbox_path)
-        _, _, _, members = outbox.sync_state(sync.name)
-        outbox.close()
+        _, _, _, members = project.outbox().sync_state(sync.name)
     current = set(chosen.customers["customer_id"].astype(str))
     if not members:
         console.print(

@@ -157,11 +157,11 @@ def test_enqueue_is_idempotent_and_a_dead_sender_is_recovered(tmp_path) -> None:
     assert outbox.enqueue(items, cursor=7) == 0
     assert outbox.cursor() == 7
     claimed = outbox.claim("crm", batch_size=3)
-    assert claimed is not None and claimed.n_items == 3 and claimed.attempt == 1
-    assert (
-        claimed.body.startswith(b'{"batch":')
-        and b'"events":[{"i":0},{"i":1},{"i":2}]' in claimed.body
-    )
+    assert claimed is not None
+    assert claimed.n_items == 3
+    assert claimed.attempt == 1
+    assert claimed.body.startswith(b'{"batch":')
+    assert b'"events":[{"i":0},{"i":1},{"i":2}]' in claimed.body
     # The process dies here. The next dispatcher finds the batch 'sending' and retries it.
     assert outbox.recover() == 1
     again = outbox.claim("crm", batch_size=3)

@@ -73,10 +73,9 @@ def test_rollback_cli_restores_and_audits(
     from datetime import UTC, datetime
 
     from tags.audit import AuditLog
-    from tagsmith.cli.models import open_registry
 
     monkeypatch.setenv("TAGSMITH_USER", "olga")
-    registry = open_registry(project)
+    registry = project.registry()
     for version in ("1", "2"):
         current = registry.alias_version("churn-predictor", "champion")
         registry.move_alias(

@@ -51,13 +51,11 @@ def test_keys_add_refuses_a_role_outside_the_policy(tmp_path: Path) -> None:
 
 
 def test_tags_run_without_registry_notes_skipped_models(tmp_path: Path) -> None:
-    from tags.catalogue import Catalogue
+    from tagsmith.champions import champion_predictors
     from tagsmith.project import Project
-    from tagsmith.serving_app import champion_predictors
 
     project = Project.load(_project(tmp_path))
-    catalogue = Catalogue.load(project.catalogue_dir, project.config.tags)
-    predictors, notices = champion_predictors(project, catalogue)
+    predictors, notices = champion_predictors(project)
     assert predictors == []
     assert any("churn_risk" in n for n in notices)
     assert any("predicted_value" in n for n in notices)

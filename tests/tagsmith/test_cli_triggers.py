@@ -102,7 +102,8 @@ def test_define_apply_fire_deliver_inspect_replay(project: Path, receiver: Recei
     assert "6 dead letters" in fired.output
     listing = run(project, "triggers", "list")
     assert listing.exit_code == 0, listing.output
-    assert "winback" in listing.output and "v1 active" in listing.output
+    assert "winback" in listing.output
+    assert "v1 active" in listing.output
     dead = run(project, "triggers", "deliveries", "--state", "dead", "--format", "json")
     assert dead.exit_code == 0, dead.output
     [batch] = json.loads(dead.output)["batches"]

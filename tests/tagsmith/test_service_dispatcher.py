@@ -11,7 +11,7 @@ from tags.store import TagStore
 from tagsmith.activate import DispatcherThread, HostedRuntime
 from tagsmith.cli import main
 from tagsmith.project import Project
-from tagsmith.serving_app import build_runtime, load_catalogue
+from tagsmith.serving_app import build_runtime
 from tests.activation.receiver import Receiver
 from tests.tags.conftest import long_table
 
@@ -57,8 +57,7 @@ def test_the_hosted_loop_delivers_and_stops(tmp_path: Path, monkeypatch) -> None
             "CRM_SECRET",
         )
         cli(root, "triggers", "apply", "--role", "admin")
-        project = Project.load(root)
-        hosts = [DispatcherThread(project, lambda: load_catalogue(project)) for _ in range(2)]
+        hosts = [DispatcherThread(Project.load(root)) for _ in range(2)]
         for host in hosts:  # a second host (another worker) waits for the lock
             host.start()
         store.write_snapshot(
