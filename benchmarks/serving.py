@@ -41,8 +41,8 @@ sys.path.insert(0, str(REPO))
 
 from scoring.contract import model_matrix  # noqa: E402
 from scoring.loading import load_model  # noqa: E402
+from tagsmith.app import SERVICE, service_env  # noqa: E402
 from tagsmith.project import Project  # noqa: E402
-from tagsmith.serving_app import service_env  # noqa: E402
 
 
 @dataclass
@@ -220,7 +220,7 @@ def bench_tagsmith(
             "-m",
             "bentoml",
             "serve",
-            "serving.service:TagService",
+            SERVICE,
             "--host",
             "127.0.0.1",
             "--port",

@@ -6,6 +6,7 @@ that importing the package stays cheap for the CLI.
 
 from __future__ import annotations
 
+from serving.access import Caller
 from serving.config import MAX_CUSTOMERS_PER_REQUEST, ServingConfig
 from serving.errors import (
     BadRequest,
@@ -18,7 +19,10 @@ from serving.errors import (
     Unauthorized,
 )
 from serving.keys import ApiKey, ApiKeyStore
-from serving.runtime import Caller, ServingRuntime, ServingState, Snapshot
+from serving.rendering import Snapshot
+from serving.runtime import ServingRuntime
+from serving.settings import ServingSettings, load_settings
+from serving.state import ServingState
 
 __all__ = [
     "MAX_CUSTOMERS_PER_REQUEST",
@@ -34,7 +38,9 @@ __all__ = [
     "ServingError",
     "ServingNotFound",
     "ServingRuntime",
+    "ServingSettings",
     "ServingState",
     "Snapshot",
     "Unauthorized",
+    "load_settings",
 ]

@@ -1,4 +1,4 @@
-"""The BentoML tag service: ``bentoml serve serving.service:TagService``.
+"""The BentoML tag service, made by :func:`make_service` around a runtime factory.
 
 Endpoints:
     POST /tags          rule + predicted tags of 1..1000 customers from memory
@@ -8,19 +8,19 @@ Endpoints:
     POST /admin/reload  check aliases and the tag store now (admin role)
 and BentoML's /livez, /readyz, /metrics and OpenAPI (/docs.json).
 
-The service never imports the ``tagsmith`` wiring package: the runtime (stores, registry,
-catalogue, policy, audit log, keys) comes from the factory named by the environment
-variable ``TAGSMITH_RUNTIME_FACTORY`` (``module:function``; ``tagsmith serve`` points it at
-the project wiring, which reads the project folder from ``TAGSMITH_PROJECT``).
+The service never imports the ``tagsmith`` wiring package: the wiring module hands
+:func:`make_service` a factory of the runtime (stores, registry, catalogue, policy, audit
+log, keys) and the settings, and ``bentoml serve`` imports the service it returns
+(``tagsmith serve`` runs ``bentoml serve tagsmith.app:TagService``). Each worker process
+calls the factory once, in the service's constructor.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib
 import json
 import logging
-import os
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, cast
 
@@ -32,23 +32,19 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.access import Caller
 from serving.config import MAX_CUSTOMERS_PER_REQUEST
 from serving.errors import Forbidden, HttpError, ServingError, Unauthorized
-from serving.runtime import Caller, ServingRuntime
+from serving.runtime import ServingRuntime
+from serving.settings import ServingSettings
 
-__all__ = ["RUNTIME_FACTORY_ENV", "BodyLimitMiddleware", "TagService", "make_runtime"]
+__all__ = ["BodyLimitMiddleware", "RuntimeFactory", "make_service"]
 
 log = logging.getLogger(__name__)
 
-RUNTIME_FACTORY_ENV = "TAGSMITH_RUNTIME_FACTORY"
-DEFAULT_RUNTIME_FACTORY = "tagsmith.serving_app:build_runtime"
 MAX_EVENTS_PER_SCORE = 20_000
 
-_REQUEST_TIMEOUT_S = int(os.environ.get("TAGSMITH_REQUEST_TIMEOUT_S", "5"))
-_MAX_BODY_BYTES = int(os.environ.get("TAGSMITH_MAX_BODY_BYTES", "2000000"))
-_WORKERS = int(os.environ.get("TAGSMITH_WORKERS", "1"))
-# Every request is in the audit log already; BentoML's access log line costs CPU per request.
-_ACCESS_LOG = os.environ.get("TAGSMITH_ACCESS_LOG", "false").lower() in ("1", "true", "yes")
+RuntimeFactory = Callable[[], ServingRuntime]
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 CustomerIds = Annotated[list[Identifier], Field(min_length=1, max_length=MAX_CUSTOMERS_PER_REQUEST)]
@@ -56,25 +52,15 @@ NameList = Annotated[list[Identifier], Field(max_length=200)]
 AttributeValue = Annotated[str, StringConstraints(max_length=500)] | int | float | bool | None
 
 
-def make_runtime() -> ServingRuntime:
-    """Build the runtime with the factory named in ``TAGSMITH_RUNTIME_FACTORY``.
+def _checked(runtime: object) -> ServingRuntime:
+    """``runtime`` if it is a :class:`ServingRuntime`.
 
     Raises:
-        ServingError: The factory cannot be imported or does not return a runtime.
+        ServingError: The factory returned something else.
     """
-    spec = os.environ.get(RUNTIME_FACTORY_ENV, DEFAULT_RUNTIME_FACTORY)
-    module_name, _, attr = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ServingError(
-            f"Expected {RUNTIME_FACTORY_ENV} to name a runtime factory as 'module:function'. "
-            f"Got {spec!r}, which cannot be imported: {exc}"
-        ) from exc
-    runtime = factory()
     if not isinstance(runtime, ServingRuntime):
         raise ServingError(
-            f"Expected the runtime factory {spec!r} to return a ServingRuntime. "
+            "Expected the runtime factory to return a ServingRuntime. "
             f"Got {type(runtime).__name__} instead."
         )
     return runtime
@@ -216,23 +202,16 @@ class TagsAnswer(BaseModel):
     unknown_ids: list[str]
 
 
-# GET endpoints (BentoML APIs are POST-only): a FastAPI app whose class views receive
-# the service instance.
-_gets = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+class _TagServiceBase:
+    """The tag service's endpoints; :func:`make_service` adds the runtime and settings."""
 
+    runtime: ServingRuntime
 
-@bentoml.asgi_app(_gets, path="/")
-@bentoml.service(
-    name="tagsmith",
-    traffic={"timeout": _REQUEST_TIMEOUT_S},
-    workers=_WORKERS,
-    logging={"access": {"enabled": _ACCESS_LOG}},
-)
-class TagService:
-    """Customer tags for other services: rule and predicted tags, filtered by role."""
+    def _make_runtime(self) -> ServingRuntime:
+        raise NotImplementedError  # pragma: no cover - make_service overrides it
 
     def __init__(self) -> None:
-        self.runtime = make_runtime()
+        self.runtime = _checked(self._make_runtime())
         result = self.runtime.start()
         log.info("Tag service ready: %s", result.to_json())
         # Everything loaded so far lives as long as the process: keep it out of the
@@ -347,17 +326,6 @@ class TagService:
         except HttpError as exc:
             return self._refused(ctx, caller, "serve.reload", exc)
 
-    # ----------------------------------------------------------------- GET views
-    @_gets.get("/catalog")
-    def catalog(self, request: Request) -> JSONResponse:
-        """The catalogue entries (tag definitions) the caller's role may see."""
-        return self._get(request, "serve.catalog", self.runtime.catalog)
-
-    @_gets.get("/models")
-    def models(self, request: Request) -> JSONResponse:
-        """Serving model versions, when they were loaded and the last reload result."""
-        return self._get(request, "serve.models", self.runtime.models)
-
     def _get(self, request: Request, action: str, fn: Any) -> JSONResponse:
         caller = None
         try:
@@ -369,5 +337,47 @@ class TagService:
             return JSONResponse({"error": exc.message, "status": exc.status}, exc.status)
 
 
-# The decorators turn the class into a bentoml Service; mypy still sees the class.
-cast(Any, TagService).add_asgi_middleware(BodyLimitMiddleware, max_bytes=_MAX_BODY_BYTES)
+def make_service(runtime_factory: RuntimeFactory, settings: ServingSettings) -> Any:
+    """The tag service (a BentoML service class) around ``runtime_factory``.
+
+    Args:
+        runtime_factory: Builds the runtime; called once per worker process, when
+            BentoML constructs the service.
+        settings: Timeout, workers, access log and body limit of the service.
+
+    Returns:
+        The ``@bentoml.service`` class; assign it to a module-level name that
+        ``bentoml serve module:Name`` can import.
+    """
+    # GET endpoints (BentoML APIs are POST-only): a FastAPI app whose class views receive
+    # the service instance (BentoML binds the views defined on the service class itself).
+    gets = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @bentoml.asgi_app(gets, path="/")
+    @bentoml.service(
+        name="tagsmith",
+        traffic={"timeout": settings.request_timeout_s},
+        workers=settings.workers,
+        # Every request is in the audit log already; an access log line costs CPU.
+        logging={"access": {"enabled": settings.access_log}},
+    )
+    class TagService(_TagServiceBase):
+        """Customer tags for other services: rule and predicted tags, filtered by role."""
+
+        def _make_runtime(self) -> ServingRuntime:
+            return runtime_factory()
+
+        @gets.get("/catalog")
+        def catalog(self, request: Request) -> JSONResponse:
+            """The catalogue entries (tag definitions) the caller's role may see."""
+            return self._get(request, "serve.catalog", self.runtime.catalog)
+
+        @gets.get("/models")
+        def models(self, request: Request) -> JSONResponse:
+            """Serving model versions, when they were loaded and the last reload result."""
+            return self._get(request, "serve.models", self.runtime.models)
+
+    # The decorators turn the class into a bentoml Service; mypy still sees the class.
+    service = cast(Any, TagService)
+    service.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return service

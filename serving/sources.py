@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from serving.runtime import Snapshot
+from serving.rendering import Snapshot
 from tags.errors import TagsError
 from tags.policy import AccessPolicy, tag_infos
 from tags.store import TagStore

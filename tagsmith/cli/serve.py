@@ -38,7 +38,7 @@ def serve(ctx: click.Context, port: int | None, host: str | None) -> None:
 
 @user_errors
 def _run_server(obj: CliContext, port: int | None, host: str | None) -> None:
-    from tagsmith.serving_app import service_env
+    from tagsmith.app import SERVICE, service_env
 
     project = obj.project
     cfg = project.config.serving
@@ -54,7 +54,7 @@ def _run_server(obj: CliContext, port: int | None, host: str | None) -> None:
         "-m",
         "bentoml",
         "serve",
-        "serving.service:TagService",
+        SERVICE,
         "--host",
         host,
         "--port",

@@ -13,8 +13,11 @@ def tag_service_app() -> Any:
 
     BentoML registers its Prometheus metrics when the app is built, and a second build
     in the same process is refused; each ``TestClient(app)`` still creates a fresh
-    service instance (from the runtime factory in the environment at that moment).
+    service instance, from the runtime factory active at that moment
+    (``tests.serving.fakes.ACTIVE``: the fakes unless a test installs another).
     """
-    from serving.service import TagService
+    from serving.service import make_service
+    from serving.settings import load_settings
+    from tests.serving.fakes import active_runtime
 
-    return TagService.to_asgi()
+    return make_service(active_runtime, load_settings()).to_asgi()

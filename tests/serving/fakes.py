@@ -1,7 +1,8 @@
 """In-memory stand-ins for the service's sources: snapshot, models, governance, audit.
 
-``build_fake_runtime`` is a runtime factory (``TAGSMITH_RUNTIME_FACTORY``) so the same
-fakes serve the in-process tests and a real ``bentoml serve`` subprocess.
+``build_fake_runtime`` is a runtime factory (for ``serving.service.make_service``) so the
+same fakes serve the in-process tests and a real ``bentoml serve`` subprocess
+(``tests.serving.fake_app``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,8 @@ import pandas as pd
 from features.errors import SchemaError
 from serving.errors import ModelLoadError
 from serving.keys import ApiKeyStore
-from serving.runtime import ServingRuntime, Snapshot
+from serving.rendering import Snapshot
+from serving.runtime import ServingRuntime
 
 AS_OF = pd.Timestamp("2026-06-01", tz="UTC")
 
@@ -204,10 +206,13 @@ def make_runtime(
     n_customers: int = 50,
     versions: Mapping[str, str | None] | None = None,
     watch_interval_s: float = 0.0,
+    model_source: FakeModelSource | None = None,
 ) -> tuple[ServingRuntime, FakeModelSource, FakeSnapshotSource, ListAudit]:
     """A runtime over fakes (not started)."""
     keys = ApiKeyStore(keys_path)
-    models = FakeModelSource(versions or {"churn-predictor": "1", "value-predictor": "1"})
+    models = model_source or FakeModelSource(
+        versions or {"churn-predictor": "1", "value-predictor": "1"}
+    )
     snapshots = FakeSnapshotSource(make_snapshot(n_customers))
     audit = ListAudit()
     runtime = ServingRuntime(
@@ -242,20 +247,28 @@ class FileVersions(FakeModelSource):
 
 
 def build_fake_runtime() -> ServingRuntime:
-    """Runtime factory for ``TAGSMITH_RUNTIME_FACTORY``.
+    """Runtime factory over the fakes, configured by the environment (also in subprocesses).
 
     Keys come from ``TAGSMITH_FAKE_KEYS``; champion versions from the JSON file in
     ``TAGSMITH_FAKE_VERSIONS`` when set.
     """
+    versions_file = os.environ.get("TAGSMITH_FAKE_VERSIONS")
     runtime, models, snaps, audit = make_runtime(
         keys_path=Path(os.environ["TAGSMITH_FAKE_KEYS"]),
         n_customers=int(os.environ.get("TAGSMITH_FAKE_CUSTOMERS", "50")),
         watch_interval_s=float(os.environ.get("TAGSMITH_FAKE_WATCH_S", "0")),
+        model_source=FileVersions(Path(versions_file)) if versions_file else None,
     )
-    versions_file = os.environ.get("TAGSMITH_FAKE_VERSIONS")
-    if versions_file:
-        models = FileVersions(Path(versions_file))
-        runtime.model_source = models
     models.load_delay_s = float(os.environ.get("TAGSMITH_FAKE_LOAD_DELAY_S", "0"))
     LAST.update(runtime=runtime, models=models, snapshots=snaps, audit=audit)
     return runtime
+
+
+# The runtime factory of the in-process service (``tag_service_app``): the fakes unless a
+# test installs another (``monkeypatch.setitem(ACTIVE, "factory", ...)``).
+ACTIVE: dict[str, Callable[[], ServingRuntime]] = {"factory": build_fake_runtime}
+
+
+def active_runtime() -> ServingRuntime:
+    """Build the runtime with the active factory."""
+    return ACTIVE["factory"]()

@@ -43,8 +43,10 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
-def start(env: Mapping[str, str], workdir: Path, *, timeout_s: float = 90) -> LiveServer:
-    """Start ``bentoml serve serving.service:TagService`` on a free loopback port."""
+def start(
+    env: Mapping[str, str], workdir: Path, *, target: str, timeout_s: float = 90
+) -> LiveServer:
+    """Start ``bentoml serve TARGET`` (``module:Service``) on a free loopback port."""
     port = free_port()
     log_path = workdir / f"server-{port}.log"
     full_env = {
@@ -63,7 +65,7 @@ def start(env: Mapping[str, str], workdir: Path, *, timeout_s: float = 90) -> Li
                 "-m",
                 "bentoml",
                 "serve",
-                "serving.service:TagService",
+                target,
                 "--host",
                 "127.0.0.1",
                 "--port",

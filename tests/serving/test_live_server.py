@@ -33,13 +33,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     }
     srv = live.start(
         {
-            "TAGSMITH_RUNTIME_FACTORY": "tests.serving.fakes:build_fake_runtime",
             "TAGSMITH_FAKE_KEYS": str(work / "keys.json"),
             "TAGSMITH_FAKE_VERSIONS": str(versions),
             "TAGSMITH_FAKE_LOAD_DELAY_S": "0.5",
             "TAGSMITH_FAKE_CUSTOMERS": "200",
         },
         work,
+        target="tests.serving.fake_app:TagService",
     )
     info["url"] = srv.url
     try:

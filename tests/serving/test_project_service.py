@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
+from serving.access import Caller
 from serving.keys import ApiKeyStore
-from serving.runtime import Caller, ServingRuntime
-from tagsmith.serving_app import build_runtime
-from tests.serving import project_fixture
+from serving.runtime import ServingRuntime
+from tagsmith.app import build_runtime
+from tests.serving import fakes, project_fixture
 from tests.serving.project_fixture import AS_OF, ServedProject
 
 EXEC = Caller("boss", "executive")
@@ -133,8 +134,7 @@ def test_http_stack_on_the_project(
     served: ServedProject, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tag_service_app: Any
 ) -> None:
     key = ApiKeyStore(served.project.api_keys_path).add("svc-test", "service")
-    monkeypatch.setenv("TAGSMITH_PROJECT", str(served.project.root))
-    monkeypatch.setenv("TAGSMITH_RUNTIME_FACTORY", "tagsmith.serving_app:build_runtime")
+    monkeypatch.setitem(fakes.ACTIVE, "factory", lambda: build_runtime(served.project))
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
     cid = served.features["customer_id"].astype(str).iloc[0]
     with TestClient(tag_service_app) as client:

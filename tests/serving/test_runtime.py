@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from serving.access import Caller
 from serving.errors import BadRequest, Forbidden, Unauthorized
 from serving.keys import ApiKeyStore
-from serving.runtime import Caller, ServingRuntime
+from serving.runtime import ServingRuntime
 from tests.serving.fakes import AS_OF, FakeModelSource, ListAudit, make_runtime, make_snapshot
 
 MARKETING = Caller(name="crm", role="marketing")

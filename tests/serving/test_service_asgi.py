@@ -29,7 +29,6 @@ def client(
     keys: dict[str, str], tmp_path_factory: pytest.TempPathFactory, tag_service_app: Any
 ) -> Iterator[TestClient]:
     mp = pytest.MonkeyPatch()
-    mp.setenv("TAGSMITH_RUNTIME_FACTORY", "tests.serving.fakes:build_fake_runtime")
     mp.setenv("TAGSMITH_FAKE_KEYS", keys["path"])
     mp.setenv("BENTOML_HOME", str(tmp_path_factory.mktemp("bentoml")))
     with TestClient(tag_service_app) as c:

@@ -23,11 +23,12 @@ def _ctx(headers: dict[str, str]) -> Any:
 @pytest.fixture
 def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
     key = ApiKeyStore(tmp_path / "keys.json").add("crm", "marketing")
-    monkeypatch.setenv("TAGSMITH_RUNTIME_FACTORY", "tests.serving.fakes:build_fake_runtime")
     monkeypatch.setenv("TAGSMITH_FAKE_KEYS", str(tmp_path / "keys.json"))
-    from serving.service import TagService
+    from serving.service import make_service
+    from serving.settings import load_settings
+    from tests.serving.fakes import build_fake_runtime
 
-    svc = TagService()
+    svc = make_service(build_fake_runtime, load_settings())()
     yield svc, key
     svc.shutdown()
 
@@ -51,13 +52,13 @@ def test_instance_refuses_without_key(service: tuple[Any, str]) -> None:
     assert "API key" in json.loads(response.body)["error"]
 
 
-def test_make_runtime_names_a_bad_factory(monkeypatch: pytest.MonkeyPatch) -> None:
-    from serving.errors import ServingError
-    from serving.service import make_runtime
+def test_a_factory_that_returns_no_runtime_is_refused() -> None:
+    import os
 
-    monkeypatch.setenv("TAGSMITH_RUNTIME_FACTORY", "no.such.module:build")
-    with pytest.raises(ServingError, match=r"no\.such\.module"):
-        make_runtime()
-    monkeypatch.setenv("TAGSMITH_RUNTIME_FACTORY", "os:getcwd")
+    from serving.errors import ServingError
+    from serving.service import make_service
+    from serving.settings import load_settings
+
+    service = make_service(os.getcwd, load_settings())  # type: ignore[arg-type]
     with pytest.raises(ServingError, match="ServingRuntime"):
-        make_runtime()
+        service()

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from serving.access import Caller
 from serving.auditing import QueuedAudit
 from serving.keys import ApiKeyStore
-from serving.runtime import Caller, ServingRuntime
+from serving.runtime import ServingRuntime
 from serving.sources import JsonAudit, PolicyGovernance, TagStoreSnapshotSource
 from tags.audit import AuditLog
 from tags.policy import AccessPolicy

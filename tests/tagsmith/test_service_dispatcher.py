@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 from tags.store import TagStore
 from tagsmith.activate import DispatcherThread, HostedRuntime
+from tagsmith.app import build_runtime
 from tagsmith.cli import main
 from tagsmith.project import Project
-from tagsmith.serving_app import build_runtime
 from tests.activation.receiver import Receiver
 from tests.tags.conftest import long_table
 

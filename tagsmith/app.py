@@ -1,10 +1,14 @@
 """The tag service wired to a project: stores, registry, catalogue, policy, audit, keys.
 
-``serving`` never imports this package. ``tagsmith serve`` starts
-``bentoml serve serving.service:TagService`` with ``TAGSMITH_RUNTIME_FACTORY`` pointing
-at :func:`build_runtime` and ``TAGSMITH_PROJECT`` at the project, so a bare
-``TAGSMITH_PROJECT=DIR bentoml serve serving.service:TagService`` works the same (the
-service's default factory is this function).
+``tagsmith serve`` runs ``bentoml serve tagsmith.app:TagService`` with
+``TAGSMITH_PROJECT`` naming the project; a bare
+``TAGSMITH_PROJECT=DIR bentoml serve tagsmith.app:TagService`` works the same.
+``TagService`` is built on first access (so importing this module reads no project):
+:func:`create_service` loads the project, takes the service settings from its
+``serving`` section with ``TAGSMITH_*`` environment overrides
+(:class:`serving.settings.ServingSettings`), and hands :func:`serving.service.make_service`
+a factory of the runtime :func:`build_runtime` builds. ``serving`` never imports this
+package.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from features.schema import (
 from serving.auditing import QueuedAudit
 from serving.errors import ServingError
 from serving.runtime import ServingRuntime
+from serving.settings import ServingSettings, load_settings
 from serving.sources import (
     FactsOnlineScorer,
     JsonAudit,
@@ -38,10 +43,11 @@ from tagsmith.activate import DispatcherThread, HostedRuntime
 from tagsmith.champions import model_source
 from tagsmith.project import Project
 
-__all__ = ["PROJECT_ENV", "build_runtime", "service_env"]
+__all__ = ["PROJECT_ENV", "SERVICE", "build_runtime", "create_service", "service_env"]
 
 PROJECT_ENV = "TAGSMITH_PROJECT"
-RUNTIME_FACTORY = "tagsmith.serving_app:build_runtime"
+# What ``bentoml serve`` imports (``module:attribute``).
+SERVICE = "tagsmith.app:TagService"
 
 
 def _events(records: list[dict[str, Any]], event_types: Iterable[str]) -> pd.DataFrame:
@@ -58,19 +64,22 @@ def _events(records: list[dict[str, Any]], event_types: Iterable[str]) -> pd.Dat
     return events_frame(pd.DataFrame(records, columns=list(EVENT_COLUMNS)))
 
 
-def build_runtime(project: Project | None = None) -> ServingRuntime:
-    """The service runtime of ``project`` (default: the one in ``TAGSMITH_PROJECT``).
+def build_runtime(project: Project, settings: ServingSettings | None = None) -> ServingRuntime:
+    """The service runtime of ``project``.
+
+    Args:
+        project: The project served.
+        settings: Service settings (default: the project's ``serving`` section with
+            environment overrides).
 
     Raises:
-        ConfigError: No project there, or its config is invalid.
-        ServingError: The catalogue names no model tags to serve.
+        ServingError: The catalogue names no model tags to serve, or an environment
+            setting is invalid.
     """
-    if project is None:
-        project = Project.load(Path(os.environ.get(PROJECT_ENV, ".")))
-    cfg = project.config.serving
+    settings = settings or load_settings(project.config.serving)
     catalogue = project.catalogue()
     policy = project.policy()
-    source = model_source(project)
+    source = model_source(project, alias=settings.alias, models=settings.models)
     spec = project.feature_spec()
     facts = project.fact_store()
     facts_config = project.config.facts
@@ -94,7 +103,7 @@ def build_runtime(project: Project | None = None) -> ServingRuntime:
     if not source.tags:
         raise ServingError(
             f"Expected the catalogue in {project.catalogue_dir} to hold active model tags "
-            f"for the served models {cfg.models}. Got none."
+            f"for the served models {settings.models}. Got none."
         )
     runtime_class: type[ServingRuntime] = ServingRuntime
     hosted: dict[str, Any] = {}
@@ -111,27 +120,37 @@ def build_runtime(project: Project | None = None) -> ServingRuntime:
         audit=QueuedAudit(JsonAudit(project.audit_log())),
         verify_key=keys.verify,
         id_pepper=keys.pepper,
-        watch_interval_s=cfg.watch_interval_s,
+        watch_interval_s=settings.watch_interval_s,
         online_scorer=scorer,
     )
+
+
+def create_service(project: Project | None = None) -> Any:
+    """The BentoML tag service of ``project`` (default: the one in ``TAGSMITH_PROJECT``).
+
+    Raises:
+        ConfigError: No project there, or its config is invalid.
+        ServingError: An environment setting is invalid.
+    """
+    from serving.service import make_service
+
+    if project is None:
+        project = Project.load(Path(os.environ.get(PROJECT_ENV, ".")))
+    served = project
+    settings = load_settings(served.config.serving)
+    return make_service(lambda: build_runtime(served, settings), settings)
 
 
 def service_env(project: Project, *, base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment of a ``bentoml serve`` process serving ``project``."""
     import serving
 
-    cfg = project.config.serving
     env = dict(os.environ if base is None else base)
     repo = str(Path(serving.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
     env.update(
         {
             PROJECT_ENV: str(project.root),
-            "TAGSMITH_RUNTIME_FACTORY": RUNTIME_FACTORY,
-            "TAGSMITH_REQUEST_TIMEOUT_S": str(cfg.request_timeout_s),
-            "TAGSMITH_MAX_BODY_BYTES": str(cfg.max_body_bytes),
-            "TAGSMITH_WORKERS": str(cfg.workers),
-            "TAGSMITH_ACCESS_LOG": "true" if cfg.access_log else "false",
             "BENTOML_DO_NOT_TRACK": "true",
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "DO_NOT_TRACK": "true",
@@ -139,3 +158,13 @@ def service_env(project: Project, *, base: dict[str, str] | None = None) -> dict
     )
     env.setdefault("BENTOML_HOME", str(project.data_dir / "serving" / "bentoml"))
     return env
+
+
+def __getattr__(name: str) -> Any:
+    # ``TagService`` is built on first access, for ``bentoml serve tagsmith.app:TagService``
+    # (in every worker process): importing the module for its functions loads no project.
+    if name == "TagService":
+        service = create_service()
+        globals()[name] = service
+        return service
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

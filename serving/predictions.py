@@ -1,0 +1,142 @@
+"""Champion predictions: the served-model protocols and the scores the service returns.
+
+A :class:`LiveModel` holds a champion's scores of every customer of the current feature
+snapshot, computed once per swap; :func:`predict_posted` scores the one customer of a
+``POST /score`` request with the same models.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from serving.errors import ModelLoadError
+
+__all__ = ["LiveModel", "ModelSource", "ServedModel", "predict_posted"]
+
+log = logging.getLogger(__name__)
+
+
+class ServedModel(Protocol):
+    """A loaded, smoke-tested model that produces one predicted tag."""
+
+    @property
+    def name(self) -> str:
+        """Registered model name."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """Registered model version."""
+        ...
+
+    @property
+    def tag_id(self) -> str:
+        """The tag it produces."""
+        ...
+
+    @property
+    def loaded_at(self) -> str:
+        """ISO time it was loaded."""
+        ...
+
+    def prepare(self, features: pd.DataFrame) -> np.ndarray:
+        """The model's input matrix for ``features`` (one row per feature row)."""
+        ...
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """Calibrated scores for the rows of a prepared matrix."""
+        ...
+
+    def label(self, scores: np.ndarray) -> list[str]:
+        """The tag value (band or tier) of each score."""
+        ...
+
+
+class ModelSource(Protocol):
+    """Where champion models come from (the MLflow registry in production)."""
+
+    def champion_version(self, name: str) -> str | None:
+        """Version behind the serving alias of ``name``, or ``None`` when there is none."""
+        ...
+
+    def load(self, name: str, version: str) -> ServedModel:
+        """Load and smoke-test one version.
+
+        Raises:
+            ModelLoadError: It cannot be loaded or fails the smoke test.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class LiveModel:
+    """A champion model with its scores of every customer of the current feature snapshot.
+
+    Scores are a pure function of (model version, feature snapshot), and both change
+    only by a swap, so they are computed once per swap, vectorised, and a request
+    looks them up (``POST /score`` predicts on its own freshly prepared row).
+    """
+
+    model: ServedModel
+    scores: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def build(cls, model: ServedModel, features: pd.DataFrame | None) -> LiveModel:
+        """Score every row of ``features`` (one ``Booster.predict`` call).
+
+        Raises:
+            ModelLoadError: A score is not a finite number.
+        """
+        if features is None or not len(features):
+            return cls(model=model, scores=np.empty(0), labels=np.empty(0, dtype=object))
+        scores = np.asarray(model.predict(model.prepare(features)), dtype=np.float64)
+        if not np.all(np.isfinite(scores)):
+            bad = int((~np.isfinite(scores)).sum())
+            raise ModelLoadError(
+                f"Expected finite scores from {model.name} version {model.version} on "
+                f"the current feature snapshot. Got {bad} that are not, e.g. "
+                f"{scores[~np.isfinite(scores)][:3].tolist()}."
+            )
+        return cls(model=model, scores=scores, labels=np.asarray(model.label(scores), dtype=object))
+
+
+def predict_posted(
+    models: Mapping[str, LiveModel],
+    features: pd.DataFrame,
+    selected: frozenset[str],
+    *,
+    as_of_iso: str,
+) -> tuple[list[dict[str, Any]], dict[str, str | None]]:
+    """Predicted tag rows of a posted customer's feature row, by every selected champion.
+
+    Returns:
+        (tag rows as JSON-ready dicts, model name -> version that produced each).
+    """
+    rows: list[dict[str, Any]] = []
+    versions: dict[str, str | None] = {}
+    if not len(features):
+        return rows, versions
+    for name, live in models.items():
+        model = live.model
+        if model.tag_id not in selected:
+            continue
+        scores = model.predict(model.prepare(features))
+        versions[name] = model.version
+        rows.append(
+            {
+                "tag_id": model.tag_id,
+                "value": model.label(scores)[0],
+                "score": round(float(scores[0]), 6),
+                "source": "model",
+                "version": f"{model.name}/{model.version}",
+                "as_of": as_of_iso,
+            }
+        )
+    return rows, versions

@@ -1,0 +1,266 @@
+"""JSON the service returns, rendered once where it can be.
+
+Serialising a tag row costs more than serving it, so every stored row of a snapshot is
+rendered to JSON text once, when the snapshot is loaded (:class:`SnapshotIndex`); a
+``POST /tags`` request joins the texts it returns and renders only the predicted rows,
+whose scores it looks up (:func:`render_tags`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from serving.predictions import LiveModel
+
+__all__ = ["RenderedTags", "Snapshot", "SnapshotIndex", "iso", "json_row", "render_tags"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A tag snapshot and the feature snapshot it was computed from.
+
+    Attributes:
+        tags: Long tag table (customer_id, tag_id, value, score, source, version, as_of).
+        features: Feature frame, one row per customer (``customer_id`` column first).
+        as_of: The snapshot's as-of timestamp.
+        run_id: The tagging run that wrote it.
+    """
+
+    tags: pd.DataFrame
+    features: pd.DataFrame
+    as_of: pd.Timestamp
+    run_id: str
+
+
+def iso(ts: Any) -> str:
+    """ISO text of a timestamp (naive times are taken as UTC)."""
+    stamp = pd.Timestamp(ts)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return stamp.isoformat()
+
+
+def _json_literals(values: pd.Series) -> pd.Series:
+    """JSON text of each string, escaped once per distinct value (tag values repeat)."""
+    codes, uniques = pd.factorize(values.astype(str), sort=False)
+    literals = np.array([json.dumps(str(u), ensure_ascii=False) for u in uniques], dtype=object)
+    return pd.Series(
+        literals[codes] if len(uniques) else np.array([], dtype=object), index=values.index
+    )
+
+
+def _score_literal(score: float) -> str:
+    return repr(round(score, 6)) if math.isfinite(score) else "null"
+
+
+@dataclass(frozen=True)
+class SnapshotIndex:
+    """A snapshot prepared for lookups: each customer's tag rows as ready JSON text.
+
+    Attributes:
+        as_of: ISO as-of of the snapshot.
+        run_id: Tagging run id.
+        rows: customer_id -> ((tag_id, row JSON text), ...), never mutated.
+        positions: customer_id -> row of ``features``.
+        features: The feature frame (kept to prepare matrices of new models).
+    """
+
+    as_of: str
+    run_id: str
+    rows: Mapping[str, tuple[tuple[str, str], ...]]
+    positions: Mapping[str, int]
+    features: pd.DataFrame
+
+    @classmethod
+    def build(cls, snapshot: Snapshot) -> SnapshotIndex:
+        """Index ``snapshot``: vectorised rendering, then one pass to group by customer."""
+        as_of = iso(snapshot.as_of)
+        tags = snapshot.tags.reset_index(drop=True)
+        rows: dict[str, tuple[tuple[str, str], ...]] = {}
+        if len(tags):
+            scores = pd.to_numeric(tags["score"], errors="coerce").to_numpy(dtype=np.float64)
+            score_text = np.full(len(tags), "null", dtype=object)
+            finite = np.isfinite(scores)
+            score_text[finite] = [repr(v) for v in np.round(scores[finite], 6).tolist()]
+            text = (
+                '{"tag_id":'
+                + _json_literals(tags["tag_id"])
+                + ',"value":'
+                + _json_literals(tags["value"])
+                + ',"score":'
+                + pd.Series(score_text, index=tags.index)
+                + ',"source":'
+                + _json_literals(tags["source"])
+                + ',"version":'
+                + _json_literals(tags["version"])
+                + ',"as_of":'
+                + json.dumps(as_of)
+                + "}"
+            )
+            ids = tags["customer_id"].astype(str).to_numpy(dtype=object)
+            order = np.argsort(ids, kind="stable")
+            ids_sorted = ids[order]
+            tag_ids = tags["tag_id"].astype(str).to_numpy(dtype=object)[order]
+            texts = text.to_numpy(dtype=object)[order]
+            bounds = np.flatnonzero(ids_sorted[1:] != ids_sorted[:-1]) + 1
+            starts = [0, *bounds.tolist()]
+            stops = [*bounds.tolist(), len(ids_sorted)]
+            for lo, hi in zip(starts, stops, strict=True):
+                rows[ids_sorted[lo]] = tuple(zip(tag_ids[lo:hi], texts[lo:hi], strict=True))
+        features = snapshot.features.reset_index(drop=True)
+        positions = {str(c): i for i, c in enumerate(features["customer_id"].astype(str))}
+        return cls(
+            as_of=as_of,
+            run_id=snapshot.run_id,
+            rows=rows,
+            positions=positions,
+            features=features,
+        )
+
+    def knows(self, customer_id: str) -> bool:
+        """Whether the customer is in the tag or feature snapshot."""
+        return customer_id in self.positions or customer_id in self.rows
+
+
+@dataclass(frozen=True)
+class RenderedTags:
+    """The JSON body of a ``POST /tags`` answer and what the audit entry records.
+
+    Attributes:
+        body: The whole answer, UTF-8 JSON.
+        returned: Tag ids present in the answer.
+        unknown: Requested ids in no snapshot, in request order.
+        model_versions: Registered model name -> version that produced its rows.
+    """
+
+    body: bytes
+    returned: frozenset[str]
+    unknown: list[str]
+    model_versions: dict[str, str] = field(default_factory=dict)
+
+
+def render_tags(
+    snap: SnapshotIndex | None,
+    models: Sequence[LiveModel],
+    selected: frozenset[str],
+    customer_ids: Sequence[str],
+) -> RenderedTags:
+    """The ``POST /tags`` answer: per customer, stored rows and the champions' rows.
+
+    Stored rows are joined from their precomputed JSON; predicted rows are looked up in
+    each champion's scores of the snapshot. Unknown ids are reported per id
+    (``found: false``) in ``results`` and in ``unknown_ids``.
+    """
+    live = [
+        lm for lm in models if lm.model.tag_id in selected and snap is not None and len(lm.scores)
+    ]
+    static_tags = selected - {lm.model.tag_id for lm in live}
+    parts: list[list[str] | None] = []  # per customer: its tag texts (None: unknown)
+    unknown: list[str] = []
+    found_pos: list[int] = []
+    found_slot: list[int] = []
+    returned: set[str] = set()
+    for cid in customer_ids:
+        if snap is None or not snap.knows(cid):
+            unknown.append(cid)
+            parts.append(None)
+            continue
+        texts = []
+        for tid, text in snap.rows.get(cid, ()):
+            if tid in static_tags:
+                texts.append(text)
+                returned.add(tid)
+        parts.append(texts)
+        pos = snap.positions.get(cid)
+        if pos is not None and live:
+            found_pos.append(pos)
+            found_slot.append(len(parts) - 1)
+    model_versions: dict[str, str] = {}
+    if found_pos and snap is not None:
+        idx = np.asarray(found_pos, dtype=np.intp)
+        as_of_text = json.dumps(snap.as_of)
+        for lm in live:
+            model = lm.model
+            scores = lm.scores[idx]
+            labels = lm.labels[idx].tolist()
+            model_versions[model.name] = model.version
+            returned.add(model.tag_id)
+            head = '{"tag_id":' + json.dumps(model.tag_id) + ',"value":'
+            tail = (
+                ',"source":"model","version":'
+                + json.dumps(f"{model.name}/{model.version}")
+                + ',"as_of":'
+                + as_of_text
+                + "}"
+            )
+            label_text = {v: json.dumps(v) for v in set(labels)}
+            for slot, score, label in zip(found_slot, scores.tolist(), labels, strict=True):
+                texts_of = parts[slot]
+                assert texts_of is not None
+                texts_of.append(
+                    head + label_text[label] + ',"score":' + _score_literal(score) + tail
+                )
+    results = []
+    for cid, texts_or_none in zip(customer_ids, parts, strict=True):
+        cid_text = json.dumps(cid)
+        if texts_or_none is None:
+            results.append(
+                '{"customer_id":' + cid_text + ',"found":false,"error":"unknown customer id"}'
+            )
+        else:
+            results.append(
+                '{"customer_id":'
+                + cid_text
+                + ',"found":true,"tags":['
+                + ",".join(texts_or_none)
+                + "]}"
+            )
+    head_text = json.dumps(
+        {
+            "as_of": snap.as_of if snap else None,
+            "run_id": snap.run_id if snap else None,
+            "model_versions": model_versions,
+        }
+    )
+    body = (
+        head_text[:-1]
+        + ',"results":['
+        + ",".join(results)
+        + "],"
+        + '"unknown_ids":'
+        + json.dumps(unknown)
+        + "}"
+    ).encode("utf-8")
+    return RenderedTags(
+        body=body, returned=frozenset(returned), unknown=unknown, model_versions=model_versions
+    )
+
+
+def json_row(row: pd.Series) -> dict[str, Any]:
+    """JSON-ready dict of one feature row (missing values as ``None``)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if (
+            value is None
+            or (isinstance(value, (float, np.floating)) and np.isnan(value))
+            or value is pd.NA
+        ):
+            out[str(key)] = None
+        elif isinstance(value, pd.Timestamp):
+            out[str(key)] = value.isoformat()
+        elif isinstance(value, np.generic):
+            out[str(key)] = value.item()
+        else:
+            try:
+                missing = bool(pd.isna(value))
+            except (TypeError, ValueError):
+                missing = False
+            out[str(key)] = None if missing else value
+    return out
