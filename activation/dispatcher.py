@@ -35,7 +35,7 @@ from activation.definitions import FileDestination, WebhookDestination
 from activation.delivery import Outcome, TokenBucket, WebhookSender
 from activation.errors import DispatcherBusy
 from activation.ingest import ACTOR, IngestReport, ingest
-from activation.outbox import Claimed, Outbox
+from activation.outbox import Attempt, Claimed, Outbox
 from activation.syncs import SyncResult, run_sync
 from activation.versions import AppliedVersion, TriggerHistory
 from tags.access import TagReader
@@ -49,6 +49,8 @@ __all__ = ["Activation", "DispatchReport", "Dispatcher"]
 
 log = logging.getLogger("activation")
 UNTIL = ("forever", "idle", "drained")
+# Finished attempts are audited and recorded together at most this often while busy.
+FLUSH_S = 0.2
 
 
 @dataclass
@@ -136,11 +138,15 @@ class Dispatcher:
         self._transport = transport
         self._versions: list[AppliedVersion] = []
         self._versions_seen: tuple[int, ...] = ()
+        self._versions_due = 0.0
+        self._destinations: dict[str, WebhookDestination | FileDestination] = {}
         self._senders: dict[str, tuple[WebhookDestination, WebhookSender]] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._store_mark: tuple[int, int, int, int] | None = None
         self._next_sync_check = 0.0
         self._inflight: dict[Future[Outcome], Claimed] = {}
+        self._finished: list[Attempt] = []
+        self._flush_at = 0.0
         self._per_dest: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ lock
@@ -167,19 +173,23 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ definitions
     def versions(self) -> list[AppliedVersion]:
-        """Every applied version (re-read when a new one appears)."""
-        seen = tuple(self.a.history.versions())
-        if seen != self._versions_seen:
-            self._versions = self.a.history.all()
-            self._versions_seen = seen
+        """Every applied version (the folder is looked at once per poll interval)."""
+        now = time.monotonic()
+        if now >= self._versions_due:
+            self._versions_due = now + self.a.config.poll_interval_s
+            seen = tuple(self.a.history.versions())
+            if seen != self._versions_seen:
+                self._versions = self.a.history.all()
+                self._versions_seen = seen
+                self._destinations = {}
+                for version in self._versions:
+                    self._destinations.update(version.definitions.destinations)
         return self._versions
 
     def destinations(self) -> dict[str, WebhookDestination | FileDestination]:
         """Destinations by name: the newest definition of each, over all applied versions."""
-        out: dict[str, WebhookDestination | FileDestination] = {}
-        for version in self.versions():
-            out.update(version.definitions.destinations)
-        return out
+        self.versions()
+        return self._destinations
 
     def _sender(self, dest: WebhookDestination) -> WebhookSender:
         current = self._senders.get(dest.name)
@@ -283,35 +293,38 @@ class Dispatcher:
         for name, dest in sorted(self.destinations().items()):
             if not isinstance(dest, WebhookDestination):
                 continue
-            sender = self._sender(dest)
+            slots = min(
+                dest.concurrency - self._per_dest[name],
+                self.a.config.max_in_flight - len(self._inflight),
+            )
+            if slots <= 0:
+                continue
+            sender = self._sender(dest)  # (re)builds the destination's rate limit too
             bucket = self._buckets.get(name)
-            while (
-                len(self._inflight) < self.a.config.max_in_flight
-                and self._per_dest[name] < dest.concurrency
-            ):
-                allowance = None
+            allowance = None
+            if bucket is not None:
+                # Wait for a full batch's worth rather than trickle out tiny batches,
+                # unless fewer events than that are waiting.
+                allowance = bucket.available()
+                if allowance < dest.batch_size and not 0 < self.a.outbox.pending(name) <= allowance:
+                    wait_s = min(wait_s or 1.0, bucket.wait_s(dest.batch_size))
+                    continue
+            claimed = self.a.outbox.claim_many(
+                name, batch_size=dest.batch_size, limit=slots, max_items=allowance
+            )
+            if not claimed and bucket is not None:
+                # A retry larger than the allowance waits for enough tokens.
+                wait_s = min(wait_s or 1.0, bucket.wait_s(dest.batch_size))
+            for batch in claimed:
                 if bucket is not None:
-                    # Wait for a full batch's worth rather than trickle out tiny batches,
-                    # unless fewer events than that are waiting.
-                    allowance = bucket.available()
-                    want = dest.batch_size
-                    if allowance < want and not 0 < self.a.outbox.pending(name) <= allowance:
-                        wait_s = min(wait_s or 1.0, bucket.wait_s(want))
-                        break
-                claimed = self.a.outbox.claim(name, batch_size=dest.batch_size, max_items=allowance)
-                if claimed is None:
-                    if bucket is not None and allowance is not None:
-                        # A retry larger than the allowance waits for enough tokens.
-                        wait_s = min(wait_s or 1.0, bucket.wait_s(dest.batch_size))
-                    break
-                if bucket is not None:
-                    bucket.take(claimed.n_items)
-                self._inflight[pool.submit(sender.send, claimed)] = claimed
+                    bucket.take(batch.n_items)
+                self._inflight[pool.submit(sender.send, batch)] = batch
                 self._per_dest[name] += 1
         return wait_s
 
-    def _collect(self, done: set[Future[Outcome]], report: DispatchReport) -> None:
-        for future in done:
+    def _harvest(self) -> None:
+        """Move finished attempts out of flight (their slots free up at once)."""
+        for future in [f for f in self._inflight if f.done()]:
             claimed = self._inflight.pop(future)
             self._per_dest[claimed.destination] -= 1
             try:
@@ -320,52 +333,73 @@ class Dispatcher:
                 outcome = Outcome(
                     "retry", None, f"sender failed ({type(exc).__name__})", 0.0, time.time() + 5.0
                 )
-            self.a.outbox.record(
-                claimed,
-                outcome.outcome,
-                status=outcome.status,
-                error=outcome.error,
-                duration_ms=outcome.duration_ms,
-                next_attempt_at=outcome.next_attempt_at,
+            self._finished.append(
+                Attempt(
+                    claimed,
+                    outcome.outcome,
+                    outcome.status,
+                    outcome.error,
+                    outcome.duration_ms,
+                    outcome.next_attempt_at,
+                )
             )
-            self._account(claimed, outcome, report)
 
-    def _account(self, claimed: Claimed, outcome: Outcome, report: DispatchReport) -> None:
+    def _flush(self, report: DispatchReport, *, force: bool = False) -> None:
+        """Audit, then record, the finished attempts: one audit write, one transaction.
+
+        Outcomes are written every ``FLUSH_S`` (or when nothing is in flight), so a busy
+        destination costs a few ``fsync`` calls per second rather than one per request.
+        Until written, a batch stays ``sending``; a crash then sends it again (same key).
+        """
+        if not self._finished:
+            return
+        now = time.monotonic()
+        if not force and self._inflight and now < self._flush_at:
+            return
+        attempts, self._finished = self._finished, []
+        self._flush_at = now + FLUSH_S
+        entries = [e for a in attempts if (e := self._account(a, report)) is not None]
+        if entries and self.a.config.audit_deliveries:
+            self.a.audit.append_many(entries)
+        self.a.outbox.record_many(attempts)
+
+    def _account(self, attempt: Attempt, report: DispatchReport) -> dict[str, Any] | None:
+        """Count and log one outcome; the audit entry of a finished batch."""
+        claimed = attempt.claimed
         label = (
             f"batch {claimed.id} to {claimed.destination} "
             f"({claimed.n_items} events, attempt {claimed.attempt})"
         )
-        if outcome.outcome == "retry":
+        if attempt.outcome == "retry":
             report.retries += 1
             log.warning(
                 "%s: %s; retry in %.1f s",
                 label,
-                outcome.error,
-                (outcome.next_attempt_at or time.time()) - time.time(),
+                attempt.error,
+                (attempt.next_attempt_at or time.time()) - time.time(),
             )
-            return
-        if outcome.outcome == "delivered":
+            return None
+        if attempt.outcome == "delivered":
             report.delivered += claimed.n_items
             report.batches += 1
-            log.info("%s: delivered (HTTP %s)", label, outcome.status)
+            log.info("%s: delivered (HTTP %s)", label, attempt.status)
         else:
             report.dead += claimed.n_items
-            log.error("%s: dead letter: %s", label, outcome.error)
-        if self.a.config.audit_deliveries:
-            self.a.audit.append(
-                actor=ACTOR,
-                action="deliver" if outcome.outcome == "delivered" else "dead_letter",
-                n_customers=claimed.n_items,
-                query=f"{', '.join(claimed.sources)} -> {claimed.destination}",
-                extra={
-                    "batch": claimed.id,
-                    "idempotency_key": claimed.key,
-                    "attempts": claimed.attempt,
-                    "status": outcome.status,
-                    "error": outcome.error,
-                    "customer_id_hashes": self.a.outbox.customer_hashes(claimed.id),
-                },
-            )
+            log.error("%s: dead letter: %s", label, attempt.error)
+        return {
+            "actor": ACTOR,
+            "action": "deliver" if attempt.outcome == "delivered" else "dead_letter",
+            "n_customers": claimed.n_items,
+            "query": f"{', '.join(claimed.sources)} -> {claimed.destination}",
+            "extra": {
+                "batch": claimed.id,
+                "idempotency_key": claimed.key,
+                "attempts": claimed.attempt,
+                "status": attempt.status,
+                "error": attempt.error,
+                "customer_id_hashes": self.a.outbox.customer_hashes(claimed.id),
+            },
+        }
 
     def _due_now(self) -> bool:
         names = [n for n, d in self.destinations().items() if isinstance(d, WebhookDestination)]
@@ -416,8 +450,9 @@ class Dispatcher:
                     pool, stop, started, max_seconds, until, report, on_turn
                 )
                 if self._inflight:
-                    done, _ = wait(list(self._inflight))
-                    self._collect(done, report)
+                    wait(list(self._inflight))
+                self._harvest()
+                self._flush(report, force=True)
             finally:
                 pool.shutdown(wait=True)
                 for _, sender in self._senders.values():
@@ -446,16 +481,24 @@ class Dispatcher:
             if on_turn is not None:
                 on_turn(report)
             if not self._inflight:
+                self._flush(report, force=True)
                 if until == "idle" and not self._due_now() and rate_wait is None:
                     return "idle"
                 if until == "drained" and self.a.outbox.open_count() == 0:
                     return "drained"
-            sleep = self._sleep_s(rate_wait)
+                sleep = self._sleep_s(rate_wait)
+            else:
+                sleep = self.a.config.poll_interval_s
+                if self._finished:
+                    sleep = min(sleep, max(0.0, self._flush_at - time.monotonic()))
+                if rate_wait is not None:
+                    sleep = min(sleep, max(rate_wait, 0.001))
             if max_seconds is not None:
                 sleep = min(sleep, max(0.0, max_seconds - (time.monotonic() - started)))
             if self._inflight:
-                done, _ = wait(list(self._inflight), timeout=sleep, return_when=FIRST_COMPLETED)
-                self._collect(done, report)
+                wait(list(self._inflight), timeout=sleep, return_when=FIRST_COMPLETED)
+                self._harvest()
+                self._flush(report)
             elif sleep > 0:
                 stop.wait(sleep)
 

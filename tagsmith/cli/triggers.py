@@ -78,7 +78,9 @@ def _dump(item: Any, keep: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--on-exit", metavar="EXPR", help="Fire when a customer leaves this audience.")
 @click.option("--audience", metavar="SAVED", help="Sync this saved audience (full, then changes).")
 @click.option("--webhook", metavar="URL", help="Deliver to this webhook (a new destination).")
-@click.option("--drop", metavar="DIR", help="Drop list files in this folder (syncs only).")
+@click.option(
+    "--drop", metavar="DIR", help="Drop list files in this folder, relative to the project (syncs)."
+)
 @click.option("--file-format", type=click.Choice(["csv", "parquet"]), default="csv")
 @click.option("--destination", "existing", metavar="NAME", help="Deliver to a defined destination.")
 @click.option("--secret-env", metavar="VAR", help="Environment variable holding the HMAC secret.")

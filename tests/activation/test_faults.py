@@ -8,6 +8,7 @@ the idempotency key of its original.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -61,8 +62,9 @@ def check_at_least_once_with_stable_keys(receiver: Receiver, expected: set[str])
 
 
 def test_500s_timeouts_and_closed_connections_lose_nothing(
-    world: World, receiver: Receiver
+    world: World, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="activation")
     expected = scenario(world, receiver, max_attempts=10)
     receiver.faults = ["500", "500", "timeout", "close", "500", "close", "timeout", "429", "500"]
     report = world.dispatcher().run(until="drained", max_seconds=60)
@@ -74,6 +76,10 @@ def test_500s_timeouts_and_closed_connections_lose_nothing(
     assert duplicates == 10
     counts = {(r["state"]): r["n"] for r in world.outbox.counts()}
     assert counts == {"delivered": len(expected)}
+    assert "retry in" in caplog.text
+    assert "delivered (HTTP 200)" in caplog.text
+    assert not any(c in caplog.text for c in expected), "customer ids in the log"
+    assert receiver.url not in caplog.text
 
 
 def test_retry_after_is_honoured(world: World, receiver: Receiver) -> None:
