@@ -79,10 +79,10 @@ class Change:
         label = f"{self.kind[:-1]} {self.name}"
         if self.what == "added":
             assert self.after is not None
-            return f"+ {label} (new, {self.after[0]}, v{self.after[1]})"
+            return f"+ {label} (new, {_state(self.after)})"
         if self.what == "removed":
             assert self.before is not None
-            return f"- {label} (removed; was {self.before[0]}, v{self.before[1]})"
+            return f"- {label} (removed; was {_state(self.before)})"
         assert self.before is not None
         assert self.after is not None
         moves = []
@@ -137,7 +137,12 @@ class AppliedVersion:
 
 
 def _status(item: dict[str, Any]) -> str:
-    return str(item.get("status", "active"))
+    # Destinations have no status: they are in use while something refers to them.
+    return str(item.get("status", ""))
+
+
+def _state(state: tuple[str, int]) -> str:
+    return f"{state[0]}, v{state[1]}" if state[0] else f"v{state[1]}"
 
 
 def _comparable(kind: str, name: str, item: dict[str, Any], pinned: dict[str, str]) -> dict:
@@ -235,7 +240,7 @@ class TriggerHistory:
             plan.changes.append(
                 Change(kind, name, "changed", fields=fields, before=old_state, after=new_state)
             )
-            if (old_state[0], new_state[0]) not in ALLOWED_STATUS_MOVES:
+            if kind != "destinations" and (old_state[0], new_state[0]) not in ALLOWED_STATUS_MOVES:
                 plan.problems.append(
                     f"{where}: status may only move draft -> active <-> paused -> deprecated. "
                     f"Got {old_state[0]} -> {new_state[0]}."

@@ -177,8 +177,14 @@ def test_plan_and_apply_govern_versions_and_status(world: World) -> None:
     assert _apply(world) == 3
     world.define(base)
     assert _apply(world) == 4
+    moved = {"destinations": [webhook("crm", "https://crm2.example.com/h", version=2)]}
+    world.define(moved)
+    defs, result = check(world)
+    plan = world.activation.history.plan(defs, result)
+    assert [c.describe() for c in plan.changes] == ["~ destination crm (v1 -> v2): url, version"]
+    assert _apply(world) == 5
     versions = world.activation.history.all()
-    assert [v.position for v in versions] == [7, 9, 0, 0]
+    assert [v.position for v in versions] == [7, 9, 0, 0, 0]
     assert version_for(versions[:2], 6) is None
     assert version_for(versions[:2], 7).version == 1
     assert version_for(versions[:2], 9).version == 2
