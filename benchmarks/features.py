@@ -28,7 +28,7 @@ How memory is measured (Linux):
   ``(peak - baseline) / events``, the memory the build adds on top of inputs the caller
   holds anyway, split into the output frame and working memory (everything else).
 
-Each phase first calls ``features.build.lean_allocators()`` (Arrow allocates with the
+Each phase first calls ``features.memory.lean_allocators()`` (Arrow allocates with the
 system allocator), as ``tagsmith features build`` does.
 
 Where the memory of the 12-cutoff run goes (1M customers, 34.1M events = 2,349 MB;
@@ -138,7 +138,7 @@ def load(folder: Path, order: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     as ``tagsmith features build`` does; ``"time"`` in the generator's time order, like
     a raw event log.
     """
-    from features.build import FEATURE_EVENT_COLUMNS
+    from features.events import FEATURE_EVENT_COLUMNS
     from features.schema import check_customers
 
     customers = check_customers(pd.read_parquet(folder / "customers.parquet"))
@@ -260,7 +260,8 @@ def cutoffs(events: pd.DataFrame) -> tuple[pd.Timestamp, list[pd.Timestamp]]:
 
 
 def run_phase(phase: str, folder: Path) -> dict[str, Any]:
-    from features.build import lean_allocators, prepare_events
+    from features.events import prepare_events
+    from features.memory import lean_allocators
 
     lean_allocators()  # as `tagsmith features build` does before loading facts
     order = "time" if phase.endswith("_time_order") else "store"

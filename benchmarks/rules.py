@@ -1,7 +1,7 @@
 """Benchmark of rule tags: the standard library plus 30 generated rules over 1M customers.
 
 Steps: synthetic facts (``synthetic.generate``), point-in-time features
-(``features.build.prepare_events`` then ``PreparedEvents.build_features``: feature
+(``features.events.prepare_events`` then ``PreparedEvents.build_features``: feature
 building, timed but outside the budget), then ``evaluate_tags`` for every active
 rule/fact tag given those ``PreparedEvents`` (budget: 2 s): rule evaluation, event
 windows read from the prepared arrays, and the whole long output table. Reported: the
@@ -200,9 +200,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from features.build import prepare_events
+    from features.events import prepare_events
     from synthetic import generate
-    from tags.catalogue import LIBRARY_DIR, Catalogue, TagDefinition
+    from tags.catalogue import LIBRARY_DIR, Catalogue
+    from tags.definitions import TagDefinition
     from tags.engine import evaluate_tag_values, evaluate_tags, long_table
 
     as_of = pd.Timestamp(args.end, tz="UTC")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from features.build import PreparedEvents, build_features, lean_allocators, prepare_events
+from features.build import build_features
+from features.catalog import FeatureInfo, feature_catalog
 from features.errors import FactFileError, FeaturesError, SchemaError, SpecError, StoreError
+from features.events import PreparedEvents, prepare_events
 from features.importer import ImportReport, SourceOptions, import_facts
 from features.io import RawTable, ReadOptions, parse_mapping, read_table
+from features.memory import lean_allocators
+from features.quarantine import QUARANTINE_COLUMNS, FileCounts
 from features.schema import (
     AMOUNT_REQUIRED_EVENT_TYPES,
     BUILTIN_EVENT_TYPES,
@@ -19,20 +23,11 @@ from features.schema import (
     customers_frame,
     events_frame,
 )
-from features.spec import (
-    FeatureInfo,
-    FeatureSpec,
-    default_spec,
-    feature_catalog,
-    load_spec,
-    spec_hash,
-)
+from features.spec import FeatureSpec, default_spec, load_spec, spec_hash
 from features.store import FactStore
 from features.validation import (
-    QUARANTINE_COLUMNS,
     CustomersResult,
     EventsResult,
-    FileCounts,
     validate_customers,
     validate_events,
 )

@@ -20,18 +20,20 @@ import pyarrow.csv as pcsv
 
 from features.errors import FactFileError
 from features.io import Delimiter, RawTable, ReadOptions, expand_paths, read_table
+from features.quarantine import FileCounts
 from features.schema import (
     CUSTOMER_BASE_COLUMNS,
     EVENT_COLUMNS,
     TIMESTAMP_DTYPE,
     FactsConfig,
+    arrow_table,
     check_events,
     customer_dtypes,
 )
 from features.store import FactStore
 from features.validation import (
-    FileCounts,
-    arrow_table,
+    CustomersResult,
+    EventsResult,
     empty_events,
     validate_customers,
     validate_events,
@@ -177,27 +179,15 @@ def import_facts(
     import_id = uuid.uuid4().hex[:12]
 
     with store.lock():
-        # Quarantine files of a run killed before its commit point were never published.
-        if quarantine_dir.is_dir():
-            for stray in quarantine_dir.glob("*.tmp-*"):
-                stray.unlink(missing_ok=True)
-        stored_customers = store.load_customers()
-        extra = [c for c in stored_customers.columns if c not in dtypes]
-        stored_customers = stored_customers.reindex(columns=[*dtypes, *extra]).astype(dtypes)
+        _remove_unpublished(quarantine_dir)
+        stored_customers = _stored_customers(store, dtypes)
         files: list[FileCounts] = []
         quarantines = []
 
         new_customers = stored_customers.iloc[:0]
         if customer_paths:
-            targets = [*CUSTOMER_BASE_COLUMNS, *(a.name for a in config.attributes)]
-            raws = _read_all(customer_paths, customers_options.read_options(targets))
-            checked = validate_customers(
-                raws,
-                config=config,
-                now=now,
-                stored=stored_customers,
-                mapping=customers_options.mapping,
-                date_format=customers_options.date_format,
+            checked = _validate_customer_files(
+                customer_paths, customers_options, config=config, now=now, stored=stored_customers
             )
             files += checked.files
             quarantines.append(checked.quarantine)
@@ -212,76 +202,32 @@ def import_facts(
                 if derive_customers is not None
                 else not customer_paths and stored_customers.empty
             )
-            known = pd.concat(
-                [
-                    stored_customers[["customer_id", "signup_at"]],
-                    new_customers[["customer_id", "signup_at"]],
-                ],
-                ignore_index=True,
-            )
-            raws = _read_all(event_paths, events_options.read_options(list(EVENT_COLUMNS)))
-            checked_events = validate_events(
-                raws,
+            checked_events = _validate_event_files(
+                event_paths,
+                events_options,
                 config=config,
                 now=now,
-                customers=known,
+                known=[stored_customers, new_customers],
                 stored_events=stored_events,
-                mapping=events_options.mapping,
-                event_type=events_options.event_type,
-                date_format=events_options.date_format,
-                create_unknown=True if derive else None,
+                derive=derive,
             )
             files += checked_events.files
             quarantines.append(checked_events.quarantine)
             accepted_events = checked_events.accepted
             made = checked_events.created_customers
             if len(made):
-                if derive:
-                    derived = len(made)
-                else:
-                    created = len(made)
-                made_full = made.reindex(columns=list(dtypes)).astype(dtypes)
-                made_full["signup_at"] = made["signup_at"].astype(TIMESTAMP_DTYPE).to_numpy()
-                new_customers = pd.concat([new_customers, made_full], ignore_index=True)
+                derived, created = (len(made), 0) if derive else (0, len(made))
+                new_customers = _with_made(new_customers, made, dtypes)
 
-        quarantine = pd.concat(quarantines, ignore_index=True)
-        quarantine_path = None
-        extra_files: dict[Path, bytes] = {}
-        if len(quarantine):
-            quarantine_path = _quarantine_name(now, event_paths or customer_paths, quarantine_dir)
-            extra_files[quarantine_path] = _csv_bytes(quarantine)
-
-        log = store.import_log()
-        seen = set(log["sha256"]) if len(log) else set()
-        repeated = [f.source for f in files if f.sha256 in seen]
-        entries = [
-            {
-                "import_id": import_id,
-                "imported_at": now.isoformat(),
-                "kind": f.kind,
-                "source": str(Path(f.source).resolve()),
-                "sha256": f.sha256,
-                "dialect": f.dialect,
-                "rows_read": f.rows_read,
-                "accepted": f.accepted,
-                "quarantined": f.total_quarantined,
-                "quarantined_by_reason": f.quarantined,
-                "quarantine_file": str(quarantine_path) if quarantine_path else None,
-                "derived_customers": derived if f.kind == "events" else 0,
-            }
-            for f in files
-        ]
-        all_customers = pd.concat([stored_customers, new_customers], ignore_index=True)
-        new_events = arrow_table(check_events(accepted_events))
-        all_events = (
-            pa.concat_tables([stored_events, new_events.cast(stored_events.schema)])
-            if stored_events is not None
-            else new_events
-        )
+        sources = event_paths or customer_paths
+        quarantine_path, extra_files = _quarantine_file(quarantines, now, sources, quarantine_dir)
+        repeated = _repeated_sources(store, files)
         store.write(
-            customers=all_customers,
-            events=all_events,
-            log_entries=entries,
+            customers=pd.concat([stored_customers, new_customers], ignore_index=True),
+            events=_all_events(stored_events, accepted_events),
+            log_entries=_log_entries(
+                files, import_id=import_id, now=now, quarantine=quarantine_path, derived=derived
+            ),
             extra_files=extra_files,
             now=now,
         )
@@ -299,3 +245,125 @@ def import_facts(
         repeated_files=repeated,
         store=manifest,
     )
+
+
+def _stored_customers(store: FactStore, dtypes: dict[str, Any]) -> pd.DataFrame:
+    """The stored customers at the configured dtypes (columns no longer declared kept)."""
+    stored = store.load_customers()
+    extra = [c for c in stored.columns if c not in dtypes]
+    return stored.reindex(columns=[*dtypes, *extra]).astype(dtypes)
+
+
+def _remove_unpublished(quarantine_dir: Path) -> None:
+    """Remove quarantine files of a run killed before its commit point (never published)."""
+    if quarantine_dir.is_dir():
+        for stray in quarantine_dir.glob("*.tmp-*"):
+            stray.unlink(missing_ok=True)
+
+
+def _quarantine_file(
+    quarantines: list[pd.DataFrame], now: pd.Timestamp, sources: list[Path], directory: Path
+) -> tuple[Path | None, dict[Path, bytes]]:
+    """The run's quarantine CSV (path and bytes), if any row was rejected."""
+    quarantine = pd.concat(quarantines, ignore_index=True)
+    if not len(quarantine):
+        return None, {}
+    path = _quarantine_name(now, sources, directory)
+    return path, {path: _csv_bytes(quarantine)}
+
+
+def _all_events(stored: pa.Table | None, accepted: pd.DataFrame) -> pa.Table:
+    """The stored events followed by the accepted ones, as one Arrow table."""
+    new_events = arrow_table(check_events(accepted))
+    return (
+        pa.concat_tables([stored, new_events.cast(stored.schema)])
+        if stored is not None
+        else new_events
+    )
+
+
+def _repeated_sources(store: FactStore, files: list[FileCounts]) -> list[str]:
+    """Sources whose exact bytes an earlier import read."""
+    log = store.import_log()
+    seen = set(log["sha256"]) if len(log) else set()
+    return [f.source for f in files if f.sha256 in seen]
+
+
+def _validate_customer_files(
+    paths: list[Path],
+    options: SourceOptions,
+    *,
+    config: FactsConfig,
+    now: pd.Timestamp,
+    stored: pd.DataFrame,
+) -> CustomersResult:
+    targets = [*CUSTOMER_BASE_COLUMNS, *(a.name for a in config.attributes)]
+    return validate_customers(
+        _read_all(paths, options.read_options(targets)),
+        config=config,
+        now=now,
+        stored=stored,
+        mapping=options.mapping,
+        date_format=options.date_format,
+    )
+
+
+def _validate_event_files(
+    paths: list[Path],
+    options: SourceOptions,
+    *,
+    config: FactsConfig,
+    now: pd.Timestamp,
+    known: list[pd.DataFrame],
+    stored_events: pa.Table | None,
+    derive: bool,
+) -> EventsResult:
+    columns = ["customer_id", "signup_at"]
+    return validate_events(
+        _read_all(paths, options.read_options(list(EVENT_COLUMNS))),
+        config=config,
+        now=now,
+        customers=pd.concat([k[columns] for k in known], ignore_index=True),
+        stored_events=stored_events,
+        mapping=options.mapping,
+        event_type=options.event_type,
+        date_format=options.date_format,
+        create_unknown=True if derive else None,
+    )
+
+
+def _log_entries(
+    files: list[FileCounts],
+    *,
+    import_id: str,
+    now: pd.Timestamp,
+    quarantine: Path | None,
+    derived: int,
+) -> list[dict[str, Any]]:
+    """One import log entry per file read."""
+    return [
+        {
+            "import_id": import_id,
+            "imported_at": now.isoformat(),
+            "kind": f.kind,
+            "source": str(Path(f.source).resolve()),
+            "sha256": f.sha256,
+            "dialect": f.dialect,
+            "rows_read": f.rows_read,
+            "accepted": f.accepted,
+            "quarantined": f.total_quarantined,
+            "quarantined_by_reason": f.quarantined,
+            "quarantine_file": str(quarantine) if quarantine else None,
+            "derived_customers": derived if f.kind == "events" else 0,
+        }
+        for f in files
+    ]
+
+
+def _with_made(
+    new_customers: pd.DataFrame, made: pd.DataFrame, dtypes: dict[str, Any]
+) -> pd.DataFrame:
+    """``new_customers`` plus the customers made from events (their other facts missing)."""
+    made_full = made.reindex(columns=list(dtypes)).astype(dtypes)
+    made_full["signup_at"] = made["signup_at"].astype(TIMESTAMP_DTYPE).to_numpy()
+    return pd.concat([new_customers, made_full], ignore_index=True)

@@ -20,10 +20,12 @@ events
 from __future__ import annotations
 
 import re
+import warnings
 from enum import StrEnum
 from typing import Any, Literal
 
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from features.errors import SchemaError
@@ -38,6 +40,7 @@ __all__ = [
     "AttributeSpec",
     "FactsConfig",
     "ReasonCode",
+    "arrow_table",
     "check_customers",
     "check_events",
     "customer_dtypes",
@@ -388,3 +391,11 @@ def _to_utc(values: pd.Series | None) -> pd.Series:
         raise ValueError("timestamps are required")
     parsed = pd.to_datetime(values, errors="raise", utc=True, format="mixed")
     return parsed.astype(TIMESTAMP_DTYPE)
+
+
+def arrow_table(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as an Arrow table (no index); missing values become nulls."""
+    with warnings.catch_warnings():
+        # pyarrow reads tz-aware columns through Series.values, which pandas 3.1 flags.
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        return pa.Table.from_pandas(frame, preserve_index=False)

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.build import AsOf, normalize_as_of
+from features.cutoffs import AsOf, normalize_as_of
 from features.errors import StoreError
 
 __all__ = ["FeatureStore"]

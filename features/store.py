@@ -33,8 +33,13 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from features.errors import StoreError
-from features.schema import EVENT_COLUMNS, EVENT_DTYPES, check_customers, check_events
-from features.validation import arrow_table
+from features.schema import (
+    EVENT_COLUMNS,
+    EVENT_DTYPES,
+    arrow_table,
+    check_customers,
+    check_events,
+)
 
 __all__ = ["FactStore"]
 

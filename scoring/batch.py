@@ -23,12 +23,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-from features.build import prepare_events
+from features.events import prepare_events
 from features.spec import FeatureSpec, default_spec, spec_hash
 from scoring.errors import ScoringError
 from tags.catalogue import Catalogue
 from tags.engine import concat_tag_tables, evaluate_tags
-from tags.store import TAG_COLUMNS, RunInfo, TagStore, to_as_of
+from tags.store import TagStore
+from tags.store_format import TAG_COLUMNS, RunInfo, to_as_of
 
 __all__ = [
     "NO_CHAMPION_NOTICE",
@@ -108,7 +109,7 @@ class Predictor(Protocol):
     def version(self) -> str: ...
 
     def predict_tags(self, features: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
-        """Long tag rows (:data:`tags.store.TAG_COLUMNS`, source ``model``) for ``features``."""
+        """Long tag rows (:data:`tags.TAG_COLUMNS`, source ``model``) for ``features``."""
         ...
 
 

@@ -6,9 +6,10 @@ from tags.access import TagReader
 from tags.audit import AuditLog, AuditReport, default_actor
 from tags.backtest import BacktestResult, Outcome, backtest, parse_outcome
 from tags.backup import BackupManifest, create_backup, restore_backup, verify_backup
-from tags.catalogue import Catalogue, CompiledTag, TagDefinition, copy_library
+from tags.catalogue import Catalogue, CompiledTag, copy_library
 from tags.config import TagsConfig
-from tags.engine import TAG_COLUMNS, evaluate_tags
+from tags.definitions import TagDefinition
+from tags.engine import evaluate_tags
 from tags.errors import (
     AccessDenied,
     AudienceError,
@@ -24,7 +25,8 @@ from tags.errors import (
 )
 from tags.policy import AccessConfig, AccessPolicy, RolePolicy
 from tags.rules import Rule, compile_rule
-from tags.store import RunInfo, StoreConfig, TagStore
+from tags.store import StoreConfig, TagStore
+from tags.store_format import TAG_COLUMNS, RunInfo
 from tags.versions import CatalogueHistory, CataloguePlan
 
 __all__ = [

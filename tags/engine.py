@@ -2,9 +2,9 @@
 
 One :class:`~tags.rules.EvalContext` is shared by every tag, so each feature column is
 converted once and each event window is counted once however many rules use it. The
-result is the long table of the tag contract (see ``TAG_COLUMNS``).
+result is the long table of the tag contract (``tags.store_format.TAG_COLUMNS``).
 
-Event windows are fastest from the :class:`features.build.PreparedEvents` the features
+Event windows are fastest from the :class:`features.events.PreparedEvents` the features
 were built from (``prepare_events(customers, events).build_features(as_of)``): its
 customer-sorted integer arrays are reused, instead of hashing every event's customer id.
 """
@@ -20,15 +20,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.types import union_categoricals
 
-from features.build import PreparedEvents
+from features.events import PreparedEvents
 from tags.catalogue import Catalogue, CompiledTag
 from tags.errors import CatalogueError, RuleError, RuleEvalError, TagsError
 from tags.rules import EvalContext, Scope, event_needs, frame_kinds, to_ns, truth
-from tags.rules.evaluate import arrow_strings
-from tags.rules.values import NULL, STR
+from tags.rules.values import NULL, STR, Val
+from tags.rules.windows import arrow_strings
+from tags.store_format import TAG_COLUMNS
 
 __all__ = [
-    "TAG_COLUMNS",
     "TagValues",
     "concat_tag_tables",
     "empty_tag_table",
@@ -37,17 +37,6 @@ __all__ = [
     "evaluate_tags",
     "long_table",
 ]
-
-TAG_COLUMNS: tuple[str, ...] = (
-    "customer_id",
-    "tag_id",
-    "value",
-    "score",
-    "source",
-    "version",
-    "as_of",
-)
-
 
 class TagValues:
     """The rows of one tag: frame row positions and the value of each.
@@ -72,8 +61,6 @@ class TagValues:
 
 
 def _mask(rule_value: object, n: int) -> np.ndarray:
-    from tags.rules.values import Val
-
     assert isinstance(rule_value, Val)
     if rule_value.kind == NULL:
         return np.zeros(n, dtype=bool)
@@ -189,7 +176,7 @@ def evaluate_tags(
     Args:
         features: One row per customer, ``customer_id`` first (``build_features``).
         events: Canonical events (only those before ``as_of`` are read), or the
-            :class:`~features.build.PreparedEvents` the features were built from (the
+            :class:`~features.events.PreparedEvents` the features were built from (the
             fast path: no customer id is hashed). May be ``None`` when no rule uses
             event windows.
         catalogue: The tag catalogue. Model tags are skipped (models produce them).

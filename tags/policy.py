@@ -49,7 +49,7 @@ ALL = "*"
 
 
 class TagInfo(Protocol):
-    """What the policy needs of a tag definition (``tags.catalogue.TagDefinition``)."""
+    """What the policy needs of a tag definition (``tags.definitions.TagDefinition``)."""
 
     @property
     def id(self) -> str: ...

@@ -7,7 +7,8 @@ or is killed leaves the previous snapshot current. A run whose inputs fingerprin
 matches the snapshot already stored for its as-of date is a no-op.
 
 Timestamps are stored as naive UTC ``TIMESTAMP`` values and returned as
-``datetime64[us, UTC]``, like the fact contract.
+``datetime64[us, UTC]``, like the fact contract; the tables, the long format and the
+checks on incoming rows are in :mod:`tags.store_format`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,57 +29,31 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from tags.errors import TagStoreError
+from tags.store_format import (
+    DIFF_SQL,
+    MATRIX_SQL,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SNAPSHOT_COLUMNS,
+    RunInfo,
+    check_long,
+    filters,
+    format_of,
+    has_tables,
+    ident,
+    naive,
+    now,
+    run_info_of,
+    select_tags,
+    sql_str,
+    to_as_of,
+    utc_columns,
+    validate_incoming,
+)
 from tags.transitions import TRANSITIONS_SCHEMA, record_batch_transitions
 
-__all__ = [
-    "SNAPSHOT_COLUMNS",
-    "TAG_COLUMNS",
-    "RunInfo",
-    "StoreConfig",
-    "TagStore",
-    "to_as_of",
-]
+__all__ = ["StoreConfig", "TagStore"]
 
-# The engine's long format (TEAM.md): one row per customer and tag that applies.
-TAG_COLUMNS: tuple[str, ...] = (
-    "customer_id",
-    "tag_id",
-    "value",
-    "score",
-    "source",
-    "version",
-    "as_of",
-)
-SNAPSHOT_COLUMNS: tuple[str, ...] = (*TAG_COLUMNS, "run_id")
-SOURCES: frozenset[str] = frozenset({"fact", "rule", "model"})
-SCHEMA_VERSION = "1"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id VARCHAR PRIMARY KEY,
-    as_of TIMESTAMP NOT NULL,
-    started_at TIMESTAMP NOT NULL,
-    finished_at TIMESTAMP,
-    status VARCHAR NOT NULL,
-    n_rows BIGINT,
-    n_customers BIGINT,
-    n_tags INTEGER,
-    fingerprint VARCHAR,
-    meta VARCHAR,
-    error VARCHAR
-);
-CREATE TABLE IF NOT EXISTS snapshots (
-    customer_id VARCHAR NOT NULL,
-    tag_id VARCHAR NOT NULL,
-    value VARCHAR NOT NULL,
-    score DOUBLE,
-    source VARCHAR NOT NULL,
-    version VARCHAR,
-    as_of TIMESTAMP NOT NULL,
-    run_id VARCHAR NOT NULL
-);
-""" + TRANSITIONS_SCHEMA
 # DuckDB lets one process write at a time and refuses other connections meanwhile; a
 # reader (the service, the trigger dispatcher) holds the file for a moment, so opening
 # retries for this long before reporting the store busy.
@@ -98,69 +71,6 @@ class StoreConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     share_shift_threshold: float = Field(default=0.05, gt=0.0, lt=1.0)
-
-
-def to_as_of(value: Any) -> pd.Timestamp:
-    """An as-of date or time as a UTC timestamp (naive input is read as UTC).
-
-    Raises:
-        TagStoreError: ``value`` is not a date or time.
-    """
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise TagStoreError(
-            f"Expected an as-of date such as 2024-06-30. Got {value!r} instead."
-        ) from exc
-    if ts is pd.NaT:
-        raise TagStoreError(f"Expected an as-of date such as 2024-06-30. Got {value!r} instead.")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def _naive(ts: pd.Timestamp) -> datetime:
-    """Parameter form of a UTC timestamp for a naive ``TIMESTAMP`` column."""
-    return ts.tz_convert("UTC").tz_localize(None).to_pydatetime()
-
-
-def _utc_columns(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    for col in columns:
-        if col in df.columns:
-            df[col] = pd.to_datetime(df[col]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
-    return df
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """One tagging run as recorded in the store.
-
-    Attributes:
-        run_id: Unique id of the run.
-        as_of: The as-of date of its snapshot (UTC).
-        status: ``running``, ``succeeded``, ``failed``, ``replaced`` (a later run wrote
-            the same as-of date) or ``interrupted`` (the process died mid-run).
-        n_rows: Tag rows written.
-        n_customers: Customers the run evaluated (the denominator of coverage shares).
-        n_tags: Distinct tags written.
-        fingerprint: Hash of the run's inputs (facts, feature spec, catalogue, models).
-        reused: True when ``write_snapshot`` found the same inputs already stored and
-            wrote nothing.
-    """
-
-    run_id: str
-    as_of: pd.Timestamp
-    status: str
-    n_rows: int
-    n_customers: int
-    n_tags: int
-    fingerprint: str | None
-    started_at: pd.Timestamp | None = None
-    finished_at: pd.Timestamp | None = None
-    meta: Mapping[str, Any] | None = None
-    reused: bool = False
 
 
 class TagStore:
@@ -208,7 +118,8 @@ class TagStore:
                 delay = min(delay * 2, 0.5)
         try:
             if write:
-                con.execute(_SCHEMA)
+                con.execute(SCHEMA)
+                con.execute(TRANSITIONS_SCHEMA)
                 con.execute(
                     "INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)",
                     [SCHEMA_VERSION],
@@ -232,13 +143,13 @@ class TagStore:
         if not self.path.exists():
             return None
         with self._connect(write=False) as con:
-            if not _has_tables(con):
+            if not has_tables(con):
                 return None
             row = con.execute(
                 "SELECT * FROM runs WHERE as_of = ? AND fingerprint = ? AND status = 'succeeded'",
-                [_naive(to_as_of(as_of)), fingerprint],
+                [naive(to_as_of(as_of)), fingerprint],
             ).df()
-        return _run_info(row.iloc[0]) if len(row) else None
+        return run_info_of(row.iloc[0]) if len(row) else None
 
     def write_snapshot(
         self,
@@ -271,7 +182,7 @@ class TagStore:
             TagStoreError: ``tags`` breaks the long format, or the store is busy.
         """
         ts = to_as_of(as_of)
-        incoming = _check_long(tags, ts)
+        incoming = check_long(tags, ts)
         run_id = run_id or f"{ts:%Y%m%d}-{uuid.uuid4().hex[:10]}"
         meta_json = json.dumps(dict(meta or {}), sort_keys=True, default=str)
         with self._connect(write=True) as con:
@@ -279,40 +190,40 @@ class TagStore:
                 same = con.execute(
                     "SELECT * FROM runs WHERE as_of = ? AND fingerprint = ? "
                     "AND status = 'succeeded'",
-                    [_naive(ts), fingerprint],
+                    [naive(ts), fingerprint],
                 ).df()
                 if len(same):
-                    return _run_info(same.iloc[0], reused=True)
+                    return run_info_of(same.iloc[0], reused=True)
             # One writing process at a time (DuckDB's file lock): a run still marked
             # 'running' belongs to a process that died.
             con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
             con.execute(
                 "INSERT INTO runs (run_id, as_of, started_at, status, fingerprint, meta) "
                 "VALUES (?, ?, ?, 'running', ?, ?)",
-                [run_id, _naive(ts), _now(), fingerprint, meta_json],
+                [run_id, naive(ts), now(), fingerprint, meta_json],
             )
             # Arrow scans ~3x faster than a pandas frame of strings.
             con.register("incoming", pa.Table.from_pandas(incoming, preserve_index=False))
             try:
-                counts = _validate_incoming(con, count_customers=n_customers is None)
+                counts = validate_incoming(con, count_customers=n_customers is None)
                 n_cust = counts["n_customers"] if n_customers is None else int(n_customers)
                 con.begin()
                 # What this run changes, against the state it replaces (same transaction).
-                record_batch_transitions(con, "incoming", as_of=_naive(ts), run_id=run_id)
-                con.execute("DELETE FROM snapshots WHERE as_of = ?", [_naive(ts)])
+                record_batch_transitions(con, "incoming", as_of=naive(ts), run_id=run_id)
+                con.execute("DELETE FROM snapshots WHERE as_of = ?", [naive(ts)])
                 con.execute(
                     "INSERT INTO snapshots SELECT customer_id, tag_id, value, score, source, "
                     "version, ?, ? FROM incoming",
-                    [_naive(ts), run_id],
+                    [naive(ts), run_id],
                 )
                 con.execute(
                     "UPDATE runs SET status = 'replaced' WHERE as_of = ? AND status = 'succeeded'",
-                    [_naive(ts)],
+                    [naive(ts)],
                 )
                 con.execute(
                     "UPDATE runs SET status = 'succeeded', finished_at = ?, n_rows = ?, "
                     "n_customers = ?, n_tags = ? WHERE run_id = ?",
-                    [_now(), counts["n_rows"], n_cust, counts["n_tags"], run_id],
+                    [now(), counts["n_rows"], n_cust, counts["n_tags"], run_id],
                 )
                 self._before_commit(con)
                 con.commit()
@@ -322,13 +233,13 @@ class TagStore:
                 con.execute(
                     "UPDATE runs SET status = 'failed', finished_at = ?, error = ? "
                     "WHERE run_id = ?",
-                    [_now(), f"{type(exc).__name__}: {exc}"[:2000], run_id],
+                    [now(), f"{type(exc).__name__}: {exc}"[:2000], run_id],
                 )
                 raise
             finally:
                 con.unregister("incoming")
             row = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
-        return _run_info(row.iloc[0])
+        return run_info_of(row.iloc[0])
 
     def _before_commit(self, con: duckdb.DuckDBPyConnection) -> None:
         """Last point before a run's transaction commits (tests inject failures here)."""
@@ -338,17 +249,17 @@ class TagStore:
     def runs(self) -> pd.DataFrame:
         """Every run, newest first: id, as-of, times, status, counts, fingerprint."""
         with self._connect(write=False) as con:
-            if not _has_tables(con):
+            if not has_tables(con):
                 return pd.DataFrame(columns=["run_id", "as_of", "status"])
             df = con.execute("SELECT * FROM runs ORDER BY started_at DESC").df()
-        return _utc_columns(df, ["as_of", "started_at", "finished_at"])
+        return utc_columns(df, ["as_of", "started_at", "finished_at"])
 
     def snapshot_dates(self) -> list[pd.Timestamp]:
         """As-of dates with a current snapshot, oldest first."""
         if not self.path.exists():
             return []
         with self._connect(write=False) as con:
-            if not _has_tables(con):
+            if not has_tables(con):
                 return []
             rows = con.execute(
                 "SELECT DISTINCT as_of FROM runs WHERE status = 'succeeded' ORDER BY as_of"
@@ -389,9 +300,9 @@ class TagStore:
         ts = self.resolve_as_of(as_of)
         with self._connect(write=False) as con:
             row = con.execute(
-                "SELECT * FROM runs WHERE as_of = ? AND status = 'succeeded'", [_naive(ts)]
+                "SELECT * FROM runs WHERE as_of = ? AND status = 'succeeded'", [naive(ts)]
             ).df()
-        return _run_info(row.iloc[0])
+        return run_info_of(row.iloc[0])
 
     def tag_ids(self, as_of: Any = None) -> list[str]:
         """Tags present in the snapshot current at ``as_of``."""
@@ -399,7 +310,7 @@ class TagStore:
         with self._connect(write=False) as con:
             rows = con.execute(
                 "SELECT DISTINCT tag_id FROM snapshots WHERE as_of = ? ORDER BY tag_id",
-                [_naive(ts)],
+                [naive(ts)],
             ).fetchall()
         return [r[0] for r in rows]
 
@@ -418,14 +329,14 @@ class TagStore:
             customers: Only these customers (None: all).
         """
         ts = self.resolve_as_of(as_of)
-        where, params = _filters(tags=tags, customers=customers)
+        where, params = filters(tags=tags, customers=customers)
         with self._connect(write=False) as con:
             df = con.execute(
                 f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM snapshots "  # noqa: S608 (fixed names)
                 f"WHERE as_of = ? {where} ORDER BY customer_id, tag_id",
-                [_naive(ts), *params],
+                [naive(ts), *params],
             ).df()
-        return _utc_columns(df, ["as_of"])
+        return utc_columns(df, ["as_of"])
 
     def export(
         self,
@@ -445,9 +356,9 @@ class TagStore:
         Raises:
             TagStoreError: ``out`` ends neither in ``.csv`` nor ``.parquet``.
         """
-        fmt = _format_of(out)
+        fmt = format_of(out)
         ts = self.resolve_as_of(as_of)
-        where, params = _filters(tags=tags)
+        where, params = filters(tags=tags)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -459,11 +370,11 @@ class TagStore:
         options = "(FORMAT parquet)" if fmt == "parquet" else "(FORMAT csv, HEADER true)"
         try:
             with self._connect(write=False) as con:
-                con.execute(f"COPY ({query}) TO '{_sql_str(tmp)}' {options}", [_naive(ts), *params])
+                con.execute(f"COPY ({query}) TO '{sql_str(tmp)}' {options}", [naive(ts), *params])
                 n_rows, n_cust = con.execute(
                     f"SELECT count(*), count(DISTINCT customer_id) FROM snapshots "  # noqa: S608
                     f"WHERE as_of = ? {where}",
-                    [_naive(ts), *params],
+                    [naive(ts), *params],
                 ).fetchone() or (0, 0)
             os.replace(tmp, out)
         finally:
@@ -472,14 +383,14 @@ class TagStore:
 
     def history(self, customer_id: str, *, tags: Collection[str] | None = None) -> pd.DataFrame:
         """Every stored row of one customer, by tag then as-of date."""
-        where, params = _filters(tags=tags, customers=[customer_id])
+        where, params = filters(tags=tags, customers=[customer_id])
         with self._connect(write=False) as con:
             df = con.execute(
                 f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM snapshots "  # noqa: S608
                 f"WHERE TRUE {where} ORDER BY tag_id, as_of",
                 params,
             ).df()
-        return _utc_columns(df, ["as_of"])
+        return utc_columns(df, ["as_of"])
 
     def diff(
         self,
@@ -498,11 +409,11 @@ class TagStore:
             are omitted.
         """
         a, b = self.resolve_as_of(from_as_of), self.resolve_as_of(to_as_of)
-        selected = _select_tags(tag_id, tags)
-        where, params = _filters(tags=selected)
+        selected = select_tags(tag_id, tags)
+        where, params = filters(tags=selected)
         with self._connect(write=False) as con:
             df = con.execute(
-                _DIFF_SQL.format(where=where), [_naive(a), *params, _naive(b), *params]
+                DIFF_SQL.format(where=where), [naive(a), *params, naive(b), *params]
             ).df()
         return df
 
@@ -552,7 +463,7 @@ class TagStore:
         """
         a, b = self.resolve_as_of(from_as_of), self.resolve_as_of(to_as_of)
         with self._connect(write=False) as con:
-            df = con.execute(_MATRIX_SQL, [_naive(a), tag_id, _naive(b), tag_id]).df()
+            df = con.execute(MATRIX_SQL, [naive(a), tag_id, naive(b), tag_id]).df()
         return df
 
     def coverage(
@@ -582,18 +493,18 @@ class TagStore:
         prev = max((d for d in dates if d < cur), default=None)
         cur_n = self.run_info(cur).n_customers
         prev_n = self.run_info(prev).n_customers if prev is not None else 0
-        where, params = _filters(tags=tags)
+        where, params = filters(tags=tags)
         with self._connect(write=False) as con:
             counts = con.execute(
                 f"SELECT tag_id, value, count(*) AS n FROM snapshots "  # noqa: S608
                 f"WHERE as_of = ? {where} GROUP BY ALL",
-                [_naive(cur), *params],
+                [naive(cur), *params],
             ).df()
             if prev is not None:
                 before = con.execute(
                     f"SELECT tag_id, value, count(*) AS n FROM snapshots "  # noqa: S608
                     f"WHERE as_of = ? {where} GROUP BY ALL",
-                    [_naive(prev), *params],
+                    [naive(prev), *params],
                 ).df()
             else:
                 before = counts.iloc[0:0]
@@ -629,7 +540,7 @@ class TagStore:
 
     def sizes_over_time(self, *, tags: Collection[str] | None = None) -> pd.DataFrame:
         """as_of, tag_id, value, count and share for every stored snapshot."""
-        where, params = _filters(tags=tags)
+        where, params = filters(tags=tags)
         with self._connect(write=False) as con:
             df = con.execute(
                 "SELECT s.as_of, s.tag_id, s.value, count(*) AS count, "  # noqa: S608
@@ -639,7 +550,7 @@ class TagStore:
                 "GROUP BY ALL ORDER BY s.as_of, s.tag_id, s.value",
                 params,
             ).df()
-        return _utc_columns(df, ["as_of"])
+        return utc_columns(df, ["as_of"])
 
     def wide(
         self,
@@ -663,18 +574,18 @@ class TagStore:
         params: list[Any] = []
         for tag in tags:
             if tag in boolean_tags:
-                select.append(f"bool_or(tag_id = ?) AS {_ident(tag)}")
+                select.append(f"bool_or(tag_id = ?) AS {ident(tag)}")
             else:
-                select.append(f"max(value) FILTER (WHERE tag_id = ?) AS {_ident(tag)}")
+                select.append(f"max(value) FILTER (WHERE tag_id = ?) AS {ident(tag)}")
             params.append(tag)
         for tag in score_tags:
-            select.append(f"max(score) FILTER (WHERE tag_id = ?) AS {_ident(tag + '_score')}")
+            select.append(f"max(score) FILTER (WHERE tag_id = ?) AS {ident(tag + '_score')}")
             params.append(tag)
         with self._connect(write=False) as con:
             df = con.execute(
                 f"SELECT {', '.join(select)} FROM snapshots WHERE as_of = ? "  # noqa: S608
                 "GROUP BY customer_id ORDER BY customer_id",
-                [*params, _naive(ts)],
+                [*params, naive(ts)],
             ).df()
         for tag in tags:
             if tag in boolean_tags:
@@ -682,152 +593,3 @@ class TagStore:
             else:
                 df[tag] = df[tag].astype("string")
         return df
-
-
-_DIFF_SQL = """
-WITH a AS (SELECT customer_id, tag_id, value FROM snapshots WHERE as_of = ? {where}),
-     b AS (SELECT customer_id, tag_id, value FROM snapshots WHERE as_of = ? {where})
-SELECT coalesce(a.customer_id, b.customer_id) AS customer_id,
-       coalesce(a.tag_id, b.tag_id) AS tag_id,
-       a.value AS from_value,
-       b.value AS to_value,
-       CASE WHEN a.value IS NULL THEN 'entered'
-            WHEN b.value IS NULL THEN 'left'
-            ELSE 'changed' END AS change
-FROM a FULL OUTER JOIN b ON a.customer_id = b.customer_id AND a.tag_id = b.tag_id
-WHERE a.value IS DISTINCT FROM b.value
-ORDER BY tag_id, customer_id
-"""
-
-_MATRIX_SQL = """
-WITH a AS (SELECT customer_id, value FROM snapshots WHERE as_of = ? AND tag_id = ?),
-     b AS (SELECT customer_id, value FROM snapshots WHERE as_of = ? AND tag_id = ?)
-SELECT coalesce(a.value, '(absent)') AS from_value,
-       coalesce(b.value, '(absent)') AS to_value,
-       count(*) AS count
-FROM a FULL OUTER JOIN b ON a.customer_id = b.customer_id
-GROUP BY ALL ORDER BY from_value, to_value
-"""
-
-
-def _has_tables(con: duckdb.DuckDBPyConnection) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'"
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_str(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
-def _format_of(path: Path) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".parquet", ".pq"):
-        return "parquet"
-    raise TagStoreError(
-        f"Expected an output file ending in .csv or .parquet. Got {str(path)!r} instead."
-    )
-
-
-def _select_tags(tag_id: str | None, tags: Collection[str] | None) -> Collection[str] | None:
-    if tag_id is None:
-        return tags
-    if tags is not None and tag_id not in tags:
-        return []
-    return [tag_id]
-
-
-def _filters(
-    *, tags: Collection[str] | None = None, customers: Collection[str] | None = None
-) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    if tags is not None:
-        clauses.append("AND list_contains(?, tag_id)")
-        params.append(sorted(tags))
-    if customers is not None:
-        clauses.append("AND list_contains(?, customer_id)")
-        params.append(sorted(customers))
-    return " ".join(clauses), params
-
-
-def _check_long(tags: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    missing = [c for c in TAG_COLUMNS if c not in tags.columns and c != "as_of"]
-    if missing:
-        raise TagStoreError(
-            f"Expected a long tag table with columns {list(TAG_COLUMNS)}. "
-            f"Got one missing {missing}."
-        )
-    if "as_of" in tags.columns and len(tags):
-        stamped = pd.to_datetime(tags["as_of"], utc=True)
-        wrong = stamped != as_of
-        if wrong.any():
-            first = tags.loc[wrong, "as_of"].iloc[0]
-            raise TagStoreError(
-                f"Expected every row's as_of to be the run's as-of {as_of:%Y-%m-%d %H:%M}. "
-                f"Got {int(wrong.sum())} row(s) with another, e.g. {first!r}."
-            )
-    return tags[["customer_id", "tag_id", "value", "score", "source", "version"]]
-
-
-def _validate_incoming(con: duckdb.DuckDBPyConnection, *, count_customers: bool) -> dict[str, int]:
-    distinct_customers = "count(DISTINCT customer_id)" if count_customers else "0"
-    row = con.execute(
-        f"SELECT count(*), {distinct_customers}, count(DISTINCT tag_id), "  # noqa: S608
-        "count(*) FILTER (WHERE customer_id IS NULL OR tag_id IS NULL OR value IS NULL), "
-        "count(*) FILTER (WHERE source IS NULL OR NOT list_contains(?, source)) "
-        "FROM incoming",
-        [sorted(SOURCES)],
-    ).fetchone()
-    assert row is not None
-    n_rows, n_cust, n_tags, n_null, n_bad_source = (int(v) for v in row)
-    if n_null:
-        raise TagStoreError(
-            f"Expected customer_id, tag_id and value on every tag row. Got {n_null} row(s) "
-            "with a missing one."
-        )
-    if n_bad_source:
-        raise TagStoreError(
-            f"Expected source to be one of {sorted(SOURCES)} on every tag row. Got "
-            f"{n_bad_source} row(s) with another."
-        )
-    dup = con.execute(
-        "SELECT customer_id, tag_id, count(*) AS n FROM incoming GROUP BY ALL HAVING n > 1 LIMIT 3"
-    ).fetchall()
-    if dup:
-        shown = ", ".join(f"({c!r}, {t!r}) x{n}" for c, t, n in dup)
-        raise TagStoreError(
-            f"Expected at most one row per customer and tag. Got duplicates, e.g. {shown}."
-        )
-    return {"n_rows": n_rows, "n_customers": n_cust, "n_tags": n_tags}
-
-
-def _run_info(row: pd.Series, *, reused: bool = False) -> RunInfo:
-    def ts(v: Any) -> pd.Timestamp | None:
-        return None if pd.isna(v) else to_as_of(v)
-
-    def count(v: Any) -> int:
-        return 0 if pd.isna(v) else int(v)
-
-    as_of = ts(row["as_of"])
-    assert as_of is not None
-    meta = row.get("meta")
-    return RunInfo(
-        run_id=str(row["run_id"]),
-        as_of=as_of,
-        status=str(row["status"]),
-        n_rows=count(row["n_rows"]),
-        n_customers=count(row["n_customers"]),
-        n_tags=count(row["n_tags"]),
-        fingerprint=None if pd.isna(row["fingerprint"]) else str(row["fingerprint"]),
-        started_at=ts(row["started_at"]),
-        finished_at=ts(row["finished_at"]),
-        meta=json.loads(meta) if isinstance(meta, str) and meta else None,
-        reused=reused,
-    )

@@ -18,7 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tags.catalogue import Catalogue, TagDefinition
+from tags.catalogue import Catalogue
+from tags.definitions import TagDefinition
 from tags.errors import CatalogueError
 
 __all__ = ["ALLOWED_TRANSITIONS", "CatalogueHistory", "CataloguePlan", "TagChange"]

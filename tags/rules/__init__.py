@@ -6,11 +6,14 @@ evaluates it over every row at once. See the README section "Rule language".
 
 from __future__ import annotations
 
-from tags.rules.compile import Rule, compile_rule, event_needs, frame_kinds, suggest
-from tags.rules.evaluate import EvalContext, EventIndex, Scope, to_ns
+from tags.rules.compile import Rule, compile_rule, event_needs, frame_kinds
+from tags.rules.context import EvalContext, Scope
 from tags.rules.functions import FUNCTIONS
+from tags.rules.names import suggest
 from tags.rules.parser import parse_rule
+from tags.rules.raw_events import EventIndex
 from tags.rules.values import Val, truth
+from tags.rules.windows import to_ns
 
 __all__ = [
     "FUNCTIONS",

@@ -7,7 +7,6 @@ problem and suggests close matches for unknown names.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -16,28 +15,15 @@ import pandas as pd
 
 from tags.errors import RuleError, RuleNameError, RuleSyntaxError, RuleTypeError
 from tags.rules import ast
-from tags.rules.evaluate import EvalContext, Scope, evaluate_node, to_ns
+from tags.rules.context import EvalContext, Scope
+from tags.rules.evaluate import evaluate_node
 from tags.rules.functions import FUNCTIONS, event_filter
+from tags.rules.names import suggest
 from tags.rules.parser import parse_rule
 from tags.rules.values import BOOL, NUM, STR, Val, kind_of_dtype, truth
+from tags.rules.windows import NAT, to_ns, window_bounds
 
-__all__ = ["Rule", "compile_rule", "frame_kinds", "suggest"]
-
-_NS_MIN = np.iinfo(np.int64).min
-
-
-def suggest(name: str, candidates: Iterable[str]) -> str:
-    """' Did you mean ...?' for the closest candidates (empty if none is close)."""
-    pool = sorted(set(candidates))
-    close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
-    if not close:
-        lowered = {c.lower(): c for c in pool}
-        close = [lowered[c] for c in difflib.get_close_matches(name.lower(), lowered, n=3)]
-    if not close and len(name) >= 3:
-        close = [c for c in pool if name.lower() in c.lower()][:3]
-    if not close:
-        return ""
-    return " Did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+__all__ = ["Rule", "compile_rule", "event_needs", "frame_kinds"]
 
 
 def frame_kinds(frame: pd.DataFrame) -> dict[str, str]:
@@ -282,8 +268,6 @@ class Rule:
 
 def event_needs(rules: Iterable[Rule], as_of_ns: int | None) -> dict[str, int]:
     """Event type -> earliest time (ns) any of ``rules`` reads (to prefilter events)."""
-    from tags.rules.evaluate import window_bounds
-
     needs: dict[str, int] = {}
     anchor = as_of_ns if as_of_ns is not None else 0
     for rule in rules:
@@ -291,7 +275,7 @@ def event_needs(rules: Iterable[Rule], as_of_ns: int | None) -> dict[str, int]:
             first = call.args[0]
             assert isinstance(first, ast.Name)
             window = next((a for a in call.args[1:] if isinstance(a, ast.Window)), None)
-            start = window_bounds(window, anchor)[0] if as_of_ns is not None else _NS_MIN
+            start = window_bounds(window, anchor)[0] if as_of_ns is not None else NAT
             needs[first.name] = min(needs.get(first.name, start), start)
     return needs
 
@@ -344,6 +328,3 @@ def compile_rule(
     elif names is not None:
         rule.check_names(names)
     return rule
-
-
-__all__ += ["event_needs"]

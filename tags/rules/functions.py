@@ -13,19 +13,28 @@ Three families:
   (``category = "shoes"`` or ``category in ("a", "b")``) and an optional window
   (``last 30 days``, ``from 54 to 30 days ago``, ``from 2021-10-05 to 2021-10-28``,
   ``since 2021-10-05``).
+
+Arguments are evaluated through the ``evaluate`` callable the interpreter passes in
+(:func:`tags.rules.evaluate.evaluate_node`), so this module sits below the interpreter
+instead of importing it back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from tags.rules import ast
-from tags.rules.evaluate import Scope, evaluate_node, population_mask
+from tags.rules.context import Scope, population_mask
 from tags.rules.values import NUM, STR, Val
 
-__all__ = ["FUNCTIONS", "FunctionSpec", "call_function", "event_filter"]
+__all__ = ["FUNCTIONS", "Evaluator", "FunctionSpec", "call_function", "event_filter"]
+
+# Evaluates one argument's syntax tree over every row of a scope.
+Evaluator = Callable[[ast.Node, Scope], Val]
 
 
 @dataclass(frozen=True)
@@ -105,10 +114,10 @@ def _event_call(call: ast.Call, scope: Scope) -> Val:
     return value
 
 
-def _numbers(call: ast.Call, scope: Scope) -> list[Val]:
+def _numbers(call: ast.Call, scope: Scope, evaluate: Evaluator) -> list[Val]:
     values = []
     for arg in call.args:
-        value = evaluate_node(arg, scope)
+        value = evaluate(arg, scope)
         if value.kind == "null":
             value = Val(NUM, float("nan"))
         if value.kind != NUM:
@@ -119,11 +128,11 @@ def _numbers(call: ast.Call, scope: Scope) -> list[Val]:
     return values
 
 
-def _aggregate(call: ast.Call, scope: Scope) -> Val:
+def _aggregate(call: ast.Call, scope: Scope, evaluate: Evaluator) -> Val:
     key = (call.func, call.column, call.width, scope.text)
     if key in scope.aggregates:
         return scope.aggregates[key]
-    (target, *rest) = _numbers(call, scope)
+    (target, *rest) = _numbers(call, scope, evaluate)
     if target.is_scalar:
         result = float(target.data)
     else:
@@ -150,8 +159,8 @@ def _aggregate(call: ast.Call, scope: Scope) -> Val:
     return value
 
 
-def _coalesce(call: ast.Call, scope: Scope) -> Val:
-    values = [evaluate_node(arg, scope) for arg in call.args]
+def _coalesce(call: ast.Call, scope: Scope, evaluate: Evaluator) -> Val:
+    values = [evaluate(arg, scope) for arg in call.args]
     kinds = {v.kind for v in values} - {"null"}
     if len(kinds) > 1:
         raise scope.type_error(call, "coalesce() needs arguments of one type. Got a mix.")
@@ -172,23 +181,27 @@ def _coalesce(call: ast.Call, scope: Scope) -> Val:
                 continue
             decoded = value.strings() if not value.is_scalar else np.full(n, value.data)
             strings = np.where(decoded == None, strings, decoded)  # noqa: E711
-        import pandas as pd
-
         codes, uniques = pd.factorize(strings, use_na_sentinel=True)
         return Val(STR, codes.astype(np.int64), cats=np.array([str(u) for u in uniques], object))
     raise scope.type_error(call, f"coalesce() supports numbers and strings. Got {kind} values.")
 
 
-def call_function(call: ast.Call, scope: Scope) -> Val:
-    """Evaluate a call of a whitelisted function (the compiler has checked name and arity)."""
+def call_function(call: ast.Call, scope: Scope, evaluate: Evaluator) -> Val:
+    """Evaluate a call of a whitelisted function (the compiler has checked name and arity).
+
+    Args:
+        call: The call's syntax tree.
+        scope: The rows and names it is evaluated for.
+        evaluate: How to evaluate an argument (the interpreter's ``evaluate_node``).
+    """
     spec = FUNCTIONS[call.func]
     if spec.family == "event":
         return _event_call(call, scope)
     if spec.family == "aggregate":
-        return _aggregate(call, scope)
+        return _aggregate(call, scope, evaluate)
     if call.func == "coalesce":
-        return _coalesce(call, scope)
-    values = _numbers(call, scope)
+        return _coalesce(call, scope, evaluate)
+    values = _numbers(call, scope, evaluate)
     with np.errstate(invalid="ignore"):
         if call.func == "abs":
             data = np.abs(values[0].data)

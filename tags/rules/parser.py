@@ -22,7 +22,6 @@ __all__ = ["MAX_RULE_LENGTH", "parse_rule"]
 
 MAX_RULE_LENGTH = 4000
 _MAX_DEPTH = 60
-_DAY_NS = 86_400 * 10**9
 
 _TOKEN_NAMES = {
     "NAME": "a name",

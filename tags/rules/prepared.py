@@ -1,11 +1,12 @@
-"""Event-window functions over :class:`features.build.PreparedEvents`: no hashing per rule.
+"""Event windows over :class:`features.events.PreparedEvents`: no hashing per rule.
 
-``build_features`` already codes customers as integers and sorts each event type by
-(customer, time). Events of one customer in a time window are then one contiguous run
-of its segment, so for every customer at once a window is two ``searchsorted`` bounds;
-``count`` is their difference, ``sum`` a difference of the prepared fixed-point prefix
-sums and ``days_since`` the time of the last event before the upper bound. Bounds are
-cached per (event type, time), so rules sharing a window edge share the work.
+The event index already codes customers as integers and sorts each event type by
+(customer, time) (its interface is documented in :mod:`features.events`). Events of one
+customer in a time window are then one contiguous run of its segment, so for every
+customer at once a window is two ``searchsorted`` bounds; ``count`` is their
+difference, ``sum`` a difference of the prepared fixed-point prefix sums and
+``days_since`` the time of the last event before the upper bound. Bounds are cached per
+(event type, time), so rules sharing a window edge share the work.
 """
 
 from __future__ import annotations
@@ -15,23 +16,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.build import AMOUNT_SCALE, PreparedEvents
+from features.events import AMOUNT_SCALE, PreparedEvents
 from tags.rules import ast
+from tags.rules.windows import DAY_NS, NAT, arrow_strings, ceil_us, window_bounds
 
 __all__ = ["PreparedEventIndex"]
 
-_NAT = np.iinfo(np.int64).min
 _SEC_NS = 10**9
-_DAY_NS = 86_400 * _SEC_NS
 _SAMPLE = 100_000  # events sampled to judge how many fall on each side of a cut
 _KEY_SPAN = 2**32  # typed(...).key is customer code << 32 | (second - base_sec)
-
-
-def _window(window: ast.Window | None, as_of_ns: int) -> tuple[int, int]:
-    from tags.rules.evaluate import window_bounds
-
-    lo, hi = window_bounds(window, as_of_ns)
-    return lo, min(hi, as_of_ns)
 
 
 def _frame_codes(prepared: PreparedEvents, ids: pa.Array, as_of_ns: int) -> np.ndarray:
@@ -41,11 +34,8 @@ def _frame_codes(prepared: PreparedEvents, ids: pa.Array, as_of_ns: int) -> np.n
     signed up before ``as_of``, in code order: checked with one string comparison, which
     is far cheaper than hashing every id. Any other frame is matched by hashing.
     """
-    from tags.rules.evaluate import arrow_strings
-
     known = arrow_strings(prepared.customers["customer_id"])
-    # signup_us * 1000 < as_of_ns, without overflow, for any as_of_ns.
-    codes = np.flatnonzero(prepared.signup_us < -(-as_of_ns // 1000)).astype(np.int64)
+    codes = np.flatnonzero(prepared.signup_us < ceil_us(as_of_ns)).astype(np.int64)
     if (
         len(codes) == len(ids)
         and ids.null_count == 0
@@ -60,7 +50,7 @@ class PreparedEventIndex:
     """Window aggregates per frame row, read from a :class:`PreparedEvents`.
 
     Args:
-        prepared: Events coded and sorted by :func:`features.build.prepare_events`.
+        prepared: Events coded and sorted by :func:`features.events.prepare_events`.
         customer_ids: The frame's customer ids, in row order (unique).
         as_of_ns: The evaluation time (ns since epoch, UTC); later events are ignored.
     """
@@ -71,8 +61,6 @@ class PreparedEventIndex:
         customer_ids: pd.Series | pd.Index | np.ndarray,
         as_of_ns: int,
     ) -> None:
-        from tags.rules.evaluate import arrow_strings
-
         self.n = len(customer_ids)
         self.as_of_ns = as_of_ns
         self._prep = prepared
@@ -102,7 +90,7 @@ class PreparedEventIndex:
         typed = self._prep.typed(event_type)
         codes = self._codes
         first, last = self._span(event_type)
-        t_us = -(-t_ns // 1000)  # t_us * 1000 < t_ns  <=>  t_us < ceil(t_ns / 1000)
+        t_us = ceil_us(t_ns)  # an event is before t_ns exactly when its t_us < this
         if t_us > last:
             # After every event of the type (e.g. as_of at the end of the data).
             found = typed.starts[codes + 1]
@@ -173,8 +161,6 @@ class PreparedEventIndex:
     def _categories(self, event_type: str) -> tuple[np.ndarray, dict[str, int]]:
         found = self._category_codes.get(event_type)
         if found is None:
-            from tags.rules.evaluate import arrow_strings
-
             rows = self._prep.typed(event_type).rows
             column = arrow_strings(self._prep.events["category"]).take(pa.array(rows))
             encoded = pc.dictionary_encode(column)
@@ -194,7 +180,7 @@ class PreparedEventIndex:
         categories: tuple[str, ...] | None,
     ) -> np.ndarray:
         """``count``, ``sum`` or ``days_since`` of matching events, per frame row (float64)."""
-        lo, hi = _window(window, self.as_of_ns)
+        lo, hi = window_bounds(window, self.as_of_ns)
         empty = 0.0 if func in ("count", "sum") else np.nan
         if lo >= hi or event_type not in self._prep.event_types or not len(self._codes):
             return np.full(self.n, empty)
@@ -203,7 +189,7 @@ class PreparedEventIndex:
         upper = self._bound(event_type, hi)
         lower = (
             self._prep.typed(event_type).starts[self._codes]
-            if lo == _NAT
+            if lo == NAT
             else self._bound(event_type, lo)
         )
         if func == "count":
@@ -215,7 +201,7 @@ class PreparedEventIndex:
             values = np.full(len(upper), np.nan)
             seen = upper > lower
             t_us = self._prep.typed(event_type).t_us[upper[seen] - 1]
-            values[seen] = (self.as_of_ns - t_us * 1000) / _DAY_NS
+            values[seen] = (self.as_of_ns - t_us * 1000) / DAY_NS
         return self._spread(values, empty)
 
     def _filtered(
@@ -231,9 +217,9 @@ class PreparedEventIndex:
         cat_codes, lookup = self._categories(event_type)
         wanted = [lookup[c] for c in categories if c in lookup]
         flags = np.isin(cat_codes, wanted)
-        flags &= typed.t_us < -(-hi // 1000)
-        if lo != _NAT:
-            flags &= typed.t_us >= -(-lo // 1000)
+        flags &= typed.t_us < ceil_us(hi)
+        if lo != NAT:
+            flags &= typed.t_us >= ceil_us(lo)
         starts, codes = typed.starts, self._codes
         if func == "count":
             return self._runs(starts, codes, flags).astype("float64")
@@ -249,5 +235,5 @@ class PreparedEventIndex:
         idx[has] = last[end[has] - 1]
         seen = idx >= begin
         values = np.full(len(codes), np.nan)
-        values[seen] = (self.as_of_ns - typed.t_us[idx[seen]] * 1000) / _DAY_NS
+        values[seen] = (self.as_of_ns - typed.t_us[idx[seen]] * 1000) / DAY_NS
         return values

@@ -10,15 +10,13 @@ import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from features.build import (
-    FEATURE_EVENT_COLUMNS,
-    lean_allocators,
-    normalize_as_of,
-    prepare_events,
-)
+from features.catalog import feature_catalog
+from features.cutoffs import normalize_as_of
 from features.errors import StoreError
+from features.events import FEATURE_EVENT_COLUMNS, prepare_events
+from features.memory import lean_allocators
 from features.snapshots import FeatureStore
-from features.spec import FeatureSpec, feature_catalog, spec_hash
+from features.spec import FeatureSpec, spec_hash
 from features.store import FactStore
 from tagsmith.cli._common import console, pass_project
 from tagsmith.project import Project

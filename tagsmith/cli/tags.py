@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 import click
 import pandas as pd
 
-from features.build import build_features, prepare_events
-from features.spec import FeatureSpec, feature_catalog
+from features.build import build_features
+from features.catalog import feature_catalog
+from features.events import prepare_events
+from features.spec import FeatureSpec
 from features.store import FactStore
 from tags.audit import default_actor
 from tags.backtest import backtest as run_backtest

@@ -1,7 +1,7 @@
 """A naive, per-customer Python loop computing every feature straight from the catalogue.
 
 It is the oracle of ``test_matches_naive_loop``: slow, obvious, and sharing no code with
-``features.build`` beyond the spec and the age-band labels.
+the feature engine beyond the spec and the catalogue (names, dtypes, age-band labels).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from features.spec import FeatureSpec, age_band_labels, feature_catalog
+from features.catalog import age_band_labels, feature_catalog
+from features.spec import FeatureSpec
 
 DAY_US = 86_400_000_000
 

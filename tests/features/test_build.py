@@ -10,10 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.build import build_features, prepare_events
+from features.build import build_features
+from features.catalog import feature_catalog
 from features.errors import FeaturesError, SpecError
+from features.events import prepare_events
 from features.schema import customers_frame, events_frame
-from features.spec import FeatureSpec, default_spec, feature_catalog
+from features.spec import FeatureSpec, default_spec
 from tests.features.naive import naive_features
 
 BASE = pd.Timestamp("2021-01-01", tz="UTC")
@@ -239,7 +241,7 @@ def test_catalogue_dtypes_follow_the_dtype_policy() -> None:
 
 
 def test_narrowing_refuses_integers_that_do_not_fit() -> None:
-    from features.build import _fill
+    from features.cutoffs import _fill
 
     out = np.zeros(2, dtype=np.int32)
     _fill(out, 0, 2, np.array([1, 2**31 - 1]), "fits")
@@ -344,7 +346,7 @@ def test_bad_as_of_is_refused(bad: str) -> None:
 def test_customer_coding_matches_a_plain_lookup(grouped: bool) -> None:
     import pyarrow as pa
 
-    from features.build import _customer_runs
+    from features.coding import customer_runs
 
     rng = np.random.default_rng(3)
     n = 1_100_000  # above the threshold where lookups are split across threads
@@ -356,7 +358,7 @@ def test_customer_coding_matches_a_plain_lookup(grouped: bool) -> None:
     edges = [0, 1, 2, 1000, n // 2, int(np.searchsorted(picks, 3000)) if grouped else 7, n]
     edges = sorted(set(edges))
     chunks = [pa.array(values[a:b]) for a, b in itertools.pairwise(edges)]
-    heads, head_codes = _customer_runs(pa.chunked_array(chunks), pa.array(known))
+    heads, head_codes = customer_runs(pa.chunked_array(chunks), pa.array(known))
     got = np.repeat(head_codes, np.diff(np.append(heads, n)))
     expected = pd.Index(known).get_indexer(values)
     np.testing.assert_array_equal(got, expected)
@@ -367,13 +369,13 @@ def test_customer_coding_matches_a_plain_lookup(grouped: bool) -> None:
 def test_string_hashes_are_equal_for_equal_text_in_any_layout() -> None:
     import pyarrow as pa
 
-    from features.build import _string_hashes
+    from features.coding import string_hashes
 
     texts = ["", "a", "ab", "abcdefgh", "abcdefghi", "ordér-ñ-0001", "x" * 40, None, "a"]
     plain = pa.array(texts, type=pa.string())
     large = pa.array(["pad", *texts], type=pa.large_string()).slice(1)  # non-zero offset
-    h1, n1 = _string_hashes(pa.chunked_array([plain]))
-    h2, n2 = _string_hashes(pa.chunked_array([large.slice(0, 4), large.slice(4)]))
+    h1, n1 = string_hashes(pa.chunked_array([plain]))
+    h2, n2 = string_hashes(pa.chunked_array([large.slice(0, 4), large.slice(4)]))
     np.testing.assert_array_equal(n1, [t is None for t in texts])
     np.testing.assert_array_equal(n1, n2)
     np.testing.assert_array_equal(h1[~n1], h2[~n2])
@@ -385,17 +387,17 @@ def test_string_hashes_are_equal_for_equal_text_in_any_layout() -> None:
 def test_new_orders_match_a_set_per_customer_even_when_hashes_collide(collide: bool) -> None:
     import pyarrow as pa
 
-    from features.build import _first_of_order, _string_hashes
+    from features.coding import first_of_order, string_hashes
 
     rng = np.random.default_rng(5)
     n = 3_000
     code = np.sort(rng.integers(0, 200, n))
     ids = np.array([None, "o1", "o2", "o3", "o10", "o11"], dtype=object)[rng.integers(0, 6, n)]
     text = pa.chunked_array([pa.array(ids.tolist(), type=pa.large_string())])
-    hashes, nulls = _string_hashes(text)
+    hashes, nulls = string_hashes(text)
     if collide:  # every id hashes the same: the text must settle every equality
         hashes = np.zeros_like(hashes)
-    got = _first_of_order(code, hashes, nulls, lambda at: text.take(pa.array(at)))
+    got = first_of_order(code, hashes, nulls, lambda at: text.take(pa.array(at)))
     seen: set[tuple[int, str]] = set()
     expected = []
     for c, oid in zip(code.tolist(), ids.tolist(), strict=True):
@@ -454,7 +456,7 @@ def test_engagement_features_by_hand() -> None:
 
 
 def test_decayed_sums_do_not_depend_on_the_block_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    import features.build as build
+    import features.families.engagement as engagement
 
     rng = np.random.default_rng(11)
     ids = [f"c{i:02d}" for i in range(40)]
@@ -472,7 +474,7 @@ def test_decayed_sums_do_not_depend_on_the_block_size(monkeypatch: pytest.Monkey
     )
     as_of = [BASE + pd.Timedelta(days=d) for d in (30, 120, 250)]
     whole = build_features(customers, events, as_of=as_of)
-    monkeypatch.setattr(build, "_BLOCK_EVENTS", 7)
+    monkeypatch.setattr(engagement, "_BLOCK_EVENTS", 7)
     pd.testing.assert_frame_equal(build_features(customers, events, as_of=as_of), whole)
 
 

@@ -4,16 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from features.catalog import age_band_labels, feature_catalog
 from features.errors import SpecError
-from features.spec import (
-    FAMILIES,
-    FeatureSpec,
-    age_band_labels,
-    default_spec,
-    feature_catalog,
-    load_spec,
-    spec_hash,
-)
+from features.spec import FAMILIES, FeatureSpec, default_spec, load_spec, spec_hash
 
 
 def test_shipped_default_spec_equals_the_model_defaults() -> None:

@@ -15,7 +15,8 @@ from tags.backtest import (
     parse_every,
     parse_outcome,
 )
-from tags.catalogue import Catalogue, TagDefinition
+from tags.catalogue import Catalogue
+from tags.definitions import TagDefinition
 from tags.errors import BacktestError
 from tests.tags.conftest import EVENT_TYPES, make_events
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tags.catalogue import LIBRARY_DIR, Catalogue, TagDefinition, copy_library, normalise_name
+from tags.catalogue import LIBRARY_DIR, Catalogue, copy_library
 from tags.config import TagsConfig
+from tags.definitions import TagDefinition, normalise_name
 from tags.errors import CatalogueError, UnknownTagError
 from tags.versions import CatalogueHistory
 

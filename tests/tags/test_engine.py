@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tags.catalogue import Catalogue, TagDefinition
-from tags.engine import TAG_COLUMNS, evaluate_tags
+from tags.catalogue import Catalogue
+from tags.definitions import TagDefinition
+from tags.engine import evaluate_tags
 from tags.errors import CatalogueError, RuleEvalError, TagsError
+from tags.store_format import TAG_COLUMNS
 from tests.tags.conftest import make_events, make_features
 
 AS_OF = pd.Timestamp("2024-03-01", tz="UTC")

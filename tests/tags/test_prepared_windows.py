@@ -11,14 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.build import prepare_events
+from features.events import prepare_events
 from features.schema import customers_frame
 from tags.catalogue import Catalogue
-from tags.engine import TAG_COLUMNS, concat_tag_tables, evaluate_tags
+from tags.engine import concat_tag_tables, evaluate_tags
 from tags.rules import EventIndex, ast
-from tags.rules.evaluate import DAY_NS, to_ns
 from tags.rules.prepared import PreparedEventIndex
+from tags.rules.windows import DAY_NS, to_ns, window_bounds
 from tags.store import TagStore
+from tags.store_format import TAG_COLUMNS
 from tests.tags.conftest import make_events
 
 BASE = pd.Timestamp("2024-01-01", tz="UTC")
@@ -127,8 +128,6 @@ def test_prepared_windows_match_raw_path_and_naive_loop(case: dict[str, Any]) ->
     got = fast.aggregate(*args)
     want = raw.aggregate(*args)
     np.testing.assert_array_equal(got, want)
-    from tags.rules.evaluate import window_bounds
-
     lo, hi = window_bounds(case["window"], as_of_ns)
     naive = [
         _naive(events, c, case["func"], case["event_type"], lo, hi, case["categories"], as_of_ns)
@@ -156,7 +155,7 @@ WINDOW_RULES = {
 
 
 def _catalogue(library: Catalogue, top: str) -> Catalogue:
-    from tags.catalogue import TagDefinition
+    from tags.definitions import TagDefinition
 
     extra = [
         TagDefinition.model_validate(

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tags.catalogue import Catalogue, TagDefinition
+from tags.catalogue import Catalogue
+from tags.definitions import TagDefinition
 from tags.engine import evaluate_tags
 from tags.errors import TagsError
 from tags.rules import compile_rule, frame_kinds

@@ -1,0 +1,224 @@
+"""Vectorised checks of imported fields: each marks the rows that fail on a
+:class:`~features.quarantine.Rejects` with a reason code and a message naming the
+field, what was expected and what was got, and returns the converted column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from features.quarantine import Rejects, quoted
+from features.schema import TIMESTAMP_DTYPE, AttributeSpec, FactsConfig, ReasonCode, arrow_table
+
+__all__ = [
+    "NULL_NUMBER_TOKENS",
+    "attribute_field",
+    "blank_ids",
+    "duplicate_rows",
+    "future_times",
+    "numbers_field",
+    "parse_timestamps",
+    "timestamps_field",
+]
+
+# What CSV writers put in empty numeric cells (pandas, Arrow, R, SQL dumps): missing.
+NULL_NUMBER_TOKENS: frozenset[str] = frozenset({"nan", "na", "n/a", "null", "none", "\\n"})
+
+
+def parse_timestamps(values: pd.Series, date_format: str | None) -> pd.Series:
+    """Parse text to UTC timestamps; unparseable or blank values become NaT.
+
+    Naive times are taken as UTC; ISO 8601 offsets are converted. ``date_format`` is
+    a ``strptime`` format (e.g. ``%Y%m%d``); without it ISO 8601 is expected
+    (``2021-03-04``, ``2021-03-04 10:00``, ``2021-03-04T10:00:00+08:00``, ``20210304``).
+    """
+    parsed = pd.to_datetime(values, format=date_format or "ISO8601", errors="coerce", utc=True)
+    return pd.Series(parsed, index=values.index).astype(TIMESTAMP_DTYPE)
+
+
+def numbers_field(
+    rejects: Rejects,
+    values: pd.Series,
+    *,
+    field_name: str,
+    bad_reason: ReasonCode,
+    negative_reason: ReasonCode,
+) -> pd.Series:
+    """Parse a non-negative number column; mark non-numeric and negative values."""
+    values = _null_tokens_to_na(values)
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    present = values.notna().to_numpy()
+    finite = np.isfinite(numbers.to_numpy())
+    rejects.mark(
+        present & ~finite,
+        bad_reason,
+        lambda hit: f"field '{field_name}': expected a number, got " + quoted(values, hit),
+    )
+    rejects.mark(
+        present & finite & (numbers.to_numpy() < 0),
+        negative_reason,
+        lambda hit: f"field '{field_name}': expected a number >= 0, got " + quoted(values, hit),
+    )
+    return numbers
+
+
+def _null_tokens_to_na(values: pd.Series) -> pd.Series:
+    """Blank out what CSV writers put in empty numeric cells (:data:`NULL_NUMBER_TOKENS`)."""
+    return values.mask(values.str.lower().isin(list(NULL_NUMBER_TOKENS)))
+
+
+def timestamps_field(
+    rejects: Rejects,
+    values: pd.Series,
+    *,
+    field_name: str,
+    date_format: str | None,
+) -> pd.Series:
+    """Parse a timestamp column (:func:`parse_timestamps`); mark what does not parse."""
+    parsed = parse_timestamps(values, date_format)
+    expected = f"a time matching {date_format}" if date_format else "an ISO 8601 time"
+    rejects.mark(
+        parsed.isna().to_numpy(),
+        ReasonCode.BAD_TIMESTAMP,
+        lambda hit: (
+            f"field '{field_name}': expected {expected}, got "
+            + quoted(values, hit).where(values[hit].notna(), "blank")
+        ),
+    )
+    return parsed
+
+
+def blank_ids(rejects: Rejects, ids: pd.Series) -> None:
+    """Mark rows without a customer id."""
+    rejects.mark(
+        ids.isna().to_numpy(),
+        ReasonCode.BLANK_ID,
+        lambda hit: np.full(
+            int(hit.sum()), "field 'customer_id': expected a non-empty id, got blank"
+        ),
+    )
+
+
+def future_times(
+    rejects: Rejects,
+    times: pd.Series,
+    *,
+    field_name: str,
+    now: pd.Timestamp,
+    config: FactsConfig,
+) -> None:
+    """Mark times later than ``now`` plus ``facts.future_tolerance_hours``."""
+    limit = now + pd.Timedelta(hours=config.future_tolerance_hours)
+    rejects.mark(
+        (times > limit).fillna(False).to_numpy(),
+        ReasonCode.FUTURE_EVENT,
+        lambda hit: (
+            f"field '{field_name}': expected a time no later than {limit.isoformat()} "
+            f"(now + facts.future_tolerance_hours={config.future_tolerance_hours}), got "
+            + times[hit].dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+        ),
+    )
+
+
+def attribute_field(
+    rejects: Rejects, spec: AttributeSpec, values: pd.Series, date_format: str | None
+) -> pd.Series:
+    """Convert one attribute column to its dtype; mark missing and disallowed values."""
+    if spec.type in ("int", "float"):
+        values = _null_tokens_to_na(values)
+    present = values.notna().to_numpy()
+    if spec.required:
+        rejects.mark(
+            ~present,
+            ReasonCode.MISSING_ATTRIBUTE,
+            lambda hit: np.full(
+                int(hit.sum()),
+                f"field '{spec.name}': expected a value (required attribute), got blank",
+            ),
+        )
+    if spec.type == "string":
+        if spec.allowed is None:
+            return values.astype("string")
+        canonical = {a.lower(): a for a in spec.allowed}
+        converted = values.str.lower().map(canonical)
+        rejects.mark(
+            present & converted.isna().to_numpy(),
+            ReasonCode.BAD_ATTRIBUTE,
+            lambda hit: (
+                f"field '{spec.name}': expected one of {spec.allowed}, got " + quoted(values, hit)
+            ),
+        )
+        return converted.astype("string")
+    if spec.type == "date":
+        parsed = parse_timestamps(values, None)
+        rejects.mark(
+            present & parsed.isna().to_numpy(),
+            ReasonCode.BAD_ATTRIBUTE,
+            lambda hit: (
+                f"field '{spec.name}': expected an ISO 8601 date, got " + quoted(values, hit)
+            ),
+        )
+        return parsed
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    arr = numbers.to_numpy()
+    finite = np.isfinite(arr)
+    ok = finite.copy()
+    if spec.type == "int":
+        ok &= np.equal(np.floor(np.where(finite, arr, 0)), np.where(finite, arr, 0))
+    if spec.min is not None:
+        ok &= np.where(finite, arr, 0) >= spec.min
+    if spec.max is not None:
+        ok &= np.where(finite, arr, 0) <= spec.max
+    bounds = f" in [{spec.min}, {spec.max}]" if spec.min is not None or spec.max is not None else ""
+    kind = "an integer" if spec.type == "int" else "a number"
+    rejects.mark(
+        present & ~ok,
+        ReasonCode.BAD_ATTRIBUTE,
+        lambda hit: f"field '{spec.name}': expected {kind}{bounds}, got " + quoted(values, hit),
+    )
+    clean = numbers.where(ok)
+    return clean.round().astype("Int64") if spec.type == "int" else clean
+
+
+def duplicate_rows(
+    new: pd.DataFrame,
+    columns: Sequence[str],
+    stored: pd.DataFrame | pa.Table | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact duplicates among ``new`` and against ``stored`` (missing equals missing).
+
+    DuckDB hash-joins on the values themselves, so no hash collision can drop a row.
+
+    Returns:
+        ``(repeats, in_store)``: boolean masks over ``new``: rows equal to an earlier
+        row of ``new``, and rows equal to some row of ``stored``.
+    """
+    repeats = np.zeros(len(new), dtype=bool)
+    in_store = np.zeros(len(new), dtype=bool)
+    if not len(new):
+        return repeats, in_store
+    rows = arrow_table(new[list(columns)].reset_index(drop=True)).append_column(
+        "_pos", pa.array(np.arange(len(new), dtype=np.int64))
+    )
+    # Column names are canonical names or validated attribute identifiers, never user text.
+    quoted = [f'"{c}"' for c in columns]
+    with duckdb.connect() as con:
+        con.register("new_rows", rows)
+        found = con.execute(
+            "SELECT _pos FROM new_rows QUALIFY row_number() OVER "  # noqa: S608
+            f"(PARTITION BY {', '.join(quoted)} ORDER BY _pos) > 1"
+        ).fetchnumpy()["_pos"]
+        repeats[np.asarray(found, dtype=np.int64)] = True
+        if stored is not None and len(stored):
+            con.register("stored_rows", stored)
+            match = " AND ".join(f"n.{c} IS NOT DISTINCT FROM s.{c}" for c in quoted)
+            found = con.execute(
+                f"SELECT n._pos FROM new_rows n SEMI JOIN stored_rows s ON {match}"  # noqa: S608
+            ).fetchnumpy()["_pos"]
+            in_store[np.asarray(found, dtype=np.int64)] = True
+    return repeats, in_store

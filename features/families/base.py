@@ -1,0 +1,120 @@
+"""One cutoff of a feature build: :class:`Cutoff`, the window bounds every family reads.
+
+The events of a customer before a cutoff are a prefix of its segment of the sorted
+events; its events in the last ``d`` days are the tail of that prefix. Both bounds come
+from one ``searchsorted`` over the sort keys for all customers at once, cached for the
+cutoff, so counts and fixed-point sums of any window are differences of two lookups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.event_arrays import AMOUNT_SCALE, DAY_S, DAY_US, REL_MAX, SEC_US, EventArrays
+
+__all__ = ["Coded", "Cutoff"]
+
+_I64 = np.int64
+
+
+@dataclass(frozen=True)
+class Coded:
+    """One cutoff's values of a ``category`` feature: positions in ``categories``
+    (-1 for null)."""
+
+    codes: np.ndarray
+    categories: pd.Index
+
+
+class Cutoff:
+    """Feature computations at one cutoff for the customers ``codes``.
+
+    Args:
+        prep: The event index.
+        cut_us: The cutoff (us since the epoch, UTC; a whole second).
+        codes: Customer codes of the rows (ascending).
+    """
+
+    def __init__(self, prep: EventArrays, cut_us: int, codes: np.ndarray) -> None:
+        self.p = prep
+        self.cut_us = cut_us
+        self.rel = cut_us // SEC_US - prep.base_sec
+        self.codes = codes
+        self._ends: dict[tuple[str, int], np.ndarray] = {}
+        self._tenure: np.ndarray | None = None
+        self._n_days: np.ndarray | None = None
+
+    def start(self, event_type: str) -> np.ndarray:
+        """Per customer, the start of its events of ``event_type``."""
+        return self.p.typed(event_type).starts[self.codes]
+
+    def end(self, event_type: str, back_days: int = 0) -> np.ndarray:
+        """Per customer, the end of its events of ``event_type`` before cut - back_days."""
+        k = (event_type, back_days)
+        found = self._ends.get(k)
+        if found is None:
+            typed = self.p.typed(event_type)
+            rel = min(max(self.rel - back_days * DAY_S, 0), REL_MAX)
+            found = np.searchsorted(typed.key, (self.codes << 32) | rel, side="left").astype(
+                self.p.index_dtype
+            )
+            self._ends[k] = found
+        return found
+
+    def count(self, event_type: str, back_days: int = 0) -> np.ndarray:
+        """Events of ``event_type`` in the last ``back_days`` days (0: all history)."""
+        return (
+            self.end(event_type) - self.end(event_type, back_days)
+            if back_days
+            else (self.end(event_type) - self.start(event_type))
+        )
+
+    def amount(self, event_type: str, back_days: int = 0) -> np.ndarray:
+        """Sum of ``event_type`` amounts in the last ``back_days`` days (0: all history)."""
+        cs = self.p.amounts(event_type)[0]
+        lo = self.end(event_type, back_days) if back_days else self.start(event_type)
+        return (cs[self.end(event_type)] - cs[lo]) / AMOUNT_SCALE
+
+    def days_since_last(self, event_type: str) -> np.ndarray:
+        """Days from the last ``event_type`` event to the cutoff (NaN if none)."""
+        typed = self.p.typed(event_type)
+        e, s = self.end(event_type), self.start(event_type)
+        out = np.full(len(self.codes), np.nan)
+        has = e > s
+        out[has] = (self.cut_us - typed.t_at(e[has] - 1)) / DAY_US
+        return out
+
+    def tenure(self) -> np.ndarray:
+        """Days from signup to the cutoff (kept for the cutoff)."""
+        if self._tenure is None:
+            self._tenure = (self.cut_us - self.p.signup_us[self.codes]) / DAY_US
+        return self._tenure
+
+    def purchase_day_counts(self) -> np.ndarray:
+        """Distinct purchase days per customer before the cutoff (kept for the cutoff)."""
+        if self._n_days is None:
+            if len(self.p.typed("purchase")):
+                row_cs = self.p.days().row_cs
+                self._n_days = row_cs[self.end("purchase")] - row_cs[self.start("purchase")]
+            else:
+                self._n_days = np.zeros(len(self.codes), dtype=_I64)
+        return self._n_days
+
+    def forget_customer_arrays(self) -> None:
+        """Drop the cached tenure and purchase-day counts (their readers are done)."""
+        self._tenure = self._n_days = None
+
+    def forget_ends(
+        self, event_type: str, *, from_days: int = 0, to_days: int | None = None
+    ) -> None:
+        """Drop the cached bounds of ``event_type`` (their readers are done): those of
+        windows ``from_days <= back_days < to_days`` (by default all of them)."""
+        for key in [
+            k
+            for k in self._ends
+            if k[0] == event_type and k[1] >= from_days and (to_days is None or k[1] < to_days)
+        ]:
+            del self._ends[key]
