@@ -34,7 +34,8 @@ SENSITIVITIES: tuple[str, ...] = ("public", "internal", "restricted")
 
 # read: snapshots, history, diffs and reports; export: files leave the system;
 # audience: select customers; run: write tag snapshots; audit: read/verify the audit
-# log; backup / restore: the project's stores; catalogue: change tag definitions.
+# log; backup / restore: the project's stores; catalogue: change tag definitions;
+# promote / rollback: move a model's champion alias (the web console checks them).
 ACTIONS: tuple[str, ...] = (
     "read",
     "export",
@@ -44,6 +45,8 @@ ACTIONS: tuple[str, ...] = (
     "backup",
     "restore",
     "catalogue",
+    "promote",
+    "rollback",
 )
 ALL = "*"
 

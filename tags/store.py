@@ -132,8 +132,12 @@ class TagStore:
         """True when the store file exists (a run has written it)."""
         return self.path.exists()
 
-    def read_connection(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
-        """A read-only connection, closed on exit (``tags.transitions`` reads through it)."""
+    def reader(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A read-only connection for analytical readers beyond the methods here (the web
+        console loads snapshots as columns through it; ``tags.transitions`` reads the
+        transition log through it). Close it soon: an open
+        connection keeps a tagging run from writing.
+        """
         return self._connect(write=False)
 
     # -- writing -----------------------------------------------------------------------

@@ -278,7 +278,7 @@ class ReadableStore(Protocol):
 
     def exists(self) -> bool: ...
 
-    def read_connection(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+    def reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
 
 
 class TransitionLog:
@@ -295,14 +295,14 @@ class TransitionLog:
         """The seq of the newest recorded transition (0: none yet, or no store)."""
         if not self.store.exists():
             return 0
-        with self.store.read_connection() as con:
+        with self.store.reader() as con:
             return _last_seq(con) if _has(con, "transition_groups") else 0
 
     def groups(self, after_seq: int, *, limit: int = 1000) -> list[TransitionGroup]:
         """Groups holding transitions after ``after_seq``, oldest first (empty ones skipped)."""
         if not self.store.exists():
             return []
-        with self.store.read_connection() as con:
+        with self.store.reader() as con:
             if not _has(con, "transition_groups"):
                 return []
             rows = con.execute(
@@ -314,7 +314,7 @@ class TransitionLog:
 
     def transitions(self, after_seq: int, last_seq: int) -> pd.DataFrame:
         """The transitions with ``after_seq < seq <= last_seq``, in seq order."""
-        with self.store.read_connection() as con:
+        with self.store.reader() as con:
             if not _has(con, "transitions"):
                 return pd.DataFrame(columns=list(TRANSITION_COLUMNS))
             df = con.execute(
@@ -352,7 +352,7 @@ class TransitionLog:
         cols = ["customer_id", "tag_id", "before", "after"]
         if group.n == 0 or not watch:
             return pd.DataFrame(columns=cols)
-        with self.store.read_connection() as con:
+        with self.store.reader() as con:
             latest, base = _current_base(con)
             current = _CURRENT_SQL.format(
                 snap_where="AND list_contains($tags, tag_id) "

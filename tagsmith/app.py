@@ -7,8 +7,9 @@
 :func:`create_service` loads the project, takes the service settings from its
 ``serving`` section with ``TAGSMITH_*`` environment overrides
 (:class:`serving.settings.ServingSettings`), and hands :func:`serving.service.make_service`
-a factory of the runtime :func:`build_runtime` builds. ``serving`` never imports this
-package.
+a factory of the runtime :func:`build_runtime` builds; then it mounts the web console
+(:mod:`console`, at ``/ui``) into the same service unless ``console.enabled`` is off.
+``serving`` never imports this package, nor the console.
 """
 
 from __future__ import annotations
@@ -138,7 +139,12 @@ def create_service(project: Project | None = None) -> Any:
         project = Project.load(Path(os.environ.get(PROJECT_ENV, ".")))
     served = project
     settings = load_settings(served.config.serving)
-    return make_service(lambda: build_runtime(served, settings), settings)
+    service = make_service(lambda: build_runtime(served, settings), settings)
+    if served.config.console.enabled:
+        from tagsmith.console_app import mount_console
+
+        mount_console(service, served)
+    return service
 
 
 def service_env(project: Project, *, base: dict[str, str] | None = None) -> dict[str, str]:

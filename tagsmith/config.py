@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from activation.config import ActivationConfig
+from console.config import ConsoleConfig
 from features.schema import FactsConfig
 from serving.config import ServingConfig
 from tags.config import TagsConfig
@@ -42,6 +43,7 @@ class ProjectConfig(BaseModel):
         promotion: Gates and limits of model promotion (``training.gates``).
         serving: The tag service (port, watched alias, reload interval, limits).
         activation: The trigger dispatcher (``activation.ActivationConfig``).
+        console: The web console served with it at ``/ui``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -55,6 +57,7 @@ class ProjectConfig(BaseModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     activation: ActivationConfig = Field(default_factory=ActivationConfig)
 
 

@@ -9,69 +9,26 @@ from typing import TYPE_CHECKING
 
 import click
 import numpy as np
-import pandas as pd
 from rich.table import Table
 
-from features.spec import spec_hash
 from tags.audit import default_actor
 from tagsmith.cli._common import console, pass_project
 from tagsmith.cli._governance import resolve_role, role_option
+from tagsmith.modelops import latest_rescoring, promote_model, rollback_model
 from tagsmith.project import Project
-from training.errors import ModelLoadError, PromotionError
+from training.errors import PromotionError
 from training.gates import METRIC_DIRECTIONS, GateReport
 from training.promotion import TAG_OF_TASK, PromotionResult, rule_producer_scores
 from training.promotion import contest as contest_producers
-from training.promotion import promote as promote_version
-from training.promotion import rollback as rollback_champion
-from training.registry import CHALLENGER, CHAMPION, ModelRegistry, VersionInfo, task_of
+from training.registry import CHALLENGER, CHAMPION, VersionInfo
 
 if TYPE_CHECKING:
-    from scoring.contract import ModelContract
     from training.rescoring import Rescoring
 
-__all__ = ["latest_rescoring", "models", "render_gate_table"]
+__all__ = ["models", "render_gate_table"]
 
 # Metrics shown first in `show` and `compare` (the gate metrics), then the rest.
 _HEADLINE = [m for task in METRIC_DIRECTIONS.values() for m in task]
-
-
-def latest_rescoring(project: Project, target: str, horizon_days: int | None) -> Rescoring:
-    """The project's latest labelled window (facts -> features -> labels), as training builds it.
-
-    Args:
-        project: The project (fact store, feature spec, training config).
-        target: 'churn' or 'value'.
-        horizon_days: Label horizon (the candidate's); default the training config's.
-    """
-    from features.build import build_features
-    from training.rescoring import latest_rescoring as build
-
-    store = project.fact_store()
-    spec = project.feature_spec()
-    return build(
-        store.load_customers(),
-        store.load_events(),
-        target=target,
-        config=project.config.training,
-        feature_builder=build_features,
-        spec=spec,
-        horizon_days=horizon_days,
-    )
-
-
-def _smoke_features(project: Project, rows: int) -> pd.DataFrame | None:
-    """Current features of the first ``rows`` customers (None before any import)."""
-    from features.build import build_features
-
-    store = project.fact_store()
-    if not store.exists():
-        return None
-    customers = store.load_customers().head(rows)
-    events = store.load_events()
-    events = events.loc[events["customer_id"].isin(customers["customer_id"])]
-    spec = project.feature_spec()
-    as_of = store.last_event_at().floor("s") + pd.Timedelta(seconds=1)
-    return build_features(customers, events, as_of=as_of, spec=spec)
 
 
 def _when(at: datetime | None) -> str:
@@ -243,38 +200,15 @@ def history(project: Project, name: str, alias: str | None) -> None:
 @pass_project
 def rollback(project: Project, name: str, reason: str, role: str | None) -> None:
     """Point NAME's champion back at the version that held it before the current one."""
-    registry = project.registry()
-    rows = project.config.promotion.smoke_rows
-    features = _smoke_features(project, rows)
-    if features is None:
-        console.print("No facts imported: the restored version is load-checked only.")
-    result = rollback_champion(
-        registry,
-        name,
-        actor=default_actor(),
-        role=resolve_role(project, role),
-        reason=reason,
-        features=features,
-        smoke_rows=rows,
-        audit=project.audit_log(),
+    result, checked = rollback_model(
+        project, name, reason=reason, actor=default_actor(), role=resolve_role(project, role)
     )
+    if not checked:
+        console.print("No facts imported: the restored version is load-checked only.")
     console.print(
         f"{name}: {CHAMPION} rolled back from v{result.from_version} to v{result.to_version} "
         f"(recorded at {_when(result.event.at)} by {result.event.actor})."
     )
-
-
-def _candidate_contract(
-    registry: ModelRegistry, name: str, version: str | None
-) -> ModelContract | None:
-    """The candidate's contract (None if it cannot load: promote then refuses it)."""
-    ref = version or registry.alias_version(name, CHALLENGER)
-    if ref is None:
-        return None
-    try:
-        return registry.load(name, registry.resolve(name, ref)).contract
-    except ModelLoadError:
-        return None
 
 
 def _verdict(result: PromotionResult) -> str:
@@ -323,32 +257,19 @@ def promote(
     With no champion yet, the candidate must beat the best baseline instead. Exit code
     1 when the gates refuse the candidate (nothing changes).
     """
-    registry = project.registry()
-    task = task_of(name)
-    contract = _candidate_contract(registry, name, version)
-    with console.status("building the latest labelled window"):
-        rescoring = latest_rescoring(project, task, contract.horizon_days if contract else None)
-    current_spec = spec_hash(project.feature_spec())
-    if contract is not None and contract.spec_hash and contract.spec_hash != current_spec:
-        console.print(
-            f"[yellow]note:[/] the candidate was trained with feature spec "
-            f"{contract.spec_hash}; the project's spec is now {current_spec}. The window "
-            "uses the current spec (as serving will)."
+    with console.status("building the latest labelled window and re-scoring"):
+        outcome = promote_model(
+            project,
+            name,
+            version=version,
+            force=force,
+            reason=reason,
+            actor=default_actor(),
+            role=resolve_role(project, role),
         )
-    window = rescoring.window
-    result = promote_version(
-        registry,
-        name,
-        window,
-        project.config.promotion,
-        actor=default_actor(),
-        role=resolve_role(project, role),
-        version=version,
-        force=force,
-        reason=reason,
-        baselines=rescoring.baseline_scores,
-        audit=project.audit_log(),
-    )
+    if outcome.spec_note:
+        console.print(f"[yellow]note:[/] {outcome.spec_note}")
+    result, window = outcome.result, outcome.window
     against = (
         "the best baseline per metric"
         if result.report.against == "baselines"

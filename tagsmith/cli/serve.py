@@ -28,8 +28,8 @@ def serve(ctx: click.Context, port: int | None, host: str | None) -> None:
     """Start the HTTP tag service (BentoML) on the project, or manage its API keys.
 
     Endpoints: POST /tags, POST /score, GET /catalog, GET /models, POST /admin/reload,
-    plus /livez, /readyz, /metrics and the OpenAPI spec at /docs.json. Stop with Ctrl-C
-    or SIGTERM.
+    plus /livez, /readyz, /metrics and the OpenAPI spec at /docs.json, and the web
+    console at /ui (sign in with an API key). Stop with Ctrl-C or SIGTERM.
     """
     if ctx.invoked_subcommand is not None:
         return

@@ -1,0 +1,1 @@
+"""Route handlers of the console, one module per page family."""
