@@ -64,6 +64,12 @@ tagsmith --project "$DEMO" audience select \
   "rfm_segment = 'important_value' and lifecycle_stage in ('active', 'dormant')" \
   --out "$DEMO/audiences/vip.csv" --save vip
 
+step "tagsmith triggers: sync the 'vip' audience to a file drop (the full list now, then only changes)"
+tagsmith --project "$DEMO" triggers add vip-list --audience vip --drop exports --include rfm_segment
+tagsmith --project "$DEMO" triggers apply --role admin
+tagsmith --project "$DEMO" triggers run --until idle --max-seconds 60
+ls "$DEMO/exports/vip-list"
+
 step "tagsmith audit verify: every read above is in the hash-chained audit log"
 tagsmith --project "$DEMO" audit verify --role admin
 

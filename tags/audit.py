@@ -14,7 +14,7 @@ import getpass
 import hashlib
 import json
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,28 +111,59 @@ class AuditLog:
         Raises:
             AuditError: The log is locked for too long or cannot be written.
         """
+        return self.append_many(
+            [
+                {
+                    "action": action,
+                    "actor": actor,
+                    "role": role,
+                    "tags": tags,
+                    "n_customers": n_customers,
+                    "query": query,
+                    "extra": extra,
+                }
+            ]
+        )[0]
+
+    def append_many(self, entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Append several entries under one lock and one ``fsync`` (busy writers use it).
+
+        Each mapping takes :meth:`append`'s keyword arguments (``action`` required).
+
+        Raises:
+            AuditError: The log is locked for too long or cannot be written.
+        """
+        written: list[dict[str, Any]] = []
+        if not entries:
+            return written
         try:
             with self.lock():
                 seq, prev = self._tail()
-                entry: dict[str, Any] = {
-                    "seq": seq + 1,
-                    "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    "actor": actor or default_actor(),
-                    "role": role,
-                    "action": action,
-                    "tags": sorted(tags),
-                    "n_customers": None if n_customers is None else int(n_customers),
-                    "query": query,
-                    "extra": dict(extra or {}),
-                    "prev": prev,
-                }
-                entry["hash"] = _digest(entry)
-                line = _canonical(entry) + "\n"
+                lines = []
+                for given in entries:
+                    seq += 1
+                    n_customers = given.get("n_customers")
+                    entry: dict[str, Any] = {
+                        "seq": seq,
+                        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                        "actor": given.get("actor") or default_actor(),
+                        "role": given.get("role"),
+                        "action": given["action"],
+                        "tags": sorted(given.get("tags") or ()),
+                        "n_customers": None if n_customers is None else int(n_customers),
+                        "query": given.get("query"),
+                        "extra": dict(given.get("extra") or {}),
+                        "prev": prev,
+                    }
+                    entry["hash"] = _digest(entry)
+                    prev = entry["hash"]
+                    lines.append(_canonical(entry) + "\n")
+                    written.append(entry)
                 with self.path.open("a", encoding="utf-8") as fh:
-                    fh.write(line)
+                    fh.write("".join(lines))
                     fh.flush()
                     os.fsync(fh.fileno())
-                self._write_head(entry["seq"], entry["hash"])
+                self._write_head(seq, prev)
         except Timeout as exc:
             raise AuditError(
                 f"Expected to lock the audit log {self.lock_path} within {_LOCK_TIMEOUT_S:.0f} s."
@@ -140,7 +171,7 @@ class AuditLog:
             ) from exc
         except OSError as exc:
             raise AuditError(f"Cannot append to the audit log {self.path}: {exc}") from exc
-        return entry
+        return written
 
     def entries(self) -> list[dict[str, Any]]:
         """Every entry, oldest first (lines that are not JSON raise :class:`AuditError`)."""

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import json
 import os
+import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
@@ -49,8 +50,14 @@ from tags.store_format import (
     utc_columns,
     validate_incoming,
 )
+from tags.transitions import TRANSITIONS_SCHEMA, record_batch_transitions
 
 __all__ = ["StoreConfig", "TagStore"]
+
+# DuckDB lets one process write at a time and refuses other connections meanwhile; a
+# reader (the service, the trigger dispatcher) holds the file for a moment, so opening
+# retries for this long before reporting the store busy.
+BUSY_TIMEOUT_S = 15.0
 
 
 class StoreConfig(BaseModel):
@@ -72,12 +79,17 @@ class TagStore:
     Every method opens and closes its own connection, so the file is never held open
     between calls (DuckDB allows one writing process at a time).
 
+    Each run also records what it changed as transitions (``tags.transitions``), in the
+    same transaction as its snapshot.
+
     Args:
         path: The database file (created on the first write).
+        busy_timeout_s: How long opening the file waits while another process holds it.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
 
     # -- connections -------------------------------------------------------------------
 
@@ -90,16 +102,24 @@ class TagStore:
             )
         if write:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            con = duckdb.connect(str(self.path), read_only=not write)
-        except duckdb.IOException as exc:
-            raise TagStoreError(
-                f"The tag store {self.path} is in use by another process (a tagging run?). "
-                f"Try again when it has finished. ({exc})"
-            ) from exc
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.02
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=not write)
+                break
+            except duckdb.IOException as exc:
+                if time.monotonic() + delay > deadline:
+                    raise TagStoreError(
+                        f"The tag store {self.path} is in use by another process (a tagging "
+                        f"run?). Try again when it has finished. ({exc})"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
         try:
             if write:
                 con.execute(SCHEMA)
+                con.execute(TRANSITIONS_SCHEMA)
                 con.execute(
                     "INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)",
                     [SCHEMA_VERSION],
@@ -114,7 +134,8 @@ class TagStore:
 
     def reader(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A read-only connection for analytical readers beyond the methods here (the web
-        console loads snapshots as columns through it). Close it soon: an open
+        console loads snapshots as columns through it; ``tags.transitions`` reads the
+        transition log through it). Close it soon: an open
         connection keeps a tagging run from writing.
         """
         return self._connect(write=False)
@@ -191,6 +212,8 @@ class TagStore:
                 counts = validate_incoming(con, count_customers=n_customers is None)
                 n_cust = counts["n_customers"] if n_customers is None else int(n_customers)
                 con.begin()
+                # What this run changes, against the state it replaces (same transaction).
+                record_batch_transitions(con, "incoming", as_of=naive(ts), run_id=run_id)
                 con.execute("DELETE FROM snapshots WHERE as_of = ?", [naive(ts)])
                 con.execute(
                     "INSERT INTO snapshots SELECT customer_id, tag_id, value, score, source, "

@@ -40,6 +40,7 @@ from serving.sources import (
     TagStoreSnapshotSource,
 )
 from tags.engine import evaluate_tags
+from tagsmith.activate import DispatcherThread, HostedRuntime
 from tagsmith.champions import model_source
 from tagsmith.project import Project
 
@@ -105,7 +106,14 @@ def build_runtime(project: Project, settings: ServingSettings | None = None) -> 
             f"Expected the catalogue in {project.catalogue_dir} to hold active model tags "
             f"for the served models {settings.models}. Got none."
         )
-    return ServingRuntime(
+    runtime_class: type[ServingRuntime] = ServingRuntime
+    hosted: dict[str, Any] = {}
+    if project.config.activation.in_service:
+        # The service also hosts the trigger dispatcher loop (tagsmith.activate).
+        runtime_class = HostedRuntime
+        hosted = {"dispatcher": DispatcherThread(project)}
+    return runtime_class(
+        **hosted,
         models={name: tag.tag_id for name, tag in source.tags.items()},
         model_source=source,
         snapshot_source=TagStoreSnapshotSource(project.tag_store(), snapshot_features),

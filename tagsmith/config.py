@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from activation.config import ActivationConfig
 from console.config import ConsoleConfig
 from features.schema import FactsConfig
 from serving.config import ServingConfig
@@ -41,6 +42,7 @@ class ProjectConfig(BaseModel):
         training: Label semantics and estimator settings of the predictors.
         promotion: Gates and limits of model promotion (``training.gates``).
         serving: The tag service (port, watched alias, reload interval, limits).
+        activation: The trigger dispatcher (``activation.ActivationConfig``).
         console: The web console served with it at ``/ui``.
     """
 
@@ -56,6 +58,7 @@ class ProjectConfig(BaseModel):
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    activation: ActivationConfig = Field(default_factory=ActivationConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

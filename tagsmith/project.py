@@ -24,6 +24,8 @@ from tagsmith.config import CONFIG_FILENAME, ProjectConfig, dump_config, load_co
 from tagsmith.errors import ConfigError, ProjectNotFoundError
 
 if TYPE_CHECKING:
+    from activation.outbox import Outbox
+    from activation.versions import TriggerHistory
     from features.snapshots import FeatureStore
     from features.spec import FeatureSpec
     from features.store import FactStore
@@ -220,6 +222,20 @@ class Project:
 
         return ApiKeyStore(self.api_keys_path)
 
+    @_built_once
+    def trigger_history(self) -> TriggerHistory:
+        """Applied trigger, sync and destination versions (``tagsmith triggers apply``)."""
+        from activation.versions import TriggerHistory
+
+        return TriggerHistory(self.trigger_versions_dir)
+
+    @_built_once
+    def outbox(self) -> Outbox:
+        """The activation outbox (queued, sent and dead deliveries; the transitions cursor)."""
+        from activation.outbox import Outbox
+
+        return Outbox(self.outbox_path)
+
     # ------------------------------------------------------------------ paths
     @property
     def config_path(self) -> Path:
@@ -312,3 +328,23 @@ class Project:
     def mlflow_artifacts_dir(self) -> Path:
         """Artifact folder of experiments the project creates."""
         return self.mlflow_dir / "artifacts"
+
+    @property
+    def triggers_dir(self) -> Path:
+        """Folder of trigger, audience sync and destination YAML files."""
+        return self.root / "triggers"
+
+    @property
+    def trigger_versions_dir(self) -> Path:
+        """Folder of applied trigger versions (``v0001.json``, ...)."""
+        return self.data_dir / "trigger_versions"
+
+    @property
+    def outbox_path(self) -> Path:
+        """The activation outbox (queued, sent and dead deliveries; cursors)."""
+        return self.data_dir / "activation.sqlite"
+
+    @property
+    def activation_lock_path(self) -> Path:
+        """Lock file held by the one dispatcher delivering at a time."""
+        return self.data_dir / "activation.lock"

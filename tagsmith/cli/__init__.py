@@ -14,6 +14,7 @@ import click
 from tagsmith import __version__
 from tagsmith.cli import audience as audience_cmds
 from tagsmith.cli import audit as audit_cmds
+from tagsmith.cli import delivery as delivery_cmds
 from tagsmith.cli import facts as facts_cmds
 from tagsmith.cli import features as features_cmds
 from tagsmith.cli import generate as generate_cmds
@@ -25,6 +26,7 @@ from tagsmith.cli import tagdata as tagdata_cmds
 from tagsmith.cli import tagrun as tagrun_cmds
 from tagsmith.cli import tags as tags_cmds
 from tagsmith.cli import train as train_cmds
+from tagsmith.cli import triggers as triggers_cmds
 from tagsmith.cli._common import CliContext
 
 __all__ = ["main"]
@@ -56,6 +58,13 @@ tags_group = click.Group(
 main.add_command(project_cmds.init)
 main.add_command(tags_group)
 main.add_command(audience_cmds.audience)
+main.add_command(
+    click.Group(
+        "triggers",
+        help="Act when customers enter or leave a tag: triggers, audience syncs, deliveries.",
+        commands=[*triggers_cmds.COMMANDS, *delivery_cmds.COMMANDS],
+    )
+)
 main.add_command(facts_cmds.facts)
 main.add_command(features_cmds.features)
 main.add_command(models_cmds.models)

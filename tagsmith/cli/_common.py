@@ -18,6 +18,7 @@ import pandas as pd
 from rich.cells import cell_len
 from rich.console import Console
 
+from activation.errors import ActivationError
 from features.errors import FeaturesError
 from scoring.errors import ScoringError
 from serving.errors import ServingError
@@ -49,6 +50,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ScoringError,
     TrainingError,
     ServingError,
+    ActivationError,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])

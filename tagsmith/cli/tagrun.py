@@ -8,6 +8,7 @@ from rich.table import Table
 
 from scoring.batch import STEPS, Predictor, run_tagging
 from tags.audit import default_actor
+from tagsmith.activate import after_run
 from tagsmith.champions import champion_predictors
 from tagsmith.cli._common import console, day, err_console, pass_project
 from tagsmith.cli._governance import require, resolve_role, role_option
@@ -76,6 +77,8 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
     )
     for note in result.notices:
         console.print(f"[yellow]notice:[/] {note}")
+    # Applied triggers fire on the transitions this run recorded (read back from the store).
+    fired = after_run(project)
     if run.reused:
         console.print(
             f"snapshot {day(run.as_of)} is up to date (run {run.run_id}, same inputs): "
@@ -95,3 +98,5 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
         f"run {run.run_id}: {run.n_customers:,} customers, {run.n_rows:,} tag rows, "
         f"{run.n_tags} tags ({timings})"
     )
+    if fired.message:
+        console.print(fired.message, soft_wrap=True)
