@@ -287,9 +287,9 @@ def label_table(
                     "customer_id": ids[pop],
                     "cutoff": np.full(len(pop), c, dtype="datetime64[us]"),
                     "n_purchases": n_before[pop].astype(np.int64),
-                    "n_purchase_days": np.bincount(
-                        p_code[before & new_day], minlength=n_ids
-                    )[pop].astype(np.int64),
+                    "n_purchase_days": np.bincount(p_code[before & new_day], minlength=n_ids)[
+                        pop
+                    ].astype(np.int64),
                     "days_since_first_purchase": (c - first_t) / _US_PER_DAY,
                     "days_since_last_purchase": (c - last_t) / _US_PER_DAY,
                     "purchase_amount": per_customer(p_code, np.where(before, p_amount, 0.0))[pop],
@@ -313,11 +313,7 @@ def label_table(
         "horizon_purchases",
         "value",
     ]
-    out = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame({c: [] for c in columns})
-    )
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({c: [] for c in columns})
     out["customer_id"] = out["customer_id"].astype("string")
     out["cutoff"] = pd.to_datetime(out["cutoff"], utc=True).astype("datetime64[us, UTC]")
     for col in ("n_purchases", "n_purchase_days", "horizon_purchases"):

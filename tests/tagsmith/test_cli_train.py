@@ -93,9 +93,18 @@ def test_train_predict_evaluate(project: Path) -> None:
         (events["event_type"] == "purchase") & (events["occurred_at"] < cutoff), "customer_id"
     ]
     assert sorted(scores["customer_id"]) == sorted(buyers.unique())
-    assert scores["score"].between(0, 1).all()
-    assert set(scores["model_version"]) == {"churn-predictor/1"}
-    assert list(scores.columns) == ["customer_id", "score", "model_version", "as_of"]
+    assert scores["churn_probability"].between(0, 1).all()
+    assert set(scores["model_name"]) == {"churn-predictor"}
+    assert set(scores["model_version"]) == {"1"}
+    assert set(scores["horizon_days"]) == {90}
+    assert list(scores.columns) == [
+        "customer_id",
+        "churn_probability",
+        "model_name",
+        "model_version",
+        "horizon_days",
+        "as_of",
+    ]
 
     code, out = run(project, "evaluate", "churn", "--version", "1")
     assert code == 0, out
