@@ -31,7 +31,14 @@ from training.evaluation import (
     segment_metrics,
     simple_segments,
 )
-from training.labels import CutoffPlan, label_table, plan_cutoffs
+from training.labels import CutoffPlan, label_table, plan_training
+from training.split import (
+    baseline_losses,
+    data_warnings,
+    group_slice,
+    grouped_rows,
+    unused_features,
+)
 
 __all__ = [
     "Comparison",
@@ -92,6 +99,8 @@ class TrainingSet:
         ``frame``, not a copy (at a million customers a copy costs seconds and GiBs).
         """
         plan = self.plan
+        if plan.grouped:
+            return group_slice(self.frame, which)
         first, last = {
             "train": (plan.train[0], plan.train[-1]),
             "validation": (plan.validation, plan.validation),
@@ -181,6 +190,11 @@ def build_training_set(
             f"Expected customers with a purchase before every cutoff. Got none at {empty}."
         )
     names, dropped = select_features(feats.drop(columns=_KEY))
+    if plan.grouped:
+        frame = grouped_rows(frame, plan)
+    unused = unused_features(frame, names, events)
+    names = [n for n in names if n not in unused]
+    dropped = {**dropped, **unused}
     ts = TrainingSet(
         frame=frame,
         feature_names=names,
@@ -213,6 +227,9 @@ class TrainingResult:
         dropped_features: Feature columns not used, with the reason.
         seconds: Wall time per stage.
         input_example: A few rows of the model matrix (as a frame) for MLflow.
+        warnings: What a user should know before trusting the model: a small or
+            single-cutoff training set, a customer-grouped (not out-of-time) test, a
+            test metric on which a baseline beats the model.
     """
 
     target: Target
@@ -230,6 +247,7 @@ class TrainingResult:
     dropped_features: dict[str, str]
     seconds: dict[str, float] = field(default_factory=dict)
     input_example: pd.DataFrame | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def baselines(self) -> list[str]:
@@ -295,13 +313,14 @@ def train_predictor(
         clock = now
 
     first, last = _first_purchase_and_last_event(events)
-    plan = plan_cutoffs(
+    plan = plan_training(
         first,
         last,
         horizon_days=config.horizon_days,
         n_cutoffs=config.n_cutoffs,
         step_months=config.cutoff_step_months,
         cutoffs=cutoffs,
+        min_history_days=config.min_history_days,
     )
     progress(
         f"cutoffs: train {[c.date().isoformat() for c in plan.train]}, validation "
@@ -314,6 +333,9 @@ def train_predictor(
     train, val, test = ts.slice("train"), ts.slice("validation"), ts.slice("test")
     rows = {"train": len(train), "validation": len(val), "test": len(test)}
     progress(f"rows: {rows}; {len(ts.feature_names)} features")
+    warnings = data_warnings(plan, rows)
+    for message in warnings:
+        progress(f"warning: {message}")
 
     contract = ModelContract(
         target=target,
@@ -364,6 +386,9 @@ def train_predictor(
         background.result()
     importance = _importance(estimator.booster_, shap.mean_abs(), contract)
     lap("baselines_and_evaluation")
+    for message in baseline_losses(comparison.lift):
+        progress(f"warning: {message}")
+        warnings.append(message)
     example = pd.DataFrame(model_matrix(test.head(5), contract), columns=contract.feature_names)
     return TrainingResult(
         target=target,
@@ -381,6 +406,7 @@ def train_predictor(
         dropped_features=ts.dropped_features,
         seconds=seconds,
         input_example=example,
+        warnings=warnings,
     )
 
 
@@ -503,13 +529,14 @@ def evaluate_model(
     """
     contract = model.contract
     first, last = _first_purchase_and_last_event(events)
-    plan = plan_cutoffs(
+    plan = plan_training(
         first,
         last,
         horizon_days=contract.horizon_days,
         n_cutoffs=config.n_cutoffs,
         step_months=config.cutoff_step_months,
         cutoffs=cutoffs,
+        min_history_days=config.min_history_days,
     )
     progress(f"test cutoff {plan.test.date()}, horizon {plan.horizon_days} days")
     ts = build_training_set(

@@ -274,6 +274,8 @@ def train(
             f"{target}: test cutoff {result.plan.test.date()}, {result.rows['test']:,} customers",
         )
     )
+    for message in result.warnings:
+        console.print(f"[yellow]Warning:[/] {message}", soft_wrap=True)
     console.print(
         f"Registered [bold]{registered.model_name}[/] version {registered.version} as "
         f"'challenger' (run {registered.run_id}). Promote with: tagsmith models promote "
