@@ -36,7 +36,7 @@ def churn_result(facts: tuple[pd.DataFrame, pd.DataFrame]) -> TrainingResult:
 
 def test_churn_model_beats_chance_and_reports_every_scorer(churn_result: TrainingResult) -> None:
     r = churn_result
-    assert set(r.metrics) == {"model", "recency", "rfm", "linear", "bgnbd"}
+    assert set(r.metrics) == {"model", "recency", "rfm", "linear", "bgnbd", "paretonbd"}
     assert r.metrics["model"]["auc"] > 0.85
     assert set(r.lift) >= {"auc", "brier", "pr_auc", "log_loss", "top_decile_lift"}
     assert r.contract.calibration is not None
