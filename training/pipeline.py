@@ -20,9 +20,10 @@ import pandas as pd
 from scoring.contract import ModelContract, categorical_levels_of, model_matrix, score_frame
 from scoring.loading import ScoringModel
 from training.baselines import make_baselines
+from training.candidates import Candidate, fit_candidates, score_candidates
 from training.config import TrainingConfig
 from training.errors import TrainingError
-from training.estimators import ChurnClassifier, ValueRegressor, make_churn_model, make_value_model
+from training.estimators import ChurnClassifier, ValueRegressor
 from training.evaluation import (
     calibration_table,
     gain_table,
@@ -230,6 +231,8 @@ class TrainingResult:
         warnings: What a user should know before trusting the model: a small or
             single-cutoff training set, a customer-grouped (not out-of-time) test, a
             test metric on which a baseline beats the model.
+        candidates: Every candidate fitted, with validation and test metrics.
+        champion: The candidate chosen on validation (the ``estimator``).
     """
 
     target: Target
@@ -248,6 +251,8 @@ class TrainingResult:
     seconds: dict[str, float] = field(default_factory=dict)
     input_example: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+    champion: str = "lightgbm"
 
     @property
     def baselines(self) -> list[str]:
@@ -349,18 +354,18 @@ def train_predictor(
     )
     cats = tuple(contract.categorical_indices)
     x_train, x_val = model_matrix(train, contract), model_matrix(val, contract)
-    estimator: ChurnClassifier | ValueRegressor
-    if target == "churn":
-        estimator = make_churn_model(config, categorical_indices=cats, n_jobs=n_jobs)
-    else:
-        estimator = make_value_model(config, categorical_indices=cats, n_jobs=n_jobs)
-    progress(f"fitting LightGBM {target} model on {len(x_train):,} rows")
-    estimator.fit(
-        x_train,
-        train[target].to_numpy(dtype=np.float64),
-        X_val=x_val,
+    champion, candidates = fit_candidates(
+        target,
+        config,
+        categorical_indices=cats,
+        n_jobs=n_jobs,
+        x_train=x_train,
+        y_train=train[target].to_numpy(dtype=np.float64),
+        x_val=x_val,
         y_val=val[target].to_numpy(dtype=np.float64),
+        progress=progress,
     )
+    estimator = champion.estimator
     del x_train
     if isinstance(estimator, ChurnClassifier):
         contract = contract.model_copy(update={"calibration": estimator.calibration_})
@@ -386,6 +391,7 @@ def train_predictor(
         background.result()
     importance = _importance(estimator.booster_, shap.mean_abs(), contract)
     lap("baselines_and_evaluation")
+    score_candidates(candidates, champion, test, contract, comparison.metrics["model"])
     for message in baseline_losses(comparison.lift):
         progress(f"warning: {message}")
         warnings.append(message)
@@ -407,6 +413,8 @@ def train_predictor(
         seconds=seconds,
         input_example=example,
         warnings=warnings,
+        candidates=candidates,
+        champion=champion.name,
     )
 
 

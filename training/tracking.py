@@ -193,6 +193,7 @@ def log_training(
                     "test_cutoff": result.plan.test.date().isoformat(),
                     "horizon_days": str(result.plan.horizon_days),
                     "split": "customer-grouped" if result.plan.grouped else "time",
+                    "champion_candidate": result.champion,
                     "warnings": " | ".join(result.warnings)[:4000] or "none",
                 }
             )
@@ -341,6 +342,27 @@ def _markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _candidate_lines(result: TrainingResult) -> list[str]:
+    from training.candidates import SELECTION_METRIC
+
+    metric = SELECTION_METRIC[result.target]
+    lines = [
+        f"| candidate | leaves | validation {metric} | test {metric} | |",
+        "|---|---|---|---|---|",
+    ]
+    for c in result.candidates:
+        lines.append(
+            f"| {c.name} | {c.num_leaves} | {c.validation.get(metric, float('nan')):.4f} | "
+            f"{c.test.get(metric, float('nan')):.4f} | "
+            f"{'champion' if c.name == result.champion else ''} |"
+        )
+    lines.append(
+        "Baselines (recency, rfm, linear, bgnbd, paretonbd) are scored beside the champion "
+        "above; they are references, not registered candidates."
+    )
+    return lines
+
+
 def model_card(result: TrainingResult) -> str:
     """A markdown model card: what the model predicts, on what, how well, and limits."""
     c = result.contract
@@ -384,6 +406,9 @@ def model_card(result: TrainingResult) -> str:
             "",
             "## Test metrics (model, baselines, oracle where known)",
             _markdown_table(result.metrics_table()),
+            "",
+            "## Candidates (the champion is chosen on validation, never on test)",
+            *_candidate_lines(result),
             "",
             "## Improvement over the best baseline (positive is better)",
             *lift_lines,

@@ -251,3 +251,17 @@ def test_features_without_source_facts_are_left_out_with_the_reason(
     assert "region" not in ts.feature_names
     assert ts.dropped_features["region"] == "no customer attribute facts"
     assert "recency_days" in ts.feature_names
+
+
+def test_small_training_sets_pick_the_champion_candidate_on_validation(
+    churn_result: TrainingResult,
+) -> None:
+    r = churn_result
+    names = [c.name for c in r.candidates]
+    assert names == ["lightgbm", "lightgbm_small_trees"]
+    best = max(r.candidates, key=lambda c: c.validation["auc"])
+    assert r.champion == best.name
+    champion = next(c for c in r.candidates if c.name == r.champion)
+    assert champion.estimator is r.estimator
+    assert champion.test == r.metrics["model"]
+    assert all(np.isfinite(c.test["auc"]) for c in r.candidates)
