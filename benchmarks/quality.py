@@ -32,6 +32,10 @@ observable? On one fixed set of test customers it measures
     PYTHONPATH=. python benchmarks/quality.py --phase quality --customers 100000
     PYTHONPATH=. python benchmarks/quality.py --phase speed --customers 1000000
     PYTHONPATH=. python benchmarks/quality.py --phase ceiling --customers 100000
+    PYTHONPATH=. python benchmarks/quality.py --phase purchase-log --seeds 1,2,3
+
+Purchase-log (default 30k customers per seed): a BTYD calibration/holdout study on a
+purchase-only log; see ``benchmarks/purchase_log.py``.
 
 Prints figures and PASS/FAIL per criterion; exits 1 if any criterion fails.
 """
@@ -54,6 +58,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 
+from benchmarks.purchase_log import purchase_log_phase  # noqa: E402
 from features.build import build_features  # noqa: E402
 from features.spec import default_spec, spec_hash  # noqa: E402
 from scoring.contract import ModelContract, model_matrix  # noqa: E402
@@ -447,7 +452,12 @@ def ceiling(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--phase", choices=["quality", "speed", "ceiling"], default="quality")
+    parser.add_argument(
+        "--phase", choices=["quality", "speed", "ceiling", "purchase-log"], default="quality"
+    )
+    parser.add_argument(
+        "--seeds", default="1,2,3", help="purchase-log phase: seeds to run, comma-separated"
+    )
     parser.add_argument("--customers", type=int, default=None)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--start", default="2023-01-01")
@@ -460,13 +470,18 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.customers is None:
-        args.customers = 1_000_000 if args.phase == "speed" else 100_000
+        args.customers = {"speed": 1_000_000, "purchase-log": 30_000}.get(args.phase, 100_000)
     config = TrainingConfig(n_cutoffs=args.cutoffs)
     print(
         f"{args.phase}: {args.customers:,} customers, seed {args.seed}, {args.start}.."
         f"{args.end}, {args.cutoffs} cutoffs, config {config.model_dump()}"
     )
-    phases = {"quality": quality, "speed": speed, "ceiling": ceiling}
+    phases = {
+        "quality": quality,
+        "speed": speed,
+        "ceiling": ceiling,
+        "purchase-log": purchase_log_phase,
+    }
     failures = phases[args.phase](args, config)
     if args.phase == "ceiling":
         print("\nceiling: evidence only, no criteria")

@@ -23,6 +23,7 @@ __all__ = [
     "future_times",
     "numbers_field",
     "parse_timestamps",
+    "repeat_rows",
     "timestamps_field",
 ]
 
@@ -189,36 +190,76 @@ def duplicate_rows(
     new: pd.DataFrame,
     columns: Sequence[str],
     stored: pd.DataFrame | pa.Table | None = None,
+    *,
+    keep_repeats: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact duplicates among ``new`` and against ``stored``; see :func:`repeat_rows`."""
+    repeats, in_store, _ = repeat_rows(new, columns, stored, keep_repeats=keep_repeats)
+    return repeats, in_store
+
+
+def repeat_rows(
+    new: pd.DataFrame,
+    columns: Sequence[str],
+    stored: pd.DataFrame | pa.Table | None = None,
+    *,
+    keep_repeats: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact duplicates among ``new`` and against ``stored`` (missing equals missing).
 
     DuckDB hash-joins on the values themselves, so no hash collision can drop a row.
 
+    Args:
+        new: Rows to check.
+        columns: The columns that make two rows identical.
+        stored: Rows already stored.
+        keep_repeats: Per row of ``new``, whether identical rows are *separate*
+            occurrences (e.g. two purchases of the same amount on the same day in a log
+            without order ids). Such rows are compared as a multiset: the k-th copy in
+            ``new`` is a duplicate only when ``stored`` holds at least k copies, so a
+            re-imported file still adds nothing while repeats within a file are kept.
+
     Returns:
-        ``(repeats, in_store)``: boolean masks over ``new``: rows equal to an earlier
-        row of ``new``, and rows equal to some row of ``stored``.
+        ``(repeats, in_store, kept)``: boolean masks over ``new``: rows equal to an
+        earlier row of ``new`` (never set where ``keep_repeats``); rows equal to some row
+        of ``stored`` (for ``keep_repeats`` rows: one of the copies the store holds);
+        ``keep_repeats`` rows equal to an earlier row of ``new`` and kept as separate.
     """
     repeats = np.zeros(len(new), dtype=bool)
     in_store = np.zeros(len(new), dtype=bool)
+    kept = np.zeros(len(new), dtype=bool)
     if not len(new):
-        return repeats, in_store
-    rows = arrow_table(new[list(columns)].reset_index(drop=True)).append_column(
-        "_pos", pa.array(np.arange(len(new), dtype=np.int64))
+        return repeats, in_store, kept
+    keep = np.zeros(len(new), dtype=bool) if keep_repeats is None else np.asarray(keep_repeats)
+    rows = (
+        arrow_table(new[list(columns)].reset_index(drop=True))
+        .append_column("_pos", pa.array(np.arange(len(new), dtype=np.int64)))
+        .append_column("_keep", pa.array(keep, type=pa.bool_()))
     )
     # Column names are canonical names or validated attribute identifiers, never user text.
     quoted = [f'"{c}"' for c in columns]
+    partition = ", ".join(quoted)
     with duckdb.connect() as con:
         con.register("new_rows", rows)
-        found = con.execute(
-            "SELECT _pos FROM new_rows QUALIFY row_number() OVER "  # noqa: S608
-            f"(PARTITION BY {', '.join(quoted)} ORDER BY _pos) > 1"
-        ).fetchnumpy()["_pos"]
+        con.execute(
+            "CREATE TEMP TABLE ranked AS SELECT _pos, _keep, row_number() OVER "  # noqa: S608
+            f"(PARTITION BY {partition} ORDER BY _pos) AS _rn, {partition} FROM new_rows"
+        )
+        found = con.execute("SELECT _pos FROM ranked WHERE _rn > 1 AND NOT _keep").fetchnumpy()[
+            "_pos"
+        ]
         repeats[np.asarray(found, dtype=np.int64)] = True
+        if keep.any():
+            found = con.execute("SELECT _pos FROM ranked WHERE _rn > 1 AND _keep").fetchnumpy()[
+                "_pos"
+            ]
+            kept[np.asarray(found, dtype=np.int64)] = True
         if stored is not None and len(stored):
             con.register("stored_rows", stored)
             match = " AND ".join(f"n.{c} IS NOT DISTINCT FROM s.{c}" for c in quoted)
             found = con.execute(
-                f"SELECT n._pos FROM new_rows n SEMI JOIN stored_rows s ON {match}"  # noqa: S608
+                f"SELECT n._pos FROM ranked n JOIN (SELECT {partition}, count(*) AS _n "  # noqa: S608
+                f"FROM stored_rows GROUP BY ALL) s ON {match} WHERE NOT n._keep OR n._rn <= s._n"
             ).fetchnumpy()["_pos"]
             in_store[np.asarray(found, dtype=np.int64)] = True
-    return repeats, in_store
+    return repeats, in_store, kept & ~in_store

@@ -33,6 +33,7 @@ from features.schema import (
 from features.store import FactStore
 from features.validation import (
     CustomersResult,
+    Dedupe,
     EventsResult,
     empty_events,
     validate_customers,
@@ -54,6 +55,8 @@ class SourceOptions:
         header: ``None`` sniffs whether the first line is a header.
         encoding: ``None`` detects UTF-8 / UTF-8-BOM / UTF-16-BOM / GBK.
         event_type: Constant event type for events files without that column.
+        dedupe: Identical event rows: ``auto`` keeps those without an order id as
+            separate events; ``exact`` treats every identical row as a duplicate.
     """
 
     mapping: dict[str, str] = field(default_factory=dict)
@@ -62,6 +65,7 @@ class SourceOptions:
     header: bool | None = None
     encoding: str | None = None
     event_type: str | None = None
+    dedupe: Dedupe = "auto"
 
     def read_options(self, targets: list[str]) -> ReadOptions:
         """Reading options; canonical names and mapped sources mark a header line."""
@@ -91,6 +95,8 @@ class ImportReport:
         quarantine_path: The quarantine CSV of this run, if any row was rejected.
         repeated_files: Sources whose exact bytes had been imported before.
         store: The store's manifest after the import.
+        identical_kept: Event rows identical to an earlier row of the import, kept as
+            separate events (no order id; see ``SourceOptions.dedupe``).
     """
 
     import_id: str
@@ -103,6 +109,7 @@ class ImportReport:
     quarantine_path: Path | None
     repeated_files: list[str]
     store: dict[str, Any]
+    identical_kept: int = 0
 
     @property
     def quarantined_by_reason(self) -> dict[str, int]:
@@ -195,7 +202,7 @@ def import_facts(
 
         stored_events = store.events_table()
         accepted_events = empty_events()
-        derived = created = 0
+        derived = created = identical_kept = 0
         if event_paths:
             derive = (
                 derive_customers
@@ -214,6 +221,7 @@ def import_facts(
             files += checked_events.files
             quarantines.append(checked_events.quarantine)
             accepted_events = checked_events.accepted
+            identical_kept = checked_events.identical_kept
             made = checked_events.created_customers
             if len(made):
                 derived, created = (len(made), 0) if derive else (0, len(made))
@@ -244,6 +252,7 @@ def import_facts(
         quarantine_path=quarantine_path,
         repeated_files=repeated,
         store=manifest,
+        identical_kept=identical_kept,
     )
 
 
@@ -329,6 +338,7 @@ def _validate_event_files(
         event_type=options.event_type,
         date_format=options.date_format,
         create_unknown=True if derive else None,
+        dedupe=options.dedupe,
     )
 
 

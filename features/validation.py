@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from features.checks import (
     duplicate_rows,
     future_times,
     numbers_field,
+    repeat_rows,
     timestamps_field,
 )
 from features.errors import FactFileError
@@ -50,12 +52,16 @@ from features.schema import (
 
 __all__ = [
     "CustomersResult",
+    "Dedupe",
     "EventsResult",
     "empty_customers",
     "empty_events",
     "validate_customers",
     "validate_events",
 ]
+
+# How identical event rows are treated (see validate_events).
+Dedupe = Literal["auto", "exact"]
 
 
 @dataclass
@@ -83,12 +89,15 @@ class EventsResult:
         files: Counts per file.
         created_customers: Canonical customers created from events of unknown
             customers (signup = their first accepted event), when allowed.
+        identical_kept: Accepted rows identical to an earlier row of the import, kept
+            as separate events (no order id, ``dedupe="auto"``).
     """
 
     accepted: pd.DataFrame
     quarantine: pd.DataFrame
     files: list[FileCounts]
     created_customers: pd.DataFrame
+    identical_kept: int = 0
 
 
 def empty_events() -> pd.DataFrame:
@@ -112,6 +121,7 @@ def validate_events(
     event_type: str | None = None,
     date_format: str | None = None,
     create_unknown: bool | None = None,
+    dedupe: Dedupe = "auto",
 ) -> EventsResult:
     """Validate events files against the contract, known customers and stored events.
 
@@ -120,6 +130,12 @@ def validate_events(
     missing amount on purchase/refund, bad quantity, event in the future beyond
     ``config.future_tolerance_hours``, unknown customer, event before signup, exact
     duplicate (of an earlier row in the batch or of a stored event).
+
+    Identical rows are one event only when they carry an order id (or with
+    ``dedupe="exact"``): a purchase log without ids records two purchases of the same
+    amount on the same day as two identical rows, and both are real spend. Such rows
+    are kept, and only as many copies as the store already holds count as duplicates,
+    so importing the same file twice still adds nothing.
 
     Args:
         raws: The files, read as text.
@@ -134,6 +150,9 @@ def validate_events(
         date_format: ``strptime`` format of ``occurred_at``.
         create_unknown: Create customers for unknown ids instead of quarantining
             their events; ``None`` follows ``config.unknown_customer``.
+        dedupe: ``auto``: identical rows with an order id are duplicates, identical
+            rows without one separate events; ``exact``: every identical row is a
+            duplicate.
 
     Raises:
         FactFileError: A file lacks a required column, or every row is rejected
@@ -155,20 +174,21 @@ def validate_events(
     )
     create = config.unknown_customer == "create" if create_unknown is None else create_unknown
     created = _event_customers(canon, frame["customer_id"], rejects, customers, create=create)
-    _event_duplicates(canon, rejects, stored_events)
+    kept = _event_duplicates(canon, rejects, stored_events, dedupe=dedupe)
     quarantine, files = finish(raws, frame, rejects, malformed, kind="events")
     refuse_all_rejected(files, quarantine)
     accepted = canon[rejects.ok].reset_index(drop=True)
     if len(created):
         # Only customers with at least one accepted event are created.
         created = created[created["customer_id"].isin(accepted["customer_id"])]
+    identical_kept = int(kept[rejects.ok].sum())
     created_customers = pd.DataFrame(
         {
             "customer_id": created["customer_id"].astype("string").to_numpy(),
             "signup_at": created["signup_at"].astype(TIMESTAMP_DTYPE).to_numpy(),
         }
     )
-    return EventsResult(accepted, quarantine, files, created_customers)
+    return EventsResult(accepted, quarantine, files, created_customers, identical_kept)
 
 
 def _event_fields(
@@ -301,11 +321,25 @@ def _event_customers(
 
 
 def _event_duplicates(
-    canon: pd.DataFrame, rejects: Rejects, stored_events: pd.DataFrame | pa.Table | None
-) -> None:
-    """Mark exact duplicates of an earlier row in the batch or of a stored event."""
+    canon: pd.DataFrame,
+    rejects: Rejects,
+    stored_events: pd.DataFrame | pa.Table | None,
+    *,
+    dedupe: Dedupe,
+) -> np.ndarray:
+    """Mark exact duplicates of an earlier row in the batch or of a stored event.
+
+    Returns:
+        Per row, whether it repeats an earlier row and is kept as a separate event.
+    """
     candidates = np.flatnonzero(rejects.ok)
-    repeats, in_store = duplicate_rows(canon.iloc[candidates], EVENT_COLUMNS, stored_events)
+    rows = canon.iloc[candidates]
+    keep_repeats = rows["order_id"].isna().to_numpy() if dedupe == "auto" else None
+    repeats, in_store, kept_rows = repeat_rows(
+        rows, EVENT_COLUMNS, stored_events, keep_repeats=keep_repeats
+    )
+    kept = np.zeros(len(canon), dtype=bool)
+    kept[candidates] = kept_rows
     within = np.zeros(len(canon), dtype=bool)
     within[candidates] = repeats
     rejects.mark(
@@ -320,6 +354,7 @@ def _event_duplicates(
         ReasonCode.DUPLICATE,
         lambda hit: np.full(int(hit.sum()), "exact duplicate of an event already stored"),
     )
+    return kept
 
 
 def validate_customers(

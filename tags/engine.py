@@ -38,6 +38,7 @@ __all__ = [
     "long_table",
 ]
 
+
 class TagValues:
     """The rows of one tag: frame row positions and the value of each.
 

@@ -14,6 +14,7 @@ for ``value``.
   numeric features, signed-log transformed, median-imputed with missing indicators.
 - ``bgnbd``: BG/NBD (+ Gamma-Gamma for value) fitted by maximum likelihood on the
   purchase history before each scored cutoff (it needs no labels).
+- ``paretonbd``: the same with Pareto/NBD (dropout at any time, not only at purchases).
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from threadpoolctl import threadpool_limits
 
 from training.clv import BGNBD, GammaGamma
+from training.pareto_nbd import ParetoNBD
 
 __all__ = [
     "BGNBDBaseline",
     "Baseline",
     "LinearBaseline",
+    "ParetoNBDBaseline",
     "RFMBaseline",
     "RecencyBaseline",
     "make_baselines",
@@ -226,9 +229,14 @@ class LinearBaseline:
 
 
 class BGNBDBaseline:
-    """BG/NBD (+ Gamma-Gamma) fitted on each scored cutoff's purchase history, in weeks."""
+    """BG/NBD (+ Gamma-Gamma) fitted on each scored cutoff's purchase history, in weeks.
+
+    Transactions are purchase days (same-day purchases are one transaction, as in the
+    CDNOW studies); spend per transaction is the gross amount per purchase day.
+    """
 
     name = "bgnbd"
+    model: type[BGNBD] | type[ParetoNBD] = BGNBD
 
     def __init__(self, target: Target, horizon_days: int, seed: int = 0) -> None:
         self.target = target
@@ -248,7 +256,7 @@ class BGNBDBaseline:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         out = np.empty(len(frame), dtype=np.float64)
-        self.models_: dict[pd.Timestamp, tuple[BGNBD, GammaGamma | None]] = {}
+        self.models_: dict[pd.Timestamp, tuple[BGNBD | ParetoNBD, GammaGamma | None]] = {}
         t = self.horizon_days / 7.0
         # Codes, not values: a tz-aware column would become an array of Timestamp objects.
         codes, cutoffs = pd.factorize(frame["cutoff"])
@@ -256,7 +264,7 @@ class BGNBDBaseline:
             rows = codes == code
             part = frame.loc[rows]
             x, t_x, big_t = self._rft(part)
-            bg = BGNBD().fit(x, t_x, big_t, seed=self.seed)
+            bg = self.model().fit(x, t_x, big_t, seed=self.seed)
             gg: GammaGamma | None = None
             if self.target == "churn":
                 out[rows] = bg.prob_no_purchase(t, x, t_x, big_t)
@@ -276,6 +284,13 @@ class BGNBDBaseline:
         return out
 
 
+class ParetoNBDBaseline(BGNBDBaseline):
+    """Pareto/NBD (+ Gamma-Gamma) fitted like :class:`BGNBDBaseline`."""
+
+    name = "paretonbd"
+    model = ParetoNBD
+
+
 def make_baselines(
     target: Target, *, numeric_features: list[str], horizon_days: int, seed: int = 0
 ) -> list[Baseline]:
@@ -285,4 +300,5 @@ def make_baselines(
         RFMBaseline(target),
         LinearBaseline(target, numeric_features, seed=seed),
         BGNBDBaseline(target, horizon_days, seed=seed),
+        ParetoNBDBaseline(target, horizon_days, seed=seed),
     ]

@@ -194,14 +194,29 @@ class BGNBD:
         x, t_x, big_t = (np.asarray(v, dtype=np.float64) for v in (x, t_x, big_t))
         out = np.empty(len(x), dtype=np.float64)
         for xv in np.unique(x):
-            nodes, weights = special.roots_jacobi(40, self.b + xv - 1, self.a - 1)
-            p = (1.0 + nodes) / 2.0
-            weights = weights / weights.sum()
+            p, weights = _beta_nodes(self.a, self.b + xv)
             rows = x == xv
             base = (self.alpha + big_t[rows])[:, None]
             log_ratio = (self.r + xv) * (np.log(base) - np.log(base + p[None, :] * t))
             out[rows] = (-np.expm1(log_ratio) / p[None, :]) @ weights
         return self.prob_alive(x, t_x, big_t) * out
+
+
+def _beta_nodes(a: float, b: float, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights integrating smooth functions of ``p ~ Beta(a, b)``.
+
+    Gauss-Jacobi when its weights are finite; for large ``a`` or ``b`` (a fit at the
+    edge of its bounds) their normalising constant overflows to NaN, and the midpoint
+    rule on the quantiles, ``p_k = F^-1((k + 1/2) / 64)``, takes over.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        nodes, weights = special.roots_jacobi(n, b - 1, a - 1)
+        total = weights.sum()
+    if np.isfinite(total) and total > 0 and np.all(np.isfinite(nodes)):
+        return (1.0 + nodes) / 2.0, weights / total
+    k = 64
+    p = special.betaincinv(a, b, (np.arange(k) + 0.5) / k)
+    return np.clip(p, 1e-300, 1.0), np.full(k, 1.0 / k)
 
 
 def _gg_nll_grad(

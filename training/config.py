@@ -23,6 +23,10 @@ class TrainingConfig(BaseModel):
             cutoff (reported metrics), the latest one whose horizon ends by the test
             cutoff is the validation cutoff (early stopping, calibration), and the
             rest, each with its horizon ending by the validation cutoff, train.
+        min_history_days: With too little history for a time split (training,
+            validation and test horizons one after another), training falls back to
+            customer-grouped splits at cutoffs with at least this many days of
+            purchases before them (see ``training.labels.plan_training``).
         calibration: Probability calibration of the churn model on the validation
             slice: ``isotonic``, ``platt`` or ``none``.
         tweedie_variance_power: Variance power of the value model's Tweedie loss, in
@@ -40,6 +44,7 @@ class TrainingConfig(BaseModel):
     horizon_days: int = Field(default=90, ge=1, le=730)
     cutoff_step_months: int = Field(default=1, ge=1, le=12)
     n_cutoffs: int = Field(default=6, ge=3, le=60)
+    min_history_days: int = Field(default=60, ge=1, le=3650)
     calibration: Literal["isotonic", "platt", "none"] = "isotonic"
     tweedie_variance_power: float = Field(default=1.3, gt=1, lt=2)
     num_boost_round: int = Field(default=400, ge=1, le=10000)

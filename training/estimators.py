@@ -25,6 +25,7 @@ from training.errors import TrainingError
 __all__ = ["ChurnClassifier", "ValueRegressor", "make_churn_model", "make_value_model"]
 
 _EARLY_STOPPING_ROUNDS = 30
+_ISOTONIC_TILT = 1e-3
 
 
 def _train(
@@ -164,8 +165,18 @@ def _calibrate(raw: np.ndarray, calibration: Calibration) -> np.ndarray:
 def _fit_calibration(raw: np.ndarray, y: np.ndarray, kind: str) -> Calibration:
     if kind == "isotonic":
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
+        knots_x = np.asarray(iso.X_thresholds_, dtype=np.float64)
+        knots_y = np.asarray(iso.y_thresholds_, dtype=np.float64)
+        span = knots_x[-1] - knots_x[0] if len(knots_x) else 0.0
+        if span > 0:
+            # Isotonic steps tie customers the booster ranks apart, which costs AUC and
+            # top-decile lift for nothing: a 0.1 % tilt toward the raw order keeps the
+            # map strictly increasing between its end knots (probabilities move < 0.001).
+            knots_y = (1 - _ISOTONIC_TILT) * knots_y + _ISOTONIC_TILT * (
+                knots_x - knots_x[0]
+            ) / span
         return IsotonicCalibration(
-            x=[float(v) for v in iso.X_thresholds_], y=[float(v) for v in iso.y_thresholds_]
+            x=[float(v) for v in knots_x], y=[float(v) for v in np.clip(knots_y, 0.0, 1.0)]
         )
     eps = 1e-12
     p = np.clip(raw, eps, 1 - eps)

@@ -34,6 +34,7 @@ __all__ = [
     "CutoffPlan",
     "label_table",
     "plan_cutoffs",
+    "plan_training",
 ]
 
 _DAY = pd.Timedelta(days=1)
@@ -48,17 +49,23 @@ class CutoffPlan:
         validation: The cutoff for early stopping and calibration.
         test: The cutoff the reported metrics come from.
         horizon_days: Label horizon H in days.
+        grouped: The history is too short for a time split: the cutoffs' horizons
+            overlap, and customers (not cutoffs) are split into training, validation
+            and test groups. Training customers contribute rows at every cutoff in
+            ``train``; validation and test customers only at the latest cutoff, which
+            is then both ``validation`` and ``test``.
     """
 
     train: tuple[pd.Timestamp, ...]
     validation: pd.Timestamp
     test: pd.Timestamp
     horizon_days: int
+    grouped: bool = False
 
     @property
     def all(self) -> list[pd.Timestamp]:
-        """Every cutoff, oldest first."""
-        return [*self.train, self.validation, self.test]
+        """Every distinct cutoff, oldest first."""
+        return sorted({*self.train, self.validation, self.test})
 
     @property
     def horizon(self) -> pd.Timedelta:
@@ -129,6 +136,63 @@ def plan_cutoffs(
         )
     return CutoffPlan(
         train=tuple(train), validation=validation, test=test, horizon_days=horizon_days
+    )
+
+
+def plan_training(
+    first_purchase_at: pd.Timestamp,
+    last_event_at: pd.Timestamp,
+    *,
+    horizon_days: int,
+    n_cutoffs: int = 6,
+    step_months: int = 1,
+    cutoffs: Sequence[object] | None = None,
+    min_history_days: int = 60,
+) -> CutoffPlan:
+    """The time-split plan of :func:`plan_cutoffs` when the history allows it, else a
+    customer-grouped plan: any horizon with one labelled window trains.
+
+    The grouped plan's latest cutoff is ``last day + 1 - H``; earlier cutoffs step back
+    ``step_months`` at a time (``n_cutoffs`` in all) while at least ``min_history_days``
+    of purchases precede them. Their horizons overlap, so the split is by customer
+    (see :attr:`CutoffPlan.grouped`): the test metrics are then in-period, not
+    out-of-time.
+
+    Raises:
+        TrainingError: Not even one cutoff has ``min_history_days`` of history before
+            it and a full horizon after it (or explicit cutoffs break the rules).
+    """
+    if cutoffs is not None:
+        return plan_cutoffs(
+            first_purchase_at, last_event_at, horizon_days=horizon_days, cutoffs=cutoffs
+        )
+    try:
+        return plan_cutoffs(
+            first_purchase_at,
+            last_event_at,
+            horizon_days=horizon_days,
+            n_cutoffs=n_cutoffs,
+            step_months=step_months,
+        )
+    except TrainingError:
+        pass
+    first = _utc(first_purchase_at)
+    data_end = _utc(last_event_at).normalize() + _DAY
+    earliest = first + pd.Timedelta(days=min_history_days)
+    latest = data_end - pd.Timedelta(days=horizon_days)
+    if latest < earliest:
+        span_days = (data_end - first) / _DAY
+        raise TrainingError(
+            f"Expected at least {horizon_days + min_history_days} days between the first "
+            f"purchase and the last event for a {horizon_days}-day horizon ({min_history_days} "
+            f"days of history before a cutoff, training.min_history_days, plus the horizon "
+            f"after it). Got {span_days:.0f} days ({first.date()} to "
+            f"{(data_end - _DAY).date()}). Use a shorter --horizon or import more history."
+        )
+    stamps = [latest - pd.DateOffset(months=step_months * k) for k in range(max(n_cutoffs, 1))]
+    train = tuple(sorted(_utc(t) for t in stamps if _utc(t) >= earliest))
+    return CutoffPlan(
+        train=train, validation=latest, test=latest, horizon_days=horizon_days, grouped=True
     )
 
 
@@ -287,9 +351,9 @@ def label_table(
                     "customer_id": ids[pop],
                     "cutoff": np.full(len(pop), c, dtype="datetime64[us]"),
                     "n_purchases": n_before[pop].astype(np.int64),
-                    "n_purchase_days": np.bincount(
-                        p_code[before & new_day], minlength=n_ids
-                    )[pop].astype(np.int64),
+                    "n_purchase_days": np.bincount(p_code[before & new_day], minlength=n_ids)[
+                        pop
+                    ].astype(np.int64),
                     "days_since_first_purchase": (c - first_t) / _US_PER_DAY,
                     "days_since_last_purchase": (c - last_t) / _US_PER_DAY,
                     "purchase_amount": per_customer(p_code, np.where(before, p_amount, 0.0))[pop],
@@ -313,11 +377,7 @@ def label_table(
         "horizon_purchases",
         "value",
     ]
-    out = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame({c: [] for c in columns})
-    )
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({c: [] for c in columns})
     out["customer_id"] = out["customer_id"].astype("string")
     out["cutoff"] = pd.to_datetime(out["cutoff"], utc=True).astype("datetime64[us, UTC]")
     for col in ("n_purchases", "n_purchase_days", "horizon_purchases"):

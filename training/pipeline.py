@@ -20,9 +20,10 @@ import pandas as pd
 from scoring.contract import ModelContract, categorical_levels_of, model_matrix, score_frame
 from scoring.loading import ScoringModel
 from training.baselines import make_baselines
+from training.candidates import Candidate, fit_candidates, score_candidates
 from training.config import TrainingConfig
 from training.errors import TrainingError
-from training.estimators import ChurnClassifier, ValueRegressor, make_churn_model, make_value_model
+from training.estimators import ChurnClassifier, ValueRegressor
 from training.evaluation import (
     calibration_table,
     gain_table,
@@ -31,7 +32,14 @@ from training.evaluation import (
     segment_metrics,
     simple_segments,
 )
-from training.labels import CutoffPlan, label_table, plan_cutoffs
+from training.labels import CutoffPlan, label_table, plan_training
+from training.split import (
+    baseline_losses,
+    data_warnings,
+    group_slice,
+    grouped_rows,
+    unused_features,
+)
 
 __all__ = [
     "Comparison",
@@ -92,6 +100,8 @@ class TrainingSet:
         ``frame``, not a copy (at a million customers a copy costs seconds and GiBs).
         """
         plan = self.plan
+        if plan.grouped:
+            return group_slice(self.frame, which)
         first, last = {
             "train": (plan.train[0], plan.train[-1]),
             "validation": (plan.validation, plan.validation),
@@ -181,6 +191,11 @@ def build_training_set(
             f"Expected customers with a purchase before every cutoff. Got none at {empty}."
         )
     names, dropped = select_features(feats.drop(columns=_KEY))
+    if plan.grouped:
+        frame = grouped_rows(frame, plan)
+    unused = unused_features(frame, names, events)
+    names = [n for n in names if n not in unused]
+    dropped = {**dropped, **unused}
     ts = TrainingSet(
         frame=frame,
         feature_names=names,
@@ -213,6 +228,11 @@ class TrainingResult:
         dropped_features: Feature columns not used, with the reason.
         seconds: Wall time per stage.
         input_example: A few rows of the model matrix (as a frame) for MLflow.
+        warnings: What a user should know before trusting the model: a small or
+            single-cutoff training set, a customer-grouped (not out-of-time) test, a
+            test metric on which a baseline beats the model.
+        candidates: Every candidate fitted, with validation and test metrics.
+        champion: The candidate chosen on validation (the ``estimator``).
     """
 
     target: Target
@@ -230,6 +250,9 @@ class TrainingResult:
     dropped_features: dict[str, str]
     seconds: dict[str, float] = field(default_factory=dict)
     input_example: pd.DataFrame | None = None
+    warnings: list[str] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+    champion: str = "lightgbm"
 
     @property
     def baselines(self) -> list[str]:
@@ -295,13 +318,14 @@ def train_predictor(
         clock = now
 
     first, last = _first_purchase_and_last_event(events)
-    plan = plan_cutoffs(
+    plan = plan_training(
         first,
         last,
         horizon_days=config.horizon_days,
         n_cutoffs=config.n_cutoffs,
         step_months=config.cutoff_step_months,
         cutoffs=cutoffs,
+        min_history_days=config.min_history_days,
     )
     progress(
         f"cutoffs: train {[c.date().isoformat() for c in plan.train]}, validation "
@@ -314,6 +338,9 @@ def train_predictor(
     train, val, test = ts.slice("train"), ts.slice("validation"), ts.slice("test")
     rows = {"train": len(train), "validation": len(val), "test": len(test)}
     progress(f"rows: {rows}; {len(ts.feature_names)} features")
+    warnings = data_warnings(plan, rows)
+    for message in warnings:
+        progress(f"warning: {message}")
 
     contract = ModelContract(
         target=target,
@@ -327,18 +354,18 @@ def train_predictor(
     )
     cats = tuple(contract.categorical_indices)
     x_train, x_val = model_matrix(train, contract), model_matrix(val, contract)
-    estimator: ChurnClassifier | ValueRegressor
-    if target == "churn":
-        estimator = make_churn_model(config, categorical_indices=cats, n_jobs=n_jobs)
-    else:
-        estimator = make_value_model(config, categorical_indices=cats, n_jobs=n_jobs)
-    progress(f"fitting LightGBM {target} model on {len(x_train):,} rows")
-    estimator.fit(
-        x_train,
-        train[target].to_numpy(dtype=np.float64),
-        X_val=x_val,
+    champion, candidates = fit_candidates(
+        target,
+        config,
+        categorical_indices=cats,
+        n_jobs=n_jobs,
+        x_train=x_train,
+        y_train=train[target].to_numpy(dtype=np.float64),
+        x_val=x_val,
         y_val=val[target].to_numpy(dtype=np.float64),
+        progress=progress,
     )
+    estimator = champion.estimator
     del x_train
     if isinstance(estimator, ChurnClassifier):
         contract = contract.model_copy(update={"calibration": estimator.calibration_})
@@ -364,6 +391,10 @@ def train_predictor(
         background.result()
     importance = _importance(estimator.booster_, shap.mean_abs(), contract)
     lap("baselines_and_evaluation")
+    score_candidates(candidates, champion, test, contract, comparison.metrics["model"])
+    for message in baseline_losses(comparison.lift):
+        progress(f"warning: {message}")
+        warnings.append(message)
     example = pd.DataFrame(model_matrix(test.head(5), contract), columns=contract.feature_names)
     return TrainingResult(
         target=target,
@@ -381,6 +412,9 @@ def train_predictor(
         dropped_features=ts.dropped_features,
         seconds=seconds,
         input_example=example,
+        warnings=warnings,
+        candidates=candidates,
+        champion=champion.name,
     )
 
 
@@ -503,13 +537,14 @@ def evaluate_model(
     """
     contract = model.contract
     first, last = _first_purchase_and_last_event(events)
-    plan = plan_cutoffs(
+    plan = plan_training(
         first,
         last,
         horizon_days=contract.horizon_days,
         n_cutoffs=config.n_cutoffs,
         step_months=config.cutoff_step_months,
         cutoffs=cutoffs,
+        min_history_days=config.min_history_days,
     )
     progress(f"test cutoff {plan.test.date()}, horizon {plan.horizon_days} days")
     ts = build_training_set(

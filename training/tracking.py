@@ -192,6 +192,9 @@ def log_training(
                     "facts_fingerprint": contract.facts_fingerprint,
                     "test_cutoff": result.plan.test.date().isoformat(),
                     "horizon_days": str(result.plan.horizon_days),
+                    "split": "customer-grouped" if result.plan.grouped else "time",
+                    "champion_candidate": result.champion,
+                    "warnings": " | ".join(result.warnings)[:4000] or "none",
                 }
             )
             mlflow.log_metrics(_metrics(result))
@@ -218,6 +221,10 @@ def log_training(
                     "test_cutoff": result.plan.test.date().isoformat(),
                     "spec_hash": contract.spec_hash,
                     "facts_fingerprint": contract.facts_fingerprint,
+                    "loses_to_baseline": ",".join(
+                        m for m, (_, delta) in result.lift.items() if delta < 0
+                    )
+                    or "none",
                     **{f"metric_{k}": f"{v:.6g}" for k, v in result.metrics["model"].items()},
                 },
             )
@@ -335,6 +342,27 @@ def _markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _candidate_lines(result: TrainingResult) -> list[str]:
+    from training.candidates import SELECTION_METRIC
+
+    metric = SELECTION_METRIC[result.target]
+    lines = [
+        f"| candidate | leaves | validation {metric} | test {metric} | |",
+        "|---|---|---|---|---|",
+    ]
+    for c in result.candidates:
+        lines.append(
+            f"| {c.name} | {c.num_leaves} | {c.validation.get(metric, float('nan')):.4f} | "
+            f"{c.test.get(metric, float('nan')):.4f} | "
+            f"{'champion' if c.name == result.champion else ''} |"
+        )
+    lines.append(
+        "Baselines (recency, rfm, linear, bgnbd, paretonbd) are scored beside the champion "
+        "above; they are references, not registered candidates."
+    )
+    return lines
+
+
 def model_card(result: TrainingResult) -> str:
     """A markdown model card: what the model predicts, on what, how well, and limits."""
     c = result.contract
@@ -351,6 +379,13 @@ def model_card(result: TrainingResult) -> str:
     top = ", ".join(f"`{f}`" for f in result.importance["feature"].head(10))
     dropped = ", ".join(f"`{k}` ({v})" for k, v in result.dropped_features.items()) or "none"
     calibration = c.calibration.kind if c.calibration is not None else "none"
+    split = (
+        "customer-grouped (history too short for a time split: 60% of customers train at "
+        "every cutoff, 20% validate and 20% test at the latest; test metrics are in-period)"
+        if plan.grouped
+        else "time (rolling origins)"
+    )
+    warnings = [f"- {w}" for w in result.warnings] or ["- none"]
     return "\n".join(
         [
             f"# Model card: {REGISTERED_MODEL_NAMES[result.target]}",
@@ -362,6 +397,7 @@ def model_card(result: TrainingResult) -> str:
             f"- Validation cutoff (early stopping, calibration: {calibration}): "
             f"{plan.validation.date()}",
             f"- Test cutoff (metrics below): {plan.test.date()}",
+            f"- Split: {split}",
             f"- Rows: {result.rows}",
             "- Each slice's label horizon ends by the next slice's cutoff: no outcome used in "
             "fitting happens after the cutoff it is judged on.",
@@ -371,8 +407,14 @@ def model_card(result: TrainingResult) -> str:
             "## Test metrics (model, baselines, oracle where known)",
             _markdown_table(result.metrics_table()),
             "",
+            "## Candidates (the champion is chosen on validation, never on test)",
+            *_candidate_lines(result),
+            "",
             "## Improvement over the best baseline (positive is better)",
             *lift_lines,
+            "",
+            "## Warnings",
+            *warnings,
             "",
             "## Inputs",
             f"{len(c.feature_names)} features ({len(c.categorical_levels)} categorical). "

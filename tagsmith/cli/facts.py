@@ -35,6 +35,7 @@ def _source_options(
     header: bool | None,
     encoding: str | None,
     event_type: str | None = None,
+    dedupe: str = "auto",
 ) -> SourceOptions:
     return SourceOptions(
         mapping=parse_mapping(mapping),
@@ -43,6 +44,7 @@ def _source_options(
         header=header,
         encoding=encoding,
         event_type=event_type,
+        dedupe="exact" if dedupe == "exact" else "auto",
     )
 
 
@@ -101,6 +103,14 @@ def _source_options(
     help="Text encoding (default: UTF-8, UTF-8 with BOM, UTF-16 with BOM, else GBK).",
 )
 @click.option(
+    "--dedupe",
+    type=click.Choice(["auto", "exact"]),
+    default="auto",
+    show_default=True,
+    help="Identical event rows: auto keeps those without an order_id as separate events "
+    "(two purchases of the same amount on one day); exact drops every identical repeat.",
+)
+@click.option(
     "--derive-customers/--no-derive-customers",
     "derive",
     default=None,
@@ -119,6 +129,7 @@ def import_(
     delimiter: str | None,
     header: bool | None,
     encoding: str | None,
+    dedupe: str,
     derive: bool | None,
 ) -> None:
     """Validate files and add the rows that pass to the fact store; quarantine the rest.
@@ -139,7 +150,7 @@ def import_(
         events=events,
         customers=customers,
         events_options=_source_options(
-            mapping, date_format, delimiter, header, encoding, event_type
+            mapping, date_format, delimiter, header, encoding, event_type, dedupe
         ),
         customers_options=_source_options(
             customers_mapping, date_format, delimiter, header, encoding
@@ -188,6 +199,11 @@ def _print_report(report: ImportReport) -> None:
         console.print(
             f"Customers created for unknown ids (facts.unknown_customer: create): "
             f"{report.customers_created:,}"
+        )
+    if report.identical_kept:
+        console.print(
+            f"{report.identical_kept:,} identical rows kept as separate events (no order_id; "
+            "--dedupe exact drops them)."
         )
     if report.repeated_files:
         console.print(

@@ -274,6 +274,8 @@ def train(
             f"{target}: test cutoff {result.plan.test.date()}, {result.rows['test']:,} customers",
         )
     )
+    for message in result.warnings:
+        console.print(f"[yellow]Warning:[/] {message}", soft_wrap=True)
     console.print(
         f"Registered [bold]{registered.model_name}[/] version {registered.version} as "
         f"'challenger' (run {registered.run_id}). Promote with: tagsmith models promote "
@@ -355,6 +357,10 @@ def _write_atomic(frame: pd.DataFrame, out: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+# The column each target's prediction is written to by `tagsmith predict`.
+PREDICTION_COLUMNS = {"churn": "churn_probability", "value": "predicted_value"}
+
+
 def population_scores(
     model: Any,
     customers: pd.DataFrame,
@@ -364,17 +370,26 @@ def population_scores(
     spec: FeatureSpec,
     label: str,
 ) -> pd.DataFrame:
-    """Scores of every customer with a purchase before ``as_of`` (the label population)."""
+    """Predictions for every customer with a purchase before ``as_of`` (the label population).
+
+    Columns: ``customer_id``, ``churn_probability`` (P(no purchase in the horizon)) or
+    ``predicted_value`` (expected net spend in the horizon), ``model_name``,
+    ``model_version``, ``horizon_days`` and ``as_of``.
+    """
     buyers = events.loc[
         (events["event_type"] == "purchase") & (events["occurred_at"] < as_of), "customer_id"
     ].unique()
     feats = build_features(customers, events, as_of=as_of, spec=spec)
     feats = feats.loc[feats["customer_id"].isin(buyers)].reset_index(drop=True)
+    contract = model.contract
+    name, _, version = label.rpartition("/")
     return pd.DataFrame(
         {
             "customer_id": feats["customer_id"].astype("string"),
-            "score": model.score(feats),
-            "model_version": label,
+            PREDICTION_COLUMNS[contract.target]: model.score(feats),
+            "model_name": name,
+            "model_version": version,
+            "horizon_days": int(contract.horizon_days),
             "as_of": as_of,
         }
     )
@@ -395,7 +410,8 @@ def population_scores(
     "out",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="Output file: .csv or .parquet (customer_id, score, model_version, as_of).",
+    help="Output file: .csv or .parquet (customer_id, churn_probability or predicted_value, "
+    "model_name, model_version, horizon_days, as_of).",
 )
 @pass_project
 def predict(
@@ -432,8 +448,9 @@ def predict(
                 f"Expected customers with a purchase before {stamp.date()} to score. Got none."
             )
         _write_atomic(scores, out)
-    s = scores["score"]
+    s = scores[PREDICTION_COLUMNS[target]]
     console.print(
-        f"Wrote {len(scores):,} {target} scores from {label} as of {stamp.date()} to {out} "
+        f"Wrote {len(scores):,} {PREDICTION_COLUMNS[target]} predictions for the next "
+        f"{model.contract.horizon_days} days from {label} as of {stamp.date()} to {out} "
         f"(mean {s.mean():.4f}, median {s.median():.4f}, max {s.max():.4f})."
     )

@@ -239,8 +239,58 @@ def test_counts_add_up_for_any_mix_of_rows(
     report = run_import(root, customers=DATA / "customers.csv", events=events)
     counts = report.files[1]
     assert counts.rows_read == 3 + len(picks)
-    # Accepted rows are exactly the distinct valid rows: the three good ones plus the
-    # distinct good-pool lines picked.
-    assert counts.accepted == 3 + len(set(picks) & set(GOOD_POOL))
+    # Accepted rows are exactly the valid rows: the three good ones plus the good-pool
+    # lines picked, once per distinct line with an order id (a repeat is a duplicate)
+    # and every time for a line without one (identical rows are separate events).
+    good = [p for p in picks if p in GOOD_POOL]
+    keyed = {p for p in good if p.split(",")[6]}
+    unkeyed = [p for p in good if not p.split(",")[6]]
+    assert counts.accepted == 3 + len(keyed) + len(unkeyed)
     stored = FactStore(root / "facts").load_events()
     assert len(stored) == counts.accepted
+
+
+PURCHASE_LOG = (
+    "customer_id,occurred_at,event_type,amount,quantity\n"
+    "c1,2021-01-03,purchase,25.5,1\n"
+    "c1,2021-01-03,purchase,25.5,1\n"
+    "c2,2021-01-06,purchase,10,2\n"
+)
+
+
+def test_identical_rows_without_order_id_are_separate_purchases(tmp_path: Path) -> None:
+    log = write(tmp_path / "log.csv", PURCHASE_LOG)
+    report = run_import(tmp_path, customers=DATA / "customers.csv", events=log)
+    assert report.events_added == 3
+    assert report.identical_kept == 1
+    assert report.quarantined_by_reason == {}
+    events = FactStore(tmp_path / "facts").load_events()
+    assert events.loc[events["customer_id"] == "c1", "amount"].sum() == pytest.approx(51.0)
+
+
+def test_reimporting_a_purchase_log_adds_nothing_but_new_copies_are_added(
+    tmp_path: Path,
+) -> None:
+    log = write(tmp_path / "log.csv", PURCHASE_LOG)
+    run_import(tmp_path, customers=DATA / "customers.csv", events=log)
+    again = run_import(tmp_path, events=log)
+    assert again.events_added == 0
+    assert again.quarantined_by_reason == {"duplicate": 3}
+    # A later extract with a third identical purchase adds exactly that one.
+    more = write(tmp_path / "more.csv", PURCHASE_LOG + "c1,2021-01-03,purchase,25.5,1\n")
+    third = run_import(tmp_path, events=more)
+    assert third.events_added == 1
+    assert third.quarantined_by_reason == {"duplicate": 3}
+
+
+def test_dedupe_exact_drops_identical_rows(tmp_path: Path) -> None:
+    log = write(tmp_path / "log.csv", PURCHASE_LOG)
+    report = run_import(
+        tmp_path,
+        customers=DATA / "customers.csv",
+        events=log,
+        events_options=SourceOptions(dedupe="exact"),
+    )
+    assert report.events_added == 2
+    assert report.identical_kept == 0
+    assert report.quarantined_by_reason == {"duplicate": 1}

@@ -113,3 +113,23 @@ def test_import_needs_a_project(tmp_path: Path) -> None:
     code, out = _run(tmp_path / "nowhere", "facts", "import", "--events", str(DATA / "events.csv"))
     assert code == 2
     assert "tagsmith init" in out
+
+
+def test_identical_purchase_rows_are_kept_and_reported(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    assert _run(project, "init")[0] == 0
+    log = tmp_path / "log.txt"
+    log.write_text("00001 19970101 1 29.33\n00001 19970101 1 29.33\n00002 19970102 2 10.00\n")
+    code, out = _run(project, "facts", "import", "--events", str(log), *CDNOW_FLAGS)
+    assert code == 0, out
+    assert "1 identical rows kept as separate events" in out
+    assert "Added 2 customers and 3 events" in out
+
+    other = tmp_path / "q"
+    assert _run(other, "init")[0] == 0
+    code, out = _run(
+        other, "facts", "import", "--events", str(log), *CDNOW_FLAGS, "--dedupe", "exact"
+    )
+    assert code == 0, out
+    assert "identical rows kept" not in out
+    assert "Added 2 customers and 2 events" in out

@@ -93,9 +93,18 @@ def test_train_predict_evaluate(project: Path) -> None:
         (events["event_type"] == "purchase") & (events["occurred_at"] < cutoff), "customer_id"
     ]
     assert sorted(scores["customer_id"]) == sorted(buyers.unique())
-    assert scores["score"].between(0, 1).all()
-    assert set(scores["model_version"]) == {"churn-predictor/1"}
-    assert list(scores.columns) == ["customer_id", "score", "model_version", "as_of"]
+    assert scores["churn_probability"].between(0, 1).all()
+    assert set(scores["model_name"]) == {"churn-predictor"}
+    assert set(scores["model_version"]) == {"1"}
+    assert set(scores["horizon_days"]) == {90}
+    assert list(scores.columns) == [
+        "customer_id",
+        "churn_probability",
+        "model_name",
+        "model_version",
+        "horizon_days",
+        "as_of",
+    ]
 
     code, out = run(project, "evaluate", "churn", "--version", "1")
     assert code == 0, out
@@ -104,7 +113,9 @@ def test_train_predict_evaluate(project: Path) -> None:
 
 
 def test_user_errors_exit_2_with_a_message(project: Path) -> None:
-    code, out = run(project, "train", "value", "--horizon", "600d")
+    # 700 days of horizon leave less than training.min_history_days (60) of the two
+    # years before any cutoff: not answerable (600 days now train, customer-grouped).
+    code, out = run(project, "train", "value", "--horizon", "700d")
     assert code == 2
     assert "Use a shorter --horizon" in out
     code, out = run(project, "train", "value", "--horizon", "900d")
@@ -178,3 +189,54 @@ def test_mlproject_train_entry_point_runs_through_mlflow(project: Path) -> None:
     assert run_.data.tags.get("mlflow.project.entryPoint") == "train"
     assert "normalized_gini" in run_.data.metrics
     assert run_.data.params["target"] == "value"
+
+
+def test_train_181_days_on_a_year_of_purchase_only_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A purchase log of 365 days answers a 181-day question, loudly: customer-grouped
+    splits and a small training set are warned about, and predictions carry the horizon."""
+    from synthetic.purchase_log import purchase_log
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.setattr(console, "_width", 400)
+    data = purchase_log(3000, start="2023-01-01", end="2023-12-31", seed=5)
+    root = tmp_path / "log"
+    Project.init(root, config=ProjectConfig(training=CONFIG))
+    log = tmp_path / "log.txt"
+    ev = data.events
+    log.write_text(
+        "".join(
+            f"{c} {d:%Y%m%d} {q:.0f} {a:.2f}\n"
+            for c, d, q, a in zip(
+                ev["customer_id"], ev["occurred_at"], ev["quantity"], ev["amount"], strict=True
+            )
+        )
+    )
+    code, out = run(
+        root,
+        "facts",
+        "import",
+        "--events",
+        str(log),
+        "--map",
+        "customer_id=0,occurred_at=1,quantity=2,amount=3",
+        "--event-type",
+        "purchase",
+        "--date-format",
+        "%Y%m%d",
+    )
+    assert code == 0, out
+    assert "identical rows kept" in out
+    code, out = run(root, "train", "churn", "--horizon", "181d")
+    assert code == 0, out
+    assert "customer-grouped" in out
+    assert "Registered churn-predictor version 1" in out
+    dest = root / "churn.csv"
+    code, out = run(root, "predict", "churn", "--alias", "challenger", "--out", str(dest))
+    assert code == 0, out
+    scores = pd.read_csv(dest)
+    assert set(scores["horizon_days"]) == {181}
+    assert scores["churn_probability"].between(0, 1).all()
+    assert len(scores) == ev["customer_id"].nunique()

@@ -158,3 +158,21 @@ def test_gamma_gamma_likelihood_and_gradient_match_the_per_row_formula(
         np.array(params), lambda v: _gg_nll_grad(v, x, m, const)[0], 1e-7
     )
     np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-6)
+
+
+def test_expected_purchases_stay_finite_at_extreme_dropout_parameters() -> None:
+    # Fits at the edge of the bounds made the Gauss-Jacobi weights overflow to NaN.
+    x, t_x, big_t = np.array([0.0, 1, 5]), np.array([0.0, 2, 10]), np.array([5.0, 10, 20])
+    for a, b in [(0.3, 8000.0), (8000.0, 2e-4), (0.3, 60.0)]:
+        m = BGNBD(r=1.0, alpha=3.0, a=a, b=b)
+        out = m.expected_purchases(26.0, x, t_x, big_t)
+        assert np.isfinite(out).all()
+        assert (out >= 0).all()
+    # Where both rules apply they agree: the fallback is the same integral.
+    m = BGNBD(r=1.0, alpha=3.0, a=0.3, b=60.0)
+    near = BGNBD(r=1.0, alpha=3.0, a=0.3, b=60.0 * (1 + 1e-9))
+    np.testing.assert_allclose(
+        m.expected_purchases(26.0, x, t_x, big_t),
+        near.expected_purchases(26.0, x, t_x, big_t),
+        rtol=1e-6,
+    )

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from features.schema import events_frame
 from training.errors import TrainingError
-from training.labels import label_table, plan_cutoffs
+from training.labels import label_table, plan_cutoffs, plan_training
 
 
 def _ts(text: str) -> pd.Timestamp:
@@ -242,3 +242,25 @@ def test_label_table_matches_the_sql_query(records: list[dict[str, object]], shu
                 err_msg=column,
             )
         assert (got["churn"] == (got["horizon_purchases"] == 0)).all()
+
+
+def test_plan_training_falls_back_to_customer_groups_on_short_history() -> None:
+    # One year of history, a 181-day question: no room for three horizons in a row.
+    first, last = _ts("2023-01-01"), _ts("2023-12-31 18:00")
+    with pytest.raises(TrainingError):
+        plan_cutoffs(first, last, horizon_days=181)
+    plan = plan_training(first, last, horizon_days=181, n_cutoffs=6, min_history_days=60)
+    assert plan.grouped
+    assert plan.test == plan.validation == _ts("2024-01-01") - pd.Timedelta(days=181)
+    assert plan.test + plan.horizon == _ts("2024-01-01")
+    assert plan.train[-1] == plan.test
+    assert all(c >= first + pd.Timedelta(days=60) for c in plan.train)
+    assert list(plan.train) == sorted(plan.train)
+    assert len(plan.train) == 5  # monthly steps back to 60 days after the first purchase
+    assert plan.all == list(plan.train)
+    # A history long enough for a time split keeps it.
+    assert not plan_training(
+        _ts("2022-01-03"), _ts("2024-06-30"), horizon_days=90, min_history_days=60
+    ).grouped
+    with pytest.raises(TrainingError, match="at least 241 days"):
+        plan_training(first, _ts("2023-08-01"), horizon_days=181, min_history_days=60)

@@ -36,7 +36,7 @@ def churn_result(facts: tuple[pd.DataFrame, pd.DataFrame]) -> TrainingResult:
 
 def test_churn_model_beats_chance_and_reports_every_scorer(churn_result: TrainingResult) -> None:
     r = churn_result
-    assert set(r.metrics) == {"model", "recency", "rfm", "linear", "bgnbd"}
+    assert set(r.metrics) == {"model", "recency", "rfm", "linear", "bgnbd", "paretonbd"}
     assert r.metrics["model"]["auc"] > 0.85
     assert set(r.lift) >= {"auc", "brier", "pr_auc", "log_loss", "top_decile_lift"}
     assert r.contract.calibration is not None
@@ -198,3 +198,70 @@ def test_split_slices_are_views_of_the_cutoff_blocks(
         plan=plan,
     )
     assert sorted(shuffled.slice("fit").index) == sorted(ts.frame.index[expected["fit"]])
+
+
+def test_a_year_of_purchases_answers_a_181_day_question(
+    facts: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    # Purchase-only, one year: the horizon fits once, so customers are split in groups.
+    customers, events = facts
+    year = events.loc[
+        (events["event_type"] == "purchase")
+        & (events["occurred_at"] >= pd.Timestamp("2023-01-01", tz="UTC"))
+        & (events["occurred_at"] < pd.Timestamp("2024-01-01", tz="UTC"))
+    ].reset_index(drop=True)
+    config = CONFIG.model_copy(update={"horizon_days": 181})
+    r = train_predictor(
+        customers,
+        year,
+        target="churn",
+        config=config,
+        feature_builder=tiny_build_features,
+        n_jobs=1,
+    )
+    assert r.plan.grouped
+    assert r.plan.horizon_days == 181
+    assert r.contract.horizon_days == 181
+    assert r.plan.test + r.plan.horizon == pd.Timestamp("2024-01-01", tz="UTC")
+    assert any("customer-grouped" in w for w in r.warnings)
+    assert any("training rows" in w for w in r.warnings)  # ~1,000 rows: loud, not silent
+    assert r.metrics["model"]["auc"] > 0.7
+    assert np.isfinite(r.metrics["bgnbd"]["auc"])
+    # No customer is in two groups; test customers only at the latest cutoff.
+    plan = r.plan
+    ts = build_training_set(customers, year, plan=plan, feature_builder=tiny_build_features)
+    train, val, test = (set(ts.slice(w)["customer_id"]) for w in ("train", "validation", "test"))
+    assert not train & val
+    assert not train & test
+    assert not val & test
+    assert (ts.slice("test")["cutoff"] == plan.test).all()
+    assert set(ts.slice("train")["cutoff"]) == set(plan.train)
+    assert sorted(r.test["customer_id"]) == sorted(ts.slice("test")["customer_id"])
+
+
+def test_features_without_source_facts_are_left_out_with_the_reason(
+    facts: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    customers, events = facts
+    # No attribute facts: the region column is constant (missing) everywhere.
+    blank = customers.assign(region=pd.Series(pd.NA, index=customers.index, dtype="string"))
+    first = events.loc[events["event_type"] == "purchase", "occurred_at"].min()
+    plan = plan_cutoffs(first, events["occurred_at"].max(), horizon_days=90, n_cutoffs=4)
+    ts = build_training_set(blank, events, plan=plan, feature_builder=tiny_build_features)
+    assert "region" not in ts.feature_names
+    assert ts.dropped_features["region"] == "no customer attribute facts"
+    assert "recency_days" in ts.feature_names
+
+
+def test_small_training_sets_pick_the_champion_candidate_on_validation(
+    churn_result: TrainingResult,
+) -> None:
+    r = churn_result
+    names = [c.name for c in r.candidates]
+    assert names == ["lightgbm", "lightgbm_small_trees"]
+    best = max(r.candidates, key=lambda c: c.validation["auc"])
+    assert r.champion == best.name
+    champion = next(c for c in r.candidates if c.name == r.champion)
+    assert champion.estimator is r.estimator
+    assert champion.test == r.metrics["model"]
+    assert all(np.isfinite(c.test["auc"]) for c in r.candidates)
