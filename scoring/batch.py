@@ -226,6 +226,7 @@ def run_tagging(
     with timed("rule tags"):
         # The prepared events place window events on customers without hashing ids.
         rule_tags = evaluate_tags(features, prepared, catalogue, as_of=cutoff)
+        thresholds = dict(rule_tags.attrs.get("thresholds", {}))
     # The largest objects: free them before predicting and storing.
     del customers, events, prepared
     with timed("predicted tags"):
@@ -242,6 +243,9 @@ def run_tagging(
             "catalogue": catalogue.fingerprint(),
             "predictors": {p.name: p.version for p in predictors},
         },
+        # Population aggregates of the rules (RFM medians, value-tier quantiles): real-time
+        # re-tagging of a few customers reuses these instead of recomputing them.
+        "thresholds": thresholds,
         "notices": notes,
         "timings": timings,
     }

@@ -16,6 +16,7 @@ policy and audit log (wired in by the ``tagsmith`` package).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -24,14 +25,16 @@ import pandas as pd
 
 from features.errors import FeaturesError
 from serving.access import Access, AuditSink, Caller, Governance
-from serving.errors import BadRequest
+from serving.errors import BadRequest, Forbidden
 from serving.keys import ApiKey
 from serving.predictions import ModelSource, predict_posted
-from serving.rendering import Snapshot, SnapshotIndex, iso, json_row, render_tags
+from serving.rendering import LiveOverlay, Snapshot, SnapshotIndex, iso, json_row, render_tags
 from serving.state import ReloadResult, ServingState, SnapshotSource, StateKeeper
 from tags.errors import TagsError
 
-__all__ = ["OnlineScorer", "ServingRuntime"]
+__all__ = ["EventIngest", "OnlineScorer", "ServingRuntime"]
+
+WRITE_EVENTS = "write_events"
 
 
 class OnlineScorer(Protocol):
@@ -45,6 +48,28 @@ class OnlineScorer(Protocol):
         as_of: pd.Timestamp,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(feature frame of one row, long rule-tag table)."""
+        ...
+
+
+class EventIngest(Protocol):
+    """Real-time tagging as the service sees it (wired by ``tagsmith`` to ``streaming``).
+
+    Raises ``serving.errors.BadRequest`` for an unusable batch and
+    ``serving.errors.TooManyRequests`` when ingestion outruns tagging.
+    """
+
+    def ingest(
+        self, records: list[Any], *, source: str
+    ) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
+        """(JSON answer, live rows written, customer ids re-tagged) of one batch.
+
+        The rows are ``tags.live.LIVE_COLUMNS``, one per re-tagged customer and evaluated
+        tag, ``value`` None where the tag no longer applies.
+        """
+        ...
+
+    def live_rows(self, after_seq: int) -> pd.DataFrame:
+        """Live rows (``tags.live.LIVE_COLUMNS``) written after ``after_seq``."""
         ...
 
 
@@ -62,6 +87,9 @@ class ServingRuntime:
         watch_interval_s: Seconds between checks of aliases and tag store (0: never).
         online_scorer: Turns one customer's facts into features and rule tags for
             ``POST /score`` (``None``: the endpoint answers 400).
+        event_ingest: Real-time tagging for ``POST /events`` (``None``: the endpoint
+            answers 400); its live values are served over the snapshot's.
+        allows: (role, action) -> whether the policy grants it (``write_events``).
     """
 
     def __init__(
@@ -76,6 +104,8 @@ class ServingRuntime:
         id_pepper: bytes,
         watch_interval_s: float = 0.0,
         online_scorer: OnlineScorer | None = None,
+        event_ingest: EventIngest | None = None,
+        allows: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.keeper = StateKeeper(
             models=models,
@@ -87,6 +117,10 @@ class ServingRuntime:
             governance=governance, audit=audit, verify_key=verify_key, id_pepper=id_pepper
         )
         self.online_scorer = online_scorer
+        self.event_ingest = event_ingest
+        self.allows = allows or (lambda _role, _action: False)
+        self._live = LiveOverlay()
+        self._live_lock = threading.Lock()
 
     # ----------------------------------------------------------------- parts
     @property
@@ -188,7 +222,10 @@ class ServingRuntime:
         """
         selected = self.access.selection(caller, categories, tag_ids)
         state = self.keeper.state  # one read: the whole request sees one consistent state
-        answer = render_tags(state.snapshot, list(state.models.values()), selected, customer_ids)
+        overlay = self.live_overlay(state.snapshot.run_id if state.snapshot else None)
+        answer = render_tags(
+            state.snapshot, list(state.models.values()), selected, customer_ids, overlay
+        )
         self.access.record(
             caller,
             "serve.tags",
@@ -202,6 +239,69 @@ class ServingRuntime:
             extra={"unknown": len(answer.unknown), "model_versions": answer.model_versions},
         )
         return answer.body
+
+    # ----------------------------------------------------------------- live values
+    def live_overlay(self, run_id: str | None) -> LiveOverlay:
+        """The live values over the snapshot of ``run_id`` (reloaded when the run changed:
+        a batch run replaces live values)."""
+        overlay = self._live
+        if overlay.run_id == run_id or self.event_ingest is None:
+            return overlay
+        with self._live_lock:
+            if self._live.run_id != run_id:
+                rows = self.event_ingest.live_rows(0)
+                self._live = LiveOverlay(run_id=run_id).merged(rows)
+            return self._live
+
+    def refresh_live(self) -> int:
+        """Merge live values other processes wrote (a stream consumer); returns rows read."""
+        if self.event_ingest is None:
+            return 0
+        state = self.keeper.state
+        run_id = state.snapshot.run_id if state.snapshot else None
+        overlay = self.live_overlay(run_id)
+        rows = self.event_ingest.live_rows(overlay.seq)
+        if len(rows):
+            with self._live_lock:
+                self._live = self._live.merged(rows)
+        return len(rows)
+
+    def ingest_events(self, caller: Caller, records: list[Any]) -> dict[str, Any]:
+        """``POST /events``: validate, store and tag a batch; the answer counts what happened.
+
+        Raises:
+            Forbidden: The caller's role lacks ``write_events``.
+            BadRequest: Real-time tagging is off, or the batch is unusable.
+            TooManyRequests: Ingestion outruns tagging (retry later).
+        """
+        if not self.allows(caller.role, WRITE_EVENTS):
+            raise Forbidden(
+                f"Role {caller.role!r} may not send events: the access policy does not grant "
+                f"it '{WRITE_EVENTS}'."
+            )
+        if self.event_ingest is None:
+            raise BadRequest(
+                "Expected real-time tagging to be enabled on this service. Got it off "
+                "(streaming.enabled in tagsmith.yaml)."
+            )
+        answer, rows, customers = self.event_ingest.ingest(
+            records, source=f"POST /events ({caller.name})"
+        )
+        if len(rows) or customers:
+            state = self.keeper.state
+            run_id = state.snapshot.run_id if state.snapshot else None
+            self.live_overlay(run_id)
+            with self._live_lock:
+                self._live = self._live.merged(rows)
+        self.access.record(
+            caller,
+            "serve.events",
+            tags=[],
+            n_customers=len(customers),
+            query={"customer_id_hashes": self.access.hash_ids(customers[:100])},
+            extra={k: answer[k] for k in ("received", "accepted", "duplicates", "quarantined")},
+        )
+        return answer
 
     def catalog(self, caller: Caller) -> dict[str, Any]:
         """The catalogue entries the caller may see."""

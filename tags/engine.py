@@ -11,7 +11,7 @@ customer-sorted integer arrays are reused, instead of hashing every event's cust
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ __all__ = [
     "evaluate_tags",
     "long_table",
 ]
+
 
 class TagValues:
     """The rows of one tag: frame row positions and the value of each.
@@ -78,8 +79,8 @@ def evaluate_tag(compiled: CompiledTag, ctx: EvalContext) -> TagValues:
     n = ctx.n
     population = None
     if compiled.scope is not None:
-        population = _mask(compiled.scope.evaluate(Scope(ctx)), n)
-    scope = Scope(ctx, population=population)
+        population = _mask(compiled.scope.evaluate(Scope(ctx, label=tag.id)), n)
+    scope = Scope(ctx, population=population, label=tag.id)
     for name, rule in compiled.lets:
         scope.bindings[name] = rule.evaluate(scope)
     if compiled.when is not None:
@@ -170,6 +171,7 @@ def evaluate_tags(
     *,
     as_of: pd.Timestamp | str,
     tag_ids: Iterable[str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Evaluate active rule and fact tags for every customer of ``features``.
 
@@ -182,6 +184,9 @@ def evaluate_tags(
         catalogue: The tag catalogue. Model tags are skipped (models produce them).
         as_of: The evaluation time, recorded in every row.
         tag_ids: Evaluate only these tags (default: every active fact/rule tag).
+        thresholds: Population aggregates (``median``, ``quantile``, ...) to use instead
+            of computing them over ``features``, keyed as the ``thresholds`` attribute
+            of an earlier result (real-time tagging pins the last batch run's).
 
     Returns:
         Long table with columns ``customer_id, tag_id, value, score, source, version,
@@ -194,13 +199,25 @@ def evaluate_tags(
         (``astype(str)``, Arrow, DuckDB) like strings without a Python object per row.
         ``customer_id``'s categories are the frame's ids (customers without a tag row
         included); concatenate tables with :func:`concat_tag_tables`.
+        ``attrs["thresholds"]`` holds every population aggregate used, by key.
 
     Raises:
         TagsError: The frame has no unique ``customer_id`` column, or a rule fails
             (with the tag named and the rule quoted).
     """
-    results = evaluate_tag_values(features, events, catalogue, as_of=as_of, tag_ids=tag_ids)
-    return long_table(features, results, catalogue, as_of=as_of)
+    recorded: dict[str, float] = {}
+    results = evaluate_tag_values(
+        features,
+        events,
+        catalogue,
+        as_of=as_of,
+        tag_ids=tag_ids,
+        thresholds=thresholds,
+        recorded=recorded,
+    )
+    table = long_table(features, results, catalogue, as_of=as_of)
+    table.attrs["thresholds"] = recorded
+    return table
 
 
 def _unique(ids: pd.Series) -> bool:
@@ -226,8 +243,13 @@ def evaluate_tag_values(
     *,
     as_of: pd.Timestamp | str,
     tag_ids: Iterable[str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    recorded: dict[str, float] | None = None,
 ) -> list[TagValues]:
     """The rule-evaluation half of :func:`evaluate_tags`: rows and values per tag.
+
+    ``thresholds`` pins population aggregates (as :func:`evaluate_tags`); ``recorded``,
+    when given, receives every aggregate used.
 
     Raises:
         TagsError: As :func:`evaluate_tags`.
@@ -258,8 +280,11 @@ def evaluate_tag_values(
     if needs and events is None:
         users = [c.tag.id for c in compiled if any(r.event_calls for r in c.rules())]
         raise TagsError(f"Tags {users} count raw events, but no events were given.")
-    ctx = EvalContext(features, events=events, as_of=as_of, event_needs=needs)
-    return [evaluate_tag(item, ctx) for item in compiled]
+    ctx = EvalContext(features, events=events, as_of=as_of, event_needs=needs, pinned=thresholds)
+    out = [evaluate_tag(item, ctx) for item in compiled]
+    if recorded is not None:
+        recorded.update(ctx.recorded)
+    return out
 
 
 _STRING_COLUMNS = ("customer_id", "tag_id", "value", "source", "version")

@@ -42,6 +42,7 @@ from serving.sources import (
 from tags.engine import evaluate_tags
 from tagsmith.activate import DispatcherThread, HostedRuntime
 from tagsmith.champions import model_source
+from tagsmith.live import ServiceIngest
 from tagsmith.project import Project
 
 __all__ = ["PROJECT_ENV", "SERVICE", "build_runtime", "create_service", "service_env"]
@@ -82,7 +83,8 @@ def build_runtime(project: Project, settings: ServingSettings | None = None) -> 
     policy = project.policy()
     source = model_source(project, alias=settings.alias, models=settings.models)
     spec = project.feature_spec()
-    facts = project.fact_store()
+    # Batch runs read the live events too, so the snapshot's features do.
+    facts = project.facts()
     facts_config = project.config.facts
     event_types = facts_config.all_event_types
 
@@ -106,6 +108,7 @@ def build_runtime(project: Project, settings: ServingSettings | None = None) -> 
             f"Expected the catalogue in {project.catalogue_dir} to hold active model tags "
             f"for the served models {settings.models}. Got none."
         )
+    ingest = ServiceIngest(project) if project.config.streaming.enabled else None
     runtime_class: type[ServingRuntime] = ServingRuntime
     hosted: dict[str, Any] = {}
     if project.config.activation.in_service:
@@ -123,6 +126,8 @@ def build_runtime(project: Project, settings: ServingSettings | None = None) -> 
         id_pepper=keys.pepper,
         watch_interval_s=settings.watch_interval_s,
         online_scorer=scorer,
+        event_ingest=ingest,
+        allows=lambda role, action: role in policy.roles and action in policy.roles[role].actions,
     )
 
 

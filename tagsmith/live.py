@@ -1,0 +1,89 @@
+"""Real-time tagging wired to a project: the tagger, and its adapter for the service.
+
+:func:`live_tagger` builds :class:`streaming.LiveTagger` from the project's stores,
+catalogue, feature spec and champion models (the same objects a batch run uses);
+:class:`ServiceIngest` is the service's ``EventIngest``: it builds the tagger on first
+use (a service that never receives events loads no extra models) and turns
+back-pressure and bad batches into 429 and 400 answers.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pandas as pd
+
+from features.errors import FeaturesError
+from serving.errors import BadRequest, TooManyRequests
+from streaming.errors import BadEvents, Busy
+from streaming.tagger import LiveTagger
+from tags.live import LIVE_COLUMNS, live_rows
+from tagsmith.champions import champion_predictors
+from tagsmith.project import Project
+
+__all__ = ["ServiceIngest", "live_tagger"]
+
+
+def live_tagger(project: Project) -> tuple[LiveTagger, list[str]]:
+    """The project's real-time tagger and the notices of loading its champions."""
+    predictors, notices = champion_predictors(project)
+    tagger = LiveTagger(
+        facts=project.fact_store(),
+        live=project.live_events(),
+        tag_store=project.tag_store(),
+        catalogue=project.catalogue(),
+        spec=project.feature_spec(),
+        facts_config=project.config.facts,
+        predictors=predictors,
+        quarantine_dir=project.quarantine_dir,
+        max_waiting=project.config.streaming.max_waiting,
+    )
+    return tagger, notices
+
+
+class ServiceIngest:
+    """``POST /events`` on the project's real-time tagger (``serving.runtime.EventIngest``).
+
+    Args:
+        project: The project served.
+    """
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self._tagger: LiveTagger | None = None
+        self._lock = threading.Lock()
+
+    def tagger(self) -> LiveTagger:
+        """The tagger (built, with its champions and facts loaded, on first use)."""
+        if self._tagger is None:
+            with self._lock:
+                if self._tagger is None:
+                    tagger, _ = live_tagger(self.project)
+                    tagger.warm()
+                    self._tagger = tagger
+        return self._tagger
+
+    def ingest(
+        self, records: list[Any], *, source: str
+    ) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
+        """Apply one batch; map back-pressure to 429 and unusable batches to 400."""
+        try:
+            result = self.tagger().apply(records, source=source)
+        except Busy as exc:
+            raise TooManyRequests(str(exc), retry_after_s=exc.retry_after_s) from exc
+        except (BadEvents, FeaturesError) as exc:
+            raise BadRequest(str(exc)) from exc
+        rows = result.rows
+        customers = (
+            [str(c) for c in pd.unique(rows["customer_id"].astype(str))] if len(rows) else []
+        )
+        return result.to_json(), rows, customers
+
+    def live_rows(self, after_seq: int) -> pd.DataFrame:
+        """Live rows written after ``after_seq`` (by this or another process)."""
+        store = self.project.tag_store()
+        if not store.exists():
+            return pd.DataFrame(columns=list(LIVE_COLUMNS))
+        with store.reader() as con:
+            return live_rows(con, after_seq=after_seq)
