@@ -16,6 +16,7 @@ policy and audit log (wired in by the ``tagsmith`` package).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,6 +36,8 @@ from tags.errors import TagsError
 __all__ = ["EventIngest", "OnlineScorer", "ServingRuntime"]
 
 WRITE_EVENTS = "write_events"
+
+log = logging.getLogger(__name__)
 
 
 class OnlineScorer(Protocol):
@@ -90,6 +93,8 @@ class ServingRuntime:
         event_ingest: Real-time tagging for ``POST /events`` (``None``: the endpoint
             answers 400); its live values are served over the snapshot's.
         allows: (role, action) -> whether the policy grants it (``write_events``).
+        live_poll_s: Seconds between reads of live values other processes wrote (a
+            stream consumer); 0: never.
     """
 
     def __init__(
@@ -106,6 +111,7 @@ class ServingRuntime:
         online_scorer: OnlineScorer | None = None,
         event_ingest: EventIngest | None = None,
         allows: Callable[[str, str], bool] | None = None,
+        live_poll_s: float = 0.0,
     ) -> None:
         self.keeper = StateKeeper(
             models=models,
@@ -121,6 +127,9 @@ class ServingRuntime:
         self.allows = allows or (lambda _role, _action: False)
         self._live = LiveOverlay()
         self._live_lock = threading.Lock()
+        self.live_poll_s = live_poll_s
+        self._live_stop = threading.Event()
+        self._live_thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------- parts
     @property
@@ -160,12 +169,30 @@ class ServingRuntime:
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> ReloadResult:
-        """Load everything once (synchronously), then start the watcher thread."""
-        return self.keeper.start()
+        """Load everything once (synchronously), then start the watcher threads."""
+        result = self.keeper.start()
+        if self.event_ingest is not None and self.live_poll_s > 0 and self._live_thread is None:
+            self._live_stop.clear()
+            self._live_thread = threading.Thread(
+                target=self._poll_live, name="tagsmith-live-poll", daemon=True
+            )
+            self._live_thread.start()
+        return result
 
     def stop(self) -> None:
-        """Stop the watcher thread (waits for a reload in progress)."""
+        """Stop the watcher threads (waits for a reload in progress)."""
+        self._live_stop.set()
+        if self._live_thread is not None:
+            self._live_thread.join(timeout=30)
+            self._live_thread = None
         self.keeper.stop()
+
+    def _poll_live(self) -> None:
+        while not self._live_stop.wait(self.live_poll_s):
+            try:
+                self.refresh_live()
+            except Exception:  # the poller must outlive a busy store or a failed read
+                log.warning("Reading live tag values failed; retrying", exc_info=True)
 
     def reload(self, *, force: bool = False) -> ReloadResult:
         """Reload what changed (or everything with ``force``); swap atomically."""

@@ -109,7 +109,9 @@ class TagStore:
             try:
                 con = duckdb.connect(str(self.path), read_only=not write)
                 break
-            except duckdb.IOException as exc:
+            # IOException: another process holds the file; ConnectionException: this
+            # process holds it with the other mode (a live write beside a reader).
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
                 if time.monotonic() + delay > deadline:
                     raise TagStoreError(
                         f"The tag store {self.path} is in use by another process (a tagging "

@@ -127,6 +127,7 @@ def build_runtime(project: Project, settings: ServingSettings | None = None) -> 
         watch_interval_s=settings.watch_interval_s,
         online_scorer=scorer,
         event_ingest=ingest,
+        live_poll_s=project.config.streaming.live_poll_s,
         allows=lambda role, action: role in policy.roles and action in policy.roles[role].actions,
     )
 

@@ -22,6 +22,7 @@ from tagsmith.cli import models as models_cmds
 from tagsmith.cli import project as project_cmds
 from tagsmith.cli import serve as serve_cmds
 from tagsmith.cli import store as store_cmds
+from tagsmith.cli import stream as stream_cmds
 from tagsmith.cli import tagdata as tagdata_cmds
 from tagsmith.cli import tagrun as tagrun_cmds
 from tagsmith.cli import tags as tags_cmds
@@ -63,6 +64,13 @@ main.add_command(
         "triggers",
         help="Act when customers enter or leave a tag: triggers, audience syncs, deliveries.",
         commands=[*triggers_cmds.COMMANDS, *delivery_cmds.COMMANDS],
+    )
+)
+main.add_command(
+    click.Group(
+        "stream",
+        help="Real-time tags from a NATS JetStream stream: run the consumer, publish events.",
+        commands=stream_cmds.COMMANDS,
     )
 )
 main.add_command(facts_cmds.facts)

@@ -22,6 +22,7 @@ from activation.errors import ActivationError
 from features.errors import FeaturesError
 from scoring.errors import ScoringError
 from serving.errors import ServingError
+from streaming.errors import StreamingError
 from tags.errors import TagsError
 from tagsmith.errors import TagsmithError
 from tagsmith.project import Project
@@ -51,6 +52,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TrainingError,
     ServingError,
     ActivationError,
+    StreamingError,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -97,9 +97,7 @@ def test_a_purchase_now_changes_a_lapsed_customers_tags(
         fresh.stop()
 
 
-def test_a_batch_run_reconciles_live_values(
-    served: ServedProject, runtime: ServingRuntime
-) -> None:
+def test_a_batch_run_reconciles_live_values(served: ServedProject, runtime: ServingRuntime) -> None:
     cid = _lapsed(served)
     now = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=5)
     event = {
