@@ -171,6 +171,9 @@ class ServingRuntime:
     def start(self) -> ReloadResult:
         """Load everything once (synchronously), then start the watcher threads."""
         result = self.keeper.start()
+        warm = getattr(self.event_ingest, "warm", None)
+        if callable(warm):  # load real-time tagging's facts and models off the request path
+            threading.Thread(target=warm, name="tagsmith-live-warm", daemon=True).start()
         if self.event_ingest is not None and self.live_poll_s > 0 and self._live_thread is None:
             self._live_stop.clear()
             self._live_thread = threading.Thread(

@@ -21,7 +21,8 @@ class StreamingConfig(BaseModel):
         stream: JetStream stream name (created when missing).
         durable: Durable consumer name: its position survives restarts.
         batch_size: Messages fetched and tagged as one micro-batch, at most.
-        batch_wait_s: How long a fetch waits for a full batch.
+        batch_wait_s: How long one fetch (a long poll) waits when no message is there;
+            it returns as soon as messages arrive.
         ack_wait_s: Seconds before an unacknowledged message is redelivered.
         max_deliver: Deliveries of one message before it is given up (a poison message
             is quarantined on its first delivery, so this bounds transient failures).
@@ -37,6 +38,6 @@ class StreamingConfig(BaseModel):
     stream: str = Field(default="TAGSMITH_EVENTS", pattern=r"^[A-Za-z0-9_-]+$")
     durable: str = Field(default="tagsmith-tagger", pattern=r"^[A-Za-z0-9_-]+$")
     batch_size: int = Field(default=500, ge=1, le=10_000)
-    batch_wait_s: float = Field(default=0.05, gt=0.0, le=10.0)
+    batch_wait_s: float = Field(default=1.0, gt=0.0, le=30.0)
     ack_wait_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     max_deliver: int = Field(default=20, ge=1, le=1000)

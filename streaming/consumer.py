@@ -171,8 +171,16 @@ async def consume(
             if max_messages is not None and report.messages >= max_messages:
                 break
             try:
+                # A long poll: it returns as soon as messages are there.
                 msgs = await sub.fetch(cfg.batch_size, timeout=cfg.batch_wait_s)
-            except nats.errors.TimeoutError:
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except nats.errors.Error as exc:  # a transient server or connection hiccup
+                if nc.is_closed:
+                    raise
+                report.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("Fetching from %s failed (retrying): %s", cfg.stream, exc)
+                await asyncio.sleep(0.2)
                 continue
             if not msgs:
                 continue
@@ -195,7 +203,10 @@ async def consume(
             if on_batch is not None:
                 on_batch(result, report)
     finally:
-        await nc.drain()
+        try:
+            await nc.drain()
+        except (TimeoutError, nats.errors.Error):
+            await nc.close()
     return report
 
 

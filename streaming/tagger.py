@@ -44,7 +44,7 @@ from streaming.index import CustomerFacts, FactStoreLike
 from streaming.records import event_id_of, raw_events
 from tags.catalogue import Catalogue
 from tags.engine import concat_tag_tables, evaluate_tags
-from tags.live import LiveWrite, write_live
+from tags.live import LiveWrite, latest_run, write_live
 from tags.store import TagStore
 from tags.store_format import TAG_COLUMNS, naive
 
@@ -286,16 +286,15 @@ class LiveTagger:
         return write, _written(plain, customer_ids, self.tags, at=at, seq=write.seq)
 
     def _refresh_thresholds(self, *, force: bool = False) -> None:
+        """Pick up the thresholds of the newest batch run (checked every few seconds)."""
         if not force and time.monotonic() - self._thresholds_checked < 5.0:
             return
         self._thresholds_checked = time.monotonic()
-        if not self.tag_store.exists() or self.tag_store.latest_as_of() is None:
-            return
-        info = self.tag_store.run_info()
-        if info.run_id != self._thresholds_run:
-            meta = dict(info.meta or {})
+        latest = latest_run(self.tag_store) if self.tag_store.exists() else None
+        if latest is not None and latest[0] != self._thresholds_run:
+            run_id, meta = latest
             self._thresholds = {str(k): float(v) for k, v in meta.get("thresholds", {}).items()}
-            self._thresholds_run = info.run_id
+            self._thresholds_run = run_id
 
     def _quarantine(self, rejected: pd.DataFrame, now: pd.Timestamp) -> Path | None:
         if not len(rejected):

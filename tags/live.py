@@ -17,11 +17,13 @@ service) picks up what is new since its last look with ``seq > cursor``.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import pandas as pd
@@ -35,6 +37,7 @@ __all__ = [
     "LIVE_COLUMNS",
     "LIVE_SCHEMA",
     "LiveWrite",
+    "latest_run",
     "live_rows",
     "reconcile_live",
     "write_live",
@@ -244,3 +247,25 @@ def live_rows(
         params,
     ).df()
     return utc_columns(df, ["as_of", "updated_at"])
+
+
+class _Readable(Protocol):
+    def reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+
+
+def latest_run(store: _Readable) -> tuple[str, dict[str, Any]] | None:
+    """(run id, meta) of the newest succeeded batch run, in one read (None: no run yet)."""
+    with store.reader() as con:
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'"
+        ).fetchone()
+        if not exists or not exists[0]:
+            return None
+        row = con.execute(
+            "SELECT run_id, meta FROM runs WHERE status = 'succeeded' "
+            "ORDER BY as_of DESC, finished_at DESC LIMIT 1"
+        ).fetchone()
+    if row is None:
+        return None
+    meta = json.loads(row[1]) if isinstance(row[1], str) and row[1] else {}
+    return str(row[0]), meta

@@ -9,6 +9,7 @@ back-pressure and bad batches into 429 and 400 answers.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -23,6 +24,8 @@ from tagsmith.champions import champion_predictors
 from tagsmith.project import Project
 
 __all__ = ["ServiceIngest", "live_tagger"]
+
+log = logging.getLogger(__name__)
 
 
 def live_tagger(project: Project) -> tuple[LiveTagger, list[str]]:
@@ -63,6 +66,13 @@ class ServiceIngest:
                     tagger.warm()
                     self._tagger = tagger
         return self._tagger
+
+    def warm(self) -> None:
+        """Build the tagger now (the service calls this in the background at start)."""
+        try:
+            self.tagger()
+        except Exception:  # the first POST /events reports it
+            log.warning("Real-time tagging could not start yet", exc_info=True)
 
     def ingest(
         self, records: list[Any], *, source: str

@@ -26,7 +26,7 @@ async def _publish(url: str, cfg: StreamingConfig, bodies: list[bytes]) -> None:
 
 
 def test_consumer_applies_acks_and_quarantines_poison(setup: Setup, tmp_path: Path) -> None:
-    cfg = StreamingConfig(batch_size=20, batch_wait_s=0.05)
+    cfg = StreamingConfig(batch_size=20, batch_wait_s=0.5)
     events = records(setup.later)
     bodies = [json.dumps(e).encode() for e in events]
     bodies.append(b"\x00 not json at all")  # poison: quarantined, acknowledged, never redelivered
