@@ -185,6 +185,9 @@ class ServingRuntime:
     def stop(self) -> None:
         """Stop the watcher threads (waits for a reload in progress)."""
         self._live_stop.set()
+        close = getattr(self.event_ingest, "close", None)
+        if callable(close):
+            close()
         if self._live_thread is not None:
             self._live_thread.join(timeout=30)
             self._live_thread = None

@@ -16,6 +16,8 @@ class StreamingConfig(BaseModel):
             (a ``tagsmith stream run`` consumer); 0: never.
         max_waiting: Batches allowed to wait for tagging before ``POST /events``
             answers 429 (back-pressure instead of unbounded memory).
+        consume_in_service: ``tagsmith serve`` also runs the NATS consumer (else run
+            ``tagsmith stream run`` beside it).
         nats_url: NATS server of the consumer (``tagsmith stream run --nats`` overrides).
         subject: Subjects the consumer reads (the stream captures them).
         stream: JetStream stream name (created when missing).
@@ -33,6 +35,7 @@ class StreamingConfig(BaseModel):
     enabled: bool = True
     live_poll_s: float = Field(default=0.2, ge=0.0, le=60.0)
     max_waiting: int = Field(default=64, ge=1, le=10_000)
+    consume_in_service: bool = False
     nats_url: str = "nats://127.0.0.1:4222"
     subject: str = "events.>"
     stream: str = Field(default="TAGSMITH_EVENTS", pattern=r"^[A-Za-z0-9_-]+$")

@@ -209,14 +209,15 @@ class LiveTagger:
         fresh_pos = {i for (i, _), k in zip(dicts, known, strict=True) if not k}
         fresh = [r for i, r in enumerate(records) if i in fresh_pos or not isinstance(r, dict)]
         raw, ids = raw_events(fresh, source)
+        # Only the batch's own customers: checks against a million stored ones per batch
+        # would cost more than the batch.
+        mentioned = self.index.known(raw.data["customer_id"].dropna().astype(str).str.strip())
         result = validate_events(
             [raw],
             config=self.facts_config,
             now=now,
-            customers=self.index.signups(),
-            stored_events=self.index.events_of(
-                self.index.known(raw.data["customer_id"].dropna().astype(str))
-            ),
+            customers=self.index.customers_of(mentioned)[["customer_id", "signup_at"]],
+            stored_events=self.index.events_of(mentioned),
             create_unknown=False,
             refuse_all_rejected_files=False,
         )

@@ -9,14 +9,18 @@ back-pressure and bad batches into 429 and 400 answers.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from features.errors import FeaturesError
 from serving.errors import BadRequest, TooManyRequests
+from streaming.consumer import consume
 from streaming.errors import BadEvents, Busy
 from streaming.tagger import LiveTagger
 from tags.live import LIVE_COLUMNS, live_rows
@@ -56,6 +60,9 @@ class ServiceIngest:
         self.project = project
         self._tagger: LiveTagger | None = None
         self._lock = threading.Lock()
+        self._seen: tuple[object, int] | None = None
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def tagger(self) -> LiveTagger:
         """The tagger (built, with its champions and facts loaded, on first use)."""
@@ -68,11 +75,39 @@ class ServiceIngest:
         return self._tagger
 
     def warm(self) -> None:
-        """Build the tagger now (the service calls this in the background at start)."""
+        """Build the tagger now (the service calls this in the background at start), then
+        run the NATS consumer in this thread when ``streaming.consume_in_service``."""
         try:
-            self.tagger()
+            tagger = self.tagger()
         except Exception:  # the first POST /events reports it
             log.warning("Real-time tagging could not start yet", exc_info=True)
+            return
+        cfg = self.project.config.streaming
+        if cfg.consume_in_service:
+            self._consume(tagger)
+
+    def _consume(self, tagger: LiveTagger) -> None:
+        cfg = self.project.config.streaming
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+            while not self._stop.is_set():
+                try:
+                    await consume(
+                        tagger, cfg, url=cfg.nats_url, subject=cfg.subject, stop=self._stop
+                    )
+                except Exception:  # the server may come later or restart: keep trying
+                    log.warning("NATS consumer stopped; retrying in 2 s", exc_info=True)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), timeout=2.0)
+
+        asyncio.run(main())
+
+    def close(self) -> None:
+        """Stop the hosted consumer (it acknowledges nothing it has not applied)."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
 
     def ingest(
         self, records: list[Any], *, source: str
@@ -91,9 +126,32 @@ class ServiceIngest:
         return result.to_json(), rows, customers
 
     def live_rows(self, after_seq: int) -> pd.DataFrame:
-        """Live rows written after ``after_seq`` (by this or another process)."""
+        """Live rows written after ``after_seq`` (by this or another process).
+
+        The store is opened only when its files changed since the last look (a ``stat``
+        otherwise), so an idle service polling often never holds the file a writer wants.
+        """
         store = self.project.tag_store()
-        if not store.exists():
+        stamp = _stamp(store.path)
+        if stamp is None:
+            return pd.DataFrame(columns=list(LIVE_COLUMNS))
+        if (stamp, after_seq) == self._seen:
             return pd.DataFrame(columns=list(LIVE_COLUMNS))
         with store.reader() as con:
-            return live_rows(con, after_seq=after_seq)
+            rows = live_rows(con, after_seq=after_seq)
+        self._seen = (stamp, after_seq)
+        return rows
+
+
+def _stamp(path: Path) -> tuple[tuple[int, int, int], ...] | None:
+    """(inode, mtime, size) of the store file and its write-ahead log (None: no store)."""
+    out = []
+    for candidate in (path, path.with_name(path.name + ".wal")):
+        try:
+            st = candidate.stat()
+        except FileNotFoundError:
+            if candidate == path:
+                return None
+            continue
+        out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(out)
