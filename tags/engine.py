@@ -24,7 +24,7 @@ from features.events import PreparedEvents
 from tags.catalogue import Catalogue, CompiledTag
 from tags.errors import CatalogueError, RuleError, RuleEvalError, TagsError
 from tags.rules import EvalContext, Scope, event_needs, frame_kinds, to_ns, truth
-from tags.rules.values import NULL, STR, Val
+from tags.rules.values import NULL, NUM, STR, Val
 from tags.rules.windows import arrow_strings
 from tags.store_format import TAG_COLUMNS
 
@@ -38,6 +38,7 @@ __all__ = [
     "long_table",
 ]
 
+
 class TagValues:
     """The rows of one tag: frame row positions and the value of each.
 
@@ -46,13 +47,24 @@ class TagValues:
         rows: Row positions in the feature frame (ascending).
         codes: Index into ``values`` for each row.
         values: The distinct values, as strings.
+        thresholds: The population aggregates the rule used, by their text (e.g.
+            ``median(recency_days)`` -> 21.0; NaN for an empty population), so a
+            tagging run can record the numbers of its date.
     """
 
-    def __init__(self, tag_id: str, rows: np.ndarray, codes: np.ndarray, values: list[str]):
+    def __init__(
+        self,
+        tag_id: str,
+        rows: np.ndarray,
+        codes: np.ndarray,
+        values: list[str],
+        thresholds: dict[str, float] | None = None,
+    ):
         self.tag_id = tag_id
         self.rows = rows
         self.codes = codes
         self.values = values
+        self.thresholds = thresholds or {}
 
     def counts(self) -> dict[str, int]:
         """Value -> number of customers (values with none are left out)."""
@@ -67,6 +79,16 @@ def _mask(rule_value: object, n: int) -> np.ndarray:
     return truth(rule_value, n)
 
 
+def _thresholds(*scopes: Scope) -> dict[str, float]:
+    """Text -> value of the aggregates evaluated in ``scopes`` (see ``TagValues``)."""
+    out: dict[str, float] = {}
+    for scope in scopes:
+        for (_func, column, width, text), value in scope.aggregates.items():
+            if value.kind == NUM and value.is_scalar:
+                out[text[column - 1 : column - 1 + width]] = float(value.data)
+    return out
+
+
 def evaluate_tag(compiled: CompiledTag, ctx: EvalContext) -> TagValues:
     """Evaluate one compiled tag over every row of ``ctx``.
 
@@ -74,12 +96,22 @@ def evaluate_tag(compiled: CompiledTag, ctx: EvalContext) -> TagValues:
         RuleError: Evaluation failed (unknown name, type mismatch, value outside the
             catalogue); the message names the tag and quotes the rule.
     """
+    scopes: list[Scope] = []
+    result = _evaluate_tag(compiled, ctx, scopes)
+    result.thresholds = _thresholds(*scopes)
+    return result
+
+
+def _evaluate_tag(compiled: CompiledTag, ctx: EvalContext, scopes: list[Scope]) -> TagValues:
     tag = compiled.tag
     n = ctx.n
     population = None
     if compiled.scope is not None:
-        population = _mask(compiled.scope.evaluate(Scope(ctx)), n)
+        outer = Scope(ctx)
+        scopes.append(outer)
+        population = _mask(compiled.scope.evaluate(outer), n)
     scope = Scope(ctx, population=population)
+    scopes.append(scope)
     for name, rule in compiled.lets:
         scope.bindings[name] = rule.evaluate(scope)
     if compiled.when is not None:

@@ -19,6 +19,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from activation.errors import ActivationError
+from explain.errors import ExplainError
 from features.errors import FeaturesError
 from scoring.errors import ScoringError
 from serving.errors import ServingError
@@ -51,6 +52,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TrainingError,
     ServingError,
     ActivationError,
+    ExplainError,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
