@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from explain.errors import ExplainError, UnknownCustomerError
+from explain.models import ModelReasons
 from explain.profile import CustomerProfile, TagLine, Transition, plain
 from explain.rules import TagTrace, population_thresholds, trace_tag
 from explain.visibility import FeatureVisibility
@@ -24,6 +25,7 @@ from features.errors import FeaturesError
 from features.events import prepare_events
 from features.spec import FeatureSpec
 from features.store import FactStore
+from scoring.errors import ScoringError
 from tags.catalogue import Catalogue
 from tags.definitions import TagDefinition
 from tags.store import TagStore
@@ -62,8 +64,10 @@ class CustomerExplainer:
         facts: The fact store.
         store: The tag store.
         visibility: Which features each set of visible tags reveals.
-        explain_model: (registered model name, version, one-row feature frame) -> the
-            model's reasons for that row (``None``: predicted tags get no reasons).
+        explain_model: (registered model name, version, one-row feature frame, stored
+            score) -> the model's reasons (:class:`~explain.models.ModelReasons`) for
+            that row, by the version that produced the stored value (``None``:
+            predicted tags get no reasons).
     """
 
     def __init__(
@@ -74,7 +78,7 @@ class CustomerExplainer:
         facts: FactStore,
         store: TagStore,
         visibility: FeatureVisibility,
-        explain_model: Callable[[str, str, pd.DataFrame], Any] | None = None,
+        explain_model: Callable[[str, str, pd.DataFrame, float | None], ModelReasons] | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.spec = spec
@@ -155,13 +159,16 @@ class CustomerExplainer:
         notes = _input_notes(info.meta, self.facts, self.catalogue)
         lines: list[TagLine] = []
         shown: set[str] = set()
+        models: set[str] = set()
         for tag in visible:
             line = self._line(tag, by_tag.get(tag.id), row, events, ts, thresholds)
             lines.append(replace(line, since=since.get(tag.id)))
-            trace = line.trace
-            if trace is not None:
-                shown |= trace.feature_names()
-        allowed = self.visibility.features(ids)
+            if isinstance(line.why, TagTrace | ModelReasons):
+                shown |= line.why.feature_names()
+            if isinstance(line.why, ModelReasons):
+                models.update(line.why.inputs)
+        # Model reasons reveal inputs of a model whose tag the caller may see.
+        allowed = self.visibility.features(ids) | models
         first = row.iloc[0]
         features = {n: plain(first[n]) for n in sorted(shown & allowed) if n in row.columns}
         customers, _ = self.facts.load_customer(customer_id)
@@ -218,8 +225,16 @@ class CustomerExplainer:
                         "facts or the rule changed since the run"
                     )
         elif version is not None and self.explain_model is not None and tag.model:
-            model_version = version.rpartition("/")[2]
-            why = self.explain_model(tag.model, model_version, row)
+            name, _, model_version = version.rpartition("/")
+            try:
+                why = self.explain_model(name or tag.model, model_version, row, score)
+            except (ExplainError, ScoringError, FeaturesError) as exc:
+                notes.append(f"no reasons: {exc}")
+            if isinstance(why, ModelReasons) and not why.consistent:
+                notes.append(
+                    f"recomputed score {why.score:.6g} differs from the stored {score}: "
+                    "facts changed since the run"
+                )
         return TagLine(
             tag_id=tag.id,
             display_name=tag.display_name,

@@ -9,14 +9,20 @@ inputs of the models that produced the predicted tags.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import pandas as pd
 
 from explain.lookup import CustomerExplainer
+from explain.models import ModelReasons, explain_model
 from explain.visibility import FeatureVisibility
+from explain.words import FeatureWords
 from features.catalog import feature_catalog
+from tagsmith.champions import model_source
 from tagsmith.project import Project
 
-__all__ = ["customer_explainer", "feature_visibility", "hash_customer_ids"]
+__all__ = ["customer_explainer", "feature_visibility", "hash_customer_ids", "model_reasons"]
 
 
 def feature_visibility(
@@ -40,14 +46,45 @@ def feature_visibility(
     )
 
 
+def model_reasons(
+    project: Project,
+) -> Callable[[str, str, pd.DataFrame, float | None], ModelReasons]:
+    """(model name, version, feature row, stored score) -> that version's reasons.
+
+    Each version is loaded from the project's registry once (the version that produced
+    the stored value, so the explanation cannot disagree with it).
+    """
+    source = model_source(project)
+    words = FeatureWords(feature_catalog(project.feature_spec()))
+    loaded: dict[tuple[str, str], Any] = {}
+
+    def explain(name: str, version: str, row: pd.DataFrame, stored: float | None) -> ModelReasons:
+        key = (name, version)
+        if key not in loaded:
+            loaded[key] = source.load(name, version)
+        model = loaded[key]
+        return explain_model(
+            model.booster,
+            model.contract,
+            row,
+            name=name,
+            version=version,
+            words=words,
+            stored_score=stored,
+        )
+
+    return explain
+
+
 def customer_explainer(project: Project) -> CustomerExplainer:
-    """The explainer of ``project``'s customers (rule and fact tags)."""
+    """The explainer of ``project``'s customers: rule traces and model reasons."""
     return CustomerExplainer(
         catalogue=project.catalogue(),
         spec=project.feature_spec(),
         facts=project.fact_store(),
         store=project.tag_store(),
         visibility=feature_visibility(project),
+        explain_model=model_reasons(project),
     )
 
 
