@@ -19,7 +19,7 @@ import pandas as pd
 from explain.errors import ExplainError, UnknownCustomerError
 from explain.models import ModelReasons
 from explain.profile import CustomerProfile, TagLine, Transition, plain
-from explain.rules import TagTrace, population_thresholds, trace_tag
+from explain.rules import TagTrace, population_thresholds, trace_tags
 from explain.visibility import FeatureVisibility
 from features.errors import FeaturesError
 from features.events import prepare_events
@@ -160,8 +160,24 @@ class CustomerExplainer:
         lines: list[TagLine] = []
         shown: set[str] = set()
         models: set[str] = set()
+        ruled = [t for t in visible if t.source != "model" and t.status == "active"]
+        numbers = {
+            t.id: {
+                k: float("nan") if v is None else float(v)
+                for k, v in (thresholds.get(t.id) or {}).items()
+            }
+            for t in ruled
+        }
+        compiled = [self.catalogue.compiled(t.id) for t in ruled]
+        traces = dict(
+            zip(
+                [t.id for t in ruled],
+                trace_tags(compiled, row, numbers, events, ts),
+                strict=True,
+            )
+        )
         for tag in visible:
-            line = self._line(tag, by_tag.get(tag.id), row, events, ts, thresholds)
+            line = self._line(tag, by_tag.get(tag.id), row, traces.get(tag.id))
             lines.append(replace(line, since=since.get(tag.id)))
             if isinstance(line.why, TagTrace | ModelReasons):
                 shown |= line.why.feature_names()
@@ -192,9 +208,7 @@ class CustomerExplainer:
         tag: TagDefinition,
         stored: Any,
         row: pd.DataFrame,
-        events: pd.DataFrame,
-        as_of: pd.Timestamp,
-        thresholds: Mapping[str, Any],
+        trace: TagTrace | None,
     ) -> TagLine:
         value = None if stored is None else str(stored.value)
         score = None if stored is None else plain(stored.score)
@@ -205,16 +219,7 @@ class CustomerExplainer:
             if tag.status != "active":
                 notes.append(f"the tag is {tag.status}: tagging runs skip it")
             else:
-                why = trace_tag(
-                    self.catalogue.compiled(tag.id),
-                    row,
-                    thresholds={
-                        k: float("nan") if v is None else float(v)
-                        for k, v in (thresholds.get(tag.id) or {}).items()
-                    },
-                    events=events,
-                    as_of=as_of,
-                )
+                why = trace
                 if version is not None and version != tag.version_label:
                     notes.append(
                         f"stored by {version}; the catalogue now holds {tag.version_label}"

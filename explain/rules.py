@@ -11,7 +11,7 @@ run did not record them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,11 +22,25 @@ from explain.errors import ExplainError
 from explain.trace import Clause, aggregate_calls, aggregate_key, snippet, trace_rule
 from features.events import PreparedEvents
 from tags.catalogue import CompiledTag
-from tags.rules import EvalContext, Rule, Scope, event_needs, to_ns, truth
+from tags.rules import EvalContext, Rule, Scope, ast, event_needs, to_ns, truth
 from tags.rules.evaluate import evaluate_node
+from tags.rules.functions import event_filter
 from tags.rules.values import NULL, NUM, Val
 
-__all__ = ["CaseTrace", "TagTrace", "population_thresholds", "thresholds_used", "trace_tag"]
+__all__ = [
+    "WINDOW_PREFIX",
+    "CaseTrace",
+    "TagTrace",
+    "population_thresholds",
+    "thresholds_used",
+    "trace_tag",
+    "trace_tags",
+    "window_columns",
+]
+
+# Columns holding event-window values ("@window:count(complaint, last 90 days)") that a
+# service precomputes for its snapshot, so a trace needs no raw events.
+WINDOW_PREFIX = "@window:"
 
 
 @dataclass(frozen=True)
@@ -199,7 +213,9 @@ def trace_tag(
 
     Args:
         compiled: The catalogue's compiled tag (rule or fact tag).
-        row: One feature row (``customer_id`` and the features).
+        row: One feature row (``customer_id`` and the features), optionally with the
+            customer's event-window values in :data:`WINDOW_PREFIX` columns (see
+            :func:`window_columns`) instead of ``events``.
         thresholds: The tag's population thresholds, text -> number (see
             :func:`population_thresholds`); needed when the rule uses aggregates.
         events: The customer's canonical events, for event-window functions.
@@ -208,13 +224,36 @@ def trace_tag(
     Raises:
         ExplainError: ``row`` is not one row, or a threshold is missing.
     """
-    tag = compiled.tag
+    [trace] = trace_tags([compiled], row, {compiled.tag.id: thresholds or {}}, events, as_of)
+    return trace
+
+
+def trace_tags(
+    tags: Sequence[CompiledTag],
+    row: pd.DataFrame,
+    thresholds: Mapping[str, Mapping[str, float]],
+    events: pd.DataFrame | None = None,
+    as_of: pd.Timestamp | str | None = None,
+) -> list[TagTrace]:
+    """:func:`trace_tag` of several tags over one shared context (columns converted once).
+
+    Raises:
+        ExplainError: ``row`` is not one row, or a threshold is missing.
+    """
     if len(row) != 1:
         raise ExplainError(f"Expected one feature row to explain. Got {len(row)}.")
-    rules = _rules(compiled)
+    rules = [r for c in tags for r in c.rules()]
     needs = event_needs(rules, None if as_of is None else to_ns(as_of))
-    ctx = EvalContext(row.reset_index(drop=True), events=events, as_of=as_of, event_needs=needs)
-    given = dict(thresholds or {})
+    frame = row if row.index[0] == 0 else row.reset_index(drop=True)
+    ctx = EvalContext(frame, events=events, as_of=as_of, event_needs=needs)
+    if events is None:
+        _prefill_windows(ctx, rules, frame)
+    return [_trace(c, ctx, thresholds.get(c.tag.id) or {}) for c in tags]
+
+
+def _trace(compiled: CompiledTag, ctx: EvalContext, thresholds: Mapping[str, float]) -> TagTrace:
+    tag = compiled.tag
+    given = dict(thresholds)
     base = Scope(ctx)
     _prefill(compiled, base, given)
     scope_clause = None
@@ -265,3 +304,52 @@ def trace_tag(
 
 def _texts(compiled: CompiledTag) -> set[str]:
     return {snippet(r.text, c) for r in _rules(compiled) for c in aggregate_calls(r.tree)}
+
+
+def _window_key(call: ast.Call) -> tuple[Any, ...]:
+    """The key the interpreter caches an event window's value under (``tags.rules``)."""
+    first = call.args[0]
+    assert isinstance(first, ast.Name)
+    categories = None
+    window = None
+    for arg in call.args[1:]:
+        if isinstance(arg, ast.Window):
+            window = arg
+        else:
+            categories = event_filter(arg)
+    return (call.func, first.name, categories, window and (window.kind, window.start, window.end))
+
+
+def _prefill_windows(ctx: EvalContext, rules: Iterable[Rule], frame: pd.DataFrame) -> None:
+    for rule in rules:
+        for call in rule.event_calls:
+            column = WINDOW_PREFIX + snippet(rule.text, call)
+            if column in frame.columns:
+                values = frame[column].to_numpy(dtype="float64")
+                ctx.window_cache[_window_key(call)] = Val(NUM, values)
+
+
+def window_columns(
+    compiled: Iterable[CompiledTag],
+    features: pd.DataFrame,
+    events: pd.DataFrame | PreparedEvents,
+    *,
+    as_of: pd.Timestamp | str,
+) -> pd.DataFrame:
+    """Every event-window value the tags' rules read, per row of ``features``.
+
+    One column per distinct window call, named :data:`WINDOW_PREFIX` + its text,
+    computed by the engine over everyone at once; :func:`trace_tags` reads them when
+    it is given no events.
+    """
+    rules = [r for c in compiled for r in c.rules()]
+    needs = event_needs(rules, to_ns(as_of))
+    ctx = EvalContext(features, events=events, as_of=as_of, event_needs=needs)
+    out: dict[str, np.ndarray] = {}
+    for rule in rules:
+        scope = Scope(ctx).for_rule(rule.text, rule.where)
+        for call in rule.event_calls:
+            column = WINDOW_PREFIX + snippet(rule.text, call)
+            if column not in out:
+                out[column] = np.asarray(evaluate_node(call, scope).data, dtype="float64")
+    return pd.DataFrame(out, index=features.index)

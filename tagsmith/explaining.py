@@ -54,14 +54,16 @@ def model_reasons(
     Each version is loaded from the project's registry once (the version that produced
     the stored value, so the explanation cannot disagree with it).
     """
-    source = model_source(project)
     words = FeatureWords(feature_catalog(project.feature_spec()))
     loaded: dict[tuple[str, str], Any] = {}
+    sources: list[Any] = []
 
     def explain(name: str, version: str, row: pd.DataFrame, stored: float | None) -> ModelReasons:
         key = (name, version)
         if key not in loaded:
-            loaded[key] = source.load(name, version)
+            if not sources:  # the registry is opened only when a predicted tag needs it
+                sources.append(model_source(project))
+            loaded[key] = sources[0].load(name, version)
         model = loaded[key]
         return explain_model(
             model.booster,

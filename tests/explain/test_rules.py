@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from explain.errors import ExplainError
-from explain.rules import population_thresholds, trace_tag
+from explain.rules import population_thresholds, trace_tag, trace_tags, window_columns
 from explain.trace import Clause
 from features.events import prepare_events
 from features.schema import events_frame
@@ -206,3 +206,24 @@ def test_fact_tag_trace_names_its_source(library: Catalogue) -> None:
     assert trace.value_clause is not None
     assert [(t.text, t.kind) for t in trace.value_clause.terms] == [("age_band", "feature")]
     assert trace.feature_names() == {"age_band"}
+
+
+def test_precomputed_windows_trace_like_raw_events(rule_project: RuleProject) -> None:
+    """Parity: a snapshot row with precomputed event windows (what the service holds)
+    traces to the same values and counts as the customer's raw events."""
+    project = rule_project.project
+    facts = project.fact_store()
+    catalogue = project.catalogue()
+    prepared = prepare_events(facts.load_customers(), facts.load_events())
+    features = prepared.build_features(AS_OF, spec=project.feature_spec())
+    tags = [catalogue.compiled(t.id) for t in catalogue.active(sources=("fact", "rule"))]
+    windows = window_columns(tags, features, prepared, as_of=AS_OF)
+    assert "@window:count(complaint, last 90 days)" in windows.columns
+    wide = pd.concat([features, windows], axis=1)
+    recorded = (project.tag_store().run_info(AS_OF).meta or {})["thresholds"]
+    for pos in range(0, len(features), 23):
+        cid = str(features["customer_id"].iloc[pos])
+        _, events = facts.load_customer(cid)
+        with_events = trace_tags(tags, features.iloc[[pos]], recorded, events, AS_OF)
+        from_windows = trace_tags(tags, wide.iloc[[pos]], recorded)
+        assert [t.to_json() for t in from_windows] == [t.to_json() for t in with_events]
