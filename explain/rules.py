@@ -31,6 +31,7 @@ __all__ = [
     "WINDOW_PREFIX",
     "CaseTrace",
     "TagTrace",
+    "needed_columns",
     "population_thresholds",
     "thresholds_used",
     "trace_tag",
@@ -327,6 +328,18 @@ def _prefill_windows(ctx: EvalContext, rules: Iterable[Rule], frame: pd.DataFram
             if column in frame.columns:
                 values = frame[column].to_numpy(dtype="float64")
                 ctx.window_cache[_window_key(call)] = Val(NUM, values)
+
+
+def needed_columns(tags: Iterable[CompiledTag], columns: Iterable[str]) -> list[str]:
+    """The columns of a feature frame that traces of ``tags`` read (narrow rows are
+    cheaper to slice and convert): the id, the names the rules read, the windows."""
+    wanted = {"customer_id"}
+    for compiled in tags:
+        lets = {name for name, _ in compiled.lets}
+        for rule in compiled.rules():
+            wanted |= set(rule.name_set) - lets
+            wanted |= {WINDOW_PREFIX + snippet(rule.text, c) for c in rule.event_calls}
+    return [c for c in columns if c in wanted]
 
 
 def window_columns(

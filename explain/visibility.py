@@ -21,14 +21,16 @@ from tags.catalogue import Catalogue
 __all__ = ["FeatureVisibility", "rule_features", "tag_features"]
 
 
-def rule_features(catalogue: Catalogue, tag_id: str, feature_names: Collection[str]) -> set[str]:
-    """Features among ``feature_names`` that the rule or fact tag ``tag_id`` reads."""
+def rule_features(
+    catalogue: Catalogue, tag_id: str, feature_names: Collection[str] | None = None
+) -> set[str]:
+    """Features (among ``feature_names`` when given) that rule or fact tag ``tag_id`` reads."""
     compiled = catalogue.compiled(tag_id)
     lets = {name for name, _ in compiled.lets}
     names: set[str] = set()
     for rule in compiled.rules():
         names |= set(rule.name_set) - lets
-    return names & set(feature_names)
+    return names if feature_names is None else names & set(feature_names)
 
 
 def tag_features(

@@ -31,12 +31,15 @@ class Snapshot:
         features: Feature frame, one row per customer (``customer_id`` column first).
         as_of: The snapshot's as-of timestamp.
         run_id: The tagging run that wrote it.
+        thresholds: Tag id -> the population thresholds its rule used in that run
+            (``median(recency_days)`` -> 21.0), for explanations.
     """
 
     tags: pd.DataFrame
     features: pd.DataFrame
     as_of: pd.Timestamp
     run_id: str
+    thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 def iso(ts: Any) -> str:
@@ -70,6 +73,7 @@ class SnapshotIndex:
         rows: customer_id -> ((tag_id, row JSON text), ...), never mutated.
         positions: customer_id -> row of ``features``.
         features: The feature frame (kept to prepare matrices of new models).
+        thresholds: The run's population thresholds per tag (see :class:`Snapshot`).
     """
 
     as_of: str
@@ -77,6 +81,7 @@ class SnapshotIndex:
     rows: Mapping[str, tuple[tuple[str, str], ...]]
     positions: Mapping[str, int]
     features: pd.DataFrame
+    thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, snapshot: Snapshot) -> SnapshotIndex:
@@ -122,6 +127,7 @@ class SnapshotIndex:
             rows=rows,
             positions=positions,
             features=features,
+            thresholds=snapshot.thresholds,
         )
 
     def knows(self, customer_id: str) -> bool:
@@ -151,13 +157,16 @@ def render_tags(
     models: Sequence[LiveModel],
     selected: frozenset[str],
     customer_ids: Sequence[str],
+    names: Mapping[str, str] | None = None,
 ) -> RenderedTags:
     """The ``POST /tags`` answer: per customer, stored rows and the champions' rows.
 
     Stored rows are joined from their precomputed JSON; predicted rows are looked up in
     each champion's scores of the snapshot. Unknown ids are reported per id
-    (``found: false``) in ``results`` and in ``unknown_ids``.
+    (``found: false``) in ``results`` and in ``unknown_ids``. ``names`` (tag id -> its
+    display name as a JSON literal) adds ``display_name`` to every row.
     """
+    shown = names or {}
     live = [
         lm for lm in models if lm.model.tag_id in selected and snap is not None and len(lm.scores)
     ]
@@ -175,7 +184,8 @@ def render_tags(
         texts = []
         for tid, text in snap.rows.get(cid, ()):
             if tid in static_tags:
-                texts.append(text)
+                name = shown.get(tid)
+                texts.append(text if name is None else '{"display_name":' + name + "," + text[1:])
                 returned.add(tid)
         parts.append(texts)
         pos = snap.positions.get(cid)
@@ -192,7 +202,14 @@ def render_tags(
             labels = lm.labels[idx].tolist()
             model_versions[model.name] = model.version
             returned.add(model.tag_id)
-            head = '{"tag_id":' + json.dumps(model.tag_id) + ',"value":'
+            name = shown.get(model.tag_id)
+            head = (
+                "{"
+                + ("" if name is None else '"display_name":' + name + ",")
+                + '"tag_id":'
+                + json.dumps(model.tag_id)
+                + ',"value":'
+            )
             tail = (
                 ',"source":"model","version":'
                 + json.dumps(f"{model.name}/{model.version}")
