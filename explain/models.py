@@ -222,7 +222,7 @@ def explain_model(
             ),
         )
         for j in order
-        if parts[j] != 0.0
+        if abs(parts[j]) >= 5e-4  # below the shown precision: left to "the other inputs"
     )
     rest = float(parts.sum() - sum(r.contribution for r in reasons))
     return ModelReasons(
