@@ -39,12 +39,15 @@ class Snapshot:
         features: Feature frame, one row per customer (``customer_id`` column first).
         as_of: The snapshot's as-of timestamp.
         run_id: The tagging run that wrote it.
+        thresholds: Tag id -> the population thresholds its rule used in that run
+            (``median(recency_days)`` -> 21.0), for explanations.
     """
 
     tags: pd.DataFrame
     features: pd.DataFrame
     as_of: pd.Timestamp
     run_id: str
+    thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 def iso(ts: Any) -> str:
@@ -78,6 +81,7 @@ class SnapshotIndex:
         rows: customer_id -> ((tag_id, row JSON text), ...), never mutated.
         positions: customer_id -> row of ``features``.
         features: The feature frame (kept to prepare matrices of new models).
+        thresholds: The run's population thresholds per tag (see :class:`Snapshot`).
     """
 
     as_of: str
@@ -85,6 +89,7 @@ class SnapshotIndex:
     rows: Mapping[str, tuple[tuple[str, str], ...]]
     positions: Mapping[str, int]
     features: pd.DataFrame
+    thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, snapshot: Snapshot) -> SnapshotIndex:
@@ -130,6 +135,7 @@ class SnapshotIndex:
             rows=rows,
             positions=positions,
             features=features,
+            thresholds=snapshot.thresholds,
         )
 
     def knows(self, customer_id: str) -> bool:
@@ -219,6 +225,7 @@ def render_tags(
     selected: frozenset[str],
     customer_ids: Sequence[str],
     live_overlay: LiveOverlay | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> RenderedTags:
     """The ``POST /tags`` answer: per customer, stored rows and the champions' rows.
 
@@ -226,9 +233,11 @@ def render_tags(
     each champion's scores of the snapshot. A customer re-tagged in real time gets its
     live values (with ``updated_at``) instead of the snapshot's for the tags re-tagged.
     Unknown ids are reported per id (``found: false``) in ``results`` and in
-    ``unknown_ids``.
+    ``unknown_ids``. ``names`` (tag id -> its display name as a JSON literal) adds
+    ``display_name`` to every row.
     """
     overlay = live_overlay.rows if live_overlay is not None else {}
+    shown = names or {}
     live = [
         lm for lm in models if lm.model.tag_id in selected and snap is not None and len(lm.scores)
     ]
@@ -248,7 +257,8 @@ def render_tags(
         texts = []
         for tid, text in snap.rows.get(cid, ()) if snap is not None else ():
             if tid in static_tags and (over is None or tid not in over):
-                texts.append(text)
+                name = shown.get(tid)
+                texts.append(text if name is None else '{"display_name":' + name + "," + text[1:])
                 returned.add(tid)
         if over is not None:
             for tid, live_text in over.items():
@@ -271,7 +281,14 @@ def render_tags(
             labels = lm.labels[idx].tolist()
             model_versions[model.name] = model.version
             returned.add(model.tag_id)
-            head = '{"tag_id":' + json.dumps(model.tag_id) + ',"value":'
+            name = shown.get(model.tag_id)
+            head = (
+                "{"
+                + ("" if name is None else '"display_name":' + name + ",")
+                + '"tag_id":'
+                + json.dumps(model.tag_id)
+                + ',"value":'
+            )
             tail = (
                 ',"source":"model","version":'
                 + json.dumps(f"{model.name}/{model.version}")

@@ -27,8 +27,9 @@ import pandas as pd
 from features.errors import FeaturesError
 from serving.access import Access, AuditSink, Caller, Governance
 from serving.errors import BadRequest, Forbidden
+from serving.explaining import model_inputs
 from serving.keys import ApiKey
-from serving.predictions import ModelSource, predict_posted
+from serving.predictions import LiveModel, ModelSource, predict_posted
 from serving.rendering import LiveOverlay, Snapshot, SnapshotIndex, iso, json_row, render_tags
 from serving.state import ReloadResult, ServingState, SnapshotSource, StateKeeper
 from tags.errors import TagsError
@@ -76,6 +77,21 @@ class EventIngest(Protocol):
         ...
 
 
+class Explainer(Protocol):
+    """Explains one snapshot customer's tags (``serving.explaining.CatalogueExplainer``)."""
+
+    def explain(
+        self,
+        index: SnapshotIndex,
+        models: Mapping[str, LiveModel],
+        customer_id: str,
+        selected: frozenset[str],
+        features: frozenset[str],
+    ) -> dict[str, Any]:
+        """The customer's selected tags with their whys, and the features quoted."""
+        ...
+
+
 class ServingRuntime:
     """Serves tags from in-memory state; reloads it in the background.
 
@@ -95,6 +111,8 @@ class ServingRuntime:
         allows: (role, action) -> whether the policy grants it (``write_events``).
         live_poll_s: Seconds between reads of live values other processes wrote (a
             stream consumer); 0: never.
+        explainer: Explains a snapshot customer's tags for ``POST /explain``
+            (``None``: the endpoint answers 400).
     """
 
     def __init__(
@@ -112,6 +130,7 @@ class ServingRuntime:
         event_ingest: EventIngest | None = None,
         allows: Callable[[str, str], bool] | None = None,
         live_poll_s: float = 0.0,
+        explainer: Explainer | None = None,
     ) -> None:
         self.keeper = StateKeeper(
             models=models,
@@ -130,6 +149,9 @@ class ServingRuntime:
         self.live_poll_s = live_poll_s
         self._live_stop = threading.Event()
         self._live_thread: threading.Thread | None = None
+        self.explainer = explainer
+        self._names: dict[str, str] | None = None
+        self._inputs: tuple[int, dict[str, tuple[str, ...]]] | None = None
 
     # ----------------------------------------------------------------- parts
     @property
@@ -221,6 +243,28 @@ class ServingRuntime:
         """Audit a refused request (bad key or forbidden tags)."""
         self.access.denied(caller, action, reason)
 
+    def display_names(self) -> dict[str, str]:
+        """Tag id -> its display name as a JSON literal (rendered once)."""
+        if self._names is None:
+            self._names = {
+                t: json.dumps(str(e.get("display_name") or t), ensure_ascii=False)
+                for t, e in self.access.governance.catalog().items()
+            }
+        return self._names
+
+    def model_inputs(self, state: ServingState) -> dict[str, tuple[str, ...]]:
+        """Tag id -> the inputs of the model serving it (once per state)."""
+        cached = self._inputs
+        if cached is None or cached[0] != id(state.models):
+            inputs = {lm.model.tag_id: model_inputs(lm.model) for lm in state.models.values()}
+            cached = (id(state.models), inputs)
+            self._inputs = cached
+        return cached[1]
+
+    def visible_features(self, caller: Caller, state: ServingState) -> frozenset[str]:
+        """Features the caller's role may see: those feeding a tag it may see."""
+        return self.access.features(caller.role, self.model_inputs(state))
+
     # ----------------------------------------------------------------- reads
     def tags(
         self,
@@ -257,7 +301,12 @@ class ServingRuntime:
         state = self.keeper.state  # one read: the whole request sees one consistent state
         overlay = self.live_overlay(state.snapshot.run_id if state.snapshot else None)
         answer = render_tags(
-            state.snapshot, list(state.models.values()), selected, customer_ids, overlay
+            state.snapshot,
+            list(state.models.values()),
+            selected,
+            customer_ids,
+            overlay,
+            names=self.display_names(),
         )
         self.access.record(
             caller,
@@ -439,6 +488,70 @@ class ServingRuntime:
             "customer_id": cid,
             "as_of": as_of_iso,
             "model_versions": model_versions,
-            "features": json_row(features.iloc[0]) if len(features) else {},
+            "features": _visible_row(features, self.visible_features(caller, state)),
             "tags": rows,
         }
+
+    def explain(
+        self,
+        caller: Caller,
+        customer_ids: Sequence[str],
+        *,
+        categories: Sequence[str] | None = None,
+        tag_ids: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Why each customer has each tag the caller may see (``POST /explain``).
+
+        Rule and fact tags come with their clause traces (feature values and the
+        run's thresholds), predicted tags with the serving model's top reasons. Only
+        features feeding a tag the caller's role may see are quoted.
+
+        Raises:
+            BadRequest: Unknown categories or tag ids, or explanations are off.
+            Forbidden: Named tags the role may not see.
+        """
+        if self.explainer is None:
+            raise BadRequest(
+                "Expected explanations to be configured (a catalogue). Got a service without."
+            )
+        selected = self.access.selection(caller, categories, tag_ids)
+        state = self.keeper.state
+        snap = state.snapshot
+        features = self.visible_features(caller, state)
+        results: list[dict[str, Any]] = []
+        unknown: list[str] = []
+        for cid in customer_ids:
+            if snap is None or not snap.knows(cid):
+                unknown.append(cid)
+                results.append({"customer_id": cid, "found": False, "error": "unknown customer id"})
+                continue
+            results.append(self.explainer.explain(snap, state.models, cid, selected, features))
+        returned = sorted({t["tag_id"] for r in results for t in r.get("tags", ())})
+        versions = {name: lm.model.version for name, lm in state.models.items()}
+        self.access.record(
+            caller,
+            "serve.explain",
+            tags=returned,
+            n_customers=len(customer_ids) - len(unknown),
+            query={
+                "customer_id_hashes": self.access.hash_ids(customer_ids),
+                "categories": list(categories or []),
+                "tags": list(tag_ids or []),
+            },
+            extra={"unknown": len(unknown), "model_versions": versions},
+        )
+        return {
+            "as_of": snap.as_of if snap else None,
+            "run_id": snap.run_id if snap else None,
+            "model_versions": versions,
+            "results": results,
+            "unknown_ids": unknown,
+        }
+
+
+def _visible_row(features: pd.DataFrame, visible: frozenset[str]) -> dict[str, Any]:
+    """The posted customer's features the caller may see (and the id)."""
+    if not len(features):
+        return {}
+    row = json_row(features.iloc[0])
+    return {k: v for k, v in row.items() if k == "customer_id" or k in visible}

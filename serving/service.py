@@ -4,6 +4,7 @@ Endpoints:
     POST /tags          rule + predicted tags of 1..1000 customers from memory
     POST /score         one customer's posted facts -> features -> rule + predicted tags
     POST /events        a batch of behaviour events -> stored, touched customers re-tagged
+    POST /explain       why 1..1000 customers have each tag (rule traces, model reasons)
     GET  /catalog       the catalogue entries the caller's role may see
     GET  /models        serving model versions, load times, last reload result
     POST /admin/reload  check aliases and the tag store now (admin role)
@@ -178,6 +179,7 @@ class EventFacts(BaseModel):
 class TagRow(BaseModel):
     """One tag of one customer."""
 
+    display_name: str | None = Field(default=None, description="The tag's catalogue name")
     tag_id: str
     value: str
     score: float | None = Field(description="Model score (probability or amount); null for rules")
@@ -274,6 +276,28 @@ class _TagServiceBase:
             return cast(TagsAnswer, Response(content=body, media_type="application/json"))
         except HttpError as exc:
             return cast(TagsAnswer, self._refused(ctx, caller, "serve.tags", exc))
+
+    @bentoml.api(route="/explain")
+    def explain(
+        self,
+        customer_ids: CustomerIds,
+        ctx: bentoml.Context,
+        categories: NameList | None = None,
+        tags: NameList | None = None,
+    ) -> dict[str, Any]:
+        """Why each of 1 to 1000 customers has each tag the caller's role may see.
+
+        Rule and fact tags: every clause with the customer's feature values and the
+        population thresholds of the snapshot's run. Predicted tags: the serving
+        model's top reasons (SHAP contributions adding up to its raw score). Features
+        that feed only tags the role may not see are never quoted.
+        """
+        caller = None
+        try:
+            caller = self._caller(ctx.request.headers, "serve.explain")
+            return self.runtime.explain(caller, customer_ids, categories=categories, tag_ids=tags)
+        except HttpError as exc:
+            return self._refused(ctx, caller, "serve.explain", exc)
 
     @bentoml.api(route="/score")
     def score(

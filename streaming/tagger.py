@@ -155,7 +155,7 @@ class LiveTagger:
         self._lock = threading.Lock()
         self._waiting = 0
         self._waiting_lock = threading.Lock()
-        self._thresholds: dict[str, float] = {}
+        self._thresholds: dict[str, dict[str, float | None]] = {}
         self._thresholds_run: str | None = None
         self._thresholds_checked = -1e9
         self.tags = [t.id for t in catalogue.active(sources=("fact", "rule"))] + [
@@ -294,7 +294,12 @@ class LiveTagger:
         latest = latest_run(self.tag_store) if self.tag_store.exists() else None
         if latest is not None and latest[0] != self._thresholds_run:
             run_id, meta = latest
-            self._thresholds = {str(k): float(v) for k, v in meta.get("thresholds", {}).items()}
+            recorded = meta.get("thresholds") or {}
+            self._thresholds = {
+                str(tag): {str(text): (None if v is None else float(v)) for text, v in per.items()}
+                for tag, per in recorded.items()
+                if isinstance(per, dict)
+            }
             self._thresholds_run = run_id
 
     def _quarantine(self, rejected: pd.DataFrame, now: pd.Timestamp) -> Path | None:

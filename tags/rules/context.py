@@ -34,13 +34,10 @@ class EvalContext:
         event_needs: Restrict the event index to these types and times (see
             :class:`~tags.rules.raw_events.EventIndex`).
         id_column: The customer id column, used to place events on rows.
-        pinned: Population aggregates to use instead of computing them (keys as in
-            :attr:`recorded`): a handful of customers re-tagged in real time take the
-            medians and quantiles of the last batch run, not of themselves.
-
-    Attributes:
-        recorded: Every population aggregate computed or pinned here, by key
-            ``"<label>|<func>|<column>:<width>|<rule text>"`` (a batch run stores them).
+        pinned: Population aggregates to use instead of computing them: tag id ->
+            aggregate text (``median(recency_days)``) -> value, as a batch run records
+            them (``TagValues.thresholds``). A handful of customers re-tagged in real time
+            take the last batch run's medians and quantiles, not statistics of themselves.
     """
 
     def __init__(
@@ -51,11 +48,10 @@ class EvalContext:
         as_of: pd.Timestamp | str | None = None,
         event_needs: Mapping[str, int] | None = None,
         id_column: str = "customer_id",
-        pinned: Mapping[str, float] | None = None,
+        pinned: Mapping[str, Mapping[str, float | None]] | None = None,
     ) -> None:
         self.frame = frame
-        self.pinned: Mapping[str, float] = pinned or {}
-        self.recorded: dict[str, float] = {}
+        self.pinned: Mapping[str, Mapping[str, float | None]] = pinned or {}
         self.n = len(frame)
         self.as_of_ns = None if as_of is None else to_ns(as_of)
         self._columns: dict[str, Val] = {}

@@ -132,12 +132,11 @@ def _aggregate(call: ast.Call, scope: Scope, evaluate: Evaluator) -> Val:
     key = (call.func, call.column, call.width, scope.text)
     if key in scope.aggregates:
         return scope.aggregates[key]
-    pin_key = f"{scope.label}|{call.func}|{call.column}:{call.width}|{scope.text}"
-    pinned = scope.ctx.pinned.get(pin_key)
+    text = scope.text[call.column - 1 : call.column - 1 + call.width]
+    pinned = scope.ctx.pinned.get(scope.label, {}).get(text) if scope.ctx.pinned else None
     if pinned is not None:
         value = Val(NUM, float(pinned))
         scope.aggregates[key] = value
-        scope.ctx.recorded[pin_key] = float(pinned)
         return value
     (target, *rest) = _numbers(call, scope, evaluate)
     if target.is_scalar:
@@ -163,8 +162,6 @@ def _aggregate(call: ast.Call, scope: Scope, evaluate: Evaluator) -> Val:
             result = float(np.quantile(values, float(q.data)))
     value = Val(NUM, result)
     scope.aggregates[key] = value
-    if not target.is_scalar:
-        scope.ctx.recorded[pin_key] = result
     return value
 
 

@@ -14,6 +14,7 @@ import click
 from tagsmith import __version__
 from tagsmith.cli import audience as audience_cmds
 from tagsmith.cli import audit as audit_cmds
+from tagsmith.cli import customers as customers_cmds
 from tagsmith.cli import delivery as delivery_cmds
 from tagsmith.cli import facts as facts_cmds
 from tagsmith.cli import features as features_cmds
@@ -59,6 +60,7 @@ tags_group = click.Group(
 main.add_command(project_cmds.init)
 main.add_command(tags_group)
 main.add_command(audience_cmds.audience)
+main.add_command(customers_cmds.customers)
 main.add_command(
     click.Group(
         "triggers",

@@ -19,6 +19,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from activation.errors import ActivationError
+from explain.errors import ExplainError
 from features.errors import FeaturesError
 from scoring.errors import ScoringError
 from serving.errors import ServingError
@@ -53,6 +54,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ServingError,
     ActivationError,
     StreamingError,
+    ExplainError,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
