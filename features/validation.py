@@ -112,7 +112,6 @@ def validate_events(
     event_type: str | None = None,
     date_format: str | None = None,
     create_unknown: bool | None = None,
-    refuse_all_rejected_files: bool = True,
 ) -> EventsResult:
     """Validate events files against the contract, known customers and stored events.
 
@@ -135,12 +134,10 @@ def validate_events(
         date_format: ``strptime`` format of ``occurred_at``.
         create_unknown: Create customers for unknown ids instead of quarantining
             their events; ``None`` follows ``config.unknown_customer``.
-        refuse_all_rejected_files: Raise when every row of a file is rejected (a file
-            import's guard against a wrong mapping); live batches quarantine instead.
 
     Raises:
         FactFileError: A file lacks a required column, or every row is rejected
-            for a reason other than being a duplicate (unless told not to refuse).
+            for a reason other than being a duplicate.
     """
     mapping = mapping or {}
     if event_type is not None and event_type not in config.all_event_types:
@@ -160,8 +157,7 @@ def validate_events(
     created = _event_customers(canon, frame["customer_id"], rejects, customers, create=create)
     _event_duplicates(canon, rejects, stored_events)
     quarantine, files = finish(raws, frame, rejects, malformed, kind="events")
-    if refuse_all_rejected_files:
-        refuse_all_rejected(files, quarantine)
+    refuse_all_rejected(files, quarantine)
     accepted = canon[rejects.ok].reset_index(drop=True)
     if len(created):
         # Only customers with at least one accepted event are created.

@@ -24,9 +24,20 @@ from features.io import RawTable
 from features.live import EVENT_ID
 from features.schema import EVENT_COLUMNS
 
-__all__ = ["MAX_ID_LENGTH", "event_id_of", "raw_events"]
+__all__ = ["MAX_ID_LENGTH", "SENTINEL_ID", "SENTINEL_SIGNUP", "event_id_of", "raw_events"]
 
 MAX_ID_LENGTH = 200
+# The file import refuses a file whose every row is rejected (a wrong --map); a live batch
+# must quarantine instead. Two identical valid rows of a customer only validation knows
+# of end every batch: the second is a duplicate, so no batch counts as all-rejected. The
+# caller drops both from the results.
+SENTINEL_ID = "\x00tagsmith-live-sentinel"
+SENTINEL_SIGNUP = "2000-01-01T00:00:00Z"
+_SENTINEL_ROW = {
+    "customer_id": SENTINEL_ID,
+    "occurred_at": "2000-01-02T00:00:00Z",
+    "event_type": "login",
+}
 _FIELDS = frozenset(EVENT_COLUMNS) | {EVENT_ID}
 
 
@@ -56,6 +67,8 @@ def event_id_of(record: dict[str, Any]) -> str:
 
 def raw_events(records: Sequence[Any], source: str) -> tuple[RawTable, list[str]]:
     """The records as a text table named ``source``, and one event id per parsed row.
+
+    The table ends with the two sentinel rows (:data:`SENTINEL_ID`), which have no id.
 
     Args:
         records: Decoded JSON values (objects are events; anything else is malformed).
@@ -88,6 +101,10 @@ def raw_events(records: Sequence[Any], source: str) -> tuple[RawTable, list[str]
         lines.append(i)
         texts.append(text)
         ids.append(event_id_of(record))
+    for k in (1, 2):
+        rows.append({c: _text(_SENTINEL_ROW.get(c)) for c in EVENT_COLUMNS})
+        lines.append(len(records) + k)
+        texts.append("")
     data = pd.DataFrame({c: pd.Series([r[c] for r in rows], dtype="str") for c in EVENT_COLUMNS})
     raw = RawTable(
         path=Path(source),

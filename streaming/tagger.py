@@ -41,7 +41,7 @@ from features.validation import validate_events
 from scoring.batch import Predictor
 from streaming.errors import BadEvents, Busy
 from streaming.index import CustomerFacts, FactStoreLike
-from streaming.records import event_id_of, raw_events
+from streaming.records import SENTINEL_ID, SENTINEL_SIGNUP, event_id_of, raw_events
 from tags.catalogue import Catalogue
 from tags.engine import concat_tag_tables, evaluate_tags
 from tags.live import LiveWrite, latest_run, write_live
@@ -204,28 +204,40 @@ class LiveTagger:
         self.index.refresh()
         self._refresh_thresholds()
         dicts = [(i, r) for i, r in enumerate(records) if isinstance(r, dict)]
-        known = self.live.known([event_id_of(r) for _, r in dicts])
-        repeats = [r for (_, r), k in zip(dicts, known, strict=True) if k]
-        fresh_pos = {i for (i, _), k in zip(dicts, known, strict=True) if not k}
+        stored_ids = self.live.known([event_id_of(r) for _, r in dicts])
+        repeats = [r for (_, r), k in zip(dicts, stored_ids, strict=True) if k]
+        fresh_pos = {i for (i, _), k in zip(dicts, stored_ids, strict=True) if not k}
         fresh = [r for i, r in enumerate(records) if i in fresh_pos or not isinstance(r, dict)]
         raw, ids = raw_events(fresh, source)
         # Only the batch's own customers: checks against a million stored ones per batch
         # would cost more than the batch.
         mentioned = self.index.known(raw.data["customer_id"].dropna().astype(str).str.strip())
+        known = self.index.customers_of(mentioned)[["customer_id", "signup_at"]]
+        sentinel = pd.DataFrame(
+            {
+                "customer_id": pd.Series([SENTINEL_ID], dtype=known["customer_id"].dtype),
+                "signup_at": pd.Series([pd.Timestamp(SENTINEL_SIGNUP)]).astype(
+                    known["signup_at"].dtype
+                ),
+            }
+        )
         result = validate_events(
             [raw],
             config=self.facts_config,
             now=now,
-            customers=self.index.customers_of(mentioned)[["customer_id", "signup_at"]],
+            customers=pd.concat([known, sentinel], ignore_index=True),
             stored_events=self.index.events_of(mentioned),
             create_unknown=False,
-            refuse_all_rejected_files=False,
         )
-        bad_lines = set(result.quarantine["line_number"].tolist())
-        ok = np.array([line not in bad_lines for line in raw.line_number], dtype=bool)
+        accepted = result.accepted[result.accepted["customer_id"] != SENTINEL_ID]
+        accepted = accepted.reset_index(drop=True)
+        is_real = (result.quarantine["original_line"] != "").to_numpy(dtype=bool)
+        quarantine = result.quarantine[is_real]
+        bad_lines = set(quarantine["line_number"].tolist())
+        ok = np.array([line not in bad_lines for line in raw.line_number[: len(ids)]], dtype=bool)
         accepted_ids = [i for i, keep in zip(ids, ok, strict=True) if keep]
-        appended = self.live.append(result.accepted, accepted_ids)
-        stored = result.accepted[appended.stored]
+        appended = self.live.append(accepted, accepted_ids)
+        stored = accepted[appended.stored]
         self.index.add(stored, appended.segment)
         touched = [str(c) for c in stored["customer_id"]] + [
             str(r.get("customer_id")) for r in repeats
@@ -233,8 +245,11 @@ class LiveTagger:
         customers = self.index.known(touched)
         as_of = live_as_of(now)
         write, rows = self.retag(customers, as_of=as_of, at=now) if customers else (None, None)
-        counts = result.files[0].quarantined if result.files else {}
-        quarantine_file = self._quarantine(result.quarantine, now)
+        counts = dict(result.files[0].quarantined) if result.files else {}
+        for reason in result.quarantine.loc[~is_real, "reason"]:  # the sentinel's
+            counts[str(reason)] = counts.get(str(reason), 0) - 1
+        counts = {k: v for k, v in counts.items() if v}
+        quarantine_file = self._quarantine(quarantine, now)
         return ApplyResult(
             received=len(records),
             accepted=int(appended.stored.sum()),
