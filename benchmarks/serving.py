@@ -8,6 +8,8 @@ One run on loopback with bounded request loops (aiohttp client in this process):
 
 * ``/tags`` for one customer: sequential (p50, p99), concurrency 8 and 32
   (throughput, p99); 100-customer requests (customers per second);
+* ``/explain`` for one customer, sequential (every visible tag's rule trace and the
+  champions' SHAP reasons), against ``/tags`` sequential in the same server;
 * ``mlflow models serve --env-manager local`` of ``churn-predictor@champion`` with the
   same number of workers, under the same load (one row or 100 rows per request).
 
@@ -278,6 +280,34 @@ def bench_tagsmith(
             if scenario != "warm-up":
                 results.append(result)
                 print_row(result)
+
+        def explained(status: int, payload: bytes) -> bool:
+            if status != 200:
+                return False
+            lines = json.loads(payload)["results"][0].get("tags", [])
+            return any(t["why"] and t["source"] == "model" for t in lines) and any(
+                t["why"] and t["source"] == "rule" for t in lines
+            )
+
+        for scenario, n in (("warm-up", 50), ("1 customer, sequential", args.requests)):
+            bodies = [
+                json.dumps({"customer_ids": list(rng.choice(ids, 1, replace=False))}).encode()
+                for _ in range(n)
+            ]
+            result = run_scenario(
+                "tagsmith /explain",
+                scenario,
+                f"{base}/explain",
+                bodies,
+                rows=1,
+                concurrency=1,
+                headers=headers,
+                check=explained,
+                server_pid=process.pid,
+            )
+            if scenario != "warm-up":
+                results.append(result)
+                print_row(result)
     finally:
         stop(process)
         project.api_keys().revoke(name)
@@ -352,6 +382,34 @@ def bench_mlflow(
                 concurrency=conc,
                 headers=headers,
                 check=check,
+                server_pid=process.pid,
+            )
+            if scenario != "warm-up":
+                results.append(result)
+                print_row(result)
+
+        def explained(status: int, payload: bytes) -> bool:
+            if status != 200:
+                return False
+            lines = json.loads(payload)["results"][0].get("tags", [])
+            return any(t["why"] and t["source"] == "model" for t in lines) and any(
+                t["why"] and t["source"] == "rule" for t in lines
+            )
+
+        for scenario, n in (("warm-up", 50), ("1 customer, sequential", args.requests)):
+            bodies = [
+                json.dumps({"customer_ids": list(rng.choice(ids, 1, replace=False))}).encode()
+                for _ in range(n)
+            ]
+            result = run_scenario(
+                "tagsmith /explain",
+                scenario,
+                f"{base}/explain",
+                bodies,
+                rows=1,
+                concurrency=1,
+                headers=headers,
+                check=explained,
                 server_pid=process.pid,
             )
             if scenario != "warm-up":
@@ -435,6 +493,13 @@ def summarize(results: list[Result]) -> None:
     print("\nTargets:")
     if seq:
         print(f"  1-customer /tags p99 sequential: {seq.p99_ms:.2f} ms (target <= 5 ms)")
+    explain = by.get(("tagsmith /explain", "1 customer, sequential"))
+    if explain:
+        ratio = f" ({explain.p99_ms / seq.p99_ms:.1f}x /tags)" if seq else ""
+        print(
+            f"  1-customer /explain p99 sequential: {explain.p99_ms:.2f} ms{ratio} "
+            "(target <= 20 ms)"
+        )
     if c32:
         print(f"  concurrency 32: {c32.rps:.0f} req/s, p99 {c32.p99_ms:.1f} ms (target p99 <= 100)")
     if c32 and ml32:

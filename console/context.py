@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from console.access import AuditSink
 from console.config import ConsoleConfig
 from console.models import ModelOps
+from explain.profile import CustomerProfile
 from serving.keys import ApiKey
 from tags.policy import AccessPolicy
 from tags.segments import AudienceBook
@@ -53,6 +54,9 @@ class ConsoleContext:
         share_shift_threshold: Coverage share shift that flags a value.
         models: Registry and promotion functions (``None``: no models page actions).
         model_tags: Registered model name -> catalogued tag it produces.
+        explain: (customer id, tags the viewer may see, as-of) -> the customer's
+            profile with every tag's why (``explain.CustomerProfile``); ``None``: the
+            customer page names only the rule case or model band.
     """
 
     project_name: str
@@ -68,3 +72,4 @@ class ConsoleContext:
     share_shift_threshold: float = 0.05
     models: ModelOps | None = None
     model_tags: Mapping[str, str] = field(default_factory=dict)
+    explain: Callable[[str, frozenset[str], Any], CustomerProfile] | None = None

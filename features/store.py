@@ -125,6 +125,21 @@ class FactStore:
             return check_events(frame)
         return frame
 
+    def load_customer(self, customer_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """One customer's row and events (canonical dtypes), read with Parquet filters.
+
+        Both frames are empty when the customer is not stored. Reading one customer
+        this way skips the row groups of everyone else (no full load).
+        """
+        self._recover_if_needed()
+        customers = self.load_customers().iloc[:0]
+        if self.customers_path.is_file():
+            customers = check_customers(_read_filtered(self.customers_path, customer_id))
+        events = pd.DataFrame({c: pd.Series([], dtype=EVENT_DTYPES[c]) for c in EVENT_COLUMNS})
+        if self.events_path.is_file() and len(customers):
+            events = check_events(_read_filtered(self.events_path, customer_id))
+        return customers.reset_index(drop=True), events.reset_index(drop=True)
+
     def events_table(self) -> pa.Table | None:
         """Stored events as an Arrow table (no pandas conversion); ``None`` when empty."""
         self._recover_if_needed()
@@ -327,6 +342,15 @@ class FactStore:
             if Path(tmp).exists():
                 os.replace(tmp, final)
         journal.unlink()
+
+
+def _read_filtered(path: Path, customer_id: str) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path, filters=[("customer_id", "==", customer_id)])
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(
+            f"{path}: expected a readable Parquet file of the fact store. {exc}"
+        ) from exc
 
 
 def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:

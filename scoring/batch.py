@@ -27,7 +27,7 @@ from features.events import prepare_events
 from features.spec import FeatureSpec, default_spec, spec_hash
 from scoring.errors import ScoringError
 from tags.catalogue import Catalogue
-from tags.engine import concat_tag_tables, evaluate_tags
+from tags.engine import concat_tag_tables, evaluate_tag_values, long_table
 from tags.store import TagStore
 from tags.store_format import TAG_COLUMNS, RunInfo, to_as_of
 
@@ -225,7 +225,16 @@ def run_tagging(
         features = prepared.build_features(cutoff, spec=spec)
     with timed("rule tags"):
         # The prepared events place window events on customers without hashing ids.
-        rule_tags = evaluate_tags(features, prepared, catalogue, as_of=cutoff)
+        results = evaluate_tag_values(features, prepared, catalogue, as_of=cutoff)
+        rule_tags = long_table(features, results, catalogue, as_of=cutoff)
+    # The population thresholds (medians, quantiles) each rule used on this date, so an
+    # explanation of a stored value quotes the numbers that produced it.
+    thresholds = {
+        r.tag_id: {k: (v if v == v else None) for k, v in r.thresholds.items()}
+        for r in results
+        if r.thresholds
+    }
+    del results
     # The largest objects: free them before predicting and storing.
     del customers, events, prepared
     with timed("predicted tags"):
@@ -244,6 +253,7 @@ def run_tagging(
         },
         "notices": notes,
         "timings": timings,
+        "thresholds": thresholds,
     }
     with timed("store"):
         run = store.write_snapshot(

@@ -43,6 +43,10 @@ class Governance(Protocol):
         """Roles the policy defines."""
         ...
 
+    def feeds(self) -> Mapping[str, frozenset[str]]:
+        """Rule or fact tag id -> the features its rule reads."""
+        ...
+
 
 class AuditSink(Protocol):
     """Receives one audit entry per request."""
@@ -85,6 +89,7 @@ class Access:
         self._verify_key = verify_key
         self._pepper = id_pepper
         self._visible_cache: dict[str, frozenset[str]] = {}
+        self._features_cache: dict[tuple[Any, ...], frozenset[str]] = {}
 
     def authenticate(self, headers: Mapping[str, str]) -> Caller:
         """The caller behind an ``Authorization: Bearer KEY`` or ``X-API-Key`` header.
@@ -114,6 +119,28 @@ class Access:
         if cached is None:
             cached = frozenset(self.governance.visible(role))
             self._visible_cache[role] = cached
+        return cached
+
+    def features(self, role: str, model_inputs: Mapping[str, Iterable[str]]) -> frozenset[str]:
+        """Features ``role`` may see: those feeding a tag it may see.
+
+        A rule or fact tag is fed by the features its rule reads, a model tag by its
+        serving model's inputs (``model_inputs``: tag id -> inputs). A feature that
+        feeds only tags the role may not see is never returned.
+        """
+        key = (role, tuple(sorted((t, tuple(v)) for t, v in model_inputs.items())))
+        cached = self._features_cache.get(key)
+        if cached is None:
+            visible = self.visible(role)
+            feeds = self.governance.feeds()
+            names: set[str] = set()
+            for tag_id in visible:
+                names |= feeds.get(tag_id, frozenset())
+                names |= set(model_inputs.get(tag_id, ()))
+            cached = frozenset(names)
+            if len(self._features_cache) > 64:  # model versions change: keep it bounded
+                self._features_cache.clear()
+            self._features_cache[key] = cached
         return cached
 
     def selection(

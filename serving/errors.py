@@ -20,6 +20,7 @@ __all__ = [
     "PayloadTooLarge",
     "ServingError",
     "ServingNotFound",
+    "TooManyRequests",
     "Unauthorized",
 ]
 
@@ -74,3 +75,13 @@ class PayloadTooLarge(HttpError):
     """The request body is larger than the configured limit (413)."""
 
     error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class TooManyRequests(HttpError):
+    """Ingestion outruns real-time tagging; retry after ``retry_after_s`` (429)."""
+
+    error_code = HTTPStatus.TOO_MANY_REQUESTS
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

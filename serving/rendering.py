@@ -19,7 +19,15 @@ import pandas as pd
 
 from serving.predictions import LiveModel
 
-__all__ = ["RenderedTags", "Snapshot", "SnapshotIndex", "iso", "json_row", "render_tags"]
+__all__ = [
+    "LiveOverlay",
+    "RenderedTags",
+    "Snapshot",
+    "SnapshotIndex",
+    "iso",
+    "json_row",
+    "render_tags",
+]
 
 
 @dataclass(frozen=True)
@@ -31,12 +39,15 @@ class Snapshot:
         features: Feature frame, one row per customer (``customer_id`` column first).
         as_of: The snapshot's as-of timestamp.
         run_id: The tagging run that wrote it.
+        thresholds: Tag id -> the population thresholds its rule used in that run
+            (``median(recency_days)`` -> 21.0), for explanations.
     """
 
     tags: pd.DataFrame
     features: pd.DataFrame
     as_of: pd.Timestamp
     run_id: str
+    thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 def iso(ts: Any) -> str:
@@ -70,6 +81,7 @@ class SnapshotIndex:
         rows: customer_id -> ((tag_id, row JSON text), ...), never mutated.
         positions: customer_id -> row of ``features``.
         features: The feature frame (kept to prepare matrices of new models).
+        thresholds: The run's population thresholds per tag (see :class:`Snapshot`).
     """
 
     as_of: str
@@ -77,6 +89,7 @@ class SnapshotIndex:
     rows: Mapping[str, tuple[tuple[str, str], ...]]
     positions: Mapping[str, int]
     features: pd.DataFrame
+    thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, snapshot: Snapshot) -> SnapshotIndex:
@@ -122,11 +135,71 @@ class SnapshotIndex:
             rows=rows,
             positions=positions,
             features=features,
+            thresholds=snapshot.thresholds,
         )
 
     def knows(self, customer_id: str) -> bool:
         """Whether the customer is in the tag or feature snapshot."""
         return customer_id in self.positions or customer_id in self.rows
+
+
+def _live_text(row: Mapping[str, Any]) -> str:
+    score = row.get("score")
+    number = float(score) if score is not None and not pd.isna(score) else float("nan")
+    return (
+        '{"tag_id":'
+        + json.dumps(str(row["tag_id"]), ensure_ascii=False)
+        + ',"value":'
+        + json.dumps(str(row["value"]), ensure_ascii=False)
+        + ',"score":'
+        + _score_literal(number)
+        + ',"source":'
+        + json.dumps(str(row["source"]))
+        + ',"version":'
+        + json.dumps(str(row["version"]), ensure_ascii=False)
+        + ',"as_of":'
+        + json.dumps(iso(row["as_of"]))
+        + ',"updated_at":'
+        + json.dumps(iso(row["updated_at"]))
+        + "}"
+    )
+
+
+@dataclass(frozen=True)
+class LiveOverlay:
+    """Tag values real-time tagging wrote since the snapshot, over the snapshot's rows.
+
+    Attributes:
+        run_id: The snapshot run these values overlay (a new run replaces them).
+        seq: The newest live write included.
+        rows: customer_id -> tag_id -> row JSON text (with ``updated_at``), or ``None``
+            where the tag no longer applies. Never mutated: merges make a new overlay.
+    """
+
+    run_id: str | None = None
+    seq: int = 0
+    rows: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+
+    def merged(self, frame: pd.DataFrame, *, run_id: str | None = None) -> LiveOverlay:
+        """A new overlay with ``frame``'s live rows (``tags.live.LIVE_COLUMNS``) on top.
+
+        ``run_id`` other than this overlay's starts from empty (batch wins).
+        """
+        base = self.rows if run_id is None or run_id == self.run_id else {}
+        rows = dict(base)
+        seq = self.seq if base else 0
+        if len(frame):
+            for cid, part in frame.groupby(frame["customer_id"].astype(str), sort=False):
+                tags = dict(rows.get(str(cid), {}))
+                for raw in part.to_dict("records"):
+                    record = {str(k): v for k, v in raw.items()}
+                    value = record.get("value")
+                    missing = value is None or (not isinstance(value, str) and pd.isna(value))
+                    tags[str(record["tag_id"])] = None if missing else _live_text(record)
+                rows[str(cid)] = tags
+            if "seq" in frame.columns:
+                seq = max(seq, int(pd.to_numeric(frame["seq"]).max()))
+        return LiveOverlay(run_id=self.run_id if run_id is None else run_id, seq=seq, rows=rows)
 
 
 @dataclass(frozen=True)
@@ -151,13 +224,20 @@ def render_tags(
     models: Sequence[LiveModel],
     selected: frozenset[str],
     customer_ids: Sequence[str],
+    live_overlay: LiveOverlay | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> RenderedTags:
     """The ``POST /tags`` answer: per customer, stored rows and the champions' rows.
 
     Stored rows are joined from their precomputed JSON; predicted rows are looked up in
-    each champion's scores of the snapshot. Unknown ids are reported per id
-    (``found: false``) in ``results`` and in ``unknown_ids``.
+    each champion's scores of the snapshot. A customer re-tagged in real time gets its
+    live values (with ``updated_at``) instead of the snapshot's for the tags re-tagged.
+    Unknown ids are reported per id (``found: false``) in ``results`` and in
+    ``unknown_ids``. ``names`` (tag id -> its display name as a JSON literal) adds
+    ``display_name`` to every row.
     """
+    overlay = live_overlay.rows if live_overlay is not None else {}
+    shown = names or {}
     live = [
         lm for lm in models if lm.model.tag_id in selected and snap is not None and len(lm.scores)
     ]
@@ -167,18 +247,27 @@ def render_tags(
     found_pos: list[int] = []
     found_slot: list[int] = []
     returned: set[str] = set()
+    live_slots: dict[int, Mapping[str, str | None]] = {}
     for cid in customer_ids:
-        if snap is None or not snap.knows(cid):
+        over = overlay.get(cid)
+        if over is None and (snap is None or not snap.knows(cid)):
             unknown.append(cid)
             parts.append(None)
             continue
         texts = []
-        for tid, text in snap.rows.get(cid, ()):
-            if tid in static_tags:
-                texts.append(text)
+        for tid, text in snap.rows.get(cid, ()) if snap is not None else ():
+            if tid in static_tags and (over is None or tid not in over):
+                name = shown.get(tid)
+                texts.append(text if name is None else '{"display_name":' + name + "," + text[1:])
                 returned.add(tid)
+        if over is not None:
+            for tid, live_text in over.items():
+                if live_text is not None and tid in selected:
+                    texts.append(live_text)
+                    returned.add(tid)
+            live_slots[len(parts)] = over
         parts.append(texts)
-        pos = snap.positions.get(cid)
+        pos = snap.positions.get(cid) if snap is not None else None
         if pos is not None and live:
             found_pos.append(pos)
             found_slot.append(len(parts) - 1)
@@ -192,7 +281,14 @@ def render_tags(
             labels = lm.labels[idx].tolist()
             model_versions[model.name] = model.version
             returned.add(model.tag_id)
-            head = '{"tag_id":' + json.dumps(model.tag_id) + ',"value":'
+            name = shown.get(model.tag_id)
+            head = (
+                "{"
+                + ("" if name is None else '"display_name":' + name + ",")
+                + '"tag_id":'
+                + json.dumps(model.tag_id)
+                + ',"value":'
+            )
             tail = (
                 ',"source":"model","version":'
                 + json.dumps(f"{model.name}/{model.version}")
@@ -202,6 +298,8 @@ def render_tags(
             )
             label_text = {v: json.dumps(v) for v in set(labels)}
             for slot, score, label in zip(found_slot, scores.tolist(), labels, strict=True):
+                if model.tag_id in live_slots.get(slot, ()):
+                    continue  # re-tagged in real time: the live value is shown
                 texts_of = parts[slot]
                 assert texts_of is not None
                 texts_of.append(

@@ -16,6 +16,8 @@ policy and audit log (wired in by the ``tagsmith`` package).
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -24,14 +26,19 @@ import pandas as pd
 
 from features.errors import FeaturesError
 from serving.access import Access, AuditSink, Caller, Governance
-from serving.errors import BadRequest
+from serving.errors import BadRequest, Forbidden
+from serving.explaining import model_inputs
 from serving.keys import ApiKey
-from serving.predictions import ModelSource, predict_posted
-from serving.rendering import Snapshot, SnapshotIndex, iso, json_row, render_tags
+from serving.predictions import LiveModel, ModelSource, predict_posted
+from serving.rendering import LiveOverlay, Snapshot, SnapshotIndex, iso, json_row, render_tags
 from serving.state import ReloadResult, ServingState, SnapshotSource, StateKeeper
 from tags.errors import TagsError
 
-__all__ = ["OnlineScorer", "ServingRuntime"]
+__all__ = ["EventIngest", "OnlineScorer", "ServingRuntime"]
+
+WRITE_EVENTS = "write_events"
+
+log = logging.getLogger(__name__)
 
 
 class OnlineScorer(Protocol):
@@ -45,6 +52,43 @@ class OnlineScorer(Protocol):
         as_of: pd.Timestamp,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(feature frame of one row, long rule-tag table)."""
+        ...
+
+
+class EventIngest(Protocol):
+    """Real-time tagging as the service sees it (wired by ``tagsmith`` to ``streaming``).
+
+    Raises ``serving.errors.BadRequest`` for an unusable batch and
+    ``serving.errors.TooManyRequests`` when ingestion outruns tagging.
+    """
+
+    def ingest(
+        self, records: list[Any], *, source: str
+    ) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
+        """(JSON answer, live rows written, customer ids re-tagged) of one batch.
+
+        The rows are ``tags.live.LIVE_COLUMNS``, one per re-tagged customer and evaluated
+        tag, ``value`` None where the tag no longer applies.
+        """
+        ...
+
+    def live_rows(self, after_seq: int) -> pd.DataFrame:
+        """Live rows (``tags.live.LIVE_COLUMNS``) written after ``after_seq``."""
+        ...
+
+
+class Explainer(Protocol):
+    """Explains one snapshot customer's tags (``serving.explaining.CatalogueExplainer``)."""
+
+    def explain(
+        self,
+        index: SnapshotIndex,
+        models: Mapping[str, LiveModel],
+        customer_id: str,
+        selected: frozenset[str],
+        features: frozenset[str],
+    ) -> dict[str, Any]:
+        """The customer's selected tags with their whys, and the features quoted."""
         ...
 
 
@@ -62,6 +106,13 @@ class ServingRuntime:
         watch_interval_s: Seconds between checks of aliases and tag store (0: never).
         online_scorer: Turns one customer's facts into features and rule tags for
             ``POST /score`` (``None``: the endpoint answers 400).
+        event_ingest: Real-time tagging for ``POST /events`` (``None``: the endpoint
+            answers 400); its live values are served over the snapshot's.
+        allows: (role, action) -> whether the policy grants it (``write_events``).
+        live_poll_s: Seconds between reads of live values other processes wrote (a
+            stream consumer); 0: never.
+        explainer: Explains a snapshot customer's tags for ``POST /explain``
+            (``None``: the endpoint answers 400).
     """
 
     def __init__(
@@ -76,6 +127,10 @@ class ServingRuntime:
         id_pepper: bytes,
         watch_interval_s: float = 0.0,
         online_scorer: OnlineScorer | None = None,
+        event_ingest: EventIngest | None = None,
+        allows: Callable[[str, str], bool] | None = None,
+        live_poll_s: float = 0.0,
+        explainer: Explainer | None = None,
     ) -> None:
         self.keeper = StateKeeper(
             models=models,
@@ -87,6 +142,16 @@ class ServingRuntime:
             governance=governance, audit=audit, verify_key=verify_key, id_pepper=id_pepper
         )
         self.online_scorer = online_scorer
+        self.event_ingest = event_ingest
+        self.allows = allows or (lambda _role, _action: False)
+        self._live = LiveOverlay()
+        self._live_lock = threading.Lock()
+        self.live_poll_s = live_poll_s
+        self._live_stop = threading.Event()
+        self._live_thread: threading.Thread | None = None
+        self.explainer = explainer
+        self._names: dict[str, str] | None = None
+        self._inputs: tuple[int, dict[str, tuple[str, ...]]] | None = None
 
     # ----------------------------------------------------------------- parts
     @property
@@ -126,12 +191,36 @@ class ServingRuntime:
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> ReloadResult:
-        """Load everything once (synchronously), then start the watcher thread."""
-        return self.keeper.start()
+        """Load everything once (synchronously), then start the watcher threads."""
+        result = self.keeper.start()
+        warm = getattr(self.event_ingest, "warm", None)
+        if callable(warm):  # load real-time tagging's facts and models off the request path
+            threading.Thread(target=warm, name="tagsmith-live-warm", daemon=True).start()
+        if self.event_ingest is not None and self.live_poll_s > 0 and self._live_thread is None:
+            self._live_stop.clear()
+            self._live_thread = threading.Thread(
+                target=self._poll_live, name="tagsmith-live-poll", daemon=True
+            )
+            self._live_thread.start()
+        return result
 
     def stop(self) -> None:
-        """Stop the watcher thread (waits for a reload in progress)."""
+        """Stop the watcher threads (waits for a reload in progress)."""
+        self._live_stop.set()
+        close = getattr(self.event_ingest, "close", None)
+        if callable(close):
+            close()
+        if self._live_thread is not None:
+            self._live_thread.join(timeout=30)
+            self._live_thread = None
         self.keeper.stop()
+
+    def _poll_live(self) -> None:
+        while not self._live_stop.wait(self.live_poll_s):
+            try:
+                self.refresh_live()
+            except Exception:  # the poller must outlive a busy store or a failed read
+                log.warning("Reading live tag values failed; retrying", exc_info=True)
 
     def reload(self, *, force: bool = False) -> ReloadResult:
         """Reload what changed (or everything with ``force``); swap atomically."""
@@ -153,6 +242,28 @@ class ServingRuntime:
     def audit_denied(self, caller: Caller | None, action: str, reason: str) -> None:
         """Audit a refused request (bad key or forbidden tags)."""
         self.access.denied(caller, action, reason)
+
+    def display_names(self) -> dict[str, str]:
+        """Tag id -> its display name as a JSON literal (rendered once)."""
+        if self._names is None:
+            self._names = {
+                t: json.dumps(str(e.get("display_name") or t), ensure_ascii=False)
+                for t, e in self.access.governance.catalog().items()
+            }
+        return self._names
+
+    def model_inputs(self, state: ServingState) -> dict[str, tuple[str, ...]]:
+        """Tag id -> the inputs of the model serving it (once per state)."""
+        cached = self._inputs
+        if cached is None or cached[0] != id(state.models):
+            inputs = {lm.model.tag_id: model_inputs(lm.model) for lm in state.models.values()}
+            cached = (id(state.models), inputs)
+            self._inputs = cached
+        return cached[1]
+
+    def visible_features(self, caller: Caller, state: ServingState) -> frozenset[str]:
+        """Features the caller's role may see: those feeding a tag it may see."""
+        return self.access.features(caller.role, self.model_inputs(state))
 
     # ----------------------------------------------------------------- reads
     def tags(
@@ -188,7 +299,15 @@ class ServingRuntime:
         """
         selected = self.access.selection(caller, categories, tag_ids)
         state = self.keeper.state  # one read: the whole request sees one consistent state
-        answer = render_tags(state.snapshot, list(state.models.values()), selected, customer_ids)
+        overlay = self.live_overlay(state.snapshot.run_id if state.snapshot else None)
+        answer = render_tags(
+            state.snapshot,
+            list(state.models.values()),
+            selected,
+            customer_ids,
+            overlay,
+            names=self.display_names(),
+        )
         self.access.record(
             caller,
             "serve.tags",
@@ -202,6 +321,69 @@ class ServingRuntime:
             extra={"unknown": len(answer.unknown), "model_versions": answer.model_versions},
         )
         return answer.body
+
+    # ----------------------------------------------------------------- live values
+    def live_overlay(self, run_id: str | None) -> LiveOverlay:
+        """The live values over the snapshot of ``run_id`` (reloaded when the run changed:
+        a batch run replaces live values)."""
+        overlay = self._live
+        if overlay.run_id == run_id or self.event_ingest is None:
+            return overlay
+        with self._live_lock:
+            if self._live.run_id != run_id:
+                rows = self.event_ingest.live_rows(0)
+                self._live = LiveOverlay(run_id=run_id).merged(rows)
+            return self._live
+
+    def refresh_live(self) -> int:
+        """Merge live values other processes wrote (a stream consumer); returns rows read."""
+        if self.event_ingest is None:
+            return 0
+        state = self.keeper.state
+        run_id = state.snapshot.run_id if state.snapshot else None
+        overlay = self.live_overlay(run_id)
+        rows = self.event_ingest.live_rows(overlay.seq)
+        if len(rows):
+            with self._live_lock:
+                self._live = self._live.merged(rows)
+        return len(rows)
+
+    def ingest_events(self, caller: Caller, records: list[Any]) -> dict[str, Any]:
+        """``POST /events``: validate, store and tag a batch; the answer counts what happened.
+
+        Raises:
+            Forbidden: The caller's role lacks ``write_events``.
+            BadRequest: Real-time tagging is off, or the batch is unusable.
+            TooManyRequests: Ingestion outruns tagging (retry later).
+        """
+        if not self.allows(caller.role, WRITE_EVENTS):
+            raise Forbidden(
+                f"Role {caller.role!r} may not send events: the access policy does not grant "
+                f"it '{WRITE_EVENTS}'."
+            )
+        if self.event_ingest is None:
+            raise BadRequest(
+                "Expected real-time tagging to be enabled on this service. Got it off "
+                "(streaming.enabled in tagsmith.yaml)."
+            )
+        answer, rows, customers = self.event_ingest.ingest(
+            records, source=f"POST /events ({caller.name})"
+        )
+        if len(rows) or customers:
+            state = self.keeper.state
+            run_id = state.snapshot.run_id if state.snapshot else None
+            self.live_overlay(run_id)
+            with self._live_lock:
+                self._live = self._live.merged(rows)
+        self.access.record(
+            caller,
+            "serve.events",
+            tags=[],
+            n_customers=len(customers),
+            query={"customer_id_hashes": self.access.hash_ids(customers[:100])},
+            extra={k: answer[k] for k in ("received", "accepted", "duplicates", "quarantined")},
+        )
+        return answer
 
     def catalog(self, caller: Caller) -> dict[str, Any]:
         """The catalogue entries the caller may see."""
@@ -306,6 +488,70 @@ class ServingRuntime:
             "customer_id": cid,
             "as_of": as_of_iso,
             "model_versions": model_versions,
-            "features": json_row(features.iloc[0]) if len(features) else {},
+            "features": _visible_row(features, self.visible_features(caller, state)),
             "tags": rows,
         }
+
+    def explain(
+        self,
+        caller: Caller,
+        customer_ids: Sequence[str],
+        *,
+        categories: Sequence[str] | None = None,
+        tag_ids: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Why each customer has each tag the caller may see (``POST /explain``).
+
+        Rule and fact tags come with their clause traces (feature values and the
+        run's thresholds), predicted tags with the serving model's top reasons. Only
+        features feeding a tag the caller's role may see are quoted.
+
+        Raises:
+            BadRequest: Unknown categories or tag ids, or explanations are off.
+            Forbidden: Named tags the role may not see.
+        """
+        if self.explainer is None:
+            raise BadRequest(
+                "Expected explanations to be configured (a catalogue). Got a service without."
+            )
+        selected = self.access.selection(caller, categories, tag_ids)
+        state = self.keeper.state
+        snap = state.snapshot
+        features = self.visible_features(caller, state)
+        results: list[dict[str, Any]] = []
+        unknown: list[str] = []
+        for cid in customer_ids:
+            if snap is None or not snap.knows(cid):
+                unknown.append(cid)
+                results.append({"customer_id": cid, "found": False, "error": "unknown customer id"})
+                continue
+            results.append(self.explainer.explain(snap, state.models, cid, selected, features))
+        returned = sorted({t["tag_id"] for r in results for t in r.get("tags", ())})
+        versions = {name: lm.model.version for name, lm in state.models.items()}
+        self.access.record(
+            caller,
+            "serve.explain",
+            tags=returned,
+            n_customers=len(customer_ids) - len(unknown),
+            query={
+                "customer_id_hashes": self.access.hash_ids(customer_ids),
+                "categories": list(categories or []),
+                "tags": list(tag_ids or []),
+            },
+            extra={"unknown": len(unknown), "model_versions": versions},
+        )
+        return {
+            "as_of": snap.as_of if snap else None,
+            "run_id": snap.run_id if snap else None,
+            "model_versions": versions,
+            "results": results,
+            "unknown_ids": unknown,
+        }
+
+
+def _visible_row(features: pd.DataFrame, visible: frozenset[str]) -> dict[str, Any]:
+    """The posted customer's features the caller may see (and the id)."""
+    if not len(features):
+        return {}
+    row = json_row(features.iloc[0])
+    return {k: v for k, v in row.items() if k == "customer_id" or k in visible}

@@ -3,6 +3,8 @@
 Endpoints:
     POST /tags          rule + predicted tags of 1..1000 customers from memory
     POST /score         one customer's posted facts -> features -> rule + predicted tags
+    POST /events        a batch of behaviour events -> stored, touched customers re-tagged
+    POST /explain       why 1..1000 customers have each tag (rule traces, model reasons)
     GET  /catalog       the catalogue entries the caller's role may see
     GET  /models        serving model versions, load times, last reload result
     POST /admin/reload  check aliases and the tag store now (admin role)
@@ -20,6 +22,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, cast
@@ -34,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.access import Caller
 from serving.config import MAX_CUSTOMERS_PER_REQUEST
-from serving.errors import Forbidden, HttpError, ServingError, Unauthorized
+from serving.errors import Forbidden, HttpError, ServingError, TooManyRequests, Unauthorized
 from serving.runtime import ServingRuntime
 from serving.settings import ServingSettings
 
@@ -43,6 +46,7 @@ __all__ = ["BodyLimitMiddleware", "RuntimeFactory", "make_service"]
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_SCORE = 20_000
+MAX_EVENTS_PER_POST = 10_000
 
 RuntimeFactory = Callable[[], ServingRuntime]
 
@@ -175,6 +179,7 @@ class EventFacts(BaseModel):
 class TagRow(BaseModel):
     """One tag of one customer."""
 
+    display_name: str | None = Field(default=None, description="The tag's catalogue name")
     tag_id: str
     value: str
     score: float | None = Field(description="Model score (probability or amount); null for rules")
@@ -272,6 +277,28 @@ class _TagServiceBase:
         except HttpError as exc:
             return cast(TagsAnswer, self._refused(ctx, caller, "serve.tags", exc))
 
+    @bentoml.api(route="/explain")
+    def explain(
+        self,
+        customer_ids: CustomerIds,
+        ctx: bentoml.Context,
+        categories: NameList | None = None,
+        tags: NameList | None = None,
+    ) -> dict[str, Any]:
+        """Why each of 1 to 1000 customers has each tag the caller's role may see.
+
+        Rule and fact tags: every clause with the customer's feature values and the
+        population thresholds of the snapshot's run. Predicted tags: the serving
+        model's top reasons (SHAP contributions adding up to its raw score). Features
+        that feed only tags the role may not see are never quoted.
+        """
+        caller = None
+        try:
+            caller = self._caller(ctx.request.headers, "serve.explain")
+            return self.runtime.explain(caller, customer_ids, categories=categories, tag_ids=tags)
+        except HttpError as exc:
+            return self._refused(ctx, caller, "serve.explain", exc)
+
     @bentoml.api(route="/score")
     def score(
         self,
@@ -311,6 +338,38 @@ class _TagServiceBase:
             )
         except HttpError as exc:
             return self._refused(ctx, caller, "serve.score", exc)
+
+    @bentoml.api(route="/events")
+    def events(
+        self,
+        events: Annotated[list[Any], Field(max_length=MAX_EVENTS_PER_POST)],
+        ctx: bentoml.Context,
+    ) -> dict[str, Any]:
+        """Send behaviour events (the fact contract plus an ``event_id``) for real-time tags.
+
+        Each event is validated like a row of ``facts import`` (bad ones are quarantined
+        with the same reason codes), stored durably once per ``event_id``, and the
+        customers it touches are re-tagged before the answer: ``/tags`` shows their new
+        values. Needs a key whose role has ``write_events``. 429 with ``Retry-After``
+        when ingestion outruns tagging.
+        """
+        caller = None
+        try:
+            caller = self._caller(ctx.request.headers, "serve.events")
+            return self.runtime.ingest_events(caller, events)
+        except TooManyRequests as exc:
+            retry = str(max(1, math.ceil(exc.retry_after_s)))
+            ctx.response.status_code = exc.status
+            return cast(
+                dict[str, Any],
+                JSONResponse(
+                    {"error": exc.message, "status": exc.status},
+                    exc.status,
+                    headers={"Retry-After": retry},
+                ),
+            )
+        except HttpError as exc:
+            return self._refused(ctx, caller, "serve.events", exc)
 
     @bentoml.api(route="/admin/reload")
     def admin_reload(self, ctx: bentoml.Context) -> dict[str, Any]:

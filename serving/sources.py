@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from explain.visibility import rule_features
 from serving.rendering import Snapshot
 from tags.errors import TagsError
 from tags.policy import AccessPolicy, tag_infos
@@ -69,7 +70,14 @@ class TagStoreSnapshotSource:
         info = self.store.run_info(as_of)
         tags = self.store.snapshot(as_of)
         features = self.features(as_of)
-        return Snapshot(tags=tags, features=features, as_of=as_of, run_id=info.run_id)
+        recorded = (info.meta or {}).get("thresholds") or {}
+        thresholds = {
+            str(tag): {str(k): float("nan") if v is None else float(v) for k, v in numbers.items()}
+            for tag, numbers in recorded.items()
+        }
+        return Snapshot(
+            tags=tags, features=features, as_of=as_of, run_id=info.run_id, thresholds=thresholds
+        )
 
 
 def _entry(tag: Any) -> dict[str, Any]:
@@ -91,6 +99,18 @@ class PolicyGovernance:
         self.catalogue = catalogue
         self.policy = policy
         self._catalog = {t.id: _entry(t) for t in tag_infos(catalogue)}
+        # A compiled catalogue says which features each rule reads; a plain mapping of
+        # definitions (tests, tools) has no rules, so its tags reveal no feature.
+        compiled = callable(getattr(catalogue, "compiled", None))
+        self._feeds = {
+            t.id: frozenset(rule_features(catalogue, t.id) if compiled else ())
+            for t in tag_infos(catalogue)
+            if getattr(t, "source", "rule") != "model"
+        }
+
+    def feeds(self) -> Mapping[str, frozenset[str]]:
+        """Rule or fact tag id -> the features its rule reads."""
+        return self._feeds
 
     def catalog(self) -> Mapping[str, Mapping[str, Any]]:
         """Tag id -> catalogue entry."""

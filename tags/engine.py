@@ -11,7 +11,7 @@ customer-sorted integer arrays are reused, instead of hashing every event's cust
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from features.events import PreparedEvents
 from tags.catalogue import Catalogue, CompiledTag
 from tags.errors import CatalogueError, RuleError, RuleEvalError, TagsError
 from tags.rules import EvalContext, Scope, event_needs, frame_kinds, to_ns, truth
-from tags.rules.values import NULL, STR, Val
+from tags.rules.values import NULL, NUM, STR, Val
 from tags.rules.windows import arrow_strings
 from tags.store_format import TAG_COLUMNS
 
@@ -47,13 +47,24 @@ class TagValues:
         rows: Row positions in the feature frame (ascending).
         codes: Index into ``values`` for each row.
         values: The distinct values, as strings.
+        thresholds: The population aggregates the rule used, by their text (e.g.
+            ``median(recency_days)`` -> 21.0; NaN for an empty population), so a
+            tagging run can record the numbers of its date.
     """
 
-    def __init__(self, tag_id: str, rows: np.ndarray, codes: np.ndarray, values: list[str]):
+    def __init__(
+        self,
+        tag_id: str,
+        rows: np.ndarray,
+        codes: np.ndarray,
+        values: list[str],
+        thresholds: dict[str, float] | None = None,
+    ):
         self.tag_id = tag_id
         self.rows = rows
         self.codes = codes
         self.values = values
+        self.thresholds = thresholds or {}
 
     def counts(self) -> dict[str, int]:
         """Value -> number of customers (values with none are left out)."""
@@ -68,6 +79,16 @@ def _mask(rule_value: object, n: int) -> np.ndarray:
     return truth(rule_value, n)
 
 
+def _thresholds(*scopes: Scope) -> dict[str, float]:
+    """Text -> value of the aggregates evaluated in ``scopes`` (see ``TagValues``)."""
+    out: dict[str, float] = {}
+    for scope in scopes:
+        for (_func, column, width, text), value in scope.aggregates.items():
+            if value.kind == NUM and value.is_scalar:
+                out[text[column - 1 : column - 1 + width]] = float(value.data)
+    return out
+
+
 def evaluate_tag(compiled: CompiledTag, ctx: EvalContext) -> TagValues:
     """Evaluate one compiled tag over every row of ``ctx``.
 
@@ -75,12 +96,22 @@ def evaluate_tag(compiled: CompiledTag, ctx: EvalContext) -> TagValues:
         RuleError: Evaluation failed (unknown name, type mismatch, value outside the
             catalogue); the message names the tag and quotes the rule.
     """
+    scopes: list[Scope] = []
+    result = _evaluate_tag(compiled, ctx, scopes)
+    result.thresholds = _thresholds(*scopes)
+    return result
+
+
+def _evaluate_tag(compiled: CompiledTag, ctx: EvalContext, scopes: list[Scope]) -> TagValues:
     tag = compiled.tag
     n = ctx.n
     population = None
     if compiled.scope is not None:
-        population = _mask(compiled.scope.evaluate(Scope(ctx)), n)
-    scope = Scope(ctx, population=population)
+        outer = Scope(ctx, label=tag.id)
+        scopes.append(outer)
+        population = _mask(compiled.scope.evaluate(outer), n)
+    scope = Scope(ctx, population=population, label=tag.id)
+    scopes.append(scope)
     for name, rule in compiled.lets:
         scope.bindings[name] = rule.evaluate(scope)
     if compiled.when is not None:
@@ -171,6 +202,7 @@ def evaluate_tags(
     *,
     as_of: pd.Timestamp | str,
     tag_ids: Iterable[str] | None = None,
+    thresholds: Mapping[str, Mapping[str, float | None]] | None = None,
 ) -> pd.DataFrame:
     """Evaluate active rule and fact tags for every customer of ``features``.
 
@@ -183,6 +215,9 @@ def evaluate_tags(
         catalogue: The tag catalogue. Model tags are skipped (models produce them).
         as_of: The evaluation time, recorded in every row.
         tag_ids: Evaluate only these tags (default: every active fact/rule tag).
+        thresholds: Population aggregates (``median``, ``quantile``, ...) to use instead
+            of computing them over ``features``: tag id -> aggregate text -> value, as
+            ``TagValues.thresholds`` (real-time tagging pins the last batch run's).
 
     Returns:
         Long table with columns ``customer_id, tag_id, value, score, source, version,
@@ -200,7 +235,9 @@ def evaluate_tags(
         TagsError: The frame has no unique ``customer_id`` column, or a rule fails
             (with the tag named and the rule quoted).
     """
-    results = evaluate_tag_values(features, events, catalogue, as_of=as_of, tag_ids=tag_ids)
+    results = evaluate_tag_values(
+        features, events, catalogue, as_of=as_of, tag_ids=tag_ids, thresholds=thresholds
+    )
     return long_table(features, results, catalogue, as_of=as_of)
 
 
@@ -227,8 +264,11 @@ def evaluate_tag_values(
     *,
     as_of: pd.Timestamp | str,
     tag_ids: Iterable[str] | None = None,
+    thresholds: Mapping[str, Mapping[str, float | None]] | None = None,
 ) -> list[TagValues]:
     """The rule-evaluation half of :func:`evaluate_tags`: rows and values per tag.
+
+    ``thresholds`` pins population aggregates (as :func:`evaluate_tags`).
 
     Raises:
         TagsError: As :func:`evaluate_tags`.
@@ -259,7 +299,7 @@ def evaluate_tag_values(
     if needs and events is None:
         users = [c.tag.id for c in compiled if any(r.event_calls for r in c.rules())]
         raise TagsError(f"Tags {users} count raw events, but no events were given.")
-    ctx = EvalContext(features, events=events, as_of=as_of, event_needs=needs)
+    ctx = EvalContext(features, events=events, as_of=as_of, event_needs=needs, pinned=thresholds)
     return [evaluate_tag(item, ctx) for item in compiled]
 
 

@@ -35,7 +35,8 @@ SENSITIVITIES: tuple[str, ...] = ("public", "internal", "restricted")
 # read: snapshots, history, diffs and reports; export: files leave the system;
 # audience: select customers; run: write tag snapshots; audit: read/verify the audit
 # log; backup / restore: the project's stores; catalogue: change tag definitions;
-# promote / rollback: move a model's champion alias (the web console checks them).
+# promote / rollback: move a model's champion alias (the web console checks them);
+# write_events: send behaviour events to real-time tagging (POST /events).
 ACTIONS: tuple[str, ...] = (
     "read",
     "export",
@@ -47,6 +48,7 @@ ACTIONS: tuple[str, ...] = (
     "catalogue",
     "promote",
     "rollback",
+    "write_events",
 )
 ALL = "*"
 

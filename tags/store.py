@@ -29,6 +29,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from tags.errors import TagStoreError
+from tags.live import LIVE_SCHEMA, reconcile_live
 from tags.store_format import (
     DIFF_SQL,
     MATRIX_SQL,
@@ -108,7 +109,9 @@ class TagStore:
             try:
                 con = duckdb.connect(str(self.path), read_only=not write)
                 break
-            except duckdb.IOException as exc:
+            # IOException: another process holds the file; ConnectionException: this
+            # process holds it with the other mode (a live write beside a reader).
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
                 if time.monotonic() + delay > deadline:
                     raise TagStoreError(
                         f"The tag store {self.path} is in use by another process (a tagging "
@@ -120,6 +123,7 @@ class TagStore:
             if write:
                 con.execute(SCHEMA)
                 con.execute(TRANSITIONS_SCHEMA)
+                con.execute(LIVE_SCHEMA)
                 con.execute(
                     "INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)",
                     [SCHEMA_VERSION],
@@ -139,6 +143,11 @@ class TagStore:
         connection keeps a tagging run from writing.
         """
         return self._connect(write=False)
+
+    def writer(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A writing connection (schema created) for writers beyond the methods here
+        (real-time tagging's live values, ``tags.live``). Close it soon."""
+        return self._connect(write=True)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -214,6 +223,13 @@ class TagStore:
                 con.begin()
                 # What this run changes, against the state it replaces (same transaction).
                 record_batch_transitions(con, "incoming", as_of=naive(ts), run_id=run_id)
+                # Batch wins over live values; how many it overrode is kept with the run.
+                overridden = reconcile_live(con, "incoming", as_of=naive(ts))
+                if overridden:
+                    meta_json = json.dumps(
+                        {**json.loads(meta_json), "live_overridden": overridden}, sort_keys=True
+                    )
+                    con.execute("UPDATE runs SET meta = ? WHERE run_id = ?", [meta_json, run_id])
                 con.execute("DELETE FROM snapshots WHERE as_of = ?", [naive(ts)])
                 con.execute(
                     "INSERT INTO snapshots SELECT customer_id, tag_id, value, score, source, "

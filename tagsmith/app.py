@@ -21,8 +21,12 @@ from typing import Any
 
 import pandas as pd
 
+from explain.rules import window_columns
+from explain.words import FeatureWords
 from features.build import build_features
+from features.catalog import feature_catalog
 from features.errors import SchemaError
+from features.events import prepare_events
 from features.schema import (
     AMOUNT_REQUIRED_EVENT_TYPES,
     EVENT_COLUMNS,
@@ -31,6 +35,7 @@ from features.schema import (
 )
 from serving.auditing import QueuedAudit
 from serving.errors import ServingError
+from serving.explaining import CatalogueExplainer
 from serving.runtime import ServingRuntime
 from serving.settings import ServingSettings, load_settings
 from serving.sources import (
@@ -42,6 +47,7 @@ from serving.sources import (
 from tags.engine import evaluate_tags
 from tagsmith.activate import DispatcherThread, HostedRuntime
 from tagsmith.champions import model_source
+from tagsmith.live import ServiceIngest
 from tagsmith.project import Project
 
 __all__ = ["PROJECT_ENV", "SERVICE", "build_runtime", "create_service", "service_env"]
@@ -82,13 +88,20 @@ def build_runtime(project: Project, settings: ServingSettings | None = None) -> 
     policy = project.policy()
     source = model_source(project, alias=settings.alias, models=settings.models)
     spec = project.feature_spec()
-    facts = project.fact_store()
+    # Batch runs read the live events too, so the snapshot's features do.
+    facts = project.facts()
     facts_config = project.config.facts
     event_types = facts_config.all_event_types
 
+    rule_tags = [catalogue.compiled(t.id) for t in catalogue.active(sources=("fact", "rule"))]
+
     def snapshot_features(as_of: pd.Timestamp) -> pd.DataFrame:
-        # Point-in-time: the features the tagging run of this as-of date computed.
-        return build_features(facts.load_customers(), facts.load_events(), as_of=as_of, spec=spec)
+        # Point-in-time: the features the tagging run of this as-of date computed, and
+        # the event windows its rules counted (so POST /explain reads no raw events).
+        prepared = prepare_events(facts.load_customers(), facts.load_events())
+        features = prepared.build_features(as_of, spec=spec)
+        windows = window_columns(rule_tags, features, prepared, as_of=as_of)
+        return pd.concat([features, windows], axis=1) if len(windows.columns) else features
 
     scorer = FactsOnlineScorer(
         to_customers=lambda records: customers_frame(records, facts_config),
@@ -106,6 +119,7 @@ def build_runtime(project: Project, settings: ServingSettings | None = None) -> 
             f"Expected the catalogue in {project.catalogue_dir} to hold active model tags "
             f"for the served models {settings.models}. Got none."
         )
+    ingest = ServiceIngest(project) if project.config.streaming.enabled else None
     runtime_class: type[ServingRuntime] = ServingRuntime
     hosted: dict[str, Any] = {}
     if project.config.activation.in_service:
@@ -123,6 +137,10 @@ def build_runtime(project: Project, settings: ServingSettings | None = None) -> 
         id_pepper=keys.pepper,
         watch_interval_s=settings.watch_interval_s,
         online_scorer=scorer,
+        event_ingest=ingest,
+        live_poll_s=project.config.streaming.live_poll_s,
+        allows=lambda role, action: role in policy.roles and action in policy.roles[role].actions,
+        explainer=CatalogueExplainer(catalogue, FeatureWords(feature_catalog(spec))),
     )
 
 

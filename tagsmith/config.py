@@ -17,6 +17,7 @@ from activation.config import ActivationConfig
 from console.config import ConsoleConfig
 from features.schema import FactsConfig
 from serving.config import ServingConfig
+from streaming.config import StreamingConfig
 from tags.config import TagsConfig
 from tags.policy import AccessConfig
 from tags.store import StoreConfig
@@ -44,6 +45,7 @@ class ProjectConfig(BaseModel):
         serving: The tag service (port, watched alias, reload interval, limits).
         activation: The trigger dispatcher (``activation.ActivationConfig``).
         console: The web console served with it at ``/ui``.
+        streaming: Real-time tagging (``POST /events``, the NATS consumer).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -59,6 +61,7 @@ class ProjectConfig(BaseModel):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     activation: ActivationConfig = Field(default_factory=ActivationConfig)
+    streaming: StreamingConfig = Field(default_factory=StreamingConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

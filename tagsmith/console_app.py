@@ -8,14 +8,19 @@ app's lifespan), not when it is mounted.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from console.app import create_app
 from console.context import ConsoleContext
+from explain.lookup import CustomerExplainer
+from explain.profile import CustomerProfile
 from serving.access import Access
 from serving.auditing import QueuedAudit
 from serving.sources import JsonAudit, PolicyGovernance
 from tagsmith.champions import model_tags
+from tagsmith.explaining import customer_explainer
 from tagsmith.modelops import ProjectModelOps
 from tagsmith.project import Project
 
@@ -51,7 +56,22 @@ def build_console_context(project: Project) -> ConsoleContext:
         share_shift_threshold=project.config.store.share_shift_threshold,
         models=ProjectModelOps(project),
         model_tags={name: tag.tag_id for name, tag in model_tags(catalogue).items()},
+        explain=_explain(project),
     )
+
+
+def _explain(project: Project) -> Callable[[str, frozenset[str], Any], CustomerProfile]:
+    """The console's customer explanations: the CLI's explainer, built on first use."""
+    made: list[CustomerExplainer] = []
+    lock = threading.Lock()
+
+    def explain(customer_id: str, visible: frozenset[str], as_of: Any) -> CustomerProfile:
+        with lock:  # one explainer (and its model cache) shared by the worker's threads
+            if not made:
+                made.append(customer_explainer(project))
+            return made[0].profile(customer_id, visible_tags=visible, as_of=as_of)
+
+    return explain
 
 
 def mount_console(service: Any, project: Project) -> None:

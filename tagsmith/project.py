@@ -26,6 +26,7 @@ from tagsmith.errors import ConfigError, ProjectNotFoundError
 if TYPE_CHECKING:
     from activation.outbox import Outbox
     from activation.versions import TriggerHistory
+    from features.live import FactsWithLive, LiveEventLog
     from features.snapshots import FeatureStore
     from features.spec import FeatureSpec
     from features.store import FactStore
@@ -156,6 +157,19 @@ class Project:
         from features.store import FactStore
 
         return FactStore(self.facts_dir)
+
+    @_built_once
+    def live_events(self) -> LiveEventLog:
+        """The live event log (events sent to real-time tagging), beside the fact store."""
+        from features.live import LiveEventLog
+
+        return LiveEventLog(self.facts_dir / "live")
+
+    def facts(self) -> FactsWithLive:
+        """What batch runs read: the fact store's facts plus the live events."""
+        from features.live import FactsWithLive
+
+        return FactsWithLive(self.fact_store(), self.live_events())
 
     @_built_once
     def feature_store(self) -> FeatureStore:

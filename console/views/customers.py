@@ -1,8 +1,9 @@
 """Customer pages: find a customer by id; their tags now, why, and how they changed.
 
 The id is looked up from a POST (never a URL); the profile's URL carries an opaque
-reference. Until the explanation package lands, "why" names the rule case or the
-model band that gives the current value.
+reference. "Why" names the rule case or the model band that gives the current value,
+then (:mod:`explain`) every clause with the customer's values and the run's
+population thresholds, or the model's top reasons adding up to its raw score.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from starlette.responses import Response
 
 from console.data import records
 from console.web import Form, Ui
+from explain.errors import ExplainError
+from explain.models import ModelReasons
+from explain.profile import CustomerProfile
+from explain.render import trace_lines
+from features.errors import FeaturesError
+from scoring.errors import ScoringError
+from tags.errors import TagsError
 
 __all__ = ["customer_page", "find_customer", "search_page"]
 
@@ -153,6 +161,7 @@ def customer_page(ui: Ui, form: Form) -> Response:
         n_customers=1 if len(history) else 0,
         query={"customer_id_hashes": ui.console.hash_ids([customer_id])},
     )
+    problem = _explained(ui, customer_id, frozenset(visible), latest, current)
     order = {t: i for i, t in enumerate(catalogue.tags)}
     current.sort(key=lambda r: order.get(r["tag"].id, 0))
     timeline.sort(key=lambda r: order.get(r["tag_id"], 0))
@@ -165,4 +174,29 @@ def customer_page(ui: Ui, form: Form) -> Response:
         dates=[f"{d:%Y-%m-%d}" for d in shown_dates],
         state=state,
         found=bool(len(history)),
+        explain_problem=problem,
     )
+
+
+def _explained(
+    ui: Ui, customer_id: str, visible: frozenset[str], latest: Any, current: list[dict[str, Any]]
+) -> str:
+    """Add each current tag's detailed why (``why_lines``, ``notes``); '' or the problem."""
+    explain = ui.console.context.explain
+    if explain is None or latest is None or not current:
+        return ""
+    try:
+        profile: CustomerProfile = explain(customer_id, visible, latest)
+    except (ExplainError, FeaturesError, TagsError, ScoringError) as exc:
+        return str(exc)
+    lines = {line.tag_id: line for line in profile.tags}
+    for row in current:
+        line = lines.get(row["tag"].id)
+        if line is None:
+            continue
+        if line.trace is not None:
+            row["why_lines"] = trace_lines(line.trace)
+        elif isinstance(line.why, ModelReasons):
+            row["why_lines"] = line.why.lines()
+        row["notes"] = list(line.notes)
+    return ""

@@ -34,6 +34,10 @@ class EvalContext:
         event_needs: Restrict the event index to these types and times (see
             :class:`~tags.rules.raw_events.EventIndex`).
         id_column: The customer id column, used to place events on rows.
+        pinned: Population aggregates to use instead of computing them: tag id ->
+            aggregate text (``median(recency_days)``) -> value, as a batch run records
+            them (``TagValues.thresholds``). A handful of customers re-tagged in real time
+            take the last batch run's medians and quantiles, not statistics of themselves.
     """
 
     def __init__(
@@ -44,8 +48,10 @@ class EvalContext:
         as_of: pd.Timestamp | str | None = None,
         event_needs: Mapping[str, int] | None = None,
         id_column: str = "customer_id",
+        pinned: Mapping[str, Mapping[str, float | None]] | None = None,
     ) -> None:
         self.frame = frame
+        self.pinned: Mapping[str, Mapping[str, float | None]] = pinned or {}
         self.n = len(frame)
         self.as_of_ns = None if as_of is None else to_ns(as_of)
         self._columns: dict[str, Val] = {}
@@ -122,8 +128,10 @@ class Scope:
         bindings: Mapping[str, Val] | None = None,
         text: str = "",
         where: str = "",
+        label: str = "",
     ) -> None:
         self.ctx = ctx
+        self.label = label
         self.population = population
         self.bindings: dict[str, Val] = dict(bindings or {})
         self.text = text
@@ -132,7 +140,9 @@ class Scope:
 
     def for_rule(self, text: str, where: str) -> Scope:
         """The same scope (sharing aggregates) reporting errors for another rule text."""
-        other = Scope(self.ctx, population=self.population, bindings=self.bindings)
+        other = Scope(
+            self.ctx, population=self.population, bindings=self.bindings, label=self.label
+        )
         other.aggregates = self.aggregates
         other.text, other.where = text, where
         return other

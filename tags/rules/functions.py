@@ -132,6 +132,12 @@ def _aggregate(call: ast.Call, scope: Scope, evaluate: Evaluator) -> Val:
     key = (call.func, call.column, call.width, scope.text)
     if key in scope.aggregates:
         return scope.aggregates[key]
+    text = scope.text[call.column - 1 : call.column - 1 + call.width]
+    pinned = scope.ctx.pinned.get(scope.label, {}).get(text) if scope.ctx.pinned else None
+    if pinned is not None:
+        value = Val(NUM, float(pinned))
+        scope.aggregates[key] = value
+        return value
     (target, *rest) = _numbers(call, scope, evaluate)
     if target.is_scalar:
         result = float(target.data)

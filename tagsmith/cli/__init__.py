@@ -14,6 +14,7 @@ import click
 from tagsmith import __version__
 from tagsmith.cli import audience as audience_cmds
 from tagsmith.cli import audit as audit_cmds
+from tagsmith.cli import customers as customers_cmds
 from tagsmith.cli import delivery as delivery_cmds
 from tagsmith.cli import facts as facts_cmds
 from tagsmith.cli import features as features_cmds
@@ -22,6 +23,7 @@ from tagsmith.cli import models as models_cmds
 from tagsmith.cli import project as project_cmds
 from tagsmith.cli import serve as serve_cmds
 from tagsmith.cli import store as store_cmds
+from tagsmith.cli import stream as stream_cmds
 from tagsmith.cli import tagdata as tagdata_cmds
 from tagsmith.cli import tagrun as tagrun_cmds
 from tagsmith.cli import tags as tags_cmds
@@ -58,11 +60,19 @@ tags_group = click.Group(
 main.add_command(project_cmds.init)
 main.add_command(tags_group)
 main.add_command(audience_cmds.audience)
+main.add_command(customers_cmds.customers)
 main.add_command(
     click.Group(
         "triggers",
         help="Act when customers enter or leave a tag: triggers, audience syncs, deliveries.",
         commands=[*triggers_cmds.COMMANDS, *delivery_cmds.COMMANDS],
+    )
+)
+main.add_command(
+    click.Group(
+        "stream",
+        help="Real-time tags from a NATS JetStream stream: run the consumer, publish events.",
+        commands=stream_cmds.COMMANDS,
     )
 )
 main.add_command(facts_cmds.facts)

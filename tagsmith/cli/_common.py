@@ -19,9 +19,11 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from activation.errors import ActivationError
+from explain.errors import ExplainError
 from features.errors import FeaturesError
 from scoring.errors import ScoringError
 from serving.errors import ServingError
+from streaming.errors import StreamingError
 from tags.errors import TagsError
 from tagsmith.errors import TagsmithError
 from tagsmith.project import Project
@@ -51,6 +53,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TrainingError,
     ServingError,
     ActivationError,
+    StreamingError,
+    ExplainError,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -54,7 +54,8 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
             progress.update(task, description=name, completed=done)
 
         result = run_tagging(
-            facts=project.fact_store(),
+            # The imported facts plus the events sent to real-time tagging.
+            facts=project.facts(),
             catalogue=catalogue,
             store=store,
             as_of=as_of,
@@ -75,6 +76,9 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
         query=f"tags run as_of={day(run.as_of)}",
         extra={"run_id": run.run_id, "reused": run.reused, "rows": run.n_rows},
     )
+    overridden = (run.meta or {}).get("live_overridden") if not run.reused else None
+    if overridden:
+        console.print(f"[yellow]notice:[/] batch replaced {overridden:,} live tag values")
     for note in result.notices:
         console.print(f"[yellow]notice:[/] {note}")
     # Applied triggers fire on the transitions this run recorded (read back from the store).

@@ -125,3 +125,39 @@ def test_unknown_customer_and_altered_links(
     altered = ref[:-3] + ("AAA" if not ref.endswith("AAA") else "BBB")
     assert client.get(f"/ui/customers/{altered}").status_code == 404
     assert client.get("/ui/customers/not-a-reference").status_code == 404
+
+
+def test_profile_shows_each_clause_with_values_and_model_reasons(
+    client: TestClient, console_project: ConsoleProject
+) -> None:
+    """The detailed why (explain package): rule clauses with the customer's values and
+    the run's thresholds; model reasons adding up to the raw score."""
+    project = console_project.project
+    latest = project.tag_store().snapshot()
+    customer = latest.query("tag_id == 'rfm_segment'")["customer_id"].astype(str).iloc[0]
+    sign_in(client, console_project.keys["executive"])
+    page = client.get(_open(client, customer))
+    assert page.status_code == 200
+    assert 'id="explain-problem"' not in page.text
+    current = _current(page.text)
+    rfm = current["rfm_segment"]
+    assert "why-detail" in rfm
+    assert "recency_days &lt;= median(recency_days)" in rfm
+    assert "in the population" in rfm
+    assert "&lt;- matched" in rfm
+    if "churn_risk" in current:
+        assert "base " in current["churn_risk"]
+        assert "-&gt; score" in current["churn_risk"]
+
+
+def test_detailed_why_never_shows_what_the_role_may_not_see(
+    client: TestClient, console_project: ConsoleProject
+) -> None:
+    project = console_project.project
+    latest = project.tag_store().snapshot()
+    customer = latest.query("tag_id == 'rfm_segment'")["customer_id"].astype(str).iloc[1]
+    sign_in(client, console_project.keys["marketing"])
+    page = client.get(_open(client, customer))
+    assert page.status_code == 200
+    assert "refund_rate" not in page.text
+    assert "count(complaint" not in page.text

@@ -45,6 +45,13 @@ ROLES: dict[str, set[str]] = {
 
 MODELS = {"churn-predictor": "churn_risk", "value-predictor": "predicted_value"}
 
+# The features each rule tag reads (the fake models declare no inputs).
+FEEDS: dict[str, frozenset[str]] = {
+    "rfm_segment": frozenset({"recency_days", "frequency_orders"}),
+    "old_customer": frozenset({"frequency_orders"}),
+    "age_band": frozenset(),
+}
+
 
 def make_snapshot(n: int = 50, *, run_id: str = "run-1", as_of: pd.Timestamp = AS_OF) -> Snapshot:
     """A snapshot of ``n`` customers ``c0000..``: two features, three rule tags each."""
@@ -143,6 +150,9 @@ class FakeGovernance:
 
     def roles(self) -> frozenset[str]:
         return frozenset(ROLES)
+
+    def feeds(self) -> Mapping[str, frozenset[str]]:
+        return FEEDS
 
 
 class ListAudit:

@@ -166,3 +166,52 @@ def _audit(served: ServedProject) -> list[dict[str, Any]]:
     from tags.audit import AuditLog
 
     return AuditLog(served.project.audit_log_path).entries()
+
+
+MARKETING = Caller("crm", "marketing")
+
+
+def test_explain_agrees_with_the_snapshot_and_the_served_scores(
+    served: ServedProject, runtime: ServingRuntime
+) -> None:
+    """Rule traces re-evaluate to the stored values; model reasons add up to the raw
+    score and reproduce the score /tags serves."""
+    ids = served.features["customer_id"].astype(str).tolist()[:25]
+    explained = runtime.explain(EXEC, ids)
+    served_tags = runtime.tags(EXEC, ids)
+    assert explained["as_of"] == served_tags["as_of"]
+    names = {t.id: t.display_name for t in served.project.catalogue()}
+    for result, tagged in zip(explained["results"], served_tags["results"], strict=True):
+        assert result["found"]
+        rows = {t["tag_id"]: t for t in tagged["tags"]}
+        lines = {t["tag_id"]: t for t in result["tags"]}
+        assert {t for t, line in lines.items() if line["value"] is not None} == set(rows)
+        for tag_id, line in lines.items():
+            assert line["display_name"] == names[tag_id]
+            if tag_id in rows:
+                assert rows[tag_id]["display_name"] == names[tag_id]
+                assert line["value"] == rows[tag_id]["value"]
+            why = line["why"]
+            if line["source"] == "model":
+                assert line["score"] == pytest.approx(rows[tag_id]["score"], abs=1e-6)
+                total = why["base"] + sum(r["contribution"] for r in why["reasons"]) + why["rest"]
+                assert total == pytest.approx(why["raw"], abs=1e-6)
+                assert why["score"] == pytest.approx(line["score"], abs=1e-6)
+                assert why["consistent"] is True
+            else:
+                assert why["value"] == line["value"], (tag_id, why)
+
+
+def test_explain_quotes_only_features_the_role_may_see(
+    served: ServedProject, runtime: ServingRuntime
+) -> None:
+    ids = served.features["customer_id"].astype(str).tolist()[:10]
+    answer = runtime.explain(MARKETING, ids)
+    visible = runtime.visible_features(MARKETING, runtime.state)
+    restricted = {"complaint_risk", "refund_risk"}
+    for result in answer["results"]:
+        assert not restricted & {t["tag_id"] for t in result["tags"]}
+        assert set(result["features"]) <= visible
+    unknown = runtime.explain(MARKETING, ["nobody-here"])
+    assert unknown["unknown_ids"] == ["nobody-here"]
+    assert unknown["results"][0]["found"] is False

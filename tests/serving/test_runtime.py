@@ -39,6 +39,7 @@ def test_rule_and_predicted_tags_with_versions(setup) -> None:
     tags = _tags(answer, "c0001")
     assert set(tags) == {"rfm_segment", "old_customer", "churn_risk", "predicted_value"}
     assert tags["rfm_segment"] | {} == {
+        "display_name": "rfm_segment",  # the fake catalogue names no tag
         "tag_id": "rfm_segment",
         "value": "general win-back",
         "score": None,
@@ -320,3 +321,39 @@ def test_score_with_facts_breaking_the_contract_is_400(setup) -> None:
     ]
     with pytest.raises(BadRequest, match="after 2000"):
         runtime.score(MARKETING, {"customer_id": "x", "signup_at": AS_OF}, old, as_of=AS_OF)
+
+
+def test_score_returns_only_features_feeding_a_tag_the_role_may_see(setup) -> None:
+    """Issue 14 finding 4: a feature that feeds only tags a role may not see is withheld."""
+    runtime, *_ = setup
+    events = [
+        {
+            "customer_id": "new",
+            "occurred_at": AS_OF - pd.Timedelta(days=d),
+            "event_type": "purchase",
+        }
+        for d in (5, 40, 90)
+    ]
+    customer = {"customer_id": "new", "signup_at": AS_OF}
+    service = Caller(name="svc", role="service")  # sees old_customer, not rfm_segment
+    answer = runtime.score(service, customer, events, as_of=AS_OF)
+    assert set(answer["features"]) == {"customer_id", "frequency_orders"}
+    answer = runtime.score(MARKETING, customer, events, as_of=AS_OF)
+    assert set(answer["features"]) == {"customer_id", "frequency_orders", "recency_days"}
+    nobody = Caller(name="x", role="unknown-role")
+    assert runtime.access.features(nobody.role, {}) == frozenset()
+
+
+def test_tags_rows_carry_display_names(setup) -> None:
+    runtime, *_ = setup
+    answer = runtime.tags(MARKETING, ["c0001"])
+    rows = answer["results"][0]["tags"]
+    assert rows
+    for row in rows:
+        assert row["display_name"] == row["tag_id"]  # the fake catalogue names none
+
+
+def test_explain_is_refused_without_an_explainer(setup) -> None:
+    runtime, *_ = setup
+    with pytest.raises(BadRequest, match="explanations"):
+        runtime.explain(MARKETING, ["c0001"])

@@ -1,0 +1,240 @@
+"""Why a model gave its score: per-customer contributions that add up to the raw score.
+
+* LightGBM boosters: SHAP values from ``Booster.predict(pred_contrib=True)``: one
+  contribution per input plus the expected value (the base), on the raw scale (log-odds
+  for churn, the link scale for value models); base + contributions equals
+  ``Booster.predict(raw_score=True)``.
+* Linear models (``coef_`` and ``intercept_``, e.g. a baseline that won a contest):
+  their own decomposition, ``coef_j * x_j`` with the intercept as the base.
+
+The score the customer sees is the raw score through the model's link and the
+contract's calibration; the reasons are the largest contributions, in plain words.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from explain.errors import ExplainError
+from explain.profile import plain
+from explain.words import FeatureWords
+from scoring.contract import ModelContract, calibrate, model_matrix
+
+__all__ = ["ModelReasons", "Reason", "contributions", "explain_model"]
+
+TOP = 5
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One input's share of the raw score.
+
+    Attributes:
+        feature: The input.
+        value: Its value for the customer.
+        contribution: What it adds to the raw score (negative: lowers it).
+        words: The value in plain words.
+    """
+
+    feature: str
+    value: Any
+    contribution: float
+    words: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "feature": self.feature,
+            "value": self.value,
+            "contribution": self.contribution,
+            "words": self.words,
+        }
+
+
+@dataclass(frozen=True)
+class ModelReasons:
+    """The top reasons behind one customer's model score.
+
+    Attributes:
+        model: Registered model name.
+        version: Model version (the one that produced the stored value).
+        method: ``shap`` (LightGBM ``pred_contrib``) or ``linear`` (coefficient x value).
+        scale: What the raw score is (``log-odds``, ``link``, ``raw``).
+        base: The base value (expected raw score, or the intercept).
+        raw: The model's raw score for the customer: ``base + sum(contributions)``.
+        score: The calibrated score, as stored and served.
+        reasons: The largest contributions, largest first.
+        rest: The sum of every other input's contribution.
+        inputs: Every input of the model (what the explanation may reveal).
+        stored_score: The score in the tag store (``None``: not compared).
+    """
+
+    model: str
+    version: str
+    method: str
+    scale: str
+    base: float
+    raw: float
+    score: float
+    reasons: tuple[Reason, ...]
+    rest: float
+    inputs: tuple[str, ...]
+    stored_score: float | None = None
+
+    @property
+    def consistent(self) -> bool:
+        """Whether the recomputed score equals the stored one (within 1e-6)."""
+        if self.stored_score is None:
+            return True
+        return math.isclose(self.score, self.stored_score, rel_tol=0, abs_tol=1e-6)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "method": self.method,
+            "scale": self.scale,
+            "base": self.base,
+            "raw": self.raw,
+            "score": self.score,
+            "reasons": [r.to_json() for r in self.reasons],
+            "rest": self.rest,
+            "consistent": self.consistent,
+        }
+
+    def lines(self) -> list[str]:
+        """The reasons as text lines."""
+        head = (
+            f"{self.model}/{self.version}: base {self.base:+.3f} + reasons = raw "
+            f"{self.raw:+.3f} ({self.scale}) -> score {self.score:.4g}"
+        )
+        out = [head]
+        out += [f"{r.contribution:+.3f}  {r.words}" for r in self.reasons]
+        out.append(f"{self.rest:+.3f}  the {len(self.inputs) - len(self.reasons)} other inputs")
+        if not self.consistent:
+            out.append(
+                f"note: recomputed score {self.score:.6g} differs from the stored "
+                f"{self.stored_score:.6g}: facts changed since the run"
+            )
+        return out
+
+    def feature_names(self) -> set[str]:
+        """The features the reasons quote."""
+        return {r.feature for r in self.reasons}
+
+
+def _is_booster(model: Any) -> bool:
+    booster = getattr(model, "booster_", model)
+    return callable(getattr(booster, "predict", None)) and hasattr(booster, "dump_model")
+
+
+def contributions(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """(base per row, contributions rows x inputs, method) of ``model`` on matrix ``x``.
+
+    Raises:
+        ExplainError: The model is neither a LightGBM booster nor linear.
+    """
+    if _is_booster(model):
+        booster = getattr(model, "booster_", model)
+        out = np.asarray(booster.predict(x, pred_contrib=True, num_threads=1), dtype=np.float64)
+        if out.shape[1] != x.shape[1] + 1:
+            raise ExplainError(
+                f"Expected one contribution per input plus the base ({x.shape[1] + 1} columns). "
+                f"Got {out.shape[1]}: multi-class models are not explained."
+            )
+        return out[:, -1], out[:, :-1], "shap"
+    coef = getattr(model, "coef_", None)
+    if coef is not None:
+        weights = np.asarray(coef, dtype=np.float64).reshape(-1)
+        if len(weights) != x.shape[1]:
+            raise ExplainError(
+                f"Expected {x.shape[1]} coefficients, one per input. Got {len(weights)}."
+            )
+        intercept = float(np.asarray(getattr(model, "intercept_", 0.0)).reshape(-1)[0])
+        filled = np.where(np.isnan(x), 0.0, x)
+        return np.full(len(x), intercept), filled * weights, "linear"
+    raise ExplainError(
+        f"Expected a LightGBM model or a linear model (coef_, intercept_). Got "
+        f"{type(model).__name__}, which has no decomposition."
+    )
+
+
+def _scale(model: Any, method: str) -> str:
+    if method == "linear":
+        return "raw"
+    booster = getattr(model, "booster_", model)
+    objective = str(getattr(booster, "params", {}).get("objective", ""))
+    if objective.startswith(("binary", "cross_entropy")):
+        return "log-odds"
+    if objective in ("poisson", "tweedie", "gamma"):
+        return "log"
+    return "link"
+
+
+def _value(row: pd.Series, name: str) -> Any:
+    return plain(row[name]) if name in row.index else None
+
+
+def explain_model(
+    model: Any,
+    contract: ModelContract,
+    row: pd.DataFrame,
+    *,
+    name: str,
+    version: str,
+    words: FeatureWords,
+    top: int = TOP,
+    stored_score: float | None = None,
+) -> ModelReasons:
+    """The top reasons of ``model`` (with ``contract``) for the one-row frame ``row``.
+
+    Raises:
+        ExplainError: ``row`` is not one row, or the model has no decomposition.
+    """
+    if len(row) != 1:
+        raise ExplainError(f"Expected one feature row to explain. Got {len(row)}.")
+    x = model_matrix(row, contract)
+    base, contrib, method = contributions(model, x)
+    parts = contrib[0]
+    raw = float(base[0] + parts.sum())
+    if method == "shap":
+        booster = getattr(model, "booster_", model)
+        prob = np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
+        score = float(calibrate(prob, contract)[0])
+    else:
+        score = float(calibrate(np.array([raw]), contract)[0])
+    order = np.argsort(-np.abs(parts), kind="stable")[:top]
+    first = row.iloc[0]
+    context = {n: _value(first, n) for n in ("gap_mean_days",)}
+    reasons = tuple(
+        Reason(
+            feature=contract.feature_names[j],
+            value=_value(first, contract.feature_names[j]),
+            contribution=float(parts[j]),
+            words=words.describe(
+                contract.feature_names[j], _value(first, contract.feature_names[j]), context
+            ),
+        )
+        for j in order
+        if abs(parts[j]) >= 5e-4  # below the shown precision: left to "the other inputs"
+    )
+    rest = float(parts.sum() - sum(r.contribution for r in reasons))
+    return ModelReasons(
+        model=name,
+        version=version,
+        method=method,
+        scale=_scale(model, method),
+        base=float(base[0]),
+        raw=raw,
+        score=score,
+        reasons=reasons,
+        rest=rest,
+        inputs=tuple(contract.feature_names),
+        stored_score=stored_score,
+    )

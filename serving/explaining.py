@@ -1,0 +1,146 @@
+"""``POST /explain``: why a customer has each tag, from the state the service serves.
+
+Rule and fact tags are traced on the snapshot's feature row with the thresholds its
+run recorded and the event windows precomputed for the snapshot (no raw events are
+read per request); predicted tags are explained by the serving model whose score the
+service returns (SHAP contributions of its booster), so an explanation never disagrees
+with ``POST /tags``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from explain.errors import ExplainError
+from explain.models import explain_model
+from explain.profile import plain
+from explain.rules import needed_columns, trace_tags
+from explain.words import FeatureWords
+from serving.predictions import LiveModel
+from serving.rendering import SnapshotIndex
+
+__all__ = ["CatalogueExplainer", "model_inputs"]
+
+
+def model_inputs(model: Any) -> tuple[str, ...]:
+    """The input features of a served model (its contract's), empty when unknown."""
+    contract = getattr(model, "contract", None)
+    names = getattr(contract, "feature_names", None) or getattr(model, "feature_names", None)
+    return tuple(names or ())
+
+
+class CatalogueExplainer:
+    """Explanations of the catalogue's tags over a served snapshot.
+
+    Args:
+        catalogue: The tag catalogue (compiled rules; ``tags.catalogue.Catalogue``).
+        words: Plain words for the features.
+    """
+
+    def __init__(self, catalogue: Any, words: FeatureWords) -> None:
+        self.catalogue = catalogue
+        self.words = words
+        self._slim: tuple[int, pd.DataFrame] | None = None
+        self._rules = [catalogue.compiled(t.id) for t in catalogue.active(sources=("fact", "rule"))]
+
+    def _narrow(self, index: SnapshotIndex) -> pd.DataFrame:
+        """The columns traces read, once per snapshot (slicing a narrow frame is cheap)."""
+        slim = self._slim
+        if slim is None or slim[0] != id(index):
+            frame = index.features[needed_columns(self._rules, index.features.columns)]
+            slim = (id(index), frame)
+            self._slim = slim
+        return slim[1]
+
+    def explain(
+        self,
+        index: SnapshotIndex,
+        models: Mapping[str, LiveModel],
+        customer_id: str,
+        selected: frozenset[str],
+        features: frozenset[str],
+    ) -> dict[str, Any]:
+        """One customer's selected tags, each with its why, and the features quoted.
+
+        Args:
+            index: The served snapshot.
+            models: The serving models.
+            customer_id: A customer of the snapshot (``index.knows`` it).
+            selected: Tag ids to explain (what the caller may see and asked for).
+            features: Features the caller may see (quoted values are filtered by it).
+        """
+        pos = index.positions.get(customer_id)
+        stored = {
+            tid: json.loads(text)
+            for tid, text in index.rows.get(customer_id, ())
+            if tid in selected
+        }
+        rules = [c for c in self._rules if c.tag.id in selected]
+        traces = {}
+        if pos is not None and rules:
+            row = self._narrow(index).iloc[pos : pos + 1]
+            traces = {t.tag_id: t for t in trace_tags(rules, row, index.thresholds)}
+        by_tag = {lm.model.tag_id: lm for lm in models.values()}
+        quoted: set[str] = set()
+        out = []
+        for tag in self.catalogue:
+            if tag.id not in selected:
+                continue
+            line: dict[str, Any] = {
+                "tag_id": tag.id,
+                "display_name": tag.display_name,
+                "source": tag.source,
+                "value": None,
+                "score": None,
+                "version": None,
+                "why": None,
+            }
+            if tag.id in stored:
+                row_json = stored[tag.id]
+                line.update(
+                    value=row_json["value"], score=row_json["score"], version=row_json["version"]
+                )
+            trace = traces.get(tag.id)
+            if trace is not None:
+                line["why"] = trace.to_json()
+                quoted |= trace.feature_names()
+            live = by_tag.get(tag.id)
+            if live is not None and pos is not None and len(live.scores):
+                model = live.model
+                line.update(
+                    value=str(live.labels[pos]),
+                    score=round(float(live.scores[pos]), 6),
+                    version=f"{model.name}/{model.version}",
+                )
+                booster = getattr(model, "booster", None)
+                contract = getattr(model, "contract", None)
+                if booster is not None and contract is not None:
+                    try:
+                        reasons = explain_model(
+                            booster,
+                            contract,
+                            index.features.iloc[pos : pos + 1],
+                            name=model.name,
+                            version=model.version,
+                            words=self.words,
+                            stored_score=float(live.scores[pos]),
+                        )
+                    except ExplainError as exc:
+                        line["notes"] = [f"no reasons: {exc}"]
+                    else:
+                        line["why"] = reasons.to_json()
+                        quoted |= reasons.feature_names()
+            if line["value"] is None and line["why"] is None:
+                continue
+            out.append(line)
+        values: dict[str, Any] = {}
+        if pos is not None:
+            frame = index.features
+            for name in sorted(quoted & features):
+                if name in frame.columns:
+                    values[name] = plain(frame[name].iat[pos])
+        return {"customer_id": customer_id, "found": True, "tags": out, "features": values}

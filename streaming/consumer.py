@@ -1,0 +1,227 @@
+"""The NATS JetStream consumer of real-time tagging (``tagsmith stream run``).
+
+A durable pull consumer on a file-backed stream: its position survives restarts of the
+consumer and of the server. Messages are fetched in micro-batches; each batch is applied
+(:meth:`streaming.LiveTagger.apply`: validated, stored durably once per ``event_id``,
+customers re-tagged, transitions recorded) and only then acknowledged, one ack per
+message. A consumer killed at any point leaves its unacknowledged messages to be
+redelivered after ``ack_wait_s``; the event ids make the redelivery a no-op for events
+already stored, and re-tag their customers (finishing a batch whose tagging was cut off).
+
+A message body is one JSON event object or a JSON list of them. A body that is not JSON,
+or events that break the contract, are quarantined like bad rows of a file import and
+the message is acknowledged: a poison message never loops. A batch that fails for
+another reason (the tag store busy for too long) is not acknowledged; it is asked to
+be redelivered after a pause (``nak``), at most ``max_deliver`` times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+
+from streaming.config import StreamingConfig
+from streaming.tagger import MAX_EVENTS_PER_BATCH, ApplyResult, LiveTagger
+
+__all__ = ["ConsumerReport", "consume", "ensure_stream", "publish_events"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConsumerReport:
+    """What a consumer run did (also updated while it runs).
+
+    Attributes:
+        messages: Messages acknowledged.
+        batches: Micro-batches applied.
+        accepted: Events stored.
+        duplicates: Events already stored (redeliveries, resends).
+        quarantined: Events quarantined.
+        failures: Batches left for redelivery after an error.
+        last_error: The latest such error.
+    """
+
+    messages: int = 0
+    batches: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, result: ApplyResult, n_messages: int) -> None:
+        """Count one applied batch."""
+        self.messages += n_messages
+        self.batches += 1
+        self.accepted += result.accepted
+        self.duplicates += result.duplicates
+        for reason, n in result.quarantined.items():
+            self.quarantined += n
+            self.by_reason[reason] = self.by_reason.get(reason, 0) + n
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "messages": self.messages,
+            "batches": self.batches,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "quarantined_by_reason": dict(sorted(self.by_reason.items())),
+            "failures": self.failures,
+            "last_error": self.last_error,
+        }
+
+
+def _records(body: bytes) -> list[Any]:
+    """The event records of one message (a body that is not JSON is one bad record)."""
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        # Kept as text: validation quarantines it as a malformed row with its content.
+        return [body.decode("utf-8", errors="replace")[:2000]]
+    return value if isinstance(value, list) else [value]
+
+
+def _apply_all(tagger: LiveTagger, records: list[Any], source: str) -> ApplyResult:
+    """Apply records in batches of at most :data:`MAX_EVENTS_PER_BATCH`; the summed result."""
+    results = [
+        tagger.apply(records[i : i + MAX_EVENTS_PER_BATCH], source=source)
+        for i in range(0, max(len(records), 1), MAX_EVENTS_PER_BATCH)
+    ]
+    if len(results) == 1:
+        return results[0]
+    total = results[-1]
+    reasons: dict[str, int] = {}
+    for r in results:
+        for reason, n in r.quarantined.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    return ApplyResult(
+        received=sum(r.received for r in results),
+        accepted=sum(r.accepted for r in results),
+        duplicates=sum(r.duplicates for r in results),
+        quarantined=reasons,
+        quarantine_file=total.quarantine_file,
+        customers=sum(r.customers for r in results),
+        changes=sum(r.changes for r in results),
+        as_of=total.as_of,
+        thresholds_from=total.thresholds_from,
+        seq=total.seq,
+        seconds=sum(r.seconds for r in results),
+    )
+
+
+async def ensure_stream(js: Any, cfg: StreamingConfig, subject: str) -> None:
+    """Create the file-backed stream capturing ``subject`` unless it exists."""
+    try:
+        await js.stream_info(cfg.stream)
+    except nats.js.errors.NotFoundError:
+        await js.add_stream(
+            StreamConfig(name=cfg.stream, subjects=[subject], storage=StorageType.FILE)
+        )
+
+
+async def consume(
+    tagger: LiveTagger,
+    cfg: StreamingConfig,
+    *,
+    url: str,
+    subject: str,
+    stop: asyncio.Event,
+    report: ConsumerReport | None = None,
+    on_batch: Callable[[ApplyResult, ConsumerReport], None] | None = None,
+    max_messages: int | None = None,
+) -> ConsumerReport:
+    """Consume ``subject`` until ``stop`` is set (or ``max_messages`` were acknowledged).
+
+    Raises:
+        nats.errors.NoServersError: The server cannot be reached.
+    """
+    report = report or ConsumerReport()
+    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=-1, name="tagsmith")
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, cfg, subject)
+        sub = await js.pull_subscribe(
+            subject,
+            durable=cfg.durable,
+            stream=cfg.stream,
+            config=ConsumerConfig(
+                durable_name=cfg.durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=cfg.ack_wait_s,
+                max_deliver=cfg.max_deliver,
+                max_ack_pending=max(cfg.batch_size * 4, 1000),
+            ),
+        )
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            if max_messages is not None and report.messages >= max_messages:
+                break
+            try:
+                # A long poll: it returns as soon as messages are there.
+                msgs = await sub.fetch(cfg.batch_size, timeout=cfg.batch_wait_s)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except nats.errors.Error as exc:  # a transient server or connection hiccup
+                if nc.is_closed:
+                    raise
+                report.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("Fetching from %s failed (retrying): %s", cfg.stream, exc)
+                await asyncio.sleep(0.2)
+                continue
+            if not msgs:
+                continue
+            records: list[Any] = []
+            for msg in msgs:
+                records.extend(_records(msg.data))
+            source = f"nats:{msgs[0].subject}"
+            try:
+                result = await loop.run_in_executor(None, _apply_all, tagger, records, source)
+            except Exception as exc:  # left for redelivery: the events are not lost
+                report.failures += 1
+                report.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("Batch of %d messages not applied (redelivered): %s", len(msgs), exc)
+                for msg in msgs:
+                    await msg.nak(delay=1.0)
+                continue
+            for msg in msgs:
+                await msg.ack()
+            report.add(result, len(msgs))
+            if on_batch is not None:
+                on_batch(result, report)
+    finally:
+        try:
+            await nc.drain()
+        except (TimeoutError, nats.errors.Error):
+            await nc.close()
+    return report
+
+
+async def publish_events(
+    cfg: StreamingConfig, url: str, subject: str, bodies: list[bytes], *, window: int = 256
+) -> int:
+    """Publish message bodies to ``subject`` (the stream created when missing), awaiting
+    the server's acks ``window`` at a time; returns the number published."""
+    nc = await nats.connect(url, connect_timeout=5)
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, cfg, cfg.subject)
+        for start in range(0, len(bodies), window):
+            chunk = bodies[start : start + window]
+            await asyncio.gather(*(js.publish(subject, body) for body in chunk))
+    finally:
+        await nc.close()
+    return len(bodies)

@@ -1,0 +1,144 @@
+"""The facts real-time tagging reads per customer, held in memory.
+
+Re-tagging a handful of customers must not read every stored event: the imported events
+are loaded once, sorted by customer, with each customer's slice located by a dictionary;
+live events (this process's and other writers' segments) are added as they appear. A new
+``facts import`` (the fact store's fingerprint changes) reloads everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.live import EVENT_ID, LiveEventLog
+from features.schema import EVENT_COLUMNS, EVENT_DTYPES
+
+__all__ = ["CustomerFacts", "FactStoreLike"]
+
+
+class FactStoreLike(Protocol):
+    """What the index reads of the fact store (``features.store.FactStore``)."""
+
+    def load_customers(self) -> pd.DataFrame: ...
+
+    def events_table(self) -> pa.Table | None: ...
+
+    def manifest(self) -> dict[str, object]: ...
+
+
+def _empty_events() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=EVENT_DTYPES[c]) for c in EVENT_COLUMNS})
+
+
+class CustomerFacts:
+    """Customers and their events (imported + live), looked up by customer id.
+
+    Args:
+        store: The fact store.
+        live: The live event log.
+    """
+
+    def __init__(self, store: FactStoreLike, live: LiveEventLog) -> None:
+        self.store = store
+        self.live = live
+        self._fingerprint: object = None
+        self.customers = pd.DataFrame()
+        self._customer_pos: dict[str, int] = {}
+        self._events: pa.Table | None = None
+        self._slices: dict[str, tuple[int, int]] = {}
+        self._live: dict[str, list[pd.DataFrame]] = {}
+        self._segments: set[str] = set()
+
+    # -- loading -----------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Reload after a file import; read live segments written since the last look."""
+        fingerprint = self.store.manifest().get("fingerprint")
+        if fingerprint != self._fingerprint or self._events is None:
+            self._load_base()
+            self._fingerprint = fingerprint
+            self._live.clear()
+            self._segments.clear()
+        new = [p for p in self.live.segments() if p.name not in self._segments]
+        if new:
+            table = self.live.table(new)
+            if table is not None:
+                self._add_live(table.select(list(EVENT_COLUMNS)).to_pandas())
+            self._segments.update(p.name for p in new)
+
+    def _load_base(self) -> None:
+        customers = self.store.load_customers()
+        self.customers = customers.reset_index(drop=True)
+        self._customer_pos = {
+            str(c): i for i, c in enumerate(self.customers["customer_id"].astype(str))
+        }
+        table = self.store.events_table()
+        if table is None or not table.num_rows:
+            self._events, self._slices = pa.table({}), {}
+            return
+        table = table.select(list(EVENT_COLUMNS))
+        ids = table["customer_id"].combine_chunks()
+        sorted_already = len(ids) < 2 or bool(
+            pc.all(pc.greater_equal(ids.slice(1), ids.slice(0, len(ids) - 1))).as_py()
+        )
+        if not sorted_already:
+            table = table.sort_by([("customer_id", "ascending"), ("occurred_at", "ascending")])
+            ids = table["customer_id"].combine_chunks()
+        runs = pc.run_end_encode(ids)
+        ends = runs.run_ends.to_numpy()
+        starts = np.concatenate([[0], ends[:-1]])
+        values = runs.values.to_pylist()
+        self._slices = {
+            str(v): (int(a), int(b)) for v, a, b in zip(values, starts, ends, strict=True)
+        }
+        self._events = table.combine_chunks()
+
+    def _add_live(self, frame: pd.DataFrame) -> None:
+        frame = frame.astype({c: EVENT_DTYPES[c] for c in EVENT_COLUMNS})
+        for cid, part in frame.groupby("customer_id", sort=False, observed=True):
+            self._live.setdefault(str(cid), []).append(part)
+
+    def add(self, events: pd.DataFrame, segment: Path | None) -> None:
+        """Events this process just stored as ``segment`` (no need to read it back)."""
+        if segment is not None and segment.name not in self._segments:
+            self._segments.add(segment.name)
+            self._add_live(events[[c for c in events.columns if c != EVENT_ID]])
+
+    # -- lookups -----------------------------------------------------------------------
+    def known(self, customer_ids: Iterable[str]) -> list[str]:
+        """Of ``customer_ids``, those stored (in order, without repeats)."""
+        seen: dict[str, None] = {}
+        for cid in customer_ids:
+            if cid in self._customer_pos:
+                seen.setdefault(cid, None)
+        return list(seen)
+
+    def customers_of(self, customer_ids: Sequence[str]) -> pd.DataFrame:
+        """Customer rows of known ids."""
+        pos = [self._customer_pos[c] for c in customer_ids if c in self._customer_pos]
+        return self.customers.iloc[pos].reset_index(drop=True)
+
+    def signups(self) -> pd.DataFrame:
+        """``customer_id`` and ``signup_at`` of every stored customer (for validation)."""
+        return self.customers[["customer_id", "signup_at"]]
+
+    def events_of(self, customer_ids: Sequence[str]) -> pd.DataFrame:
+        """Imported and live events of the customers (canonical columns)."""
+        parts: list[pd.DataFrame] = []
+        if self._events is not None and self._slices:
+            ranges = [self._slices[c] for c in customer_ids if c in self._slices]
+            if ranges:
+                index = np.concatenate([np.arange(a, b) for a, b in ranges])
+                base = self._events.take(pa.array(index)).to_pandas()
+                parts.append(base.astype({c: EVENT_DTYPES[c] for c in EVENT_COLUMNS}))
+        for cid in customer_ids:
+            parts.extend(self._live.get(cid, ()))
+        if not parts:
+            return _empty_events()
+        return pd.concat(parts, ignore_index=True)

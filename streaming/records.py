@@ -1,0 +1,127 @@
+"""JSON event records -> the text table the file import validates, plus their event ids.
+
+A live batch goes through the same validation as ``facts import`` (reason codes,
+quarantine rows with the original text): each record becomes one "line" of a
+:class:`features.io.RawTable` whose text is the record's JSON. A record that is not a
+JSON object, or names unknown fields, is a malformed row.
+
+Events carry an ``event_id``; one without gets the hash of its canonical JSON, so the
+same event sent twice is still stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.io import RawTable
+from features.live import EVENT_ID
+from features.schema import EVENT_COLUMNS
+
+__all__ = ["MAX_ID_LENGTH", "SENTINEL_ID", "SENTINEL_SIGNUP", "event_id_of", "raw_events"]
+
+MAX_ID_LENGTH = 200
+# The file import refuses a file whose every row is rejected (a wrong --map); a live batch
+# must quarantine instead. Two identical valid rows of a customer only validation knows
+# of end every batch: the second is a duplicate, so no batch counts as all-rejected. The
+# caller drops both from the results.
+SENTINEL_ID = "\x00tagsmith-live-sentinel"
+SENTINEL_SIGNUP = "2000-01-01T00:00:00Z"
+_SENTINEL_ROW = {
+    "customer_id": SENTINEL_ID,
+    "occurred_at": "2000-01-02T00:00:00Z",
+    "event_type": "login",
+}
+_FIELDS = frozenset(EVENT_COLUMNS) | {EVENT_ID}
+
+
+def _text(value: Any) -> Any:
+    """One field as the text a CSV cell would hold (NA when absent)."""
+    if value is None:
+        return pd.NA
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value != value:
+        return pd.NA
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    text = str(value)
+    return text if text.strip() else pd.NA
+
+
+def event_id_of(record: dict[str, Any]) -> str:
+    """The record's ``event_id``, or a hash of its fields when it has none."""
+    given = record.get(EVENT_ID)
+    if given is not None and str(given).strip():
+        return str(given).strip()[:MAX_ID_LENGTH]
+    body = {k: record.get(k) for k in EVENT_COLUMNS}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    return f"sha256:{digest[:32]}"
+
+
+def raw_events(records: Sequence[Any], source: str) -> tuple[RawTable, list[str]]:
+    """The records as a text table named ``source``, and one event id per parsed row.
+
+    The table ends with the two sentinel rows (:data:`SENTINEL_ID`), which have no id.
+
+    Args:
+        records: Decoded JSON values (objects are events; anything else is malformed).
+        source: Where they came from (``POST /events``, ``nats:events.shop``): the
+            quarantine's ``source_file``.
+    """
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    texts: list[str] = []
+    ids: list[str] = []
+    bad_lines: list[int] = []
+    bad_texts: list[str] = []
+    bad_messages: list[str] = []
+    for i, record in enumerate(records, start=1):
+        text = json.dumps(record, ensure_ascii=False, default=str, sort_keys=True)
+        if not isinstance(record, dict):
+            bad_lines.append(i)
+            bad_texts.append(text)
+            bad_messages.append(f"expected a JSON object per event, got {type(record).__name__}")
+            continue
+        unknown = sorted(str(k) for k in record if k not in _FIELDS)
+        if unknown:
+            bad_lines.append(i)
+            bad_texts.append(text)
+            bad_messages.append(
+                f"expected fields among {sorted(_FIELDS)}, got unknown {unknown[:5]}"
+            )
+            continue
+        rows.append({c: _text(record.get(c)) for c in EVENT_COLUMNS})
+        lines.append(i)
+        texts.append(text)
+        ids.append(event_id_of(record))
+    for k in (1, 2):
+        rows.append({c: _text(_SENTINEL_ROW.get(c)) for c in EVENT_COLUMNS})
+        lines.append(len(records) + k)
+        texts.append("")
+    data = pd.DataFrame({c: pd.Series([r[c] for r in rows], dtype="str") for c in EVENT_COLUMNS})
+    raw = RawTable(
+        path=Path(source),
+        columns=tuple(EVENT_COLUMNS),
+        data=data,
+        line_number=np.asarray(lines, dtype=np.int64),
+        text=pd.Series(texts, dtype="str"),
+        malformed=pd.DataFrame(
+            {
+                "line_number": np.asarray(bad_lines, dtype=np.int64),
+                "text": pd.Series(bad_texts, dtype="str"),
+                "message": pd.Series(bad_messages, dtype="str"),
+            }
+        ),
+        encoding="json",
+        delimiter="json",
+        has_header=True,
+        sha256=hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+    )
+    return raw, ids

@@ -1,0 +1,354 @@
+"""Real-time tagging: a batch of events in, the touched customers' tags updated.
+
+:meth:`LiveTagger.apply` is one micro-batch:
+
+1. **validate** with the file import's checks and reason codes (bad rows go to the live
+   quarantine file, ``quarantine/live-<date>.csv``); events whose ``event_id`` is stored
+   already are counted as duplicates and not stored again;
+2. **store durably** the accepted events as one live segment of the fact store
+   (``features.live``), which every later batch run reads too;
+3. **re-tag** the customers the batch touched, with the batch code restricted to them:
+   ``build_features`` on their events at "now", the catalogue's rules, the champions'
+   predictions. Population-dependent rules (RFM medians, value-tier quantiles) use the
+   thresholds the last batch run recorded, not statistics of a handful of customers;
+4. **write** their live values to the tag store and record every change as a transition
+   (``tags.live``), in one transaction; triggers fire from those transitions.
+
+Applying the same batch again stores nothing new; its customers are re-tagged again,
+which changes nothing unless time moved on (so a batch whose tagging was interrupted
+after it was stored is finished by its redelivery).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+from features.build import build_features
+from features.live import EVENT_ID, LiveEventLog
+from features.schema import FactsConfig
+from features.spec import FeatureSpec
+from features.validation import validate_events
+from scoring.batch import Predictor
+from streaming.errors import BadEvents, Busy
+from streaming.index import CustomerFacts, FactStoreLike
+from streaming.records import SENTINEL_ID, SENTINEL_SIGNUP, event_id_of, raw_events
+from tags.catalogue import Catalogue
+from tags.engine import concat_tag_tables, evaluate_tags
+from tags.live import LiveWrite, latest_run, write_live
+from tags.store import TagStore
+from tags.store_format import TAG_COLUMNS, naive
+
+__all__ = ["MAX_EVENTS_PER_BATCH", "ApplyResult", "LiveTagger", "live_as_of"]
+
+MAX_EVENTS_PER_BATCH = 10_000
+
+
+def live_as_of(now: pd.Timestamp) -> pd.Timestamp:
+    """The as-of of a live re-tag at ``now``: the next whole second (features count
+    events strictly before the as-of, so an event of this instant is included)."""
+    return now.tz_convert("UTC").floor("s") + pd.Timedelta(seconds=1)
+
+
+@dataclass
+class ApplyResult:
+    """What one micro-batch did.
+
+    Attributes:
+        received: Events in the batch.
+        accepted: Events stored now.
+        duplicates: Events whose ``event_id`` was stored already (not stored again).
+        quarantined: Rejected events per reason code (the file import's codes).
+        quarantine_file: Where the rejected rows were appended.
+        customers: Customers re-tagged.
+        changes: Tag values that changed (transitions recorded).
+        as_of: The as-of of the re-tag.
+        thresholds_from: Run id whose population thresholds the rules used (None: no
+            batch run yet; population rules then use the re-tagged customers only).
+        seq: The live write's sequence number (0: nothing written).
+        seconds: Wall time of the batch.
+        rows: The live rows written (for an in-process reader such as the service).
+    """
+
+    received: int
+    accepted: int
+    duplicates: int
+    quarantined: dict[str, int]
+    quarantine_file: Path | None
+    customers: int
+    changes: int
+    as_of: pd.Timestamp
+    thresholds_from: str | None
+    seq: int
+    seconds: float
+    rows: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer of ``POST /events`` and the consumer's log line."""
+        return {
+            "received": self.received,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "quarantined": sum(self.quarantined.values()),
+            "quarantined_by_reason": self.quarantined,
+            "quarantine_file": str(self.quarantine_file) if self.quarantine_file else None,
+            "customers_retagged": self.customers,
+            "tag_changes": self.changes,
+            "as_of": self.as_of.isoformat(),
+            "thresholds_from_run": self.thresholds_from,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+class LiveTagger:
+    """Applies micro-batches of events: validate, store, re-tag, record.
+
+    One batch at a time per process (a lock); at most ``max_waiting`` callers wait for
+    it, beyond that :meth:`apply` raises :class:`Busy` (the service answers 429).
+
+    Args:
+        facts: The fact store.
+        live: Its live event log.
+        tag_store: The tag store.
+        catalogue: Tag catalogue (active fact and rule tags are evaluated).
+        spec: Feature spec (the batch run's).
+        facts_config: Facts config (event types, future tolerance).
+        predictors: Champion predictors (empty: rule tags only).
+        quarantine_dir: Folder of the live quarantine files.
+        clock: Current time (tests pin it).
+        max_waiting: Callers allowed to wait for the lock.
+    """
+
+    def __init__(
+        self,
+        *,
+        facts: FactStoreLike,
+        live: LiveEventLog,
+        tag_store: TagStore,
+        catalogue: Catalogue,
+        spec: FeatureSpec,
+        facts_config: FactsConfig,
+        predictors: Sequence[Predictor] = (),
+        quarantine_dir: Path,
+        clock: Callable[[], pd.Timestamp] | None = None,
+        max_waiting: int = 64,
+    ) -> None:
+        self.live = live
+        self.tag_store = tag_store
+        self.catalogue = catalogue
+        self.spec = spec
+        self.facts_config = facts_config
+        self.predictors = list(predictors)
+        self.quarantine_dir = Path(quarantine_dir)
+        self.clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
+        self.max_waiting = max_waiting
+        self.index = CustomerFacts(facts, live)
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
+        self._thresholds: dict[str, dict[str, float | None]] = {}
+        self._thresholds_run: str | None = None
+        self._thresholds_checked = -1e9
+        self.tags = [t.id for t in catalogue.active(sources=("fact", "rule"))] + [
+            str(getattr(p, "tag_id", "")) for p in self.predictors if getattr(p, "tag_id", "")
+        ]
+
+    # -- public ------------------------------------------------------------------------
+    def apply(self, records: Sequence[Any], *, source: str) -> ApplyResult:
+        """Validate, store and tag one batch of event records (decoded JSON).
+
+        Raises:
+            BadEvents: Not a list, or more than :data:`MAX_EVENTS_PER_BATCH` events.
+            Busy: Too many batches are waiting already.
+        """
+        if not isinstance(records, list):
+            raise BadEvents(f"Expected a JSON list of event objects. Got {type(records).__name__}.")
+        if len(records) > MAX_EVENTS_PER_BATCH:
+            raise BadEvents(
+                f"Expected at most {MAX_EVENTS_PER_BATCH} events per batch. Got {len(records)}."
+            )
+        with self._waiting_lock:
+            if self._waiting >= self.max_waiting:
+                raise Busy(
+                    f"Expected at most {self.max_waiting} batches waiting to be tagged. "
+                    "Got more: ingestion outruns tagging; retry shortly.",
+                    retry_after_s=1.0,
+                )
+            self._waiting += 1
+        try:
+            with self._lock:
+                return self._apply(records, source)
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+
+    def warm(self) -> None:
+        """Load the facts and thresholds now (else the first batch does)."""
+        with self._lock:
+            self.index.refresh()
+            self._refresh_thresholds(force=True)
+
+    # -- steps -------------------------------------------------------------------------
+    def _apply(self, records: Sequence[Any], source: str) -> ApplyResult:
+        started = time.perf_counter()
+        now = self.clock()
+        self.index.refresh()
+        self._refresh_thresholds()
+        dicts = [(i, r) for i, r in enumerate(records) if isinstance(r, dict)]
+        stored_ids = self.live.known([event_id_of(r) for _, r in dicts])
+        repeats = [r for (_, r), k in zip(dicts, stored_ids, strict=True) if k]
+        fresh_pos = {i for (i, _), k in zip(dicts, stored_ids, strict=True) if not k}
+        fresh = [r for i, r in enumerate(records) if i in fresh_pos or not isinstance(r, dict)]
+        raw, ids = raw_events(fresh, source)
+        # Only the batch's own customers: checks against a million stored ones per batch
+        # would cost more than the batch.
+        mentioned = self.index.known(raw.data["customer_id"].dropna().astype(str).str.strip())
+        known = self.index.customers_of(mentioned)[["customer_id", "signup_at"]]
+        sentinel = pd.DataFrame(
+            {
+                "customer_id": pd.Series([SENTINEL_ID], dtype=known["customer_id"].dtype),
+                "signup_at": pd.Series([pd.Timestamp(SENTINEL_SIGNUP)]).astype(
+                    known["signup_at"].dtype
+                ),
+            }
+        )
+        result = validate_events(
+            [raw],
+            config=self.facts_config,
+            now=now,
+            customers=pd.concat([known, sentinel], ignore_index=True),
+            stored_events=self.index.events_of(mentioned),
+            create_unknown=False,
+        )
+        accepted = result.accepted[result.accepted["customer_id"] != SENTINEL_ID]
+        accepted = accepted.reset_index(drop=True)
+        is_real = (result.quarantine["original_line"] != "").to_numpy(dtype=bool)
+        quarantine = result.quarantine[is_real]
+        bad_lines = set(quarantine["line_number"].tolist())
+        ok = np.array([line not in bad_lines for line in raw.line_number[: len(ids)]], dtype=bool)
+        accepted_ids = [i for i, keep in zip(ids, ok, strict=True) if keep]
+        appended = self.live.append(accepted, accepted_ids)
+        stored = accepted[appended.stored]
+        self.index.add(stored, appended.segment)
+        touched = [str(c) for c in stored["customer_id"]] + [
+            str(r.get("customer_id")) for r in repeats
+        ]
+        customers = self.index.known(touched)
+        as_of = live_as_of(now)
+        write, rows = self.retag(customers, as_of=as_of, at=now) if customers else (None, None)
+        counts = dict(result.files[0].quarantined) if result.files else {}
+        for reason in result.quarantine.loc[~is_real, "reason"]:  # the sentinel's
+            counts[str(reason)] = counts.get(str(reason), 0) - 1
+        counts = {k: v for k, v in counts.items() if v}
+        quarantine_file = self._quarantine(quarantine, now)
+        return ApplyResult(
+            received=len(records),
+            accepted=int(appended.stored.sum()),
+            duplicates=len(repeats) + int((~appended.stored).sum()),
+            quarantined=dict(counts),
+            quarantine_file=quarantine_file,
+            customers=len(customers),
+            changes=write.group.n if write else 0,
+            as_of=as_of,
+            thresholds_from=self._thresholds_run,
+            seq=write.seq if write else 0,
+            seconds=time.perf_counter() - started,
+            rows=rows if rows is not None else pd.DataFrame(),
+        )
+
+    def retag(
+        self, customer_ids: Sequence[str], *, as_of: pd.Timestamp, at: pd.Timestamp
+    ) -> tuple[LiveWrite, pd.DataFrame]:
+        """Re-tag ``customer_ids`` as of ``as_of`` and write their live values.
+
+        Returns:
+            The live write, and the rows written (``tags.live.LIVE_COLUMNS``): one per
+            customer and evaluated tag, ``value`` NA where the tag does not apply.
+        """
+        customers = self.index.customers_of(customer_ids)
+        events = self.index.events_of(customer_ids)
+        features = build_features(customers, events, as_of=as_of, spec=self.spec)
+        tables = []
+        if len(features):
+            rule = evaluate_tags(
+                features, events, self.catalogue, as_of=as_of, thresholds=self._thresholds
+            )
+            tables.append(rule[list(TAG_COLUMNS)])
+            for predictor in self.predictors:
+                predicted = predictor.predict_tags(features, as_of=as_of)
+                out = predicted[list(TAG_COLUMNS)].copy()
+                out["as_of"] = as_of
+                tables.append(out)
+        rows = concat_tag_tables(tables) if tables else pd.DataFrame(columns=list(TAG_COLUMNS))
+        plain = pd.DataFrame(
+            {
+                c: rows[c].astype("string") if c not in ("score", "as_of") else rows[c]
+                for c in TAG_COLUMNS
+            }
+        )
+        with self.tag_store.writer() as con:
+            write = write_live(
+                con, plain, customers=list(customer_ids), tags=self.tags, at=naive(at)
+            )
+        return write, _written(plain, customer_ids, self.tags, at=at, seq=write.seq)
+
+    def _refresh_thresholds(self, *, force: bool = False) -> None:
+        """Pick up the thresholds of the newest batch run (checked every few seconds)."""
+        if not force and time.monotonic() - self._thresholds_checked < 5.0:
+            return
+        self._thresholds_checked = time.monotonic()
+        latest = latest_run(self.tag_store) if self.tag_store.exists() else None
+        if latest is not None and latest[0] != self._thresholds_run:
+            run_id, meta = latest
+            recorded = meta.get("thresholds") or {}
+            self._thresholds = {
+                str(tag): {str(text): (None if v is None else float(v)) for text, v in per.items()}
+                for tag, per in recorded.items()
+                if isinstance(per, dict)
+            }
+            self._thresholds_run = run_id
+
+    def _quarantine(self, rejected: pd.DataFrame, now: pd.Timestamp) -> Path | None:
+        if not len(rejected):
+            return None
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        path = self.quarantine_dir / f"live-{now:%Y%m%d}.csv"
+        sink = pa.BufferOutputStream()
+        options = pcsv.WriteOptions(include_header=not path.exists())
+        pcsv.write_csv(pa.Table.from_pandas(rejected, preserve_index=False), sink, options)
+        with path.open("ab") as handle:
+            handle.write(bytes(sink.getvalue()))
+        return path
+
+    @property
+    def event_id_field(self) -> str:
+        """Name of the id field of an event."""
+        return EVENT_ID
+
+
+def _written(
+    rows: pd.DataFrame, customers: Sequence[str], tags: Sequence[str], *, at: pd.Timestamp, seq: int
+) -> pd.DataFrame:
+    """The live rows as stored: every (customer, evaluated tag), NA where none applies."""
+    grid = pd.DataFrame(
+        {
+            "customer_id": np.repeat(np.asarray(list(customers), dtype=object), len(tags)),
+            "tag_id": np.tile(np.asarray(list(tags), dtype=object), len(customers)),
+        }
+    ).astype("string")
+    out = grid.merge(rows, on=["customer_id", "tag_id"], how="left")
+    out["as_of"] = out["as_of"].fillna(rows["as_of"].iloc[0] if len(rows) else at)
+    out["source"] = out["source"].fillna("rule")
+    out["version"] = out["version"].fillna("")
+    out["updated_at"] = at
+    out["seq"] = seq
+    return out

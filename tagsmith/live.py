@@ -1,0 +1,157 @@
+"""Real-time tagging wired to a project: the tagger, and its adapter for the service.
+
+:func:`live_tagger` builds :class:`streaming.LiveTagger` from the project's stores,
+catalogue, feature spec and champion models (the same objects a batch run uses);
+:class:`ServiceIngest` is the service's ``EventIngest``: it builds the tagger on first
+use (a service that never receives events loads no extra models) and turns
+back-pressure and bad batches into 429 and 400 answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.errors import FeaturesError
+from serving.errors import BadRequest, TooManyRequests
+from streaming.consumer import consume
+from streaming.errors import BadEvents, Busy
+from streaming.tagger import LiveTagger
+from tags.live import LIVE_COLUMNS, live_rows
+from tagsmith.champions import champion_predictors
+from tagsmith.project import Project
+
+__all__ = ["ServiceIngest", "live_tagger"]
+
+log = logging.getLogger(__name__)
+
+
+def live_tagger(project: Project) -> tuple[LiveTagger, list[str]]:
+    """The project's real-time tagger and the notices of loading its champions."""
+    predictors, notices = champion_predictors(project)
+    tagger = LiveTagger(
+        facts=project.fact_store(),
+        live=project.live_events(),
+        tag_store=project.tag_store(),
+        catalogue=project.catalogue(),
+        spec=project.feature_spec(),
+        facts_config=project.config.facts,
+        predictors=predictors,
+        quarantine_dir=project.quarantine_dir,
+        max_waiting=project.config.streaming.max_waiting,
+    )
+    return tagger, notices
+
+
+class ServiceIngest:
+    """``POST /events`` on the project's real-time tagger (``serving.runtime.EventIngest``).
+
+    Args:
+        project: The project served.
+    """
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self._tagger: LiveTagger | None = None
+        self._lock = threading.Lock()
+        self._seen: tuple[object, int] | None = None
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def tagger(self) -> LiveTagger:
+        """The tagger (built, with its champions and facts loaded, on first use)."""
+        if self._tagger is None:
+            with self._lock:
+                if self._tagger is None:
+                    tagger, _ = live_tagger(self.project)
+                    tagger.warm()
+                    self._tagger = tagger
+        return self._tagger
+
+    def warm(self) -> None:
+        """Build the tagger now (the service calls this in the background at start), then
+        run the NATS consumer in this thread when ``streaming.consume_in_service``."""
+        try:
+            tagger = self.tagger()
+        except Exception:  # the first POST /events reports it
+            log.warning("Real-time tagging could not start yet", exc_info=True)
+            return
+        cfg = self.project.config.streaming
+        if cfg.consume_in_service:
+            self._consume(tagger)
+
+    def _consume(self, tagger: LiveTagger) -> None:
+        cfg = self.project.config.streaming
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+            while not self._stop.is_set():
+                try:
+                    await consume(
+                        tagger, cfg, url=cfg.nats_url, subject=cfg.subject, stop=self._stop
+                    )
+                except Exception:  # the server may come later or restart: keep trying
+                    log.warning("NATS consumer stopped; retrying in 2 s", exc_info=True)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), timeout=2.0)
+
+        asyncio.run(main())
+
+    def close(self) -> None:
+        """Stop the hosted consumer (it acknowledges nothing it has not applied)."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    def ingest(
+        self, records: list[Any], *, source: str
+    ) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
+        """Apply one batch; map back-pressure to 429 and unusable batches to 400."""
+        try:
+            result = self.tagger().apply(records, source=source)
+        except Busy as exc:
+            raise TooManyRequests(str(exc), retry_after_s=exc.retry_after_s) from exc
+        except (BadEvents, FeaturesError) as exc:
+            raise BadRequest(str(exc)) from exc
+        rows = result.rows
+        customers = (
+            [str(c) for c in pd.unique(rows["customer_id"].astype(str))] if len(rows) else []
+        )
+        return result.to_json(), rows, customers
+
+    def live_rows(self, after_seq: int) -> pd.DataFrame:
+        """Live rows written after ``after_seq`` (by this or another process).
+
+        The store is opened only when its files changed since the last look (a ``stat``
+        otherwise), so an idle service polling often never holds the file a writer wants.
+        """
+        store = self.project.tag_store()
+        stamp = _stamp(store.path)
+        if stamp is None:
+            return pd.DataFrame(columns=list(LIVE_COLUMNS))
+        if (stamp, after_seq) == self._seen:
+            return pd.DataFrame(columns=list(LIVE_COLUMNS))
+        with store.reader() as con:
+            rows = live_rows(con, after_seq=after_seq)
+        self._seen = (stamp, after_seq)
+        return rows
+
+
+def _stamp(path: Path) -> tuple[tuple[int, int, int], ...] | None:
+    """(inode, mtime, size) of the store file and its write-ahead log (None: no store)."""
+    out = []
+    for candidate in (path, path.with_name(path.name + ".wal")):
+        try:
+            st = candidate.stat()
+        except FileNotFoundError:
+            if candidate == path:
+                return None
+            continue
+        out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(out)

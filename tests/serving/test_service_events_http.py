@@ -1,0 +1,112 @@
+"""POST /events through the whole HTTP stack (fake runtime): permission, 429, 400."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pytest
+from starlette.testclient import TestClient
+
+from serving.errors import TooManyRequests
+from serving.keys import ApiKeyStore
+from serving.runtime import ServingRuntime
+from tests.serving import fakes
+
+
+class FakeIngest:
+    """Accepts everything, or answers busy."""
+
+    def __init__(self) -> None:
+        self.busy = False
+
+    def ingest(
+        self, records: list[Any], *, source: str
+    ) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
+        if self.busy:
+            raise TooManyRequests("busy", retry_after_s=2.0)
+        now = pd.Timestamp("2025-01-01", tz="UTC")
+        rows = pd.DataFrame(
+            {
+                "customer_id": ["c0001"],
+                "tag_id": ["old_customer"],
+                "value": ["true"],
+                "score": [float("nan")],
+                "source": ["rule"],
+                "version": ["old_customer@9"],
+                "as_of": [now],
+                "updated_at": [now],
+                "seq": [1],
+            }
+        )
+        answer = {"received": len(records), "accepted": len(records), "duplicates": 0}
+        return answer | {"quarantined": 0}, rows, ["c0001"]
+
+    def live_rows(self, after_seq: int) -> pd.DataFrame:
+        return pd.DataFrame()
+
+
+INGEST = FakeIngest()
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory, tag_service_app: Any) -> Iterator[Any]:
+    path = tmp_path_factory.mktemp("keys") / "keys.json"
+    store = ApiKeyStore(path)
+    keys = {"admin": store.add("ops", "admin"), "service": store.add("web", "service")}
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TAGSMITH_FAKE_KEYS", str(path))
+    mp.setenv("BENTOML_HOME", str(tmp_path_factory.mktemp("bentoml")))
+
+    def factory() -> ServingRuntime:
+        runtime = fakes.build_fake_runtime()
+        runtime.event_ingest = INGEST
+        runtime.allows = lambda role, action: role == "admin" and action == "write_events"
+        return runtime
+
+    mp.setitem(fakes.ACTIVE, "factory", factory)
+    with TestClient(tag_service_app) as c:
+        yield c, keys
+    mp.undo()
+
+
+def test_events_need_the_write_events_permission(client: Any) -> None:
+    c, keys = client
+    event = {"customer_id": "c0001", "occurred_at": "2025-01-01T00:00:00Z", "event_type": "login"}
+    denied = c.post("/events", json={"events": [event]}, headers={"X-API-Key": keys["service"]})
+    assert denied.status_code == 403
+    assert "write_events" in denied.json()["error"]
+    ok = c.post("/events", json={"events": [event]}, headers={"X-API-Key": keys["admin"]})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["accepted"] == 1
+    tags = c.post("/tags", json={"customer_ids": ["c0001"]}, headers={"X-API-Key": keys["admin"]})
+    live = [t for t in tags.json()["results"][0]["tags"] if t["tag_id"] == "old_customer"]
+    assert live == [
+        {
+            "tag_id": "old_customer",
+            "value": "true",
+            "score": None,
+            "source": "rule",
+            "version": "old_customer@9",
+            "as_of": "2025-01-01T00:00:00+00:00",
+            "updated_at": "2025-01-01T00:00:00+00:00",
+        }
+    ]
+
+
+def test_back_pressure_answers_429_with_retry_after(client: Any) -> None:
+    c, keys = client
+    INGEST.busy = True
+    try:
+        r = c.post("/events", json={"events": []}, headers={"X-API-Key": keys["admin"]})
+    finally:
+        INGEST.busy = False
+    assert r.status_code == 429
+    assert r.headers["Retry-After"] == "2"
+
+
+def test_a_body_that_is_not_a_list_is_refused(client: Any) -> None:
+    c, keys = client
+    r = c.post("/events", json={"events": {"a": 1}}, headers={"X-API-Key": keys["admin"]})
+    assert r.status_code == 400

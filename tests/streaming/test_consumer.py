@@ -1,0 +1,62 @@
+"""The JetStream consumer against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import nats
+
+from features.schema import ReasonCode
+from streaming.config import StreamingConfig
+from streaming.consumer import consume, ensure_stream
+from tags.live import live_rows
+from tests.streaming.conftest import Setup, records
+from tests.streaming.natsserver import nats_server
+
+
+async def _publish(url: str, cfg: StreamingConfig, bodies: list[bytes]) -> None:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await ensure_stream(js, cfg, cfg.subject)
+    acks = [await js.publish("events.shop", body) for body in bodies]
+    assert len(acks) == len(bodies)
+    await nc.close()
+
+
+def test_consumer_applies_acks_and_quarantines_poison(setup: Setup, tmp_path: Path) -> None:
+    cfg = StreamingConfig(batch_size=20, batch_wait_s=0.5)
+    events = records(setup.later)
+    bodies = [json.dumps(e).encode() for e in events]
+    bodies.append(b"\x00 not json at all")  # poison: quarantined, acknowledged, never redelivered
+    bodies.append(json.dumps(events[:3]).encode())  # a list body, all three already sent
+    with nats_server(tmp_path / "nats") as url:
+
+        async def run() -> None:
+            await _publish(url, cfg, bodies)
+            stop = asyncio.Event()
+            report = await consume(
+                setup.tagger,
+                cfg,
+                url=url,
+                subject=cfg.subject,
+                stop=stop,
+                max_messages=len(bodies),
+            )
+            assert report.messages == len(bodies)
+            assert report.accepted == len(events)
+            assert report.duplicates == 3
+            assert report.by_reason == {ReasonCode.MALFORMED_ROW.value: 1}
+            # Every message is acknowledged: nothing pending, nothing to redeliver.
+            nc = await nats.connect(url)
+            info = await nc.jetstream().consumer_info(cfg.stream, cfg.durable)
+            await nc.close()
+            assert (info.num_ack_pending, info.num_pending) == (0, 0)
+            assert info.delivered.stream_seq == len(bodies)
+
+        asyncio.run(run())
+    assert len(setup.live.load_events()) == len(events)
+    with setup.tags.reader() as con:
+        live = live_rows(con)
+    assert set(live["customer_id"]) == set(setup.later["customer_id"])

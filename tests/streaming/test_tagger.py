@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import pandas as pd
+
+from features.build import build_features
+from features.schema import ReasonCode
+from scoring.batch import run_tagging
+from streaming.tagger import live_as_of
+from tags.engine import evaluate_tags
+from tags.live import live_rows
+from tags.transitions import TransitionLog
+from tests.streaming.conftest import NOW, FakeChurn, Setup, records
+
+
+def test_events_are_stored_once_and_retag_their_customers(setup: Setup) -> None:
+    batch = records(setup.later)
+    n = len(batch)
+    assert n > 10
+    first = setup.tagger.apply(batch, source="POST /events")
+    assert (first.accepted, first.duplicates) == (n, 0)
+    assert first.customers == setup.later["customer_id"].nunique()
+    assert len(setup.live.load_events()) == n
+    again = setup.tagger.apply(batch, source="POST /events")
+    assert (again.accepted, again.duplicates) == (0, n)
+    assert again.changes == 0
+    assert len(setup.live.load_events()) == n
+    with setup.tags.reader() as con:
+        live = live_rows(con)
+    assert set(live["customer_id"]) == set(setup.later["customer_id"])
+
+
+def test_bad_events_get_the_file_import_reason_codes(setup: Setup) -> None:
+    cid = str(setup.later["customer_id"].iloc[0])
+    batch = [
+        {
+            "event_id": "a",
+            "customer_id": cid,
+            "occurred_at": "2024-10-01T10:00:00Z",
+            "event_type": "purchase",
+        },
+        {
+            "event_id": "b",
+            "customer_id": "nobody",
+            "occurred_at": "2024-10-01T10:00:00Z",
+            "event_type": "login",
+        },
+        {"event_id": "c", "customer_id": cid, "occurred_at": "yesterday", "event_type": "login"},
+        {
+            "event_id": "d",
+            "customer_id": cid,
+            "occurred_at": "2024-10-01T10:00:00Z",
+            "event_type": "teleport",
+        },
+        {
+            "event_id": "e",
+            "customer_id": cid,
+            "occurred_at": "2024-10-01T11:00:00Z",
+            "event_type": "purchase",
+            "amount": -5,
+        },
+        {
+            "event_id": "f",
+            "customer_id": cid,
+            "occurred_at": "2031-01-01T00:00:00Z",
+            "event_type": "login",
+        },
+        ["not", "an", "object"],
+        {
+            "event_id": "g",
+            "customer_id": cid,
+            "occurred_at": "2024-10-01T12:00:00Z",
+            "event_type": "login",
+            "colour": "red",
+        },
+        {
+            "event_id": "h",
+            "customer_id": cid,
+            "occurred_at": "2024-10-01T12:00:00Z",
+            "event_type": "login",
+        },
+    ]
+    result = setup.tagger.apply(batch, source="POST /events")
+    assert result.accepted == 1
+    assert result.quarantined == {
+        ReasonCode.MISSING_AMOUNT.value: 1,
+        ReasonCode.UNKNOWN_CUSTOMER.value: 1,
+        ReasonCode.BAD_TIMESTAMP.value: 1,
+        ReasonCode.UNKNOWN_EVENT_TYPE.value: 1,
+        ReasonCode.NEGATIVE_AMOUNT.value: 1,
+        ReasonCode.FUTURE_EVENT.value: 1,
+        ReasonCode.MALFORMED_ROW.value: 2,
+    }
+    assert result.quarantine_file is not None
+    quarantine = pd.read_csv(result.quarantine_file)
+    assert len(quarantine) == 8
+    assert set(quarantine["source_file"]) == {"POST /events"}
+    # An all-bad batch is quarantined, not refused.
+    worse = setup.tagger.apply([batch[1]], source="POST /events")
+    assert worse.accepted == 0
+    assert worse.quarantined == {"unknown_customer": 1}
+
+
+def test_changes_are_recorded_as_live_transitions(setup: Setup) -> None:
+    log = TransitionLog(setup.tags)
+    before = log.last_seq()
+    result = setup.tagger.apply(records(setup.later), source="nats:events.shop")
+    assert result.changes > 0
+    groups = log.groups(before)
+    assert [g.source for g in groups] == ["live"]
+    assert groups[0].n == result.changes
+
+
+def test_live_tags_equal_a_batch_run_at_the_same_instant(setup: Setup) -> None:
+    """Parity: stream a day of events for every customer; live == batch at the same as-of.
+
+    Population-dependent tags (RFM medians, value tiers) use the last batch run's
+    thresholds live, so they are compared with the batch evaluated on those thresholds.
+    """
+    stream = setup.later.sort_values("occurred_at", kind="stable")
+    sample = stream["customer_id"].drop_duplicates().head(40)
+    stream = stream[stream["customer_id"].isin(sample)]
+    batch = records(stream)
+    for start in range(0, len(batch), 25):  # micro-batches, as a stream delivers them
+        setup.tagger.apply(batch[start : start + 25], source="nats:events.shop")
+    as_of = live_as_of(NOW)
+    with setup.tags.reader() as con:
+        live = live_rows(con, customers=list(sample))
+    live = live.dropna(subset=["value"])
+    thresholds = dict(setup.tags.run_info().meta["thresholds"])
+    run_tagging(
+        facts=setup.facts,
+        catalogue=setup.catalogue,
+        store=setup.tags,
+        as_of=as_of,
+        predictors=[FakeChurn()],
+    )
+    batch_rows = setup.tags.snapshot(as_of, customers=list(sample))
+    pinned_tags = set(thresholds)
+    assert pinned_tags >= {"rfm_segment", "value_tier"}
+    key = ["customer_id", "tag_id"]
+
+    def table(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame[["customer_id", "tag_id", "value", "score"]].astype(
+            {"customer_id": str, "tag_id": str, "value": str}
+        )
+        return out.sort_values(key, ignore_index=True)
+
+    plain_live = table(live[~live["tag_id"].isin(pinned_tags)])
+    plain_batch = table(batch_rows[~batch_rows["tag_id"].isin(pinned_tags)])
+    pd.testing.assert_frame_equal(plain_live, plain_batch, check_dtype=False)
+
+    # The same customers over the whole population at the same as-of, on T0's thresholds.
+    events = setup.facts.load_events()
+    features = build_features(setup.facts.load_customers(), events, as_of=as_of)
+    pinned = evaluate_tags(
+        features,
+        events,
+        setup.catalogue,
+        as_of=as_of,
+        tag_ids=sorted(pinned_tags),
+        thresholds=thresholds,
+    )
+    pinned = pinned[pinned["customer_id"].astype(str).isin(set(sample))]
+    pd.testing.assert_frame_equal(
+        table(live[live["tag_id"].isin(pinned_tags)]), table(pinned), check_dtype=False
+    )
