@@ -61,7 +61,7 @@ from features.event_arrays import (
     prefix_sum,
 )
 from features.memory import release_arrow_memory
-from features.schema import EVENT_DTYPES, check_customers, check_events
+from features.schema import EVENT_DTYPES, check_amounts, check_customers, check_events
 from features.spec import FeatureSpec
 
 __all__ = [
@@ -226,6 +226,7 @@ class PreparedEvents:
                 else column.to_numpy(dtype=np.float64, na_value=np.nan)
             )
             amount = np.nan_to_num(values[typed.rows_now()], nan=0.0)
+            _check_amount_total(amount, event_type)
             typed.amount_cs = prefix_sum(np.rint(amount * AMOUNT_SCALE).astype(_I64))
             typed.amount = np.append(amount, 0.0)
         return typed.amount_cs, typed.amount
@@ -404,6 +405,20 @@ class PreparedEvents:
         return found
 
 
+# Sums of fixed-point amounts are exact below 2**63 units; stay a margin inside it.
+_AMOUNT_TOTAL_LIMIT = 2.0**62 / AMOUNT_SCALE
+
+
+def _check_amount_total(amount: np.ndarray, event_type: str) -> None:
+    """Refuse amounts whose fixed-point prefix sums would leave int64 (never wrap)."""
+    total = float(amount.sum())
+    if not total < _AMOUNT_TOTAL_LIMIT:
+        raise FeaturesError(
+            f"Expected the amounts of all {event_type} events to sum to less than "
+            f"{_AMOUNT_TOTAL_LIMIT:.3e} (the exact fixed-point range). Got {total:.3e}."
+        )
+
+
 def _check_events(events: pd.DataFrame) -> None:
     """Canonical events, or the subset of their columns that features read."""
     if all(c in events.columns for c in EVENT_DTYPES):
@@ -422,8 +437,7 @@ def _check_events(events: pd.DataFrame) -> None:
             raise SchemaError(
                 f"Column '{column}' of the events table must have dtype {want}. Got {got} instead."
             )
-    if (subset["amount"] < 0).any():
-        raise SchemaError("Column 'amount' of events must be >= 0. Got negative amounts.")
+    check_amounts(subset["amount"])
 
 
 def prepare_events(customers: pd.DataFrame, events: pd.DataFrame) -> PreparedEvents:
