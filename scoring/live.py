@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.cutoffs import AsOf, normalize_as_of
 from features.errors import SchemaError
@@ -166,7 +167,7 @@ class LiveScorer:
         if len(set(ids)) != len(ids):
             raise SchemaError("Expected each customer once. Got a customer_id twice.")
         data: dict[str, Any] = {
-            "customer_id": pd.array(ids, dtype="string"),
+            "customer_id": _strings(ids),
             "signup_at": _times([r.get("signup_at") for r in customers], "signup_at"),
         }
         for spec in self.facts.attributes:
@@ -178,9 +179,7 @@ class LiveScorer:
                     numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="raise")
                     data[spec.name] = numbers.astype(spec.dtype).array
                 else:
-                    data[spec.name] = pd.array(
-                        [None if v is None else str(v) for v in values], dtype="string"
-                    )
+                    data[spec.name] = _strings(values)
             except (ValueError, TypeError, OverflowError) as exc:
                 raise SchemaError(
                     f"Attribute '{spec.name}' of customers must convert to {spec.dtype}: {exc}"
@@ -202,9 +201,9 @@ class LiveScorer:
                 f"Expected each event_type among {sorted(self._event_types)}. Got {unknown[0]!r}."
             )
         data: dict[str, Any] = {
-            "customer_id": pd.array(columns["customer_id"], dtype="string"),
+            "customer_id": _strings(columns["customer_id"]),
             "occurred_at": _times(columns["occurred_at"], "occurred_at"),
-            "event_type": pd.array(kinds, dtype="string"),
+            "event_type": _strings(kinds),
         }
         for name in ("amount", "quantity"):
             try:
@@ -221,9 +220,7 @@ class LiveScorer:
             raise SchemaError("Expected an amount on every purchase and refund event. Got none.")
         check_amounts(pd.Series(data["amount"]))
         for name in ("category", "product_id", "order_id"):
-            data[name] = pd.array(
-                [None if v is None else str(v) for v in columns[name]], dtype="string"
-            )
+            data[name] = _strings(columns[name])
         return pd.DataFrame(data, copy=False)
 
     # ------------------------------------------------------------------ scoring
@@ -302,10 +299,18 @@ def _predict(model: LiveModel, features: pd.DataFrame) -> LivePrediction:
 _NAT = np.iinfo(np.int64).min
 
 
+def _strings(values: list[Any]) -> pd.arrays.ArrowStringArray:
+    """A pandas ``string`` column of ``values`` (``None`` stays missing)."""
+    text = [v if v is None or isinstance(v, str) else str(v) for v in values]
+    return pd.arrays.ArrowStringArray(pa.array(text, pa.large_string()))
+
+
 def _micros(value: datetime | None) -> int:
     """Microseconds since the epoch of a datetime (naive: UTC); ``None``: NaT."""
     if value is None:
         return _NAT
+    if isinstance(value, pd.Timestamp):  # .value is UTC nanoseconds, naive taken as UTC
+        return int(value.value // 1000)
     stamp = pd.Timestamp(value)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return int(stamp.value // 1000)
