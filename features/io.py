@@ -429,8 +429,12 @@ def _join_quoted_newlines(
 
 
 def _fields_in(record: str, delimiter: str) -> int:
-    """Fields of ``record`` as a CSV parser splits it (-1: not exactly one record)."""
-    rows = list(csv.reader(io.StringIO(record, newline=""), delimiter=delimiter))
+    """Fields of ``record`` as a strict CSV parser splits it (-1: not exactly one
+    well-formed record, e.g. text after a closing quote)."""
+    try:
+        rows = list(csv.reader(io.StringIO(record, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error:
+        return -1
     return len(rows[0]) if len(rows) == 1 else -1
 
 

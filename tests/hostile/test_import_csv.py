@@ -111,3 +111,17 @@ def test_quarantine_file_is_named_after_the_source_stem(tmp_path: Path) -> None:
     name = report.quarantine_path.name
     assert name.endswith("-events.csv"), name
     assert not name.endswith(".csv.csv"), name
+
+
+def test_two_stray_quotes_that_pair_up_stay_two_malformed_rows(tmp_path: Path) -> None:
+    # Joined, the two lines would split into 8 fields, but only by reading text after
+    # a closing quote: not a well-formed record, so neither line is joined.
+    line = 'c1,"2021-01-04,browse,,,,,'
+    events = write(
+        tmp_path / "events.csv",
+        HEADER + "c1,2021-01-02,browse,,books,p1,,\n" + line + "\n" + line + "\n",
+    )
+    report = run_import(tmp_path, customers=DATA / "customers.csv", events=events)
+    counts = report.files[-1]
+    assert (counts.rows_read, counts.accepted) == (3, 1)
+    assert counts.quarantined == {ReasonCode.MALFORMED_ROW.value: 2}
