@@ -3,9 +3,9 @@
 * :class:`TagStoreSnapshotSource`: the newest tag snapshot of the tag store and the
   feature snapshot of the same as-of date;
 * :class:`PolicyGovernance`: the catalogue and the access policy;
-* :class:`LiveOnlineScorer`: posted facts -> features -> rule tags through the live
-  scoring fast path (:class:`scoring.live.LiveScorer`), the service's ``POST /score``;
-* :class:`FactsOnlineScorer`: the same from any frame-building callables.
+* :class:`FactsOnlineScorer`: posted facts -> features -> rule tags, with the batch code;
+* :class:`LiveOnlineScorer`: the same through the live fast path
+  (:class:`scoring.live.LiveScorer`), what the service's ``POST /score`` runs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 
 import pandas as pd
 
-from scoring.live import LiveScorer
 from serving.rendering import Snapshot
 from tags.errors import TagsError
 from tags.policy import AccessPolicy, tag_infos
@@ -174,13 +173,12 @@ class FactsOnlineScorer:
 
 
 class LiveOnlineScorer:
-    """One customer's posted facts through :class:`scoring.live.LiveScorer`.
-
-    The scorer is built once (spec, catalogue type checks); a request codes its
-    records, builds the event index of that one customer and evaluates the rules on it.
+    """One customer's posted facts through the live fast path
+    (:class:`scoring.live.LiveScorer`, built once: spec, catalogue type checks); a
+    request codes its records and builds the event index of that one customer only.
     """
 
-    def __init__(self, live: LiveScorer) -> None:
+    def __init__(self, live: Any) -> None:
         self.live = live
 
     def score(

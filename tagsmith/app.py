@@ -15,12 +15,19 @@ a factory of the runtime :func:`build_runtime` builds; then it mounts the web co
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from features.build import build_features
+from features.errors import SchemaError
+from features.schema import (
+    AMOUNT_REQUIRED_EVENT_TYPES,
+    EVENT_COLUMNS,
+    events_frame,
+)
 from scoring.live import LiveScorer
 from serving.auditing import QueuedAudit
 from serving.errors import ServingError
@@ -41,6 +48,20 @@ __all__ = ["PROJECT_ENV", "SERVICE", "build_runtime", "create_service", "service
 PROJECT_ENV = "TAGSMITH_PROJECT"
 # What ``bentoml serve`` imports (``module:attribute``).
 SERVICE = "tagsmith.app:TagService"
+
+
+def _events(records: list[dict[str, Any]], event_types: Iterable[str]) -> pd.DataFrame:
+    known = set(event_types)
+    for i, record in enumerate(records):
+        kind = record.get("event_type")
+        if kind not in known:
+            raise SchemaError(
+                f"Event {i}: expected an event_type among {sorted(known)}. Got {kind!r}."
+            )
+        amount = record.get("amount")
+        if kind in AMOUNT_REQUIRED_EVENT_TYPES and (amount is None or amount != amount):
+            raise SchemaError(f"Event {i}: a {kind} event needs an amount. Got none.")
+    return events_frame(pd.DataFrame(records, columns=list(EVENT_COLUMNS)))
 
 
 def build_runtime(project: Project, settings: ServingSettings | None = None) -> ServingRuntime:
@@ -67,8 +88,8 @@ def build_runtime(project: Project, settings: ServingSettings | None = None) -> 
         # Point-in-time: the features the tagging run of this as-of date computed.
         return build_features(facts.load_customers(), facts.load_events(), as_of=as_of, spec=spec)
 
-    # The live fast path: spec and catalogue checks once, per request only the one
-    # customer's own events (scoring.live).
+    # The live fast path (scoring.live): spec and catalogue checks once, per request
+    # only the posted customer's own events.
     scorer = LiveOnlineScorer(LiveScorer(spec=spec, catalogue=catalogue, facts=facts_config))
     keys = project.api_keys()
     if not source.tags:
