@@ -8,8 +8,6 @@ One run on loopback with bounded request loops (aiohttp client in this process):
 
 * ``/tags`` for one customer: sequential (p50, p99), concurrency 8 and 32
   (throughput, p99); 100-customer requests (customers per second);
-* ``/score`` of one customer posting ~100 events, sequential (the live fast path,
-  ``scoring.live``);
 * ``mlflow models serve --env-manager local`` of ``churn-predictor@champion`` with the
   same number of workers, under the same load (one row or 100 rows per request).
 
@@ -42,7 +40,6 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -290,80 +287,10 @@ def bench_tagsmith(
             if scenario != "warm-up":
                 results.append(result)
                 print_row(result)
-        results.append(bench_score(project, base, headers, args, process.pid))
     finally:
         stop(process)
         project.api_keys().revoke(name)
     return results
-
-
-def bench_score(
-    project: Project, base: str, headers: dict[str, str], args: argparse.Namespace, pid: int
-) -> Result:
-    """``POST /score`` sequentially, customers with about 100 events each posted."""
-    bodies = score_bodies(project, events_per_customer=100)
-
-    def check(status: int, payload: bytes) -> bool:
-        return status == 200 and b'"features"' in payload
-
-    run_scenario(  # warm-up
-        "tagsmith /score",
-        "warm-up",
-        f"{base}/score",
-        bodies * 2,
-        rows=1,
-        concurrency=1,
-        headers=headers,
-        check=check,
-        server_pid=pid,
-    )
-    n = max(len(bodies), args.requests // 4)
-    result = run_scenario(
-        "tagsmith /score",
-        "1 customer, 100 events, seq.",
-        f"{base}/score",
-        [bodies[i % len(bodies)] for i in range(n)],
-        rows=1,
-        concurrency=1,
-        headers=headers,
-        check=check,
-        server_pid=pid,
-    )
-    print_row(result)
-    return result
-
-
-def score_bodies(project: Project, *, events_per_customer: int) -> list[bytes]:
-    """``/score`` request bodies of the 20 customers whose event count is nearest."""
-    facts = project.fact_store()
-    customers, events = facts.load_customers(), facts.load_events()
-    counts = events["customer_id"].value_counts()
-    chosen = (counts - events_per_customer).abs().sort_values(kind="stable").index[:20]
-    as_of = (events["occurred_at"].max() + pd.Timedelta(days=1)).floor("D")
-    bodies = []
-    for cid in chosen:
-        row = customers[customers["customer_id"] == cid].iloc[0]
-        attributes = {
-            k: (v.item() if hasattr(v, "item") else v)
-            for k, v in row.items()
-            if k not in ("customer_id", "signup_at") and not pd.isna(v)
-        }
-        posted = []
-        for e in events[events["customer_id"] == cid].to_dict("records"):
-            item = {k: v for k, v in e.items() if k != "customer_id" and not pd.isna(v)}
-            item["occurred_at"] = e["occurred_at"].isoformat()
-            posted.append(item)
-        body = {
-            "customer": {
-                "customer_id": str(cid),
-                "signup_at": row["signup_at"].isoformat(),
-                "attributes": attributes,
-            },
-            "events": posted,
-            "as_of": as_of.isoformat(),
-        }
-        bodies.append(json.dumps(body).encode())
-    return bodies
 
 
 def bench_mlflow(
@@ -571,9 +498,6 @@ def summarize(results: list[Result]) -> None:
         print(f"  1-customer /tags p99 sequential: {seq.p99_ms:.2f} ms (target <= 5 ms)")
     if c32:
         print(f"  concurrency 32: {c32.rps:.0f} req/s, p99 {c32.p99_ms:.1f} ms (target p99 <= 100)")
-    score = by.get(("tagsmith /score", "1 customer, 100 events, seq."))
-    if score:
-        print(f"  /score, 1 customer with ~100 events, p99 sequential: {score.p99_ms:.2f} ms")
     if c32 and ml32:
         print(f"  vs mlflow models serve at 32: {c32.rps / ml32.rps:.1f}x (target >= 5x)")
     if batch:
