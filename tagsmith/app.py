@@ -26,19 +26,20 @@ from features.errors import SchemaError
 from features.schema import (
     AMOUNT_REQUIRED_EVENT_TYPES,
     EVENT_COLUMNS,
+    customers_frame,
     events_frame,
 )
-from scoring.live import LiveScorer
 from serving.auditing import QueuedAudit
 from serving.errors import ServingError
 from serving.runtime import ServingRuntime
 from serving.settings import ServingSettings, load_settings
 from serving.sources import (
+    FactsOnlineScorer,
     JsonAudit,
-    LiveOnlineScorer,
     PolicyGovernance,
     TagStoreSnapshotSource,
 )
+from tags.engine import evaluate_tags
 from tagsmith.activate import DispatcherThread, HostedRuntime
 from tagsmith.champions import model_source
 from tagsmith.project import Project
@@ -83,14 +84,22 @@ def build_runtime(project: Project, settings: ServingSettings | None = None) -> 
     spec = project.feature_spec()
     facts = project.fact_store()
     facts_config = project.config.facts
+    event_types = facts_config.all_event_types
 
     def snapshot_features(as_of: pd.Timestamp) -> pd.DataFrame:
         # Point-in-time: the features the tagging run of this as-of date computed.
         return build_features(facts.load_customers(), facts.load_events(), as_of=as_of, spec=spec)
 
-    # The live fast path (scoring.live): spec and catalogue checks once, per request
-    # only the posted customer's own events.
-    scorer = LiveOnlineScorer(LiveScorer(spec=spec, catalogue=catalogue, facts=facts_config))
+    scorer = FactsOnlineScorer(
+        to_customers=lambda records: customers_frame(records, facts_config),
+        to_events=lambda records: _events(records, event_types),
+        build=lambda customers, events, as_of: build_features(
+            customers, events, as_of=as_of, spec=spec
+        ),
+        evaluate=lambda features, events, as_of: evaluate_tags(
+            features, events, catalogue, as_of=as_of
+        ),
+    )
     keys = project.api_keys()
     if not source.tags:
         raise ServingError(
