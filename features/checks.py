@@ -16,6 +16,7 @@ from features.quarantine import Rejects, quoted
 from features.schema import TIMESTAMP_DTYPE, AttributeSpec, FactsConfig, ReasonCode, arrow_table
 
 __all__ = [
+    "NULL_ID_TOKENS",
     "NULL_NUMBER_TOKENS",
     "attribute_field",
     "blank_ids",
@@ -29,6 +30,9 @@ __all__ = [
 
 # What CSV writers put in empty numeric cells (pandas, Arrow, R, SQL dumps): missing.
 NULL_NUMBER_TOKENS: frozenset[str] = frozenset({"nan", "na", "n/a", "null", "none", "\\n"})
+# What exports put where an id is missing (the number tokens and dashes): such an "id"
+# is refused as blank instead of becoming a customer named "null".
+NULL_ID_TOKENS: frozenset[str] = NULL_NUMBER_TOKENS | {"-", "--", "<na>", "nil", "undefined"}
 
 
 def parse_timestamps(values: pd.Series, date_format: str | None) -> pd.Series:
@@ -49,8 +53,11 @@ def numbers_field(
     field_name: str,
     bad_reason: ReasonCode,
     negative_reason: ReasonCode,
+    max_value: float | None = None,
+    too_large_reason: ReasonCode | None = None,
 ) -> pd.Series:
-    """Parse a non-negative number column; mark non-numeric and negative values."""
+    """Parse a non-negative number column; mark non-numeric and negative values, and
+    values above ``max_value`` (when given) with ``too_large_reason``."""
     values = _null_tokens_to_na(values)
     numbers = pd.to_numeric(values, errors="coerce").astype("float64")
     present = values.notna().to_numpy()
@@ -65,6 +72,15 @@ def numbers_field(
         negative_reason,
         lambda hit: f"field '{field_name}': expected a number >= 0, got " + quoted(values, hit),
     )
+    if max_value is not None:
+        rejects.mark(
+            present & finite & (numbers.to_numpy() > max_value),
+            too_large_reason or bad_reason,
+            lambda hit: (
+                f"field '{field_name}': expected a number <= {max_value:.0e}, got "
+                + quoted(values, hit)
+            ),
+        )
     return numbers
 
 
@@ -95,12 +111,21 @@ def timestamps_field(
 
 
 def blank_ids(rejects: Rejects, ids: pd.Series) -> None:
-    """Mark rows without a customer id."""
+    """Mark rows without a customer id: blank, or a null marker (:data:`NULL_ID_TOKENS`)."""
     rejects.mark(
         ids.isna().to_numpy(),
         ReasonCode.BLANK_ID,
         lambda hit: np.full(
             int(hit.sum()), "field 'customer_id': expected a non-empty id, got blank"
+        ),
+    )
+    rejects.mark(
+        ids.str.lower().isin(list(NULL_ID_TOKENS)).fillna(False).to_numpy(dtype=bool),
+        ReasonCode.BLANK_ID,
+        lambda hit: (
+            "field 'customer_id': expected a non-empty id, got "
+            + quoted(ids, hit)
+            + " (a null marker)"
         ),
     )
 

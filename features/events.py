@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -61,7 +62,7 @@ from features.event_arrays import (
     prefix_sum,
 )
 from features.memory import release_arrow_memory
-from features.schema import EVENT_DTYPES, check_customers, check_events
+from features.schema import EVENT_DTYPES, check_amounts, check_customers, check_events
 from features.spec import FeatureSpec
 
 __all__ = [
@@ -84,6 +85,22 @@ FEATURE_EVENT_COLUMNS: tuple[str, ...] = (
 _I64 = np.int64
 # One worker for preparation steps that overlap with the caller's work.
 _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-features")
+# Below this many events (live scoring of a few customers) the steps run inline: a
+# hand-off to the worker costs more than the overlap saves.
+_INLINE_EVENTS = 50_000
+_T = TypeVar("_T")
+
+
+def _submit(fn: Callable[..., _T], *args: Any, inline: bool) -> Future[_T]:
+    """``fn(*args)`` on the background worker, or now (``inline``) as a done future."""
+    if not inline:
+        return _BACKGROUND.submit(fn, *args)
+    done: Future[_T] = Future()
+    try:
+        done.set_result(fn(*args))
+    except Exception as exc:  # re-raised by result(), as from the worker
+        done.set_exception(exc)
+    return done
 
 
 class PreparedEvents:
@@ -115,7 +132,8 @@ class PreparedEvents:
 
         # Event types are coded on another core while this one codes customers (both
         # are Arrow hash lookups that release the GIL).
-        typing = _BACKGROUND.submit(type_codes, to_arrow(events["event_type"]))
+        inline = len(events) < _INLINE_EVENTS
+        typing = _submit(type_codes, to_arrow(events["event_type"]), inline=inline)
         heads, head_codes = customer_runs(to_arrow(events["customer_id"]), sorted_ids)
         t_all = micros(events["occurred_at"])
         type_code, type_names = typing.result()
@@ -184,7 +202,7 @@ class PreparedEvents:
         # split.
         if "purchase" in type_names:
             self._typed["purchase"] = split(type_names.index("purchase"))
-        self._order_flags: Future[np.ndarray] | None = _BACKGROUND.submit(self._new_order_flags)
+        self._order_flags: Future[np.ndarray] | None = _submit(self._new_order_flags, inline=inline)
         for k, name in enumerate(type_names):
             if name != "purchase":
                 self._typed[name] = split(k)
@@ -226,6 +244,7 @@ class PreparedEvents:
                 else column.to_numpy(dtype=np.float64, na_value=np.nan)
             )
             amount = np.nan_to_num(values[typed.rows_now()], nan=0.0)
+            _check_amount_total(amount, event_type)
             typed.amount_cs = prefix_sum(np.rint(amount * AMOUNT_SCALE).astype(_I64))
             typed.amount = np.append(amount, 0.0)
         return typed.amount_cs, typed.amount
@@ -394,14 +413,33 @@ class PreparedEvents:
         missing; the categories: its distinct values as strings, sorted), coded once."""
         found = self._attribute_codes.get(column)
         if found is None:
-            values = self.customers[column].astype("string")
-            # Categories of pandas' default string dtype: what a Parquet snapshot of the
-            # frame reads back as.
-            categories = pd.Index(values.dropna().unique(), dtype="str").sort_values()
-            codes = categories.get_indexer(values)
+            values = to_arrow(self.customers[column].astype("string"))
+            # Distinct values sorted by code point (UTF-8 byte order is the same), coded
+            # with one Arrow hash lookup; categories of pandas' default string dtype:
+            # what a Parquet snapshot of the frame reads back as.
+            distinct = pc.unique(values.drop_null())
+            distinct = distinct.take(pc.sort_indices(distinct))
+            categories = pd.Index(distinct.to_pylist(), dtype="str")
+            codes = pc.fill_null(pc.index_in(values, value_set=distinct), -1).to_numpy(
+                zero_copy_only=False
+            )
             found = (codes.astype(code_dtype(len(categories))), categories)
             self._attribute_codes[column] = found
         return found
+
+
+# Sums of fixed-point amounts are exact below 2**63 units; stay a margin inside it.
+_AMOUNT_TOTAL_LIMIT = 2.0**62 / AMOUNT_SCALE
+
+
+def _check_amount_total(amount: np.ndarray, event_type: str) -> None:
+    """Refuse amounts whose fixed-point prefix sums would leave int64 (never wrap)."""
+    total = float(amount.sum())
+    if not total < _AMOUNT_TOTAL_LIMIT:
+        raise FeaturesError(
+            f"Expected the amounts of all {event_type} events to sum to less than "
+            f"{_AMOUNT_TOTAL_LIMIT:.3e} (the exact fixed-point range). Got {total:.3e}."
+        )
 
 
 def _check_events(events: pd.DataFrame) -> None:
@@ -422,8 +460,7 @@ def _check_events(events: pd.DataFrame) -> None:
             raise SchemaError(
                 f"Column '{column}' of the events table must have dtype {want}. Got {got} instead."
             )
-    if (subset["amount"] < 0).any():
-        raise SchemaError("Column 'amount' of events must be >= 0. Got negative amounts.")
+    check_amounts(subset["amount"])
 
 
 def prepare_events(customers: pd.DataFrame, events: pd.DataFrame) -> PreparedEvents:

@@ -132,7 +132,8 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
 
 
 def _quarantine_name(now: pd.Timestamp, sources: list[Path], directory: Path) -> Path:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", sources[0].name) if sources else "import"
+    # The source's stem: the quarantine file is itself a .csv (no "events.csv.csv").
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", sources[0].stem) if sources else "import"
     base = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{stem}"
     path = directory / f"{base}.csv"
     serial = 1

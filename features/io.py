@@ -17,6 +17,7 @@ Supported input:
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import re
@@ -50,6 +51,10 @@ Delimiter = Literal[",", "\t", ";", "|", "whitespace"]
 _DELIMITERS: tuple[str, ...] = (",", "\t", ";", "|")
 _DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
 _SNIFF_LINES = 200
+# A quoted field may hold line breaks; one record spans at most this many lines.
+_MAX_RECORD_LINES = 50
+# Stand-ins for a line break inside a quoted field while records are one line each.
+_PLACEHOLDERS = ("\x00", "\x1e", "\ue000", "\U0010fffd")
 _PARQUET_MAGIC = b"PAR1"
 _NUMBER_OR_DATE = re.compile(
     r"^\s*[+-]?(\d+([.,]\d*)?|\.\d+)([eE][+-]?\d+)?\s*$"  # numbers
@@ -341,22 +346,96 @@ def _read_text(path: Path, holder: list[bytes], sha: str, options: ReadOptions) 
     else:
         width = _modal_width(_split_sample(sample, delimiter))
         columns = tuple(str(i) for i in range(width))
+    placeholder = None
     if has_quotes:
+        lines, numbers, placeholder = _join_quoted_newlines(lines, numbers, delimiter, len(columns))
         frame, rows, malformed = _split_quoted(lines, numbers, delimiter, columns)
     else:
         frame, rows, malformed = _split_plain(lines, numbers, delimiter, columns)
+    kept = lines if rows.all() else lines.filter(pa.array(rows))
+    if placeholder is not None:  # quoted line breaks back in the values and texts
+        kept = pc.replace_substring(kept, placeholder, "\n")
+        malformed["text"] = malformed["text"].str.replace(placeholder, "\n", regex=False)
+        for name in columns:
+            frame[name] = frame[name].str.replace(placeholder, "\n", regex=False)
     return RawTable(
         path=path,
         columns=columns,
         data=frame,
         line_number=numbers[rows],
-        text=pd.Series(lines if rows.all() else lines.filter(pa.array(rows)), dtype="str"),
+        text=pd.Series(kept, dtype="str"),
         malformed=malformed,
         encoding=encoding,
         delimiter=delimiter,
         has_header=header,
         sha256=sha,
     )
+
+
+def _join_quoted_newlines(
+    lines: pa.Array, numbers: np.ndarray, delimiter: str, width: int
+) -> tuple[pa.Array, np.ndarray, str | None]:
+    """Join the physical lines of records whose quoted field holds a line break.
+
+    A line with an odd number of double quotes opens a quoted field that the next
+    such line closes. The two and the lines between are one record when they are at
+    most :data:`_MAX_RECORD_LINES` lines and parse as exactly ``width`` fields; else the
+    opening line stays alone (and is quarantined as an unbalanced quote), so one stray
+    quote never swallows the lines after it. Joined records keep their first line's
+    number; their line breaks are held as a placeholder character absent from the
+    file (the caller turns it back into ``"\\n"``) so each record stays one line.
+
+    Returns:
+        (lines, line numbers, the placeholder or ``None`` when nothing was joined).
+    """
+    odd = np.flatnonzero(pc.count_substring(lines, '"').to_numpy(zero_copy_only=False) % 2 == 1)
+    if len(odd) < 2:
+        return lines, numbers, None
+    joins: list[tuple[int, int]] = []
+    i = 0
+    while i + 1 < len(odd):
+        start, end = int(odd[i]), int(odd[i + 1])
+        if end - start < _MAX_RECORD_LINES:
+            record = "\n".join(lines.slice(start, end - start + 1).to_pylist())
+            if _fields_in(record, delimiter) == width:
+                joins.append((start, end))
+                i += 2
+                continue
+        i += 1
+    if not joins:
+        return lines, numbers, None
+    placeholder = next(
+        (c for c in _PLACEHOLDERS if not pc.any(pc.match_substring(lines, c)).as_py()), None
+    )
+    if placeholder is None:  # every candidate character occurs in the file: join nothing
+        return lines, numbers, None
+    keep = np.ones(len(lines), dtype=bool)
+    texts = lines.to_pylist() if len(joins) > len(lines) // 100 else None
+    replaced: dict[int, str] = {}
+    for start, end in joins:
+        parts = (
+            texts[start : end + 1]
+            if texts is not None
+            else lines.slice(start, end - start + 1).to_pylist()
+        )
+        replaced[start] = placeholder.join(parts)
+        keep[start + 1 : end + 1] = False
+    mask = np.zeros(len(lines), dtype=bool)
+    mask[list(replaced)] = True
+    joined = pc.replace_with_mask(
+        lines, pa.array(mask), pa.array([replaced[k] for k in sorted(replaced)], lines.type)
+    )
+    return joined.filter(pa.array(keep)), numbers[keep], placeholder
+
+
+def _fields_in(record: str, delimiter: str) -> int:
+    """Fields of ``record`` as a strict CSV parser splits it (-1: not exactly one
+    well-formed record, e.g. text after a closing quote)."""
+    try:
+        rows = list(csv.reader(io.StringIO(record, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error:
+        return -1
+    return len(rows[0]) if len(rows) == 1 else -1
 
 
 def _split_sample(lines: list[str], delimiter: str) -> list[list[str]]:

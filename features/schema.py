@@ -12,9 +12,9 @@ customers
     then one column per declared attribute fact (see :class:`AttributeSpec`).
 events
     ``customer_id`` (string), ``occurred_at`` (datetime64[us, UTC]), ``event_type``
-    (string, a built-in or declared type), ``amount`` (float64 >= 0, NaN when absent;
-    required for purchase and refund), ``category``, ``product_id``, ``order_id``
-    (string, nullable) and ``quantity`` (float64, NaN when absent).
+    (string, a built-in or declared type), ``amount`` (float64 in ``[0, MAX_AMOUNT]``,
+    NaN when absent; required for purchase and refund), ``category``, ``product_id``,
+    ``order_id`` (string, nullable) and ``quantity`` (float64, NaN when absent).
 """
 
 from __future__ import annotations
@@ -36,11 +36,13 @@ __all__ = [
     "CUSTOMER_BASE_COLUMNS",
     "EVENT_COLUMNS",
     "EVENT_DTYPES",
+    "MAX_AMOUNT",
     "TIMESTAMP_DTYPE",
     "AttributeSpec",
     "FactsConfig",
     "ReasonCode",
     "arrow_table",
+    "check_amounts",
     "check_customers",
     "check_events",
     "customer_dtypes",
@@ -77,6 +79,13 @@ EVENT_DTYPES: dict[str, Any] = {
     "quantity": "float64",
 }
 
+# The largest amount one event may carry. Amounts are summed as int64 fixed-point
+# (``features.event_arrays.AMOUNT_SCALE`` = 1e4 units per currency unit, exact and
+# order-independent); 1e12 per event keeps every per-event value 4 orders of magnitude
+# inside int64, and the sums are checked where they are formed. Import quarantines a
+# larger amount as ``amount_out_of_range`` rather than letting a sum wrap silently.
+MAX_AMOUNT: float = 1e12
+
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -87,6 +96,7 @@ class ReasonCode(StrEnum):
     BAD_TIMESTAMP = "bad_timestamp"
     BAD_AMOUNT = "bad_amount"
     NEGATIVE_AMOUNT = "negative_amount"
+    AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
     MISSING_AMOUNT = "missing_amount"
     BAD_QUANTITY = "bad_quantity"
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
@@ -299,12 +309,27 @@ def check_events(df: pd.DataFrame) -> pd.DataFrame:
 
     Raises:
         SchemaError: A column is missing or has the wrong dtype, or an amount is
-            negative.
+            negative or above :data:`MAX_AMOUNT`.
     """
     _check_columns(df, EVENT_DTYPES, "events")
-    if (df["amount"] < 0).any():
-        raise SchemaError("Column 'amount' of events must be >= 0. Got negative amounts.")
+    check_amounts(df["amount"])
     return df
+
+
+def check_amounts(amount: pd.Series) -> None:
+    """Check that every present amount is in ``[0, MAX_AMOUNT]``.
+
+    Raises:
+        SchemaError: An amount is negative or above :data:`MAX_AMOUNT`.
+    """
+    if (amount < 0).any():
+        raise SchemaError("Column 'amount' of events must be >= 0. Got negative amounts.")
+    too_large = amount > MAX_AMOUNT
+    if too_large.any():
+        raise SchemaError(
+            f"Column 'amount' of events must be <= {MAX_AMOUNT:.0e}. "
+            f"Got {float(amount[too_large].iloc[0])!r}."
+        )
 
 
 def events_frame(records: list[dict[str, object]] | pd.DataFrame) -> pd.DataFrame:

@@ -44,6 +44,7 @@ from features.schema import (
     CUSTOMER_BASE_COLUMNS,
     EVENT_COLUMNS,
     EVENT_DTYPES,
+    MAX_AMOUNT,
     TIMESTAMP_DTYPE,
     FactsConfig,
     ReasonCode,
@@ -125,9 +126,11 @@ def validate_events(
 ) -> EventsResult:
     """Validate events files against the contract, known customers and stored events.
 
-    Checks, in order (a row gets the first that fails): malformed row, blank id,
-    unparseable timestamp, unknown event type, non-numeric amount, negative amount,
-    missing amount on purchase/refund, bad quantity, event in the future beyond
+    Checks, in order (a row gets the first that fails): malformed row, blank id (or a
+    null marker such as ``null``, ``N/A``, ``-``), unparseable timestamp, unknown event
+    type, non-numeric amount, negative amount, amount above
+    :data:`~features.schema.MAX_AMOUNT`, missing amount on purchase/refund, bad
+    quantity, event in the future beyond
     ``config.future_tolerance_hours``, unknown customer, event before signup, exact
     duplicate (of an earlier row in the batch or of a stored event).
 
@@ -225,6 +228,8 @@ def _event_fields(
         field_name="amount",
         bad_reason=ReasonCode.BAD_AMOUNT,
         negative_reason=ReasonCode.NEGATIVE_AMOUNT,
+        max_value=MAX_AMOUNT,
+        too_large_reason=ReasonCode.AMOUNT_OUT_OF_RANGE,
     )
     needs_amount = types.isin(list(AMOUNT_REQUIRED_EVENT_TYPES)).to_numpy()
     rejects.mark(

@@ -17,12 +17,15 @@ Typical use (loading lives in :mod:`scoring.loading`)::
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import date
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from features.errors import SchemaError
@@ -186,16 +189,76 @@ def model_matrix(features: pd.DataFrame, contract: ModelContract) -> np.ndarray:
             "trained on."
         )
     out = np.empty((len(features), len(contract.feature_names)), dtype=np.float64)
+    positions = _positions(tuple(features.columns), tuple(contract.feature_names))
     for j, name in enumerate(contract.feature_names):
-        col = features[name]
         levels = contract.categorical_levels.get(name)
+        # Plain numpy and categorical columns are read without building a Series: a
+        # live request scores one row, where per-column pandas overhead is the cost.
+        values = _column_values(features, int(positions[j])) if positions is not None else None
         if levels is not None:
-            values = pd.Index(col.astype("string"))
-            codes = pd.Index(levels, dtype="string").get_indexer(values)
-            out[:, j] = np.where(codes < 0, np.nan, codes)
+            if isinstance(values, pd.Categorical):
+                out[:, j] = _category_level_codes(values, tuple(levels))
+            elif isinstance(values, pd.arrays.ArrowStringArray):
+                codes = pc.index_in(pa.array(values), value_set=_levels_arrow(tuple(levels)))
+                out[:, j] = codes.to_numpy(zero_copy_only=False).astype(np.float64)  # null: NaN
+            else:
+                index = pd.Index(features[name].astype("string"))
+                codes = _levels_index(tuple(levels)).get_indexer(index)
+                out[:, j] = np.where(codes < 0, np.nan, codes)
+        elif isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+            out[:, j] = values
         else:
-            out[:, j] = _as_float(col, name)
+            out[:, j] = _as_float(features[name], name)
     return out
+
+
+def _column_values(features: pd.DataFrame, position: int) -> Any:
+    """The array behind one column (no Series built); ``None`` if pandas hides it."""
+    try:
+        return features._mgr.iget_values(position)
+    except AttributeError:  # a pandas without this internal accessor: the slow path
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _positions(columns: tuple[Any, ...], names: tuple[str, ...]) -> np.ndarray | None:
+    """Position of each name among ``columns`` (``None`` when names repeat there)."""
+    index = pd.Index(list(columns))
+    return index.get_indexer(list(names)) if index.is_unique else None
+
+
+@functools.lru_cache(maxsize=256)
+def _levels_arrow(levels: tuple[str, ...]) -> pa.Array:
+    return pa.array(list(levels), pa.large_string())
+
+
+@functools.lru_cache(maxsize=256)
+def _levels_index(levels: tuple[str, ...]) -> pd.Index:
+    return pd.Index(list(levels), dtype="string")
+
+
+def _category_level_codes(values: pd.Categorical, levels: tuple[str, ...]) -> np.ndarray:
+    """Each value's position in ``levels`` (NaN when missing or not a level)."""
+    categories = values.categories
+    if len(categories) <= 64:  # the usual few values: their mapping is remembered
+        mapped = _level_map(levels, tuple(str(c) for c in categories))
+    else:
+        mapped = _new_level_map(levels, categories)
+    return mapped[values.codes]
+
+
+@functools.lru_cache(maxsize=1024)
+def _level_map(levels: tuple[str, ...], categories: tuple[str, ...]) -> np.ndarray:
+    return _new_level_map(levels, pd.Index(list(categories), dtype="string"))
+
+
+def _new_level_map(levels: tuple[str, ...], categories: pd.Index) -> np.ndarray:
+    """Level position (float, NaN if none) per category, then NaN for code -1."""
+    mapped = _levels_index(levels).get_indexer(pd.Index(categories.astype("string")))
+    mapped = np.append(mapped, -1).astype(np.float64)  # code -1 (missing) -> last
+    mapped[mapped < 0] = np.nan
+    mapped.flags.writeable = False  # shared by the cache
+    return mapped
 
 
 def _as_float(col: pd.Series, name: str) -> np.ndarray:

@@ -3,7 +3,9 @@
 * :class:`TagStoreSnapshotSource`: the newest tag snapshot of the tag store and the
   feature snapshot of the same as-of date;
 * :class:`PolicyGovernance`: the catalogue and the access policy;
-* :class:`FactsOnlineScorer`: posted facts -> features -> rule tags, with the batch code.
+* :class:`FactsOnlineScorer`: posted facts -> features -> rule tags, with the batch code;
+* :class:`LiveOnlineScorer`: the same through the live fast path
+  (:class:`scoring.live.LiveScorer`), what the service's ``POST /score`` runs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from tags.errors import TagsError
 from tags.policy import AccessPolicy, tag_infos
 from tags.store import TagStore
 
-__all__ = ["FactsOnlineScorer", "JsonAudit", "PolicyGovernance", "TagStoreSnapshotSource"]
+__all__ = [
+    "FactsOnlineScorer",
+    "JsonAudit",
+    "LiveOnlineScorer",
+    "PolicyGovernance",
+    "TagStoreSnapshotSource",
+]
 
 log = logging.getLogger(__name__)
 
@@ -182,3 +190,35 @@ class FactsOnlineScorer:
             )
         tags = self.evaluate(features, event_frame, as_of)
         return features, tags
+
+
+class LiveOnlineScorer:
+    """One customer's posted facts through the live fast path
+    (:class:`scoring.live.LiveScorer`, built once: spec, catalogue type checks); a
+    request codes its records and builds the event index of that one customer only.
+    """
+
+    def __init__(self, live: Any) -> None:
+        self.live = live
+
+    def score(
+        self,
+        customer: Mapping[str, Any],
+        events: Sequence[Mapping[str, Any]],
+        *,
+        as_of: pd.Timestamp,
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(one-row feature frame, long rule-tag table) of the posted customer.
+
+        Raises:
+            FeaturesError: The facts break the contract.
+            TagsError: The customer signed up at or after ``as_of``, or a rule fails.
+        """
+        record = dict(customer)
+        result = self.live.score([record], [dict(e) for e in events], as_of=as_of)
+        if not len(result.features):
+            raise TagsError(
+                f"Expected a customer who signed up before as_of {as_of.isoformat()}. "
+                f"Got signup_at {pd.Timestamp(record['signup_at']).isoformat()}."
+            )
+        return result.features, result.rule_tags

@@ -55,6 +55,11 @@ class CompiledTag:
     when: Rule | None = None
     cases: tuple[tuple[str, Rule], ...] = ()
     value: Rule | None = None
+    # Column kinds this tag type-checked against: a live scorer checks the same
+    # frame layout on every call, and the check costs more than the evaluation.
+    _checked: set[frozenset[tuple[str, str]]] = field(
+        default_factory=set, compare=False, repr=False
+    )
 
     def rules(self) -> Iterator[Rule]:
         """Every compiled expression of the tag."""
@@ -73,6 +78,9 @@ class CompiledTag:
         Raises:
             RuleError: A name is unknown or types do not fit; the message names the tag.
         """
+        key = frozenset(kinds.items())
+        if key in self._checked:
+            return
         available = dict(kinds)
         if self.scope is not None:
             self.scope.check_types(available, expect="bool")
@@ -82,6 +90,7 @@ class CompiledTag:
             rule.check_types(available, expect="bool")
         if self.value is not None:
             self.value.check_types(available, expect="str")
+        self._checked.add(key)
 
 
 def compile_tag(

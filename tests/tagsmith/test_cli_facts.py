@@ -84,7 +84,7 @@ def test_import_with_quarantine_prints_reasons_and_file(tmp_path: Path) -> None:
     assert code == 0, out
     assert "unknown_event_type" in out
     assert "negative_amount" in out
-    files = list((project / "data" / "quarantine").glob("*-events.csv.csv"))
+    files = list((project / "data" / "quarantine").glob("*-events.csv"))
     assert len(files) == 1
     assert str(files[0].name) in out.replace("\n", "")
     quarantine = pd.read_csv(files[0])

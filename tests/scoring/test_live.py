@@ -1,0 +1,152 @@
+"""The live scoring fast path agrees with the batch code (parity oracle) and checks facts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import build_features
+from features.errors import FeaturesError, SchemaError
+from features.schema import FactsConfig
+from scoring.live import LiveScorer
+from synthetic import generate
+from tags.catalogue import LIBRARY_DIR, Catalogue
+from tags.engine import evaluate_tags
+
+AS_OF = pd.Timestamp("2024-09-01", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def data() -> Any:
+    return generate(120, start="2024-01-01", end="2024-09-30", seed=11)
+
+
+@pytest.fixture(scope="module")
+def scorer() -> LiveScorer:
+    return LiveScorer(catalogue=Catalogue.load(LIBRARY_DIR), facts=FactsConfig())
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Records as a request carries them: missing values as None, times as Timestamps."""
+    out = []
+    for row in frame.to_dict("records"):
+        out.append(
+            {k: (None if v is pd.NA or v is pd.NaT or v != v else v) for k, v in row.items()}
+        )
+    return out
+
+
+def _tags(table: pd.DataFrame) -> pd.DataFrame:
+    text = table.astype(str)
+    return text.sort_values(list(text.columns)).reset_index(drop=True)
+
+
+def test_parity_with_the_batch_code_in_any_event_order(data: Any, scorer: LiveScorer) -> None:
+    ids = sorted(data.customers["customer_id"])[:40]
+    customers = data.customers[data.customers["customer_id"].isin(ids)]
+    events = data.events[data.events["customer_id"].isin(ids)]
+    expected = build_features(customers, events, as_of=AS_OF)
+    expected_tags = evaluate_tags(expected, events, scorer.catalogue, as_of=AS_OF)  # type: ignore[arg-type]
+
+    shuffled = events.sample(frac=1.0, random_state=0)  # time-ordered logs, mixed ids
+    result = scorer.score(_records(customers), _records(shuffled), as_of=AS_OF)
+
+    pd.testing.assert_frame_equal(
+        result.features.reset_index(drop=True), expected.reset_index(drop=True)
+    )
+    pd.testing.assert_frame_equal(_tags(result.rule_tags), _tags(expected_tags))
+    signed_up_later = set(customers["customer_id"]) - set(expected["customer_id"])
+    assert set(result.skipped) == signed_up_later
+    assert result.as_of == AS_OF
+
+
+def test_iso_text_records_and_one_customer(data: Any, scorer: LiveScorer) -> None:
+    counts = data.events["customer_id"].value_counts()
+    cid = str(counts.index[0])
+    customer = data.customers[data.customers["customer_id"] == cid]
+    events = data.events[data.events["customer_id"] == cid]
+    expected = build_features(customer, events, as_of=AS_OF)
+    records = _records(events)
+    for r in records:
+        r["occurred_at"] = r["occurred_at"].isoformat()
+    got = scorer.features(_records(customer), records, as_of="2024-09-01")
+    pd.testing.assert_frame_equal(got, expected)
+    assert scorer.features(_records(customer), [], as_of=AS_OF)["frequency_orders"].tolist() == [0]
+
+
+@dataclass
+class _Model:
+    """The model protocol: scores the recency feature, labels by threshold."""
+
+    name: str = "churn-predictor"
+    version: str = "7"
+    tag_id: str = "churn_risk"
+    calls: int = 0
+
+    def prepare(self, features: pd.DataFrame) -> np.ndarray:
+        return features[["recency_days"]].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return np.nan_to_num(matrix[:, 0], nan=999.0) / 1000.0
+
+    def label(self, scores: np.ndarray) -> list[str]:
+        return ["high" if s > 0.1 else "low" for s in scores]
+
+
+def test_models_predict_once_per_batch(data: Any, scorer: LiveScorer) -> None:
+    ids = sorted(data.customers["customer_id"])[:25]
+    customers = data.customers[data.customers["customer_id"].isin(ids)]
+    events = data.events[data.events["customer_id"].isin(ids)]
+    model = _Model()
+    result = scorer.score(
+        _records(customers), _records(events), as_of=AS_OF, models={"churn-predictor": model}
+    )
+    assert model.calls == 1
+    prediction = result.predictions["churn-predictor"]
+    assert (prediction.name, prediction.version, prediction.tag_id) == (
+        "churn-predictor",
+        "7",
+        "churn_risk",
+    )
+    assert len(prediction.scores) == len(result.features) == len(prediction.labels)
+    row = result.row_of(str(result.features["customer_id"].iloc[3]))
+    assert row == 3
+    recency = result.features["recency_days"].iloc[3]
+    assert prediction.scores[3] == pytest.approx((999.0 if recency != recency else recency) / 1e3)
+    assert result.row_of("nobody") is None
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"event_type": "teleport"}, "event_type among"),
+        ({"event_type": "purchase", "amount": None}, "amount on every purchase"),
+        ({"event_type": "purchase", "amount": -1.0}, "finite numbers >= 0"),
+        ({"event_type": "purchase", "amount": 9.3e14}, "must be <= 1e\\+12"),
+        ({"event_type": "login", "occurred_at": "yesterday"}, "ISO 8601"),
+        ({"event_type": "login", "occurred_at": None}, "missing one"),
+    ],
+)
+def test_facts_that_break_the_contract_are_refused(
+    scorer: LiveScorer, event: dict[str, Any], message: str
+) -> None:
+    customer = {"customer_id": "k1", "signup_at": pd.Timestamp("2024-01-01", tz="UTC")}
+    record = {"customer_id": "k1", "occurred_at": "2024-02-01T10:00:00Z"} | event
+    with pytest.raises(SchemaError, match=message):
+        scorer.score([customer], [record], as_of=AS_OF)
+
+
+def test_blank_or_repeated_ids_and_bad_cutoffs_are_refused(scorer: LiveScorer) -> None:
+    when = pd.Timestamp("2024-01-01", tz="UTC")
+    with pytest.raises(SchemaError, match="non-empty customer_id"):
+        scorer.score([{"customer_id": " ", "signup_at": when}], [], as_of=AS_OF)
+    twice = [{"customer_id": "k1", "signup_at": when}] * 2
+    with pytest.raises(SchemaError, match="each customer once"):
+        scorer.score(twice, [], as_of=AS_OF)
+    with pytest.raises(FeaturesError, match="whole second"):
+        scorer.score([twice[0]], [], as_of="2024-09-01T00:00:00.5")
