@@ -20,6 +20,7 @@ from explain.errors import ExplainError, UnknownCustomerError
 from explain.models import ModelReasons
 from explain.profile import CustomerProfile, TagLine, Transition, plain
 from explain.rules import TagTrace, population_thresholds, trace_tags
+from explain.storeview import customer_rows
 from explain.visibility import FeatureVisibility
 from features.errors import FeaturesError
 from features.events import prepare_events
@@ -106,8 +107,10 @@ class CustomerExplainer:
             }
         return self._population[as_of]
 
-    def features(self, customer_id: str, as_of: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(one-row feature frame, the customer's events) as of ``as_of``.
+    def features(
+        self, customer_id: str, as_of: pd.Timestamp
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """(one-row feature frame, the customer's events, their customers row) at ``as_of``.
 
         Raises:
             UnknownCustomerError: No such customer, or not signed up by ``as_of``.
@@ -124,7 +127,7 @@ class CustomerExplainer:
                 f"Expected customer {customer_id!r} to have signed up before {as_of.isoformat()}. "
                 f"Got signup_at {customers['signup_at'].iloc[0].isoformat()}."
             )
-        return row, events
+        return row, events, customers
 
     # ------------------------------------------------------------------ profile
     def profile(
@@ -142,19 +145,13 @@ class CustomerExplainer:
             ExplainError: There is no snapshot yet.
             UnknownCustomerError: The customer is not in the facts.
         """
-        if self.store.latest_as_of() is None:
-            raise ExplainError(
-                "Expected a tag snapshot to explain. Got none: run 'tagsmith tags run' first."
-            )
-        ts = self.store.resolve_as_of(as_of)
-        info = self.store.run_info(ts)
-        row, events = self.features(customer_id, ts)
         visible = [t for t in self.catalogue if t.id in set(visible_tags)]
         ids = [t.id for t in visible]
-        stored = self.store.snapshot(ts, customers=[customer_id], tags=ids)
-        by_tag = {str(r.tag_id): r for r in stored.itertuples(index=False)}
-        history = self.store.history(customer_id, tags=ids)
-        since, transitions = _history(history, self.store.snapshot_dates(), ts)
+        rows = customer_rows(self.store, customer_id, tags=ids, as_of=as_of)
+        ts, info = rows.as_of, rows.run
+        row, events, customers = self.features(customer_id, ts)
+        by_tag = {str(r.tag_id): r for r in rows.current.itertuples(index=False)}
+        since, transitions = _history(rows.history, rows.dates, ts)
         thresholds = self._thresholds(ts, info.meta)
         notes = _input_notes(info.meta, self.facts, self.catalogue)
         lines: list[TagLine] = []
@@ -187,7 +184,6 @@ class CustomerExplainer:
         allowed = self.visibility.features(ids) | models
         first = row.iloc[0]
         features = {n: plain(first[n]) for n in sorted(shown & allowed) if n in row.columns}
-        customers, _ = self.facts.load_customer(customer_id)
         attrs = self.visibility.attributes(ids)
         person = customers.iloc[0]
         attributes = {str(c): plain(person[c]) for c in customers.columns if c in attrs}

@@ -25,7 +25,7 @@ from explain.profile import plain
 from explain.words import FeatureWords
 from scoring.contract import ModelContract, calibrate, model_matrix
 
-__all__ = ["ModelReasons", "Reason", "contributions", "explain_model"]
+__all__ = ["ModelReasons", "Reason", "contributions", "explain_model", "row_matrix"]
 
 TOP = 5
 
@@ -129,6 +129,54 @@ class ModelReasons:
         return {r.feature for r in self.reasons}
 
 
+def row_matrix(row: pd.DataFrame, contract: ModelContract) -> np.ndarray:
+    """:func:`scoring.contract.model_matrix` of one row, without per-column pandas work.
+
+    The row is read once as Python values (numbers and booleans as floats, missing as
+    NaN, categoricals as the index of their level); anything else falls back to
+    ``model_matrix`` itself, so the two always agree (a test checks every row).
+    """
+    values = row.iloc[0].to_dict()
+    out = np.empty((1, len(contract.feature_names)), dtype=np.float64)
+    levels = contract.categorical_levels
+    lookups = _lookups(contract)
+    for j, name in enumerate(contract.feature_names):
+        if name not in values:
+            return model_matrix(row, contract)
+        value = values[name]
+        if name in levels:
+            out[0, j] = np.nan if _missing(value) else lookups[name].get(str(value), np.nan)
+        elif _missing(value):
+            out[0, j] = np.nan
+        elif isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+            out[0, j] = float(value)
+        else:
+            return model_matrix(row, contract)
+    return out
+
+
+_LOOKUPS: dict[int, tuple[ModelContract, dict[str, dict[str, int]]]] = {}
+
+
+def _lookups(contract: ModelContract) -> dict[str, dict[str, int]]:
+    cached = _LOOKUPS.get(id(contract))
+    if cached is None or cached[0] is not contract:
+        table = {
+            n: {v: i for i, v in enumerate(lv)} for n, lv in contract.categorical_levels.items()
+        }
+        if len(_LOOKUPS) > 32:
+            _LOOKUPS.clear()
+        cached = (contract, table)
+        _LOOKUPS[id(contract)] = cached
+    return cached[1]
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, (float, np.floating)) and math.isnan(value)
+
+
 def _is_booster(model: Any) -> bool:
     booster = getattr(model, "booster_", model)
     return callable(getattr(booster, "predict", None)) and hasattr(booster, "dump_model")
@@ -199,7 +247,7 @@ def explain_model(
     """
     if len(row) != 1:
         raise ExplainError(f"Expected one feature row to explain. Got {len(row)}.")
-    x = model_matrix(row, contract)
+    x = row_matrix(row, contract)
     base, contrib, method = contributions(model, x)
     parts = contrib[0]
     raw = float(base[0] + parts.sum())

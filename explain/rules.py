@@ -133,7 +133,8 @@ class TagTrace:
         if self.value_clause is not None:
             out["value_clause"] = self.value_clause.to_json()
         if self.thresholds:
-            out["thresholds"] = dict(self.thresholds)
+            # NaN (an empty population) is not JSON: null, as for any missing number.
+            out["thresholds"] = {k: (v if v == v else None) for k, v in self.thresholds.items()}
         return out
 
 

@@ -295,7 +295,10 @@ class _TagServiceBase:
         caller = None
         try:
             caller = self._caller(ctx.request.headers, "serve.explain")
-            return self.runtime.explain(caller, customer_ids, categories=categories, tag_ids=tags)
+            answer = self.runtime.explain(caller, customer_ids, categories=categories, tag_ids=tags)
+            # Encoded once here; BentoML sends a Response as is (no second encoding pass).
+            body = json.dumps(answer, ensure_ascii=False, separators=(",", ":"))
+            return cast(dict[str, Any], Response(content=body, media_type="application/json"))
         except HttpError as exc:
             return self._refused(ctx, caller, "serve.explain", exc)
 

@@ -111,6 +111,9 @@ def test_sign_in_browse_open_a_customer_build_and_save_an_audience(
         assert customer not in page.url
         assert page.locator("#current-tags tbody tr").count() > 3
         assert page.locator("#tag-history thead th").count() == 3  # tag + two runs
+        # Each tag's detailed why (explain): clauses with values, or model reasons.
+        assert page.locator("#current-tags pre.why-detail").count() > 3
+        assert "<- matched" in page.inner_text("#current-tags")
         screenshot(page, "customer")
 
         page.click("nav >> text=Audiences")

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sklearn.linear_model import LogisticRegression
 
 from explain.errors import ExplainError
-from explain.models import contributions, explain_model
+from explain.models import contributions, explain_model, row_matrix
 from explain.words import FeatureWords
 from features.catalog import feature_catalog
 from scoring.contract import ModelContract, model_matrix
@@ -145,3 +145,13 @@ def test_model_reasons_refuse_more_than_one_row(served: ServedProject) -> None:
         )
     assert isinstance(contract, ModelContract)
     assert isinstance(served.features, pd.DataFrame)
+
+
+def test_one_row_matrix_equals_the_contract_matrix_for_every_row(served: ServedProject) -> None:
+    """Parity: the fast one-row path == scoring.contract.model_matrix (NaN where NaN)."""
+    _, contract = train(served.features, "churn")
+    full = model_matrix(served.features, contract)
+    assert contract.categorical_levels  # the path with levels is exercised
+    for pos in range(len(served.features)):
+        one = row_matrix(served.features.iloc[pos : pos + 1], contract)
+        np.testing.assert_array_equal(one[0], full[pos])

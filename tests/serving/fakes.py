@@ -210,6 +210,25 @@ class FakeOnlineScorer:
         return features, tags
 
 
+class FakeExplainer:
+    """Echoes what the runtime hands an explainer: the selected tags and visible features."""
+
+    def explain(
+        self,
+        index: Any,
+        models: Mapping[str, Any],
+        customer_id: str,
+        selected: frozenset[str],
+        features: frozenset[str],
+    ) -> dict[str, Any]:
+        return {
+            "customer_id": customer_id,
+            "found": True,
+            "tags": [{"tag_id": t, "why": {"fake": True}} for t in sorted(selected)],
+            "features": {f: None for f in sorted(features)},
+        }
+
+
 def make_runtime(
     *,
     keys_path: Path,
@@ -217,6 +236,7 @@ def make_runtime(
     versions: Mapping[str, str | None] | None = None,
     watch_interval_s: float = 0.0,
     model_source: FakeModelSource | None = None,
+    explainer: FakeExplainer | None = None,
 ) -> tuple[ServingRuntime, FakeModelSource, FakeSnapshotSource, ListAudit]:
     """A runtime over fakes (not started)."""
     keys = ApiKeyStore(keys_path)
@@ -235,6 +255,7 @@ def make_runtime(
         id_pepper=keys.pepper,
         watch_interval_s=watch_interval_s,
         online_scorer=FakeOnlineScorer(),
+        explainer=explainer,
     )
     return runtime, models, snapshots, audit
 
@@ -268,6 +289,7 @@ def build_fake_runtime() -> ServingRuntime:
         n_customers=int(os.environ.get("TAGSMITH_FAKE_CUSTOMERS", "50")),
         watch_interval_s=float(os.environ.get("TAGSMITH_FAKE_WATCH_S", "0")),
         model_source=FileVersions(Path(versions_file)) if versions_file else None,
+        explainer=FakeExplainer(),
     )
     models.load_delay_s = float(os.environ.get("TAGSMITH_FAKE_LOAD_DELAY_S", "0"))
     LAST.update(runtime=runtime, models=models, snapshots=snaps, audit=audit)

@@ -238,3 +238,26 @@ def test_free_endpoints(client: TestClient) -> None:
     assert client.get("/readyz").status_code == 200
     spec = client.get("/docs.json").json()
     assert {"/tags", "/score", "/admin/reload", "/catalog", "/models"} <= set(spec["paths"])
+
+
+def test_explain_over_http_filters_tags_and_features_by_role(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    assert _post(client, "/explain", None, customer_ids=["c0001"]).status_code == 401
+    r = _post(client, "/explain", keys["service"], customer_ids=["c0001", "ghost"])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    first, ghost = body["results"]
+    assert {t["tag_id"] for t in first["tags"]} == {"old_customer", "churn_risk"}
+    # Only features feeding a tag the role may see (old_customer reads frequency_orders).
+    assert set(first["features"]) == {"frequency_orders"}
+    assert ghost["found"] is False
+    assert body["unknown_ids"] == ["ghost"]
+    refused = _post(
+        client, "/explain", keys["marketing"], customer_ids=["c0001"], tags=["age_band"]
+    )
+    assert refused.status_code == 403
+    too_many = _post(
+        client, "/explain", keys["marketing"], customer_ids=[f"c{i}" for i in range(1001)]
+    )
+    assert 400 <= too_many.status_code < 500
