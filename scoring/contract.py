@@ -333,7 +333,7 @@ def contract_from_metadata(
         raise SchemaError(
             f"Expected {source} to carry a Tagsmith model contract under metadata key "
             f"{CONTRACT_METADATA_KEY!r}. Got metadata keys {sorted(metadata or {})} instead: "
-            "was it trained with 'tagsmith train'?"
+            "was it trained with 'tagsmith models train'?"
         )
     try:
         return ModelContract.model_validate(metadata[CONTRACT_METADATA_KEY])

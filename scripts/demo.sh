@@ -10,8 +10,8 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 step "tagsmith init: a project in $DEMO"
 tagsmith --project "$DEMO" init
 
-step "tagsmith generate: $CUSTOMERS synthetic customers over 2023-2024 into $DEMO/raw"
-tagsmith --project "$DEMO" generate --customers "$CUSTOMERS" --seed 7 --out "$DEMO/raw"
+step "tagsmith data generate: $CUSTOMERS synthetic customers over 2023-2024 into $DEMO/raw"
+tagsmith --project "$DEMO" data generate --customers "$CUSTOMERS" --seed 7 --out "$DEMO/raw"
 
 step "tagsmith facts import: validate the generated files into the fact store"
 tagsmith --project "$DEMO" facts import --customers "$DEMO/raw/customers.csv" --events "$DEMO/raw/events.csv"
@@ -35,11 +35,11 @@ step "tagsmith tags backtest: would 'lifecycle = churned' have predicted no purc
 tagsmith --project "$DEMO" tags backtest lifecycle_stage --value churned \
   --from 2024-01-01 --to 2024-09-01 --every 60d --outcome no_purchase_90d
 
-step "tagsmith train churn: LightGBM against recency, RFM, logistic regression, BG/NBD and the generator's oracle"
-tagsmith --project "$DEMO" train churn --truth "$DEMO/raw/truth.csv"
+step "tagsmith models train churn: LightGBM against recency, RFM, logistic regression, BG/NBD and the generator's oracle"
+tagsmith --project "$DEMO" models train churn --truth "$DEMO/raw/truth.csv"
 
-step "tagsmith train value: Tweedie LightGBM against the same baselines (BG/NBD + Gamma-Gamma) and the oracle"
-tagsmith --project "$DEMO" train value --truth "$DEMO/raw/truth.csv"
+step "tagsmith models train value: Tweedie LightGBM against the same baselines (BG/NBD + Gamma-Gamma) and the oracle"
+tagsmith --project "$DEMO" models train value --truth "$DEMO/raw/truth.csv"
 
 # A rejected candidate exits 1 and changes nothing; the demo then goes on without it.
 step "tagsmith models promote: re-score challengers on the latest labelled window; champion only if the gates pass"

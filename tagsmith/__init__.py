@@ -15,10 +15,13 @@ import os
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from tagsmith.config import ProjectConfig, load_config
 from tagsmith.errors import ConfigError, TagsmithError
-from tagsmith.project import Project
+
+if TYPE_CHECKING:
+    from tagsmith.config import ProjectConfig, load_config
+    from tagsmith.project import Project
 
 try:
     __version__ = version("tagsmith")
@@ -26,3 +29,20 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+source"
 
 __all__ = ["ConfigError", "Project", "ProjectConfig", "TagsmithError", "__version__", "load_config"]
+
+
+# The config and the project pull in pandas, scikit-learn and more: imported on first
+# use, so `tagsmith --help` and `--version` start fast.
+_LAZY = {
+    "Project": "tagsmith.project",
+    "ProjectConfig": "tagsmith.config",
+    "load_config": "tagsmith.config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tagsmith' has no attribute {name!r}")

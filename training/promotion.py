@@ -266,7 +266,7 @@ def promote(
     if candidate is None:
         raise PromotionError(
             f"Expected a '{CHALLENGER}' alias on '{name}' (or --version). Got none: "
-            "train one with 'tagsmith train' or name a version."
+            "train one with 'tagsmith models train' or name a version."
         )
     task = task_of(name)
     if window.task != task:

@@ -255,7 +255,7 @@ class ModelRegistry:
             known = [m.name for m in self._paged(self.client.search_registered_models)]
             raise RegistryError(
                 f"Expected a registered model named '{name}' in {self.tracking_uri}. "
-                f"Got none; registered: {known or 'nothing yet (run tagsmith train)'}."
+                f"Got none; registered: {known or 'nothing yet (run tagsmith models train)'}."
             ) from exc
 
     def alias_version(self, name: str, alias: str) -> str | None:

@@ -3,38 +3,241 @@
 Each ``tagsmith.cli.<noun>`` module holds its commands and imports no other command
 module (shared helpers live in ``_common`` and ``_governance``); the command tree is
 assembled here.
+
+The tree is assembled lazily: a command module (and scikit-learn, pandas, MLflow behind
+it) is imported only when its command runs, so ``tagsmith --help`` and ``--version``
+start in a fraction of a second. ``LAZY_COMMANDS`` names each top-level command, where it
+lives and its one-line help (a test checks that line against the command's own help). A
+new top-level command joins ``LAZY_COMMANDS``; ``main.add_command`` still works but
+imports eagerly (a test fails when ``--help`` imports a heavy library).
 """
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
 from tagsmith import __version__
-from tagsmith.cli import audience as audience_cmds
-from tagsmith.cli import audit as audit_cmds
-from tagsmith.cli import customers as customers_cmds
-from tagsmith.cli import delivery as delivery_cmds
-from tagsmith.cli import facts as facts_cmds
-from tagsmith.cli import features as features_cmds
-from tagsmith.cli import generate as generate_cmds
-from tagsmith.cli import models as models_cmds
-from tagsmith.cli import project as project_cmds
-from tagsmith.cli import serve as serve_cmds
-from tagsmith.cli import store as store_cmds
-from tagsmith.cli import stream as stream_cmds
-from tagsmith.cli import tagdata as tagdata_cmds
-from tagsmith.cli import tagrun as tagrun_cmds
-from tagsmith.cli import tags as tags_cmds
-from tagsmith.cli import train as train_cmds
-from tagsmith.cli import triggers as triggers_cmds
-from tagsmith.cli._common import CliContext
 
-__all__ = ["main"]
+__all__ = ["LAZY_COMMANDS", "LazyCommand", "LazyGroup", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@dataclass(frozen=True)
+class LazyCommand:
+    """Where a command lives (``module:attribute``) and its one-line help.
+
+    The attribute is a click command, or a function without arguments returning one.
+    ``replaced_by`` marks an old spelling kept as a hidden alias of that command path
+    (e.g. ``"models train"``) that prints a deprecation hint.
+    """
+
+    target: str
+    help: str
+    replaced_by: str | None = None
+
+
+class _DeprecatedAlias(click.Command):
+    """An old spelling: the same parameters and callback, hidden, with a hint on stderr."""
+
+    def __init__(self, name: str, target: click.Command, replaced_by: str) -> None:
+        super().__init__(
+            name,
+            params=target.params,
+            callback=target.callback,
+            help=target.help,
+            epilog=target.epilog,
+            context_settings=target.context_settings,
+            hidden=True,
+        )
+        self.replaced_by = replaced_by
+
+    def invoke(self, ctx: click.Context) -> Any:
+        click.echo(
+            f"note: `tagsmith {self.name}` is now `tagsmith {self.replaced_by}`; "
+            "the old spelling will be removed in the next release.",
+            err=True,
+        )
+        return super().invoke(ctx)
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use (see the module docstring)."""
+
+    def __init__(self, *args: Any, lazy: dict[str, LazyCommand], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in self.lazy:
+            return self.commands.get(cmd_name)
+        entry = self.lazy[cmd_name]
+        if entry.replaced_by is not None:
+            target = self._resolve(ctx, entry.replaced_by.split())
+            command: click.Command = _DeprecatedAlias(cmd_name, target, entry.replaced_by)
+        else:
+            command = _load(entry.target)
+        self.commands[cmd_name] = command
+        return command
+
+    def _resolve(self, ctx: click.Context, path: list[str]) -> click.Command:
+        command: click.Command | None = self
+        for part in path:
+            assert isinstance(command, click.Group), path
+            command = command.get_command(ctx, part)
+        assert command is not None, path
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Like click's, but the help of a command not yet imported comes from the registry."""
+        rows: list[tuple[str, str]] = []
+        names = [n for n in self.list_commands(ctx) if not self._hidden(n)]
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        for name in names:
+            if name in self.commands:
+                rows.append((name, self.commands[name].get_short_help_str(limit)))
+            else:
+                # click's own shortening, on the registry's line
+                stub = click.Command(name, help=self.lazy[name].help)
+                rows.append((name, stub.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def _hidden(self, name: str) -> bool:
+        if name in self.commands:
+            return self.commands[name].hidden
+        return self.lazy[name].replaced_by is not None
+
+
+def _load(target: str) -> click.Command:
+    module_name, _, attr = target.partition(":")
+    obj = getattr(importlib.import_module(module_name), attr)
+    command = obj if isinstance(obj, click.Command) else obj()
+    assert isinstance(command, click.Command), target
+    return command
+
+
+def tags_group() -> click.Group:
+    """``tagsmith tags``: the catalogue, rule tags, tagging runs and the tag data."""
+    from tagsmith.cli import tagdata, tagrun, tags
+
+    return click.Group(
+        "tags",
+        help=LAZY_COMMANDS["tags"].help,
+        commands=[*tags.COMMANDS, tagrun.run_cmd, *tagdata.COMMANDS],
+    )
+
+
+def triggers_group() -> click.Group:
+    """``tagsmith triggers``: triggers, audience syncs and their deliveries."""
+    from tagsmith.cli import delivery, triggers
+
+    return click.Group(
+        "triggers",
+        help=LAZY_COMMANDS["triggers"].help,
+        commands=[*triggers.COMMANDS, *delivery.COMMANDS],
+    )
+
+
+def stream_group() -> click.Group:
+    """``tagsmith stream``: the NATS consumer and publisher."""
+    from tagsmith.cli import stream
+
+    return click.Group("stream", help=LAZY_COMMANDS["stream"].help, commands=stream.COMMANDS)
+
+
+def models_group() -> click.Group:
+    """``tagsmith models``: train, evaluate, predict, and the registry's versions."""
+    from tagsmith.cli import models, train
+
+    group = models.models
+    group.help = LAZY_COMMANDS["models"].help
+    for command in (train.train, train.evaluate, train.predict):
+        group.add_command(command)
+    return group
+
+
+def data_group() -> click.Group:
+    """``tagsmith data``: synthetic data to try the tool on."""
+    from tagsmith.cli import generate
+
+    return click.Group("data", help=LAZY_COMMANDS["data"].help, commands=[generate.generate])
+
+
+LAZY_COMMANDS: dict[str, LazyCommand] = {
+    "init": LazyCommand(
+        "tagsmith.cli.project:init",
+        "Create a project in --project: tagsmith.yaml with every default, and the data folder.",
+    ),
+    "data": LazyCommand(
+        "tagsmith.cli:data_group",
+        "Synthetic data: write customers, events and a truth file to try Tagsmith on.",
+    ),
+    "facts": LazyCommand(
+        "tagsmith.cli.facts:facts",
+        "Fact tags: import customers and events (validated, quarantined), show the store.",
+    ),
+    "features": LazyCommand(
+        "tagsmith.cli.features:features",
+        "Point-in-time behaviour features: build snapshots, show a customer, list them.",
+    ),
+    "tags": LazyCommand(
+        "tagsmith.cli:tags_group",
+        "The tag catalogue and rule tags: validate, plan, apply, run, export, diff, report.",
+    ),
+    "models": LazyCommand(
+        "tagsmith.cli:models_group",
+        "Predictors: train, evaluate, predict; versions, promotion behind gates, rollback.",
+    ),
+    "audience": LazyCommand(
+        "tagsmith.cli.audience:audience",
+        "Select customers by combining tags, e.g. \"churn_risk = 'high' and old_customer\".",
+    ),
+    "customers": LazyCommand(
+        "tagsmith.cli.customers:customers",
+        "Look customers up: profile, tags and why each tag has its value.",
+    ),
+    "triggers": LazyCommand(
+        "tagsmith.cli:triggers_group",
+        "Act when customers enter or leave a tag: triggers, audience syncs, deliveries.",
+    ),
+    "stream": LazyCommand(
+        "tagsmith.cli:stream_group",
+        "Real-time tags from a NATS JetStream stream: run the consumer, publish events.",
+    ),
+    "serve": LazyCommand(
+        "tagsmith.cli.serve:serve",
+        "Start the HTTP tag service (BentoML) on the project, or manage its API keys.",
+    ),
+    "audit": LazyCommand(
+        "tagsmith.cli.audit:audit",
+        "The audit log: who read, exported or changed which tags, and when.",
+    ),
+    "store": LazyCommand(
+        "tagsmith.cli.store:store",
+        "Back up and restore the project's stores (tags, facts, features, models, audit).",
+    ),
+    # Old spellings (top-level verbs), kept for one release.
+    "train": LazyCommand("", "", replaced_by="models train"),
+    "evaluate": LazyCommand("", "", replaced_by="models evaluate"),
+    "predict": LazyCommand("", "", replaced_by="models predict"),
+    "generate": LazyCommand("", "", replaced_by="data generate"),
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "--version", prog_name="tagsmith")
 @click.option(
     "--project",
@@ -48,40 +251,6 @@ __all__ = ["main"]
 @click.pass_context
 def main(ctx: click.Context, project_dir: Path) -> None:
     """Tagsmith: fact tags -> point-in-time features -> rule and predictive tags, served."""
+    from tagsmith.cli._common import CliContext
+
     ctx.obj = CliContext(project_dir)
-
-
-tags_group = click.Group(
-    "tags",
-    help="The tag catalogue and rule tags: validate, list, describe, plan, apply.",
-    commands=[*tags_cmds.COMMANDS, tagrun_cmds.run_cmd, *tagdata_cmds.COMMANDS],
-)
-
-main.add_command(project_cmds.init)
-main.add_command(tags_group)
-main.add_command(audience_cmds.audience)
-main.add_command(customers_cmds.customers)
-main.add_command(
-    click.Group(
-        "triggers",
-        help="Act when customers enter or leave a tag: triggers, audience syncs, deliveries.",
-        commands=[*triggers_cmds.COMMANDS, *delivery_cmds.COMMANDS],
-    )
-)
-main.add_command(
-    click.Group(
-        "stream",
-        help="Real-time tags from a NATS JetStream stream: run the consumer, publish events.",
-        commands=stream_cmds.COMMANDS,
-    )
-)
-main.add_command(facts_cmds.facts)
-main.add_command(features_cmds.features)
-main.add_command(models_cmds.models)
-main.add_command(audit_cmds.audit)
-main.add_command(store_cmds.store)
-main.add_command(serve_cmds.serve)
-main.add_command(generate_cmds.generate)
-main.add_command(train_cmds.train)
-main.add_command(train_cmds.evaluate)
-main.add_command(train_cmds.predict)

@@ -1,4 +1,4 @@
-"""``tagsmith generate``: synthetic customers, events and their latent truth."""
+"""``tagsmith data generate``: synthetic customers, events and their latent truth."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ def list_models(project: Project) -> None:
     """Every registered model with its versions and aliases."""
     found = project.registry().list_models()
     if not found:
-        console.print("No registered models yet: run 'tagsmith train churn' first.")
+        console.print("No registered models yet: run 'tagsmith models train churn' first.")
         return
     table = Table(title=f"Registered models ({project.mlflow_tracking_uri})", title_justify="left")
     for col in ("model", "versions", "latest", "aliases", "updated"):

@@ -1,4 +1,4 @@
-"""``tagsmith train``, ``tagsmith evaluate`` and ``tagsmith predict``: the predictive tags."""
+"""``tagsmith models train``, ``models evaluate`` and ``models predict``: the predictive tags."""
 
 from __future__ import annotations
 
@@ -213,7 +213,7 @@ def _registry_alias_mover(project: Project) -> Callable[[str, str], None]:
             expected=registry.alias_version(name, "challenger"),
             actor=default_actor(),
             action="train",
-            reason="newly trained by 'tagsmith train'",
+            reason="newly trained by 'tagsmith models train'",
         )
 
     return move
@@ -357,7 +357,7 @@ def _write_atomic(frame: pd.DataFrame, out: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-# The column each target's prediction is written to by `tagsmith predict`.
+# The column each target's prediction is written to by `tagsmith models predict`.
 PREDICTION_COLUMNS = {"churn": "churn_probability", "value": "predicted_value"}
 
 

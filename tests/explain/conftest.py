@@ -34,7 +34,9 @@ def rule_project(tmp_path_factory: pytest.TempPathFactory) -> RuleProject:
     root = tmp_path_factory.mktemp("explain-project")
     base = ["--project", str(root)]
     invoke([*base, "init"])
-    invoke([*base, "generate", "--customers", "300", "--seed", "5", "--out", str(root / "raw")])
+    invoke(
+        [*base, "data", "generate", "--customers", "300", "--seed", "5", "--out", str(root / "raw")]
+    )
     raw = root / "raw"
     invoke(
         [

@@ -67,6 +67,7 @@ def build(root: Path, n_customers: int = 400) -> ServedProject:
     _invoke(
         [
             *base,
+            "data",
             "generate",
             "--customers",
             str(n_customers),

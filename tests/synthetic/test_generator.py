@@ -479,7 +479,7 @@ def test_config_changes_the_model() -> None:
 def test_cli_writes_csv_that_round_trips(tmp_path: Path) -> None:
     out = tmp_path / "raw"
     result = CliRunner().invoke(
-        main, ["generate", "--customers", "300", "--seed", "7", "--out", str(out)]
+        main, ["data", "generate", "--customers", "300", "--seed", "7", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
     assert "events" in result.output
@@ -502,6 +502,7 @@ def test_cli_writes_parquet(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main,
         [
+            "data",
             "generate",
             "--customers",
             "200",
@@ -530,7 +531,8 @@ def test_cli_writes_parquet(tmp_path: Path) -> None:
 
 def test_cli_reports_a_bad_date(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main, ["generate", "--customers", "5", "--out", str(tmp_path), "--end", "2024-02-30"]
+        main,
+        ["data", "generate", "--customers", "5", "--out", str(tmp_path), "--end", "2024-02-30"],
     )
     assert result.exit_code == 2
     assert "end date" in result.output

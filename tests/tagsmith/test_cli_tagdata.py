@@ -136,7 +136,7 @@ def test_tags_run_end_to_end(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     steps = [
         ["init"],
-        ["generate", "--customers", "300", "--seed", "5", "--out", str(raw)],
+        ["data", "generate", "--customers", "300", "--seed", "5", "--out", str(raw)],
         [
             "facts",
             "import",

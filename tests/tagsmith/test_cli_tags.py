@@ -107,7 +107,7 @@ def project_with_facts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runner = CliRunner()
     steps = [
         ["init"],
-        ["generate", "--customers", "400", "--seed", "3", "--out", str(root / "raw")],
+        ["data", "generate", "--customers", "400", "--seed", "3", "--out", str(root / "raw")],
         [
             "facts",
             "import",

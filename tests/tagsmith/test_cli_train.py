@@ -62,20 +62,23 @@ def run(project: Path, *args: str) -> tuple[int, str]:
 
 
 def test_train_predict_evaluate(project: Path) -> None:
-    code, out = run(project, "train", "churn", "--truth", str(project / "raw" / "truth.csv"))
+    code, out = run(
+        project, "models", "train", "churn", "--truth", str(project / "raw" / "truth.csv")
+    )
     assert code == 0, out
     for scorer in ("model", "recency", "rfm", "linear", "bgnbd", "oracle (truth)", "best baseline"):
         assert scorer in out
     assert "Registered churn-predictor version 1 as 'challenger'" in out
 
     # No champion yet: predicting with the default alias says so.
-    code, out = run(project, "predict", "churn", "--out", str(project / "x.csv"))
+    code, out = run(project, "models", "predict", "churn", "--out", str(project / "x.csv"))
     assert code == 2
     assert "champion" in out
 
     dest = project / "scores" / "churn.parquet"
     code, out = run(
         project,
+        "models",
         "predict",
         "churn",
         "--alias",
@@ -106,7 +109,7 @@ def test_train_predict_evaluate(project: Path) -> None:
         "as_of",
     ]
 
-    code, out = run(project, "evaluate", "churn", "--version", "1")
+    code, out = run(project, "models", "evaluate", "churn", "--version", "1")
     assert code == 0, out
     assert "churn-predictor/1" in out
     assert "bgnbd" in out
@@ -115,17 +118,18 @@ def test_train_predict_evaluate(project: Path) -> None:
 def test_user_errors_exit_2_with_a_message(project: Path) -> None:
     # 700 days of horizon leave less than training.min_history_days (60) of the two
     # years before any cutoff: not answerable (600 days now train, customer-grouped).
-    code, out = run(project, "train", "value", "--horizon", "700d")
+    code, out = run(project, "models", "train", "value", "--horizon", "700d")
     assert code == 2
     assert "Use a shorter --horizon" in out
-    code, out = run(project, "train", "value", "--horizon", "900d")
+    code, out = run(project, "models", "train", "value", "--horizon", "900d")
     assert code == 2
     assert "1 to 730 days" in out
-    code, out = run(project, "train", "value", "--horizon", "soon")
+    code, out = run(project, "models", "train", "value", "--horizon", "soon")
     assert code == 2
     assert "90d" in out
     code, out = run(
         project,
+        "models",
         "predict",
         "value",
         "--alias",
@@ -229,12 +233,12 @@ def test_train_181_days_on_a_year_of_purchase_only_history(
     )
     assert code == 0, out
     assert "identical rows kept" in out
-    code, out = run(root, "train", "churn", "--horizon", "181d")
+    code, out = run(root, "models", "train", "churn", "--horizon", "181d")
     assert code == 0, out
     assert "customer-grouped" in out
     assert "Registered churn-predictor version 1" in out
     dest = root / "churn.csv"
-    code, out = run(root, "predict", "churn", "--alias", "challenger", "--out", str(dest))
+    code, out = run(root, "models", "predict", "churn", "--alias", "challenger", "--out", str(dest))
     assert code == 0, out
     scores = pd.read_csv(dest)
     assert set(scores["horizon_days"]) == {181}

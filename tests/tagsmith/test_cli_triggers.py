@@ -260,7 +260,7 @@ def test_tags_run_fires_applied_triggers_like_the_snapshot_diff_says(
     raw = tmp_path / "raw"
     for argv in (
         ["init"],
-        ["generate", "--customers", "300", "--seed", "5", "--out", str(raw)],
+        ["data", "generate", "--customers", "300", "--seed", "5", "--out", str(raw)],
         [
             "facts",
             "import",

@@ -1,0 +1,127 @@
+"""CLI start-up and shape: lazy imports, every command listed, old spellings as aliases.
+
+`tagsmith --help` and `--version` must not import the heavy libraries (the figures are
+in benchmarks/cli_startup.py); the command tree is assembled lazily from
+``tagsmith.cli.LAZY_COMMANDS``, whose one-line help must match the commands' own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from tagsmith.cli import LAZY_COMMANDS, main
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Libraries that each cost 0.1-2 s to import; none is needed to print help or the version.
+HEAVY = (
+    "sklearn", "lightgbm", "mlflow", "bentoml", "pandas", "numpy", "scipy", "pyarrow",
+    "duckdb", "nats", "aiohttp", "httpx", "pydantic", "yaml", "rich", "lifetimes", "jinja2",
+)  # fmt: skip
+
+_PROBE = """
+import json, sys
+from tagsmith.cli import main
+try:
+    main({args!r}, prog_name="tagsmith")
+except SystemExit:
+    pass
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r}))
+print(json.dumps(heavy), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], []], ids=["help", "version", "bare"])
+def test_help_and_version_import_no_heavy_library(args: list[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(args=args, heavy=HEAVY)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=True,
+    )
+    imported = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert imported == [], (
+        f"`tagsmith {' '.join(args)}` imported {imported}: register new top-level commands "
+        "in tagsmith.cli.LAZY_COMMANDS and keep heavy imports out of tagsmith/__init__.py"
+    )
+
+
+def _first_paragraph(text: str | None) -> str:
+    return " ".join((text or "").split("\n\n")[0].split())
+
+
+@pytest.mark.parametrize("name", [n for n, e in LAZY_COMMANDS.items() if not e.replaced_by])
+def test_registry_help_matches_the_command(name: str) -> None:
+    command = main.get_command(click.Context(main), name)
+    assert command is not None
+    assert _first_paragraph(command.help) == LAZY_COMMANDS[name].help
+
+
+def _walk(group: click.Group, ctx: click.Context, path: list[str]) -> list[list[str]]:
+    found = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
+        if command.hidden:
+            continue
+        found.append([*path, name])
+        if isinstance(command, click.Group):
+            found.extend(_walk(command, click.Context(command, parent=ctx), [*path, name]))
+    return found
+
+
+def test_every_command_is_listed_in_its_groups_help() -> None:
+    runner = CliRunner()
+    paths = _walk(main, click.Context(main), [])
+    assert ["models", "train"] in paths
+    assert ["data", "generate"] in paths
+    assert ["train"] not in paths
+    for path in paths:
+        result = runner.invoke(main, [*path[:-1], "--help"])
+        assert result.exit_code == 0, result.output
+        section = result.output.split("Commands:")[1]
+        listed = {line.split()[0] for line in section.splitlines() if line.startswith("  ")}
+        assert path[-1] in listed, (path, result.output)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("train", "models train"), ("evaluate", "models evaluate"), ("predict", "models predict")],
+)
+def test_old_verbs_are_hidden_aliases_with_the_same_options(old: str, new: str) -> None:
+    ctx = click.Context(main)
+    alias = main.get_command(ctx, old)
+    models = main.get_command(ctx, "models")
+    assert alias is not None
+    assert isinstance(models, click.Group)
+    target = models.get_command(click.Context(models, parent=ctx), new.split()[1])
+    assert target is not None
+    assert alias.hidden
+    assert alias.callback is target.callback
+    assert [p.name for p in alias.params] == [p.name for p in target.params]
+    assert old not in CliRunner().invoke(main, ["--help"]).output.split("Commands:")[1].split()
+
+
+def test_old_generate_spelling_works_and_says_what_replaces_it(tmp_path: Path) -> None:
+    runner = CliRunner()
+    old = runner.invoke(
+        main, ["generate", "--customers", "20", "--seed", "1", "--out", str(tmp_path / "a")]
+    )
+    new = runner.invoke(
+        main, ["data", "generate", "--customers", "20", "--seed", "1", "--out", str(tmp_path / "b")]
+    )
+    assert old.exit_code == 0, old.output
+    assert new.exit_code == 0, new.output
+    assert "`tagsmith generate` is now `tagsmith data generate`" in old.stderr
+    assert "is now" not in new.stderr
+    for name in ("customers.csv", "events.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
