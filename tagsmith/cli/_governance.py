@@ -13,15 +13,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from tags.audit import default_actor
+from tags.errors import AccessDenied
 from tagsmith.project import Project
 
 if TYPE_CHECKING:
     from tags.access import TagReader
     from tags.policy import AccessPolicy
 
-__all__ = ["make_reader", "require", "resolve_role", "role_option"]
+__all__ = ["SELF_ASSERTED_HINT", "make_reader", "require", "resolve_role", "role_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# On the local CLI nothing authenticates the caller: the role only limits what a command
+# does (a script can run with less power). The service takes the role from the API key.
+SELF_ASSERTED_HINT = (
+    "On the local CLI the role is self-asserted: pass --role (e.g. --role admin) or set "
+    "TAGSMITH_ROLE; the default is access.default_role in tagsmith.yaml. The HTTP service "
+    "takes the role from the caller's API key instead."
+)
 
 
 def role_option(func: F) -> F:
@@ -52,6 +61,8 @@ def require(project: Project, role: str, action: str, *, query: str) -> AccessPo
             query=query,
             extra={"requested_action": action, "reason": str(exc)},
         )
+        if isinstance(exc, AccessDenied):
+            raise AccessDenied(f"{exc} {SELF_ASSERTED_HINT}") from exc
         raise
     return pol
 

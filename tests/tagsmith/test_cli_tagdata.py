@@ -152,6 +152,9 @@ def test_tags_run_end_to_end(tmp_path: Path) -> None:
     refused = run(root, "tags", "run", role="marketing")
     assert refused.exit_code == 2
     assert "may not run" in refused.output
+    # The refusal explains that the local role is self-asserted and how to act as admin.
+    assert "self-asserted" in " ".join(refused.output.split())
+    assert "--role admin" in refused.output
     first = run(root, "tags", "run", "--as-of", "2024-12-01", role="admin")
     assert first.exit_code == 0, first.output
     assert "no champion model yet: predicted tags skipped" in first.output
