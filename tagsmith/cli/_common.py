@@ -6,10 +6,14 @@ modules stay independent of each other (an import-linter contract checks it).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,9 +38,13 @@ __all__ = [
     "CliContext",
     "console",
     "day",
+    "emit_json",
     "err_console",
+    "format_option",
+    "jsonable",
     "pass_project",
     "print_columns",
+    "tag_list_option",
     "user_errors",
 ]
 
@@ -113,3 +121,93 @@ def print_columns(rows: Sequence[Sequence[str]]) -> None:
 def day(ts: Any) -> str:
     """``YYYY-MM-DD`` of a timestamp ('' for none)."""
     return "" if ts is None or pd.isna(ts) else f"{pd.Timestamp(ts):%Y-%m-%d}"
+
+
+def format_option(func: F) -> F:
+    """``--format text|json``, the same on every command that prints results.
+
+    With ``json`` the command prints one JSON document on stdout (a list command an
+    array of objects, every other command one object) and its messages and progress go
+    to stderr, so ``tagsmith ... --format json | jq`` always parses.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, fmt: str, **kwargs: Any) -> Any:
+        if fmt != "json":
+            return func(*args, fmt=fmt, **kwargs)
+        # rich resolves sys.stdout at print time unless a file is set: set stderr for
+        # this call only, then go back to resolving (tests run many commands in one process).
+        previous = console._file
+        console.file = sys.stderr
+        try:
+            return func(*args, fmt=fmt, **kwargs)
+        finally:
+            console._file = previous
+
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Output: text for people, json (one document on stdout) for scripts.",
+    )(wrapper)  # type: ignore[return-value]
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with pandas, numpy, dates, paths and dataclasses turned into JSON types.
+
+    Missing values (None, NaN, NaT) become null; timestamps ISO 8601 strings.
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+        return [jsonable(v) for v in items]
+    if isinstance(value, pd.DataFrame):
+        return [jsonable(r) for r in value.to_dict("records")]
+    if isinstance(value, pd.Series):
+        return jsonable(value.to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if hasattr(value, "model_dump"):
+        return jsonable(value.model_dump(mode="json"))
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, pd.Timestamp | datetime | date):
+        return None if pd.isna(value) else value.isoformat()
+    if isinstance(value, pd.Timedelta):
+        return None if pd.isna(value) else value.total_seconds()
+    if hasattr(value, "item") and not isinstance(value, int | float):  # numpy scalars
+        return jsonable(value.item())
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, int):
+        return value
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as one JSON document on stdout (see :func:`format_option`)."""
+    click.echo(json.dumps(jsonable(data), ensure_ascii=False, indent=2))
+
+
+def _split_ids(
+    _ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    return tuple(part.strip() for item in value for part in item.split(",") if part.strip())
+
+
+def tag_list_option(help_text: str) -> Callable[[F], F]:
+    """``--tag ID`` (repeatable, or a comma list; ``--tags`` is the same option)."""
+    return click.option(
+        "--tag",
+        "--tags",
+        "tag_ids",
+        multiple=True,
+        metavar="ID[,ID...]",
+        callback=_split_ids,
+        help=f"{help_text} Repeat the option or give a comma list.",
+    )

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from tags.audit import default_actor
 from tags.segments import Audience, select_audience
-from tagsmith.cli._common import console, pass_project
+from tagsmith.cli._common import console, emit_json, format_option, jsonable, pass_project
 from tagsmith.cli._governance import make_reader, require, resolve_role, role_option
 from tagsmith.project import Project
 
@@ -33,6 +33,17 @@ OUT = click.option(
 @click.group()
 def audience() -> None:
     """Select customers by combining tags, e.g. "churn_risk = 'high' and old_customer"."""
+
+
+def _summary(expression: str, chosen: Audience, out: Path | None) -> dict[str, object]:
+    """``--format json`` of select and run (customer ids only ever go to --out)."""
+    return {
+        "expression": expression,
+        "as_of": chosen.as_of,
+        "size": chosen.size,
+        "tags": chosen.tags,
+        "out": out,
+    }
 
 
 def _select(
@@ -77,6 +88,7 @@ def _select(
     help="Also save the expression under this name.",
 )
 @click.option("--description", default="", help="What the saved audience is for.")
+@format_option
 @role_option
 @pass_project
 def select(
@@ -87,11 +99,14 @@ def select(
     save_as: str | None,
     description: str,
     role: str | None,
+    fmt: str,
 ) -> None:
     """Select the customers for whom EXPRESSION holds; print the size."""
-    _select(project, expression, as_of, out, role)
+    chosen = _select(project, expression, as_of, out, role)
     if save_as:
         _save(project, save_as, expression, description, replace=False, role=role)
+    if fmt == "json":
+        emit_json({**_summary(expression, chosen, out), "saved_as": save_as})
 
 
 def _save(
@@ -141,22 +156,29 @@ def save(
 @click.argument("name")
 @AS_OF
 @OUT
+@format_option
 @role_option
 @pass_project
 def run_saved(
-    project: Project, name: str, as_of: str | None, out: Path | None, role: str | None
+    project: Project, name: str, as_of: str | None, out: Path | None, role: str | None, fmt: str
 ) -> None:
     """Re-run the saved audience NAME against a snapshot."""
     saved = project.audiences().get(name)
     console.print(f"{name}: {saved.expression}")
-    _select(project, saved.expression, as_of, out, role)
+    chosen = _select(project, saved.expression, as_of, out, role)
+    if fmt == "json":
+        emit_json({"name": name, **_summary(saved.expression, chosen, out)})
 
 
 @audience.command("list")
+@format_option
 @pass_project
-def list_cmd(project: Project) -> None:
+def list_cmd(project: Project, fmt: str) -> None:
     """List saved audiences."""
     saved = project.audiences().list()
+    if fmt == "json":
+        emit_json([{"name": name, **jsonable(a)} for name, a in saved.items()])
+        return
     if not saved:
         console.print("no saved audiences: tagsmith audience save NAME EXPRESSION")
         return

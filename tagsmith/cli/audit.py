@@ -8,7 +8,7 @@ import sys
 import click
 from rich.table import Table
 
-from tagsmith.cli._common import console, err_console, pass_project
+from tagsmith.cli._common import console, emit_json, err_console, format_option, pass_project
 from tagsmith.cli._governance import require, resolve_role, role_option
 from tagsmith.project import Project
 
@@ -28,10 +28,15 @@ def audit() -> None:
     help="Show the newest N entries.",
 )
 @click.option("--action", default=None, help="Only entries of this action (read, export, ...).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+@click.option(
+    "--json", "as_json", is_flag=True, hidden=True, help="JSON lines (before --format json)."
+)
+@format_option
 @role_option
 @pass_project
-def show(project: Project, last: int, action: str | None, as_json: bool, role: str | None) -> None:
+def show(
+    project: Project, last: int, action: str | None, as_json: bool, role: str | None, fmt: str
+) -> None:
     """Print the newest audit entries."""
     role = resolve_role(project, role)
     require(project, role, "audit", query="audit show")
@@ -39,6 +44,9 @@ def show(project: Project, last: int, action: str | None, as_json: bool, role: s
     if action:
         entries = [e for e in entries if e.get("action") == action]
     entries = entries[-last:]
+    if fmt == "json":
+        emit_json(entries)
+        return
     if as_json:
         for e in entries:
             click.echo(json.dumps(e, ensure_ascii=False, sort_keys=True))

@@ -22,7 +22,7 @@ from activation.dispatcher import Dispatcher, DispatchReport
 from activation.errors import DispatcherBusy
 from tags.audit import default_actor
 from tagsmith.activate import activation_of
-from tagsmith.cli._common import console, err_console, pass_project
+from tagsmith.cli._common import console, err_console, format_option, pass_project
 from tagsmith.cli._governance import require, resolve_role, role_option
 from tagsmith.project import Project
 
@@ -40,7 +40,7 @@ def _when(ts: float | None) -> str:
 @click.option("--last", type=int, default=20, show_default=True)
 @click.option("--batch", "batch_id", type=int, default=None, help="One batch with its attempts.")
 @click.option("--body", is_flag=True, help="With --batch: print the body (holds customer ids).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@format_option
 @role_option
 @pass_project
 def deliveries(

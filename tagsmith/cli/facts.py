@@ -11,7 +11,7 @@ from rich.table import Table
 
 from features.importer import ImportReport, SourceOptions, import_facts
 from features.io import parse_mapping
-from tagsmith.cli._common import console, pass_project
+from tagsmith.cli._common import console, emit_json, format_option, pass_project
 from tagsmith.project import Project
 
 _DELIMITERS: dict[str, Any] = {
@@ -225,11 +225,21 @@ def _print_report(report: ImportReport) -> None:
     show_default=True,
     help="How many of the latest import-log entries to show.",
 )
+@format_option
 @pass_project
-def summary(project: Project, n_imports: int) -> None:
+def summary(project: Project, n_imports: int, fmt: str) -> None:
     """Counts, date range, event types and the import log of the fact store."""
     store = project.fact_store()
     manifest = store.manifest()
+    if fmt == "json":
+        emit_json(
+            {
+                "facts_dir": project.facts_dir,
+                **(manifest or {"customers": 0, "events": 0}),
+                "imports": store.import_log().tail(n_imports) if manifest else [],
+            }
+        )
+        return
     if not manifest:
         console.print(
             f"The fact store in {project.facts_dir} is empty: "

@@ -18,7 +18,7 @@ from features.memory import lean_allocators
 from features.snapshots import FeatureStore
 from features.spec import FeatureSpec, spec_hash
 from features.store import FactStore
-from tagsmith.cli._common import console, pass_project
+from tagsmith.cli._common import console, emit_json, format_option, pass_project
 from tagsmith.project import Project
 
 _EVENT_COLUMNS = list(FEATURE_EVENT_COLUMNS)
@@ -94,8 +94,9 @@ def build(project: Project, as_of: tuple[str, ...]) -> None:
     metavar="DATE",
     help="Cutoff (UTC). Default: the latest snapshot, else the day after the last event.",
 )
+@format_option
 @pass_project
-def show(project: Project, customer_id: str, as_of: str | None) -> None:
+def show(project: Project, customer_id: str, as_of: str | None, fmt: str) -> None:
     """Print one customer's features with their units and definitions.
 
     Reads the snapshot of that date when it is current (same spec and facts),
@@ -129,6 +130,16 @@ def show(project: Project, customer_id: str, as_of: str | None) -> None:
                 f"{ts.isoformat()}. Got signup_at {customers['signup_at'].iloc[0].isoformat()}."
             )
         row = frame.iloc[0]
+    if fmt == "json":
+        emit_json(
+            {
+                "customer_id": customer_id,
+                "as_of": ts,
+                "source": source,
+                "features": {info.name: row[info.name] for info in feature_catalog(spec)},
+            }
+        )
+        return
     table = Table(title=f"{customer_id} as of {ts.isoformat()} ({source})")
     for column in ("feature", "value", "unit", "description"):
         table.add_column(column, overflow="fold")
@@ -160,11 +171,15 @@ def _fmt(value: object) -> str:
 
 
 @features.command("list")
+@format_option
 @pass_project
-def list_(project: Project) -> None:
+def list_(project: Project, fmt: str) -> None:
     """Print the feature catalogue of the project's spec."""
     spec = project.feature_spec()
     catalogue = feature_catalog(spec)
+    if fmt == "json":
+        emit_json(catalogue)
+        return
     table = Table(title=f"{len(catalogue)} features (spec {spec_hash(spec)})")
     for column in ("name", "family", "dtype", "unit", "description"):
         table.add_column(column, overflow="fold")

@@ -12,7 +12,7 @@ import numpy as np
 from rich.table import Table
 
 from tags.audit import default_actor
-from tagsmith.cli._common import console, pass_project
+from tagsmith.cli._common import console, emit_json, format_option, pass_project
 from tagsmith.cli._governance import resolve_role, role_option
 from tagsmith.modelops import latest_rescoring, promote_model, rollback_model
 from tagsmith.project import Project
@@ -78,10 +78,14 @@ def models() -> None:
 
 
 @models.command("list")
+@format_option
 @pass_project
-def list_models(project: Project) -> None:
+def list_models(project: Project, fmt: str) -> None:
     """Every registered model with its versions and aliases."""
     found = project.registry().list_models()
+    if fmt == "json":
+        emit_json(found)
+        return
     if not found:
         console.print("No registered models yet: run 'tagsmith models train churn' first.")
         return
@@ -98,11 +102,15 @@ def list_models(project: Project) -> None:
 
 @models.command()
 @click.argument("name")
+@format_option
 @pass_project
-def show(project: Project, name: str) -> None:
+def show(project: Project, name: str, fmt: str) -> None:
     """Versions of NAME: aliases, metrics, training window, who and when."""
     registry = project.registry()
     versions = registry.versions(name)
+    if fmt == "json":
+        emit_json({"name": name, "versions": versions})
+        return
     table = Table(title=f"{name}: {len(versions)} version(s)", title_justify="left")
     for col in ("version", "aliases", "registered", "by", "metrics", "training window", "run"):
         table.add_column(col, overflow="fold")
@@ -131,11 +139,15 @@ def show(project: Project, name: str) -> None:
 @click.argument("name")
 @click.argument("v1")
 @click.argument("v2")
+@format_option
 @pass_project
-def compare(project: Project, name: str, v1: str, v2: str) -> None:
+def compare(project: Project, name: str, v1: str, v2: str, fmt: str) -> None:
     """Logged metrics and parameters of two versions of NAME side by side (V: number or alias)."""
     registry = project.registry()
     a, b = registry.version(name, v1), registry.version(name, v2)
+    if fmt == "json":
+        emit_json({"name": name, "a": a, "b": b})
+        return
     table = Table(
         title=f"{name}: v{a.version} vs v{b.version} (logged at training)", title_justify="left"
     )
@@ -168,12 +180,16 @@ def compare(project: Project, name: str, v1: str, v2: str) -> None:
 @models.command()
 @click.argument("name")
 @click.option("--alias", default=None, help="Only this alias (e.g. champion).")
+@format_option
 @pass_project
-def history(project: Project, name: str, alias: str | None) -> None:
+def history(project: Project, name: str, alias: str | None, fmt: str) -> None:
     """Which version held each alias of NAME from when to when, who moved it and why."""
     registry = project.registry()
     registry.sync_history(name)
     spans = [s for s in registry.history.intervals(name) if alias in (None, s.alias)]
+    if fmt == "json":
+        emit_json(spans)
+        return
     if not spans:
         console.print(f"No alias of {name} has been set yet.")
         return

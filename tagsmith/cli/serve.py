@@ -11,7 +11,15 @@ import click
 from rich.table import Table
 
 from serving.errors import ServingError
-from tagsmith.cli._common import CliContext, console, err_console, pass_project, user_errors
+from tagsmith.cli._common import (
+    CliContext,
+    console,
+    emit_json,
+    err_console,
+    format_option,
+    pass_project,
+    user_errors,
+)
 from tagsmith.project import Project
 
 
@@ -105,9 +113,19 @@ def keys_add(project: Project, name: str, role: str) -> None:
 
 
 @keys.command("list")
+@format_option
 @pass_project
-def keys_list(project: Project) -> None:
+def keys_list(project: Project, fmt: str) -> None:
     """List stored keys (names, roles, creation time; never the keys)."""
+    if fmt == "json":
+        keys = project.api_keys().list_keys()
+        emit_json(
+            [
+                {"name": k.name, "role": k.role, "key_id": k.key_id, "created": k.created_at}
+                for k in keys
+            ]
+        )
+        return
     table = Table("name", "role", "key id", "created")
     for key in project.api_keys().list_keys():
         table.add_row(key.name, key.role, key.key_id, key.created_at)

@@ -16,17 +16,22 @@ import pandas as pd
 from rich.table import Table
 
 from tags.report import render_report
-from tagsmith.cli._common import console, day, pass_project
+from tagsmith.cli._common import (
+    console,
+    day,
+    emit_json,
+    format_option,
+    pass_project,
+    tag_list_option,
+)
 from tagsmith.cli._governance import make_reader, require, resolve_role, role_option
 from tagsmith.project import Project
 
 __all__ = ["COMMANDS"]
 
 
-def _tag_list(value: str | None) -> list[str] | None:
-    if not value:
-        return None
-    return [t.strip() for t in value.split(",") if t.strip()]
+def _tag_list(value: tuple[str, ...]) -> list[str] | None:
+    return list(value) or None
 
 
 def _text(value: Any) -> str:
@@ -35,12 +40,16 @@ def _text(value: Any) -> str:
 
 @click.command("runs")
 @click.option("--last", type=click.IntRange(min=1), default=10, show_default=True)
+@format_option
 @role_option
 @pass_project
-def runs_cmd(project: Project, last: int, role: str | None) -> None:
+def runs_cmd(project: Project, last: int, role: str | None, fmt: str) -> None:
     """List tagging runs: id, as-of date, status, counts, duration."""
     require(project, resolve_role(project, role), "read", query="tags runs")
     runs = project.tag_store().runs().head(last)
+    if fmt == "json":
+        emit_json(runs)
+        return
     table = Table(show_edge=False)
     for col in ("run", "as of", "status", "customers", "rows", "tags", "seconds"):
         table.add_column(col)
@@ -70,39 +79,48 @@ def runs_cmd(project: Project, last: int, role: str | None) -> None:
     metavar="DATE",
     help="Snapshot current at this date (default: the newest).",
 )
-@click.option(
-    "--tags",
-    "tag_ids",
-    default=None,
-    metavar="ID,...",
-    help="Only these tags (default: every tag your role may see).",
-)
+@tag_list_option("Only these tags (default: every tag your role may see).")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
     help="Output file: .csv or .parquet.",
 )
+@format_option
 @role_option
 @pass_project
 def export_cmd(
-    project: Project, as_of: str | None, tag_ids: str | None, out: Path, role: str | None
+    project: Project,
+    as_of: str | None,
+    tag_ids: tuple[str, ...],
+    out: Path,
+    role: str | None,
+    fmt: str,
 ) -> None:
     """Write a snapshot (one row per customer and tag, scores included) to a file."""
     reader = make_reader(project, role)
     rows, customers = reader.export(out, as_of, tags=_tag_list(tag_ids))
+    if fmt == "json":
+        emit_json({"out": out, "rows": rows, "customers": customers})
+        return
     console.print(f"exported {rows:,} rows ({customers:,} customers) to {out}")
 
 
 @click.command("history")
 @click.argument("customer")
-@click.option("--tags", "tag_ids", default=None, metavar="ID,...", help="Only these tags.")
+@tag_list_option("Only these tags.")
+@format_option
 @role_option
 @pass_project
-def history_cmd(project: Project, customer: str, tag_ids: str | None, role: str | None) -> None:
+def history_cmd(
+    project: Project, customer: str, tag_ids: tuple[str, ...], role: str | None, fmt: str
+) -> None:
     """One customer's tag values over time, with the date of each change."""
     reader = make_reader(project, role)
     df = reader.history(customer, tags=_tag_list(tag_ids))
+    if fmt == "json":
+        emit_json(df)
+        return
     if df.empty:
         console.print(f"no tag rows for customer {customer!r} in any snapshot you may see")
         return
@@ -140,6 +158,7 @@ def history_cmd(project: Project, customer: str, tag_ids: str | None, role: str 
     default=None,
     help="Write every change (customer, tag, from, to) to .csv or .parquet.",
 )
+@format_option
 @role_option
 @pass_project
 def diff_cmd(
@@ -149,6 +168,7 @@ def diff_cmd(
     tag_id: str | None,
     out: Path | None,
     role: str | None,
+    fmt: str,
 ) -> None:
     """Who entered and who left each tag value between two snapshots."""
     reader = make_reader(project, role)
@@ -157,6 +177,20 @@ def diff_cmd(
     changes = reader.diff(from_as_of, to_as_of, tag_id)
     summary = reader.store.diff_summary(changes)
     a, b = reader.store.resolve_as_of(from_as_of), reader.store.resolve_as_of(to_as_of)
+    if out is not None:
+        _write_frame(changes, out)
+    if fmt == "json":
+        emit_json(
+            {
+                "from": a,
+                "to": b,
+                "changes": len(changes),
+                "customers": changes["customer_id"].nunique(),
+                "values": summary,
+                "out": out,
+            }
+        )
+        return
     table = Table(title=f"tag changes {a:%Y-%m-%d} -> {b:%Y-%m-%d}", show_edge=False)
     for col in ("tag", "value", "entered", "left", "net"):
         table.add_column(col, justify="left" if col in ("tag", "value") else "right")
@@ -171,7 +205,6 @@ def diff_cmd(
     console.print(table)
     console.print(f"{len(changes):,} changes, {changes['customer_id'].nunique():,} customers")
     if out is not None:
-        _write_frame(changes, out)
         console.print(f"changes written to {out}")
 
 
@@ -185,14 +218,25 @@ def diff_cmd(
     show_default=True,
     help="Rows shown (newest first).",
 )
+@format_option
 @role_option
 @pass_project
 def transitions_cmd(
-    project: Project, tag_id: str, customer: str | None, limit: int, role: str | None
+    project: Project, tag_id: str, customer: str | None, limit: int, role: str | None, fmt: str
 ) -> None:
     """Changes of one tag (e.g. lifecycle) between consecutive snapshots, with dates."""
     reader = make_reader(project, role)
     t = reader.transitions(tag_id, customer_id=customer)
+    if fmt == "json":
+        counted = t.groupby(["at", "from_value", "to_value"], dropna=False).size()
+        emit_json(
+            {
+                "tag_id": tag_id,
+                "counts": counted.reset_index(name="customers"),
+                "changes": (t.sort_values("at", ascending=False).head(limit) if customer else []),
+            }
+        )
+        return
     if t.empty:
         console.print(f"no transitions of {tag_id!r} (needs two snapshots)")
         return
@@ -233,6 +277,7 @@ def transitions_cmd(
     default=None,
     help="Flag share moves larger than this (default: store.share_shift_threshold).",
 )
+@format_option
 @role_option
 @pass_project
 def report_cmd(
@@ -241,6 +286,7 @@ def report_cmd(
     out: Path | None,
     threshold: float | None,
     role: str | None,
+    fmt: str,
 ) -> None:
     """Coverage per tag value vs the previous run, with flags; writes an HTML report."""
     reader = make_reader(project, role)
@@ -295,6 +341,11 @@ def report_cmd(
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)
     n_flags = int((cov["flag"] != "").sum())
+    if fmt == "json":
+        emit_json(
+            {"as_of": cur, "previous_as_of": prev, "out": out, "flags": n_flags, "values": cov}
+        )
+        return
     console.print(f"{n_flags} flagged value(s); report written to {out}")
 
 

@@ -10,7 +10,7 @@ from scoring.batch import STEPS, Predictor, run_tagging
 from tags.audit import default_actor
 from tagsmith.activate import after_run
 from tagsmith.champions import champion_predictors
-from tagsmith.cli._common import console, day, err_console, pass_project
+from tagsmith.cli._common import console, day, emit_json, err_console, format_option, pass_project
 from tagsmith.cli._governance import require, resolve_role, role_option
 from tagsmith.project import Project
 
@@ -26,9 +26,10 @@ __all__ = ["run_cmd"]
     help="As-of date (default: the day after the latest event).",
 )
 @click.option("--force", is_flag=True, help="Recompute even when the same inputs are stored.")
+@format_option
 @role_option
 @pass_project
-def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) -> None:
+def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None, fmt: str) -> None:
     """Tag every customer: features -> rule tags -> predicted tags -> one snapshot."""
     role = resolve_role(project, role)
     require(project, role, "run", query=f"tags run as_of={as_of or 'default'}")
@@ -83,6 +84,22 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
         console.print(f"[yellow]notice:[/] {note}")
     # Applied triggers fire on the transitions this run recorded (read back from the store).
     fired = after_run(project)
+    if fmt == "json":
+        emit_json(
+            {
+                "run_id": run.run_id,
+                "as_of": run.as_of,
+                "reused": run.reused,
+                "n_customers": run.n_customers,
+                "n_rows": run.n_rows,
+                "n_tags": run.n_tags,
+                "timings": result.timings,
+                "notices": result.notices,
+                "tags": result.counts,
+                "triggers": fired.message or None,
+            }
+        )
+        return
     if run.reused:
         console.print(
             f"snapshot {day(run.as_of)} is up to date (run {run.run_id}, same inputs): "

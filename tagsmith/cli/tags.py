@@ -22,7 +22,14 @@ from tags.audit import default_actor
 from tags.backtest import backtest as run_backtest
 from tags.backtest import backtest_dates, parse_every, parse_outcome
 from tags.engine import evaluate_tags
-from tagsmith.cli._common import console, pass_project, print_columns
+from tagsmith.cli._common import (
+    console,
+    emit_json,
+    format_option,
+    pass_project,
+    print_columns,
+    tag_list_option,
+)
 from tagsmith.cli._governance import resolve_role
 from tagsmith.project import Project
 
@@ -55,13 +62,23 @@ def validate(project: Project) -> None:
     default=None,
     help="Only tags with this status.",
 )
+@format_option
 @pass_project
-def list_tags(project: Project, category: str | None, status: str | None) -> None:
+def list_tags(project: Project, category: str | None, status: str | None, fmt: str) -> None:
     """List catalogued tags (id, display name, category, source, type, status)."""
     catalogue = project.catalogue()
     chosen = catalogue.by_category(category) if category else list(catalogue)
     if status:
         chosen = [t for t in chosen if t.status == status]
+    if fmt == "json":
+        keys = ("id", "display_name", "category", "source", "value_type", "sensitivity")
+        emit_json(
+            [
+                {**{k: getattr(t, k) for k in keys}, "status": t.status, "version": t.version}
+                for t in chosen
+            ]
+        )
+        return
     header = ("id", "display name", "category", "source", "type", "sensitivity", "status")
     rows = [header] + [
         (
@@ -81,11 +98,15 @@ def list_tags(project: Project, category: str | None, status: str | None) -> Non
 
 @click.command()
 @click.argument("tag_id")
+@format_option
 @pass_project
-def describe(project: Project, tag_id: str) -> None:
+def describe(project: Project, tag_id: str, fmt: str) -> None:
     """Show one tag's full definition."""
     catalogue = project.catalogue()
     tag = catalogue.get(tag_id)
+    if fmt == "json":
+        emit_json({**tag.model_dump(mode="json"), "file": catalogue.files.get(tag.id)})
+        return
     console.print(f"[bold]{tag.id}[/]  {tag.display_name}")
     console.print(f"  file:        {catalogue.files.get(tag.id)}")
     for label, value in (
@@ -199,9 +220,10 @@ def _as_of_option(value: str | None, store: FactStore) -> pd.Timestamp:
 @click.option(
     "--as-of", "as_of", default=None, help="Evaluation date (default: day after the last event)."
 )
-@click.option("--tag", "tag_ids", multiple=True, help="Only this tag (repeatable).")
+@tag_list_option("Only these tags.")
+@format_option
 @pass_project
-def evaluate(project: Project, as_of: str | None, tag_ids: tuple[str, ...]) -> None:
+def evaluate(project: Project, as_of: str | None, tag_ids: tuple[str, ...], fmt: str) -> None:
     """Evaluate rule and fact tags on the fact store; print value sizes (writes nothing)."""
     catalogue = project.catalogue()
     spec = project.feature_spec()
@@ -222,6 +244,7 @@ def evaluate(project: Project, as_of: str | None, tag_ids: tuple[str, ...]) -> N
     )
     counts = long.groupby(["tag_id", "value"], observed=True).size()
     rows: list[tuple[str, ...]] = [("tag", "value", "customers", "share")]
+    records: list[dict[str, object]] = []
     chosen = (
         [catalogue.get(t) for t in tag_ids]
         if tag_ids
@@ -237,6 +260,11 @@ def evaluate(project: Project, as_of: str | None, tag_ids: tuple[str, ...]) -> N
             n = int(counts.get((tag.id, value), 0))
             share = f"{n / len(frame):.1%}" if len(frame) else "-"
             rows.append((tag.id, value, f"{n:,}", share))
+            share_of = n / len(frame) if len(frame) else None
+            records.append({"tag_id": tag.id, "value": value, "customers": n, "share": share_of})
+    if fmt == "json":
+        emit_json({"as_of": when, "n_customers": len(frame), "values": records})
+        return
     print_columns(rows)
 
 
@@ -251,6 +279,7 @@ def evaluate(project: Project, as_of: str | None, tag_ids: tuple[str, ...]) -> N
     help="What the tag should predict: [no_]EVENT_Nd, e.g. no_purchase_90d, complaint_30d.",
 )
 @click.option("--value", default=None, help="For multi-valued tags: the value to test.")
+@format_option
 @pass_project
 def backtest(
     project: Project,
@@ -260,6 +289,7 @@ def backtest(
     every: str,
     outcome: str,
     value: str | None,
+    fmt: str,
 ) -> None:
     """What TAG_ID would have said on past dates, and how well it predicted OUTCOME.
 
@@ -286,6 +316,17 @@ def backtest(
         value=value,
         observed_until=store.last_event_at(),
     )
+    if fmt == "json":
+        emit_json(
+            {
+                "tag_id": tag_id,
+                "value": result.value,
+                "outcome": target.name,
+                "points": result.points,
+                "summary": result.summary(),
+            }
+        )
+        return
     console.print(
         f"Backtest of {tag_id} = {result.value} against {target.name} ({target.describe()}):",
         markup=False,

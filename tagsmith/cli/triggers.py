@@ -36,7 +36,7 @@ from tags.audit import default_actor
 from tags.segments import select_audience
 from tags.transitions import TransitionLog
 from tagsmith.activate import check_project_definitions, transitions_position
-from tagsmith.cli._common import console, err_console, pass_project
+from tagsmith.cli._common import console, err_console, format_option, pass_project
 from tagsmith.cli._governance import make_reader, require, resolve_role, role_option
 from tagsmith.project import Project
 
@@ -183,7 +183,7 @@ def _owned_version(defs: Definitions, path: str, name: str) -> int:
 
 # ---------------------------------------------------------------------------- list, plan, apply
 @click.command("list")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@format_option
 @pass_project
 def list_cmd(project: Project, fmt: str) -> None:
     """Triggers and syncs: definition, applied version, deliveries per state."""
