@@ -323,10 +323,23 @@ class Project:
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        """``MLFLOW_TRACKING_URI`` when set, else the project's SQLite file (absolute)."""
-        return os.environ.get("MLFLOW_TRACKING_URI") or (
-            f"sqlite:///{(self.mlflow_dir / 'mlflow.db').as_posix()}"
-        )
+        """``MLFLOW_TRACKING_URI`` when set, else the project's SQLite file (absolute).
+
+        The embedded store's artifact locations are first moved into this project when
+        it was copied, moved or restored elsewhere (``training.relocation``).
+        """
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env:
+            return env
+        self._mlflow_relocated()
+        return f"sqlite:///{(self.mlflow_dir / 'mlflow.db').as_posix()}"
+
+    @_built_once
+    def _mlflow_relocated(self) -> int:
+        """Rows of the embedded MLflow store re-pointed at this project (once per load)."""
+        from training.relocation import relocate_artifacts
+
+        return relocate_artifacts(self.mlflow_dir / "mlflow.db", self.mlflow_artifacts_dir)
 
     @property
     def model_history_path(self) -> Path:

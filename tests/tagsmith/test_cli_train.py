@@ -244,3 +244,75 @@ def test_train_181_days_on_a_year_of_purchase_only_history(
     assert set(scores["horizon_days"]) == {181}
     assert scores["churn_probability"].between(0, 1).all()
     assert len(scores) == ev["customer_id"].nunique()
+
+
+def _artifact_uris(root: Path) -> list[str]:
+    import sqlite3
+
+    from training.relocation import URI_COLUMNS
+
+    with sqlite3.connect(root / "data" / "mlflow" / "mlflow.db") as con:
+        return [
+            value
+            for table, column in URI_COLUMNS
+            for (value,) in con.execute(f"SELECT {column} FROM {table}")
+            if value and value.startswith("file:")
+        ]
+
+
+def test_a_moved_project_trains_promotes_serves_and_restores_in_its_new_place(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow stores absolute artifact URIs; the project re-points them when it moved."""
+    from tagsmith.champions import champion_predictors
+
+    def run(root: Path, *args: str) -> tuple[int, str]:
+        # Each command as its own process would run it: mlflow.set_tracking_uri also
+        # sets MLFLOW_TRACKING_URI in this process, which would pin the previous project.
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        result = CliRunner().invoke(main, ["--project", str(root), *args])
+        return result.exit_code, result.output
+
+    from tags.policy import default_policy_text
+
+    (project / "policy.yaml").write_text(default_policy_text(), encoding="utf-8")
+    code, out = run(project, "models", "train", "churn")
+    assert code == 0, out
+    moved = tmp_path / "elsewhere" / "proj"
+    shutil.copytree(project, moved)
+    # The old place goes away (renamed): anything still reading it fails, anything still
+    # writing there would bring the path back.
+    gone = project.with_name("proj-old")
+    project.rename(gone)
+    before = {p: p.stat().st_mtime_ns for p in gone.rglob("*")}
+
+    code, out = run(moved, "models", "train", "churn")  # version 2 logged in the new place
+    assert code == 0, out
+    code, out = run(
+        moved, "models", "promote", "churn-predictor", "--role", "admin", "--force", "--reason", "t"
+    )
+    assert code == 0, out
+    code, out = run(moved, "models", "predict", "churn", "--out", str(tmp_path / "s.csv"))
+    assert code == 0, out
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    predictors, _ = champion_predictors(Project.load(moved))  # what the service loads
+    assert [(p.name, p.version) for p in predictors] == [("churn-predictor", "churn-predictor/2")]
+    backup = tmp_path / "backup"
+    code, out = run(moved, "store", "backup", str(backup), "--role", "admin")
+    assert code == 0, out
+
+    # Restored into a third place, it works there too.
+    third = tmp_path / "third" / "proj"
+    shutil.copytree(moved, third, ignore=shutil.ignore_patterns("data"))
+    code, out = run(third, "store", "restore", str(backup), "--role", "admin", "--yes")
+    assert code == 0, out
+    code, out = run(third, "models", "evaluate", "churn", "--alias", "champion")
+    assert code == 0, out
+
+    assert not project.exists()
+    assert {p: p.stat().st_mtime_ns for p in gone.rglob("*")} == before
+    for root in (moved, third):
+        uris = _artifact_uris(root)
+        assert uris
+        prefix = (root / "data" / "mlflow" / "artifacts").as_uri() + "/"
+        assert all(u.startswith(prefix) for u in uris), uris
