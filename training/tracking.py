@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,61 @@ def ensure_experiment(name: str, artifacts_dir: Path) -> str:
     location = (artifacts_dir / name).resolve()
     location.mkdir(parents=True, exist_ok=True)
     return str(mlflow.create_experiment(name, artifact_location=location.as_uri()))
+
+
+# What each registered model is, shown by the MLflow UI and `tagsmith models list`; each
+# version's description is its model card.
+MODEL_DESCRIPTIONS = {
+    "churn": (
+        "Tagsmith churn predictor: probability that a customer who has bought before makes "
+        "no purchase in the horizon after the cutoff (LightGBM on point-in-time features, "
+        "calibrated). Feeds the churn_risk tag. Each version's description is its model card."
+    ),
+    "value": (
+        "Tagsmith value predictor: expected net purchase amount of a customer in the horizon "
+        "after the cutoff (LightGBM, Tweedie). Feeds the predicted value tag. Each version's "
+        "description is its model card."
+    ),
+}
+_DESCRIPTION_LIMIT = 5000
+# Where the data came from, relative to the project (a dataset source, not a file read).
+FACTS_SOURCE = "data/facts"
+
+
+def default_run_name(result: TrainingResult) -> str:
+    """A readable run name: target, horizon and test cutoff (e.g. ``churn-90d-2024-10-03``)."""
+    return f"{result.target}-{result.plan.horizon_days}d-{result.plan.test.date().isoformat()}"
+
+
+def _log_datasets(result: TrainingResult, signature: Any) -> None:
+    """Dataset inputs of the run: the training facts (by fingerprint) and the test rows.
+
+    Only digests, schemas and row counts reach MLflow, never the rows themselves.
+    """
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.pandas_dataset import from_pandas
+
+    with warnings.catch_warnings():
+        # MLflow registers two local-file source classes and says it picks one: either is right.
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(FACTS_SOURCE)
+    plan = result.plan
+    training = MetaDataset(  # type: ignore[abstract]  # concrete at run time
+        source,
+        name=f"{result.target}-training-{plan.train[0].date()}..{plan.validation.date()}",
+        digest=(result.contract.facts_fingerprint or "unknown")[:16],
+        schema=signature.inputs,
+    )
+    mlflow.log_input(training, context="training")
+    test = from_pandas(
+        result.test,
+        source=source,
+        targets=result.target if result.target in result.test.columns else None,
+        name=f"{result.target}-test-{plan.test.date()}",
+    )
+    mlflow.log_input(test, context="test")
 
 
 def _params(result: TrainingResult, config: dict[str, Any]) -> dict[str, Any]:
@@ -182,9 +238,10 @@ def log_training(
         with mlflow.start_run(
             run_id=joined or None,
             experiment_id=None if joined else experiment_id,
-            run_name=None if joined else run_name,
+            run_name=None if joined else (run_name or default_run_name(result)),
         ) as run:
             mlflow.log_params(_params(result, config or {}))
+            _log_datasets(result, signature)
             mlflow.set_tags(
                 {
                     "target": result.target,
@@ -228,8 +285,12 @@ def log_training(
                     **{f"metric_{k}": f"{v:.6g}" for k, v in result.metrics["model"].items()},
                 },
             )
+            client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            client.update_registered_model(name, description=MODEL_DESCRIPTIONS[result.target])
+            client.update_model_version(
+                name, str(version.version), description=model_card(result)[:_DESCRIPTION_LIMIT]
+            )
             if set_alias is None:
-                client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
                 client.set_registered_model_alias(name, alias, str(version.version))
             else:
                 set_alias(name, str(version.version))

@@ -7,7 +7,9 @@ embedded MLflow store.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,6 +71,7 @@ def test_train_predict_evaluate(project: Path) -> None:
     for scorer in ("model", "recency", "rfm", "linear", "bgnbd", "oracle (truth)", "best baseline"):
         assert scorer in out
     assert "Registered churn-predictor version 1 as 'challenger'" in out
+    _assert_mlflow_lineage(project)
 
     # No champion yet: predicting with the default alias says so.
     code, out = run(project, "models", "predict", "churn", "--out", str(project / "x.csv"))
@@ -113,6 +116,30 @@ def test_train_predict_evaluate(project: Path) -> None:
     assert code == 0, out
     assert "churn-predictor/1" in out
     assert "bgnbd" in out
+
+
+def _assert_mlflow_lineage(project: Path) -> None:
+    """What a newcomer sees in the MLflow UI: a readable run with its datasets, described models."""
+    import mlflow
+
+    client = mlflow.MlflowClient(Project.load(project).mlflow_tracking_uri)
+    model = client.get_registered_model("churn-predictor")
+    assert "probability that a customer" in model.description
+    version = client.get_model_version("churn-predictor", "1")
+    assert version.description.startswith("# Model card: churn-predictor")
+    run_ = client.get_run(version.run_id)
+    assert re.fullmatch(r"churn-90d-\d{4}-\d{2}-\d{2}", run_.info.run_name)
+    inputs = {
+        d.dataset.name.split("-")[1]: (d.dataset, {t.key: t.value for t in d.tags})
+        for d in run_.inputs.dataset_inputs
+    }
+    training, tags = inputs["training"]
+    assert tags["mlflow.data.context"] == "training"
+    assert training.source == '{"uri": "data/facts"}'
+    assert training.digest
+    test, tags = inputs["test"]
+    assert tags["mlflow.data.context"] == "test"
+    assert json.loads(test.profile)["num_rows"] > 0
 
 
 def test_user_errors_exit_2_with_a_message(project: Path) -> None:
