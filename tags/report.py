@@ -48,6 +48,19 @@ def _png(fig: Any) -> str:
 
 
 def _sizes_chart(sizes: pd.DataFrame, tag_id: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, _ = sizes_figure(sizes, tag_id)
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def sizes_figure(sizes: pd.DataFrame, tag_id: str) -> tuple[Any, Any]:
+    """(figure, axes) of one tag's customers per value over time; the y-axis starts at 0.
+
+    A size axis that starts elsewhere turns a 2 % move into a cliff.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,10 +79,9 @@ def _sizes_chart(sizes: pd.DataFrame, tag_id: str) -> str:
         ax.legend(fontsize=7, loc="best")
         fig.autofmt_xdate()
     ax.set_ylabel("customers")
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    out = _png(fig)
-    plt.close(fig)
-    return out
+    return fig, ax
 
 
 def _matrix_chart(matrix: pd.DataFrame) -> str:
@@ -117,6 +129,7 @@ def render_report(
     title: str,
     meta: Mapping[str, Any],
     threshold: float,
+    names: Mapping[str, str] | None = None,
 ) -> str:
     """The report as one HTML page.
 
@@ -129,10 +142,17 @@ def render_report(
         meta: ``as_of``, ``previous``, ``n_customers``, ``run_id``, ``role`` and
             ``generated`` (when the report was made; passed in to keep this pure).
         threshold: The share-shift threshold (for the "no flags" sentence).
+        names: Tag id -> display name (the catalogue's); shown with the id.
     """
+
+    def label(tag_id: str) -> str:
+        name = (names or {}).get(tag_id)
+        return f"{name} ({tag_id})" if name and name != tag_id else tag_id
+
     rows = [
         {
             "tag_id": r["tag_id"],
+            "name": label(str(r["tag_id"])),
             "value": "" if pd.isna(r["value"]) else r["value"],
             "count": f"{int(r['count']):,}",
             "share": _fmt_share(r["share"]),
@@ -146,6 +166,7 @@ def render_report(
     tags = [
         {
             "tag_id": t,
+            "name": label(t),
             "sizes_png": _sizes_chart(sizes, t),
             "matrix_png": _matrix_chart(transitions[t]) if t in transitions else "",
         }
@@ -159,7 +180,7 @@ def render_report(
         title=title,
         rows=rows,
         tags=tags,
-        flags=flag_messages(coverage),
+        flags=[{**f, "name": label(f["tag_id"])} for f in flag_messages(coverage)],
         threshold_pct=f"{100 * threshold:g}",
         **meta,
     )

@@ -37,12 +37,11 @@ def test_notebook_is_committed_executed_with_plots_and_words() -> None:
 
 
 def _project(root: Path, raw: Path) -> None:
+    from tags.policy import default_policy_text
+    from tagsmith.cli import main
     from tagsmith.config import ProjectConfig
     from tagsmith.project import Project
     from training.config import TrainingConfig
-
-    from tags.policy import default_policy_text
-    from tagsmith.cli import main
 
     Project.init(
         root,

@@ -326,6 +326,7 @@ def report_cmd(
         matrices,
         title=f"{project.config.name}: tag coverage",
         threshold=threshold,
+        names={t.id: t.display_name for t in project.catalogue()},
         meta={
             "as_of": f"{cur:%Y-%m-%d}",
             "previous": f"{prev:%Y-%m-%d}" if prev is not None else "",
