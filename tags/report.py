@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -129,6 +129,7 @@ def render_report(
     title: str,
     meta: Mapping[str, Any],
     threshold: float,
+    lint: Sequence[Mapping[str, Any]] = (),
     names: Mapping[str, str] | None = None,
 ) -> str:
     """The report as one HTML page.
@@ -142,6 +143,7 @@ def render_report(
         meta: ``as_of``, ``previous``, ``n_customers``, ``run_id``, ``role`` and
             ``generated`` (when the report was made; passed in to keep this pure).
         threshold: The share-shift threshold (for the "no flags" sentence).
+        lint: ``tags.lint`` findings (``Finding.as_dict``): redundant and dead tags.
         names: Tag id -> display name (the catalogue's); shown with the id.
     """
 
@@ -182,5 +184,6 @@ def render_report(
         tags=tags,
         flags=[{**f, "name": label(f["tag_id"])} for f in flag_messages(coverage)],
         threshold_pct=f"{100 * threshold:g}",
+        lint=list(lint),
         **meta,
     )

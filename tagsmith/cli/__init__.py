@@ -127,12 +127,12 @@ def _load(target: str) -> click.Command:
 
 def tags_group() -> click.Group:
     """``tagsmith tags``: the catalogue, rule tags, tagging runs and the tag data."""
-    from tagsmith.cli import tagdata, tagrun, tags
+    from tagsmith.cli import govern, tagdata, tagrun, tags
 
     return click.Group(
         "tags",
         help=LAZY_COMMANDS["tags"].help,
-        commands=[*tags.COMMANDS, tagrun.run_cmd, *tagdata.COMMANDS],
+        commands=[*tags.COMMANDS, tagrun.run_cmd, *tagdata.COMMANDS, *govern.COMMANDS],
     )
 
 

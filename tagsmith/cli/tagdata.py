@@ -24,7 +24,13 @@ from tagsmith.cli._common import (
     pass_project,
     tag_list_option,
 )
-from tagsmith.cli._governance import make_reader, require, resolve_role, role_option
+from tagsmith.cli._governance import (
+    lint_findings,
+    make_reader,
+    require,
+    resolve_role,
+    role_option,
+)
 from tagsmith.project import Project
 
 __all__ = ["COMMANDS"]
@@ -320,12 +326,15 @@ def report_cmd(
         {t: store.transition_matrix(t, prev, cur) for t in visible} if prev is not None else {}
     )
     info = store.run_info(cur)
+    # Lint findings about tags this role may not see stay out of its report.
+    lint = [f.as_dict() for f in lint_findings(project) if set(f.tags) <= set(visible)]
     html = render_report(
         cov,
         sizes,
         matrices,
         title=f"{project.config.name}: tag coverage",
         threshold=threshold,
+        lint=lint,
         names={t.id: t.display_name for t in project.catalogue()},
         meta={
             "as_of": f"{cur:%Y-%m-%d}",
@@ -344,10 +353,21 @@ def report_cmd(
     n_flags = int((cov["flag"] != "").sum())
     if fmt == "json":
         emit_json(
-            {"as_of": cur, "previous_as_of": prev, "out": out, "flags": n_flags, "values": cov}
+            {
+                "as_of": cur,
+                "previous_as_of": prev,
+                "out": out,
+                "flags": n_flags,
+                "lint": lint,
+                "values": cov,
+            }
         )
         return
-    console.print(f"{n_flags} flagged value(s); report written to {out}")
+    for item in lint:
+        console.print(f"lint {item['kind']}: {item['detail']}", markup=False, soft_wrap=True)
+    console.print(
+        f"{n_flags} flagged value(s), {len(lint)} lint finding(s); report written to {out}"
+    )
 
 
 def _write_frame(df: pd.DataFrame, out: Path) -> None:

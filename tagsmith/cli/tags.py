@@ -30,7 +30,7 @@ from tagsmith.cli._common import (
     print_columns,
     tag_list_option,
 )
-from tagsmith.cli._governance import resolve_role
+from tagsmith.cli._governance import lint_findings, resolve_role
 from tagsmith.project import Project
 
 __all__ = ["COMMANDS", "default_as_of", "feature_kinds"]
@@ -52,6 +52,15 @@ def validate(project: Project) -> None:
         f"active rules type-check against the {len(kinds)} features of the feature spec",
         soft_wrap=True,
     )
+    findings = lint_findings(project)
+    for finding in findings:
+        console.print(
+            f"  lint {finding.kind}: {finding.detail}; {finding.suggestion}",
+            markup=False,
+            soft_wrap=True,
+        )
+    if findings:
+        console.print(f"{len(findings)} lint finding(s): see 'tagsmith tags lint'")
 
 
 @click.command("list")

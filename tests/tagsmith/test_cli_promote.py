@@ -63,8 +63,9 @@ def trained(trained_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("TAGSMITH_USER", "ops-ana")
     monkeypatch.setattr(console, "_width", 220)
-    # Artifacts stay in the template (read-only); the registry database is per test.
-    shutil.copytree(trained_template, tmp_path / "proj", ignore=shutil.ignore_patterns("artifacts"))
+    # A whole copy per test: the copy's MLflow store is re-pointed at its own artifacts
+    # (training.relocation), so the template is never read or written by a test.
+    shutil.copytree(trained_template, tmp_path / "proj")
     return Project.load(tmp_path / "proj")
 
 
