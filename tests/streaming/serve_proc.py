@@ -6,6 +6,7 @@ file in its work dir and is stopped by PID.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from tests.serving.live import REPO, free_port
 
@@ -47,8 +49,37 @@ def start(
     )
 
 
+def _descendants(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _kill_all(procs: list[psutil.Process]) -> None:
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(procs, timeout=10)
+
+
+def kill9(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process and every descendant at once.
+
+    BentoML starts its worker in a session of its own: signalling the process group
+    of ``bentoml serve`` alone would leave the worker (the process doing the work)
+    running as an orphan.
+    """
+    children = _descendants(proc)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    _kill_all(children)
+    proc.wait(timeout=10)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, SIGKILL it if it lingers."""
+    """SIGTERM the process group (BentoML stops its worker); SIGKILL what lingers."""
+    children = _descendants(proc)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -56,6 +87,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    _kill_all(alive)
 
 
 def serve(

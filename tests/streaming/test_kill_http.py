@@ -10,9 +10,7 @@ killed between storing and tagging is completed by the retry.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +26,7 @@ from tags.live import live_rows
 from tagsmith.live import live_tagger
 from tests.serving import project_fixture
 from tests.serving.project_fixture import ServedProject
-from tests.streaming.serve_proc import serve, stop, wait_events_ready
+from tests.streaming.serve_proc import kill9, serve, stop, wait_events_ready
 
 # Eleven service start-ups: allow for a loaded machine beyond the suite's 600 s default.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -59,6 +57,7 @@ class Producer:
         self.sent: list[dict[str, object]] = []
         self.unconfirmed: list[Batch] = []
         self.confirmed = 0
+        self.cut = 0  # posts sent whose answer never came (the service died mid-batch)
         self.refusals: list[str] = []
 
     def new_batch(self) -> Batch:
@@ -89,7 +88,9 @@ class Producer:
             r = httpx.post(
                 f"{url}/events", json={"events": batch}, headers={"X-API-Key": key}, timeout=30
             )
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
+            if not isinstance(exc, httpx.ConnectError):
+                self.cut += 1
             self.unconfirmed.append(batch)
             return False
         if r.status_code == 200:
@@ -141,9 +142,10 @@ def test_kill_9_of_the_service_loses_nothing_and_applies_nothing_twice(
                 assert time.monotonic() < deadline, "no batch confirmed"
                 time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 0.8))
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+            kill9(proc)
             kills += 1
+            with pytest.raises(httpx.ConnectError):  # nothing left serving
+                httpx.get(f"{url}/readyz", timeout=5)
             halt.set()
             thread.join(timeout=60)
             assert not thread.is_alive()
@@ -162,6 +164,7 @@ def test_kill_9_of_the_service_loses_nothing_and_applies_nothing_twice(
     finally:
         stop(proc)
     assert kills >= KILLS
+    assert producer.cut >= KILLS // 2  # most kills hit a batch in flight
     assert producer.refusals == []
     table = project.live_events().table()
     stored = pd.Series([] if table is None else table.column("event_id").to_pylist(), dtype=str)
