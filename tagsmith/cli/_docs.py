@@ -33,13 +33,12 @@ def cli_reference() -> str:
     """Markdown: every visible command's ``--help``, in the order the groups list them."""
     from tagsmith.cli import main
 
-    ctx = click.Context(
-        main, info_name="tagsmith", terminal_width=_WIDTH, max_content_width=_WIDTH
-    )
+    # The command's own context settings (-h as well as --help), as a real call has them:
+    # click caches each command's help option, so docs and calls must agree.
+    settings = {**main.context_settings, "terminal_width": _WIDTH, "max_content_width": _WIDTH}
+    ctx = click.Context(main, info_name="tagsmith", **settings)
     sections = _walk(main, ctx, ["tagsmith"])
-    toc = [
-        f"- [`{' '.join(path)}`](#{'-'.join(path)})" for path, _ in sections if len(path) > 1
-    ]
+    toc = [f"- [`{' '.join(path)}`](#{'-'.join(path)})" for path, _ in sections if len(path) > 1]
     parts = [
         "# CLI reference",
         "",
