@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
+from features.erasure import scrub_parquet
 from features.errors import StoreError
 from features.schema import EVENT_COLUMNS, EVENT_DTYPES, arrow_table, check_events
 
@@ -146,6 +147,11 @@ class LiveEventLog:
             self._ids.update(seen)
             self._read.add(final.name)
         return Appended(keep, final)
+
+    def erase(self, customer_ids: Collection[str]) -> int:
+        """Rewrite the segments without the customers' events; returns events removed."""
+        with self._lock():
+            return sum(scrub_parquet(p, customer_ids) for p in self.segments())
 
     def table(self, paths: Sequence[Path] | None = None) -> pa.Table | None:
         """Events of ``paths`` (default: every segment) with their ids; None when none."""

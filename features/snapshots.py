@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.cutoffs import AsOf, normalize_as_of
+from features.erasure import scrub_parquet
 from features.errors import StoreError
 
 __all__ = ["FeatureStore"]
@@ -90,6 +92,14 @@ class FeatureStore:
         finally:
             Path(tmp_name).unlink(missing_ok=True)
         return target
+
+    def erase(self, customer_ids: Collection[str]) -> int:
+        """Rewrite every snapshot without the customers' rows; returns rows removed."""
+        if not self.features_dir.is_dir():
+            return 0
+        return sum(
+            scrub_parquet(p, customer_ids) for p in sorted(self.features_dir.glob("*.parquet"))
+        )
 
     def meta(self, as_of: AsOf) -> dict[str, Any]:
         """Metadata of the snapshot of ``as_of``.

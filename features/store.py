@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -321,6 +321,33 @@ class FactStore:
             raise
         os.replace(journal_tmp, journal)  # the commit point
         self._roll_forward(journal)
+
+    def erase(self, customer_ids: Collection[str], *, now: pd.Timestamp) -> tuple[int, int]:
+        """Remove the customers and all their events, in one atomic commit.
+
+        Returns:
+            (customers removed, events removed).
+        """
+        wanted = pa.array(sorted({str(c) for c in customer_ids}), pa.string())
+        with self.lock():
+            if not self.manifest_path.is_file():
+                return 0, 0
+            customers = self.load_customers()
+            events = self.events_table()
+            gone = customers["customer_id"].isin(wanted.to_pylist()).to_numpy(bool)
+            if events is None:
+                return int(gone.sum()), 0
+            hit = pc.is_in(events["customer_id"], value_set=wanted)
+            n_events = int(pc.sum(hit).as_py() or 0)
+            if not gone.any() and not n_events:
+                return 0, 0
+            self.write(
+                customers=customers[~gone],
+                events=events.filter(pc.invert(hit)),
+                log_entries=[],
+                now=now,
+            )
+        return int(gone.sum()), n_events
 
     # Recovery -----------------------------------------------------------------------
     def _recover_if_needed(self) -> None:

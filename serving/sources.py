@@ -66,7 +66,10 @@ class TagStoreSnapshotSource:
             if self.store.latest_as_of() is None:
                 self._marker = None
             else:
-                self._marker = self.store.run_info().run_id
+                # An erasure rewrites the snapshot without a new run: it counts too.
+                erased = self.store.erasures()
+                run_id = self.store.run_info().run_id
+                self._marker = f"{run_id}+erasure{erased}" if erased else run_id
             self._stat = stamp
         return self._marker
 

@@ -261,6 +261,46 @@ class TagStore:
             row = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
         return run_info_of(row.iloc[0])
 
+    def erase(self, customer_ids: Collection[str]) -> dict[str, int]:
+        """Delete every row of the customers: snapshots (all history), transitions and
+        live values, in one transaction, then checkpoint so the deleted rows leave the
+        file. Returns rows removed per table."""
+        ids = sorted({str(c) for c in customer_ids})
+        if not self.path.exists() or not ids:
+            return {}
+        marks = ", ".join("?" for _ in ids)
+        removed: dict[str, int] = {}
+        with self._connect(write=True) as con:
+            con.begin()
+            for table in ("snapshots", "transitions", "live_tags"):
+                n = con.execute(
+                    f"SELECT count(*) FROM {table} WHERE customer_id IN ({marks})",  # noqa: S608
+                    ids,
+                ).fetchone()
+                con.execute(f"DELETE FROM {table} WHERE customer_id IN ({marks})", ids)  # noqa: S608
+                removed[table] = int(n[0]) if n else 0
+            # Readers that cache a snapshot (the service) reload when this changes.
+            con.execute(
+                "INSERT OR REPLACE INTO store_meta VALUES ('erasures', ?)",
+                [str(self._erasures(con) + 1)],
+            )
+            con.commit()
+            # Deleted rows stay in free blocks until a checkpoint rewrites them.
+            con.execute("CHECKPOINT")
+        return removed
+
+    @staticmethod
+    def _erasures(con: duckdb.DuckDBPyConnection) -> int:
+        row = con.execute("SELECT value FROM store_meta WHERE key = 'erasures'").fetchone()
+        return int(row[0]) if row else 0
+
+    def erasures(self) -> int:
+        """How many erasures the store has applied (0: none, or no store yet)."""
+        if not self.path.exists():
+            return 0
+        with self._connect(write=False) as con:
+            return self._erasures(con) if has_tables(con) else 0
+
     def _before_commit(self, con: duckdb.DuckDBPyConnection) -> None:
         """Last point before a run's transaction commits (tests inject failures here)."""
 

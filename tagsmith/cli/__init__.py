@@ -67,6 +67,7 @@ main.add_command(project_cmds.init)
 main.add_command(tags_group)
 main.add_command(audience_cmds.audience)
 main.add_command(customers_cmds.customers)
+customers_cmds.customers.add_command(govern_cmds.erase_cmd)
 main.add_command(
     click.Group(
         "triggers",

@@ -1,19 +1,23 @@
-"""``tagsmith tags lint``: redundant and dead tags, with suggested merges.
+"""Governance commands: ``tags lint`` (redundant and dead tags, with suggested merges)
+and ``customers erase`` (the right to erasure).
 
-Joins the ``tags`` group assembled in :mod:`tagsmith.cli`.
+They join the ``tags`` and ``customers`` groups assembled in :mod:`tagsmith.cli`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import click
+import pandas as pd
 
 from tagsmith.cli._common import console, pass_project, print_columns
-from tagsmith.cli._governance import lint_findings
+from tagsmith.cli._governance import lint_findings, require, resolve_role, role_option
+from tagsmith.erasure import erase_customers
 from tagsmith.project import Project
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "erase_cmd"]
 
 
 @click.command("lint")
@@ -53,6 +57,45 @@ def lint_cmd(project: Project, fmt: str, strict: bool) -> None:
         console.print(f"{len(findings)} finding(s)")
     if strict and findings:
         raise SystemExit(1)
+
+
+@click.command("erase")
+@click.argument("customer_ids", nargs=-1, required=True, metavar="ID...")
+@click.option("--yes", is_flag=True, help="Erase (without it, nothing is changed).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format (json for scripts).",
+)
+@role_option
+@pass_project
+def erase_cmd(
+    project: Project, customer_ids: tuple[str, ...], yes: bool, fmt: str, role: str | None
+) -> None:
+    """Erase customers everywhere: facts, features, tag history, deliveries (on request).
+
+    The audit log and the erasure register keep a keyed hash of each id, never the id;
+    later imports of the id are quarantined as 'erased'. Backups taken before are
+    listed: they still hold the customer until they expire (a restore erases again).
+    """
+    role = resolve_role(project, role)
+    require(project, role, "erase", query=f"customers erase ({len(customer_ids)} id(s))")
+    if not yes:
+        console.print(
+            f"would erase {len(customer_ids)} customer(s) from every store; re-run with --yes"
+        )
+        return
+    report = erase_customers(project, list(customer_ids), role=role, now=pd.Timestamp.now(tz="UTC"))
+    if fmt == "json":
+        click.echo(json.dumps(asdict(report), indent=2))
+        return
+    console.print(f"erased {len(customer_ids)} customer(s) (audit: {', '.join(report.hashes)})")
+    print_columns([("store", "removed")] + [(k, f"{v:,}") for k, v in report.removed.items()])
+    for path in report.older_backups:
+        console.print(f"  still held by the older backup {path}", markup=False, soft_wrap=True)
 
 
 COMMANDS = [lint_cmd]

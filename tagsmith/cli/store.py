@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from tags.audit import default_actor
 from tags.backup import create_backup, restore_backup
 from tagsmith import __version__
 from tagsmith.cli._common import console, pass_project
 from tagsmith.cli._governance import require, resolve_role, role_option
+from tagsmith.erasure import erasures_before_restore, keep_erasures
 from tagsmith.project import Project
 
 
@@ -102,7 +104,10 @@ def restore(project: Project, src: Path, yes: bool, role: str | None) -> None:
     archived = None
     if yes:
         previous_log = read_audit_log(project)
+        erased = erasures_before_restore(project)
         restore_backup(src, project.root)
+        # Customers erased since the backup was taken stay erased.
+        reerased = keep_erasures(project, erased, now=pd.Timestamp.now(tz="UTC"))
         # The restored data folder holds the backup's log; the one it replaced is kept.
         archived = archive_audit_log(project, previous_log) if previous_log else None
     console.print(
@@ -128,5 +133,7 @@ def restore(project: Project, src: Path, yes: bool, role: str | None) -> None:
         },
     )
     console.print("restored")
+    if reerased:
+        console.print(f"  erased again {reerased} customer(s) erased after this backup was taken")
     if archived:
         console.print(f"  the audit log as it was before the restore is kept in {archived}")
