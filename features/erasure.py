@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from features.crypto import EncryptionKeys, atomic_write, open_bytes, read_parquet, write_parquet
 from features.errors import StoreError
 
 __all__ = ["ErasureRegister", "scrub_parquet", "scrub_quarantine"]
@@ -135,12 +135,14 @@ class ErasedMatcher:
         return out
 
 
-def scrub_parquet(path: Path, customer_ids: Collection[str]) -> int:
+def scrub_parquet(
+    path: Path, customer_ids: Collection[str], keys: EncryptionKeys | None = None
+) -> int:
     """Rewrite ``path`` without the rows of ``customer_ids`` (atomically, schema metadata
     kept; a ``rows`` count in the ``tagsmith`` metadata is updated). Returns rows removed.
     """
     try:
-        table = pq.read_table(path)
+        table = read_parquet(path, keys)
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(f"{path}: expected a readable Parquet file. {exc}") from exc
     if "customer_id" not in table.column_names:
@@ -159,14 +161,16 @@ def scrub_parquet(path: Path, customer_ids: Collection[str]) -> int:
     kept = kept.replace_schema_metadata(meta)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        pq.write_table(kept, tmp, compression="zstd")
+        write_parquet(kept, tmp, keys, compression="zstd")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return removed
 
 
-def scrub_quarantine(directory: Path, customer_ids: Collection[str]) -> int:
+def scrub_quarantine(
+    directory: Path, customer_ids: Collection[str], keys: EncryptionKeys | None = None
+) -> int:
     """Drop quarantined rows whose original line holds one of ``customer_ids`` as a field.
 
     Quarantine files keep each rejected row's original text; an erased customer's rows
@@ -177,19 +181,15 @@ def scrub_quarantine(directory: Path, customer_ids: Collection[str]) -> int:
     wanted = set(customer_ids)
     removed = 0
     for path in sorted(directory.glob("*.csv")):
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(io.BytesIO(open_bytes(path, keys)), dtype=str, keep_default_na=False)
         if "original_line" not in frame.columns:
             continue
         hit = frame["original_line"].map(lambda line: _holds(line, wanted)).to_numpy(bool)
         if not hit.any():
             continue
         removed += int(hit.sum())
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            frame[~hit].to_csv(tmp, index=False)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        text = frame[~hit].to_csv(index=False).encode("utf-8")
+        atomic_write(path, keys.seal(text) if keys is not None else text)
     return removed
 
 

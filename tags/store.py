@@ -28,8 +28,10 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.crypto import EncryptionKeys
 from tags.errors import TagStoreError
 from tags.live import LIVE_SCHEMA, reconcile_live
+from tags.store_crypto import attach_encrypted
 from tags.store_format import (
     DIFF_SQL,
     MATRIX_SQL,
@@ -83,14 +85,27 @@ class TagStore:
     Each run also records what it changed as transitions (``tags.transitions``), in the
     same transaction as its snapshot.
 
+    With encryption keys the database is opened through DuckDB's database encryption
+    (``ATTACH ... (ENCRYPTION_KEY ...)``, AES-GCM), a new file is created encrypted, and
+    a file written before the project had a key is still read (``tagsmith store
+    rotate-key`` rewrites it encrypted).
+
     Args:
         path: The database file (created on the first write).
         busy_timeout_s: How long opening the file waits while another process holds it.
+        keys: Encryption keys (None: a plain database file).
     """
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+        keys: EncryptionKeys | None = None,
+    ) -> None:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
+        self.keys = keys
 
     # -- connections -------------------------------------------------------------------
 
@@ -107,7 +122,7 @@ class TagStore:
         delay = 0.02
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=not write)
+                con = self._open(write=write)
                 break
             # IOException: another process holds the file; ConnectionException: this
             # process holds it with the other mode (a live write beside a reader).
@@ -131,6 +146,17 @@ class TagStore:
             yield con
         finally:
             con.close()
+
+    def _open(self, *, write: bool) -> duckdb.DuckDBPyConnection:
+        if self.keys is None:
+            try:
+                return duckdb.connect(str(self.path), read_only=not write)
+            except duckdb.CatalogException as exc:
+                raise TagStoreError(
+                    f"The tag store {self.path} is encrypted. Expected the project's encryption "
+                    "key (TAGSMITH_ENCRYPTION_KEY or governance.encryption.key_file). Got no key."
+                ) from exc
+        return attach_encrypted(self.path, self.keys, write=write)
 
     def exists(self) -> bool:
         """True when the store file exists (a run has written it)."""
@@ -260,46 +286,6 @@ class TagStore:
                 con.unregister("incoming")
             row = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
         return run_info_of(row.iloc[0])
-
-    def erase(self, customer_ids: Collection[str]) -> dict[str, int]:
-        """Delete every row of the customers: snapshots (all history), transitions and
-        live values, in one transaction, then checkpoint so the deleted rows leave the
-        file. Returns rows removed per table."""
-        ids = sorted({str(c) for c in customer_ids})
-        if not self.path.exists() or not ids:
-            return {}
-        marks = ", ".join("?" for _ in ids)
-        removed: dict[str, int] = {}
-        with self._connect(write=True) as con:
-            con.begin()
-            for table in ("snapshots", "transitions", "live_tags"):
-                n = con.execute(
-                    f"SELECT count(*) FROM {table} WHERE customer_id IN ({marks})",  # noqa: S608
-                    ids,
-                ).fetchone()
-                con.execute(f"DELETE FROM {table} WHERE customer_id IN ({marks})", ids)  # noqa: S608
-                removed[table] = int(n[0]) if n else 0
-            # Readers that cache a snapshot (the service) reload when this changes.
-            con.execute(
-                "INSERT OR REPLACE INTO store_meta VALUES ('erasures', ?)",
-                [str(self._erasures(con) + 1)],
-            )
-            con.commit()
-            # Deleted rows stay in free blocks until a checkpoint rewrites them.
-            con.execute("CHECKPOINT")
-        return removed
-
-    @staticmethod
-    def _erasures(con: duckdb.DuckDBPyConnection) -> int:
-        row = con.execute("SELECT value FROM store_meta WHERE key = 'erasures'").fetchone()
-        return int(row[0]) if row else 0
-
-    def erasures(self) -> int:
-        """How many erasures the store has applied (0: none, or no store yet)."""
-        if not self.path.exists():
-            return 0
-        with self._connect(write=False) as con:
-            return self._erasures(con) if has_tables(con) else 0
 
     def _before_commit(self, con: duckdb.DuckDBPyConnection) -> None:
         """Last point before a run's transaction commits (tests inject failures here)."""

@@ -23,6 +23,7 @@ import pandas as pd
 
 from features.erasure import ErasureRegister, scrub_quarantine
 from tags.audit import default_actor
+from tags.store_governance import erase_customers as erase_tag_rows
 from tagsmith.project import Project
 
 __all__ = [
@@ -68,9 +69,10 @@ def _scrub(project: Project, ids: Sequence[str], now: pd.Timestamp) -> dict[str,
     removed["fact customers"] = customers
     removed["fact events"] = events
     removed["live events"] = project.live_events().erase(ids)
-    removed["quarantined rows"] = scrub_quarantine(project.quarantine_dir, ids)
+    keys = project.encryption_keys()
+    removed["quarantined rows"] = scrub_quarantine(project.quarantine_dir, ids, keys)
     removed["feature rows"] = project.feature_store().erase(ids)
-    for table, n in project.tag_store().erase(ids).items():
+    for table, n in erase_tag_rows(project.tag_store(), ids).items():
         removed[f"tag store {table}"] = n
     if project.outbox_path.exists():
         from activation.erasure import erase_from_outbox

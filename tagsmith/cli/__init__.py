@@ -87,6 +87,8 @@ main.add_command(features_cmds.features)
 main.add_command(models_cmds.models)
 main.add_command(audit_cmds.audit)
 main.add_command(store_cmds.store)
+for _cmd in govern_cmds.STORE_COMMANDS:
+    store_cmds.store.add_command(_cmd)
 main.add_command(serve_cmds.serve)
 main.add_command(generate_cmds.generate)
 main.add_command(train_cmds.train)

@@ -12,12 +12,14 @@ from dataclasses import asdict
 import click
 import pandas as pd
 
+from features.crypto import generate_key
 from tagsmith.cli._common import console, pass_project, print_columns
 from tagsmith.cli._governance import lint_findings, require, resolve_role, role_option
+from tagsmith.encryption import encryption_status, rewrite_under_current_key
 from tagsmith.erasure import erase_customers
 from tagsmith.project import Project
 
-__all__ = ["COMMANDS", "erase_cmd"]
+__all__ = ["COMMANDS", "STORE_COMMANDS", "erase_cmd"]
 
 
 @click.command("lint")
@@ -98,4 +100,67 @@ def erase_cmd(
         console.print(f"  still held by the older backup {path}", markup=False, soft_wrap=True)
 
 
+@click.command("new-key")
+def new_key_cmd() -> None:
+    """Print a new random 256-bit key for encryption at rest (store it outside the project).
+
+    \b
+    Use it as TAGSMITH_ENCRYPTION_KEY, or in a key file named by
+    governance.encryption.key_file; to rotate, give NEW,OLD and run 'store encrypt'.
+    """
+    click.echo(generate_key())
+
+
+@click.command("encryption")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format (json for scripts).",
+)
+@pass_project
+def encryption_cmd(project: Project, fmt: str) -> None:
+    """Whether each store is encrypted at rest, and under which key."""
+    status = encryption_status(project)
+    if fmt == "json":
+        click.echo(json.dumps(asdict(status), indent=2))
+        return
+    if status.key_id is None:
+        console.print(
+            "No encryption key configured: the stores are written unencrypted "
+            f"(set ${project.config.governance.encryption.key_env} or "
+            "governance.encryption.key_file; make a key with 'tagsmith store new-key')."
+        )
+    else:
+        console.print(f"Encryption at rest with key {status.key_id}.")
+    rows = [("store", "state")]
+    for store, counts in status.stores.items():
+        rows.append((store, ", ".join(f"{n} {what}" for what, n in counts.items() if n)))
+    print_columns(rows)
+    if status.key_id and status.plain_files:
+        console.print("Some files are not under the current key: run 'tagsmith store encrypt'.")
+
+
+@click.command("encrypt")
+@role_option
+@pass_project
+def encrypt_cmd(project: Project, role: str | None) -> None:
+    """Rewrite every store under the current key (first encryption, or key rotation)."""
+    role = resolve_role(project, role)
+    require(project, role, "backup", query="store encrypt")
+    done = rewrite_under_current_key(project)
+    keys = project.encryption_keys()
+    project.audit_log().append(
+        action="encrypt",
+        role=role,
+        query="store encrypt",
+        extra={"key_id": keys.current_id if keys else None, "rewritten": done},
+    )
+    print_columns([("store", "rewritten")] + [(k, str(v)) for k, v in done.items()])
+    console.print(f"Every store is now under key {keys.current_id if keys else '?'}.")
+
+
+STORE_COMMANDS = [new_key_cmd, encryption_cmd, encrypt_cmd]
 COMMANDS = [lint_cmd]

@@ -75,6 +75,7 @@ def backup(project: Project, dest: Path, role: str | None) -> None:
         dest,
         audit_logs=[project.audit_log_path],
         meta={"tagsmith_version": __version__, "project": project.config.name},
+        keys=project.encryption_keys(),
     )
     project.audit_log().append(
         actor=default_actor(),
@@ -100,12 +101,13 @@ def restore(project: Project, src: Path, yes: bool, role: str | None) -> None:
     """Verify the backup in SRC, then (with --yes) put every store back."""
     role = resolve_role(project, role)
     require(project, role, "restore", query=f"restore {src}")
-    manifest = restore_backup(src, project.root, apply=False)
+    keys = project.encryption_keys()
+    manifest = restore_backup(src, project.root, apply=False, keys=keys)
     archived = None
     if yes:
         previous_log = read_audit_log(project)
         erased = erasures_before_restore(project)
-        restore_backup(src, project.root)
+        restore_backup(src, project.root, keys=keys)
         # Customers erased since the backup was taken stay erased.
         reerased = keep_erasures(project, erased, now=pd.Timestamp.now(tz="UTC"))
         # The restored data folder holds the backup's log; the one it replaced is kept.
