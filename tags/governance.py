@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.consent import ConsentConfig
 from tags.lint import LintConfig
 
 __all__ = ["EncryptionConfig", "GovernanceConfig"]
@@ -35,9 +36,12 @@ class GovernanceConfig(BaseModel):
     Attributes:
         lint: Thresholds of ``tagsmith tags lint`` (overlap, similar names, dead tags).
         encryption: Where the key of encryption at rest comes from.
+        consent: Declared purposes (``features.consent``): exports, triggers and syncs
+            leave out customers who did not consent to theirs.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     lint: LintConfig = Field(default_factory=LintConfig)
     encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
+    consent: ConsentConfig = Field(default_factory=ConsentConfig)

@@ -37,7 +37,8 @@ SENSITIVITIES: tuple[str, ...] = ("public", "internal", "restricted")
 # log; backup / restore: the project's stores; catalogue: change tag definitions;
 # promote / rollback: move a model's champion alias (the web console checks them);
 # write_events: send behaviour events to real-time tagging (POST /events);
-# erase: erase a customer everywhere on request (``tagsmith customers erase``).
+# erase: erase a customer everywhere on request (``tagsmith customers erase``);
+# consent: import customers' consent records (``tagsmith customers consent import``).
 ACTIONS: tuple[str, ...] = (
     "read",
     "export",
@@ -51,6 +52,7 @@ ACTIONS: tuple[str, ...] = (
     "rollback",
     "write_events",
     "erase",
+    "consent",
 )
 ALL = "*"
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.erasure import ErasureRegister, scrub_quarantine
+from features.erasure import ErasureRegister, scrub_parquet, scrub_quarantine
 from tags.audit import default_actor
 from tags.store_governance import erase_customers as erase_tag_rows
 from tagsmith.project import Project
@@ -72,6 +72,8 @@ def _scrub(project: Project, ids: Sequence[str], now: pd.Timestamp) -> dict[str,
     keys = project.encryption_keys()
     removed["quarantined rows"] = scrub_quarantine(project.quarantine_dir, ids, keys)
     removed["feature rows"] = project.feature_store().erase(ids)
+    consent = project.facts_dir / "consent.parquet"
+    removed["consent records"] = scrub_parquet(consent, ids, keys) if consent.is_file() else 0
     for table, n in erase_tag_rows(project.tag_store(), ids).items():
         removed[f"tag store {table}"] = n
     if project.outbox_path.exists():

@@ -27,6 +27,7 @@ from tagsmith.errors import ConfigError, ProjectNotFoundError
 if TYPE_CHECKING:
     from activation.outbox import Outbox
     from activation.versions import TriggerHistory
+    from features.consent import ConsentBook
     from features.crypto import EncryptionKeys
     from features.live import FactsWithLive, LiveEventLog
     from features.snapshots import FeatureStore
@@ -181,6 +182,18 @@ class Project:
         if not marker.is_file():
             marker.write_text(json.dumps({"key_id": keys.current_id}) + "\n", encoding="utf-8")
         return keys
+
+    @_built_once
+    def consent(self) -> ConsentBook:
+        """Consent records per customer and purpose (``governance.consent``)."""
+        from features.consent import ConsentBook
+
+        return ConsentBook(
+            self.facts_dir / "consent.parquet",
+            self.config.governance.consent,
+            keys=self.encryption_keys(),
+            customers=lambda: self.fact_store().load_customers(),
+        )
 
     @_built_once
     def feature_spec(self) -> FeatureSpec:

@@ -68,6 +68,7 @@ main.add_command(tags_group)
 main.add_command(audience_cmds.audience)
 main.add_command(customers_cmds.customers)
 customers_cmds.customers.add_command(govern_cmds.erase_cmd)
+customers_cmds.customers.add_command(govern_cmds.consent_group)
 main.add_command(
     click.Group(
         "triggers",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 import pandas as pd
@@ -19,7 +20,7 @@ from tagsmith.encryption import encryption_status, rewrite_under_current_key
 from tagsmith.erasure import erase_customers
 from tagsmith.project import Project
 
-__all__ = ["COMMANDS", "STORE_COMMANDS", "erase_cmd"]
+__all__ = ["COMMANDS", "STORE_COMMANDS", "consent_group", "erase_cmd"]
 
 
 @click.command("lint")
@@ -163,4 +164,70 @@ def encrypt_cmd(project: Project, role: str | None) -> None:
 
 
 STORE_COMMANDS = [new_key_cmd, encryption_cmd, encrypt_cmd]
+
+
+@click.group("consent")
+def consent_group() -> None:
+    """Customers' consent per purpose (governance.consent.purposes): import, show."""
+
+
+@consent_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@role_option
+@pass_project
+def consent_import_cmd(project: Project, file: Path, role: str | None) -> None:
+    """Add consent records from a CSV: customer_id, purpose, granted (yes/no), at (optional).
+
+    Rows that fail are listed (line, field, expected, got) and not added; the latest
+    record per customer and purpose wins.
+    """
+    role = resolve_role(project, role)
+    require(project, role, "consent", query=f"consent import {file.name}")
+    book = project.consent()
+    if not book.enabled:
+        raise click.UsageError(
+            "No purposes are declared: add them under governance.consent.purposes in "
+            f"{project.config_path} first."
+        )
+    frame = pd.read_csv(file, dtype=str, keep_default_na=False)
+    result = book.import_frame(frame, source=str(file), now=pd.Timestamp.now(tz="UTC"))
+    project.audit_log().append(
+        role=role,
+        action="consent",
+        n_customers=result.accepted,
+        query=f"consent import {file.name}",
+        extra={"accepted": result.accepted, "rejected": len(result.rejected)},
+    )
+    for reason in result.rejected:
+        console.print(f"  rejected: {reason}", markup=False, soft_wrap=True)
+    console.print(
+        f"imported {result.accepted:,} consent record(s), {len(result.rejected)} rejected"
+    )
+
+
+@consent_group.command("show")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format (json for scripts).",
+)
+@role_option
+@pass_project
+def consent_show_cmd(project: Project, fmt: str, role: str | None) -> None:
+    """Per declared purpose: its default and how many customers granted or refused it."""
+    require(project, resolve_role(project, role), "read", query="consent show")
+    summary = project.consent().summary()
+    if fmt == "json":
+        click.echo(json.dumps(summary, indent=2))
+        return
+    rows = [("purpose", "default", "granted", "refused")]
+    rows += [
+        (p, "granted" if s["default_granted"] else "refused", f"{s['granted']:,}",
+         f"{s['refused']:,}")
+        for p, s in summary.items()
+    ]
+    print_columns(rows)
 COMMANDS = [lint_cmd]

@@ -1,0 +1,153 @@
+"""Consent and purpose: records per customer and purpose; exports, audience syncs and
+triggers leave out who did not consent; undeclared purposes are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from features.consent import ConsentBook, ConsentConfig
+from features.errors import StoreError
+from tags.audit import AuditLog
+from tags.store import TagStore
+from tagsmith.cli import main
+from tests.tags.conftest import long_table
+
+ENV = {"TAGSMITH_USER": "tester", "TAGSMITH_ROLE": None}
+NOW = pd.Timestamp("2024-06-01", tz="UTC")
+
+
+def run(root: Path, *args: str, role: str | None = None):
+    argv = ["--project", str(root), *args] + (["--role", role] if role else [])
+    return CliRunner().invoke(main, argv, env=ENV)
+
+
+def test_latest_record_wins_defaults_and_attributes(tmp_path: Path) -> None:
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d"],
+            "signup_at": pd.to_datetime(["2023-01-01"] * 4, utc=True),
+            "consent_marketing": ["yes", "no", "", "yes"],
+        }
+    )
+    book = ConsentBook(
+        tmp_path / "consent.parquet",
+        ConsentConfig(purposes={"marketing": "granted", "profiling": "refused"}),
+        customers=lambda: customers,
+    )
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "c", "", "d", "d"],
+            "purpose": ["marketing", "marketing", "profiling", "marketing", "sales", "marketing"],
+            "granted": ["yes", "no", "yes", "yes", "yes", "maybe"],
+            "at": ["2024-01-01", "2024-03-01", "2024-02-01", "", "", ""],
+        }
+    )
+    result = book.import_frame(frame, source="c.csv", now=NOW)
+    assert result.accepted == 3
+    assert len(result.rejected) == 3
+    assert any("line 5: field 'customer_id'" in r for r in result.rejected)
+    assert any("line 6: field 'purpose'" in r and "'sales'" in r for r in result.rejected)
+    assert any("line 7: field 'granted'" in r and "'maybe'" in r for r in result.rejected)
+    ids = ["a", "b", "c", "d", "e"]
+    # a: attribute yes at signup, then yes, then no (latest); b: attribute no; c, e: default
+    # granted; d: attribute yes.
+    assert book.allowed("marketing", ids).tolist() == [False, False, True, True, True]
+    # profiling is opt-in: only c has granted it.
+    assert book.allowed("profiling", ids).tolist() == [False, False, True, False, False]
+    with pytest.raises(StoreError, match="expected a purpose declared"):
+        book.allowed("sales", ids)
+    assert isinstance(book.allowed("marketing", []), np.ndarray)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    assert run(root, "init").exit_code == 0
+    config = yaml.safe_load((root / "tagsmith.yaml").read_text())
+    config["governance"]["consent"]["purposes"] = {"marketing": "granted", "profiling": "refused"}
+    (root / "tagsmith.yaml").write_text(yaml.safe_dump(config))
+    rows = [(c, "old_customer", "true") for c in ("a", "b", "c")]
+    TagStore(root / "data" / "tags.duckdb").write_snapshot(
+        long_table(rows, "2024-01-31"), as_of="2024-01-31"
+    )
+    records = root.parent / "consent.csv"
+    records.write_text("customer_id,purpose,granted\nb,marketing,no\nc,profiling,yes\n")
+    refused = run(root, "customers", "consent", "import", str(records))
+    assert refused.exit_code == 2  # marketing may not import consent
+    done = run(root, "customers", "consent", "import", str(records), role="admin")
+    assert done.exit_code == 0, done.output
+    assert "imported 2 consent record(s), 0 rejected" in done.output
+    return root
+
+
+def test_exports_need_a_declared_purpose_and_leave_refusers_out(
+    project: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "t.csv"
+    missing = run(project, "tags", "export", "--out", str(out))
+    assert missing.exit_code == 2
+    assert "must declare its purpose" in missing.output
+    assert not out.exists()
+    wrong = run(project, "tags", "export", "--out", str(out), "--purpose", "sales")
+    assert wrong.exit_code == 2
+    assert not out.exists()
+    ok = run(project, "tags", "export", "--out", str(out), "--purpose", "marketing")
+    assert ok.exit_code == 0, ok.output
+    assert sorted(pd.read_csv(out)["customer_id"]) == ["a", "c"]
+    assert "left out 1 customer(s)" in ok.output
+    aud = tmp_path / "a.csv"
+    ok = run(
+        project, "audience", "select", "old_customer", "--out", str(aud), "--purpose", "profiling"
+    )
+    assert ok.exit_code == 0, ok.output
+    assert pd.read_csv(aud)["customer_id"].tolist() == ["c"]
+    consent = [
+        e
+        for e in AuditLog(project / "data" / "audit.log").entries()
+        if e["action"] == "consent" and "purpose" in e["extra"]
+    ]
+    assert [(e["extra"]["purpose"], e["n_customers"]) for e in consent] == [
+        ("marketing", 1),
+        ("profiling", 2),
+    ]
+
+
+def test_syncs_leave_refusers_out_and_undeclared_purposes_are_refused(project: Path) -> None:
+    assert run(project, "audience", "save", "loyal", "old_customer").exit_code == 0
+    added = run(
+        project,
+        "triggers",
+        "add",
+        "loyal-list",
+        "--audience",
+        "loyal",
+        "--drop",
+        "exports",
+        "--file-format",
+        "csv",
+    )
+    assert added.exit_code == 0, added.output
+    path = project / "triggers" / "loyal-list.yaml"
+    data = yaml.safe_load(path.read_text())
+    for kind in ("syncs", "destinations"):
+        data[kind][0]["purpose"] = "sales"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    plan = run(project, "triggers", "plan")
+    assert plan.exit_code == 1
+    assert "governance.consent.purposes" in plan.output
+    refused = run(project, "triggers", "apply", role="admin")
+    assert refused.exit_code == 1
+    for kind in ("syncs", "destinations"):
+        data[kind][0]["purpose"] = "marketing"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert run(project, "triggers", "apply", role="admin").exit_code == 0
+    first = run(project, "triggers", "run", "--until", "idle", "--max-seconds", "20")
+    assert first.exit_code == 0, first.output
+    full = pd.read_csv(project / "exports" / "loyal-list" / "loyal-list-000001-full.csv")
+    assert sorted(full["customer_id"]) == ["a", "c"]
