@@ -83,6 +83,7 @@ main.add_command(
         commands=stream_cmds.COMMANDS,
     )
 )
+main.add_command(tagrun_cmds.schedule_group)
 main.add_command(facts_cmds.facts)
 main.add_command(features_cmds.features)
 main.add_command(models_cmds.models)

@@ -225,9 +225,15 @@ def consent_show_cmd(project: Project, fmt: str, role: str | None) -> None:
         return
     rows = [("purpose", "default", "granted", "refused")]
     rows += [
-        (p, "granted" if s["default_granted"] else "refused", f"{s['granted']:,}",
-         f"{s['refused']:,}")
+        (
+            p,
+            "granted" if s["default_granted"] else "refused",
+            f"{s['granted']:,}",
+            f"{s['refused']:,}",
+        )
         for p, s in summary.items()
     ]
     print_columns(rows)
+
+
 COMMANDS = [lint_cmd]

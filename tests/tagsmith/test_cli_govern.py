@@ -111,3 +111,33 @@ def test_lint_is_clean_without_the_twin(tmp_path: Path) -> None:
     code, out = run(tmp_path / "p", "tags", "lint")
     assert code == 0, out
     assert "No redundant or dead tags" in out
+
+
+def test_schedule_runs_when_due_then_waits(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    raw = tmp_path / "raw"
+    for step in (
+        ["init"],
+        ["generate", "--customers", "100", "--seed", "2", "--out", str(raw)],
+        [
+            "facts",
+            "import",
+            "--customers",
+            str(raw / "customers.csv"),
+            "--events",
+            str(raw / "events.csv"),
+        ],
+    ):
+        code, out = run(root, *step)
+        assert code == 0, out
+    code, out = run(root, "schedule", "status", "--crontab")
+    assert code == 0, out
+    assert "next run due now" in out
+    assert f"15 2 * * * cd {root.resolve()} && tagsmith schedule run --role admin" in out
+    code, out = run(root, "schedule", "run", "--role", "admin")
+    assert code == 0, out
+    assert "due: refresh daily" in out
+    assert "run " in out
+    code, out = run(root, "schedule", "run", "--role", "admin")
+    assert code == 0, out
+    assert "not due: refresh daily" in out
