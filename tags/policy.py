@@ -38,7 +38,8 @@ SENSITIVITIES: tuple[str, ...] = ("public", "internal", "restricted")
 # promote / rollback: move a model's champion alias (the web console checks them);
 # write_events: send behaviour events to real-time tagging (POST /events);
 # erase: erase a customer everywhere on request (``tagsmith customers erase``);
-# consent: import customers' consent records (``tagsmith customers consent import``).
+# consent: import customers' consent records (``tagsmith customers consent import``);
+# review: sign off a new version of a review-required tag (``tagsmith tags review``).
 ACTIONS: tuple[str, ...] = (
     "read",
     "export",
@@ -53,6 +54,7 @@ ACTIONS: tuple[str, ...] = (
     "write_events",
     "erase",
     "consent",
+    "review",
 )
 ALL = "*"
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from tags.audit import AuditLog
     from tags.catalogue import Catalogue
     from tags.policy import AccessPolicy
+    from tags.review import ReviewBook
     from tags.segments import AudienceBook
     from tags.store import TagStore
     from tags.versions import CatalogueHistory
@@ -182,6 +183,13 @@ class Project:
         if not marker.is_file():
             marker.write_text(json.dumps({"key_id": keys.current_id}) + "\n", encoding="utf-8")
         return keys
+
+    @_built_once
+    def reviews(self) -> ReviewBook:
+        """Sign-offs of review-required tags (``tagsmith tags review``)."""
+        from tags.review import ReviewBook
+
+        return ReviewBook(self.data_dir / "reviews.json")
 
     @_built_once
     def consent(self) -> ConsentBook:

@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import pandas as pd
 
 from features.crypto import generate_key
+from tags.audit import default_actor
 from tagsmith.cli._common import console, pass_project, print_columns
-from tagsmith.cli._governance import lint_findings, require, resolve_role, role_option
+from tagsmith.cli._governance import (
+    lint_findings,
+    make_reader,
+    require,
+    resolve_role,
+    role_option,
+)
 from tagsmith.encryption import encryption_status, rewrite_under_current_key
 from tagsmith.erasure import erase_customers
 from tagsmith.project import Project
@@ -166,6 +175,107 @@ def encrypt_cmd(project: Project, role: str | None) -> None:
 STORE_COMMANDS = [new_key_cmd, encryption_cmd, encrypt_cmd]
 
 
+def _review_material(project: Project, tag_id: str, sample: int) -> dict[str, Any]:
+    """Sizes now (newest snapshot) and under the definition to apply, and a sample."""
+    from features.events import prepare_events
+    from tags.engine import evaluate_tags
+
+    store = project.tag_store()
+    facts = project.fact_store()
+    as_of = store.latest_as_of() if store.exists() else None
+    if as_of is None or not facts.exists():
+        return {"as_of": None, "before": {}, "after": {}, "sample": []}
+    current = store.snapshot(as_of, tags=[tag_id])
+    prepared = prepare_events(facts.load_customers(), facts.load_events())
+    frame = prepared.build_features(as_of, spec=project.feature_spec())
+    new = evaluate_tags(frame, prepared, project.catalogue(), as_of=as_of, tag_ids=[tag_id])
+    new = new[new["tag_id"] == tag_id]
+    before = current.groupby("value").size().astype(int).to_dict()
+    after = new.groupby("value", observed=True).size().astype(int).to_dict()
+    was = dict(zip(current["customer_id"].astype(str), current["value"].astype(str), strict=True))
+    picked = new.sample(min(sample, len(new)), random_state=0) if len(new) else new
+    rows = [
+        {"customer_id": str(c), "value": str(v), "current": was.get(str(c))}
+        for c, v in zip(picked["customer_id"], picked["value"], strict=True)
+    ]
+    return {"as_of": f"{as_of:%Y-%m-%d}", "before": before, "after": after, "sample": rows}
+
+
+@click.command("review")
+@click.argument("tag_id")
+@click.option("--approve", "decision", flag_value="approved", help="Sign off this definition.")
+@click.option("--reject", "decision", flag_value="rejected", help="Refuse this definition.")
+@click.option("--sample", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--note", default="", help="Why (kept with the decision).")
+@role_option
+@pass_project
+def review_cmd(
+    project: Project,
+    tag_id: str,
+    decision: str | None,
+    sample: int,
+    note: str,
+    role: str | None,
+) -> None:
+    """Show a review-required tag's change (sizes, a sample), then --approve or --reject it.
+
+    The decision is bound to the definition's fingerprint: editing it again needs a new
+    sign-off. Needs the 'review' action; recorded in the audit log.
+    """
+    role = resolve_role(project, role)
+    tag = project.catalogue().get(tag_id)
+    require(project, role, "review", query=f"tags review {tag_id}")
+    reader = make_reader(project, role)
+    reader.authorise("read", [tag_id], f"tags review {tag_id}")
+    material = _review_material(project, tag_id, sample)
+    console.print(
+        f"{tag.id} v{tag.version} ({tag.display_name}), review: {tag.review}; fingerprint "
+        f"{tag.fingerprint()[:12]}",
+        markup=False,
+    )
+    if material["as_of"]:
+        values = sorted(set(material["before"]) | set(material["after"]))
+        rows = [("value", f"now ({material['as_of']})", "with this definition", "change")]
+        for v in values:
+            b, a = material["before"].get(v, 0), material["after"].get(v, 0)
+            rows.append((v, f"{b:,}", f"{a:,}", f"{a - b:+,}"))
+        print_columns(rows)
+        console.print(f"sample of {len(material['sample'])} customer(s) it would tag:")
+        for r in material["sample"]:
+            console.print(
+                f"  {r['customer_id']}: {r['value']} (now {r['current'] or '-'})", markup=False
+            )
+    else:
+        console.print("no tag snapshot and facts yet: sizes cannot be compared")
+    if decision is None:
+        console.print("re-run with --approve or --reject to record your decision")
+        return
+    if tag.review != "required":
+        console.print(f"note: {tag_id} does not require review; the decision is recorded anyway")
+    entry = {
+        "tag_id": tag_id,
+        "version": tag.version,
+        "fingerprint": tag.fingerprint(),
+        "decision": decision,
+        "reviewer": default_actor(),
+        "role": role,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sample_size": len(material["sample"]),
+        "sizes_before": material["before"],
+        "sizes_after": material["after"],
+        "note": note,
+    }
+    project.reviews().record(entry)
+    project.audit_log().append(
+        role=role,
+        action="review",
+        tags=[tag_id],
+        query=f"tags review {tag_id} v{tag.version}: {decision}",
+        extra={k: v for k, v in entry.items() if k not in ("tag_id", "role")},
+    )
+    console.print(f"{decision} {tag_id} v{tag.version} as {default_actor()} ({role})")
+
+
 @click.group("consent")
 def consent_group() -> None:
     """Customers' consent per purpose (governance.consent.purposes): import, show."""
@@ -236,4 +346,4 @@ def consent_show_cmd(project: Project, fmt: str, role: str | None) -> None:
     print_columns(rows)
 
 
-COMMANDS = [lint_cmd]
+COMMANDS = [lint_cmd, review_cmd]
