@@ -227,11 +227,17 @@ class ConsentBook:
             merged = (
                 pd.concat([self.records(), new], ignore_index=True) if self.path.is_file() else new
             )
-            merged["at"] = pd.to_datetime(merged["at"], utc=True)
-            merged["granted"] = merged["granted"].astype(bool)
-            table = pa.Table.from_pandas(
-                merged.astype({"customer_id": str, "purpose": str, "source": str}),
-                preserve_index=False,
+            at = pd.to_datetime(merged["at"], utc=True)
+            table = pa.table(
+                {
+                    "customer_id": pa.array(merged["customer_id"].astype(str).tolist()),
+                    "purpose": pa.array(merged["purpose"].astype(str).tolist()),
+                    "granted": pa.array(merged["granted"].astype(bool).tolist()),
+                    "at": pa.array(at.dt.tz_convert(None).to_numpy(), pa.timestamp("us")).cast(
+                        pa.timestamp("us", tz="UTC")
+                    ),
+                    "source": pa.array(merged["source"].astype(str).tolist()),
+                }
             )
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")

@@ -151,3 +151,69 @@ def test_syncs_leave_refusers_out_and_undeclared_purposes_are_refused(project: P
     assert first.exit_code == 0, first.output
     full = pd.read_csv(project / "exports" / "loyal-list" / "loyal-list-000001-full.csv")
     assert sorted(full["customer_id"]) == ["a", "c"]
+
+
+def test_triggers_leave_out_who_did_not_consent(project: Path) -> None:
+    from tests.activation.receiver import Receiver
+
+    secret = "consent-secret"
+    receiver = Receiver(secret=secret.encode()).up()
+    try:
+        store = TagStore(project / "data" / "tags.duckdb")
+        ids = ["a", "b", "c"]
+        store.write_snapshot(
+            long_table([(c, "lifecycle_stage", "active") for c in ids], "2024-02-29"),
+            as_of="2024-02-29",
+        )
+        env = {**ENV, "CRM_SECRET": secret}
+        added = CliRunner().invoke(
+            main,
+            [
+                "--project",
+                str(project),
+                "triggers",
+                "add",
+                "winback",
+                "--on-enter",
+                "lifecycle_stage = 'dormant'",
+                "--webhook",
+                receiver.url,
+                "--secret-env",
+                "CRM_SECRET",
+            ],
+            env=env,
+        )
+        assert added.exit_code == 0, added.output
+        applied = CliRunner().invoke(
+            main, ["--project", str(project), "triggers", "apply", "--role", "admin"], env=env
+        )
+        assert applied.exit_code == 0, applied.output
+        store.write_snapshot(
+            long_table([(c, "lifecycle_stage", "dormant") for c in ids], "2024-03-31"),
+            as_of="2024-03-31",
+        )
+        fired = CliRunner().invoke(
+            main,
+            [
+                "--project",
+                str(project),
+                "triggers",
+                "run",
+                "--until",
+                "drained",
+                "--max-seconds",
+                "30",
+            ],
+            env=env,
+        )
+        assert fired.exit_code == 0, fired.output
+        # b refused marketing (the trigger's purpose): only a and c are sent.
+        assert sorted(e["customer_id"] for e in receiver.events()) == ["a", "c"]
+    finally:
+        receiver.down()
+    fires = [
+        e
+        for e in AuditLog(project / "data" / "audit.log").entries()
+        if e["action"] == "trigger_fire"
+    ]
+    assert [(e["n_customers"], e["extra"]["consent_excluded"]) for e in fires] == [(2, 1)]
