@@ -227,13 +227,13 @@ class ConsentBook:
             merged = (
                 pd.concat([self.records(), new], ignore_index=True) if self.path.is_file() else new
             )
-            at = pd.to_datetime(merged["at"], utc=True)
+            stamps = pd.to_datetime(merged["at"], utc=True)
             table = pa.table(
                 {
                     "customer_id": pa.array(merged["customer_id"].astype(str).tolist()),
                     "purpose": pa.array(merged["purpose"].astype(str).tolist()),
                     "granted": pa.array(merged["granted"].astype(bool).tolist()),
-                    "at": pa.array(at.dt.tz_convert(None).to_numpy(), pa.timestamp("us")).cast(
+                    "at": pa.array(stamps.dt.tz_convert(None).to_numpy(), pa.timestamp("us")).cast(
                         pa.timestamp("us", tz="UTC")
                     ),
                     "source": pa.array(merged["source"].astype(str).tolist()),
