@@ -174,8 +174,7 @@ def import_facts(
         derive_customers: Create a customer for every unknown id from its first
             event. ``None``: derive when no customers file is given and the store
             holds no customer yet (a bare transaction log).
-        erased: Marks ids of erased customers (``features.erasure``): their rows are
-            quarantined as ``erased``, with the original line withheld.
+        erased: Marks erased customers' ids: their rows are quarantined as ``erased``.
 
     Raises:
         FactFileError: A file cannot be imported; nothing is written.
