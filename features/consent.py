@@ -6,7 +6,9 @@ without any record (``granted``: opt-out; ``refused``: opt-in). Records come fro
 * consent files imported with ``tagsmith customers consent import`` (``customer_id``,
   ``purpose``, ``granted`` yes/no, optional ``at``), kept in ``data/facts/consent.parquet``
   (sealed like the fact store under an encryption key);
-* customer attributes named ``consent_<purpose>`` (yes/no), taken as given at signup.
+* customer attributes named ``consent_<purpose>`` (yes/no), taken as given at signup;
+* events ``consent_given`` / ``consent_withdrawn`` whose ``category`` is the purpose
+  (declare both under ``facts.event_types``).
 
 The latest record per customer and purpose wins. :meth:`ConsentBook.allowed` answers,
 for a purpose and a list of customers, who may be used for it.
@@ -84,6 +86,9 @@ class ConsentBook:
         config: The declared purposes.
         keys: Encryption keys (the file is sealed with them).
         customers: Loads the customers table, for ``consent_<purpose>`` attributes.
+        events: Loads events (``customer_id, occurred_at, event_type, category``), for
+            ``consent_given`` / ``consent_withdrawn`` events.
+        marker: A token that changes when the facts change (cache key of the records).
     """
 
     def __init__(
@@ -93,11 +98,16 @@ class ConsentBook:
         *,
         keys: EncryptionKeys | None = None,
         customers: Callable[[], pd.DataFrame] | None = None,
+        events: Callable[[], pd.DataFrame] | None = None,
+        marker: Callable[[], object] | None = None,
     ) -> None:
         self.path = Path(path)
         self.config = config
         self.keys = keys
         self._customers = customers
+        self._events = events
+        self._marker = marker
+        self._cache: tuple[object, pd.DataFrame] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -155,9 +165,39 @@ class ConsentBook:
             pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
         )
 
+    def _event_records(self) -> pd.DataFrame:
+        if self._events is None:
+            return pd.DataFrame(columns=list(COLUMNS))
+        events = self._events()
+        kinds = events["event_type"].astype(str)
+        mine = events[kinds.isin(["consent_given", "consent_withdrawn"])]
+        mine = mine[mine["category"].astype(str).isin(list(self.config.purposes))]
+        return pd.DataFrame(
+            {
+                "customer_id": mine["customer_id"].astype(str),
+                "purpose": mine["category"].astype(str),
+                "granted": mine["event_type"].astype(str) == "consent_given",
+                "at": pd.to_datetime(mine["occurred_at"], utc=True),
+                "source": "events",
+            }
+        )
+
     def latest(self) -> pd.DataFrame:
-        """The record in force per customer and purpose."""
-        parts = [p for p in (self._attribute_records(), self.records()) if len(p)]
+        """The record in force per customer and purpose (cached while nothing changed)."""
+        key = (
+            self.path.stat().st_mtime_ns if self.path.is_file() else 0,
+            self._marker() if self._marker is not None else None,
+        )
+        if self._cache is not None and self._cache[0] == key and self._marker is not None:
+            return self._cache[1]
+        found = self._latest()
+        self._cache = (key, found)
+        return found
+
+    def _latest(self) -> pd.DataFrame:
+        parts = [
+            p for p in (self._attribute_records(), self._event_records(), self.records()) if len(p)
+        ]
         if not parts:
             return pd.DataFrame(columns=list(COLUMNS))
         every = pd.concat(parts, ignore_index=True)

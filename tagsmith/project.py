@@ -201,6 +201,11 @@ class Project:
             self.config.governance.consent,
             keys=self.encryption_keys(),
             customers=lambda: self.fact_store().load_customers(),
+            events=lambda: self.facts().load_events(
+                columns=["customer_id", "occurred_at", "event_type", "category"]
+            ),
+            # No facts yet: nothing to fingerprint (the records file still counts).
+            marker=lambda: self.facts().fingerprint() if self.fact_store().exists() else "",
         )
 
     @_built_once

@@ -35,10 +35,19 @@ def test_latest_record_wins_defaults_and_attributes(tmp_path: Path) -> None:
             "consent_marketing": ["yes", "no", "", "yes"],
         }
     )
+    events = pd.DataFrame(
+        {
+            "customer_id": ["e", "e", "d"],
+            "occurred_at": pd.to_datetime(["2024-01-01", "2024-04-01", "2024-04-01"], utc=True),
+            "event_type": ["consent_withdrawn", "consent_given", "purchase"],
+            "category": ["marketing", "profiling", "marketing"],
+        }
+    )
     book = ConsentBook(
         tmp_path / "consent.parquet",
         ConsentConfig(purposes={"marketing": "granted", "profiling": "refused"}),
         customers=lambda: customers,
+        events=lambda: events,
     )
     frame = pd.DataFrame(
         {
@@ -55,11 +64,11 @@ def test_latest_record_wins_defaults_and_attributes(tmp_path: Path) -> None:
     assert any("line 6: field 'purpose'" in r and "'sales'" in r for r in result.rejected)
     assert any("line 7: field 'granted'" in r and "'maybe'" in r for r in result.rejected)
     ids = ["a", "b", "c", "d", "e"]
-    # a: attribute yes at signup, then yes, then no (latest); b: attribute no; c, e: default
-    # granted; d: attribute yes.
-    assert book.allowed("marketing", ids).tolist() == [False, False, True, True, True]
-    # profiling is opt-in: only c has granted it.
-    assert book.allowed("profiling", ids).tolist() == [False, False, True, False, False]
+    # a: attribute yes at signup, then yes, then no (latest); b: attribute no; c: default
+    # granted; d: attribute yes (a purchase is no consent event); e: withdrawn by event.
+    assert book.allowed("marketing", ids).tolist() == [False, False, True, True, False]
+    # profiling is opt-in: c granted it in a file, e by an event.
+    assert book.allowed("profiling", ids).tolist() == [False, False, True, False, True]
     with pytest.raises(StoreError, match="expected a purpose declared"):
         book.allowed("sales", ids)
     assert isinstance(book.allowed("marketing", []), np.ndarray)
