@@ -76,7 +76,7 @@ def _tag_run(folder: str, queue: Any) -> None:
 
     project = Project.load(Path(folder))
     began = time.perf_counter()
-    run_tagging(
+    result = run_tagging(
         facts=project.fact_store(),
         catalogue=project.catalogue(),
         store=project.tag_store(),
@@ -84,7 +84,7 @@ def _tag_run(folder: str, queue: Any) -> None:
         spec=project.feature_spec(),
         force=True,
     )
-    queue.put({"run_s": time.perf_counter() - began})
+    queue.put({"run_s": time.perf_counter() - began, "steps": result.timings})
 
 
 def _serve(folder: str, requests: int, queue: Any) -> None:
@@ -148,8 +148,9 @@ def main() -> None:
                 figures[name]["run_s"].append(run["run_s"])
                 figures[name]["load_s"].append(served["load_s"])
                 figures[name]["request_ms"].append(served["request_ms"])
+                steps = ", ".join(f"{k} {v:.1f}" for k, v in run["steps"].items())
                 print(
-                    f"  {name:<9} tags run {run['run_s']:.1f} s; service load "
+                    f"  {name:<9} tags run {run['run_s']:.1f} s [{steps}]; service load "
                     f"{served['load_s']:.1f} s, /tags {served['request_ms']:.2f} ms per "
                     "100-customer request",
                     flush=True,
