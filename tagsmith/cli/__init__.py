@@ -165,6 +165,26 @@ def models_group() -> click.Group:
     return group
 
 
+def customers_group() -> click.Group:
+    """``tagsmith customers``: look up, erase, and record consent."""
+    from tagsmith.cli import customers, govern
+
+    group = customers.customers
+    for command in (govern.erase_cmd, govern.consent_group):
+        group.add_command(command)
+    return group
+
+
+def store_group() -> click.Group:
+    """``tagsmith store``: backup and restore, plus the governance store commands."""
+    from tagsmith.cli import govern, store
+
+    group = store.store
+    for command in govern.STORE_COMMANDS:
+        group.add_command(command)
+    return group
+
+
 def data_group() -> click.Group:
     """``tagsmith data``: synthetic data to try the tool on."""
     from tagsmith.cli import generate
@@ -202,7 +222,7 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         "Select customers by combining tags, e.g. \"churn_risk = 'high' and old_customer\".",
     ),
     "customers": LazyCommand(
-        "tagsmith.cli.customers:customers",
+        "tagsmith.cli:customers_group",
         "Look customers up: profile, tags and why each tag has its value.",
     ),
     "triggers": LazyCommand(
@@ -217,12 +237,16 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         "tagsmith.cli.serve:serve",
         "Start the HTTP tag service (BentoML) on the project, or manage its API keys.",
     ),
+    "schedule": LazyCommand(
+        "tagsmith.cli.tagrun:schedule_group",
+        "Scheduled refresh: run tagging when the tags' 'refresh' says it is due.",
+    ),
     "audit": LazyCommand(
         "tagsmith.cli.audit:audit",
         "The audit log: who read, exported or changed which tags, and when.",
     ),
     "store": LazyCommand(
-        "tagsmith.cli.store:store",
+        "tagsmith.cli:store_group",
         "Back up and restore the project's stores (tags, facts, features, models, audit).",
     ),
     # Old spellings (top-level verbs), kept for one release.

@@ -25,8 +25,11 @@ from tagsmith.cli._common import (
     tag_list_option,
 )
 from tagsmith.cli._governance import (
+    check_purpose,
+    consent_filter,
     lint_findings,
     make_reader,
+    purpose_option,
     require,
     resolve_role,
     role_option,
@@ -93,6 +96,7 @@ def runs_cmd(project: Project, last: int, role: str | None, fmt: str) -> None:
     help="Output file: .csv or .parquet.",
 )
 @format_option
+@purpose_option
 @role_option
 @pass_project
 def export_cmd(
@@ -100,12 +104,22 @@ def export_cmd(
     as_of: str | None,
     tag_ids: tuple[str, ...],
     out: Path,
+    purpose: str | None,
     role: str | None,
     fmt: str,
 ) -> None:
     """Write a snapshot (one row per customer and tag, scores included) to a file."""
+    purpose = check_purpose(project, purpose, what="tags export")
     reader = make_reader(project, role)
     rows, customers = reader.export(out, as_of, tags=_tag_list(tag_ids))
+    if purpose is not None and project.consent().enabled:
+        frame = pd.read_csv(out, dtype=str) if out.suffix == ".csv" else pd.read_parquet(out)
+        kept, excluded = consent_filter(
+            project, frame, purpose, role=reader.role, what=f"tags export {out}"
+        )
+        _write_frame(kept, out)
+        rows, customers = len(kept), kept["customer_id"].nunique()
+        console.print(f"left out {excluded:,} customer(s) without consent to {purpose!r}")
     if fmt == "json":
         emit_json({"out": out, "rows": rows, "customers": customers})
         return
