@@ -37,11 +37,16 @@ __all__ = ["run_cmd", "run_tags", "schedule_group"]
 @pass_project
 def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None, fmt: str) -> None:
     """Tag every customer: features -> rule tags -> predicted tags -> one snapshot."""
-    run_tags(project, as_of, force, role)
+    run_tags(project, as_of, force, role, fmt=fmt)
 
 
-def run_tags(project: Project, as_of: str | None, force: bool, role: str | None) -> None:
-    """One tagging run with its console report (``tags run``, ``schedule run``)."""
+def run_tags(
+    project: Project, as_of: str | None, force: bool, role: str | None, *, fmt: str = "text"
+) -> None:
+    """One tagging run with its console report (``tags run``, ``schedule run``).
+
+    With ``fmt="json"`` the report is one JSON document on stdout instead.
+    """
     role = resolve_role(project, role)
     require(project, role, "run", query=f"tags run as_of={as_of or 'default'}")
     catalogue = project.catalogue()

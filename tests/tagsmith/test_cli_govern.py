@@ -118,7 +118,7 @@ def test_schedule_runs_when_due_then_waits(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     for step in (
         ["init"],
-        ["generate", "--customers", "100", "--seed", "2", "--out", str(raw)],
+        ["data", "generate", "--customers", "100", "--seed", "2", "--out", str(raw)],
         [
             "facts",
             "import",

@@ -56,7 +56,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw = root.parent / "raw"
     steps = [
         ["init"],
-        ["generate", "--customers", "300", "--seed", "4", "--out", str(raw)],
+        ["data", "generate", "--customers", "300", "--seed", "4", "--out", str(raw)],
         [
             "facts",
             "import",

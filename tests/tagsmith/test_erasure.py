@@ -33,7 +33,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw = root.parent / "raw"
     steps = [
         ["init"],
-        ["generate", "--customers", "300", "--seed", "11", "--out", str(raw)],
+        ["data", "generate", "--customers", "300", "--seed", "11", "--out", str(raw)],
         [
             "facts",
             "import",
