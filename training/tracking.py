@@ -378,7 +378,7 @@ def model_card(result: TrainingResult) -> str:
     ]
     top = ", ".join(f"`{f}`" for f in result.importance["feature"].head(10))
     dropped = ", ".join(f"`{k}` ({v})" for k, v in result.dropped_features.items()) or "none"
-    calibration = c.calibration.kind if c.calibration is not None else "none"
+    calibration: str = c.calibration.kind if c.calibration is not None else "none"
     if c.blend is not None:
         b = c.blend
         calibration = (
