@@ -136,7 +136,7 @@ class ChampionModel:
         if len(matrix) == 0:
             return np.empty(0, dtype=np.float64)
         raw = self.booster.predict(matrix, num_threads=1)
-        return calibrate(np.asarray(raw, dtype=np.float64), self.contract)
+        return calibrate(np.asarray(raw, dtype=np.float64), self.contract, matrix)
 
     def label(self, scores: np.ndarray) -> list[str]:
         """Band (churn risk) or tier (predicted value) of each score."""
