@@ -114,6 +114,8 @@ def test_tags_evaluate_and_run(with_facts: Path) -> None:
 
 
 def test_facts_features_audience_audit_keys(with_facts: Path) -> None:
+    # A snapshot to select from (reused when test_tags_evaluate_and_run made it already).
+    _json(with_facts, "tags", "run", "--role", "admin", "--as-of", "2024-12-01")
     summary = _json(with_facts, "facts", "summary")
     assert summary["customers"] == 200
     assert summary["imports"][-1]["accepted"] > 0
