@@ -187,12 +187,17 @@ class AuditLog:
 
     def verify(self) -> AuditReport:
         """Check every hash, sequence number and link; report each broken line by number."""
-        lines = self._lines()
+        decoded = self._decoded_lines()
+        lines = [text for text, _ in decoded]
         report = AuditReport(n_entries=len(lines))
         prev_hash: str | None = GENESIS
         prev_seq = 0
         last: dict[str, Any] | None = None
-        for n, line in enumerate(lines, start=1):
+        for n, (line, utf8) in enumerate(decoded, start=1):
+            if not utf8:
+                report.problems.append((n, "not UTF-8 text (edited or corrupted)"))
+                prev_hash, prev_seq = None, prev_seq + 1
+                continue
             try:
                 entry = json.loads(line)
                 if not isinstance(entry, dict):
@@ -246,10 +251,25 @@ class AuditLog:
     # -- internals ---------------------------------------------------------------------
 
     def _lines(self) -> list[str]:
+        return [text for text, _ in self._decoded_lines()]
+
+    def _decoded_lines(self) -> list[tuple[str, bool]]:
+        """Each non-blank line as text, and whether it was valid UTF-8.
+
+        Decoded line by line, so one corrupted line (say, bytes appended by another
+        tool) is reported by number instead of failing the whole read (finding 14-6).
+        """
         if not self.path.exists():
             return []
-        text = self.path.read_text(encoding="utf-8")
-        return [ln for ln in text.split("\n") if ln.strip()]
+        out = []
+        for raw in self.path.read_bytes().split(b"\n"):
+            try:
+                text, utf8 = raw.decode("utf-8"), True
+            except UnicodeDecodeError:
+                text, utf8 = raw.decode("utf-8", errors="replace"), False
+            if text.strip():
+                out.append((text, utf8))
+        return out
 
     def _tail(self) -> tuple[int, str]:
         """(seq, hash) of the last entry, read from the end of the file."""

@@ -42,8 +42,10 @@ from tags.store_format import (
     format_of,
     has_tables,
     ident,
+    is_busy,
     naive,
     now,
+    open_failure,
     run_info_of,
     select_tags,
     sql_str,
@@ -109,9 +111,11 @@ class TagStore:
             try:
                 con = duckdb.connect(str(self.path), read_only=not write)
                 break
-            # IOException: another process holds the file; ConnectionException: this
-            # process holds it with the other mode (a live write beside a reader).
+            # Only a lock (another process's, or this one's in the other mode) is worth
+            # waiting for; a damaged file or read-only folder is named (finding 14-7).
             except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                if not is_busy(exc):
+                    raise TagStoreError(open_failure(self.path, exc)) from exc
                 if time.monotonic() + delay > deadline:
                     raise TagStoreError(
                         f"The tag store {self.path} is in use by another process (a tagging "

@@ -9,8 +9,9 @@ from rich.table import Table
 
 from tags.audit import default_actor
 from tags.segments import Audience, select_audience
-from tagsmith.cli._common import console, pass_project
+from tagsmith.cli._common import console, guard_out, overwrite_option, pass_project
 from tagsmith.cli._governance import make_reader, require, resolve_role, role_option
+from tagsmith.outputs import write_atomic
 from tagsmith.project import Project
 
 __all__ = ["audience"]
@@ -36,13 +37,20 @@ def audience() -> None:
 
 
 def _select(
-    project: Project, expression: str, as_of: str | None, out: Path | None, role: str | None
+    project: Project,
+    expression: str,
+    as_of: str | None,
+    out: Path | None,
+    role: str | None,
+    overwrite: bool = False,
 ) -> Audience:
     reader = make_reader(project, role)
     if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
         raise click.BadParameter(
             f"Expected a .csv or .parquet file. Got {out}.", param_hint="--out"
         )
+    if out is not None:
+        out = guard_out(project, out, overwrite)
     chosen = select_audience(
         reader, expression, as_of=as_of, action="export" if out is not None else "audience"
     )
@@ -51,14 +59,11 @@ def _select(
         f"(tags: {', '.join(chosen.tags)})"
     )
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
         frame = chosen.customers
         if out.suffix.lower() == ".csv":
-            frame.to_csv(tmp, index=False)
+            write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
         else:
-            frame.to_parquet(tmp, index=False)
-        tmp.replace(out)
+            write_atomic(out, lambda tmp: frame.to_parquet(tmp, index=False))
         console.print(f"written to {out}")
     elif chosen.size:
         console.print("first customers: " + ", ".join(chosen.customers["customer_id"].head(5)))
@@ -69,6 +74,7 @@ def _select(
 @click.argument("expression")
 @AS_OF
 @OUT
+@overwrite_option
 @click.option(
     "--save",
     "save_as",
@@ -84,12 +90,13 @@ def select(
     expression: str,
     as_of: str | None,
     out: Path | None,
+    overwrite: bool,
     save_as: str | None,
     description: str,
     role: str | None,
 ) -> None:
     """Select the customers for whom EXPRESSION holds; print the size."""
-    _select(project, expression, as_of, out, role)
+    _select(project, expression, as_of, out, role, overwrite)
     if save_as:
         _save(project, save_as, expression, description, replace=False, role=role)
 
@@ -141,15 +148,21 @@ def save(
 @click.argument("name")
 @AS_OF
 @OUT
+@overwrite_option
 @role_option
 @pass_project
 def run_saved(
-    project: Project, name: str, as_of: str | None, out: Path | None, role: str | None
+    project: Project,
+    name: str,
+    as_of: str | None,
+    out: Path | None,
+    overwrite: bool,
+    role: str | None,
 ) -> None:
     """Re-run the saved audience NAME against a snapshot."""
     saved = project.audiences().get(name)
     console.print(f"{name}: {saved.expression}")
-    _select(project, saved.expression, as_of, out, role)
+    _select(project, saved.expression, as_of, out, role, overwrite)
 
 
 @audience.command("list")
