@@ -25,8 +25,12 @@ def project(
 
 
 def run(project: Project, *args: str) -> tuple[int, str]:
+    # Promotion and rollback are policy actions: act as admin (finding 14-9).
     result = CliRunner().invoke(
-        main, ["--project", str(project.root), "models", *args], terminal_width=200
+        main,
+        ["--project", str(project.root), "models", *args],
+        terminal_width=200,
+        env={"TAGSMITH_ROLE": "admin"},
     )
     return result.exit_code, result.output
 

@@ -69,7 +69,10 @@ def trained(trained_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def run(project: Project, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["--project", str(project.root), "models", *args])
+    # Promotion and rollback are policy actions: act as admin (finding 14-9).
+    result = CliRunner().invoke(
+        main, ["--project", str(project.root), "models", *args], env={"TAGSMITH_ROLE": "admin"}
+    )
     return result.exit_code, result.output
 
 
