@@ -103,6 +103,9 @@ def restore(project: Project, src: Path, yes: bool, role: str | None) -> None:
     if yes:
         previous_log = read_audit_log(project)
         restore_backup(src, project.root)
+        # The backup's log is shorter than the checkpoint outside the project: this
+        # deliberate, audited restore is the one thing that may move the checkpoint back.
+        project.audit_log().reset_checkpoint()
         # The restored data folder holds the backup's log; the one it replaced is kept.
         archived = archive_audit_log(project, previous_log) if previous_log else None
     console.print(

@@ -76,7 +76,6 @@ def test_rollback_cli_restores_and_audits(
 ) -> None:
     from datetime import UTC, datetime
 
-    from tags.audit import AuditLog
 
     monkeypatch.setenv("TAGSMITH_USER", "olga")
     registry = project.registry()
@@ -89,7 +88,7 @@ def test_rollback_cli_restores_and_audits(
     assert code == 0, out
     assert "from v2 to v1" in out
     assert registry.alias_version("churn-predictor", "champion") == "1"
-    log = AuditLog(project.audit_log_path)
+    log = project.audit_log()  # keyed, with the key outside the project
     assert log.verify().ok
     entry = log.entries()[-1]
     assert (entry["action"], entry["actor"]) == ("models.rollback", "olga")
