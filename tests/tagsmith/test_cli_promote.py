@@ -165,7 +165,7 @@ def test_two_processes_promoting_at_once_one_wins_the_other_fails_cleanly(
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root), "TAGSMITH_USER": "proc"}
+    env = {**os.environ, "PYTHONPATH": str(root), "TAGSMITH_USER": "proc", "TAGSMITH_ROLE": "admin"}
     env.pop("MLFLOW_TRACKING_URI", None)
     argv = [
         sys.executable,
