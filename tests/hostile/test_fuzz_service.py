@@ -105,7 +105,9 @@ HUGE = st.one_of(
 ATTRIBUTES = st.fixed_dictionaries(
     {},
     optional={
-        "birth_year": st.one_of(st.integers(-(10**40), 10**40), st.floats(allow_nan=False)),
+        "birth_year": st.one_of(
+            st.integers(-(10**40), 10**40), st.floats(allow_nan=False, allow_infinity=False)
+        ),
         "gender": st.text(max_size=20),
         "city": st.text(max_size=20),
     },
