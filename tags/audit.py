@@ -17,6 +17,7 @@ the log and its head, or cutting its end, no longer verifies as intact.
 
 from __future__ import annotations
 
+import base64
 import getpass
 import hashlib
 import hmac
@@ -30,11 +31,14 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from features.crypto import EncryptionKeys
+from features.errors import StoreError
 from tags.errors import AuditError
 
 __all__ = ["GENESIS", "AuditLog", "AuditReport", "default_actor"]
 
 GENESIS = "0" * 64
+_SEALED = "enc1:"
 _LOCK_TIMEOUT_S = 30.0
 
 
@@ -81,8 +85,14 @@ class AuditReport:
 class AuditLog:
     """An append-only, hash-chained JSON-lines file.
 
+    With encryption keys, each line is the entry sealed (AES-GCM, ``features.crypto``)
+    and base64-encoded after ``enc1:``; the hash chain is over the plain entries, so
+    ``verify`` checks both. Plain and sealed lines may follow each other (a log started
+    before the project had a key).
+
     Args:
         path: The log file (created with its folder on the first append).
+        keys: Encryption keys (None: plain JSON lines).
         key: Secret of the keyed chain (HMAC-SHA256); None: plain sha256, which only
             catches edits by someone who does not recompute the chain.
         checkpoint: A file outside the log's folder that every append updates with
@@ -90,9 +100,15 @@ class AuditLog:
     """
 
     def __init__(
-        self, path: Path, *, key: bytes | None = None, checkpoint: Path | None = None
+        self,
+        path: Path,
+        *,
+        keys: EncryptionKeys | None = None,
+        key: bytes | None = None,
+        checkpoint: Path | None = None,
     ) -> None:
         self.path = Path(path)
+        self.keys = keys
         self.head_path = self.path.with_name(self.path.name + ".head")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.key = key
@@ -176,7 +192,7 @@ class AuditLog:
                     }
                     entry["hash"] = _digest(entry, self.key)
                     prev = entry["hash"]
-                    lines.append(_canonical(entry) + "\n")
+                    lines.append(self._encode(_canonical(entry)) + "\n")
                     written.append(entry)
                 with self.path.open("a", encoding="utf-8") as fh:
                     fh.write("".join(lines))
@@ -298,8 +314,28 @@ class AuditLog:
             except UnicodeDecodeError:
                 text, utf8 = raw.decode("utf-8", errors="replace"), False
             if text.strip():
-                out.append((text, utf8))
+                out.append((self._decode(text) if utf8 else text, utf8))
         return out
+
+    def _encode(self, line: str) -> str:
+        if self.keys is None:
+            return line
+        return _SEALED + base64.b64encode(self.keys.seal(line.encode("utf-8"))).decode("ascii")
+
+    def _decode(self, line: str) -> str:
+        if not line.startswith(_SEALED):
+            return line
+        if self.keys is None:
+            raise AuditError(
+                f"{self.path} is encrypted. Expected the project's encryption key "
+                "(TAGSMITH_ENCRYPTION_KEY or governance.encryption.key_file). Got no key."
+            )
+        try:
+            blob = base64.b64decode(line[len(_SEALED) :], validate=True)
+            return self.keys.open(blob, where=str(self.path)).decode("utf-8")
+        except (ValueError, StoreError):
+            # An altered sealed line reads as garbage: verify reports it by number.
+            return "\x00damaged"
 
     def _tail(self) -> tuple[int, str]:
         """(seq, hash) of the last entry, read from the end of the file."""
@@ -319,7 +355,7 @@ class AuditLog:
                     break
         last = chunk.rstrip(b"\n").split(b"\n")[-1]
         try:
-            entry = json.loads(last)
+            entry = json.loads(self._decode(last.decode("utf-8")))
             return int(entry["seq"]), str(entry["hash"])
         except (ValueError, KeyError, TypeError) as exc:
             raise AuditError(

@@ -10,7 +10,15 @@ from rich.table import Table
 from tags.audit import default_actor
 from tags.segments import Audience, select_audience
 from tagsmith.cli._common import console, guard_out, overwrite_option, pass_project
-from tagsmith.cli._governance import make_reader, require, resolve_role, role_option
+from tagsmith.cli._governance import (
+    check_purpose,
+    consent_filter,
+    make_reader,
+    purpose_option,
+    require,
+    resolve_role,
+    role_option,
+)
 from tagsmith.outputs import write_atomic
 from tagsmith.project import Project
 
@@ -42,8 +50,11 @@ def _select(
     as_of: str | None,
     out: Path | None,
     role: str | None,
+    purpose: str | None = None,
     overwrite: bool = False,
 ) -> Audience:
+    if out is not None:
+        purpose = check_purpose(project, purpose, what="audience export")
     reader = make_reader(project, role)
     if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
         raise click.BadParameter(
@@ -59,7 +70,11 @@ def _select(
         f"(tags: {', '.join(chosen.tags)})"
     )
     if out is not None:
-        frame = chosen.customers
+        frame, excluded = consent_filter(
+            project, chosen.customers, purpose, role=reader.role, what=f"audience {expression}"
+        )
+        if excluded:
+            console.print(f"left out {excluded:,} customer(s) without consent to {purpose!r}")
         if out.suffix.lower() == ".csv":
             write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
         else:
@@ -83,6 +98,7 @@ def _select(
     help="Also save the expression under this name.",
 )
 @click.option("--description", default="", help="What the saved audience is for.")
+@purpose_option
 @role_option
 @pass_project
 def select(
@@ -93,10 +109,11 @@ def select(
     overwrite: bool,
     save_as: str | None,
     description: str,
+    purpose: str | None,
     role: str | None,
 ) -> None:
     """Select the customers for whom EXPRESSION holds; print the size."""
-    _select(project, expression, as_of, out, role, overwrite)
+    _select(project, expression, as_of, out, role, purpose, overwrite)
     if save_as:
         _save(project, save_as, expression, description, replace=False, role=role)
 
@@ -148,6 +165,7 @@ def save(
 @click.argument("name")
 @AS_OF
 @OUT
+@purpose_option
 @overwrite_option
 @role_option
 @pass_project
@@ -156,13 +174,14 @@ def run_saved(
     name: str,
     as_of: str | None,
     out: Path | None,
+    purpose: str | None,
     overwrite: bool,
     role: str | None,
 ) -> None:
     """Re-run the saved audience NAME against a snapshot."""
     saved = project.audiences().get(name)
     console.print(f"{name}: {saved.expression}")
-    _select(project, saved.expression, as_of, out, role, overwrite)
+    _select(project, saved.expression, as_of, out, role, purpose, overwrite)
 
 
 @audience.command("list")
