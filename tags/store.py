@@ -129,13 +129,8 @@ class TagStore:
             # Only a lock (another process's, or this one's in the other mode) is worth
             # waiting for; a damaged file or read-only folder is named (finding 14-7).
             except (duckdb.IOException, duckdb.ConnectionException) as exc:
-                if not is_busy(exc):
+                if not is_busy(exc) or time.monotonic() + delay > deadline:
                     raise TagStoreError(open_failure(self.path, exc)) from exc
-                if time.monotonic() + delay > deadline:
-                    raise TagStoreError(
-                        f"The tag store {self.path} is in use by another process (a tagging "
-                        f"run?). Try again when it has finished. ({exc})"
-                    ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
         try:

@@ -315,8 +315,13 @@ def is_busy(exc: Exception) -> bool:
 
 
 def open_failure(path: Path, exc: Exception) -> str:
-    """What went wrong opening the store, for a failure that waiting will not fix."""
+    """What went wrong opening the store: held too long, read-only, or damaged."""
     text = str(exc)
+    if is_busy(exc):
+        return (
+            f"The tag store {path} is in use by another process (a tagging run?). "
+            f"Try again when it has finished. ({exc})"
+        )
     if "Read-only file system" in text or "Permission denied" in text:
         return (
             f"Expected to open the tag store {path} for writing. Got a read-only file or "
