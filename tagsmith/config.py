@@ -19,6 +19,7 @@ from features.schema import FactsConfig
 from serving.config import ServingConfig
 from streaming.config import StreamingConfig
 from tags.config import TagsConfig
+from tags.governance import GovernanceConfig
 from tags.policy import AccessConfig
 from tags.store import StoreConfig
 from tagsmith.errors import ConfigError
@@ -46,6 +47,7 @@ class ProjectConfig(BaseModel):
         activation: The trigger dispatcher (``activation.ActivationConfig``).
         console: The web console served with it at ``/ui``.
         streaming: Real-time tagging (``POST /events``, the NATS consumer).
+        governance: Catalogue governance (``tags lint`` thresholds, ...).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -62,6 +64,7 @@ class ProjectConfig(BaseModel):
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     activation: ActivationConfig = Field(default_factory=ActivationConfig)
     streaming: StreamingConfig = Field(default_factory=StreamingConfig)
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
