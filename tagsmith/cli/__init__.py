@@ -14,7 +14,9 @@ imports eagerly (a test fails when ``--help`` imports a heavy library).
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -257,8 +259,50 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
 }
 
 
+class _Boundary(LazyGroup):
+    """The root group: any exception a command let escape becomes one line + a log file."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # Group.invoke consumes these: keep them to name the command that failed.
+        args = [*ctx._protected_args, *ctx.args]
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except OSError as exc:
+            if exc.errno == errno.EPIPE or os.environ.get("TAGSMITH_DEBUG"):
+                raise  # click closes a broken pipe quietly
+            _report_crash(_command_path(self, ctx, args), exc)
+        except Exception as exc:
+            if os.environ.get("TAGSMITH_DEBUG"):
+                raise
+            _report_crash(_command_path(self, ctx, args), exc)
+
+
+def _report_crash(command: str, exc: BaseException) -> None:
+    # Imported here: _common pulls in the project and pandas, which --help never needs.
+    from tagsmith.cli._common import report_crash
+
+    report_crash(command, exc)
+
+
+def _command_path(group: click.Group, ctx: click.Context, args: list[str]) -> str:
+    """``tags export`` from the arguments left after the root group's options."""
+    names: list[str] = []
+    cmd: click.Command = group
+    for arg in args:
+        if not isinstance(cmd, click.Group):
+            break
+        sub = cmd.get_command(ctx, arg)
+        if sub is None:
+            continue
+        names.append(arg)
+        cmd = sub
+    return " ".join(names) or "(no command)"
+
+
 @click.group(
-    cls=LazyGroup,
+    cls=_Boundary,
     lazy=LAZY_COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )

@@ -9,7 +9,15 @@ from rich.table import Table
 
 from tags.audit import default_actor
 from tags.segments import Audience, select_audience
-from tagsmith.cli._common import console, emit_json, format_option, jsonable, pass_project
+from tagsmith.cli._common import (
+    console,
+    emit_json,
+    format_option,
+    guard_out,
+    jsonable,
+    overwrite_option,
+    pass_project,
+)
 from tagsmith.cli._governance import (
     check_purpose,
     consent_filter,
@@ -19,6 +27,7 @@ from tagsmith.cli._governance import (
     resolve_role,
     role_option,
 )
+from tagsmith.outputs import write_atomic
 from tagsmith.project import Project
 
 __all__ = ["audience"]
@@ -61,6 +70,7 @@ def _select(
     out: Path | None,
     role: str | None,
     purpose: str | None = None,
+    overwrite: bool = False,
 ) -> Audience:
     if out is not None:
         purpose = check_purpose(project, purpose, what="audience export")
@@ -69,6 +79,8 @@ def _select(
         raise click.BadParameter(
             f"Expected a .csv or .parquet file. Got {out}.", param_hint="--out"
         )
+    if out is not None:
+        out = guard_out(project, out, overwrite)
     chosen = select_audience(
         reader, expression, as_of=as_of, action="export" if out is not None else "audience"
     )
@@ -77,18 +89,15 @@ def _select(
         f"(tags: {', '.join(chosen.tags)})"
     )
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
         frame, excluded = consent_filter(
             project, chosen.customers, purpose, role=reader.role, what=f"audience {expression}"
         )
         if excluded:
             console.print(f"left out {excluded:,} customer(s) without consent to {purpose!r}")
         if out.suffix.lower() == ".csv":
-            frame.to_csv(tmp, index=False)
+            write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
         else:
-            frame.to_parquet(tmp, index=False)
-        tmp.replace(out)
+            write_atomic(out, lambda tmp: frame.to_parquet(tmp, index=False))
         console.print(f"written to {out}")
     elif chosen.size:
         console.print("first customers: " + ", ".join(chosen.customers["customer_id"].head(5)))
@@ -99,6 +108,7 @@ def _select(
 @click.argument("expression")
 @AS_OF
 @OUT
+@overwrite_option
 @click.option(
     "--save",
     "save_as",
@@ -116,6 +126,7 @@ def select(
     expression: str,
     as_of: str | None,
     out: Path | None,
+    overwrite: bool,
     save_as: str | None,
     description: str,
     purpose: str | None,
@@ -123,7 +134,7 @@ def select(
     fmt: str,
 ) -> None:
     """Select the customers for whom EXPRESSION holds; print the size."""
-    chosen = _select(project, expression, as_of, out, role, purpose)
+    chosen = _select(project, expression, as_of, out, role, purpose, overwrite)
     if save_as:
         _save(project, save_as, expression, description, replace=False, role=role)
     if fmt == "json":
@@ -179,6 +190,7 @@ def save(
 @OUT
 @format_option
 @purpose_option
+@overwrite_option
 @role_option
 @pass_project
 def run_saved(
@@ -187,13 +199,14 @@ def run_saved(
     as_of: str | None,
     out: Path | None,
     purpose: str | None,
+    overwrite: bool,
     role: str | None,
     fmt: str,
 ) -> None:
     """Re-run the saved audience NAME against a snapshot."""
     saved = project.audiences().get(name)
     console.print(f"{name}: {saved.expression}")
-    chosen = _select(project, saved.expression, as_of, out, role, purpose)
+    chosen = _select(project, saved.expression, as_of, out, role, purpose, overwrite)
     if fmt == "json":
         emit_json({"name": name, **_summary(saved.expression, chosen, out)})
 

@@ -21,6 +21,8 @@ from tagsmith.cli._common import (
     day,
     emit_json,
     format_option,
+    guard_out,
+    overwrite_option,
     pass_project,
     tag_list_option,
 )
@@ -34,6 +36,7 @@ from tagsmith.cli._governance import (
     resolve_role,
     role_option,
 )
+from tagsmith.outputs import write_atomic
 from tagsmith.project import Project
 
 __all__ = ["COMMANDS"]
@@ -97,6 +100,7 @@ def runs_cmd(project: Project, last: int, role: str | None, fmt: str) -> None:
 )
 @format_option
 @purpose_option
+@overwrite_option
 @role_option
 @pass_project
 def export_cmd(
@@ -105,10 +109,12 @@ def export_cmd(
     tag_ids: tuple[str, ...],
     out: Path,
     purpose: str | None,
+    overwrite: bool,
     role: str | None,
     fmt: str,
 ) -> None:
     """Write a snapshot (one row per customer and tag, scores included) to a file."""
+    out = guard_out(project, out, overwrite)
     purpose = check_purpose(project, purpose, what="tags export")
     reader = make_reader(project, role)
     rows, customers = reader.export(out, as_of, tags=_tag_list(tag_ids))
@@ -179,6 +185,7 @@ def history_cmd(
     help="Write every change (customer, tag, from, to) to .csv or .parquet.",
 )
 @format_option
+@overwrite_option
 @role_option
 @pass_project
 def diff_cmd(
@@ -187,10 +194,13 @@ def diff_cmd(
     to_as_of: str,
     tag_id: str | None,
     out: Path | None,
+    overwrite: bool,
     role: str | None,
     fmt: str,
 ) -> None:
     """Who entered and who left each tag value between two snapshots."""
+    if out is not None:
+        out = guard_out(project, out, overwrite)
     reader = make_reader(project, role)
     if out is not None:
         reader.authorise("export", [tag_id] if tag_id else None, f"diff --out {out}")
@@ -298,6 +308,7 @@ def transitions_cmd(
     help="Flag share moves larger than this (default: store.share_shift_threshold).",
 )
 @format_option
+@overwrite_option
 @role_option
 @pass_project
 def report_cmd(
@@ -305,10 +316,13 @@ def report_cmd(
     as_of: str | None,
     out: Path | None,
     threshold: float | None,
+    overwrite: bool,
     role: str | None,
     fmt: str,
 ) -> None:
     """Coverage per tag value vs the previous run, with flags; writes an HTML report."""
+    if out is not None:
+        out = guard_out(project, out, overwrite)
     reader = make_reader(project, role)
     threshold = threshold or project.config.store.share_shift_threshold
     cov = reader.coverage(as_of, threshold=threshold)
@@ -359,11 +373,10 @@ def report_cmd(
             "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         },
     )
+    # The default path is the report's own (re-running a date refreshes it); a path
+    # the user named was checked above.
     out = out or project.root / "reports" / f"tags-{cur:%Y-%m-%d}.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, lambda tmp: tmp.write_text(html, encoding="utf-8"))
     n_flags = int((cov["flag"] != "").sum())
     if fmt == "json":
         emit_json(
@@ -386,17 +399,14 @@ def report_cmd(
 
 def _write_frame(df: pd.DataFrame, out: Path) -> None:
     suffix = out.suffix.lower()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     if suffix == ".csv":
-        df.to_csv(tmp, index=False)
+        write_atomic(out, lambda tmp: df.to_csv(tmp, index=False))
     elif suffix in (".parquet", ".pq"):
-        df.to_parquet(tmp, index=False)
+        write_atomic(out, lambda tmp: df.to_parquet(tmp, index=False))
     else:
         raise click.BadParameter(
             f"Expected a .csv or .parquet file. Got {out}.", param_hint="--out"
         )
-    tmp.replace(out)
 
 
 COMMANDS = [runs_cmd, export_cmd, history_cmd, diff_cmd, transitions_cmd, report_cmd]
