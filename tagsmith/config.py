@@ -17,6 +17,7 @@ from activation.config import ActivationConfig
 from console.config import ConsoleConfig
 from features.schema import FactsConfig
 from serving.config import ServingConfig
+from spark.config import SparkConfig
 from streaming.config import StreamingConfig
 from tags.config import TagsConfig
 from tags.policy import AccessConfig
@@ -46,6 +47,7 @@ class ProjectConfig(BaseModel):
         activation: The trigger dispatcher (``activation.ActivationConfig``).
         console: The web console served with it at ``/ui``.
         streaming: Real-time tagging (``POST /events``, the NATS consumer).
+        spark: The Spark engine (``--engine spark``): master, partitions, outputs.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -62,6 +64,7 @@ class ProjectConfig(BaseModel):
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     activation: ActivationConfig = Field(default_factory=ActivationConfig)
     streaming: StreamingConfig = Field(default_factory=StreamingConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

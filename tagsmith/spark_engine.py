@@ -1,0 +1,102 @@
+"""Wiring of the Spark engine (``--engine spark``) to a project.
+
+The project decides what Spark reads (the fact store's Parquet files, or the paths in
+``spark:``), where outputs go (``spark.output_dir``, under the data folder unless it is
+a URI) and which spec, catalogue and champions run; the ``spark`` package does the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from features.events import FEATURE_EVENT_COLUMNS
+from features.schema import EVENT_DTYPES, customer_dtypes
+from spark.errors import SparkError
+from tagsmith.project import Project
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from spark.facts import SparkFacts
+    from spark.features import FeatureOutput
+
+__all__ = ["ENGINES", "build_features", "output_uri", "project_facts", "session_for"]
+
+ENGINES = ("local", "spark")
+
+
+def session_for(project: Project, master: str | None) -> SparkSession:
+    """The Spark session of ``project`` (``master`` overrides ``spark.master``)."""
+    from spark.session import start_session
+
+    return start_session(project.config.spark, master=master)
+
+
+def output_uri(project: Project, *parts: str) -> str:
+    """``spark.output_dir`` (a URI, or a folder under the data folder) joined with parts."""
+    base = project.config.spark.output_dir
+    if "://" not in base:
+        base = str((project.data_dir / base).resolve())
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def project_facts(
+    project: Project,
+    session: SparkSession,
+    *,
+    event_columns: Sequence[str] = FEATURE_EVENT_COLUMNS,
+    live: bool = False,
+) -> SparkFacts:
+    """The project's facts as Spark DataFrames (``live``: plus the live event log).
+
+    Raises:
+        SparkError: No facts (nothing imported and no ``spark`` paths configured).
+    """
+    from spark.facts import read_facts
+
+    cfg = project.config.spark
+    store = project.fact_store()
+    customers = cfg.customers_path or str(store.customers_path)
+    events = [cfg.events_path or str(store.events_path)]
+    if cfg.customers_path is None and not store.customers_path.is_file():
+        raise SparkError(
+            f"Expected imported facts in {store.customers_path.parent} (run 'tagsmith facts "
+            "import') or spark.customers_path / spark.events_path in tagsmith.yaml. Got none."
+        )
+    if live:
+        events += [str(p) for p in project.live_events().segments()]
+    return read_facts(
+        session,
+        customers=[customers],
+        events=events,
+        customer_dtypes=customer_dtypes(project.config.facts),
+        event_dtypes={c: EVENT_DTYPES[c] for c in event_columns},
+    )
+
+
+def build_features(
+    project: Project, cutoffs: Sequence[pd.Timestamp], *, master: str | None = None
+) -> list[FeatureOutput]:
+    """``features build --engine spark``: Parquet snapshots under ``<output>/features``."""
+    from spark.facts import bucket_count
+    from spark.features import build_features_spark
+
+    cfg = project.config.spark
+    session = session_for(project, master)
+    facts = project_facts(project, session)
+    fingerprint = project.fact_store().fingerprint() if cfg.customers_path is None else "external"
+    buckets = bucket_count(
+        session, facts, partitions=cfg.partitions, per_partition=cfg.customers_per_partition
+    )
+    return build_features_spark(
+        session,
+        facts,
+        spec=project.feature_spec(),
+        cutoffs=cutoffs,
+        output=output_uri(project, "features"),
+        buckets=buckets,
+        lineage={"facts_fingerprint": fingerprint, "partitions": buckets},
+    )

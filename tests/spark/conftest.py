@@ -1,0 +1,86 @@
+"""One Spark session (local[2], 127.0.0.1, no UI, temp dirs) and one generated project
+for every Spark test of a pytest process; the JVM is stopped by its PID at the end."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from spark.config import SparkConfig
+from spark.session import start_session
+from tagsmith.cli import main
+
+N_CUSTOMERS = 1200
+# Two as-of dates: one mid-history, one the day after the last event.
+DATES = ("2024-03-01", "2025-01-01")
+
+
+def run_cli(project: Path, *args: str) -> str:
+    """Run ``tagsmith --project PROJECT ARGS`` and return its output (must succeed)."""
+    result = CliRunner().invoke(main, ["--project", str(project), *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="session")
+def spark_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from pyspark import SparkContext
+
+    scratch = tmp_path_factory.mktemp("spark-local")
+    os.environ.setdefault("SPARK_LOCAL_DIRS", str(scratch))
+    session = start_session(
+        SparkConfig(),
+        master="local[2]",
+        extra={
+            "spark.local.dir": str(scratch),
+            "spark.sql.warehouse.dir": str(scratch / "warehouse"),
+            "spark.sql.shuffle.partitions": "4",
+            "spark.driver.memory": "1g",
+        },
+    )
+    gateway = SparkContext._gateway
+    proc = getattr(gateway, "proc", None)
+    yield session
+    session.stop()
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except Exception:
+            proc.kill()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+
+
+@pytest.fixture(scope="session")
+def generated_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with generated facts imported (two years, N_CUSTOMERS customers)."""
+    root = tmp_path_factory.mktemp("spark-project") / "p"
+    run_cli(root, "init")
+    raw = root.parent / "raw"
+    run_cli(
+        root,
+        "generate",
+        "--customers",
+        str(N_CUSTOMERS),
+        "--seed",
+        "3",
+        "--format",
+        "parquet",
+        "--out",
+        str(raw),
+    )
+    run_cli(
+        root,
+        "facts",
+        "import",
+        "--customers",
+        str(raw / "customers.parquet"),
+        "--events",
+        str(raw / "events.parquet"),
+    )
+    return root
