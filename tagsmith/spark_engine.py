@@ -7,6 +7,7 @@ a URI) and which spec, catalogue and champions run; the ``spark`` package does t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -20,10 +21,22 @@ from tagsmith.project import Project
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from features.spec import FeatureSpec
+    from scoring.batch import EngineOutput, Predictor
     from spark.facts import SparkFacts
     from spark.features import FeatureOutput
+    from spark.tagging import SparkTagRun
+    from tags.catalogue import Catalogue
 
-__all__ = ["ENGINES", "build_features", "output_uri", "project_facts", "session_for"]
+__all__ = [
+    "ENGINES",
+    "SparkTagging",
+    "build_features",
+    "output_uri",
+    "project_facts",
+    "read_long_table",
+    "session_for",
+]
 
 ENGINES = ("local", "spark")
 
@@ -100,3 +113,77 @@ def build_features(
         buckets=buckets,
         lineage={"facts_fingerprint": fingerprint, "partitions": buckets},
     )
+
+
+class SparkTagging:
+    """``tags run --engine spark`` (a ``scoring.batch.TaggingEngine``).
+
+    Args:
+        project: The project (facts, output folder, ``spark:`` settings).
+        master: Spark master overriding ``spark.master``.
+    """
+
+    name = "spark"
+
+    def __init__(self, project: Project, master: str | None = None) -> None:
+        self.project = project
+        self.master = master
+        self.last: SparkTagRun | None = None
+
+    def compute(
+        self,
+        *,
+        cutoff: pd.Timestamp,
+        spec: FeatureSpec,
+        catalogue: Catalogue,
+        predictors: Sequence[Predictor],
+    ) -> SparkTagRun:
+        """Run the Spark job; the long table stays in Parquet (``run.uri``)."""
+        from spark.facts import bucket_count
+        from spark.tagging import run_tags_spark
+
+        cfg = self.project.config.spark
+        session = session_for(self.project, self.master)
+        facts = project_facts(self.project, session, live=cfg.events_path is None)
+        buckets = bucket_count(
+            session, facts, partitions=cfg.partitions, per_partition=cfg.customers_per_partition
+        )
+        self.last = run_tags_spark(
+            session,
+            facts,
+            spec=spec,
+            catalogue=catalogue,
+            cutoff=cutoff,
+            predictors=predictors,
+            output=output_uri(self.project, "tags"),
+            buckets=buckets,
+        )
+        return self.last
+
+    def tag(
+        self,
+        *,
+        cutoff: pd.Timestamp,
+        spec: FeatureSpec,
+        catalogue: Catalogue,
+        predictors: Sequence[Predictor],
+    ) -> EngineOutput:
+        """Run the Spark job and read its long table back for the tag store."""
+        from scoring.batch import EngineOutput
+
+        run = self.compute(cutoff=cutoff, spec=spec, catalogue=catalogue, predictors=predictors)
+        start = time.perf_counter()
+        long = read_long_table(session_for(self.project, self.master), run.uri)
+        timings = {**run.timings, "read back": round(time.perf_counter() - start, 3)}
+        thresholds = {
+            tag: {text: (v if v == v else None) for text, v in values.items()}
+            for tag, values in run.thresholds.items()
+        }
+        return EngineOutput(long, run.n_customers, thresholds, timings)
+
+
+def read_long_table(session: SparkSession, uri: str) -> pd.DataFrame:
+    """The long tag table of one date from its Parquet folder (any Hadoop URI)."""
+    if "://" not in uri:
+        return pd.read_parquet(uri)
+    return session.read.parquet(uri).toArrow().to_pandas()

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import click
+import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scoring.batch import STEPS, Predictor, run_tagging
+from scoring.batch import STEPS, Predictor, default_as_of, run_tagging
 from tags.audit import default_actor
+from tags.store_format import to_as_of
 from tagsmith.activate import after_run
 from tagsmith.champions import champion_predictors
 from tagsmith.cli._common import console, day, err_console, pass_project
 from tagsmith.cli._governance import require, resolve_role, role_option
 from tagsmith.project import Project
+from tagsmith.spark_engine import ENGINES, SparkTagging
 
 __all__ = ["run_cmd"]
 
@@ -26,9 +29,30 @@ __all__ = ["run_cmd"]
     help="As-of date (default: the day after the latest event).",
 )
 @click.option("--force", is_flag=True, help="Recompute even when the same inputs are stored.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="local: this process; spark: hash-partitioned on Spark (README, 'More than one "
+    "machine'), recorded in the tag store unless spark.tag_store is 'parquet'.",
+)
+@click.option(
+    "--master",
+    default=None,
+    metavar="URL",
+    help="Spark master for --engine spark (default: spark.master, local[*]).",
+)
 @role_option
 @pass_project
-def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) -> None:
+def run_cmd(
+    project: Project,
+    as_of: str | None,
+    force: bool,
+    engine: str,
+    master: str | None,
+    role: str | None,
+) -> None:
     """Tag every customer: features -> rule tags -> predicted tags -> one snapshot."""
     role = resolve_role(project, role)
     require(project, role, "run", query=f"tags run as_of={as_of or 'default'}")
@@ -38,6 +62,10 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
     # and a notice per missing model.
     champions, notices = champion_predictors(project)
     predictors: list[Predictor] = list(champions)
+    spark = SparkTagging(project, master) if engine == "spark" else None
+    if spark is not None and project.config.spark.tag_store == "parquet":
+        _run_into_parquet(project, spark, as_of, predictors, notices)
+        return
     store = project.tag_store()
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -64,6 +92,7 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
             notices=notices,
             on_step=on_step,
             force=force,
+            engine=spark,
         )
         progress.update(task, completed=len(STEPS))
     run = result.run
@@ -104,3 +133,30 @@ def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None) 
     )
     if fired.message:
         console.print(fired.message, soft_wrap=True)
+
+
+def _run_into_parquet(
+    project: Project,
+    spark: SparkTagging,
+    as_of: str | None,
+    predictors: list[Predictor],
+    notices: list[str],
+) -> None:
+    """``spark.tag_store: parquet``: the long table stays in Parquet, not the tag store."""
+    facts = project.fact_store()
+    cutoff = to_as_of(as_of) if as_of is not None else default_as_of(facts.last_event_at())
+    with console.status(f"Tagging on Spark as of {day(cutoff)}", spinner="dots"):
+        run = spark.compute(
+            cutoff=pd.Timestamp(cutoff),
+            spec=project.feature_spec(),
+            catalogue=project.catalogue(),
+            predictors=predictors,
+        )
+    for note in notices:
+        console.print(f"[yellow]notice:[/] {note}")
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in run.timings.items())
+    console.print(
+        f"{run.n_customers:,} customers tagged as of {day(cutoff)} in {run.buckets} "
+        f"partitions -> {run.uri} ({timings}); not recorded in the tag store "
+        "(spark.tag_store: parquet)"
+    )

@@ -19,6 +19,54 @@ N_CUSTOMERS = 1200
 DATES = ("2024-03-01", "2025-01-01")
 
 
+POPULATION_TAGS = """
+tags:
+  - id: recent_big_spender
+    display_name: 价值_近期高消费
+    category: value
+    description: Among customers at most the median recency, spend above their 75th percentile.
+    owner: spark-tests
+    source: rule
+    value_type: boolean
+    sensitivity: internal
+    refresh: daily
+    status: active
+    version: 1
+    rule:
+      scope: recency_days <= median(recency_days)
+      when: monetary_total > quantile(monetary_total, 0.75)
+  - id: spend_gap_high
+    display_name: 价值_消费差距
+    category: value
+    description: Distance of spend from the median, above its own median.
+    owner: spark-tests
+    source: rule
+    value_type: boolean
+    sensitivity: internal
+    refresh: daily
+    status: active
+    version: 1
+    rule:
+      scope: not never_purchased
+      let:
+        gap: abs(monetary_total - median(monetary_total))
+      when: gap > median(gap)
+  - id: busy_browser
+    display_name: 行为_高频浏览
+    category: behaviour
+    description: Browsed more than the average customer in the last 90 days.
+    owner: spark-tests
+    source: rule
+    value_type: boolean
+    sensitivity: internal
+    refresh: daily
+    status: active
+    version: 1
+    rule:
+      when: count(browse, last 90 days) > mean(count(browse, last 90 days))
+"""
+
+
 def run_cli(project: Path, *args: str) -> str:
     """Run ``tagsmith --project PROJECT ARGS`` and return its output (must succeed)."""
     result = CliRunner().invoke(main, ["--project", str(project), *args])
@@ -74,6 +122,10 @@ def generated_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--out",
         str(raw),
     )
+    # Population rules beyond the standard library: an aggregate inside an aggregate's
+    # population (scope) and over a 'let' that is itself relative to a median, so the
+    # Spark engine must iterate its global passes; a mean over an event window.
+    (root / "catalogue" / "spark_population.yaml").write_text(POPULATION_TAGS, "utf-8")
     run_cli(
         root,
         "facts",
