@@ -8,16 +8,18 @@ project's own feature builder and rule evaluator unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from spark.errors import SparkError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-__all__ = ["BUCKET", "SparkFacts", "bucket_count", "bucketed", "read_facts"]
+__all__ = ["BUCKET", "SparkFacts", "bucket_count", "bucketed", "map_buckets", "read_facts"]
 
 BUCKET = "_tagsmith_bucket"
 
@@ -105,4 +107,38 @@ def bucketed(facts: SparkFacts, n: int) -> tuple[DataFrame, DataFrame]:
     return (
         facts.customers.withColumn(BUCKET, _bucket_of(n)),
         facts.events.withColumn(BUCKET, _bucket_of(n)),
+    )
+
+
+def map_buckets(
+    facts: SparkFacts,
+    buckets: int,
+    fn: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame],
+    dtypes: Mapping[str, Any],
+) -> DataFrame:
+    """``fn(customers, events)`` on every bucket, in canonical dtypes; its rows stacked.
+
+    ``fn`` is pickled to the executors with what it holds (models, catalogue, spec);
+    its result must have the columns of ``dtypes`` (categoricals and strings are
+    converted for Spark here).
+    """
+    from spark.frames import coerce, spark_safe, spark_schema
+
+    customer_dtypes, event_dtypes = dict(facts.customer_dtypes), dict(facts.event_dtypes)
+    columns = list(dtypes)
+
+    # pyspark tells the (left, right) form from (key, left, right) by the argument
+    # count: a plain two-argument function, holding no DataFrame.
+    def run(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+        if left.empty:
+            return pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
+        customers = coerce(left.drop(columns=[BUCKET]), customer_dtypes)
+        events = coerce(right.drop(columns=[BUCKET]), event_dtypes)
+        return spark_safe(fn(customers, events)[columns])
+
+    customers, events = bucketed(facts, buckets)
+    return (
+        customers.groupBy(BUCKET)
+        .cogroup(events.groupBy(BUCKET))
+        .applyInPandas(run, schema=spark_schema(dtypes))
     )

@@ -18,8 +18,8 @@ import pandas as pd
 
 from features.events import prepare_events
 from features.spec import FeatureSpec, spec_hash
-from spark.facts import BUCKET, SparkFacts, bucketed
-from spark.frames import coerce, empty_frame, spark_safe, spark_schema
+from spark.facts import SparkFacts, map_buckets
+from spark.frames import empty_frame, spark_safe
 from spark.session import job_errors
 from spark.storage import HadoopFiles
 
@@ -61,30 +61,20 @@ class BucketFeatures:
     Attributes:
         spec: The project's feature spec.
         cutoffs: The as-of dates.
-        customer_dtypes: Canonical customer dtypes (partitions are coerced to them).
-        event_dtypes: Canonical event dtypes.
-        columns: Output columns in order (features, then ``as_of``).
     """
 
     spec: FeatureSpec
     cutoffs: tuple[pd.Timestamp, ...]
-    customer_dtypes: Mapping[str, Any]
-    event_dtypes: Mapping[str, Any]
-    columns: tuple[str, ...]
 
     def __call__(self, customers: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
         """Features of ``customers`` (one bucket) as of every cutoff, stacked."""
-        if customers.empty:
-            return pd.DataFrame({c: pd.Series([], dtype="object") for c in self.columns})
-        prepared = prepare_events(
-            coerce(customers, self.customer_dtypes), coerce(events, self.event_dtypes)
-        )
+        prepared = prepare_events(customers, events)
         parts = []
         for ts in self.cutoffs:
             frame = prepared.build_features(ts, spec=self.spec)
             frame[AS_OF_COLUMN] = as_of_label(ts)
             parts.append(spark_safe(frame))
-        return pd.concat(parts, ignore_index=True)[list(self.columns)]
+        return pd.concat(parts, ignore_index=True)
 
 
 def features_frame(
@@ -93,22 +83,7 @@ def features_frame(
     """The Spark DataFrame of features at every cutoff (column ``as_of`` = the label)."""
     dtypes = feature_dtypes(spec, facts.customer_dtypes, facts.event_dtypes)
     dtypes[AS_OF_COLUMN] = "string"
-    builder = BucketFeatures(
-        spec, tuple(cutoffs), dict(facts.customer_dtypes), dict(facts.event_dtypes), tuple(dtypes)
-    )
-    customers, events = bucketed(facts, buckets)
-    return (
-        customers.groupBy(BUCKET)
-        .cogroup(events.groupBy(BUCKET))
-        .applyInPandas(_drop_bucket(builder), schema=spark_schema(dtypes))
-    )
-
-
-def _drop_bucket(builder: BucketFeatures) -> Any:
-    def run(customers: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-        return builder(customers.drop(columns=[BUCKET]), events.drop(columns=[BUCKET]))
-
-    return run
+    return map_buckets(facts, buckets, BucketFeatures(spec, tuple(cutoffs)), dtypes)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["HadoopFiles"]
+__all__ = ["HadoopFiles", "write_parquet"]
 
 
 class HadoopFiles:
@@ -92,3 +93,18 @@ class HadoopFiles:
     def temp_sibling(self, uri: str) -> str:
         """A fresh path next to ``uri`` for writing before the rename."""
         return f"{uri.rstrip('/')}.tmp-{uuid.uuid4().hex[:12]}"
+
+
+def write_parquet(frame: DataFrame, uri: str, *, partition_by: Sequence[str] = ()) -> None:
+    """Write ``frame`` as a Parquet folder at ``uri``: beside it first, then renamed
+    into place, so a failed job leaves the previous folder as it was."""
+    files = HadoopFiles(frame.sparkSession)
+    temp = files.temp_sibling(uri)
+    try:
+        writer = frame.write
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.parquet(temp)
+        files.replace(temp, uri)
+    finally:
+        files.delete(temp)

@@ -20,9 +20,9 @@ import pandas as pd
 from features.events import prepare_events
 from features.spec import FeatureSpec
 from spark.errors import SparkError
-from spark.facts import BUCKET, SparkFacts, bucketed
+from spark.facts import SparkFacts, map_buckets
 from spark.features import as_of_label
-from spark.frames import coerce, spark_safe, spark_schema
+from spark.frames import spark_safe
 from spark.session import job_errors
 from spark.storage import HadoopFiles
 from spark.thresholds import (
@@ -37,7 +37,7 @@ from tags.engine import evaluate_tag_values, long_table
 from tags.rules.context import AggregateInputs
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 __all__ = ["LONG_COLUMNS", "BucketTags", "SparkTagRun", "run_tags_spark"]
 
@@ -61,8 +61,6 @@ class BucketTags:
         spec: Feature spec.
         cutoff: The as-of date.
         catalogue: The tag catalogue (compiled rules travel with it).
-        customer_dtypes: Canonical customer dtypes.
-        event_dtypes: Canonical event dtypes.
         thresholds: Pinned population aggregates (tag -> text -> value).
         collect: Tags evaluated in collecting mode (empty: the tagging pass).
         predictors: A broadcast list of champion predictors (``None``: none).
@@ -71,39 +69,31 @@ class BucketTags:
     spec: FeatureSpec
     cutoff: pd.Timestamp
     catalogue: Catalogue
-    customer_dtypes: Mapping[str, Any]
-    event_dtypes: Mapping[str, Any]
     thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     collect: tuple[str, ...] = ()
     predictors: Any = None
 
     def _features(self, customers: pd.DataFrame, events: pd.DataFrame) -> tuple[Any, Any]:
-        prepared = prepare_events(
-            coerce(customers.drop(columns=[BUCKET]), self.customer_dtypes),
-            coerce(events.drop(columns=[BUCKET]), self.event_dtypes),
-        )
+        prepared = prepare_events(customers, events)
         return prepared, prepared.build_features(self.cutoff, spec=self.spec)
 
     def aggregates(self, customers: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
         """What each aggregate of the ``collect`` tags is computed from, in this bucket."""
         inputs: AggregateInputs = {}
-        if not customers.empty:
-            prepared, features = self._features(customers, events)
-            evaluate_tag_values(
-                features,
-                prepared,
-                self.catalogue,
-                as_of=self.cutoff,
-                tag_ids=self.collect,
-                thresholds=self.thresholds,
-                aggregate_inputs=inputs,
-            )
-        return spark_safe(aggregate_rows(inputs))
+        prepared, features = self._features(customers, events)
+        evaluate_tag_values(
+            features,
+            prepared,
+            self.catalogue,
+            as_of=self.cutoff,
+            tag_ids=self.collect,
+            thresholds=self.thresholds,
+            aggregate_inputs=inputs,
+        )
+        return aggregate_rows(inputs)
 
     def tags(self, customers: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
         """The long tag rows of this bucket's customers (rule tags, then predicted)."""
-        if customers.empty:
-            return pd.DataFrame({c: pd.Series([], dtype="object") for c in LONG_COLUMNS})
         prepared, features = self._features(customers, events)
         results = evaluate_tag_values(
             features, prepared, self.catalogue, as_of=self.cutoff, thresholds=self.thresholds
@@ -112,11 +102,7 @@ class BucketTags:
         del results, prepared
         for predictor in self.predictors.value if self.predictors is not None else ():
             parts.append(predictor.predict_tags(features, as_of=self.cutoff))
-        return pd.concat(
-            [spark_safe(p[list(LONG_COLUMNS)]) for p in parts if len(p)]
-            or [pd.DataFrame({c: pd.Series([], dtype="object") for c in LONG_COLUMNS})],
-            ignore_index=True,
-        )
+        return pd.concat([spark_safe(p[list(LONG_COLUMNS)]) for p in parts], ignore_index=True)
 
 
 @dataclass
@@ -138,22 +124,6 @@ class SparkTagRun:
     buckets: int
 
 
-def _cogroup(facts: SparkFacts, buckets: int, fn: Any, schema: Mapping[str, Any]) -> DataFrame:
-    customers, events = bucketed(facts, buckets)
-
-    # pyspark tells the (customers, events) form from (key, customers, events) by the
-    # argument count, so a bound method is wrapped in a plain two-argument function.
-    def run(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
-        result: pd.DataFrame = fn(left, right)
-        return result
-
-    return (
-        customers.groupBy(BUCKET)
-        .cogroup(events.groupBy(BUCKET))
-        .applyInPandas(run, schema=spark_schema(schema))
-    )
-
-
 def _thresholds(facts: SparkFacts, job: BucketTags, buckets: int) -> dict[str, dict[str, float]]:
     """Global aggregates of the tags that use them (repeated passes when they chain)."""
     tags = aggregate_tags(job.catalogue)
@@ -163,7 +133,7 @@ def _thresholds(facts: SparkFacts, job: BucketTags, buckets: int) -> dict[str, d
     pinned: dict[str, dict[str, float]] = {}
     for _ in range(MAX_ROUNDS if rounds else 1):
         pass_job = replace(job, thresholds=pinned, collect=tuple(tags))
-        rows = _cogroup(facts, buckets, pass_job.aggregates, AGGREGATE_COLUMNS)
+        rows = map_buckets(facts, buckets, pass_job.aggregates, AGGREGATE_COLUMNS)
         found = global_thresholds(rows)
         if found == pinned or not rounds:
             return found
@@ -194,20 +164,13 @@ def run_tags_spark(
 
     timings: dict[str, float] = {}
     broadcast = session.sparkContext.broadcast(list(predictors)) if predictors else None
-    job = BucketTags(
-        spec,
-        cutoff,
-        catalogue,
-        dict(facts.customer_dtypes),
-        dict(facts.event_dtypes),
-        predictors=broadcast,
-    )
+    job = BucketTags(spec, cutoff, catalogue, predictors=broadcast)
     start = time.perf_counter()
     with job_errors("population aggregates"):
         thresholds = _thresholds(facts, job, buckets)
     timings["population aggregates"] = round(time.perf_counter() - start, 3)
     start = time.perf_counter()
-    tagged = _cogroup(facts, buckets, replace(job, thresholds=thresholds).tags, LONG_COLUMNS)
+    tagged = map_buckets(facts, buckets, replace(job, thresholds=thresholds).tags, LONG_COLUMNS)
     files = HadoopFiles(session)
     target = f"{output.rstrip('/')}/as_of={as_of_label(cutoff)}"
     temp = files.temp_sibling(target)

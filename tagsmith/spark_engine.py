@@ -8,8 +8,8 @@ a URI) and which spec, catalogue and champions run; the ``spark`` package does t
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -35,6 +35,7 @@ __all__ = [
     "output_uri",
     "project_facts",
     "read_long_table",
+    "score_population",
     "session_for",
 ]
 
@@ -187,3 +188,41 @@ def read_long_table(session: SparkSession, uri: str) -> pd.DataFrame:
     if "://" not in uri:
         return pd.read_parquet(uri)
     return session.read.parquet(uri).toArrow().to_pandas()
+
+
+def score_population(
+    project: Project,
+    score: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame],
+    dtypes: dict[str, Any],
+    out: str,
+    *,
+    column: str,
+    master: str | None = None,
+) -> dict[str, float]:
+    """``predict --engine spark``: ``score(customers, events)`` per customer bucket,
+    written as a Parquet folder at ``out``; count, mean, median and max of ``column``."""
+    from pyspark.sql import functions as F
+
+    from spark.facts import bucket_count, map_buckets
+    from spark.session import job_errors
+    from spark.storage import write_parquet
+
+    cfg = project.config.spark
+    session = session_for(project, master)
+    facts = project_facts(project, session)
+    buckets = bucket_count(
+        session, facts, partitions=cfg.partitions, per_partition=cfg.customers_per_partition
+    )
+    with job_errors("predict"):
+        write_parquet(map_buckets(facts, buckets, score, dtypes), out)
+        row = (
+            session.read.parquet(out)
+            .agg(
+                F.count(column).alias("rows"),
+                F.avg(column).alias("mean"),
+                F.percentile(F.col(column), F.lit(0.5)).alias("median"),
+                F.max(column).alias("max"),
+            )
+            .collect()[0]
+        )
+    return {k: float(v) if v is not None else float("nan") for k, v in row.asDict().items()}

@@ -7,12 +7,18 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import lightgbm as lgb
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from features.events import FEATURE_EVENT_COLUMNS, prepare_events
+from scoring.champions import ChampionModel, ChampionPredictor, ModelTag
+from scoring.contract import ModelContract, model_matrix
 from spark.config import SparkConfig
 from spark.session import start_session
 from tagsmith.cli import main
+from tagsmith.project import Project
 
 N_CUSTOMERS = 1200
 # Two as-of dates: one mid-history, one the day after the last event.
@@ -136,3 +142,43 @@ def generated_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         str(raw / "events.parquet"),
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def predictors(generated_project: Path) -> list[ChampionPredictor]:
+    """Champions of every catalogued model tag: small boosters on real features."""
+    project = Project.load(generated_project)
+    frame = local_features(project, DATES[0])
+    names = ["recency_days", "frequency_orders", "monetary_total", "region"]
+    levels = {"region": sorted(frame["region"].dropna().astype(str).unique().tolist())}
+    out = []
+    for k, tag in enumerate(project.catalogue().active(sources=("model",))):
+        target = "churn" if "churn" in tag.id else "value"
+        contract = ModelContract(
+            target=target,  # type: ignore[arg-type]
+            horizon_days=90,
+            feature_names=names,
+            categorical_levels=levels,
+        )
+        x = model_matrix(frame, contract)
+        y = (
+            (frame["recency_days"].fillna(999) > 60).to_numpy(dtype=float)
+            if target == "churn"
+            else frame["monetary_total"].to_numpy(dtype=float)
+        )
+        params = {"objective": "binary" if target == "churn" else "regression"}
+        params |= {"verbose": -1, "num_threads": 1, "min_data_in_leaf": 5, "seed": k}
+        booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=10)
+        model = ChampionModel(str(tag.model), "1", ModelTag.from_definition(tag), contract, booster)
+        out.append(ChampionPredictor(model))
+    assert out, "the standard catalogue has model tags"
+    return out
+
+
+def local_features(project: Project, date: str) -> pd.DataFrame:
+    """The local engine's features of the project's facts as of ``date``."""
+    store = project.fact_store()
+    prepared = prepare_events(
+        store.load_customers(), store.load_events(columns=list(FEATURE_EVENT_COLUMNS))
+    )
+    return prepared.build_features(pd.Timestamp(date, tz="UTC"), spec=project.feature_spec())

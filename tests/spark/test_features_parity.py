@@ -9,22 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.events import FEATURE_EVENT_COLUMNS, prepare_events
 from spark.features import as_of_label, build_features_spark
 from tagsmith.project import Project
 from tagsmith.spark_engine import output_uri, project_facts
-from tests.spark.conftest import DATES, run_cli
+from tests.spark.conftest import DATES, local_features, run_cli
 
 # Every Spark test runs in one xdist worker, so one JVM serves them all.
 pytestmark = pytest.mark.xdist_group("spark")
-
-
-def local_features(project: Project, date: str) -> pd.DataFrame:
-    store = project.fact_store()
-    prepared = prepare_events(
-        store.load_customers(), store.load_events(columns=list(FEATURE_EVENT_COLUMNS))
-    )
-    return prepared.build_features(pd.Timestamp(date, tz="UTC"), spec=project.feature_spec())
 
 
 def assert_same_frame(local: pd.DataFrame, spark: pd.DataFrame) -> None:

@@ -6,56 +6,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
 
 from scoring.batch import run_tagging
-from scoring.champions import ChampionModel, ChampionPredictor, ModelTag
-from scoring.contract import ModelContract, model_matrix
-from spark.tagging import run_tags_spark
+from scoring.champions import ChampionPredictor
+from spark.config import SparkConfig
 from spark.thresholds import aggregate_tags
 from tags.store import TagStore
 from tagsmith.project import Project
-from tagsmith.spark_engine import SparkTagging, project_facts, read_long_table
+from tagsmith.spark_engine import SparkTagging, output_uri, read_long_table
 from tests.spark.conftest import DATES
-from tests.spark.test_features_parity import local_features
 
 pytestmark = pytest.mark.xdist_group("spark")
 
 KEY = ["customer_id", "tag_id"]
-
-
-@pytest.fixture(scope="module")
-def predictors(generated_project: Path) -> list[ChampionPredictor]:
-    """Champions of every catalogued model tag: small boosters on real features."""
-    project = Project.load(generated_project)
-    frame = local_features(project, DATES[0])
-    names = ["recency_days", "frequency_orders", "monetary_total", "region"]
-    levels = {"region": sorted(frame["region"].dropna().astype(str).unique().tolist())}
-    out = []
-    for k, tag in enumerate(project.catalogue().active(sources=("model",))):
-        target = "churn" if "churn" in tag.id else "value"
-        contract = ModelContract(
-            target=target,  # type: ignore[arg-type]
-            horizon_days=90,
-            feature_names=names,
-            categorical_levels=levels,
-        )
-        x = model_matrix(frame, contract)
-        y = (
-            (frame["recency_days"].fillna(999) > 60).to_numpy(dtype=float)
-            if target == "churn"
-            else frame["monetary_total"].to_numpy(dtype=float)
-        )
-        params = {"objective": "binary" if target == "churn" else "regression"}
-        params |= {"verbose": -1, "num_threads": 1, "min_data_in_leaf": 5, "seed": k}
-        booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=10)
-        model = ChampionModel(str(tag.model), "1", ModelTag.from_definition(tag), contract, booster)
-        out.append(ChampionPredictor(model))
-    assert out, "the standard catalogue has model tags"
-    return out
 
 
 def assert_same_tags(local: pd.DataFrame, spark: pd.DataFrame) -> None:
@@ -74,15 +40,20 @@ def assert_same_tags(local: pd.DataFrame, spark: pd.DataFrame) -> None:
     )
 
 
-@pytest.mark.parametrize("date", DATES)
+# The first date in 1 and in 7 partitions (so both give the local engine's table), the
+# second with the default partitioning.
+@pytest.mark.parametrize(("date", "partitions"), [(DATES[0], 1), (DATES[0], 7), (DATES[1], None)])
 def test_tags_run_on_spark_matches_local(
     spark_session: object,
     generated_project: Path,
     predictors: list[ChampionPredictor],
     tmp_path: Path,
     date: str,
+    partitions: int | None,
 ) -> None:
-    project = Project.load(generated_project)
+    loaded = Project.load(generated_project)
+    spark_config = SparkConfig(partitions=partitions)
+    project = Project(loaded.root, loaded.config.model_copy(update={"spark": spark_config}))
     catalogue = project.catalogue()
     assert set(aggregate_tags(catalogue)) >= {
         "rfm_segment",
@@ -92,6 +63,7 @@ def test_tags_run_on_spark_matches_local(
         "busy_browser",
     }
     runs = {}
+    spark_engine = SparkTagging(project)
     for engine in ("local", "spark"):
         store = TagStore(tmp_path / f"{engine}.duckdb")
         result = run_tagging(
@@ -101,7 +73,7 @@ def test_tags_run_on_spark_matches_local(
             as_of=date,
             spec=project.feature_spec(),
             predictors=predictors,
-            engine=SparkTagging(project) if engine == "spark" else None,
+            engine=spark_engine if engine == "spark" else None,
         )
         runs[engine] = (store, result)
     (local_store, local), (spark_store, spark) = runs["local"], runs["spark"]
@@ -122,35 +94,8 @@ def test_tags_run_on_spark_matches_local(
         for text, value in values.items():
             assert spark_t[tag][text] == pytest.approx(value, rel=1e-9, nan_ok=True), text
     assert spark_store.run_info(date).meta["engine"] == "spark"
-
-
-@pytest.mark.parametrize("buckets", [1, 7])
-def test_partition_count_does_not_change_tags(
-    spark_session: object,
-    generated_project: Path,
-    predictors: list[ChampionPredictor],
-    tmp_path: Path,
-    buckets: int,
-) -> None:
-    project = Project.load(generated_project)
-    store = TagStore(tmp_path / "local.duckdb")
-    run_tagging(
-        facts=project.facts(),
-        catalogue=project.catalogue(),
-        store=store,
-        as_of=DATES[0],
-        spec=project.feature_spec(),
-        predictors=predictors,
-    )
-    run = run_tags_spark(
-        spark_session,  # type: ignore[arg-type]
-        project_facts(project, spark_session),  # type: ignore[arg-type]
-        spec=project.feature_spec(),
-        catalogue=project.catalogue(),
-        cutoff=pd.Timestamp(DATES[0], tz="UTC"),
-        predictors=predictors,
-        output=str(tmp_path / "tags"),
-        buckets=buckets,
-    )
-    assert run.buckets == buckets
-    assert_same_tags(store.snapshot(DATES[0]), read_long_table(spark_session, run.uri))  # type: ignore[arg-type]
+    assert spark_engine.last is not None
+    if partitions is not None:
+        assert spark_engine.last.buckets == partitions
+        uri = output_uri(project, "tags", f"as_of={date}")
+        assert_same_tags(local_store.snapshot(date), read_long_table(spark_session, uri))  # type: ignore[arg-type]
