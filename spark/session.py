@@ -63,13 +63,19 @@ def start_session(
             "Expected pyspark to be installed for --engine spark (pip install "
             f"'tagsmith[spark]'). Got: {exc}."
         ) from exc
+    # Under spark-submit the gateway exists already and spark-submit's --master and
+    # settings rule unless --master is given; the workers' Python comes from there too.
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ and master is None
     master = master or config.master
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    if master.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder.master(master).appName(config.app_name)
-    for key, value in {**session_settings(config, master), **(extra or {})}.items():
+    builder = SparkSession.builder.appName(config.app_name)
+    if not submitted:
+        builder = builder.master(master)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        if master.startswith("local"):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    settings = session_settings(config, "submitted" if submitted else master)
+    for key, value in {**settings, **(extra or {})}.items():
         builder = builder.config(key, value)
     try:
         session = builder.getOrCreate()
