@@ -16,6 +16,7 @@ import pandas as pd
 from features.events import FEATURE_EVENT_COLUMNS
 from features.schema import EVENT_DTYPES, customer_dtypes
 from spark.errors import SparkError
+from tagsmith.errors import ConfigError
 from tagsmith.project import Project
 
 if TYPE_CHECKING:
@@ -32,9 +33,12 @@ __all__ = [
     "ENGINES",
     "SparkTagging",
     "build_features",
+    "default_cutoff",
+    "external_facts",
     "output_uri",
     "project_facts",
     "read_long_table",
+    "require_store_lineage",
     "score_population",
     "session_for",
 ]
@@ -226,3 +230,42 @@ def score_population(
             .collect()[0]
         )
     return {k: float(v) if v is not None else float("nan") for k, v in row.asDict().items()}
+
+
+def external_facts(project: Project) -> bool:
+    """Whether ``spark:`` points at facts outside the fact store."""
+    cfg = project.config.spark
+    return cfg.customers_path is not None or cfg.events_path is not None
+
+
+def default_cutoff(project: Project, master: str | None = None) -> pd.Timestamp:
+    """The day after the last event (UTC midnight): the fact store's manifest, or a
+    Spark ``max(occurred_at)`` over ``spark.events_path``."""
+    if project.config.spark.events_path is None:
+        last = project.fact_store().last_event_at()
+    else:
+        from pyspark.sql import functions as F
+
+        session = session_for(project, master)
+        facts = project_facts(project, session)
+        value = facts.events.agg(F.max("occurred_at")).collect()[0][0]
+        if value is None:
+            raise SparkError(f"Expected events in {project.config.spark.events_path}. Got none.")
+        last = pd.Timestamp(value)
+    last = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
+    return last.normalize() + pd.Timedelta(days=1)
+
+
+def require_store_lineage(project: Project) -> None:
+    """Refuse recording a run on external facts in the tag store (its lineage would
+    name the fact store, which did not produce it).
+
+    Raises:
+        ConfigError: ``spark.customers_path``/``events_path`` with ``tag_store: store``.
+    """
+    if external_facts(project) and project.config.spark.tag_store == "store":
+        raise ConfigError(
+            f"{project.config_path}: expected 'spark.tag_store: parquet' when "
+            "spark.customers_path / spark.events_path are set (the tag store records runs "
+            "of the fact store). Got tag_store: store."
+        )

@@ -22,6 +22,7 @@ from tagsmith.cli._common import console, pass_project
 from tagsmith.project import Project
 from tagsmith.spark_engine import ENGINES
 from tagsmith.spark_engine import build_features as spark_build_features
+from tagsmith.spark_engine import default_cutoff as spark_default_cutoff
 
 _EVENT_COLUMNS = list(FEATURE_EVENT_COLUMNS)
 
@@ -63,12 +64,15 @@ def features() -> None:
 def build(project: Project, as_of: tuple[str, ...], engine: str, master: str | None) -> None:
     """Compute features as of each DATE and write one snapshot per date atomically."""
     lean_allocators()
+    if engine == "spark":
+        cutoffs = sorted({normalize_as_of(v) for v in as_of}) or [
+            spark_default_cutoff(project, master)
+        ]
+        _build_on_spark(project, cutoffs, master)
+        return
     facts = project.fact_store()
     spec = project.feature_spec()
     cutoffs = sorted({normalize_as_of(v) for v in as_of}) or [default_as_of(facts)]
-    if engine == "spark":
-        _build_on_spark(project, cutoffs, master)
-        return
     fingerprint = facts.fingerprint()
     store = project.feature_store()
     columns = [

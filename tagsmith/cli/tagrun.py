@@ -7,7 +7,7 @@ import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scoring.batch import STEPS, Predictor, default_as_of, run_tagging
+from scoring.batch import STEPS, Predictor, run_tagging
 from tags.audit import default_actor
 from tags.store_format import to_as_of
 from tagsmith.activate import after_run
@@ -15,7 +15,12 @@ from tagsmith.champions import champion_predictors
 from tagsmith.cli._common import console, day, err_console, pass_project
 from tagsmith.cli._governance import require, resolve_role, role_option
 from tagsmith.project import Project
-from tagsmith.spark_engine import ENGINES, SparkTagging
+from tagsmith.spark_engine import (
+    ENGINES,
+    SparkTagging,
+    default_cutoff,
+    require_store_lineage,
+)
 
 __all__ = ["run_cmd"]
 
@@ -63,6 +68,8 @@ def run_cmd(
     champions, notices = champion_predictors(project)
     predictors: list[Predictor] = list(champions)
     spark = SparkTagging(project, master) if engine == "spark" else None
+    if spark is not None:
+        require_store_lineage(project)
     if spark is not None and project.config.spark.tag_store == "parquet":
         _run_into_parquet(project, spark, as_of, predictors, notices)
         return
@@ -143,8 +150,7 @@ def _run_into_parquet(
     notices: list[str],
 ) -> None:
     """``spark.tag_store: parquet``: the long table stays in Parquet, not the tag store."""
-    facts = project.fact_store()
-    cutoff = to_as_of(as_of) if as_of is not None else default_as_of(facts.last_event_at())
+    cutoff = to_as_of(as_of) if as_of is not None else default_cutoff(project, spark.master)
     with console.status(f"Tagging on Spark as of {day(cutoff)}", spinner="dots"):
         run = spark.compute(
             cutoff=pd.Timestamp(cutoff),
