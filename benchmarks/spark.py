@@ -169,18 +169,22 @@ def main() -> None:
         prepared = _prepare(args.customers, args.seed, Path(tmp))
         print(
             f"{args.customers:,} customers, {prepared['events']:,} events "
-            f"(generated in {prepared['generate_s']:.0f} s)"
+            f"(generated in {prepared['generate_s']:.0f} s)",
+            flush=True,
         )
-        runs = {mode: measure(tmp, mode) for mode in MODES}
-    for mode, r in runs.items():
-        steps = ", ".join(f"{k} {v:.1f}s" for k, v in r["steps"].items())
-        p = r["peak"]
-        engine = "local engine" if mode == "local" else f"spark {mode}"
-        print(
-            f"{engine:<16} run {r['run_s']:6.1f} s (+ session start {r['start_s']:.1f} s) "
-            f"[{steps}]; peak RSS driver {p['driver'] / gib:.2f} GiB, JVM {p['jvm'] / gib:.2f} "
-            f"GiB, python workers {p['workers'] / gib:.2f} GiB, all {p['total'] / gib:.2f} GiB"
-        )
+        runs = {}
+        for mode in MODES:  # each line as soon as its run ends
+            r = runs[mode] = measure(tmp, mode)
+            steps = ", ".join(f"{k} {v:.1f}s" for k, v in r["steps"].items())
+            p = r["peak"]
+            engine = "local engine" if mode == "local" else f"spark {mode}"
+            print(
+                f"{engine:<16} run {r['run_s']:6.1f} s (+ session start {r['start_s']:.1f} s) "
+                f"[{steps}]; peak RSS driver {p['driver'] / gib:.2f} GiB, JVM "
+                f"{p['jvm'] / gib:.2f} GiB, python workers {p['workers'] / gib:.2f} GiB, "
+                f"all {p['total'] / gib:.2f} GiB",
+                flush=True,
+            )
     local, one, two = (runs[m] for m in MODES)
     print(
         f"spark local[2] / local engine: time x{two['run_s'] / local['run_s']:.2f}, "
