@@ -176,12 +176,96 @@ def _nats_server(store: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"nats://127.0.0.1:{port}"
 
 
+def _nats_probes(loop: Any, js: Any, runtime: Any, probes: list[str]) -> dict[str, Any]:
+    """Publish one purchase per probe; time until the runtime's /tags shows the change."""
+    from serving.access import Caller
+
+    reader = Caller("bench", "executive")
+    lat = []
+    for i, cid in enumerate(probes):
+        before = _stage(runtime, reader, cid)
+        t = time.perf_counter()
+        loop.run_until_complete(
+            js.publish("events.shop", json.dumps(_purchase(cid, f"n{i}")).encode())
+        )
+        while _stage(runtime, reader, cid) == before and time.perf_counter() - t < 10:
+            time.sleep(0.002)
+        lat.append(time.perf_counter() - t)
+    return {
+        "probes": len(lat),
+        "p50_ms": round(1000 * _pct(lat, 50), 1),
+        "p99_ms": round(1000 * _pct(lat, 99), 1),
+        "live_poll_s": runtime.live_poll_s,
+    }
+
+
+def _nats_sustained(
+    loop: Any, js: Any, ids: np.ndarray, rates: list[int], done_at: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Offer each rate for 5 s; stop at the first whose p99 passes 1 s or falls behind.
+
+    ``done_at`` is filled by the consumer's batch callback (customer -> time tagged).
+    """
+    rng = np.random.default_rng(5)
+    steps = []
+    for rate in rates:
+        seconds = 5.0
+        n = int(rate * seconds)
+        sent_at: dict[str, float] = {}
+        done_at.clear()
+        chosen = [str(c) for c in rng.choice(ids, size=n)]
+        start = time.perf_counter()
+
+        async def pump(
+            chosen: list[str] = chosen,
+            start: float = start,
+            rate: int = rate,
+            sent_at: dict[str, float] = sent_at,
+        ) -> None:
+            pending = []
+            for k, cid in enumerate(chosen):
+                due = start + k / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                body = {
+                    "event_id": f"r{rate}-{k}",
+                    "customer_id": cid,
+                    "occurred_at": pd.Timestamp.now(tz="UTC").isoformat(),
+                    "event_type": "browse",
+                }
+                sent_at.setdefault(cid, time.perf_counter())
+                pending.append(js.publish("events.shop", json.dumps(body).encode()))
+                if len(pending) >= 200:
+                    await asyncio.gather(*pending)
+                    pending = []
+            await asyncio.gather(*pending)
+
+        loop.run_until_complete(pump())
+        deadline = time.perf_counter() + 30
+        while len(done_at) < len(sent_at) and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        elapsed = max(done_at.values(), default=start) - start
+        lat = [done_at[c] - sent_at[c] for c in sent_at if c in done_at]
+        steps.append(
+            {
+                "offered_per_s": rate,
+                "achieved_per_s": round(n / elapsed, 1) if elapsed > 0 else None,
+                "p50_ms": round(1000 * _pct(lat, 50), 1),
+                "p99_ms": round(1000 * _pct(lat, 99), 1),
+                "not_done": len(sent_at) - len(lat),
+            }
+        )
+        if _pct(lat, 99) > 1.0 or len(lat) < len(sent_at):
+            break
+    return steps
+
+
 def _nats_part(
     project: Any, runtime: Any, tagger: Any, ids: np.ndarray, probes: list[str], rates: list[int]
 ) -> dict[str, Any]:
     import nats
 
-    from serving.access import Caller
     from streaming.consumer import ConsumerReport, consume, ensure_stream
 
     cfg = project.config.streaming.model_copy(update={"batch_size": 1000, "batch_wait_s": 0.5})
@@ -233,75 +317,8 @@ def _nats_part(
         js = nc.jetstream()
         thread.start()
         time.sleep(1.0)
-        reader = Caller("bench", "executive")
-        lat = []
-        for i, cid in enumerate(probes):
-            before = _stage(runtime, reader, cid)
-            t = time.perf_counter()
-            loop.run_until_complete(
-                js.publish("events.shop", json.dumps(_purchase(cid, f"n{i}")).encode())
-            )
-            while _stage(runtime, reader, cid) == before and time.perf_counter() - t < 10:
-                time.sleep(0.002)
-            lat.append(time.perf_counter() - t)
-        out["visible_in_tags"] = {
-            "probes": len(lat),
-            "p50_ms": round(1000 * _pct(lat, 50), 1),
-            "p99_ms": round(1000 * _pct(lat, 99), 1),
-            "live_poll_s": runtime.live_poll_s,
-        }
-        rng = np.random.default_rng(5)
-        steps = []
-        for rate in rates:
-            seconds = 5.0
-            n = int(rate * seconds)
-            sent_at: dict[str, float] = {}
-            done_at.clear()
-            chosen = [str(c) for c in rng.choice(ids, size=n)]
-            start = time.perf_counter()
-
-            async def pump(
-                chosen: list[str] = chosen,
-                start: float = start,
-                rate: int = rate,
-                sent_at: dict[str, float] = sent_at,
-            ) -> None:
-                pending = []
-                for k, cid in enumerate(chosen):
-                    due = start + k / rate
-                    delay = due - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    body = {
-                        "event_id": f"r{rate}-{k}",
-                        "customer_id": cid,
-                        "occurred_at": pd.Timestamp.now(tz="UTC").isoformat(),
-                        "event_type": "browse",
-                    }
-                    sent_at.setdefault(cid, time.perf_counter())
-                    pending.append(js.publish("events.shop", json.dumps(body).encode()))
-                    if len(pending) >= 200:
-                        await asyncio.gather(*pending)
-                        pending = []
-                await asyncio.gather(*pending)
-
-            loop.run_until_complete(pump())
-            deadline = time.perf_counter() + 30
-            while len(done_at) < len(sent_at) and time.perf_counter() < deadline:
-                time.sleep(0.05)
-            elapsed = max(done_at.values(), default=start) - start
-            lat = [done_at[c] - sent_at[c] for c in sent_at if c in done_at]
-            steps.append(
-                {
-                    "offered_per_s": rate,
-                    "achieved_per_s": round(n / elapsed, 1) if elapsed > 0 else None,
-                    "p50_ms": round(1000 * _pct(lat, 50), 1),
-                    "p99_ms": round(1000 * _pct(lat, 99), 1),
-                    "not_done": len(sent_at) - len(lat),
-                }
-            )
-            if _pct(lat, 99) > 1.0 or len(lat) < len(sent_at):
-                break
+        out["visible_in_tags"] = _nats_probes(loop, js, runtime, probes)
+        steps = _nats_sustained(loop, js, ids, rates, done_at)
         out["sustained"] = steps
         knee = next((s["offered_per_s"] for s in steps if s["p99_ms"] > 1000), None)
         out["knee_offered_per_s"] = knee

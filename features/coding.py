@@ -57,6 +57,7 @@ def customer_runs(values: pa.ChunkedArray, value_set: pa.Array) -> tuple[np.ndar
     head_values: list[pa.Array] = []
     previous: Any = None
     pos = 0
+    heads_total = 0
     for chunk in values.chunks:
         m = len(chunk)
         if m == 0:
@@ -72,7 +73,8 @@ def customer_runs(values: pa.ChunkedArray, value_set: pa.Array) -> tuple[np.ndar
         heads_parts.append(local + pos)
         head_values.append(chunk.take(pa.array(local)))
         pos += m
-        if sum(len(h) for h in heads_parts) * 4 >= pos and pos >= 100_000:
+        heads_total += len(local)
+        if heads_total * 4 >= pos and pos >= 100_000:
             break  # short runs: look every row up instead
     else:
         heads = np.concatenate(heads_parts)

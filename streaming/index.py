@@ -37,8 +37,54 @@ def _empty_events() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=EVENT_DTYPES[c]) for c in EVENT_COLUMNS})
 
 
+class _Block:
+    """Events sorted by customer, each customer's rows located by a dictionary."""
+
+    def __init__(self, table: pa.Table) -> None:
+        ids = table["customer_id"].combine_chunks() if table.num_rows else pa.array([])
+        sorted_already = len(ids) < 2 or bool(
+            pc.all(pc.greater_equal(ids.slice(1), ids.slice(0, len(ids) - 1))).as_py()
+        )
+        if not sorted_already:
+            table = table.sort_by([("customer_id", "ascending"), ("occurred_at", "ascending")])
+            ids = table["customer_id"].combine_chunks()
+        self.table = table.combine_chunks()
+        self.slices: dict[str, tuple[int, int]] = {}
+        if len(ids):
+            runs = pc.run_end_encode(ids)
+            ends = runs.run_ends.to_numpy()
+            starts = np.concatenate([[0], ends[:-1]])
+            values = runs.values.to_pylist()
+            self.slices = {
+                str(v): (int(a), int(b)) for v, a, b in zip(values, starts, ends, strict=True)
+            }
+
+    @property
+    def rows(self) -> int:
+        return int(self.table.num_rows)
+
+    def rows_of(self, customer_ids: Sequence[str]) -> pa.Table | None:
+        """The rows of ``customer_ids`` (None when none has any)."""
+        ranges = [self.slices[c] for c in customer_ids if c in self.slices]
+        if not ranges:
+            return None
+        index = np.concatenate([np.arange(a, b) for a, b in ranges])
+        return self.table.take(pa.array(index))
+
+
+def _canonical(frame: pd.DataFrame) -> pa.Table:
+    """Events as an Arrow table of one fixed schema (whatever path they came by)."""
+    frame = frame[list(EVENT_COLUMNS)].astype({c: EVENT_DTYPES[c] for c in EVENT_COLUMNS})
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
 class CustomerFacts:
     """Customers and their events (imported + live), looked up by customer id.
+
+    Live events are kept as a few sorted blocks, merged like a binary counter (a new
+    block swallows the previous one while that one is at most twice its size), so a
+    lookup visits O(log n) blocks and each event is re-sorted O(log n) times, however
+    many small batches arrive.
 
     Args:
         store: The fact store.
@@ -51,16 +97,15 @@ class CustomerFacts:
         self._fingerprint: object = None
         self.customers = pd.DataFrame()
         self._customer_pos: dict[str, int] = {}
-        self._events: pa.Table | None = None
-        self._slices: dict[str, tuple[int, int]] = {}
-        self._live: dict[str, list[pd.DataFrame]] = {}
+        self._base: _Block | None = None
+        self._live: list[_Block] = []
         self._segments: set[str] = set()
 
     # -- loading -----------------------------------------------------------------------
     def refresh(self) -> None:
         """Reload after a file import; read live segments written since the last look."""
         fingerprint = self.store.manifest().get("fingerprint")
-        if fingerprint != self._fingerprint or self._events is None:
+        if fingerprint != self._fingerprint or self._base is None:
             self._load_base()
             self._fingerprint = fingerprint
             self._live.clear()
@@ -80,29 +125,17 @@ class CustomerFacts:
         }
         table = self.store.events_table()
         if table is None or not table.num_rows:
-            self._events, self._slices = pa.table({}), {}
+            self._base = _Block(_canonical(_empty_events()))
             return
-        table = table.select(list(EVENT_COLUMNS))
-        ids = table["customer_id"].combine_chunks()
-        sorted_already = len(ids) < 2 or bool(
-            pc.all(pc.greater_equal(ids.slice(1), ids.slice(0, len(ids) - 1))).as_py()
-        )
-        if not sorted_already:
-            table = table.sort_by([("customer_id", "ascending"), ("occurred_at", "ascending")])
-            ids = table["customer_id"].combine_chunks()
-        runs = pc.run_end_encode(ids)
-        ends = runs.run_ends.to_numpy()
-        starts = np.concatenate([[0], ends[:-1]])
-        values = runs.values.to_pylist()
-        self._slices = {
-            str(v): (int(a), int(b)) for v, a, b in zip(values, starts, ends, strict=True)
-        }
-        self._events = table.combine_chunks()
+        self._base = _Block(table.select(list(EVENT_COLUMNS)))
 
     def _add_live(self, frame: pd.DataFrame) -> None:
-        frame = frame.astype({c: EVENT_DTYPES[c] for c in EVENT_COLUMNS})
-        for cid, part in frame.groupby("customer_id", sort=False, observed=True):
-            self._live.setdefault(str(cid), []).append(part)
+        if not len(frame):
+            return
+        self._live.append(_Block(_canonical(frame)))
+        while len(self._live) >= 2 and self._live[-2].rows <= 2 * self._live[-1].rows:
+            last, before = self._live.pop(), self._live.pop()
+            self._live.append(_Block(pa.concat_tables([before.table, last.table])))
 
     def add(self, events: pd.DataFrame, segment: Path | None) -> None:
         """Events this process just stored as ``segment`` (no need to read it back)."""
@@ -130,15 +163,11 @@ class CustomerFacts:
 
     def events_of(self, customer_ids: Sequence[str]) -> pd.DataFrame:
         """Imported and live events of the customers (canonical columns)."""
-        parts: list[pd.DataFrame] = []
-        if self._events is not None and self._slices:
-            ranges = [self._slices[c] for c in customer_ids if c in self._slices]
-            if ranges:
-                index = np.concatenate([np.arange(a, b) for a, b in ranges])
-                base = self._events.take(pa.array(index)).to_pandas()
-                parts.append(base.astype({c: EVENT_DTYPES[c] for c in EVENT_COLUMNS}))
-        for cid in customer_ids:
-            parts.extend(self._live.get(cid, ()))
+        blocks = [self._base] if self._base is not None else []
+        parts = [t for b in [*blocks, *self._live] if (t := b.rows_of(customer_ids)) is not None]
         if not parts:
             return _empty_events()
-        return pd.concat(parts, ignore_index=True)
+        frames = [t.to_pandas().astype({c: EVENT_DTYPES[c] for c in EVENT_COLUMNS}) for t in parts]
+        # One frame of few Arrow chunks: later stages scan the id column chunk by chunk.
+        out = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        return out.reset_index(drop=True)

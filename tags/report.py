@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -117,6 +117,7 @@ def render_report(
     title: str,
     meta: Mapping[str, Any],
     threshold: float,
+    lint: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The report as one HTML page.
 
@@ -129,6 +130,7 @@ def render_report(
         meta: ``as_of``, ``previous``, ``n_customers``, ``run_id``, ``role`` and
             ``generated`` (when the report was made; passed in to keep this pure).
         threshold: The share-shift threshold (for the "no flags" sentence).
+        lint: ``tags.lint`` findings (``Finding.as_dict``): redundant and dead tags.
     """
     rows = [
         {
@@ -161,5 +163,6 @@ def render_report(
         tags=tags,
         flags=flag_messages(coverage),
         threshold_pct=f"{100 * threshold:g}",
+        lint=list(lint),
         **meta,
     )

@@ -41,7 +41,6 @@ from tags.store_format import (
     filters,
     format_of,
     has_tables,
-    ident,
     naive,
     now,
     run_info_of,
@@ -51,6 +50,7 @@ from tags.store_format import (
     utc_columns,
     validate_incoming,
 )
+from tags.store_reports import coverage_table, diff_summary, wide_select, wide_types
 from tags.transitions import TRANSITIONS_SCHEMA, record_batch_transitions
 
 __all__ = ["StoreConfig", "TagStore"]
@@ -439,13 +439,7 @@ class TagStore:
 
     def diff_summary(self, changes: pd.DataFrame) -> pd.DataFrame:
         """Per tag and value: customers who entered it, who left it, and the net change."""
-        entered = changes.dropna(subset=["to_value"]).groupby(["tag_id", "to_value"]).size()
-        left = changes.dropna(subset=["from_value"]).groupby(["tag_id", "from_value"]).size()
-        entered.index.names = ["tag_id", "value"]
-        left.index.names = ["tag_id", "value"]
-        out = pd.DataFrame({"entered": entered, "left": left}).fillna(0).astype("int64")
-        out["net"] = out["entered"] - out["left"]
-        return out.reset_index().sort_values(["tag_id", "value"], ignore_index=True)
+        return diff_summary(changes)
 
     def transitions(
         self,
@@ -520,43 +514,23 @@ class TagStore:
                 f"WHERE as_of = ? {where} GROUP BY ALL",
                 [naive(cur), *params],
             ).df()
+            before = None
             if prev is not None:
                 before = con.execute(
                     f"SELECT tag_id, value, count(*) AS n FROM snapshots "  # noqa: S608
                     f"WHERE as_of = ? {where} GROUP BY ALL",
                     [naive(prev), *params],
                 ).df()
-            else:
-                before = counts.iloc[0:0]
-        df = counts.merge(before, on=["tag_id", "value"], how="outer", suffixes=("", "_prev"))
-        absent = [
-            t for t in sorted(set(expected_tags) - set(df["tag_id"])) if tags is None or t in tags
-        ]
-        if absent:
-            df = pd.concat([df, pd.DataFrame({"tag_id": absent, "n": 0})], ignore_index=True)
-        out = pd.DataFrame(
-            {
-                "tag_id": df["tag_id"].astype("string"),
-                "value": df["value"].astype("string"),
-                "count": df["n"].fillna(0).astype("int64"),
-            }
+        return coverage_table(
+            counts,
+            before,
+            n_customers=cur_n,
+            prev_n_customers=prev_n,
+            threshold=threshold,
+            tags=tags,
+            expected_tags=expected_tags,
+            attrs={"as_of": cur, "previous_as_of": prev, "n_customers": cur_n},
         )
-        out["share"] = out["count"] / cur_n if cur_n else 0.0
-        if prev is not None:
-            out["prev_count"] = df["n_prev"].fillna(0).astype("int64")
-            out["prev_share"] = out["prev_count"] / prev_n if prev_n else 0.0
-            out["share_change"] = out["share"] - out["prev_share"]
-        else:
-            out["prev_count"] = pd.array([pd.NA] * len(out), dtype="Int64")
-            out["prev_share"] = float("nan")
-            out["share_change"] = float("nan")
-        tag_total = out.groupby("tag_id")["count"].transform("sum")
-        flag = pd.Series("", index=out.index, dtype="string")
-        flag[out["share_change"].abs() > threshold] = "share_shift"
-        flag[tag_total == 0] = "coverage_zero"
-        out["flag"] = flag
-        out.attrs.update({"as_of": cur, "previous_as_of": prev, "n_customers": cur_n})
-        return out.sort_values(["tag_id", "value"], ignore_index=True, na_position="first")
 
     def sizes_over_time(self, *, tags: Collection[str] | None = None) -> pd.DataFrame:
         """as_of, tag_id, value, count and share for every stored snapshot."""
@@ -590,26 +564,11 @@ class TagStore:
             score_tags: Tags whose score is added as a ``{tag}_score`` float column.
         """
         ts = self.resolve_as_of(as_of)
-        select = ["customer_id"]
-        params: list[Any] = []
-        for tag in tags:
-            if tag in boolean_tags:
-                select.append(f"bool_or(tag_id = ?) AS {ident(tag)}")
-            else:
-                select.append(f"max(value) FILTER (WHERE tag_id = ?) AS {ident(tag)}")
-            params.append(tag)
-        for tag in score_tags:
-            select.append(f"max(score) FILTER (WHERE tag_id = ?) AS {ident(tag + '_score')}")
-            params.append(tag)
+        select, params = wide_select(tags, boolean_tags, score_tags)
         with self._connect(write=False) as con:
             df = con.execute(
-                f"SELECT {', '.join(select)} FROM snapshots WHERE as_of = ? "  # noqa: S608
+                f"SELECT {select} FROM snapshots WHERE as_of = ? "  # noqa: S608
                 "GROUP BY customer_id ORDER BY customer_id",
                 [*params, naive(ts)],
             ).df()
-        for tag in tags:
-            if tag in boolean_tags:
-                df[tag] = df[tag].fillna(False).astype(bool)
-            else:
-                df[tag] = df[tag].astype("string")
-        return df
+        return wide_types(df, tags, boolean_tags)

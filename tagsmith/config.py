@@ -20,6 +20,7 @@ from serving.config import ServingConfig
 from spark.config import SparkConfig
 from streaming.config import StreamingConfig
 from tags.config import TagsConfig
+from tags.governance import GovernanceConfig
 from tags.policy import AccessConfig
 from tags.store import StoreConfig
 from tagsmith.errors import ConfigError
@@ -47,6 +48,7 @@ class ProjectConfig(BaseModel):
         activation: The trigger dispatcher (``activation.ActivationConfig``).
         console: The web console served with it at ``/ui``.
         streaming: Real-time tagging (``POST /events``, the NATS consumer).
+        governance: Catalogue governance (``tags lint`` thresholds, ...).
         spark: The Spark engine (``--engine spark``): master, partitions, outputs.
     """
 
@@ -64,6 +66,7 @@ class ProjectConfig(BaseModel):
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     activation: ActivationConfig = Field(default_factory=ActivationConfig)
     streaming: StreamingConfig = Field(default_factory=StreamingConfig)
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
 
 

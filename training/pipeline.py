@@ -6,7 +6,6 @@ notebook and the quality benchmark all call; :mod:`training.tracking` logs its r
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from scoring.contract import ModelContract, categorical_levels_of, model_matrix, score_frame
+from scoring.contract import ModelContract, model_matrix, score_frame
 from scoring.loading import ScoringModel
 from training.baselines import make_baselines
 from training.candidates import Candidate, fit_candidates, score_candidates
@@ -32,13 +31,14 @@ from training.evaluation import (
     segment_metrics,
     simple_segments,
 )
-from training.labels import CutoffPlan, label_table, plan_training
-from training.split import (
-    baseline_losses,
-    data_warnings,
-    group_slice,
-    grouped_rows,
-    unused_features,
+from training.importance import ShapJob, importance_table
+from training.labels import CutoffPlan, plan_training
+from training.split import baseline_losses, data_warnings
+from training.training_set import (
+    FeatureBuilder,
+    TrainingSet,
+    build_training_set,
+    select_features,
 )
 
 __all__ = [
@@ -55,8 +55,6 @@ __all__ = [
 ]
 
 Target = Literal["churn", "value"]
-# build_features(customers, events, *, as_of, spec) from features.build, or a stand-in.
-FeatureBuilder = Callable[..., pd.DataFrame]
 # cutoff -> scores indexed by customer_id (from the generator's latent truth).
 OracleScorer = Callable[[pd.Timestamp], pd.Series]
 Progress = Callable[[str], None]
@@ -64,147 +62,10 @@ Progress = Callable[[str], None]
 Segmenter = Callable[[pd.DataFrame], pd.DataFrame]
 
 _KEY = ["customer_id", "cutoff"]
-_MAX_LEVELS = 200
-_SHAP_ROWS = 20_000
-_SHAP_CHUNKS = 8
 
 
 def _noop(_: str) -> None:
     return None
-
-
-@dataclass
-class TrainingSet:
-    """Labelled rows of every cutoff with their features.
-
-    Attributes:
-        frame: One row per (customer in the population, cutoff), ordered by cutoff:
-            the label table's columns (history summary, ``churn``, ``value``) and the
-            features.
-        feature_names: Model inputs, in matrix order.
-        categorical_levels: Levels of each categorical input.
-        dropped_features: Feature columns not used, with the reason.
-        plan: The train/validation/test cutoffs.
-    """
-
-    frame: pd.DataFrame
-    feature_names: list[str]
-    categorical_levels: dict[str, list[str]]
-    dropped_features: dict[str, str]
-    plan: CutoffPlan
-
-    def slice(self, which: Literal["train", "validation", "test", "fit"]) -> pd.DataFrame:
-        """Rows of one part of the split (``fit``: training and validation rows).
-
-        Rows are ordered by cutoff, so each part is a contiguous block: a view of
-        ``frame``, not a copy (at a million customers a copy costs seconds and GiBs).
-        """
-        plan = self.plan
-        if plan.grouped:
-            return group_slice(self.frame, which)
-        first, last = {
-            "train": (plan.train[0], plan.train[-1]),
-            "validation": (plan.validation, plan.validation),
-            "test": (plan.test, plan.test),
-            "fit": (plan.train[0], plan.validation),
-        }[which]
-        cut = self.frame["cutoff"]
-        if not cut.is_monotonic_increasing:
-            return self.frame.loc[(cut >= first) & (cut <= last)]
-        lo = int(cut.searchsorted(first, side="left"))
-        hi = int(cut.searchsorted(last, side="right"))
-        return self.frame.iloc[lo:hi]
-
-
-def _utc_series(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
-
-
-def select_features(
-    features: pd.DataFrame, *, exclude: Sequence[str] = ()
-) -> tuple[list[str], dict[str, str]]:
-    """Model inputs among ``features``' columns, and why the others are dropped.
-
-    Numbers and booleans are inputs; strings and categoricals with at most 200 levels
-    are categorical inputs; identifiers, timestamps and wider text are dropped.
-    """
-    names: list[str] = []
-    dropped: dict[str, str] = {}
-    for name in features.columns:
-        if name in ("customer_id", "as_of", *exclude):
-            continue
-        col = features[name]
-        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-            names.append(name)
-        elif pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col):
-            dropped[name] = "timestamp"
-        elif isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(col):
-            n_levels = col.nunique(dropna=True)
-            if n_levels > _MAX_LEVELS:
-                dropped[name] = f"{n_levels} levels (> {_MAX_LEVELS})"
-            else:
-                names.append(name)
-        else:
-            dropped[name] = f"dtype {col.dtype}"
-    return names, dropped
-
-
-def build_training_set(
-    customers: pd.DataFrame,
-    events: pd.DataFrame,
-    *,
-    plan: CutoffPlan,
-    feature_builder: FeatureBuilder,
-    spec: Any = None,
-) -> TrainingSet:
-    """Labels at every cutoff of ``plan`` joined with point-in-time features.
-
-    The labels are computed on a second thread while the features are built.
-
-    Raises:
-        TrainingError: The feature frame lacks keys, or a cutoff has no population.
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-labels") as pool:
-        pending = pool.submit(label_table, events, plan.all, horizon_days=plan.horizon_days)
-        feats = feature_builder(customers, events, as_of=plan.all, spec=spec)
-        labels = pending.result()
-    if "customer_id" not in feats.columns or "as_of" not in feats.columns:
-        raise TrainingError(
-            "Expected the feature frame of several cutoffs to have 'customer_id' and 'as_of' "
-            f"columns. Got {list(feats.columns)[:6]}..."
-        )
-    clash = sorted(set(feats.columns) & (set(labels.columns) - set(_KEY)))
-    if clash:
-        raise TrainingError(
-            f"Expected feature names distinct from the label table's columns. Got {clash}."
-        )
-    feats = feats.rename(columns={"as_of": "cutoff"})
-    feats["cutoff"] = _utc_series(feats["cutoff"])
-    feats["customer_id"] = feats["customer_id"].astype("string")
-    frame = labels.merge(feats, on=_KEY, how="inner", validate="one_to_one")
-    if not frame["cutoff"].is_monotonic_increasing:
-        frame = frame.sort_values("cutoff", kind="stable", ignore_index=True)
-    counts = frame["cutoff"].value_counts()
-    empty = [c.date().isoformat() for c in plan.all if counts.get(c, 0) == 0]
-    if empty:
-        raise TrainingError(
-            f"Expected customers with a purchase before every cutoff. Got none at {empty}."
-        )
-    names, dropped = select_features(feats.drop(columns=_KEY))
-    if plan.grouped:
-        frame = grouped_rows(frame, plan)
-    unused = unused_features(frame, names, events)
-    names = [n for n in names if n not in unused]
-    dropped = {**dropped, **unused}
-    ts = TrainingSet(
-        frame=frame,
-        feature_names=names,
-        categorical_levels={},
-        dropped_features=dropped,
-        plan=plan,
-    )
-    ts.categorical_levels = categorical_levels_of(ts.slice("fit"), names)
-    return ts
 
 
 @dataclass
@@ -273,6 +134,115 @@ def _first_purchase_and_last_event(events: pd.DataFrame) -> tuple[pd.Timestamp, 
     return pd.Timestamp(purchases.min()), pd.Timestamp(events["occurred_at"].max())
 
 
+def _plan(
+    events: pd.DataFrame,
+    config: TrainingConfig,
+    horizon_days: int,
+    cutoffs: Sequence[object] | None,
+) -> CutoffPlan:
+    first, last = _first_purchase_and_last_event(events)
+    return plan_training(
+        first,
+        last,
+        horizon_days=horizon_days,
+        n_cutoffs=config.n_cutoffs,
+        step_months=config.cutoff_step_months,
+        cutoffs=cutoffs,
+        min_history_days=config.min_history_days,
+    )
+
+
+class _Laps:
+    """Wall time per stage, in seconds."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._clock, 3)
+        self._clock = now
+
+
+def _contract_for(
+    target: Target, ts: TrainingSet, *, spec_hash: str, facts_fingerprint: str
+) -> ModelContract:
+    plan = ts.plan
+    return ModelContract(
+        target=target,
+        horizon_days=plan.horizon_days,
+        feature_names=ts.feature_names,
+        categorical_levels=ts.categorical_levels,
+        spec_hash=spec_hash,
+        facts_fingerprint=facts_fingerprint,
+        train_cutoffs=[c.date() for c in plan.train],
+        validation_cutoffs=[plan.validation.date()],
+    )
+
+
+def _fit_champion(
+    target: Target,
+    ts: TrainingSet,
+    contract: ModelContract,
+    *,
+    config: TrainingConfig,
+    n_jobs: int,
+    progress: Progress,
+) -> tuple[Candidate, list[Candidate], ModelContract]:
+    """Fit every candidate on the training rows, the champion chosen on validation;
+    the contract gains the champion's calibration."""
+    train, val = ts.slice("train"), ts.slice("validation")
+    champion, candidates = fit_candidates(
+        target,
+        config,
+        categorical_indices=tuple(contract.categorical_indices),
+        n_jobs=n_jobs,
+        x_train=model_matrix(train, contract),
+        y_train=train[target].to_numpy(dtype=np.float64),
+        x_val=model_matrix(val, contract),
+        y_val=val[target].to_numpy(dtype=np.float64),
+        progress=progress,
+    )
+    if isinstance(champion.estimator, ChurnClassifier):
+        contract = contract.model_copy(update={"calibration": champion.estimator.calibration_})
+    return champion, candidates, contract
+
+
+def _test_with_importance(
+    target: Target,
+    ts: TrainingSet,
+    booster: lgb.Booster,
+    contract: ModelContract,
+    *,
+    config: TrainingConfig,
+    oracle: OracleScorer | None,
+    progress: Progress,
+    segmenter: Segmenter | None,
+) -> tuple[Comparison, pd.DataFrame]:
+    """The model's test scores next to the baselines', and its feature importance."""
+    test = ts.slice("test")
+    # SHAP contributions (single-threaded LightGBM C code, which releases the GIL)
+    # overlap with test scoring and the baselines, which mostly run on one core.
+    shap = ShapJob(booster, test, contract)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-shap") as pool:
+        background = pool.submit(shap.work, shap.copy)
+        # The registered model scores exactly like this, in batch and online.
+        model_scores = score_frame(booster, test, contract)
+        comparison = compare_with_baselines(
+            target,
+            ts,
+            model_scores,
+            config=config,
+            oracle=oracle,
+            progress=progress,
+            segmenter=segmenter,
+        )
+        shap.work(booster)  # take a share of what is left
+        background.result()
+    return comparison, importance_table(booster, shap.mean_abs(), contract)
+
+
 def train_predictor(
     customers: pd.DataFrame,
     events: pd.DataFrame,
@@ -308,25 +278,8 @@ def train_predictor(
     Raises:
         TrainingError: The data cannot be labelled or trained on (message says why).
     """
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[stage] = round(now - clock, 3)
-        clock = now
-
-    first, last = _first_purchase_and_last_event(events)
-    plan = plan_training(
-        first,
-        last,
-        horizon_days=config.horizon_days,
-        n_cutoffs=config.n_cutoffs,
-        step_months=config.cutoff_step_months,
-        cutoffs=cutoffs,
-        min_history_days=config.min_history_days,
-    )
+    lap = _Laps()
+    plan = _plan(events, config, config.horizon_days, cutoffs)
     progress(
         f"cutoffs: train {[c.date().isoformat() for c in plan.train]}, validation "
         f"{plan.validation.date()}, test {plan.test.date()}, horizon {plan.horizon_days} days"
@@ -335,67 +288,33 @@ def train_predictor(
         customers, events, plan=plan, feature_builder=feature_builder, spec=spec
     )
     lap("features_and_labels")
-    train, val, test = ts.slice("train"), ts.slice("validation"), ts.slice("test")
-    rows = {"train": len(train), "validation": len(val), "test": len(test)}
+    rows = {part: len(ts.slice(part)) for part in ("train", "validation", "test")}
     progress(f"rows: {rows}; {len(ts.feature_names)} features")
     warnings = data_warnings(plan, rows)
     for message in warnings:
         progress(f"warning: {message}")
-
-    contract = ModelContract(
-        target=target,
-        horizon_days=plan.horizon_days,
-        feature_names=ts.feature_names,
-        categorical_levels=ts.categorical_levels,
-        spec_hash=spec_hash,
-        facts_fingerprint=facts_fingerprint,
-        train_cutoffs=[c.date() for c in plan.train],
-        validation_cutoffs=[plan.validation.date()],
-    )
-    cats = tuple(contract.categorical_indices)
-    x_train, x_val = model_matrix(train, contract), model_matrix(val, contract)
-    champion, candidates = fit_candidates(
-        target,
-        config,
-        categorical_indices=cats,
-        n_jobs=n_jobs,
-        x_train=x_train,
-        y_train=train[target].to_numpy(dtype=np.float64),
-        x_val=x_val,
-        y_val=val[target].to_numpy(dtype=np.float64),
-        progress=progress,
+    contract = _contract_for(target, ts, spec_hash=spec_hash, facts_fingerprint=facts_fingerprint)
+    champion, candidates, contract = _fit_champion(
+        target, ts, contract, config=config, n_jobs=n_jobs, progress=progress
     )
     estimator = champion.estimator
-    del x_train
-    if isinstance(estimator, ChurnClassifier):
-        contract = contract.model_copy(update={"calibration": estimator.calibration_})
     lap("model")
-
-    # SHAP contributions (single-threaded LightGBM C code, which releases the GIL)
-    # overlap with test scoring and the baselines, which mostly run on one core.
-    shap = _ShapJob(estimator.booster_, test, contract)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-shap") as pool:
-        background = pool.submit(shap.work, shap.copy)
-        # The registered model scores exactly like this, in batch and online.
-        model_scores = score_frame(estimator.booster_, test, contract)
-        comparison = compare_with_baselines(
-            target,
-            ts,
-            model_scores,
-            config=config,
-            oracle=oracle,
-            progress=progress,
-            segmenter=segmenter,
-        )
-        shap.work(estimator.booster_)  # take a share of what is left
-        background.result()
-    importance = _importance(estimator.booster_, shap.mean_abs(), contract)
+    comparison, importance = _test_with_importance(
+        target,
+        ts,
+        estimator.booster_,
+        contract,
+        config=config,
+        oracle=oracle,
+        progress=progress,
+        segmenter=segmenter,
+    )
     lap("baselines_and_evaluation")
+    test = ts.slice("test")
     score_candidates(candidates, champion, test, contract, comparison.metrics["model"])
     for message in baseline_losses(comparison.lift):
         progress(f"warning: {message}")
         warnings.append(message)
-    example = pd.DataFrame(model_matrix(test.head(5), contract), columns=contract.feature_names)
     return TrainingResult(
         target=target,
         contract=contract,
@@ -410,8 +329,10 @@ def train_predictor(
         curves=comparison.curves,
         rows=rows,
         dropped_features=ts.dropped_features,
-        seconds=seconds,
-        input_example=example,
+        seconds=lap.seconds,
+        input_example=pd.DataFrame(
+            model_matrix(test.head(5), contract), columns=contract.feature_names
+        ),
         warnings=warnings,
         candidates=candidates,
         champion=champion.name,
@@ -536,16 +457,7 @@ def evaluate_model(
         TrainingError: The data cannot be labelled (message says why).
     """
     contract = model.contract
-    first, last = _first_purchase_and_last_event(events)
-    plan = plan_training(
-        first,
-        last,
-        horizon_days=contract.horizon_days,
-        n_cutoffs=config.n_cutoffs,
-        step_months=config.cutoff_step_months,
-        cutoffs=cutoffs,
-        min_history_days=config.min_history_days,
-    )
+    plan = _plan(events, config, contract.horizon_days, cutoffs)
     progress(f"test cutoff {plan.test.date()}, horizon {plan.horizon_days} days")
     ts = build_training_set(
         customers, events, plan=plan, feature_builder=feature_builder, spec=spec
@@ -559,40 +471,3 @@ def evaluate_model(
         progress=progress,
         segmenter=segmenter,
     )
-
-
-class _ShapJob:
-    """Mean absolute SHAP contributions over a sample of test rows, in chunks that
-    two threads can share (each with its own booster: concurrent predictions on one
-    LightGBM booster are not safe)."""
-
-    def __init__(self, booster: lgb.Booster, test: pd.DataFrame, contract: ModelContract) -> None:
-        sample = test.sample(min(len(test), _SHAP_ROWS), random_state=0) if len(test) else test
-        self.chunks = np.array_split(model_matrix(sample, contract), _SHAP_CHUNKS)
-        self.parts: list[np.ndarray | None] = [None] * len(self.chunks)
-        self._next = itertools.count()
-        self.n_features = len(contract.feature_names)
-        self.copy = lgb.Booster(model_str=booster.model_to_string())
-
-    def work(self, booster: lgb.Booster) -> None:
-        """Compute chunks not yet taken by the other thread, one LightGBM thread."""
-        while (i := next(self._next)) < len(self.chunks):
-            chunk = self.chunks[i]
-            if len(chunk) == 0:
-                continue
-            contrib = booster.predict(chunk, pred_contrib=True, num_threads=1)
-            self.parts[i] = np.abs(np.asarray(contrib)).sum(axis=0)
-
-    def mean_abs(self) -> np.ndarray:
-        """Mean |SHAP| per feature (the bias column dropped); zeros without rows."""
-        n = sum(len(c) for c in self.chunks)
-        if n == 0:
-            return np.zeros(self.n_features)
-        total = np.sum([p for p in self.parts if p is not None], axis=0)
-        return np.asarray(total[:-1] / n)
-
-
-def _importance(booster: lgb.Booster, shap: np.ndarray, contract: ModelContract) -> pd.DataFrame:
-    gain = booster.feature_importance(importance_type="gain")
-    out = pd.DataFrame({"feature": contract.feature_names, "gain": gain, "shap": shap})
-    return out.sort_values("gain", ascending=False, ignore_index=True)

@@ -217,6 +217,84 @@ def _report_dict(report: GateReport) -> list[dict[str, Any]]:
     ]
 
 
+def _candidate(
+    registry: ModelRegistry, name: str, version: str | None, window: LabelledWindow
+) -> tuple[str, str | None, str]:
+    """(candidate version, current champion or None, task), checked for a promotion."""
+    registry.sync_history(name)
+    candidate = (
+        registry.resolve(name, version) if version else registry.alias_version(name, CHALLENGER)
+    )
+    if candidate is None:
+        raise PromotionError(
+            f"Expected a '{CHALLENGER}' alias on '{name}' (or --version). Got none: "
+            "train one with 'tagsmith train' or name a version."
+        )
+    task = task_of(name)
+    if window.task != task:
+        raise PromotionError(
+            f"Expected a {task} window to judge '{name}'. Got a {window.task} window."
+        )
+    champion = registry.alias_version(name, CHAMPION)
+    if champion == candidate:
+        raise PromotionError(f"Version {candidate} of '{name}' is already the champion.")
+    return candidate, champion, task
+
+
+def _judge(
+    registry: ModelRegistry,
+    name: str,
+    window: LabelledWindow,
+    config: PromotionConfig,
+    cand_model: Any,
+    candidate: str,
+    champion: str | None,
+    baselines: BaselineScorer | None,
+) -> tuple[dict[str, dict[str, float]], GateReport]:
+    """Score the candidate (and the champion, else the baselines) on ``window``; run the gates.
+
+    An unloadable champion scores nothing, so every gate fails and only ``--force`` can
+    replace it.
+    """
+    task = window.task
+    scores = {
+        f"v{candidate}": score_predictions(task, window.labels, cand_model.predict(window.features))
+    }
+    gates = config.gates(task)
+    if champion is not None:
+        try:
+            champ_model = registry.load(name, champion)
+            scores[f"v{champion}"] = score_predictions(
+                task, window.labels, champ_model.predict(window.features)
+            )
+            champ_metrics = scores[f"v{champion}"]
+        except ModelLoadError:
+            champ_metrics = {}  # every gate then fails: only --force can replace it
+        report = evaluate_gates(
+            task,
+            scores[f"v{candidate}"],
+            champ_metrics,
+            gates,
+            candidate_name=f"v{candidate}",
+            champion_name=f"champion v{champion}",
+        )
+    else:
+        base_metrics = {}
+        if baselines is not None:
+            for base_name, base_scores in baselines(window).items():
+                base_metrics[base_name] = score_predictions(task, window.labels, base_scores)
+                scores[f"baseline {base_name}"] = base_metrics[base_name]
+        report = evaluate_gates_against_baselines(
+            task,
+            scores[f"v{candidate}"],
+            base_metrics,
+            gates,
+            margin=config.baseline_margin,
+            candidate_name=f"v{candidate}",
+        )
+    return scores, report
+
+
 def promote(
     registry: ModelRegistry,
     name: str,
@@ -259,23 +337,7 @@ def promote(
             "Expected a --reason with --force (it is recorded in the history and audit "
             "log). Got none."
         )
-    registry.sync_history(name)
-    candidate = (
-        registry.resolve(name, version) if version else registry.alias_version(name, CHALLENGER)
-    )
-    if candidate is None:
-        raise PromotionError(
-            f"Expected a '{CHALLENGER}' alias on '{name}' (or --version). Got none: "
-            "train one with 'tagsmith train' or name a version."
-        )
-    task = task_of(name)
-    if window.task != task:
-        raise PromotionError(
-            f"Expected a {task} window to judge '{name}'. Got a {window.task} window."
-        )
-    champion = registry.alias_version(name, CHAMPION)
-    if champion == candidate:
-        raise PromotionError(f"Version {candidate} of '{name}' is already the champion.")
+    candidate, champion, task = _candidate(registry, name, version, window)
     query = f"models promote {name} --version {candidate}"
     n = len(window.labels)
     try:
@@ -292,41 +354,9 @@ def promote(
             extra={"version": candidate, "error": str(exc)},
         )
         raise
-    scores = {
-        f"v{candidate}": score_predictions(task, window.labels, cand_model.predict(window.features))
-    }
-    gates = config.gates(task)
-    if champion is not None:
-        try:
-            champ_model = registry.load(name, champion)
-            scores[f"v{champion}"] = score_predictions(
-                task, window.labels, champ_model.predict(window.features)
-            )
-            champ_metrics = scores[f"v{champion}"]
-        except ModelLoadError:
-            champ_metrics = {}  # every gate then fails: only --force can replace it
-        report = evaluate_gates(
-            task,
-            scores[f"v{candidate}"],
-            champ_metrics,
-            gates,
-            candidate_name=f"v{candidate}",
-            champion_name=f"champion v{champion}",
-        )
-    else:
-        base_metrics = {}
-        if baselines is not None:
-            for base_name, base_scores in baselines(window).items():
-                base_metrics[base_name] = score_predictions(task, window.labels, base_scores)
-                scores[f"baseline {base_name}"] = base_metrics[base_name]
-        report = evaluate_gates_against_baselines(
-            task,
-            scores[f"v{candidate}"],
-            base_metrics,
-            gates,
-            margin=config.baseline_margin,
-            candidate_name=f"v{candidate}",
-        )
+    scores, report = _judge(
+        registry, name, window, config, cand_model, candidate, champion, baselines
+    )
     extra = {
         "version": candidate,
         "previous_champion": champion,

@@ -19,6 +19,7 @@ from tagsmith.cli import delivery as delivery_cmds
 from tagsmith.cli import facts as facts_cmds
 from tagsmith.cli import features as features_cmds
 from tagsmith.cli import generate as generate_cmds
+from tagsmith.cli import govern as govern_cmds
 from tagsmith.cli import models as models_cmds
 from tagsmith.cli import project as project_cmds
 from tagsmith.cli import serve as serve_cmds
@@ -54,7 +55,12 @@ def main(ctx: click.Context, project_dir: Path) -> None:
 tags_group = click.Group(
     "tags",
     help="The tag catalogue and rule tags: validate, list, describe, plan, apply.",
-    commands=[*tags_cmds.COMMANDS, tagrun_cmds.run_cmd, *tagdata_cmds.COMMANDS],
+    commands=[
+        *tags_cmds.COMMANDS,
+        tagrun_cmds.run_cmd,
+        *tagdata_cmds.COMMANDS,
+        *govern_cmds.COMMANDS,
+    ],
 )
 
 main.add_command(project_cmds.init)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from tags.access import TagReader
     from tags.policy import AccessPolicy
 
-__all__ = ["make_reader", "require", "resolve_role", "role_option"]
+__all__ = ["lint_findings", "make_reader", "require", "resolve_role", "role_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,4 +66,14 @@ def make_reader(project: Project, role: str | None) -> TagReader:
         project.policy(),
         project.audit_log(),
         role=resolve_role(project, role),
+    )
+
+
+def lint_findings(project: Project) -> list[Any]:
+    """``tags lint`` findings of the project (catalogue names; the tag store when written)."""
+    from tags.lint import lint_catalogue
+
+    store = project.tag_store()
+    return lint_catalogue(
+        project.catalogue(), store if store.exists() else None, project.config.governance.lint
     )

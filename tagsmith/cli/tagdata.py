@@ -17,7 +17,13 @@ from rich.table import Table
 
 from tags.report import render_report
 from tagsmith.cli._common import console, day, pass_project
-from tagsmith.cli._governance import make_reader, require, resolve_role, role_option
+from tagsmith.cli._governance import (
+    lint_findings,
+    make_reader,
+    require,
+    resolve_role,
+    role_option,
+)
 from tagsmith.project import Project
 
 __all__ = ["COMMANDS"]
@@ -274,12 +280,15 @@ def report_cmd(
         {t: store.transition_matrix(t, prev, cur) for t in visible} if prev is not None else {}
     )
     info = store.run_info(cur)
+    # Lint findings about tags this role may not see stay out of its report.
+    lint = [f.as_dict() for f in lint_findings(project) if set(f.tags) <= set(visible)]
     html = render_report(
         cov,
         sizes,
         matrices,
         title=f"{project.config.name}: tag coverage",
         threshold=threshold,
+        lint=lint,
         meta={
             "as_of": f"{cur:%Y-%m-%d}",
             "previous": f"{prev:%Y-%m-%d}" if prev is not None else "",
@@ -295,7 +304,11 @@ def report_cmd(
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)
     n_flags = int((cov["flag"] != "").sum())
-    console.print(f"{n_flags} flagged value(s); report written to {out}")
+    for item in lint:
+        console.print(f"lint {item['kind']}: {item['detail']}", markup=False, soft_wrap=True)
+    console.print(
+        f"{n_flags} flagged value(s), {len(lint)} lint finding(s); report written to {out}"
+    )
 
 
 def _write_frame(df: pd.DataFrame, out: Path) -> None:

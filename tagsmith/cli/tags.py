@@ -23,7 +23,7 @@ from tags.backtest import backtest as run_backtest
 from tags.backtest import backtest_dates, parse_every, parse_outcome
 from tags.engine import evaluate_tags
 from tagsmith.cli._common import console, pass_project, print_columns
-from tagsmith.cli._governance import resolve_role
+from tagsmith.cli._governance import lint_findings, resolve_role
 from tagsmith.project import Project
 
 __all__ = ["COMMANDS", "default_as_of", "feature_kinds"]
@@ -45,6 +45,15 @@ def validate(project: Project) -> None:
         f"active rules type-check against the {len(kinds)} features of the feature spec",
         soft_wrap=True,
     )
+    findings = lint_findings(project)
+    for finding in findings:
+        console.print(
+            f"  lint {finding.kind}: {finding.detail}; {finding.suggestion}",
+            markup=False,
+            soft_wrap=True,
+        )
+    if findings:
+        console.print(f"{len(findings)} lint finding(s): see 'tagsmith tags lint'")
 
 
 @click.command("list")

@@ -4,8 +4,6 @@ a purchase of a long-lapsed customer shows in ``/tags`` within seconds, by HTTP 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,9 +16,9 @@ import pytest
 
 from serving.keys import ApiKeyStore
 from tests.serving import project_fixture
-from tests.serving.live import REPO, free_port
 from tests.serving.project_fixture import ServedProject
 from tests.streaming.natsserver import nats_server
+from tests.streaming.serve_proc import env, serve, start, stop, wait_events_ready
 
 pytestmark = pytest.mark.slow
 
@@ -28,41 +26,6 @@ pytestmark = pytest.mark.slow
 # the merge queue runs this beside a loaded suite on 2 cores, so the test allows 5 s:
 # enough to catch a change that waits for a batch run or a 30 s watcher, not a flake.
 BOUND_S = 5.0
-
-
-def _env(workdir: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "BENTOML_HOME": str(workdir / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
-
-
-def _start(argv: list[str], workdir: Path, name: str) -> subprocess.Popen[bytes]:
-    log = (workdir / f"{name}.log").open("wb")
-    return subprocess.Popen(
-        argv,
-        cwd=workdir,
-        env=_env(workdir),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -77,27 +40,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> ServedProject:
 
 @pytest.fixture(scope="module")
 def service(served: ServedProject, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    workdir = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    argv = [sys.executable, "-m", "tagsmith", "--project", str(served.project.root), "serve"]
-    proc = _start([*argv, "--host", "127.0.0.1", "--port", str(port)], workdir, "serve")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    proc, url = serve(served.project.root, tmp_path_factory.mktemp("serve"))
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError((workdir / "serve.log").read_text(errors="replace")[-4000:])
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("tagsmith serve did not become ready")
-            time.sleep(0.3)
         yield url
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def _lapsed(served: ServedProject, n: int) -> list[str]:
@@ -132,15 +79,7 @@ def test_http_and_nats_events_change_tags_within_seconds(
     assert _stage(service, reader, by_http)["value"] in ("churned", "dormant")
 
     # Real-time tagging warms up in the background after start: wait until it answers.
-    deadline = time.monotonic() + 120
-    while True:
-        ready = httpx.post(
-            f"{service}/events", json={"events": []}, headers={"X-API-Key": writer}, timeout=30
-        )
-        if ready.status_code == 200:
-            break
-        assert time.monotonic() < deadline, ready.text
-        time.sleep(0.5)
+    wait_events_ready(service, writer)
 
     started = time.monotonic()
     r = httpx.post(
@@ -161,7 +100,7 @@ def test_http_and_nats_events_change_tags_within_seconds(
     assert denied.status_code == 403
 
     with nats_server(tmp_path / "nats") as nats_url:
-        consumer = _start(
+        consumer = start(
             [
                 sys.executable,
                 "-m",
@@ -204,7 +143,7 @@ def test_http_and_nats_events_change_tags_within_seconds(
                 assert time.monotonic() < deadline, "consumer did not start"
                 time.sleep(0.2)
             time.sleep(1.0)  # past start-up: the first fetch is waiting
-            done = subprocess.run(publish, env=_env(tmp_path), capture_output=True, timeout=120)
+            done = subprocess.run(publish, env=env(tmp_path), capture_output=True, timeout=120)
             assert done.returncode == 0, done.stderr.decode()
             published = time.monotonic()
             while _stage(service, reader, by_nats)["value"] != "active":
@@ -213,6 +152,6 @@ def test_http_and_nats_events_change_tags_within_seconds(
                 ).read_text()[-3000:]
                 time.sleep(0.05)
         finally:
-            _stop(consumer)
+            stop(consumer)
     log = (tmp_path / "consumer.log").read_text()
     assert "1 stored" in log, log[-3000:]

@@ -1,0 +1,57 @@
+"""The in-memory index real-time tagging reads: every event of a customer, once, however
+the live events arrived (this process's batches, other writers' segments, many small
+batches merged into blocks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.schema import EVENT_COLUMNS
+from streaming.index import CustomerFacts
+from tests.streaming.conftest import T0, Setup
+
+
+def _key(frame: pd.DataFrame) -> list[tuple[object, ...]]:
+    cols = ["customer_id", "occurred_at", "event_type", "amount"]
+    rows = frame[cols].astype({"customer_id": str, "event_type": str, "amount": float})
+    return sorted(rows.fillna(-1.0).itertuples(index=False, name=None))
+
+
+def test_events_of_equals_stored_plus_live_events_after_many_small_batches(setup: Setup) -> None:
+    index = CustomerFacts(setup.store, setup.live)
+    index.refresh()
+    rng = np.random.default_rng(4)
+    # Live events: stored ones replayed at random moments of the live day.
+    stored = setup.store.load_events()
+    later = stored.iloc[rng.choice(len(stored), size=400, replace=False)].reset_index(drop=True)
+    later["occurred_at"] = T0 + pd.to_timedelta(rng.integers(0, 86_000, size=400), unit="s")
+    cuts = np.sort(rng.choice(np.arange(1, len(later)), size=40, replace=False))
+    pieces = np.split(np.arange(len(later)), cuts)
+    ids = [f"x{i}" for i in range(len(later))]
+    for k, rows in enumerate(pieces):
+        batch = later.iloc[rows].reset_index(drop=True)
+        appended = setup.live.append(batch, [ids[i] for i in rows])
+        if k % 3 == 0:
+            index.refresh()  # read as another writer's segment
+        else:
+            index.add(batch, appended.segment)  # this process's own batch
+    index.refresh()
+    stored = setup.store.load_events()
+    # Merged into blocks of geometric sizes, not one block per batch.
+    assert len(index._live) <= np.log2(len(later)) + 1
+    everyone = sorted(set(stored["customer_id"].astype(str)) | set(later["customer_id"]))
+    for chosen in (everyone[:1], everyone[::7], everyone):
+        got = index.events_of(chosen)
+        assert list(got.columns) == list(EVENT_COLUMNS)
+        want = pd.concat(
+            [
+                stored[stored["customer_id"].astype(str).isin(chosen)],
+                later[later["customer_id"].astype(str).isin(chosen)],
+            ]
+        )
+        assert _key(got) == _key(want)
+    # A fresh index (a restarted process) reads the same from the segments.
+    fresh = CustomerFacts(setup.store, setup.live)
+    fresh.refresh()
+    assert _key(fresh.events_of(everyone)) == _key(index.events_of(everyone))
