@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 from filelock import FileLock, Timeout
 
 from activation.config import ActivationConfig
@@ -67,6 +68,8 @@ class Activation:
         root: The project folder (base of relative file destinations).
         lock_path: The dispatcher lock file.
         config: Dispatcher settings.
+        consent: For a purpose and customer ids, who may be used for it (None: consent
+            is not checked); triggers and syncs leave the others out, counted.
     """
 
     store: TagStore
@@ -78,6 +81,7 @@ class Activation:
     root: Path
     lock_path: Path
     config: ActivationConfig = field(default_factory=ActivationConfig)
+    consent: Callable[[str, Sequence[str]], np.ndarray] | None = None
 
 
 @dataclass
@@ -234,6 +238,7 @@ class Dispatcher:
                 policy=self.a.policy,
                 catalogue=self.a.catalogue,
                 audit=self.a.audit,
+                consent=self.a.consent,
             )
             total.groups += report.groups
             total.queued += report.queued
@@ -273,6 +278,7 @@ class Dispatcher:
                 project_root=self.a.root,
                 now=time.time(),
                 force=force,
+                consent=self.a.consent,
             )
             if result.kind != "skipped":
                 log.info(

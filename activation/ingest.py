@@ -11,9 +11,11 @@ idempotency keys (ignored when already queued).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from activation.definitions import Trigger, check_expression
 from activation.evaluate import fire, trigger_items
@@ -81,6 +83,7 @@ class IngestReport:
         queued: New items queued.
         skipped: Trigger name -> why it was skipped (role no longer allowed, ...).
         cursor: The cursor after the pass.
+        consent_excluded: Trigger name -> customers left out for lack of consent.
     """
 
     groups: int = 0
@@ -88,6 +91,10 @@ class IngestReport:
     queued: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
     cursor: int = 0
+    consent_excluded: dict[str, int] = field(default_factory=dict)
+
+
+Consent = Callable[[str, Sequence[str]], np.ndarray]
 
 
 def _usable(
@@ -122,6 +129,7 @@ def _judge(
     catalogue: Any,
     audit: AuditLog,
     report: IngestReport,
+    consent: Consent | None = None,
 ) -> list[Item]:
     items: list[Item] = []
     for trigger in version.definitions.triggers.values():
@@ -135,7 +143,17 @@ def _judge(
         fired = trigger_items(
             trigger, version.version, firing, group_id=group.group_id, as_of=group.as_of
         )
-        if not fired:
+        excluded = 0
+        if consent is not None and fired:
+            # Customers who did not consent to the trigger's purpose are left out.
+            ok = consent(trigger.purpose, [cid for _, cid, _ in fired])
+            excluded = int((~ok).sum())
+            fired = [f for f, keep in zip(fired, ok, strict=True) if keep]
+            if excluded:
+                report.consent_excluded[trigger.name] = (
+                    report.consent_excluded.get(trigger.name, 0) + excluded
+                )
+        if not fired and not excluded:
             continue
         report.fired[trigger.name] = report.fired.get(trigger.name, 0) + len(fired)
         items.extend(
@@ -156,6 +174,7 @@ def _judge(
                 "candidates": firing.candidates,
                 "purpose": trigger.purpose,
                 "destination": trigger.destination,
+                "consent_excluded": excluded,
             },
         )
     return items
@@ -170,6 +189,7 @@ def ingest(
     catalogue: Any,
     audit: AuditLog,
     max_groups: int = 100,
+    consent: Consent | None = None,
 ) -> IngestReport:
     """Judge the groups recorded after the outbox's cursor and queue what they fire.
 
@@ -181,6 +201,7 @@ def ingest(
         catalogue: The tag catalogue (expressions compile against it).
         audit: Where firings and refusals are recorded.
         max_groups: Groups processed in this pass at most.
+        consent: Who may be used for a purpose (None: not checked).
     """
     report = IngestReport(cursor=outbox.cursor())
     last = transitions.last_seq()
@@ -221,6 +242,7 @@ def ingest(
                 catalogue=catalogue,
                 audit=audit,
                 report=report,
+                consent=consent,
             )
         report.queued += outbox.enqueue(items, cursor=group.last_seq)
         report.groups += 1

@@ -14,10 +14,12 @@ file on the next run.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from activation.definitions import AudienceSync, FileDestination, WebhookDestination
@@ -88,6 +90,7 @@ def run_sync(
     project_root: Path,
     now: float,
     force: bool = False,
+    consent: Callable[[str, Sequence[str]], np.ndarray] | None = None,
 ) -> SyncResult:
     """Run ``sync`` once if a new snapshot exists (and ``min_interval_s`` has passed).
 
@@ -101,6 +104,8 @@ def run_sync(
         project_root: Base of relative file destination paths.
         now: Current Unix time (for ``min_interval_s``).
         force: Run even when the snapshot was synced already.
+        consent: Who may be used for a purpose; customers of the audience who did not
+            consent to the sync's purpose are not members (None: not checked).
     """
     store = reader.store
     if not store.exists() or store.latest_as_of() is None:
@@ -113,6 +118,9 @@ def run_sync(
         return SyncResult(sync.name, 0, "skipped", members=len(members), reason="min_interval_s")
     chosen = select_audience(reader, expression, as_of=info.as_of, action="export")
     current = set(chosen.customers["customer_id"].astype(str))
+    if consent is not None and current:
+        ordered = sorted(current)
+        current = {c for c, ok in zip(ordered, consent(sync.purpose, ordered), strict=True) if ok}
     run = last_run + 1
     kind = "full" if last_run == 0 else "changes"
     added = sorted(current if kind == "full" else current - members)

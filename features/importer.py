@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -26,6 +28,7 @@ from features.schema import (
     EVENT_COLUMNS,
     TIMESTAMP_DTYPE,
     FactsConfig,
+    ReasonCode,
     arrow_table,
     check_events,
     customer_dtypes,
@@ -154,6 +157,7 @@ def import_facts(
     events_options: SourceOptions | None = None,
     customers_options: SourceOptions | None = None,
     derive_customers: bool | None = None,
+    erased: Callable[[pd.Series], np.ndarray] | None = None,
 ) -> ImportReport:
     """Validate files and add what passes to the store, atomically.
 
@@ -170,6 +174,7 @@ def import_facts(
         derive_customers: Create a customer for every unknown id from its first
             event. ``None``: derive when no customers file is given and the store
             holds no customer yet (a bare transaction log).
+        erased: Marks erased customers' ids: their rows are quarantined as ``erased``.
 
     Raises:
         FactFileError: A file cannot be imported; nothing is written.
@@ -195,7 +200,12 @@ def import_facts(
         new_customers = stored_customers.iloc[:0]
         if customer_paths:
             checked = _validate_customer_files(
-                customer_paths, customers_options, config=config, now=now, stored=stored_customers
+                customer_paths,
+                customers_options,
+                config=config,
+                now=now,
+                stored=stored_customers,
+                erased=erased,
             )
             files += checked.files
             quarantines.append(checked.quarantine)
@@ -218,6 +228,7 @@ def import_facts(
                 known=[stored_customers, new_customers],
                 stored_events=stored_events,
                 derive=derive,
+                erased=erased,
             )
             files += checked_events.files
             quarantines.append(checked_events.quarantine)
@@ -278,6 +289,9 @@ def _quarantine_file(
     quarantine = pd.concat(quarantines, ignore_index=True)
     if not len(quarantine):
         return None, {}
+    # An erased customer's row is not kept, even in quarantine: only that it came.
+    withheld = quarantine["reason"] == ReasonCode.ERASED.value
+    quarantine.loc[withheld, "original_line"] = "(withheld: erased customer)"
     path = _quarantine_name(now, sources, directory)
     return path, {path: _csv_bytes(quarantine)}
 
@@ -306,6 +320,7 @@ def _validate_customer_files(
     config: FactsConfig,
     now: pd.Timestamp,
     stored: pd.DataFrame,
+    erased: Callable[[pd.Series], np.ndarray] | None,
 ) -> CustomersResult:
     targets = [*CUSTOMER_BASE_COLUMNS, *(a.name for a in config.attributes)]
     return validate_customers(
@@ -315,6 +330,7 @@ def _validate_customer_files(
         stored=stored,
         mapping=options.mapping,
         date_format=options.date_format,
+        erased=erased,
     )
 
 
@@ -327,6 +343,7 @@ def _validate_event_files(
     known: list[pd.DataFrame],
     stored_events: pa.Table | None,
     derive: bool,
+    erased: Callable[[pd.Series], np.ndarray] | None,
 ) -> EventsResult:
     columns = ["customer_id", "signup_at"]
     return validate_events(
@@ -340,6 +357,7 @@ def _validate_event_files(
         date_format=options.date_format,
         create_unknown=True if derive else None,
         dedupe=options.dedupe,
+        erased=erased,
     )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +31,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
+from features.crypto import EncryptionKeys, read_parquet, write_parquet
+from features.erasure import scrub_parquet
 from features.errors import StoreError
 from features.schema import EVENT_COLUMNS, EVENT_DTYPES, arrow_table, check_events
 
@@ -65,9 +66,12 @@ class LiveEventLog:
         lock_timeout: Seconds to wait for another process's append.
     """
 
-    def __init__(self, directory: Path, *, lock_timeout: float = 30.0) -> None:
+    def __init__(
+        self, directory: Path, *, lock_timeout: float = 30.0, keys: EncryptionKeys | None = None
+    ) -> None:
         self.directory = Path(directory)
         self.lock_timeout = lock_timeout
+        self.keys = keys
         self._ids: set[str] = set()
         self._read: set[str] = set()
 
@@ -97,7 +101,7 @@ class LiveEventLog:
         """Read the ids of segments not yet seen (written by this or another process)."""
         for path in self.segments():
             if path.name not in self._read:
-                ids = pq.read_table(path, columns=[EVENT_ID]).column(EVENT_ID).to_pylist()
+                ids = read_parquet(path, self.keys, columns=[EVENT_ID]).column(EVENT_ID).to_pylist()
                 self._ids.update(ids)
                 self._read.add(path.name)
 
@@ -137,7 +141,7 @@ class LiveEventLog:
             final = self.directory / f"{name}.parquet"
             tmp = self.directory / f".{name}.tmp"
             try:
-                pq.write_table(table, tmp, compression="zstd")
+                write_parquet(table, tmp, self.keys, compression="zstd")
                 _fsync(tmp)
                 os.replace(tmp, final)
                 _fsync_dir(self.directory)
@@ -147,13 +151,18 @@ class LiveEventLog:
             self._read.add(final.name)
         return Appended(keep, final)
 
+    def erase(self, customer_ids: Collection[str]) -> int:
+        """Rewrite the segments without the customers' events; returns events removed."""
+        with self._lock():
+            return sum(scrub_parquet(p, customer_ids, self.keys) for p in self.segments())
+
     def table(self, paths: Sequence[Path] | None = None) -> pa.Table | None:
         """Events of ``paths`` (default: every segment) with their ids; None when none."""
         chosen = self.segments() if paths is None else list(paths)
         if not chosen:
             return None
         try:
-            return pa.concat_tables([pq.read_table(p) for p in chosen])
+            return pa.concat_tables([read_parquet(p, self.keys) for p in chosen])
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"{self.directory}: expected readable live segments. {exc}") from exc
 

@@ -274,7 +274,12 @@ def refuse_all_rejected(files: list[FileCounts], quarantine: pd.DataFrame) -> No
     """Raise when no row of a file is valid (accepted, or a duplicate of a valid row)."""
     for counts in files:
         # Duplicates are valid rows seen before: a file of them is a re-import.
-        if counts.accepted or counts.quarantined.get(ReasonCode.DUPLICATE.value):
+        # Erased customers' rows are valid rows refused on purpose, likewise.
+        if (
+            counts.accepted
+            or counts.quarantined.get(ReasonCode.DUPLICATE.value)
+            or counts.quarantined.get(ReasonCode.ERASED.value)
+        ):
             continue
         examples = quarantine[quarantine["source_file"] == counts.source].head(3)
         shown = "; ".join(

@@ -108,6 +108,7 @@ class ReasonCode(StrEnum):
     BAD_ATTRIBUTE = "bad_attribute"
     MISSING_ATTRIBUTE = "missing_attribute"
     MALFORMED_ROW = "malformed_row"
+    ERASED = "erased"
 
 
 class AttributeSpec(BaseModel):

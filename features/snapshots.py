@@ -15,14 +15,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from features.crypto import EncryptionKeys, parquet_source, read_parquet_schema, write_parquet
 from features.cutoffs import AsOf, normalize_as_of
+from features.erasure import scrub_parquet
 from features.errors import StoreError
 
 __all__ = ["FeatureStore"]
@@ -38,8 +40,10 @@ def _stamp(as_of: pd.Timestamp) -> str:
 class FeatureStore:
     """Feature snapshots of one project under ``features_dir``."""
 
-    def __init__(self, features_dir: Path) -> None:
+    def __init__(self, features_dir: Path, *, keys: EncryptionKeys | None = None) -> None:
         self.features_dir = Path(features_dir)
+        # With keys, snapshots are written sealed (features.crypto).
+        self.keys = keys
 
     def path_for(self, as_of: AsOf) -> Path:
         """The snapshot file of ``as_of``."""
@@ -85,11 +89,20 @@ class FeatureStore:
         fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=self.features_dir)
         os.close(fd)
         try:
-            pq.write_table(table, tmp_name, compression="zstd")
+            write_parquet(table, tmp_name, self.keys, compression="zstd")
             os.replace(tmp_name, target)
         finally:
             Path(tmp_name).unlink(missing_ok=True)
         return target
+
+    def erase(self, customer_ids: Collection[str]) -> int:
+        """Rewrite every snapshot without the customers' rows; returns rows removed."""
+        if not self.features_dir.is_dir():
+            return 0
+        return sum(
+            scrub_parquet(p, customer_ids, self.keys)
+            for p in sorted(self.features_dir.glob("*.parquet"))
+        )
 
     def meta(self, as_of: AsOf) -> dict[str, Any]:
         """Metadata of the snapshot of ``as_of``.
@@ -97,7 +110,7 @@ class FeatureStore:
         Raises:
             StoreError: There is no snapshot of that date.
         """
-        return _read_meta(self._existing(as_of))
+        return _read_meta(self._existing(as_of), self.keys)
 
     def read(self, as_of: AsOf | None = None, *, customer_id: str | None = None) -> pd.DataFrame:
         """The snapshot of ``as_of`` (default: the latest), optionally one customer's row.
@@ -107,7 +120,7 @@ class FeatureStore:
         """
         path = self._existing(as_of) if as_of is not None else self._latest()
         filters = [("customer_id", "==", customer_id)] if customer_id is not None else None
-        frame = pd.read_parquet(path, filters=filters)
+        frame = pd.read_parquet(parquet_source(path, self.keys), filters=filters)
         for name in frame.columns:
             dtype = frame[name].dtype
             # A category feature whose fact is missing for everyone has no categories,
@@ -118,7 +131,9 @@ class FeatureStore:
 
     def snapshots(self) -> pd.DataFrame:
         """One row per snapshot: as_of, rows, features, spec_hash, facts_fingerprint, ..."""
-        rows = [_read_meta(p) for p in sorted(self.features_dir.glob(f"{_PREFIX}*.parquet"))]
+        rows = [
+            _read_meta(p, self.keys) for p in sorted(self.features_dir.glob(f"{_PREFIX}*.parquet"))
+        ]
         columns = ["as_of", "rows", "features", "spec_hash", "facts_fingerprint", "created_at"]
         frame = pd.DataFrame(rows, columns=columns)
         frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True)
@@ -148,8 +163,8 @@ class FeatureStore:
         return self.path_for(latest)
 
 
-def _read_meta(path: Path) -> dict[str, Any]:
-    metadata = pq.read_schema(path).metadata or {}
+def _read_meta(path: Path, keys: EncryptionKeys | None) -> dict[str, Any]:
+    metadata = read_parquet_schema(path, keys).metadata or {}
     raw = metadata.get(_META_KEY)
     if raw is None:
         raise StoreError(f"Expected Tagsmith metadata in {path}. Got a Parquet file without it.")

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,9 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
+from features.crypto import EncryptionKeys, parquet_source, read_parquet, write_parquet
 from features.errors import StoreError
 from features.schema import (
     EVENT_COLUMNS,
@@ -55,9 +55,17 @@ class FactStore:
         lock_timeout: Seconds to wait for another import to finish before giving up.
     """
 
-    def __init__(self, facts_dir: Path, *, lock_timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        facts_dir: Path,
+        *,
+        lock_timeout: float = 600.0,
+        keys: EncryptionKeys | None = None,
+    ) -> None:
         self.facts_dir = Path(facts_dir)
         self.lock_timeout = lock_timeout
+        # With keys, every Parquet file is written sealed (features.crypto).
+        self.keys = keys
         self._holding = False
 
     # Paths --------------------------------------------------------------------------
@@ -102,7 +110,7 @@ class FactStore:
                     "signup_at": pd.Series([], dtype=EVENT_DTYPES["occurred_at"]),
                 }
             )
-        return check_customers(_read_parquet(self.customers_path))
+        return check_customers(_read_parquet(self.customers_path, keys=self.keys))
 
     def load_events(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Stored events, optionally only some columns (canonical dtypes).
@@ -120,7 +128,7 @@ class FactStore:
         wanted = list(columns) if columns is not None else list(EVENT_COLUMNS)
         if not self.events_path.is_file():
             return pd.DataFrame({c: pd.Series([], dtype=EVENT_DTYPES[c]) for c in wanted})
-        frame = _read_parquet(self.events_path, wanted)
+        frame = _read_parquet(self.events_path, wanted, keys=self.keys)
         if columns is None:
             return check_events(frame)
         return frame
@@ -134,10 +142,10 @@ class FactStore:
         self._recover_if_needed()
         customers = self.load_customers().iloc[:0]
         if self.customers_path.is_file():
-            customers = check_customers(_read_filtered(self.customers_path, customer_id))
+            customers = check_customers(_read_filtered(self.customers_path, customer_id, self.keys))
         events = pd.DataFrame({c: pd.Series([], dtype=EVENT_DTYPES[c]) for c in EVENT_COLUMNS})
         if self.events_path.is_file() and len(customers):
-            events = check_events(_read_filtered(self.events_path, customer_id))
+            events = check_events(_read_filtered(self.events_path, customer_id, self.keys))
         return customers.reset_index(drop=True), events.reset_index(drop=True)
 
     def events_table(self) -> pa.Table | None:
@@ -146,7 +154,7 @@ class FactStore:
         if not self.events_path.is_file():
             return None
         try:
-            return pq.read_table(self.events_path)
+            return read_parquet(self.events_path, self.keys)
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(
                 f"{self.events_path}: expected a readable Parquet file of the fact store. {exc}"
@@ -277,12 +285,13 @@ class FactStore:
         journal_tmp = journal.with_name(f"{_JOURNAL}{_TMP_MARK}{token}")
         try:
             self.facts_dir.mkdir(parents=True, exist_ok=True)
-            pq.write_table(
+            write_parquet(
                 arrow_table(customers),
                 temp_for(self.customers_path),
+                self.keys,
                 compression="zstd",
             )
-            pq.write_table(events_table, temp_for(self.events_path), compression="zstd")
+            write_parquet(events_table, temp_for(self.events_path), self.keys, compression="zstd")
             digest = hashlib.sha256()
             for tmp, _ in renames:
                 digest.update(_file_sha256(tmp).encode())
@@ -309,7 +318,8 @@ class FactStore:
             temp_for(self.manifest_path).write_text(json.dumps(manifest, indent=2), "utf-8")
             for final, content in (extra_files or {}).items():
                 final.parent.mkdir(parents=True, exist_ok=True)
-                temp_for(final).write_bytes(content)
+                # Quarantine files hold rejected rows as they came: sealed like the rest.
+                temp_for(final).write_bytes(self.keys.seal(content) if self.keys else content)
 
             journal_tmp.write_text(
                 json.dumps([[str(t), str(f)] for t, f in renames]), encoding="utf-8"
@@ -321,6 +331,33 @@ class FactStore:
             raise
         os.replace(journal_tmp, journal)  # the commit point
         self._roll_forward(journal)
+
+    def erase(self, customer_ids: Collection[str], *, now: pd.Timestamp) -> tuple[int, int]:
+        """Remove the customers and all their events, in one atomic commit.
+
+        Returns:
+            (customers removed, events removed).
+        """
+        wanted = pa.array(sorted({str(c) for c in customer_ids}), pa.string())
+        with self.lock():
+            if not self.manifest_path.is_file():
+                return 0, 0
+            customers = self.load_customers()
+            events = self.events_table()
+            gone = customers["customer_id"].isin(wanted.to_pylist()).to_numpy(bool)
+            if events is None:
+                return int(gone.sum()), 0
+            hit = pc.is_in(events["customer_id"], value_set=wanted)
+            n_events = int(pc.sum(hit).as_py() or 0)
+            if not gone.any() and not n_events:
+                return 0, 0
+            self.write(
+                customers=customers[~gone],
+                events=events.filter(pc.invert(hit)),
+                log_entries=[],
+                now=now,
+            )
+        return int(gone.sum()), n_events
 
     # Recovery -----------------------------------------------------------------------
     def _recover_if_needed(self) -> None:
@@ -344,18 +381,22 @@ class FactStore:
         journal.unlink()
 
 
-def _read_filtered(path: Path, customer_id: str) -> pd.DataFrame:
+def _read_filtered(path: Path, customer_id: str, keys: EncryptionKeys | None) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path, filters=[("customer_id", "==", customer_id)])
+        return pd.read_parquet(
+            parquet_source(path, keys), filters=[("customer_id", "==", customer_id)]
+        )
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(
             f"{path}: expected a readable Parquet file of the fact store. {exc}"
         ) from exc
 
 
-def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+def _read_parquet(
+    path: Path, columns: list[str] | None = None, *, keys: EncryptionKeys | None = None
+) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path, columns=columns)
+        return pd.read_parquet(parquet_source(path, keys), columns=columns)
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(
             f"{path}: expected a readable Parquet file of the fact store. {exc}"

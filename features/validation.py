@@ -12,7 +12,7 @@ Invariant, per file: ``rows_read == accepted + sum(quarantined.values())``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -123,6 +123,7 @@ def validate_events(
     date_format: str | None = None,
     create_unknown: bool | None = None,
     dedupe: Dedupe = "auto",
+    erased: Callable[[pd.Series], np.ndarray] | None = None,
 ) -> EventsResult:
     """Validate events files against the contract, known customers and stored events.
 
@@ -156,6 +157,8 @@ def validate_events(
         dedupe: ``auto``: identical rows with an order id are duplicates, identical
             rows without one separate events; ``exact``: every identical row is a
             duplicate.
+        erased: Marks ids of erased customers (``features.erasure``): their rows are
+            quarantined as ``erased`` before any other check.
 
     Raises:
         FactFileError: A file lacks a required column, or every row is rejected
@@ -172,6 +175,7 @@ def validate_events(
         raws, mapping, kind="events", targets=EVENT_COLUMNS, required=required
     )
     rejects = Rejects(len(frame))
+    _erased_ids(rejects, frame["customer_id"], erased)
     canon = _event_fields(
         frame, rejects, config=config, now=now, event_type=event_type, date_format=date_format
     )
@@ -370,6 +374,7 @@ def validate_customers(
     stored: pd.DataFrame | None = None,
     mapping: dict[str, str] | None = None,
     date_format: str | None = None,
+    erased: Callable[[pd.Series], np.ndarray] | None = None,
 ) -> CustomersResult:
     """Validate customers files against the contract and the stored customers.
 
@@ -389,6 +394,7 @@ def validate_customers(
     frame, malformed = assemble(raws, mapping, kind="customers", targets=targets, required=required)
     rejects = Rejects(len(frame))
     ids = frame["customer_id"]
+    _erased_ids(rejects, ids, erased)
     blank_ids(rejects, ids)
     signup = timestamps_field(
         rejects, frame["signup_at"], field_name="signup_at", date_format=date_format
@@ -447,3 +453,18 @@ def validate_customers(
     refuse_all_rejected(files, quarantine)
     accepted = canon[rejects.ok].reset_index(drop=True)
     return CustomersResult(accepted, quarantine, files)
+
+
+def _erased_ids(
+    rejects: Rejects, ids: pd.Series, erased: Callable[[pd.Series], np.ndarray] | None
+) -> None:
+    """Quarantine rows of erased customers (the id is not repeated in the message)."""
+    if erased is None:
+        return
+    rejects.mark(
+        erased(ids),
+        ReasonCode.ERASED,
+        lambda hit: np.full(
+            int(hit.sum()), "this customer was erased on request; their data is not taken in"
+        ),
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["MAX_CUSTOMERS_PER_REQUEST", "ServingConfig"]
 
@@ -25,6 +27,9 @@ class ServingConfig(BaseModel):
         workers: BentoML worker processes.
         access_log: BentoML's per-request access log lines (the audit log records every
             request anyway; off saves CPU per request).
+        tls_cert: PEM certificate (chain) file: with ``tls_key``, the service speaks
+            HTTPS only (``tagsmith serve --tls-cert/--tls-key``, ``TAGSMITH_TLS_CERT``).
+        tls_key: PEM private key file of ``tls_cert``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -38,3 +43,15 @@ class ServingConfig(BaseModel):
     max_body_bytes: int = Field(default=2_000_000, ge=1024, le=100_000_000)
     workers: int = Field(default=1, ge=1, le=16)
     access_log: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServingConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        for name in ("tls_cert", "tls_key"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_file():
+                raise ValueError(f"{name} must name a readable PEM file; got {value!r}")
+        return self

@@ -415,6 +415,13 @@ def make_service(runtime_factory: RuntimeFactory, settings: ServingSettings) -> 
     # the service instance (BentoML binds the views defined on the service class itself).
     gets = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
+    # With a certificate the server speaks TLS only (uvicorn's ssl options).
+    tls = (
+        {"ssl": {"enabled": True, "certfile": settings.tls_cert, "keyfile": settings.tls_key}}
+        if settings.tls_cert
+        else {}
+    )
+
     @bentoml.asgi_app(gets, path="/")
     @bentoml.service(
         name="tagsmith",
@@ -422,6 +429,7 @@ def make_service(runtime_factory: RuntimeFactory, settings: ServingSettings) -> 
         workers=settings.workers,
         # Every request is in the audit log already; an access log line costs CPU.
         logging={"access": {"enabled": settings.access_log}},
+        **tls,
     )
     class TagService(_TagServiceBase):
         """Customer tags for other services: rule and predicted tags, filtered by role."""

@@ -22,6 +22,7 @@ from serving.rendering import Snapshot
 from tags.errors import TagsError
 from tags.policy import AccessPolicy, tag_infos
 from tags.store import TagStore
+from tags.store_governance import erasures
 
 __all__ = [
     "FactsOnlineScorer",
@@ -66,7 +67,10 @@ class TagStoreSnapshotSource:
             if self.store.latest_as_of() is None:
                 self._marker = None
             else:
-                self._marker = self.store.run_info().run_id
+                # An erasure rewrites the snapshot without a new run: it counts too.
+                erased = erasures(self.store)
+                run_id = self.store.run_info().run_id
+                self._marker = f"{run_id}+erasure{erased}" if erased else run_id
             self._stat = stamp
         return self._marker
 

@@ -10,6 +10,7 @@ processes are serialised by a file lock.
 
 from __future__ import annotations
 
+import base64
 import getpass
 import hashlib
 import json
@@ -22,11 +23,14 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from features.crypto import EncryptionKeys
+from features.errors import StoreError
 from tags.errors import AuditError
 
 __all__ = ["GENESIS", "AuditLog", "AuditReport", "default_actor"]
 
 GENESIS = "0" * 64
+_SEALED = "enc1:"
 _LOCK_TIMEOUT_S = 30.0
 
 
@@ -71,12 +75,19 @@ class AuditReport:
 class AuditLog:
     """An append-only, hash-chained JSON-lines file.
 
+    With encryption keys, each line is the entry sealed (AES-GCM, ``features.crypto``)
+    and base64-encoded after ``enc1:``; the hash chain is over the plain entries, so
+    ``verify`` checks both. Plain and sealed lines may follow each other (a log started
+    before the project had a key).
+
     Args:
         path: The log file (created with its folder on the first append).
+        keys: Encryption keys (None: plain JSON lines).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, keys: EncryptionKeys | None = None) -> None:
         self.path = Path(path)
+        self.keys = keys
         self.head_path = self.path.with_name(self.path.name + ".head")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
 
@@ -157,7 +168,7 @@ class AuditLog:
                     }
                     entry["hash"] = _digest(entry)
                     prev = entry["hash"]
-                    lines.append(_canonical(entry) + "\n")
+                    lines.append(self._encode(_canonical(entry)) + "\n")
                     written.append(entry)
                 with self.path.open("a", encoding="utf-8") as fh:
                     fh.write("".join(lines))
@@ -249,7 +260,27 @@ class AuditLog:
         if not self.path.exists():
             return []
         text = self.path.read_text(encoding="utf-8")
-        return [ln for ln in text.split("\n") if ln.strip()]
+        return [self._decode(ln) for ln in text.split("\n") if ln.strip()]
+
+    def _encode(self, line: str) -> str:
+        if self.keys is None:
+            return line
+        return _SEALED + base64.b64encode(self.keys.seal(line.encode("utf-8"))).decode("ascii")
+
+    def _decode(self, line: str) -> str:
+        if not line.startswith(_SEALED):
+            return line
+        if self.keys is None:
+            raise AuditError(
+                f"{self.path} is encrypted. Expected the project's encryption key "
+                "(TAGSMITH_ENCRYPTION_KEY or governance.encryption.key_file). Got no key."
+            )
+        try:
+            blob = base64.b64decode(line[len(_SEALED) :], validate=True)
+            return self.keys.open(blob, where=str(self.path)).decode("utf-8")
+        except (ValueError, StoreError):
+            # An altered sealed line reads as garbage: verify reports it by number.
+            return "\x00damaged"
 
     def _tail(self) -> tuple[int, str]:
         """(seq, hash) of the last entry, read from the end of the file."""
@@ -269,7 +300,7 @@ class AuditLog:
                     break
         last = chunk.rstrip(b"\n").split(b"\n")[-1]
         try:
-            entry = json.loads(last)
+            entry = json.loads(self._decode(last.decode("utf-8")))
             return int(entry["seq"]), str(entry["hash"])
         except (ValueError, KeyError, TypeError) as exc:
             raise AuditError(

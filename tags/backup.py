@@ -18,15 +18,18 @@ import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from features.crypto import EncryptionKeys, is_sealed
+from features.errors import StoreError
 from tags.audit import AuditLog
 from tags.errors import BackupError
+from tags.store_crypto import attach_encrypted
 
 __all__ = ["MANIFEST", "BackupManifest", "create_backup", "restore_backup", "verify_backup"]
 
@@ -44,12 +47,14 @@ class BackupManifest:
             (absent items are removed on restore, so the project matches the backup).
         files: Relative path of each file -> {"sha256", "size"}.
         meta: Free facts (tool version, project name).
+        sealed: Files the backup encrypted (restore needs the key to open them).
     """
 
     created_at: str
     items: dict[str, str]
     files: dict[str, dict[str, Any]]
     meta: dict[str, Any]
+    sealed: list[str] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
@@ -97,11 +102,19 @@ def _copy_file(src: Path, dst: Path) -> None:
     shutil.copy2(src, dst)
 
 
-def _hold(path: Path, audit_logs: Sequence[Path]) -> AbstractContextManager[Any]:
+def _hold(
+    path: Path, audit_logs: Sequence[Path], keys: EncryptionKeys | None = None
+) -> AbstractContextManager[Any]:
     """Keep writers out while ``path`` is copied."""
     if path.suffix == ".duckdb" and path.is_file():
         try:
+            if keys is not None:
+                return _closing(attach_encrypted(path, keys, write=False))
             return _closing(duckdb.connect(str(path), read_only=True))
+        except duckdb.CatalogException as exc:
+            raise BackupError(
+                f"{path} is encrypted: the backup needs the project's encryption key. {exc}"
+            ) from exc
         except duckdb.IOException as exc:
             raise BackupError(
                 f"The tag store {path} is being written (a tagging run?). Try the backup "
@@ -127,6 +140,7 @@ def create_backup(
     *,
     audit_logs: Sequence[Path] = (),
     meta: Mapping[str, Any] | None = None,
+    keys: EncryptionKeys | None = None,
 ) -> BackupManifest:
     """Copy ``items`` (files or folders inside ``root``) into ``dest`` with a manifest.
 
@@ -139,6 +153,8 @@ def create_backup(
         audit_logs: Audit log files among ``items`` (copied under their lock, with
             their ``.head`` sidecar).
         meta: Free facts stored in the manifest.
+        keys: Encryption keys: every file not sealed already is sealed in the backup
+            (listed in the manifest's ``sealed``), so the backup is unreadable without them.
 
     Raises:
         BackupError: ``dest`` is not empty, or an item lies outside ``root``, or a
@@ -153,6 +169,7 @@ def create_backup(
     logs = [Path(p).resolve() for p in audit_logs]
     kinds: dict[str, str] = {}
     files: dict[str, dict[str, Any]] = {}
+    sealed: list[str] = []
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
         for item in items:
@@ -169,13 +186,20 @@ def create_backup(
             for src in sources:
                 if src in heads:
                     continue  # copied with its log, under the log's lock
-                with _hold(src, logs):
+                with _hold(src, logs, keys):
                     group = [src]
                     head = AuditLog(src).head_path
                     if src in logs and head.exists():
                         group.append(head)
                     for one in group:
                         _copy_file(one, tmp / "files" / _rel(root, one))
+                for one in group:
+                    copied = tmp / "files" / _rel(root, one)
+                    if keys is not None and copied.exists():
+                        data = copied.read_bytes()
+                        if not is_sealed(data):
+                            copied.write_bytes(keys.seal(data))
+                            sealed.append(_rel(root, one))
             for src in sources:
                 srel = _rel(root, src)
                 copied = tmp / "files" / srel
@@ -185,7 +209,8 @@ def create_backup(
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             items=kinds,
             files=files,
-            meta=dict(meta or {}),
+            meta={**dict(meta or {}), **({"key_id": keys.current_id} if keys else {})},
+            sealed=sorted(sealed),
         )
         (tmp / MANIFEST).write_text(
             json.dumps({"format": FORMAT, **manifest.__dict__}, indent=2, sort_keys=True) + "\n",
@@ -215,6 +240,7 @@ def verify_backup(src: Path) -> BackupManifest:
             items=dict(data["items"]),
             files=dict(data["files"]),
             meta=dict(data.get("meta", {})),
+            sealed=list(data.get("sealed", [])),
         )
     except FileNotFoundError as exc:
         raise BackupError(f"Expected a backup folder with {MANIFEST}. Got none in {src}.") from exc
@@ -242,7 +268,9 @@ def verify_backup(src: Path) -> BackupManifest:
     return manifest
 
 
-def restore_backup(src: Path, root: Path, *, apply: bool = True) -> BackupManifest:
+def restore_backup(
+    src: Path, root: Path, *, apply: bool = True, keys: EncryptionKeys | None = None
+) -> BackupManifest:
     """Put a verified backup back into the project ``root``.
 
     Every checksum is verified before anything is touched. Each item is copied into a
@@ -253,11 +281,26 @@ def restore_backup(src: Path, root: Path, *, apply: bool = True) -> BackupManife
         src: The backup folder.
         root: The project folder.
         apply: False to verify only (a preview).
+        keys: Encryption keys, needed when the backup is encrypted.
 
     Raises:
-        BackupError: The backup fails verification.
+        BackupError: The backup fails verification, or it is encrypted and ``keys``
+            do not open it.
     """
     manifest = verify_backup(src)
+    if manifest.sealed:
+        key_id = manifest.meta.get("key_id", "?")
+        if keys is None:
+            raise BackupError(
+                f"Backup {src} is encrypted (key {key_id}). Expected the project's encryption "
+                "key (TAGSMITH_ENCRYPTION_KEY or governance.encryption.key_file). Got no key; "
+                "nothing was restored."
+            )
+        probe = Path(src) / "files" / manifest.sealed[0]
+        try:
+            keys.open(probe.read_bytes(), where=str(probe))
+        except StoreError as exc:
+            raise BackupError(f"{exc} Nothing was restored.") from exc
     if not apply:
         return manifest
     root = Path(root).resolve()
@@ -272,6 +315,8 @@ def restore_backup(src: Path, root: Path, *, apply: bool = True) -> BackupManife
                     dst = stage / "new" / frel
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(Path(src) / "files" / frel, dst)
+                    if frel in manifest.sealed and keys is not None:
+                        dst.write_bytes(keys.open(dst.read_bytes(), where=str(dst)))
             if kind == "dir":
                 (stage / "new" / rel).mkdir(parents=True, exist_ok=True)
         moved: list[tuple[Path, Path]] = []

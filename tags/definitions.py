@@ -168,6 +168,8 @@ class TagDefinition(BaseModel):
     status: Literal["draft", "active", "deprecated"] = "draft"
     version: int = Field(default=1, ge=1)
     rule: RuleSpec | None = None
+    # Important tags (high value, loyalty): a new version needs a reviewer's sign-off.
+    review: Literal["none", "required"] = "none"
 
     @field_validator("id")
     @classmethod
@@ -278,7 +280,13 @@ class TagDefinition(BaseModel):
                 out.append(None)
         return out
 
+    def as_record(self) -> dict[str, Any]:
+        """The definition as JSON data; ``review`` only when set, so definitions written
+        before the field existed compare equal."""
+        exclude = {"review"} if self.review == "none" else None
+        return self.model_dump(mode="json", by_alias=True, exclude=exclude)
+
     def fingerprint(self) -> str:
         """sha256 of the definition (what ``plan`` compares)."""
-        text = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        text = json.dumps(self.as_record(), sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -36,7 +36,10 @@ SENSITIVITIES: tuple[str, ...] = ("public", "internal", "restricted")
 # audience: select customers; run: write tag snapshots; audit: read/verify the audit
 # log; backup / restore: the project's stores; catalogue: change tag definitions;
 # promote / rollback: move a model's champion alias (the web console checks them);
-# write_events: send behaviour events to real-time tagging (POST /events).
+# write_events: send behaviour events to real-time tagging (POST /events);
+# erase: erase a customer everywhere on request (``tagsmith customers erase``);
+# consent: import customers' consent records (``tagsmith customers consent import``);
+# review: sign off a new version of a review-required tag (``tagsmith tags review``).
 ACTIONS: tuple[str, ...] = (
     "read",
     "export",
@@ -49,6 +52,9 @@ ACTIONS: tuple[str, ...] = (
     "promote",
     "rollback",
     "write_events",
+    "erase",
+    "consent",
+    "review",
 )
 ALL = "*"
 

@@ -28,8 +28,10 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.crypto import EncryptionKeys
 from tags.errors import TagStoreError
 from tags.live import LIVE_SCHEMA, reconcile_live
+from tags.store_crypto import attach_encrypted
 from tags.store_format import (
     DIFF_SQL,
     MATRIX_SQL,
@@ -83,14 +85,27 @@ class TagStore:
     Each run also records what it changed as transitions (``tags.transitions``), in the
     same transaction as its snapshot.
 
+    With encryption keys the database is opened through DuckDB's database encryption
+    (``ATTACH ... (ENCRYPTION_KEY ...)``, AES-GCM), a new file is created encrypted, and
+    a file written before the project had a key is still read (``tagsmith store
+    rotate-key`` rewrites it encrypted).
+
     Args:
         path: The database file (created on the first write).
         busy_timeout_s: How long opening the file waits while another process holds it.
+        keys: Encryption keys (None: a plain database file).
     """
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+        keys: EncryptionKeys | None = None,
+    ) -> None:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
+        self.keys = keys
 
     # -- connections -------------------------------------------------------------------
 
@@ -107,7 +122,7 @@ class TagStore:
         delay = 0.02
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=not write)
+                con = self._open(write=write)
                 break
             # IOException: another process holds the file; ConnectionException: this
             # process holds it with the other mode (a live write beside a reader).
@@ -131,6 +146,17 @@ class TagStore:
             yield con
         finally:
             con.close()
+
+    def _open(self, *, write: bool) -> duckdb.DuckDBPyConnection:
+        if self.keys is None:
+            try:
+                return duckdb.connect(str(self.path), read_only=not write)
+            except duckdb.CatalogException as exc:
+                raise TagStoreError(
+                    f"The tag store {self.path} is encrypted. Expected the project's encryption "
+                    "key (TAGSMITH_ENCRYPTION_KEY or governance.encryption.key_file). Got no key."
+                ) from exc
+        return attach_encrypted(self.path, self.keys, write=write)
 
     def exists(self) -> bool:
         """True when the store file exists (a run has written it)."""

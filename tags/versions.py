@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -93,7 +94,7 @@ class CataloguePlan:
 
 
 def _definition(tag: TagDefinition) -> dict[str, Any]:
-    return tag.model_dump(mode="json", by_alias=True)
+    return tag.as_record()
 
 
 class CatalogueHistory:
@@ -132,8 +133,16 @@ class CatalogueHistory:
             raise CatalogueError(f"{path}: cannot read the catalogue version: {exc}") from exc
         return record
 
-    def plan(self, catalogue: Catalogue) -> CataloguePlan:
-        """Compare ``catalogue`` with the last applied version."""
+    def plan(
+        self, catalogue: Catalogue, *, approvals: Mapping[str, str] | None = None
+    ) -> CataloguePlan:
+        """Compare ``catalogue`` with the last applied version.
+
+        Args:
+            catalogue: The catalogue to apply.
+            approvals: Tag id -> approved fingerprint (``tags.review``): a changed tag
+                with ``review: required`` needs its current fingerprint approved.
+        """
         last = self.load()
         before: dict[str, dict[str, Any]] = last["tags"] if last else {}
         plan = CataloguePlan(base_version=last["version"] if last else None)
@@ -158,6 +167,12 @@ class CatalogueHistory:
                 after=(tag.status, tag.version),
             )
             plan.changes.append(change)
+            needs_review = tag.review == "required" and tag.status != "deprecated"
+            if needs_review and (approvals or {}).get(tag.id) != tag.fingerprint():
+                plan.problems.append(
+                    f"tag '{tag.id}' needs a reviewer's sign-off of this definition (review: "
+                    f"required): run 'tagsmith tags review {tag.id}' and approve it. Got none."
+                )
             if (old["status"], tag.status) not in ALLOWED_TRANSITIONS:
                 plan.problems.append(
                     f"tag '{tag.id}': status may only move draft -> active -> deprecated. "
@@ -188,7 +203,14 @@ class CatalogueHistory:
                 )
         return plan
 
-    def apply(self, catalogue: Catalogue, *, applied_at: datetime, applied_by: str = "") -> int:
+    def apply(
+        self,
+        catalogue: Catalogue,
+        *,
+        applied_at: datetime,
+        applied_by: str = "",
+        approvals: Mapping[str, str] | None = None,
+    ) -> int:
         """Record ``catalogue`` as a new version and return its number.
 
         Nothing is written when the catalogue equals the last applied version (its
@@ -197,7 +219,7 @@ class CatalogueHistory:
         Raises:
             CatalogueError: The plan has problems (listed in the message).
         """
-        plan = self.plan(catalogue)
+        plan = self.plan(catalogue, approvals=approvals)
         if plan.problems:
             raise CatalogueError(
                 "The catalogue cannot be applied:\n" + "\n".join(f"  {p}" for p in plan.problems)

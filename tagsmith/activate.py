@@ -16,6 +16,7 @@ from typing import Any
 from activation.definitions import CheckResult, Definitions, check_definitions, load_definitions
 from activation.dispatcher import Activation, Dispatcher, DispatchReport
 from activation.errors import ActivationError, DispatcherBusy
+from features.consent import allowed_for
 from serving.runtime import ReloadResult, ServingRuntime
 from tags.errors import TagsError
 from tags.transitions import TransitionLog
@@ -46,6 +47,7 @@ def activation_of(project: Project) -> Activation:
         root=project.root,
         lock_path=project.activation_lock_path,
         config=project.config.activation,
+        consent=allowed_for(project.consent()),
     )
 
 

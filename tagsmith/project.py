@@ -13,6 +13,7 @@ module (and so starting the CLI) does not pay for MLflow, DuckDB or the feature 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from tagsmith.errors import ConfigError, ProjectNotFoundError
 if TYPE_CHECKING:
     from activation.outbox import Outbox
     from activation.versions import TriggerHistory
+    from features.consent import ConsentBook
+    from features.crypto import EncryptionKeys
     from features.live import FactsWithLive, LiveEventLog
     from features.snapshots import FeatureStore
     from features.spec import FeatureSpec
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from tags.audit import AuditLog
     from tags.catalogue import Catalogue
     from tags.policy import AccessPolicy
+    from tags.review import ReviewBook
     from tags.segments import AudienceBook
     from tags.store import TagStore
     from tags.versions import CatalogueHistory
@@ -135,6 +139,76 @@ class Project:
         )
 
     @_built_once
+    def encryption_keys(self) -> EncryptionKeys | None:
+        """The keys of encryption at rest (``governance.encryption``), or None.
+
+        Read from the environment variable it names, else the key file, which must be an
+        absolute path outside the project folder. Once a project has stores written
+        under a key (``data/encryption.json`` records its id), running without one is
+        refused rather than mixing plain files in.
+
+        Raises:
+            ConfigError: The key file is inside the project or unreadable, a key is
+                malformed, or the project is encrypted and no key is given.
+        """
+        from features.crypto import EncryptionKeys
+        from features.errors import StoreError
+
+        cfg = self.config.governance.encryption
+        marker = self.data_dir / "encryption.json"
+        text, source = os.environ.get(cfg.key_env), f"${cfg.key_env}"
+        if not text and cfg.key_file:
+            path = Path(cfg.key_file).expanduser()
+            if not path.is_absolute() or path.resolve().is_relative_to(self.root):
+                raise ConfigError(
+                    f"{self.config_path}: key 'governance.encryption.key_file' must be an "
+                    f"absolute path outside the project folder {self.root}. Got {cfg.key_file!r}."
+                )
+            try:
+                text, source = path.read_text(encoding="utf-8"), str(path)
+            except OSError as exc:
+                raise ConfigError(f"Cannot read the encryption key file {path}: {exc}") from exc
+        if not text:
+            if marker.is_file():
+                raise ConfigError(
+                    f"This project's stores are encrypted ({marker}). Expected the key in "
+                    f"${cfg.key_env} or governance.encryption.key_file. Got neither."
+                )
+            return None
+        try:
+            keys = EncryptionKeys.from_text(text, source=source)
+        except StoreError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not marker.is_file():
+            marker.write_text(json.dumps({"key_id": keys.current_id}) + "\n", encoding="utf-8")
+        return keys
+
+    @_built_once
+    def reviews(self) -> ReviewBook:
+        """Sign-offs of review-required tags (``tagsmith tags review``)."""
+        from tags.review import ReviewBook
+
+        return ReviewBook(self.data_dir / "reviews.json")
+
+    @_built_once
+    def consent(self) -> ConsentBook:
+        """Consent records per customer and purpose (``governance.consent``)."""
+        from features.consent import ConsentBook
+
+        return ConsentBook(
+            self.facts_dir / "consent.parquet",
+            self.config.governance.consent,
+            keys=self.encryption_keys(),
+            customers=lambda: self.fact_store().load_customers(),
+            events=lambda: self.facts().load_events(
+                columns=["customer_id", "occurred_at", "event_type", "category"]
+            ),
+            # No facts yet: nothing to fingerprint (the records file still counts).
+            marker=lambda: self.facts().fingerprint() if self.fact_store().exists() else "",
+        )
+
+    @_built_once
     def feature_spec(self) -> FeatureSpec:
         """The project's ``features.yaml``; the shipped default spec when there is none.
 
@@ -156,14 +230,14 @@ class Project:
         """The fact store (validated customers and events, import log)."""
         from features.store import FactStore
 
-        return FactStore(self.facts_dir)
+        return FactStore(self.facts_dir, keys=self.encryption_keys())
 
     @_built_once
     def live_events(self) -> LiveEventLog:
         """The live event log (events sent to real-time tagging), beside the fact store."""
         from features.live import LiveEventLog
 
-        return LiveEventLog(self.facts_dir / "live")
+        return LiveEventLog(self.facts_dir / "live", keys=self.encryption_keys())
 
     def facts(self) -> FactsWithLive:
         """What batch runs read: the fact store's facts plus the live events."""
@@ -176,14 +250,14 @@ class Project:
         """The feature snapshots, one per as-of date."""
         from features.snapshots import FeatureStore
 
-        return FeatureStore(self.features_dir)
+        return FeatureStore(self.features_dir, keys=self.encryption_keys())
 
     @_built_once
     def tag_store(self) -> TagStore:
         """The tag store (snapshots with history)."""
         from tags.store import TagStore
 
-        return TagStore(self.tag_store_path)
+        return TagStore(self.tag_store_path, keys=self.encryption_keys())
 
     @_built_once
     def catalogue_history(self) -> CatalogueHistory:
@@ -215,7 +289,7 @@ class Project:
         """The append-only, hash-chained audit log."""
         from tags.audit import AuditLog
 
-        return AuditLog(self.audit_log_path)
+        return AuditLog(self.audit_log_path, keys=self.encryption_keys())
 
     @_built_once
     def registry(self) -> ModelRegistry:

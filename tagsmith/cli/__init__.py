@@ -67,6 +67,8 @@ main.add_command(project_cmds.init)
 main.add_command(tags_group)
 main.add_command(audience_cmds.audience)
 main.add_command(customers_cmds.customers)
+customers_cmds.customers.add_command(govern_cmds.erase_cmd)
+customers_cmds.customers.add_command(govern_cmds.consent_group)
 main.add_command(
     click.Group(
         "triggers",
@@ -81,11 +83,14 @@ main.add_command(
         commands=stream_cmds.COMMANDS,
     )
 )
+main.add_command(tagrun_cmds.schedule_group)
 main.add_command(facts_cmds.facts)
 main.add_command(features_cmds.features)
 main.add_command(models_cmds.models)
 main.add_command(audit_cmds.audit)
 main.add_command(store_cmds.store)
+for _cmd in govern_cmds.STORE_COMMANDS:
+    store_cmds.store.add_command(_cmd)
 main.add_command(serve_cmds.serve)
 main.add_command(generate_cmds.generate)
 main.add_command(train_cmds.train)

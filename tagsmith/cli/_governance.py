@@ -19,7 +19,16 @@ if TYPE_CHECKING:
     from tags.access import TagReader
     from tags.policy import AccessPolicy
 
-__all__ = ["lint_findings", "make_reader", "require", "resolve_role", "role_option"]
+__all__ = [
+    "check_purpose",
+    "consent_filter",
+    "lint_findings",
+    "make_reader",
+    "purpose_option",
+    "require",
+    "resolve_role",
+    "role_option",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,3 +86,46 @@ def lint_findings(project: Project) -> list[Any]:
     return lint_catalogue(
         project.catalogue(), store if store.exists() else None, project.config.governance.lint
     )
+
+
+def purpose_option(func: F) -> F:
+    """``--purpose``: what the exported data will be used for (checked against consent)."""
+    return click.option(
+        "--purpose",
+        default=None,
+        metavar="PURPOSE",
+        help="What the data is for (required when governance.consent declares purposes); "
+        "customers who did not consent to it are left out.",
+    )(func)
+
+
+def check_purpose(project: Project, purpose: str | None, *, what: str) -> str | None:
+    """The declared ``purpose`` (None when consent is not checked); refuses (exit 2) a
+    missing or undeclared one before anything is written."""
+    book = project.consent()
+    if not book.enabled:
+        return purpose
+    return book.check_purpose(purpose, what=what)
+
+
+def consent_filter(
+    project: Project, frame: Any, purpose: str | None, *, role: str, what: str
+) -> tuple[Any, int]:
+    """``frame`` without the customers who did not consent to ``purpose`` (audited)."""
+    book = project.consent()
+    if not book.enabled or purpose is None or not len(frame):
+        return frame, 0
+    ids = frame["customer_id"].astype(str).tolist()
+    unique = sorted(set(ids))
+    allowed = set(c for c, ok in zip(unique, book.allowed(purpose, unique), strict=True) if ok)
+    keep = frame["customer_id"].astype(str).isin(allowed)
+    excluded = len(unique) - len(allowed)
+    project.audit_log().append(
+        actor=default_actor(),
+        role=role,
+        action="consent",
+        n_customers=excluded,
+        query=what,
+        extra={"purpose": purpose, "consent_excluded": excluded},
+    )
+    return frame[keep], excluded

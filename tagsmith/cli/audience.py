@@ -10,7 +10,15 @@ from rich.table import Table
 from tags.audit import default_actor
 from tags.segments import Audience, select_audience
 from tagsmith.cli._common import console, pass_project
-from tagsmith.cli._governance import make_reader, require, resolve_role, role_option
+from tagsmith.cli._governance import (
+    check_purpose,
+    consent_filter,
+    make_reader,
+    purpose_option,
+    require,
+    resolve_role,
+    role_option,
+)
 from tagsmith.project import Project
 
 __all__ = ["audience"]
@@ -36,8 +44,15 @@ def audience() -> None:
 
 
 def _select(
-    project: Project, expression: str, as_of: str | None, out: Path | None, role: str | None
+    project: Project,
+    expression: str,
+    as_of: str | None,
+    out: Path | None,
+    role: str | None,
+    purpose: str | None = None,
 ) -> Audience:
+    if out is not None:
+        purpose = check_purpose(project, purpose, what="audience export")
     reader = make_reader(project, role)
     if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
         raise click.BadParameter(
@@ -53,7 +68,11 @@ def _select(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")
-        frame = chosen.customers
+        frame, excluded = consent_filter(
+            project, chosen.customers, purpose, role=reader.role, what=f"audience {expression}"
+        )
+        if excluded:
+            console.print(f"left out {excluded:,} customer(s) without consent to {purpose!r}")
         if out.suffix.lower() == ".csv":
             frame.to_csv(tmp, index=False)
         else:
@@ -77,6 +96,7 @@ def _select(
     help="Also save the expression under this name.",
 )
 @click.option("--description", default="", help="What the saved audience is for.")
+@purpose_option
 @role_option
 @pass_project
 def select(
@@ -86,10 +106,11 @@ def select(
     out: Path | None,
     save_as: str | None,
     description: str,
+    purpose: str | None,
     role: str | None,
 ) -> None:
     """Select the customers for whom EXPRESSION holds; print the size."""
-    _select(project, expression, as_of, out, role)
+    _select(project, expression, as_of, out, role, purpose)
     if save_as:
         _save(project, save_as, expression, description, replace=False, role=role)
 
@@ -141,15 +162,21 @@ def save(
 @click.argument("name")
 @AS_OF
 @OUT
+@purpose_option
 @role_option
 @pass_project
 def run_saved(
-    project: Project, name: str, as_of: str | None, out: Path | None, role: str | None
+    project: Project,
+    name: str,
+    as_of: str | None,
+    out: Path | None,
+    purpose: str | None,
+    role: str | None,
 ) -> None:
     """Re-run the saved audience NAME against a snapshot."""
     saved = project.audiences().get(name)
     console.print(f"{name}: {saved.expression}")
-    _select(project, saved.expression, as_of, out, role)
+    _select(project, saved.expression, as_of, out, role, purpose)
 
 
 @audience.command("list")

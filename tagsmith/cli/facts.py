@@ -12,6 +12,7 @@ from rich.table import Table
 from features.importer import ImportReport, SourceOptions, import_facts
 from features.io import parse_mapping
 from tagsmith.cli._common import console, pass_project
+from tagsmith.erasure import erased_matcher
 from tagsmith.project import Project
 
 _DELIMITERS: dict[str, Any] = {
@@ -156,6 +157,7 @@ def import_(
             customers_mapping, date_format, delimiter, header, encoding
         ),
         derive_customers=derive,
+        erased=erased_matcher(project),
     )
     _print_report(report)
 

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from features.catalog import feature_catalog
+from features.crypto import parquet_source
 from features.cutoffs import normalize_as_of
 from features.errors import StoreError
 from features.events import FEATURE_EVENT_COLUMNS, prepare_events
@@ -149,7 +150,7 @@ def show(project: Project, customer_id: str, as_of: str | None) -> None:
             raise StoreError(f"Expected a customer {customer_id!r} in the fact store. Got none.")
         events = (
             pd.read_parquet(
-                facts.events_path,
+                parquet_source(facts.events_path, facts.keys),
                 columns=_EVENT_COLUMNS,
                 filters=[("customer_id", "==", customer_id)],
             )

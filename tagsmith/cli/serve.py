@@ -23,8 +23,26 @@ from tagsmith.project import Project
     help="HTTP port (default: serving.port in tagsmith.yaml, 3000).",
 )
 @click.option("--host", default=None, help="Interface to bind (default: serving.host, 127.0.0.1).")
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True),
+    default=None,
+    help="PEM certificate: serve HTTPS only (default: serving.tls_cert).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True),
+    default=None,
+    help="PEM private key of --tls-cert (default: serving.tls_key).",
+)
 @click.pass_context
-def serve(ctx: click.Context, port: int | None, host: str | None) -> None:
+def serve(
+    ctx: click.Context,
+    port: int | None,
+    host: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> None:
     """Start the HTTP tag service (BentoML) on the project, or manage its API keys.
 
     Endpoints: POST /tags, POST /score, GET /catalog, GET /models, POST /admin/reload,
@@ -33,11 +51,13 @@ def serve(ctx: click.Context, port: int | None, host: str | None) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    _run_server(ctx.obj, port, host)
+    _run_server(ctx.obj, port, host, tls_cert, tls_key)
 
 
 @user_errors
-def _run_server(obj: CliContext, port: int | None, host: str | None) -> None:
+def _run_server(
+    obj: CliContext, port: int | None, host: str | None, tls_cert: str | None, tls_key: str | None
+) -> None:
     from tagsmith.app import SERVICE, service_env
 
     project = obj.project
@@ -60,8 +80,15 @@ def _run_server(obj: CliContext, port: int | None, host: str | None) -> None:
         "--port",
         str(port),
     ]
-    err_console.print(f"Serving {project.root} on http://{host}:{port} (Ctrl-C stops)")
-    process = subprocess.Popen(argv, env=service_env(project))
+    if (tls_cert is None) != (tls_key is None):
+        raise ServingError("Expected --tls-cert and --tls-key together. Got only one of them.")
+    env = service_env(project)
+    if tls_cert and tls_key:
+        # The service reads its settings from the environment (serving.settings).
+        env.update({"TAGSMITH_TLS_CERT": tls_cert, "TAGSMITH_TLS_KEY": tls_key})
+    scheme = "https" if (tls_cert or cfg.tls_cert or env.get("TAGSMITH_TLS_CERT")) else "http"
+    err_console.print(f"Serving {project.root} on {scheme}://{host}:{port} (Ctrl-C stops)")
+    process = subprocess.Popen(argv, env=env)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if process.poll() is None:

@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from tags.audit import default_actor
 from tags.backup import create_backup, restore_backup
 from tagsmith import __version__
 from tagsmith.cli._common import console, pass_project
 from tagsmith.cli._governance import require, resolve_role, role_option
+from tagsmith.erasure import erasures_before_restore, keep_erasures
 from tagsmith.project import Project
 
 
@@ -73,6 +75,7 @@ def backup(project: Project, dest: Path, role: str | None) -> None:
         dest,
         audit_logs=[project.audit_log_path],
         meta={"tagsmith_version": __version__, "project": project.config.name},
+        keys=project.encryption_keys(),
     )
     project.audit_log().append(
         actor=default_actor(),
@@ -98,11 +101,15 @@ def restore(project: Project, src: Path, yes: bool, role: str | None) -> None:
     """Verify the backup in SRC, then (with --yes) put every store back."""
     role = resolve_role(project, role)
     require(project, role, "restore", query=f"restore {src}")
-    manifest = restore_backup(src, project.root, apply=False)
+    keys = project.encryption_keys()
+    manifest = restore_backup(src, project.root, apply=False, keys=keys)
     archived = None
     if yes:
         previous_log = read_audit_log(project)
-        restore_backup(src, project.root)
+        erased = erasures_before_restore(project)
+        restore_backup(src, project.root, keys=keys)
+        # Customers erased since the backup was taken stay erased.
+        reerased = keep_erasures(project, erased, now=pd.Timestamp.now(tz="UTC"))
         # The restored data folder holds the backup's log; the one it replaced is kept.
         archived = archive_audit_log(project, previous_log) if previous_log else None
     console.print(
@@ -128,5 +135,7 @@ def restore(project: Project, src: Path, yes: bool, role: str | None) -> None:
         },
     )
     console.print("restored")
+    if reerased:
+        console.print(f"  erased again {reerased} customer(s) erased after this backup was taken")
     if archived:
         console.print(f"  the audit log as it was before the restore is kept in {archived}")

@@ -18,8 +18,11 @@ from rich.table import Table
 from tags.report import render_report
 from tagsmith.cli._common import console, day, pass_project
 from tagsmith.cli._governance import (
+    check_purpose,
+    consent_filter,
     lint_findings,
     make_reader,
+    purpose_option,
     require,
     resolve_role,
     role_option,
@@ -89,14 +92,29 @@ def runs_cmd(project: Project, last: int, role: str | None) -> None:
     required=True,
     help="Output file: .csv or .parquet.",
 )
+@purpose_option
 @role_option
 @pass_project
 def export_cmd(
-    project: Project, as_of: str | None, tag_ids: str | None, out: Path, role: str | None
+    project: Project,
+    as_of: str | None,
+    tag_ids: str | None,
+    out: Path,
+    purpose: str | None,
+    role: str | None,
 ) -> None:
     """Write a snapshot (one row per customer and tag, scores included) to a file."""
+    purpose = check_purpose(project, purpose, what="tags export")
     reader = make_reader(project, role)
     rows, customers = reader.export(out, as_of, tags=_tag_list(tag_ids))
+    if purpose is not None and project.consent().enabled:
+        frame = pd.read_csv(out, dtype=str) if out.suffix == ".csv" else pd.read_parquet(out)
+        kept, excluded = consent_filter(
+            project, frame, purpose, role=reader.role, what=f"tags export {out}"
+        )
+        _write_frame(kept, out)
+        rows, customers = len(kept), kept["customer_id"].nunique()
+        console.print(f"left out {excluded:,} customer(s) without consent to {purpose!r}")
     console.print(f"exported {rows:,} rows ({customers:,} customers) to {out}")
 
 

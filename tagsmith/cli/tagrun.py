@@ -1,6 +1,10 @@
-"""``tagsmith tags run``: one batch tagging run into the tag store."""
+"""``tagsmith tags run``: one batch tagging run into the tag store; ``tagsmith schedule``:
+the same run when the tags' ``refresh`` says it is due."""
 
 from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
 
 import click
 import pandas as pd
@@ -9,6 +13,7 @@ from rich.table import Table
 
 from scoring.batch import STEPS, Predictor, run_tagging
 from tags.audit import default_actor
+from tags.schedule import Schedule, crontab_line, schedule_of
 from tags.store_format import to_as_of
 from tagsmith.activate import after_run
 from tagsmith.champions import champion_predictors
@@ -22,7 +27,7 @@ from tagsmith.spark_engine import (
     require_store_lineage,
 )
 
-__all__ = ["run_cmd"]
+__all__ = ["run_cmd", "run_tags", "schedule_group"]
 
 
 @click.command("run")
@@ -59,6 +64,19 @@ def run_cmd(
     role: str | None,
 ) -> None:
     """Tag every customer: features -> rule tags -> predicted tags -> one snapshot."""
+    run_tags(project, as_of, force, role, engine=engine, master=master)
+
+
+def run_tags(
+    project: Project,
+    as_of: str | None,
+    force: bool,
+    role: str | None,
+    *,
+    engine: str = "local",
+    master: str | None = None,
+) -> None:
+    """One tagging run with its console report (``tags run``, ``schedule run``)."""
     role = resolve_role(project, role)
     require(project, role, "run", query=f"tags run as_of={as_of or 'default'}")
     catalogue = project.catalogue()
@@ -166,3 +184,67 @@ def _run_into_parquet(
         f"partitions -> {run.uri} ({timings}); not recorded in the tag store "
         "(spark.tag_store: parquet)"
     )
+
+
+@click.group("schedule")
+def schedule_group() -> None:
+    """Scheduled refresh: run tagging when the tags' 'refresh' says it is due."""
+
+
+def _schedule(project: Project) -> Schedule:
+    store = project.tag_store()
+    runs = store.runs() if store.exists() else None
+    last = None
+    if runs is not None and len(runs):
+        done = runs[runs["status"] == "succeeded"]["finished_at"].dropna()
+        last = pd.Timestamp(done.max()).to_pydatetime() if len(done) else None
+    return schedule_of(project.catalogue(), last_run_at=last, now=datetime.now(UTC))
+
+
+def _describe(s: Schedule) -> str:
+    if s.refresh is None:
+        return "every active tag refreshes on demand: nothing is scheduled"
+    last = f"{s.last_run_at:%Y-%m-%d %H:%M} UTC" if s.last_run_at else "never"
+    due = "now" if s.due else f"at {s.due_at:%Y-%m-%d %H:%M} UTC"
+    return (
+        f"refresh {s.refresh} (tightest of the active tags: {', '.join(s.tags)}); "
+        f"last run {last}; next run due {due}"
+    )
+
+
+@schedule_group.command("status")
+@click.option("--crontab", is_flag=True, help="Print a crontab line running 'schedule run'.")
+@pass_project
+def schedule_status(project: Project, crontab: bool) -> None:
+    """When the next tagging run is due (and, with --crontab, a line for cron)."""
+    s = _schedule(project)
+    console.print(_describe(s), soft_wrap=True)
+    if crontab and s.refresh is not None:
+        command = f"cd {project.root} && tagsmith schedule run --role admin"
+        click.echo(crontab_line(s.refresh, command))
+
+
+@schedule_group.command("run")
+@click.option("--loop", is_flag=True, help="Keep running: sleep until the next due time.")
+@click.option(
+    "--max-runs", type=click.IntRange(min=1), default=None, help="With --loop: stop after N runs."
+)
+@role_option
+@pass_project
+def schedule_run(project: Project, loop: bool, max_runs: int | None, role: str | None) -> None:
+    """Run tagging if it is due (with --loop, every time it comes due); else say when."""
+    runs = 0
+    while True:
+        s = _schedule(project)
+        if s.due:
+            console.print(f"due: {_describe(s)}", soft_wrap=True)
+            run_tags(project, None, False, role)
+            runs += 1
+            if max_runs is not None and runs >= max_runs:
+                return
+            continue
+        console.print(f"not due: {_describe(s)}", soft_wrap=True)
+        if not loop or s.due_at is None:
+            return
+        wait = (s.due_at - datetime.now(UTC)).total_seconds()
+        time.sleep(min(max(wait, 1.0), 3600.0))

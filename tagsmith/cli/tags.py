@@ -132,7 +132,7 @@ def describe(project: Project, tag_id: str) -> None:
 def plan(project: Project) -> None:
     """What 'apply' would record: tags added, removed or changed since the last apply."""
     catalogue = project.catalogue()
-    result = project.catalogue_history().plan(catalogue)
+    result = project.catalogue_history().plan(catalogue, approvals=project.reviews().approvals())
     base = f"version {result.base_version}" if result.base_version else "nothing applied yet"
     if result.empty:
         console.print(f"No changes against the last applied catalogue ({base}).")
@@ -154,8 +154,11 @@ def apply(project: Project) -> None:
     catalogue = project.catalogue()
     history = project.catalogue_history()
     before = history.versions()
-    changes = history.plan(catalogue).changes
-    version = history.apply(catalogue, applied_at=datetime.now(UTC), applied_by=getpass.getuser())
+    approvals = project.reviews().approvals()
+    changes = history.plan(catalogue, approvals=approvals).changes
+    version = history.apply(
+        catalogue, applied_at=datetime.now(UTC), applied_by=getpass.getuser(), approvals=approvals
+    )
     if before and version == before[-1]:
         console.print(f"No changes: catalogue version {version} is current.")
     else:

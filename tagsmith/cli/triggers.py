@@ -244,6 +244,17 @@ def _print_plan(project: Project) -> tuple[Any, Any, Any]:
     defs, check = check_project_definitions(project)
     history = project.trigger_history()
     plan = history.plan(defs, check)
+    consent = project.config.governance.consent
+    if consent.purposes:
+        # Consent is checked per purpose: one nobody declared cannot be checked.
+        for kind in ("triggers", "syncs", "destinations"):
+            for name, item in defs.kind(kind).items():
+                if item.purpose not in consent.purposes:
+                    plan.problems.append(
+                        f"{defs.where(kind, name)}: expected a purpose declared in "
+                        f"governance.consent.purposes ({sorted(consent.purposes)}). "
+                        f"Got {item.purpose!r}."
+                    )
     base = f"v{plan.base_version}" if plan.base_version else "none"
     n = {k: len(defs.kind(k)) for k in ("triggers", "syncs", "destinations")}
     console.print(

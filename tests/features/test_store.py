@@ -93,7 +93,8 @@ def test_failure_mid_import_leaves_previous_data_intact(
             raise OSError("disk full (injected)")
         real_write(table, where, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store_module.pq, "write_table", failing_write)
+    # The store writes Parquet through features.crypto, which calls pq.write_table.
+    monkeypatch.setattr(pq, "write_table", failing_write)
     with pytest.raises(OSError, match="injected"):
         run_import(tmp_path, events=bad, events_options=CDNOW_OPTIONS, derive_customers=True)
     assert len(calls) == 2

@@ -111,3 +111,90 @@ def test_lint_is_clean_without_the_twin(tmp_path: Path) -> None:
     code, out = run(tmp_path / "p", "tags", "lint")
     assert code == 0, out
     assert "No redundant or dead tags" in out
+
+
+def test_schedule_runs_when_due_then_waits(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    raw = tmp_path / "raw"
+    for step in (
+        ["init"],
+        ["generate", "--customers", "100", "--seed", "2", "--out", str(raw)],
+        [
+            "facts",
+            "import",
+            "--customers",
+            str(raw / "customers.csv"),
+            "--events",
+            str(raw / "events.csv"),
+        ],
+    ):
+        code, out = run(root, *step)
+        assert code == 0, out
+    code, out = run(root, "schedule", "status", "--crontab")
+    assert code == 0, out
+    assert "next run due now" in out
+    assert f"15 2 * * * cd {root.resolve()} && tagsmith schedule run --role admin" in out
+    code, out = run(root, "schedule", "run", "--role", "admin")
+    assert code == 0, out
+    assert "due: refresh daily" in out
+    assert "run " in out
+    code, out = run(root, "schedule", "run", "--role", "admin")
+    assert code == 0, out
+    assert "not due: refresh daily" in out
+
+
+def test_review_required_tag_needs_a_sign_off_before_apply(tagged: Path) -> None:
+    code, out = run(tagged, "tags", "apply")
+    assert code == 0, out
+    path = tagged / "catalogue" / "behaviour.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    loyalty = next(t for t in data["tags"] if t["id"] == "loyalty_tier")
+    assert loyalty["review"] == "required"
+    loyalty["rule"]["cases"][0]["when"] = "loyalty_score >= 0.5"
+    loyalty["version"] = 2
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    code, out = run(tagged, "tags", "plan")
+    assert code == 1
+    assert "loyalty_tier' needs a reviewer's sign-off" in out
+    code, out = run(tagged, "tags", "apply")
+    assert code == 2
+    # Marketing may not review; an executive looks at sizes and a sample, then approves.
+    code, out = run(tagged, "tags", "review", "loyalty_tier", "--approve", "--role", "marketing")
+    assert code == 2
+    code, out = run(tagged, "tags", "review", "loyalty_tier", "--role", "executive")
+    assert code == 0, out
+    assert "with this definition" in out
+    assert "sample of 10 customer(s)" in out
+    assert "re-run with --approve" in out
+    code, out = run(
+        tagged,
+        "tags",
+        "review",
+        "loyalty_tier",
+        "--approve",
+        "--role",
+        "executive",
+        "--note",
+        "threshold agreed with CRM",
+    )
+    assert code == 0, out
+    assert "approved loyalty_tier v2 as tester (executive)" in out
+    code, out = run(tagged, "tags", "apply")
+    assert code == 0, out
+    assert "Applied catalogue version 2" in out
+    entries = [
+        json.loads(line)
+        for line in (tagged / "data" / "audit.log").read_text(encoding="utf-8").splitlines()
+    ]
+    [review] = [e for e in entries if e["action"] == "review"]
+    assert review["actor"] == "tester"
+    assert review["role"] == "executive"
+    assert review["extra"]["decision"] == "approved"
+    assert review["extra"]["sample_size"] == 10
+    # Editing the approved definition again needs a new sign-off.
+    loyalty["rule"]["cases"][1]["when"] = "loyalty_score >= 0.25"
+    loyalty["version"] = 3
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    code, out = run(tagged, "tags", "plan")
+    assert code == 1
+    assert "needs a reviewer's sign-off" in out
