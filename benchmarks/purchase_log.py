@@ -126,13 +126,19 @@ def _one_seed(n: int, seed: int, config: TrainingConfig) -> dict[str, dict[str, 
         print(
             f"  {target}: plan {'grouped' if r.plan.grouped else 'time'} "
             f"{[c.date().isoformat() for c in r.plan.train]}, rows {r.rows}, "
-            f"{len(r.contract.feature_names)} features ({unused} not used), "
+            f"{len(r.contract.feature_names)} features ({unused} not used), champion "
+            f"{r.champion}{_blend_text(r.contract)}, "
             f"{time.perf_counter() - t1:.0f} s"
         )
         table = pd.DataFrame(out[target]).T
         cols = [*CRITERIA[target], *(["total_ratio"] if target == "value" else [])]
         print(table[cols].round(4).to_string())
     return out
+
+
+def _blend_text(contract: ModelContract) -> str:
+    b = contract.blend
+    return "" if b is None else f" (weight {b.weight} on LightGBM)"
 
 
 def _verdicts(metrics: dict[str, dict[str, dict[str, float]]]) -> list[str]:

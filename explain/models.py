@@ -254,9 +254,9 @@ def explain_model(
     if method == "shap":
         booster = getattr(model, "booster_", model)
         prob = np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
-        score = float(calibrate(prob, contract)[0])
+        score = float(calibrate(prob, contract, x)[0])
     else:
-        score = float(calibrate(np.array([raw]), contract)[0])
+        score = float(calibrate(np.array([raw]), contract, x)[0])
     order = np.argsort(-np.abs(parts), kind="stable")[:top]
     first = row.iloc[0]
     context = {n: _value(first, n) for n in ("gap_mean_days",)}

@@ -15,11 +15,10 @@ Two scoring paths share one implementation so batch and online scores are identi
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +29,7 @@ import pandas as pd
 
 from scoring.contract import ModelContract, calibrate, model_matrix
 from scoring.errors import ModelLoadError, ScoringError
-from scoring.loading import load_model
+from scoring.loading import load_model, mlflow_uris
 
 __all__ = [
     "ChampionModel",
@@ -137,7 +136,7 @@ class ChampionModel:
         if len(matrix) == 0:
             return np.empty(0, dtype=np.float64)
         raw = self.booster.predict(matrix, num_threads=1)
-        return calibrate(np.asarray(raw, dtype=np.float64), self.contract)
+        return calibrate(np.asarray(raw, dtype=np.float64), self.contract, matrix)
 
     def label(self, scores: np.ndarray) -> list[str]:
         """Band (churn risk) or tier (predicted value) of each score."""
@@ -222,7 +221,7 @@ class MlflowModelSource:
             dst = self.cache_dir / name / str(version)
             dst = Path(tempfile.mkdtemp(prefix=f"{version}-", dir=_mkdir(dst.parent)))
         try:
-            with _mlflow_uris(self.tracking_uri):
+            with mlflow_uris(self.tracking_uri):
                 scoring = load_model(uri, dst_path=dst)
         except Exception as exc:
             raise ModelLoadError(f"Loading {uri} failed: {type(exc).__name__}: {exc}") from exc
@@ -241,31 +240,6 @@ class MlflowModelSource:
         )
         model.smoke_test()
         return model
-
-
-@contextlib.contextmanager
-def _mlflow_uris(uri: str) -> Iterator[None]:
-    """Point MLflow's process-wide tracking and registry URIs at ``uri``, then restore.
-
-    ``scoring.loading.load_model`` resolves ``models:/`` URIs through them. Loads run
-    one at a time (the runtime serialises reloads), so the swap cannot race itself.
-    """
-    import mlflow
-
-    env_before = os.environ.get("MLFLOW_TRACKING_URI")
-    tracking_before = mlflow.get_tracking_uri()
-    registry_before = mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(tracking_before)
-        mlflow.set_registry_uri(registry_before)
-        if env_before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = env_before
 
 
 def _mkdir(path: Path) -> Path:

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from features.errors import SchemaError
+from scoring.btyd import BTYDBlend, blend_scores, btyd_prediction
 
 __all__ = [
     "CONTRACT_METADATA_KEY",
@@ -120,6 +121,8 @@ class ModelContract(BaseModel):
         facts_fingerprint: Fingerprint of the fact store trained on ("" if unknown).
         train_cutoffs: Cutoffs whose labelled rows trained the model.
         validation_cutoffs: Later cutoffs used for selection and calibration.
+        blend: A Pareto/NBD (+ Gamma-Gamma) blended with the booster's output before
+            calibration (the ``blend`` candidate), or ``None``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -134,6 +137,7 @@ class ModelContract(BaseModel):
     facts_fingerprint: str = ""
     train_cutoffs: list[date] = Field(default_factory=list)
     validation_cutoffs: list[date] = Field(default_factory=list)
+    blend: BTYDBlend | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelContract:
@@ -142,6 +146,12 @@ class ModelContract(BaseModel):
         unknown = sorted(set(self.categorical_levels) - set(self.feature_names))
         if unknown:
             raise ValueError(f"categorical columns {unknown} are not among the feature names")
+        if self.blend is not None:
+            missing = [c for c in self.blend.columns if c not in self.feature_names]
+            if missing:
+                raise ValueError(f"the BTYD blend's columns {missing} are not model inputs")
+            if self.target == "value" and self.blend.gg_p is None:
+                raise ValueError("a value model's BTYD blend needs Gamma-Gamma parameters")
         if self.contract_version != CONTRACT_VERSION:
             raise ValueError(
                 f"contract_version must be {CONTRACT_VERSION}, got {self.contract_version}"
@@ -280,9 +290,17 @@ def _as_float(col: pd.Series, name: str) -> np.ndarray:
         ) from exc
 
 
-def calibrate(raw: np.ndarray, contract: ModelContract) -> np.ndarray:
-    """Map raw model outputs to scores with the contract's calibration (identity if none)."""
+def calibrate(raw: np.ndarray, contract: ModelContract, x: np.ndarray | None = None) -> np.ndarray:
+    """Map raw model outputs to scores: the contract's BTYD blend (which reads the model
+    matrix ``x`` of the same rows), then its calibration (identity if none)."""
     raw = np.asarray(raw, dtype=np.float64)
+    if contract.blend is not None:
+        if x is None:
+            raise ValueError("A model with a BTYD blend needs its matrix rows to score.")
+        btyd = btyd_prediction(
+            contract.blend, contract.target, contract.horizon_days, contract.feature_names, x
+        )
+        raw = blend_scores(contract.target, contract.blend.weight, contract.blend.offset, raw, btyd)
     cal = contract.calibration
     if cal is None:
         return raw
@@ -313,7 +331,8 @@ def score_frame(model: Any, features: pd.DataFrame, contract: ModelContract) -> 
 
     The one scoring path shared by training, batch tagging and the HTTP service.
     """
-    return calibrate(predict_raw(model, model_matrix(features, contract)), contract)
+    x = model_matrix(features, contract)
+    return calibrate(predict_raw(model, x), contract, x)
 
 
 def contract_metadata(contract: ModelContract) -> dict[str, Any]:

@@ -7,7 +7,11 @@ a loaded :class:`ScoringModel` scores feature frames through the one shared path
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,17 @@ import pandas as pd
 
 from scoring.contract import ModelContract, contract_from_metadata, score_frame
 
-__all__ = ["ScoringModel", "load_model"]
+__all__ = [
+    "ScoringModel",
+    "load_model",
+    "mlflow_uris",
+    "restore_mlflow_uris",
+    "saved_mlflow_uris",
+]
+
+# Serialises the swaps of MLflow's process-wide URIs (service reloads, console
+# promotions and CLI loads may run in threads of one process).
+_URIS_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -65,3 +79,57 @@ def load_model(model_uri: str, *, dst_path: Path | None = None) -> ScoringModel:
         return _load(str(dst_path))
     with tempfile.TemporaryDirectory(prefix="tagsmith-model-") as tmp:
         return _load(tmp)
+
+
+@contextlib.contextmanager
+def mlflow_uris(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking and registry URIs at ``uri``, then restore.
+
+    :func:`load_model` resolves ``models:/`` URIs through them, not through a client.
+    ``mlflow.set_tracking_uri`` / ``set_registry_uri`` also write ``MLFLOW_TRACKING_URI``
+    / ``MLFLOW_REGISTRY_URI`` into the environment; left there, a later caller in the
+    process (another project, a test) would read and write another registry. So the
+    exact state before is restored: unset stays unset (MLflow's getters would report a
+    default instead, hence its module variables are read). One swap at a time per
+    process (a lock), so concurrent loads cannot cross.
+    """
+    with _URIS_LOCK:
+        before = saved_mlflow_uris()
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            yield
+        finally:
+            restore_mlflow_uris(before)
+
+
+def saved_mlflow_uris() -> tuple[str | None, str | None, str | None, str | None]:
+    """MLflow's process-wide URIs and their variables, for :func:`restore_mlflow_uris`."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    return (
+        tracking_utils._tracking_uri,
+        registry_utils._registry_uri,
+        os.environ.get("MLFLOW_TRACKING_URI"),
+        os.environ.get("MLFLOW_REGISTRY_URI"),
+    )
+
+
+def restore_mlflow_uris(saved: tuple[str | None, str | None, str | None, str | None]) -> None:
+    """Put MLflow's process-wide URIs and their environment variables back as saved."""
+    import mlflow
+
+    tracking, registry, env_tracking, env_registry = saved
+    mlflow.set_tracking_uri(tracking)  # type: ignore[arg-type]  # None unsets (MLflow 3)
+    mlflow.set_registry_uri(registry)  # type: ignore[arg-type]
+    for key, value in (
+        ("MLFLOW_TRACKING_URI", env_tracking),
+        ("MLFLOW_REGISTRY_URI", env_registry),
+    ):
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

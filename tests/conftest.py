@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,3 +20,32 @@ DATA_DIR = Path(__file__).parent / "data"
 def data_dir() -> Path:
     """Folder of tiny hand-checked inputs and expectations."""
     return DATA_DIR
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_restored() -> Iterator[None]:
+    """Put MLflow's process-wide tracking/registry URIs and their environment variables
+    back after each test.
+
+    ``mlflow.set_tracking_uri`` writes ``MLFLOW_TRACKING_URI`` into ``os.environ``; a
+    test that leaves it set makes later tests in the same worker (and the projects they
+    build, which honour the variable) read and register models in another store.
+    """
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    if "mlflow" in sys.modules:
+        from scoring.loading import saved_mlflow_uris
+
+        saved = saved_mlflow_uris()
+    else:  # not imported yet: MLflow's own URIs are unset
+        saved = (None, None, *(os.environ.get(k) for k in keys))
+    yield
+    if "mlflow" in sys.modules:
+        from scoring.loading import restore_mlflow_uris
+
+        restore_mlflow_uris(saved)
+    else:
+        for key, value in zip(keys, saved[2:], strict=True):
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

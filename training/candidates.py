@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,9 @@ class Candidate:
         estimator: The fitted estimator.
         validation: Its metrics on the validation rows (raw predictions).
         test: Its metrics on the test rows (filled by the caller, for the card).
+        contract_update: What it changes in the model contract (the ``blend``
+            candidate: its BTYD blend and no calibration); empty for the others,
+            whose estimator's calibration goes in.
     """
 
     name: str
@@ -55,6 +58,15 @@ class Candidate:
     estimator: ChurnClassifier | ValueRegressor
     validation: dict[str, float]
     test: dict[str, float] = field(default_factory=dict)
+    contract_update: dict[str, Any] = field(default_factory=dict)
+
+    def contract(self, base: ModelContract) -> ModelContract:
+        """``base`` with this candidate's calibration or blend."""
+        update = self.contract_update or {
+            "calibration": getattr(self.estimator, "calibration_", None),
+            "blend": None,
+        }
+        return base.model_copy(update=update)
 
 
 def _configs(config: TrainingConfig, n_rows: int) -> list[tuple[str, TrainingConfig]]:
@@ -125,8 +137,5 @@ def score_candidates(
         if cand is champion:
             cand.test = champion_metrics
             continue
-        cal = getattr(cand.estimator, "calibration_", None)
-        scored = score_frame(
-            cand.estimator.booster_, test, contract.model_copy(update={"calibration": cal})
-        )
+        scored = score_frame(cand.estimator.booster_, test, cand.contract(contract))
         cand.test = metrics_for(contract.target, y, scored)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
+from scoring.btyd import gamma_gamma_spend
 from training.errors import TrainingError
 
 __all__ = ["BGNBD", "GammaGamma", "simulate_bgnbd", "simulate_gamma_gamma"]
@@ -294,11 +295,7 @@ class GammaGamma:
 
     def expected_spend(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
         """E[spend per transaction | x, m]; the population mean where ``x == 0``."""
-        x, m = np.asarray(x, dtype=np.float64), np.asarray(m, dtype=np.float64)
-        population_mean = self.p * self.gamma / (self.q - 1) if self.q > 1 else np.nan
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cond = (self.gamma + m * x) * self.p / (self.p * x + self.q - 1)
-        return np.where((x > 0) & np.isfinite(cond), cond, population_mean)
+        return gamma_gamma_spend((self.p, self.q, self.gamma), x, m)
 
 
 def simulate_bgnbd(

@@ -32,31 +32,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
+from scoring.btyd import LOG_WEIGHTS as _LOG_WEIGHTS
+from scoring.btyd import NODES as _NODES
+from scoring.btyd import log_integral as _log_integral
+from scoring.btyd import (
+    pareto_expected_purchases,
+    pareto_prob_alive,
+    pareto_prob_no_purchase,
+)
 from training.errors import TrainingError
 
 __all__ = ["ParetoNBD"]
-
-_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(20)
-_LOG_WEIGHTS = np.log(_WEIGHTS)
-_CHUNK = 200_000  # rows per block of (rows x nodes) arrays
-
-
-def _logsumexp_rows(values: np.ndarray) -> np.ndarray:
-    top = values.max(axis=1)
-    top = np.where(np.isfinite(top), top, 0.0)
-    return np.asarray(np.log(np.exp(values - top[:, None]).sum(axis=1)) + top)
-
-
-def _log_integral(
-    lo: np.ndarray, hi: np.ndarray, a: float, ea: np.ndarray, b: float, eb: float
-) -> np.ndarray:
-    """log of integral_lo^hi (a + t)^-ea (b + t)^-eb dt, per row (``-inf`` where empty)."""
-    half = (hi - lo) / 2.0
-    t = lo[:, None] + half[:, None] * (_NODES[None, :] + 1.0)
-    log_f = -ea[:, None] * np.log(a + t) - eb * np.log(b + t) + _LOG_WEIGHTS[None, :]
-    with np.errstate(divide="ignore"):
-        out = _logsumexp_rows(log_f) + np.log(half)
-    return np.where(half > 0, out, -np.inf)
 
 
 def _log_likelihood(
@@ -181,70 +167,19 @@ class ParetoNBD:
 
     def prob_alive(self, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray) -> np.ndarray:
         """P(still alive at T | x, t_x, T)."""
-        x, t_x, big_t = (np.asarray(v, dtype=np.float64) for v in (x, t_x, big_t))
-        if len(x) > _CHUNK:
-            return np.concatenate(
-                [
-                    self.prob_alive(x[i : i + _CHUNK], t_x[i : i + _CHUNK], big_t[i : i + _CHUNK])
-                    for i in range(0, len(x), _CHUNK)
-                ]
-            )
-        t_x = np.minimum(t_x, big_t)
-        r, alpha, s, beta = self._params()
-        rx = r + x
-        alive = -rx * np.log(alpha + big_t) - s * np.log(beta + big_t)
-        died = np.log(s) + _log_integral(t_x, big_t, alpha, rx, beta, s + 1.0)
-        return np.asarray(np.exp(alive - np.logaddexp(alive, died)))
+        return pareto_prob_alive(self._tuple(), x, t_x, big_t)
 
     def expected_purchases(
         self, t: float, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray
     ) -> np.ndarray:
-        """E[number of purchases in (T, T + t] | x, t_x, T].
-
-        Given alive, ``lambda ~ Gamma(r + x, alpha + T)`` and ``mu ~ Gamma(s, beta + T)``
-        independently; the expected count is ``E[lambda] E[(1 - exp(-mu t)) / mu]``.
-        """
-        x, big_t = np.asarray(x, dtype=np.float64), np.asarray(big_t, dtype=np.float64)
-        r, alpha, s, beta = self._params()
-        b = beta + big_t
-        if abs(s - 1.0) < 1e-9:
-            life = b * np.log1p(t / b)
-        else:
-            life = b / (s - 1.0) * (1.0 - np.exp((s - 1.0) * (np.log(b) - np.log(b + t))))
-        return self.prob_alive(x, t_x, big_t) * (r + x) / (alpha + big_t) * life
+        """E[number of purchases in (T, T + t] | x, t_x, T] (see :mod:`scoring.btyd`)."""
+        return pareto_expected_purchases(self._tuple(), t, x, t_x, big_t)
 
     def prob_no_purchase(
         self, t: float, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray
     ) -> np.ndarray:
-        """P(no purchase in (T, T + t] | x, t_x, T).
+        """P(no purchase in (T, T + t] | x, t_x, T) (see :mod:`scoring.btyd`)."""
+        return pareto_prob_no_purchase(self._tuple(), t, x, t_x, big_t)
 
-        Given alive with ``(lambda, mu)``: no purchase before death or ``t``, i.e.
-        ``exp(-(lambda + mu) t) + integral_0^t mu exp(-(lambda + mu) u) du``, averaged
-        over the posterior Gammas as in the likelihood.
-        """
-        x, t_x, big_t = (np.asarray(v, dtype=np.float64) for v in (x, t_x, big_t))
-        if len(x) > _CHUNK:
-            return np.concatenate(
-                [
-                    self.prob_no_purchase(
-                        t, x[i : i + _CHUNK], t_x[i : i + _CHUNK], big_t[i : i + _CHUNK]
-                    )
-                    for i in range(0, len(x), _CHUNK)
-                ]
-            )
-        r, alpha, s, beta = self._params()
-        a, b = alpha + big_t, beta + big_t
-        rx = r + x
-        stay = rx * (np.log(a) - np.log(a + t)) + s * (np.log(b) - np.log(b + t))
-        zeros = np.zeros_like(big_t)
-        # integral_0^t (a + u)^-(r+x) (b + u)^-(s+1) du with per-row a, b: shift u.
-        half = t / 2.0
-        u = half * (_NODES + 1.0)
-        log_f = -rx[:, None] * np.log(a[:, None] + u[None, :]) - (s + 1.0) * np.log(
-            b[:, None] + u[None, :]
-        )
-        log_int = _logsumexp_rows(log_f + _LOG_WEIGHTS[None, :]) + np.log(half)
-        die = np.log(s) + rx * np.log(a) + s * np.log(b) + log_int + zeros
-        given_alive = np.minimum(np.exp(np.logaddexp(stay, die)), 1.0)
-        alive = self.prob_alive(x, t_x, big_t)
-        return np.asarray((1.0 - alive) + alive * given_alive)
+    def _tuple(self) -> tuple[float, float, float, float]:
+        return (self.r, self.alpha, self.s, self.beta)

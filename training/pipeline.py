@@ -19,7 +19,8 @@ import pandas as pd
 from scoring.contract import ModelContract, model_matrix, score_frame
 from scoring.loading import ScoringModel
 from training.baselines import make_baselines
-from training.candidates import Candidate, fit_candidates, score_candidates
+from training.blend import fit_blend, scoring_population
+from training.candidates import SELECTION_METRIC, Candidate, fit_candidates, score_candidates
 from training.config import TrainingConfig
 from training.errors import TrainingError
 from training.estimators import ChurnClassifier, ValueRegressor
@@ -189,9 +190,10 @@ def _fit_champion(
     config: TrainingConfig,
     n_jobs: int,
     progress: Progress,
+    population: Callable[[], pd.DataFrame],
 ) -> tuple[Candidate, list[Candidate], ModelContract]:
-    """Fit every candidate on the training rows, the champion chosen on validation;
-    the contract gains the champion's calibration."""
+    """Fit every candidate on the training rows (then the ``blend`` of the best one with
+    Pareto/NBD), the champion chosen on validation; its contract."""
     train, val = ts.slice("train"), ts.slice("validation")
     champion, candidates = fit_candidates(
         target,
@@ -204,9 +206,33 @@ def _fit_champion(
         y_val=val[target].to_numpy(dtype=np.float64),
         progress=progress,
     )
-    if isinstance(champion.estimator, ChurnClassifier):
-        contract = contract.model_copy(update={"calibration": champion.estimator.calibration_})
-    return champion, candidates, contract
+    progress("fitting candidate blend (Pareto/NBD with the best LightGBM)")
+    fitted = fit_blend(
+        target,
+        champion.estimator.booster_,
+        contract,
+        validation=val,
+        population=population,
+        seed=config.seed,
+    )
+    if fitted is not None:
+        blend, metrics = fitted
+        cand = Candidate(
+            "blend",
+            champion.num_leaves,
+            champion.estimator,
+            metrics,
+            contract_update={"blend": blend, "calibration": None},
+        )
+        candidates.append(cand)
+        metric = SELECTION_METRIC[target]
+        progress(
+            f"blend: weight {blend.weight} on LightGBM; validation {metric} "
+            f"{metrics[metric]:.4f} vs {champion.validation.get(metric, np.nan):.4f}"
+        )
+        if metrics[metric] > champion.validation.get(metric, np.nan):
+            champion = cand
+    return champion, candidates, champion.contract(contract)
 
 
 def _test_with_importance(
@@ -295,7 +321,15 @@ def train_predictor(
         progress(f"warning: {message}")
     contract = _contract_for(target, ts, spec_hash=spec_hash, facts_fingerprint=facts_fingerprint)
     champion, candidates, contract = _fit_champion(
-        target, ts, contract, config=config, n_jobs=n_jobs, progress=progress
+        target,
+        ts,
+        contract,
+        config=config,
+        n_jobs=n_jobs,
+        progress=progress,
+        population=lambda: scoring_population(
+            customers, events, feature_builder=feature_builder, spec=spec
+        ),
     )
     estimator = champion.estimator
     lap("model")

@@ -21,7 +21,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from scoring.contract import REGISTERED_MODEL_NAMES, ModelContract
-from scoring.loading import ScoringModel, load_model
+from scoring.loading import ScoringModel, load_model, mlflow_uris
 from training.alias_history import AliasEvent, AliasHistory
 from training.errors import ModelLoadError, PromotionConflict, RegistryError
 
@@ -347,15 +347,12 @@ class ModelRegistry:
             ModelLoadError: The artifacts are missing or unreadable, or the model has
                 no valid contract in its metadata.
         """
-        import mlflow
-
         uri = f"models:/{name}/{version}"
-        # `models:/` URIs resolve through MLflow's process-wide registry URI, not through
-        # this client: point it at this registry first.
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
         try:
-            scoring = load_model(uri)
+            # `models:/` URIs resolve through MLflow's process-wide registry URI, not
+            # through this client: point it at this registry for the load only.
+            with mlflow_uris(self.tracking_uri):
+                scoring = load_model(uri)
         except Exception as exc:
             raise ModelLoadError(
                 f"Expected {name}/{version} to load as a Tagsmith LightGBM model from {uri}. "

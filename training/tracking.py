@@ -379,7 +379,14 @@ def model_card(result: TrainingResult) -> str:
     ]
     top = ", ".join(f"`{f}`" for f in result.importance["feature"].head(10))
     dropped = ", ".join(f"`{k}` ({v})" for k, v in result.dropped_features.items()) or "none"
-    calibration = c.calibration.kind if c.calibration is not None else "none"
+    calibration: str = c.calibration.kind if c.calibration is not None else "none"
+    if c.blend is not None:
+        b = c.blend
+        calibration = (
+            f"none; blended with Pareto/NBD (weight {b.weight} on LightGBM, r={b.r:.3g}, "
+            f"alpha={b.alpha:.3g}, s={b.s:.3g}, beta={b.beta:.3g} weeks, fitted on every "
+            f"customer at the scoring date; offset {b.offset:+.3f} without labels)"
+        )
     split = (
         "customer-grouped (history too short for a time split: 60% of customers train at "
         "every cutoff, 20% validate and 20% test at the latest; test metrics are in-period)"

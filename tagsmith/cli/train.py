@@ -336,10 +336,6 @@ def evaluate(
 
 
 def _load(project: Project, target: str, ref: str) -> tuple[Any, str]:
-    import mlflow
-
-    mlflow.set_tracking_uri(project.mlflow_tracking_uri)
-    mlflow.set_registry_uri(project.mlflow_tracking_uri)
     name = REGISTERED_MODEL_NAMES[target]
     registry = project.registry()
     version = registry.resolve(name, ref)

@@ -161,3 +161,25 @@ def test_detailed_why_never_shows_what_the_role_may_not_see(
     assert page.status_code == 200
     assert "refund_rate" not in page.text
     assert "count(complaint" not in page.text
+
+
+def test_profile_renders_when_no_tag_has_a_detailed_why(console_project: ConsoleProject) -> None:
+    """Rows without an explanation (no explainer, or none for that tag) have no
+    ``why_lines`` / ``notes``; the strict template used to fail on them with HTTP 500."""
+    from dataclasses import replace
+
+    from console.app import create_app
+    from tagsmith.console_app import build_console_context
+
+    project = console_project.project
+    context = replace(build_console_context(project), explain=None)
+    customer = console_project.customer_ids[0]
+    with TestClient(create_app(context), base_url="http://testserver") as plain:
+        sign_in(plain, console_project.keys["executive"])
+        page = plain.get(_open(plain, customer))
+    assert page.status_code == 200, page.text[:500]
+    current = _current(page.text)
+    latest = project.tag_store().snapshot(customers=[customer])
+    visible = project.policy().visible("executive", project.catalogue())
+    assert set(current) == set(latest[latest["tag_id"].isin(visible)]["tag_id"])
+    assert "why-detail" not in page.text

@@ -89,7 +89,7 @@ def register_booster(
     import mlflow.lightgbm
     from mlflow import MlflowClient
 
-    from scoring.champions import _mlflow_uris
+    from scoring.loading import mlflow_uris
 
     exp_name = f"test-{name}"
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -105,7 +105,7 @@ def register_booster(
         np.zeros((2, len(model_contract.feature_names))), columns=model_contract.feature_names
     )
     signature = infer_signature(example, booster.predict(example.to_numpy(), num_threads=1))
-    with _mlflow_uris(tracking_uri), mlflow.start_run(experiment_id=exp_id):
+    with mlflow_uris(tracking_uri), mlflow.start_run(experiment_id=exp_id):
         info = mlflow.lightgbm.log_model(
             booster,
             name="model",

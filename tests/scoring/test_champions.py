@@ -11,13 +11,12 @@ from scoring.champions import (
     ChampionPredictor,
     MlflowModelSource,
     ModelTag,
-    _mlflow_uris,
     band_labels,
     load_champion_predictors,
 )
 from scoring.contract import score_frame
 from scoring.errors import ModelLoadError
-from scoring.loading import load_model
+from scoring.loading import load_model, mlflow_uris
 from tests.scoring import registry
 
 CHURN = ModelTag(
@@ -62,7 +61,7 @@ def test_loaded_champion_scores_like_the_contract(mlflow_store: tuple[str, Path]
     uri, root = mlflow_store
     model = MlflowModelSource(uri, TAGS, cache_dir=root / "cache").load("churn-predictor", "1")
     frame = registry.feature_frame(40, seed=3)
-    with _mlflow_uris(uri):
+    with mlflow_uris(uri):
         reference = load_model("models:/churn-predictor/1")
     expected = score_frame(reference.booster, frame, reference.contract)
     got = model.predict(model.prepare(frame))

@@ -456,3 +456,23 @@ def test_load_uses_this_registry_not_the_process_default(
     mlflow.set_registry_uri(other)
     loaded = registry.load("churn-predictor", store.versions["churn_strong"])
     assert loaded.contract.target == "churn"
+    # ... and leaves the process's choice as it was.
+    assert mlflow.get_tracking_uri() == other
+    assert mlflow.get_registry_uri() == other
+
+
+def test_load_leaves_no_mlflow_uri_in_the_environment(
+    registry: ModelRegistry, store: Store
+) -> None:
+    """A load used to leave MLFLOW_TRACKING_URI set: a later project in the same process
+    (the console, a test) then read and registered models in this registry."""
+    import os
+
+    from scoring.loading import restore_mlflow_uris, saved_mlflow_uris
+
+    restore_mlflow_uris((None, None, None, None))
+    loaded = registry.load("churn-predictor", store.versions["churn_strong"])
+    assert loaded.contract.target == "churn"
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    assert saved_mlflow_uris() == (None, None, None, None)

@@ -1,0 +1,135 @@
+"""The ``blend`` candidate: the LightGBM champion blended with Pareto/NBD (+ Gamma-Gamma).
+
+A LightGBM model learns from labelled windows that all end before the history does; on
+a short purchase log (one year, a 181-day question) those windows hold younger
+customers and other seasons than the customers it will score, and the Pareto/NBD
+fitted on the whole history, without labels, ranks and calibrates them better. The
+blend averages the two on the logit (churn) or log (value) scale:
+
+- **weight**: the booster's share, chosen on the validation rows among
+  :data:`BLEND_WEIGHTS` (0 is Pareto/NBD alone), by the target's selection metric;
+- **parameters**: Pareto/NBD (and Gamma-Gamma for value) refitted on every customer
+  with a purchase before the *scoring date* (the day after the last event), from the
+  model's own feature columns, so the registered model scores the next horizon with a
+  BTYD fitted on all the history;
+- **offset** (no labels): churn probabilities are shifted so their mean over those
+  customers equals the Pareto/NBD's mean P(no purchase in H); value predictions are
+  scaled so their total equals the booster's total.
+
+Validation metrics use the same recipe on the validation rows (parameters and offset
+from the validation cutoff's customers). The blend is packaged in the model contract
+(:class:`scoring.btyd.BTYDBlend`), so every scoring path computes it from the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import brentq
+
+from scoring.btyd import BTYDBlend, blend_inputs, blend_scores, btyd_prediction
+from scoring.contract import ModelContract, model_matrix
+from training.clv import GammaGamma
+from training.errors import TrainingError
+from training.evaluation import metrics_for
+from training.pareto_nbd import ParetoNBD
+
+__all__ = ["BLEND_WEIGHTS", "fit_blend", "scoring_population"]
+
+Target = Literal["churn", "value"]
+BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(10))
+_SELECTION = {"churn": "auc", "value": "normalized_gini"}
+
+
+def scoring_population(
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    feature_builder: Callable[..., pd.DataFrame],
+    spec: Any,
+) -> pd.DataFrame:
+    """Features at the day after the last event of every customer with a purchase."""
+    last = pd.Timestamp(events["occurred_at"].max())
+    as_of = (last.tz_convert("UTC") if last.tzinfo else last.tz_localize("UTC")).normalize()
+    feats = feature_builder(customers, events, as_of=as_of + pd.Timedelta(days=1), spec=spec)
+    if "frequency_days" in feats.columns:
+        feats = feats.loc[feats["frequency_days"].fillna(0) >= 1]
+    return feats.reset_index(drop=True)
+
+
+def _fit_btyd(
+    blend: BTYDBlend, target: Target, names: list[str], x: np.ndarray, seed: int
+) -> BTYDBlend:
+    rep, t_x, age, mean = blend_inputs(blend, names, x)
+    pn = ParetoNBD().fit(rep, t_x, age, seed=seed)
+    update: dict[str, float] = {"r": pn.r, "alpha": pn.alpha, "s": pn.s, "beta": pn.beta}
+    if target == "value":
+        gg = GammaGamma().fit(rep + 1.0, mean, seed=seed)
+        update |= {"gg_p": gg.p, "gg_q": gg.q, "gg_gamma": gg.gamma}
+    return blend.model_copy(update=update)
+
+
+def _offset(target: Target, weight: float, raw: np.ndarray, btyd: np.ndarray) -> float:
+    """Churn: mean blended probability = mean BTYD probability; value: total = booster's."""
+    if len(raw) == 0:
+        return 0.0
+    if target == "value":
+        total = float(blend_scores(target, weight, 0.0, raw, btyd).sum())
+        return float(np.log(max(float(raw.sum()), 1e-9) / max(total, 1e-9)))
+    goal = float(np.mean(btyd))
+
+    def gap(b: float) -> float:
+        return float(blend_scores(target, weight, b, raw, btyd).mean()) - goal
+
+    return float(brentq(gap, -20.0, 20.0)) if gap(-20.0) < 0 < gap(20.0) else 0.0
+
+
+def fit_blend(
+    target: Target,
+    booster: Any,
+    contract: ModelContract,
+    *,
+    validation: pd.DataFrame,
+    population: Callable[[], pd.DataFrame],
+    seed: int = 0,
+) -> tuple[BTYDBlend, dict[str, float]] | None:
+    """The blend of ``booster`` (raw outputs) with a Pareto/NBD, and its validation
+    metrics; ``None`` when the features lack the BTYD columns or rows to fit on.
+    ``population()`` gives the features of the customers to score next (called only
+    when the blend can be fitted).
+
+    Raises:
+        TrainingError: Only from the BTYD fits' own checks (caught: returns ``None``).
+    """
+    template = BTYDBlend(r=1.0, alpha=1.0, s=1.0, beta=1.0, weight=1.0)
+    names = contract.feature_names
+    if any(c not in names for c in template.columns) or len(validation) < 50:
+        return None
+    y_val = validation[target].to_numpy(dtype=np.float64)
+    x_val, x_now = model_matrix(validation, contract), model_matrix(population(), contract)
+    try:
+        at_val = _fit_btyd(template, target, names, x_val, seed)
+        now = _fit_btyd(template, target, names, x_now, seed)
+    except TrainingError:
+        return None
+    h = contract.horizon_days
+    raw_val = np.asarray(booster.predict(x_val), dtype=np.float64)
+    btyd_val = btyd_prediction(at_val, target, h, names, x_val)
+    metric = _SELECTION[target]
+    best, best_value = BLEND_WEIGHTS[0], -np.inf
+    for w in BLEND_WEIGHTS:
+        value = metrics_for(target, y_val, blend_scores(target, w, 0.0, raw_val, btyd_val))[metric]
+        if value > best_value:
+            best, best_value = w, value
+    val_scores = blend_scores(
+        target, best, _offset(target, best, raw_val, btyd_val), raw_val, btyd_val
+    )
+    raw_now = np.asarray(booster.predict(x_now), dtype=np.float64)
+    btyd_now = btyd_prediction(now, target, h, names, x_now)
+    blend = now.model_copy(
+        update={"weight": best, "offset": _offset(target, best, raw_now, btyd_now)}
+    )
+    return blend, metrics_for(target, y_val, val_scores)
