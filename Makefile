@@ -16,7 +16,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export PYTHONHASHSEED := 0
 
-.PHONY: setup demo test lint typecheck contracts pytest browser fmt clean
+.PHONY: setup demo test lint typecheck contracts pytest browser java fmt clean
 
 setup: $(STAMP)
 
@@ -44,8 +44,12 @@ contracts: $(STAMP)
 browser:
 	@bash scripts/ensure-chromium.sh
 
-pytest: $(STAMP) browser
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -n 2 --timeout 600 -q
+# The Spark engine's tests start a JVM: Java 17+ (Debian's, installed here when missing).
+java:
+	@bash scripts/ensure-java.sh
+
+pytest: $(STAMP) browser java
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -n 2 --dist loadgroup --timeout 600 -q
 
 test: lint typecheck contracts pytest
 

@@ -34,9 +34,11 @@ from tags.store_format import TAG_COLUMNS, RunInfo, to_as_of
 __all__ = [
     "NO_CHAMPION_NOTICE",
     "STEPS",
+    "EngineOutput",
     "FactSource",
     "InMemoryFacts",
     "Predictor",
+    "TaggingEngine",
     "TaggingResult",
     "default_as_of",
     "inputs_fingerprint",
@@ -114,6 +116,41 @@ class Predictor(Protocol):
 
 
 @dataclass
+class EngineOutput:
+    """What another engine (e.g. Spark) computed for a run, for the store to record.
+
+    Attributes:
+        long: The long tag table (:data:`tags.TAG_COLUMNS`; ``as_of`` may be absent).
+        n_customers: Customers tagged (signed up before the as-of date).
+        thresholds: Population aggregates the rules used (tag -> text -> value).
+        timings: Seconds per step.
+    """
+
+    long: pd.DataFrame
+    n_customers: int
+    thresholds: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class TaggingEngine(Protocol):
+    """Computes a run's tags elsewhere (the Spark engine); the run records them."""
+
+    @property
+    def name(self) -> str: ...
+
+    def tag(
+        self,
+        *,
+        cutoff: pd.Timestamp,
+        spec: FeatureSpec,
+        catalogue: Catalogue,
+        predictors: Sequence[Predictor],
+    ) -> EngineOutput:
+        """Rule and predicted tags of every customer as of ``cutoff``."""
+        ...
+
+
+@dataclass
 class TaggingResult:
     """What a tagging run did.
 
@@ -169,6 +206,7 @@ def run_tagging(
     notices: Sequence[str] = (),
     on_step: Callable[[str], None] | None = None,
     force: bool = False,
+    engine: TaggingEngine | None = None,
 ) -> TaggingResult:
     """Tag every customer as of ``as_of`` and store the snapshot atomically.
 
@@ -182,6 +220,8 @@ def run_tagging(
         notices: Notices from loading the predictors, recorded with the run.
         on_step: Called with each step's name (from :data:`STEPS`) as it starts.
         force: Recompute and rewrite even when the same inputs are stored.
+        engine: Compute the tags with this engine (``--engine spark``) instead of in
+            this process; the run is fingerprinted, checked and stored the same way.
 
     Raises:
         ScoringError: A predictor returned rows breaking the long format or for a tag
@@ -218,6 +258,49 @@ def run_tagging(
         yield
         timings[name] = round(time.perf_counter() - start, 3)
 
+    if engine is not None:
+        out = engine.tag(cutoff=cutoff, spec=spec, catalogue=catalogue, predictors=predictors)
+        timings.update(out.timings)
+        long = _checked_engine_rows(out.long, catalogue, cutoff)
+        n_customers, thresholds = out.n_customers, out.thresholds
+    else:
+        long, n_customers, thresholds = _local_tags(
+            facts, catalogue, cutoff, spec, predictors, timed
+        )
+    meta = {
+        "inputs": {
+            "facts": facts_fp,
+            "spec": spec_hash(spec),
+            "catalogue": catalogue.fingerprint(),
+            "predictors": {p.name: p.version for p in predictors},
+        },
+        "notices": notes,
+        "timings": timings,
+        "thresholds": thresholds,
+        "engine": engine.name if engine is not None else "local",
+    }
+    with timed("store"):
+        run = store.write_snapshot(
+            long,
+            as_of=cutoff,
+            fingerprint=fingerprint,
+            meta=meta,
+            n_customers=n_customers,
+            force=force,
+        )
+    counts = _counts(long, n_customers)
+    return TaggingResult(run=run, counts=counts, notices=notes, timings=timings)
+
+
+def _local_tags(
+    facts: FactSource,
+    catalogue: Catalogue,
+    cutoff: pd.Timestamp,
+    spec: FeatureSpec,
+    predictors: Sequence[Predictor],
+    timed: Callable[[str], Any],
+) -> tuple[pd.DataFrame, int, dict[str, dict[str, float | None]]]:
+    """(long table, customers tagged, population thresholds) computed in this process."""
     with timed("load facts"):
         customers, events = facts.load_customers(), facts.load_events()
     with timed("features"):
@@ -243,29 +326,30 @@ def run_tagging(
             for p in predictors
         ]
     long = concat_tag_tables([rule_tags[list(TAG_COLUMNS)], *predicted])
-    del rule_tags, predicted
-    meta = {
-        "inputs": {
-            "facts": facts_fp,
-            "spec": spec_hash(spec),
-            "catalogue": catalogue.fingerprint(),
-            "predictors": {p.name: p.version for p in predictors},
-        },
-        "notices": notes,
-        "timings": timings,
-        "thresholds": thresholds,
-    }
-    with timed("store"):
-        run = store.write_snapshot(
-            long,
-            as_of=cutoff,
-            fingerprint=fingerprint,
-            meta=meta,
-            n_customers=len(features),
-            force=force,
+    return long, len(features), thresholds
+
+
+def _checked_engine_rows(
+    long: pd.DataFrame, catalogue: Catalogue, as_of: pd.Timestamp
+) -> pd.DataFrame:
+    """An engine's long table in the contract's form; model rows only for model tags."""
+    missing = [c for c in TAG_COLUMNS if c != "as_of" and c not in long.columns]
+    if missing:
+        raise ScoringError(
+            f"Expected the engine's tag table to have columns {list(TAG_COLUMNS)}. "
+            f"Got {missing} missing."
         )
-    counts = _counts(long, len(features))
-    return TaggingResult(run=run, counts=counts, notices=notes, timings=timings)
+    model_tags = {t.id for t in catalogue if t.source == "model"}
+    rows = long["source"].astype("string") == "model"
+    stray = sorted(set(long.loc[rows, "tag_id"].astype(str)) - model_tags)
+    if stray:
+        raise ScoringError(
+            f"Expected predicted rows for catalogued model tags ({sorted(model_tags)}). "
+            f"Got {stray}."
+        )
+    out = long[[c for c in TAG_COLUMNS if c != "as_of"]].copy()
+    out["as_of"] = pd.Series(pd.Timestamp(as_of), index=out.index).astype("datetime64[us, UTC]")
+    return concat_tag_tables([out])
 
 
 def _check_predicted(

@@ -24,6 +24,7 @@ from features.events import PreparedEvents
 from tags.catalogue import Catalogue, CompiledTag
 from tags.errors import CatalogueError, RuleError, RuleEvalError, TagsError
 from tags.rules import EvalContext, Scope, event_needs, frame_kinds, to_ns, truth
+from tags.rules.context import AggregateInputs
 from tags.rules.values import NULL, NUM, STR, Val
 from tags.rules.windows import arrow_strings
 from tags.store_format import TAG_COLUMNS
@@ -265,10 +266,13 @@ def evaluate_tag_values(
     as_of: pd.Timestamp | str,
     tag_ids: Iterable[str] | None = None,
     thresholds: Mapping[str, Mapping[str, float | None]] | None = None,
+    aggregate_inputs: AggregateInputs | None = None,
 ) -> list[TagValues]:
     """The rule-evaluation half of :func:`evaluate_tags`: rows and values per tag.
 
-    ``thresholds`` pins population aggregates (as :func:`evaluate_tags`).
+    ``thresholds`` pins population aggregates (as :func:`evaluate_tags`);
+    ``aggregate_inputs`` collects what each aggregate is computed from (see
+    :class:`~tags.rules.EvalContext`), for a partitioned run to unite.
 
     Raises:
         TagsError: As :func:`evaluate_tags`.
@@ -299,7 +303,14 @@ def evaluate_tag_values(
     if needs and events is None:
         users = [c.tag.id for c in compiled if any(r.event_calls for r in c.rules())]
         raise TagsError(f"Tags {users} count raw events, but no events were given.")
-    ctx = EvalContext(features, events=events, as_of=as_of, event_needs=needs, pinned=thresholds)
+    ctx = EvalContext(
+        features,
+        events=events,
+        as_of=as_of,
+        event_needs=needs,
+        pinned=thresholds,
+        aggregate_inputs=aggregate_inputs,
+    )
     return [evaluate_tag(item, ctx) for item in compiled]
 
 

@@ -17,6 +17,7 @@ from activation.config import ActivationConfig
 from console.config import ConsoleConfig
 from features.schema import FactsConfig
 from serving.config import ServingConfig
+from spark.config import SparkConfig
 from streaming.config import StreamingConfig
 from tags.config import TagsConfig
 from tags.governance import GovernanceConfig
@@ -48,6 +49,7 @@ class ProjectConfig(BaseModel):
         console: The web console served with it at ``/ui``.
         streaming: Real-time tagging (``POST /events``, the NATS consumer).
         governance: Catalogue governance (``tags lint`` thresholds, ...).
+        spark: The Spark engine (``--engine spark``): master, partitions, outputs.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -65,6 +67,7 @@ class ProjectConfig(BaseModel):
     activation: ActivationConfig = Field(default_factory=ActivationConfig)
     streaming: StreamingConfig = Field(default_factory=StreamingConfig)
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

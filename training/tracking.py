@@ -226,7 +226,8 @@ def log_training(
     example = result.input_example
     if example is None:
         raise TrainingError("Expected an input example in the training result. Got none.")
-    signature = infer_signature(example, booster.predict(example.to_numpy(), num_threads=1))
+    scores = np.asarray(booster.predict(example.to_numpy(), num_threads=1))
+    signature = infer_signature(example, scores)
     try:
         experiment_id = ""
         if not os.environ.get("MLFLOW_RUN_ID"):

@@ -19,7 +19,10 @@ from tags.rules.raw_events import EventIndex
 from tags.rules.values import BOOL, DATE, NUM, STR, Val, from_series
 from tags.rules.windows import to_ns
 
-__all__ = ["EvalContext", "Scope", "population_mask"]
+__all__ = ["AggregateInputs", "EvalContext", "Scope", "population_mask"]
+
+# (tag id, aggregate text) -> (function, q or None, the values it was computed over).
+AggregateInputs = dict[tuple[str, str], tuple[str, float | None, np.ndarray]]
 
 
 class EvalContext:
@@ -38,6 +41,10 @@ class EvalContext:
             aggregate text (``median(recency_days)``) -> value, as a batch run records
             them (``TagValues.thresholds``). A handful of customers re-tagged in real time
             take the last batch run's medians and quantiles, not statistics of themselves.
+        aggregate_inputs: When given, every non-constant aggregate records here what it
+            was computed from: (tag id, aggregate text) -> (function, q or None, the
+            population's non-null values). A partitioned run (the Spark engine) unites
+            them over all partitions and pins the results.
     """
 
     def __init__(
@@ -49,9 +56,11 @@ class EvalContext:
         event_needs: Mapping[str, int] | None = None,
         id_column: str = "customer_id",
         pinned: Mapping[str, Mapping[str, float | None]] | None = None,
+        aggregate_inputs: AggregateInputs | None = None,
     ) -> None:
         self.frame = frame
         self.pinned: Mapping[str, Mapping[str, float | None]] = pinned or {}
+        self.aggregate_inputs = aggregate_inputs
         self.n = len(frame)
         self.as_of_ns = None if as_of is None else to_ns(as_of)
         self._columns: dict[str, Val] = {}

@@ -134,15 +134,26 @@ def _aggregate(call: ast.Call, scope: Scope, evaluate: Evaluator) -> Val:
         return scope.aggregates[key]
     text = scope.text[call.column - 1 : call.column - 1 + call.width]
     pinned = scope.ctx.pinned.get(scope.label, {}).get(text) if scope.ctx.pinned else None
-    if pinned is not None:
+    inputs = scope.ctx.aggregate_inputs
+    if pinned is not None and inputs is None:
         value = Val(NUM, float(pinned))
         scope.aggregates[key] = value
         return value
     (target, *rest) = _numbers(call, scope, evaluate)
+    q_value: float | None = None
+    if call.func == "quantile":
+        q = rest[0]
+        if not q.is_scalar or not 0.0 <= float(q.data) <= 1.0:
+            raise scope.type_error(
+                call.args[1], "quantile(x, q) needs a constant q between 0 and 1."
+            )
+        q_value = float(q.data)
     if target.is_scalar:
         result = float(target.data)
     else:
         values = target.data[population_mask(scope) & ~np.isnan(target.data)]
+        if inputs is not None:  # a distributed run computes the aggregate over all parts
+            inputs[(scope.label, text)] = (call.func, q_value, values)
         if not len(values):
             result = float("nan")
         elif call.func == "median":
@@ -154,13 +165,9 @@ def _aggregate(call: ast.Call, scope: Scope, evaluate: Evaluator) -> Val:
         elif call.func == "max":
             result = float(np.max(values))
         else:
-            q = rest[0]
-            if not q.is_scalar or not 0.0 <= float(q.data) <= 1.0:
-                raise scope.type_error(
-                    call.args[1], "quantile(x, q) needs a constant q between 0 and 1."
-                )
-            result = float(np.quantile(values, float(q.data)))
-    value = Val(NUM, result)
+            assert q_value is not None
+            result = float(np.quantile(values, q_value))
+    value = Val(NUM, result if pinned is None else float(pinned))
     scope.aggregates[key] = value
     return value
 

@@ -30,6 +30,7 @@ from explain.errors import ExplainError
 from features.errors import FeaturesError
 from scoring.errors import ScoringError
 from serving.errors import ServingError
+from spark.errors import SparkError
 from streaming.errors import StreamingError
 from tags.errors import TagsError
 from tagsmith.errors import TagsmithError
@@ -71,6 +72,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ActivationError,
     StreamingError,
     ExplainError,
+    SparkError,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -21,6 +21,9 @@ from features.spec import FeatureSpec, spec_hash
 from features.store import FactStore
 from tagsmith.cli._common import console, emit_json, format_option, pass_project
 from tagsmith.project import Project
+from tagsmith.spark_engine import ENGINES
+from tagsmith.spark_engine import build_features as spark_build_features
+from tagsmith.spark_engine import default_cutoff as spark_default_cutoff
 
 _EVENT_COLUMNS = list(FEATURE_EVENT_COLUMNS)
 
@@ -44,14 +47,34 @@ def features() -> None:
     help="Cutoff (UTC; repeat for several). Only events before it count. "
     "Default: the day after the last stored event.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="local: this process, into the feature store; spark: partitioned Parquet under "
+    "spark.output_dir (README, 'More than one machine').",
+)
+@click.option(
+    "--master",
+    default=None,
+    metavar="URL",
+    help="Spark master for --engine spark (default: spark.master, local[*]).",
+)
 @pass_project
-def build(project: Project, as_of: tuple[str, ...]) -> None:
+def build(project: Project, as_of: tuple[str, ...], engine: str, master: str | None) -> None:
     """Compute features as of each DATE and write one snapshot per date atomically."""
     lean_allocators()
+    if engine == "spark":
+        cutoffs = sorted({normalize_as_of(v) for v in as_of}) or [
+            spark_default_cutoff(project, master)
+        ]
+        _build_on_spark(project, cutoffs, master)
+        return
     facts = project.fact_store()
     spec = project.feature_spec()
-    fingerprint = facts.fingerprint()
     cutoffs = sorted({normalize_as_of(v) for v in as_of}) or [default_as_of(facts)]
+    fingerprint = facts.fingerprint()
     store = project.feature_store()
     columns = [
         TextColumn("[bold]{task.description}"),
@@ -85,6 +108,17 @@ def build(project: Project, as_of: tuple[str, ...]) -> None:
             f"features as of {ts.isoformat()}: {rows:,} customers x {n_features} features -> {path}"
         )
     console.print(f"spec {spec_hash(spec)}, facts {fingerprint[:16]}")
+
+
+def _build_on_spark(project: Project, cutoffs: list[pd.Timestamp], master: str | None) -> None:
+    with console.status("Building features on Spark", spinner="dots"):
+        written = spark_build_features(project, cutoffs, master=master)
+    for out in written:
+        console.print(
+            f"features as of {out.as_of.isoformat()}: {out.rows:,} customers x "
+            f"{out.n_features} features -> {out.uri}"
+        )
+    console.print(f"spec {spec_hash(project.feature_spec())} (engine spark)")
 
 
 @features.command("show")

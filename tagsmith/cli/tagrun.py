@@ -14,11 +14,18 @@ from rich.table import Table
 from scoring.batch import STEPS, Predictor, run_tagging
 from tags.audit import default_actor
 from tags.schedule import Schedule, crontab_line, schedule_of
+from tags.store_format import to_as_of
 from tagsmith.activate import after_run
 from tagsmith.champions import champion_predictors
 from tagsmith.cli._common import console, day, emit_json, err_console, format_option, pass_project
 from tagsmith.cli._governance import require, resolve_role, role_option
 from tagsmith.project import Project
+from tagsmith.spark_engine import (
+    ENGINES,
+    SparkTagging,
+    default_cutoff,
+    require_store_lineage,
+)
 
 __all__ = ["run_cmd", "run_tags", "schedule_group"]
 
@@ -32,16 +39,45 @@ __all__ = ["run_cmd", "run_tags", "schedule_group"]
     help="As-of date (default: the day after the latest event).",
 )
 @click.option("--force", is_flag=True, help="Recompute even when the same inputs are stored.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="local: this process; spark: hash-partitioned on Spark (README, 'More than one "
+    "machine'), recorded in the tag store unless spark.tag_store is 'parquet'.",
+)
+@click.option(
+    "--master",
+    default=None,
+    metavar="URL",
+    help="Spark master for --engine spark (default: spark.master, local[*]).",
+)
 @format_option
 @role_option
 @pass_project
-def run_cmd(project: Project, as_of: str | None, force: bool, role: str | None, fmt: str) -> None:
+def run_cmd(
+    project: Project,
+    as_of: str | None,
+    force: bool,
+    engine: str,
+    master: str | None,
+    role: str | None,
+    fmt: str,
+) -> None:
     """Tag every customer: features -> rule tags -> predicted tags -> one snapshot."""
-    run_tags(project, as_of, force, role, fmt=fmt)
+    run_tags(project, as_of, force, role, engine=engine, master=master, fmt=fmt)
 
 
 def run_tags(
-    project: Project, as_of: str | None, force: bool, role: str | None, *, fmt: str = "text"
+    project: Project,
+    as_of: str | None,
+    force: bool,
+    role: str | None,
+    *,
+    engine: str = "local",
+    master: str | None = None,
+    fmt: str = "text",
 ) -> None:
     """One tagging run with its console report (``tags run``, ``schedule run``).
 
@@ -55,6 +91,12 @@ def run_tags(
     # and a notice per missing model.
     champions, notices = champion_predictors(project)
     predictors: list[Predictor] = list(champions)
+    spark = SparkTagging(project, master) if engine == "spark" else None
+    if spark is not None:
+        require_store_lineage(project)
+    if spark is not None and project.config.spark.tag_store == "parquet":
+        _run_into_parquet(project, spark, as_of, predictors, notices)
+        return
     store = project.tag_store()
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -81,6 +123,7 @@ def run_tags(
             notices=notices,
             on_step=on_step,
             force=force,
+            engine=spark,
         )
         progress.update(task, completed=len(STEPS))
     run = result.run
@@ -137,6 +180,32 @@ def run_tags(
     )
     if fired.message:
         console.print(fired.message, soft_wrap=True)
+
+
+def _run_into_parquet(
+    project: Project,
+    spark: SparkTagging,
+    as_of: str | None,
+    predictors: list[Predictor],
+    notices: list[str],
+) -> None:
+    """``spark.tag_store: parquet``: the long table stays in Parquet, not the tag store."""
+    cutoff = to_as_of(as_of) if as_of is not None else default_cutoff(project, spark.master)
+    with console.status(f"Tagging on Spark as of {day(cutoff)}", spinner="dots"):
+        run = spark.compute(
+            cutoff=pd.Timestamp(cutoff),
+            spec=project.feature_spec(),
+            catalogue=project.catalogue(),
+            predictors=predictors,
+        )
+    for note in notices:
+        console.print(f"[yellow]notice:[/] {note}")
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in run.timings.items())
+    console.print(
+        f"{run.n_customers:,} customers tagged as of {day(cutoff)} in {run.buckets} "
+        f"partitions -> {run.uri} ({timings}); not recorded in the tag store "
+        "(spark.tag_store: parquet)"
+    )
 
 
 @click.group("schedule")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from tagsmith.cli._common import console, guard_out, overwrite_option, pass_proj
 from tagsmith.errors import TagsmithError
 from tagsmith.outputs import write_atomic
 from tagsmith.project import Project
+from tagsmith.spark_engine import ENGINES, score_population
 from training.config import TrainingConfig
 from training.errors import TrainingError
 from training.evaluation import HIGHER_IS_BETTER
@@ -400,10 +402,23 @@ def population_scores(
 @click.option(
     "--out",
     "out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
     help="Output file: .csv or .parquet (customer_id, churn_probability or predicted_value, "
-    "model_name, model_version, horizon_days, as_of).",
+    "model_name, model_version, horizon_days, as_of); with --engine spark a .parquet folder.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="local: this process; spark: scored per customer partition on Spark.",
+)
+@click.option(
+    "--master",
+    default=None,
+    metavar="URL",
+    help="Spark master for --engine spark (default: spark.master, local[*]).",
 )
 @overwrite_option
 @pass_project
@@ -415,12 +430,18 @@ def predict(
     version: int | None,
     out: Path,
     overwrite: bool,
+    engine: str,
+    master: str | None,
 ) -> None:
     """Score every customer who has bought before AS_OF with a registered model."""
-    if out.suffix not in (".csv", ".parquet"):
+    allowed = (".parquet",) if engine == "spark" else (".csv", ".parquet")
+    if out.suffix not in allowed or (engine == "local" and out.is_dir()):
         raise click.BadParameter(
-            f"expected a .csv or .parquet file. Got {out.name!r}.", param_hint="--out"
+            f"expected a {' or '.join(allowed)} file. Got {out.name!r}.", param_hint="--out"
         )
+    if engine == "spark":  # a Parquet folder, replaced atomically by the Spark job
+        _predict_on_spark(project, target, as_of, _model_ref(alias, version), out, master)
+        return
     out = guard_out(project, out, overwrite)
     try:
         stamp = None if as_of is None else normalize_as_of(as_of)
@@ -444,4 +465,43 @@ def predict(
         f"Wrote {len(scores):,} {PREDICTION_COLUMNS[target]} predictions for the next "
         f"{model.contract.horizon_days} days from {label} as of {stamp.date()} to {out} "
         f"(mean {s.mean():.4f}, median {s.median():.4f}, max {s.max():.4f})."
+    )
+
+
+def _predict_on_spark(
+    project: Project, target: str, as_of: str | None, ref: str, out: Path, master: str | None
+) -> None:
+    """``predict --engine spark``: the same scores, one customer partition at a time."""
+    model, label = _load(project, target, ref)
+    store = project.fact_store()
+    stamp = (
+        store.last_event_at().normalize() + pd.Timedelta(days=1)
+        if as_of is None
+        else normalize_as_of(as_of)
+    )
+    column = PREDICTION_COLUMNS[target]
+    dtypes: dict[str, Any] = {
+        "customer_id": "string",
+        column: "float64",
+        "model_name": "string",
+        "model_version": "string",
+        "horizon_days": "int64",
+        "as_of": "datetime64[us, UTC]",
+    }
+    # Pickled to the executors with the model: each partition scores its customers.
+    score = functools.partial(
+        population_scores, model, as_of=stamp, spec=project.feature_spec(), label=label
+    )
+    with console.status(f"Scoring on Spark with {label} as of {stamp.date()}", spinner="dots"):
+        stats = score_population(
+            project, score, dtypes, str(out.resolve()), column=column, master=master
+        )
+    if not stats["rows"]:
+        raise TrainingError(
+            f"Expected customers with a purchase before {stamp.date()} to score. Got none."
+        )
+    console.print(
+        f"Wrote {int(stats['rows']):,} {column} predictions for the next "
+        f"{model.contract.horizon_days} days from {label} as of {stamp.date()} to {out} "
+        f"(mean {stats['mean']:.4f}, median {stats['median']:.4f}, max {stats['max']:.4f})."
     )
