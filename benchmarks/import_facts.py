@@ -5,6 +5,12 @@ imports them into a scratch project, then imports the events again (every row an
 exact duplicate of a stored one: the idempotent worst case), and prints the wall
 time, rows per second and peak memory of each step.
 
+Reference in the same process: DuckDB doing the core of the same work on the same file
+(read the CSV, parse times and amounts, check the amount >= 0 and present where
+required, the event type and the customer, drop future rows, sort by customer and time,
+write zstd Parquet). ``--append N`` also imports N new events into the filled store and,
+for the ratio, the same N events into an empty one.
+
     PYTHONPATH=. python benchmarks/import_facts.py --events 2000000
     PYTHONPATH=. python benchmarks/import_facts.py --events 20000000 --customers 1000000
 """
@@ -23,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 
 # Running this file puts benchmarks/ first on sys.path, where benchmarks/features.py
 # would shadow the features package: drop that entry.
@@ -96,6 +103,44 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def duckdb_reference(
+    customers: Path, events: Path, out: Path, now: pd.Timestamp
+) -> tuple[float, int]:
+    """Seconds DuckDB takes for the core of the import's work on the same files, and the
+    rows it kept."""
+    import duckdb
+
+    t0 = time.perf_counter()
+    with duckdb.connect() as con:
+        con.execute(
+            f"""
+            COPY (
+              WITH raw AS (
+                SELECT customer_id, try_cast(occurred_at AS TIMESTAMPTZ) AS occurred_at,
+                       event_type, try_cast(nullif(amount, '') AS DOUBLE) AS amount,
+                       coalesce(amount, '') AS amount_text,
+                       category, try_cast(quantity AS DOUBLE) AS quantity
+                FROM read_csv('{events}', all_varchar = true, header = true)
+              ),
+              known AS (
+                SELECT customer_id FROM read_csv('{customers}', all_varchar = true)
+              )
+              SELECT r.* EXCLUDE (amount_text)
+              FROM raw r SEMI JOIN known k ON r.customer_id = k.customer_id
+              WHERE r.occurred_at IS NOT NULL
+                AND r.occurred_at <= TIMESTAMPTZ '{now.isoformat()}' + INTERVAL 24 HOUR
+                AND r.event_type IN ('purchase', 'refund', 'browse', 'login', 'complaint')
+                AND (r.amount IS NULL OR r.amount >= 0)
+                AND (r.amount IS NOT NULL OR r.amount_text = '')
+                AND (r.amount IS NOT NULL OR r.event_type NOT IN ('purchase', 'refund'))
+              ORDER BY r.customer_id, r.occurred_at
+            ) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
+            """
+        )
+    seconds = time.perf_counter() - t0
+    return seconds, pq.ParquetFile(out).metadata.num_rows
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -105,6 +150,7 @@ def main() -> None:
     parser.add_argument(
         "--no-reimport", action="store_true", help="skip the all-duplicates re-import"
     )
+    parser.add_argument("--append", type=int, default=0, help="new events appended after")
     args = parser.parse_args()
     n_customers = args.customers or max(1000, args.events // 20)
     scratch = Path(tempfile.mkdtemp(prefix="tagsmith-import-bench-"))
@@ -132,6 +178,8 @@ def main() -> None:
                 events=events,
             )
             seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            if label == "first import":
+                first_import_s = seconds
             counts = report.files[-1]
             print(
                 f"{label}: {seconds:.1f} s wall ({cpu:.1f} s CPU), "
@@ -141,6 +189,40 @@ def main() -> None:
             )
         parquet = store.events_path.stat().st_size / 2**20
         print(f"events.parquet: {parquet:,.0f} MiB ({size / parquet:.1f}x smaller than the CSV)")
+        first_s = first_import_s
+        duck_s, kept = duckdb_reference(customers, events, scratch / "duck.parquet", now)
+        print(
+            f"DuckDB reference (same file, core checks, sort, Parquet): {duck_s:.1f} s wall, "
+            f"{kept:,} rows kept; "
+            f"import / DuckDB = {first_s / duck_s:.2f}x; peak RSS so far {peak_rss_gib():.2f} GiB"
+        )
+        if args.append:
+            more = scratch / "more"
+            more.mkdir()
+            _, new_events = write_inputs(more, args.append, n_customers, args.seed + 1)
+            timed = {}
+            for label, target in (("append to the store", project), ("same events alone", None)):
+                if target is None:
+                    target = Project.init(scratch / "alone")
+                    import_facts(
+                        target.fact_store(),
+                        config=target.config.facts,
+                        quarantine_dir=target.quarantine_dir,
+                        now=now,
+                        customers=customers,
+                    )
+                t0 = time.perf_counter()
+                import_facts(
+                    target.fact_store(),
+                    config=target.config.facts,
+                    quarantine_dir=target.quarantine_dir,
+                    now=now,
+                    events=new_events,
+                )
+                timed[label] = time.perf_counter() - t0
+                print(f"{label}: {args.append:,} events in {timed[label]:.1f} s wall")
+            ratio = timed["append to the store"] / timed["same events alone"]
+            print(f"append / alone = {ratio:.2f}x")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

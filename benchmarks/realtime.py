@@ -334,6 +334,12 @@ def _nats_part(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help="use (or build) the project of benchmarks/big_project.py there: champions "
+        "included, so live re-tags predict too (the project gains the live events)",
+    )
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 100, 1000])
     parser.add_argument("--probes", type=int, default=30)
@@ -346,13 +352,23 @@ def main() -> None:
     from tagsmith.app import build_runtime
     from tagsmith.live import live_tagger
 
-    root = Path(tempfile.mkdtemp(prefix="rt-bench-")) / "p"
     t = time.perf_counter()
-    project = _project(root, args.customers)
+    predictors: list[Any] = []
+    if args.root:
+        from benchmarks.big_project import ensure_project
+        from tagsmith.champions import champion_predictors
+
+        project = ensure_project(args.root, args.customers)
+        predictors = list(champion_predictors(project)[0])
+    else:
+        project = _project(Path(tempfile.mkdtemp(prefix="rt-bench-")) / "p", args.customers)
     setup_s = time.perf_counter() - t
     t = time.perf_counter()
     run = run_tagging(
-        facts=project.facts(), catalogue=project.catalogue(), store=project.tag_store()
+        facts=project.facts(),
+        catalogue=project.catalogue(),
+        store=project.tag_store(),
+        predictors=predictors,
     )
     batch_s = time.perf_counter() - t
     n_events = project.fact_store().manifest()["events"]
@@ -377,6 +393,7 @@ def main() -> None:
         "population": {
             "customers": args.customers,
             "events": n_events,
+            "champions": [str(getattr(p, "version", p)) for p in predictors],
             "setup_s": round(setup_s, 1),
             "tagger_warm_s": round(warm_s, 2),
         },

@@ -14,6 +14,7 @@ contract's calibration; the reasons are the largest contributions, in plain word
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,6 +214,47 @@ def contributions(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, st
     )
 
 
+_IDENTITY_OBJECTIVES = frozenset(
+    {
+        "regression",
+        "regression_l2",
+        "l2",
+        "mean_squared_error",
+        "mse",
+        "l2_root",
+        "rmse",
+        "root_mean_squared_error",
+        "regression_l1",
+        "l1",
+        "mean_absolute_error",
+        "mae",
+        "huber",
+        "fair",
+        "quantile",
+        "mape",
+        "mean_absolute_percentage_error",
+    }
+)
+
+
+def _inverse_link(booster: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """What LightGBM applies to the raw score for ``booster``'s objective; None when not
+    known here (the caller then asks the booster)."""
+    objective = str(getattr(booster, "params", {}).get("objective", ""))
+    if objective in ("binary", "cross_entropy", "xentropy"):
+        scale = (
+            float(getattr(booster, "params", {}).get("sigmoid", 1.0))
+            if objective == "binary"
+            else 1.0
+        )
+        return lambda raw: 1.0 / (1.0 + np.exp(-scale * raw))
+    if objective in ("poisson", "tweedie", "gamma"):
+        return np.exp
+    if objective in _IDENTITY_OBJECTIVES:
+        return lambda raw: raw
+    return None
+
+
 def _scale(model: Any, method: str) -> str:
     if method == "linear":
         return "raw"
@@ -253,7 +295,11 @@ def explain_model(
     raw = float(base[0] + parts.sum())
     if method == "shap":
         booster = getattr(model, "booster_", model)
-        prob = np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
+        link = _inverse_link(booster)
+        if link is None:
+            prob = np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
+        else:  # the prediction is the link of base + contributions: no second predict
+            prob = link(np.array([raw]))
         score = float(calibrate(prob, contract, x)[0])
     else:
         score = float(calibrate(np.array([raw]), contract, x)[0])

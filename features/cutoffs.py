@@ -33,26 +33,57 @@ from features.memory import release_freed_memory
 from features.schema import TIMESTAMP_DTYPE
 from features.spec import FeatureSpec, default_spec
 
-__all__ = ["AsOf", "build_cutoffs", "normalize_as_of"]
+__all__ = [
+    "AS_OF_MAX",
+    "AS_OF_MIN",
+    "AsOf",
+    "as_of_out_of_range",
+    "build_cutoffs",
+    "normalize_as_of",
+]
 
 AsOf = str | dt.date | dt.datetime | pd.Timestamp | np.datetime64
 _I64 = np.int64
 _NUMPY_DTYPES = frozenset({"float64", "float32", "int64", "int32", "bool"})
 
 
+# The dates an as-of may take. Features and tags count in nanoseconds (pandas'
+# datetime64[ns] ends in 2262) and subtract windows of up to years from the cutoff, so
+# a bound well inside that range is checked once, where an as-of is parsed, instead of
+# overflowing somewhere downstream (hostile findings 14-3 and 14-6: 2999-01-01,
+# 9999-12-31 and 0001-01-01 gave tracebacks and HTTP 500).
+AS_OF_MIN = pd.Timestamp("1900-01-01", tz="UTC")
+AS_OF_MAX = pd.Timestamp("2200-01-01", tz="UTC")
+
+
+def as_of_out_of_range(ts: pd.Timestamp) -> str | None:
+    """Why ``ts`` (UTC) is no usable as-of, or None when it lies in the supported range."""
+    if AS_OF_MIN <= ts < AS_OF_MAX:
+        return None
+    return (
+        f"Expected an as-of date from {AS_OF_MIN:%Y-%m-%d} to before {AS_OF_MAX:%Y-%m-%d}. "
+        f"Got {ts.isoformat()}."
+    )
+
+
 def normalize_as_of(value: AsOf) -> pd.Timestamp:
     """``value`` as a UTC timestamp (naive values are taken as UTC).
 
     Raises:
-        FeaturesError: The value is not a date/time or is not a whole second.
+        FeaturesError: The value is not a date/time, lies outside
+            [:data:`AS_OF_MIN`, :data:`AS_OF_MAX`) or is not a whole second.
     """
     try:
         ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise FeaturesError(f"Expected as_of to be a date or timestamp. Got {value!r}.") from exc
     if ts is pd.NaT:
         raise FeaturesError(f"Expected as_of to be a date or timestamp. Got {value!r}.")
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    problem = as_of_out_of_range(ts)
+    if problem:
+        raise FeaturesError(problem)
+    ts = ts.as_unit("ns")
     if ts.value % 1_000_000_000:
         raise FeaturesError(f"Expected as_of to be a whole second. Got {ts.isoformat()}.")
     return ts

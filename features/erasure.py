@@ -25,7 +25,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.crypto import EncryptionKeys, atomic_write, open_bytes, read_parquet, write_parquet
+from features.crypto import (
+    EncryptionKeys,
+    atomic_write,
+    is_sealed,
+    open_bytes,
+    read_parquet,
+    write_parquet,
+)
 from features.errors import StoreError
 
 __all__ = ["ErasureRegister", "scrub_parquet", "scrub_quarantine"]
@@ -181,7 +188,12 @@ def scrub_quarantine(
     wanted = set(customer_ids)
     removed = 0
     for path in sorted(directory.glob("*.csv")):
-        frame = pd.read_csv(io.BytesIO(open_bytes(path, keys)), dtype=str, keep_default_na=False)
+        raw = path.read_bytes()
+        frame = pd.read_csv(
+            io.BytesIO(open_bytes(path, keys) if is_sealed(raw) else raw),
+            dtype=str,
+            keep_default_na=False,
+        )
         if "original_line" not in frame.columns:
             continue
         hit = frame["original_line"].map(lambda line: _holds(line, wanted)).to_numpy(bool)
@@ -189,7 +201,8 @@ def scrub_quarantine(
             continue
         removed += int(hit.sum())
         text = frame[~hit].to_csv(index=False).encode("utf-8")
-        atomic_write(path, keys.seal(text) if keys is not None else text)
+        # Stay as found: live quarantine files are appended to, so they are kept plain.
+        atomic_write(path, keys.seal(text) if keys is not None and is_sealed(raw) else text)
     return removed
 
 

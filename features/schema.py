@@ -367,7 +367,7 @@ def events_frame(records: list[dict[str, object]] | pd.DataFrame) -> pd.DataFram
                     if values is None
                     else values.astype("string")
                 )
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise SchemaError(
                 f"Column '{column}' of events must convert to {EVENT_DTYPES[column]}: {exc}"
             ) from exc
@@ -393,7 +393,10 @@ def customers_frame(
             )
     out = pd.DataFrame(index=range(len(df)))
     out["customer_id"] = df["customer_id"].reset_index(drop=True).astype("string")
-    out["signup_at"] = _to_utc(df["signup_at"].reset_index(drop=True))
+    try:
+        out["signup_at"] = _to_utc(df["signup_at"].reset_index(drop=True))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise SchemaError(f"Column 'signup_at' of customers must be timestamps: {exc}") from exc
     for spec in config.attributes:
         values = df[spec.name].reset_index(drop=True) if spec.name in df.columns else None
         try:
@@ -405,7 +408,8 @@ def customers_frame(
                 out[spec.name] = pd.to_numeric(values, errors="raise").astype(spec.dtype)
             else:
                 out[spec.name] = values.astype("string")
-        except (ValueError, TypeError) as exc:
+        # OverflowError: an integer beyond int64 (birth_year = 10**30 was an HTTP 500).
+        except (ValueError, TypeError, OverflowError) as exc:
             raise SchemaError(
                 f"Attribute '{spec.name}' of customers must convert to {spec.dtype}: {exc}"
             ) from exc

@@ -68,10 +68,13 @@ def load_model(model_uri: str, *, dst_path: Path | None = None) -> ScoringModel:
 
     def _load(folder: str) -> ScoringModel:
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
-        meta = Model.load(local).metadata
+        spec = _mlmodel(Path(local))
+        meta = Model.load(local).metadata if spec is None else spec.get("metadata")
         contract = contract_from_metadata(meta, source=model_uri)
-        loaded = mlflow.lightgbm.load_model(local)
-        booster = getattr(loaded, "booster_", loaded)
+        booster = _plain_booster(Path(local), spec)
+        if booster is None:
+            loaded = mlflow.lightgbm.load_model(local)
+            booster = getattr(loaded, "booster_", loaded)
         return ScoringModel(booster=booster, contract=contract, uri=model_uri)
 
     if dst_path is not None:
@@ -79,6 +82,38 @@ def load_model(model_uri: str, *, dst_path: Path | None = None) -> ScoringModel:
         return _load(str(dst_path))
     with tempfile.TemporaryDirectory(prefix="tagsmith-model-") as tmp:
         return _load(tmp)
+
+
+def _mlmodel(folder: Path) -> dict[str, Any] | None:
+    """The ``MLmodel`` file parsed with libyaml's C loader (None: not there / not a map).
+
+    MLflow parses it with the pure-Python loader, twice per load: with a contract of a
+    hundred features that took ~80 ms a parse, most of a one-customer profile's time.
+    """
+    import yaml
+
+    path = folder / "MLmodel"
+    if not path.is_file():
+        return None
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with path.open(encoding="utf-8") as handle:
+        parsed = yaml.load(handle, Loader=loader)  # noqa: S506 (a safe loader)
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _plain_booster(folder: Path, spec: dict[str, Any] | None) -> Any:
+    """The booster of a model logged as a plain ``lightgbm.Booster`` (Tagsmith's own
+    models), read straight from its file; None for anything else (MLflow loads those)."""
+    import lightgbm as lgb
+
+    flavor = ((spec or {}).get("flavors") or {}).get("lightgbm") or {}
+    data = flavor.get("data")
+    if flavor.get("model_class") != "lightgbm.basic.Booster" or not isinstance(data, str):
+        return None
+    path = folder / data
+    if not path.is_file():
+        return None
+    return lgb.Booster(model_file=str(path))
 
 
 @contextlib.contextmanager

@@ -43,8 +43,8 @@ tagsmith --project "$DEMO" train value --truth "$DEMO/raw/truth.csv"
 
 # A rejected candidate exits 1 and changes nothing; the demo then goes on without it.
 step "tagsmith models promote: re-score challengers on the latest labelled window; champion only if the gates pass"
-tagsmith --project "$DEMO" models promote churn-predictor || echo "churn-predictor: gates refused the challenger"
-tagsmith --project "$DEMO" models promote value-predictor || echo "value-predictor: gates refused the challenger"
+tagsmith --project "$DEMO" models promote churn-predictor --role admin || echo "churn-predictor: gates refused the challenger"
+tagsmith --project "$DEMO" models promote value-predictor --role admin || echo "value-predictor: gates refused the challenger"
 
 step "tagsmith models contest churn_risk: rule tags vs baselines vs the model, same labels, same metrics"
 tagsmith --project "$DEMO" models contest churn_risk

@@ -121,17 +121,30 @@ class Access:
             self._visible_cache[role] = cached
         return cached
 
-    def features(self, role: str, model_inputs: Mapping[str, Iterable[str]]) -> frozenset[str]:
-        """Features ``role`` may see: those feeding a tag it may see.
+    def features(
+        self,
+        role: str,
+        model_inputs: Mapping[str, Iterable[str]],
+        selected: frozenset[str] | None = None,
+    ) -> frozenset[str]:
+        """Features ``role`` may see: those feeding a tag it may see (and was asked for).
 
         A rule or fact tag is fed by the features its rule reads, a model tag by its
         serving model's inputs (``model_inputs``: tag id -> inputs). A feature that
-        feeds only tags the role may not see is never returned.
+        feeds only tags the role may not see is never returned; with ``selected`` (the
+        request's tags after its ``categories``/``tags`` filters) only features feeding
+        those tags are.
         """
-        key = (role, tuple(sorted((t, tuple(v)) for t, v in model_inputs.items())))
+        key = (
+            role,
+            tuple(sorted((t, tuple(v)) for t, v in model_inputs.items())),
+            None if selected is None else tuple(sorted(selected)),
+        )
         cached = self._features_cache.get(key)
         if cached is None:
             visible = self.visible(role)
+            if selected is not None:
+                visible = visible & selected
             feeds = self.governance.feeds()
             names: set[str] = set()
             for tag_id in visible:

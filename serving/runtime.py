@@ -261,9 +261,12 @@ class ServingRuntime:
             self._inputs = cached
         return cached[1]
 
-    def visible_features(self, caller: Caller, state: ServingState) -> frozenset[str]:
-        """Features the caller's role may see: those feeding a tag it may see."""
-        return self.access.features(caller.role, self.model_inputs(state))
+    def visible_features(
+        self, caller: Caller, state: ServingState, selected: frozenset[str] | None = None
+    ) -> frozenset[str]:
+        """Features the caller's role may see: those feeding a tag it may see (of
+        ``selected``, the request's tags, when given)."""
+        return self.access.features(caller.role, self.model_inputs(state), selected)
 
     # ----------------------------------------------------------------- reads
     def tags(
@@ -488,7 +491,7 @@ class ServingRuntime:
             "customer_id": cid,
             "as_of": as_of_iso,
             "model_versions": model_versions,
-            "features": _visible_row(features, self.visible_features(caller, state)),
+            "features": _visible_row(features, self.visible_features(caller, state, selected)),
             "tags": rows,
         }
 

@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.access import Caller
 from serving.config import MAX_CUSTOMERS_PER_REQUEST
 from serving.errors import Forbidden, HttpError, ServingError, TooManyRequests, Unauthorized
+from serving.logpolicy import RequestIdMiddleware, install_log_policy
 from serving.runtime import ServingRuntime
 from serving.settings import ServingSettings
 
@@ -216,6 +217,8 @@ class _TagServiceBase:
         raise NotImplementedError  # pragma: no cover - make_service overrides it
 
     def __init__(self) -> None:
+        # In the worker, after BentoML configured logging: no request data in any log.
+        install_log_policy()
         self.runtime = _checked(self._make_runtime())
         result = self.runtime.start()
         log.info("Tag service ready: %s", result.to_json())
@@ -330,7 +333,8 @@ class _TagServiceBase:
                 | {"customer_id": customer.customer_id, "occurred_at": _utc(e.occurred_at)}
                 for e in events
             ]
-            stamp = _utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
+            # "now" to the whole second: features count whole seconds (finding 14-3).
+            stamp = _utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC").floor("s")
             return self.runtime.score(
                 caller,
                 record,
@@ -450,4 +454,6 @@ def make_service(runtime_factory: RuntimeFactory, settings: ServingSettings) -> 
     # The decorators turn the class into a bentoml Service; mypy still sees the class.
     service = cast(Any, TagService)
     service.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    service.add_asgi_middleware(RequestIdMiddleware)
+    install_log_policy()
     return service

@@ -1,11 +1,18 @@
-"""Tamper-evident audit log: append-only JSON lines chained by sha256.
+"""Tamper-evident audit log: append-only JSON lines in a keyed hash chain.
 
 Each entry records who (actor, role) did what (action, tags, number of customers,
 query) and when, plus ``prev``, the hash of the entry before it, and ``hash``, the
-sha256 of its own canonical JSON. Editing a line breaks its hash; deleting one breaks
-the sequence and the next line's ``prev``. A sidecar ``<log>.head`` file records the
-count and last hash, so cutting lines off the end is caught too. Appends from several
-processes are serialised by a file lock.
+HMAC-SHA256 of its own canonical JSON under a secret key (plain sha256 when no key is
+given). Editing a line breaks its hash; deleting one breaks the sequence and the next
+line's ``prev``. A sidecar ``<log>.head`` file records the count and last hash, so
+cutting lines off the end is caught too. Appends from several processes are
+serialised by a file lock.
+
+An unkeyed chain with its head beside it can be rewritten wholesale by anyone who can
+write the folder (hostile finding 14-8: 18 entries dropped, re-hashed, head rewritten,
+"intact"). So the project keeps the key outside the project folder, where a rewrite
+cannot reach it, and a *checkpoint* (the count and last hash) beside the key: deleting
+the log and its head, or cutting its end, no longer verifies as intact.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
+import hmac
 import json
 import os
 from collections.abc import Collection, Mapping, Sequence
@@ -49,9 +57,11 @@ def _canonical(entry: Mapping[str, Any]) -> str:
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _digest(entry: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in entry.items() if k != "hash"}
-    return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
+def _digest(entry: Mapping[str, Any], key: bytes | None = None) -> str:
+    body = _canonical({k: v for k, v in entry.items() if k != "hash"}).encode("utf-8")
+    if key is None:
+        return hashlib.sha256(body).hexdigest()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -83,13 +93,26 @@ class AuditLog:
     Args:
         path: The log file (created with its folder on the first append).
         keys: Encryption keys (None: plain JSON lines).
+        key: Secret of the keyed chain (HMAC-SHA256); None: plain sha256, which only
+            catches edits by someone who does not recompute the chain.
+        checkpoint: A file outside the log's folder that every append updates with
+            the count and last hash; :meth:`verify` holds the log to it.
     """
 
-    def __init__(self, path: Path, *, keys: EncryptionKeys | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        keys: EncryptionKeys | None = None,
+        key: bytes | None = None,
+        checkpoint: Path | None = None,
+    ) -> None:
         self.path = Path(path)
         self.keys = keys
         self.head_path = self.path.with_name(self.path.name + ".head")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.key = key
+        self.checkpoint_path = Path(checkpoint) if checkpoint is not None else None
 
     def lock(self) -> FileLock:
         """The lock every writer holds (backups hold it to copy a consistent log)."""
@@ -150,6 +173,7 @@ class AuditLog:
         try:
             with self.lock():
                 seq, prev = self._tail()
+                self._check_not_shrunk(seq)
                 lines = []
                 for given in entries:
                     seq += 1
@@ -166,7 +190,7 @@ class AuditLog:
                         "extra": dict(given.get("extra") or {}),
                         "prev": prev,
                     }
-                    entry["hash"] = _digest(entry)
+                    entry["hash"] = _digest(entry, self.key)
                     prev = entry["hash"]
                     lines.append(self._encode(_canonical(entry)) + "\n")
                     written.append(entry)
@@ -175,6 +199,7 @@ class AuditLog:
                     fh.flush()
                     os.fsync(fh.fileno())
                 self._write_head(seq, prev)
+                self._write_checkpoint(seq, prev)
         except Timeout as exc:
             raise AuditError(
                 f"Expected to lock the audit log {self.lock_path} within {_LOCK_TIMEOUT_S:.0f} s."
@@ -198,12 +223,18 @@ class AuditLog:
 
     def verify(self) -> AuditReport:
         """Check every hash, sequence number and link; report each broken line by number."""
-        lines = self._lines()
+        decoded = self._decoded_lines()
+        lines = [text for text, _ in decoded]
         report = AuditReport(n_entries=len(lines))
         prev_hash: str | None = GENESIS
         prev_seq = 0
         last: dict[str, Any] | None = None
-        for n, line in enumerate(lines, start=1):
+        hashes: dict[int, str] = {}
+        for n, (line, utf8) in enumerate(decoded, start=1):
+            if not utf8:
+                report.problems.append((n, "not UTF-8 text (edited or corrupted)"))
+                prev_hash, prev_seq = None, prev_seq + 1
+                continue
             try:
                 entry = json.loads(line)
                 if not isinstance(entry, dict):
@@ -223,7 +254,9 @@ class AuditLog:
                 report.problems.append(
                     (n, f"holds entry #{seq} where #{prev_seq + 1} belongs (reordered or edited)")
                 )
-            if entry.get("hash") != _digest(entry):
+            if isinstance(seq, int):
+                hashes[seq] = str(entry.get("hash"))
+            if entry.get("hash") != _digest(entry, self.key):
                 report.problems.append((n, "content does not match its hash (edited)"))
             elif not gap and prev_hash is not None and entry.get("prev") != prev_hash:
                 report.problems.append(
@@ -252,15 +285,37 @@ class AuditLog:
                 )
         elif lines:
             report.problems.append((0, f"head file {self.head_path} is missing"))
+        report.problems.extend(self._against_checkpoint(hashes, len(lines)))
         return report
+
+    def reset_checkpoint(self) -> None:
+        """Point the checkpoint at the log as it is (after a deliberate restore only)."""
+        with self.lock():
+            seq, digest = self._tail()
+            self._write_checkpoint(seq, digest)
 
     # -- internals ---------------------------------------------------------------------
 
     def _lines(self) -> list[str]:
+        return [text for text, _ in self._decoded_lines()]
+
+    def _decoded_lines(self) -> list[tuple[str, bool]]:
+        """Each non-blank line as text, and whether it was valid UTF-8.
+
+        Decoded line by line, so one corrupted line (say, bytes appended by another
+        tool) is reported by number instead of failing the whole read (finding 14-6).
+        """
         if not self.path.exists():
             return []
-        text = self.path.read_text(encoding="utf-8")
-        return [self._decode(ln) for ln in text.split("\n") if ln.strip()]
+        out = []
+        for raw in self.path.read_bytes().split(b"\n"):
+            try:
+                text, utf8 = raw.decode("utf-8"), True
+            except UnicodeDecodeError:
+                text, utf8 = raw.decode("utf-8", errors="replace"), False
+            if text.strip():
+                out.append((self._decode(text) if utf8 else text, utf8))
+        return out
 
     def _encode(self, line: str) -> str:
         if self.keys is None:
@@ -307,6 +362,52 @@ class AuditLog:
                 f"The last line of {self.path} is not an audit entry; refusing to extend a "
                 "damaged log. Run 'tagsmith audit verify'."
             ) from exc
+
+    def _read_checkpoint(self) -> tuple[int, str] | None:
+        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+            return None
+        try:
+            data = json.loads(self.checkpoint_path.read_text(encoding="utf-8"))
+            return int(data["n"]), str(data["hash"])
+        except (ValueError, KeyError, TypeError, OSError):
+            return None
+
+    def _write_checkpoint(self, seq: int, digest: str) -> None:
+        if self.checkpoint_path is None:
+            return
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
+        body = {"n": seq, "hash": digest, "log": str(self.path.resolve())}
+        tmp.write_text(json.dumps(body) + "\n", encoding="utf-8")
+        os.replace(tmp, self.checkpoint_path)
+
+    def _check_not_shrunk(self, seq: int) -> None:
+        """Refuse to extend a log that lost entries since the checkpoint was written."""
+        mark = self._read_checkpoint()
+        if mark is not None and mark[0] > seq:
+            raise AuditError(
+                f"Expected the audit log {self.path} to hold entry #{mark[0]} (its checkpoint "
+                f"{self.checkpoint_path} says so). Got entries up to #{seq} only: entries were "
+                "deleted. Run 'tagsmith audit verify'; after a deliberate restore the restore "
+                "resets the checkpoint."
+            )
+
+    def _against_checkpoint(self, hashes: Mapping[int, str], n_lines: int) -> list[tuple[int, str]]:
+        """Problems of the log against the checkpoint kept outside the project."""
+        mark = self._read_checkpoint()
+        if mark is None or mark[0] == 0:
+            return []
+        n, digest = mark
+        where = f"the checkpoint {self.checkpoint_path} records entry #{n}"
+        if n not in hashes:
+            last = max(hashes, default=0)
+            if last < n:
+                what = "the log is missing" if not self.path.exists() else f"it ends at #{last}"
+                return [(n_lines + 1, f"{where} but {what}: entries deleted")]
+            return [(0, f"{where} but it is not in the log: entries deleted")]
+        if hashes[n] != digest:
+            return [(0, f"{where} with another hash: the log was rewritten")]
+        return []
 
     def _write_head(self, seq: int, digest: str) -> None:
         tmp = self.head_path.with_name(self.head_path.name + ".tmp")

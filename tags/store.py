@@ -43,8 +43,10 @@ from tags.store_format import (
     filters,
     format_of,
     has_tables,
+    is_busy,
     naive,
     now,
+    open_failure,
     run_info_of,
     select_tags,
     sql_str,
@@ -124,14 +126,11 @@ class TagStore:
             try:
                 con = self._open(write=write)
                 break
-            # IOException: another process holds the file; ConnectionException: this
-            # process holds it with the other mode (a live write beside a reader).
+            # Only a lock (another process's, or this one's in the other mode) is worth
+            # waiting for; a damaged file or read-only folder is named (finding 14-7).
             except (duckdb.IOException, duckdb.ConnectionException) as exc:
-                if time.monotonic() + delay > deadline:
-                    raise TagStoreError(
-                        f"The tag store {self.path} is in use by another process (a tagging "
-                        f"run?). Try again when it has finished. ({exc})"
-                    ) from exc
+                if not is_busy(exc) or time.monotonic() + delay > deadline:
+                    raise TagStoreError(open_failure(self.path, exc)) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
         try:

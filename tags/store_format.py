@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from features.cutoffs import as_of_out_of_range
 from tags.errors import TagStoreError
 
 __all__ = [
@@ -33,8 +34,10 @@ __all__ = [
     "format_of",
     "has_tables",
     "ident",
+    "is_busy",
     "naive",
     "now",
+    "open_failure",
     "run_info_of",
     "select_tags",
     "sql_str",
@@ -90,17 +93,22 @@ def to_as_of(value: Any) -> pd.Timestamp:
     """An as-of date or time as a UTC timestamp (naive input is read as UTC).
 
     Raises:
-        TagStoreError: ``value`` is not a date or time.
+        TagStoreError: ``value`` is not a date or time, or lies outside the supported
+            range (:data:`features.cutoffs.AS_OF_MIN` to :data:`~features.cutoffs.AS_OF_MAX`).
     """
     try:
         ts = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise TagStoreError(
             f"Expected an as-of date such as 2024-06-30. Got {value!r} instead."
         ) from exc
     if ts is pd.NaT:
         raise TagStoreError(f"Expected an as-of date such as 2024-06-30. Got {value!r} instead.")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    problem = as_of_out_of_range(ts)
+    if problem:
+        raise TagStoreError(problem)
+    return ts.as_unit("ns")
 
 
 def naive(ts: pd.Timestamp) -> datetime:
@@ -295,4 +303,32 @@ def run_info_of(row: pd.Series, *, reused: bool = False) -> RunInfo:
         finished_at=ts(row["finished_at"]),
         meta=json.loads(meta) if isinstance(meta, str) and meta else None,
         reused=reused,
+    )
+
+
+def is_busy(exc: Exception) -> bool:
+    """Whether a failed open means another connection holds the file (worth a retry)."""
+    if isinstance(exc, duckdb.ConnectionException):
+        return True
+    text = str(exc)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+def open_failure(path: Path, exc: Exception) -> str:
+    """What went wrong opening the store: held too long, read-only, or damaged."""
+    text = str(exc)
+    if is_busy(exc):
+        return (
+            f"The tag store {path} is in use by another process (a tagging run?). "
+            f"Try again when it has finished. ({exc})"
+        )
+    if "Read-only file system" in text or "Permission denied" in text:
+        return (
+            f"Expected to open the tag store {path} for writing. Got a read-only file or "
+            f"folder ({exc}); make {path.parent} writable or run this on a writable copy."
+        )
+    return (
+        f"Expected {path} to be a Tagsmith tag store (a DuckDB database). Got a damaged or "
+        f"foreign file ({exc}). Restore it with 'tagsmith store restore BACKUP', or move it "
+        "aside and rebuild it with 'tagsmith tags run'."
     )

@@ -47,7 +47,10 @@ def _sealed_files(project: Project) -> dict[str, list[Path]]:
         "feature snapshots": sorted(project.features_dir.glob("*.parquet"))
         if project.features_dir.is_dir()
         else [],
-        "quarantine files": sorted(project.quarantine_dir.glob("*.csv"))
+        # Live quarantine files (live-*.csv) are appended to by real-time tagging: plain.
+        "quarantine files": sorted(
+            p for p in project.quarantine_dir.glob("*.csv") if not p.name.startswith("live-")
+        )
         if project.quarantine_dir.is_dir()
         else [],
     }

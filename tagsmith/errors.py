@@ -13,3 +13,7 @@ class ConfigError(TagsmithError):
 
 class ProjectNotFoundError(ConfigError):
     """The directory given as the project holds no ``tagsmith.yaml``."""
+
+
+class OutputPathError(TagsmithError):
+    """A command's output path is inside the project's stores, or exists already."""

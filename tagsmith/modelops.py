@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from features.spec import spec_hash
+from tags.errors import AccessDenied
 from tagsmith.project import Project
 from training.errors import ModelLoadError
 from training.promotion import PromotionResult, RollbackResult
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ProjectModelOps",
     "PromotionOutcome",
+    "authorise",
     "candidate_contract",
     "latest_rescoring",
     "promote_model",
@@ -106,6 +108,28 @@ class PromotionOutcome:
     spec_note: str = ""
 
 
+def authorise(project: Project, role: str, action: str, *, actor: str, query: str) -> None:
+    """Refuse (and audit the refusal) unless the policy grants ``role`` the ``action``.
+
+    Promotion and rollback move what every caller is served, so they are policy actions
+    checked here, where the CLI, the console and ``mlflow run`` all pass (finding 14-9).
+
+    Raises:
+        AccessDenied: The role may not take the action.
+    """
+    try:
+        project.policy().require(role, action)
+    except AccessDenied as exc:
+        project.audit_log().append(
+            actor=actor,
+            role=role,
+            action="denied",
+            query=query,
+            extra={"requested_action": action, "reason": str(exc)},
+        )
+        raise
+
+
 def promote_model(
     project: Project,
     name: str,
@@ -123,6 +147,7 @@ def promote_model(
         PromotionError: No candidate, already champion, force without reason, conflict.
         ModelLoadError: The candidate cannot be loaded or fails its smoke prediction.
     """
+    authorise(project, role, "promote", actor=actor, query=f"models promote {name}")
     registry = project.registry()
     contract = candidate_contract(registry, name, version)
     rescoring = latest_rescoring(
@@ -160,6 +185,7 @@ def rollback_model(
         The rollback, and whether the restored version was smoke-tested on current
         features (False before any facts are imported: load-checked only).
     """
+    authorise(project, role, "rollback", actor=actor, query=f"models rollback {name}")
     rows = project.config.promotion.smoke_rows
     features = smoke_features(project, rows)
     result = rollback_champion(

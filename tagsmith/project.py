@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tagsmith.config import CONFIG_FILENAME, ProjectConfig, dump_config, load_config
 from tagsmith.errors import ConfigError, ProjectNotFoundError
+from tagsmith.userdirs import audit_checkpoint_path, audit_key
 
 if TYPE_CHECKING:
     from activation.outbox import Outbox
@@ -103,12 +104,13 @@ class Project:
         """Create a project in ``root`` (created if missing) and return it.
 
         Writes ``tagsmith.yaml`` with every default, the data folder and the standard
-        tag library into ``catalogue/``.
+        tag library into ``catalogue/`` and the default access policy (``policy.yaml``).
 
         Raises:
             ConfigError: ``root`` already holds a project.
         """
         from tags.catalogue import copy_library
+        from tags.policy import write_default_policy
 
         root = root.resolve()
         path = root / CONFIG_FILENAME
@@ -120,6 +122,8 @@ class Project:
         project.data_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(dump_config(config), encoding="utf-8")
         copy_library(project.catalogue_dir)
+        # Every project has a policy: governed actions (promote, rollback) check it.
+        write_default_policy(project.policy_path)
         return project
 
     # ------------------------------------------------------------------ built objects
@@ -289,7 +293,13 @@ class Project:
         """The append-only, hash-chained audit log."""
         from tags.audit import AuditLog
 
-        return AuditLog(self.audit_log_path, keys=self.encryption_keys())
+        # Keyed, with the key and the checkpoint outside the project (finding 14-8).
+        return AuditLog(
+            self.audit_log_path,
+            keys=self.encryption_keys(),
+            key=audit_key(),
+            checkpoint=audit_checkpoint_path(self.audit_log_path),
+        )
 
     @_built_once
     def registry(self) -> ModelRegistry:

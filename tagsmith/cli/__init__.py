@@ -7,7 +7,10 @@ assembled here.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -30,12 +33,50 @@ from tagsmith.cli import tagrun as tagrun_cmds
 from tagsmith.cli import tags as tags_cmds
 from tagsmith.cli import train as train_cmds
 from tagsmith.cli import triggers as triggers_cmds
-from tagsmith.cli._common import CliContext
+from tagsmith.cli._common import CliContext, report_crash
 
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Boundary(click.Group):
+    """The root group: any exception a command let escape becomes one line + a log file."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # Group.invoke consumes these: keep them to name the command that failed.
+        args = [*ctx._protected_args, *ctx.args]
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except OSError as exc:
+            if exc.errno == errno.EPIPE or os.environ.get("TAGSMITH_DEBUG"):
+                raise  # click closes a broken pipe quietly
+            report_crash(_command_path(self, ctx, args), exc)
+        except Exception as exc:
+            if os.environ.get("TAGSMITH_DEBUG"):
+                raise
+            report_crash(_command_path(self, ctx, args), exc)
+
+
+def _command_path(group: click.Group, ctx: click.Context, args: list[str]) -> str:
+    """``tags export`` from the arguments left after the root group's options."""
+    names: list[str] = []
+    cmd: click.Command = group
+    for arg in args:
+        if not isinstance(cmd, click.Group):
+            break
+        sub = cmd.get_command(ctx, arg)
+        if sub is None:
+            continue
+        names.append(arg)
+        cmd = sub
+    return " ".join(names) or "(no command)"
+
+
+@click.group(
+    cls=_Boundary,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "--version", prog_name="tagsmith")
 @click.option(
     "--project",

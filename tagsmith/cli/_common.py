@@ -6,12 +6,16 @@ modules stay independent of each other (an import-linter contract checks it).
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import pandas as pd
@@ -26,7 +30,9 @@ from serving.errors import ServingError
 from streaming.errors import StreamingError
 from tags.errors import TagsError
 from tagsmith.errors import TagsmithError
+from tagsmith.outputs import check_output, protected_paths
 from tagsmith.project import Project
+from tagsmith.userdirs import log_dir
 from training.errors import TrainingError
 
 __all__ = [
@@ -35,8 +41,11 @@ __all__ = [
     "console",
     "day",
     "err_console",
+    "guard_out",
+    "overwrite_option",
     "pass_project",
     "print_columns",
+    "report_crash",
     "user_errors",
 ]
 
@@ -91,6 +100,43 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def report_crash(command: str, exc: BaseException) -> NoReturn:
+    """The CLI's last error boundary: one line naming ``command``, the traceback to a file.
+
+    Any exception no package turned into a user error ends here (exit 1); the user
+    sees what failed and where the details are, never the traceback itself. A
+    permission or disk error names the path it concerns (exit 2: the user can fix it).
+    """
+    text = "".join(traceback.format_exception(exc))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = f"crash-{stamp}-{os.getpid()}.log"
+    log: Path | None = None
+    for folder in (log_dir(), Path(tempfile.gettempdir()) / "tagsmith-logs"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(f"tagsmith {command}\n{text}", encoding="utf-8")
+        except OSError:
+            continue
+        log = folder / name
+        break
+    where = f"traceback in {log}" if log else "no log written (no writable log folder)"
+    if isinstance(exc, OSError) and exc.filename and exc.errno in _FIXABLE_OS_ERRORS:
+        what = f"cannot write or read {exc.filename}: {exc.strerror}"
+        code = 2
+    else:
+        first = " ".join(str(exc).split())[:300]
+        what = f"failed unexpectedly ({type(exc).__name__}{': ' + first if first else ''})"
+        code = 1
+    err_console.print(
+        f"[bold red]error:[/] tagsmith {command}: {what}; {where}", markup=True, soft_wrap=True
+    )
+    sys.exit(code)
+
+
+# Errors a user fixes outside Tagsmith (permissions, a full disk, a read-only mount).
+_FIXABLE_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
 def pass_project(func: F) -> F:
     """Pass the loaded :class:`Project` as the first argument, with error display."""
 
@@ -100,6 +146,18 @@ def pass_project(func: F) -> F:
         return func(obj.project, *args, **kwargs)
 
     return user_errors(wrapper)  # type: ignore[return-value]
+
+
+def overwrite_option(func: F) -> F:
+    """``--overwrite``: allow replacing an existing output file."""
+    return click.option("--overwrite", is_flag=True, help="Replace the output file if it exists.")(
+        func
+    )
+
+
+def guard_out(project: Project, out: Path, overwrite: bool, option: str = "--out") -> Path:
+    """``out`` resolved, refused inside the project's stores or existing (see outputs)."""
+    return check_output(out, overwrite=overwrite, protected=protected_paths(project), option=option)
 
 
 def print_columns(rows: Sequence[Sequence[str]]) -> None:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from tags.audit import default_actor
 from tags.segments import Audience, select_audience
-from tagsmith.cli._common import console, pass_project
+from tagsmith.cli._common import console, guard_out, overwrite_option, pass_project
 from tagsmith.cli._governance import (
     check_purpose,
     consent_filter,
@@ -19,6 +19,7 @@ from tagsmith.cli._governance import (
     resolve_role,
     role_option,
 )
+from tagsmith.outputs import write_atomic
 from tagsmith.project import Project
 
 __all__ = ["audience"]
@@ -50,6 +51,7 @@ def _select(
     out: Path | None,
     role: str | None,
     purpose: str | None = None,
+    overwrite: bool = False,
 ) -> Audience:
     if out is not None:
         purpose = check_purpose(project, purpose, what="audience export")
@@ -58,6 +60,8 @@ def _select(
         raise click.BadParameter(
             f"Expected a .csv or .parquet file. Got {out}.", param_hint="--out"
         )
+    if out is not None:
+        out = guard_out(project, out, overwrite)
     chosen = select_audience(
         reader, expression, as_of=as_of, action="export" if out is not None else "audience"
     )
@@ -66,18 +70,15 @@ def _select(
         f"(tags: {', '.join(chosen.tags)})"
     )
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
         frame, excluded = consent_filter(
             project, chosen.customers, purpose, role=reader.role, what=f"audience {expression}"
         )
         if excluded:
             console.print(f"left out {excluded:,} customer(s) without consent to {purpose!r}")
         if out.suffix.lower() == ".csv":
-            frame.to_csv(tmp, index=False)
+            write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
         else:
-            frame.to_parquet(tmp, index=False)
-        tmp.replace(out)
+            write_atomic(out, lambda tmp: frame.to_parquet(tmp, index=False))
         console.print(f"written to {out}")
     elif chosen.size:
         console.print("first customers: " + ", ".join(chosen.customers["customer_id"].head(5)))
@@ -88,6 +89,7 @@ def _select(
 @click.argument("expression")
 @AS_OF
 @OUT
+@overwrite_option
 @click.option(
     "--save",
     "save_as",
@@ -104,13 +106,14 @@ def select(
     expression: str,
     as_of: str | None,
     out: Path | None,
+    overwrite: bool,
     save_as: str | None,
     description: str,
     purpose: str | None,
     role: str | None,
 ) -> None:
     """Select the customers for whom EXPRESSION holds; print the size."""
-    _select(project, expression, as_of, out, role, purpose)
+    _select(project, expression, as_of, out, role, purpose, overwrite)
     if save_as:
         _save(project, save_as, expression, description, replace=False, role=role)
 
@@ -163,6 +166,7 @@ def save(
 @AS_OF
 @OUT
 @purpose_option
+@overwrite_option
 @role_option
 @pass_project
 def run_saved(
@@ -171,12 +175,13 @@ def run_saved(
     as_of: str | None,
     out: Path | None,
     purpose: str | None,
+    overwrite: bool,
     role: str | None,
 ) -> None:
     """Re-run the saved audience NAME against a snapshot."""
     saved = project.audiences().get(name)
     console.print(f"{name}: {saved.expression}")
-    _select(project, saved.expression, as_of, out, role, purpose)
+    _select(project, saved.expression, as_of, out, role, purpose, overwrite)
 
 
 @audience.command("list")

@@ -10,7 +10,10 @@ from rich.table import Table
 
 from synthetic import generate as generate_data
 from synthetic import write_synthetic
-from tagsmith.cli._common import console, user_errors
+from tagsmith.cli._common import CliContext, console, overwrite_option, user_errors
+from tagsmith.errors import ConfigError
+from tagsmith.outputs import check_output, protected_paths
+from tagsmith.project import Project
 
 
 @click.command()
@@ -45,15 +48,36 @@ from tagsmith.cli._common import console, user_errors
     show_default=True,
     help="File format of the written tables.",
 )
+@overwrite_option
+@click.pass_obj
 @user_errors
 def generate(
-    n_customers: int, start: str, end: str, seed: int, out_dir: Path, file_format: str
+    obj: CliContext,
+    n_customers: int,
+    start: str,
+    end: str,
+    seed: int,
+    out_dir: Path,
+    file_format: str,
+    overwrite: bool,
 ) -> None:
     """Write synthetic customers and events (the fact contract) plus a truth file.
 
     The truth file holds each customer's latent state (purchase rate, spend level,
     leaving and dropout dates) for oracle scoring; it is not imported as facts.
     """
+    # generate needs no project, but must not write into one's stores either.
+    root = obj.project_dir if obj is not None else Path(".")
+    try:
+        protected = protected_paths(Project.load(root))
+    except ConfigError:  # no project (or an unreadable one) there: nothing to protect
+        protected = []
+    check_output(
+        out_dir,
+        overwrite=overwrite,
+        protected=protected,
+        names=[f"{n}.{file_format}" for n in ("customers", "events", "truth")],
+    )
     began = time.perf_counter()
     with console.status("Simulating customers", spinner="dots") as status:
 

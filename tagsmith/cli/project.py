@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from tags.policy import write_default_policy
 from tagsmith.cli._common import CliContext, console, user_errors
 from tagsmith.project import Project
 
@@ -15,7 +14,6 @@ from tagsmith.project import Project
 def init(obj: CliContext) -> None:
     """Create a project in --project: tagsmith.yaml with every default, and the data folder."""
     project = Project.init(obj.project_dir)
-    write_default_policy(project.policy_path)
     console.print(f"Created project in {project.root}")
     console.print(f"  config: {project.config_path}")
     console.print(f"  data:   {project.data_dir}")

@@ -108,6 +108,9 @@ def restore(project: Project, src: Path, yes: bool, role: str | None) -> None:
         previous_log = read_audit_log(project)
         erased = erasures_before_restore(project)
         restore_backup(src, project.root, keys=keys)
+        # The backup's log is shorter than the checkpoint outside the project: this
+        # deliberate, audited restore is the one thing that may move the checkpoint back.
+        project.audit_log().reset_checkpoint()
         # Customers erased since the backup was taken stay erased.
         reerased = keep_erasures(project, erased, now=pd.Timestamp.now(tz="UTC"))
         # The restored data folder holds the backup's log; the one it replaced is kept.

@@ -16,7 +16,7 @@ import pandas as pd
 from rich.table import Table
 
 from tags.report import render_report
-from tagsmith.cli._common import console, day, pass_project
+from tagsmith.cli._common import console, day, guard_out, overwrite_option, pass_project
 from tagsmith.cli._governance import (
     check_purpose,
     consent_filter,
@@ -27,6 +27,7 @@ from tagsmith.cli._governance import (
     resolve_role,
     role_option,
 )
+from tagsmith.outputs import write_atomic
 from tagsmith.project import Project
 
 __all__ = ["COMMANDS"]
@@ -93,6 +94,7 @@ def runs_cmd(project: Project, last: int, role: str | None) -> None:
     help="Output file: .csv or .parquet.",
 )
 @purpose_option
+@overwrite_option
 @role_option
 @pass_project
 def export_cmd(
@@ -101,9 +103,11 @@ def export_cmd(
     tag_ids: str | None,
     out: Path,
     purpose: str | None,
+    overwrite: bool,
     role: str | None,
 ) -> None:
     """Write a snapshot (one row per customer and tag, scores included) to a file."""
+    out = guard_out(project, out, overwrite)
     purpose = check_purpose(project, purpose, what="tags export")
     reader = make_reader(project, role)
     rows, customers = reader.export(out, as_of, tags=_tag_list(tag_ids))
@@ -164,6 +168,7 @@ def history_cmd(project: Project, customer: str, tag_ids: str | None, role: str 
     default=None,
     help="Write every change (customer, tag, from, to) to .csv or .parquet.",
 )
+@overwrite_option
 @role_option
 @pass_project
 def diff_cmd(
@@ -172,9 +177,12 @@ def diff_cmd(
     to_as_of: str,
     tag_id: str | None,
     out: Path | None,
+    overwrite: bool,
     role: str | None,
 ) -> None:
     """Who entered and who left each tag value between two snapshots."""
+    if out is not None:
+        out = guard_out(project, out, overwrite)
     reader = make_reader(project, role)
     if out is not None:
         reader.authorise("export", [tag_id] if tag_id else None, f"diff --out {out}")
@@ -257,6 +265,7 @@ def transitions_cmd(
     default=None,
     help="Flag share moves larger than this (default: store.share_shift_threshold).",
 )
+@overwrite_option
 @role_option
 @pass_project
 def report_cmd(
@@ -264,9 +273,12 @@ def report_cmd(
     as_of: str | None,
     out: Path | None,
     threshold: float | None,
+    overwrite: bool,
     role: str | None,
 ) -> None:
     """Coverage per tag value vs the previous run, with flags; writes an HTML report."""
+    if out is not None:
+        out = guard_out(project, out, overwrite)
     reader = make_reader(project, role)
     threshold = threshold or project.config.store.share_shift_threshold
     cov = reader.coverage(as_of, threshold=threshold)
@@ -316,11 +328,10 @@ def report_cmd(
             "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         },
     )
+    # The default path is the report's own (re-running a date refreshes it); a path
+    # the user named was checked above.
     out = out or project.root / "reports" / f"tags-{cur:%Y-%m-%d}.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, lambda tmp: tmp.write_text(html, encoding="utf-8"))
     n_flags = int((cov["flag"] != "").sum())
     for item in lint:
         console.print(f"lint {item['kind']}: {item['detail']}", markup=False, soft_wrap=True)
@@ -331,17 +342,14 @@ def report_cmd(
 
 def _write_frame(df: pd.DataFrame, out: Path) -> None:
     suffix = out.suffix.lower()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     if suffix == ".csv":
-        df.to_csv(tmp, index=False)
+        write_atomic(out, lambda tmp: df.to_csv(tmp, index=False))
     elif suffix in (".parquet", ".pq"):
-        df.to_parquet(tmp, index=False)
+        write_atomic(out, lambda tmp: df.to_parquet(tmp, index=False))
     else:
         raise click.BadParameter(
             f"Expected a .csv or .parquet file. Got {out}.", param_hint="--out"
         )
-    tmp.replace(out)
 
 
 COMMANDS = [runs_cmd, export_cmd, history_cmd, diff_cmd, transitions_cmd, report_cmd]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +13,15 @@ import pandas as pd
 from rich.table import Table
 
 from features.build import build_features
+from features.cutoffs import normalize_as_of
+from features.errors import FeaturesError
 from features.spec import FeatureSpec, spec_hash
 from features.store import FactStore
 from scoring.contract import REGISTERED_MODEL_NAMES
 from tags.audit import default_actor
-from tagsmith.cli._common import console, pass_project
+from tagsmith.cli._common import console, guard_out, overwrite_option, pass_project
 from tagsmith.errors import TagsmithError
+from tagsmith.outputs import write_atomic
 from tagsmith.project import Project
 from training.config import TrainingConfig
 from training.errors import TrainingError
@@ -341,16 +343,10 @@ def _load(project: Project, target: str, ref: str) -> tuple[Any, str]:
 
 
 def _write_atomic(frame: pd.DataFrame, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        if out.suffix == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if out.suffix == ".parquet":
+        write_atomic(out, lambda tmp: frame.to_parquet(tmp, index=False))
+    else:
+        write_atomic(out, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 # The column each target's prediction is written to by `tagsmith predict`.
@@ -409,6 +405,7 @@ def population_scores(
     help="Output file: .csv or .parquet (customer_id, churn_probability or predicted_value, "
     "model_name, model_version, horizon_days, as_of).",
 )
+@overwrite_option
 @pass_project
 def predict(
     project: Project,
@@ -417,24 +414,22 @@ def predict(
     alias: str | None,
     version: int | None,
     out: Path,
+    overwrite: bool,
 ) -> None:
     """Score every customer who has bought before AS_OF with a registered model."""
     if out.suffix not in (".csv", ".parquet"):
         raise click.BadParameter(
             f"expected a .csv or .parquet file. Got {out.name!r}.", param_hint="--out"
         )
+    out = guard_out(project, out, overwrite)
+    try:
+        stamp = None if as_of is None else normalize_as_of(as_of)
+    except FeaturesError as exc:
+        raise click.BadParameter(str(exc), param_hint="--as-of") from exc
     model, label = _load(project, target, _model_ref(alias, version))
     store, customers, events = _facts(project)
-    if as_of is None:
+    if stamp is None:
         stamp = store.last_event_at().normalize() + pd.Timedelta(days=1)
-    else:
-        try:
-            stamp = pd.Timestamp(as_of)
-        except ValueError as exc:
-            raise click.BadParameter(
-                f"expected a date like 2024-12-31. Got {as_of!r}.", param_hint="--as-of"
-            ) from exc
-        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     with console.status(f"Scoring with {label} as of {stamp.date()}", spinner="dots"):
         scores = population_scores(
             model, customers, events, as_of=stamp, spec=project.feature_spec(), label=label

@@ -25,8 +25,12 @@ def project(
 
 
 def run(project: Project, *args: str) -> tuple[int, str]:
+    # Promotion and rollback are policy actions: act as admin (finding 14-9).
     result = CliRunner().invoke(
-        main, ["--project", str(project.root), "models", *args], terminal_width=200
+        main,
+        ["--project", str(project.root), "models", *args],
+        terminal_width=200,
+        env={"TAGSMITH_ROLE": "admin"},
     )
     return result.exit_code, result.output
 
@@ -72,7 +76,6 @@ def test_rollback_cli_restores_and_audits(
 ) -> None:
     from datetime import UTC, datetime
 
-    from tags.audit import AuditLog
 
     monkeypatch.setenv("TAGSMITH_USER", "olga")
     registry = project.registry()
@@ -85,7 +88,7 @@ def test_rollback_cli_restores_and_audits(
     assert code == 0, out
     assert "from v2 to v1" in out
     assert registry.alias_version("churn-predictor", "champion") == "1"
-    log = AuditLog(project.audit_log_path)
+    log = project.audit_log()  # keyed, with the key outside the project
     assert log.verify().ok
     entry = log.entries()[-1]
     assert (entry["action"], entry["actor"]) == ("models.rollback", "olga")

@@ -69,7 +69,10 @@ def trained(trained_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def run(project: Project, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["--project", str(project.root), "models", *args])
+    # Promotion and rollback are policy actions: act as admin (finding 14-9).
+    result = CliRunner().invoke(
+        main, ["--project", str(project.root), "models", *args], env={"TAGSMITH_ROLE": "admin"}
+    )
     return result.exit_code, result.output
 
 
@@ -162,7 +165,7 @@ def test_two_processes_promoting_at_once_one_wins_the_other_fails_cleanly(
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root), "TAGSMITH_USER": "proc"}
+    env = {**os.environ, "PYTHONPATH": str(root), "TAGSMITH_USER": "proc", "TAGSMITH_ROLE": "admin"}
     env.pop("MLFLOW_TRACKING_URI", None)
     argv = [
         sys.executable,

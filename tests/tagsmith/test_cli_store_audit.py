@@ -8,6 +8,8 @@ from click.testing import CliRunner
 from tags.audit import AuditLog
 from tags.store import TagStore
 from tagsmith.cli import main
+from tagsmith.project import Project
+from tagsmith.userdirs import audit_key
 from tests.tags.conftest import FEB, JAN, long_table
 
 
@@ -51,7 +53,8 @@ def test_backup_restore_round_trip_via_cli(project: Path, tmp_path: Path) -> Non
     assert actions == ["restore"]  # the log as backed up, plus the restore
     (archived,) = (project / "data" / "audit-archive").glob("*.log")
     assert [e["action"] for e in AuditLog(archived).entries()] == ["backup"]
-    assert AuditLog(archived).verify().ok
+    # The project's chain is keyed with the key kept outside the project.
+    assert AuditLog(archived, key=audit_key()).verify().ok
 
 
 def test_backup_needs_a_role_that_may(project: Path, tmp_path: Path) -> None:
@@ -65,7 +68,7 @@ def test_backup_needs_a_role_that_may(project: Path, tmp_path: Path) -> None:
 
 
 def test_audit_verify_and_show(project: Path) -> None:
-    log = AuditLog(project / "data" / "audit.log")
+    log = Project.load(project).audit_log()  # keyed, as every project writer
     for i in range(3):
         log.append(
             actor="ana", role="marketing", action="export", tags=["lifecycle"], query=f"q{i}"
