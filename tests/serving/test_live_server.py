@@ -51,7 +51,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     # The real server's log after every test here (fuzz included): no customer id, no
     # key, at any level (issue 14, finding 5; serving/logpolicy.py).
     text = srv.log_path.read_text(encoding="utf-8", errors="replace")
-    assert "refused with 4xx" in text  # the fuzz's refusals were logged, as policy lines
+    if info.get("refused"):
+        # The fuzz ran against this server (pytest-xdist may run this module's tests on
+        # several workers, each with its own server): they are logged as policy lines.
+        assert "refused with 4xx" in text
     assert not re.findall(r"\bc0\d{3}\b", text), "customer ids in the service log"
     for role in ("marketing", "admin"):
         assert info[role] not in text, f"the {role} key is in the service log"
@@ -111,6 +114,7 @@ def test_no_request_fails_during_a_hot_swap(server: dict[str, Any]) -> None:
 
 def test_fuzzed_requests_never_get_a_5xx(server: dict[str, Any]) -> None:
     """Schemathesis generates requests from the OpenAPI spec; none may get a 5xx."""
+    server["refused"] = True  # the fuzz's invalid requests must appear as policy lines
     schema = schemathesis.openapi.from_url(f"{server['url']}/docs.json")
     headers = {"Authorization": f"Bearer {server['admin']}"}
     seen: dict[str, int] = {}
