@@ -18,7 +18,14 @@ from tagsmith.cli import main
 from tests.tags.conftest import long_table
 from tests.tagsmith.test_cli_tagdata import FEB, JAN
 
-ENV = {"TAGSMITH_USER": "tester", "TAGSMITH_ROLE": None}
+# A registry named by the environment (left by another test in this worker) is not this
+# project's: unset it, so the project uses its own store.
+ENV = {
+    "TAGSMITH_USER": "tester",
+    "TAGSMITH_ROLE": None,
+    "MLFLOW_TRACKING_URI": None,
+    "MLFLOW_REGISTRY_URI": None,
+}
 
 
 def _json(root: Path, *args: str) -> Any:
