@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.checks import (
     attribute_field,
@@ -187,7 +188,10 @@ def validate_events(
     accepted = canon[rejects.ok].reset_index(drop=True)
     if len(created):
         # Only customers with at least one accepted event are created.
-        created = created[created["customer_id"].isin(accepted["customer_id"])]
+        has_event = pc.is_in(
+            _id_array(created["customer_id"]), value_set=_id_array(accepted["customer_id"])
+        )
+        created = created[has_event.to_numpy(zero_copy_only=False)]
     identical_kept = int(kept[rejects.ok].sum())
     created_customers = pd.DataFrame(
         {
@@ -276,10 +280,11 @@ def _event_customers(
     """Mark events of unknown customers (or create those customers from their first
     event, with ``create``) and events before their customer's signup; the customers
     created (``customer_id``, ``signup_at``)."""
-    signup = pd.Series(
-        customers["signup_at"].to_numpy(), index=customers["customer_id"].astype("str")
-    )
-    known = canon["customer_id"].isin(signup.index).to_numpy()
+    # Arrow hash lookups: pandas' isin/map over millions of ids cost seconds per import.
+    event_ids = _id_array(canon["customer_id"])
+    known_ids = _id_array(customers["customer_id"])
+    known_signup = _naive_utc(customers["signup_at"])
+    known = pc.is_valid(pc.index_in(event_ids, value_set=known_ids)).to_numpy(zero_copy_only=False)
     unknown = rejects.ok & ~known
     created = pd.DataFrame(
         {
@@ -295,14 +300,8 @@ def _event_customers(
             .rename("signup_at")
             .reset_index()
         )
-        signup = pd.concat(
-            [
-                signup,
-                pd.Series(
-                    created["signup_at"].to_numpy(), index=created["customer_id"].astype("str")
-                ),
-            ]
-        )
+        known_ids = pa.concat_arrays([known_ids, _id_array(created["customer_id"])])
+        known_signup = np.concatenate([known_signup, _naive_utc(created["signup_at"])])
     else:
         rejects.mark(
             unknown,
@@ -312,9 +311,13 @@ def _event_customers(
                 "file first, or set facts.unknown_customer: create), got " + quoted(ids, hit)
             ),
         )
-    signup_of = canon["customer_id"].astype("str").map(signup)
-    if not isinstance(signup_of.dtype, pd.DatetimeTZDtype):  # no customer matched at all
-        signup_of = pd.Series(pd.NaT, index=canon.index, dtype=TIMESTAMP_DTYPE)
+    position = pc.index_in(event_ids, value_set=known_ids).to_numpy(zero_copy_only=False)
+    matched = ~np.isnan(position)
+    signup_values = np.full(len(canon), np.datetime64("NaT"), dtype=known_signup.dtype)
+    signup_values[matched] = known_signup[position[matched].astype(np.int64)]
+    signup_of = pd.Series(
+        pd.DatetimeIndex(signup_values).tz_localize("UTC"), index=canon.index
+    ).astype(TIMESTAMP_DTYPE)
     before = (canon["occurred_at"] < signup_of).fillna(False).to_numpy()
     rejects.mark(
         before,
@@ -327,6 +330,19 @@ def _event_customers(
         ),
     )
     return created
+
+
+def _naive_utc(times: pd.Series) -> np.ndarray:
+    """UTC times as naive ``datetime64[us]`` (tz-aware to_numpy() makes Python objects)."""
+    return times.astype(TIMESTAMP_DTYPE).dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+
+
+def _id_array(ids: pd.Series) -> pa.Array:
+    """Customer ids as one Arrow string array (missing ids null), for hash lookups."""
+    values = pa.array(ids.astype("string").array)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.cast(pa.large_string())
 
 
 def _event_duplicates(

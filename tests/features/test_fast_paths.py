@@ -1,0 +1,157 @@
+"""The import's fast paths agree with the slow, obvious ones on random inputs.
+
+* Unquoted delimited files are split by Arrow's CSV parser (``features.io._split_arrow``);
+  the line-by-line split (``_split_plain``) is the oracle: same columns, values, line
+  numbers, texts and malformed rows, whatever the blank lines, padding, CRLF endings or
+  wrong-width lines.
+* Exact duplicates are found through a hash prefilter (``features.checks.repeat_rows``);
+  the oracle is a Python loop over the rows (missing equals missing, ``keep_repeats``
+  rows counted as a multiset against the store).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features import io as fio
+from features.checks import repeat_rows
+from features.io import ReadOptions, read_table
+
+_FIELD = st.text(alphabet="ab1 .-:", max_size=4)
+
+
+def _line(width: int) -> st.SearchStrategy[str]:
+    return st.lists(_FIELD, min_size=width, max_size=width)
+
+
+@st.composite
+def _csv(draw: st.DrawFn) -> tuple[str, str]:
+    delimiter = draw(st.sampled_from([",", ";", "\t", "|"]))
+    rows = draw(
+        st.lists(
+            st.one_of(_line(3), _line(3), _line(3), _line(2), _line(4), st.just(None)),
+            min_size=1,
+            max_size=25,
+        )
+    )
+    ending = draw(st.sampled_from(["\n", "\r\n"]))
+    lines = ["a" + delimiter + "b" + delimiter + "c"]
+    lines += ["   " if r is None else delimiter.join(r) for r in rows]
+    return delimiter, ending.join(lines) + draw(st.sampled_from(["", ending]))
+
+
+def _read(path: Path, delimiter: Any, *, fast: bool) -> fio.RawTable | str:
+    options = ReadOptions(delimiter=delimiter, header=True)
+    patch = (
+        mock.patch.object(fio, "_split_arrow", return_value=None)
+        if not fast
+        else mock.patch.object(fio, "_split_arrow", wraps=fio._split_arrow)
+    )
+    with patch:
+        try:
+            return read_table(path, options)
+        except fio.FactFileError as exc:
+            return str(exc)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=_csv())
+def test_arrow_split_equals_line_split(tmp_path: Path, case: tuple[str, str]) -> None:
+    delimiter, text = case
+    path = tmp_path / "events.csv"
+    path.write_bytes(text.encode("utf-8"))
+    fast, slow = _read(path, delimiter, fast=True), _read(path, delimiter, fast=False)
+    if isinstance(slow, str):
+        assert fast == slow
+        return
+    assert isinstance(fast, fio.RawTable)
+    assert fast.columns == slow.columns
+    pd.testing.assert_frame_equal(fast.data, slow.data)
+    assert fast.line_number.tolist() == slow.line_number.tolist()
+    assert fast.text.tolist() == slow.text.tolist()
+    pd.testing.assert_frame_equal(fast.malformed, slow.malformed)
+
+
+def test_arrow_split_is_used_for_clean_files(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text('"customer_id","amount"\nC1, 2.5\nC2,\n', encoding="utf-8")
+    with mock.patch.object(fio, "_split_plain", side_effect=AssertionError("slow path")):
+        raw = read_table(path, ReadOptions(known_names=frozenset({"customer_id"})))
+    assert raw.data["customer_id"].tolist() == ["C1", "C2"]
+    assert raw.data["amount"].isna().tolist() == [False, True]
+    assert raw.data["amount"].iloc[0] == "2.5"
+    assert raw.line_number.tolist() == [2, 3]
+    assert raw.text.tolist() == ["C1, 2.5", "C2,"]
+
+
+def _naive_repeats(
+    rows: list[tuple[Any, ...]], stored: list[tuple[Any, ...]], keep: list[bool]
+) -> tuple[list[bool], list[bool], list[bool]]:
+    def norm(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(None if pd.isna(v) else v for v in row)
+
+    in_stock = Counter(norm(r) for r in stored)
+    seen: Counter[tuple[Any, ...]] = Counter()
+    repeats, in_store, kept = [], [], []
+    for row, k in zip(rows, keep, strict=True):
+        key = norm(row)
+        seen[key] += 1
+        rank = seen[key]
+        repeats.append(rank > 1 and not k)
+        stored_dup = key in in_stock and (not k or rank <= in_stock[key])
+        in_store.append(stored_dup)
+        kept.append(rank > 1 and k and not stored_dup)
+    return repeats, in_store, kept
+
+
+_ROW = st.tuples(
+    st.sampled_from(["C1", "C2", None]),
+    st.sampled_from([1.0, 2.5, float("nan")]),
+    st.sampled_from(["x", None]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(_ROW, min_size=1, max_size=30),
+    stored=st.lists(_ROW, max_size=10),
+    data=st.data(),
+)
+def test_hashed_repeats_equal_naive_loop(
+    rows: list[tuple[Any, ...]], stored: list[tuple[Any, ...]], data: st.DataObject
+) -> None:
+    keep = data.draw(st.lists(st.booleans(), min_size=len(rows), max_size=len(rows)))
+    columns = ["customer_id", "amount", "order_id"]
+
+    def frame(values: list[tuple[Any, ...]]) -> pd.DataFrame:
+        raw = pd.DataFrame(values, columns=columns) if values else pd.DataFrame(columns=columns)
+        return raw.astype({"customer_id": "string", "amount": "float64", "order_id": "string"})
+
+    got = repeat_rows(
+        frame(rows), columns, frame(stored) if stored else None, keep_repeats=np.array(keep)
+    )
+    expected = _naive_repeats(rows, stored, keep)
+    assert [g.tolist() for g in got] == [list(e) for e in expected]
+
+
+@pytest.mark.parametrize("unit", ["us", "ns"])
+def test_stored_rows_of_another_time_unit_are_still_duplicates(unit: str) -> None:
+    times = pd.Series(pd.to_datetime(["2024-01-01T10:00:00Z", "2024-01-02T10:00:00Z"]))
+    new = pd.DataFrame(
+        {"customer_id": ["C1", "C2"], "occurred_at": times.astype("datetime64[us, UTC]")}
+    )
+    stored = new.iloc[:1].astype({"occurred_at": f"datetime64[{unit}, UTC]"})
+    repeats, in_store, _ = repeat_rows(new, ["customer_id", "occurred_at"], stored)
+    assert in_store.tolist() == [True, False]
+    assert repeats.tolist() == [False, False]
