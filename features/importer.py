@@ -242,9 +242,9 @@ def import_facts(
         sources = event_paths or customer_paths
         quarantine_path, extra_files = _quarantine_file(quarantines, now, sources, quarantine_dir)
         repeated = _repeated_sources(store, files)
-        store.write(
+        store.add(
             customers=pd.concat([stored_customers, new_customers], ignore_index=True),
-            events=_all_events(stored_events, accepted_events),
+            new_events=arrow_table(check_events(accepted_events)),
             log_entries=_log_entries(
                 files, import_id=import_id, now=now, quarantine=quarantine_path, derived=derived
             ),
@@ -294,16 +294,6 @@ def _quarantine_file(
     quarantine.loc[withheld, "original_line"] = "(withheld: erased customer)"
     path = _quarantine_name(now, sources, directory)
     return path, {path: _csv_bytes(quarantine)}
-
-
-def _all_events(stored: pa.Table | None, accepted: pd.DataFrame) -> pa.Table:
-    """The stored events followed by the accepted ones, as one Arrow table."""
-    new_events = arrow_table(check_events(accepted))
-    return (
-        pa.concat_tables([stored, new_events.cast(stored.schema)])
-        if stored is not None
-        else new_events
-    )
 
 
 def _repeated_sources(store: FactStore, files: list[FileCounts]) -> list[str]:

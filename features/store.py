@@ -4,6 +4,8 @@ Layout of ``facts_dir``::
 
     customers.parquet   canonical customers, sorted by customer_id
     events.parquet      canonical events, sorted by customer_id, occurred_at
+    events-seg-*.parquet  events appended by later imports, one segment per import,
+                        each sorted likewise (see below)
     imports.jsonl       import log: one JSON object per imported file
     manifest.json       counts, date range and fingerprint of the stored content
     .lock               held while an import runs (filelock)
@@ -13,6 +15,13 @@ journal listing the renames is written (atomically), then the renames run and th
 journal is removed. A run killed before the journal exists leaves only stray temp
 files (removed later); a run killed after it is rolled forward by the next reader or
 writer. So readers see either the old or the new content of every file, together.
+
+Appending: once the store holds :data:`SEGMENT_MIN_ROWS` events, an import's new events
+are written as one new segment instead of rewriting ``events.parquet`` (a daily append
+to a year of history costs what the day costs). Every reader of the store goes through
+:meth:`FactStore.event_paths` (base file first, then segments oldest first). When
+:data:`MAX_SEGMENTS` segments have piled up, the next import compacts: it rewrites
+everything into ``events.parquet`` and removes the segments in the same commit.
 """
 
 from __future__ import annotations
@@ -49,6 +58,14 @@ __all__ = ["FactStore"]
 # rows (and the customers file was one group: a whole-file read per customer).
 ROW_GROUP_ROWS = 65_536
 
+# Below this many stored events, rewriting the one events file costs under a second
+# and keeps the store a single sorted file; at or above it, imports append segments.
+SEGMENT_MIN_ROWS = 1_000_000
+# Segments kept before an import compacts them into events.parquet: each is a file
+# every full read opens, and per-customer reads probe every one.
+MAX_SEGMENTS = 8
+_SEGMENT_PREFIX = "events-seg-"
+
 _JOURNAL = "journal.json"
 _TMP_MARK = ".tmp-"
 
@@ -67,9 +84,13 @@ class FactStore:
         *,
         lock_timeout: float = 600.0,
         keys: EncryptionKeys | None = None,
+        segment_min_rows: int = SEGMENT_MIN_ROWS,
+        max_segments: int = MAX_SEGMENTS,
     ) -> None:
         self.facts_dir = Path(facts_dir)
         self.lock_timeout = lock_timeout
+        self.segment_min_rows = segment_min_rows
+        self.max_segments = max_segments
         # With keys, every Parquet file is written sealed (features.crypto).
         self.keys = keys
         self._holding = False
@@ -84,6 +105,18 @@ class FactStore:
     def events_path(self) -> Path:
         """Parquet file of canonical events, sorted by customer and time."""
         return self.facts_dir / "events.parquet"
+
+    def segment_paths(self) -> list[Path]:
+        """Event segments appended after ``events.parquet`` was written, oldest first."""
+        if not self.facts_dir.is_dir():
+            return []
+        return sorted(self.facts_dir.glob(f"{_SEGMENT_PREFIX}*.parquet"))
+
+    def event_paths(self) -> list[Path]:
+        """Every Parquet file holding stored events: ``events.parquet``, then segments."""
+        self._recover_if_needed()
+        base = [self.events_path] if self.events_path.is_file() else []
+        return base + self.segment_paths()
 
     @property
     def import_log_path(self) -> Path:
@@ -132,9 +165,11 @@ class FactStore:
                     f"Expected event columns among {list(EVENT_COLUMNS)}. Got {unknown}."
                 )
         wanted = list(columns) if columns is not None else list(EVENT_COLUMNS)
-        if not self.events_path.is_file():
+        paths = self.event_paths()
+        if not paths:
             return pd.DataFrame({c: pd.Series([], dtype=EVENT_DTYPES[c]) for c in wanted})
-        frame = _read_parquet(self.events_path, wanted, keys=self.keys)
+        frames = [_read_parquet(path, wanted, keys=self.keys) for path in paths]
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         if columns is None:
             return check_events(frame)
         return frame
@@ -151,21 +186,27 @@ class FactStore:
         else:
             customers = self.load_customers()  # empty, base columns
         events = pd.DataFrame({c: pd.Series([], dtype=EVENT_DTYPES[c]) for c in EVENT_COLUMNS})
-        if self.events_path.is_file() and len(customers):
-            events = check_events(_read_filtered(self.events_path, customer_id, self.keys))
+        paths = self.event_paths()
+        if paths and len(customers):
+            parts = [_read_filtered(path, customer_id, self.keys) for path in paths]
+            events = check_events(parts[0] if len(parts) == 1 else pd.concat(parts))
         return customers.reset_index(drop=True), events.reset_index(drop=True)
 
     def events_table(self) -> pa.Table | None:
         """Stored events as an Arrow table (no pandas conversion); ``None`` when empty."""
-        self._recover_if_needed()
-        if not self.events_path.is_file():
+        paths = self.event_paths()
+        if not paths:
             return None
-        try:
-            return read_parquet(self.events_path, self.keys)
-        except (OSError, pa.ArrowException) as exc:
-            raise StoreError(
-                f"{self.events_path}: expected a readable Parquet file of the fact store. {exc}"
-            ) from exc
+        tables = []
+        for path in paths:
+            try:
+                tables.append(read_parquet(path, self.keys))
+            except (OSError, pa.ArrowException) as exc:
+                raise StoreError(
+                    f"{path}: expected a readable Parquet file of the fact store. {exc}"
+                ) from exc
+        schema = tables[0].schema
+        return tables[0] if len(tables) == 1 else pa.concat_tables([t.cast(schema) for t in tables])
 
     def manifest(self) -> dict[str, Any]:
         """Counts, date range, event types and fingerprint of the stored content."""
@@ -266,22 +307,89 @@ class FactStore:
 
         Call inside :meth:`lock`. ``events`` is the whole new content: a canonical
         DataFrame (checked here) or an Arrow table of canonical columns (already
-        checked by the caller, e.g. stored events plus validated new ones).
+        checked by the caller, e.g. stored events plus validated new ones). Segments
+        are folded in: afterwards ``events.parquet`` holds every event.
         ``log_entries`` are appended to the import log, and
         ``extra_files`` (e.g. the quarantine file) are written in the same commit.
+        """
+        events_table = _sorted_events(events)
+        self._commit(
+            customers=customers,
+            events=events_table,
+            segment=None,
+            log_entries=log_entries,
+            extra_files=extra_files,
+            manifest=_manifest_counts(events_table),
+            now=now,
+        )
+
+    def add(
+        self,
+        *,
+        customers: pd.DataFrame,
+        new_events: pd.DataFrame | pa.Table,
+        log_entries: list[dict[str, Any]],
+        extra_files: dict[Path, bytes] | None = None,
+        now: pd.Timestamp,
+    ) -> None:
+        """Store ``customers`` (the whole new content) and add ``new_events`` atomically.
+
+        Call inside :meth:`lock`. While the store is small the events file is
+        rewritten whole; from :attr:`segment_min_rows` stored events on, the new events
+        become one new segment and the manifest is updated from its counts (no stored
+        event is read), until :attr:`max_segments` segments call for a compaction.
+        """
+        new_table = _sorted_events(new_events)
+        stored = self.manifest().get("events", 0) if self.events_path.is_file() else 0
+        segments = self.segment_paths()
+        if stored < self.segment_min_rows or len(segments) >= self.max_segments:
+            old = self.events_table()
+            everything = (
+                pa.concat_tables([old, new_table.cast(old.schema)])
+                if old is not None
+                else new_table
+            )
+            self.write(
+                customers=customers,
+                events=everything,
+                log_entries=log_entries,
+                extra_files=extra_files,
+                now=now,
+            )
+            return
+        counts = _manifest_counts(new_table, previous=self.manifest())
+        self._commit(
+            customers=customers,
+            events=None,
+            segment=new_table if new_table.num_rows else None,
+            log_entries=log_entries,
+            extra_files=extra_files,
+            manifest=counts,
+            now=now,
+        )
+
+    def _commit(
+        self,
+        *,
+        customers: pd.DataFrame,
+        events: pa.Table | None,
+        segment: pa.Table | None,
+        log_entries: list[dict[str, Any]],
+        extra_files: dict[Path, bytes] | None,
+        manifest: dict[str, Any],
+        now: pd.Timestamp,
+    ) -> None:
+        """Write every file under a temp name, then commit them through the journal.
+
+        ``events`` replaces the events file and removes every segment; ``segment`` is
+        added as a new segment. The fingerprint hashes the files written, and for an
+        appended segment the previous fingerprint too (the content it extends).
         """
         customers = check_customers(customers).sort_values(
             "customer_id", kind="stable", ignore_index=True
         )
-        if isinstance(events, pd.DataFrame):
-            events = arrow_table(check_events(events))
-        elif events.schema.names != list(EVENT_COLUMNS):
-            raise StoreError(
-                f"Expected event columns {list(EVENT_COLUMNS)}. Got {events.schema.names}."
-            )
-        events_table = events.sort_by([("customer_id", "ascending"), ("occurred_at", "ascending")])
         token = uuid.uuid4().hex[:12]
-        renames: list[tuple[Path, Path]] = []
+        renames: list[tuple[Path | None, Path]] = []
 
         def temp_for(final: Path) -> Path:
             tmp = final.with_name(f"{final.name}{_TMP_MARK}{token}")
@@ -292,56 +400,55 @@ class FactStore:
         journal_tmp = journal.with_name(f"{_JOURNAL}{_TMP_MARK}{token}")
         try:
             self.facts_dir.mkdir(parents=True, exist_ok=True)
-            write_parquet(
-                arrow_table(customers),
-                temp_for(self.customers_path),
-                self.keys,
-                compression="zstd",
-                row_group_size=ROW_GROUP_ROWS,
-            )
-            write_parquet(
-                events_table,
-                temp_for(self.events_path),
-                self.keys,
-                compression="zstd",
-                row_group_size=ROW_GROUP_ROWS,
-            )
             digest = hashlib.sha256()
-            for tmp, _ in renames:
-                digest.update(_file_sha256(tmp).encode())
+            previous = str(self.manifest().get("fingerprint", ""))
+            if events is None:
+                digest.update(previous.encode())
+            unchanged = events is None and segment is None
+            parquet = [(arrow_table(customers), self.customers_path)]
+            if events is not None:
+                parquet.append((events, self.events_path))
+            if segment is not None:
+                name = f"{_SEGMENT_PREFIX}{now.value:020d}-{token}.parquet"
+                parquet.append((segment, self.facts_dir / name))
+            for table, final in parquet:
+                tmp = temp_for(final)
+                write_parquet(
+                    table, tmp, self.keys, compression="zstd", row_group_size=ROW_GROUP_ROWS
+                )
+                sha = _file_sha256(tmp)
+                if final == self.customers_path and unchanged and final.is_file():
+                    # Nothing added (a re-import): the fingerprint stays what it was.
+                    unchanged = sha == _file_sha256(final)
+                digest.update(sha.encode())
+            if events is not None:
+                renames.extend((None, old) for old in self.segment_paths())
 
             old_log = self.import_log_path.read_bytes() if self.import_log_path.is_file() else b""
             new_log = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in log_entries)
             temp_for(self.import_log_path).write_bytes(old_log + new_log.encode("utf-8"))
 
-            span = pc.min_max(events_table["occurred_at"]).as_py()
-            counts = pc.value_counts(events_table["event_type"]).to_pylist()
-            manifest = {
+            content = {
                 "format": 1,
-                "fingerprint": digest.hexdigest(),
+                "fingerprint": previous if unchanged else digest.hexdigest(),
                 "customers": len(customers),
-                "events": events_table.num_rows,
-                "first_event_at": span["min"].isoformat() if span["min"] else None,
-                "last_event_at": span["max"].isoformat() if span["max"] else None,
-                "event_types": {
-                    str(c["values"]): int(c["counts"])
-                    for c in sorted(counts, key=lambda c: str(c["values"]))
-                },
+                **manifest,
                 "updated_at": now.isoformat(),
             }
-            temp_for(self.manifest_path).write_text(json.dumps(manifest, indent=2), "utf-8")
-            for final, content in (extra_files or {}).items():
+            temp_for(self.manifest_path).write_text(json.dumps(content, indent=2), "utf-8")
+            for final, data in (extra_files or {}).items():
                 final.parent.mkdir(parents=True, exist_ok=True)
                 # Quarantine files hold rejected rows as they came: sealed like the rest.
-                temp_for(final).write_bytes(self.keys.seal(content) if self.keys else content)
+                temp_for(final).write_bytes(self.keys.seal(data) if self.keys else data)
 
             journal_tmp.write_text(
-                json.dumps([[str(t), str(f)] for t, f in renames]), encoding="utf-8"
+                json.dumps([[None if t is None else str(t), str(f)] for t, f in renames]),
+                encoding="utf-8",
             )
             _fsync(journal_tmp)
         except BaseException:
-            for tmp, _ in [*renames, (journal_tmp, journal)]:
-                tmp.unlink(missing_ok=True)
+            for written in [t for t, _ in renames if t is not None] + [journal_tmp]:
+                written.unlink(missing_ok=True)
             raise
         os.replace(journal_tmp, journal)  # the commit point
         self._roll_forward(journal)
@@ -390,7 +497,9 @@ class FactStore:
     def _roll_forward(self, journal: Path) -> None:
         renames = json.loads(journal.read_text(encoding="utf-8"))
         for tmp, final in renames:
-            if Path(tmp).exists():
+            if tmp is None:  # a segment folded into the rewritten events file
+                Path(final).unlink(missing_ok=True)
+            elif Path(tmp).exists():
                 os.replace(tmp, final)
         journal.unlink()
 
@@ -428,3 +537,47 @@ def _file_sha256(path: Path) -> str:
 def _fsync(path: Path) -> None:
     with path.open("rb") as handle:
         os.fsync(handle.fileno())
+
+
+def _sorted_events(events: pd.DataFrame | pa.Table) -> pa.Table:
+    """Canonical events as an Arrow table sorted by customer and time.
+
+    Raises:
+        StoreError: An Arrow table does not have exactly the canonical columns.
+    """
+    if isinstance(events, pd.DataFrame):
+        events = arrow_table(check_events(events))
+    elif events.schema.names != list(EVENT_COLUMNS):
+        raise StoreError(
+            f"Expected event columns {list(EVENT_COLUMNS)}. Got {events.schema.names}."
+        )
+    return events.sort_by([("customer_id", "ascending"), ("occurred_at", "ascending")])
+
+
+def _manifest_counts(events: pa.Table, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Event count, time span and per-type counts of ``events``, added to ``previous``
+    (the manifest of the content they extend) when given."""
+    span = pc.min_max(events["occurred_at"]).as_py() if events.num_rows else {}
+    first, last = span.get("min"), span.get("max")
+    types: dict[str, int] = {}
+    for c in pc.value_counts(events["event_type"]).to_pylist():
+        types[str(c["values"])] = int(c["counts"])
+    total = events.num_rows
+    if previous:
+        total += int(previous.get("events", 0))
+        for name, n in previous.get("event_types", {}).items():
+            types[name] = types.get(name, 0) + int(n)
+        times = [pd.Timestamp(t) for t in (first, last) if t is not None]
+        times += [
+            pd.Timestamp(previous[k])
+            for k in ("first_event_at", "last_event_at")
+            if previous.get(k)
+        ]
+        first = min(times) if times else None
+        last = max(times) if times else None
+    return {
+        "events": total,
+        "first_event_at": first.isoformat() if first is not None else None,
+        "last_event_at": last.isoformat() if last is not None else None,
+        "event_types": dict(sorted(types.items())),
+    }

@@ -40,7 +40,8 @@ def _sealed_files(project: Project) -> dict[str, list[Path]]:
     return {
         "fact store": [
             p for p in (facts / "customers.parquet", facts / "events.parquet") if p.is_file()
-        ],
+        ]
+        + sorted(facts.glob("events-seg-*.parquet")),
         "live events": sorted((facts / "live").glob("*.parquet"))
         if (facts / "live").is_dir()
         else [],

@@ -78,7 +78,9 @@ def project_facts(
     cfg = project.config.spark
     store = project.fact_store()
     customers = cfg.customers_path or str(store.customers_path)
-    events = [cfg.events_path or str(store.events_path)]
+    # The store's events file and the segments later imports appended, all of them.
+    stored = [str(path) for path in store.event_paths()] or [str(store.events_path)]
+    events = [cfg.events_path] if cfg.events_path else stored
     if cfg.customers_path is None and not store.customers_path.is_file():
         raise SparkError(
             f"Expected imported facts in {store.customers_path.parent} (run 'tagsmith facts "

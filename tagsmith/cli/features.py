@@ -11,7 +11,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from features.catalog import feature_catalog
-from features.crypto import parquet_source
 from features.cutoffs import normalize_as_of
 from features.errors import StoreError
 from features.events import FEATURE_EVENT_COLUMNS, prepare_events
@@ -149,15 +148,8 @@ def show(project: Project, customer_id: str, as_of: str | None, fmt: str) -> Non
         customers = customers[customers["customer_id"] == customer_id].reset_index(drop=True)
         if customers.empty:
             raise StoreError(f"Expected a customer {customer_id!r} in the fact store. Got none.")
-        events = (
-            pd.read_parquet(
-                parquet_source(facts.events_path, facts.keys),
-                columns=_EVENT_COLUMNS,
-                filters=[("customer_id", "==", customer_id)],
-            )
-            if facts.events_path.is_file()
-            else facts.load_events(columns=_EVENT_COLUMNS)
-        )
+        # Filtered reads of the events file and every appended segment.
+        events = facts.load_customer(customer_id)[1][_EVENT_COLUMNS]
         frame = prepare_events(customers, events).build_features(ts, spec=spec)
         if frame.empty:
             raise StoreError(
