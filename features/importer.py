@@ -211,7 +211,6 @@ def import_facts(
             quarantines.append(checked.quarantine)
             new_customers = checked.accepted
 
-        stored_events = store.events_table()
         accepted_events = empty_events()
         derived = created = identical_kept = 0
         if event_paths:
@@ -226,7 +225,7 @@ def import_facts(
                 config=config,
                 now=now,
                 known=[stored_customers, new_customers],
-                stored_events=stored_events,
+                stored_events=store.events_matching,
                 derive=derive,
                 erased=erased,
             )
@@ -331,7 +330,7 @@ def _validate_event_files(
     config: FactsConfig,
     now: pd.Timestamp,
     known: list[pd.DataFrame],
-    stored_events: pa.Table | None,
+    stored_events: Callable[[pa.Table], pa.Table | None],
     derive: bool,
     erased: Callable[[pd.Series], np.ndarray] | None,
 ) -> EventsResult:

@@ -49,6 +49,7 @@ from features.schema import (
     check_customers,
     check_events,
 )
+from features.store_files import manifest_counts, matching_events, sorted_events
 
 __all__ = ["FactStore"]
 
@@ -208,6 +209,19 @@ class FactStore:
         schema = tables[0].schema
         return tables[0] if len(tables) == 1 else pa.concat_tables([t.cast(schema) for t in tables])
 
+    def events_matching(self, keys: pa.Table) -> pa.Table | None:
+        """Stored events whose ``(customer_id, occurred_at)`` pair is among ``keys``
+        (only those can be exact duplicates of new rows; see
+        :func:`features.store_files.matching_events`). ``None`` when nothing is stored.
+
+        Raises:
+            StoreError: A file of the store cannot be read.
+        """
+        paths = self.event_paths()
+        if not paths:
+            return None
+        return matching_events(paths, self.keys, keys)
+
     def manifest(self) -> dict[str, Any]:
         """Counts, date range, event types and fingerprint of the stored content."""
         self._recover_if_needed()
@@ -312,14 +326,14 @@ class FactStore:
         ``log_entries`` are appended to the import log, and
         ``extra_files`` (e.g. the quarantine file) are written in the same commit.
         """
-        events_table = _sorted_events(events)
+        events_table = sorted_events(events)
         self._commit(
             customers=customers,
             events=events_table,
             segment=None,
             log_entries=log_entries,
             extra_files=extra_files,
-            manifest=_manifest_counts(events_table),
+            manifest=manifest_counts(events_table),
             now=now,
         )
 
@@ -339,7 +353,7 @@ class FactStore:
         become one new segment and the manifest is updated from its counts (no stored
         event is read), until :attr:`max_segments` segments call for a compaction.
         """
-        new_table = _sorted_events(new_events)
+        new_table = sorted_events(new_events)
         stored = self.manifest().get("events", 0) if self.events_path.is_file() else 0
         segments = self.segment_paths()
         if stored < self.segment_min_rows or len(segments) >= self.max_segments:
@@ -357,7 +371,7 @@ class FactStore:
                 now=now,
             )
             return
-        counts = _manifest_counts(new_table, previous=self.manifest())
+        counts = manifest_counts(new_table, previous=self.manifest())
         self._commit(
             customers=customers,
             events=None,
@@ -537,47 +551,3 @@ def _file_sha256(path: Path) -> str:
 def _fsync(path: Path) -> None:
     with path.open("rb") as handle:
         os.fsync(handle.fileno())
-
-
-def _sorted_events(events: pd.DataFrame | pa.Table) -> pa.Table:
-    """Canonical events as an Arrow table sorted by customer and time.
-
-    Raises:
-        StoreError: An Arrow table does not have exactly the canonical columns.
-    """
-    if isinstance(events, pd.DataFrame):
-        events = arrow_table(check_events(events))
-    elif events.schema.names != list(EVENT_COLUMNS):
-        raise StoreError(
-            f"Expected event columns {list(EVENT_COLUMNS)}. Got {events.schema.names}."
-        )
-    return events.sort_by([("customer_id", "ascending"), ("occurred_at", "ascending")])
-
-
-def _manifest_counts(events: pa.Table, previous: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Event count, time span and per-type counts of ``events``, added to ``previous``
-    (the manifest of the content they extend) when given."""
-    span = pc.min_max(events["occurred_at"]).as_py() if events.num_rows else {}
-    first, last = span.get("min"), span.get("max")
-    types: dict[str, int] = {}
-    for c in pc.value_counts(events["event_type"]).to_pylist():
-        types[str(c["values"])] = int(c["counts"])
-    total = events.num_rows
-    if previous:
-        total += int(previous.get("events", 0))
-        for name, n in previous.get("event_types", {}).items():
-            types[name] = types.get(name, 0) + int(n)
-        times = [pd.Timestamp(t) for t in (first, last) if t is not None]
-        times += [
-            pd.Timestamp(previous[k])
-            for k in ("first_event_at", "last_event_at")
-            if previous.get(k)
-        ]
-        first = min(times) if times else None
-        last = max(times) if times else None
-    return {
-        "events": total,
-        "first_event_at": first.isoformat() if first is not None else None,
-        "last_event_at": last.isoformat() if last is not None else None,
-        "event_types": dict(sorted(types.items())),
-    }

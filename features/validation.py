@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,7 @@ from features.schema import (
     TIMESTAMP_DTYPE,
     FactsConfig,
     ReasonCode,
+    arrow_table,
     customer_dtypes,
 )
 
@@ -62,6 +63,8 @@ __all__ = [
     "validate_events",
 ]
 
+# Stored events for duplicate detection: all of them, or a lookup by (customer, time).
+StoredEvents: TypeAlias = pd.DataFrame | pa.Table | Callable[[pa.Table], pa.Table | None] | None
 # How identical event rows are treated (see validate_events).
 Dedupe = Literal["auto", "exact"]
 
@@ -118,7 +121,7 @@ def validate_events(
     config: FactsConfig,
     now: pd.Timestamp,
     customers: pd.DataFrame,
-    stored_events: pd.DataFrame | pa.Table | None = None,
+    stored_events: StoredEvents = None,
     mapping: dict[str, str] | None = None,
     event_type: str | None = None,
     date_format: str | None = None,
@@ -148,7 +151,10 @@ def validate_events(
         now: The import time; events later than ``now`` + tolerance are rejected.
         customers: Known customers (at least ``customer_id``, ``signup_at``): stored
             ones plus those accepted in this import.
-        stored_events: Events already stored, for duplicate detection.
+        stored_events: Events already stored, for duplicate detection, or a function
+            returning the stored events that share a ``(customer_id, occurred_at)``
+            pair with the Arrow table of keys it is given (the only possible
+            duplicates; see ``FactStore.events_matching``).
         mapping: ``target -> source`` column mapping (``--map``).
         event_type: Constant event type for files without an ``event_type`` column
             (also fills blank values).
@@ -348,7 +354,7 @@ def _id_array(ids: pd.Series) -> pa.Array:
 def _event_duplicates(
     canon: pd.DataFrame,
     rejects: Rejects,
-    stored_events: pd.DataFrame | pa.Table | None,
+    stored_events: StoredEvents,
     *,
     dedupe: Dedupe,
 ) -> np.ndarray:
@@ -359,6 +365,8 @@ def _event_duplicates(
     """
     candidates = np.flatnonzero(rejects.ok)
     rows = canon.iloc[candidates]
+    if callable(stored_events):  # only the stored events sharing a customer and a time
+        stored_events = stored_events(arrow_table(rows[["customer_id", "occurred_at"]]))
     keep_repeats = rows["order_id"].isna().to_numpy() if dedupe == "auto" else None
     repeats, in_store, kept_rows = repeat_rows(
         rows, EVENT_COLUMNS, stored_events, keep_repeats=keep_repeats

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from features.importer import import_facts
-from features.schema import FactsConfig
+from features.schema import FactsConfig, arrow_table
 from features.store import FactStore
 from tests.features.facts_helpers import DATA, NOW
 
@@ -142,3 +142,31 @@ def test_a_failed_append_leaves_the_store_as_it_was_or_rolls_forward(
         monkeypatch.setattr(FactStore, "_roll_forward", real_roll)
         # The journal was committed: the next reader finishes the renames.
         assert len(_store(tmp_path).load_events()) == len(before) + 1
+
+
+def test_events_matching_returns_exactly_the_stored_rows_of_those_keys(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    _import(store, tmp_path, customers=DATA / "customers.csv", events=DATA / "events.csv")
+    more = _events_file(
+        tmp_path / "more.csv",
+        ["c1,2021-05-01T10:00:00,purchase,5", "c1,2021-05-01T10:00:00,refund,5"],
+    )
+    _import(store, tmp_path, events=more)
+    everything = store.load_events()
+    wanted = everything.iloc[[0, len(everything) - 1]][["customer_id", "occurred_at"]]
+    found = store.events_matching(arrow_table(wanted))
+    assert found is not None
+    expected = everything.merge(wanted.drop_duplicates(), on=["customer_id", "occurred_at"])
+    assert _key(found.to_pandas()) == _key(expected)
+    nothing = arrow_table(
+        pd.DataFrame(
+            {
+                "customer_id": pd.Series(["nobody"], dtype="string"),
+                "occurred_at": pd.Series([NOW]).astype("datetime64[us, UTC]"),
+            }
+        )
+    )
+    empty = store.events_matching(nothing)
+    assert empty is not None
+    assert empty.num_rows == 0
+    assert FactStore(tmp_path / "empty").events_matching(nothing) is None
