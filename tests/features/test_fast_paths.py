@@ -187,3 +187,19 @@ def test_arrow_times_equal_pandas_times(values: list[str | None]) -> None:
     pd.testing.assert_series_equal(
         checks.parse_timestamps(series, None), expected, check_names=False
     )
+
+
+_NUMBERISH = st.one_of(
+    st.text(alphabet="0123456789.+-eE", max_size=25),
+    st.from_regex(r"\A[+-]?\d{1,25}(\.\d{0,25})?([eE][+-]?\d{1,3})?\Z"),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["inf", "-Infinity", "1,5", " 2", "0x10", "1_000", "", "nan", "1e400"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(_NUMBERISH, st.none()), min_size=1, max_size=8))
+def test_arrow_numbers_equal_pandas_numbers(values: list[str | None]) -> None:
+    series = pd.Series(values, dtype="str")
+    expected = pd.to_numeric(series, errors="coerce").astype("float64")
+    pd.testing.assert_series_equal(checks.to_float(series), expected, check_names=False)
