@@ -9,8 +9,10 @@ default), in one process after start-up:
    Reference: one whole CLI process (interpreter start-up and imports included).
 2. **/explain**: the service runtime (``tagsmith.app.build_runtime``: the snapshot and
    the champions in memory; the garbage collector frozen after start-up as the service
-   does), ``explain`` of one customer, sequential, p50/p99; against
-   ``tags`` of the same customers in the same runtime. (No HTTP framing:
+   does), ``explain`` of one customer, sequential, p50/p99 (wall and CPU); against
+   ``tags`` of the same customers in the same runtime, and against the reference of the
+   per-request pandas path ``/explain`` ran before (one-row slices traced and explained,
+   the trace and reasons only: no audit, no JSON), with the ratios. (No HTTP framing:
    ``benchmarks/serving.py`` measures both endpoints over HTTP.)
 3. **console**: the ``/ui`` app on the same project (Starlette ``TestClient``, signed in
    as ``--role``), ``--requests`` requests per page, p50/p95: catalogue, a tag page, a
@@ -105,6 +107,48 @@ def bench_show(project: Any, ids: list[str]) -> dict[str, Any]:
     }
 
 
+def _cpu_ms(fn: Callable[[], Any], ids: list[str]) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of ``fn(cid)`` per customer (CPU time shows the work itself
+    when other processes hold the cores)."""
+    wall, cpu = [], []
+    for cid in ids:
+        t, c = time.perf_counter(), time.process_time()
+        fn(cid)  # type: ignore[call-arg]
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return wall, cpu
+
+
+def _pandas_rows_explain(runtime: Any) -> Callable[[str], None]:
+    """The reference: what ``/explain`` did per request before the snapshot's columns
+    were converted once (a pandas one-row slice traced and explained per call)."""
+    from explain.models import explain_model
+    from explain.rules import needed_columns, trace_tags
+
+    explainer = runtime.explainer
+    state = runtime.keeper.state
+    index = state.snapshot
+    rules = explainer._rules
+    narrow = index.features[needed_columns(rules, index.features.columns)]
+
+    def run(cid: str) -> None:
+        pos = index.positions[cid]
+        trace_tags(rules, narrow.iloc[pos : pos + 1], index.thresholds)
+        for live in state.models.values():
+            model = live.model
+            explain_model(
+                model.booster,
+                model.contract,
+                index.features.iloc[pos : pos + 1],
+                name=model.name,
+                version=model.version,
+                words=explainer.words,
+                stored_score=float(live.scores[pos]),
+            )
+
+    return run
+
+
 def bench_explain(project: Any, ids: list[str]) -> dict[str, Any]:
     from serving.access import Caller
     from tagsmith.app import build_runtime
@@ -120,16 +164,28 @@ def bench_explain(project: Any, ids: list[str]) -> dict[str, Any]:
     try:
         for cid in ids[:20]:  # warm-up
             runtime.explain(caller, [cid])
-        explain = [_timed(lambda c=c: runtime.explain(caller, [c]), 1)[0] for c in ids]
+        explain, explain_cpu = _cpu_ms(lambda c: runtime.explain(caller, [c]), ids)
         tags = [_timed(lambda c=c: runtime.tags(caller, [c]), 1)[0] for c in ids]
+        before = _pandas_rows_explain(runtime)
+        for cid in ids[:20]:
+            before(cid)
+        ref, ref_cpu = _cpu_ms(before, ids)
         answer = runtime.explain(caller, [ids[0]])
     finally:
         runtime.stop()
     reasons = sum(len(t.get("why", {}) or {}) for t in answer["results"][0].get("tags") or [])
+    p99 = float(np.percentile(explain, 99))
     return {
         "runtime_start_s": round(start_s, 1),
         "explain": _ms(explain),
+        "explain_cpu": _ms(explain_cpu),
         "tags": _ms(tags),
+        "reference_pandas_rows_work_only": _ms(ref),
+        "reference_pandas_rows_cpu": _ms(ref_cpu),
+        "explain_p99_over_reference_p99": round(p99 / float(np.percentile(ref, 99)), 2),
+        "explain_cpu_p50_over_reference_cpu_p50": round(
+            float(np.percentile(explain_cpu, 50)) / float(np.percentile(ref_cpu, 50)), 2
+        ),
         "explain_tags_shown": len(answer["results"][0].get("tags") or []),
         "explain_why_fields": reasons,
     }
