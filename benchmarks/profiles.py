@@ -6,7 +6,9 @@ default), in one process after start-up:
 1. **customers show**: what ``tagsmith customers show ID`` does after its imports (a
    fresh explainer over the project's stores, the profile of one customer, its text
    lines), for ``--customers-shown`` random customers: first call, p50, p95, max.
-   Reference: one whole CLI process (interpreter start-up and imports included).
+   References: the same profiles with the customer's facts read after the tag store
+   query rather than beside it (alternating call by call), and one whole CLI process
+   (interpreter start-up and imports included).
 2. **/explain**: the service runtime (``tagsmith.app.build_runtime``: the snapshot and
    the champions in memory; the garbage collector frozen after start-up as the service
    does), ``explain`` of one customer, sequential, p50/p99 (wall and CPU); against
@@ -72,19 +74,37 @@ def _timed(fn: Callable[[], Any], n: int) -> list[float]:
     return out
 
 
+class _Inline:
+    """An executor that runs the submitted call at once (the reference: no overlap)."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        from concurrent.futures import Future
+
+        done: Future[Any] = Future()
+        done.set_result(fn(*args))
+        return done
+
+
 def bench_show(project: Any, ids: list[str]) -> dict[str, Any]:
+    import explain.lookup as lookup
     from explain.render import profile_lines
     from tagsmith.explaining import customer_explainer
 
     visible = [t.id for t in project.catalogue()]  # an admin's view: every tag
-    times = []
-    for cid in ids:
-        t = time.perf_counter()
-        profile = customer_explainer(project).profile(cid, visible_tags=visible)
-        lines = list(profile_lines(profile))
-        times.append(time.perf_counter() - t)
-        assert lines, cid
-        assert profile.tags, cid
+    pool = lookup._FACT_READS
+    times, sequential = [], []
+    for k, cid in enumerate(ids):
+        # Reference, alternating with the real path: the fact read after the tag store
+        # query instead of beside it (what a profile did before).
+        for inline in (False, True) if k % 2 else (True, False):
+            lookup._FACT_READS = _Inline() if inline else pool  # type: ignore[assignment]
+            t = time.perf_counter()
+            profile = customer_explainer(project).profile(cid, visible_tags=visible)
+            lines = list(profile_lines(profile))
+            (sequential if inline else times).append(time.perf_counter() - t)
+            assert lines, cid
+            assert profile.tags, cid
+    lookup._FACT_READS = pool
     env = {**os.environ, "PYTHONPATH": str(_HERE.parent)}
     argv = [sys.executable, "-m", "tagsmith", "--project", str(project.root)]
     t = time.perf_counter()
@@ -102,18 +122,22 @@ def bench_show(project: Any, ids: list[str]) -> dict[str, Any]:
     return {
         "first_ms": round(1000 * times[0], 1),
         "after_first": _ms(times[1:]),
+        "reference_reads_one_after_the_other": _ms(sequential[1:]),
+        "p50_over_reference_p50": round(
+            float(np.median(times[1:])) / float(np.median(sequential[1:])), 2
+        ),
         "cli_process_s": round(cli_s, 2),
         "cli_help_process_s": round(help_s, 2),
     }
 
 
-def _cpu_ms(fn: Callable[[], Any], ids: list[str]) -> tuple[list[float], list[float]]:
+def _cpu_ms(fn: Callable[[str], Any], ids: list[str]) -> tuple[list[float], list[float]]:
     """Wall and CPU seconds of ``fn(cid)`` per customer (CPU time shows the work itself
     when other processes hold the cores)."""
     wall, cpu = [], []
     for cid in ids:
         t, c = time.perf_counter(), time.process_time()
-        fn(cid)  # type: ignore[call-arg]
+        fn(cid)
         wall.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     return wall, cpu
