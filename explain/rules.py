@@ -191,10 +191,24 @@ def _mask(value: Val, n: int) -> np.ndarray:
     return truth(value, n)
 
 
+# Rule -> its aggregate calls with their texts: a trace per request walked each rule's
+# tree twice for them; rules are immutable once compiled, so the walk is done once.
+_AGGREGATES: dict[int, tuple[Rule, list[tuple[ast.Call, str]]]] = {}
+
+
+def _aggregates(rule: Rule) -> list[tuple[ast.Call, str]]:
+    cached = _AGGREGATES.get(id(rule))
+    if cached is None or cached[0] is not rule:
+        if len(_AGGREGATES) > 4096:  # catalogues reloaded many times: start over
+            _AGGREGATES.clear()
+        cached = (rule, [(c, snippet(rule.text, c)) for c in aggregate_calls(rule.tree)])
+        _AGGREGATES[id(rule)] = cached
+    return cached[1]
+
+
 def _prefill(compiled: CompiledTag, scope: Scope, thresholds: Mapping[str, float]) -> None:
     for rule in _rules(compiled):
-        for call in aggregate_calls(rule.tree):
-            text = snippet(rule.text, call)
+        for call, text in _aggregates(rule):
             if text not in thresholds:
                 raise ExplainError(
                     f"Expected the population threshold {text!r} of tag "
@@ -376,7 +390,7 @@ def _trace(compiled: CompiledTag, ctx: EvalContext, thresholds: Mapping[str, flo
 
 
 def _texts(compiled: CompiledTag) -> set[str]:
-    return {snippet(r.text, c) for r in _rules(compiled) for c in aggregate_calls(r.tree)}
+    return {text for r in _rules(compiled) for _, text in _aggregates(r)}
 
 
 def _window_key(call: ast.Call) -> tuple[Any, ...]:
