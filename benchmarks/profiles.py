@@ -6,11 +6,15 @@ default), in one process after start-up:
 1. **customers show**: what ``tagsmith customers show ID`` does after its imports (a
    fresh explainer over the project's stores, the profile of one customer, its text
    lines), for ``--customers-shown`` random customers: first call, p50, p95, max.
-   Reference: one whole CLI process (interpreter start-up and imports included).
+   References: the same profiles with the customer's facts read after the tag store
+   query rather than beside it (alternating call by call), and one whole CLI process
+   (interpreter start-up and imports included).
 2. **/explain**: the service runtime (``tagsmith.app.build_runtime``: the snapshot and
    the champions in memory; the garbage collector frozen after start-up as the service
-   does), ``explain`` of one customer, sequential, p50/p99; against
-   ``tags`` of the same customers in the same runtime. (No HTTP framing:
+   does), ``explain`` of one customer, sequential, p50/p99 (wall and CPU); against
+   ``tags`` of the same customers in the same runtime, and against the reference of the
+   per-request pandas path ``/explain`` ran before (one-row slices traced and explained,
+   the trace and reasons only: no audit, no JSON), with the ratios. (No HTTP framing:
    ``benchmarks/serving.py`` measures both endpoints over HTTP.)
 3. **console**: the ``/ui`` app on the same project (Starlette ``TestClient``, signed in
    as ``--role``), ``--requests`` requests per page, p50/p95: catalogue, a tag page, a
@@ -70,19 +74,37 @@ def _timed(fn: Callable[[], Any], n: int) -> list[float]:
     return out
 
 
+class _Inline:
+    """An executor that runs the submitted call at once (the reference: no overlap)."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        from concurrent.futures import Future
+
+        done: Future[Any] = Future()
+        done.set_result(fn(*args))
+        return done
+
+
 def bench_show(project: Any, ids: list[str]) -> dict[str, Any]:
+    import explain.lookup as lookup
     from explain.render import profile_lines
     from tagsmith.explaining import customer_explainer
 
     visible = [t.id for t in project.catalogue()]  # an admin's view: every tag
-    times = []
-    for cid in ids:
-        t = time.perf_counter()
-        profile = customer_explainer(project).profile(cid, visible_tags=visible)
-        lines = list(profile_lines(profile))
-        times.append(time.perf_counter() - t)
-        assert lines, cid
-        assert profile.tags, cid
+    pool = lookup._FACT_READS
+    times, sequential = [], []
+    for k, cid in enumerate(ids):
+        # Reference, alternating with the real path: the fact read after the tag store
+        # query instead of beside it (what a profile did before).
+        for inline in (False, True) if k % 2 else (True, False):
+            lookup._FACT_READS = _Inline() if inline else pool  # type: ignore[assignment]
+            t = time.perf_counter()
+            profile = customer_explainer(project).profile(cid, visible_tags=visible)
+            lines = list(profile_lines(profile))
+            (sequential if inline else times).append(time.perf_counter() - t)
+            assert lines, cid
+            assert profile.tags, cid
+    lookup._FACT_READS = pool
     env = {**os.environ, "PYTHONPATH": str(_HERE.parent)}
     argv = [sys.executable, "-m", "tagsmith", "--project", str(project.root)]
     t = time.perf_counter()
@@ -100,9 +122,55 @@ def bench_show(project: Any, ids: list[str]) -> dict[str, Any]:
     return {
         "first_ms": round(1000 * times[0], 1),
         "after_first": _ms(times[1:]),
+        "reference_reads_one_after_the_other": _ms(sequential[1:]),
+        "p50_over_reference_p50": round(
+            float(np.median(times[1:])) / float(np.median(sequential[1:])), 2
+        ),
         "cli_process_s": round(cli_s, 2),
         "cli_help_process_s": round(help_s, 2),
     }
+
+
+def _cpu_ms(fn: Callable[[str], Any], ids: list[str]) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of ``fn(cid)`` per customer (CPU time shows the work itself
+    when other processes hold the cores)."""
+    wall, cpu = [], []
+    for cid in ids:
+        t, c = time.perf_counter(), time.process_time()
+        fn(cid)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return wall, cpu
+
+
+def _pandas_rows_explain(runtime: Any) -> Callable[[str], None]:
+    """The reference: what ``/explain`` did per request before the snapshot's columns
+    were converted once (a pandas one-row slice traced and explained per call)."""
+    from explain.models import explain_model
+    from explain.rules import needed_columns, trace_tags
+
+    explainer = runtime.explainer
+    state = runtime.keeper.state
+    index = state.snapshot
+    rules = explainer._rules
+    narrow = index.features[needed_columns(rules, index.features.columns)]
+
+    def run(cid: str) -> None:
+        pos = index.positions[cid]
+        trace_tags(rules, narrow.iloc[pos : pos + 1], index.thresholds)
+        for live in state.models.values():
+            model = live.model
+            explain_model(
+                model.booster,
+                model.contract,
+                index.features.iloc[pos : pos + 1],
+                name=model.name,
+                version=model.version,
+                words=explainer.words,
+                stored_score=float(live.scores[pos]),
+            )
+
+    return run
 
 
 def bench_explain(project: Any, ids: list[str]) -> dict[str, Any]:
@@ -120,16 +188,28 @@ def bench_explain(project: Any, ids: list[str]) -> dict[str, Any]:
     try:
         for cid in ids[:20]:  # warm-up
             runtime.explain(caller, [cid])
-        explain = [_timed(lambda c=c: runtime.explain(caller, [c]), 1)[0] for c in ids]
+        explain, explain_cpu = _cpu_ms(lambda c: runtime.explain(caller, [c]), ids)
         tags = [_timed(lambda c=c: runtime.tags(caller, [c]), 1)[0] for c in ids]
+        before = _pandas_rows_explain(runtime)
+        for cid in ids[:20]:
+            before(cid)
+        ref, ref_cpu = _cpu_ms(before, ids)
         answer = runtime.explain(caller, [ids[0]])
     finally:
         runtime.stop()
     reasons = sum(len(t.get("why", {}) or {}) for t in answer["results"][0].get("tags") or [])
+    p99 = float(np.percentile(explain, 99))
     return {
         "runtime_start_s": round(start_s, 1),
         "explain": _ms(explain),
+        "explain_cpu": _ms(explain_cpu),
         "tags": _ms(tags),
+        "reference_pandas_rows_work_only": _ms(ref),
+        "reference_pandas_rows_cpu": _ms(ref_cpu),
+        "explain_p99_over_reference_p99": round(p99 / float(np.percentile(ref, 99)), 2),
+        "explain_cpu_p50_over_reference_cpu_p50": round(
+            float(np.percentile(explain_cpu, 50)) / float(np.percentile(ref_cpu, 50)), 2
+        ),
         "explain_tags_shown": len(answer["results"][0].get("tags") or []),
         "explain_why_fields": reasons,
     }

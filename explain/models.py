@@ -26,7 +26,15 @@ from explain.profile import plain
 from explain.words import FeatureWords
 from scoring.contract import ModelContract, calibrate, model_matrix
 
-__all__ = ["ModelReasons", "Reason", "contributions", "explain_model", "row_matrix"]
+__all__ = [
+    "FrameRows",
+    "ModelReasons",
+    "Reason",
+    "contributions",
+    "explain_model",
+    "explain_row",
+    "row_matrix",
+]
 
 TOP = 5
 
@@ -289,7 +297,39 @@ def explain_model(
     """
     if len(row) != 1:
         raise ExplainError(f"Expected one feature row to explain. Got {len(row)}.")
-    x = row_matrix(row, contract)
+    first = row.iloc[0]
+    return explain_row(
+        model,
+        row_matrix(row, contract),
+        contract,
+        lambda n: _value(first, n),
+        name=name,
+        version=version,
+        words=words,
+        top=top,
+        stored_score=stored_score,
+    )
+
+
+def explain_row(
+    model: Any,
+    x: np.ndarray,
+    contract: ModelContract,
+    value_of: Callable[[str], Any],
+    *,
+    name: str,
+    version: str,
+    words: FeatureWords,
+    top: int = TOP,
+    stored_score: float | None = None,
+) -> ModelReasons:
+    """:func:`explain_model` of a prepared one-row model matrix ``x``.
+
+    ``value_of(feature)`` gives the plain value a reason quotes (``None``: unknown).
+
+    Raises:
+        ExplainError: The model has no decomposition.
+    """
     base, contrib, method = contributions(model, x)
     parts = contrib[0]
     raw = float(base[0] + parts.sum())
@@ -304,15 +344,14 @@ def explain_model(
     else:
         score = float(calibrate(np.array([raw]), contract, x)[0])
     order = np.argsort(-np.abs(parts), kind="stable")[:top]
-    first = row.iloc[0]
-    context = {n: _value(first, n) for n in ("gap_mean_days",)}
+    context = {n: value_of(n) for n in ("gap_mean_days",)}
     reasons = tuple(
         Reason(
             feature=contract.feature_names[j],
-            value=_value(first, contract.feature_names[j]),
+            value=value_of(contract.feature_names[j]),
             contribution=float(parts[j]),
             words=words.describe(
-                contract.feature_names[j], _value(first, contract.feature_names[j]), context
+                contract.feature_names[j], value_of(contract.feature_names[j]), context
             ),
         )
         for j in order
@@ -332,3 +371,89 @@ def explain_model(
         inputs=tuple(contract.feature_names),
         stored_score=stored_score,
     )
+
+
+class FrameRows:
+    """Model matrices and quoted values of single rows of a large frame, without pandas
+    per row (a service explaining one customer of its snapshot per request).
+
+    ``frame.iloc[pos : pos + 1]`` then :func:`row_matrix` costs a pandas slice and a
+    row read across every column, a few milliseconds at a hundred features; here each
+    column's array is taken once (numpy columns as they are, categoricals as codes with
+    each contract's level index per code) and a row is one item per input. Columns of
+    any other kind fall back to :func:`row_matrix` on the pandas row, so the matrix is
+    always the one :func:`row_matrix` gives (a test checks every row).
+
+    Args:
+        frame: One row per customer, with a default integer index.
+    """
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self._numbers: dict[str, np.ndarray] = {}
+        self._codes: dict[str, tuple[np.ndarray, Any]] = {}
+        self._text = {str(c) for c in frame.columns if isinstance(frame[c].dtype, pd.StringDtype)}
+        for column in frame.columns:
+            series = frame[column]
+            if isinstance(series.dtype, pd.CategoricalDtype):
+                self._codes[str(column)] = (series.cat.codes.to_numpy(), series.cat.categories)
+            elif isinstance(series.dtype, np.dtype) and series.dtype.kind in "biuf":
+                self._numbers[str(column)] = series.to_numpy()
+        self._plans: dict[int, tuple[ModelContract, list[Any] | None]] = {}
+
+    def _coded(self, name: str) -> tuple[np.ndarray, Any] | None:
+        """Codes (-1: missing) and their values of a categorical or text column; text
+        columns are factorised on first use (only those a contract codes as levels)."""
+        found = self._codes.get(name)
+        if found is None and name in self._text:
+            codes, uniques = pd.factorize(self.frame[name], use_na_sentinel=True)
+            found = (np.asarray(codes), uniques)
+            self._codes[name] = found
+        return found
+
+    def _plan(self, contract: ModelContract) -> list[Any] | None:
+        """Per input: its number array, or (codes, level index per code); ``None`` when
+        an input is of another kind (then the pandas row is read)."""
+        cached = self._plans.get(id(contract))
+        if cached is not None and cached[0] is contract:
+            return cached[1]
+        lookups = _lookups(contract)
+        steps: list[Any] = []
+        plan: list[Any] | None = steps
+        for name in contract.feature_names:
+            coded = self._coded(name) if name in contract.categorical_levels else None
+            if coded is not None:
+                codes, categories = coded
+                lookup = lookups[name]
+                # Code -1 (missing) reads the last entry: NaN.
+                levels = [lookup.get(str(c), np.nan) for c in categories] + [np.nan]
+                steps.append((codes, np.asarray(levels, dtype=np.float64)))
+            elif name not in contract.categorical_levels and name in self._numbers:
+                steps.append(self._numbers[name])
+            else:
+                plan = None
+                break
+        self._plans[id(contract)] = (contract, plan)
+        return plan
+
+    def matrix(self, pos: int, contract: ModelContract) -> np.ndarray:
+        """:func:`row_matrix` of row ``pos``."""
+        plan = self._plan(contract)
+        if plan is None:
+            return row_matrix(self.frame.iloc[pos : pos + 1], contract)
+        out = np.empty((1, len(plan)), dtype=np.float64)
+        for j, source in enumerate(plan):
+            if isinstance(source, tuple):
+                out[0, j] = source[1][source[0][pos]]
+            else:
+                out[0, j] = source[pos]
+        return out
+
+    def value(self, name: str, pos: int) -> Any:
+        """The plain value of feature ``name`` in row ``pos`` (``None``: no such column)."""
+        numbers = self._numbers.get(name)
+        if numbers is not None:  # what .iat gives: the array's own scalar
+            return plain(numbers[pos])
+        if name not in self.frame.columns:
+            return None
+        return plain(self.frame[name].iat[pos])

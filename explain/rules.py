@@ -25,11 +25,12 @@ from tags.catalogue import CompiledTag
 from tags.rules import EvalContext, Rule, Scope, ast, event_needs, to_ns, truth
 from tags.rules.evaluate import evaluate_node
 from tags.rules.functions import event_filter
-from tags.rules.values import NULL, NUM, Val
+from tags.rules.values import NULL, NUM, Val, from_series
 
 __all__ = [
     "WINDOW_PREFIX",
     "CaseTrace",
+    "RuleColumns",
     "TagTrace",
     "needed_columns",
     "population_thresholds",
@@ -190,10 +191,24 @@ def _mask(value: Val, n: int) -> np.ndarray:
     return truth(value, n)
 
 
+# Rule -> its aggregate calls with their texts: a trace per request walked each rule's
+# tree twice for them; rules are immutable once compiled, so the walk is done once.
+_AGGREGATES: dict[int, tuple[Rule, list[tuple[ast.Call, str]]]] = {}
+
+
+def _aggregates(rule: Rule) -> list[tuple[ast.Call, str]]:
+    cached = _AGGREGATES.get(id(rule))
+    if cached is None or cached[0] is not rule:
+        if len(_AGGREGATES) > 4096:  # catalogues reloaded many times: start over
+            _AGGREGATES.clear()
+        cached = (rule, [(c, snippet(rule.text, c)) for c in aggregate_calls(rule.tree)])
+        _AGGREGATES[id(rule)] = cached
+    return cached[1]
+
+
 def _prefill(compiled: CompiledTag, scope: Scope, thresholds: Mapping[str, float]) -> None:
     for rule in _rules(compiled):
-        for call in aggregate_calls(rule.tree):
-            text = snippet(rule.text, call)
+        for call, text in _aggregates(rule):
             if text not in thresholds:
                 raise ExplainError(
                     f"Expected the population threshold {text!r} of tag "
@@ -253,6 +268,76 @@ def trace_tags(
     return [_trace(c, ctx, thresholds.get(c.tag.id) or {}) for c in tags]
 
 
+# The frame of a context whose columns are all preset: one row, no column of its own.
+_ONE_ROW = pd.DataFrame(index=pd.RangeIndex(1))
+
+
+class RuleColumns:
+    """The columns traces of ``tags`` read from ``frame``, converted to rule values once.
+
+    :func:`trace_tags` converts the columns of the one-row frame it is given, which costs
+    a pandas column read per feature and per call. A service explaining one customer of
+    the same snapshot per request builds this once per snapshot instead; each trace then
+    takes one-row slices of the converted arrays (numpy views; nothing is written to
+    them: the interpreter never modifies its operands, and the arrays are read-only so
+    a change there would fail instead of corrupting later traces).
+
+    Args:
+        tags: Every compiled tag that may be traced.
+        frame: One row per customer: features plus precomputed event windows
+            (:data:`WINDOW_PREFIX` columns, see :func:`window_columns`).
+    """
+
+    def __init__(self, tags: Sequence[CompiledTag], frame: pd.DataFrame) -> None:
+        names: set[str] = set()
+        self._windows: dict[tuple[Any, ...], Val] = {}
+        for compiled in tags:
+            lets = {name for name, _ in compiled.lets}
+            for rule in compiled.rules():
+                names |= set(rule.name_set) - lets
+                for call in rule.event_calls:
+                    column = WINDOW_PREFIX + snippet(rule.text, call)
+                    if column in frame.columns:
+                        values = frame[column].to_numpy(dtype="float64")
+                        self._windows[_window_key(call)] = _read_only(Val(NUM, values))
+        self._columns = {
+            str(c): _read_only(from_series(frame[c])) for c in frame.columns if c in names
+        }
+
+    def trace(
+        self,
+        tags: Sequence[CompiledTag],
+        pos: int,
+        thresholds: Mapping[str, Mapping[str, float]],
+    ) -> list[TagTrace]:
+        """:func:`trace_tags` of ``tags`` for row ``pos`` of the frame (same traces)."""
+        ctx = EvalContext(_ONE_ROW)
+        for name, value in self._columns.items():
+            ctx.preset(name, _one(value, pos))
+        for key, value in self._windows.items():
+            ctx.window_cache[key] = _one(value, pos)
+        return [_trace(c, ctx, thresholds.get(c.tag.id) or {}) for c in tags]
+
+
+def _read_only(value: Val) -> Val:
+    """``value`` over read-only views of its arrays (the frame's own stay writable)."""
+
+    def view(array: Any) -> Any:
+        if not isinstance(array, np.ndarray):
+            return array
+        out = array.view()
+        out.setflags(write=False)
+        return out
+
+    return Val(value.kind, view(value.data), null=view(value.null), cats=value.cats)
+
+
+def _one(value: Val, pos: int) -> Val:
+    """Row ``pos`` of a column value (views; categories shared)."""
+    null = None if value.null is None else value.null[pos : pos + 1]
+    return Val(value.kind, value.data[pos : pos + 1], null=null, cats=value.cats)
+
+
 def _trace(compiled: CompiledTag, ctx: EvalContext, thresholds: Mapping[str, float]) -> TagTrace:
     tag = compiled.tag
     given = dict(thresholds)
@@ -305,7 +390,7 @@ def _trace(compiled: CompiledTag, ctx: EvalContext, thresholds: Mapping[str, flo
 
 
 def _texts(compiled: CompiledTag) -> set[str]:
-    return {snippet(r.text, c) for r in _rules(compiled) for c in aggregate_calls(r.tree)}
+    return {text for r in _rules(compiled) for _, text in _aggregates(r)}
 
 
 def _window_key(call: ast.Call) -> tuple[Any, ...]:

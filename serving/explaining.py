@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
-import pandas as pd
-
 from explain.errors import ExplainError
-from explain.models import explain_model
+from explain.models import FrameRows, explain_row
 from explain.profile import plain
-from explain.rules import needed_columns, trace_tags
+from explain.rules import RuleColumns
 from explain.words import FeatureWords
 from serving.predictions import LiveModel
 from serving.rendering import SnapshotIndex
@@ -44,17 +43,22 @@ class CatalogueExplainer:
     def __init__(self, catalogue: Any, words: FeatureWords) -> None:
         self.catalogue = catalogue
         self.words = words
-        self._slim: tuple[int, pd.DataFrame] | None = None
         self._rules = [catalogue.compiled(t.id) for t in catalogue.active(sources=("fact", "rule"))]
+        self._rows: tuple[SnapshotIndex, RuleColumns, FrameRows] | None = None
 
-    def _narrow(self, index: SnapshotIndex) -> pd.DataFrame:
-        """The columns traces read, once per snapshot (slicing a narrow frame is cheap)."""
-        slim = self._slim
-        if slim is None or slim[0] != id(index):
-            frame = index.features[needed_columns(self._rules, index.features.columns)]
-            slim = (id(index), frame)
-            self._slim = slim
-        return slim[1]
+    def prepare(self, index: SnapshotIndex) -> tuple[RuleColumns, FrameRows]:
+        """The snapshot's columns as rule values and model inputs, once per snapshot.
+
+        A request then reads its customer's row from arrays (no pandas per request).
+        Built on the first request of a snapshot unless the service calls this when the
+        snapshot is swapped in; the tuple is replaced whole, so concurrent requests see
+        one snapshot's columns or the other's, never a mix.
+        """
+        rows = self._rows
+        if rows is None or rows[0] is not index:
+            rows = (index, RuleColumns(self._rules, index.features), FrameRows(index.features))
+            self._rows = rows
+        return rows[1], rows[2]
 
     def explain(
         self,
@@ -80,10 +84,10 @@ class CatalogueExplainer:
             if tid in selected
         }
         rules = [c for c in self._rules if c.tag.id in selected]
+        columns, frame_rows = self.prepare(index)
         traces = {}
         if pos is not None and rules:
-            row = self._narrow(index).iloc[pos : pos + 1]
-            traces = {t.tag_id: t for t in trace_tags(rules, row, index.thresholds)}
+            traces = {t.tag_id: t for t in columns.trace(rules, pos, index.thresholds)}
         by_tag = {lm.model.tag_id: lm for lm in models.values()}
         quoted: set[str] = set()
         out = []
@@ -120,10 +124,11 @@ class CatalogueExplainer:
                 contract = getattr(model, "contract", None)
                 if booster is not None and contract is not None:
                     try:
-                        reasons = explain_model(
+                        reasons = explain_row(
                             booster,
+                            frame_rows.matrix(pos, contract),
                             contract,
-                            index.features.iloc[pos : pos + 1],
+                            partial(frame_rows.value, pos=pos),
                             name=model.name,
                             version=model.version,
                             words=self.words,

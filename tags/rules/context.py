@@ -86,6 +86,15 @@ class EvalContext:
         """Every column name this context can resolve."""
         return sorted(set(self._columns) | {str(c) for c in self.frame.columns})
 
+    def preset(self, name: str, value: Val) -> None:
+        """Use ``value`` as column ``name`` instead of converting the frame's.
+
+        A caller that converted a whole population's columns once (a service explaining
+        one customer of its snapshot per request) hands each one-row context its slice,
+        so no pandas column is read per request.
+        """
+        self._columns[name] = value
+
     def column(self, name: str) -> Val | None:
         """The column called ``name`` as a rule value (``None`` if absent)."""
         if name not in self._columns:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sklearn.linear_model import LogisticRegression
 
 from explain.errors import ExplainError
-from explain.models import contributions, explain_model, row_matrix
+from explain.models import FrameRows, contributions, explain_model, explain_row, row_matrix
 from explain.words import FeatureWords
 from features.catalog import feature_catalog
 from scoring.contract import ModelContract, model_matrix
@@ -155,3 +155,32 @@ def test_one_row_matrix_equals_the_contract_matrix_for_every_row(served: ServedP
     for pos in range(len(served.features)):
         one = row_matrix(served.features.iloc[pos : pos + 1], contract)
         np.testing.assert_array_equal(one[0], full[pos])
+
+
+@pytest.mark.parametrize("target", ["churn", "value"])
+def test_frame_rows_give_the_pandas_row_path_for_every_row(
+    served: ServedProject, target: str
+) -> None:
+    """Parity: :class:`FrameRows` (arrays taken once per frame, what ``/explain`` uses)
+    == :func:`row_matrix` of the pandas row, and its reasons == :func:`explain_model`'s,
+    for every row; text and categorical inputs included."""
+    booster, contract = train(served.features, target)
+    frame = served.features.reset_index(drop=True)
+    rows = FrameRows(frame)
+    words = FeatureWords(feature_catalog(served.project.feature_spec()))
+    assert contract.categorical_levels
+    for pos in range(len(frame)):
+        one = frame.iloc[pos : pos + 1]
+        np.testing.assert_array_equal(rows.matrix(pos, contract), row_matrix(one, contract))
+        fast = explain_row(
+            booster,
+            rows.matrix(pos, contract),
+            contract,
+            lambda n, p=pos: rows.value(n, p),
+            name="m",
+            version="1",
+            words=words,
+        )
+        slow = explain_model(booster, contract, one, name="m", version="1", words=words)
+        assert fast.to_json() == slow.to_json(), pos
+        assert fast.lines() == slow.lines()

@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from explain.errors import ExplainError
-from explain.rules import population_thresholds, trace_tag, trace_tags, window_columns
+from explain.rules import (
+    RuleColumns,
+    population_thresholds,
+    trace_tag,
+    trace_tags,
+    window_columns,
+)
 from explain.trace import Clause
 from features.events import prepare_events
 from features.schema import events_frame
@@ -227,3 +233,31 @@ def test_precomputed_windows_trace_like_raw_events(rule_project: RuleProject) ->
         with_events = trace_tags(tags, features.iloc[[pos]], recorded, events, AS_OF)
         from_windows = trace_tags(tags, wide.iloc[[pos]], recorded)
         assert [t.to_json() for t in from_windows] == [t.to_json() for t in with_events]
+
+
+def test_rule_columns_trace_every_row_like_trace_tags(rule_project: RuleProject) -> None:
+    """Parity: the service's per-snapshot converted columns (:class:`RuleColumns`) give
+    the traces :func:`trace_tags` gives on the same one-row frame, for every customer,
+    and leave the population's arrays untouched."""
+    project = rule_project.project
+    facts = project.fact_store()
+    catalogue = project.catalogue()
+    prepared = prepare_events(facts.load_customers(), facts.load_events())
+    features = prepared.build_features(AS_OF, spec=project.feature_spec())
+    tags = [catalogue.compiled(t.id) for t in catalogue.active(sources=("fact", "rule"))]
+    wide = pd.concat([features, window_columns(tags, features, prepared, as_of=AS_OF)], axis=1)
+    before = wide.copy()
+    recorded = (project.tag_store().run_info(AS_OF).meta or {})["thresholds"]
+    columns = RuleColumns(tags, wide)
+    assert len(wide) > 100
+    for pos in range(len(wide)):
+        fast = columns.trace(tags, pos, recorded)
+        slow = trace_tags(tags, wide.iloc[[pos]], recorded)
+        assert [t.to_json() for t in fast] == [t.to_json() for t in slow], pos
+        assert [t.value for t in fast] == [t.value for t in slow]
+    # A subset of tags (a role that sees fewer) traces the same as alone.
+    some = tags[::2]
+    assert [t.to_json() for t in columns.trace(some, 7, recorded)] == [
+        t.to_json() for t in trace_tags(some, wide.iloc[[7]], recorded)
+    ]
+    pd.testing.assert_frame_equal(wide, before)
