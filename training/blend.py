@@ -13,8 +13,11 @@ blend averages the two on the logit (churn) or log (value) scale:
   model's own feature columns, so the registered model scores the next horizon with a
   BTYD fitted on all the history;
 - **offset** (no labels): churn probabilities are shifted so their mean over those
-  customers equals the Pareto/NBD's mean P(no purchase in H); value predictions are
-  scaled so their total equals the booster's total.
+  customers equals the mean P(no purchase in H) of a Pareto/NBD fitted and predicted
+  in seasonally weighted time (:mod:`training.season`; the plain Pareto/NBD's mean
+  when no event history is given or that fit fails), which reads P(alive) right after
+  a busy or a slow season; value predictions are scaled so their total equals the
+  booster's total.
 
 Validation metrics use the same recipe on the validation rows (parameters and offset
 from the validation cutoff's customers). The blend is packaged in the model contract
@@ -30,20 +33,34 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
-from scoring.btyd import BTYDBlend, blend_inputs, blend_scores, btyd_prediction
+from scoring.btyd import (
+    BTYDBlend,
+    blend_inputs,
+    blend_scores,
+    btyd_prediction,
+    pareto_prob_no_purchase,
+)
 from scoring.contract import ModelContract, model_matrix
 from training.clv import GammaGamma
 from training.errors import TrainingError
 from training.evaluation import metrics_for
 from training.pareto_nbd import ParetoNBD
+from training.season import seasonal_index, seasonal_inputs
 
-__all__ = ["BLEND_WEIGHTS", "fit_blend", "scoring_population"]
+__all__ = ["BLEND_WEIGHTS", "fit_blend", "scoring_date", "scoring_population", "seasonal_churn"]
 
 Target = Literal["churn", "value"]
 # 0 (Pareto/NBD alone) is left out: it is the paretonbd baseline, and on a small
 # validation slice a tie with it is chosen as often as a real blend.
 BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 _SELECTION = {"churn": "auc", "value": "normalized_gini"}
+
+
+def scoring_date(events: pd.DataFrame) -> pd.Timestamp:
+    """The day after the last event (UTC midnight): the date the next horizon starts."""
+    last = pd.Timestamp(events["occurred_at"].max())
+    as_of = (last.tz_convert("UTC") if last.tzinfo else last.tz_localize("UTC")).normalize()
+    return as_of + pd.Timedelta(days=1)
 
 
 def scoring_population(
@@ -54,9 +71,8 @@ def scoring_population(
     spec: Any,
 ) -> pd.DataFrame:
     """Features at the day after the last event of every customer with a purchase."""
-    last = pd.Timestamp(events["occurred_at"].max())
-    as_of = (last.tz_convert("UTC") if last.tzinfo else last.tz_localize("UTC")).normalize()
-    feats = feature_builder(customers, events, as_of=as_of + pd.Timedelta(days=1), spec=spec)
+    as_of = scoring_date(events)
+    feats = feature_builder(customers, events, as_of=as_of, spec=spec)
     if "frequency_days" in feats.columns:
         feats = feats.loc[feats["frequency_days"].fillna(0) >= 1]
     return feats.reset_index(drop=True)
@@ -74,14 +90,74 @@ def _fit_btyd(
     return blend.model_copy(update=update)
 
 
-def _offset(target: Target, weight: float, raw: np.ndarray, btyd: np.ndarray) -> float:
-    """Churn: mean blended probability = mean BTYD probability; value: total = booster's."""
+def seasonal_churn(
+    fitted: BTYDBlend,
+    names: list[str],
+    x: np.ndarray,
+    *,
+    events: pd.DataFrame,
+    as_of: pd.Timestamp,
+    horizon_days: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """P(no purchase in the ``horizon_days`` from ``as_of``) of each row of ``x`` (its
+    customer summarised at ``as_of``) under a Pareto/NBD fitted on those rows in
+    seasonally weighted time, the index estimated from the purchases in ``events``
+    before ``as_of`` with ``fitted``'s (calendar-time) parameters.
+
+    Raises:
+        TrainingError: The Pareto/NBD fit fails.
+    """
+    history = events.loc[events["occurred_at"] < as_of]
+    index = seasonal_index(history, (fitted.r, fitted.alpha, fitted.s, fitted.beta), seed=seed)
+    rep, t_x, age, _ = blend_inputs(fitted, names, x)
+    t_op, age_op, h_op = seasonal_inputs(
+        index,
+        as_of,
+        recency_days=(age - t_x) * 7.0,
+        age_days=age * 7.0,
+        horizon_days=horizon_days,
+    )
+    pn = ParetoNBD().fit(rep, t_op, age_op, seed=seed)
+    return pareto_prob_no_purchase((pn.r, pn.alpha, pn.s, pn.beta), h_op, rep, t_op, age_op)
+
+
+def _churn_goal(
+    fitted: BTYDBlend,
+    names: list[str],
+    x: np.ndarray,
+    events: pd.DataFrame | None,
+    as_of: pd.Timestamp,
+    horizon_days: int,
+    seed: int,
+) -> float | None:
+    """Mean seasonal P(no purchase in H) of the rows; ``None`` without events or a fit."""
+    if events is None or len(x) == 0:
+        return None
+    try:
+        p = seasonal_churn(
+            fitted, names, x, events=events, as_of=as_of, horizon_days=horizon_days, seed=seed
+        )
+    except TrainingError:
+        return None
+    return float(np.mean(p)) if np.isfinite(p).all() else None
+
+
+def _offset(
+    target: Target,
+    weight: float,
+    raw: np.ndarray,
+    btyd: np.ndarray,
+    churn_goal: float | None = None,
+) -> float:
+    """Churn: mean blended probability = ``churn_goal`` (default the mean BTYD
+    probability); value: total = booster's."""
     if len(raw) == 0:
         return 0.0
     if target == "value":
         total = float(blend_scores(target, weight, 0.0, raw, btyd).sum())
         return float(np.log(max(float(raw.sum()), 1e-9) / max(total, 1e-9)))
-    goal = float(np.mean(btyd))
+    goal = float(np.mean(btyd)) if churn_goal is None else churn_goal
 
     def gap(b: float) -> float:
         return float(blend_scores(target, weight, b, raw, btyd).mean()) - goal
@@ -97,11 +173,14 @@ def fit_blend(
     validation: pd.DataFrame,
     population: Callable[[], pd.DataFrame],
     seed: int = 0,
+    events: pd.DataFrame | None = None,
 ) -> tuple[BTYDBlend, dict[str, float]] | None:
     """The blend of ``booster`` (raw outputs) with a Pareto/NBD, and its validation
     metrics; ``None`` when the features lack the BTYD columns or rows to fit on.
     ``population()`` gives the features of the customers to score next (called only
-    when the blend can be fitted).
+    when the blend can be fitted), summarised at :func:`scoring_date` of ``events``;
+    with ``events`` (the history), the churn offset comes from the seasonal Pareto/NBD
+    (the validation rows' from the history before the validation cutoff).
 
     Raises:
         TrainingError: Only from the BTYD fits' own checks (caught: returns ``None``).
@@ -126,12 +205,18 @@ def fit_blend(
         value = metrics_for(target, y_val, blend_scores(target, w, 0.0, raw_val, btyd_val))[metric]
         if value > best_value:
             best, best_value = w, value
+    goal_val = goal_now = None
+    if target == "churn" and events is not None:
+        if contract.validation_cutoffs:
+            val_as_of = pd.Timestamp(contract.validation_cutoffs[0], tz="UTC")
+            goal_val = _churn_goal(at_val, names, x_val, events, val_as_of, h, seed)
+        goal_now = _churn_goal(now, names, x_now, events, scoring_date(events), h, seed)
     val_scores = blend_scores(
-        target, best, _offset(target, best, raw_val, btyd_val), raw_val, btyd_val
+        target, best, _offset(target, best, raw_val, btyd_val, goal_val), raw_val, btyd_val
     )
     raw_now = np.asarray(booster.predict(x_now), dtype=np.float64)
     btyd_now = btyd_prediction(now, target, h, names, x_now)
     blend = now.model_copy(
-        update={"weight": best, "offset": _offset(target, best, raw_now, btyd_now)}
+        update={"weight": best, "offset": _offset(target, best, raw_now, btyd_now, goal_now)}
     )
     return blend, metrics_for(target, y_val, val_scores)

@@ -191,6 +191,7 @@ def _fit_champion(
     n_jobs: int,
     progress: Progress,
     population: Callable[[], pd.DataFrame],
+    events: pd.DataFrame,
 ) -> tuple[Candidate, list[Candidate], ModelContract]:
     """Fit every candidate on the training rows (then the ``blend`` of the best one with
     Pareto/NBD), the champion chosen on validation; its contract."""
@@ -214,6 +215,7 @@ def _fit_champion(
         validation=val,
         population=population,
         seed=config.seed,
+        events=events,
     )
     if fitted is not None:
         blend, metrics = fitted
@@ -330,6 +332,7 @@ def train_predictor(
         population=lambda: scoring_population(
             customers, events, feature_builder=feature_builder, spec=spec
         ),
+        events=events,
     )
     estimator = champion.estimator
     lap("model")
