@@ -37,9 +37,8 @@ def _packages() -> set[str]:
 def test_every_package_is_a_root_package_and_has_no_inner_cycle() -> None:
     assert set(_importlinter()["root_packages"]) == _packages()
     acyclic = _contract("acyclic_siblings", "cycles")
-    # A new package joins it (docs/architecture.md, "Adding a package"); spark (issue
-    # 19, landing concurrently) is let off until it is added there.
-    assert set(acyclic["ancestors"]) >= _packages() - {"spark"}
+    # A new package joins it (docs/architecture.md, "Adding a package").
+    assert set(acyclic["ancestors"]) == _packages()
 
 
 def test_every_package_but_tagsmith_is_forbidden_synthetic() -> None:
