@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy import special
 from scipy.optimize import brentq
 
 from scoring.btyd import (
@@ -158,9 +159,13 @@ def _offset(
         total = float(blend_scores(target, weight, 0.0, raw, btyd).sum())
         return float(np.log(max(float(raw.sum()), 1e-9) / max(total, 1e-9)))
     goal = float(np.mean(btyd)) if churn_goal is None else churn_goal
+    # The offset only shifts the logit: blend once, then each root-finding step is one
+    # sigmoid over the rows (not two clipped logits of every row per step).
+    p0 = blend_scores(target, weight, 0.0, raw, btyd)
+    z0 = np.log(p0) - np.log1p(-p0)
 
     def gap(b: float) -> float:
-        return float(blend_scores(target, weight, b, raw, btyd).mean()) - goal
+        return float(special.expit(z0 + b).mean()) - goal
 
     return float(brentq(gap, -20.0, 20.0)) if gap(-20.0) < 0 < gap(20.0) else 0.0
 
