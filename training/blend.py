@@ -17,7 +17,8 @@ blend averages the two on the logit (churn) or log (value) scale:
   in seasonally weighted time (:mod:`training.season`; the plain Pareto/NBD's mean
   when no event history is given or that fit fails), which reads P(alive) right after
   a busy or a slow season; value predictions are scaled so their total equals the
-  booster's total.
+  booster's total (over a random :data:`MAX_POPULATION_ROWS` of those customers when
+  there are more).
 
 Validation metrics use the same recipe on the validation rows (parameters and offset
 from the validation cutoff's customers). The blend is packaged in the model contract
@@ -46,22 +47,27 @@ from training.clv import GammaGamma
 from training.errors import TrainingError
 from training.evaluation import metrics_for
 from training.pareto_nbd import ParetoNBD
+from training.scoring_date import buyers_only, scoring_date
 from training.season import seasonal_index, seasonal_inputs
 
-__all__ = ["BLEND_WEIGHTS", "fit_blend", "scoring_date", "scoring_population", "seasonal_churn"]
+__all__ = [
+    "BLEND_WEIGHTS",
+    "MAX_POPULATION_ROWS",
+    "fit_blend",
+    "scoring_date",
+    "scoring_population",
+    "seasonal_churn",
+]
 
 Target = Literal["churn", "value"]
 # 0 (Pareto/NBD alone) is left out: it is the paretonbd baseline, and on a small
 # validation slice a tie with it is chosen as often as a real blend.
 BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 _SELECTION = {"churn": "auc", "value": "normalized_gini"}
-
-
-def scoring_date(events: pd.DataFrame) -> pd.Timestamp:
-    """The day after the last event (UTC midnight): the date the next horizon starts."""
-    last = pd.Timestamp(events["occurred_at"].max())
-    as_of = (last.tz_convert("UTC") if last.tzinfo else last.tz_localize("UTC")).normalize()
-    return as_of + pd.Timedelta(days=1)
+# Customers of the scoring population the offset is anchored on: a random 200k pins a
+# mean or a ratio of totals of smooth predictions to well under 1 %, and scoring all of
+# a 1M-customer base (booster + Pareto/NBD) cost seconds of the training budget.
+MAX_POPULATION_ROWS = 200_000
 
 
 def scoring_population(
@@ -72,11 +78,8 @@ def scoring_population(
     spec: Any,
 ) -> pd.DataFrame:
     """Features at the day after the last event of every customer with a purchase."""
-    as_of = scoring_date(events)
-    feats = feature_builder(customers, events, as_of=as_of, spec=spec)
-    if "frequency_days" in feats.columns:
-        feats = feats.loc[feats["frequency_days"].fillna(0) >= 1]
-    return feats.reset_index(drop=True)
+    feats = feature_builder(customers, events, as_of=scoring_date(events), spec=spec)
+    return buyers_only(feats)
 
 
 def _fit_btyd(
@@ -195,7 +198,12 @@ def fit_blend(
     if any(c not in names for c in template.columns) or len(validation) < 50:
         return None
     y_val = validation[target].to_numpy(dtype=np.float64)
-    x_val, x_now = model_matrix(validation, contract), model_matrix(population(), contract)
+    now_rows = population()
+    if len(now_rows) > MAX_POPULATION_ROWS:
+        pick = np.random.default_rng(seed).choice(len(now_rows), MAX_POPULATION_ROWS, replace=False)
+        now_rows = now_rows.take(np.sort(pick))
+    x_val, x_now = model_matrix(validation, contract), model_matrix(now_rows, contract)
+    del now_rows
     try:
         at_val = _fit_btyd(template, target, names, x_val, seed)
         now = _fit_btyd(template, target, names, x_now, seed)

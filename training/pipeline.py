@@ -34,6 +34,7 @@ from training.evaluation import (
 )
 from training.importance import ShapJob, importance_table
 from training.labels import CutoffPlan, plan_training
+from training.scoring_date import AlsoAtScoringDate, scoring_date
 from training.split import baseline_losses, data_warnings
 from training.training_set import (
     FeatureBuilder,
@@ -276,6 +277,20 @@ def _test_with_importance(
     return comparison, importance_table(booster, shap.mean_abs(), contract)
 
 
+def _population(
+    shared: AlsoAtScoringDate | None,
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    feature_builder: FeatureBuilder,
+    spec: Any,
+) -> pd.DataFrame:
+    """The scoring date's features: from the training build when it made them."""
+    built = shared.take() if shared is not None else None
+    if built is not None:
+        return built
+    return scoring_population(customers, events, feature_builder=feature_builder, spec=spec)
+
+
 def train_predictor(
     customers: pd.DataFrame,
     events: pd.DataFrame,
@@ -322,8 +337,15 @@ def train_predictor(
         f"cutoffs: train {[c.date().isoformat() for c in plan.train]}, validation "
         f"{plan.validation.date()}, test {plan.test.date()}, horizon {plan.horizon_days} days"
     )
+    # The blend refits Pareto/NBD at the scoring date: build its features in the same
+    # pass as the cutoffs' (one preparation of the events instead of two).
+    shared = AlsoAtScoringDate(feature_builder, scoring_date(events)) if btyd_candidates else None
     ts = build_training_set(
-        customers, events, plan=plan, feature_builder=feature_builder, spec=spec
+        customers,
+        events,
+        plan=plan,
+        feature_builder=feature_builder if shared is None else shared,
+        spec=spec,
     )
     lap("features_and_labels")
     rows = {part: len(ts.slice(part)) for part in ("train", "validation", "test")}
@@ -339,9 +361,7 @@ def train_predictor(
         config=config,
         n_jobs=n_jobs,
         progress=progress,
-        population=lambda: scoring_population(
-            customers, events, feature_builder=feature_builder, spec=spec
-        ),
+        population=lambda: _population(shared, customers, events, feature_builder, spec),
         events=events,
         btyd=btyd_candidates,
     )
