@@ -83,10 +83,18 @@ def scoring_population(
 
 
 def _fit_btyd(
-    blend: BTYDBlend, target: Target, names: list[str], x: np.ndarray, seed: int
+    blend: BTYDBlend,
+    target: Target,
+    names: list[str],
+    x: np.ndarray,
+    seed: int,
+    start: BTYDBlend | None = None,
 ) -> BTYDBlend:
     rep, t_x, age, mean = blend_inputs(blend, names, x)
-    pn = ParetoNBD().fit(rep, t_x, age, seed=seed)
+    # The fit at the validation cutoff starts the one at the scoring date (same
+    # customers a few months on): fewer optimiser steps to the same maximum.
+    origin = None if start is None else (start.r, start.alpha, start.s, start.beta)
+    pn = ParetoNBD().fit(rep, t_x, age, seed=seed, start=origin)
     update: dict[str, float] = {"r": pn.r, "alpha": pn.alpha, "s": pn.s, "beta": pn.beta}
     if target == "value":
         gg = GammaGamma().fit(rep + 1.0, mean, seed=seed)
@@ -206,7 +214,7 @@ def fit_blend(
     del now_rows
     try:
         at_val = _fit_btyd(template, target, names, x_val, seed)
-        now = _fit_btyd(template, target, names, x_now, seed)
+        now = _fit_btyd(template, target, names, x_now, seed, start=at_val)
     except TrainingError:
         return None
     h = contract.horizon_days
