@@ -8,8 +8,10 @@ Quality (default 100k customers): the model against every baseline and the oracl
 - value normalised Gini within 0.05 of the oracle's and above every baseline's.
 
 Speed (default 1M customers x 6 cutoffs): wall time and peak memory (RSS) of
-``train_predictor`` (labels, features, model, baselines, evaluation) for churn;
-criteria <= 5 minutes and <= 12 GiB.
+``train_predictor`` (labels, features, model, the BTYD candidates, baselines,
+evaluation) for churn, and of the same run without the BTYD candidates (the Pareto/NBD
+blend and baseline) as the reference in the same process; criteria: the ratio times the
+reference's exclusive-machine time <= 150 s, peak <= 12 GiB.
 
 The quality phase also prints a Bayes bound (``synthetic.bayes``): the exact
 posterior predictions given the event history *plus* extra latent facts. No model of the
@@ -43,6 +45,7 @@ Prints figures and PASS/FAIL per criterion; exits 1 if any criterion fails.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import threading
@@ -217,7 +220,36 @@ def _bayes_bound(r: TrainingResult, bound: pd.DataFrame) -> None:
     )
 
 
+def _timed_training(  # type: ignore[no-untyped-def]
+    data, config: TrainingConfig, *, btyd: bool
+) -> tuple[TrainingResult, float, float, int]:
+    """Train churn once; wall and CPU seconds (all threads) and peak RSS (bytes)."""
+    spec = default_spec()
+    with PeakRSS() as mem:
+        t0, c0 = time.perf_counter(), time.process_time()
+        r = train_predictor(
+            data.customers,
+            data.events,
+            target="churn",
+            config=config,
+            feature_builder=build_features,
+            spec=spec,
+            spec_hash=spec_hash(spec),
+            progress=lambda m: print(f"  [{time.strftime('%H:%M:%S')}] {m}", flush=True),
+            btyd_candidates=btyd,
+        )
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return r, wall, cpu, mem.peak
+
+
 def speed(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
+    """Churn training at scale with the BTYD candidates, next to the same run without
+    them (the reference: what the 116 s figure measured) in this process.
+
+    The machine is shared, so absolute times drift with the load; the ratio of the two
+    runs is the comparable figure, and ``ratio x --reference-seconds`` (the reference
+    measured on an exclusive machine) is the estimate checked against the budget.
+    """
     t0 = time.perf_counter()
     data = generate(args.customers, start=args.start, end=args.end, seed=args.seed)
     print(
@@ -228,23 +260,45 @@ def speed(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
         customers=data.customers, events=data.events, truth=data.truth.iloc[:0], config=data.config
     )
     rss_before = psutil.Process().memory_info().rss
-    with PeakRSS() as mem:
-        t0 = time.perf_counter()
-        r = _train(data, "churn", config, oracle=False)
-        wall = time.perf_counter() - t0
+    load_before = os.getloadavg()[0]
+    runs: dict[str, tuple[TrainingResult, float, float, int]] = {}
+    for label, btyd in (("reference (no BTYD candidates)", False), ("with BTYD candidates", True)):
+        if btyd or args.reference:
+            print(f"\n{label}:", flush=True)
+            runs[label] = _timed_training(data, config, btyd=btyd)
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    peak = max(mem.peak, maxrss)
     print(
-        f"\nchurn on {r.rows} rows ({len(r.plan.all)} cutoffs), "
-        f"{len(r.contract.feature_names)} features: {wall:.0f} s, stages {r.seconds}"
+        f"\nmemory: {rss_before / 2**30:.2f} GiB before training (facts in memory); "
+        f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores)"
     )
-    print(
-        f"memory: {rss_before / 2**30:.2f} GiB before training (facts in memory), "
-        f"peak {peak / 2**30:.2f} GiB"
-    )
-    print(f"model AUC {r.metrics['model']['auc']:.4f}")
+    for label, (r, wall, cpu, peak) in runs.items():
+        print(
+            f"{label}: churn on {r.rows} rows ({len(r.plan.all)} cutoffs), "
+            f"{len(r.contract.feature_names)} features: {wall:.0f} s wall, {cpu:.0f} s CPU, peak "
+            f"{peak / 2**30:.2f} GiB, stages {r.seconds}, champion {r.champion}, "
+            f"AUC {r.metrics['model']['auc']:.4f}"
+        )
+    r, wall, cpu, peak = runs["with BTYD candidates"]
+    peak = max(peak, maxrss)
     failures: list[str] = []
-    _check("training <= 5 min", wall <= 300, f"{wall:.0f} s", failures)
+    if args.reference:
+        _, ref_wall, ref_cpu, _ = runs["reference (no BTYD candidates)"]
+        ratio = wall / ref_wall
+        # CPU time drifts less with other processes' load than wall time does.
+        print(
+            f"ratios to the reference: wall {ratio:.3f}, CPU {cpu / ref_cpu:.3f} "
+            f"(+{cpu - ref_cpu:.1f} s CPU for the BTYD candidates)"
+        )
+        estimate = ratio * args.reference_seconds
+        _check(
+            "training with BTYD candidates <= 150 s",
+            estimate <= 150,
+            f"{ratio:.3f}x the reference in this process; x {args.reference_seconds:.0f} s "
+            f"(reference, exclusive machine) = {estimate:.0f} s; {wall:.0f} s here",
+            failures,
+        )
+    else:
+        _check("training <= 150 s", wall <= 150, f"{wall:.0f} s", failures)
     _check("peak memory <= 12 GiB", peak <= 12 * 2**30, f"{peak / 2**30:.2f} GiB", failures)
     return failures
 
@@ -463,6 +517,18 @@ def main() -> int:
     parser.add_argument("--start", default="2023-01-01")
     parser.add_argument("--end", default="2024-12-31")
     parser.add_argument("--cutoffs", type=int, default=6)
+    parser.add_argument(
+        "--no-reference",
+        dest="reference",
+        action="store_false",
+        help="speed phase: skip the reference run without the BTYD candidates",
+    )
+    parser.add_argument(
+        "--reference-seconds",
+        type=float,
+        default=116.0,
+        help="speed phase: the reference's time on an exclusive machine (docs/benchmarks.md)",
+    )
     parser.add_argument(
         "--ceiling-scales",
         default="3",

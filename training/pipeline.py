@@ -34,6 +34,7 @@ from training.evaluation import (
 )
 from training.importance import ShapJob, importance_table
 from training.labels import CutoffPlan, plan_training
+from training.scoring_date import AlsoAtScoringDate, scoring_date
 from training.split import baseline_losses, data_warnings
 from training.training_set import (
     FeatureBuilder,
@@ -192,9 +193,10 @@ def _fit_champion(
     progress: Progress,
     population: Callable[[], pd.DataFrame],
     events: pd.DataFrame,
+    btyd: bool = True,
 ) -> tuple[Candidate, list[Candidate], ModelContract]:
-    """Fit every candidate on the training rows (then the ``blend`` of the best one with
-    Pareto/NBD), the champion chosen on validation; its contract."""
+    """Fit every candidate on the training rows (then, with ``btyd``, the ``blend`` of
+    the best one with Pareto/NBD), the champion chosen on validation; its contract."""
     train, val = ts.slice("train"), ts.slice("validation")
     champion, candidates = fit_candidates(
         target,
@@ -207,6 +209,8 @@ def _fit_champion(
         y_val=val[target].to_numpy(dtype=np.float64),
         progress=progress,
     )
+    if not btyd:
+        return champion, candidates, champion.contract(contract)
     progress("fitting candidate blend (Pareto/NBD with the best LightGBM)")
     fitted = fit_blend(
         target,
@@ -247,6 +251,7 @@ def _test_with_importance(
     oracle: OracleScorer | None,
     progress: Progress,
     segmenter: Segmenter | None,
+    btyd: bool = True,
 ) -> tuple[Comparison, pd.DataFrame]:
     """The model's test scores next to the baselines', and its feature importance."""
     test = ts.slice("test")
@@ -265,10 +270,25 @@ def _test_with_importance(
             oracle=oracle,
             progress=progress,
             segmenter=segmenter,
+            btyd=btyd,
         )
         shap.work(booster)  # take a share of what is left
         background.result()
     return comparison, importance_table(booster, shap.mean_abs(), contract)
+
+
+def _population(
+    shared: AlsoAtScoringDate | None,
+    customers: pd.DataFrame,
+    events: pd.DataFrame,
+    feature_builder: FeatureBuilder,
+    spec: Any,
+) -> pd.DataFrame:
+    """The scoring date's features: from the training build when it made them."""
+    built = shared.take() if shared is not None else None
+    if built is not None:
+        return built
+    return scoring_population(customers, events, feature_builder=feature_builder, spec=spec)
 
 
 def train_predictor(
@@ -286,6 +306,7 @@ def train_predictor(
     progress: Progress = _noop,
     n_jobs: int = 2,
     segmenter: Segmenter | None = None,
+    btyd_candidates: bool = True,
 ) -> TrainingResult:
     """Train the ``target`` predictor and score it against baselines (and the oracle).
 
@@ -302,6 +323,10 @@ def train_predictor(
         oracle: Scores from the latent truth for a cutoff (synthetic data only).
         progress: Called with a short message at each stage.
         n_jobs: Threads while fitting.
+        segmenter: Segment columns of the test rows (default: RFM and lifecycle).
+        btyd_candidates: Fit the Pareto/NBD ``blend`` candidate and the Pareto/NBD
+            baseline. Off only to measure what they cost (``benchmarks/quality.py
+            --phase speed`` times training with and without them in one process).
 
     Raises:
         TrainingError: The data cannot be labelled or trained on (message says why).
@@ -312,8 +337,15 @@ def train_predictor(
         f"cutoffs: train {[c.date().isoformat() for c in plan.train]}, validation "
         f"{plan.validation.date()}, test {plan.test.date()}, horizon {plan.horizon_days} days"
     )
+    # The blend refits Pareto/NBD at the scoring date: build its features in the same
+    # pass as the cutoffs' (one preparation of the events instead of two).
+    shared = AlsoAtScoringDate(feature_builder, scoring_date(events)) if btyd_candidates else None
     ts = build_training_set(
-        customers, events, plan=plan, feature_builder=feature_builder, spec=spec
+        customers,
+        events,
+        plan=plan,
+        feature_builder=feature_builder if shared is None else shared,
+        spec=spec,
     )
     lap("features_and_labels")
     rows = {part: len(ts.slice(part)) for part in ("train", "validation", "test")}
@@ -329,10 +361,9 @@ def train_predictor(
         config=config,
         n_jobs=n_jobs,
         progress=progress,
-        population=lambda: scoring_population(
-            customers, events, feature_builder=feature_builder, spec=spec
-        ),
+        population=lambda: _population(shared, customers, events, feature_builder, spec),
         events=events,
+        btyd=btyd_candidates,
     )
     estimator = champion.estimator
     lap("model")
@@ -345,6 +376,7 @@ def train_predictor(
         oracle=oracle,
         progress=progress,
         segmenter=segmenter,
+        btyd=btyd_candidates,
     )
     lap("baselines_and_evaluation")
     test = ts.slice("test")
@@ -414,10 +446,12 @@ def compare_with_baselines(
     oracle: OracleScorer | None = None,
     progress: Progress = _noop,
     segmenter: Segmenter | None = None,
+    btyd: bool = True,
 ) -> Comparison:
     """Score the test rows of ``ts`` with every baseline (fitted on the training and
     validation rows) and the oracle, and compute each scorer's metrics next to
-    ``model_scores``.
+    ``model_scores``. Without ``btyd`` the Pareto/NBD baseline is left out (to measure
+    its cost; BG/NBD, older, stays).
 
     Raises:
         TrainingError: The oracle lacks a test customer.
@@ -431,6 +465,8 @@ def compare_with_baselines(
     for baseline in make_baselines(
         target, numeric_features=numeric, horizon_days=plan.horizon_days, seed=config.seed
     ):
+        if not btyd and baseline.name == "paretonbd":
+            continue
         progress(f"baseline {baseline.name}")
         scores[baseline.name] = baseline.fit(fit_rows).predict(test)
     del fit_rows

@@ -57,6 +57,18 @@ def test_cdnow_estimates_match_fader_hardie_lee_2005() -> None:
     assert m.log_likelihood == pytest.approx(-9595.0, abs=0.5)
 
 
+def test_a_warm_start_reaches_the_published_maximum() -> None:
+    # The blend starts its scoring-date fit from the validation fit: same maximum.
+    data = pd.read_csv(CDNOW)
+    cold = ParetoNBD().fit(data["frequency"], data["recency"], data["T"])
+    for start in ((0.55, 10.58, 0.61, 11.67), (2.0, 3.0, 0.2, 40.0)):
+        warm = ParetoNBD().fit(data["frequency"], data["recency"], data["T"], start=start)
+        assert warm.log_likelihood == pytest.approx(cold.log_likelihood, abs=0.01)
+        assert warm.r == pytest.approx(0.553, abs=0.005)
+        assert warm.s == pytest.approx(0.606, abs=0.01)
+        assert warm.beta == pytest.approx(11.67, abs=0.3)
+
+
 def test_predictions_match_simulation_from_the_model() -> None:
     params = {"r": 0.8, "alpha": 6.0, "s": 0.7, "beta": 12.0}
     x, t_x, big_t, later = _simulate(20_000, **params, big_t=39.0, horizon=26.0, seed=2)

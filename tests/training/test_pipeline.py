@@ -265,3 +265,22 @@ def test_small_training_sets_pick_the_champion_candidate_on_validation(
     assert champion.estimator is r.estimator
     assert champion.test == r.metrics["model"]
     assert all(np.isfinite(c.test["auc"]) for c in r.candidates)
+
+
+def test_without_btyd_candidates_the_pareto_nbd_scorers_are_left_out(
+    facts: tuple[pd.DataFrame, pd.DataFrame], churn_result: TrainingResult
+) -> None:
+    # The speed benchmark's reference run: what training cost before the BTYD candidates.
+    customers, events = facts
+    r = train_predictor(
+        customers,
+        events,
+        target="churn",
+        config=CONFIG,
+        feature_builder=tiny_build_features,
+        n_jobs=1,
+        btyd_candidates=False,
+    )
+    assert set(r.metrics) == set(churn_result.metrics) - {"paretonbd"}
+    assert "blend" not in [c.name for c in r.candidates]
+    assert r.metrics["model"] == pytest.approx(churn_result.metrics["model"])
