@@ -1,7 +1,9 @@
 """The NATS JetStream consumer of real-time tagging (``tagsmith stream run``).
 
 A durable pull consumer on a file-backed stream: its position survives restarts of the
-consumer and of the server. Messages are fetched in micro-batches; each batch is applied
+consumer and of the server. Messages are fetched in micro-batches whose size follows the
+backlog (:class:`FetchSize`: up to :data:`~streaming.tagger.MAX_EVENTS_PER_BATCH` while
+messages are waiting, the configured ``batch_size`` when the stream is quiet); each batch is applied
 (:meth:`streaming.LiveTagger.apply`: validated, stored durably once per ``event_id``,
 customers re-tagged, transitions recorded) and only then acknowledged, one ack per
 message. A consumer killed at any point leaves its unacknowledged messages to be
@@ -32,7 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from streaming.config import StreamingConfig
 from streaming.tagger import MAX_EVENTS_PER_BATCH, ApplyResult, LiveTagger
 
-__all__ = ["ConsumerReport", "consume", "ensure_stream", "publish_events"]
+__all__ = ["ConsumerReport", "FetchSize", "consume", "ensure_stream", "publish_events"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,34 @@ class ConsumerReport:
             "failures": self.failures,
             "last_error": self.last_error,
         }
+
+
+class FetchSize:
+    """How many messages the next fetch asks for: adapts to the backlog.
+
+    A micro-batch costs a fixed part (one durable segment, one tag-store transaction) plus
+    a small part per event, so a backlog is worked off fastest in big batches, while a
+    quiet stream is best served by small ones (a fetch returns whatever is there, up to
+    the size asked). A fetch that came back full means messages are waiting: the next
+    one asks for twice as many, up to :data:`MAX_EVENTS_PER_BATCH`; one that came back
+    at most half full halves the size again, down to the configured ``batch_size``.
+
+    Args:
+        base: The configured ``batch_size`` (the smallest size asked for).
+        ceiling: The largest size asked for.
+    """
+
+    def __init__(self, base: int, ceiling: int = MAX_EVENTS_PER_BATCH) -> None:
+        self.base = max(1, base)
+        self.ceiling = max(self.base, ceiling)
+        self.current = self.base
+
+    def observe(self, fetched: int) -> None:
+        """Adapt to a fetch that returned ``fetched`` messages."""
+        if fetched >= self.current:
+            self.current = min(self.current * 2, self.ceiling)
+        elif fetched <= self.current // 2:
+            self.current = max(self.current // 2, self.base)
 
 
 def _records(body: bytes) -> list[Any]:
@@ -163,16 +193,18 @@ async def consume(
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=cfg.ack_wait_s,
                 max_deliver=cfg.max_deliver,
-                max_ack_pending=max(cfg.batch_size * 4, 1000),
+                # Room for the largest adaptive fetch (below) while it is being tagged.
+                max_ack_pending=max(cfg.batch_size, MAX_EVENTS_PER_BATCH) * 2,
             ),
         )
         loop = asyncio.get_running_loop()
+        size = FetchSize(cfg.batch_size)
         while not stop.is_set():
             if max_messages is not None and report.messages >= max_messages:
                 break
             try:
                 # A long poll: it returns as soon as messages are there.
-                msgs = await sub.fetch(cfg.batch_size, timeout=cfg.batch_wait_s)
+                msgs = await sub.fetch(size.current, timeout=cfg.batch_wait_s)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except nats.errors.Error as exc:  # a transient server or connection hiccup
@@ -184,6 +216,7 @@ async def consume(
                 continue
             if not msgs:
                 continue
+            size.observe(len(msgs))
             records: list[Any] = []
             for msg in msgs:
                 records.extend(_records(msg.data))
@@ -197,8 +230,8 @@ async def consume(
                 for msg in msgs:
                     await msg.nak(delay=1.0)
                 continue
-            for msg in msgs:
-                await msg.ack()
+            # Acks are fire-and-forget publishes: sent together, not one round of the loop each.
+            await asyncio.gather(*(msg.ack() for msg in msgs))
             report.add(result, len(msgs))
             if on_batch is not None:
                 on_batch(result, report)

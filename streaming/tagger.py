@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -45,8 +46,9 @@ from streaming.records import SENTINEL_ID, SENTINEL_SIGNUP, event_id_of, raw_eve
 from tags.catalogue import Catalogue
 from tags.engine import concat_tag_tables, evaluate_tags
 from tags.live import LiveWrite, latest_run, write_live
+from tags.live_snapshot import NewestSnapshot
 from tags.store import TagStore
-from tags.store_format import TAG_COLUMNS, naive
+from tags.store_format import TAG_COLUMNS, has_tables, naive
 
 __all__ = ["MAX_EVENTS_PER_BATCH", "ApplyResult", "LiveTagger", "live_as_of"]
 
@@ -158,6 +160,8 @@ class LiveTagger:
         self._thresholds: dict[str, dict[str, float | None]] = {}
         self._thresholds_run: str | None = None
         self._thresholds_checked = -1e9
+        self._snapshot: NewestSnapshot | None = None
+        self._snapshot_checked = -1e9
         self.tags = [t.id for t in catalogue.active(sources=("fact", "rule"))] + [
             str(getattr(p, "tag_id", "")) for p in self.predictors if getattr(p, "tag_id", "")
         ]
@@ -196,6 +200,7 @@ class LiveTagger:
         with self._lock:
             self.index.refresh()
             self._refresh_thresholds(force=True)
+            self._load_snapshot()
 
     # -- steps -------------------------------------------------------------------------
     def _apply(self, records: Sequence[Any], source: str) -> ApplyResult:
@@ -297,8 +302,15 @@ class LiveTagger:
         )
         with self.tag_store.writer() as con:
             write = write_live(
-                con, plain, customers=list(customer_ids), tags=self.tags, at=naive(at)
+                con,
+                plain,
+                customers=list(customer_ids),
+                tags=self.tags,
+                at=naive(at),
+                snapshot=self._snapshot,
             )
+            if not write.snapshot_in_memory:
+                self._load_snapshot(con)
         return write, _written(plain, customer_ids, self.tags, at=at, seq=write.seq)
 
     def _refresh_thresholds(self, *, force: bool = False) -> None:
@@ -316,6 +328,22 @@ class LiveTagger:
                 if isinstance(per, dict)
             }
             self._thresholds_run = run_id
+
+    def _load_snapshot(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Hold the newest snapshot in memory (live writes then skip reading it).
+
+        Reloaded when a live write found the copy stale (a batch run or an erasure
+        landed), at most every few seconds: loading reads the whole snapshot.
+        """
+        if time.monotonic() - self._snapshot_checked < 5.0 or not self.tag_store.exists():
+            return
+        self._snapshot_checked = time.monotonic()
+        self._snapshot = None  # a stale copy is never used; free it before reading anew
+        if con is not None:
+            self._snapshot = NewestSnapshot.load(con)
+            return
+        with self.tag_store.reader() as reader:
+            self._snapshot = NewestSnapshot.load(reader) if has_tables(reader) else None
 
     def _quarantine(self, rejected: pd.DataFrame, now: pd.Timestamp) -> Path | None:
         if not len(rejected):

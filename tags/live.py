@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from tags.errors import TagStoreError
+from tags.live_snapshot import NewestSnapshot, snapshot_key
 from tags.store_format import TAG_COLUMNS, utc_columns
 from tags.transitions import TransitionGroup, record_transitions
 
@@ -70,12 +71,15 @@ class LiveWrite:
         group: The transition group it recorded (``n``: tag values that changed).
         customers: Customers re-tagged.
         rows: Live rows written (including NULL values of tags that no longer apply).
+        snapshot_in_memory: The newest snapshot's values came from the caller's memory
+            copy (False: it was missing or stale, the table was read).
     """
 
     seq: int
     group: TransitionGroup
     customers: int
     rows: int
+    snapshot_in_memory: bool = False
 
 
 # The current value of each (customer, tag) of the written customers, for the evaluated
@@ -85,9 +89,8 @@ SELECT coalesce(l.customer_id, s.customer_id) AS customer_id,
        coalesce(l.tag_id, s.tag_id) AS tag_id,
        CASE WHEN l.customer_id IS NOT NULL THEN l.value ELSE s.value END AS value
 FROM (
-    SELECT customer_id, tag_id, value FROM snapshots
-    WHERE as_of = (SELECT max(as_of) FROM runs WHERE status = 'succeeded')
-      AND customer_id IN (SELECT customer_id FROM live_customers)
+    SELECT customer_id, tag_id, value FROM ({snapshot}) newest
+    WHERE customer_id IN (SELECT customer_id FROM live_customers)
       AND tag_id IN (SELECT tag_id FROM live_scope)
 ) s
 FULL OUTER JOIN (
@@ -105,6 +108,7 @@ def write_live(
     customers: Sequence[str],
     tags: Sequence[str],
     at: datetime,
+    snapshot: NewestSnapshot | None = None,
 ) -> LiveWrite:
     """Replace the live values of ``customers`` for ``tags`` with ``rows``; record changes.
 
@@ -117,6 +121,9 @@ def write_live(
         customers: The re-tagged customers (those without rows lose every tag of ``tags``).
         tags: The tags evaluated (others keep their values).
         at: Time of the write (naive UTC): the transitions' time and ``updated_at``.
+        snapshot: The newest snapshot in memory (:mod:`tags.live_snapshot`): used when
+            it is still the store's newest (checked in this transaction), else the
+            snapshots table is read.
 
     Raises:
         TagStoreError: A row names a tag outside ``tags`` or repeats a (customer, tag).
@@ -140,6 +147,17 @@ def write_live(
         try:
             row = con.execute("SELECT nextval('live_seq')").fetchone()
             seq = int(row[0]) if row else 0
+            key = snapshot_key(con)
+            cached = snapshot is not None and key is not None and snapshot.key == key
+            if cached and snapshot is not None:
+                con.register("live_snapshot", snapshot.rows_of(customers))
+                from_snapshot = "SELECT customer_id, tag_id, value FROM live_snapshot"
+            else:
+                # The newest snapshot's date as a constant, not a subquery: DuckDB then
+                # skips the row groups of older snapshots by their min/max.
+                from_snapshot = (
+                    "SELECT customer_id, tag_id, value FROM snapshots WHERE as_of = $snapshot_as_of"
+                )
             # Every (customer, evaluated tag): the new value, NULL where none applies.
             con.execute(
                 "CREATE TEMP TABLE live_new AS SELECT c.customer_id, t.tag_id, i.value, i.score, "
@@ -148,15 +166,17 @@ def write_live(
                 "LEFT JOIN live_in i ON i.customer_id = c.customer_id AND i.tag_id = t.tag_id",
                 {"at": at},
             )
+            current = _CURRENT.format(snapshot=from_snapshot)
             group = record_transitions(
                 con,
                 "SELECT coalesce(a.customer_id, b.customer_id) AS customer_id, "  # noqa: S608
                 "coalesce(a.tag_id, b.tag_id) AS tag_id, a.value AS from_value, "
-                f"b.value AS to_value FROM ({_CURRENT}) a FULL OUTER JOIN live_new b "
+                f"b.value AS to_value FROM ({current}) a FULL OUTER JOIN live_new b "
                 "ON a.customer_id = b.customer_id AND a.tag_id = b.tag_id "
                 "WHERE a.value IS DISTINCT FROM b.value",
                 group_id=f"live-{uuid.uuid4().hex[:16]}",
                 at=at,
+                params={} if cached else {"snapshot_as_of": key[1] if key else None},
             )
             con.execute(
                 "DELETE FROM live_tags WHERE customer_id IN (SELECT customer_id FROM "
@@ -174,9 +194,15 @@ def write_live(
             con.rollback()
             raise
     finally:
-        for name in ("live_in", "live_customers", "live_scope"):
+        for name in ("live_in", "live_customers", "live_scope", "live_snapshot"):
             con.unregister(name)
-    return LiveWrite(seq=seq, group=group, customers=len(customers), rows=int(row[0]) if row else 0)
+    return LiveWrite(
+        seq=seq,
+        group=group,
+        customers=len(customers),
+        rows=int(row[0]) if row else 0,
+        snapshot_in_memory=cached,
+    )
 
 
 def _empty_rows() -> pd.DataFrame:

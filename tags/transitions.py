@@ -169,7 +169,11 @@ def _append(
         f"ELSE 'changed' END, $at, $source, $group FROM ({changes}) c",
         {**params, "after": after, "at": at, "source": source, "group": group_id},
     )
-    row = con.execute("SELECT count(*) FROM transitions WHERE group_id = ?", [group_id]).fetchone()
+    # ``seq > after`` first: seqs grow in insertion order, so DuckDB reads only the row
+    # groups this insert added instead of the group_id column of the whole log.
+    row = con.execute(
+        "SELECT count(*) FROM transitions WHERE seq > ? AND group_id = ?", [after, group_id]
+    ).fetchone()
     n = int(row[0]) if row else 0
     con.execute(
         "INSERT INTO transition_groups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -195,6 +199,7 @@ def record_transitions(
     at: datetime,
     source: str = "live",
     run_id: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> TransitionGroup:
     """Append changes as one group, inside the caller's writing transaction.
 
@@ -209,6 +214,7 @@ def record_transitions(
         at: Time of the change (naive UTC).
         source: ``live`` (default) or ``batch``.
         run_id: The run that wrote the values, if any.
+        params: Named parameters (``$name``) of ``changes``.
     """
     relation = (
         changes
@@ -216,7 +222,14 @@ def record_transitions(
         else f"SELECT customer_id, tag_id, from_value, to_value FROM {changes}"  # noqa: S608
     )
     return _append(
-        con, relation, {}, group_id=group_id, source=source, at=at, run_id=run_id, note=None
+        con,
+        relation,
+        dict(params or {}),
+        group_id=group_id,
+        source=source,
+        at=at,
+        run_id=run_id,
+        note=None,
     )
 
 

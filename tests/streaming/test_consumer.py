@@ -10,7 +10,7 @@ import nats
 
 from features.schema import ReasonCode
 from streaming.config import StreamingConfig
-from streaming.consumer import consume, ensure_stream
+from streaming.consumer import FetchSize, consume, ensure_stream
 from tags.live import live_rows
 from tests.streaming.conftest import Setup, records
 from tests.streaming.natsserver import nats_server
@@ -60,3 +60,22 @@ def test_consumer_applies_acks_and_quarantines_poison(setup: Setup, tmp_path: Pa
     with setup.tags.reader() as con:
         live = live_rows(con)
     assert set(live["customer_id"]) == set(setup.later["customer_id"])
+
+
+def test_fetch_size_grows_with_the_backlog_and_shrinks_back() -> None:
+    size = FetchSize(50, ceiling=400)
+    assert size.current == 50
+    size.observe(50)  # full: messages are waiting
+    size.observe(100)
+    size.observe(200)
+    assert size.current == 400
+    size.observe(400)
+    assert size.current == 400  # never past the ceiling
+    size.observe(300)  # more than half full: keep the size
+    assert size.current == 400
+    size.observe(3)  # the backlog is gone
+    size.observe(1)
+    size.observe(1)
+    assert size.current == 50
+    size.observe(1)
+    assert size.current == 50  # never under the configured batch size

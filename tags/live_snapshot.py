@@ -1,0 +1,125 @@
+"""The newest batch snapshot held in memory, looked up by customer, for live writes.
+
+A live write records a transition for every (customer, tag) whose value changes, so it
+needs the customers' current values: their live rows, else the newest snapshot's rows.
+Reading those snapshot rows from DuckDB for a handful of customers scans the whole
+snapshot (millions of rows at a million customers: the fixed cost that made every
+micro-batch take about a second whatever its size). A snapshot never changes once
+written, so a real-time writer loads it once (:meth:`NewestSnapshot.load`) and
+:func:`tags.live.write_live` takes its rows from memory instead.
+
+The memory copy names the snapshot it holds (:func:`snapshot_key`: the newest succeeded
+run, its as-of date and the store's erasure count). ``write_live`` compares that key
+with the store's inside its own transaction and reads the table instead when they
+differ (a batch run or an erasure landed since), so a stale copy costs time, never a
+wrong transition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["NewestSnapshot", "SnapshotKey", "snapshot_key"]
+
+SnapshotKey = tuple[str, datetime, str]
+
+_NEWEST = (
+    "SELECT run_id, as_of, (SELECT value FROM store_meta WHERE key = 'erasures') "
+    "FROM runs WHERE status = 'succeeded' ORDER BY as_of DESC, finished_at DESC LIMIT 1"
+)
+
+
+def snapshot_key(con: duckdb.DuckDBPyConnection) -> SnapshotKey | None:
+    """(run id, as-of, erasure count) of the newest succeeded snapshot (None: no run)."""
+    rows = con.execute(_NEWEST).fetchall()
+    if not rows:
+        return None
+    row = rows[0]
+    return str(row[0]), row[1], str(row[2] or "0")
+
+
+@dataclass(frozen=True)
+class NewestSnapshot:
+    """One snapshot's rows grouped by customer, customers sorted for binary search.
+
+    Attributes:
+        key: Which snapshot this is (:func:`snapshot_key`).
+        ids: The snapshot's customers, sorted (object array of str).
+        starts: Per customer of ``ids``, its first row in ``table``.
+        ends: Per customer, one past its last row.
+        table: ``tag_id`` and ``value`` of every row (dictionary-encoded: few distinct).
+    """
+
+    key: SnapshotKey
+    ids: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    table: pa.Table
+
+    @classmethod
+    def load(cls, con: duckdb.DuckDBPyConnection) -> NewestSnapshot | None:
+        """Read the newest snapshot (None: no succeeded run yet)."""
+        key = snapshot_key(con)
+        if key is None:
+            return None
+        table = con.sql(
+            "SELECT customer_id, tag_id, value FROM snapshots WHERE as_of = $as_of "
+            "ORDER BY customer_id, tag_id",
+            params={"as_of": key[1]},
+        ).to_arrow_table()
+        ids_column = table["customer_id"].combine_chunks()
+        if len(ids_column):
+            runs = pc.run_end_encode(ids_column)
+            ends = runs.run_ends.to_numpy().astype(np.int64)
+            ids = np.asarray(runs.values.to_pylist(), dtype=object)
+        else:
+            ends = np.zeros(0, dtype=np.int64)
+            ids = np.zeros(0, dtype=object)
+        starts = np.concatenate([np.zeros(1, dtype=np.int64), ends[:-1]])
+        # DuckDB orders strings by bytes, Python by code points: the same order for UTF-8,
+        # but binary search must not depend on it silently.
+        if len(ids) > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            order = np.argsort(ids, kind="stable")
+            ids, starts, ends = ids[order], starts[order], ends[order]
+        rest = pa.table(
+            {
+                "tag_id": pc.dictionary_encode(table["tag_id"].combine_chunks()),
+                "value": pc.dictionary_encode(table["value"].combine_chunks()),
+            }
+        )
+        return cls(key=key, ids=ids, starts=starts, ends=ends, table=rest)
+
+    @property
+    def rows(self) -> int:
+        """Rows held."""
+        return int(self.table.num_rows)
+
+    def rows_of(self, customer_ids: Sequence[str]) -> pa.Table:
+        """The snapshot rows (``customer_id, tag_id, value``: strings) of the customers."""
+        wanted = np.asarray([str(c) for c in customer_ids], dtype=object)
+        hit = np.zeros(len(wanted), dtype=bool)
+        pos = np.zeros(len(wanted), dtype=np.int64)
+        if len(self.ids) and len(wanted):
+            pos = np.searchsorted(self.ids, wanted)
+            inside = pos < len(self.ids)
+            hit[inside] = self.ids[pos[inside]] == wanted[inside]
+        starts, ends = self.starts[pos[hit]], self.ends[pos[hit]]
+        lengths = ends - starts
+        # Row numbers of every hit customer's run, without a Python loop per customer.
+        index = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        index = index + np.arange(int(lengths.sum()), dtype=np.int64)
+        taken = self.table.take(pa.array(index, type=pa.int64()))
+        return pa.table(
+            {
+                "customer_id": pa.array(np.repeat(wanted[hit], lengths), type=pa.string()),
+                "tag_id": taken["tag_id"].cast(pa.string()),
+                "value": taken["value"].cast(pa.string()),
+            }
+        )
