@@ -11,6 +11,11 @@ What it shows: the fixed cost a cluster must amortise (JVM start, shuffling ever
 event to its customer's partition through Arrow, two passes when rules use population
 aggregates) and how the Spark run's time changes from one to two executor cores.
 
+Timings on a shared machine move with its load: the 1-minute load average is printed
+before and after every run, and the comparisons are ratios within this process.
+Generated data goes under ``$TMPDIR`` (point it at a roomy disk: 1M customers is
+~2 GiB of Parquet plus Spark's shuffle files).
+
 Usage::
 
     PYTHONPATH=. python benchmarks/spark.py [--customers 1000000]
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -163,7 +169,10 @@ def main() -> None:
         child(args.folder, args.child)
         return
 
-    print(f"python {platform.python_version()} on {platform.machine()}, as of {AS_OF}")
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores, "
+        f"as of {AS_OF}"
+    )
     gib = 2**30
     with tempfile.TemporaryDirectory(prefix="tagsmith-spark-bench-") as tmp:
         prepared = _prepare(args.customers, args.seed, Path(tmp))
@@ -174,6 +183,7 @@ def main() -> None:
         )
         runs = {}
         for mode in MODES:  # each line as soon as its run ends
+            load_before = os.getloadavg()[0]
             r = runs[mode] = measure(tmp, mode)
             steps = ", ".join(f"{k} {v:.1f}s" for k, v in r["steps"].items())
             p = r["peak"]
@@ -182,7 +192,8 @@ def main() -> None:
                 f"{engine:<16} run {r['run_s']:6.1f} s (+ session start {r['start_s']:.1f} s) "
                 f"[{steps}]; peak RSS driver {p['driver'] / gib:.2f} GiB, JVM "
                 f"{p['jvm'] / gib:.2f} GiB, python workers {p['workers'] / gib:.2f} GiB, "
-                f"all {p['total'] / gib:.2f} GiB",
+                f"all {p['total'] / gib:.2f} GiB; load {load_before:.1f} -> "
+                f"{os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     local, one, two = (runs[m] for m in MODES)

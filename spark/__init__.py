@@ -2,7 +2,7 @@
 
 Customers are hash-partitioned and every partition runs the project's own pure code
 (``features`` builder, ``tags`` rule evaluator, ``scoring`` champion predictors) through
-``applyInPandas``; population aggregates (medians, quantiles) are computed over all
+``mapInArrow``; population aggregates (medians, quantiles) are computed over all
 customers first and pinned. ``tagsmith`` wires it to the CLI (``--engine spark``).
 pyspark is imported only inside the functions that need it.
 """

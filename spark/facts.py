@@ -1,14 +1,17 @@
 """Facts as Spark DataFrames, hash-partitioned by customer.
 
-Customers and their events land in the same bucket (``pmod(xxhash64(customer_id),
-n)``), so one pandas call per bucket sees every event of its customers and can run the
-project's own feature builder and rule evaluator unchanged.
+Customers and their events are stacked into one frame and hash-partitioned by customer
+id in a single shuffle, so every Spark partition holds whole customers with all their
+events: one Python call per partition (``mapInArrow``) runs the project's own feature
+builder and rule evaluator unchanged. No sort and no per-group cogroup is needed, and a
+job with several passes (population aggregates, then tags) persists the partitioned
+frame once and reuses it instead of shuffling every event again.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +20,24 @@ import pandas as pd
 from spark.errors import SparkError
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["BUCKET", "SparkFacts", "bucket_count", "bucketed", "map_buckets", "read_facts"]
+__all__ = [
+    "PartitionedFacts",
+    "SparkFacts",
+    "bucket_count",
+    "map_buckets",
+    "map_partitions",
+    "partition_facts",
+    "read_facts",
+]
 
-BUCKET = "_tagsmith_bucket"
+KEY = "_tagsmith_key"
+KIND = "_tagsmith_kind"
+# Rows per Arrow batch handed back to Spark: big enough that per-batch overhead is
+# negligible, small enough that one batch never holds a whole partition twice over.
+OUT_BATCH_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -88,7 +104,7 @@ def read_facts(
 def bucket_count(
     session: SparkSession, facts: SparkFacts, *, partitions: int | None, per_partition: int
 ) -> int:
-    """The number of customer buckets: ``partitions`` or one per ``per_partition``
+    """The number of customer partitions: ``partitions`` or one per ``per_partition``
     customers (at least twice the default parallelism, so every core has work)."""
     if partitions is not None:
         return partitions
@@ -96,18 +112,107 @@ def bucket_count(
     return max(2 * session.sparkContext.defaultParallelism, math.ceil(n / per_partition))
 
 
-def _bucket_of(n: int) -> Column:
+@dataclass(frozen=True)
+class PartitionedFacts:
+    """Customers and events stacked in one frame, hash-partitioned by customer id.
+
+    Columns are renamed positionally (``c0``.., ``e0``..) so a customer attribute and an
+    event column of the same name never clash; ``_tagsmith_kind`` says which a row is.
+
+    Attributes:
+        frame: The stacked, partitioned Spark DataFrame.
+        customer_dtypes: Customer column -> canonical pandas dtype.
+        event_dtypes: Event column -> canonical pandas dtype.
+        partitions: Number of partitions.
+    """
+
+    frame: DataFrame
+    customer_dtypes: Mapping[str, Any]
+    event_dtypes: Mapping[str, Any]
+    partitions: int
+
+    def persist(self) -> PartitionedFacts:
+        """Keep the shuffled frame on the executors' disks for the next passes (disk,
+        not memory: it is every event, and the JVM heap is better left to Spark)."""
+        from pyspark import StorageLevel
+
+        self.frame.persist(StorageLevel.DISK_ONLY)
+        return self
+
+    def unpersist(self) -> None:
+        """Drop the persisted copy."""
+        self.frame.unpersist()
+
+
+def partition_facts(facts: SparkFacts, n: int) -> PartitionedFacts:
+    """``facts`` stacked and hash-partitioned into ``n`` partitions by customer id (one
+    shuffle; the customer id is hashed as text so both sides always agree)."""
     from pyspark.sql import functions as F
 
-    return F.pmod(F.xxhash64(F.col("customer_id")), F.lit(n)).cast("int")
-
-
-def bucketed(facts: SparkFacts, n: int) -> tuple[DataFrame, DataFrame]:
-    """(customers, events) each with the bucket column of its customer."""
-    return (
-        facts.customers.withColumn(BUCKET, _bucket_of(n)),
-        facts.events.withColumn(BUCKET, _bucket_of(n)),
+    key = F.col("customer_id").cast("string").alias(KEY)
+    customers = facts.customers.select(
+        key,
+        F.lit(0).cast("byte").alias(KIND),
+        *[F.col(c).alias(f"c{i}") for i, c in enumerate(facts.customer_dtypes)],
     )
+    events = facts.events.select(
+        key,
+        F.lit(1).cast("byte").alias(KIND),
+        *[F.col(c).alias(f"e{i}") for i, c in enumerate(facts.event_dtypes)],
+    )
+    stacked = customers.unionByName(events, allowMissingColumns=True).repartition(n, KEY)
+    return PartitionedFacts(stacked, facts.customer_dtypes, facts.event_dtypes, n)
+
+
+def _side(table: pa.Table, kind: int, prefix: str, dtypes: Mapping[str, Any]) -> pd.DataFrame:
+    import pyarrow.compute as pc
+
+    from spark.frames import coerce
+
+    rows = table.filter(pc.equal(table.column(KIND), kind))
+    rows = rows.select([f"{prefix}{i}" for i in range(len(dtypes))]).rename_columns(list(dtypes))
+    return coerce(rows.to_pandas(), dtypes)
+
+
+def map_partitions(
+    facts: PartitionedFacts,
+    fn: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame],
+    dtypes: Mapping[str, Any],
+) -> DataFrame:
+    """``fn(customers, events)`` on every partition, in canonical dtypes; its rows stacked.
+
+    ``fn`` is pickled to the executors with what it holds (models, catalogue, spec);
+    its result must have the columns of ``dtypes``. Results cross back as Arrow
+    (categoricals and strings cast to Spark's string type in Arrow, not in Python).
+    """
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from spark.frames import spark_schema, to_arrow
+
+    customer_dtypes, event_dtypes = dict(facts.customer_dtypes), dict(facts.event_dtypes)
+    columns = list(dtypes)
+    schema = spark_schema(dtypes)
+    session = facts.frame.sparkSession
+    large = session.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false") == "true"
+    arrow_schema = to_arrow_schema(schema, prefers_large_types=large)
+
+    def run(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        # One partition is whole customers; the pandas code needs all of it at once.
+        received = list(batches)
+        if not received or not sum(b.num_rows for b in received):
+            return
+        table = pa.Table.from_batches(received)
+        del received
+        customers = _side(table, 0, "c", customer_dtypes)
+        events = _side(table, 1, "e", event_dtypes)
+        del table
+        out = fn(customers, events)[columns]
+        del customers, events
+        yield from to_arrow(out, arrow_schema).to_batches(max_chunksize=OUT_BATCH_ROWS)
+
+    return facts.frame.mapInArrow(run, schema)
 
 
 def map_buckets(
@@ -116,29 +221,6 @@ def map_buckets(
     fn: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame],
     dtypes: Mapping[str, Any],
 ) -> DataFrame:
-    """``fn(customers, events)`` on every bucket, in canonical dtypes; its rows stacked.
-
-    ``fn`` is pickled to the executors with what it holds (models, catalogue, spec);
-    its result must have the columns of ``dtypes`` (categoricals and strings are
-    converted for Spark here).
-    """
-    from spark.frames import coerce, spark_safe, spark_schema
-
-    customer_dtypes, event_dtypes = dict(facts.customer_dtypes), dict(facts.event_dtypes)
-    columns = list(dtypes)
-
-    # pyspark tells the (left, right) form from (key, left, right) by the argument
-    # count: a plain two-argument function, holding no DataFrame.
-    def run(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
-        if left.empty:
-            return pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
-        customers = coerce(left.drop(columns=[BUCKET]), customer_dtypes)
-        events = coerce(right.drop(columns=[BUCKET]), event_dtypes)
-        return spark_safe(fn(customers, events)[columns])
-
-    customers, events = bucketed(facts, buckets)
-    return (
-        customers.groupBy(BUCKET)
-        .cogroup(events.groupBy(BUCKET))
-        .applyInPandas(run, schema=spark_schema(dtypes))
-    )
+    """One pass of ``fn`` over ``facts`` in ``buckets`` partitions (see
+    :func:`map_partitions`; jobs with several passes partition once and reuse it)."""
+    return map_partitions(partition_facts(facts, buckets), fn, dtypes)

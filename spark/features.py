@@ -19,7 +19,7 @@ import pandas as pd
 from features.events import prepare_events
 from features.spec import FeatureSpec, spec_hash
 from spark.facts import SparkFacts, map_buckets
-from spark.frames import empty_frame, spark_safe
+from spark.frames import empty_frame
 from spark.session import job_errors
 from spark.storage import HadoopFiles
 
@@ -73,7 +73,7 @@ class BucketFeatures:
         for ts in self.cutoffs:
             frame = prepared.build_features(ts, spec=self.spec)
             frame[AS_OF_COLUMN] = as_of_label(ts)
-            parts.append(spark_safe(frame))
+            parts.append(frame)
         return pd.concat(parts, ignore_index=True)
 
 

@@ -4,7 +4,8 @@ Spark hands a partition to pandas with its own dtypes (timestamps as naive UTC
 wall-clock times, nullable integers as floats, strings as objects); the feature builder
 and the rule engine check the canonical fact dtypes, so every partition is coerced
 back to them first. On the way out, categoricals become strings (each partition has
-its own categories) and every pandas dtype maps to one Spark type.
+its own categories), every pandas dtype maps to one Spark type, and the frame crosses
+as Arrow cast to that schema.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyspark.sql.types import DataType, StructType
 
-__all__ = ["coerce", "empty_frame", "spark_safe", "spark_schema"]
+__all__ = ["coerce", "empty_frame", "spark_schema", "to_arrow"]
 
 
 def empty_frame(dtypes: Mapping[str, Any]) -> pd.DataFrame:
@@ -49,20 +50,23 @@ def coerce(frame: pd.DataFrame, dtypes: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
 
-def spark_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with categoricals and strings as Python strings (``None`` for nulls).
+def to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """``frame`` as an Arrow table of exactly ``schema`` (Spark's types for it).
 
-    pyspark's Arrow writer expects one Arrow array per column; pandas 3's Arrow-backed
-    strings hand it chunked arrays, so text columns cross as plain objects.
+    Categoricals (each partition has its own categories) and object columns become
+    pandas strings first, so a value crosses as the text pandas shows, not as Arrow's
+    own spelling of it; NaN in float columns becomes null, as Spark expects.
     """
-    out = frame.copy(deep=False)
-    for name, dtype in frame.dtypes.items():
-        if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
-            text = frame[name].astype("string")
-            values = np.array(text.tolist(), dtype=object)
-            values[text.isna().to_numpy()] = None
-            out[name] = pd.Series(values, index=frame.index, dtype="object")
-    return out
+    import pyarrow as pa
+
+    text = {
+        name: frame[name].astype("string")
+        for name, dtype in frame.dtypes.items()
+        if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(dtype)
+    }
+    if text:
+        frame = frame.assign(**{str(k): v for k, v in text.items()})
+    return pa.Table.from_pandas(frame, preserve_index=False).cast(schema)
 
 
 def _spark_type(dtype: Any) -> DataType:

@@ -20,9 +20,8 @@ import pandas as pd
 from features.events import prepare_events
 from features.spec import FeatureSpec
 from spark.errors import SparkError
-from spark.facts import SparkFacts, map_buckets
+from spark.facts import PartitionedFacts, SparkFacts, map_partitions, partition_facts
 from spark.features import as_of_label
-from spark.frames import spark_safe
 from spark.session import job_errors
 from spark.storage import HadoopFiles
 from spark.thresholds import (
@@ -102,7 +101,7 @@ class BucketTags:
         del results, prepared
         for predictor in self.predictors.value if self.predictors is not None else ():
             parts.append(predictor.predict_tags(features, as_of=self.cutoff))
-        return pd.concat([spark_safe(p[list(LONG_COLUMNS)]) for p in parts], ignore_index=True)
+        return pd.concat([p[list(LONG_COLUMNS)] for p in parts], ignore_index=True)
 
 
 @dataclass
@@ -124,7 +123,7 @@ class SparkTagRun:
     buckets: int
 
 
-def _thresholds(facts: SparkFacts, job: BucketTags, buckets: int) -> dict[str, dict[str, float]]:
+def _thresholds(facts: PartitionedFacts, job: BucketTags) -> dict[str, dict[str, float]]:
     """Global aggregates of the tags that use them (repeated passes when they chain)."""
     tags = aggregate_tags(job.catalogue)
     if not tags:
@@ -133,8 +132,13 @@ def _thresholds(facts: SparkFacts, job: BucketTags, buckets: int) -> dict[str, d
     pinned: dict[str, dict[str, float]] = {}
     for _ in range(MAX_ROUNDS if rounds else 1):
         pass_job = replace(job, thresholds=pinned, collect=tuple(tags))
-        rows = map_buckets(facts, buckets, pass_job.aggregates, AGGREGATE_COLUMNS)
-        found = global_thresholds(rows)
+        # global_thresholds reads the rows twice (counts, then order statistics):
+        # persisted, the pass's features and rules run once, not twice.
+        rows = map_partitions(facts, pass_job.aggregates, AGGREGATE_COLUMNS).persist()
+        try:
+            found = global_thresholds(rows)
+        finally:
+            rows.unpersist()
         if found == pinned or not rounds:
             return found
         pinned = found
@@ -165,16 +169,21 @@ def run_tags_spark(
     timings: dict[str, float] = {}
     broadcast = session.sparkContext.broadcast(list(predictors)) if predictors else None
     job = BucketTags(spec, cutoff, catalogue, predictors=broadcast)
-    start = time.perf_counter()
-    with job_errors("population aggregates"):
-        thresholds = _thresholds(facts, job, buckets)
-    timings["population aggregates"] = round(time.perf_counter() - start, 3)
-    start = time.perf_counter()
-    tagged = map_buckets(facts, buckets, replace(job, thresholds=thresholds).tags, LONG_COLUMNS)
+    # One shuffle for every pass: the aggregate passes and the tagging pass read the
+    # same persisted partitions (the first pass fills them).
+    partitioned = partition_facts(facts, buckets)
+    if aggregate_tags(catalogue):
+        partitioned.persist()
     files = HadoopFiles(session)
     target = f"{output.rstrip('/')}/as_of={as_of_label(cutoff)}"
     temp = files.temp_sibling(target)
     try:
+        start = time.perf_counter()
+        with job_errors("population aggregates"):
+            thresholds = _thresholds(partitioned, job)
+        timings["population aggregates"] = round(time.perf_counter() - start, 3)
+        start = time.perf_counter()
+        tagged = map_partitions(partitioned, replace(job, thresholds=thresholds).tags, LONG_COLUMNS)
         with job_errors("tags run"):
             tagged.write.partitionBy("tag_id").parquet(temp)
             n_customers = facts.customers.filter(
@@ -183,6 +192,7 @@ def run_tags_spark(
         files.replace(temp, target)
     finally:
         files.delete(temp)
+        partitioned.unpersist()
         if broadcast is not None:
             broadcast.unpersist()
     timings["features, rule and predicted tags"] = round(time.perf_counter() - start, 3)
