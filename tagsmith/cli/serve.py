@@ -126,7 +126,8 @@ def keys() -> None:
 def keys_add(project: Project, name: str, role: str) -> None:
     """Create a key called NAME; the key is printed once and never stored in clear."""
     if project.policy_path.exists():
-        roles = project.policy().roles
+        # The roles the service knows: it has no built-in owner.
+        roles = project.service_policy().roles
         if role not in roles:
             raise ServingError(
                 f"Expected a role of the access policy {sorted(roles)} "
