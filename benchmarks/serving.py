@@ -42,6 +42,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -50,6 +51,7 @@ from scoring.contract import model_matrix  # noqa: E402
 from scoring.loading import load_model  # noqa: E402
 from tagsmith.app import SERVICE, service_env  # noqa: E402
 from tagsmith.project import Project  # noqa: E402
+from training.mlflow_model import typed_example  # noqa: E402
 
 
 @dataclass
@@ -339,7 +341,12 @@ def bench_mlflow(
     columns = model.contract.feature_names
 
     def split(rows: np.ndarray) -> bytes:
-        data = [[None if math.isnan(v) else float(v) for v in row] for row in rows]
+        # The model's pyfunc signature takes categoricals as their level strings.
+        typed = typed_example(pd.DataFrame(rows, columns=columns), model.contract)
+        data = [
+            [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in row]
+            for row in typed.itertuples(index=False)
+        ]
         return json.dumps({"dataframe_split": {"columns": columns, "data": data}}).encode()
 
     port = free_port()

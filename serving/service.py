@@ -39,6 +39,7 @@ from serving.access import Caller
 from serving.config import MAX_CUSTOMERS_PER_REQUEST
 from serving.errors import Forbidden, HttpError, ServingError, TooManyRequests, Unauthorized
 from serving.logpolicy import RequestIdMiddleware, install_log_policy
+from serving.openapi import OpenApiMiddleware, package_version
 from serving.runtime import ServingRuntime
 from serving.settings import ServingSettings
 
@@ -403,13 +404,17 @@ class _TagServiceBase:
             return JSONResponse({"error": exc.message, "status": exc.status}, exc.status)
 
 
-def make_service(runtime_factory: RuntimeFactory, settings: ServingSettings) -> Any:
+def make_service(
+    runtime_factory: RuntimeFactory, settings: ServingSettings, *, version: str | None = None
+) -> Any:
     """The tag service (a BentoML service class) around ``runtime_factory``.
 
     Args:
         runtime_factory: Builds the runtime; called once per worker process, when
             BentoML constructs the service.
         settings: Timeout, workers, access log and body limit of the service.
+        version: The version ``/docs.json`` reports (default: the installed
+            ``tagsmith`` distribution's).
 
     Returns:
         The ``@bentoml.service`` class; assign it to a module-level name that
@@ -455,5 +460,6 @@ def make_service(runtime_factory: RuntimeFactory, settings: ServingSettings) -> 
     service = cast(Any, TagService)
     service.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     service.add_asgi_middleware(RequestIdMiddleware)
+    service.add_asgi_middleware(OpenApiMiddleware, version=version or package_version())
     install_log_policy()
     return service

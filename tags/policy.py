@@ -20,6 +20,7 @@ from tags.errors import AccessDenied, PolicyError
 
 __all__ = [
     "ACTIONS",
+    "OWNER",
     "AccessConfig",
     "AccessPolicy",
     "RolePolicy",
@@ -57,6 +58,8 @@ ACTIONS: tuple[str, ...] = (
     "review",
 )
 ALL = "*"
+# The local CLI acts as this role when nobody names one (see AccessConfig.cli_roles).
+OWNER = "owner"
 
 
 class TagInfo(Protocol):
@@ -76,12 +79,19 @@ class AccessConfig(BaseModel):
     """``access:`` section of ``tagsmith.yaml``.
 
     Attributes:
-        default_role: Role of a caller who gives neither ``--role`` nor
-            ``TAGSMITH_ROLE``.
+        cli_roles: When false (the default) a local project is owned by whoever runs
+            the CLI: a command given neither ``--role`` nor ``TAGSMITH_ROLE`` acts as
+            :data:`OWNER` (every action, every tag), audited under the OS user. When
+            true the project opts in to CLI roles: such a command acts as
+            ``default_role`` instead and ``owner`` exists only if ``policy.yaml``
+            defines it. The HTTP service ignores this: its role comes from the API key.
+        default_role: Role of a CLI caller who gives neither ``--role`` nor
+            ``TAGSMITH_ROLE`` when ``cli_roles`` is true.
     """
 
     model_config = ConfigDict(extra="forbid")
 
+    cli_roles: bool = False
     default_role: str = "marketing"
 
 
@@ -179,6 +189,22 @@ class AccessPolicy(BaseModel):
     def default(cls) -> AccessPolicy:
         """The policy ``tagsmith init`` writes."""
         return cls.from_yaml(default_policy_text(), source="the default policy")
+
+    def with_owner(self) -> AccessPolicy:
+        """This policy plus the built-in :data:`OWNER` role (every tag, every action).
+
+        A role named ``owner`` in ``policy.yaml`` wins: a project that narrows its owner
+        keeps that narrower definition.
+        """
+        if OWNER in self.roles:
+            return self
+        owner = RolePolicy(
+            description="Whoever runs the CLI on their own local project.",
+            categories=[ALL],
+            sensitivities=list(SENSITIVITIES),  # type: ignore[arg-type]
+            actions=list(ACTIONS),
+        )
+        return AccessPolicy(roles={**self.roles, OWNER: owner})
 
     def role(self, name: str) -> RolePolicy:
         """The policy of role ``name``.

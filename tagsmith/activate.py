@@ -42,7 +42,8 @@ def activation_of(project: Project) -> Activation:
         outbox=project.outbox(),
         history=project.trigger_history(),
         catalogue=project.catalogue(),
-        policy=project.policy(),
+        # Triggers act in the dispatcher, for their stored role: never the CLI's owner.
+        policy=project.service_policy(),
         audit=project.audit_log(),
         root=project.root,
         lock_path=project.activation_lock_path,
@@ -60,7 +61,7 @@ def check_project_definitions(
     check = check_definitions(
         defs,
         catalogue=project.catalogue(),
-        policy=project.policy(),
+        policy=project.service_policy(),
         audiences=audiences,
         environ=os.environ,
     )

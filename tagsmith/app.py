@@ -45,6 +45,7 @@ from serving.sources import (
     TagStoreSnapshotSource,
 )
 from tags.engine import evaluate_tags
+from tagsmith import __version__
 from tagsmith.activate import DispatcherThread, HostedRuntime
 from tagsmith.champions import model_source
 from tagsmith.live import ServiceIngest
@@ -157,7 +158,9 @@ def create_service(project: Project | None = None) -> Any:
         project = Project.load(Path(os.environ.get(PROJECT_ENV, ".")))
     served = project
     settings = load_settings(served.config.serving)
-    service = make_service(lambda: build_runtime(served, settings), settings)
+    service = make_service(
+        lambda: build_runtime(served, settings), settings, version=__version__
+    )
     if served.config.console.enabled:
         from tagsmith.console_app import mount_console
 

@@ -71,10 +71,14 @@ class Project:
     Attributes:
         root: The project folder (absolute).
         config: The validated ``tagsmith.yaml``.
+        local_owner: Loaded by the local CLI: unless ``access.cli_roles`` opts in to
+            CLI roles, :meth:`policy` adds the built-in ``owner`` role the CLI acts as
+            when no role is named. The service loads projects without it.
     """
 
     root: Path
     config: ProjectConfig
+    local_owner: bool = False
     _built: dict[str, Any] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
@@ -83,8 +87,8 @@ class Project:
     )
 
     @classmethod
-    def load(cls, root: Path) -> Project:
-        """Load the project in ``root``.
+    def load(cls, root: Path, *, local_owner: bool = False) -> Project:
+        """Load the project in ``root`` (``local_owner``: see the class attributes).
 
         Raises:
             ProjectNotFoundError: ``root`` holds no ``tagsmith.yaml``.
@@ -97,7 +101,7 @@ class Project:
                 f"Expected a Tagsmith project in {root} (a {CONFIG_FILENAME} file). "
                 "Got none: run 'tagsmith init' there, or pass --project DIR."
             )
-        return cls(root=root, config=load_config(path))
+        return cls(root=root, config=load_config(path), local_owner=local_owner)
 
     @classmethod
     def init(cls, root: Path, *, config: ProjectConfig | None = None) -> Project:
@@ -279,7 +283,26 @@ class Project:
 
     @_built_once
     def policy(self) -> AccessPolicy:
-        """The access policy (roles and what each may see and do).
+        """The access policy of callers (roles and what each may see and do).
+
+        On the local CLI (``local_owner``) of a project that has not opted in to CLI
+        roles, the built-in ``owner`` role is added: whoever runs the CLI owns the
+        project's files anyway, so refusing them only got in their way.
+
+        Raises:
+            PolicyError: ``policy.yaml`` is missing or invalid (the message names it).
+        """
+        policy = self.service_policy()
+        if self.local_owner and not self.config.access.cli_roles:
+            return policy.with_owner()
+        return policy
+
+    @_built_once
+    def service_policy(self) -> AccessPolicy:
+        """``policy.yaml`` alone, as the service and stored definitions see it.
+
+        API keys and triggers act later, in the service or the dispatcher, where no
+        built-in ``owner`` exists: their roles are checked against this.
 
         Raises:
             PolicyError: ``policy.yaml`` is missing or invalid (the message names it).

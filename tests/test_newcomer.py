@@ -5,11 +5,13 @@ dates) are written from the synthetic generator; then every line of the README b
 between ``<!-- newcomer:start -->`` and ``<!-- newcomer:end -->`` runs as written: exports
 set the environment, ``tagsmith`` lines run the CLI, ``KEY=$(...)`` captures a key, the
 ``&`` line starts the real service (on a free port instead of 3000) and ``curl`` asks
-``/tags``. Nothing passes ``--role`` to a CLI action.
+``/tags``. Nothing passes ``--role`` to a CLI action or sets ``TAGSMITH_ROLE``: a local
+project is owned by whoever runs the CLI, and the audit log says so.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -25,6 +27,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from tags.audit import AuditLog
 from tagsmith.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +74,7 @@ def _free_port() -> int:
 
 def test_the_block_has_no_role_flag_on_cli_actions() -> None:
     for line in walkthrough():
+        assert "TAGSMITH_ROLE" not in line, line
         if "--role" in line:
             assert "serve keys add" in line, line  # a key's role is the service's, by design
 
@@ -81,7 +85,8 @@ def test_a_newcomer_goes_from_two_csvs_to_a_tag_service(
 ) -> None:
     write_exports(tmp_path)
     monkeypatch.chdir(tmp_path)
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "TAGSMITH_PROJECT", "TAGSMITH_ROLE"):
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "TAGSMITH_PROJECT", "TAGSMITH_ROLE")
+    for name in (*names, "TAGSMITH_USER"):
         monkeypatch.delenv(name, raising=False)
     env: dict[str, str] = {}
     server: subprocess.Popen[bytes] | None = None
@@ -126,6 +131,11 @@ def test_a_newcomer_goes_from_two_csvs_to_a_tag_service(
     assert not (tmp_path / "shop" / "data" / "quarantine").exists() or not any(
         (tmp_path / "shop" / "data" / "quarantine").iterdir()
     )
+    # The runs were the owner's, audited under the OS user.
+    entries = AuditLog(tmp_path / "shop" / "data" / "audit.log").entries()
+    runs = [e for e in entries if e["action"] == "run"]
+    assert runs
+    assert {(e["role"], e["actor"]) for e in runs} == {("owner", getpass.getuser())}
 
 
 def _start_server(

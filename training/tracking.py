@@ -12,9 +12,11 @@ A run of experiment ``tagsmith-<target>`` records:
   SHAP, predicted vs actual), ``model_card.md``, ``tables/`` (metrics, per-segment
   metrics, importance, calibration and gain tables as CSV);
 - the model: the LightGBM booster (one thread) with the model contract in its
-  ``metadata``, a signature and input example, registered as ``churn-predictor`` /
-  ``value-predictor`` and given the alias ``challenger``. Model-version tags repeat
-  the target, horizon, test cutoff, lineage and headline metrics.
+  ``metadata``, a signature typing categoricals as strings and an input example
+  (the pyfunc flavor takes those typed features: :mod:`training.mlflow_model`),
+  registered as ``churn-predictor`` / ``value-predictor`` and given the alias
+  ``challenger``. Model-version tags repeat the target, horizon, test cutoff, lineage
+  and headline metrics.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ import numpy as np
 import pandas as pd
 
 from scoring.contract import REGISTERED_MODEL_NAMES, contract_metadata
+from training import mlflow_model
 from training.errors import TrainingError
+from training.mlflow_model import typed_example
 from training.pipeline import TrainingResult
 
 __all__ = [
@@ -211,9 +215,8 @@ def log_training(
         TrainingError: MLflow refused the run or the registration.
     """
     import mlflow
-    import mlflow.lightgbm
     from mlflow.exceptions import MlflowException
-    from mlflow.models import infer_signature
+    from mlflow.models import Model, infer_signature
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # Registration follows the registry URI, which another caller may have pointed
@@ -227,7 +230,9 @@ def log_training(
     if example is None:
         raise TrainingError("Expected an input example in the training result. Got none.")
     scores = np.asarray(booster.predict(example.to_numpy(), num_threads=1))
-    signature = infer_signature(example, scores)
+    # Callers of the pyfunc flavor send features as they are: categoricals as strings.
+    typed = typed_example(example, contract)
+    signature = infer_signature(typed, scores)
     try:
         experiment_id = ""
         if not os.environ.get("MLFLOW_RUN_ID"):
@@ -262,11 +267,14 @@ def log_training(
                 _write_tables(result, folder / "tables")
                 (folder / "model_card.md").write_text(model_card(result), encoding="utf-8")
                 mlflow.log_artifacts(str(folder))
-            info = mlflow.lightgbm.log_model(
-                booster,
+            info = Model.log(
+                artifact_path=None,
                 name="model",
+                flavor=mlflow_model,
+                flavor_name=mlflow_model.FLAVOR_NAME,
+                lgb_model=booster,
                 signature=signature,
-                input_example=example,
+                input_example=typed,
                 metadata=contract_metadata(contract),
                 pip_requirements=_PIP_REQUIREMENTS,
             )

@@ -89,7 +89,7 @@ class CliContext:
     def project(self) -> Project:
         """The project in ``--project`` (loaded once)."""
         if self._project is None:
-            self._project = Project.load(self.project_dir)
+            self._project = Project.load(self.project_dir, local_owner=True)
         return self._project
 
 

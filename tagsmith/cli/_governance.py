@@ -14,6 +14,7 @@ import click
 
 from tags.audit import default_actor
 from tags.errors import AccessDenied
+from tags.policy import OWNER
 from tagsmith.project import Project
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ __all__ = [
     "SELF_ASSERTED_HINT",
     "check_purpose",
     "consent_filter",
+    "definition_role",
     "lint_findings",
     "make_reader",
     "purpose_option",
@@ -34,27 +36,48 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# On the local CLI nothing authenticates the caller: the role only limits what a command
-# does (a script can run with less power). The service takes the role from the API key.
+# On the local CLI nothing authenticates the caller: whoever runs it owns the project's
+# files anyway, so by default it acts as 'owner'. A named role only limits what a
+# command does (a script can run with less power). The service takes the role from
+# the API key.
 SELF_ASSERTED_HINT = (
-    "On the local CLI the role is self-asserted: pass --role (e.g. --role admin) or set "
-    "TAGSMITH_ROLE; the default is access.default_role in tagsmith.yaml. The HTTP service "
-    "takes the role from the caller's API key instead."
+    "On the local CLI the role is self-asserted (--role or TAGSMITH_ROLE): pass a role "
+    "that may, e.g. --role admin, or name none to act as 'owner' (in projects without "
+    "access.cli_roles: true). The HTTP service takes the role from the caller's API key "
+    "instead."
 )
 
 
 def role_option(func: F) -> F:
-    """``--role``: the caller's role (default: TAGSMITH_ROLE, then ``access.default_role``)."""
+    """``--role``: the caller's role (default: TAGSMITH_ROLE, then owner)."""
     return click.option(
         "--role",
         default=None,
         metavar="ROLE",
-        help="Role you act under (default: $TAGSMITH_ROLE, then access.default_role).",
+        help="Act under this policy role, with less power than the owner (default: "
+        "$TAGSMITH_ROLE, then 'owner'; access.default_role if access.cli_roles is on).",
     )(func)
 
 
 def resolve_role(project: Project, role: str | None) -> str:
-    """The caller's role: the option, else ``TAGSMITH_ROLE``, else the config default."""
+    """The caller's role: the option, else ``TAGSMITH_ROLE``, else the project's default.
+
+    The default is ``owner`` (the local project belongs to whoever runs the CLI) unless
+    the project opts in to CLI roles (``access.cli_roles``): then ``access.default_role``.
+    """
+    named = role or os.environ.get("TAGSMITH_ROLE")
+    if named:
+        return named
+    access = project.config.access
+    return access.default_role if access.cli_roles else OWNER
+
+
+def definition_role(project: Project, role: str | None) -> str:
+    """The role a stored definition (a trigger, a sync) acts for when it runs later.
+
+    The option or ``TAGSMITH_ROLE``, else ``access.default_role``: never the CLI's
+    built-in owner, which the dispatcher and the service do not know.
+    """
     return role or os.environ.get("TAGSMITH_ROLE") or project.config.access.default_role
 
 

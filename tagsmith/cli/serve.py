@@ -112,6 +112,35 @@ def _run_server(
         raise ServingError(f"The tag service exited with status {code} (see the log above).")
 
 
+@serve.command("build")
+@click.option(
+    "--version", "bento_version", default=None, help="Bento version (default: generated)."
+)
+@format_option
+@pass_project
+def build(project: Project, bento_version: str | None, fmt: str) -> None:
+    """Pack the tag service as a Bento (bentofile.yaml; offline, no container).
+
+    The Bento holds the code and the pinned requirements, not the project: mount the
+    project where TAGSMITH_PROJECT points (/project by default) when it runs, e.g.
+    'bentoml containerize TAG' then 'docker run -v $PWD/shop:/project ...'.
+    """
+    from tagsmith.bento import build_bento
+
+    err_console.print("Building the Bento (bentoml build; about a minute)...")
+    built = build_bento(project, version=bento_version)
+    if fmt == "json":
+        emit_json({"tag": built.tag, "bentoml_home": str(built.home), "path": str(built.path)})
+        return
+    console.print(f"Built Bento {built.tag} in {built.path}")
+    console.print(
+        f"  serve it:     TAGSMITH_PROJECT={project.root} BENTOML_HOME={built.home} "
+        f"bentoml serve {built.tag}\n"
+        f"  containerize: BENTOML_HOME={built.home} bentoml containerize {built.tag} "
+        "(the image reads the project mounted at /project)"
+    )
+
+
 @serve.group()
 def keys() -> None:
     """API keys of the tag service: stored salted and hashed, each acting as a policy role."""
@@ -126,7 +155,8 @@ def keys() -> None:
 def keys_add(project: Project, name: str, role: str) -> None:
     """Create a key called NAME; the key is printed once and never stored in clear."""
     if project.policy_path.exists():
-        roles = project.policy().roles
+        # The roles the service knows: it has no built-in owner.
+        roles = project.service_policy().roles
         if role not in roles:
             raise ServingError(
                 f"Expected a role of the access policy {sorted(roles)} "

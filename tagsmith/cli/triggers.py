@@ -37,7 +37,13 @@ from tags.segments import select_audience
 from tags.transitions import TransitionLog
 from tagsmith.activate import check_project_definitions, transitions_position
 from tagsmith.cli._common import console, err_console, format_option, pass_project
-from tagsmith.cli._governance import make_reader, require, resolve_role, role_option
+from tagsmith.cli._governance import (
+    definition_role,
+    make_reader,
+    require,
+    resolve_role,
+    role_option,
+)
 from tagsmith.project import Project
 
 __all__ = ["COMMANDS", "add", "apply", "list_cmd", "plan", "test"]
@@ -92,7 +98,13 @@ def _dump(item: Any, keep: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--batch-size", type=int, default=None, help="Events per webhook request.")
 @click.option("--rate-limit", type=float, default=None, help="Events per second at most.")
 @click.option("--replace", is_flag=True, help="Overwrite triggers/NAME.yaml (version goes up).")
-@role_option
+@click.option(
+    "--role",
+    default=None,
+    metavar="ROLE",
+    help="Policy role the trigger acts for when it fires (default: $TAGSMITH_ROLE, then "
+    "access.default_role).",
+)
 @pass_project
 def add(project: Project, name: str, role: str | None, **opts: Any) -> None:
     """Define trigger (or audience sync) NAME in triggers/NAME.yaml; apply it to take effect.
@@ -112,7 +124,7 @@ def add(project: Project, name: str, role: str | None, **opts: Any) -> None:
     old_version = _owned_version(defs, str(path), name)
     if path.exists() and not opts["replace"]:
         raise DefinitionError(f"{path} exists already. Pass --replace to overwrite it.")
-    role = resolve_role(project, role)
+    role = definition_role(project, role)
     owner = opts["owner"] or default_actor()
     version = old_version + 1 if old_version else 1
     common = {

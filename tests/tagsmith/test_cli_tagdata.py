@@ -43,12 +43,15 @@ def project(tmp_path: Path) -> Path:
 
 def run(root: Path, *args: str, role: str | None = None):
     argv = ["--project", str(root), *args] + (["--role", role] if role else [])
-    return CliRunner().invoke(main, argv, env={"TAGSMITH_USER": "tester", "TAGSMITH_ROLE": None})
+    # A named role: without one the local CLI acts as the all-powerful owner, and these
+    # tests check what the policy refuses to a role with less power.
+    env = {"TAGSMITH_USER": "tester", "TAGSMITH_ROLE": "marketing"}
+    return CliRunner().invoke(main, argv, env=env)
 
 
 def test_export_filters_by_role_and_refuses_restricted(project: Path, tmp_path: Path) -> None:
     out = tmp_path / "tags.csv"
-    result = run(project, "tags", "export", "--out", str(out))  # default role: marketing
+    result = run(project, "tags", "export", "--out", str(out))  # $TAGSMITH_ROLE: marketing
     assert result.exit_code == 0, result.output
     df = pd.read_csv(out)
     assert "complaint_risk" not in set(df["tag_id"])

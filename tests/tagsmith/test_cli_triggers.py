@@ -26,7 +26,9 @@ from tests.tags.conftest import long_table
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cli-test-secret"
-ENV = {"TAGSMITH_USER": "tester", "TAGSMITH_ROLE": None, "CRM_SECRET": SECRET}
+# A named role: without one the local CLI acts as the all-powerful owner, and these
+# tests check what the policy refuses to a role with less power.
+ENV = {"TAGSMITH_USER": "tester", "TAGSMITH_ROLE": "marketing", "CRM_SECRET": SECRET}
 
 
 def run(root: Path, *args: str, role: str | None = None):

@@ -18,7 +18,9 @@ from tags.store import TagStore
 from tagsmith.cli import main
 from tests.tags.conftest import long_table
 
-ENV = {"TAGSMITH_USER": "tester", "TAGSMITH_ROLE": None}
+# A named role: without one the local CLI acts as the all-powerful owner, and these
+# tests check what the policy refuses to a role with less power.
+ENV = {"TAGSMITH_USER": "tester", "TAGSMITH_ROLE": "marketing"}
 NOW = pd.Timestamp("2024-06-01", tz="UTC")
 
 

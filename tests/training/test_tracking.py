@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scoring.contract import model_matrix
 from scoring.loading import load_model
 from training.config import TrainingConfig
 from training.pipeline import train_predictor
@@ -85,3 +86,48 @@ def test_model_card_names_cutoffs_and_baselines() -> None:
     for name in ("recency", "rfm", "linear", "bgnbd"):
         assert f"| {name} |" in card
     assert isinstance(result.metrics_table(), pd.DataFrame)
+
+
+def test_signature_types_categoricals_as_strings_and_pyfunc_takes_them(tmp_path: Path) -> None:
+    """Issue 21: the logged signature said ``double`` for categoricals (their codes)."""
+    import mlflow
+    import mlflow.pyfunc
+
+    customers, events = simulate_facts(600, seed=3)
+    result = train_predictor(
+        customers,
+        events,
+        target="churn",
+        config=TrainingConfig(num_boost_round=20, learning_rate=0.2),
+        feature_builder=tiny_build_features,
+        n_jobs=1,
+    )
+    assert "region" in result.contract.categorical_levels
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    log_training(result, tracking_uri=uri, artifacts_dir=tmp_path / "artifacts")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    info = mlflow.models.get_model_info("models:/churn-predictor/1")
+    types = {c.name: c.type.name for c in info.signature.inputs.inputs}
+    assert list(types) == result.contract.feature_names
+    for name in result.contract.feature_names:
+        expected = "string" if name in result.contract.categorical_levels else "double"
+        assert types[name] == expected, (name, types[name])
+    assert info.flavors["python_function"]["loader_module"] == "tagsmith_pyfunc"
+
+    # The pyfunc flavor takes the features as the signature types them (region as text,
+    # an unseen region too) and predicts exactly what the booster does on Tagsmith's own
+    # coding of them (its output, like the signature's, is before calibration).
+    feats = tiny_build_features(customers, events, as_of=result.plan.test)
+    test = result.test[["customer_id"]].merge(feats, on="customer_id")
+    typed = test[result.contract.feature_names].copy()
+    for name in result.contract.feature_names:
+        categorical = name in result.contract.categorical_levels
+        typed[name] = typed[name].astype(object if categorical else "float64")
+    typed.loc[typed.index[0], "region"] = "atlantis"
+    pyfunc = mlflow.pyfunc.load_model("models:/churn-predictor/1")
+    native = load_model("models:/churn-predictor/1")
+    coded = model_matrix(test.assign(region=typed["region"].astype("string")), native.contract)
+    assert np.isnan(coded[0, result.contract.feature_names.index("region")])  # atlantis
+    expected = native.booster.predict(coded, num_threads=1)
+    np.testing.assert_allclose(pyfunc.predict(typed), expected, rtol=0, atol=1e-12)

@@ -1,0 +1,58 @@
+"""A Tagsmith model in MLflow: the native LightGBM flavor and a pyfunc over typed inputs.
+
+The booster reads categorical features as level codes (floats), but a caller of the
+pyfunc flavor (``mlflow.pyfunc.load_model``, ``mlflow models serve``) has the features
+themselves. The logged signature therefore types categoricals as strings and numbers as
+doubles, and the ``python_function`` flavor loads :mod:`scoring.tagsmith_pyfunc` (copied
+into the model), which codes the strings with the contract's levels before predicting.
+The ``lightgbm`` flavor, which Tagsmith loads, is unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+
+from scoring import tagsmith_pyfunc
+from scoring.contract import ModelContract
+
+__all__ = ["FLAVOR_NAME", "save_model", "typed_example"]
+
+FLAVOR_NAME = "lightgbm"
+
+
+def typed_example(coded: pd.DataFrame, contract: ModelContract) -> pd.DataFrame:
+    """``coded`` (the booster's matrix as a frame) with each categorical as its level.
+
+    Codes index the contract's levels, so decoding is exact; a missing code is None.
+    """
+    out = coded.astype("float64")
+    typed: dict[str, Any] = {name: out[name] for name in contract.feature_names}
+    for name, levels in contract.categorical_levels.items():
+        typed[name] = pd.Series(
+            [levels[int(c)] if pd.notna(c) else None for c in coded[name]],
+            index=coded.index,
+            dtype=object,
+            name=name,
+        )
+    return pd.DataFrame(typed, index=coded.index)[contract.feature_names]
+
+
+def save_model(lgb_model: Any, path: str, mlflow_model: Any = None, **kwargs: Any) -> None:
+    """``mlflow.lightgbm.save_model``, with the pyfunc flavor loading typed inputs.
+
+    Passed as the flavor to ``mlflow.models.Model.log`` (which calls it with the
+    model folder and the ``Model`` it is filling in).
+    """
+    import mlflow.lightgbm
+    from mlflow.models import Model
+
+    mlflow_model = mlflow_model if mlflow_model is not None else Model()
+    code = [*(kwargs.pop("code_paths", None) or []), tagsmith_pyfunc.__file__]
+    mlflow.lightgbm.save_model(
+        lgb_model, path, mlflow_model=mlflow_model, code_paths=code, **kwargs
+    )
+    mlflow_model.flavors["python_function"]["loader_module"] = tagsmith_pyfunc.LOADER_MODULE
+    mlflow_model.save(os.path.join(path, "MLmodel"))
