@@ -19,6 +19,7 @@ from features.schema import TIMESTAMP_DTYPE, AttributeSpec, FactsConfig, ReasonC
 __all__ = [
     "NULL_ID_TOKENS",
     "NULL_NUMBER_TOKENS",
+    "PREFILTER_FROM_ROWS",
     "attribute_field",
     "blank_ids",
     "duplicate_rows",
@@ -30,6 +31,8 @@ __all__ = [
     "to_float",
 ]
 
+# Rows (new plus stored) from which duplicate detection hashes first (see repeat_rows).
+PREFILTER_FROM_ROWS = 50_000
 # What CSV writers put in empty numeric cells (pandas, Arrow, R, SQL dumps): missing.
 NULL_NUMBER_TOKENS: frozenset[str] = frozenset({"nan", "na", "n/a", "null", "none", "\\n"})
 # What exports put where an id is missing (the number tokens and dashes): such an "id"
@@ -275,6 +278,7 @@ def repeat_rows(
     stored: pd.DataFrame | pa.Table | None = None,
     *,
     keep_repeats: np.ndarray | None = None,
+    prefilter_from: int = PREFILTER_FROM_ROWS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact duplicates among ``new`` and against ``stored`` (missing equals missing).
 
@@ -289,6 +293,9 @@ def repeat_rows(
             without order ids). Such rows are compared as a multiset: the k-th copy in
             ``new`` is a duplicate only when ``stored`` holds at least k copies, so a
             re-imported file still adds nothing while repeats within a file are kept.
+        prefilter_from: From this many rows (new plus stored) on, rows are hashed first
+            and only repeated hashes compared value by value; below it one ranking of
+            every row is cheaper (a live batch of a few events).
 
     Returns:
         ``(repeats, in_store, kept)``: boolean masks over ``new``: rows equal to an
@@ -310,16 +317,19 @@ def repeat_rows(
     # Column names are canonical names or validated attribute identifiers, never user text.
     quoted = [f'"{c}"' for c in columns]
     partition = ", ".join(quoted)
-    has_stored = stored is not None and len(stored) > 0
+    n_stored = len(stored) if stored is not None else 0
+    has_stored = n_stored > 0
     with duckdb.connect() as con:
         con.register("new_rows", rows)
         if has_stored:
             con.register("stored_raw", stored)
-        _hash_candidates(con, quoted, has_stored=has_stored)
+        where, stored_rows = "", "stored_raw"
+        if len(new) + n_stored >= prefilter_from:
+            _hash_candidates(con, quoted, has_stored=has_stored)
+            where, stored_rows = "WHERE _pos IN (SELECT _pos FROM candidates)", "stored_rows"
         con.execute(
             "CREATE TEMP TABLE ranked AS SELECT _pos, _keep, row_number() OVER "  # noqa: S608
-            f"(PARTITION BY {partition} ORDER BY _pos) AS _rn, {partition} FROM new_rows "
-            "WHERE _pos IN (SELECT _pos FROM candidates)"
+            f"(PARTITION BY {partition} ORDER BY _pos) AS _rn, {partition} FROM new_rows " + where
         )
         found = con.execute("SELECT _pos FROM ranked WHERE _rn > 1 AND NOT _keep").fetchnumpy()[
             "_pos"
@@ -334,7 +344,7 @@ def repeat_rows(
             match = " AND ".join(f"n.{c} IS NOT DISTINCT FROM s.{c}" for c in quoted)
             found = con.execute(
                 f"SELECT n._pos FROM ranked n JOIN (SELECT {partition}, count(*) AS _n "  # noqa: S608
-                f"FROM stored_rows GROUP BY ALL) s ON {match} WHERE NOT n._keep OR n._rn <= s._n"
+                f"FROM {stored_rows} GROUP BY ALL) s ON {match} WHERE NOT n._keep OR n._rn <= s._n"
             ).fetchnumpy()["_pos"]
             in_store[np.asarray(found, dtype=np.int64)] = True
     return repeats, in_store, kept & ~in_store

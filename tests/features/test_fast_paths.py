@@ -139,11 +139,16 @@ def test_hashed_repeats_equal_naive_loop(
         raw = pd.DataFrame(values, columns=columns) if values else pd.DataFrame(columns=columns)
         return raw.astype({"customer_id": "string", "amount": "float64", "order_id": "string"})
 
-    got = repeat_rows(
-        frame(rows), columns, frame(stored) if stored else None, keep_repeats=np.array(keep)
-    )
-    expected = _naive_repeats(rows, stored, keep)
-    assert [g.tolist() for g in got] == [list(e) for e in expected]
+    expected = [list(e) for e in _naive_repeats(rows, stored, keep)]
+    for prefilter_from in (0, 10**9):  # hashed first, and one ranking of every row
+        got = repeat_rows(
+            frame(rows),
+            columns,
+            frame(stored) if stored else None,
+            keep_repeats=np.array(keep),
+            prefilter_from=prefilter_from,
+        )
+        assert [g.tolist() for g in got] == expected
 
 
 @pytest.mark.parametrize("unit", ["us", "ns"])
@@ -153,7 +158,9 @@ def test_stored_rows_of_another_time_unit_are_still_duplicates(unit: str) -> Non
         {"customer_id": ["C1", "C2"], "occurred_at": times.astype("datetime64[us, UTC]")}
     )
     stored = new.iloc[:1].astype({"occurred_at": f"datetime64[{unit}, UTC]"})
-    repeats, in_store, _ = repeat_rows(new, ["customer_id", "occurred_at"], stored)
+    repeats, in_store, _ = repeat_rows(
+        new, ["customer_id", "occurred_at"], stored, prefilter_from=0
+    )
     assert in_store.tolist() == [True, False]
     assert repeats.tolist() == [False, False]
 
