@@ -67,14 +67,7 @@ def lint_cmd(project: Project, fmt: str, strict: bool) -> None:
 @click.command("erase")
 @click.argument("customer_ids", nargs=-1, required=True, metavar="ID...")
 @click.option("--yes", is_flag=True, help="Erase (without it, nothing is changed).")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format (json for scripts).",
-)
+@format_option
 @role_option
 @pass_project
 def erase_cmd(
@@ -115,14 +108,7 @@ def new_key_cmd() -> None:
 
 
 @click.command("encryption")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format (json for scripts).",
-)
+@format_option
 @pass_project
 def encryption_cmd(project: Project, fmt: str) -> None:
     """Whether each store is encrypted at rest, and under which key."""
@@ -309,14 +295,7 @@ def consent_import_cmd(project: Project, file: Path, role: str | None) -> None:
 
 
 @consent_group.command("show")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format (json for scripts).",
-)
+@format_option
 @role_option
 @pass_project
 def consent_show_cmd(project: Project, fmt: str, role: str | None) -> None:
