@@ -13,10 +13,14 @@ Time is in weeks. Per customer: ``x`` repeat purchases (purchase days minus one)
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from scoring.season import operational_weeks, seasonal_inputs
 
 __all__ = [
     "BTYDBlend",
@@ -24,6 +28,7 @@ __all__ = [
     "blend_scores",
     "btyd_prediction",
     "gamma_gamma_spend",
+    "horizon_weeks",
     "log_integral",
     "logsumexp_rows",
     "pareto_expected_purchases",
@@ -164,6 +169,12 @@ class BTYDBlend(BaseModel):
         weight: Weight of the booster in the blend, in [0, 1].
         offset: Added on the logit (churn) or log (value) scale.
         frequency, recency, age, monetary: Feature columns the BTYD inputs come from.
+        season: Calendar-month index (January first, 12 positive values) when the
+            Pareto/NBD was fitted in seasonally weighted time (:mod:`scoring.season`),
+            else ``None`` (calendar time).
+        season_as_of: The date the rows are read as summarised at, for that time
+            (the scoring date the parameters were fitted for; a row summarised later
+            is read with the same calendar, a shift of the difference).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -182,6 +193,18 @@ class BTYDBlend(BaseModel):
     recency: str = "recency_days"
     age: str = "tenure_days"
     monetary: str = "monetary_total"
+    season: tuple[float, ...] | None = None
+    season_as_of: date | None = None
+
+    @model_validator(mode="after")
+    def _season_complete(self) -> BTYDBlend:
+        if (self.season is None) != (self.season_as_of is None):
+            raise ValueError("season and season_as_of go together (both or neither)")
+        if self.season is not None and (
+            len(self.season) != 12 or not all(np.isfinite(v) and v > 0 for v in self.season)
+        ):
+            raise ValueError("season must hold 12 positive monthly values, January first")
+        return self
 
     @property
     def columns(self) -> list[str]:
@@ -192,13 +215,23 @@ class BTYDBlend(BaseModel):
 def blend_inputs(
     blend: BTYDBlend, feature_names: list[str], x: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x, t_x, T, mean spend)`` in weeks from model-matrix rows; missing values
-    read as no repeat purchase, no age, no spend (finite for any row)."""
+    """``(x, t_x, T, mean spend)`` in weeks (seasonally weighted ones when the blend
+    has a season) from model-matrix rows; missing values read as no repeat purchase,
+    no age, no spend (finite for any row)."""
     col = {n: x[:, feature_names.index(n)] for n in blend.columns}
     days = np.nan_to_num(col[blend.frequency], nan=1.0)
-    age = np.maximum(np.nan_to_num(col[blend.age], nan=0.0), 0.0) / 7.0
-    recency = np.nan_to_num(col[blend.recency], nan=0.0) / 7.0
-    t_x = np.clip(age - recency, 0.0, age)
+    if blend.season is not None and blend.season_as_of is not None:
+        t_x, age = seasonal_inputs(
+            blend.season,
+            pd.Timestamp(blend.season_as_of),
+            recency_days=col[blend.recency],
+            age_days=col[blend.age],
+            horizon_days=0,
+        )[:2]
+    else:
+        age = np.maximum(np.nan_to_num(col[blend.age], nan=0.0), 0.0) / 7.0
+        recency = np.nan_to_num(col[blend.recency], nan=0.0) / 7.0
+        t_x = np.clip(age - recency, 0.0, age)
     n_tx = np.maximum(days, 1.0)
     mean = np.maximum(np.nan_to_num(col[blend.monetary], nan=0.0), 0.0) / n_tx
     return np.maximum(days - 1.0, 0.0), t_x, age, mean
@@ -210,13 +243,23 @@ def btyd_prediction(
     """P(no purchase in H) (churn) or expected spend in H (value) of each row."""
     rep, t_x, age, mean = blend_inputs(blend, feature_names, x)
     params = (blend.r, blend.alpha, blend.s, blend.beta)
-    t = horizon_days / 7.0
+    t = horizon_weeks(blend, horizon_days)
     if target == "churn":
         return pareto_prob_no_purchase(params, t, rep, t_x, age)
     if blend.gg_p is None or blend.gg_q is None or blend.gg_gamma is None:
         raise ValueError("A value model's BTYD blend needs Gamma-Gamma parameters.")
     spend = gamma_gamma_spend((blend.gg_p, blend.gg_q, blend.gg_gamma), rep + 1.0, mean)
     return pareto_expected_purchases(params, t, rep, t_x, age) * spend
+
+
+def horizon_weeks(blend: BTYDBlend, horizon_days: int) -> float:
+    """The horizon in the blend's weeks (seasonally weighted ones with a season)."""
+    if blend.season is None or blend.season_as_of is None:
+        return horizon_days / 7.0
+    ends = operational_weeks(
+        blend.season, pd.Timestamp(blend.season_as_of), np.array([float(horizon_days)])
+    )
+    return float(ends[0])
 
 
 def blend_scores(

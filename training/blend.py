@@ -12,13 +12,15 @@ blend averages the two on the logit (churn) or log (value) scale:
   with a purchase before the *scoring date* (the day after the last event), from the
   model's own feature columns, so the registered model scores the next horizon with a
   BTYD fitted on all the history;
+- **seasonal time**: given the event history, the Pareto/NBD is fitted and predicted
+  in seasonally weighted time (:mod:`training.season` estimates the calendar-month
+  index from the history; the blend carries it, so scoring converts each row the same
+  way), which reads P(alive) right after a busy or a slow season; calendar time when
+  the history shows no season or that fit fails;
 - **offset** (no labels): churn probabilities are shifted so their mean over those
-  customers equals the mean P(no purchase in H) of a Pareto/NBD fitted and predicted
-  in seasonally weighted time (:mod:`training.season`; the plain Pareto/NBD's mean
-  when no event history is given or that fit fails), which reads P(alive) right after
-  a busy or a slow season; value predictions are scaled so their total equals the
-  booster's total (over a random :data:`MAX_POPULATION_ROWS` of those customers when
-  there are more).
+  customers equals the Pareto/NBD's mean P(no purchase in H); value predictions are
+  scaled so their total equals the booster's total (over a random
+  :data:`MAX_POPULATION_ROWS` of those customers when there are more).
 
 Validation metrics use the same recipe on the validation rows (parameters and offset
 from the validation cutoff's customers). The blend is packaged in the model contract
@@ -35,20 +37,14 @@ import pandas as pd
 from scipy import special
 from scipy.optimize import brentq
 
-from scoring.btyd import (
-    BTYDBlend,
-    blend_inputs,
-    blend_scores,
-    btyd_prediction,
-    pareto_prob_no_purchase,
-)
+from scoring.btyd import BTYDBlend, blend_inputs, blend_scores, btyd_prediction
 from scoring.contract import ModelContract, model_matrix
 from training.clv import GammaGamma
 from training.errors import TrainingError
 from training.evaluation import metrics_for
 from training.pareto_nbd import ParetoNBD
 from training.scoring_date import buyers_only, scoring_date
-from training.season import seasonal_index, seasonal_inputs
+from training.season import seasonal_index
 
 __all__ = [
     "BLEND_WEIGHTS",
@@ -56,7 +52,6 @@ __all__ = [
     "fit_blend",
     "scoring_date",
     "scoring_population",
-    "seasonal_churn",
 ]
 
 Target = Literal["churn", "value"]
@@ -102,74 +97,44 @@ def _fit_btyd(
     return blend.model_copy(update=update)
 
 
-def seasonal_churn(
-    fitted: BTYDBlend,
+def _seasonal_btyd(
+    template: BTYDBlend,
+    target: Target,
     names: list[str],
     x: np.ndarray,
     *,
-    events: pd.DataFrame,
-    as_of: pd.Timestamp,
-    horizon_days: int,
-    seed: int = 0,
-) -> np.ndarray:
-    """P(no purchase in the ``horizon_days`` from ``as_of``) of each row of ``x`` (its
-    customer summarised at ``as_of``) under a Pareto/NBD fitted on those rows in
-    seasonally weighted time, the index estimated from the purchases in ``events``
-    before ``as_of`` with ``fitted``'s (calendar-time) parameters.
-
-    Raises:
-        TrainingError: The Pareto/NBD fit fails.
-    """
-    history = events.loc[events["occurred_at"] < as_of]
-    index = seasonal_index(history, (fitted.r, fitted.alpha, fitted.s, fitted.beta), seed=seed)
-    rep, t_x, age, _ = blend_inputs(fitted, names, x)
-    t_op, age_op, h_op = seasonal_inputs(
-        index,
-        as_of,
-        recency_days=(age - t_x) * 7.0,
-        age_days=age * 7.0,
-        horizon_days=horizon_days,
-    )
-    pn = ParetoNBD().fit(rep, t_op, age_op, seed=seed)
-    return pareto_prob_no_purchase((pn.r, pn.alpha, pn.s, pn.beta), h_op, rep, t_op, age_op)
-
-
-def _churn_goal(
-    fitted: BTYDBlend,
-    names: list[str],
-    x: np.ndarray,
     events: pd.DataFrame | None,
     as_of: pd.Timestamp,
-    horizon_days: int,
     seed: int,
-) -> float | None:
-    """Mean seasonal P(no purchase in H) of the rows; ``None`` without events or a fit."""
-    if events is None or len(x) == 0:
-        return None
+) -> BTYDBlend:
+    """The BTYD fitted on rows ``x`` summarised at ``as_of``: in seasonally weighted
+    time when ``events`` (the history) show a season, else in calendar time.
+
+    Raises:
+        TrainingError: The calendar-time fit fails (a failing seasonal fit falls back).
+    """
+    plain = _fit_btyd(template, target, names, x, seed)
+    if events is None:
+        return plain
+    history = events.loc[events["occurred_at"] < as_of]
+    index = seasonal_index(history, (plain.r, plain.alpha, plain.s, plain.beta), seed=seed)
+    if np.allclose(index, 1.0):
+        return plain
+    season = {"season": tuple(float(v) for v in index), "season_as_of": as_of.date()}
     try:
-        p = seasonal_churn(
-            fitted, names, x, events=events, as_of=as_of, horizon_days=horizon_days, seed=seed
-        )
+        return _fit_btyd(template.model_copy(update=season), target, names, x, seed)
     except TrainingError:
-        return None
-    return float(np.mean(p)) if np.isfinite(p).all() else None
+        return plain
 
 
-def _offset(
-    target: Target,
-    weight: float,
-    raw: np.ndarray,
-    btyd: np.ndarray,
-    churn_goal: float | None = None,
-) -> float:
-    """Churn: mean blended probability = ``churn_goal`` (default the mean BTYD
-    probability); value: total = booster's."""
+def _offset(target: Target, weight: float, raw: np.ndarray, btyd: np.ndarray) -> float:
+    """Churn: mean blended probability = mean BTYD probability; value: total = booster's."""
     if len(raw) == 0:
         return 0.0
     if target == "value":
         total = float(blend_scores(target, weight, 0.0, raw, btyd).sum())
         return float(np.log(max(float(raw.sum()), 1e-9) / max(total, 1e-9)))
-    goal = float(np.mean(btyd)) if churn_goal is None else churn_goal
+    goal = float(np.mean(btyd))
     # The offset only shifts the logit: blend once, then each root-finding step is one
     # sigmoid over the rows (not two clipped logits of every row per step).
     p0 = blend_scores(target, weight, 0.0, raw, btyd)
@@ -195,8 +160,8 @@ def fit_blend(
     metrics; ``None`` when the features lack the BTYD columns or rows to fit on.
     ``population()`` gives the features of the customers to score next (called only
     when the blend can be fitted), summarised at :func:`scoring_date` of ``events``;
-    with ``events`` (the history), the churn offset comes from the seasonal Pareto/NBD
-    (the validation rows' from the history before the validation cutoff).
+    with ``events`` (the history), the Pareto/NBD is seasonal (the validation rows'
+    index from the history before the validation cutoff).
 
     Raises:
         TrainingError: Only from the BTYD fits' own checks (caught: returns ``None``).
@@ -212,9 +177,25 @@ def fit_blend(
         now_rows = now_rows.take(np.sort(pick))
     x_val, x_now = model_matrix(validation, contract), model_matrix(now_rows, contract)
     del now_rows
+    val_as_of = (
+        pd.Timestamp(contract.validation_cutoffs[0], tz="UTC")
+        if contract.validation_cutoffs
+        else None
+    )
     try:
-        at_val = _fit_btyd(template, target, names, x_val, seed)
-        now = _fit_btyd(template, target, names, x_now, seed, start=at_val)
+        now_as_of = scoring_date(events) if events is not None else pd.Timestamp(0, tz="UTC")
+        now = _seasonal_btyd(
+            template, target, names, x_now, events=events, as_of=now_as_of, seed=seed
+        )
+        at_val = _seasonal_btyd(
+            template,
+            target,
+            names,
+            x_val,
+            events=events if val_as_of is not None else None,
+            as_of=val_as_of or now_as_of,
+            seed=seed,
+        )
     except TrainingError:
         return None
     h = contract.horizon_days
@@ -226,18 +207,12 @@ def fit_blend(
         value = metrics_for(target, y_val, blend_scores(target, w, 0.0, raw_val, btyd_val))[metric]
         if value > best_value:
             best, best_value = w, value
-    goal_val = goal_now = None
-    if target == "churn" and events is not None:
-        if contract.validation_cutoffs:
-            val_as_of = pd.Timestamp(contract.validation_cutoffs[0], tz="UTC")
-            goal_val = _churn_goal(at_val, names, x_val, events, val_as_of, h, seed)
-        goal_now = _churn_goal(now, names, x_now, events, scoring_date(events), h, seed)
     val_scores = blend_scores(
-        target, best, _offset(target, best, raw_val, btyd_val, goal_val), raw_val, btyd_val
+        target, best, _offset(target, best, raw_val, btyd_val), raw_val, btyd_val
     )
     raw_now = np.asarray(booster.predict(x_now), dtype=np.float64)
     btyd_now = btyd_prediction(now, target, h, names, x_now)
     blend = now.model_copy(
-        update={"weight": best, "offset": _offset(target, best, raw_now, btyd_now, goal_now)}
+        update={"weight": best, "offset": _offset(target, best, raw_now, btyd_now)}
     )
     return blend, metrics_for(target, y_val, val_scores)

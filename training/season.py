@@ -18,7 +18,8 @@ observed with the number a time-homogeneous Pareto/NBD expects from the customer
 
 so growth of the customer base and its attrition are the model's, and what is left,
 observed / expected, is the calendar. Months the history does not cover get 1 (no
-seasonal information, no correction). Time is in weeks, as in :mod:`scoring.btyd`.
+seasonal information, no correction). Time is in weeks, as in :mod:`scoring.btyd`;
+the conversion to operational time is :mod:`scoring.season` (scoring needs it too).
 """
 
 from __future__ import annotations
@@ -28,13 +29,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-__all__ = [
-    "MIN_EXPECTED",
-    "expected_since_birth",
-    "operational_weeks",
-    "seasonal_index",
-    "seasonal_inputs",
-]
+__all__ = ["MIN_EXPECTED", "expected_since_birth", "seasonal_index"]
 
 # A month with fewer expected repeat purchase days than this says too little (Poisson
 # noise above 10 %): it is treated as not covered.
@@ -108,41 +103,3 @@ def seasonal_index(
     ratio = np.where(covered, observed / np.where(covered, expected, 1.0), np.nan)
     ratio = ratio / np.nanmean(ratio)
     return np.asarray(np.where(covered, ratio, 1.0))
-
-
-def operational_weeks(index: np.ndarray, origin: pd.Timestamp, days: np.ndarray) -> np.ndarray:
-    """Seasonally weighted time: the sum of the daily index from ``origin`` to ``origin +
-    days`` (days may be negative or fractional), in weeks.
-
-    A busy month counts for more than its calendar length, so a customer who was quiet
-    through a slow spring is not read as having left.
-    """
-    days = np.asarray(days, dtype=np.float64)
-    origin = origin.tz_convert(None) if origin.tzinfo else origin
-    lo = min(int(np.floor(days.min())), 0) if days.size else 0
-    hi = max(int(np.ceil(days.max())), 0) + 1 if days.size else 1
-    grid = pd.date_range(origin.normalize() + pd.Timedelta(days=lo), periods=hi - lo)
-    cum = np.concatenate([[0.0], np.cumsum(index[grid.month.to_numpy() - 1])])
-    at = np.interp(days - lo, np.arange(cum.size, dtype=np.float64), cum)
-    return np.asarray((at - cum[-lo]) / 7.0)
-
-
-def seasonal_inputs(
-    index: np.ndarray,
-    as_of: pd.Timestamp,
-    *,
-    recency_days: np.ndarray,
-    age_days: np.ndarray,
-    horizon_days: int,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """``(t_x, T, horizon)`` in seasonally weighted weeks for customers summarised at
-    ``as_of`` (first purchase ``age_days`` and last ``recency_days`` before it); missing
-    values read as :func:`scoring.btyd.blend_inputs` reads them (no age, recency 0)."""
-    age = np.maximum(np.nan_to_num(np.asarray(age_days, dtype=np.float64), nan=0.0), 0.0)
-    recency = np.clip(np.nan_to_num(np.asarray(recency_days, dtype=np.float64), nan=0.0), 0.0, age)
-    now = operational_weeks(index, as_of, np.array([0.0, float(horizon_days)]))
-    first = operational_weeks(index, as_of, -age)
-    last = operational_weeks(index, as_of, -recency)
-    big_t = now[0] - first
-    t_x = np.clip(last - first, 0.0, big_t)
-    return t_x, big_t, float(now[1] - now[0])

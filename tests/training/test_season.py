@@ -1,4 +1,4 @@
-"""The seasonal index and seasonally weighted time (training.season)."""
+"""The seasonal index (training.season) and seasonally weighted time (scoring.season)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.season import (
-    expected_since_birth,
-    operational_weeks,
-    seasonal_index,
-    seasonal_inputs,
-)
+from scoring.season import operational_weeks, seasonal_inputs
+from training.season import expected_since_birth, seasonal_index
 
 PARAMS = (2.0, 8.0, 0.5, 40.0)  # r, alpha (weeks), s, beta (weeks)
 
