@@ -12,8 +12,8 @@ rule tags, the thresholds recorded). Then, in the same process:
    ``/tags`` (``runtime.tags``) is read until the lifecycle tag changed; p50/p99 over
    ``--probes`` customers; then sustained ingest by 8 and 16 concurrent clients
    posting 50 and 100 events per request (requests queued together are applied as one
-   micro-batch): events/s and request p50/p99. (No HTTP framing: the BentoML layer adds ~3 ms, measured in
-   ``benchmarks/serving.py``.)
+   micro-batch): events/s and request p50/p99. (No HTTP framing: the BentoML layer
+   adds ~3 ms, measured in ``benchmarks/serving.py``.)
 3. **Event -> changed tag visible, NATS path**: a real nats-server (127.0.0.1, random
    port, temp dir) and the real consumer (``streaming.consumer.consume``) in a thread;
    a purchase is published and the clock stops when the service runtime's ``/tags``
