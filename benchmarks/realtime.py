@@ -10,8 +10,10 @@ rule tags, the thresholds recorded). Then, in the same process:
 2. **Event -> changed tag visible, HTTP path**: the service runtime (``tagsmith.app``'s
    ``build_runtime`` with real stores) ingests one purchase of a lapsed customer and
    ``/tags`` (``runtime.tags``) is read until the lifecycle tag changed; p50/p99 over
-   ``--probes`` customers. (No HTTP framing: the BentoML layer adds ~3 ms, measured in
-   ``benchmarks/serving.py``.)
+   ``--probes`` customers; then sustained ingest by 8 and 16 concurrent clients
+   posting 50 and 100 events per request (requests queued together are applied as one
+   micro-batch): events/s and request p50/p99. (No HTTP framing: the BentoML layer
+   adds ~3 ms, measured in ``benchmarks/serving.py``.)
 3. **Event -> changed tag visible, NATS path**: a real nats-server (127.0.0.1, random
    port, temp dir) and the real consumer (``streaming.consumer.consume``) in a thread;
    a purchase is published and the clock stops when the service runtime's ``/tags``
@@ -117,6 +119,56 @@ def _sustained(tagger: Any, ids: np.ndarray, batch: int, seconds: float) -> dict
         "events_per_s": round(n / elapsed, 1),
         "batch_p50_ms": round(1000 * _pct(per_batch, 50), 1),
         "batch_p99_ms": round(1000 * _pct(per_batch, 99), 1),
+    }
+
+
+def _http_concurrent(
+    runtime: Any, ids: np.ndarray, clients: int, batch: int, seconds: float
+) -> dict[str, Any]:
+    """``clients`` threads posting ``batch`` new events each, back to back, through the
+    service runtime's ``POST /events`` (batches queued together are one micro-batch)."""
+    from serving.access import Caller
+
+    ingest = Caller("bench", "ingest")
+    lat: list[float] = []
+    counts = [0] * clients
+    stop_at = time.perf_counter() + seconds
+
+    def client(k: int) -> None:
+        rng = np.random.default_rng(100 + k)
+        i = 0
+        while time.perf_counter() < stop_at:
+            chosen = rng.choice(ids, size=batch)
+            now = pd.Timestamp.now(tz="UTC").isoformat()
+            records = [
+                {
+                    "event_id": f"c{clients}-{k}-{i}-{j}",
+                    "customer_id": str(c),
+                    "occurred_at": now,
+                    "event_type": "browse",
+                }
+                for j, c in enumerate(chosen)
+            ]
+            t = time.perf_counter()
+            answer = runtime.ingest_events(ingest, records)
+            lat.append(time.perf_counter() - t)
+            counts[k] += int(answer["accepted"])
+            i += 1
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return {
+        "clients": clients,
+        "batch": batch,
+        "events": sum(counts),
+        "events_per_s": round(sum(counts) / elapsed, 1),
+        "request_p50_ms": round(1000 * _pct(lat, 50), 1),
+        "request_p99_ms": round(1000 * _pct(lat, 99), 1),
     }
 
 
@@ -341,7 +393,7 @@ def main() -> None:
         "included, so live re-tags predict too (the project gains the live events)",
     )
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 100, 1000])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 50, 1000, 5000])
     parser.add_argument("--probes", type=int, default=30)
     parser.add_argument("--rates", type=int, nargs="+", default=[50, 200, 500, 1000, 2000, 5000])
     args = parser.parse_args()
@@ -384,6 +436,9 @@ def main() -> None:
     runtime.start()
     lapsed = _lapsed(project, 2 * args.probes)
     http = _http_probes(runtime, lapsed[: args.probes])
+    http_concurrent = [
+        _http_concurrent(runtime, ids, c, b, args.seconds) for c, b in ((8, 50), (16, 100))
+    ]
     nats_part = _nats_part(project, runtime, tagger, ids, lapsed[args.probes :], args.rates)
     runtime.stop()
 
@@ -407,6 +462,7 @@ def main() -> None:
             (1000 / best["events_per_s"]) / (1000 * batch_s / max(run.run.n_customers, 1)), 1
         ),
         "http_path_event_to_tags": http,
+        "http_concurrent_ingest": http_concurrent,
         "nats": nats_part,
     }
     print(json.dumps(report, indent=1))

@@ -14,6 +14,13 @@
 4. **write** their live values to the tag store and record every change as a transition
    (``tags.live``), in one transaction; triggers fire from those transitions.
 
+Batches that arrive while one is being applied (concurrent ``POST /events`` calls) queue
+and are applied together as the next micro-batch, up to :data:`MAX_EVENTS_PER_BATCH`
+events (group commit): each is validated on its own, as if applied right after the ones
+queued before it, then they share one durable segment, one re-tag and one tag-store
+transaction, and each caller gets its own counts once all of it is durable. The fixed
+cost of a micro-batch is so paid once per backlog, not once per caller.
+
 Applying the same batch again stores nothing new; its customers are re-tagged again,
 which changes nothing unless time moved on (so a batch whose tagging was interrupted
 after it was stored is finished by its redelivery).
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +44,7 @@ import pyarrow.csv as pcsv
 
 from features.build import build_features
 from features.live import EVENT_ID, LiveEventLog
-from features.schema import FactsConfig
+from features.schema import EVENT_COLUMNS, FactsConfig
 from features.spec import FeatureSpec
 from features.validation import validate_events
 from scoring.batch import Predictor
@@ -71,14 +79,17 @@ class ApplyResult:
         duplicates: Events whose ``event_id`` was stored already (not stored again).
         quarantined: Rejected events per reason code (the file import's codes).
         quarantine_file: Where the rejected rows were appended.
-        customers: Customers re-tagged.
-        changes: Tag values that changed (transitions recorded).
+        customers: Customers of this batch re-tagged.
+        changes: Tag values that changed in the micro-batch that carried the batch
+            (transitions recorded; batches that arrived together share one).
         as_of: The as-of of the re-tag.
         thresholds_from: Run id whose population thresholds the rules used (None: no
             batch run yet; population rules then use the re-tagged customers only).
         seq: The live write's sequence number (0: nothing written).
         seconds: Wall time of the batch.
-        rows: The live rows written (for an in-process reader such as the service).
+        rows: The live rows written for this batch's customers (for an in-process
+            reader such as the service).
+        batches: Batches applied together in that micro-batch (1: this one alone).
     """
 
     received: int
@@ -93,6 +104,7 @@ class ApplyResult:
     seq: int
     seconds: float
     rows: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    batches: int = 1
 
     def to_json(self) -> dict[str, Any]:
         """The answer of ``POST /events`` and the consumer's log line."""
@@ -111,11 +123,35 @@ class ApplyResult:
         }
 
 
+@dataclass
+class _Request:
+    """One caller's batch, queued until a lock holder applies it (with others)."""
+
+    records: list[Any]
+    source: str
+    result: ApplyResult | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+@dataclass
+class _Checked:
+    """One batch validated, not stored yet."""
+
+    request: _Request
+    repeats: list[Any]
+    accepted: pd.DataFrame
+    ids: list[str]
+    counts: dict[str, int]
+    quarantine: pd.DataFrame
+
+
 class LiveTagger:
     """Applies micro-batches of events: validate, store, re-tag, record.
 
-    One batch at a time per process (a lock); at most ``max_waiting`` callers wait for
-    it, beyond that :meth:`apply` raises :class:`Busy` (the service answers 429).
+    One micro-batch at a time per process (a lock); the batches of callers waiting for
+    it are applied together next. At most ``max_waiting`` callers wait, beyond that
+    :meth:`apply` raises :class:`Busy` (the service answers 429).
 
     Args:
         facts: The fact store.
@@ -157,6 +193,7 @@ class LiveTagger:
         self._lock = threading.Lock()
         self._waiting = 0
         self._waiting_lock = threading.Lock()
+        self._queue: deque[_Request] = deque()
         self._thresholds: dict[str, dict[str, float | None]] = {}
         self._thresholds_run: str | None = None
         self._thresholds_checked = -1e9
@@ -180,6 +217,7 @@ class LiveTagger:
             raise BadEvents(
                 f"Expected at most {MAX_EVENTS_PER_BATCH} events per batch. Got {len(records)}."
             )
+        request = _Request(list(records), source)
         with self._waiting_lock:
             if self._waiting >= self.max_waiting:
                 raise Busy(
@@ -188,12 +226,21 @@ class LiveTagger:
                     retry_after_s=1.0,
                 )
             self._waiting += 1
+            self._queue.append(request)
         try:
             with self._lock:
-                return self._apply(records, source)
+                # Whoever holds the lock applies every batch queued meanwhile with its own
+                # (group commit): one segment, one re-tag, one tag-store transaction.
+                while not request.done:
+                    self._apply_group(self._take_group())
         finally:
             with self._waiting_lock:
                 self._waiting -= 1
+        if request.error is not None:
+            raise request.error
+        if request.result is None:  # pragma: no cover - _apply_group always sets one
+            raise RuntimeError("A batch was marked applied without a result.")
+        return request.result
 
     def warm(self) -> None:
         """Load the facts and thresholds now (else the first batch does)."""
@@ -203,17 +250,56 @@ class LiveTagger:
             self._load_snapshot()
 
     # -- steps -------------------------------------------------------------------------
-    def _apply(self, records: Sequence[Any], source: str) -> ApplyResult:
+    def _take_group(self) -> list[_Request]:
+        """The queued batches applied together: oldest first, at most
+        :data:`MAX_EVENTS_PER_BATCH` events in all (at least one batch)."""
+        with self._waiting_lock:
+            group = [self._queue.popleft()]
+            total = len(group[0].records)
+            while self._queue and total + len(self._queue[0].records) <= MAX_EVENTS_PER_BATCH:
+                total += len(self._queue[0].records)
+                group.append(self._queue.popleft())
+        return group
+
+    def _apply_group(self, group: list[_Request]) -> None:
+        """Apply queued batches as one micro-batch; each gets its own result or error."""
         started = time.perf_counter()
-        now = self.clock()
-        self.index.refresh()
-        self._refresh_thresholds()
+        try:
+            now = self.clock()
+            self.index.refresh()
+            self._refresh_thresholds()
+            checked: list[_Checked] = []
+            for request in group:
+                try:
+                    checked.append(self._check(request, now, checked))
+                except Exception as exc:  # this batch's own problem: the others go on
+                    request.error, request.done = exc, True
+            if checked:
+                self._commit(checked, now, started)
+        except BaseException as exc:
+            for request in group:
+                if not request.done:
+                    request.error, request.done = exc, True
+
+    def _check(self, request: _Request, now: pd.Timestamp, earlier: list[_Checked]) -> _Checked:
+        """Validate one batch; ``earlier`` batches of the same micro-batch count as stored.
+
+        Their events are what a batch applied on its own after them would find stored, so
+        a batch gets the same duplicates and reason codes alone or in a group.
+        """
+        records = request.records
         dicts = [(i, r) for i, r in enumerate(records) if isinstance(r, dict)]
-        stored_ids = self.live.known([event_id_of(r) for _, r in dicts])
+        event_ids = [event_id_of(r) for _, r in dicts]
+        stored_ids = self.live.known(event_ids)
+        if earlier:
+            pending = {i for c in earlier for i in c.ids}
+            stored_ids = stored_ids | np.fromiter(
+                (i in pending for i in event_ids), dtype=bool, count=len(event_ids)
+            )
         repeats = [r for (_, r), k in zip(dicts, stored_ids, strict=True) if k]
         fresh_pos = {i for (i, _), k in zip(dicts, stored_ids, strict=True) if not k}
         fresh = [r for i, r in enumerate(records) if i in fresh_pos or not isinstance(r, dict)]
-        raw, ids = raw_events(fresh, source)
+        raw, ids = raw_events(fresh, request.source)
         # Only the batch's own customers: checks against a million stored ones per batch
         # would cost more than the batch.
         mentioned = self.index.known(raw.data["customer_id"].dropna().astype(str).str.strip())
@@ -226,49 +312,82 @@ class LiveTagger:
                 ),
             }
         )
+        stored_events = self.index.events_of(mentioned)
+        extra = [c.accepted[c.accepted["customer_id"].isin(mentioned)] for c in earlier]
+        extra = [e[list(EVENT_COLUMNS)] for e in extra if len(e)]
+        if extra:
+            stored_events = pd.concat([stored_events, *extra], ignore_index=True)
         result = validate_events(
             [raw],
             config=self.facts_config,
             now=now,
             customers=pd.concat([known, sentinel], ignore_index=True),
-            stored_events=self.index.events_of(mentioned),
+            stored_events=stored_events,
             create_unknown=False,
         )
         accepted = result.accepted[result.accepted["customer_id"] != SENTINEL_ID]
-        accepted = accepted.reset_index(drop=True)
         is_real = (result.quarantine["original_line"] != "").to_numpy(dtype=bool)
         quarantine = result.quarantine[is_real]
         bad_lines = set(quarantine["line_number"].tolist())
         ok = np.array([line not in bad_lines for line in raw.line_number[: len(ids)]], dtype=bool)
-        accepted_ids = [i for i, keep in zip(ids, ok, strict=True) if keep]
-        appended = self.live.append(accepted, accepted_ids)
+        counts = dict(result.files[0].quarantined) if result.files else {}
+        for reason in result.quarantine.loc[~is_real, "reason"]:  # the sentinel's
+            counts[str(reason)] = counts.get(str(reason), 0) - 1
+        return _Checked(
+            request=request,
+            repeats=repeats,
+            accepted=accepted.reset_index(drop=True),
+            ids=[i for i, keep in zip(ids, ok, strict=True) if keep],
+            counts={k: v for k, v in counts.items() if v},
+            quarantine=quarantine,
+        )
+
+    def _commit(self, checked: list[_Checked], now: pd.Timestamp, started: float) -> None:
+        """Store the checked batches as one segment, re-tag their customers once, and
+        give each batch its result."""
+        accepted = (
+            checked[0].accepted
+            if len(checked) == 1
+            else pd.concat([c.accepted for c in checked], ignore_index=True)
+        )
+        appended = self.live.append(accepted, [i for c in checked for i in c.ids])
         stored = accepted[appended.stored]
         self.index.add(stored, appended.segment)
         touched = [str(c) for c in stored["customer_id"]] + [
-            str(r.get("customer_id")) for r in repeats
+            str(r.get("customer_id")) for c in checked for r in c.repeats
         ]
         customers = self.index.known(touched)
         as_of = live_as_of(now)
         write, rows = self.retag(customers, as_of=as_of, at=now) if customers else (None, None)
-        counts = dict(result.files[0].quarantined) if result.files else {}
-        for reason in result.quarantine.loc[~is_real, "reason"]:  # the sentinel's
-            counts[str(reason)] = counts.get(str(reason), 0) - 1
-        counts = {k: v for k, v in counts.items() if v}
-        quarantine_file = self._quarantine(quarantine, now)
-        return ApplyResult(
-            received=len(records),
-            accepted=int(appended.stored.sum()),
-            duplicates=len(repeats) + int((~appended.stored).sum()),
-            quarantined=dict(counts),
-            quarantine_file=quarantine_file,
-            customers=len(customers),
-            changes=write.group.n if write else 0,
-            as_of=as_of,
-            thresholds_from=self._thresholds_run,
-            seq=write.seq if write else 0,
-            seconds=time.perf_counter() - started,
-            rows=rows if rows is not None else pd.DataFrame(),
-        )
+        offset = 0
+        for c in checked:
+            mine = appended.stored[offset : offset + len(c.ids)]
+            offset += len(c.ids)
+            own = customers
+            if len(checked) > 1:
+                own = self.index.known(
+                    [str(x) for x in c.accepted.loc[mine, "customer_id"]]
+                    + [str(r.get("customer_id")) for r in c.repeats]
+                )
+            own_rows = rows if rows is not None else pd.DataFrame()
+            if len(checked) > 1 and len(own_rows):
+                own_rows = own_rows[own_rows["customer_id"].isin(own)].reset_index(drop=True)
+            c.request.result = ApplyResult(
+                received=len(c.request.records),
+                accepted=int(mine.sum()),
+                duplicates=len(c.repeats) + int((~mine).sum()),
+                quarantined=dict(c.counts),
+                quarantine_file=self._quarantine(c.quarantine, now),
+                customers=len(own),
+                changes=write.group.n if write else 0,
+                as_of=as_of,
+                thresholds_from=self._thresholds_run,
+                seq=write.seq if write else 0,
+                seconds=time.perf_counter() - started,
+                rows=own_rows,
+                batches=len(checked),
+            )
+            c.request.done = True
 
     def retag(
         self, customer_ids: Sequence[str], *, as_of: pd.Timestamp, at: pd.Timestamp

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
 import pandas as pd
 
 from features.build import build_features
@@ -164,3 +168,46 @@ def test_live_tags_equal_a_batch_run_at_the_same_instant(setup: Setup) -> None:
     pd.testing.assert_frame_equal(
         table(live[live["tag_id"].isin(pinned_tags)]), table(pinned), check_dtype=False
     )
+
+
+def test_batches_arriving_together_are_one_micro_batch_with_their_own_answers(
+    setup: Setup,
+) -> None:
+    """Group commit: batches that queue while one is tagged are applied together (one
+    segment, one re-tag), and each caller still gets its own counts."""
+    batch = records(setup.later)
+    assert len(batch) >= 20
+    parts = [batch[i : i + 5] for i in range(0, 20, 5)]
+    parts.append([*batch[:3], {**batch[0], "event_id": "other-id"}])  # repeats + a row twin
+    parts.append([{"customer_id": "nobody", "occurred_at": NOW.isoformat(), "event_type": "login"}])
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def send(k: int) -> None:
+        try:
+            results[k] = setup.tagger.apply(parts[k], source=f"POST /events ({k})")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with setup.tagger._lock:  # hold the tagger busy while every batch queues up
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(len(parts))]
+        for k, t in enumerate(threads):  # queued in this order
+            t.start()
+            deadline = time.monotonic() + 30
+            while len(setup.tagger._queue) <= k and time.monotonic() < deadline:
+                time.sleep(0.005)
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert {r.batches for r in results.values()} == {len(parts)}  # one micro-batch
+    assert len(setup.live.segments()) == 1
+    for k in range(4):
+        assert (results[k].accepted, results[k].duplicates) == (5, 0)
+        assert results[k].customers == len({str(r["customer_id"]) for r in parts[k]})
+        assert set(results[k].rows["customer_id"]) == {str(r["customer_id"]) for r in parts[k]}
+    # Stored by batch 0 of the same micro-batch: duplicates, as if sent after it; the
+    # twin under another id is the file import's duplicate row.
+    assert (results[4].accepted, results[4].duplicates) == (0, 3)
+    assert results[4].quarantined == {"duplicate": 1}
+    assert results[5].quarantined == {"unknown_customer": 1}
+    assert len(setup.live.load_events()) == 20
