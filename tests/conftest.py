@@ -28,29 +28,27 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _mlflow_uris_restored() -> Iterator[None]:
-    """Put MLflow's process-wide tracking/registry URIs and their environment variables
-    back after each test.
+def _mlflow_uris_cleared() -> Iterator[None]:
+    """Start and end every test with MLflow's process-wide URIs (and their environment
+    variables) unset.
 
-    ``mlflow.set_tracking_uri`` writes ``MLFLOW_TRACKING_URI`` into ``os.environ``; a
-    test that leaves it set makes later tests in the same worker (and the projects they
-    build, which honour the variable) read and register models in another store.
+    ``mlflow.set_tracking_uri`` writes ``MLFLOW_TRACKING_URI`` into ``os.environ``, and
+    training sets it for the command's process. A module or session fixture that trains
+    would otherwise leave it set for every later test in the same worker, and the
+    projects those tests build honour the variable: they would read another store's
+    champions. Function fixtures run after the wider ones, so clearing here also undoes
+    what those left behind.
     """
-    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    if "mlflow" in sys.modules:
-        from scoring.loading import saved_mlflow_uris
-
-        saved = saved_mlflow_uris()
-    else:  # not imported yet: MLflow's own URIs are unset
-        saved = (None, None, *(os.environ.get(k) for k in keys))
+    _clear_mlflow_uris()
     yield
+    _clear_mlflow_uris()
+
+
+def _clear_mlflow_uris() -> None:
     if "mlflow" in sys.modules:
         from scoring.loading import restore_mlflow_uris
 
-        restore_mlflow_uris(saved)
-    else:
-        for key, value in zip(keys, saved[2:], strict=True):
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        restore_mlflow_uris((None, None, None, None))
+    else:  # not imported yet: MLflow's own URIs are unset
+        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            os.environ.pop(key, None)
