@@ -9,6 +9,8 @@ customers re-tagged, transitions recorded) and only then acknowledged, one ack p
 message. A consumer killed at any point leaves its unacknowledged messages to be
 redelivered after ``ack_wait_s``; the event ids make the redelivery a no-op for events
 already stored, and re-tag their customers (finishing a batch whose tagging was cut off).
+A consumer starts by finishing such batches itself (:meth:`~streaming.LiveTagger.recover`),
+so the live values do not depend on the redelivery arriving.
 
 A message body is one JSON event object or a JSON list of them. A body that is not JSON,
 or events that break the contract, are quarantined like bad rows of a file import and
@@ -179,6 +181,10 @@ async def consume(
         nats.errors.NoServersError: The server cannot be reached.
     """
     report = report or ConsumerReport()
+    loop = asyncio.get_running_loop()
+    # Batches a killed predecessor stored but never tagged: finished now, before new ones
+    # (their messages may be redelivered too, or may not be: max_deliver, a resend).
+    await loop.run_in_executor(None, tagger.recover)
     nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=-1, name="tagsmith")
     try:
         js = nc.jetstream()
@@ -197,7 +203,6 @@ async def consume(
                 max_ack_pending=max(cfg.batch_size, MAX_EVENTS_PER_BATCH) * 2,
             ),
         )
-        loop = asyncio.get_running_loop()
         size = FetchSize(cfg.batch_size)
         while not stop.is_set():
             if max_messages is not None and report.messages >= max_messages:

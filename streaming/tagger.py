@@ -23,7 +23,11 @@ cost of a micro-batch is so paid once per backlog, not once per caller.
 
 Applying the same batch again stores nothing new; its customers are re-tagged again,
 which changes nothing unless time moved on (so a batch whose tagging was interrupted
-after it was stored is finished by its redelivery).
+after it was stored is finished by its redelivery). A process killed between storing a
+batch and writing its tags does not depend on a redelivery, though: each live write
+records the segment it tagged (``tags.live.tagged_segments``), and :meth:`LiveTagger.recover`,
+run when a service or consumer starts, re-tags the customers of every segment stored but
+never tagged.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from streaming.index import CustomerFacts, FactStoreLike
 from streaming.records import SENTINEL_ID, SENTINEL_SIGNUP, event_id_of, raw_events
 from tags.catalogue import Catalogue
 from tags.engine import concat_tag_tables, evaluate_tags
-from tags.live import LiveWrite, latest_run, write_live
+from tags.live import LiveWrite, latest_run, mark_tagged, tagged_segments, write_live
 from tags.live_snapshot import NewestSnapshot
 from tags.store import TagStore
 from tags.store_format import TAG_COLUMNS, has_tables, naive
@@ -249,6 +253,47 @@ class LiveTagger:
             self._refresh_thresholds(force=True)
             self._load_snapshot()
 
+    def recover(self, *, chunk: int = MAX_EVENTS_PER_BATCH) -> int:
+        """Re-tag the customers of live segments stored but never tagged.
+
+        A process killed after storing a batch and before writing its tags leaves such a
+        segment; this finishes it at start-up (a service, a consumer), so the live values
+        follow every stored event without waiting for a redelivery or a client's retry.
+        Re-tagging is idempotent: a segment another process is tagging right now is at
+        worst tagged twice with the same values.
+
+        Returns:
+            Customers re-tagged.
+        """
+        with self._lock:
+            self.index.refresh()
+            self._refresh_thresholds(force=True)
+            done: set[str] = set()
+            if self.tag_store.exists():
+                with self.tag_store.reader() as con:
+                    done = tagged_segments(con)
+            pending = [p for p in self.live.segments() if p.name not in done]
+            if not pending:
+                return 0
+            table = self.live.table(pending)
+            ids = [] if table is None else table.column("customer_id").to_pylist()
+            customers = self.index.known(str(c) for c in ids)
+            now = self.clock()
+            names = [p.name for p in pending]
+            if not customers:  # erased since: nothing to tag
+                with self.tag_store.writer() as con:
+                    mark_tagged(con, names, at=naive(now))
+                return 0
+            for start in range(0, len(customers), chunk):
+                last = start + chunk >= len(customers)
+                self.retag(
+                    customers[start : start + chunk],
+                    as_of=live_as_of(now),
+                    at=now,
+                    segments=names if last else (),
+                )
+            return len(customers)
+
     # -- steps -------------------------------------------------------------------------
     def _take_group(self) -> list[_Request]:
         """The queued batches applied together: oldest first, at most
@@ -358,7 +403,14 @@ class LiveTagger:
         ]
         customers = self.index.known(touched)
         as_of = live_as_of(now)
-        write, rows = self.retag(customers, as_of=as_of, at=now) if customers else (None, None)
+        # The segment is marked tagged by the write that tags its customers (one
+        # transaction): a kill before it leaves the segment to :meth:`recover`.
+        segments = [appended.segment.name] if appended.segment is not None else []
+        write, rows = (
+            self.retag(customers, as_of=as_of, at=now, segments=segments)
+            if customers
+            else (None, None)
+        )
         offset = 0
         for c in checked:
             mine = appended.stored[offset : offset + len(c.ids)]
@@ -390,9 +442,17 @@ class LiveTagger:
             c.request.done = True
 
     def retag(
-        self, customer_ids: Sequence[str], *, as_of: pd.Timestamp, at: pd.Timestamp
+        self,
+        customer_ids: Sequence[str],
+        *,
+        as_of: pd.Timestamp,
+        at: pd.Timestamp,
+        segments: Sequence[str] = (),
     ) -> tuple[LiveWrite, pd.DataFrame]:
         """Re-tag ``customer_ids`` as of ``as_of`` and write their live values.
+
+        ``segments`` (live segments of these customers' events) are recorded as tagged by
+        the same write.
 
         Returns:
             The live write, and the rows written (``tags.live.LIVE_COLUMNS``): one per
@@ -427,6 +487,7 @@ class LiveTagger:
                 tags=self.tags,
                 at=naive(at),
                 snapshot=self._snapshot,
+                segments=segments,
             )
             if not write.snapshot_in_memory:
                 self._load_snapshot(con)

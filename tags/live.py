@@ -13,6 +13,12 @@ number of live values it overrode is recorded with the run.
 
 Every live write takes the next value of one sequence (``seq``), so a reader (the
 service) picks up what is new since its last look with ``seq > cursor``.
+
+A live write also records, in the same transaction, the live event segments whose
+customers it re-tagged (``live_segments``). Events are stored before they are tagged, so
+a process killed in between leaves a segment stored but not tagged; the next tagger to
+start finds it (:func:`tagged_segments`) and re-tags its customers, whether or not the
+batch is ever delivered again.
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ __all__ = [
     "LiveWrite",
     "latest_run",
     "live_rows",
+    "mark_tagged",
     "reconcile_live",
+    "tagged_segments",
     "write_live",
 ]
 
@@ -56,6 +64,10 @@ CREATE TABLE IF NOT EXISTS live_tags (
     as_of TIMESTAMP NOT NULL,
     updated_at TIMESTAMP NOT NULL,
     seq BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS live_segments (
+    segment VARCHAR PRIMARY KEY,
+    tagged_at TIMESTAMP NOT NULL
 );
 """
 
@@ -109,6 +121,7 @@ def write_live(
     tags: Sequence[str],
     at: datetime,
     snapshot: NewestSnapshot | None = None,
+    segments: Sequence[str] = (),
 ) -> LiveWrite:
     """Replace the live values of ``customers`` for ``tags`` with ``rows``; record changes.
 
@@ -124,6 +137,8 @@ def write_live(
         snapshot: The newest snapshot in memory (:mod:`tags.live_snapshot`): used when
             it is still the store's newest (checked in this transaction), else the
             snapshots table is read.
+        segments: Live event segments whose every customer is among ``customers``:
+            recorded as tagged in the same transaction (:func:`tagged_segments`).
 
     Raises:
         TagStoreError: A row names a tag outside ``tags`` or repeats a (customer, tag).
@@ -189,6 +204,7 @@ def write_live(
             )
             row = con.execute("SELECT count(*) FROM live_new").fetchone()
             con.execute("DROP TABLE live_new")
+            _mark(con, segments, at)
             con.commit()
         except BaseException:
             con.rollback()
@@ -203,6 +219,34 @@ def write_live(
         rows=int(row[0]) if row else 0,
         snapshot_in_memory=cached,
     )
+
+
+def _mark(con: duckdb.DuckDBPyConnection, segments: Sequence[str], at: datetime) -> None:
+    if segments:
+        con.executemany(
+            "INSERT OR IGNORE INTO live_segments VALUES (?, ?)", [[s, at] for s in segments]
+        )
+
+
+def mark_tagged(con: duckdb.DuckDBPyConnection, segments: Sequence[str], *, at: datetime) -> None:
+    """Record ``segments`` as tagged without a live write (their customers are gone).
+
+    Args:
+        con: Writing connection (schema created).
+        segments: Segment file names.
+        at: Time of the record (naive UTC).
+    """
+    _mark(con, segments, at)
+
+
+def tagged_segments(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Names of the live event segments whose customers a live write re-tagged."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'live_segments'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return set()
+    return {str(r[0]) for r in con.execute("SELECT segment FROM live_segments").fetchall()}
 
 
 def _empty_rows() -> pd.DataFrame:

@@ -71,6 +71,8 @@ class ServiceIngest:
                 if self._tagger is None:
                     tagger, _ = live_tagger(self.project)
                     tagger.warm()
+                    # Batches a killed predecessor stored but never tagged.
+                    tagger.recover()
                     self._tagger = tagger
         return self._tagger
 

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import nats
 import numpy as np
 import pandas as pd
 import pytest
@@ -65,6 +66,16 @@ def _stored(setup: Setup) -> pd.Series:
     return pd.Series([] if table is None else table.column("event_id").to_pylist(), dtype=str)
 
 
+async def _unfinished(cfg: StreamingConfig, url: str) -> int:
+    """Messages the durable consumer has not acknowledged (pending or awaiting an ack)."""
+    nc = await nats.connect(url, connect_timeout=5)
+    try:
+        info = await nc.jetstream().consumer_info(cfg.stream, cfg.durable)
+    finally:
+        await nc.close()
+    return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+
 def test_kill_9_loses_nothing_and_applies_nothing_twice(setup: Setup, tmp_path: Path) -> None:
     cfg = StreamingConfig()
     rng = random.Random(11)
@@ -100,7 +111,13 @@ def test_kill_9_loses_nothing_and_applies_nothing_twice(setup: Setup, tmp_path: 
                 assert time.monotonic() < deadline, f"lost: {len(wanted - set(_stored(setup)))}"
                 assert proc.poll() is None, log.read_text()[-3000:]
                 time.sleep(0.1)
-            time.sleep(1.5)  # let redeliveries of the last batches come and go
+            # Stop it only once it has applied and acknowledged every message, redeliveries
+            # included: a fixed pause here stopped a consumer still starting on a loaded
+            # machine.
+            while asyncio.run(_unfinished(cfg, url)):
+                assert time.monotonic() < deadline, asyncio.run(_unfinished(cfg, url))
+                assert proc.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.2)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)

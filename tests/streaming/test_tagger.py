@@ -211,3 +211,26 @@ def test_batches_arriving_together_are_one_micro_batch_with_their_own_answers(
     assert results[4].quarantined == {"duplicate": 1}
     assert results[5].quarantined == {"unknown_customer": 1}
     assert len(setup.live.load_events()) == 20
+
+
+def test_a_batch_stored_but_never_tagged_is_tagged_when_a_tagger_starts(setup: Setup) -> None:
+    # What a process killed between storing a batch and writing its tags leaves behind.
+    appended = setup.live.append(setup.later, [f"k{i}" for i in range(len(setup.later))])
+    assert appended.segment is not None
+    assert appended.stored.all()
+    touched = sorted(set(setup.later["customer_id"].astype(str)))
+    with setup.tags.reader() as con:
+        assert len(live_rows(con, customers=touched)) == 0
+    assert setup.tagger.recover() == len(touched)
+    with setup.tags.reader() as con:
+        assert set(live_rows(con)["customer_id"].astype(str)) == set(touched)
+    # The live values are what the stored events imply; the segment is not tagged again.
+    write, _ = setup.tagger.retag(touched, as_of=live_as_of(NOW), at=NOW)
+    assert write.group.n == 0
+    assert setup.tagger.recover() == 0
+
+
+def test_an_applied_batch_leaves_nothing_to_recover(setup: Setup) -> None:
+    result = setup.tagger.apply(records(setup.later), source="POST /events")
+    assert result.accepted == len(setup.later)
+    assert setup.tagger.recover() == 0
