@@ -6,6 +6,7 @@ duplicate new ones without decoding every stored row.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,11 @@ from features.crypto import EncryptionKeys, parquet_source, read_parquet, read_p
 from features.errors import StoreError
 from features.schema import EVENT_COLUMNS, arrow_table, check_events
 
-__all__ = ["manifest_counts", "matching_events", "sorted_events"]
+__all__ = ["customer_time_order", "manifest_counts", "matching_events", "sorted_events"]
+
+# Columns are gathered on both cores: Arrow's take releases the GIL, and the gather of
+# the text columns is the larger half of sorting an import's events.
+_TAKE_WORKERS = 2
 
 
 def sorted_events(events: pd.DataFrame | pa.Table) -> pa.Table:
@@ -35,7 +40,76 @@ def sorted_events(events: pd.DataFrame | pa.Table) -> pa.Table:
         raise StoreError(
             f"Expected event columns {list(EVENT_COLUMNS)}. Got {events.schema.names}."
         )
-    return events.sort_by([("customer_id", "ascending"), ("occurred_at", "ascending")])
+    order = customer_time_order(events)
+    if order is None:
+        return events
+    rows = pa.array(order)
+    with ThreadPoolExecutor(_TAKE_WORKERS, thread_name_prefix="tagsmith-sort") as pool:
+        columns = list(pool.map(lambda column: column.take(rows), events.columns))
+    return pa.Table.from_arrays(columns, schema=events.schema)
+
+
+def customer_time_order(events: pa.Table) -> np.ndarray | None:
+    """The stable permutation sorting ``events`` by customer id (byte order, as Arrow
+    sorts text) and time; ``None`` when they are in that order already.
+
+    The same order as ``Table.sort_by`` on the two columns, at a fraction of its cost:
+    Arrow's multi-key sort compares the id strings row against row, where here each
+    distinct id is ranked once and rows are sorted by one int64 key (rank and time).
+    """
+    if events.num_rows < 2:
+        return None
+    ids, times = events["customer_id"], events["occurred_at"]
+    if ids.null_count or times.null_count:  # not canonical events: Arrow's own sort
+        return _arrow_order(events)
+    distinct = pc.unique(ids)
+    distinct = distinct.take(pc.sort_indices(distinct))
+    rank = _int64(pc.index_in(ids, value_set=distinct))
+    micros = _int64(times.cast(pa.int64()))
+    step = np.diff(rank)
+    if int(step.min()) >= 0 and not np.any((step == 0) & (np.diff(micros) < 0)):
+        return None
+    del step
+    order = _packed_order(rank, micros)
+    return order if order is not None else np.lexsort((micros, rank))
+
+
+def _packed_order(rank: np.ndarray, micros: np.ndarray) -> np.ndarray | None:
+    """Stable order by (rank, time) through one sort of int64 keys, or ``None`` when
+    rank and time do not fit in 63 bits (microseconds, or whole seconds when every time
+    is one)."""
+    rel = micros - micros.min()
+    rank_bits = int(rank.max()).bit_length()
+    if rank_bits + int(rel.max()).bit_length() > 63:
+        rel, fraction = np.divmod(rel, 1_000_000)
+        if fraction.any() or rank_bits + int(rel.max()).bit_length() > 63:
+            return None
+    key = (rank << int(rel.max()).bit_length()) | rel
+    del rel
+    order = np.argsort(key)
+    key = key[order]
+    tie = key[1:] == key[:-1]
+    if tie.any():
+        # Equal keys (same customer, same time) go back to file order, as a stable sort
+        # leaves them: group number and row position packed in one int64 and sorted.
+        group = np.concatenate([[0], np.cumsum(~tie)])
+        row_bits = max(int(len(order) - 1).bit_length(), 1)
+        packed = (group << row_bits) | order
+        packed.sort()
+        order = packed & ((1 << row_bits) - 1)
+    return order
+
+
+def _arrow_order(events: pa.Table) -> np.ndarray:
+    return pc.sort_indices(
+        events, [("customer_id", "ascending"), ("occurred_at", "ascending")]
+    ).to_numpy()
+
+
+def _int64(values: pa.ChunkedArray) -> np.ndarray:
+    """A null-free integer column as one contiguous int64 array."""
+    parts = [np.asarray(c.to_numpy(), dtype=np.int64) for c in values.chunks]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
 def manifest_counts(events: pa.Table, previous: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,0 +1,75 @@
+"""Sorting events for a file: the int64-key order equals Arrow's stable two-key sort."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from features.schema import EVENT_COLUMNS
+from features.store_files import customer_time_order, sorted_events
+
+
+def _events(ids: list[str], micros: np.ndarray) -> pa.Table:
+    n = len(ids)
+    columns = {
+        "customer_id": pa.array(ids, pa.large_string()),
+        "occurred_at": pa.array(micros.astype("datetime64[us]")).cast(pa.timestamp("us", tz="UTC")),
+        "event_type": pa.array(["purchase"] * n, pa.large_string()),
+        "amount": pa.array(np.arange(n, dtype=np.float64)),  # tells rows apart
+        "category": pa.nulls(n, pa.large_string()),
+        "product_id": pa.nulls(n, pa.large_string()),
+        "order_id": pa.nulls(n, pa.large_string()),
+        "quantity": pa.nulls(n, pa.float64()),
+    }
+    assert list(columns) == list(EVENT_COLUMNS)
+    return pa.table(columns)
+
+
+def _arrow_sorted(table: pa.Table) -> pa.Table:
+    return table.sort_by([("customer_id", "ascending"), ("occurred_at", "ascending")])
+
+
+@pytest.mark.parametrize(
+    ("span_us", "whole_seconds"),
+    [
+        (10**6 * 3600, False),  # microseconds fit next to the rank
+        (10**6 * 86400 * 365 * 200, True),  # too wide for microseconds: whole seconds
+        (10**6 * 86400 * 365 * 200, False),  # neither fits: lexsort
+    ],
+)
+def test_order_equals_arrow_stable_sort(span_us: int, whole_seconds: bool) -> None:
+    rng = np.random.default_rng(3)
+    n = 5000
+    # Byte order, not locale order: "Z" < "a" < "é"; prefixes sort first.
+    names = np.array(["a", "ab", "Z", "é", "b2", "b10", "C0", "C1", "C10", "C9"])
+    ids = list(
+        np.char.add(names[rng.integers(0, len(names), n)], rng.integers(0, 300, n).astype(str))
+    )
+    micros = rng.integers(0, span_us, n).astype(np.int64) + 1_600_000_000 * 10**6
+    if whole_seconds:
+        micros -= micros % 10**6
+    micros[rng.random(n) < 0.2] = micros[0]  # many rows tie on (customer, time)
+    table = _events(ids, micros)
+    got = sorted_events(table)
+    assert got.equals(_arrow_sorted(table))  # ties keep the file order (amount column)
+    # Once sorted there is nothing to do.
+    assert customer_time_order(got) is None
+    assert sorted_events(got) is got
+
+
+def test_time_ordered_log_and_chunked_columns() -> None:
+    rng = np.random.default_rng(5)
+    n = 4000
+    ids = list(np.char.add("C", rng.integers(0, 400, n).astype(str)))
+    micros = np.sort(rng.integers(0, 10**6 * 86400 * 700, n)).astype(np.int64)
+    table = _events(ids, micros)
+    chunked = pa.concat_tables([table.slice(0, 1234), table.slice(1234)])
+    assert sorted_events(chunked).equals(_arrow_sorted(table))
+
+
+def test_null_keys_fall_back_to_arrow_sort() -> None:
+    table = _events(["b", "a", "a"], np.array([3, 2, 1], dtype=np.int64) * 10**6)
+    with_null = table.set_column(0, "customer_id", pa.array(["b", None, "a"], pa.large_string()))
+    assert sorted_events(with_null).equals(_arrow_sorted(with_null))
+    assert sorted_events(table).column("amount").to_pylist() == [2.0, 1.0, 0.0]
