@@ -19,8 +19,12 @@ blend averages the two on the logit (churn) or log (value) scale:
   the history shows no season or that fit fails;
 - **offset** (no labels): churn probabilities are shifted so their mean over those
   customers equals the Pareto/NBD's mean P(no purchase in H); value predictions are
-  scaled so their total equals the booster's total (over a random
-  :data:`MAX_POPULATION_ROWS` of those customers when there are more).
+  scaled so their total equals the Pareto/NBD + Gamma-Gamma's expected total (over a
+  random :data:`MAX_POPULATION_ROWS` of those customers when there are more). The
+  booster knows no calendar and has seen only labelled windows that ended before the
+  history did: on the purchase-log study its total for the next six months was
+  +7 to +18 % of what happened (its totals over the labelled windows swing from
+  -23 % to +14 %), while the seasonal Pareto/NBD + Gamma-Gamma's was -1 to -3 %.
 
 Validation metrics use the same recipe on the validation rows (parameters and offset
 from the validation cutoff's customers). The blend is packaged in the model contract
@@ -113,27 +117,26 @@ def _seasonal_btyd(
     Raises:
         TrainingError: The calendar-time fit fails (a failing seasonal fit falls back).
     """
-    plain = _fit_btyd(template, target, names, x, seed)
     if events is None:
-        return plain
-    history = events.loc[events["occurred_at"] < as_of]
-    index = seasonal_index(history, (plain.r, plain.alpha, plain.s, plain.beta), seed=seed)
+        return _fit_btyd(template, target, names, x, seed)
+    index = seasonal_index(events.loc[events["occurred_at"] < as_of], seed=seed)
     if np.allclose(index, 1.0):
-        return plain
+        return _fit_btyd(template, target, names, x, seed)
     season = {"season": tuple(float(v) for v in index), "season_as_of": as_of.date()}
     try:
         return _fit_btyd(template.model_copy(update=season), target, names, x, seed)
     except TrainingError:
-        return plain
+        return _fit_btyd(template, target, names, x, seed)
 
 
 def _offset(target: Target, weight: float, raw: np.ndarray, btyd: np.ndarray) -> float:
-    """Churn: mean blended probability = mean BTYD probability; value: total = booster's."""
+    """Churn: mean blended probability = mean BTYD probability; value: total = BTYD's."""
     if len(raw) == 0:
         return 0.0
     if target == "value":
         total = float(blend_scores(target, weight, 0.0, raw, btyd).sum())
-        return float(np.log(max(float(raw.sum()), 1e-9) / max(total, 1e-9)))
+        goal = float(np.nansum(btyd))
+        return float(np.log(max(goal, 1e-9) / max(total, 1e-9)))
     goal = float(np.mean(btyd))
     # The offset only shifts the logit: blend once, then each root-finding step is one
     # sigmoid over the rows (not two clipped logits of every row per step).

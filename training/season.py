@@ -9,43 +9,38 @@ mean churn 0.28 where 0.33 happens. Fitted and predicted in *operational* time (
 day weighted by its month's index, so a busy month counts for more than its calendar
 length) it predicts 0.33-0.34.
 
-The index compares, per calendar month of the history, the repeat purchase days
-observed with the number a time-homogeneous Pareto/NBD expects from the customers born
-(first purchase) before and during that month:
-
-    E[repeat purchases in (0, t] after birth] = r / alpha * beta / (s - 1)
-                                               * (1 - (beta / (beta + t))^(s - 1)),
-
-so growth of the customer base and its attrition are the model's, and what is left,
-observed / expected, is the calendar. Months the history does not cover get 1 (no
-seasonal information, no correction). Time is in weeks, as in :mod:`scoring.btyd`;
-the conversion to operational time is :mod:`scoring.season` (scoring needs it too).
+The index is estimated *within* customers. Between a customer's first and last
+purchase day the customer was certainly alive, and given how many purchase days fall
+strictly between the two, a time-homogeneous purchase process would spread them
+uniformly over those days; a seasonal one spreads them in proportion to each day's
+index. The index is the maximum-likelihood solution of that multinomial (a fixed
+point: observed interior purchase days per calendar month over the number the current
+index expects). Conditioning on each customer's own interval and count removes what
+an index built from a population model confuses with the calendar: customers differ
+in their rates, and the first months of a log are born mostly by the fast buyers (the
+slow ones have not bought yet), which a population-mean model reads as a busy
+January. Measured on the purchase-log study (seeds 1-3), the earlier estimator (the
+Pareto/NBD's expected repeats since birth per month) put January at 1.33-1.53 where
+the simulation's is about 1.3, and the value blend's Pareto/NBD + Gamma-Gamma
+expected +10 to +13 % of the next six months' spend; with this one it expects -1 to
+-3 %. Months with too few expected interior purchase days get 1 (no correction).
+Time is in weeks, as in :mod:`scoring.btyd`; the conversion to operational time is
+:mod:`scoring.season` (scoring needs it too).
 """
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pandas as pd
 
-__all__ = ["MIN_EXPECTED", "expected_since_birth", "seasonal_index"]
+__all__ = ["MIN_EXPECTED", "seasonal_index"]
 
-# A month with fewer expected repeat purchase days than this says too little (Poisson
-# noise above 10 %): it is treated as not covered.
+# A month with fewer expected interior purchase days than this says too little
+# (Poisson noise above 10 %): it is treated as not covered.
 MIN_EXPECTED = 100.0
-
-
-def expected_since_birth(params: tuple[float, float, float, float], t: np.ndarray) -> np.ndarray:
-    """Unconditional expected repeat purchases in ``(0, t]`` weeks after the first one
-    (``0`` where ``t <= 0``), under Pareto/NBD ``(r, alpha, s, beta)``."""
-    r, alpha, s, beta = params
-    t = np.maximum(np.asarray(t, dtype=np.float64), 0.0)
-    if abs(s - 1.0) < 1e-9:
-        life = beta * np.log1p(t / beta)
-    else:
-        life = beta / (s - 1.0) * (1.0 - np.power(beta / (beta + t), s - 1.0))
-    return np.asarray(r / alpha * life)
+# Fixed-point steps: the index moves by well under 1e-4 after 30 on the logs measured.
+_MAX_STEPS = 200
+_TOLERANCE = 1e-7
 
 
 def _purchase_days(events: pd.DataFrame, max_customers: int, seed: int) -> pd.DataFrame:
@@ -53,7 +48,7 @@ def _purchase_days(events: pd.DataFrame, max_customers: int, seed: int) -> pd.Da
     ids = buys["customer_id"].unique()
     if len(ids) > max_customers:
         # The index is an aggregate: a random set of customers (all their purchases, so
-        # births stay right) pins it down at a fraction of the cost on a large log.
+        # first and last days stay right) pins it down at a fraction of the cost.
         keep = np.random.default_rng(seed).choice(len(ids), max_customers, replace=False)
         buys = buys.loc[buys["customer_id"].isin(ids[keep])]
     # Naive UTC days: month edges below are built without a time zone.
@@ -62,44 +57,77 @@ def _purchase_days(events: pd.DataFrame, max_customers: int, seed: int) -> pd.Da
     return out.drop_duplicates(ignore_index=True)
 
 
+def _interiors(days: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per customer with an interior purchase day: first and last purchase day
+    (``datetime64[D]``) and the count of purchase days strictly between; and the
+    calendar month (0-11) of every interior purchase day."""
+    grouped = days.groupby("customer_id", sort=False)["day"]
+    first = days["customer_id"].map(grouped.min())
+    last = days["customer_id"].map(grouped.max())
+    inside = ((days["day"] > first) & (days["day"] < last)).to_numpy()
+    months = days["day"].to_numpy(dtype="datetime64[M]")[inside]
+    month_of = months.astype(np.int64) % 12
+    counts = days.loc[inside].groupby("customer_id", sort=False).size()
+    lo = grouped.min().reindex(counts.index).to_numpy(dtype="datetime64[D]")
+    hi = grouped.max().reindex(counts.index).to_numpy(dtype="datetime64[D]")
+    return lo, hi, counts.to_numpy(dtype=np.float64), month_of
+
+
+def _exposure(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Days of each calendar month (columns, January first) strictly between each
+    customer's first and last purchase day (rows)."""
+    start, stop = lo + 1, hi  # interior days: [first + 1, last)
+    first_month = start.min().astype("datetime64[M]")
+    last_month = (stop.max() - 1).astype("datetime64[M]")
+    out = np.zeros((len(lo), 12))
+    month = first_month
+    while month <= last_month:
+        a = month.astype("datetime64[D]")
+        b = (month + 1).astype("datetime64[D]")
+        span = (np.minimum(stop, b) - np.maximum(start, a)).astype(np.float64)
+        out[:, int(month.astype(np.int64) % 12)] += np.maximum(span, 0.0)
+        month = month + 1
+    return out
+
+
 def seasonal_index(
-    events: pd.DataFrame,
-    params: tuple[float, float, float, float],
-    *,
-    max_customers: int = 50_000,
-    seed: int = 0,
+    events: pd.DataFrame, *, max_customers: int = 50_000, seed: int = 0
 ) -> np.ndarray:
-    """Observed over expected repeat purchase days per calendar month (12 values, index 0
-    is January), scaled to mean 1 over the covered months; all ones when the history has
-    no purchases or no month with :data:`MIN_EXPECTED` expected repeat purchase days.
+    """The calendar-month index of purchase days (12 values, index 0 is January),
+    scaled to mean 1 over the covered months; all ones when the history has no
+    customer with a purchase day between a first and a last one, or no month with
+    :data:`MIN_EXPECTED` expected interior purchase days (see the module docstring).
 
     Args:
         events: Canonical events (purchases are used; one per customer and day).
-        params: Pareto/NBD ``(r, alpha, s, beta)`` in weeks, fitted on this history.
         max_customers: Customers sampled (at random) beyond this many.
         seed: Seed of that sample.
     """
     days = _purchase_days(events, max_customers, seed)
     if days.empty:
         return np.ones(12)
-    births = days.groupby("customer_id", sort=False)["day"].min()
-    first, last = days["day"].min(), days["day"].max() + pd.Timedelta(days=1)
-    starts = pd.date_range(first.to_period("M").to_timestamp(), last, freq="MS")
-    edges = [first, *[s for s in starts if first < s < last], last]
-    birth = births.to_numpy(dtype="datetime64[ns]")
-    observed = np.zeros(12)
+    lo, hi, counts, month_of = _interiors(days)
+    if counts.size == 0:
+        return np.ones(12)
+    exposure = _exposure(lo, hi)
+    observed = np.bincount(month_of, minlength=12).astype(np.float64)
+    index = np.ones(12)
     expected = np.zeros(12)
-    repeats = days.loc[days["day"] > days["customer_id"].map(births)]
-    month_of = repeats["day"].dt.month.to_numpy() - 1
-    np.add.at(observed, month_of, 1.0)
-    for lo, hi in itertools.pairwise(edges):
-        weeks_hi = np.asarray((np.datetime64(hi) - birth) / np.timedelta64(7, "D"))
-        weeks_lo = np.asarray((np.datetime64(lo) - birth) / np.timedelta64(7, "D"))
-        gain = expected_since_birth(params, weeks_hi) - expected_since_birth(params, weeks_lo)
-        expected[lo.month - 1] += float(gain.sum())
+    for _ in range(_MAX_STEPS):
+        weighted = exposure * index
+        share = counts / np.maximum(weighted.sum(axis=1), 1e-12)
+        # Interior days each month would hold at index 1, given the current spread.
+        base = (exposure * share[:, None]).sum(axis=0)
+        expected = base * index
+        new = np.where(base > 0, observed / np.where(base > 0, base, 1.0), 1.0)
+        new = new / np.mean(new[base > 0]) if (base > 0).any() else new
+        done = np.max(np.abs(new - index)) < _TOLERANCE
+        index = new
+        if done:
+            break
     covered = expected >= MIN_EXPECTED
     if not covered.any():
         return np.ones(12)
-    ratio = np.where(covered, observed / np.where(covered, expected, 1.0), np.nan)
-    ratio = ratio / np.nanmean(ratio)
-    return np.asarray(np.where(covered, ratio, 1.0))
+    index = np.where(covered, index, np.nan)
+    index = index / np.nanmean(index)
+    return np.asarray(np.where(covered, index, 1.0))

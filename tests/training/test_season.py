@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from scoring.season import operational_weeks, seasonal_inputs
-from training.season import expected_since_birth, seasonal_index
+from training.season import seasonal_index
 
 PARAMS = (2.0, 8.0, 0.5, 40.0)  # r, alpha (weeks), s, beta (weeks)
 
@@ -33,15 +33,14 @@ def _log(amplitude: float, seed: int = 3, n: int = 4_000) -> pd.DataFrame:
 
 def test_index_finds_the_busy_quarter() -> None:
     events = _log(amplitude=1.0)
-    # A homogeneous model with the simulated rate and no attrition (s tiny, beta huge).
-    index = seasonal_index(events, (50.0, 200.0, 1e-6, 1e9))
+    index = seasonal_index(events)
     busy, quiet = index[:3].mean(), index[3:].mean()
     assert busy / quiet == pytest.approx(2.0, rel=0.15)
     assert index.mean() == pytest.approx(1.0)
 
 
 def test_flat_calendar_gives_a_flat_index() -> None:
-    index = seasonal_index(_log(amplitude=0.0), (50.0, 200.0, 1e-6, 1e9))
+    index = seasonal_index(_log(amplitude=0.0))
     assert np.abs(index - 1.0).max() < 0.1
 
 
@@ -53,24 +52,59 @@ def test_no_purchases_no_correction() -> None:
             "event_type": pd.Series([], dtype="string"),
         }
     )
-    np.testing.assert_array_equal(seasonal_index(empty, PARAMS), np.ones(12))
+    np.testing.assert_array_equal(seasonal_index(empty), np.ones(12))
 
 
 def test_sampling_customers_keeps_the_index() -> None:
     events = _log(amplitude=1.0)
-    full = seasonal_index(events, (50.0, 200.0, 1e-6, 1e9))
-    sampled = seasonal_index(events, (50.0, 200.0, 1e-6, 1e9), max_customers=2_000, seed=1)
+    full = seasonal_index(events)
+    sampled = seasonal_index(events, max_customers=2_000, seed=1)
     np.testing.assert_allclose(sampled, full, atol=0.15)
 
 
-def test_expected_since_birth_is_the_pareto_mean() -> None:
-    r, alpha, s, beta = PARAMS
-    t = np.array([-1.0, 0.0, 10.0, 52.0])
-    want = r / alpha * beta / (s - 1.0) * (1.0 - (beta / (beta + np.maximum(t, 0))) ** (s - 1.0))
-    np.testing.assert_allclose(expected_since_birth(PARAMS, t), want)
-    # s = 1: the logarithmic limit.
-    one = expected_since_birth((r, alpha, 1.0, beta), np.array([10.0]))
-    assert one[0] == pytest.approx(r / alpha * beta * np.log1p(10.0 / beta))
+def _fast_buyers_first(seed: int = 5, n: int = 4_000) -> pd.DataFrame:
+    """No calendar at all, but customers differ tenfold in their rate, all are there
+    from the first day, and their first purchase is their first Poisson event: the
+    fast buyers are born in the first weeks, the slow ones all year long."""
+    rng = np.random.default_rng(seed)
+    days = pd.date_range("2023-01-01", "2023-12-31", freq="D")
+    rows = []
+    for c in range(n):
+        rate = (0.05 if c % 2 else 0.5) / 7.0
+        bought = np.flatnonzero(rng.random(days.size) < rate)
+        rows.extend((f"c{c}", days[d]) for d in bought)
+    frame = pd.DataFrame(rows, columns=["customer_id", "occurred_at"])
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True)
+    frame["event_type"] = "purchase"
+    return frame
+
+
+def test_early_births_of_fast_buyers_are_not_a_busy_season() -> None:
+    """The index conditions on each customer's own span and count, so a January full
+    of fast buyers (who were born first) does not read as a busy January."""
+    index = seasonal_index(_fast_buyers_first())
+    assert np.abs(index - 1.0).max() < 0.1
+
+
+def test_index_is_the_multinomial_maximum_likelihood() -> None:
+    """Hand-checked: every customer buys on 2023-01-01 (first), 2023-01-20, 2023-02-10,
+    2023-02-20 and 2023-03-01 (last). The interior days 2023-01-02..2023-02-28 hold 30
+    January and 28 February days; one interior purchase in January for two in February
+    means s_jan * 30 / (s_jan * 30 + s_feb * 28) = 1 / 3, so s_jan / s_feb = 28 / 60,
+    scaled to mean 1 over the two covered months; the other months get 1."""
+    ids = [f"c{i}" for i in range(200)]
+    dates = ["2023-01-01", "2023-01-20", "2023-02-10", "2023-02-20", "2023-03-01"]
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.repeat(ids, len(dates)),
+            "occurred_at": pd.to_datetime(np.tile(dates, len(ids)), utc=True),
+            "event_type": "purchase",
+        }
+    )
+    ratio = 28.0 / 60.0
+    want = np.ones(12)
+    want[0], want[1] = 2.0 * ratio / (1.0 + ratio), 2.0 / (1.0 + ratio)
+    np.testing.assert_allclose(seasonal_index(frame), want, rtol=1e-5)
 
 
 def test_operational_time_weights_each_day_by_its_month() -> None:
