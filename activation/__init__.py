@@ -12,28 +12,32 @@ Depends on ``tags`` (and below) only.
 
 from __future__ import annotations
 
-from activation.config import ActivationConfig
-from activation.definitions import (
-    AudienceSync,
-    Definitions,
-    FileDestination,
-    Trigger,
-    WebhookDestination,
-    check_definitions,
-    load_definitions,
-)
-from activation.dispatcher import Activation, Dispatcher, DispatchReport
-from activation.errors import (
-    ActivationError,
-    DefinitionError,
-    DeliveryError,
-    DispatcherBusy,
-    OutboxError,
-    PlanRefused,
-)
-from activation.outbox import Outbox
-from activation.signing import sign, signature_headers, verify_signature
-from activation.versions import AppliedVersion, Plan, TriggerHistory
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from activation.config import ActivationConfig
+    from activation.definitions import (
+        AudienceSync,
+        Definitions,
+        FileDestination,
+        Trigger,
+        WebhookDestination,
+        check_definitions,
+        load_definitions,
+    )
+    from activation.dispatcher import Activation, Dispatcher, DispatchReport
+    from activation.errors import (
+        ActivationError,
+        DefinitionError,
+        DeliveryError,
+        DispatcherBusy,
+        OutboxError,
+        PlanRefused,
+    )
+    from activation.outbox import Outbox
+    from activation.signing import sign, signature_headers, verify_signature
+    from activation.versions import AppliedVersion, Plan, TriggerHistory
 
 __all__ = [
     "Activation",
@@ -61,3 +65,41 @@ __all__ = [
     "signature_headers",
     "verify_signature",
 ]
+
+# Names are imported from their modules on first use: `import activation.errors` (the CLI's
+# help does it) runs this file, and must not pull in pandas or scikit-learn behind it.
+_LAZY: dict[str, str] = {
+    "ActivationConfig": "activation.config",
+    "AudienceSync": "activation.definitions",
+    "Definitions": "activation.definitions",
+    "FileDestination": "activation.definitions",
+    "Trigger": "activation.definitions",
+    "WebhookDestination": "activation.definitions",
+    "check_definitions": "activation.definitions",
+    "load_definitions": "activation.definitions",
+    "Activation": "activation.dispatcher",
+    "Dispatcher": "activation.dispatcher",
+    "DispatchReport": "activation.dispatcher",
+    "ActivationError": "activation.errors",
+    "DefinitionError": "activation.errors",
+    "DeliveryError": "activation.errors",
+    "DispatcherBusy": "activation.errors",
+    "OutboxError": "activation.errors",
+    "PlanRefused": "activation.errors",
+    "Outbox": "activation.outbox",
+    "sign": "activation.signing",
+    "signature_headers": "activation.signing",
+    "verify_signature": "activation.signing",
+    "AppliedVersion": "activation.versions",
+    "Plan": "activation.versions",
+    "TriggerHistory": "activation.versions",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value

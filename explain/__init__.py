@@ -13,12 +13,16 @@ the ``tagsmith`` CLI use it (an import-linter contract checks both directions).
 
 from __future__ import annotations
 
-from explain.errors import ExplainError, UnknownCustomerError
-from explain.lookup import CustomerExplainer
-from explain.profile import CustomerProfile, TagLine, Transition
-from explain.rules import TagTrace, population_thresholds, trace_tag
-from explain.trace import Clause, Term
-from explain.visibility import FeatureVisibility
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from explain.errors import ExplainError, UnknownCustomerError
+    from explain.lookup import CustomerExplainer
+    from explain.profile import CustomerProfile, TagLine, Transition
+    from explain.rules import TagTrace, population_thresholds, trace_tag
+    from explain.trace import Clause, Term
+    from explain.visibility import FeatureVisibility
 
 __all__ = [
     "Clause",
@@ -34,3 +38,29 @@ __all__ = [
     "population_thresholds",
     "trace_tag",
 ]
+
+# Names are imported from their modules on first use: `import explain.errors` (the CLI's
+# help does it) runs this file, and must not pull in pandas or scikit-learn behind it.
+_LAZY: dict[str, str] = {
+    "ExplainError": "explain.errors",
+    "UnknownCustomerError": "explain.errors",
+    "CustomerExplainer": "explain.lookup",
+    "CustomerProfile": "explain.profile",
+    "TagLine": "explain.profile",
+    "Transition": "explain.profile",
+    "TagTrace": "explain.rules",
+    "population_thresholds": "explain.rules",
+    "trace_tag": "explain.rules",
+    "Clause": "explain.trace",
+    "Term": "explain.trace",
+    "FeatureVisibility": "explain.visibility",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value

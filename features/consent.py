@@ -19,13 +19,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
+from features.contract import ConsentConfig
 from features.crypto import EncryptionKeys, read_parquet, write_parquet
 from features.errors import StoreError
 
@@ -34,31 +34,6 @@ __all__ = ["ConsentBook", "ConsentConfig", "ConsentImport", "allowed_for", "pars
 _YES = {"1", "true", "yes", "y", "granted", "given", "opt_in", "opt-in"}
 _NO = {"0", "false", "no", "n", "refused", "withdrawn", "opt_out", "opt-out"}
 COLUMNS = ("customer_id", "purpose", "granted", "at", "source")
-
-
-class ConsentConfig(BaseModel):
-    """``governance.consent``: declared purposes and the default of each.
-
-    Attributes:
-        purposes: Purpose -> what holds without a record (``granted`` or ``refused``).
-            Empty: consent is not checked (nothing declares purposes yet).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    purposes: dict[str, Literal["granted", "refused"]] = Field(default_factory=dict)
-
-    @field_validator("purposes")
-    @classmethod
-    def _names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if (
-                not name.replace("_", "").isalnum()
-                or not name[:1].isalpha()
-                or name != name.lower()
-            ):
-                raise ValueError(f"purposes are lower snake_case words; got {name!r}")
-        return value
 
 
 def parse_consent(value: object) -> bool | None:

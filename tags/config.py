@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["BUILTIN_CATEGORIES", "TagsConfig", "default_prefixes"]
+__all__ = ["BUILTIN_CATEGORIES", "StoreConfig", "TagsConfig", "default_prefixes"]
 
 BUILTIN_CATEGORIES: tuple[str, ...] = (
     "basic",
@@ -76,3 +76,16 @@ class TagsConfig(BaseModel):
     def categories(self) -> dict[str, list[str]]:
         """Every category (built-in, then declared) -> its prefixes."""
         return {**self.prefixes, **self.extra_categories}
+
+
+class StoreConfig(BaseModel):
+    """``store:`` section of ``tagsmith.yaml`` (tag store and coverage monitoring).
+
+    Attributes:
+        share_shift_threshold: A tag value whose share of customers moves by more than
+            this between two runs (absolute: 0.05 = 5 points) is flagged.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    share_shift_threshold: float = Field(default=0.05, gt=0.0, lt=1.0)

@@ -8,10 +8,30 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.consent import ConsentConfig
-from tags.lint import LintConfig
+from features.contract import ConsentConfig
 
-__all__ = ["EncryptionConfig", "GovernanceConfig"]
+__all__ = ["EncryptionConfig", "GovernanceConfig", "LintConfig"]
+
+
+class LintConfig(BaseModel):
+    """``governance.lint`` in ``tagsmith.yaml``: thresholds of ``tagsmith tags lint``.
+
+    Attributes:
+        jaccard: Two tag values whose memberships overlap at least this much (Jaccard,
+            |A and B| / |A or B|) in every recent snapshot are reported.
+        min_members: Values with fewer members than this are not compared (tiny
+            audiences overlap by chance).
+        name_similarity: Names at least this similar (difflib ratio, 0..1) within a
+            category are reported.
+        runs: How many recent snapshots a finding must hold in (overlap, empty, constant).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    jaccard: float = Field(default=0.9, gt=0.0, le=1.0)
+    min_members: int = Field(default=10, ge=1)
+    name_similarity: float = Field(default=0.85, gt=0.0, le=1.0)
+    runs: int = Field(default=3, ge=1, le=100)
 
 
 class EncryptionConfig(BaseModel):

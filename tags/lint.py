@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import sparse
 
 from tags.catalogue import Catalogue
 from tags.definitions import TagDefinition, normalise_name
+from tags.governance import LintConfig
 from tags.store import TagStore
 from tags.store_format import naive
 
@@ -40,27 +40,6 @@ __all__ = [
 ]
 
 _STATUS_RANK = {"active": 0, "draft": 1, "deprecated": 2}
-
-
-class LintConfig(BaseModel):
-    """``governance.lint`` in ``tagsmith.yaml``: thresholds of ``tagsmith tags lint``.
-
-    Attributes:
-        jaccard: Two tag values whose memberships overlap at least this much (Jaccard,
-            |A and B| / |A or B|) in every recent snapshot are reported.
-        min_members: Values with fewer members than this are not compared (tiny
-            audiences overlap by chance).
-        name_similarity: Names at least this similar (difflib ratio, 0..1) within a
-            category are reported.
-        runs: How many recent snapshots a finding must hold in (overlap, empty, constant).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    jaccard: float = Field(default=0.9, gt=0.0, le=1.0)
-    min_members: int = Field(default=10, ge=1)
-    name_similarity: float = Field(default=0.85, gt=0.0, le=1.0)
-    runs: int = Field(default=3, ge=1, le=100)
 
 
 @dataclass(frozen=True)

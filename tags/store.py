@@ -26,9 +26,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
 
 from features.crypto import EncryptionKeys
+from tags.config import StoreConfig
 from tags.errors import TagStoreError
 from tags.live import LIVE_SCHEMA, reconcile_live
 from tags.store_crypto import attach_encrypted
@@ -63,19 +63,6 @@ __all__ = ["StoreConfig", "TagStore"]
 # reader (the service, the trigger dispatcher) holds the file for a moment, so opening
 # retries for this long before reporting the store busy.
 BUSY_TIMEOUT_S = 15.0
-
-
-class StoreConfig(BaseModel):
-    """``store:`` section of ``tagsmith.yaml`` (tag store and coverage monitoring).
-
-    Attributes:
-        share_shift_threshold: A tag value whose share of customers moves by more than
-            this between two runs (absolute: 0.05 = 5 points) is flagged.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    share_shift_threshold: float = Field(default=0.05, gt=0.0, lt=1.0)
 
 
 class TagStore:

@@ -15,14 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from activation.config import ActivationConfig
 from console.config import ConsoleConfig
-from features.schema import FactsConfig
+from features.contract import FactsConfig
 from serving.config import ServingConfig
 from spark.config import SparkConfig
 from streaming.config import StreamingConfig
-from tags.config import TagsConfig
+from tags.config import StoreConfig, TagsConfig
 from tags.governance import GovernanceConfig
 from tags.policy import AccessConfig
-from tags.store import StoreConfig
 from tagsmith.errors import ConfigError
 from training.config import TrainingConfig
 from training.gates import PromotionConfig

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,15 @@ class LazyCommand:
 
     The attribute is a click command, or a function without arguments returning one.
     ``replaced_by`` marks an old spelling kept as a hidden alias of that command path
-    (e.g. ``"models train"``) that prints a deprecation hint.
+    (e.g. ``"models train"``) that prints a deprecation hint. ``commands`` (groups only)
+    names the group's visible subcommands with their one-line help, so that the group's
+    ``--help`` is printed without importing it (a test checks both against the group).
     """
 
     target: str
     help: str
     replaced_by: str | None = None
+    commands: Mapping[str, str] | None = None
 
 
 class _DeprecatedAlias(click.Command):
@@ -83,6 +87,8 @@ class LazyGroup(click.Group):
         if entry.replaced_by is not None:
             target = self._resolve(ctx, entry.replaced_by.split())
             command: click.Command = _DeprecatedAlias(cmd_name, target, entry.replaced_by)
+        elif entry.commands is not None:
+            command = _GroupStub(cmd_name, entry)
         else:
             command = _load(entry.target)
         self.commands[cmd_name] = command
@@ -117,6 +123,52 @@ class LazyGroup(click.Group):
         if name in self.commands:
             return self.commands[name].hidden
         return self.lazy[name].replaced_by is not None
+
+
+def _command_rows(
+    formatter: click.HelpFormatter, rows: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """``(name, one-line help)`` shortened the way click shortens a command's help."""
+    if not rows:
+        return []
+    limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+    return [(name, click.Command(name, help=line).get_short_help_str(limit)) for name, line in rows]
+
+
+class _GroupStub(click.Group):
+    """A top-level group before it is imported: its ``--help`` comes from the registry.
+
+    ``tagsmith tags --help`` lists the group's commands from ``LazyCommand.commands``;
+    resolving any command (to run it or print its own help) imports the real group and
+    hands over to it. Only groups without options of their own can be stubs.
+    """
+
+    def __init__(self, name: str, entry: LazyCommand) -> None:
+        super().__init__(name, help=entry.help)
+        assert entry.commands is not None, name
+        self.listed = entry.commands
+        self.target = entry.target
+        self._real: click.Group | None = None
+
+    def real(self) -> click.Group:
+        """The group itself (imported on first use)."""
+        if self._real is None:
+            group = _load(self.target)
+            assert isinstance(group, click.Group), self.target
+            self._real = group
+        return self._real
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.listed)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self.real().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = _command_rows(formatter, sorted(self.listed.items()))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def _load(target: str) -> click.Command:
@@ -202,38 +254,162 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
     "data": LazyCommand(
         "tagsmith.cli:data_group",
         "Synthetic data: write customers, events and a truth file to try Tagsmith on.",
+        commands={
+            "generate": (
+                "Write synthetic customers and events (the fact contract) plus a truth file."
+            ),
+        },
     ),
     "facts": LazyCommand(
         "tagsmith.cli.facts:facts",
         "Fact tags: import customers and events (validated, quarantined), show the store.",
+        commands={
+            "import": (
+                "Validate files and add the rows that pass to the fact store; quarantine the rest."
+            ),
+            "summary": "Counts, date range, event types and the import log of the fact store.",
+        },
     ),
     "features": LazyCommand(
         "tagsmith.cli.features:features",
         "Point-in-time behaviour features: build snapshots, show a customer, list them.",
+        commands={
+            "build": "Compute features as of each DATE and write one snapshot per date atomically.",
+            "list": "Print the feature catalogue of the project's spec.",
+            "show": "Print one customer's features with their units and definitions.",
+        },
     ),
     "tags": LazyCommand(
         "tagsmith.cli:tags_group",
         "The tag catalogue and rule tags: validate, plan, apply, run, export, diff, report.",
+        commands={
+            "apply": "Record the catalogue as a new version (refused if 'plan' lists problems).",
+            "backtest": (
+                "What TAG_ID would have said on past dates, and how well it predicted OUTCOME."
+            ),
+            "describe": "Show one tag's full definition.",
+            "diff": "Who entered and who left each tag value between two snapshots.",
+            "evaluate": (
+                "Evaluate rule and fact tags on the fact store; print value sizes (writes nothing)."
+            ),
+            "export": "Write a snapshot (one row per customer and tag, scores included) to a file.",
+            "history": "One customer's tag values over time, with the date of each change.",
+            "lint": "Tags that overlap, have near-duplicate names, or stayed empty or constant.",
+            "list": "List catalogued tags (id, display name, category, source, type, status).",
+            "plan": (
+                "What 'apply' would record: tags added, removed or changed since the last apply."
+            ),
+            "report": (
+                "Coverage per tag value vs the previous run, with flags; writes an HTML report."
+            ),
+            "review": (
+                "Show a review-required tag's change (sizes, a sample), then --approve or "
+                "--reject it."
+            ),
+            "run": "Tag every customer: features -> rule tags -> predicted tags -> one snapshot.",
+            "runs": "List tagging runs: id, as-of date, status, counts, duration.",
+            "transitions": (
+                "Changes of one tag (e.g. lifecycle) between consecutive snapshots, with dates."
+            ),
+            "validate": (
+                "Check every catalogue file: schema, naming rules, rule syntax and rule types."
+            ),
+        },
     ),
     "models": LazyCommand(
         "tagsmith.cli:models_group",
         "Predictors: train, evaluate, predict; versions, promotion behind gates, rollback.",
+        commands={
+            "compare": (
+                "Logged metrics and parameters of two versions of NAME side by side (V: number or "
+                "alias)."
+            ),
+            "contest": (
+                "Score every producer of TAG (rule tags, baselines, models) on the same labelled "
+                "window."
+            ),
+            "evaluate": (
+                "Score a registered model on the latest labelled cutoff against the baselines."
+            ),
+            "history": (
+                "Which version held each alias of NAME from when to when, who moved it and why."
+            ),
+            "list": "Every registered model with its versions and aliases.",
+            "predict": "Score every customer who has bought before AS_OF with a registered model.",
+            "promote": (
+                "Re-score NAME's candidate and champion on the latest labelled window; promote if "
+                "gates pass."
+            ),
+            "rollback": (
+                "Point NAME's champion back at the version that held it before the current one."
+            ),
+            "show": "Versions of NAME: aliases, metrics, training window, who and when.",
+            "train": "Train the churn or value predictor, compare it with baselines, register it.",
+        },
     ),
     "audience": LazyCommand(
         "tagsmith.cli.audience:audience",
         "Select customers by combining tags, e.g. \"churn_risk = 'high' and old_customer\".",
+        commands={
+            "delete": "Delete the saved audience NAME.",
+            "list": "List saved audiences.",
+            "run": "Re-run the saved audience NAME against a snapshot.",
+            "save": "Save EXPRESSION as audience NAME (checked against the catalogue).",
+            "select": "Select the customers for whom EXPRESSION holds; print the size.",
+        },
     ),
     "customers": LazyCommand(
         "tagsmith.cli:customers_group",
         "Look customers up: profile, tags and why each tag has its value.",
+        commands={
+            "consent": (
+                "Customers' consent per purpose (governance.consent.purposes): import, show."
+            ),
+            "erase": (
+                "Erase customers everywhere: facts, features, tag history, deliveries (on request)."
+            ),
+            "show": (
+                "A customer's profile: attributes, tags you may see, and why each has its value."
+            ),
+        },
     ),
     "triggers": LazyCommand(
         "tagsmith.cli:triggers_group",
         "Act when customers enter or leave a tag: triggers, audience syncs, deliveries.",
+        commands={
+            "add": (
+                "Define trigger (or audience sync) NAME in triggers/NAME.yaml; apply it to take "
+                "effect."
+            ),
+            "apply": (
+                "Record the definitions as a new version; they fire on transitions recorded from "
+                "now."
+            ),
+            "deliveries": (
+                "Delivery batches: state, attempts, last status and error; dead letters with "
+                "--state dead."
+            ),
+            "list": "Triggers and syncs: definition, applied version, deliveries per state.",
+            "plan": (
+                "What apply would record: added, removed, changed; problems refuse it (exit 1)."
+            ),
+            "replay": "Send dead letters again: same body, same idempotency keys, attempts reset.",
+            "run": (
+                "The dispatcher: transitions -> triggers -> signed deliveries with retries "
+                "(Ctrl-C stops)."
+            ),
+            "test": "Dry-run NAME from triggers/*.yaml on recorded transitions; nothing is queued.",
+        },
     ),
     "stream": LazyCommand(
         "tagsmith.cli:stream_group",
         "Real-time tags from a NATS JetStream stream: run the consumer, publish events.",
+        commands={
+            "publish": (
+                "Publish events from a JSON-lines file (one event object per line) to the stream."
+            ),
+            "run": "Consume events from a NATS JetStream stream and tag them in real time.",
+        },
     ),
     "serve": LazyCommand(
         "tagsmith.cli.serve:serve",
@@ -242,14 +418,36 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
     "schedule": LazyCommand(
         "tagsmith.cli.tagrun:schedule_group",
         "Scheduled refresh: run tagging when the tags' 'refresh' says it is due.",
+        commands={
+            "run": (
+                "Run tagging if it is due (with --loop, every time it comes due); else say when."
+            ),
+            "status": "When the next tagging run is due (and, with --crontab, a line for cron).",
+        },
     ),
     "audit": LazyCommand(
         "tagsmith.cli.audit:audit",
         "The audit log: who read, exported or changed which tags, and when.",
+        commands={
+            "show": "Print the newest audit entries.",
+            "verify": "Check the hash chain; exit 1 naming each edited or deleted line.",
+        },
     ),
     "store": LazyCommand(
         "tagsmith.cli:store_group",
         "Back up and restore the project's stores (tags, facts, features, models, audit).",
+        commands={
+            "backup": "Copy every store into DEST with a manifest of sha256 checksums.",
+            "encrypt": (
+                "Rewrite every store under the current key (first encryption, or key rotation)."
+            ),
+            "encryption": "Whether each store is encrypted at rest, and under which key.",
+            "new-key": (
+                "Print a new random 256-bit key for encryption at rest (store it outside the "
+                "project)."
+            ),
+            "restore": "Verify the backup in SRC, then (with --yes) put every store back.",
+        },
     ),
     # Old spellings (top-level verbs), kept for one release.
     "train": LazyCommand("", "", replaced_by="models train"),
@@ -319,6 +517,6 @@ def _command_path(group: click.Group, ctx: click.Context, args: list[str]) -> st
 @click.pass_context
 def main(ctx: click.Context, project_dir: Path) -> None:
     """Tagsmith: fact tags -> point-in-time features -> rule and predictive tags, served."""
-    from tagsmith.cli._common import CliContext
+    from tagsmith.cli._context import CliContext
 
     ctx.obj = CliContext(project_dir)

@@ -21,23 +21,13 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-import pandas as pd
 from rich.cells import cell_len
 from rich.console import Console
 
-from activation.errors import ActivationError
-from explain.errors import ExplainError
-from features.errors import FeaturesError
-from scoring.errors import ScoringError
-from serving.errors import ServingError
-from spark.errors import SparkError
-from streaming.errors import StreamingError
-from tags.errors import TagsError
-from tagsmith.errors import TagsmithError
+from tagsmith.cli._context import CliContext
 from tagsmith.outputs import check_output, protected_paths
 from tagsmith.project import Project
 from tagsmith.userdirs import log_dir
-from training.errors import TrainingError
 
 __all__ = [
     "USER_ERRORS",
@@ -61,36 +51,33 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 # Errors a user can fix (bad input, bad config): shown as one clear message, exit code 2.
-# Each package's base error is added here as the package joins the CLI.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    TagsmithError,
-    FeaturesError,
-    TagsError,
-    ScoringError,
-    TrainingError,
-    ServingError,
-    ActivationError,
-    StreamingError,
-    ExplainError,
-    SparkError,
+# Each package's base error is added here as the package joins the CLI. Named, not
+# imported: an exception can only be an instance of a class whose module was imported,
+# so :func:`user_error_types` looks them up in ``sys.modules`` when an error is caught.
+# Importing them here would cost every command, its ``--help`` included, seconds
+# (serving's errors subclass BentoML's exceptions).
+USER_ERRORS: tuple[tuple[str, str], ...] = (
+    ("tagsmith.errors", "TagsmithError"),
+    ("features.errors", "FeaturesError"),
+    ("tags.errors", "TagsError"),
+    ("scoring.errors", "ScoringError"),
+    ("training.errors", "TrainingError"),
+    ("serving.errors", "ServingError"),
+    ("activation.errors", "ActivationError"),
+    ("streaming.errors", "StreamingError"),
+    ("explain.errors", "ExplainError"),
+    ("spark.errors", "SparkError"),
 )
 
+
+def user_error_types() -> tuple[type[Exception], ...]:
+    """The base classes of :data:`USER_ERRORS` whose modules are loaded (see there)."""
+    return tuple(
+        getattr(sys.modules[module], name) for module, name in USER_ERRORS if module in sys.modules
+    )
+
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class CliContext:
-    """State shared by commands: where the project is, loaded on first use."""
-
-    def __init__(self, project_dir: Path) -> None:
-        self.project_dir = project_dir
-        self._project: Project | None = None
-
-    @property
-    def project(self) -> Project:
-        """The project in ``--project`` (loaded once)."""
-        if self._project is None:
-            self._project = Project.load(self.project_dir, local_owner=True)
-        return self._project
 
 
 def user_errors(func: F) -> F:
@@ -100,7 +87,9 @@ def user_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except USER_ERRORS as exc:
+        except Exception as exc:
+            if not isinstance(exc, user_error_types()):
+                raise
             err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
             if os.environ.get("TAGSMITH_DEBUG"):
                 raise
@@ -179,6 +168,8 @@ def print_columns(rows: Sequence[Sequence[str]]) -> None:
 
 def day(ts: Any) -> str:
     """``YYYY-MM-DD`` of a timestamp ('' for none)."""
+    import pandas as pd  # on first use: --help never formats a date
+
     return "" if ts is None or pd.isna(ts) else f"{pd.Timestamp(ts):%Y-%m-%d}"
 
 
@@ -223,9 +214,12 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
         return [jsonable(v) for v in items]
-    if isinstance(value, pd.DataFrame):
+    # Only if pandas is loaded: a value cannot be a pandas object otherwise, and a light
+    # command's JSON (e.g. ``tags list``) must not pay for importing it.
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(value, pd.DataFrame):
         return [jsonable(r) for r in value.to_dict("records")]
-    if isinstance(value, pd.Series):
+    if pd is not None and isinstance(value, pd.Series):
         return jsonable(value.to_dict())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return jsonable(dataclasses.asdict(value))
@@ -233,18 +227,18 @@ def jsonable(value: Any) -> Any:
         return jsonable(value.model_dump(mode="json"))
     if value is None or isinstance(value, bool | str):
         return value
-    if isinstance(value, pd.Timestamp | datetime | date):
-        return None if pd.isna(value) else value.isoformat()
-    if isinstance(value, pd.Timedelta):
-        return None if pd.isna(value) else value.total_seconds()
+    if pd is not None and (value is pd.NaT or value is pd.NA):
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if pd is not None and isinstance(value, pd.Timedelta):
+        return value.total_seconds()
     if hasattr(value, "item") and not isinstance(value, int | float):  # numpy scalars
         return jsonable(value.item())
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
     if isinstance(value, int):
         return value
-    if value is pd.NA or value is pd.NaT:
-        return None
     return str(value)
 
 

@@ -10,7 +10,6 @@ from types import FrameType
 import click
 from rich.table import Table
 
-from serving.errors import ServingError
 from tagsmith.cli._common import (
     CliContext,
     console,
@@ -21,6 +20,16 @@ from tagsmith.cli._common import (
     user_errors,
 )
 from tagsmith.project import Project
+
+
+def _serving_error(message: str) -> Exception:
+    """A ``serving`` error, its class imported only when one is raised.
+
+    ``serving.errors`` imports BentoML, which ``serve --help`` and ``serve keys`` never need.
+    """
+    from serving.errors import ServingError
+
+    return ServingError(message)
 
 
 @click.group(invoke_without_command=True)
@@ -89,7 +98,7 @@ def _run_server(
         str(port),
     ]
     if (tls_cert is None) != (tls_key is None):
-        raise ServingError("Expected --tls-cert and --tls-key together. Got only one of them.")
+        raise _serving_error("Expected --tls-cert and --tls-key together. Got only one of them.")
     env = service_env(project)
     if tls_cert and tls_key:
         # The service reads its settings from the environment (serving.settings).
@@ -109,7 +118,7 @@ def _run_server(
         for s, handler in previous.items():
             signal.signal(s, handler)
     if code not in (0, -signal.SIGTERM, -signal.SIGINT):
-        raise ServingError(f"The tag service exited with status {code} (see the log above).")
+        raise _serving_error(f"The tag service exited with status {code} (see the log above).")
 
 
 @serve.command("build")
@@ -158,7 +167,7 @@ def keys_add(project: Project, name: str, role: str) -> None:
         # The roles the service knows: it has no built-in owner.
         roles = project.service_policy().roles
         if role not in roles:
-            raise ServingError(
+            raise _serving_error(
                 f"Expected a role of the access policy {sorted(roles)} "
                 f"({project.policy_path}). Got {role!r}."
             )

@@ -16,7 +16,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from tagsmith.cli import LAZY_COMMANDS, main
+from tagsmith.cli import LAZY_COMMANDS, _GroupStub, main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,8 +38,7 @@ print(json.dumps(heavy), file=sys.stderr)
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], []], ids=["help", "version", "bare"])
-def test_help_and_version_import_no_heavy_library(args: list[str]) -> None:
+def _imported_heavy(args: list[str]) -> list[str]:
     proc = subprocess.run(
         [sys.executable, "-c", _PROBE.format(args=args, heavy=HEAVY)],
         capture_output=True,
@@ -48,11 +47,57 @@ def test_help_and_version_import_no_heavy_library(args: list[str]) -> None:
         timeout=60,
         check=True,
     )
-    imported = json.loads(proc.stderr.strip().splitlines()[-1])
+    imported: list[str] = json.loads(proc.stderr.strip().splitlines()[-1])
+    return imported
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], []], ids=["help", "version", "bare"])
+def test_help_and_version_import_no_heavy_library(args: list[str]) -> None:
+    imported = _imported_heavy(args)
     assert imported == [], (
         f"`tagsmith {' '.join(args)}` imported {imported}: register new top-level commands "
         "in tagsmith.cli.LAZY_COMMANDS and keep heavy imports out of tagsmith/__init__.py"
     )
+
+
+GROUPS = [n for n, e in LAZY_COMMANDS.items() if e.commands is not None]
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_a_groups_help_imports_no_heavy_library(group: str) -> None:
+    imported = _imported_heavy([group, "--help"])
+    assert imported == [], (
+        f"`tagsmith {group} --help` imported {imported}: keep the group's "
+        "LazyCommand.commands in tagsmith.cli.LAZY_COMMANDS"
+    )
+
+
+# `serve` has options of its own, so its module is imported for its help: it may load the
+# project's config (pydantic, yaml) and rich, but none of the libraries that take seconds.
+@pytest.mark.parametrize("args", [["serve", "--help"], ["serve", "keys", "--help"]])
+def test_serve_help_imports_no_ml_library(args: list[str]) -> None:
+    imported = set(_imported_heavy(args)) - {"pydantic", "yaml", "rich"}
+    assert imported == set(), f"`tagsmith {' '.join(args)}` imported {sorted(imported)}"
+
+
+def test_the_probe_sees_a_heavy_import() -> None:
+    # The guard above must be able to fail: a command that does load pandas is reported.
+    assert "pandas" in _imported_heavy(["tags", "runs", "--help"])
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_a_group_stubs_help_is_the_groups_own(group: str) -> None:
+    # The root's own settings (-h): click caches a command's help option on first use, so
+    # a context without them would change the help other tests see.
+    root = click.Context(main, info_name="tagsmith", terminal_width=100, **main.context_settings)
+    stub = main.get_command(root, group)
+    assert isinstance(stub, _GroupStub)
+    real = stub.real()
+    assert type(real) is click.Group, "groups with options of their own cannot be stubs"
+    assert not real.params or [p.name for p in real.params] == ["help"]
+    shown = stub.get_help(click.Context(stub, info_name=group, parent=root))
+    own = real.get_help(click.Context(real, info_name=group, parent=root))
+    assert shown == own, f"LAZY_COMMANDS[{group!r}].commands differs from the group's commands"
 
 
 def _first_paragraph(text: str | None) -> str:
