@@ -20,13 +20,13 @@ import pyarrow.compute as pc
 
 __all__ = [
     "customer_runs",
+    "customer_time_sorted",
     "dictionary_codes",
     "first_of_order",
     "micros",
     "stable_order_by",
     "string_hashes",
     "take",
-    "time_order_within_customer",
     "to_arrow",
     "type_codes",
 ]
@@ -251,27 +251,41 @@ def type_codes(values: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     return out, names
 
 
-def time_order_within_customer(code: np.ndarray, t_us: np.ndarray) -> np.ndarray | None:
-    """A permutation sorting events of one type by (customer, time), or None if sorted.
+def customer_time_sorted(
+    code: np.ndarray, rows: np.ndarray, t_all: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The events of one type in (customer, time) order: their rows, codes and times.
 
-    Event logs usually arrive grouped by customer in time order (then nothing is
-    sorted) or in time order; then a stable sort by customer alone is enough, and
-    customer and row position fit in one int64 whose values sort several times faster
-    than any ``argsort``. The time order is verified; otherwise a full ``lexsort`` runs.
+    ``rows`` are the type's positions in the events (ascending), ``code`` their customer
+    codes (non-negative int64), ``t_all`` the times of all events. Event logs usually
+    arrive grouped by customer in time order (then nothing is sorted) or in time order;
+    then a stable sort by customer alone is enough, and customer code and row position
+    fit in one int64 whose values sort several times faster than any ``argsort``. The
+    sorted values carry both the codes and the rows, so only the times are gathered
+    again. The time order is verified; otherwise a full ``lexsort`` runs.
     """
-    n = len(code)
-    if n < 2:
-        return None
+    t = t_all[rows]
+    if len(rows) < 2:
+        return rows, code, t
     step = np.diff(code)
-    if int(step.min()) >= 0 and not np.any((step == 0) & (np.diff(t_us) < 0)):
-        return None
+    if int(step.min()) >= 0 and not np.any((step == 0) & (np.diff(t) < 0)):
+        return rows, code, t
     del step
-    order = stable_order_by(code)
-    c = code[order]
-    t = t_us[order]
-    if not bool(np.any((c[1:] == c[:-1]) & (t[1:] < t[:-1]))):
-        return order
-    return np.lexsort((t_us, code)).astype(_I64)
+    row_bits = max(int(rows[-1]).bit_length(), 1)
+    if row_bits + max(int(code.max()).bit_length(), 1) <= 63:
+        packed = (code << row_bits) | rows
+        packed.sort()
+        rows_sorted = packed & ((1 << row_bits) - 1)
+        c = np.right_shift(packed, row_bits, out=packed)
+        t_sorted = t_all[rows_sorted]
+    else:
+        order = np.argsort(code, kind="stable")
+        rows_sorted, c, t_sorted = rows[order], code[order], t[order]
+    if not bool(np.any((c[1:] == c[:-1]) & (t_sorted[1:] < t_sorted[:-1]))):
+        return rows_sorted, c, t_sorted
+    del rows_sorted, c, t_sorted
+    order = np.lexsort((t, code))
+    return rows[order], code[order], t[order]
 
 
 def micros(values: pd.Series) -> np.ndarray:

@@ -38,13 +38,13 @@ import pyarrow.compute as pc
 
 from features.coding import (
     customer_runs,
+    customer_time_sorted,
     dictionary_codes,
     first_of_order,
     micros,
     stable_order_by,
     string_hashes,
     take,
-    time_order_within_customer,
     to_arrow,
     type_codes,
 )
@@ -168,8 +168,8 @@ class PreparedEvents:
         def split(k: int) -> TypedEvents:
             """The events of type ``k`` in (customer, time) order."""
             rows = np.flatnonzero(type_code == k)
-            t = t_all[rows]
             if code is None:
+                t = t_all[rows]
                 per_run = np.diff(np.searchsorted(rows, run_bounds))
                 c = np.repeat(head_codes, per_run)
                 counts = np.zeros(self.n_customers, dtype=_I64)
@@ -177,10 +177,7 @@ class PreparedEvents:
                 counts[head_codes[keep]] = per_run[keep]
                 starts = prefix_sum(counts)
             else:
-                c = code[rows]
-                order = time_order_within_customer(c, t)
-                if order is not None:
-                    rows, c, t = rows[order], c[order], t[order]
+                rows, c, t = customer_time_sorted(code[rows], rows, t_all)
                 starts = np.searchsorted(c, np.arange(self.n_customers + 1, dtype=_I64))
             key = np.floor_divide(t, SEC_US)
             # Whole-second times (the usual case) are read off the key: no copy kept.

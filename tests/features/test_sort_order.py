@@ -1,4 +1,5 @@
-"""Sorting events for a file: the int64-key order equals Arrow's stable two-key sort."""
+"""Sorting events by customer and time: for a file (the int64-key order equals Arrow's
+stable two-key sort) and for the prepared index (equals a stable lexsort)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from features.coding import customer_time_sorted
 from features.schema import EVENT_COLUMNS
 from features.store_files import customer_time_order, sorted_events
 
@@ -73,3 +75,25 @@ def test_null_keys_fall_back_to_arrow_sort() -> None:
     with_null = table.set_column(0, "customer_id", pa.array(["b", None, "a"], pa.large_string()))
     assert sorted_events(with_null).equals(_arrow_sorted(with_null))
     assert sorted_events(table).column("amount").to_pylist() == [2.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("arrival", ["time", "grouped", "random"])
+def test_customer_time_sorted_equals_stable_lexsort(arrival: str) -> None:
+    rng = np.random.default_rng(11)
+    n = 6000
+    code_all = rng.integers(0, 500, n).astype(np.int64)
+    t_all = rng.integers(0, 10**6 * 86400 * 30, n).astype(np.int64)
+    t_all[rng.random(n) < 0.1] = t_all[0]  # ties on (customer, time)
+    if arrival == "time":
+        order = np.argsort(t_all, kind="stable")
+    elif arrival == "grouped":
+        order = np.lexsort((t_all, code_all))
+    else:
+        order = np.arange(n)
+    code_all, t_all = code_all[order], t_all[order]
+    rows = np.flatnonzero(rng.random(n) < 0.4)  # one event type's rows
+    want = rows[np.lexsort((t_all[rows], code_all[rows]))]
+    got_rows, got_code, got_t = customer_time_sorted(code_all[rows].copy(), rows, t_all)
+    assert np.array_equal(got_rows, want)
+    assert np.array_equal(got_code, code_all[want])
+    assert np.array_equal(got_t, t_all[want])
