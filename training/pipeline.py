@@ -220,9 +220,10 @@ def _fit_champion(
         population=population,
         seed=config.seed,
         events=events,
+        one_se=ts.plan.grouped,
     )
     if fitted is not None:
-        blend, metrics = fitted
+        blend, metrics, se = fitted
         cand = Candidate(
             "blend",
             champion.num_leaves,
@@ -236,7 +237,10 @@ def _fit_champion(
             f"blend: weight {blend.weight} on LightGBM; validation {metric} "
             f"{metrics[metric]:.4f} vs {champion.validation.get(metric, np.nan):.4f}"
         )
-        if metrics[metric] > champion.validation.get(metric, np.nan):
+        # On a customer-grouped plan the validation rows flatter the booster (see
+        # training.blend): the blend wins unless a LightGBM beats it by more than one
+        # bootstrap standard error (se is 0 on a time split: the plain comparison).
+        if metrics[metric] > champion.validation.get(metric, np.nan) - se:
             champion = cand
     return champion, candidates, champion.contract(contract)
 
