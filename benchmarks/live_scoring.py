@@ -58,7 +58,7 @@ def load_models(project: Project) -> list[ChampionModel]:
     from mlflow.exceptions import MlflowException
 
     os.environ["MLFLOW_TRACKING_URI"] = project.mlflow_tracking_uri
-    client = MlflowClient(project.mlflow_tracking_uri)
+    client = MlflowClient(project.mlflow_tracking_uri, registry_uri=project.mlflow_tracking_uri)
     catalogue = project.catalogue()
     models = []
     for name, tag_id in MODEL_TAGS.items():

@@ -449,7 +449,7 @@ def mlflow_model_uri(project: Project) -> str | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(project.mlflow_tracking_uri)
+    client = MlflowClient(project.mlflow_tracking_uri, registry_uri=project.mlflow_tracking_uri)
     for name in ("churn-predictor", "value-predictor"):
         try:
             client.get_model_version_by_alias(name, "champion")

@@ -6,6 +6,12 @@ process with the project's serving environment, because importing the service ob
 (``tagsmith.app:TagService``) loads the project named by ``TAGSMITH_PROJECT``. It is
 offline: the lock is packed as it is (``lock_packages: false``), nothing is resolved or
 downloaded, and no container is built (``bentoml containerize`` does that, later).
+
+BentoML writes the Bento's ``apis/openapi.yaml`` from the API signatures alone; the
+service completes its ``/docs.json`` answer at run time (``serving.openapi``: security
+schemes, examples, the 401/403/413/429 responses, the version), which a build never
+runs. So the build completes the stored document the same way, and a Bento's
+``openapi.yaml`` is the one the running service documents.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from serving.errors import ServingError
+from serving.openapi import complete_spec, package_version
 from tagsmith.app import service_env
 from tagsmith.project import Project
 
-__all__ = ["BentoBuild", "build_bento", "source_root"]
+__all__ = ["BentoBuild", "build_bento", "complete_stored_spec", "source_root"]
 
 BENTOFILE = "bentofile.yaml"
 _TAG_PREFIX = "__tag__:"
@@ -82,4 +91,26 @@ def build_bento(project: Project, *, version: str | None = None) -> BentoBuild:
     tag = tags[-1].removeprefix(_TAG_PREFIX)
     home = Path(env["BENTOML_HOME"])
     name, _, built = tag.partition(":")
-    return BentoBuild(tag=tag, home=home, path=home / "bentos" / name / built)
+    path = home / "bentos" / name / built
+    complete_stored_spec(path / "apis" / "openapi.yaml")
+    return BentoBuild(tag=tag, home=home, path=path)
+
+
+def complete_stored_spec(spec_file: Path) -> None:
+    """Rewrite BentoML's generated OpenAPI document as the service documents itself.
+
+    Raises:
+        ServingError: The Bento has no readable ``apis/openapi.yaml``.
+    """
+    try:
+        spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ServingError(
+            f"Expected BentoML's OpenAPI document at {spec_file}. Got: {exc}"
+        ) from exc
+    if not isinstance(spec, dict):
+        raise ServingError(f"Expected a mapping in {spec_file}. Got {type(spec).__name__}.")
+    complete_spec(spec, version=package_version())
+    tmp = spec_file.with_name(spec_file.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    tmp.replace(spec_file)

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from scoring.contract import REGISTERED_MODEL_NAMES, contract_metadata
+from scoring.loading import mlflow_uris
 from training import mlflow_model
 from training.errors import TrainingError
 from training.mlflow_model import typed_example
@@ -219,92 +220,94 @@ def log_training(
     from mlflow.models import Model, infer_signature
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    # Registration follows the registry URI, which another caller may have pointed
-    # elsewhere in this process: pin both.
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    name = REGISTERED_MODEL_NAMES[result.target]
-    contract = result.contract
-    booster = single_thread_booster(result.estimator.booster_)
-    example = result.input_example
-    if example is None:
-        raise TrainingError("Expected an input example in the training result. Got none.")
-    scores = np.asarray(booster.predict(example.to_numpy(), num_threads=1))
-    # Callers of the pyfunc flavor send features as they are: categoricals as strings.
-    typed = typed_example(example, contract)
-    signature = infer_signature(typed, scores)
-    try:
-        experiment_id = ""
-        if not os.environ.get("MLFLOW_RUN_ID"):
-            experiment_id = ensure_experiment(experiment_name(result.target), artifacts_dir)
-        # Under `mlflow run`, MLFLOW_RUN_ID names the run it created: log into that one.
-        joined = os.environ.get("MLFLOW_RUN_ID")
-        if joined:
-            experiment_id = str(mlflow.get_run(joined).info.experiment_id)
-        with mlflow.start_run(
-            run_id=joined or None,
-            experiment_id=None if joined else experiment_id,
-            run_name=None if joined else (run_name or default_run_name(result)),
-        ) as run:
-            mlflow.log_params(_params(result, config or {}))
-            _log_datasets(result, signature)
-            mlflow.set_tags(
-                {
-                    "target": result.target,
-                    "spec_hash": contract.spec_hash,
-                    "facts_fingerprint": contract.facts_fingerprint,
-                    "test_cutoff": result.plan.test.date().isoformat(),
-                    "horizon_days": str(result.plan.horizon_days),
-                    "split": "customer-grouped" if result.plan.grouped else "time",
-                    "champion_candidate": result.champion,
-                    "warnings": " | ".join(result.warnings)[:4000] or "none",
-                }
-            )
-            mlflow.log_metrics(_metrics(result))
-            with tempfile.TemporaryDirectory(prefix="tagsmith-run-") as tmp:
-                folder = Path(tmp)
-                write_plots(result, folder / "plots")
-                _write_tables(result, folder / "tables")
-                (folder / "model_card.md").write_text(model_card(result), encoding="utf-8")
-                mlflow.log_artifacts(str(folder))
-            info = Model.log(
-                artifact_path=None,
-                name="model",
-                flavor=mlflow_model,
-                flavor_name=mlflow_model.FLAVOR_NAME,
-                lgb_model=booster,
-                signature=signature,
-                input_example=typed,
-                metadata=contract_metadata(contract),
-                pip_requirements=_PIP_REQUIREMENTS,
-            )
-            version = mlflow.register_model(
-                info.model_uri,
-                name,
-                tags={
-                    "target": result.target,
-                    "horizon_days": str(result.plan.horizon_days),
-                    "test_cutoff": result.plan.test.date().isoformat(),
-                    "spec_hash": contract.spec_hash,
-                    "facts_fingerprint": contract.facts_fingerprint,
-                    "loses_to_baseline": ",".join(
-                        m for m, (_, delta) in result.lift.items() if delta < 0
-                    )
-                    or "none",
-                    **{f"metric_{k}": f"{v:.6g}" for k, v in result.metrics["model"].items()},
-                },
-            )
-            client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-            client.update_registered_model(name, description=MODEL_DESCRIPTIONS[result.target])
-            client.update_model_version(
-                name, str(version.version), description=model_card(result)[:_DESCRIPTION_LIMIT]
-            )
-            if set_alias is None:
-                client.set_registered_model_alias(name, alias, str(version.version))
-            else:
-                set_alias(name, str(version.version))
-    except MlflowException as exc:
-        raise TrainingError(f"MLflow at {tracking_uri} refused the training run: {exc}") from exc
+    # Runs and registration follow MLflow's process-wide URIs: point both at this
+    # registry for this call only and put back what was there (a notebook or service
+    # training into two projects must not write the second into the first).
+    with mlflow_uris(tracking_uri):
+        name = REGISTERED_MODEL_NAMES[result.target]
+        contract = result.contract
+        booster = single_thread_booster(result.estimator.booster_)
+        example = result.input_example
+        if example is None:
+            raise TrainingError("Expected an input example in the training result. Got none.")
+        scores = np.asarray(booster.predict(example.to_numpy(), num_threads=1))
+        # Callers of the pyfunc flavor send features as they are: categoricals as strings.
+        typed = typed_example(example, contract)
+        signature = infer_signature(typed, scores)
+        try:
+            experiment_id = ""
+            if not os.environ.get("MLFLOW_RUN_ID"):
+                experiment_id = ensure_experiment(experiment_name(result.target), artifacts_dir)
+            # Under `mlflow run`, MLFLOW_RUN_ID names the run it created: log into that one.
+            joined = os.environ.get("MLFLOW_RUN_ID")
+            if joined:
+                experiment_id = str(mlflow.get_run(joined).info.experiment_id)
+            with mlflow.start_run(
+                run_id=joined or None,
+                experiment_id=None if joined else experiment_id,
+                run_name=None if joined else (run_name or default_run_name(result)),
+            ) as run:
+                mlflow.log_params(_params(result, config or {}))
+                _log_datasets(result, signature)
+                mlflow.set_tags(
+                    {
+                        "target": result.target,
+                        "spec_hash": contract.spec_hash,
+                        "facts_fingerprint": contract.facts_fingerprint,
+                        "test_cutoff": result.plan.test.date().isoformat(),
+                        "horizon_days": str(result.plan.horizon_days),
+                        "split": "customer-grouped" if result.plan.grouped else "time",
+                        "champion_candidate": result.champion,
+                        "warnings": " | ".join(result.warnings)[:4000] or "none",
+                    }
+                )
+                mlflow.log_metrics(_metrics(result))
+                with tempfile.TemporaryDirectory(prefix="tagsmith-run-") as tmp:
+                    folder = Path(tmp)
+                    write_plots(result, folder / "plots")
+                    _write_tables(result, folder / "tables")
+                    (folder / "model_card.md").write_text(model_card(result), encoding="utf-8")
+                    mlflow.log_artifacts(str(folder))
+                info = Model.log(
+                    artifact_path=None,
+                    name="model",
+                    flavor=mlflow_model,
+                    flavor_name=mlflow_model.FLAVOR_NAME,
+                    lgb_model=booster,
+                    signature=signature,
+                    input_example=typed,
+                    metadata=contract_metadata(contract),
+                    pip_requirements=_PIP_REQUIREMENTS,
+                )
+                version = mlflow.register_model(
+                    info.model_uri,
+                    name,
+                    tags={
+                        "target": result.target,
+                        "horizon_days": str(result.plan.horizon_days),
+                        "test_cutoff": result.plan.test.date().isoformat(),
+                        "spec_hash": contract.spec_hash,
+                        "facts_fingerprint": contract.facts_fingerprint,
+                        "loses_to_baseline": ",".join(
+                            m for m, (_, delta) in result.lift.items() if delta < 0
+                        )
+                        or "none",
+                        **{f"metric_{k}": f"{v:.6g}" for k, v in result.metrics["model"].items()},
+                    },
+                )
+                client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+                client.update_registered_model(name, description=MODEL_DESCRIPTIONS[result.target])
+                client.update_model_version(
+                    name, str(version.version), description=model_card(result)[:_DESCRIPTION_LIMIT]
+                )
+                if set_alias is None:
+                    client.set_registered_model_alias(name, alias, str(version.version))
+                else:
+                    set_alias(name, str(version.version))
+        except MlflowException as exc:
+            raise TrainingError(
+                f"MLflow at {tracking_uri} refused the training run: {exc}"
+            ) from exc
     return RegisteredRun(
         run_id=run.info.run_id,
         experiment_id=experiment_id,

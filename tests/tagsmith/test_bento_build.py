@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from tagsmith.bento import BENTOFILE, source_root
+from serving.errors import ServingError
+from serving.openapi import SECURITY_SCHEMES, package_version
+from tagsmith.bento import BENTOFILE, complete_stored_spec, source_root
 from tagsmith.cli import main
 
 DEAD_INDEX = "http://127.0.0.1:9/simple"
@@ -59,6 +62,48 @@ def test_serve_build_makes_a_bento_without_the_network(
     pins = [ln for ln in lock.splitlines() if ln and not ln.startswith("#")]
     assert pins
     assert [pin for pin in pins if pin not in packed] == []
+    # The stored OpenAPI document is the service's own (BentoML's, completed).
+    _assert_documented(yaml.safe_load((bento / "apis" / "openapi.yaml").read_text()))
+
+
+def _assert_documented(spec: dict[str, Any]) -> None:
+    assert spec["info"]["version"] == package_version()
+    assert set(spec["components"]["securitySchemes"]) == set(SECURITY_SCHEMES)
+    tags = spec["paths"]["/tags"]["post"]
+    assert tags["security"] == [{name: []} for name in SECURITY_SCHEMES]
+    assert {"401", "403", "413"} <= set(tags["responses"])
+    assert "example" in tags["requestBody"]["content"]["application/json"]
+    assert "429" in spec["paths"]["/events"]["post"]["responses"]
+    assert "security" not in spec["paths"].get("/livez", {}).get("get", {})
+
+
+def test_the_stored_spec_is_completed_like_the_services(tmp_path: Path) -> None:
+    """BentoML's generated document (no security, no errors, version None) is completed."""
+    generated = {
+        "openapi": "3.0.2",
+        "info": {"title": "tagsmith", "version": "None"},
+        "paths": {
+            "/livez": {"get": {"responses": {"200": {"description": "ok"}}}},
+            "/tags": {
+                "post": {
+                    "requestBody": {"content": {"application/json": {"schema": {}}}},
+                    "responses": {"200": {"description": "ok"}},
+                }
+            },
+            "/events": {"post": {"responses": {"200": {"description": "ok"}}}},
+        },
+        "components": {"schemas": {}},
+    }
+    stored = tmp_path / "apis" / "openapi.yaml"
+    stored.parent.mkdir()
+    stored.write_text(yaml.safe_dump(generated))
+    complete_stored_spec(stored)
+    _assert_documented(yaml.safe_load(stored.read_text()))
+
+
+def test_a_bento_without_its_spec_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ServingError, match=r"apis/openapi.yaml"):
+        complete_stored_spec(tmp_path / "apis" / "openapi.yaml")
 
 
 def test_the_bentofile_packs_every_package_and_resolves_nothing() -> None:

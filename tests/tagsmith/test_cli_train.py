@@ -122,7 +122,8 @@ def _assert_mlflow_lineage(project: Path) -> None:
     """What a newcomer sees in the MLflow UI: a readable run with its datasets, described models."""
     import mlflow
 
-    client = mlflow.MlflowClient(Project.load(project).mlflow_tracking_uri)
+    uri = Project.load(project).mlflow_tracking_uri
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     model = client.get_registered_model("churn-predictor")
     assert "probability that a customer" in model.description
     version = client.get_model_version("churn-predictor", "1")

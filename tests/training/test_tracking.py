@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from scoring.contract import model_matrix
-from scoring.loading import load_model
+from scoring.loading import load_model, mlflow_uris, saved_mlflow_uris
 from training.config import TrainingConfig
 from training.pipeline import train_predictor
 from training.tracking import log_training, model_card
@@ -35,7 +35,7 @@ def test_run_is_logged_registered_and_scores_identically(tmp_path: Path) -> None
     )
     assert (reg.model_name, reg.version) == ("churn-predictor", "1")
 
-    client = mlflow.MlflowClient(tracking_uri=uri)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert str(client.get_model_version_by_alias("churn-predictor", "challenger").version) == "1"
     run = client.get_run(reg.run_id)
     assert run.data.tags["spec_hash"] == "spec123"
@@ -57,7 +57,8 @@ def test_run_is_logged_registered_and_scores_identically(tmp_path: Path) -> None
     ):
         assert (art / name).stat().st_size > 0, name
 
-    loaded = load_model("models:/churn-predictor@challenger")
+    with mlflow_uris(uri):  # log_training left the process-wide URIs as they were
+        loaded = load_model("models:/churn-predictor@challenger")
     assert loaded.contract == result.contract
     assert "[num_threads: 1]" in loaded.booster.model_to_string()
     feats = tiny_build_features(customers, events, as_of=result.plan.test)
@@ -68,6 +69,45 @@ def test_run_is_logged_registered_and_scores_identically(tmp_path: Path) -> None
     reg2 = log_training(result, tracking_uri=uri, artifacts_dir=tmp_path / "artifacts")
     assert reg2.version == "2"
     assert str(client.get_model_version_by_alias("churn-predictor", "challenger").version) == "2"
+
+
+def test_training_into_two_projects_does_not_cross(tmp_path: Path) -> None:
+    """log_training points MLflow at its registry for the call only, then restores it.
+
+    The process-wide URIs (and their variables) come back exactly as they were: unset
+    stays unset, a caller's own setting stays.
+    """
+    import mlflow
+
+    customers, events = simulate_facts(400, seed=5)
+    result = train_predictor(
+        customers,
+        events,
+        target="churn",
+        config=TrainingConfig(num_boost_round=10, learning_rate=0.3),
+        feature_builder=tiny_build_features,
+        n_jobs=1,
+    )
+    before = saved_mlflow_uris()
+    assert before == (None, None, None, None)  # the root conftest starts every test unset
+    first, second = (f"sqlite:///{tmp_path / name / 'mlflow.db'}" for name in ("a", "b"))
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    log_training(result, tracking_uri=first, artifacts_dir=tmp_path / "a" / "artifacts")
+    assert saved_mlflow_uris() == before
+    # A caller's own setting survives a training run into another registry.
+    mlflow.set_tracking_uri(first)
+    mlflow.set_registry_uri(first)
+    pointed = saved_mlflow_uris()
+    reg = log_training(result, tracking_uri=second, artifacts_dir=tmp_path / "b" / "artifacts")
+    assert saved_mlflow_uris() == pointed
+    for uri, versions in ((first, ["1"]), (second, ["1"])):
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        found = client.search_model_versions("name='churn-predictor'")
+        assert sorted(str(v.version) for v in found) == versions, uri
+    assert reg.version == "1"
+    assert not (tmp_path / "a" / "artifacts" / "tagsmith-churn" / reg.run_id).exists()
+    assert (tmp_path / "b" / "artifacts" / "tagsmith-churn" / reg.run_id).is_dir()
 
 
 def test_model_card_names_cutoffs_and_baselines() -> None:
