@@ -5,6 +5,8 @@ field, what was expected and what was got, and returns the converted column.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
 
 import duckdb
@@ -33,6 +35,25 @@ __all__ = [
 
 # Rows (new plus stored) from which duplicate detection hashes first (see repeat_rows).
 PREFILTER_FROM_ROWS = 50_000
+
+_SCRATCH: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_SCRATCH_LOCK = threading.Lock()
+
+
+def _small_check_connection() -> duckdb.DuckDBPyConnection:
+    """A connection of its own (temp tables and registrations private to it) to one
+    in-memory database per process, for the duplicate check of a small batch.
+
+    Starting a database costs ~17 ms of CPU, more than the whole check of a live batch
+    of a few events, which pays it on every micro-batch; a cursor costs a fraction. Big
+    imports keep a database of their own, freed when they end.
+    """
+    global _SCRATCH
+    with _SCRATCH_LOCK:
+        # A database inherited through fork() is not usable in the child: one per process.
+        if _SCRATCH is None or _SCRATCH[0] != os.getpid():
+            _SCRATCH = (os.getpid(), duckdb.connect())
+        return _SCRATCH[1].cursor()
 # What CSV writers put in empty numeric cells (pandas, Arrow, R, SQL dumps): missing.
 NULL_NUMBER_TOKENS: frozenset[str] = frozenset({"nan", "na", "n/a", "null", "none", "\\n"})
 # What exports put where an id is missing (the number tokens and dashes): such an "id"
@@ -319,12 +340,13 @@ def repeat_rows(
     partition = ", ".join(quoted)
     n_stored = len(stored) if stored is not None else 0
     has_stored = n_stored > 0
-    with duckdb.connect() as con:
+    small = len(new) + n_stored < prefilter_from
+    with _small_check_connection() if small else duckdb.connect() as con:
         con.register("new_rows", rows)
         if has_stored:
             con.register("stored_raw", stored)
         where, stored_rows = "", "stored_raw"
-        if len(new) + n_stored >= prefilter_from:
+        if not small:
             _hash_candidates(con, quoted, has_stored=has_stored)
             where, stored_rows = "WHERE _pos IN (SELECT _pos FROM candidates)", "stored_rows"
         con.execute(

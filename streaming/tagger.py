@@ -247,11 +247,29 @@ class LiveTagger:
         return request.result
 
     def warm(self) -> None:
-        """Load the facts and thresholds now (else the first batch does)."""
+        """Load the facts and thresholds now (else the first batch does), and run one
+        customer through validation and re-tagging without storing or writing anything.
+
+        The first pass through that code pays one-off costs (lazy imports, the models'
+        first prediction, library caches) of up to seconds on a loaded machine; paid
+        here, at start-up, they stay out of the first event's latency.
+        """
         with self._lock:
             self.index.refresh()
             self._refresh_thresholds(force=True)
             self._load_snapshot()
+            if not len(self.index.customers):
+                return
+            now = self.clock()
+            cid = str(self.index.customers["customer_id"].iloc[0])
+            probe = {
+                EVENT_ID: "tagsmith-warm-up",
+                "customer_id": cid,
+                "occurred_at": now.isoformat(),
+                "event_type": "login",
+            }
+            self._check(_Request([probe], "warm-up"), now, [])
+            self._evaluate([cid], live_as_of(now))
 
     def recover(self, *, chunk: int = MAX_EVENTS_PER_BATCH) -> int:
         """Re-tag the customers of live segments stored but never tagged.
@@ -458,6 +476,23 @@ class LiveTagger:
             The live write, and the rows written (``tags.live.LIVE_COLUMNS``): one per
             customer and evaluated tag, ``value`` NA where the tag does not apply.
         """
+        plain = self._evaluate(customer_ids, as_of)
+        with self.tag_store.writer() as con:
+            write = write_live(
+                con,
+                plain,
+                customers=list(customer_ids),
+                tags=self.tags,
+                at=naive(at),
+                snapshot=self._snapshot,
+                segments=segments,
+            )
+            if not write.snapshot_in_memory:
+                self._load_snapshot(con)
+        return write, _written(plain, customer_ids, self.tags, at=at, seq=write.seq)
+
+    def _evaluate(self, customer_ids: Sequence[str], as_of: pd.Timestamp) -> pd.DataFrame:
+        """The customers' tag rows as of ``as_of`` (features, rules, champions): no write."""
         customers = self.index.customers_of(customer_ids)
         events = self.index.events_of(customer_ids)
         features = build_features(customers, events, as_of=as_of, spec=self.spec)
@@ -473,25 +508,12 @@ class LiveTagger:
                 out["as_of"] = as_of
                 tables.append(out)
         rows = concat_tag_tables(tables) if tables else pd.DataFrame(columns=list(TAG_COLUMNS))
-        plain = pd.DataFrame(
+        return pd.DataFrame(
             {
                 c: rows[c].astype("string") if c not in ("score", "as_of") else rows[c]
                 for c in TAG_COLUMNS
             }
         )
-        with self.tag_store.writer() as con:
-            write = write_live(
-                con,
-                plain,
-                customers=list(customer_ids),
-                tags=self.tags,
-                at=naive(at),
-                snapshot=self._snapshot,
-                segments=segments,
-            )
-            if not write.snapshot_in_memory:
-                self._load_snapshot(con)
-        return write, _written(plain, customer_ids, self.tags, at=at, seq=write.seq)
 
     def _refresh_thresholds(self, *, force: bool = False) -> None:
         """Pick up the thresholds of the newest batch run (checked every few seconds)."""
