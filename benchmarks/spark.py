@@ -110,8 +110,9 @@ def child(folder: str, mode: str) -> None:
     )
 
 
-def _tree_rss(root: Any) -> dict[str, int]:
-    """Resident bytes of the driver, the JVM and the Python workers under ``root``."""
+def _tree_rss(root: Any, cpu: dict[int, tuple[str, float]]) -> dict[str, int]:
+    """Resident bytes of the driver, the JVM and the Python workers under ``root``;
+    records each process's CPU seconds so far in ``cpu`` (pid -> group, seconds)."""
     import psutil
 
     out = {"driver": 0, "jvm": 0, "workers": 0}
@@ -123,14 +124,12 @@ def _tree_rss(root: Any) -> dict[str, int]:
         try:
             rss = proc.memory_info().rss
             name = proc.name()
+            times = proc.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        if proc.pid == root.pid:
-            out["driver"] += rss
-        elif "java" in name:
-            out["jvm"] += rss
-        else:
-            out["workers"] += rss
+        group = "driver" if proc.pid == root.pid else "jvm" if "java" in name else "workers"
+        out[group] += rss
+        cpu[proc.pid] = (group, times.user + times.system)
     return out
 
 
@@ -145,8 +144,11 @@ def measure(folder: str, mode: str) -> dict[str, Any]:
     )
     root = psutil.Process(proc.pid)
     peak = {"driver": 0, "jvm": 0, "workers": 0, "total": 0}
+    # CPU seconds, the figure a loaded machine distorts least: each process's last
+    # sample (a Python worker that exits between samples loses < 0.2 s of it).
+    cpu: dict[int, tuple[str, float]] = {}
     while proc.poll() is None:
-        now = _tree_rss(root)
+        now = _tree_rss(root, cpu)
         for key, value in now.items():
             peak[key] = max(peak[key], value)
         peak["total"] = max(peak["total"], sum(now.values()))
@@ -155,13 +157,21 @@ def measure(folder: str, mode: str) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"{mode} run exited with code {proc.returncode}")
     figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return {**figures, "peak": peak}
+    seconds = {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
+    for group, used in cpu.values():
+        seconds[group] += used
+    return {**figures, "peak": peak, "cpu": seconds}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="comma list of runs among local, local[1], local[2] (default: all three)",
+    )
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,28 +192,46 @@ def main() -> None:
             flush=True,
         )
         runs = {}
-        for mode in MODES:  # each line as soon as its run ends
+        modes = [m for m in MODES if m in args.modes.split(",")]
+        for mode in modes:  # each line as soon as its run ends
             load_before = os.getloadavg()[0]
             r = runs[mode] = measure(tmp, mode)
             steps = ", ".join(f"{k} {v:.1f}s" for k, v in r["steps"].items())
-            p = r["peak"]
+            p, c = r["peak"], r["cpu"]
             engine = "local engine" if mode == "local" else f"spark {mode}"
             print(
                 f"{engine:<16} run {r['run_s']:6.1f} s (+ session start {r['start_s']:.1f} s) "
-                f"[{steps}]; peak RSS driver {p['driver'] / gib:.2f} GiB, JVM "
+                f"[{steps}]; CPU {sum(c.values()):.1f} s (driver {c['driver']:.1f}, JVM "
+                f"{c['jvm']:.1f}, python workers {c['workers']:.1f}, whole process with "
+                f"start-up); peak RSS driver {p['driver'] / gib:.2f} GiB, JVM "
                 f"{p['jvm'] / gib:.2f} GiB, python workers {p['workers'] / gib:.2f} GiB, "
                 f"all {p['total'] / gib:.2f} GiB; load {load_before:.1f} -> "
                 f"{os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-    local, one, two = (runs[m] for m in MODES)
-    print(
-        f"spark local[2] / local engine: time x{two['run_s'] / local['run_s']:.2f}, "
-        f"peak memory x{two['peak']['total'] / local['peak']['total']:.2f}"
-    )
-    print(f"spark local[1] -> local[2]: time x{two['run_s'] / one['run_s']:.2f}")
-    same = local["counts"] == one["counts"] == two["counts"]
-    print(f"tag counts equal on all three runs: {same} ({local['rows']:,} tag rows)")
+    _compare(runs)
+
+
+def _compare(runs: dict[str, dict[str, Any]]) -> None:
+    """Print the ratios between the runs made; exit 1 unless their tag counts agree."""
+    local, one, two = (runs.get(m) for m in MODES)
+    cpu = {mode: sum(r["cpu"].values()) for mode, r in runs.items()}
+    for name, spark in (("local[2]", two), ("local[1]", one)):
+        if local is not None and spark is not None:
+            print(
+                f"spark {name} / local engine: time x{spark['run_s'] / local['run_s']:.2f}, "
+                f"CPU x{cpu[name] / cpu['local']:.2f}, peak memory "
+                f"x{spark['peak']['total'] / local['peak']['total']:.2f}"
+            )
+    if one is not None and two is not None:
+        print(
+            f"spark local[1] -> local[2]: time x{two['run_s'] / one['run_s']:.2f}, "
+            f"CPU x{cpu['local[2]'] / cpu['local[1]']:.2f}"
+        )
+    counts = [r["counts"] for r in runs.values()]
+    same = all(c == counts[0] for c in counts)
+    rows = next(iter(runs.values()))["rows"]
+    print(f"tag counts equal on all {len(runs)} runs: {same} ({rows:,} tag rows)")
     sys.exit(0 if same else 1)
 
 

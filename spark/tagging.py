@@ -19,17 +19,16 @@ import pandas as pd
 
 from features.events import prepare_events
 from features.spec import FeatureSpec
-from spark.errors import SparkError
 from spark.facts import PartitionedFacts, SparkFacts, map_partitions, partition_facts
 from spark.features import as_of_label
 from spark.session import job_errors
 from spark.storage import HadoopFiles
 from spark.thresholds import (
     AGGREGATE_COLUMNS,
+    aggregate_depth,
     aggregate_rows,
     aggregate_tags,
     global_thresholds,
-    needs_rounds,
 )
 from tags.catalogue import Catalogue
 from tags.engine import evaluate_tag_values, long_table
@@ -49,7 +48,6 @@ LONG_COLUMNS = {
     "source": "string",
     "version": "string",
 }
-MAX_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -124,28 +122,21 @@ class SparkTagRun:
 
 
 def _thresholds(facts: PartitionedFacts, job: BucketTags) -> dict[str, dict[str, float]]:
-    """Global aggregates of the tags that use them (repeated passes when they chain)."""
+    """Global aggregates of the tags that use them (one pass per link of the longest
+    chain of aggregates depending on aggregates, see ``aggregate_depth``)."""
     tags = aggregate_tags(job.catalogue)
-    if not tags:
-        return {}
-    rounds = any(needs_rounds(job.catalogue.compiled(t)) for t in tags)
+    passes = max((aggregate_depth(job.catalogue.compiled(t)) for t in tags), default=0)
     pinned: dict[str, dict[str, float]] = {}
-    for _ in range(MAX_ROUNDS if rounds else 1):
+    for _ in range(passes):
         pass_job = replace(job, thresholds=pinned, collect=tuple(tags))
         # global_thresholds reads the rows twice (counts, then order statistics):
         # persisted, the pass's features and rules run once, not twice.
         rows = map_partitions(facts, pass_job.aggregates, AGGREGATE_COLUMNS).persist()
         try:
-            found = global_thresholds(rows)
+            pinned = global_thresholds(rows)
         finally:
             rows.unpersist()
-        if found == pinned or not rounds:
-            return found
-        pinned = found
-    raise SparkError(
-        f"Expected the population aggregates of {tags} to settle within {MAX_ROUNDS} "
-        "passes. Got them still changing (an aggregate depends on itself?)."
-    )
+    return pinned
 
 
 def run_tags_spark(

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AGGREGATE_COLUMNS",
+    "aggregate_depth",
     "aggregate_rows",
     "aggregate_tags",
     "global_thresholds",
@@ -55,30 +56,48 @@ def aggregate_tags(catalogue: Catalogue) -> list[str]:
     ]
 
 
-def _nodes(node: ast.Node) -> Iterator[ast.Node]:
-    yield node
+def _children(node: ast.Node) -> Iterator[ast.Node]:
     for value in vars(node).values():
         children = value if isinstance(value, tuple | list) else (value,)
-        for child in children:
-            if isinstance(child, ast.Node):
-                yield from _nodes(child)
+        yield from (child for child in children if isinstance(child, ast.Node))
+
+
+def _depth(node: ast.Node, lets: Mapping[str, int], population: int) -> int:
+    """How many collecting passes make ``node``'s value final: an aggregate is final one
+    pass after its argument and its population are; a ``let`` name as its expression."""
+    if isinstance(node, ast.Call) and node.func in _AGGREGATES:
+        inner = max((_depth(arg, lets, population) for arg in node.args), default=0)
+        return 1 + max(inner, population)
+    if isinstance(node, ast.Name):
+        return lets.get(node.name, 0)
+    return max((_depth(child, lets, population) for child in _children(node)), default=0)
+
+
+def aggregate_depth(compiled: CompiledTag) -> int:
+    """The collecting passes the tag's aggregates need (0: it has none).
+
+    Pass k pins the values found by pass k - 1, so after pass k every aggregate whose
+    chain of dependencies (through the ``scope`` that is its population, through ``let``
+    names, through aggregates nested in its argument) is at most k long is exact. The
+    passes therefore stop after this many, without a further pass to confirm that
+    nothing changed (it used to cost a whole extra pass over every event).
+    """
+    # The scope is evaluated over every customer, before any let is bound.
+    population = _depth(compiled.scope.tree, {}, 0) if compiled.scope is not None else 0
+    lets: dict[str, int] = {}
+    for name, rule in compiled.lets:
+        lets[name] = _depth(rule.tree, lets, population)
+    depth = population
+    for rule in compiled.rules():
+        if rule is not compiled.scope:  # its own aggregates are counted above
+            depth = max(depth, _depth(rule.tree, lets, population))
+    return depth
 
 
 def needs_rounds(compiled: CompiledTag) -> bool:
     """Whether an aggregate of the tag depends on another aggregate (through its
     population or a ``let`` name), so one collecting pass is not enough."""
-    if compiled.scope is not None and compiled.scope.uses_aggregates:
-        return True
-    derived = {name for name, rule in compiled.lets if rule.uses_aggregates}
-    for rule in compiled.rules():
-        for node in _nodes(rule.tree):
-            if isinstance(node, ast.Call) and node.func in _AGGREGATES:
-                names = {
-                    n.name for arg in node.args for n in _nodes(arg) if isinstance(n, ast.Name)
-                }
-                if names & derived:
-                    return True
-    return False
+    return aggregate_depth(compiled) > 1
 
 
 def aggregate_rows(inputs: AggregateInputs) -> pd.DataFrame:

@@ -65,3 +65,26 @@ def test_standard_library_needs_one_pass(tmp_path: object) -> None:
     tags = aggregate_tags(catalogue)
     assert {"rfm_segment", "value_tier"} <= set(tags)
     assert not any(needs_rounds(catalogue.compiled(t)) for t in tags)
+
+
+def test_aggregate_depth_counts_the_longest_chain_of_aggregates() -> None:
+    from spark.thresholds import aggregate_depth
+
+    names = {"x": "num", "y": "num", "gap": "num", "hi": "bool"}
+
+    def rule(text: str) -> object:
+        return compile_rule(text, names=names)
+
+    assert aggregate_depth(_tag(when=rule("x > 0"))) == 0
+    assert aggregate_depth(_tag(when=rule("x > median(x)"))) == 1
+    assert aggregate_depth(_tag(scope=rule("x > median(x)"))) == 1
+    # The population of the when's quantile depends on the scope's median.
+    assert aggregate_depth(_tag(scope=rule("x > median(x)"), when=rule("y > median(y)"))) == 2
+    # A let relative to a median, aggregated again; then a let of that, once more.
+    gap = rule("abs(x - median(x))")
+    assert aggregate_depth(_tag(lets=(("gap", gap),), when=rule("gap > median(gap)"))) == 2
+    hi = rule("gap > median(gap)")
+    chained = _tag(lets=(("gap", gap), ("hi", hi)), when=rule("hi and y > mean(y)"))
+    assert aggregate_depth(chained) == 2
+    both = _tag(scope=rule("x > median(x)"), lets=(("gap", gap),), when=rule("gap > median(gap)"))
+    assert aggregate_depth(both) == 3
