@@ -214,13 +214,10 @@ class _TagServiceBase:
 
     runtime: ServingRuntime
 
-    def _make_runtime(self) -> ServingRuntime:
-        raise NotImplementedError  # pragma: no cover - make_service overrides it
-
-    def __init__(self) -> None:
+    def __init__(self, runtime_factory: RuntimeFactory) -> None:
         # In the worker, after BentoML configured logging: no request data in any log.
         install_log_policy()
-        self.runtime = _checked(self._make_runtime())
+        self.runtime = _checked(runtime_factory())
         result = self.runtime.start()
         log.info("Tag service ready: %s", result.to_json())
         # Everything loaded so far lives as long as the process: keep it out of the
@@ -443,8 +440,9 @@ def make_service(
     class TagService(_TagServiceBase):
         """Customer tags for other services: rule and predicted tags, filtered by role."""
 
-        def _make_runtime(self) -> ServingRuntime:
-            return runtime_factory()
+        def __init__(self) -> None:
+            # BentoML constructs the service with no arguments, once per worker.
+            super().__init__(runtime_factory)
 
         @gets.get("/catalog")
         def catalog(self, request: Request) -> JSONResponse:
