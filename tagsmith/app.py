@@ -158,9 +158,7 @@ def create_service(project: Project | None = None) -> Any:
         project = Project.load(Path(os.environ.get(PROJECT_ENV, ".")))
     served = project
     settings = load_settings(served.config.serving)
-    service = make_service(
-        lambda: build_runtime(served, settings), settings, version=__version__
-    )
+    service = make_service(lambda: build_runtime(served, settings), settings, version=__version__)
     if served.config.console.enabled:
         from tagsmith.console_app import mount_console
 

@@ -128,6 +128,11 @@ class Project:
         copy_library(project.catalogue_dir)
         # Every project has a policy: governed actions (promote, rollback) check it.
         write_default_policy(project.policy_path)
+        if not project.audit_log_path.exists():
+            # A checkpoint left by an earlier project at this path, deleted with its log,
+            # would make this project's empty log look cut short: a new project starts
+            # a new chain. A log that is still here keeps its checkpoint.
+            audit_checkpoint_path(project.audit_log_path).unlink(missing_ok=True)
         return project
 
     # ------------------------------------------------------------------ built objects

@@ -100,3 +100,24 @@ def test_restore_moves_the_checkpoint_back_deliberately(project: Path, tmp_path:
     result = run(project, "audit", "verify")
     assert result.exit_code == 0, result.output
     assert "intact: 21 entries" in result.output  # the 20 backed up + the restore
+
+
+def test_a_new_project_where_a_deleted_one_was_starts_a_new_chain(project: Path) -> None:
+    shutil.rmtree(project)
+    assert run(project, "init").exit_code == 0
+    denied = run(project, "models", "promote", "churn-predictor", role="marketing")
+    assert denied.exit_code == 2
+    assert "entries were deleted" not in denied.output.replace("\n", "")
+    assert "intact: 1 entries" in run(project, "audit", "verify").output
+
+
+def test_init_keeps_the_checkpoint_of_a_log_still_there(project: Path) -> None:
+    (project / "tagsmith.yaml").unlink()
+    log = project / "data" / "audit.log"
+    lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
+    log.write_text("".join(lines[:15]), encoding="utf-8")
+    (project / "data" / "audit.log.head").unlink()
+    assert run(project, "init").exit_code == 0
+    result = run(project, "audit", "verify")
+    assert result.exit_code == 1
+    assert "it ends at #15: entries deleted" in result.output.replace("\n", "")
