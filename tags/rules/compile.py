@@ -3,31 +3,39 @@
 Checks run at load time so a catalogue with a typo fails when it is validated, not in
 the middle of a nightly run, and every error quotes the rule with a caret under the
 problem and suggests close matches for unknown names.
+
+Compiling needs only the parser and the function whitelist; the interpreter (NumPy,
+pandas, PyArrow) is imported by the methods that type-check or evaluate. Loading a
+catalogue, which compiles every rule, so stays light enough for commands such as
+``tagsmith tags list`` to start in a fraction of a second.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from tags.errors import RuleError, RuleNameError, RuleSyntaxError, RuleTypeError
 from tags.rules import ast
-from tags.rules.context import EvalContext, Scope
-from tags.rules.evaluate import evaluate_node
-from tags.rules.functions import FUNCTIONS, event_filter
 from tags.rules.names import suggest
 from tags.rules.parser import parse_rule
-from tags.rules.values import BOOL, NUM, STR, Val, kind_of_dtype, truth
-from tags.rules.windows import NAT, to_ns, window_bounds
+from tags.rules.signatures import FUNCTIONS, event_filter
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from tags.rules.context import Scope
+    from tags.rules.values import Val
 
 __all__ = ["Rule", "compile_rule", "event_needs", "frame_kinds"]
 
 
 def frame_kinds(frame: pd.DataFrame) -> dict[str, str]:
     """Column name -> rule kind (num, bool, str, date) of a DataFrame's columns."""
+    from tags.rules.values import kind_of_dtype
+
     return {str(c): kind_of_dtype(t) for c, t in frame.dtypes.items()}
 
 
@@ -208,6 +216,9 @@ class Rule:
             RuleNameError: A name is not in ``kinds``.
             RuleTypeError: Types do not fit, or the result is not of kind ``expect``.
         """
+        from tags.rules.context import EvalContext, Scope
+        from tags.rules.values import BOOL, NUM, STR
+
         self.check_names(kinds)
         ctx = EvalContext.from_kinds(kinds)
         value = self.evaluate(Scope(ctx))
@@ -224,6 +235,8 @@ class Rule:
 
     def evaluate(self, scope: Scope) -> Val:
         """Evaluate over every row of ``scope`` (errors name this rule)."""
+        from tags.rules.evaluate import evaluate_node
+
         return evaluate_node(self.tree, scope.for_rule(self.text, self.where))
 
     def mask(
@@ -246,6 +259,12 @@ class Rule:
             RuleError: A name is unknown, types do not fit, or the result is not a
                 condition.
         """
+        import numpy as np
+
+        from tags.rules.context import EvalContext, Scope
+        from tags.rules.values import BOOL, truth
+        from tags.rules.windows import to_ns
+
         ctx = EvalContext(
             frame,
             events=events,
@@ -268,6 +287,8 @@ class Rule:
 
 def event_needs(rules: Iterable[Rule], as_of_ns: int | None) -> dict[str, int]:
     """Event type -> earliest time (ns) any of ``rules`` reads (to prefilter events)."""
+    from tags.rules.windows import NAT, window_bounds
+
     needs: dict[str, int] = {}
     anchor = as_of_ns if as_of_ns is not None else 0
     for rule in rules:

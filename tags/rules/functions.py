@@ -1,6 +1,7 @@
-"""The whitelist of functions a rule may call, and their vectorised implementations.
+"""The vectorised implementations of the functions a rule may call.
 
-Three families:
+The whitelist itself (names, arity, family) is :mod:`tags.rules.signatures`, which
+compiling needs without NumPy or pandas. Three families:
 
 * row-wise: ``abs(x)``, ``round(x[, digits])``, ``coalesce(x, y, ...)``,
   ``least(x, y, ...)``, ``greatest(x, y, ...)`` (the last two ignore nulls);
@@ -22,68 +23,19 @@ instead of importing it back.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from tags.rules import ast
 from tags.rules.context import Scope, population_mask
+from tags.rules.signatures import FUNCTIONS, FunctionSpec, event_filter
 from tags.rules.values import NUM, STR, Val
 
 __all__ = ["FUNCTIONS", "Evaluator", "FunctionSpec", "call_function", "event_filter"]
 
 # Evaluates one argument's syntax tree over every row of a scope.
 Evaluator = Callable[[ast.Node, Scope], Val]
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """Arity and family of a whitelisted function."""
-
-    family: str  # "row" | "aggregate" | "event"
-    min_args: int
-    max_args: int | None
-    signature: str
-
-
-FUNCTIONS: dict[str, FunctionSpec] = {
-    "abs": FunctionSpec("row", 1, 1, "abs(x)"),
-    "round": FunctionSpec("row", 1, 2, "round(x[, digits])"),
-    "coalesce": FunctionSpec("row", 2, None, "coalesce(x, y, ...)"),
-    "least": FunctionSpec("row", 2, None, "least(x, y, ...)"),
-    "greatest": FunctionSpec("row", 2, None, "greatest(x, y, ...)"),
-    "median": FunctionSpec("aggregate", 1, 1, "median(x)"),
-    "mean": FunctionSpec("aggregate", 1, 1, "mean(x)"),
-    "min": FunctionSpec("aggregate", 1, 1, "min(x)"),
-    "max": FunctionSpec("aggregate", 1, 1, "max(x)"),
-    "quantile": FunctionSpec("aggregate", 2, 2, "quantile(x, q)"),
-    "count": FunctionSpec("event", 1, 3, 'count(TYPE[, category = "c"][, WINDOW])'),
-    "sum": FunctionSpec("event", 1, 3, 'sum(TYPE[, category = "c"][, WINDOW])'),
-    "days_since": FunctionSpec("event", 1, 3, 'days_since(TYPE[, category = "c"][, WINDOW])'),
-}
-
-
-def event_filter(node: ast.Node) -> tuple[str, ...] | None:
-    """The categories of a ``category = "c"`` / ``category in (...)`` argument, else None."""
-    if (
-        isinstance(node, ast.Compare)
-        and node.op == "="
-        and isinstance(node.left, ast.Name)
-        and node.left.name.lower() == "category"
-        and isinstance(node.right, ast.Literal)
-        and node.right.kind == "str"
-    ):
-        return (str(node.right.value),)
-    if (
-        isinstance(node, ast.In)
-        and not node.negated
-        and isinstance(node.operand, ast.Name)
-        and node.operand.name.lower() == "category"
-        and all(item.kind == "str" for item in node.items)
-    ):
-        return tuple(str(item.value) for item in node.items)
-    return None
 
 
 def _event_parts(call: ast.Call) -> tuple[str, tuple[str, ...] | None, ast.Window | None]:

@@ -8,10 +8,10 @@ nothing in the text is ever executed: the tree is data, interpreted by
 from __future__ import annotations
 
 import functools
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
@@ -56,12 +56,18 @@ def _pos(item: Tree | Token) -> dict[str, int]:
     return {"column": column, "width": max(1, end - column)}
 
 
+_EPOCH = date(1970, 1, 1)
+_NS_PER_DAY = 86_400 * 10**9
+
+
 def _date_ns(token: Token) -> int:
+    # The grammar's DATE is exactly YYYY-MM-DD; the standard library (not NumPy) keeps
+    # parsing, and so loading a catalogue, free of the array libraries.
     try:
-        value = np.datetime64(str(token), "D")
+        value = date.fromisoformat(str(token))
     except ValueError as exc:
         raise _Invalid(f"'{token}' is not a valid date (expected YYYY-MM-DD)", token) from exc
-    return int(value.astype("datetime64[ns]").astype(np.int64))
+    return (value - _EPOCH).days * _NS_PER_DAY
 
 
 def _days(number: Token, unit: Token) -> float:
