@@ -10,6 +10,10 @@ Files without the magic are read as plain (a project encrypted after the fact, o
 without a key); a sealed file read without keys fails with a message saying which key
 it needs. Keys come from outside the project folder (an environment variable or a key
 file named in ``tagsmith.yaml``); this module only parses them.
+
+PyArrow is imported by the Parquet helpers only: the audit log, API keys and policy
+seal lines and small files through this module, and commands that read only those
+(``tagsmith audit show``) must not pay for the array libraries.
 """
 
 from __future__ import annotations
@@ -22,14 +26,15 @@ import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from features.errors import StoreError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "MAGIC",
@@ -183,6 +188,8 @@ def write_parquet(
     table: pa.Table, path: Path | str, keys: EncryptionKeys | None, **options: Any
 ) -> None:
     """``pq.write_table`` to ``path``, the whole file sealed when ``keys`` are given."""
+    import pyarrow.parquet as pq
+
     if keys is None:
         pq.write_table(table, path, **options)
         return
@@ -210,6 +217,8 @@ def read_parquet(
     filters: Any = None,
 ) -> pa.Table:
     """``pq.read_table`` of a plain or sealed Parquet file."""
+    import pyarrow.parquet as pq
+
     return pq.read_table(
         parquet_source(path, keys),
         columns=list(columns) if columns is not None else None,
@@ -219,6 +228,8 @@ def read_parquet(
 
 def read_parquet_schema(path: Path | str, keys: EncryptionKeys | None) -> pa.Schema:
     """The Arrow schema (with metadata) of a plain or sealed Parquet file."""
+    import pyarrow.parquet as pq
+
     return pq.read_schema(parquet_source(path, keys))
 
 

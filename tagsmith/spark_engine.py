@@ -3,6 +3,10 @@
 The project decides what Spark reads (the fact store's Parquet files, or the paths in
 ``spark:``), where outputs go (``spark.output_dir``, under the data folder unless it is
 a URI) and which spec, catalogue and champions run; the ``spark`` package does the rest.
+
+pandas and the fact schema are imported by the functions that use them: CLI modules
+import this one for ``ENGINES`` (an option's choices), and that must not cost them the
+array libraries (see ``tests/tagsmith/test_cli_startup.py``).
 """
 
 from __future__ import annotations
@@ -11,15 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from features.events import FEATURE_EVENT_COLUMNS
-from features.schema import EVENT_DTYPES, customer_dtypes
 from spark.errors import SparkError
 from tagsmith.errors import ConfigError
 from tagsmith.project import Project
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import SparkSession
 
     from features.spec import FeatureSpec
@@ -65,15 +66,22 @@ def project_facts(
     project: Project,
     session: SparkSession,
     *,
-    event_columns: Sequence[str] = FEATURE_EVENT_COLUMNS,
+    event_columns: Sequence[str] | None = None,
     live: bool = False,
 ) -> SparkFacts:
     """The project's facts as Spark DataFrames (``live``: plus the live event log).
 
+    ``event_columns`` defaults to the columns the feature builder reads.
+
     Raises:
         SparkError: No facts (nothing imported and no ``spark`` paths configured).
     """
+    from features.events import FEATURE_EVENT_COLUMNS
+    from features.schema import EVENT_DTYPES, customer_dtypes
     from spark.facts import read_facts
+
+    if event_columns is None:
+        event_columns = FEATURE_EVENT_COLUMNS
 
     cfg = project.config.spark
     store = project.fact_store()
@@ -191,6 +199,8 @@ class SparkTagging:
 
 def read_long_table(session: SparkSession, uri: str) -> pd.DataFrame:
     """The long tag table of one date from its Parquet folder (any Hadoop URI)."""
+    import pandas as pd
+
     if "://" not in uri:
         return pd.read_parquet(uri)
     return session.read.parquet(uri).toArrow().to_pandas()
@@ -243,6 +253,8 @@ def external_facts(project: Project) -> bool:
 def default_cutoff(project: Project, master: str | None = None) -> pd.Timestamp:
     """The day after the last event (UTC midnight): the fact store's manifest, or a
     Spark ``max(occurred_at)`` over ``spark.events_path``."""
+    import pandas as pd
+
     if project.config.spark.events_path is None:
         last = project.fact_store().last_event_at()
     else:

@@ -1,34 +1,34 @@
-"""``tagsmith features``: build feature snapshots, show one customer, list the catalogue."""
+"""``tagsmith features``: build feature snapshots, show one customer, list the catalogue.
+
+``features list`` needs only the spec: the array libraries and the stores are imported
+by the commands that read data, so listing starts in a fraction of a second.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-import pandas as pd
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from features.catalog import feature_catalog
-from features.cutoffs import normalize_as_of
-from features.errors import StoreError
-from features.events import FEATURE_EVENT_COLUMNS, prepare_events
-from features.memory import lean_allocators
-from features.snapshots import FeatureStore
 from features.spec import FeatureSpec, spec_hash
-from features.store import FactStore
 from tagsmith.cli._common import console, emit_json, format_option, pass_project
 from tagsmith.project import Project
 from tagsmith.spark_engine import ENGINES
-from tagsmith.spark_engine import build_features as spark_build_features
-from tagsmith.spark_engine import default_cutoff as spark_default_cutoff
 
-_EVENT_COLUMNS = list(FEATURE_EVENT_COLUMNS)
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from features.snapshots import FeatureStore
+    from features.store import FactStore
 
 
 def default_as_of(store: FactStore) -> pd.Timestamp:
     """The day after the last event (UTC midnight): every stored event counts."""
+    import pandas as pd
+
     return store.last_event_at().tz_convert("UTC").normalize() + pd.Timedelta(days=1)
 
 
@@ -63,6 +63,14 @@ def features() -> None:
 @pass_project
 def build(project: Project, as_of: tuple[str, ...], engine: str, master: str | None) -> None:
     """Compute features as of each DATE and write one snapshot per date atomically."""
+    import pandas as pd
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from features.cutoffs import normalize_as_of
+    from features.events import FEATURE_EVENT_COLUMNS, prepare_events
+    from features.memory import lean_allocators
+    from tagsmith.spark_engine import default_cutoff as spark_default_cutoff
+
     lean_allocators()
     if engine == "spark":
         cutoffs = sorted({normalize_as_of(v) for v in as_of}) or [
@@ -84,7 +92,7 @@ def build(project: Project, as_of: tuple[str, ...], engine: str, master: str | N
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("loading facts", total=len(cutoffs) + 1)
         customers = facts.load_customers()
-        events = facts.load_events(columns=_EVENT_COLUMNS)
+        events = facts.load_events(columns=list(FEATURE_EVENT_COLUMNS))
         progress.update(task, description="preparing events")
         prepared = prepare_events(customers, events)
         del events
@@ -110,6 +118,8 @@ def build(project: Project, as_of: tuple[str, ...], engine: str, master: str | N
 
 
 def _build_on_spark(project: Project, cutoffs: list[pd.Timestamp], master: str | None) -> None:
+    from tagsmith.spark_engine import build_features as spark_build_features
+
     with console.status("Building features on Spark", spinner="dots"):
         written = spark_build_features(project, cutoffs, master=master)
     for out in written:
@@ -136,6 +146,10 @@ def show(project: Project, customer_id: str, as_of: str | None, fmt: str) -> Non
     Reads the snapshot of that date when it is current (same spec and facts),
     otherwise computes the features from the fact store.
     """
+    from features.cutoffs import normalize_as_of
+    from features.errors import StoreError
+    from features.events import FEATURE_EVENT_COLUMNS, prepare_events
+
     spec = project.feature_spec()
     facts = project.fact_store()
     store = project.feature_store()
@@ -149,7 +163,7 @@ def show(project: Project, customer_id: str, as_of: str | None, fmt: str) -> Non
         if customers.empty:
             raise StoreError(f"Expected a customer {customer_id!r} in the fact store. Got none.")
         # Filtered reads of the events file and every appended segment.
-        events = facts.load_customer(customer_id)[1][_EVENT_COLUMNS]
+        events = facts.load_customer(customer_id)[1][list(FEATURE_EVENT_COLUMNS)]
         frame = prepare_events(customers, events).build_features(ts, spec=spec)
         if frame.empty:
             raise StoreError(
@@ -188,6 +202,9 @@ def _snapshot_row(
 
 
 def _fmt(value: object) -> str:
+    import numpy as np
+    import pandas as pd
+
     if isinstance(value, np.floating):  # float32 features
         value = float(value)
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):

@@ -1,14 +1,14 @@
-"""``tagsmith tags validate|list|describe|plan|apply|evaluate|backtest``: catalogue and rules.
+"""``tagsmith tags validate|evaluate|backtest``: rules checked and evaluated on the data.
 
 The ``tags`` group itself is assembled in :mod:`tagsmith.cli` from these commands and
-those of :mod:`tagsmith.cli.tagdata` and :mod:`tagsmith.cli.tagrun`.
+those of :mod:`tagsmith.cli.catalogue` (the catalogue alone: list, describe, plan,
+apply), :mod:`tagsmith.cli.tagdata`, :mod:`tagsmith.cli.tagrun` and
+:mod:`tagsmith.cli.govern`.
 """
 
 from __future__ import annotations
 
-import getpass
 import time
-from datetime import UTC, datetime
 
 import click
 import pandas as pd
@@ -18,7 +18,6 @@ from features.catalog import feature_catalog
 from features.events import prepare_events
 from features.spec import FeatureSpec
 from features.store import FactStore
-from tags.audit import default_actor
 from tags.backtest import backtest as run_backtest
 from tags.backtest import backtest_dates, parse_every, parse_outcome
 from tags.engine import evaluate_tags
@@ -30,7 +29,7 @@ from tagsmith.cli._common import (
     print_columns,
     tag_list_option,
 )
-from tagsmith.cli._governance import lint_findings, resolve_role
+from tagsmith.cli._governance import lint_findings
 from tagsmith.project import Project
 
 __all__ = ["COMMANDS", "default_as_of", "feature_kinds"]
@@ -61,137 +60,6 @@ def validate(project: Project) -> None:
         )
     if findings:
         console.print(f"{len(findings)} lint finding(s): see 'tagsmith tags lint'")
-
-
-@click.command("list")
-@click.option("--category", "-c", default=None, help="Only tags of this category.")
-@click.option(
-    "--status",
-    type=click.Choice(["draft", "active", "deprecated"]),
-    default=None,
-    help="Only tags with this status.",
-)
-@format_option
-@pass_project
-def list_tags(project: Project, category: str | None, status: str | None, fmt: str) -> None:
-    """List catalogued tags (id, display name, category, source, type, status)."""
-    catalogue = project.catalogue()
-    chosen = catalogue.by_category(category) if category else list(catalogue)
-    if status:
-        chosen = [t for t in chosen if t.status == status]
-    if fmt == "json":
-        keys = ("id", "display_name", "category", "source", "value_type", "sensitivity")
-        emit_json(
-            [
-                {**{k: getattr(t, k) for k in keys}, "status": t.status, "version": t.version}
-                for t in chosen
-            ]
-        )
-        return
-    header = ("id", "display name", "category", "source", "type", "sensitivity", "status")
-    rows = [header] + [
-        (
-            tag.id,
-            tag.display_name,
-            tag.category,
-            tag.source,
-            tag.value_type,
-            tag.sensitivity,
-            f"{tag.status} v{tag.version}",
-        )
-        for tag in chosen
-    ]
-    print_columns(rows)
-    console.print(f"{len(chosen)} tag(s)")
-
-
-@click.command()
-@click.argument("tag_id")
-@format_option
-@pass_project
-def describe(project: Project, tag_id: str, fmt: str) -> None:
-    """Show one tag's full definition."""
-    catalogue = project.catalogue()
-    tag = catalogue.get(tag_id)
-    if fmt == "json":
-        emit_json({**tag.model_dump(mode="json"), "file": catalogue.files.get(tag.id)})
-        return
-    console.print(f"[bold]{tag.id}[/]  {tag.display_name}")
-    console.print(f"  file:        {catalogue.files.get(tag.id)}")
-    for label, value in (
-        ("category", tag.category),
-        ("description", tag.description),
-        ("owner", tag.owner),
-        ("source", tag.source + (f" ({tag.model})" if tag.model else "")),
-        ("value type", tag.value_type),
-        ("sensitivity", tag.sensitivity),
-        ("refresh", tag.refresh),
-        ("status", f"{tag.status}, version {tag.version}"),
-    ):
-        console.print(f"  {label + ':':<12} {value}", markup=False)
-    if tag.values:
-        console.print("  values:")
-        for v in tag.values:
-            console.print(f"    {v.id:<22} {v.name}", markup=False)
-    if tag.open_values:
-        console.print("  values:      open (taken from the data)")
-    if tag.bands:
-        console.print("  bands:")
-        for b in tag.bands:
-            limit = f">= {b.min:g}" if b.min is not None else "rest"
-            console.print(f"    {b.value:<10} {limit:<10} {b.name}", markup=False)
-    if tag.rule is not None:
-        console.print("  rule:")
-        for part, text in tag.rule.expressions():
-            console.print(f"    {part}: {text}", markup=False)
-        if tag.rule.else_:
-            console.print(f"    else: {tag.rule.else_}", markup=False)
-
-
-@click.command()
-@pass_project
-def plan(project: Project) -> None:
-    """What 'apply' would record: tags added, removed or changed since the last apply."""
-    catalogue = project.catalogue()
-    result = project.catalogue_history().plan(catalogue, approvals=project.reviews().approvals())
-    base = f"version {result.base_version}" if result.base_version else "nothing applied yet"
-    if result.empty:
-        console.print(f"No changes against the last applied catalogue ({base}).")
-        return
-    console.print(f"Changes against {base}:")
-    for change in result.changes:
-        console.print(f"  {change.describe()}", markup=False, soft_wrap=True)
-    if result.problems:
-        console.print("[bold red]apply would be refused:[/]")
-        for problem in result.problems:
-            console.print(f"  {problem}", markup=False, soft_wrap=True)
-        raise SystemExit(1)
-
-
-@click.command()
-@pass_project
-def apply(project: Project) -> None:
-    """Record the catalogue as a new version (refused if 'plan' lists problems)."""
-    catalogue = project.catalogue()
-    history = project.catalogue_history()
-    before = history.versions()
-    approvals = project.reviews().approvals()
-    changes = history.plan(catalogue, approvals=approvals).changes
-    version = history.apply(
-        catalogue, applied_at=datetime.now(UTC), applied_by=getpass.getuser(), approvals=approvals
-    )
-    if before and version == before[-1]:
-        console.print(f"No changes: catalogue version {version} is current.")
-    else:
-        console.print(f"Applied catalogue version {version} ({len(catalogue)} tags).")
-        project.audit_log().append(
-            actor=default_actor(),
-            role=resolve_role(project, None),
-            action="catalogue",
-            tags=[c.tag_id for c in changes],
-            query=f"tags apply -> catalogue version {version}",
-            extra={"changes": [c.describe() for c in changes]},
-        )
 
 
 def feature_kinds(spec: FeatureSpec) -> dict[str, str]:
@@ -374,4 +242,4 @@ def backtest(
         console.print("No date has its whole outcome window inside the data yet.")
 
 
-COMMANDS = [validate, list_tags, describe, plan, apply, evaluate, backtest]
+COMMANDS = [validate, evaluate, backtest]

@@ -1,13 +1,15 @@
 """CLI start-up and shape: lazy imports, every command listed, old spellings as aliases.
 
-`tagsmith --help` and `--version` must not import the heavy libraries (the figures are
-in benchmarks/cli_startup.py); the command tree is assembled lazily from
+`tagsmith --help` and `--version` must not import the heavy libraries, nor must the
+commands of ``tagsmith.cli.LIGHT_COMMANDS`` when they run (the figures are in
+benchmarks/cli_startup.py); the command tree is assembled lazily from
 ``tagsmith.cli.LAZY_COMMANDS``, whose one-line help must match the commands' own.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from tagsmith.cli import LAZY_COMMANDS, _GroupStub, main
+from tagsmith.cli import LAZY_COMMANDS, LIGHT_COMMANDS, _GroupStub, main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,6 +80,97 @@ def test_a_groups_help_imports_no_heavy_library(group: str) -> None:
 def test_serve_help_imports_no_ml_library(args: list[str]) -> None:
     imported = set(_imported_heavy(args)) - {"pydantic", "yaml", "rich"}
     assert imported == set(), f"`tagsmith {' '.join(args)}` imported {sorted(imported)}"
+
+
+# What a command that reads no data must not import: reading the project's config, the
+# catalogue (rules are parsed with lark) and printing (rich) are its real needs.
+DATA_LIBRARIES = (
+    *(h for h in HEAVY if h not in ("pydantic", "yaml", "rich")), "matplotlib", "pyspark",
+)  # fmt: skip
+# serving's errors subclass BentoML's exceptions; the key file's command pays for that
+# module (tens of milliseconds), not for BentoML's service machinery.
+_ALLOWED = {("serve", "keys", "list"): {"bentoml", "httpx"}}
+
+_RUN_PROBE = """
+import json, sys
+from tagsmith.cli import main
+try:
+    main({args!r}, prog_name="tagsmith")
+    code = 0
+except SystemExit as exc:
+    code = exc.code or 0
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r}))
+print(json.dumps({{"code": code, "heavy": heavy}}), file=sys.stderr)
+"""
+
+
+def _run_imports(args: list[str], cwd: Path) -> tuple[int, list[str]]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_PROBE.format(args=args, heavy=DATA_LIBRARIES)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+        check=True,
+    )
+    found = json.loads(proc.stderr.strip().splitlines()[-1])
+    return found["code"], found["heavy"]
+
+
+@pytest.fixture(scope="module")
+def new_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("light") / "shop"
+    result = CliRunner().invoke(main, ["--project", str(root), "init"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.mark.parametrize("command", LIGHT_COMMANDS, ids=" ".join)
+def test_a_light_command_runs_without_the_data_libraries(
+    command: tuple[str, ...], new_project: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "fresh" if command == ("init",) else new_project
+    code, imported = _run_imports(["--project", str(root), *command], tmp_path)
+    assert code == 0, f"`tagsmith {' '.join(command)}` failed on a new project"
+    unexpected = sorted(set(imported) - _ALLOWED.get(command, set()))
+    assert unexpected == [], (
+        f"`tagsmith {' '.join(command)}` imported {unexpected}: import them inside the "
+        "functions that read data, and keep the command's module (and what it loads to read "
+        "the project) free of them"
+    )
+
+
+def test_the_run_probe_sees_a_command_that_reads_data(new_project: Path, tmp_path: Path) -> None:
+    # The guard above must be able to fail: `facts summary` opens the fact store (pandas).
+    code, imported = _run_imports(["--project", str(new_project), "facts", "summary"], tmp_path)
+    assert code == 0
+    assert "pandas" in imported
+
+
+LIGHT = [
+    (group, name, target)
+    for group, entry in LAZY_COMMANDS.items()
+    for name, target in (entry.light or {}).items()
+]
+
+
+@pytest.mark.parametrize(("group", "name", "target"), LIGHT, ids=[f"{g} {n}" for g, n, _ in LIGHT])
+def test_a_light_entry_is_the_groups_own_command(group: str, name: str, target: str) -> None:
+    root = click.Context(main, info_name="tagsmith", **main.context_settings)
+    stub = main.get_command(root, group)
+    assert isinstance(stub, _GroupStub)
+    assert name in stub.listed, f"LAZY_COMMANDS[{group!r}].light names an unlisted command"
+    alone = stub.get_command(click.Context(stub, parent=root), name)
+    own = stub.real().get_command(click.Context(stub.real(), parent=root), name)
+    assert alone is not None
+    assert alone is own, f"{target} is not the command the {group} group runs as {name!r}"
+    module = target.partition(":")[0]
+    probe = f"import json, sys, {module}; print(json.dumps([m.split('.')[0] for m in sys.modules]))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert set(json.loads(loaded.stdout)) & set(DATA_LIBRARIES) == set(), module
 
 
 def test_the_probe_sees_a_heavy_import() -> None:
