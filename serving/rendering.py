@@ -321,21 +321,7 @@ def render_tags(
                 texts_of.append(
                     head + label_text[label] + ',"score":' + _score_literal(score) + tail
                 )
-    results = []
-    for cid, texts_or_none in zip(customer_ids, parts, strict=True):
-        cid_text = json.dumps(cid)
-        if texts_or_none is None:
-            results.append(
-                '{"customer_id":' + cid_text + ',"found":false,"error":"unknown customer id"}'
-            )
-        else:
-            results.append(
-                '{"customer_id":'
-                + cid_text
-                + ',"found":true,"tags":['
-                + ",".join(texts_or_none)
-                + "]}"
-            )
+    results = _customer_texts(customer_ids, parts)
     head_text = json.dumps(
         {
             "as_of": snap.as_of if snap else None,
@@ -355,6 +341,26 @@ def render_tags(
     return RenderedTags(
         body=body, returned=frozenset(returned), unknown=unknown, model_versions=model_versions
     )
+
+
+def _customer_texts(customer_ids: Sequence[str], parts: Sequence[list[str] | None]) -> list[str]:
+    """Each customer's JSON object: its tag texts, or ``found: false`` (None)."""
+    results = []
+    for cid, texts_or_none in zip(customer_ids, parts, strict=True):
+        cid_text = json.dumps(cid)
+        if texts_or_none is None:
+            results.append(
+                '{"customer_id":' + cid_text + ',"found":false,"error":"unknown customer id"}'
+            )
+        else:
+            results.append(
+                '{"customer_id":'
+                + cid_text
+                + ',"found":true,"tags":['
+                + ",".join(texts_or_none)
+                + "]}"
+            )
+    return results
 
 
 def json_row(row: pd.Series) -> dict[str, Any]:
