@@ -46,6 +46,11 @@ def test_every_package_but_tagsmith_is_forbidden_synthetic() -> None:
     assert set(forbidden["source_modules"]) == _packages() - {"tagsmith", "synthetic"}
 
 
+def test_synthetic_is_forbidden_every_package_but_features() -> None:
+    forbidden = _contract("forbidden", "synthetic imports features only")
+    assert set(forbidden["forbidden_modules"]) == _packages() - {"features", "synthetic"}
+
+
 def test_every_cli_command_module_is_independent() -> None:
     commands = {
         f"tagsmith.cli.{p.stem}"
