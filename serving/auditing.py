@@ -3,8 +3,11 @@
 The audit log is hash-chained, so entries must be appended one at a time and in order;
 doing it on the request path would put a file write (and the chain's lock) inside every
 request's latency. Requests enqueue their entry (microseconds); one daemon thread
-appends them. :meth:`QueuedAudit.flush` waits until everything queued is written (tests,
-shutdown).
+appends them, everything waiting at once in one ``append_many`` when the writer has it:
+an append costs a lock, a tail read, an fsync and two small file replacements (about
+1.2 ms of CPU, measured), so under load one batch per wake-up keeps the writer from
+costing more CPU than the request it records. :meth:`QueuedAudit.flush` waits until
+everything queued is written (tests, shutdown).
 """
 
 from __future__ import annotations
@@ -20,8 +23,16 @@ __all__ = ["AuditWriter", "QueuedAudit"]
 log = logging.getLogger(__name__)
 
 
+# Entries written per ``append_many`` call at most (bounds one lock hold of the log).
+MAX_BATCH = 512
+
+
 class AuditWriter(Protocol):
-    """What :class:`tags.audit.AuditLog` offers: ``append`` with keyword fields."""
+    """What :class:`tags.audit.AuditLog` offers: ``append`` with keyword fields.
+
+    A writer may also offer ``append_many(entries)`` (a sequence of such keyword
+    mappings, written in order under one lock); :class:`QueuedAudit` then uses it.
+    """
 
     def append(self, **entry: Any) -> Any:
         """Append one entry."""
@@ -69,17 +80,46 @@ class QueuedAudit:
         )
 
     def _run(self) -> None:
+        append_many = getattr(self.writer, "append_many", None)
         while True:
-            entry = self._queue.get()
+            batch = [self._queue.get()]
+            # Whatever else is already waiting joins this write (in queue order).
+            while batch[-1] is not None and len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = batch[-1] is None
+            entries = [e for e in batch if e is not None]
             try:
-                if entry is None:
-                    return
+                self._write(entries, append_many)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if stop:
+                return
+
+    def _write(self, entries: list[dict[str, Any]], append_many: Any) -> None:
+        if not entries:
+            return
+        if callable(append_many) and len(entries) > 1:
+            try:
+                append_many(entries)
+                return
+            except (TypeError, ValueError):
+                # An entry that does not serialise fails the batch before anything is
+                # written: write the others one by one, so only that entry is lost.
+                pass
+            except Exception:  # the log could not be written: count the whole batch
+                self.failures += len(entries)
+                log.exception("Writing %d audit entries failed", len(entries))
+                return
+        for entry in entries:
+            try:
                 self.writer.append(**entry)
             except Exception:  # keep auditing later requests; the failure is logged
                 self.failures += 1
                 log.exception("Writing an audit entry failed")
-            finally:
-                self._queue.task_done()
 
     def flush(self) -> None:
         """Block until every queued entry is written."""

@@ -82,6 +82,8 @@ class SnapshotIndex:
         positions: customer_id -> row of ``features``.
         features: The feature frame (kept to prepare matrices of new models).
         thresholds: The run's population thresholds per tag (see :class:`Snapshot`).
+        named: Whether ``rows`` already carry each tag's ``display_name`` (built with
+            ``names``), so :func:`render_tags` joins them as they are.
     """
 
     as_of: str
@@ -90,10 +92,15 @@ class SnapshotIndex:
     positions: Mapping[str, int]
     features: pd.DataFrame
     thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    named: bool = False
 
     @classmethod
-    def build(cls, snapshot: Snapshot) -> SnapshotIndex:
-        """Index ``snapshot``: vectorised rendering, then one pass to group by customer."""
+    def build(cls, snapshot: Snapshot, names: Mapping[str, str] | None = None) -> SnapshotIndex:
+        """Index ``snapshot``: vectorised rendering, then one pass to group by customer.
+
+        ``names`` (tag id -> display name as a JSON literal) puts ``display_name`` first
+        in every row of a named tag once here, instead of in every request.
+        """
         as_of = iso(snapshot.as_of)
         tags = snapshot.tags.reset_index(drop=True)
         rows: dict[str, tuple[tuple[str, str], ...]] = {}
@@ -102,8 +109,14 @@ class SnapshotIndex:
             score_text = np.full(len(tags), "null", dtype=object)
             finite = np.isfinite(scores)
             score_text[finite] = [repr(v) for v in np.round(scores[finite], 6).tolist()]
+            opening = pd.Series("{", index=tags.index, dtype=object)
+            if names:
+                literal = tags["tag_id"].astype(str).map(dict(names))
+                has = literal.notna()
+                opening[has] = '{"display_name":' + literal[has].astype(object) + ","
             text = (
-                '{"tag_id":'
+                opening
+                + '"tag_id":'
                 + _json_literals(tags["tag_id"])
                 + ',"value":'
                 + _json_literals(tags["value"])
@@ -136,6 +149,7 @@ class SnapshotIndex:
             positions=positions,
             features=features,
             thresholds=snapshot.thresholds,
+            named=names is not None,
         )
 
     def knows(self, customer_id: str) -> bool:
@@ -238,6 +252,8 @@ def render_tags(
     """
     overlay = live_overlay.rows if live_overlay is not None else {}
     shown = names or {}
+    # Rows of a named index carry their display names already.
+    stored_names: Mapping[str, str] = {} if snap is not None and snap.named else shown
     live = [
         lm for lm in models if lm.model.tag_id in selected and snap is not None and len(lm.scores)
     ]
@@ -257,7 +273,7 @@ def render_tags(
         texts = []
         for tid, text in snap.rows.get(cid, ()) if snap is not None else ():
             if tid in static_tags and (over is None or tid not in over):
-                name = shown.get(tid)
+                name = stored_names.get(tid)
                 texts.append(text if name is None else '{"display_name":' + name + "," + text[1:])
                 returned.add(tid)
         if over is not None:
@@ -305,21 +321,7 @@ def render_tags(
                 texts_of.append(
                     head + label_text[label] + ',"score":' + _score_literal(score) + tail
                 )
-    results = []
-    for cid, texts_or_none in zip(customer_ids, parts, strict=True):
-        cid_text = json.dumps(cid)
-        if texts_or_none is None:
-            results.append(
-                '{"customer_id":' + cid_text + ',"found":false,"error":"unknown customer id"}'
-            )
-        else:
-            results.append(
-                '{"customer_id":'
-                + cid_text
-                + ',"found":true,"tags":['
-                + ",".join(texts_or_none)
-                + "]}"
-            )
+    results = _customer_texts(customer_ids, parts)
     head_text = json.dumps(
         {
             "as_of": snap.as_of if snap else None,
@@ -339,6 +341,26 @@ def render_tags(
     return RenderedTags(
         body=body, returned=frozenset(returned), unknown=unknown, model_versions=model_versions
     )
+
+
+def _customer_texts(customer_ids: Sequence[str], parts: Sequence[list[str] | None]) -> list[str]:
+    """Each customer's JSON object: its tag texts, or ``found: false`` (None)."""
+    results = []
+    for cid, texts_or_none in zip(customer_ids, parts, strict=True):
+        cid_text = json.dumps(cid)
+        if texts_or_none is None:
+            results.append(
+                '{"customer_id":' + cid_text + ',"found":false,"error":"unknown customer id"}'
+            )
+        else:
+            results.append(
+                '{"customer_id":'
+                + cid_text
+                + ',"found":true,"tags":['
+                + ",".join(texts_or_none)
+                + "]}"
+            )
+    return results
 
 
 def json_row(row: pd.Series) -> dict[str, Any]:

@@ -137,6 +137,7 @@ class ServingRuntime:
             model_source=model_source,
             snapshot_source=snapshot_source,
             watch_interval_s=watch_interval_s,
+            names=self.display_names,
         )
         self.access = Access(
             governance=governance, audit=audit, verify_key=verify_key, id_pepper=id_pepper

@@ -147,9 +147,19 @@ class JsonAudit:
 
     def append(self, **entry: Any) -> Any:
         """Append with the query serialised as compact JSON text."""
-        query = entry.pop("query", None)
-        text = json.dumps(query, sort_keys=True, separators=(",", ":")) if query else None
-        return self.log.append(query=text, **entry)
+        return self.log.append(**_with_query_text(entry))
+
+    def append_many(self, entries: Sequence[Mapping[str, Any]]) -> Any:
+        """Append several entries in order under one lock and one fsync of the log."""
+        return self.log.append_many([_with_query_text(e) for e in entries])
+
+
+def _with_query_text(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """``entry`` with its query serialised as compact, key-sorted JSON text."""
+    out = dict(entry)
+    query = out.pop("query", None)
+    out["query"] = json.dumps(query, sort_keys=True, separators=(",", ":")) if query else None
+    return out
 
 
 class FactsOnlineScorer:

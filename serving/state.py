@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -106,6 +106,8 @@ class StateKeeper:
         model_source: Champion lookup and loading.
         snapshot_source: Latest tag + feature snapshots.
         watch_interval_s: Seconds between checks of aliases and tag store (0: never).
+        names: Returns tag id -> display name as a JSON literal, built into every
+            snapshot's rows (see :meth:`SnapshotIndex.build`); None: rows without names.
     """
 
     def __init__(
@@ -115,8 +117,10 @@ class StateKeeper:
         model_source: ModelSource,
         snapshot_source: SnapshotSource,
         watch_interval_s: float = 0.0,
+        names: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self.model_tags = dict(models)
+        self.names = names
         self.model_source = model_source
         self.snapshot_source = snapshot_source
         self.watch_interval_s = watch_interval_s
@@ -185,7 +189,7 @@ class StateKeeper:
             snapshot = self.snapshot_source.load()
             if snapshot is None:
                 return "no tagging run yet", replace(state, snapshot_marker=None)
-            index = SnapshotIndex.build(snapshot)
+            index = SnapshotIndex.build(snapshot, self.names() if self.names else None)
             models = {
                 name: LiveModel.build(live.model, index.features)
                 for name, live in state.models.items()

@@ -46,6 +46,11 @@ def test_every_package_but_tagsmith_is_forbidden_synthetic() -> None:
     assert set(forbidden["source_modules"]) == _packages() - {"tagsmith", "synthetic"}
 
 
+def test_synthetic_is_forbidden_every_package_but_features() -> None:
+    forbidden = _contract("forbidden", "synthetic imports features only")
+    assert set(forbidden["forbidden_modules"]) == _packages() - {"features", "synthetic"}
+
+
 def test_every_cli_command_module_is_independent() -> None:
     commands = {
         f"tagsmith.cli.{p.stem}"
@@ -54,3 +59,71 @@ def test_every_cli_command_module_is_independent() -> None:
     }
     independent = _contract("independence", "CLI command modules")
     assert set(independent["modules"]) == commands
+
+
+def _cycles(graph: Any) -> list[list[str]]:
+    """Strongly connected components of more than one module (iterative Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph.modules):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.find_modules_directly_imported_by(root))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append(
+                        (child, iter(sorted(graph.find_modules_directly_imported_by(child))))
+                    )
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_cycle_anywhere() -> None:
+    """No cycle between any modules of the product, across packages or inside one,
+    function-local imports included (the acyclic-siblings contract checks siblings
+    only; this checks the whole module graph)."""
+    import grimp
+
+    graph = grimp.build_graph(*sorted(_packages()), include_external_packages=False, cache_dir=None)
+    assert _cycles(graph) == []
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    import grimp
+
+    graph = grimp.ImportGraph()
+    for name in ("p", "p.a", "p.b", "p.c"):
+        graph.add_module(name)
+    graph.add_import(importer="p.a", imported="p.b")
+    graph.add_import(importer="p.b", imported="p.c")
+    graph.add_import(importer="p.c", imported="p.a")
+    graph.add_import(importer="p", imported="p.a")
+    assert _cycles(graph) == [["p.a", "p.b", "p.c"]]

@@ -357,3 +357,23 @@ def test_explain_is_refused_without_an_explainer(setup) -> None:
     runtime, *_ = setup
     with pytest.raises(BadRequest, match="explanations"):
         runtime.explain(MARKETING, ["c0001"])
+
+
+def test_names_built_into_the_index_render_the_same_bytes_as_per_request() -> None:
+    """Parity: display names baked into the snapshot's rows (the service's path) give the
+    same answer as inserting them per request, unnamed tags and unknown ids included."""
+    from serving.rendering import SnapshotIndex, render_tags
+
+    snapshot = make_snapshot(30)
+    names = {"rfm_segment": '"RFM \\"segment\\""', "old_customer": '"Kunde seit \u00e9"'}
+    plain = SnapshotIndex.build(snapshot)
+    named = SnapshotIndex.build(snapshot, names)
+    assert named.named
+    assert not plain.named
+    selected = frozenset({"rfm_segment", "old_customer", "age_band"})
+    ids = ["c0003", "c0004", "ghost", "c0029"]
+    per_request = render_tags(plain, [], selected, ids, names=names)
+    baked = render_tags(named, [], selected, ids, names=names)
+    assert baked.body == per_request.body
+    assert b'"display_name":"RFM \\"segment\\"","tag_id":"rfm_segment"' in baked.body
+    assert b'{"tag_id":"age_band"' in baked.body  # no name: no display_name key
