@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from tags.errors import TagStoreError
 from tags.store import TagStore
+from tags.store_format import filters
 from tests.tags.conftest import FEB, JAN, long_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -236,3 +238,42 @@ def test_wide_frame_one_row_per_customer(store: TagStore) -> None:
     assert w["old_customer"].to_dict() == {"c1": True, "c2": True, "c3": False, "c5": False}
     s = store.wide(tags=["churn_risk"], score_tags=["churn_risk"]).set_index("customer_id")
     assert s.loc["c1", "churn_risk_score"] == pytest.approx(0.9)
+
+
+def test_snapshots_are_stored_in_customer_order_and_read_by_zone_maps(tmp_path: Path) -> None:
+    # Tag-major input (the engine's order): the store must lay it out by customer, so
+    # that one customer's read skips the other row groups by their min/max.
+    n = 300_000
+    ids = [f"C{i:07d}" for i in range(n)]
+    rows = pd.DataFrame(
+        {
+            "customer_id": ids * 2,
+            "tag_id": ["b_tag"] * n + ["a_tag"] * n,
+            "value": "yes",
+            "score": None,
+            "source": "rule",
+            "version": "v1",
+        }
+    )
+    store = TagStore(tmp_path / "tags.duckdb")
+    store.write_snapshot(rows, as_of="2024-01-31")
+    with store.reader() as con:
+        stored = [r[0] for r in con.execute("SELECT customer_id FROM snapshots").fetchall()]
+        where, params = filters(customers=["C0123456"])
+        plan = con.execute(
+            f"EXPLAIN ANALYZE SELECT * FROM snapshots WHERE TRUE {where}", params
+        ).fetchall()[0][1]
+    assert stored == sorted(stored)
+    scanned = re.search(r"Row Groups Scanned: (\d+) / (\d+)", plan)
+    assert scanned is not None, plan
+    assert int(scanned.group(1)) <= 2 < int(scanned.group(2))
+    history = store.history("C0123456")
+    assert list(history["tag_id"]) == ["a_tag", "b_tag"]
+
+
+def test_customer_filters_match_one_and_several_customers(store: TagStore) -> None:
+    one = store.history("c1")
+    assert set(one["customer_id"]) <= {"c1"}
+    snap = store.snapshot(customers=["c1", "c2"])
+    assert set(snap["customer_id"]) <= {"c1", "c2"}
+    assert len(snap) == sum(1 for c, _, _ in FEB if c in ("c1", "c2"))
