@@ -29,6 +29,7 @@ __all__ = [
     "bucket_count",
     "map_buckets",
     "map_partitions",
+    "map_to_partitions",
     "partition_facts",
     "read_facts",
 ]
@@ -174,6 +175,32 @@ def _side(table: pa.Table, kind: int, prefix: str, dtypes: Mapping[str, Any]) ->
     return coerce(rows.to_pandas(), dtypes)
 
 
+def _partition(
+    batches: Iterable[pa.RecordBatch],
+    customer_dtypes: Mapping[str, Any],
+    event_dtypes: Mapping[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """One partition's customers and events in canonical dtypes (``None``: empty)."""
+    import pyarrow as pa
+
+    # One partition is whole customers; the pandas code needs all of it at once.
+    received = list(batches)
+    if not received or not sum(b.num_rows for b in received):
+        return None
+    table = pa.Table.from_batches(received)
+    del received
+    return _side(table, 0, "c", customer_dtypes), _side(table, 1, "e", event_dtypes)
+
+
+def _arrow_schema(session: SparkSession, dtypes: Mapping[str, Any]) -> pa.Schema:
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from spark.frames import spark_schema
+
+    large = session.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false") == "true"
+    return to_arrow_schema(spark_schema(dtypes), prefers_large_types=large)
+
+
 def map_partitions(
     facts: PartitionedFacts,
     fn: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame],
@@ -185,34 +212,100 @@ def map_partitions(
     its result must have the columns of ``dtypes``. Results cross back as Arrow
     (categoricals and strings cast to Spark's string type in Arrow, not in Python).
     """
-    from pyspark.sql.pandas.types import to_arrow_schema
-
     from spark.frames import spark_schema, to_arrow
 
     customer_dtypes, event_dtypes = dict(facts.customer_dtypes), dict(facts.event_dtypes)
     columns = list(dtypes)
-    schema = spark_schema(dtypes)
-    session = facts.frame.sparkSession
-    large = session.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false") == "true"
-    arrow_schema = to_arrow_schema(schema, prefers_large_types=large)
+    arrow_schema = _arrow_schema(facts.frame.sparkSession, dtypes)
+
+    def run(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        sides = _partition(batches, customer_dtypes, event_dtypes)
+        if sides is None:
+            return
+        out = fn(*sides)[columns]
+        del sides
+        yield from to_arrow(out, arrow_schema).to_batches(max_chunksize=OUT_BATCH_ROWS)
+
+    return facts.frame.mapInArrow(run, spark_schema(dtypes))
+
+
+def _stacked_dtypes(
+    customer_dtypes: Mapping[str, Any], event_dtypes: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        KIND: "int8",
+        **{f"c{i}": dtype for i, dtype in enumerate(customer_dtypes.values())},
+        **{f"e{i}": dtype for i, dtype in enumerate(event_dtypes.values())},
+    }
+
+
+def _stack_side(
+    frame: pd.DataFrame, kind: int, prefix: str, dtypes: Mapping[str, Any], schema: pa.Schema
+) -> pa.Table:
+    """``frame`` as rows of the stacked ``schema``: its columns renamed, the other
+    side's columns null."""
+    import numpy as np
+    import pyarrow as pa
+
+    from spark.frames import to_arrow
+
+    names = [f"{prefix}{i}" for i in range(len(dtypes))]
+    own = to_arrow(
+        frame[list(dtypes)].set_axis(names, axis=1),
+        pa.schema([schema.field(name) for name in names]),
+    )
+    n = len(frame)
+    columns = [
+        pa.array(np.full(n, kind, dtype="int8"))
+        if f.name == KIND
+        else own.column(f.name)
+        if f.name in names
+        else pa.nulls(n, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def map_to_partitions(
+    facts: PartitionedFacts,
+    fn: Callable[[pd.DataFrame, pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]],
+    customer_dtypes: Mapping[str, Any],
+    event_dtypes: Mapping[str, Any],
+) -> PartitionedFacts:
+    """``fn(customers, events) -> (rows, events)`` on every partition, the result kept
+    in the same partitions (no shuffle) for later passes of :func:`map_partitions`.
+
+    ``rows`` (one per customer, e.g. features, with the columns of ``customer_dtypes``)
+    take the customers' place and the returned ``events`` (columns of ``event_dtypes``)
+    the events', so a pass that needs a customer's rows and events still finds them in
+    one partition.
+    """
+    from spark.frames import spark_schema
+
+    source = (dict(facts.customer_dtypes), dict(facts.event_dtypes))
+    stacked = _stacked_dtypes(customer_dtypes, event_dtypes)
+    schema = _arrow_schema(facts.frame.sparkSession, stacked)
+    rows_dtypes, events_dtypes = dict(customer_dtypes), dict(event_dtypes)
 
     def run(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
 
-        # One partition is whole customers; the pandas code needs all of it at once.
-        received = list(batches)
-        if not received or not sum(b.num_rows for b in received):
+        sides = _partition(batches, *source)
+        if sides is None:
             return
-        table = pa.Table.from_batches(received)
-        del received
-        customers = _side(table, 0, "c", customer_dtypes)
-        events = _side(table, 1, "e", event_dtypes)
-        del table
-        out = fn(customers, events)[columns]
-        del customers, events
-        yield from to_arrow(out, arrow_schema).to_batches(max_chunksize=OUT_BATCH_ROWS)
+        rows, events = fn(*sides)
+        del sides
+        table = pa.concat_tables(
+            [
+                _stack_side(rows, 0, "c", rows_dtypes, schema),
+                _stack_side(events, 1, "e", events_dtypes, schema),
+            ]
+        )
+        del rows, events
+        yield from table.to_batches(max_chunksize=OUT_BATCH_ROWS)
 
-    return facts.frame.mapInArrow(run, schema)
+    frame = facts.frame.mapInArrow(run, spark_schema(stacked))
+    return PartitionedFacts(frame, rows_dtypes, events_dtypes, facts.partitions)
 
 
 def map_buckets(

@@ -38,7 +38,11 @@ def coerce(frame: pd.DataFrame, dtypes: Mapping[str, Any]) -> pd.DataFrame:
         if name not in frame.columns:
             continue
         column = frame[name]
-        if str(dtype).startswith("datetime64"):
+        if isinstance(dtype, pd.CategoricalDtype):
+            # Categories come from the values (an empty frame's dtype has none; each
+            # partition has its own, as when the builder made them).
+            out[name] = column.astype("category")
+        elif str(dtype).startswith("datetime64"):
             column = pd.to_datetime(column)
             if column.dt.tz is None:
                 column = column.dt.tz_localize("UTC")

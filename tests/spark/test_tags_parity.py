@@ -13,7 +13,9 @@ import pytest
 from scoring.batch import run_tagging
 from scoring.champions import ChampionPredictor
 from spark.config import SparkConfig
+from spark.tagging import window_events
 from spark.thresholds import aggregate_tags
+from tags.catalogue import Catalogue
 from tags.store import TagStore
 from tagsmith.project import Project
 from tagsmith.spark_engine import SparkTagging, output_uri, read_long_table
@@ -99,3 +101,65 @@ def test_tags_run_on_spark_matches_local(
         assert spark_engine.last.buckets == partitions
         uri = output_uri(project, "tags", f"as_of={date}")
         assert_same_tags(local_store.snapshot(date), read_long_table(spark_session, uri))  # type: ignore[arg-type]
+
+
+def test_tags_run_without_population_rules_matches_local(
+    spark_session: object,
+    generated_project: Path,
+    predictors: list[ChampionPredictor],
+    tmp_path: Path,
+) -> None:
+    """Without population rules there is one pass, straight from the partitioned
+    events (the other tests go through the kept features and window events)."""
+    loaded = Project.load(generated_project)
+    project = Project(
+        loaded.root, loaded.config.model_copy(update={"spark": SparkConfig(partitions=3)})
+    )
+    full = project.catalogue()
+    dropped = set(aggregate_tags(full))
+    catalogue = Catalogue.from_definitions(
+        [(t, full.files.get(t.id)) for t in full if t.id not in dropped],
+        full.config,
+        event_types=full.event_types,
+    )
+    assert not aggregate_tags(catalogue)
+    assert "busy_browser" in dropped
+    stores = {}
+    for engine in ("local", "spark"):
+        store = stores[engine] = TagStore(tmp_path / f"{engine}.duckdb")
+        run_tagging(
+            facts=project.facts(),
+            catalogue=catalogue,
+            store=store,
+            as_of=DATES[1],
+            spec=project.feature_spec(),
+            predictors=predictors,
+            engine=SparkTagging(project) if engine == "spark" else None,
+        )
+    snapshot = stores["spark"].snapshot(DATES[1])
+    assert_same_tags(stores["local"].snapshot(DATES[1]), snapshot)
+    assert set(snapshot["source"].astype(str)) == {"rule", "model"}
+    # The standard library's event-window rules (risk tags) ran on this path too.
+    assert {"complaint_risk", "browse_churn"} & set(snapshot["tag_id"].astype(str))
+
+
+def test_window_events_keep_what_windows_read(generated_project: Path) -> None:
+    """The events kept for later passes: the types windows count, from the earliest
+    window start, before the cutoff; nothing else."""
+    project = Project.load(generated_project)
+    catalogue = project.catalogue()
+    events = project.fact_store().load_events()
+    cutoff = pd.Timestamp(DATES[0], tz="UTC")
+    kept = window_events(events, catalogue, cutoff)
+    assert len(kept) > 0
+    assert set(kept["event_type"].astype(str)) <= {"browse", "complaint"}
+    assert (kept["occurred_at"] < cutoff).all()
+    # busy_browser counts browses of the last 90 days, risk tags the last 90 days of
+    # complaints and browses from 54 days ago: nothing earlier than 90 days is kept.
+    assert (kept["occurred_at"] >= cutoff - pd.Timedelta(days=90)).all()
+    expected = events[
+        events["event_type"].astype(str).isin(["browse", "complaint"])
+        & (events["occurred_at"] < cutoff)
+        & (events["occurred_at"] >= cutoff - pd.Timedelta(days=90))
+    ]
+    assert len(kept) == len(expected)
