@@ -40,6 +40,7 @@ from the validation cutoff's customers). The blend is packaged in the model cont
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -62,7 +63,10 @@ __all__ = [
     "BOOTSTRAP_DRAWS",
     "BOOTSTRAP_ROWS",
     "MAX_POPULATION_ROWS",
+    "BTYDFits",
+    "finish_blend",
     "fit_blend",
+    "fit_btyd_parts",
     "scoring_date",
     "scoring_population",
     "selection_se",
@@ -210,6 +214,110 @@ def _choose_weight(
     return BLEND_WEIGHTS[pick], se
 
 
+@dataclass
+class BTYDFits:
+    """The blend's Pareto/NBD (+ Gamma-Gamma) fits, which need no booster: made by
+    :func:`fit_btyd_parts` while LightGBM trains, finished by :func:`finish_blend`.
+
+    Attributes:
+        x_val: The validation rows' model matrix.
+        x_now: The scoring population's model matrix (a sample of it, see
+            :data:`MAX_POPULATION_ROWS`).
+        at_val: The BTYD fitted at the validation cutoff (validation metrics).
+        now: The BTYD fitted at the scoring date (what the contract carries).
+    """
+
+    x_val: np.ndarray
+    x_now: np.ndarray
+    at_val: BTYDBlend
+    now: BTYDBlend
+
+
+def fit_btyd_parts(
+    target: Target,
+    contract: ModelContract,
+    *,
+    validation: pd.DataFrame,
+    population: Callable[[], pd.DataFrame],
+    seed: int = 0,
+    events: pd.DataFrame | None = None,
+    x_val: np.ndarray | None = None,
+) -> BTYDFits | None:
+    """Everything of the blend that does not need the booster (see :func:`fit_blend`);
+    ``None`` when the features lack the BTYD columns, there are fewer than 50
+    validation rows, or a BTYD fit fails. ``x_val`` is the validation rows' model
+    matrix when the caller has it already.
+    """
+    template = BTYDBlend(r=1.0, alpha=1.0, s=1.0, beta=1.0, weight=1.0)
+    names = contract.feature_names
+    if any(c not in names for c in template.columns) or len(validation) < 50:
+        return None
+    now_rows = population()
+    if len(now_rows) > MAX_POPULATION_ROWS:
+        pick = np.random.default_rng(seed).choice(len(now_rows), MAX_POPULATION_ROWS, replace=False)
+        now_rows = now_rows.take(np.sort(pick))
+    x_now = model_matrix(now_rows, contract)
+    del now_rows
+    if x_val is None:
+        x_val = model_matrix(validation, contract)
+    val_as_of = (
+        pd.Timestamp(contract.validation_cutoffs[0], tz="UTC")
+        if contract.validation_cutoffs
+        else None
+    )
+    # The scoring date is the day after the last event of any type.
+    now_as_of = scoring_date(events) if events is not None else pd.Timestamp(0, tz="UTC")
+    if events is not None:
+        # Both seasonal indexes read purchases only: filter the history once, not
+        # every event type of it twice.
+        events = events.loc[
+            (events["event_type"] == "purchase").to_numpy(),
+            ["customer_id", "event_type", "occurred_at"],
+        ]
+    try:
+        now = _seasonal_btyd(
+            template, target, names, x_now, events=events, as_of=now_as_of, seed=seed
+        )
+        at_val = _seasonal_btyd(
+            template,
+            target,
+            names,
+            x_val,
+            events=events if val_as_of is not None else None,
+            as_of=val_as_of or now_as_of,
+            seed=seed,
+        )
+    except TrainingError:
+        return None
+    return BTYDFits(x_val=x_val, x_now=x_now, at_val=at_val, now=now)
+
+
+def finish_blend(
+    target: Target,
+    booster: Any,
+    contract: ModelContract,
+    fits: BTYDFits,
+    *,
+    y_val: np.ndarray,
+    seed: int = 0,
+    one_se: bool = False,
+) -> tuple[BTYDBlend, dict[str, float], float]:
+    """The booster's weight and the offsets on top of ``fits`` (see :func:`fit_blend`)."""
+    names, h = contract.feature_names, contract.horizon_days
+    raw_val = np.asarray(booster.predict(fits.x_val), dtype=np.float64)
+    btyd_val = btyd_prediction(fits.at_val, target, h, names, fits.x_val)
+    best, se = _choose_weight(target, y_val, raw_val, btyd_val, one_se=one_se, seed=seed)
+    val_scores = blend_scores(
+        target, best, _offset(target, best, raw_val, btyd_val), raw_val, btyd_val
+    )
+    raw_now = np.asarray(booster.predict(fits.x_now), dtype=np.float64)
+    btyd_now = btyd_prediction(fits.now, target, h, names, fits.x_now)
+    blend = fits.now.model_copy(
+        update={"weight": best, "offset": _offset(target, best, raw_now, btyd_now)}
+    )
+    return blend, metrics_for(target, y_val, val_scores), se
+
+
 def fit_blend(
     target: Target,
     booster: Any,
@@ -231,51 +339,16 @@ def fit_blend(
     with ``events`` (the history), the Pareto/NBD is seasonal (the validation rows'
     index from the history before the validation cutoff).
 
+    The same as :func:`fit_btyd_parts` then :func:`finish_blend`; training calls the
+    two apart, the first while LightGBM trains.
+
     Raises:
         TrainingError: Only from the BTYD fits' own checks (caught: returns ``None``).
     """
-    template = BTYDBlend(r=1.0, alpha=1.0, s=1.0, beta=1.0, weight=1.0)
-    names = contract.feature_names
-    if any(c not in names for c in template.columns) or len(validation) < 50:
+    fits = fit_btyd_parts(
+        target, contract, validation=validation, population=population, seed=seed, events=events
+    )
+    if fits is None:
         return None
     y_val = validation[target].to_numpy(dtype=np.float64)
-    now_rows = population()
-    if len(now_rows) > MAX_POPULATION_ROWS:
-        pick = np.random.default_rng(seed).choice(len(now_rows), MAX_POPULATION_ROWS, replace=False)
-        now_rows = now_rows.take(np.sort(pick))
-    x_val, x_now = model_matrix(validation, contract), model_matrix(now_rows, contract)
-    del now_rows
-    val_as_of = (
-        pd.Timestamp(contract.validation_cutoffs[0], tz="UTC")
-        if contract.validation_cutoffs
-        else None
-    )
-    try:
-        now_as_of = scoring_date(events) if events is not None else pd.Timestamp(0, tz="UTC")
-        now = _seasonal_btyd(
-            template, target, names, x_now, events=events, as_of=now_as_of, seed=seed
-        )
-        at_val = _seasonal_btyd(
-            template,
-            target,
-            names,
-            x_val,
-            events=events if val_as_of is not None else None,
-            as_of=val_as_of or now_as_of,
-            seed=seed,
-        )
-    except TrainingError:
-        return None
-    h = contract.horizon_days
-    raw_val = np.asarray(booster.predict(x_val), dtype=np.float64)
-    btyd_val = btyd_prediction(at_val, target, h, names, x_val)
-    best, se = _choose_weight(target, y_val, raw_val, btyd_val, one_se=one_se, seed=seed)
-    val_scores = blend_scores(
-        target, best, _offset(target, best, raw_val, btyd_val), raw_val, btyd_val
-    )
-    raw_now = np.asarray(booster.predict(x_now), dtype=np.float64)
-    btyd_now = btyd_prediction(now, target, h, names, x_now)
-    blend = now.model_copy(
-        update={"weight": best, "offset": _offset(target, best, raw_now, btyd_now)}
-    )
-    return blend, metrics_for(target, y_val, val_scores), se
+    return finish_blend(target, booster, contract, fits, y_val=y_val, seed=seed, one_se=one_se)

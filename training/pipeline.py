@@ -19,7 +19,7 @@ import pandas as pd
 from scoring.contract import ModelContract, model_matrix, score_frame
 from scoring.loading import ScoringModel
 from training.baselines import make_baselines
-from training.blend import fit_blend, scoring_population
+from training.blend import finish_blend, fit_btyd_parts, scoring_population
 from training.candidates import SELECTION_METRIC, Candidate, fit_candidates, score_candidates
 from training.config import TrainingConfig
 from training.errors import TrainingError
@@ -198,32 +198,52 @@ def _fit_champion(
     """Fit every candidate on the training rows (then, with ``btyd``, the ``blend`` of
     the best one with Pareto/NBD), the champion chosen on validation; its contract."""
     train, val = ts.slice("train"), ts.slice("validation")
-    champion, candidates = fit_candidates(
-        target,
-        config,
-        categorical_indices=tuple(contract.categorical_indices),
-        n_jobs=n_jobs,
-        x_train=model_matrix(train, contract),
-        y_train=train[target].to_numpy(dtype=np.float64),
-        x_val=model_matrix(val, contract),
-        y_val=val[target].to_numpy(dtype=np.float64),
-        progress=progress,
-    )
+    x_val = model_matrix(val, contract)
+    y_val = val[target].to_numpy(dtype=np.float64)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-btyd") as pool:
+        # The blend's Pareto/NBD fits (seasonal index, validation cutoff, scoring date)
+        # need no booster: they run mostly on one core, beside LightGBM, which does not
+        # keep both cores busy through a fit (the second thread idles at every
+        # histogram merge and split search).
+        pending = (
+            pool.submit(
+                fit_btyd_parts,
+                target,
+                contract,
+                validation=val,
+                population=population,
+                seed=config.seed,
+                events=events,
+                x_val=x_val,
+            )
+            if btyd
+            else None
+        )
+        champion, candidates = fit_candidates(
+            target,
+            config,
+            categorical_indices=tuple(contract.categorical_indices),
+            n_jobs=n_jobs,
+            x_train=model_matrix(train, contract),
+            y_train=train[target].to_numpy(dtype=np.float64),
+            x_val=x_val,
+            y_val=y_val,
+            progress=progress,
+        )
+        fits = pending.result() if pending is not None else None
     if not btyd:
         return champion, candidates, champion.contract(contract)
     progress("fitting candidate blend (Pareto/NBD with the best LightGBM)")
-    fitted = fit_blend(
-        target,
-        champion.estimator.booster_,
-        contract,
-        validation=val,
-        population=population,
-        seed=config.seed,
-        events=events,
-        one_se=ts.plan.grouped,
-    )
-    if fitted is not None:
-        blend, metrics, se = fitted
+    if fits is not None:
+        blend, metrics, se = finish_blend(
+            target,
+            champion.estimator.booster_,
+            contract,
+            fits,
+            y_val=y_val,
+            seed=config.seed,
+            one_se=ts.plan.grouped,
+        )
         cand = Candidate(
             "blend",
             champion.num_leaves,
