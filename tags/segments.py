@@ -16,17 +16,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import yaml
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tags.access import TagReader
 from tags.errors import AudienceError
 from tags.policy import tag_infos
 from tags.rules import Rule, compile_rule
+
+if TYPE_CHECKING:
+    # Annotations only: saved audiences are read and listed without pandas or the tag
+    # store (`tagsmith audience list` starts light); selection receives a reader.
+    import pandas as pd
+
+    from tags.access import TagReader
 
 __all__ = ["Audience", "AudienceBook", "SavedAudience", "compile_audience", "select_audience"]
 

@@ -487,6 +487,7 @@ LIGHT_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("tags", "describe", "lifecycle_stage"),
     ("tags", "plan"),
     ("features", "list"),
+    ("audience", "list"),
     ("audit", "show"),
     ("audit", "verify"),
     ("serve", "keys", "list"),
