@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -225,6 +226,11 @@ class MlflowModelSource:
                 scoring = load_model(uri, dst_path=dst)
         except Exception as exc:
             raise ModelLoadError(f"Loading {uri} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            # The booster and contract are in memory now; a folder kept per load filled
+            # the project's disk (one copy of the model per profile or worker start).
+            if dst is not None:
+                shutil.rmtree(dst, ignore_errors=True)
         expected = EXPECTED_TARGETS.get(name)
         if expected is not None and scoring.contract.target != expected:
             raise ModelLoadError(

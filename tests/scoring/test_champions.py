@@ -59,7 +59,11 @@ def test_champion_version_and_missing_ones(mlflow_store: tuple[str, Path]) -> No
 
 def test_loaded_champion_scores_like_the_contract(mlflow_store: tuple[str, Path]) -> None:
     uri, root = mlflow_store
-    model = MlflowModelSource(uri, TAGS, cache_dir=root / "cache").load("churn-predictor", "1")
+    source = MlflowModelSource(uri, TAGS, cache_dir=root / "cache")
+    model = source.load("churn-predictor", "1")
+    source.load("churn-predictor", "1")
+    # Loads leave no copy of the model behind (they used to, one folder per load).
+    assert not any(p.is_file() for p in (root / "cache").rglob("*"))
     frame = registry.feature_frame(40, seed=3)
     with mlflow_uris(uri):
         reference = load_model("models:/churn-predictor/1")
