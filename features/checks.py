@@ -54,6 +54,8 @@ def _small_check_connection() -> duckdb.DuckDBPyConnection:
         if _SCRATCH is None or _SCRATCH[0] != os.getpid():
             _SCRATCH = (os.getpid(), duckdb.connect())
         return _SCRATCH[1].cursor()
+
+
 # What CSV writers put in empty numeric cells (pandas, Arrow, R, SQL dumps): missing.
 NULL_NUMBER_TOKENS: frozenset[str] = frozenset({"nan", "na", "n/a", "null", "none", "\\n"})
 # What exports put where an id is missing (the number tokens and dashes): such an "id"

@@ -76,7 +76,6 @@ def test_rollback_cli_restores_and_audits(
 ) -> None:
     from datetime import UTC, datetime
 
-
     monkeypatch.setenv("TAGSMITH_USER", "olga")
     registry = project.registry()
     for version in ("1", "2"):
