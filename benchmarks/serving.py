@@ -407,34 +407,6 @@ def bench_mlflow(
             if scenario != "warm-up":
                 results.append(result)
                 print_row(result)
-
-        def explained(status: int, payload: bytes) -> bool:
-            if status != 200:
-                return False
-            lines = json.loads(payload)["results"][0].get("tags", [])
-            return any(t["why"] and t["source"] == "model" for t in lines) and any(
-                t["why"] and t["source"] == "rule" for t in lines
-            )
-
-        for scenario, n in (("warm-up", 50), ("1 customer, sequential", args.requests)):
-            bodies = [
-                json.dumps({"customer_ids": list(rng.choice(ids, 1, replace=False))}).encode()
-                for _ in range(n)
-            ]
-            result = run_scenario(
-                "tagsmith /explain",
-                scenario,
-                f"{base}/explain",
-                bodies,
-                rows=1,
-                concurrency=1,
-                headers=headers,
-                check=explained,
-                server_pid=process.pid,
-            )
-            if scenario != "warm-up":
-                results.append(result)
-                print_row(result)
     finally:
         stop(process)
     return results
