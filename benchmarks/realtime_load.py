@@ -8,7 +8,7 @@ Offered-rate steps are open loop: events are due at fixed times whatever the ser
 does, and an event's latency runs from when it was due, so a service that falls behind
 shows it in the latency (no coordinated omission). The knee is the first offered rate
 whose p99 passes 1 s, or whose events were not all done (refused with 429, or not
-tagged by the step's deadline), or whose achieved rate stays under 90 % of the offer.
+tagged by the step's deadline).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,16 +110,17 @@ def http_probes(runtime: Any, customers: list[str]) -> dict[str, Any]:
     return _probe_summary(lat, missed)
 
 
-def _step_verdict(step: dict[str, Any], offered: int) -> bool:
-    """True when the step passes: p99 within target, everything done, rate kept up."""
+def _step_verdict(step: dict[str, Any]) -> bool:
+    """True when the step passes: p99 within target and every event done (none refused,
+    none left untagged at the drain deadline). A service falling behind fails by its p99
+    (latencies run from when events were due); the achieved rate, which also counts the
+    last events' latency, is reported beside it."""
     p99 = step.get("p99_ms")
-    achieved = step.get("achieved_per_s") or 0.0
     return (
         p99 is not None
         and p99 <= 1000 * P99_TARGET_S
         and not step.get("not_done")
         and not step.get("refused")
-        and achieved >= 0.9 * offered
     )
 
 
@@ -184,7 +186,7 @@ def _http_step(
         "not_done": n_requests * size - len(lat) - counts["refused"],
         "cpu_s_per_s": round((time.process_time() - cpu0) / elapsed, 2),
     }
-    step["passed"] = _step_verdict(step, rate)
+    step["passed"] = _step_verdict(step)
     return step
 
 
@@ -312,36 +314,64 @@ def _nats_probes(loop: Any, js: Any, runtime: Any, probes: list[str]) -> dict[st
     return {**_probe_summary(lat, missed), "live_poll_s": runtime.live_poll_s}
 
 
-async def _pump(
-    js: Any,
-    chosen: list[str],
-    start: float,
-    rate: int,
-    per_message: int,
-    due_at: dict[str, float],
-) -> None:
-    """Publish a browse event per customer of ``chosen``, each at its due time."""
+async def _publish(spec: dict[str, Any]) -> None:
+    """Publish a browse event per customer of ``spec["customers"]``, each at its due time
+    (``spec["start"]`` + k / rate, wall clock), ``per_message`` events a message."""
+    import nats
+
+    nc = await nats.connect(spec["url"])
+    js = nc.jetstream()
+    chosen, rate, per_message = spec["customers"], spec["rate"], spec["per_message"]
     pending = []
     for k in range(0, len(chosen), per_message):
-        due = start + k / rate
-        delay = due - time.perf_counter()
+        delay = spec["start"] + k / rate - time.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        part = chosen[k : k + per_message]
-        body = [browse(c, f"n{rate}-{k + j}") for j, c in enumerate(part)]
-        for j, c in enumerate(part):
-            due_at.setdefault(c, start + (k + j) / rate)
+        now = datetime.now(UTC).isoformat()
+        body = [
+            {
+                "event_id": f"n{rate}-{k + j}",
+                "customer_id": c,
+                "occurred_at": now,
+                "event_type": "browse",
+            }
+            for j, c in enumerate(chosen[k : k + per_message])
+        ]
         payload = body[0] if per_message == 1 else body
         pending.append(js.publish("events.shop", json.dumps(payload).encode()))
         if len(pending) >= 64:
             await asyncio.gather(*pending)
             pending = []
     await asyncio.gather(*pending)
+    await nc.close()
+
+
+def publish_main() -> None:
+    """The publisher process: ``sys.argv[1]`` is the JSON spec of :func:`_publish`."""
+    asyncio.run(_publish(json.loads(Path(sys.argv[1]).read_text())))
+
+
+def _publisher(url: str, chosen: list[str], rate: int, per_message: int, start: float) -> Any:
+    """Start the publisher in its own process: the load generator's CPU and GIL are not
+    the consumer's (on this machine they still share the two cores)."""
+    spec = {
+        "url": url,
+        "customers": chosen,
+        "rate": rate,
+        "per_message": per_message,
+        "start": start,
+    }
+    path = Path(tempfile.mkstemp(prefix="h15-rt-pub-", suffix=".json")[1])
+    path.write_text(json.dumps(spec))
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); "
+        "from benchmarks.realtime_load import publish_main; publish_main()"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, str(path)], start_new_session=True), path
 
 
 def _nats_rates(
-    loop: Any,
-    js: Any,
+    url: str,
     ids: np.ndarray,
     rates: list[int],
     done_at: dict[str, float],
@@ -353,31 +383,40 @@ def _nats_rates(
 ) -> list[dict[str, Any]]:
     """Offer each rate for ``seconds``; stop after the first failing one or at ``deadline``.
 
-    ``done_at`` is filled by the consumer's batch callback (customer -> time its first
-    micro-batch was stored and tagged). Customers are drawn at random from the whole
-    population, so a step rarely names one twice; an event's latency runs from when the
-    first event of its customer was due to that time (``/tags`` then shows it at the
-    service's next live poll).
+    A separate process publishes (:func:`publish_main`). ``done_at`` is filled by the
+    consumer's batch callback (customer -> wall time its first micro-batch was stored
+    and tagged). Customers are drawn at random from the whole population, so a step
+    rarely names one twice; an event's latency runs from when the first event of its
+    customer was due to that time (``/tags`` then shows it at the service's next live
+    poll).
     """
     rng = np.random.default_rng(5)
     steps: list[dict[str, Any]] = []
     for rate in rates:
-        if time.perf_counter() + seconds + DRAIN_TIMEOUT_S > deadline:
+        if time.perf_counter() + seconds + DRAIN_TIMEOUT_S + 5 > deadline:
             steps.append({"offered_per_s": rate, "skipped": "time budget", "passed": False})
             break
         n = int(rate * seconds)
-        due_at: dict[str, float] = {}
         done_at.clear()
         chosen = [str(c) for c in rng.choice(ids, size=n)]
+        start = time.time() + 2.0  # the publisher process starts meanwhile
+        due_at: dict[str, float] = {}
+        for k, c in enumerate(chosen):
+            due_at.setdefault(c, start + k / rate)
         accepted0 = report.accepted
-        start = time.perf_counter() + 0.05
+        proc, spec_path = _publisher(url, chosen, rate, per_message, start)
         cpu0 = time.process_time()
-
-        loop.run_until_complete(_pump(js, chosen, start, rate, per_message, due_at))
-        drain_until = time.perf_counter() + DRAIN_TIMEOUT_S
-        while len(done_at) < len(due_at) and time.perf_counter() < drain_until:
+        try:
+            proc.wait(timeout=seconds + DRAIN_TIMEOUT_S + 5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        finally:
+            spec_path.unlink(missing_ok=True)
+        drain_until = time.time() + DRAIN_TIMEOUT_S
+        while len(done_at) < len(due_at) and time.time() < drain_until:
             time.sleep(0.05)
-        lat = [done_at[e] - due_at[e] for e in due_at if e in done_at]
+        lat = [done_at[c] - due_at[c] for c in due_at if c in done_at]
         elapsed = max(done_at.values(), default=start) - start
         step = {
             "offered_per_s": rate,
@@ -388,9 +427,12 @@ def _nats_rates(
             "p50_ms": ms(pct(lat, 50)),
             "p99_ms": ms(pct(lat, 99)),
             "not_done": len(due_at) - len(lat),
-            "cpu_s_per_s": round((time.process_time() - cpu0) / max(elapsed, 1e-9), 2),
+            "publisher_exit": proc.returncode,
+            "consumer_cpu_s_per_s": round(
+                (time.process_time() - cpu0) / max(time.time() - start, 1e-9), 2
+            ),
         }
-        step["passed"] = _step_verdict(step, rate)
+        step["passed"] = _step_verdict(step) and proc.returncode == 0
         steps.append(step)
         if not step["passed"]:
             break
@@ -423,7 +465,7 @@ def nats_part(
     batches: list[tuple[int, float]] = []
 
     def on_batch(result: Any, _total: Any) -> None:
-        now = time.perf_counter()
+        now = time.time()  # wall clock: the publisher process dates events by it
         batches.append((result.received, result.seconds))
         rows = result.rows
         for cid in pd.unique(rows["customer_id"].astype(str)) if len(rows) else []:
@@ -468,8 +510,7 @@ def nats_part(
         time.sleep(1.0)
         out["visible_in_tags"] = _nats_probes(loop, js, runtime, probes)
         steps = _nats_rates(
-            loop,
-            js,
+            url,
             ids,
             rates,
             done_at,
