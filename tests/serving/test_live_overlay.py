@@ -95,3 +95,20 @@ def test_merged_equals_merging_row_by_row_later_rows_winning() -> None:
     assert {k: dict(v) for k, v in fresh.rows.items()} == _reference_merge({}, second)
     assert fresh.seq == 9
     assert fresh.run_id == "r2"
+
+
+def test_merged_in_place_equals_a_copying_merge_and_shares_the_mapping() -> None:
+    first, second = _frame(200, 5, seq=2), _frame(200, 6, seq=7)
+    base = LiveOverlay(run_id="r1").merged(first)
+    copied = base.merged(second)
+    kept = dict(base.rows)
+    in_place = base.merged(second, in_place=True)
+    assert {k: dict(v) for k, v in in_place.rows.items()} == {
+        k: dict(v) for k, v in copied.rows.items()
+    }
+    assert in_place.rows is base.rows
+    assert in_place.seq == copied.seq == 7
+    # Customers' tag maps are replaced, never mutated: what a reader held is unchanged.
+    assert {k: dict(v) for k, v in kept.items()} == {
+        k: dict(v) for k, v in LiveOverlay(run_id="r1").merged(first).rows.items()
+    }
