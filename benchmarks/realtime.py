@@ -148,7 +148,36 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def main() -> None:
+def _reference(project: Any, predictors: list[Any], *, forced: bool) -> dict[str, Any]:
+    """The batch run over the whole population, timed (the reference of the report).
+
+    Forced: a project that already holds a run of the same inputs would otherwise return
+    that run without computing anything, and the "reference" would time a lookup. Not
+    forced (``--skip reference``), the run is still made when the project has none (live
+    tags need one), and not reported.
+    """
+    from scoring.batch import run_tagging
+
+    t, c0 = time.perf_counter(), time.process_time()
+    run = run_tagging(
+        facts=project.facts(),
+        catalogue=project.catalogue(),
+        store=project.tag_store(),
+        predictors=predictors,
+        force=forced,
+    )
+    batch_s, batch_cpu = time.perf_counter() - t, time.process_time() - c0
+    if not forced:
+        return {"skipped": True}
+    return {
+        "seconds": round(batch_s, 2),
+        "cpu_seconds": round(batch_cpu, 2),
+        "customers": run.run.n_customers,
+        "cpu_ms_per_customer": round(1000 * batch_cpu / max(run.run.n_customers, 1), 4),
+    }
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument(
@@ -175,14 +204,17 @@ def main() -> None:
         help="the load steps stop (reported as skipped) once this much time has passed",
     )
     parser.add_argument("--skip", nargs="*", default=[], choices=["reference", "http", "nats"])
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     began = time.perf_counter()
     deadline = began + 60 * args.budget_minutes
     load_start = _load()
 
-    from scoring.batch import run_tagging
     from tagsmith.app import build_runtime
     from tagsmith.live import live_tagger
 
@@ -197,27 +229,7 @@ def main() -> None:
     else:
         project = _project(Path(tempfile.mkdtemp(prefix="h15-rt-bench-")) / "p", args.customers)
     setup_s = time.perf_counter() - t
-    # force: a project that already holds a run of the same inputs would otherwise return
-    # that run without computing anything, and the "reference" would time a lookup.
-    # Skipped, the run is still made when the project has none (live tags need one).
-    forced = "reference" not in args.skip
-    t, c0 = time.perf_counter(), time.process_time()
-    run = run_tagging(
-        facts=project.facts(),
-        catalogue=project.catalogue(),
-        store=project.tag_store(),
-        predictors=predictors,
-        force=forced,
-    )
-    batch_s, batch_cpu = time.perf_counter() - t, time.process_time() - c0
-    reference: dict[str, Any] = {"skipped": True}
-    if forced:
-        reference = {
-            "seconds": round(batch_s, 2),
-            "cpu_seconds": round(batch_cpu, 2),
-            "customers": run.run.n_customers,
-            "cpu_ms_per_customer": round(1000 * batch_cpu / max(run.run.n_customers, 1), 4),
-        }
+    reference = _reference(project, predictors, forced="reference" not in args.skip)
     n_events = project.fact_store().manifest()["events"]
     tagger, _ = live_tagger(project)
     t = time.perf_counter()
