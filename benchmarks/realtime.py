@@ -128,10 +128,21 @@ def _sustained(
     }
 
 
-def _lapsed(project: Any, n: int) -> list[str]:
+def _lapsed(project: Any, runtime: Any, n: int) -> list[str]:
+    """``n`` customers lapsed in the snapshot and still lapsed in ``/tags`` (an earlier
+    run on the same project may have made some active with live values)."""
+    from serving.access import Caller
+
+    reader = Caller("bench", "executive")
     snap = project.tag_store().snapshot(tags=["lifecycle_stage"])
     lapsed = snap[snap["value"].astype(str).isin(["churned", "dormant"])]
-    return lapsed["customer_id"].astype(str).tolist()[:n]
+    out: list[str] = []
+    for cid in lapsed["customer_id"].astype(str).tolist()[: 20 * n]:
+        if load.stage(runtime, reader, cid) in ("churned", "dormant"):
+            out.append(cid)
+            if len(out) == n:
+                break
+    return out
 
 
 def _commit() -> str:
@@ -241,7 +252,7 @@ def main() -> None:
     runtime = build_runtime(project)
     runtime.event_ingest._tagger = tagger  # share the warmed tagger (one process)
     runtime.start()
-    lapsed = _lapsed(project, 2 * args.probes)
+    lapsed = _lapsed(project, runtime, 2 * args.probes)
     http: dict[str, Any] = {"skipped": True}
     if "http" not in args.skip:
         steps = load.http_rates(

@@ -31,6 +31,9 @@ import pandas as pd
 P99_TARGET_S = 1.0
 PROBE_TIMEOUT_S = 10.0
 DRAIN_TIMEOUT_S = 20.0
+# Event ids of this run: a run on a project an earlier run wrote to must not send ids
+# stored already (they would be duplicates, accepted 0).
+RUN = f"{time.time_ns():x}"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -149,7 +152,7 @@ def _http_step(
     lock = threading.Lock()
 
     def post(k: int, due: float, chosen: np.ndarray) -> None:
-        records = [browse(str(c), f"r{rate}-{k}-{j}") for j, c in enumerate(chosen)]
+        records = [browse(str(c), f"{RUN}-r{rate}-{k}-{j}") for j, c in enumerate(chosen)]
         try:
             answer = runtime.ingest_events(ingest, records)
         except TooManyRequests:
@@ -234,7 +237,7 @@ def http_closed_loop(
         i = 0
         while time.perf_counter() < stop_at:
             records = [
-                browse(str(c), f"c{clients}-{k}-{i}-{j}")
+                browse(str(c), f"{RUN}-c{clients}-{k}-{i}-{j}")
                 for j, c in enumerate(rng.choice(ids, size=batch))
             ]
             t = time.perf_counter()
@@ -330,7 +333,7 @@ async def _publish(spec: dict[str, Any]) -> None:
         now = datetime.now(UTC).isoformat()
         body = [
             {
-                "event_id": f"n{rate}-{k + j}",
+                "event_id": f"{spec['run']}-n{rate}-{k + j}",
                 "customer_id": c,
                 "occurred_at": now,
                 "event_type": "browse",
@@ -355,6 +358,7 @@ def _publisher(url: str, chosen: list[str], rate: int, per_message: int, start: 
     """Start the publisher in its own process: the load generator's CPU and GIL are not
     the consumer's (on this machine they still share the two cores)."""
     spec = {
+        "run": RUN,
         "url": url,
         "customers": chosen,
         "rate": rate,

@@ -155,7 +155,7 @@ def _prepare(request: Any, k: int, live: LiveEventLog, earlier: list[Checked]) -
     records = request.records
     dicts = [(i, r) for i, r in enumerate(records) if isinstance(r, dict)]
     event_ids = [event_id_of(r) for _, r in dicts]
-    stored_ids = live.known(event_ids)
+    stored_ids = live.known(event_ids, refresh=k == 0)  # one folder listing per run
     if earlier:
         pending = {i for c in earlier for i in c.ids}
         stored_ids = stored_ids | np.fromiter(
