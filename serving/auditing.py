@@ -6,8 +6,12 @@ request's latency. Requests enqueue their entry (microseconds); one daemon threa
 appends them, everything waiting at once in one ``append_many`` when the writer has it:
 an append costs a lock, a tail read, an fsync and two small file replacements (about
 1.2 ms of CPU, measured), so under load one batch per wake-up keeps the writer from
-costing more CPU than the request it records. :meth:`QueuedAudit.flush` waits until
-everything queued is written (tests, shutdown).
+costing more CPU than the request it records. Without a pause, though, a writer that
+keeps up finds one entry per wake-up (concurrency 8 left one or two): so after taking an
+entry it waits up to :data:`LINGER_S` for the entries of the requests in flight and
+writes them together (a group commit). An entry reaches the file at most that much
+later; the request never waits for it either way. :meth:`QueuedAudit.flush` cuts the
+pause short and waits until everything queued is written (tests, shutdown).
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ log = logging.getLogger(__name__)
 
 # Entries written per ``append_many`` call at most (bounds one lock hold of the log).
 MAX_BATCH = 512
+# Seconds the writer waits after an entry for more to join its batch: at 150 requests/s
+# ~8 entries per write instead of 1-2, i.e. ~0.26 ms of CPU per entry instead of ~1.5 ms
+# (one append_many of 1 / 8 / 16 entries of a 100-customer /tags request, measured).
+LINGER_S = 0.05
 
 
 class AuditWriter(Protocol):
@@ -46,10 +54,19 @@ class QueuedAudit:
         writer: The audit log to append to.
         max_queue: Entries that may wait; when full, requests wait for room instead
             of dropping entries (every request is audited).
+        linger_s: Seconds to wait after an entry for others to join its write (0:
+            write whatever is waiting at once).
     """
 
-    def __init__(self, writer: AuditWriter, *, max_queue: int = 100_000) -> None:
+    def __init__(
+        self, writer: AuditWriter, *, max_queue: int = 100_000, linger_s: float = LINGER_S
+    ) -> None:
+        if linger_s < 0:
+            raise ValueError(f"Expected linger_s >= 0. Got {linger_s}.")
         self.writer = writer
+        self.linger_s = linger_s
+        # Set by flush() and close(): whoever waits for the writer ends its pause.
+        self._hurry = threading.Event()
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="tagsmith-audit", daemon=True)
         self._thread.start()
@@ -83,7 +100,10 @@ class QueuedAudit:
         append_many = getattr(self.writer, "append_many", None)
         while True:
             batch = [self._queue.get()]
-            # Whatever else is already waiting joins this write (in queue order).
+            if batch[-1] is not None and self.linger_s > 0 and self._queue.empty():
+                # One wait per batch, not one wake-up per arriving entry.
+                self._hurry.wait(self.linger_s)
+            # Whatever else is waiting joins this write (in queue order).
             while batch[-1] is not None and len(batch) < MAX_BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -122,11 +142,16 @@ class QueuedAudit:
                 log.exception("Writing an audit entry failed")
 
     def flush(self) -> None:
-        """Block until every queued entry is written."""
-        self._queue.join()
+        """Block until every queued entry is written (the writer stops pausing)."""
+        self._hurry.set()
+        try:
+            self._queue.join()
+        finally:
+            self._hurry.clear()
 
     def close(self) -> None:
         """Write what is queued, then stop the writer thread."""
         if self._thread.is_alive():
+            self._hurry.set()
             self._queue.put(None)
             self._thread.join(timeout=30)

@@ -79,9 +79,7 @@ class CatalogueExplainer:
         """
         pos = index.positions.get(customer_id)
         stored = {
-            tid: json.loads(text)
-            for tid, text in index.rows.get(customer_id, ())
-            if tid in selected
+            tid: json.loads(text) for tid, text in index.tag_rows(customer_id) if tid in selected
         }
         rules = [c for c in self._rules if c.tag.id in selected]
         columns, frame_rows = self.prepare(index)

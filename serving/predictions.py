@@ -81,11 +81,20 @@ class LiveModel:
     Scores are a pure function of (model version, feature snapshot), and both change
     only by a swap, so they are computed once per swap, vectorised, and a request
     looks them up (``POST /score`` predicts on its own freshly prepared row).
+
+    Attributes:
+        model: The champion.
+        scores: Its score of each feature-snapshot row.
+        labels: The tag value of each score.
+        texts: Each row's tag row as UTF-8 JSON, when the state keeper rendered them
+            with the snapshot (``serving.rendering.predicted_texts``); None: rendered
+            per request.
     """
 
     model: ServedModel
     scores: np.ndarray
     labels: np.ndarray
+    texts: np.ndarray | None = None
 
     @classmethod
     def build(cls, model: ServedModel, features: pd.DataFrame | None) -> LiveModel:

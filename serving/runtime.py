@@ -475,7 +475,7 @@ class ServingRuntime:
             index = SnapshotIndex.build(
                 Snapshot(tags=rule_tags, features=features, as_of=as_of, run_id="online")
             )
-            rows = [json.loads(text) for tid, text in index.rows.get(cid, ()) if tid in selected]
+            rows = [json.loads(text) for tid, text in index.tag_rows(cid) if tid in selected]
         predicted, model_versions = predict_posted(
             state.models, features, selected, as_of_iso=as_of_iso
         )

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from serving.predictions import LiveModel, ModelSource, ServedModel
-from serving.rendering import Snapshot, SnapshotIndex
+from serving.rendering import Snapshot, SnapshotIndex, predicted_texts
 
 __all__ = [
     "ModelStatus",
@@ -107,7 +107,9 @@ class StateKeeper:
         snapshot_source: Latest tag + feature snapshots.
         watch_interval_s: Seconds between checks of aliases and tag store (0: never).
         names: Returns tag id -> display name as a JSON literal, built into every
-            snapshot's rows (see :meth:`SnapshotIndex.build`); None: rows without names.
+            snapshot's rows (see :meth:`SnapshotIndex.build`) and into the champions'
+            rows (:func:`serving.rendering.predicted_texts`), both once per swap; None:
+            rows without names, champions' rows rendered per request.
     """
 
     def __init__(
@@ -191,8 +193,7 @@ class StateKeeper:
                 return "no tagging run yet", replace(state, snapshot_marker=None)
             index = SnapshotIndex.build(snapshot, self.names() if self.names else None)
             models = {
-                name: LiveModel.build(live.model, index.features)
-                for name, live in state.models.items()
+                name: self._make_live(live.model, index) for name, live in state.models.items()
             }
         except Exception as exc:
             return self._snapshot_failed(state, exc)
@@ -267,7 +268,11 @@ class StateKeeper:
             status={**state.status, name: new_status},
         )
 
-    @staticmethod
-    def _make_live(model: ServedModel, snapshot: SnapshotIndex | None) -> LiveModel:
+    def _make_live(self, model: ServedModel, snapshot: SnapshotIndex | None) -> LiveModel:
         # Smoke test on the data it will serve: every score must be a finite number.
-        return LiveModel.build(model, snapshot.features if snapshot is not None else None)
+        live = LiveModel.build(model, snapshot.features if snapshot is not None else None)
+        if snapshot is None or not snapshot.named or self.names is None or not len(live.scores):
+            return live
+        # Scores change only by a swap: each customer's row is rendered once, here.
+        texts = predicted_texts(live, snapshot.as_of, self.names())
+        return replace(live, texts=texts)

@@ -1,10 +1,14 @@
-"""The queued audit writer: order kept, waiting entries written in one batch, failures counted."""
+"""The queued audit writer: order kept, waiting entries written in one batch (the writer
+pauses for them), failures counted."""
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from serving.auditing import QueuedAudit
 from serving.sources import JsonAudit
@@ -106,3 +110,55 @@ def test_a_batch_the_log_cannot_write_counts_every_entry_and_is_not_retried() ->
     assert writer.calls == [("append", [0])]
     assert audit.failures == 3
     audit.close()
+
+
+class RecordingLog:
+    """A writer that records each call's entries (``n_customers``) and when it came."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+        self.written = threading.Event()
+
+    def append(self, **entry: Any) -> None:
+        self.calls.append([entry["n_customers"]])
+        self.written.set()
+
+    def append_many(self, entries: list[dict[str, Any]]) -> None:
+        self.calls.append([e["n_customers"] for e in entries])
+        self.written.set()
+
+
+def test_entries_arriving_during_the_pause_join_one_write() -> None:
+    writer = RecordingLog()
+    audit = QueuedAudit(writer, linger_s=3.0)
+    audit.append(**_entry(0))
+    time.sleep(0.3)  # a writer that did not pause would have written entry 0 alone by now
+    for i in range(1, 5):
+        audit.append(**_entry(i))
+    assert writer.written.wait(10)  # no flush: the pause itself ends the batch
+    assert writer.calls == [[0, 1, 2, 3, 4]]
+    audit.close()
+
+
+def test_flush_and_close_end_the_pause() -> None:
+    writer = RecordingLog()
+    audit = QueuedAudit(writer, linger_s=60.0)
+    audit.append(**_entry(0))
+    started = time.monotonic()
+    audit.flush()
+    assert writer.calls == [[0]]
+    audit.append(**_entry(1))
+    audit.close()
+    assert writer.calls == [[0], [1]]
+    assert time.monotonic() - started < 30  # neither waited out the 60 s pause
+
+
+def test_without_a_pause_each_entry_is_written_at_once() -> None:
+    writer = RecordingLog()
+    audit = QueuedAudit(writer, linger_s=0.0)
+    audit.append(**_entry(0))
+    assert writer.written.wait(10)
+    assert writer.calls == [[0]]
+    audit.close()
+    with pytest.raises(ValueError, match="linger_s >= 0"):
+        QueuedAudit(writer, linger_s=-1.0)

@@ -12,7 +12,7 @@ import pandas as pd
 from serving.rendering import LiveOverlay, iso, live_texts
 
 
-def _row_text(row: dict[str, Any]) -> str | None:
+def _row_text(row: dict[str, Any]) -> bytes | None:
     """The row-by-row rendering the column-wise one replaced (the reference)."""
     value = row.get("value")
     if value is None or (not isinstance(value, str) and pd.isna(value)):
@@ -36,7 +36,7 @@ def _row_text(row: dict[str, Any]) -> str | None:
         + ',"updated_at":'
         + json.dumps(iso(row["updated_at"]))
         + "}"
-    )
+    ).encode("utf-8")
 
 
 def _reference_merge(base: dict[str, dict[str, str | None]], frame: pd.DataFrame) -> dict:
