@@ -79,7 +79,14 @@ class LiveEventLog:
         """Segment files, oldest first."""
         if not self.directory.is_dir():
             return []
-        return sorted(p for p in self.directory.glob(f"{_PREFIX}*.parquet"))
+        # Names sorted as strings: sorting Path objects cost ~10 ms per 1,000 segments, and
+        # every micro-batch lists the folder several times.
+        names = sorted(
+            e.name
+            for e in os.scandir(self.directory)
+            if e.name.startswith(_PREFIX) and e.name.endswith(".parquet")
+        )
+        return [self.directory / n for n in names]
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
@@ -105,9 +112,14 @@ class LiveEventLog:
                 self._ids.update(ids)
                 self._read.add(path.name)
 
-    def known(self, event_ids: Sequence[str]) -> np.ndarray:
-        """Per id, whether it is stored already (a snapshot: another writer may add it)."""
-        self._refresh()
+    def known(self, event_ids: Sequence[str], *, refresh: bool = True) -> np.ndarray:
+        """Per id, whether it is stored already (a snapshot: another writer may add it).
+
+        ``refresh=False`` skips reading segments written since the last look (a caller
+        asking for several batches of one micro-batch refreshes once).
+        """
+        if refresh:
+            self._refresh()
         return np.fromiter((i in self._ids for i in event_ids), dtype=bool, count=len(event_ids))
 
     def append(self, events: pd.DataFrame, event_ids: Sequence[str]) -> Appended:

@@ -31,6 +31,7 @@ __all__ = [
     "SnapshotIndex",
     "iso",
     "json_row",
+    "live_texts",
     "predicted_texts",
     "render_tags",
 ]
@@ -205,26 +206,42 @@ def _row_texts(tags: pd.DataFrame, as_of: str, names: Mapping[str, str] | None) 
     return np.array([t.encode("utf-8") for t in text.tolist()], dtype=object)
 
 
-def _live_text(row: Mapping[str, Any]) -> bytes:
-    score = row.get("score")
-    number = float(score) if score is not None and not pd.isna(score) else float("nan")
-    return (
-        '{"tag_id":'
-        + json.dumps(str(row["tag_id"]), ensure_ascii=False)
-        + ',"value":'
-        + json.dumps(str(row["value"]), ensure_ascii=False)
-        + ',"score":'
-        + _score_literal(number)
-        + ',"source":'
-        + json.dumps(str(row["source"]))
-        + ',"version":'
-        + json.dumps(str(row["version"]), ensure_ascii=False)
-        + ',"as_of":'
-        + json.dumps(iso(row["as_of"]))
-        + ',"updated_at":'
-        + json.dumps(iso(row["updated_at"]))
-        + "}"
-    ).encode("utf-8")
+def _literal_column(values: pd.Series, render: Any) -> np.ndarray:
+    """``render(value)`` per row, computed once per distinct value; None where NA."""
+    codes, uniques = pd.factorize(values, sort=False)
+    texts = np.asarray([render(u) for u in uniques] + [None], dtype=object)
+    return texts[codes]  # NA rows have code -1: the trailing None
+
+
+def live_texts(frame: pd.DataFrame) -> list[bytes | None]:
+    """Each live row's UTF-8 JSON (``updated_at`` included), None where ``value`` is NA.
+
+    Column-wise: tag ids, values, sources, versions and times repeat across rows, so
+    each distinct one is escaped once; rendering row by row cost ~15 us a row, which
+    a 5,000-event micro-batch (70,000 live rows) turned into a second of CPU.
+    """
+    tag = _literal_column(frame["tag_id"], lambda u: json.dumps(str(u), ensure_ascii=False))
+    value = _literal_column(frame["value"], lambda u: json.dumps(str(u), ensure_ascii=False))
+    source = _literal_column(frame["source"], lambda u: json.dumps(str(u)))
+    version = _literal_column(frame["version"], lambda u: json.dumps(str(u), ensure_ascii=False))
+    as_of = _literal_column(frame["as_of"], lambda u: json.dumps(iso(u)))
+    updated = _literal_column(frame["updated_at"], lambda u: json.dumps(iso(u)))
+    if "score" in frame.columns:
+        numbers = pd.to_numeric(frame["score"]).to_numpy(dtype=float, na_value=np.nan)
+        scores = [_score_literal(x) for x in numbers.tolist()]
+    else:
+        scores = ["null"] * len(frame)
+    return [
+        None
+        if v is None
+        else (
+            f'{{"tag_id":{t},"value":{v},"score":{s},"source":{src},"version":{ver},'
+            f'"as_of":{a},"updated_at":{u}}}'
+        ).encode()
+        for t, v, s, src, ver, a, u in zip(
+            tag, value, scores, source, version, as_of, updated, strict=True
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -235,30 +252,39 @@ class LiveOverlay:
         run_id: The snapshot run these values overlay (a new run replaces them).
         seq: The newest live write included.
         rows: customer_id -> tag_id -> row UTF-8 JSON (with ``updated_at``), or ``None``
-            where the tag no longer applies. Never mutated: merges make a new overlay.
+            where the tag no longer applies. A customer's tags are never mutated, only
+            replaced whole; the mapping itself only by ``merged(..., in_place=True)``.
     """
 
     run_id: str | None = None
     seq: int = 0
     rows: Mapping[str, Mapping[str, bytes | None]] = field(default_factory=dict)
 
-    def merged(self, frame: pd.DataFrame, *, run_id: str | None = None) -> LiveOverlay:
+    def merged(
+        self, frame: pd.DataFrame, *, run_id: str | None = None, in_place: bool = False
+    ) -> LiveOverlay:
         """A new overlay with ``frame``'s live rows (``tags.live.LIVE_COLUMNS``) on top.
 
         ``run_id`` other than this overlay's starts from empty (batch wins).
+        ``in_place`` updates this overlay's mapping (shared by the new one) instead of
+        copying it: copying every live customer per ``POST /events`` cost milliseconds
+        per 100,000 of them. For a caller that serialises its merges (the service's lock);
+        a reader of the old overlay then sees the newer values, each customer's whole.
         """
         base = self.rows if run_id is None or run_id == self.run_id else {}
-        rows = dict(base)
+        rows = base if in_place and isinstance(base, dict) and base is self.rows else dict(base)
         seq = self.seq if base else 0
         if len(frame):
-            for cid, part in frame.groupby(frame["customer_id"].astype(str), sort=False):
-                tags = dict(rows.get(str(cid), {}))
-                for raw in part.to_dict("records"):
-                    record = {str(k): v for k, v in raw.items()}
-                    value = record.get("value")
-                    missing = value is None or (not isinstance(value, str) and pd.isna(value))
-                    tags[str(record["tag_id"])] = None if missing else _live_text(record)
-                rows[str(cid)] = tags
+            changed: dict[str, dict[str, bytes | None]] = {}
+            ids = frame["customer_id"].astype(str).tolist()
+            tag_ids = frame["tag_id"].astype(str).tolist()
+            # Rows in frame order: a later row of the same (customer, tag) wins.
+            for cid, tag_id, text in zip(ids, tag_ids, live_texts(frame), strict=True):
+                tags = changed.get(cid)
+                if tags is None:
+                    tags = changed[cid] = dict(rows.get(cid, {}))
+                tags[tag_id] = text
+            rows.update(changed)
             if "seq" in frame.columns:
                 seq = max(seq, int(pd.to_numeric(frame["seq"]).max()))
         return LiveOverlay(run_id=self.run_id if run_id is None else run_id, seq=seq, rows=rows)

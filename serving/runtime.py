@@ -349,7 +349,7 @@ class ServingRuntime:
         rows = self.event_ingest.live_rows(overlay.seq)
         if len(rows):
             with self._live_lock:
-                self._live = self._live.merged(rows)
+                self._live = self._live.merged(rows, in_place=True)
         return len(rows)
 
     def ingest_events(self, caller: Caller, records: list[Any]) -> dict[str, Any]:
@@ -378,7 +378,7 @@ class ServingRuntime:
             run_id = state.snapshot.run_id if state.snapshot else None
             self.live_overlay(run_id)
             with self._live_lock:
-                self._live = self._live.merged(rows)
+                self._live = self._live.merged(rows, in_place=True)
         self.access.record(
             caller,
             "serve.events",

@@ -68,7 +68,12 @@ class _Block:
         ranges = [self.slices[c] for c in customer_ids if c in self.slices]
         if not ranges:
             return None
-        index = np.concatenate([np.arange(a, b) for a, b in ranges])
+        bounds = np.asarray(ranges, dtype=np.int64)
+        lengths = bounds[:, 1] - bounds[:, 0]
+        # Every range's row numbers without one np.arange per customer (5,000 customers
+        # a micro-batch, looked up twice per batch).
+        shift = bounds[:, 0] - np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        index = np.repeat(shift, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
         return self.table.take(pa.array(index))
 
 

@@ -24,7 +24,15 @@ from features.io import RawTable
 from features.live import EVENT_ID
 from features.schema import EVENT_COLUMNS
 
-__all__ = ["MAX_ID_LENGTH", "SENTINEL_ID", "SENTINEL_SIGNUP", "event_id_of", "raw_events"]
+__all__ = [
+    "MAX_ID_LENGTH",
+    "PENDING_TEXT",
+    "SENTINEL_ID",
+    "SENTINEL_SIGNUP",
+    "event_id_of",
+    "raw_events",
+    "record_text",
+]
 
 MAX_ID_LENGTH = 200
 # The file import refuses a file whose every row is rejected (a wrong --map); a live batch
@@ -39,10 +47,15 @@ _SENTINEL_ROW = {
     "event_type": "login",
 }
 _FIELDS = frozenset(EVENT_COLUMNS) | {EVENT_ID}
+# The text of a valid record when ``raw_events(..., texts=False)``: rendered only for the
+# rows validation rejects (:func:`record_text`), not for every accepted one.
+PENDING_TEXT = "\x01"
 
 
 def _text(value: Any) -> Any:
     """One field as the text a CSV cell would hold (NA when absent)."""
+    if type(value) is str:  # the common case first
+        return value if value.strip() else pd.NA
     if value is None:
         return pd.NA
     if isinstance(value, bool):
@@ -65,7 +78,18 @@ def event_id_of(record: dict[str, Any]) -> str:
     return f"sha256:{digest[:32]}"
 
 
-def raw_events(records: Sequence[Any], source: str) -> tuple[RawTable, list[str]]:
+def record_text(record: Any) -> str:
+    """A record's original text: its JSON, keys sorted (the quarantine's ``original_line``)."""
+    return json.dumps(record, ensure_ascii=False, default=str, sort_keys=True)
+
+
+def raw_events(
+    records: Sequence[Any],
+    source: str,
+    *,
+    texts: bool = True,
+    ids: Sequence[str] | None = None,
+) -> tuple[RawTable, list[str]]:
     """The records as a text table named ``source``, and one event id per parsed row.
 
     The table ends with the two sentinel rows (:data:`SENTINEL_ID`), which have no id.
@@ -74,44 +98,52 @@ def raw_events(records: Sequence[Any], source: str) -> tuple[RawTable, list[str]
         records: Decoded JSON values (objects are events; anything else is malformed).
         source: Where they came from (``POST /events``, ``nats:events.shop``): the
             quarantine's ``source_file``.
+        texts: Render each valid record's text now (False: :data:`PENDING_TEXT`, for
+            the caller to render the few rejected ones with :func:`record_text`; the
+            table's digest is then over the event ids).
+        ids: ``event_id_of`` of each object record, when the caller has them already.
     """
-    rows: list[dict[str, Any]] = []
+    valid: list[dict[str, Any]] = []
     lines: list[int] = []
-    texts: list[str] = []
-    ids: list[str] = []
+    out_ids: list[str] = []
     bad_lines: list[int] = []
     bad_texts: list[str] = []
     bad_messages: list[str] = []
+    given = iter(ids) if ids is not None else None
     for i, record in enumerate(records, start=1):
-        text = json.dumps(record, ensure_ascii=False, default=str, sort_keys=True)
         if not isinstance(record, dict):
             bad_lines.append(i)
-            bad_texts.append(text)
+            bad_texts.append(record_text(record))
             bad_messages.append(f"expected a JSON object per event, got {type(record).__name__}")
             continue
-        unknown = sorted(str(k) for k in record if k not in _FIELDS)
-        if unknown:
+        event_id = next(given) if given is not None else event_id_of(record)
+        if not record.keys() <= _FIELDS:
+            unknown = sorted(str(k) for k in record if k not in _FIELDS)
             bad_lines.append(i)
-            bad_texts.append(text)
+            bad_texts.append(record_text(record))
             bad_messages.append(
                 f"expected fields among {sorted(_FIELDS)}, got unknown {unknown[:5]}"
             )
             continue
-        rows.append({c: _text(record.get(c)) for c in EVENT_COLUMNS})
+        valid.append(record)
         lines.append(i)
-        texts.append(text)
-        ids.append(event_id_of(record))
-    for k in (1, 2):
-        rows.append({c: _text(_SENTINEL_ROW.get(c)) for c in EVENT_COLUMNS})
-        lines.append(len(records) + k)
-        texts.append("")
-    data = pd.DataFrame({c: pd.Series([r[c] for r in rows], dtype="str") for c in EVENT_COLUMNS})
+        out_ids.append(event_id)
+    valid += [_SENTINEL_ROW, _SENTINEL_ROW]
+    lines += [len(records) + 1, len(records) + 2]
+    # Column by column: 0.75x the CPU of a dict per row (20 vs 27 ms per 5,000 records).
+    columns = {c: [_text(r.get(c)) for r in valid] for c in EVENT_COLUMNS}
+    if texts:
+        row_texts = [record_text(r) for r in valid[:-2]] + ["", ""]
+    else:
+        row_texts = [PENDING_TEXT] * (len(valid) - 2) + ["", ""]
+    data = pd.DataFrame({c: pd.Series(v, dtype="str") for c, v in columns.items()})
+    digest_of = row_texts if texts else out_ids
     raw = RawTable(
         path=Path(source),
         columns=tuple(EVENT_COLUMNS),
         data=data,
         line_number=np.asarray(lines, dtype=np.int64),
-        text=pd.Series(texts, dtype="str"),
+        text=pd.Series(row_texts, dtype="str"),
         malformed=pd.DataFrame(
             {
                 "line_number": np.asarray(bad_lines, dtype=np.int64),
@@ -122,6 +154,6 @@ def raw_events(records: Sequence[Any], source: str) -> tuple[RawTable, list[str]
         encoding="json",
         delimiter="json",
         has_header=True,
-        sha256=hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+        sha256=hashlib.sha256("\n".join(digest_of).encode()).hexdigest(),
     )
-    return raw, ids
+    return raw, out_ids

@@ -48,13 +48,12 @@ import pyarrow.csv as pcsv
 
 from features.build import build_features
 from features.live import EVENT_ID, LiveEventLog
-from features.schema import EVENT_COLUMNS, FactsConfig
+from features.schema import FactsConfig
 from features.spec import FeatureSpec
-from features.validation import validate_events
 from scoring.batch import Predictor
+from streaming.checking import Checked, check_batches
 from streaming.errors import BadEvents, Busy
 from streaming.index import CustomerFacts, FactStoreLike
-from streaming.records import SENTINEL_ID, SENTINEL_SIGNUP, event_id_of, raw_events
 from tags.catalogue import Catalogue
 from tags.engine import concat_tag_tables, evaluate_tags
 from tags.live import LiveWrite, latest_run, mark_tagged, tagged_segments, write_live
@@ -136,18 +135,6 @@ class _Request:
     result: ApplyResult | None = None
     error: BaseException | None = None
     done: bool = False
-
-
-@dataclass
-class _Checked:
-    """One batch validated, not stored yet."""
-
-    request: _Request
-    repeats: list[Any]
-    accepted: pd.DataFrame
-    ids: list[str]
-    counts: dict[str, int]
-    quarantine: pd.DataFrame
 
 
 class LiveTagger:
@@ -268,7 +255,7 @@ class LiveTagger:
                 "occurred_at": now.isoformat(),
                 "event_type": "login",
             }
-            self._check(_Request([probe], "warm-up"), now, [])
+            self._check([_Request([probe], "warm-up")], now)
             self._evaluate([cid], live_as_of(now))
 
     def recover(self, *, chunk: int = MAX_EVENTS_PER_BATCH) -> int:
@@ -331,12 +318,7 @@ class LiveTagger:
             now = self.clock()
             self.index.refresh()
             self._refresh_thresholds()
-            checked: list[_Checked] = []
-            for request in group:
-                try:
-                    checked.append(self._check(request, now, checked))
-                except Exception as exc:  # this batch's own problem: the others go on
-                    request.error, request.done = exc, True
+            checked = self._check(group, now)
             if checked:
                 self._commit(checked, now, started)
         except BaseException as exc:
@@ -344,68 +326,23 @@ class LiveTagger:
                 if not request.done:
                     request.error, request.done = exc, True
 
-    def _check(self, request: _Request, now: pd.Timestamp, earlier: list[_Checked]) -> _Checked:
-        """Validate one batch; ``earlier`` batches of the same micro-batch count as stored.
+    def _check(self, group: list[_Request], now: pd.Timestamp) -> list[Checked]:
+        """Validate the group's batches (:mod:`streaming.checking`); a batch that fails
+        validation gets its error, the others go on."""
 
-        Their events are what a batch applied on its own after them would find stored, so
-        a batch gets the same duplicates and reason codes alone or in a group.
-        """
-        records = request.records
-        dicts = [(i, r) for i, r in enumerate(records) if isinstance(r, dict)]
-        event_ids = [event_id_of(r) for _, r in dicts]
-        stored_ids = self.live.known(event_ids)
-        if earlier:
-            pending = {i for c in earlier for i in c.ids}
-            stored_ids = stored_ids | np.fromiter(
-                (i in pending for i in event_ids), dtype=bool, count=len(event_ids)
-            )
-        repeats = [r for (_, r), k in zip(dicts, stored_ids, strict=True) if k]
-        fresh_pos = {i for (i, _), k in zip(dicts, stored_ids, strict=True) if not k}
-        fresh = [r for i, r in enumerate(records) if i in fresh_pos or not isinstance(r, dict)]
-        raw, ids = raw_events(fresh, request.source)
-        # Only the batch's own customers: checks against a million stored ones per batch
-        # would cost more than the batch.
-        mentioned = self.index.known(raw.data["customer_id"].dropna().astype(str).str.strip())
-        known = self.index.customers_of(mentioned)[["customer_id", "signup_at"]]
-        sentinel = pd.DataFrame(
-            {
-                "customer_id": pd.Series([SENTINEL_ID], dtype=known["customer_id"].dtype),
-                "signup_at": pd.Series([pd.Timestamp(SENTINEL_SIGNUP)]).astype(
-                    known["signup_at"].dtype
-                ),
-            }
-        )
-        stored_events = self.index.events_of(mentioned)
-        extra = [c.accepted[c.accepted["customer_id"].isin(mentioned)] for c in earlier]
-        extra = [e[list(EVENT_COLUMNS)] for e in extra if len(e)]
-        if extra:
-            stored_events = pd.concat([stored_events, *extra], ignore_index=True)
-        result = validate_events(
-            [raw],
-            config=self.facts_config,
+        def failed(request: Any, exc: Exception) -> None:
+            request.error, request.done = exc, True
+
+        return check_batches(
+            group,
             now=now,
-            customers=pd.concat([known, sentinel], ignore_index=True),
-            stored_events=stored_events,
-            create_unknown=False,
-        )
-        accepted = result.accepted[result.accepted["customer_id"] != SENTINEL_ID]
-        is_real = (result.quarantine["original_line"] != "").to_numpy(dtype=bool)
-        quarantine = result.quarantine[is_real]
-        bad_lines = set(quarantine["line_number"].tolist())
-        ok = np.array([line not in bad_lines for line in raw.line_number[: len(ids)]], dtype=bool)
-        counts = dict(result.files[0].quarantined) if result.files else {}
-        for reason in result.quarantine.loc[~is_real, "reason"]:  # the sentinel's
-            counts[str(reason)] = counts.get(str(reason), 0) - 1
-        return _Checked(
-            request=request,
-            repeats=repeats,
-            accepted=accepted.reset_index(drop=True),
-            ids=[i for i, keep in zip(ids, ok, strict=True) if keep],
-            counts={k: v for k, v in counts.items() if v},
-            quarantine=quarantine,
+            index=self.index,
+            live=self.live,
+            config=self.facts_config,
+            on_error=failed,
         )
 
-    def _commit(self, checked: list[_Checked], now: pd.Timestamp, started: float) -> None:
+    def _commit(self, checked: list[Checked], now: pd.Timestamp, started: float) -> None:
         """Store the checked batches as one segment, re-tag their customers once, and
         give each batch its result."""
         accepted = (

@@ -54,6 +54,7 @@ from tags.store_format import (
     utc_columns,
     validate_incoming,
 )
+from tags.store_locks import turns_of
 from tags.store_reports import coverage_table, diff_summary, wide_select, wide_types
 from tags.transitions import TRANSITIONS_SCHEMA, record_batch_transitions
 
@@ -107,6 +108,12 @@ class TagStore:
             )
         if write:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        # This process's other connections to the file, in the other mode, are waited
+        # for exactly (tags.store_locks); the retries below are for other processes'.
+        with turns_of(self.path).hold(write=write, timeout_s=self.busy_timeout_s):
+            yield from self._connected(write=write)
+
+    def _connected(self, *, write: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         deadline = time.monotonic() + self.busy_timeout_s
         delay = 0.02
         while True:
