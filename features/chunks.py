@@ -172,8 +172,10 @@ def _text_chunks(
                     continue
                 body, rest = data[:cut], data[cut + 1 :]
             del data
+            plain = _plain(body)
+            quotes = b'"' in body
             lines, numbers, physical = text_lines(
-                _decode(path, body, encoding, first_line), first_line
+                _decode(path, body, encoding, first_line), first_line, plain=plain
             )
             if dialect is None:
                 if len(lines) <= SNIFF_LINES and not eof:  # too few lines to sniff: read on
@@ -181,7 +183,9 @@ def _text_chunks(
                     continue
                 dialect, lines, numbers = sniff_dialect(path, lines, numbers, options)
             start = (
-                None if eof else open_record_start(lines, dialect.delimiter, len(dialect.columns))
+                None
+                if eof or not quotes
+                else open_record_start(lines, dialect.delimiter, len(dialect.columns))
             )
             if start:  # a quoted field may go on in the next block: read it again then
                 line = int(numbers[start])
@@ -193,7 +197,26 @@ def _text_chunks(
                 first_line += physical
             del body, rest
             if len(lines):
-                yield split_lines(path, lines, numbers, dialect, encoding=encoding, sha=sha)
+                yield split_lines(
+                    path,
+                    lines,
+                    numbers,
+                    dialect,
+                    encoding=encoding,
+                    sha=sha,
+                    plain=plain,
+                    quotes=None if quotes else False,  # a quote byte: look at the data lines
+                )
+
+
+# Bytes the text kernels treat as whitespace, besides the line feed.
+_BLANKS = (b" ", b"\t", b"\r", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
+
+
+def _plain(body: bytes) -> bool:
+    """Whether ``body`` is ASCII without whitespace but line feeds: then no field needs
+    trimming and no line is blank but an empty one (each test is a C scan of the bytes)."""
+    return body.isascii() and not any(blank in body for blank in _BLANKS)
 
 
 def _from_line(body: bytes, index: int) -> bytes:

@@ -42,11 +42,14 @@ def _malformed_frame(
     )
 
 
-def split_arrow(lines: pa.Array, delimiter: str, columns: tuple[str, ...]) -> pd.DataFrame | None:
+def split_arrow(
+    lines: pa.Array, delimiter: str, columns: tuple[str, ...], *, plain: bool = False
+) -> pd.DataFrame | None:
     """Fields of unquoted lines through Arrow's multithreaded CSV parser (several times
     faster than splitting with compute kernels); ``None`` when some line does not split
     into exactly one row of ``len(columns)`` fields, so the caller's line-by-line split
-    can report it as malformed with its line number."""
+    can report it as malformed with its line number. ``plain``: the lines hold no
+    whitespace at all, so no field needs trimming and empty ones are read as null."""
     joined = pc.binary_join(
         pa.LargeListArray.from_arrays(pa.array([0, len(lines)], pa.int64()), lines),
         pa.scalar("\n", pa.large_string()),
@@ -71,7 +74,8 @@ def split_arrow(lines: pa.Array, delimiter: str, columns: tuple[str, ...]) -> pd
             ),
             convert_options=pcsv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.large_string()),
-                strings_can_be_null=False,
+                strings_can_be_null=plain,
+                null_values=[""],
             ),
         )
     except pa.ArrowInvalid:
@@ -79,9 +83,10 @@ def split_arrow(lines: pa.Array, delimiter: str, columns: tuple[str, ...]) -> pd
     # A lone carriage return is a line break to Arrow, not to the line split: compare.
     if invalid or table.num_rows != len(lines):
         return None
+    clean = (lambda c: c) if plain else _blank_to_null
     return pd.DataFrame(
         {
-            name: pd.Series(_blank_to_null(table.column(f"f{i}")), dtype="str")
+            name: pd.Series(clean(table.column(f"f{i}")), dtype="str")
             for i, name in enumerate(columns)
         }
     )

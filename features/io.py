@@ -333,15 +333,19 @@ class TextDialect:
     columns: tuple[str, ...]
 
 
-def text_lines(text: pa.Array, first_line: int) -> tuple[pa.Array, np.ndarray, int]:
+def text_lines(
+    text: pa.Array, first_line: int, *, plain: bool = False
+) -> tuple[pa.Array, np.ndarray, int]:
     """The non-blank lines of a one-element text array, their 1-based physical line
-    numbers (counted from ``first_line``) and the number of physical lines."""
-    lines = pc.utf8_rtrim(pc.split_pattern(text, "\n").flatten(), "\r")
+    numbers (counted from ``first_line``) and the number of physical lines.
+    ``plain``: the text holds no whitespace but line feeds (nothing to trim)."""
+    lines = pc.split_pattern(text, "\n").flatten()
+    if not plain:
+        lines = pc.utf8_rtrim(lines, "\r")
     physical = len(lines)
     numbers = np.arange(first_line, first_line + physical, dtype=np.int64)
-    nonblank = pc.invert(pc.equal(pc.utf8_trim_whitespace(lines), "")).to_numpy(
-        zero_copy_only=False
-    )
+    blank = pc.binary_length(lines) if plain else pc.utf8_trim_whitespace(lines)
+    nonblank = pc.invert(pc.equal(blank, 0 if plain else "")).to_numpy(zero_copy_only=False)
     if not nonblank.all():
         lines = lines.filter(pa.array(nonblank))
         numbers = numbers[nonblank]
@@ -397,8 +401,14 @@ def split_lines(
     *,
     encoding: str,
     sha: str,
+    plain: bool = False,
+    quotes: bool | None = None,
 ) -> RawTable:
-    """Split data lines into text fields; lines that do not split are malformed."""
+    """Split data lines into text fields; lines that do not split are malformed.
+
+    ``plain``: the lines hold no whitespace (see :func:`text_lines`); ``quotes``:
+    whether some line holds a double quote, when the caller knows (``None``: look).
+    """
     delimiter, columns = dialect.delimiter, dialect.columns
     placeholder = None
     # Checked on the data lines only: a quoted header alone (as Arrow's and pandas' CSV
@@ -406,13 +416,17 @@ def split_lines(
     has_quotes = (
         delimiter != "whitespace"
         and len(lines) > 0
-        and pc.any(pc.match_substring(lines, '"')).as_py()
+        and (quotes if quotes is not None else pc.any(pc.match_substring(lines, '"')).as_py())
     )
     if has_quotes:
         lines, numbers, placeholder = join_quoted_newlines(lines, numbers, delimiter, len(columns))
         frame, rows, malformed = _split_quoted(lines, numbers, delimiter, columns)
     else:
-        fast = _split_arrow(lines, delimiter, columns) if delimiter != "whitespace" else None
+        fast = (
+            _split_arrow(lines, delimiter, columns, plain=plain)
+            if delimiter != "whitespace"
+            else None
+        )
         if fast is not None:
             frame, rows, malformed = fast, np.ones(len(lines), dtype=bool), empty_malformed()
         else:

@@ -43,12 +43,21 @@ PART_ROWS = 2_000_000
 _MAX_PARTS = 512
 
 
-def row_hashes(table: pa.Table, columns: list[str]) -> np.ndarray:
-    """DuckDB's 64-bit hash of each row over ``columns`` (equal rows, equal hashes)."""
+def row_hashes(
+    table: pa.Table, columns: list[str], con: duckdb.DuckDBPyConnection | None = None
+) -> np.ndarray:
+    """DuckDB's 64-bit hash of each row over ``columns`` (equal rows, equal hashes), on
+    ``con`` when given (a connection costs more than hashing a block's key columns)."""
     listed = ", ".join(f'"{c}"' for c in columns)
-    with duckdb.connect() as con:
+    own = con is None
+    con = duckdb.connect() if con is None else con
+    try:
         con.register("rows_in", table.select(columns))
         found = con.execute(f"SELECT hash({listed}) AS h FROM rows_in").fetchnumpy()["h"]  # noqa: S608
+        con.unregister("rows_in")
+    finally:
+        if own:
+            con.close()
     return np.asarray(found, dtype=np.uint64)
 
 
@@ -83,6 +92,9 @@ class EventSpill:
         self.accepted = 0
         self.counts: dict[str, Any] = {}
         self._hashes: list[np.ndarray] = []
+        self._positions: list[np.ndarray | None] = []
+        self._known_ids: pa.Array | None = None
+        self._known_range: np.ndarray | None = None
         self._seen = _SeenFilter()
         self._memory: list[pa.Table | None] = []  # per block, until spilled
         self._files: list[list[Path]] = []  # per block, once spilled
@@ -95,8 +107,22 @@ class EventSpill:
         """Whether the events went to disk (else :meth:`table` holds them)."""
         return self._bounds is not None
 
-    def add(self, table: pa.Table, ok: np.ndarray, hashes: np.ndarray) -> None:
-        """Add one block's candidate events (canonical columns), their verdicts and hashes."""
+    def use_known(self, ids: pa.Array) -> None:
+        """The known customers' ids: rows that give their position among them
+        (:meth:`add`) find their customer range by it instead of comparing ids."""
+        self._known_ids = ids
+        self._known_range = None
+
+    def add(
+        self,
+        table: pa.Table,
+        ok: np.ndarray,
+        hashes: np.ndarray,
+        *,
+        known_position: np.ndarray | None = None,
+    ) -> None:
+        """Add one block's candidate events (canonical columns), their verdicts and hashes,
+        and optionally each row's position among the known ids (-1: not known)."""
         if self.schema is None:
             self.schema = table.schema
         table = table.cast(self.schema).append_column("_ok", pa.array(ok, pa.bool_()))
@@ -105,6 +131,7 @@ class EventSpill:
         if accepted.num_rows:
             self.counts = manifest_counts(accepted, previous=self.counts or None)
         self.accepted += accepted.num_rows
+        self._positions.append(known_position)
         self._hashes.append(np.asarray(hashes, dtype=np.uint64))
         self._seen.add(self._hashes[-1])
         if self.spilled:
@@ -211,7 +238,7 @@ class EventSpill:
     def _spill(self, table: pa.Table, block: int) -> list[Path]:
         """Cut ``table`` into customer-id ranges and write each range that has rows."""
         assert self._bounds is not None
-        part = _range_of(table["customer_id"], self._bounds)
+        part = self._ranges(table, self._positions[block] if block >= 0 else None)
         order = np.argsort(part, kind="stable")
         counts = np.bincount(part, minlength=len(self._bounds) + 1)
         ordered = table.take(pa.array(order))
@@ -225,12 +252,31 @@ class EventSpill:
             start += int(n)
         return paths
 
+    def _ranges(self, table: pa.Table, position: np.ndarray | None) -> np.ndarray:
+        """Each row's customer range: its known customer's (ranked once for all known
+        ids) when the position is given, else by comparing its id with the bounds."""
+        assert self._bounds is not None
+        if position is None or self._known_ids is None:
+            return _range_of(table["customer_id"], self._bounds)
+        if self._known_range is None:
+            self._known_range = _range_of(pa.chunked_array([self._known_ids]), self._bounds)
+        part = np.empty(table.num_rows, dtype=np.int16)
+        known = position >= 0
+        part[known] = self._known_range[position[known]]
+        if not known.all():
+            others = table["customer_id"].filter(pa.array(~known))
+            part[~known] = _range_of(others, self._bounds)
+        return part
+
     def _write_ipc(self, table: pa.Table, path: Path) -> None:
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        data = sink.getvalue()
-        path.write_bytes(self.keys.seal(data.to_pybytes()) if self.keys else data)
+        if self.keys is None:
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+                out.write_table(table)
+            return
+        buffer = pa.BufferOutputStream()
+        with pa.ipc.new_file(buffer, table.schema) as out:
+            out.write_table(table)
+        path.write_bytes(self.keys.seal(buffer.getvalue().to_pybytes()))
 
     def _read_ipc(self, path: Path) -> pa.Table:
         if self.keys is not None:
