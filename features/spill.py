@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from features.crypto import EncryptionKeys, open_bytes, parquet_source
 from features.schema import EVENT_COLUMNS
-from features.store_files import manifest_counts, sorted_events
+from features.store_files import EVENT_ENCODING, manifest_counts, sorted_events
 
 __all__ = ["PART_ROWS", "SPILL_FROM_ROWS", "EventSpill", "row_hashes"]
 
@@ -202,7 +202,7 @@ class EventSpill:
         assert self.schema is not None
         sink: Any = io.BytesIO() if self.keys is not None else str(destination)
         written = 0
-        with pq.ParquetWriter(sink, self.schema, compression="zstd") as writer:
+        with pq.ParquetWriter(sink, self.schema, compression="zstd", **EVENT_ENCODING) as writer:
             for part in self._parts():
                 ordered = sorted_events(part)
                 writer.write_table(ordered, row_group_size=row_group_size)

@@ -52,6 +52,7 @@ from features.schema import (
 )
 from features.spill import EventSpill, spill_writer
 from features.store_files import (
+    EVENT_ENCODING,
     canonical_events,
     manifest_counts,
     matching_events,
@@ -490,8 +491,14 @@ class FactStore:
                 if callable(table):  # events spilled by the import write themselves
                     table(tmp)
                 else:
+                    extra = EVENT_ENCODING if final != self.customers_path else {}
                     write_parquet(
-                        table, tmp, self.keys, compression="zstd", row_group_size=ROW_GROUP_ROWS
+                        table,
+                        tmp,
+                        self.keys,
+                        compression="zstd",
+                        row_group_size=ROW_GROUP_ROWS,
+                        **extra,
                     )
                 sha = file_sha256(tmp)
                 if final == self.customers_path and unchanged and final.is_file():

@@ -22,6 +22,7 @@ from features.errors import StoreError
 from features.schema import EVENT_COLUMNS, arrow_table, check_events
 
 __all__ = [
+    "EVENT_ENCODING",
     "canonical_events",
     "customer_time_order",
     "manifest_counts",
@@ -31,6 +32,13 @@ __all__ = [
     "read_store_parquet",
     "sorted_events",
 ]
+
+# Dictionary pages only for the columns with few distinct values: for ids, times and
+# amounts Parquet builds a dictionary, outgrows it and falls back to plain pages. At
+# 1.5M events this writes in 0.30 s instead of 0.47 s, and 15 MiB instead of 19 MiB.
+EVENT_ENCODING: dict[str, Any] = {
+    "use_dictionary": ["event_type", "category", "product_id", "quantity"]
+}
 
 # Columns are gathered on both cores: Arrow's take releases the GIL, and the gather of
 # the text columns is the larger half of sorting an import's events.
