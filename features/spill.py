@@ -137,6 +137,7 @@ class EventSpill:
         if self.spilled:
             self._memory.append(None)
             self._files.append(self._spill(table, len(self._files)))
+            self._positions[-1] = None  # only needed to cut the block into ranges
             return
         self._memory.append(table)
         self._files.append([])
@@ -234,6 +235,7 @@ class EventSpill:
             if table is not None:
                 self._files[block] = self._spill(table, block)
             self._memory[block] = None
+            self._positions[block] = None
 
     def _spill(self, table: pa.Table, block: int) -> list[Path]:
         """Cut ``table`` into customer-id ranges and write each range that has rows."""
