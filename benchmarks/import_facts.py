@@ -103,6 +103,24 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident memory (Linux ``clear_refs``), so the next
+    reading is the peak of what runs after; ``False`` where the kernel refuses."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def current_peak_gib() -> float:
+    """Peak resident memory since the last reset (``VmHWM``), in GiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
 def duckdb_reference(
     customers: Path, events: Path, out: Path, now: pd.Timestamp
 ) -> tuple[float, float, int]:
@@ -169,6 +187,8 @@ def main() -> None:
         now = pd.Timestamp("2026-01-01T00:00:00Z")
         steps = ["first import"] + ([] if args.no_reimport else ["re-import (all duplicates)"])
         for label in steps:
+            # The import's own peak, not the input generator's before it.
+            own_peak = reset_peak_rss()
             t0, cpu0 = time.perf_counter(), time.process_time()
             report = import_facts(
                 store,
@@ -188,6 +208,12 @@ def main() -> None:
                 f"accepted {counts.accepted:,}, quarantined {counts.quarantined}; "
                 f"peak RSS so far {peak_rss_gib():.2f} GiB"
             )
+            if own_peak:
+                peak = current_peak_gib()
+                print(
+                    f"  {label}: peak RSS of this step {peak:.2f} GiB = "
+                    f"{peak * 1024 / size:.2f}x the CSV (target 2x)"
+                )
         parquet = store.events_path.stat().st_size / 2**20
         print(f"events.parquet: {parquet:,.0f} MiB ({size / parquet:.1f}x smaller than the CSV)")
         first_s = first_import_s

@@ -19,6 +19,7 @@ __all__ = [
     "SNIFF_LINES",
     "join_quoted_newlines",
     "modal_width",
+    "open_record_start",
     "sniff_delimiter",
     "sniff_header",
     "split_sample",
@@ -53,20 +54,7 @@ def join_quoted_newlines(
     Returns:
         (lines, line numbers, the placeholder or ``None`` when nothing was joined).
     """
-    odd = np.flatnonzero(pc.count_substring(lines, '"').to_numpy(zero_copy_only=False) % 2 == 1)
-    if len(odd) < 2:
-        return lines, numbers, None
-    joins: list[tuple[int, int]] = []
-    i = 0
-    while i + 1 < len(odd):
-        start, end = int(odd[i]), int(odd[i + 1])
-        if end - start < _MAX_RECORD_LINES:
-            record = "\n".join(lines.slice(start, end - start + 1).to_pylist())
-            if _fields_in(record, delimiter) == width:
-                joins.append((start, end))
-                i += 2
-                continue
-        i += 1
+    joins, _ = _quoted_records(lines, delimiter, width)
     if not joins:
         return lines, numbers, None
     placeholder = next(
@@ -91,6 +79,42 @@ def join_quoted_newlines(
         lines, pa.array(mask), pa.array([replaced[k] for k in sorted(replaced)], lines.type)
     )
     return joined.filter(pa.array(keep)), numbers[keep], placeholder
+
+
+def _quoted_records(
+    lines: pa.Array, delimiter: str, width: int
+) -> tuple[list[tuple[int, int]], int | None]:
+    """Pairs of lines (first, last) that open and close a quoted field, paired left to
+    right, and the last line that opens one and is left unpaired (``None`` if none)."""
+    odd = np.flatnonzero(pc.count_substring(lines, '"').to_numpy(zero_copy_only=False) % 2 == 1)
+    joins: list[tuple[int, int]] = []
+    i = 0
+    while i + 1 < len(odd):
+        start, end = int(odd[i]), int(odd[i + 1])
+        if end - start < _MAX_RECORD_LINES:
+            record = "\n".join(lines.slice(start, end - start + 1).to_pylist())
+            if _fields_in(record, delimiter) == width:
+                joins.append((start, end))
+                i += 2
+                continue
+        i += 1
+    return joins, int(odd[i]) if i < len(odd) else None
+
+
+def open_record_start(lines: pa.Array, delimiter: str, width: int) -> int | None:
+    """Where a record may continue past the end of ``lines`` (a block of a file read in
+    pieces): the index of the last line that opens a quoted field left unpaired, when it
+    is close enough to the end to pair with a line of the next block; else ``None``.
+
+    Reading from that line on together with the next block pairs quoted line breaks
+    exactly as reading the whole file at once does (pairing runs left to right).
+    """
+    if delimiter == "whitespace" or not pc.any(pc.match_substring(lines, '"')).as_py():
+        return None
+    _, last = _quoted_records(lines, delimiter, width)
+    if last is None or len(lines) - last >= _MAX_RECORD_LINES:
+        return None
+    return last
 
 
 def _fields_in(record: str, delimiter: str) -> int:

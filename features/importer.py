@@ -9,6 +9,7 @@ reading the stored facts to committing, so two imports cannot interleave.
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
+from features import chunks
+from features.chunks import read_chunks
 from features.errors import FactFileError
+from features.event_blocks import EventBlocks, EventsTally
 from features.io import Delimiter, RawTable, ReadOptions, expand_paths, read_table
 from features.quarantine import FileCounts
 from features.schema import (
@@ -33,17 +37,16 @@ from features.schema import (
     check_events,
     customer_dtypes,
 )
+from features.spill import EventSpill
 from features.store import FactStore
-from features.validation import (
-    CustomersResult,
-    Dedupe,
-    EventsResult,
-    empty_events,
-    validate_customers,
-    validate_events,
-)
+from features.validation import CustomersResult, Dedupe, empty_events, validate_customers
 
 __all__ = ["ImportReport", "SourceOptions", "import_facts"]
+
+# Spilled events of a running import: a hidden folder of the fact store.
+SPILL_PREFIX = ".spill-"
+# Bytes of the shortest plausible event line: sizes the spill's customer ranges.
+_MIN_BYTES_PER_EVENT = 40
 
 
 @dataclass(frozen=True)
@@ -191,8 +194,8 @@ def import_facts(
     dtypes = customer_dtypes(config)
     import_id = uuid.uuid4().hex[:12]
 
-    with store.lock():
-        _remove_unpublished(quarantine_dir)
+    with store.lock(), _new_spill(store, import_id, event_paths) as spill:
+        _remove_unpublished(quarantine_dir, store.facts_dir, keep=spill.directory)
         stored_customers = _stored_customers(store, dtypes)
         files: list[FileCounts] = []
         quarantines = []
@@ -211,14 +214,10 @@ def import_facts(
             quarantines.append(checked.quarantine)
             new_customers = checked.accepted
 
-        accepted_events = empty_events()
-        derived = created = identical_kept = 0
+        events_added = derived = created = identical_kept = 0
         if event_paths:
-            derive = (
-                derive_customers
-                if derive_customers is not None
-                else not customer_paths and stored_customers.empty
-            )
+            # A bare transaction log (no customers file, none stored): derive customers.
+            derive = _derive(derive_customers, customer_paths, stored_customers)
             checked_events = _validate_event_files(
                 event_paths,
                 events_options,
@@ -228,10 +227,11 @@ def import_facts(
                 stored_events=store.events_matching,
                 derive=derive,
                 erased=erased,
+                spill=spill,
             )
             files += checked_events.files
             quarantines.append(checked_events.quarantine)
-            accepted_events = checked_events.accepted
+            events_added = checked_events.accepted
             identical_kept = checked_events.identical_kept
             made = checked_events.created_customers
             if len(made):
@@ -243,7 +243,7 @@ def import_facts(
         repeated = _repeated_sources(store, files)
         store.add(
             customers=pd.concat([stored_customers, new_customers], ignore_index=True),
-            new_events=arrow_table(check_events(accepted_events)),
+            new_events=_new_events(spill),
             log_entries=_log_entries(
                 files, import_id=import_id, now=now, quarantine=quarantine_path, derived=derived
             ),
@@ -257,7 +257,7 @@ def import_facts(
         imported_at=now,
         files=files,
         customers_added=len(new_customers),
-        events_added=len(accepted_events),
+        events_added=events_added,
         customers_derived=derived,
         customers_created=created,
         quarantine_path=quarantine_path,
@@ -267,6 +267,32 @@ def import_facts(
     )
 
 
+def _derive(
+    derive_customers: bool | None, customer_paths: list[Path], stored: pd.DataFrame
+) -> bool:
+    if derive_customers is not None:
+        return derive_customers
+    return not customer_paths and stored.empty
+
+
+def _new_spill(store: FactStore, import_id: str, event_paths: list[Path]) -> EventSpill:
+    """Where the run's validated events wait for the commit (a hidden folder of the store)."""
+    size = sum(p.stat().st_size for p in event_paths)
+    return EventSpill(
+        store.facts_dir / f"{SPILL_PREFIX}{import_id}",
+        store.keys,
+        expected_rows=size // _MIN_BYTES_PER_EVENT,
+    )
+
+
+def _new_events(spill: EventSpill) -> pa.Table | EventSpill:
+    """What the store adds: the spill itself once on disk, else the accepted events."""
+    if spill.spilled:
+        return spill
+    table = spill.table()
+    return table if table is not None else arrow_table(check_events(empty_events()))
+
+
 def _stored_customers(store: FactStore, dtypes: dict[str, Any]) -> pd.DataFrame:
     """The stored customers at the configured dtypes (columns no longer declared kept)."""
     stored = store.load_customers()
@@ -274,11 +300,15 @@ def _stored_customers(store: FactStore, dtypes: dict[str, Any]) -> pd.DataFrame:
     return stored.reindex(columns=[*dtypes, *extra]).astype(dtypes)
 
 
-def _remove_unpublished(quarantine_dir: Path) -> None:
-    """Remove quarantine files of a run killed before its commit point (never published)."""
+def _remove_unpublished(quarantine_dir: Path, facts_dir: Path, *, keep: Path) -> None:
+    """Remove quarantine files and spilled events of a run killed before its commit
+    point (never published; the store's lock is held, so no run is using them)."""
     if quarantine_dir.is_dir():
         for stray in quarantine_dir.glob("*.tmp-*"):
             stray.unlink(missing_ok=True)
+    for folder in facts_dir.glob(f"{SPILL_PREFIX}*"):
+        if folder != keep:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _quarantine_file(
@@ -333,10 +363,12 @@ def _validate_event_files(
     stored_events: Callable[[pa.Table], pa.Table | None],
     derive: bool,
     erased: Callable[[pd.Series], np.ndarray] | None,
-) -> EventsResult:
+    spill: EventSpill,
+) -> EventsTally:
+    """Read and validate events files a block at a time; candidates go to ``spill``."""
     columns = ["customer_id", "signup_at"]
-    return validate_events(
-        _read_all(paths, options.read_options(list(EVENT_COLUMNS))),
+    blocks = EventBlocks(
+        spill,
         config=config,
         now=now,
         customers=pd.concat([k[columns] for k in known], ignore_index=True),
@@ -344,10 +376,15 @@ def _validate_event_files(
         mapping=options.mapping,
         event_type=options.event_type,
         date_format=options.date_format,
-        create_unknown=True if derive else None,
+        create=True if derive else config.unknown_customer == "create",
         dedupe=options.dedupe,
         erased=erased,
     )
+    read_options = options.read_options(list(EVENT_COLUMNS))
+    for path in paths:
+        for raw in read_chunks(path, read_options, chunk_bytes=chunks.CHUNK_BYTES):
+            blocks.add(raw)
+    return blocks.result()
 
 
 def _log_entries(

@@ -21,13 +21,12 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from features.dialect import (
@@ -39,6 +38,10 @@ from features.dialect import (
     split_sample,
 )
 from features.errors import FactFileError
+from features.fields import empty_malformed
+from features.fields import split_arrow as _split_arrow
+from features.fields import split_plain as _split_plain
+from features.fields import split_quoted as _split_quoted
 
 __all__ = [
     "DATA_SUFFIXES",
@@ -46,8 +49,12 @@ __all__ = [
     "ReadOptions",
     "expand_paths",
     "file_sha256",
+    "parquet_rows",
     "parse_mapping",
     "read_table",
+    "sniff_dialect",
+    "split_lines",
+    "text_lines",
 ]
 
 DATA_SUFFIXES: frozenset[str] = frozenset(
@@ -208,6 +215,16 @@ def _read_parquet(path: Path, data: bytes, sha: str) -> RawTable:
         ) from exc
     if table.num_rows == 0:
         raise FactFileError(f"{path}: expected at least one row. Got an empty Parquet file.")
+    return parquet_rows(path, table, sha, first_row=1)
+
+
+def parquet_rows(path: Path, table: pa.Table, sha: str, *, first_row: int) -> RawTable:
+    """Rows of a Parquet file (or a batch of them, the first being row ``first_row``) as
+    text.
+
+    Raises:
+        FactFileError: A column cannot be rendered as text.
+    """
     columns = tuple(str(name) for name in table.column_names)
     texts = []
     for column in table.columns:
@@ -232,23 +249,13 @@ def _read_parquet(path: Path, data: bytes, sha: str) -> RawTable:
         path=path,
         columns=columns,
         data=frame,
-        line_number=np.arange(1, table.num_rows + 1, dtype=np.int64),
+        line_number=np.arange(first_row, first_row + table.num_rows, dtype=np.int64),
         text=pd.Series(text, dtype="str"),
-        malformed=_empty_malformed(),
+        malformed=empty_malformed(),
         encoding="parquet",
         delimiter=None,
         has_header=True,
         sha256=sha,
-    )
-
-
-def _empty_malformed() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "line_number": pd.Series([], dtype="int64"),
-            "text": pd.Series([], dtype="str"),
-            "message": pd.Series([], dtype="str"),
-        }
     )
 
 
@@ -305,15 +312,55 @@ def _where(data: bytes, exc: UnicodeDecodeError | LookupError) -> str:
 
 def _read_text(path: Path, holder: list[bytes], sha: str, options: ReadOptions) -> RawTable:
     whole, encoding = _decode(path, holder.pop(), options.encoding)
-    lines = pc.utf8_rtrim(pc.split_pattern(whole, "\n").flatten(), "\r")
+    lines, numbers, _ = text_lines(whole, 1)
     del whole
-    numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
-    nonblank = pc.invert(pc.equal(pc.utf8_trim_whitespace(lines), "")).to_numpy(
-        zero_copy_only=False
-    )
+    dialect, lines, numbers = sniff_dialect(path, lines, numbers, options)
+    return split_lines(path, lines, numbers, dialect, encoding=encoding, sha=sha)
+
+
+@dataclass(frozen=True)
+class TextDialect:
+    """How a text file's lines split into fields (sniffed once, from its first lines).
+
+    Attributes:
+        delimiter: The delimiter, or ``"whitespace"``.
+        has_header: Whether the first line named the columns.
+        columns: Column names (the header's, or ``"0"``, ``"1"``, ...).
+    """
+
+    delimiter: str
+    has_header: bool
+    columns: tuple[str, ...]
+
+
+def text_lines(
+    text: pa.Array, first_line: int, *, plain: bool = False
+) -> tuple[pa.Array, np.ndarray, int]:
+    """The non-blank lines of a one-element text array, their 1-based physical line
+    numbers (counted from ``first_line``) and the number of physical lines.
+    ``plain``: the text holds no whitespace but line feeds (nothing to trim)."""
+    lines = pc.split_pattern(text, "\n").flatten()
+    if not plain:
+        lines = pc.utf8_rtrim(lines, "\r")
+    physical = len(lines)
+    numbers = np.arange(first_line, first_line + physical, dtype=np.int64)
+    blank = pc.binary_length(lines) if plain else pc.utf8_trim_whitespace(lines)
+    nonblank = pc.invert(pc.equal(blank, 0 if plain else "")).to_numpy(zero_copy_only=False)
     if not nonblank.all():
         lines = lines.filter(pa.array(nonblank))
         numbers = numbers[nonblank]
+    return lines, numbers, physical
+
+
+def sniff_dialect(
+    path: Path, lines: pa.Array, numbers: np.ndarray, options: ReadOptions
+) -> tuple[TextDialect, pa.Array, np.ndarray]:
+    """The dialect of a text file from its first non-blank lines; the data lines (the
+    header line dropped) and their numbers.
+
+    Raises:
+        FactFileError: No line, a bad header, or no data line after the header.
+    """
     if len(lines) == 0:
         raise FactFileError(
             f"{path}: expected a header and data rows. Got an empty file (no non-blank line)."
@@ -343,17 +390,45 @@ def _read_text(path: Path, holder: list[bytes], sha: str, options: ReadOptions) 
     else:
         width = modal_width(split_sample(sample, delimiter))
         columns = tuple(str(i) for i in range(width))
+    return TextDialect(delimiter, bool(header), columns), lines, numbers
+
+
+def split_lines(
+    path: Path,
+    lines: pa.Array,
+    numbers: np.ndarray,
+    dialect: TextDialect,
+    *,
+    encoding: str,
+    sha: str,
+    plain: bool = False,
+    quotes: bool | None = None,
+) -> RawTable:
+    """Split data lines into text fields; lines that do not split are malformed.
+
+    ``plain``: the lines hold no whitespace (see :func:`text_lines`); ``quotes``:
+    whether some line holds a double quote, when the caller knows (``None``: look).
+    """
+    delimiter, columns = dialect.delimiter, dialect.columns
     placeholder = None
     # Checked on the data lines only: a quoted header alone (as Arrow's and pandas' CSV
     # writers produce) does not send a whole file through the slower quoted parser.
-    has_quotes = delimiter != "whitespace" and pc.any(pc.match_substring(lines, '"')).as_py()
+    has_quotes = (
+        delimiter != "whitespace"
+        and len(lines) > 0
+        and (quotes if quotes is not None else pc.any(pc.match_substring(lines, '"')).as_py())
+    )
     if has_quotes:
         lines, numbers, placeholder = join_quoted_newlines(lines, numbers, delimiter, len(columns))
         frame, rows, malformed = _split_quoted(lines, numbers, delimiter, columns)
     else:
-        fast = _split_arrow(lines, delimiter, columns) if delimiter != "whitespace" else None
+        fast = (
+            _split_arrow(lines, delimiter, columns, plain=plain)
+            if delimiter != "whitespace"
+            else None
+        )
         if fast is not None:
-            frame, rows, malformed = fast, np.ones(len(lines), dtype=bool), _empty_malformed()
+            frame, rows, malformed = fast, np.ones(len(lines), dtype=bool), empty_malformed()
         else:
             frame, rows, malformed = _split_plain(lines, numbers, delimiter, columns)
     kept = lines if rows.all() else lines.filter(pa.array(rows))
@@ -371,178 +446,6 @@ def _read_text(path: Path, holder: list[bytes], sha: str, options: ReadOptions) 
         malformed=malformed,
         encoding=encoding,
         delimiter=delimiter,
-        has_header=header,
+        has_header=dialect.has_header,
         sha256=sha,
     )
-
-
-def _malformed_frame(
-    lines: pa.Array, numbers: np.ndarray, bad: np.ndarray, message: pa.Array | str
-) -> pd.DataFrame:
-    text = pd.Series(lines.filter(pa.array(bad)), dtype="str")
-    if isinstance(message, str):
-        messages = pd.Series([message] * int(bad.sum()), dtype="str")
-    else:
-        messages = pd.Series(message, dtype="str")
-    return pd.DataFrame(
-        {"line_number": numbers[bad], "text": text.values, "message": messages.values}
-    )
-
-
-def _split_arrow(lines: pa.Array, delimiter: str, columns: tuple[str, ...]) -> pd.DataFrame | None:
-    """Fields of unquoted lines through Arrow's multithreaded CSV parser (several times
-    faster than splitting with compute kernels); ``None`` when some line does not split
-    into exactly one row of ``len(columns)`` fields, so the caller's line-by-line split
-    can report it as malformed with its line number."""
-    joined = pc.binary_join(
-        pa.LargeListArray.from_arrays(pa.array([0, len(lines)], pa.int64()), lines),
-        pa.scalar("\n", pa.large_string()),
-    )[0].as_buffer()
-    names = [f"f{i}" for i in range(len(columns))]
-    invalid = []
-
-    def on_invalid(row: Any) -> str:
-        invalid.append(row)
-        return "skip"
-
-    try:
-        table = pcsv.read_csv(
-            pa.BufferReader(joined if joined is not None else pa.py_buffer(b"")),
-            read_options=pcsv.ReadOptions(column_names=names, use_threads=True),
-            parse_options=pcsv.ParseOptions(
-                delimiter=delimiter,
-                quote_char=False,
-                newlines_in_values=False,
-                ignore_empty_lines=False,
-                invalid_row_handler=on_invalid,
-            ),
-            convert_options=pcsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.large_string()),
-                strings_can_be_null=False,
-            ),
-        )
-    except pa.ArrowInvalid:
-        return None
-    # A lone carriage return is a line break to Arrow, not to the line split: compare.
-    if invalid or table.num_rows != len(lines):
-        return None
-    return pd.DataFrame(
-        {
-            name: pd.Series(_blank_to_null(table.column(f"f{i}")), dtype="str")
-            for i, name in enumerate(columns)
-        }
-    )
-
-
-def _split_plain(
-    lines: pa.Array, numbers: np.ndarray, delimiter: str, columns: tuple[str, ...]
-) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
-    if delimiter == "whitespace":
-        fields = pc.split_pattern_regex(pc.utf8_trim_whitespace(lines), r"\s+")
-    else:
-        fields = pc.split_pattern(lines, delimiter)
-    widths = pc.list_value_length(fields).to_numpy(zero_copy_only=False)
-    good = widths == len(columns)
-    bad = ~good
-    malformed = _empty_malformed()
-    if bad.any():
-        got = pa.array(widths[bad].astype(str))
-        message = pc.binary_join_element_wise(
-            f"expected {len(columns)} fields separated by "
-            f"{_DELIMITER_NAMES.get(delimiter, delimiter)}; got ",
-            got,
-            "",
-        )
-        malformed = _malformed_frame(lines, numbers, bad, message)
-    kept = fields if good.all() else fields.filter(pa.array(good))
-    del fields
-    frame = pd.DataFrame(
-        {
-            name: pd.Series(_blank_to_null(pc.list_element(kept, i)), dtype="str")
-            for i, name in enumerate(columns)
-        }
-    )
-    return frame, good, malformed
-
-
-def _split_quoted(
-    lines: pa.Array, numbers: np.ndarray, delimiter: str, columns: tuple[str, ...]
-) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
-    # An odd number of quotes would make the CSV parser read on into the next lines.
-    balanced = (pc.count_substring(lines, '"').to_numpy(zero_copy_only=False) % 2) == 0
-    candidates = lines.filter(pa.array(balanced))
-    joined = pc.binary_join(
-        pa.LargeListArray.from_arrays(pa.array([0, len(candidates)], pa.int64()), candidates),
-        pa.scalar("\n", pa.large_string()),
-    )[0].as_buffer()
-    names = [f"f{i}" for i in range(len(columns))]
-    invalid: dict[int, int] = {}
-
-    def on_invalid(row: Any) -> str:
-        # Row numbers are only known single-threaded; -1 marks "some row was invalid".
-        invalid[-1 if row.number is None else int(row.number)] = int(row.actual_columns)
-        return "skip"
-
-    def parse(threads: bool) -> pa.Table:
-        return pcsv.read_csv(
-            pa.BufferReader(joined if joined is not None else pa.py_buffer(b"")),
-            read_options=pcsv.ReadOptions(column_names=names, use_threads=threads),
-            parse_options=pcsv.ParseOptions(
-                delimiter=delimiter,
-                newlines_in_values=False,
-                ignore_empty_lines=False,
-                invalid_row_handler=on_invalid,
-            ),
-            convert_options=pcsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.large_string()),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-
-    if not len(candidates):
-        table = pa.table({n: pa.array([], pa.large_string()) for n in names})
-    else:
-        table = parse(threads=True)
-    if invalid:  # rare: parse again on one thread to learn which lines were skipped
-        invalid.clear()
-        table = parse(threads=False)
-    parsed = np.ones(len(candidates), dtype=bool)
-    if invalid:
-        parsed[np.fromiter(invalid.keys(), dtype=np.int64) - 1] = False
-    good = balanced.copy()
-    good[np.flatnonzero(balanced)[~parsed]] = False
-    malformed_parts = []
-    if (~balanced).any():
-        malformed_parts.append(
-            _malformed_frame(lines, numbers, ~balanced, "unbalanced double quote")
-        )
-    wrong_width = balanced & ~good
-    if wrong_width.any():
-        widths = [invalid[int(i) + 1] for i in np.flatnonzero(~parsed)]
-        message = pa.array(
-            [
-                f"expected {len(columns)} fields separated by "
-                f"{_DELIMITER_NAMES.get(delimiter, delimiter)}; got {w}"
-                for w in widths
-            ]
-        )
-        malformed_parts.append(_malformed_frame(lines, numbers, wrong_width, message))
-    malformed = (
-        pd.concat(malformed_parts, ignore_index=True).sort_values("line_number", ignore_index=True)
-        if malformed_parts
-        else _empty_malformed()
-    )
-    frame = pd.DataFrame(
-        {
-            name: pd.Series(_blank_to_null(table.column(f"f{i}")), dtype="str")
-            for i, name in enumerate(columns)
-        }
-    )
-    return frame, good, malformed
-
-
-def _blank_to_null(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Trim fields; empty ones become null so every check treats them as missing."""
-    trimmed = pc.utf8_trim_whitespace(values)
-    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, trimmed.type), trimmed)

@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from filelock import FileLock, Timeout
 
-from features.crypto import EncryptionKeys, parquet_source, read_parquet, write_parquet
+from features.crypto import EncryptionKeys, read_parquet, write_parquet
 from features.errors import StoreError
+from features.io import file_sha256
 from features.schema import (
     EVENT_COLUMNS,
     EVENT_DTYPES,
@@ -49,7 +50,17 @@ from features.schema import (
     check_customers,
     check_events,
 )
-from features.store_files import manifest_counts, matching_events, sorted_events
+from features.spill import EventSpill, spill_writer
+from features.store_files import (
+    EVENT_ENCODING,
+    canonical_events,
+    manifest_counts,
+    matching_events,
+    merge_counts,
+    read_filtered,
+    read_store_parquet,
+    sorted_events,
+)
 
 __all__ = ["FactStore"]
 
@@ -150,7 +161,7 @@ class FactStore:
                     "signup_at": pd.Series([], dtype=EVENT_DTYPES["occurred_at"]),
                 }
             )
-        return check_customers(_read_parquet(self.customers_path, keys=self.keys))
+        return check_customers(read_store_parquet(self.customers_path, keys=self.keys))
 
     def load_events(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Stored events, optionally only some columns (canonical dtypes).
@@ -169,7 +180,7 @@ class FactStore:
         paths = self.event_paths()
         if not paths:
             return pd.DataFrame({c: pd.Series([], dtype=EVENT_DTYPES[c]) for c in wanted})
-        frames = [_read_parquet(path, wanted, keys=self.keys) for path in paths]
+        frames = [read_store_parquet(path, wanted, keys=self.keys) for path in paths]
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         if columns is None:
             return check_events(frame)
@@ -183,13 +194,13 @@ class FactStore:
         """
         self._recover_if_needed()
         if self.customers_path.is_file():
-            customers = check_customers(_read_filtered(self.customers_path, customer_id, self.keys))
+            customers = check_customers(read_filtered(self.customers_path, customer_id, self.keys))
         else:
             customers = self.load_customers()  # empty, base columns
         events = pd.DataFrame({c: pd.Series([], dtype=EVENT_DTYPES[c]) for c in EVENT_COLUMNS})
         paths = self.event_paths()
         if paths and len(customers):
-            parts = [_read_filtered(path, customer_id, self.keys) for path in paths]
+            parts = [read_filtered(path, customer_id, self.keys) for path in paths]
             events = check_events(parts[0] if len(parts) == 1 else pd.concat(parts))
         return customers.reset_index(drop=True), events.reset_index(drop=True)
 
@@ -341,7 +352,7 @@ class FactStore:
         self,
         *,
         customers: pd.DataFrame,
-        new_events: pd.DataFrame | pa.Table,
+        new_events: pd.DataFrame | pa.Table | EventSpill,
         log_entries: list[dict[str, Any]],
         extra_files: dict[Path, bytes] | None = None,
         now: pd.Timestamp,
@@ -352,17 +363,35 @@ class FactStore:
         rewritten whole; from :attr:`segment_min_rows` stored events on, the new events
         become one new segment and the manifest is updated from its counts (no stored
         event is read), until :attr:`max_segments` segments call for a compaction.
+        ``new_events`` may be an import's spill (:mod:`features.spill`): the same, with
+        the new (and, when rewriting, the stored) events sorted one customer range at a
+        time.
         """
-        new_table = sorted_events(new_events)
         stored = self.manifest().get("events", 0) if self.events_path.is_file() else 0
         segments = self.segment_paths()
-        if stored < self.segment_min_rows or len(segments) >= self.max_segments:
-            old = self.events_table()
-            everything = (
-                pa.concat_tables([old, new_table.cast(old.schema)])
-                if old is not None
-                else new_table
+        rewrite = stored < self.segment_min_rows or len(segments) >= self.max_segments
+        if isinstance(new_events, EventSpill):
+            self._add_spilled(
+                customers, new_events, log_entries, extra_files, now=now, rewrite=rewrite
             )
+            return
+        if rewrite:
+            old = self.events_table()
+            if old is None:  # a first import: sort once, here
+                new_table = sorted_events(new_events)
+                self._commit(
+                    customers=customers,
+                    events=new_table,
+                    segment=None,
+                    log_entries=log_entries,
+                    extra_files=extra_files,
+                    manifest=manifest_counts(new_table),
+                    now=now,
+                )
+                return
+            # Stored events first, then the new ones in file order: one stable sort in
+            # write() orders them as sorting the new ones first would.
+            everything = pa.concat_tables([old, canonical_events(new_events).cast(old.schema)])
             self.write(
                 customers=customers,
                 events=everything,
@@ -371,6 +400,7 @@ class FactStore:
                 now=now,
             )
             return
+        new_table = sorted_events(new_events)
         counts = manifest_counts(new_table, previous=self.manifest())
         self._commit(
             customers=customers,
@@ -382,12 +412,41 @@ class FactStore:
             now=now,
         )
 
+    def _add_spilled(
+        self,
+        customers: pd.DataFrame,
+        spill: EventSpill,
+        log_entries: list[dict[str, Any]],
+        extra_files: dict[Path, bytes] | None,
+        *,
+        now: pd.Timestamp,
+        rewrite: bool,
+    ) -> None:
+        """Commit an import's spilled events: merged with the stored ones into a new
+        events file (``rewrite``), or as one new segment; sorted one customer range at
+        a time either way, so memory stays bounded. Nothing new (a re-import): no
+        events file is written and the fingerprint stays."""
+        previous = self.manifest()
+        counts = merge_counts(spill.counts, previous if previous.get("events") else None)
+        writer = spill_writer(spill, ROW_GROUP_ROWS) if spill.accepted else None
+        if writer is not None and rewrite:
+            spill.put_first(self.event_paths(), self.keys)
+        self._commit(
+            customers=customers,
+            events=writer if rewrite else None,
+            segment=None if rewrite else writer,
+            log_entries=log_entries,
+            extra_files=extra_files,
+            manifest=counts,
+            now=now,
+        )
+
     def _commit(
         self,
         *,
         customers: pd.DataFrame,
-        events: pa.Table | None,
-        segment: pa.Table | None,
+        events: pa.Table | Callable[[Path], object] | None,
+        segment: pa.Table | Callable[[Path], object] | None,
         log_entries: list[dict[str, Any]],
         extra_files: dict[Path, bytes] | None,
         manifest: dict[str, Any],
@@ -419,7 +478,9 @@ class FactStore:
             if events is None:
                 digest.update(previous.encode())
             unchanged = events is None and segment is None
-            parquet = [(arrow_table(customers), self.customers_path)]
+            parquet: list[tuple[pa.Table | Callable[[Path], object], Path]] = [
+                (arrow_table(customers), self.customers_path)
+            ]
             if events is not None:
                 parquet.append((events, self.events_path))
             if segment is not None:
@@ -427,13 +488,22 @@ class FactStore:
                 parquet.append((segment, self.facts_dir / name))
             for table, final in parquet:
                 tmp = temp_for(final)
-                write_parquet(
-                    table, tmp, self.keys, compression="zstd", row_group_size=ROW_GROUP_ROWS
-                )
-                sha = _file_sha256(tmp)
+                if callable(table):  # events spilled by the import write themselves
+                    table(tmp)
+                else:
+                    extra = EVENT_ENCODING if final != self.customers_path else {}
+                    write_parquet(
+                        table,
+                        tmp,
+                        self.keys,
+                        compression="zstd",
+                        row_group_size=ROW_GROUP_ROWS,
+                        **extra,
+                    )
+                sha = file_sha256(tmp)
                 if final == self.customers_path and unchanged and final.is_file():
                     # Nothing added (a re-import): the fingerprint stays what it was.
-                    unchanged = sha == _file_sha256(final)
+                    unchanged = sha == file_sha256(final)
                 digest.update(sha.encode())
             if events is not None:
                 renames.extend((None, old) for old in self.segment_paths())
@@ -516,36 +586,6 @@ class FactStore:
             elif Path(tmp).exists():
                 os.replace(tmp, final)
         journal.unlink()
-
-
-def _read_filtered(path: Path, customer_id: str, keys: EncryptionKeys | None) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(
-            parquet_source(path, keys), filters=[("customer_id", "==", customer_id)]
-        )
-    except (OSError, pa.ArrowException) as exc:
-        raise StoreError(
-            f"{path}: expected a readable Parquet file of the fact store. {exc}"
-        ) from exc
-
-
-def _read_parquet(
-    path: Path, columns: list[str] | None = None, *, keys: EncryptionKeys | None = None
-) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(parquet_source(path, keys), columns=columns)
-    except (OSError, pa.ArrowException) as exc:
-        raise StoreError(
-            f"{path}: expected a readable Parquet file of the fact store. {exc}"
-        ) from exc
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:

@@ -21,7 +21,24 @@ from features.crypto import EncryptionKeys, parquet_source, read_parquet, read_p
 from features.errors import StoreError
 from features.schema import EVENT_COLUMNS, arrow_table, check_events
 
-__all__ = ["customer_time_order", "manifest_counts", "matching_events", "sorted_events"]
+__all__ = [
+    "EVENT_ENCODING",
+    "canonical_events",
+    "customer_time_order",
+    "manifest_counts",
+    "matching_events",
+    "merge_counts",
+    "read_filtered",
+    "read_store_parquet",
+    "sorted_events",
+]
+
+# Dictionary pages only for the columns with few distinct values: for ids, times and
+# amounts Parquet builds a dictionary, outgrows it and falls back to plain pages. At
+# 1.5M events this writes in 0.30 s instead of 0.47 s, and 15 MiB instead of 19 MiB.
+EVENT_ENCODING: dict[str, Any] = {
+    "use_dictionary": ["event_type", "category", "product_id", "quantity"]
+}
 
 # Columns are gathered on both cores: Arrow's take releases the GIL, and the gather of
 # the text columns is the larger half of sorting an import's events.
@@ -34,12 +51,7 @@ def sorted_events(events: pd.DataFrame | pa.Table) -> pa.Table:
     Raises:
         StoreError: An Arrow table does not have exactly the canonical columns.
     """
-    if isinstance(events, pd.DataFrame):
-        events = arrow_table(check_events(events))
-    elif events.schema.names != list(EVENT_COLUMNS):
-        raise StoreError(
-            f"Expected event columns {list(EVENT_COLUMNS)}. Got {events.schema.names}."
-        )
+    events = canonical_events(events)
     order = customer_time_order(events)
     if order is None:
         return events
@@ -47,6 +59,21 @@ def sorted_events(events: pd.DataFrame | pa.Table) -> pa.Table:
     with ThreadPoolExecutor(_TAKE_WORKERS, thread_name_prefix="tagsmith-sort") as pool:
         columns = list(pool.map(lambda column: column.take(rows), events.columns))
     return pa.Table.from_arrays(columns, schema=events.schema)
+
+
+def canonical_events(events: pd.DataFrame | pa.Table) -> pa.Table:
+    """Canonical events as an Arrow table (a DataFrame is checked first).
+
+    Raises:
+        StoreError: An Arrow table does not have exactly the canonical columns.
+    """
+    if isinstance(events, pd.DataFrame):
+        return arrow_table(check_events(events))
+    if events.schema.names != list(EVENT_COLUMNS):
+        raise StoreError(
+            f"Expected event columns {list(EVENT_COLUMNS)}. Got {events.schema.names}."
+        )
+    return events
 
 
 def customer_time_order(events: pa.Table) -> np.ndarray | None:
@@ -120,21 +147,33 @@ def manifest_counts(events: pa.Table, previous: dict[str, Any] | None = None) ->
     types: dict[str, int] = {}
     for c in pc.value_counts(events["event_type"]).to_pylist():
         types[str(c["values"])] = int(c["counts"])
-    total = events.num_rows
-    if previous:
-        total += int(previous.get("events", 0))
-        for name, n in previous.get("event_types", {}).items():
-            types[name] = types.get(name, 0) + int(n)
-        times = [pd.Timestamp(t) for t in (first, last) if t is not None]
-        times += [
-            pd.Timestamp(previous[k])
-            for k in ("first_event_at", "last_event_at")
-            if previous.get(k)
-        ]
-        first = min(times) if times else None
-        last = max(times) if times else None
+    counts = {
+        "events": events.num_rows,
+        "first_event_at": first.isoformat() if first is not None else None,
+        "last_event_at": last.isoformat() if last is not None else None,
+        "event_types": dict(sorted(types.items())),
+    }
+    return merge_counts(counts, previous) if previous else counts
+
+
+def merge_counts(counts: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest counts of two contents together (``previous`` may be a whole
+    manifest; only its counts are read)."""
+    if not previous:
+        return {k: counts[k] for k in ("events", "first_event_at", "last_event_at", "event_types")}
+    types = dict(counts.get("event_types", {}))
+    for name, n in previous.get("event_types", {}).items():
+        types[name] = types.get(name, 0) + int(n)
+    times = [
+        pd.Timestamp(source[k])
+        for source in (counts, previous)
+        for k in ("first_event_at", "last_event_at")
+        if source.get(k)
+    ]
+    first = min(times) if times else None
+    last = max(times) if times else None
     return {
-        "events": total,
+        "events": int(counts.get("events", 0)) + int(previous.get("events", 0)),
         "first_event_at": first.isoformat() if first is not None else None,
         "last_event_at": last.isoformat() if last is not None else None,
         "event_types": dict(sorted(types.items())),
@@ -197,3 +236,35 @@ def _rows_of(path: Path, keys: EncryptionKeys | None, rows: np.ndarray) -> pa.Ta
     group_of = np.searchsorted(starts, rows, side="right") - 1
     local = offsets[np.searchsorted(groups, group_of)] + (rows - starts[group_of])
     return table.take(pa.array(local))
+
+
+def read_filtered(path: Path, customer_id: str, keys: EncryptionKeys | None) -> pd.DataFrame:
+    """One customer's rows of a store file (Parquet filters skip other row groups).
+
+    Raises:
+        StoreError: The file cannot be read.
+    """
+    try:
+        return pd.read_parquet(
+            parquet_source(path, keys), filters=[("customer_id", "==", customer_id)]
+        )
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(
+            f"{path}: expected a readable Parquet file of the fact store. {exc}"
+        ) from exc
+
+
+def read_store_parquet(
+    path: Path, columns: list[str] | None = None, *, keys: EncryptionKeys | None = None
+) -> pd.DataFrame:
+    """A store file (some columns) as a DataFrame.
+
+    Raises:
+        StoreError: The file cannot be read.
+    """
+    try:
+        return pd.read_parquet(parquet_source(path, keys), columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(
+            f"{path}: expected a readable Parquet file of the fact store. {exc}"
+        ) from exc

@@ -182,8 +182,8 @@ def validate_events(
         raws, mapping, kind="events", targets=EVENT_COLUMNS, required=required
     )
     rejects = Rejects(len(frame))
-    _erased_ids(rejects, frame["customer_id"], erased)
-    canon = _event_fields(
+    erased_ids(rejects, frame["customer_id"], erased)
+    canon = event_fields(
         frame, rejects, config=config, now=now, event_type=event_type, date_format=date_format
     )
     create = config.unknown_customer == "create" if create_unknown is None else create_unknown
@@ -195,7 +195,7 @@ def validate_events(
     if len(created):
         # Only customers with at least one accepted event are created.
         has_event = pc.is_in(
-            _id_array(created["customer_id"]), value_set=_id_array(accepted["customer_id"])
+            id_array(created["customer_id"]), value_set=id_array(accepted["customer_id"])
         )
         created = created[has_event.to_numpy(zero_copy_only=False)]
     identical_kept = int(kept[rejects.ok].sum())
@@ -208,7 +208,7 @@ def validate_events(
     return EventsResult(accepted, quarantine, files, created_customers, identical_kept)
 
 
-def _event_fields(
+def event_fields(
     frame: pd.DataFrame,
     rejects: Rejects,
     *,
@@ -287,9 +287,9 @@ def _event_customers(
     event, with ``create``) and events before their customer's signup; the customers
     created (``customer_id``, ``signup_at``)."""
     # Arrow hash lookups: pandas' isin/map over millions of ids cost seconds per import.
-    event_ids = _id_array(canon["customer_id"])
-    known_ids = _id_array(customers["customer_id"])
-    known_signup = _naive_utc(customers["signup_at"])
+    event_ids = id_array(canon["customer_id"])
+    known_ids = id_array(customers["customer_id"])
+    known_signup = naive_utc(customers["signup_at"])
     known = pc.is_valid(pc.index_in(event_ids, value_set=known_ids)).to_numpy(zero_copy_only=False)
     unknown = rejects.ok & ~known
     created = pd.DataFrame(
@@ -306,8 +306,8 @@ def _event_customers(
             .rename("signup_at")
             .reset_index()
         )
-        known_ids = pa.concat_arrays([known_ids, _id_array(created["customer_id"])])
-        known_signup = np.concatenate([known_signup, _naive_utc(created["signup_at"])])
+        known_ids = pa.concat_arrays([known_ids, id_array(created["customer_id"])])
+        known_signup = np.concatenate([known_signup, naive_utc(created["signup_at"])])
     else:
         rejects.mark(
             unknown,
@@ -338,12 +338,12 @@ def _event_customers(
     return created
 
 
-def _naive_utc(times: pd.Series) -> np.ndarray:
+def naive_utc(times: pd.Series) -> np.ndarray:
     """UTC times as naive ``datetime64[us]`` (tz-aware to_numpy() makes Python objects)."""
     return times.astype(TIMESTAMP_DTYPE).dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
 
 
-def _id_array(ids: pd.Series) -> pa.Array:
+def id_array(ids: pd.Series) -> pa.Array:
     """Customer ids as one Arrow string array (missing ids null), for hash lookups."""
     values = pa.array(ids.astype("string").array)
     if isinstance(values, pa.ChunkedArray):
@@ -418,7 +418,7 @@ def validate_customers(
     frame, malformed = assemble(raws, mapping, kind="customers", targets=targets, required=required)
     rejects = Rejects(len(frame))
     ids = frame["customer_id"]
-    _erased_ids(rejects, ids, erased)
+    erased_ids(rejects, ids, erased)
     blank_ids(rejects, ids)
     signup = timestamps_field(
         rejects, frame["signup_at"], field_name="signup_at", date_format=date_format
@@ -479,7 +479,7 @@ def validate_customers(
     return CustomersResult(accepted, quarantine, files)
 
 
-def _erased_ids(
+def erased_ids(
     rejects: Rejects, ids: pd.Series, erased: Callable[[pd.Series], np.ndarray] | None
 ) -> None:
     """Quarantine rows of erased customers (the id is not repeated in the message)."""

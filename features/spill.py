@@ -1,0 +1,365 @@
+"""An import's validated events, held in bounded memory and written sorted.
+
+The importer adds each block's candidate events (those that passed every check but
+the duplicate one) with their verdict (``_ok``) and a hash of the whole row
+(``_hash``). While they are few they stay in memory and the store writes them as
+before. Past :data:`SPILL_FROM_ROWS` they are spilled to disk: every block is cut into
+ranges of customer ids (boundaries taken from the ids seen so far) and each range goes
+to its own Arrow file. Writing the sorted events file then sorts one range at a time
+and appends it to one Parquet file, so the events of a 20M-event import are never all
+in memory, and the file is byte for byte the order a whole-file sort gives: ranges
+follow the ids' byte order, and inside a range rows keep their import order before
+the stable sort (stored events first when the store is rewritten).
+
+Spill files live in a hidden folder of the fact store, sealed like every other file
+of the store when it is encrypted, and are removed when the import ends either way.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from features.crypto import EncryptionKeys, open_bytes, parquet_source
+from features.schema import EVENT_COLUMNS
+from features.store_files import EVENT_ENCODING, manifest_counts, sorted_events
+
+__all__ = ["PART_ROWS", "SPILL_FROM_ROWS", "EventSpill", "row_hashes"]
+
+# Candidate events kept in memory before spilling (about 0.2 GiB of Arrow data).
+SPILL_FROM_ROWS = 2_000_000
+# Rows per customer-id range: one range is sorted in memory at a time when writing.
+PART_ROWS = 2_000_000
+_MAX_PARTS = 512
+
+
+def row_hashes(
+    table: pa.Table, columns: list[str], con: duckdb.DuckDBPyConnection | None = None
+) -> np.ndarray:
+    """DuckDB's 64-bit hash of each row over ``columns`` (equal rows, equal hashes), on
+    ``con`` when given (a connection costs more than hashing a block's key columns)."""
+    listed = ", ".join(f'"{c}"' for c in columns)
+    own = con is None
+    con = duckdb.connect() if con is None else con
+    try:
+        con.register("rows_in", table.select(columns))
+        found = con.execute(f"SELECT hash({listed}) AS h FROM rows_in").fetchnumpy()["h"]  # noqa: S608
+        con.unregister("rows_in")
+    finally:
+        if own:
+            con.close()
+    return np.asarray(found, dtype=np.uint64)
+
+
+class EventSpill:
+    """Candidate events of one import, added block by block in file order.
+
+    Args:
+        directory: Folder for spill files (created when first needed, removed by
+            :meth:`close`).
+        keys: Seal spill files with these keys (an encrypted store).
+        expected_rows: How many events the import may hold (sets the number of ranges).
+        spill_from: Rows held in memory before spilling (default
+            :data:`SPILL_FROM_ROWS`).
+        part_rows: Rows per customer-id range (default :data:`PART_ROWS`).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        keys: EncryptionKeys | None = None,
+        *,
+        expected_rows: int = 0,
+        spill_from: int | None = None,
+        part_rows: int | None = None,
+    ) -> None:
+        self.directory = directory
+        self.keys = keys
+        self.expected_rows = expected_rows
+        self.spill_from = SPILL_FROM_ROWS if spill_from is None else spill_from
+        self.part_rows = PART_ROWS if part_rows is None else part_rows
+        self.schema: pa.Schema | None = None
+        self.accepted = 0
+        self.counts: dict[str, Any] = {}
+        self._hashes: list[np.ndarray] = []
+        self._positions: list[np.ndarray | None] = []
+        self._known_ids: pa.Array | None = None
+        self._known_range: np.ndarray | None = None
+        self._seen = _SeenFilter()
+        self._memory: list[pa.Table | None] = []  # per block, until spilled
+        self._files: list[list[Path]] = []  # per block, once spilled
+        self._old: list[Path] = []  # stored events put before the new ones
+        self._bounds: pa.Array | None = None
+        self._written = 0
+
+    @property
+    def spilled(self) -> bool:
+        """Whether the events went to disk (else :meth:`table` holds them)."""
+        return self._bounds is not None
+
+    def use_known(self, ids: pa.Array) -> None:
+        """The known customers' ids: rows that give their position among them
+        (:meth:`add`) find their customer range by it instead of comparing ids."""
+        self._known_ids = ids
+        self._known_range = None
+
+    def add(
+        self,
+        table: pa.Table,
+        ok: np.ndarray,
+        hashes: np.ndarray,
+        *,
+        known_position: np.ndarray | None = None,
+    ) -> None:
+        """Add one block's candidate events (canonical columns), their verdicts and hashes,
+        and optionally each row's position among the known ids (-1: not known)."""
+        if self.schema is None:
+            self.schema = table.schema
+        table = table.cast(self.schema).append_column("_ok", pa.array(ok, pa.bool_()))
+        table = table.append_column("_hash", pa.array(hashes, pa.uint64()))
+        accepted = table.filter(pa.array(ok, pa.bool_())).select(list(EVENT_COLUMNS))
+        if accepted.num_rows:
+            self.counts = manifest_counts(accepted, previous=self.counts or None)
+        self.accepted += accepted.num_rows
+        self._positions.append(known_position)
+        self._hashes.append(np.asarray(hashes, dtype=np.uint64))
+        self._seen.add(self._hashes[-1])
+        if self.spilled:
+            self._memory.append(None)
+            self._files.append(self._spill(table, len(self._files)))
+            self._positions[-1] = None  # only needed to cut the block into ranges
+            return
+        self._memory.append(table)
+        self._files.append([])
+        if sum(t.num_rows for t in self._memory if t is not None) > self.spill_from:
+            self._start_spilling()
+
+    def earlier(self, hashes: np.ndarray) -> pa.Table | None:
+        """Earlier candidate events whose row hash is among ``hashes`` (the only rows
+        that can equal the new ones), canonical columns; ``None`` when there are none."""
+        if not self._hashes or not len(hashes):
+            return None
+        # The filter answers "maybe" for every earlier hash and a few others; only those
+        # are looked up in the earlier blocks (probing every earlier hash with every new
+        # one costs O(rows so far) per block: 30 s over a 20M-event import).
+        maybe = self._seen.maybe(hashes)
+        if not maybe.any():
+            return None
+        wanted = pa.array(hashes[maybe], pa.uint64())
+        parts = []
+        for block, known in enumerate(self._hashes):
+            if not len(known):
+                continue
+            hit = pc.is_in(pa.array(known, pa.uint64()), value_set=wanted)
+            if not pc.any(hit).as_py():
+                continue
+            found = pa.array(np.asarray(known)[hit.to_numpy(zero_copy_only=False)])
+            for table in self._block_tables(block):
+                rows = table.filter(pc.is_in(table["_hash"], value_set=found))
+                if rows.num_rows:
+                    parts.append(rows.select(list(EVENT_COLUMNS)))
+        if not parts:
+            return None
+        return pa.concat_tables(parts)
+
+    def table(self) -> pa.Table | None:
+        """The accepted events in import order (only while not spilled)."""
+        if self.spilled:
+            raise RuntimeError("the events were spilled: write them with write_sorted")
+        tables = [t for t in self._memory if t is not None]
+        if not tables:
+            return None
+        whole = pa.concat_tables(tables)
+        return whole.filter(whole["_ok"]).select(list(EVENT_COLUMNS))
+
+    def put_first(self, paths: list[Path], keys: EncryptionKeys | None) -> None:
+        """Put stored events files before the new events (the store is being rewritten)."""
+        if not self.spilled:
+            raise RuntimeError("only spilled events are merged with stored files")
+        for path in paths:
+            handle = pq.ParquetFile(parquet_source(path, keys))
+            for batch in handle.iter_batches(batch_size=self.part_rows):
+                table = pa.Table.from_batches([batch]).select(list(EVENT_COLUMNS))
+                assert self.schema is not None
+                table = table.cast(self.schema).append_column(
+                    "_ok", pa.array(np.ones(table.num_rows, dtype=bool))
+                )
+                table = table.append_column("_hash", pa.nulls(table.num_rows, pa.uint64()))
+                self._old.extend(self._spill(table, -1 - len(self._old)))
+
+    def write_sorted(self, destination: Path, row_group_size: int) -> int:
+        """Write the spilled events (and stored ones put first), sorted by customer and
+        time, to one zstd Parquet file (sealed with the keys); the rows written."""
+        assert self.schema is not None
+        sink: Any = io.BytesIO() if self.keys is not None else str(destination)
+        written = 0
+        with pq.ParquetWriter(sink, self.schema, compression="zstd", **EVENT_ENCODING) as writer:
+            for part in self._parts():
+                ordered = sorted_events(part)
+                writer.write_table(ordered, row_group_size=row_group_size)
+                written += ordered.num_rows
+                del ordered, part
+        if self.keys is not None:
+            destination.write_bytes(self.keys.seal(sink.getvalue()))
+        return written
+
+    def close(self) -> None:
+        """Remove the spill files."""
+        self._memory.clear()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> EventSpill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Internals ----------------------------------------------------------------------
+    def _start_spilling(self) -> None:
+        tables = [t for t in self._memory if t is not None]
+        ids = pa.concat_tables(tables)["customer_id"]
+        n_parts = min(_MAX_PARTS, max(2, math.ceil(self.expected_rows / self.part_rows)))
+        self._bounds = _range_bounds(ids, n_parts)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for block, table in enumerate(self._memory):
+            if table is not None:
+                self._files[block] = self._spill(table, block)
+            self._memory[block] = None
+            self._positions[block] = None
+
+    def _spill(self, table: pa.Table, block: int) -> list[Path]:
+        """Cut ``table`` into customer-id ranges and write each range that has rows."""
+        assert self._bounds is not None
+        part = self._ranges(table, self._positions[block] if block >= 0 else None)
+        order = np.argsort(part, kind="stable")
+        counts = np.bincount(part, minlength=len(self._bounds) + 1)
+        ordered = table.take(pa.array(order))
+        paths = []
+        start = 0
+        for index, n in enumerate(counts):
+            if n:
+                path = self.directory / f"p{index:04d}-b{block + 1_000_000:07d}.arrow"
+                self._write_ipc(ordered.slice(start, int(n)), path)
+                paths.append(path)
+            start += int(n)
+        return paths
+
+    def _ranges(self, table: pa.Table, position: np.ndarray | None) -> np.ndarray:
+        """Each row's customer range: its known customer's (ranked once for all known
+        ids) when the position is given, else by comparing its id with the bounds."""
+        assert self._bounds is not None
+        if position is None or self._known_ids is None:
+            return _range_of(table["customer_id"], self._bounds)
+        if self._known_range is None:
+            self._known_range = _range_of(pa.chunked_array([self._known_ids]), self._bounds)
+        part = np.empty(table.num_rows, dtype=np.int16)
+        known = position >= 0
+        part[known] = self._known_range[position[known]]
+        if not known.all():
+            others = table["customer_id"].filter(pa.array(~known))
+            part[~known] = _range_of(others, self._bounds)
+        return part
+
+    def _write_ipc(self, table: pa.Table, path: Path) -> None:
+        if self.keys is None:
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+                out.write_table(table)
+            return
+        buffer = pa.BufferOutputStream()
+        with pa.ipc.new_file(buffer, table.schema) as out:
+            out.write_table(table)
+        path.write_bytes(self.keys.seal(buffer.getvalue().to_pybytes()))
+
+    def _read_ipc(self, path: Path) -> pa.Table:
+        if self.keys is not None:
+            return pa.ipc.open_file(pa.BufferReader(open_bytes(path, self.keys))).read_all()
+        return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+
+    def _block_tables(self, block: int) -> Iterator[pa.Table]:
+        table = self._memory[block]
+        if table is not None:
+            yield table
+        for path in self._files[block]:
+            yield self._read_ipc(path)
+
+    def _parts(self) -> Iterator[pa.Table]:
+        """Each customer-id range's accepted events (stored ones first), in id order."""
+        assert self._bounds is not None
+        by_part: dict[str, list[Path]] = {}
+        for path in [*self._old, *(p for files in self._files for p in files)]:
+            by_part.setdefault(path.name.split("-")[0], []).append(path)
+        for name in sorted(by_part):
+            tables = [self._read_ipc(p) for p in by_part[name]]
+            whole = pa.concat_tables(tables)
+            yield whole.filter(whole["_ok"]).select(list(EVENT_COLUMNS)).combine_chunks()
+
+
+class _SeenFilter:
+    """A blocked Bloom filter of 64-bit row hashes: two bits of one 64-bit word per hash
+    (one memory access), 2**22 words (32 MiB, touched only where set). At 20M hashes
+    about 2 % of new hashes get a false "maybe"."""
+
+    _WORD_BITS = 22
+
+    def __init__(self) -> None:
+        self._words = np.zeros(1 << self._WORD_BITS, dtype=np.uint64)
+
+    def _slots(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Disjoint bit fields of a well-mixed hash: the word, then two bits in it.
+        word = hashes >> np.uint64(64 - self._WORD_BITS)
+        one, six = np.uint64(1), np.uint64(63)
+        mask = (one << (hashes & six)) | (one << ((hashes >> np.uint64(6)) & six))
+        return word, mask
+
+    def add(self, hashes: np.ndarray) -> None:
+        """Remember ``hashes``."""
+        word, mask = self._slots(hashes)
+        # A fancy-indexed |= keeps one write per repeated word: set, then redo the
+        # words whose bits were lost (a few rounds; several times faster than ufunc.at).
+        while len(word):
+            self._words[word] |= mask
+            lost = (self._words[word] & mask) != mask
+            word, mask = word[lost], mask[lost]
+
+    def maybe(self, hashes: np.ndarray) -> np.ndarray:
+        """Per hash: ``False`` if it was never added (``True`` may be a false alarm)."""
+        word, mask = self._slots(hashes)
+        return np.asarray((self._words[word] & mask) == mask, dtype=bool)
+
+
+def _range_bounds(ids: pa.ChunkedArray, n_parts: int) -> pa.Array:
+    """``n_parts - 1`` ids (byte order) cutting ``ids`` into ranges of about equal rows."""
+    counts = pc.value_counts(ids)
+    values, freq = counts.field("values"), counts.field("counts")
+    order = pc.sort_indices(values)
+    values, freq = values.take(order), np.asarray(freq.take(order), dtype=np.int64)
+    cumulative = np.cumsum(freq)
+    targets = cumulative[-1] * np.arange(1, n_parts) / n_parts
+    cut = np.unique(np.searchsorted(cumulative, targets, side="right"))
+    cut = cut[(cut > 0) & (cut < len(values))]
+    return values.take(pa.array(cut, pa.int64()))
+
+
+def _range_of(ids: pa.ChunkedArray, bounds: pa.Array) -> np.ndarray:
+    """Per id, its range: how many bounds are at or below it (byte order)."""
+    distinct = pc.unique(ids)
+    below = np.zeros(len(distinct), dtype=np.int16)
+    for bound in bounds:
+        below += pc.greater_equal(distinct, bound).to_numpy(zero_copy_only=False)
+    position = pc.index_in(ids, value_set=distinct)
+    return below[np.asarray(position.to_numpy(zero_copy_only=False), dtype=np.int64)]
+
+
+def spill_writer(spill: EventSpill, row_group_size: int) -> Callable[[Path], int]:
+    """A writer for the store's commit: writes the spilled events sorted to a path."""
+    return lambda path: spill.write_sorted(path, row_group_size)

@@ -1,0 +1,246 @@
+"""Streaming import: a file read in blocks and events spilled by customer range give
+exactly what a whole-file read and an in-memory sort give (rows, line numbers,
+quarantine, stored order, counts), and idempotence, atomicity, encryption hold."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import features.spill as spill_module
+from features import FactsConfig
+from features.chunks import read_chunks
+from features.crypto import EncryptionKeys, generate_key, is_sealed
+from features.importer import ImportReport, SourceOptions, import_facts
+from features.io import RawTable, ReadOptions, read_table
+from features.store import FactStore
+from tests.features.facts_helpers import DATA, NOW, write
+
+HEADER = "customer_id,occurred_at,event_type,amount,category,product_id,order_id,quantity\n"
+
+
+def _rows(raws: list[RawTable]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Data (with line numbers and texts) and malformed rows of all blocks together."""
+    data = pd.concat(
+        [
+            r.data.assign(_line=r.line_number, _text=r.text.to_numpy()).reset_index(drop=True)
+            for r in raws
+        ],
+        ignore_index=True,
+    )
+    malformed = pd.concat([r.malformed for r in raws], ignore_index=True)
+    return data.astype(str), malformed.astype(str).reset_index(drop=True)
+
+
+def _lines(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        kind = rng.choice(["browse", "purchase", "login"])
+        amount = f"{rng.integers(1, 99)}.5" if kind == "purchase" else ""
+        out.append(f"c{rng.integers(1, 4)},2021-0{1 + i % 4}-{1 + i % 28:02d},{kind},{amount},,,,")
+    return out
+
+
+TRICKY = [
+    'c1,2021-01-03,purchase,25.5,"books,\nrare",p1,o1,1',  # quoted line break
+    'c1,"2021-01-02,browse,,,,,',  # stray quote
+    "c2,2021-01-07,browse,,toys,,,,extra",  # too many fields
+    "",  # blank line
+    'c2,2021-01-03,purchase,2,"a ""q"",\n\nnote",p1,o9,1',  # two breaks, blank between
+]
+
+
+@pytest.mark.parametrize("block", [60, 97, 150, 400])
+@pytest.mark.parametrize("crlf", [False, True])
+def test_blocks_read_exactly_what_the_whole_file_reads(
+    tmp_path: Path, block: int, crlf: bool
+) -> None:
+    body = _lines(300)
+    for i, extra in enumerate(TRICKY * 6):
+        body.insert(7 + 37 * i, extra)
+    text = HEADER + "\n".join(body) + "\n"
+    path = write(tmp_path / "events.csv", text.replace("\n", "\r\n") if crlf else text)
+    options = ReadOptions(known_names=frozenset(HEADER.strip().split(",")))
+    whole = read_table(path, options)
+    blocks = list(read_chunks(path, options, chunk_bytes=block))
+    assert len(blocks) > 5
+    assert {(b.dialect, b.sha256, b.columns) for b in blocks} == {
+        (whole.dialect, whole.sha256, whole.columns)
+    }
+    data, malformed = _rows(blocks)
+    whole_data, whole_malformed = _rows([whole])
+    pd.testing.assert_frame_equal(data, whole_data)
+    pd.testing.assert_frame_equal(malformed, whole_malformed)
+    assert "books,\nrare" in set(data["category"])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\ufeffcustomer_id;occurred_at;event_type\n" + "c1;2021-01-02;browse\n" * 300,
+        "c1 2021-01-02   browse\n" * 290 + "c2  2021-01-03 login extra\n" * 3,
+        "c1,2021-01-02,browse\n" * 250,  # headerless, sniffed from more than one block
+    ],
+)
+def test_dialects_bom_and_headerless_files_in_blocks(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path / "events.txt", text)
+    whole = read_table(path)
+    blocks = list(read_chunks(path, chunk_bytes=64))
+    assert {b.dialect for b in blocks} == {whole.dialect}
+    assert [len(b.data) for b in blocks] != [len(whole.data)]
+    data, malformed = _rows(blocks)
+    whole_data, whole_malformed = _rows([whole])
+    pd.testing.assert_frame_equal(data, whole_data)
+    pd.testing.assert_frame_equal(malformed, whole_malformed)
+
+
+def test_a_bad_byte_in_a_later_block_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_bytes((HEADER + "c1,2021-01-02,browse,,,,,\n" * 50).encode() + b"c1,\xff\n")
+    options = ReadOptions(encoding="ascii")
+    with pytest.raises(Exception, match="line 52: expected text in encoding 'ascii'"):
+        list(read_chunks(path, options, chunk_bytes=100))
+
+
+def _import(
+    root: Path,
+    events: Path,
+    monkeypatch: pytest.MonkeyPatch | None,
+    *,
+    keys: EncryptionKeys | None = None,
+    config: FactsConfig | None = None,
+    customers: Path | None = DATA / "customers.csv",
+    **store_args: int,
+) -> tuple[ImportReport, FactStore]:
+    """Import, streamed in tiny blocks and spilled when ``monkeypatch`` is given."""
+    if monkeypatch is not None:
+        import features.importer as importer_module
+
+        monkeypatch.setattr(
+            importer_module,
+            "read_chunks",
+            functools.partial(read_chunks, chunk_bytes=120),
+        )
+        monkeypatch.setattr(spill_module, "SPILL_FROM_ROWS", 7)
+        monkeypatch.setattr(spill_module, "PART_ROWS", 4)
+    store = FactStore(root / "facts", keys=keys, **store_args)
+    report = import_facts(
+        store,
+        config=config or FactsConfig(),
+        quarantine_dir=root / "quarantine",
+        now=NOW,
+        events=events,
+        customers=customers,
+        events_options=SourceOptions(),
+    )
+    return report, store
+
+
+def _events_text() -> str:
+    rows = _lines(120, seed=3)
+    rows += rows[5:25]  # exact repeats in later blocks: no order id, kept as separate
+    rows += ["c1,2021-02-01,purchase,3,,,o7,1"] * 3  # same order id: duplicates
+    rows += ["c9,2021-02-02,purchase,4,,,,1", "c1,2021-02-03,purchase,-1,,,,1"]
+    rows.insert(40, TRICKY[0])
+    rows.insert(90, TRICKY[1])
+    return HEADER + "\n".join(rows) + "\n"
+
+
+def _outcome(report: ImportReport, store: FactStore) -> tuple[object, ...]:
+    quarantine = (
+        pd.read_csv(report.quarantine_path, dtype=str, keep_default_na=False)
+        if report.quarantine_path
+        else None
+    )
+    manifest = {k: v for k, v in store.manifest().items() if k not in ("fingerprint",)}
+    return (
+        store.load_events().astype(str).to_dict("list"),
+        store.load_customers().astype(str).to_dict("list"),
+        quarantine.to_dict("list") if quarantine is not None else None,
+        [(f.rows_read, f.accepted, f.quarantined) for f in report.files],
+        report.events_added,
+        report.identical_kept,
+        report.customers_created,
+        {k: v for k, v in manifest.items() if k != "updated_at"},
+    )
+
+
+@pytest.mark.parametrize("unknown", ["quarantine", "create"])
+def test_streamed_and_spilled_import_equals_the_whole_file_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unknown: str
+) -> None:
+    events = write(tmp_path / "events.csv", _events_text())
+    config = FactsConfig(unknown_customer=unknown)
+    whole = _import(tmp_path / "whole", events, None, config=config)
+    streamed = _import(tmp_path / "streamed", events, monkeypatch, config=config)
+    assert streamed[1].events_path.is_file()
+    assert _outcome(*streamed) == _outcome(*whole)
+    assert whole[0].identical_kept > 0
+    # The same file again adds nothing, streamed or not.
+    again = _import(tmp_path / "streamed", events, monkeypatch, config=config)
+    assert again[0].events_added == 0
+    assert len(again[1].load_events()) == len(whole[1].load_events())
+    assert not list((tmp_path / "streamed" / "facts").glob(".spill-*"))
+
+
+def test_spilled_import_appends_a_segment_and_compacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = write(tmp_path / "a.csv", HEADER + "\n".join(_lines(60, seed=1)) + "\n")
+    second = write(tmp_path / "b.csv", HEADER + "\n".join(_lines(80, seed=2)) + "\n")
+    third = write(tmp_path / "c.csv", HEADER + "\n".join(_lines(70, seed=4)) + "\n")
+    results = {}
+    for mode, patch in (("whole", None), ("streamed", monkeypatch)):
+        root = tmp_path / mode
+        _import(root, first, patch, segment_min_rows=1, max_segments=1)
+        _, store = _import(root, second, patch, customers=None, segment_min_rows=1)
+        assert len(store.segment_paths()) == 1
+        _, store = _import(root, third, patch, customers=None, max_segments=1)
+        assert store.segment_paths() == []  # compacted with the third import
+        results[mode] = store.load_events().astype(str).to_dict("list")
+    assert results["streamed"] == results["whole"]
+
+
+def test_spilled_import_into_an_encrypted_store_seals_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = EncryptionKeys.from_text(generate_key(), source="test key")
+    events = write(tmp_path / "events.csv", _events_text())
+    seen_spill: list[bytes] = []
+    real_write = spill_module.EventSpill._write_ipc
+
+    def watching(self: spill_module.EventSpill, table: object, path: Path) -> None:
+        real_write(self, table, path)  # type: ignore[arg-type]
+        seen_spill.append(path.read_bytes())
+
+    monkeypatch.setattr(spill_module.EventSpill, "_write_ipc", watching)
+    _, store = _import(tmp_path, events, monkeypatch, keys=keys)
+    assert seen_spill
+    assert all(is_sealed(blob) for blob in seen_spill)
+    assert is_sealed(store.events_path.read_bytes())
+    _, whole = _import(tmp_path / "whole", events, None)
+    assert store.load_events().astype(str).equals(whole.load_events().astype(str))
+
+
+def test_a_failed_spilled_import_leaves_the_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = write(tmp_path / "a.csv", HEADER + "\n".join(_lines(60, seed=1)) + "\n")
+    _, store = _import(tmp_path, first, monkeypatch)
+    before = (store.events_path.read_bytes(), store.fingerprint())
+    bad = write(tmp_path / "b.csv", HEADER + "\n".join(_lines(80, seed=2)) + "\n")
+
+    def failing(self: spill_module.EventSpill, destination: Path, row_group_size: int) -> int:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(spill_module.EventSpill, "write_sorted", failing)
+    with pytest.raises(OSError, match="disk full"):
+        _import(tmp_path, bad, monkeypatch, customers=None)
+    assert (store.events_path.read_bytes(), store.fingerprint()) == before
+    assert not list(store.facts_dir.glob(".spill-*"))
+    assert not list(store.facts_dir.glob("*.tmp-*"))
