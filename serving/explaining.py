@@ -16,7 +16,6 @@ from typing import Any
 
 from explain.errors import ExplainError
 from explain.models import FrameRows, explain_row
-from explain.profile import plain
 from explain.rules import RuleColumns
 from explain.words import FeatureWords
 from serving.predictions import LiveModel
@@ -142,8 +141,8 @@ class CatalogueExplainer:
             out.append(line)
         values: dict[str, Any] = {}
         if pos is not None:
-            frame = index.features
+            columns_of = index.features.columns
             for name in sorted(quoted & features):
-                if name in frame.columns:
-                    values[name] = plain(frame[name].iat[pos])
+                if name in columns_of:
+                    values[name] = frame_rows.value(name, pos)
         return {"customer_id": customer_id, "found": True, "tags": out, "features": values}
