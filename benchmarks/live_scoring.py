@@ -13,7 +13,10 @@ as records the way the service hands them over), it times, in this process:
   ``customers_frame``/``events_frame``, ``build_features``, ``evaluate_tags`` with
   the catalogue re-checked, the model on the frame), one customer per call;
 * references: LightGBM's own ``predict`` of one prepared row, and DuckDB computing
-  five RFM aggregates of the customer's posted events (one SQL query per call).
+  five RFM aggregates of the customer's posted events (one SQL query per call);
+* where a one-customer call spends its CPU: the calling thread's CPU time of each
+  stage (records to frames, event index, features, rule tags, models), p50 over the
+  100 customers (thread CPU, so a loaded machine does not inflate it).
 
 Each figure is the best of ``--repeats`` runs; the first run is printed too. The
 garbage collector is set up as the service sets it up (frozen after loading, higher
@@ -101,6 +104,46 @@ def timed(fn: Callable[[], Any], n: int) -> np.ndarray:
         fn()
         out[i] = time.perf_counter() - start
     return out
+
+
+def print_stages(
+    live: LiveScorer,
+    customers: list[dict[str, Any]],
+    events: list[list[dict[str, Any]]],
+    as_of: pd.Timestamp,
+    models: list[ChampionModel],
+) -> None:
+    """Where one customer's call spends its CPU: the calling thread's CPU seconds of
+    each stage of ``LiveScorer.score``, one customer per call, p50 over the customers
+    (thread CPU, so other processes on the cores do not count)."""
+    from features.cutoffs import normalize_as_of
+    from features.events import PreparedEvents
+
+    stages: dict[str, list[float]] = {
+        name: [] for name in ("records to frames", "event index", "features", "rule tags", "models")
+    }
+    cutoff = normalize_as_of(as_of)
+    for customer, mine in zip(customers, events, strict=True):
+        marks = [time.thread_time()]
+        frames = live.customers_frame([customer]), live.events_frame(mine)
+        marks.append(time.thread_time())
+        prepared = PreparedEvents(*frames)
+        marks.append(time.thread_time())
+        features = prepared.build_features(cutoff, spec=live.spec, release=False)
+        marks.append(time.thread_time())
+        if live.catalogue is not None:
+            evaluate_tags(features, prepared, live.catalogue, as_of=cutoff)
+        marks.append(time.thread_time())
+        for m in models:
+            m.label(m.predict(m.prepare(features)))
+        marks.append(time.thread_time())
+        for k, name in enumerate(stages):
+            stages[name].append(marks[k + 1] - marks[k])
+    total = sum(float(np.median(v)) for v in stages.values())
+    print(f"\nOne customer's call by stage (thread CPU, p50 of {len(customers)} customers):")
+    for name, values in stages.items():
+        p50 = float(np.median(values)) * 1e3
+        print(f"  {name:<20}{p50:>8.2f} ms  ({p50 / (total * 1e3):.0%})")
 
 
 def main() -> None:
@@ -198,6 +241,7 @@ def main() -> None:
         p99s = [float(np.percentile(r, 99)) for r in runs]
         rows[name] = (p50s[0], min(p50s), min(p99s))
         print(f"{name:<44}{p50s[0]:>10.2f}{min(p50s):>10.2f}{min(p99s):>10.2f}", flush=True)
+    print_stages(live, [by_id[c] for c in chosen], [ev_by_id[c] for c in chosen], as_of, models)
     live1, old1 = rows["live, 1 customer"], rows["batch code (before the fast path), 1 customer"]
     batch = rows["live, 100 customers per call"]
     print("\nTargets:")

@@ -450,10 +450,18 @@ class FrameRows:
         return out
 
     def value(self, name: str, pos: int) -> Any:
-        """The plain value of feature ``name`` in row ``pos`` (``None``: no such column)."""
+        """The plain value of feature ``name`` in row ``pos`` (``None``: no such column).
+
+        The value ``plain(frame[name].iat[pos])`` gives, read from the column's array
+        (a pandas column read costs more than the rest of a value's work).
+        """
         numbers = self._numbers.get(name)
         if numbers is not None:  # what .iat gives: the array's own scalar
             return plain(numbers[pos])
+        coded = self._coded(name)
+        if coded is not None:
+            code = int(coded[0][pos])
+            return None if code < 0 else plain(coded[1][code])
         if name not in self.frame.columns:
             return None
         return plain(self.frame[name].iat[pos])

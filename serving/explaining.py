@@ -10,13 +10,14 @@ with ``POST /tags``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
 from explain.errors import ExplainError
-from explain.models import FrameRows, explain_row
-from explain.profile import plain
+from explain.models import FrameRows, ModelReasons, explain_row
 from explain.rules import RuleColumns
 from explain.words import FeatureWords
 from serving.predictions import LiveModel
@@ -45,6 +46,12 @@ class CatalogueExplainer:
         self.words = words
         self._rules = [catalogue.compiled(t.id) for t in catalogue.active(sources=("fact", "rule"))]
         self._rows: tuple[SnapshotIndex, RuleColumns, FrameRows] | None = None
+        # One spare thread for a second model's reasons: LightGBM's SHAP runs in C
+        # without the GIL, so two champions' contributions are computed at once on two
+        # cores. When the thread is busy with another request, the work stays inline.
+        self._spare = threading.BoundedSemaphore(1)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def prepare(self, index: SnapshotIndex) -> tuple[RuleColumns, FrameRows]:
         """The snapshot's columns as rule values and model inputs, once per snapshot.
@@ -83,10 +90,12 @@ class CatalogueExplainer:
         }
         rules = [c for c in self._rules if c.tag.id in selected]
         columns, frame_rows = self.prepare(index)
+        by_tag = {lm.model.tag_id: lm for lm in models.values()}
+        pending = self._start_reasons(by_tag, selected, frame_rows, pos)
         traces = {}
         if pos is not None and rules:
             traces = {t.tag_id: t for t in columns.trace(rules, pos, index.thresholds)}
-        by_tag = {lm.model.tag_id: lm for lm in models.values()}
+        found = {tag_id: job() for tag_id, job in pending.items()}
         quoted: set[str] = set()
         out = []
         for tag in self.catalogue:
@@ -118,32 +127,89 @@ class CatalogueExplainer:
                     score=round(float(live.scores[pos]), 6),
                     version=f"{model.name}/{model.version}",
                 )
-                booster = getattr(model, "booster", None)
-                contract = getattr(model, "contract", None)
-                if booster is not None and contract is not None:
-                    try:
-                        reasons = explain_row(
-                            booster,
-                            frame_rows.matrix(pos, contract),
-                            contract,
-                            partial(frame_rows.value, pos=pos),
-                            name=model.name,
-                            version=model.version,
-                            words=self.words,
-                            stored_score=float(live.scores[pos]),
-                        )
-                    except ExplainError as exc:
-                        line["notes"] = [f"no reasons: {exc}"]
-                    else:
-                        line["why"] = reasons.to_json()
-                        quoted |= reasons.feature_names()
+                reasons = found.get(tag.id)
+                if isinstance(reasons, ExplainError):
+                    line["notes"] = [f"no reasons: {reasons}"]
+                elif reasons is not None:
+                    line["why"] = reasons.to_json()
+                    quoted |= reasons.feature_names()
             if line["value"] is None and line["why"] is None:
                 continue
             out.append(line)
         values: dict[str, Any] = {}
         if pos is not None:
-            frame = index.features
+            columns_of = index.features.columns
             for name in sorted(quoted & features):
-                if name in frame.columns:
-                    values[name] = plain(frame[name].iat[pos])
+                if name in columns_of:
+                    values[name] = frame_rows.value(name, pos)
         return {"customer_id": customer_id, "found": True, "tags": out, "features": values}
+
+    def _start_reasons(
+        self,
+        by_tag: Mapping[str, LiveModel],
+        selected: frozenset[str],
+        frame_rows: FrameRows,
+        pos: int | None,
+    ) -> dict[str, Callable[[], ModelReasons | ExplainError]]:
+        """Tag id -> a call giving its model's reasons (or the ``ExplainError`` why
+        there are none) for the selected predicted tags, every model but the last
+        already running on the spare thread when it is free."""
+        jobs: list[tuple[str, Callable[[], ModelReasons | ExplainError]]] = []
+        if pos is None:
+            return {}
+        for tag_id, live in by_tag.items():
+            model = live.model
+            booster = getattr(model, "booster", None)
+            contract = getattr(model, "contract", None)
+            if tag_id not in selected or booster is None or contract is None:
+                continue
+            if not len(live.scores):
+                continue
+            call = partial(
+                _reasons,
+                booster,
+                frame_rows.matrix(pos, contract),
+                contract,
+                partial(frame_rows.value, pos=pos),
+                name=model.name,
+                version=model.version,
+                words=self.words,
+                stored_score=float(live.scores[pos]),
+            )
+            jobs.append((tag_id, call))
+        out: dict[str, Callable[[], ModelReasons | ExplainError]] = {}
+        for k, (tag_id, work) in enumerate(jobs):
+            if k < len(jobs) - 1 and self._spare.acquire(blocking=False):
+                out[tag_id] = self._submit(work).result
+            else:
+                out[tag_id] = work
+        return out
+
+    def _submit(self, work: Callable[[], ModelReasons | ExplainError]) -> Future[Any]:
+        """Run ``work`` on the spare thread (its slot is held; released when done)."""
+
+        def run() -> ModelReasons | ExplainError:
+            try:
+                return work()
+            finally:
+                self._spare.release()
+
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="tagsmith-explain")
+            pool = self._pool
+        try:
+            return pool.submit(run)
+        except RuntimeError:  # the pool was shut down (interpreter exit): stay inline
+            self._spare.release()
+            done: Future[Any] = Future()
+            done.set_result(work())
+            return done
+
+
+def _reasons(*args: Any, **kwargs: Any) -> ModelReasons | ExplainError:
+    """:func:`explain.models.explain_row`, its ``ExplainError`` returned, not raised."""
+    try:
+        return explain_row(*args, **kwargs)
+    except ExplainError as exc:
+        return exc

@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 from explain.errors import ExplainError
 from explain.models import FrameRows, contributions, explain_model, explain_row, row_matrix
+from explain.profile import plain
 from explain.words import FeatureWords
 from features.catalog import feature_catalog
 from scoring.contract import ModelContract, model_matrix
@@ -184,3 +185,19 @@ def test_frame_rows_give_the_pandas_row_path_for_every_row(
         slow = explain_model(booster, contract, one, name="m", version="1", words=words)
         assert fast.to_json() == slow.to_json(), pos
         assert fast.lines() == slow.lines()
+
+
+def test_frame_rows_quote_every_value_as_the_pandas_cell(served: ServedProject) -> None:
+    """Parity: :meth:`FrameRows.value` (what ``/explain`` quotes) == ``plain`` of the
+    pandas cell, for every column and row: numbers, booleans, categoricals, text."""
+    frame = served.features.reset_index(drop=True)
+    rows = FrameRows(frame)
+    kinds = {str(frame[c].dtype) for c in frame.columns}
+    assert {"category", "string"} <= kinds, kinds
+    for name in frame.columns:
+        for pos in range(len(frame)):
+            expected = plain(frame[name].iat[pos])
+            got = rows.value(str(name), pos)
+            assert got == expected, (name, pos, got, expected)
+            assert type(got) is type(expected), (name, pos, got, expected)
+    assert rows.value("no_such_feature", 0) is None

@@ -215,3 +215,47 @@ def test_explain_quotes_only_features_the_role_may_see(
     unknown = runtime.explain(MARKETING, ["nobody-here"])
     assert unknown["unknown_ids"] == ["nobody-here"]
     assert unknown["results"][0]["found"] is False
+
+
+def test_explain_is_the_same_with_the_reasons_thread_busy(
+    served: ServedProject, runtime: ServingRuntime
+) -> None:
+    """The second champion's reasons run on a spare thread when it is free and inline
+    when another request holds it: the answers are identical either way."""
+    explainer = runtime.explainer
+    assert explainer is not None
+    spare = explainer._spare  # type: ignore[attr-defined]
+    ids = served.features["customer_id"].astype(str).tolist()[:15]
+    beside = runtime.explain(EXEC, ids)
+    assert spare.acquire(blocking=False)  # another request holds the spare thread
+    try:
+        inline = runtime.explain(EXEC, ids)
+    finally:
+        spare.release()
+    assert beside["results"] == inline["results"]
+    models = {t["tag_id"] for r in beside["results"] for t in r["tags"] if t["source"] == "model"}
+    assert models == {"churn_risk", "predicted_value"}
+    # The slot was given back: a later call can take it again.
+    assert spare.acquire(blocking=False)
+    spare.release()
+
+
+def test_explain_notes_a_model_without_a_decomposition(
+    served: ServedProject, runtime: ServingRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A champion LightGBM cannot decompose (e.g. multi-class) gets a note instead of
+    reasons, on the spare thread and inline alike; the other tags are unaffected."""
+    import explain.models as models
+
+    def refuse(model: Any, x: np.ndarray) -> Any:
+        raise models.ExplainError("multi-class models are not explained")
+
+    monkeypatch.setattr(models, "contributions", refuse)
+    cid = served.features["customer_id"].astype(str).tolist()[0]
+    answer = runtime.explain(EXEC, [cid])
+    lines = {t["tag_id"]: t for t in answer["results"][0]["tags"]}
+    for tag_id in ("churn_risk", "predicted_value"):
+        assert lines[tag_id]["why"] is None
+        assert lines[tag_id]["notes"] == ["no reasons: multi-class models are not explained"]
+        assert lines[tag_id]["value"] is not None
+    assert any(line["why"] for line in lines.values() if line["source"] == "rule")
