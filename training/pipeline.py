@@ -406,14 +406,8 @@ def train_predictor(
     )
     lap("baselines_and_evaluation")
     test = ts.slice("test")
-    score_candidates(
-        candidates,
-        champion,
-        test,
-        contract,
-        comparison.metrics["model"],
-        champion_raw=champion_raw,
-    )
+    metrics = comparison.metrics["model"]
+    score_candidates(candidates, champion, test, contract, metrics, champion_raw=champion_raw)
     del champion_raw
     for message in baseline_losses(comparison.lift):
         progress(f"warning: {message}")
