@@ -10,8 +10,11 @@ Quality (default 100k customers): the model against every baseline and the oracl
 Speed (default 1M customers x 6 cutoffs): wall time and peak memory (RSS) of
 ``train_predictor`` (labels, features, model, the BTYD candidates, baselines,
 evaluation) for churn, and of the same run without the BTYD candidates (the Pareto/NBD
-blend and baseline) as the reference in the same process; criteria: the ratio times the
-reference's exclusive-machine time <= 150 s, peak <= 12 GiB.
+blend and baseline) as the reference in the same process; criteria: this run's wall time
+with the BTYD candidates <= 150 s, peak <= 12 GiB. The ratio to the reference, and that
+ratio times the reference's exclusive-machine time, are printed beside it: on a shared
+machine the wall time measures the others too, and the ratio says what the candidates
+cost.
 
 The quality phase also prints a Bayes bound (``synthetic.bayes``): the exact
 posterior predictions given the event history *plus* extra latent facts. No model of the
@@ -246,9 +249,10 @@ def speed(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
     """Churn training at scale with the BTYD candidates, next to the same run without
     them (the reference: what the 116 s figure measured) in this process.
 
-    The machine is shared, so absolute times drift with the load; the ratio of the two
-    runs is the comparable figure, and ``ratio x --reference-seconds`` (the reference
-    measured on an exclusive machine) is the estimate checked against the budget.
+    The budget is checked on this run's wall time. The machine is shared, so absolute
+    times drift with the load: the ratio of the two runs (and ``ratio x
+    --reference-seconds``, the reference measured on an exclusive machine) is printed
+    beside it, with the load average before each run.
     """
     t0 = time.perf_counter()
     data = generate(args.customers, start=args.start, end=args.end, seed=args.seed)
@@ -264,7 +268,7 @@ def speed(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
     runs: dict[str, tuple[TrainingResult, float, float, int]] = {}
     for label, btyd in (("reference (no BTYD candidates)", False), ("with BTYD candidates", True)):
         if btyd or args.reference:
-            print(f"\n{label}:", flush=True)
+            print(f"\n{label} (load average {os.getloadavg()[0]:.1f}):", flush=True)
             runs[label] = _timed_training(data, config, btyd=btyd)
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(
@@ -287,18 +291,17 @@ def speed(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
         # CPU time drifts less with other processes' load than wall time does.
         print(
             f"ratios to the reference: wall {ratio:.3f}, CPU {cpu / ref_cpu:.3f} "
-            f"(+{cpu - ref_cpu:.1f} s CPU for the BTYD candidates)"
+            f"(+{cpu - ref_cpu:.1f} s CPU for the BTYD candidates); {ratio:.3f} x "
+            f"{args.reference_seconds:.0f} s (the reference on an exclusive machine) = "
+            f"{ratio * args.reference_seconds:.0f} s"
         )
-        estimate = ratio * args.reference_seconds
-        _check(
-            "training with BTYD candidates <= 150 s",
-            estimate <= 150,
-            f"{ratio:.3f}x the reference in this process; x {args.reference_seconds:.0f} s "
-            f"(reference, exclusive machine) = {estimate:.0f} s; {wall:.0f} s here",
-            failures,
-        )
-    else:
-        _check("training <= 150 s", wall <= 150, f"{wall:.0f} s", failures)
+    # The criterion is the time of an actual run, not an estimate from a ratio.
+    _check(
+        "training with BTYD candidates <= 150 s",
+        wall <= 150,
+        f"{wall:.0f} s wall, {cpu:.0f} s CPU",
+        failures,
+    )
     _check("peak memory <= 12 GiB", peak <= 12 * 2**30, f"{peak / 2**30:.2f} GiB", failures)
     return failures
 

@@ -56,7 +56,7 @@ from training.errors import TrainingError
 from training.evaluation import metrics_for, normalized_gini
 from training.pareto_nbd import ParetoNBD
 from training.scoring_date import buyers_only, scoring_date
-from training.season import seasonal_index
+from training.season import PurchaseDays
 
 __all__ = [
     "BLEND_WEIGHTS",
@@ -125,19 +125,20 @@ def _seasonal_btyd(
     names: list[str],
     x: np.ndarray,
     *,
-    events: pd.DataFrame | None,
+    history: PurchaseDays | None,
     as_of: pd.Timestamp,
     seed: int,
 ) -> BTYDBlend:
     """The BTYD fitted on rows ``x`` summarised at ``as_of``: in seasonally weighted
-    time when ``events`` (the history) show a season, else in calendar time.
+    time when the purchases before ``as_of`` in ``history`` show a season, else in
+    calendar time.
 
     Raises:
         TrainingError: The calendar-time fit fails (a failing seasonal fit falls back).
     """
-    if events is None:
+    if history is None:
         return _fit_btyd(template, target, names, x, seed)
-    index = seasonal_index(events.loc[events["occurred_at"] < as_of], seed=seed)
+    index = history.index(as_of, seed=seed)
     if np.allclose(index, 1.0):
         return _fit_btyd(template, target, names, x, seed)
     season = {"season": tuple(float(v) for v in index), "season_as_of": as_of.date()}
@@ -267,23 +268,19 @@ def fit_btyd_parts(
     )
     # The scoring date is the day after the last event of any type.
     now_as_of = scoring_date(events) if events is not None else pd.Timestamp(0, tz="UTC")
-    if events is not None:
-        # Both seasonal indexes read purchases only: filter the history once, not
-        # every event type of it twice.
-        events = events.loc[
-            (events["event_type"] == "purchase").to_numpy(),
-            ["customer_id", "event_type", "occurred_at"],
-        ]
+    # Both seasonal indexes read the purchases: reduced once to (customer code, day),
+    # not filtered, copied and hashed by customer id at each date.
+    history = PurchaseDays(events) if events is not None else None
     try:
         now = _seasonal_btyd(
-            template, target, names, x_now, events=events, as_of=now_as_of, seed=seed
+            template, target, names, x_now, history=history, as_of=now_as_of, seed=seed
         )
         at_val = _seasonal_btyd(
             template,
             target,
             names,
             x_val,
-            events=events if val_as_of is not None else None,
+            history=history if val_as_of is not None else None,
             as_of=val_as_of or now_as_of,
             seed=seed,
         )
@@ -301,10 +298,17 @@ def finish_blend(
     y_val: np.ndarray,
     seed: int = 0,
     one_se: bool = False,
+    raw_val: np.ndarray | None = None,
 ) -> tuple[BTYDBlend, dict[str, float], float]:
-    """The booster's weight and the offsets on top of ``fits`` (see :func:`fit_blend`)."""
+    """The booster's weight and the offsets on top of ``fits`` (see :func:`fit_blend`).
+
+    ``raw_val`` is the booster's raw outputs on the validation rows when the caller
+    has them (predicting them again costs seconds at a million customers).
+    """
     names, h = contract.feature_names, contract.horizon_days
-    raw_val = np.asarray(booster.predict(fits.x_val), dtype=np.float64)
+    if raw_val is None or len(raw_val) != len(fits.x_val):
+        raw_val = booster.predict(fits.x_val)
+    raw_val = np.asarray(raw_val, dtype=np.float64)
     btyd_val = btyd_prediction(fits.at_val, target, h, names, fits.x_val)
     best, se = _choose_weight(target, y_val, raw_val, btyd_val, one_se=one_se, seed=seed)
     val_scores = blend_scores(

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from scoring.contract import ModelContract, score_frame
+from scoring.contract import ModelContract, calibrate, score_frame
 from training.config import TrainingConfig
 from training.estimators import ChurnClassifier, ValueRegressor, make_churn_model, make_value_model
 from training.evaluation import metrics_for
@@ -51,6 +51,8 @@ class Candidate:
         contract_update: What it changes in the model contract (the ``blend``
             candidate: its BTYD blend and no calibration); empty for the others,
             whose estimator's calibration goes in.
+        validation_raw: Its booster's raw outputs on the validation rows (``None``
+            without them), which the blend reads too.
     """
 
     name: str
@@ -59,6 +61,7 @@ class Candidate:
     validation: dict[str, float]
     test: dict[str, float] = field(default_factory=dict)
     contract_update: dict[str, Any] = field(default_factory=dict)
+    validation_raw: np.ndarray | None = None
 
     def contract(self, base: ModelContract) -> ModelContract:
         """``base`` with this candidate's calibration or blend."""
@@ -109,9 +112,14 @@ def fit_candidates(
                 cfg, categorical_indices=categorical_indices, n_jobs=n_jobs
             )
         estimator.fit(x_train, y_train, X_val=x_val, y_val=y_val)
-        raw = np.asarray(estimator.booster_.predict(x_val, num_threads=n_jobs), dtype=np.float64)
+        # The churn classifier predicted the validation rows to calibrate: the same
+        # booster, the same rows, the same outputs.
+        raw = getattr(estimator, "validation_raw_", None)
+        if raw is None or len(raw) != len(x_val):
+            raw = estimator.booster_.predict(x_val, num_threads=n_jobs)
+        raw = np.asarray(raw, dtype=np.float64)
         validation = metrics_for(target, y_val, raw) if len(y_val) else {}
-        fitted.append(Candidate(name, cfg.num_leaves, estimator, validation))
+        fitted.append(Candidate(name, cfg.num_leaves, estimator, validation, validation_raw=raw))
     best = fitted[0]
     for cand in fitted[1:]:
         if cand.validation.get(metric, np.nan) > best.validation.get(metric, np.nan):
@@ -130,12 +138,24 @@ def score_candidates(
     test: pd.DataFrame,
     contract: ModelContract,
     champion_metrics: dict[str, float],
+    *,
+    champion_raw: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """Fill each candidate's test metrics (for the card; never used to choose)."""
+    """Fill each candidate's test metrics (for the card; never used to choose).
+
+    ``champion_raw`` is ``(x, raw)``: the test rows' model matrix and the champion
+    booster's raw outputs on it. A candidate with the same booster (the ``blend`` and
+    the LightGBM it blends) is then scored from them, not predicted again: the same
+    scores as :func:`scoring.contract.score_frame` gives.
+    """
     y = test[contract.target].to_numpy(dtype=np.float64)
     for cand in candidates:
         if cand is champion:
             cand.test = champion_metrics
             continue
-        scored = score_frame(cand.estimator.booster_, test, cand.contract(contract))
+        if champion_raw is not None and cand.estimator.booster_ is champion.estimator.booster_:
+            x, raw = champion_raw
+            scored = calibrate(raw, cand.contract(contract), x)
+        else:
+            scored = score_frame(cand.estimator.booster_, test, cand.contract(contract))
         cand.test = metrics_for(contract.target, y, scored)

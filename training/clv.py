@@ -23,6 +23,7 @@ from scipy import optimize, special
 
 from scoring.btyd import gamma_gamma_spend
 from training.errors import TrainingError
+from training.threads import one_blas_thread
 
 __all__ = ["BGNBD", "GammaGamma", "simulate_bgnbd", "simulate_gamma_gamma"]
 
@@ -144,7 +145,10 @@ class BGNBD:
             return value, grad * params
 
         start = np.log(np.array([1.0, 1.0, 1.0, 1.0]))
-        res = optimize.minimize(nll, start, jac=True, method="L-BFGS-B", bounds=[(-9.0, 9.0)] * 4)
+        with one_blas_thread():
+            res = optimize.minimize(
+                nll, start, jac=True, method="L-BFGS-B", bounds=[(-9.0, 9.0)] * 4
+            )
         if not np.isfinite(res.fun):
             raise TrainingError(f"BG/NBD fit did not converge: {res.message}")
         r, alpha, a, b = np.exp(res.x)
@@ -194,12 +198,13 @@ class BGNBD:
         """
         x, t_x, big_t = (np.asarray(v, dtype=np.float64) for v in (x, t_x, big_t))
         out = np.empty(len(x), dtype=np.float64)
-        for xv in np.unique(x):
-            p, weights = _beta_nodes(self.a, self.b + xv)
-            rows = x == xv
-            base = (self.alpha + big_t[rows])[:, None]
-            log_ratio = (self.r + xv) * (np.log(base) - np.log(base + p[None, :] * t))
-            out[rows] = (-np.expm1(log_ratio) / p[None, :]) @ weights
+        with one_blas_thread():
+            for xv in np.unique(x):
+                p, weights = _beta_nodes(self.a, self.b + xv)
+                rows = x == xv
+                base = (self.alpha + big_t[rows])[:, None]
+                log_ratio = (self.r + xv) * (np.log(base) - np.log(base + p[None, :] * t))
+                out[rows] = (-np.expm1(log_ratio) / p[None, :]) @ weights
         return self.prob_alive(x, t_x, big_t) * out
 
 
@@ -284,9 +289,10 @@ class GammaGamma:
             value, grad = _gg_nll_grad(params, x, m, const)
             return value, grad * params
 
-        res = optimize.minimize(
-            nll, np.zeros(3), jac=True, method="L-BFGS-B", bounds=[(-9.0, 9.0)] * 3
-        )
+        with one_blas_thread():
+            res = optimize.minimize(
+                nll, np.zeros(3), jac=True, method="L-BFGS-B", bounds=[(-9.0, 9.0)] * 3
+            )
         if not np.isfinite(res.fun):
             raise TrainingError(f"Gamma-Gamma fit did not converge: {res.message}")
         p, q, gamma = np.exp(res.x)

@@ -135,8 +135,12 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         )
         self.classes_ = np.array([0, 1])
         self.calibration_: Calibration | None = None
+        # Kept: choosing the champion and the blend's weight read the same raw
+        # validation scores, and predicting the validation rows again costs seconds at 1M.
+        self.validation_raw_: np.ndarray | None = None
         if self.calibration != "none" and X_val is not None and yv is not None and len(X_val):
             raw = np.asarray(self.booster_.predict(X_val, num_threads=self.n_jobs), dtype=float)
+            self.validation_raw_ = raw
             self.calibration_ = _fit_calibration(raw, yv, self.calibration)
         return self
 

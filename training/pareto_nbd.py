@@ -41,6 +41,7 @@ from scoring.btyd import (
     pareto_prob_no_purchase,
 )
 from training.errors import TrainingError
+from training.threads import one_blas_thread
 
 __all__ = ["ParetoNBD"]
 
@@ -190,7 +191,10 @@ class ParetoNBD:
 
         # The analytic gradient costs one likelihood pass; finite differences cost five
         # (4 parameters + the value), which made this fit most of the BTYD candidates' time.
-        best = optimize.minimize(nll, origin, jac=True, method="L-BFGS-B", bounds=[(-8.0, 8.0)] * 4)
+        with one_blas_thread():
+            best = optimize.minimize(
+                nll, origin, jac=True, method="L-BFGS-B", bounds=[(-8.0, 8.0)] * 4
+            )
         if not np.isfinite(best.fun) or best.fun >= 1e10:
             raise TrainingError("Pareto/NBD fit did not converge.")
         r, alpha, s, beta = np.exp(best.x)

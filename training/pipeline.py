@@ -16,7 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from scoring.contract import ModelContract, model_matrix, score_frame
+from scoring.contract import ModelContract, calibrate, model_matrix, predict_raw
 from scoring.loading import ScoringModel
 from training.baselines import make_baselines
 from training.blend import finish_blend, fit_btyd_parts, scoring_population
@@ -239,6 +239,7 @@ def _fit_champion(
             y_val=y_val,
             seed=config.seed,
             one_se=ts.plan.grouped,
+            raw_val=champion.validation_raw,
         )
         cand = Candidate(
             "blend",
@@ -246,6 +247,7 @@ def _fit_champion(
             champion.estimator,
             metrics,
             contract_update={"blend": blend, "calibration": None},
+            validation_raw=champion.validation_raw,
         )
         candidates.append(cand)
         metric = SELECTION_METRIC[target]
@@ -272,16 +274,20 @@ def _test_with_importance(
     progress: Progress,
     segmenter: Segmenter | None,
     btyd: bool = True,
-) -> tuple[Comparison, pd.DataFrame]:
-    """The model's test scores next to the baselines', and its feature importance."""
+) -> tuple[Comparison, pd.DataFrame, tuple[np.ndarray, np.ndarray]]:
+    """The model's test scores next to the baselines', its feature importance, and the
+    test rows' model matrix with the booster's raw outputs on it (the other candidates
+    of the same booster are scored from them)."""
     test = ts.slice("test")
     # SHAP contributions (single-threaded LightGBM C code, which releases the GIL)
     # overlap with test scoring and the baselines, which mostly run on one core.
     shap = ShapJob(booster, test, contract)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-shap") as pool:
         background = pool.submit(shap.work, shap.copy)
-        # The registered model scores exactly like this, in batch and online.
-        model_scores = score_frame(booster, test, contract)
+        # The registered model scores exactly like this (score_frame), in batch and online.
+        x_test = model_matrix(test, contract)
+        raw_test = predict_raw(booster, x_test)
+        model_scores = calibrate(raw_test, contract, x_test)
         comparison = compare_with_baselines(
             target,
             ts,
@@ -294,7 +300,7 @@ def _test_with_importance(
         )
         shap.work(booster)  # take a share of what is left
         background.result()
-    return comparison, importance_table(booster, shap.mean_abs(), contract)
+    return comparison, importance_table(booster, shap.mean_abs(), contract), (x_test, raw_test)
 
 
 def _population(
@@ -387,7 +393,7 @@ def train_predictor(
     )
     estimator = champion.estimator
     lap("model")
-    comparison, importance = _test_with_importance(
+    comparison, importance, champion_raw = _test_with_importance(
         target,
         ts,
         estimator.booster_,
@@ -400,7 +406,9 @@ def train_predictor(
     )
     lap("baselines_and_evaluation")
     test = ts.slice("test")
-    score_candidates(candidates, champion, test, contract, comparison.metrics["model"])
+    metrics = comparison.metrics["model"]
+    score_candidates(candidates, champion, test, contract, metrics, champion_raw=champion_raw)
+    del champion_raw
     for message in baseline_losses(comparison.lift):
         progress(f"warning: {message}")
         warnings.append(message)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["MIN_EXPECTED", "seasonal_index"]
+__all__ = ["MIN_EXPECTED", "PurchaseDays", "seasonal_index"]
 
 # A month with fewer expected interior purchase days than this says too little
 # (Poisson noise above 10 %): it is treated as not covered.
@@ -43,18 +43,59 @@ _MAX_STEPS = 200
 _TOLERANCE = 1e-7
 
 
-def _purchase_days(events: pd.DataFrame, max_customers: int, seed: int) -> pd.DataFrame:
-    buys = events.loc[events["event_type"] == "purchase", ["customer_id", "occurred_at"]]
-    ids = buys["customer_id"].unique()
-    if len(ids) > max_customers:
-        # The index is an aggregate: a random set of customers (all their purchases, so
-        # first and last days stay right) pins it down at a fraction of the cost.
-        keep = np.random.default_rng(seed).choice(len(ids), max_customers, replace=False)
-        buys = buys.loc[buys["customer_id"].isin(ids[keep])]
-    # Naive UTC days: month edges below are built without a time zone.
-    day = pd.to_datetime(buys["occurred_at"], utc=True).dt.tz_convert(None).dt.normalize()
-    out = pd.DataFrame({"customer_id": buys["customer_id"].astype(str).to_numpy(), "day": day})
-    return out.drop_duplicates(ignore_index=True)
+_DAY_US = 86_400_000_000
+
+
+class PurchaseDays:
+    """The purchases of an event history reduced to a customer code and a UTC day,
+    built once for the indexes at several dates (the blend needs two: the validation
+    cutoff and the scoring date), instead of copying and hashing the customer ids of
+    every purchase at each.
+
+    Attributes:
+        codes: Customer code of each purchase (order of first appearance).
+        micros: Each purchase's time, microseconds since the epoch (UTC).
+    """
+
+    def __init__(self, events: pd.DataFrame) -> None:
+        rows = np.flatnonzero(
+            (events["event_type"] == "purchase").to_numpy(dtype=bool, na_value=False)
+        )
+        codes, _ = pd.factorize(events["customer_id"].iloc[rows], use_na_sentinel=False)
+        self.codes = np.asarray(codes, dtype=np.int64)
+        at = pd.DatetimeIndex(pd.to_datetime(events["occurred_at"].iloc[rows], utc=True))
+        self.micros = np.asarray(at.as_unit("us").asi8, dtype=np.int64)
+
+    def index(
+        self,
+        before: pd.Timestamp | None = None,
+        *,
+        max_customers: int = 50_000,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """:func:`seasonal_index` of the purchases before ``before`` (all: ``None``)."""
+        if before is None:
+            rows = np.arange(len(self.codes))
+        else:
+            limit = pd.Timestamp(before)
+            limit = limit.tz_localize("UTC") if limit.tzinfo is None else limit
+            rows = np.flatnonzero(self.micros < limit.value // 1000)  # value: ns, UTC
+        return _index(self._days(rows, max_customers, seed))
+
+    def _days(self, rows: np.ndarray, max_customers: int, seed: int) -> pd.DataFrame:
+        codes = self.codes[rows]
+        ids = pd.unique(codes)  # order of first appearance among these rows
+        if len(ids) > max_customers:
+            # The index is an aggregate: a random set of customers (all their purchases,
+            # so first and last days stay right) pins it down at a fraction of the cost.
+            keep = np.random.default_rng(seed).choice(len(ids), max_customers, replace=False)
+            chosen = np.zeros(int(self.codes.max()) + 1, dtype=bool)
+            chosen[ids[keep]] = True
+            picked = chosen[codes]
+            rows, codes = rows[picked], codes[picked]
+        day = np.floor_divide(self.micros[rows], _DAY_US).astype("datetime64[D]")
+        out = pd.DataFrame({"customer_id": codes, "day": day})
+        return out.drop_duplicates(ignore_index=True)
 
 
 def _interiors(days: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -103,7 +144,11 @@ def seasonal_index(
         max_customers: Customers sampled (at random) beyond this many.
         seed: Seed of that sample.
     """
-    days = _purchase_days(events, max_customers, seed)
+    return PurchaseDays(events).index(max_customers=max_customers, seed=seed)
+
+
+def _index(days: pd.DataFrame) -> np.ndarray:
+    """The index of one customer-day table (see :func:`seasonal_index`)."""
     if days.empty:
         return np.ones(12)
     lo, hi, counts, month_of = _interiors(days)

@@ -14,6 +14,7 @@ from scoring.contract import model_matrix, score_frame
 from synthetic.purchase_log import purchase_log
 from training.blend import BLEND_WEIGHTS, fit_blend, scoring_date, scoring_population
 from training.config import TrainingConfig
+from training.evaluation import metrics_for
 from training.pipeline import TrainingResult, train_predictor
 
 CONFIG = TrainingConfig(horizon_days=90, num_boost_round=60, learning_rate=0.1)
@@ -52,6 +53,22 @@ def test_the_blend_is_a_candidate_with_validation_and_test_metrics(result: Train
     champion = next(c for c in result.candidates if c.name == result.champion)
     # The champion is the best on validation, never chosen on test.
     assert champion.validation[metric] == max(c.validation[metric] for c in result.candidates)
+
+
+def test_every_candidates_test_metrics_are_its_scores_on_the_shared_path(
+    result: TrainingResult, log: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    # Training scores the blend and its LightGBM from one prediction of the test rows:
+    # the metrics must be those of scoring each candidate's registered contract.
+    customers, events = log
+    feats = build_features(customers, events, as_of=result.plan.test, spec=default_spec())
+    test = result.test[["customer_id", result.target]].merge(feats, on="customer_id")
+    assert len(test) == len(result.test)
+    y = test[result.target].to_numpy(dtype=np.float64)
+    assert len({id(c.estimator.booster_) for c in result.candidates}) < len(result.candidates)
+    for cand in result.candidates:
+        scores = score_frame(cand.estimator.booster_, test, cand.contract(result.contract))
+        assert cand.test == pytest.approx(metrics_for(result.target, y, scores), rel=1e-9)
 
 
 def test_blend_offset_anchors_the_scoring_population(

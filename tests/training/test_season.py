@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from scoring.season import operational_weeks, seasonal_inputs
-from training.season import seasonal_index
+from training.season import PurchaseDays, seasonal_index
 
 PARAMS = (2.0, 8.0, 0.5, 40.0)  # r, alpha (weeks), s, beta (weeks)
 
@@ -105,6 +105,28 @@ def test_index_is_the_multinomial_maximum_likelihood() -> None:
     want = np.ones(12)
     want[0], want[1] = 2.0 * ratio / (1.0 + ratio), 2.0 / (1.0 + ratio)
     np.testing.assert_allclose(seasonal_index(frame), want, rtol=1e-5)
+
+
+def test_purchase_days_give_the_index_of_the_history_before_a_date() -> None:
+    """The blend reduces the purchases once and asks for the index at two dates: the
+    same index as the history cut at each date, sampled customers included; other
+    event types are ignored."""
+    events = _log(amplitude=1.0)
+    noise = events.sample(frac=0.3, random_state=1).assign(event_type="page_view")
+    noise["occurred_at"] -= pd.Timedelta(days=3)
+    mixed = pd.concat([events, noise], ignore_index=True).sort_values("occurred_at")
+    history = PurchaseDays(mixed)
+    for cut in ("2023-09-01", "2024-03-15", "2025-01-01"):
+        when = pd.Timestamp(cut, tz="UTC")
+        before = mixed.loc[mixed["occurred_at"] < when]
+        for customers, seed in ((50_000, 0), (1_500, 4)):
+            np.testing.assert_array_equal(
+                history.index(when, max_customers=customers, seed=seed),
+                seasonal_index(before, max_customers=customers, seed=seed),
+            )
+    busy = history.index(pd.Timestamp("2025-01-01", tz="UTC"))
+    assert busy[:3].mean() / busy[3:].mean() == pytest.approx(2.0, rel=0.15)
+    assert len(history.codes) == len(events)
 
 
 def test_operational_time_weights_each_day_by_its_month() -> None:
