@@ -382,6 +382,10 @@ def render_tags(
             if over is not None:
                 for tid, text in over.items():
                     if text is not None and tid in selected:
+                        # Live rows are rendered without names (few per request).
+                        name = shown.get(tid)
+                        if name is not None:
+                            text = b'{"display_name":' + name.encode("utf-8") + b"," + text[1:]
                         texts.append(text)
                         returned.add(tid)
             if pos is not None and predicted:

@@ -1,6 +1,7 @@
 """The /tags renderer as it was before rows were kept as bytes and planned per selection
 (main at 737038e), kept verbatim as the reference the service's answers must equal byte
-for byte (tests/serving/test_rendering_parity.py)."""
+for byte (tests/serving/test_rendering_parity.py), except that live rows now carry their
+display names too (issue 17: every /tags row has one)."""
 
 # ruff: noqa
 
@@ -240,7 +241,13 @@ def render_tags(
         if over is not None:
             for tid, live_text in over.items():
                 if live_text is not None and tid in selected:
-                    texts.append(live_text)
+                    # The one change since 737038e: live rows carry display names too.
+                    name = shown.get(tid)
+                    texts.append(
+                        live_text
+                        if name is None
+                        else '{"display_name":' + name + "," + live_text[1:]
+                    )
                     returned.add(tid)
             live_slots[len(parts)] = over
         parts.append(texts)

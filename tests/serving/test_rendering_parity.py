@@ -211,3 +211,16 @@ def test_the_keeper_renders_champion_rows_once_per_swap(tmp_path: Path) -> None:
         assert first != runtime.tags_json(MARKETING, ["c0001", "c0002"])
     finally:
         runtime.stop()
+
+
+def test_live_rows_carry_display_names() -> None:
+    index = SnapshotIndex.build(_snapshot(), NAMES)
+    overlay = LiveOverlay(run_id=index.run_id).merged(_live_frame())
+    answer = json.loads(render_tags(index, [], ALL, ["c0001", "n0001"], overlay, names=NAMES).body)
+    rows = {
+        (r["customer_id"], t["tag_id"]): t for r in answer["results"] for t in r.get("tags", [])
+    }
+    live = rows[("c0001", "rfm_segment")]
+    assert live["updated_at"]
+    assert live["display_name"] == "价值_RFM客户分群"
+    assert "display_name" not in rows[("n0001", "age_band")]  # unnamed tag: no name

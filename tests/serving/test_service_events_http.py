@@ -84,6 +84,7 @@ def test_events_need_the_write_events_permission(client: Any) -> None:
     live = [t for t in tags.json()["results"][0]["tags"] if t["tag_id"] == "old_customer"]
     assert live == [
         {
+            "display_name": "old_customer",  # no catalogue name: the service shows the id
             "tag_id": "old_customer",
             "value": "true",
             "score": None,
