@@ -42,7 +42,14 @@ from features.schema import (
     check_events,
 )
 from features.spill import EventSpill, row_hashes
-from features.validation import Dedupe, erased_ids, event_fields, id_array, naive_utc
+from features.validation import (
+    Dedupe,
+    erased_ids,
+    event_fields,
+    id_array,
+    mark_before_signup,
+    naive_utc,
+)
 
 __all__ = ["EventBlocks", "EventsTally"]
 
@@ -250,20 +257,7 @@ class EventBlocks:
         # A created customer's signup is its earliest event: none of its events is before.
         signup_values = np.full(len(canon), np.datetime64("NaT"), dtype="datetime64[us]")
         signup_values[matched] = self._known_signup[position[matched]]
-        signup_of = pd.Series(
-            pd.DatetimeIndex(signup_values).tz_localize("UTC"), index=canon.index
-        ).astype(TIMESTAMP_DTYPE)
-        before = (canon["occurred_at"] < signup_of).fillna(False).to_numpy()
-        rejects.mark(
-            before,
-            ReasonCode.BEFORE_SIGNUP,
-            lambda hit: (
-                "field 'occurred_at': expected a time at or after the customer's signup "
-                + signup_of[hit].dt.strftime("%Y-%m-%dT%H:%M:%S%z")
-                + ", got "
-                + canon["occurred_at"][hit].dt.strftime("%Y-%m-%dT%H:%M:%S%z")
-            ),
-        )
+        mark_before_signup(canon, rejects, signup_values)
         return unknown, position
 
     def _known_position(self, ids: pa.Array) -> np.ndarray:

@@ -321,20 +321,7 @@ def _event_customers(
     matched = ~np.isnan(position)
     signup_values = np.full(len(canon), np.datetime64("NaT"), dtype=known_signup.dtype)
     signup_values[matched] = known_signup[position[matched].astype(np.int64)]
-    signup_of = pd.Series(
-        pd.DatetimeIndex(signup_values).tz_localize("UTC"), index=canon.index
-    ).astype(TIMESTAMP_DTYPE)
-    before = (canon["occurred_at"] < signup_of).fillna(False).to_numpy()
-    rejects.mark(
-        before,
-        ReasonCode.BEFORE_SIGNUP,
-        lambda hit: (
-            "field 'occurred_at': expected a time at or after the customer's signup "
-            + signup_of[hit].dt.strftime("%Y-%m-%dT%H:%M:%S%z")
-            + ", got "
-            + canon["occurred_at"][hit].dt.strftime("%Y-%m-%dT%H:%M:%S%z")
-        ),
-    )
+    mark_before_signup(canon, rejects, signup_values)
     return created
 
 
@@ -490,5 +477,24 @@ def erased_ids(
         ReasonCode.ERASED,
         lambda hit: np.full(
             int(hit.sum()), "this customer was erased on request; their data is not taken in"
+        ),
+    )
+
+
+def mark_before_signup(canon: pd.DataFrame, rejects: Rejects, signup_values: np.ndarray) -> None:
+    """Reject events before their customer's signup (``signup_values``: naive UTC per row,
+    NaT where the customer is unknown), with the time expected and the time got."""
+    signup_of = pd.Series(
+        pd.DatetimeIndex(signup_values).tz_localize("UTC"), index=canon.index
+    ).astype(TIMESTAMP_DTYPE)
+    before = (canon["occurred_at"] < signup_of).fillna(False).to_numpy()
+    rejects.mark(
+        before,
+        ReasonCode.BEFORE_SIGNUP,
+        lambda hit: (
+            "field 'occurred_at': expected a time at or after the customer's signup "
+            + signup_of[hit].dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+            + ", got "
+            + canon["occurred_at"][hit].dt.strftime("%Y-%m-%dT%H:%M:%S%z")
         ),
     )
