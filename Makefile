@@ -35,8 +35,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The packages ([tool.mypy] in pyproject.toml), then the benchmark scripts, which run as
+# files beside them (hence explicit package bases).
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy --explicit-package-bases benchmarks
 
 contracts: $(STAMP)
 	$(BIN)/lint-imports

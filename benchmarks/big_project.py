@@ -78,7 +78,7 @@ def _champions(project: Any, customers: pd.DataFrame, events: pd.DataFrame) -> N
         )
         x = model_matrix(features, contract)
         y = (spend <= 0).astype(float) if target == "churn" else spend
-        params = {"objective": "binary" if target == "churn" else "regression"}
+        params: dict[str, Any] = {"objective": "binary" if target == "churn" else "regression"}
         params |= {"verbose": -1, "num_threads": 2, "num_leaves": 31, "seed": 0}
         booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=200)
         register_booster(

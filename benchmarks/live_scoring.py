@@ -88,10 +88,10 @@ def load_models(project: Project) -> list[ChampionModel]:
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as a request's records: missing values as None, times as Timestamps."""
-    out = []
+    out: list[dict[str, Any]] = []
     for row in frame.to_dict("records"):
         out.append(
-            {k: (None if v is pd.NA or v is pd.NaT or v != v else v) for k, v in row.items()}
+            {str(k): (None if v is pd.NA or v is pd.NaT or v != v else v) for k, v in row.items()}
         )
     return out
 

@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,8 @@ def bench_show(project: Any, ids: list[str]) -> dict[str, Any]:
 
     visible = [t.id for t in project.catalogue()]  # an admin's view: every tag
     pool = lookup._FACT_READS
-    times, sequential = [], []
+    times: list[float] = []
+    sequential: list[float] = []
     for k, cid in enumerate(ids):
         # Reference, alternating with the real path: the fact read after the tag store
         # query instead of beside it (what a profile did before).
@@ -210,7 +212,7 @@ def bench_explain(project: Any, ids: list[str]) -> dict[str, Any]:
             runtime.explain(caller, [cid])
         explain_thread: list[float] = []
         explain, explain_cpu = _cpu_ms(lambda c: runtime.explain(caller, [c]), ids, explain_thread)
-        tags = [_timed(lambda c=c: runtime.tags(caller, [c]), 1)[0] for c in ids]
+        tags = [_timed(partial(runtime.tags, caller, [c]), 1)[0] for c in ids]
         before = _pandas_rows_explain(runtime)
         for cid in ids[:20]:
             before(cid)

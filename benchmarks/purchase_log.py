@@ -67,7 +67,7 @@ def _lgbm_rfm(ts: Any, target: str, config: TrainingConfig, frame: pd.DataFrame)
         y_val=val[target].to_numpy(dtype=np.float64),
     )
     if target == "churn":
-        contract = contract.model_copy(update={"calibration": model.calibration_})  # type: ignore[union-attr]
+        contract = contract.model_copy(update={"calibration": model.calibration_})
     return np.asarray(score_frame(model.booster_, frame, contract))
 
 
@@ -97,7 +97,7 @@ def _one_seed(n: int, seed: int, config: TrainingConfig) -> dict[str, dict[str, 
         r = train_predictor(
             customers,
             calib,
-            target=target,  # type: ignore[arg-type]
+            target=target,
             config=config,
             feature_builder=build_features,
             spec=spec,
@@ -111,17 +111,14 @@ def _one_seed(n: int, seed: int, config: TrainingConfig) -> dict[str, dict[str, 
         numeric = [n for n in ts.feature_names if n not in ts.categorical_levels]
         fit_rows = ts.slice("fit")
         for baseline in make_baselines(
-            target,  # type: ignore[arg-type]
+            target,
             numeric_features=numeric,
             horizon_days=HORIZON_DAYS,
             seed=config.seed,
         ):
             scores[baseline.name] = baseline.fit(fit_rows).predict(frame)
         scores["lgbm_rfm"] = _lgbm_rfm(ts, target, config, frame)
-        out[target] = {
-            name: metrics_for(target, y, s)  # type: ignore[arg-type]
-            for name, s in scores.items()
-        }
+        out[target] = {name: metrics_for(target, y, s) for name, s in scores.items()}
         unused = len(r.dropped_features)
         print(
             f"  {target}: plan {'grouped' if r.plan.grouped else 'time'} "

@@ -54,6 +54,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any, Literal
 
 # benchmarks/features.py would shadow the features package when run as a script.
 _HERE = Path(__file__).resolve().parent
@@ -74,6 +75,7 @@ from synthetic import (  # noqa: E402
     oracle_churn_probability,
     oracle_expected_value,
 )
+from training.candidates import Target  # noqa: E402
 from training.config import TrainingConfig  # noqa: E402
 from training.estimators import make_churn_model, make_value_model  # noqa: E402
 from training.evaluation import metrics_for  # noqa: E402
@@ -110,14 +112,14 @@ class PeakRSS:
         self.peak = max(self.peak, self._proc.memory_info().rss)
 
 
-def _train(data, target: str, config: TrainingConfig, *, oracle: bool) -> TrainingResult:  # type: ignore[no-untyped-def]
+def _train(data: Any, target: Target, config: TrainingConfig, *, oracle: bool) -> TrainingResult:
     fn = oracle_churn_probability if target == "churn" else oracle_expected_value
     spec = default_spec()
     return train_predictor(
         data.customers,
         data.events,
         target=target,
-        config=config,  # type: ignore[arg-type]
+        config=config,
         feature_builder=build_features,
         spec=spec,
         spec_hash=spec_hash(spec),
@@ -212,7 +214,7 @@ def _bayes_bound(r: TrainingResult, bound: pd.DataFrame) -> None:
     scores = bound[column].reindex(ids.to_numpy()).to_numpy()
     if np.isnan(scores).any():
         raise RuntimeError("The Bayes bound's population differs from the test rows.")
-    best = metrics_for(r.target, r.test[r.target].to_numpy(dtype=np.float64), scores)[metric]  # type: ignore[arg-type]
+    best = metrics_for(r.target, r.test[r.target].to_numpy(dtype=np.float64), scores)[metric]
     oracle, model = r.metrics["oracle"][metric], r.metrics["model"][metric]
     tolerance = 0.02 if r.target == "churn" else 0.05
     print(
@@ -223,8 +225,8 @@ def _bayes_bound(r: TrainingResult, bound: pd.DataFrame) -> None:
     )
 
 
-def _timed_training(  # type: ignore[no-untyped-def]
-    data, config: TrainingConfig, *, btyd: bool
+def _timed_training(
+    data: Any, config: TrainingConfig, *, btyd: bool
 ) -> tuple[TrainingResult, float, float, int]:
     """Train churn once; wall and CPU seconds (all threads) and peak RSS (bytes)."""
     spec = default_spec()
@@ -310,13 +312,13 @@ _METRIC = {"churn": "auc", "value": "normalized_gini"}
 
 
 def _fit_score(
-    ts: TrainingSet, target: str, config: TrainingConfig, extra: list[str], test: pd.DataFrame
+    ts: TrainingSet, target: Target, config: TrainingConfig, extra: list[str], test: pd.DataFrame
 ) -> float:
     """Fit the production estimator on ``ts`` (plus ``extra`` columns); score ``test``."""
     names = ts.feature_names + extra
     contract = ModelContract(
         target=target,
-        horizon_days=config.horizon_days,  # type: ignore[arg-type]
+        horizon_days=config.horizon_days,
         feature_names=names,
         categorical_levels=ts.categorical_levels,
     )
@@ -331,22 +333,22 @@ def _fit_score(
         y_val=val[target].to_numpy(dtype=np.float64),
     )
     x = model_matrix(test, contract)
-    pred = model.predict_proba(x)[:, 1] if target == "churn" else model.predict(x)  # type: ignore[union-attr]
+    pred = model.predict_proba(x)[:, 1] if target == "churn" else model.predict(x)
     y = test[target].to_numpy(dtype=np.float64)
-    return metrics_for(target, y, pred)[_METRIC[target]]  # type: ignore[arg-type]
+    return metrics_for(target, y, pred)[_METRIC[target]]
 
 
 def _fit_denoised(
-    ts: TrainingSet, target: str, soft: str, test: pd.DataFrame, config: TrainingConfig
+    ts: TrainingSet, target: Target, soft: str, test: pd.DataFrame, config: TrainingConfig
 ) -> float:
     """LightGBM fitted to the oracle's scores (column ``soft``) instead of the labels."""
     contract = ModelContract(
         target=target,
-        horizon_days=config.horizon_days,  # type: ignore[arg-type]
+        horizon_days=config.horizon_days,
         feature_names=ts.feature_names,
         categorical_levels=ts.categorical_levels,
     )
-    cats = contract.categorical_indices or "auto"
+    cats: list[int] | Literal["auto"] = contract.categorical_indices or "auto"
     train, val = ts.slice("train"), ts.slice("validation")
     params = {
         "objective": "cross_entropy" if target == "churn" else "tweedie",
@@ -378,7 +380,7 @@ def _fit_denoised(
         callbacks=[lgb.early_stopping(50, verbose=False)],
     )
     pred = np.asarray(booster.predict(model_matrix(test, contract)), dtype=np.float64)
-    return metrics_for(target, test[target].to_numpy(dtype=np.float64), pred)[_METRIC[target]]  # type: ignore[arg-type]
+    return metrics_for(target, test[target].to_numpy(dtype=np.float64), pred)[_METRIC[target]]
 
 
 def _latent_columns(frame: pd.DataFrame, truth: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
@@ -462,7 +464,7 @@ def ceiling(args: argparse.Namespace, config: TrainingConfig) -> list[str]:
         metric = _METRIC[target]
         oracle = metrics_for(
             target,
-            test[target].to_numpy(dtype=np.float64),  # type: ignore[arg-type]
+            test[target].to_numpy(dtype=np.float64),
             test[f"oracle_{target}"].to_numpy(),
         )[metric]
         print(f"\n{target} {metric} on the same {len(test):,} test rows; oracle {oracle:.4f}")

@@ -227,7 +227,7 @@ def main() -> None:
     load_start = _load()
 
     from tagsmith.app import build_runtime
-    from tagsmith.live import live_tagger
+    from tagsmith.live import ServiceIngest, live_tagger
 
     t = time.perf_counter()
     predictors: list[Any] = []
@@ -250,7 +250,10 @@ def main() -> None:
     sustained = [_sustained(tagger, ids, b, args.seconds, args.max_batches) for b in args.batch]
 
     runtime = build_runtime(project)
-    runtime.event_ingest._tagger = tagger  # share the warmed tagger (one process)
+    ingest = runtime.event_ingest
+    if not isinstance(ingest, ServiceIngest):
+        sys.exit("the project's service has no event ingest (real-time tags are off)")
+    ingest._tagger = tagger  # share the warmed tagger (one process)
     runtime.start()
     lapsed = _lapsed(project, runtime, 2 * args.probes)
     http: dict[str, Any] = {"skipped": True}

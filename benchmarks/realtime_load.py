@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +37,7 @@ DRAIN_TIMEOUT_S = 20.0
 RUN = f"{time.time_ns():x}"
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (NaN when empty)."""
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 

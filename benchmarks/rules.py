@@ -23,6 +23,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -270,7 +271,7 @@ def main() -> None:
 
     print("engine vs hand-written numpy, same rows and values (best of each):")
     ids = features["customer_id"]
-    checks = {
+    checks: dict[str, Callable[[], Any]] = {
         "old_customer": lambda: hand_old_customer(features),
         "rfm_segment": lambda: hand_rfm(features),
         "browse_churn": lambda: hand_browse_churn_prepared(features, prepared, as_of),
@@ -281,8 +282,8 @@ def main() -> None:
     for tag_id, hand in checks.items():
         t_engine, (result,) = best_of(
             args.repeat,
-            lambda t=tag_id: evaluate_tag_values(
-                features, prepared, catalogue, as_of=as_of, tag_ids=[t]
+            partial(
+                evaluate_tag_values, features, prepared, catalogue, as_of=as_of, tag_ids=[tag_id]
             ),
         )
         t_hand, expected = best_of(args.repeat, hand)

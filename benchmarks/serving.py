@@ -464,6 +464,8 @@ def snapshot_features(project: Project, ids: list[str]) -> Any:
 
     facts = project.fact_store()
     as_of = project.tag_store().latest_as_of()
+    if as_of is None:
+        raise SystemExit("no tagging run in the project: run `tagsmith tags run` first")
     features = build_features(
         facts.load_customers(), facts.load_events(), as_of=as_of, spec=project.feature_spec()
     )

@@ -20,6 +20,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def file_sort(n: int, n_customers: int, seed: int, repeats: int) -> None:
         assert sorted_events(events).equals(events.sort_by(KEYS))
         best = best_of(
             repeats,
-            {"sort_by": lambda e=events: e.sort_by(KEYS), "new": lambda e=events: sorted_events(e)},
+            {"sort_by": partial(events.sort_by, KEYS), "new": partial(sorted_events, events)},
         )
         (ref_cpu, ref_wall), (cpu, wall) = best["sort_by"], best["new"]
         print(

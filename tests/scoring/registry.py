@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -47,7 +48,7 @@ def train_booster(target: str, seed: int = 0) -> lgb.Booster:
     x = model_matrix(frame, contract(target))
     if target == "churn":
         y = (frame["recency_days"] > 150).astype(float).to_numpy()
-        params = {"objective": "binary"}
+        params: dict[str, Any] = {"objective": "binary"}
     else:
         y = frame["frequency_orders"].to_numpy() * 40.0
         params = {"objective": "regression"}
@@ -104,7 +105,9 @@ def register_booster(
     example = pd.DataFrame(
         np.zeros((2, len(model_contract.feature_names))), columns=model_contract.feature_names
     )
-    signature = infer_signature(example, booster.predict(example.to_numpy(), num_threads=1))
+    signature = infer_signature(
+        example, np.asarray(booster.predict(example.to_numpy(), num_threads=1))
+    )
     with mlflow_uris(tracking_uri), mlflow.start_run(experiment_id=exp_id):
         info = mlflow.lightgbm.log_model(
             booster,
