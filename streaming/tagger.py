@@ -32,6 +32,7 @@ never tagged.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -56,14 +57,24 @@ from streaming.errors import BadEvents, Busy
 from streaming.index import CustomerFacts, FactStoreLike
 from tags.catalogue import Catalogue
 from tags.engine import concat_tag_tables, evaluate_tags
-from tags.live import LiveWrite, latest_run, mark_tagged, tagged_segments, write_live
-from tags.live_snapshot import NewestSnapshot
+from tags.live import (
+    LiveWrite,
+    compact_live,
+    latest_run,
+    mark_tagged,
+    tagged_segments,
+    write_live,
+)
+from tags.live_snapshot import NewestSnapshot, snapshot_key
+from tags.live_state import LiveState
 from tags.store import TagStore
 from tags.store_format import TAG_COLUMNS, has_tables, naive
 
 __all__ = ["MAX_EVENTS_PER_BATCH", "ApplyResult", "LiveTagger", "live_as_of"]
 
 MAX_EVENTS_PER_BATCH = 10_000
+
+log = logging.getLogger(__name__)
 
 
 def live_as_of(now: pd.Timestamp) -> pd.Timestamp:
@@ -155,6 +166,8 @@ class LiveTagger:
         quarantine_dir: Folder of the live quarantine files.
         clock: Current time (tests pin it).
         max_waiting: Callers allowed to wait for the lock.
+        compact_after: Superseded live rows (live writes only append) after which
+            :meth:`compact` runs in a background thread.
     """
 
     def __init__(
@@ -170,6 +183,7 @@ class LiveTagger:
         quarantine_dir: Path,
         clock: Callable[[], pd.Timestamp] | None = None,
         max_waiting: int = 64,
+        compact_after: int = 200_000,
     ) -> None:
         self.live = live
         self.tag_store = tag_store
@@ -190,6 +204,9 @@ class LiveTagger:
         self._thresholds_checked = -1e9
         self._snapshot: NewestSnapshot | None = None
         self._snapshot_checked = -1e9
+        self._live_state = LiveState()
+        self.compact_after = compact_after
+        self._compacting = threading.Event()
         self.tags = [t.id for t in catalogue.active(sources=("fact", "rule"))] + [
             str(getattr(p, "tag_id", "")) for p in self.predictors if getattr(p, "tag_id", "")
         ]
@@ -227,6 +244,7 @@ class LiveTagger:
         finally:
             with self._waiting_lock:
                 self._waiting -= 1
+        self._maybe_compact()
         if request.error is not None:
             raise request.error
         if request.result is None:  # pragma: no cover - _apply_group always sets one
@@ -245,6 +263,7 @@ class LiveTagger:
             self.index.refresh()
             self._refresh_thresholds(force=True)
             self._load_snapshot()
+            self._sync_live_state()
             if not len(self.index.customers):
                 return
             now = self.clock()
@@ -298,6 +317,40 @@ class LiveTagger:
                     segments=names if last else (),
                 )
             return len(customers)
+
+    def compact(self) -> int:
+        """Delete the live rows newer writes superseded (:func:`tags.live.compact_live`).
+
+        Live writes append a row per re-tagged (customer, tag) and delete nothing, so
+        the table grows with every write; this brings it back to one row per pair. One
+        transaction, under the tagger's lock (writes wait for it, none pays it itself).
+
+        Returns:
+            Rows deleted.
+        """
+        with self._lock:
+            if not self.tag_store.exists():
+                return 0
+            with self.tag_store.writer() as con:
+                deleted = compact_live(con)
+            self._live_state.compacted()
+            return deleted
+
+    def _maybe_compact(self) -> None:
+        """Compact in a background thread once enough rows are superseded (one at a time)."""
+        if self._live_state.superseded < self.compact_after or self._compacting.is_set():
+            return
+        self._compacting.set()
+
+        def run() -> None:
+            try:
+                self.compact()
+            except Exception:  # the next threshold crossing tries again
+                log.warning("Compacting live tag rows failed", exc_info=True)
+            finally:
+                self._compacting.clear()
+
+        threading.Thread(target=run, name="tagsmith-live-compact", daemon=True).start()
 
     # -- steps -------------------------------------------------------------------------
     def _take_group(self) -> list[_Request]:
@@ -423,6 +476,7 @@ class LiveTagger:
                 at=naive(at),
                 snapshot=self._snapshot,
                 segments=segments,
+                state=self._live_state,
             )
             if not write.snapshot_in_memory:
                 self._load_snapshot(con)
@@ -483,6 +537,18 @@ class LiveTagger:
             return
         with self.tag_store.reader() as reader:
             self._snapshot = NewestSnapshot.load(reader) if has_tables(reader) else None
+
+    def _sync_live_state(self) -> None:
+        """Read the current live values now (else the first live write does)."""
+        if not self.tag_store.exists():
+            return
+        with self.tag_store.reader() as con:
+            found = con.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_name IN ('runs', 'live_tags')"
+            ).fetchone()
+            if found and found[0] == 2:
+                self._live_state.sync(con, snapshot_key(con))
 
     def _quarantine(self, rejected: pd.DataFrame, now: pd.Timestamp) -> Path | None:
         if not len(rejected):

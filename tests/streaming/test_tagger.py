@@ -234,3 +234,30 @@ def test_an_applied_batch_leaves_nothing_to_recover(setup: Setup) -> None:
     result = setup.tagger.apply(records(setup.later), source="POST /events")
     assert result.accepted == len(setup.later)
     assert setup.tagger.recover() == 0
+
+
+def test_superseded_live_rows_are_compacted_in_the_background(setup: Setup) -> None:
+    batch = records(setup.later)
+    setup.tagger.apply(batch[:20], source="POST /events")
+    setup.tagger.compact_after = 1  # every re-tag of a live customer crosses it
+    with setup.tags.reader() as con:
+        before = live_rows(con)
+    # The same customers again, with new events: their rows are appended, then compacted.
+    shifted = setup.later.iloc[:20].copy()
+    shifted["occurred_at"] = shifted["occurred_at"] + pd.Timedelta(seconds=1)
+    shifted["order_id"] = None
+    result = setup.tagger.apply(records(shifted), source="POST /events")
+    assert result.accepted == 20
+    deadline = time.monotonic() + 30
+    while setup.tagger._live_state.superseded and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert setup.tagger._live_state.superseded == 0
+    with setup.tags.reader() as con:
+        after = live_rows(con)
+        stored = con.execute("SELECT count(*) FROM live_tags").fetchone()
+    # One row per (customer, tag) left, the newest: the same values, a newer seq.
+    assert stored is not None and stored[0] == len(after) == len(before)
+    key = ["customer_id", "tag_id"]
+    merged = before.merge(after, on=key, suffixes=("_0", "_1"))
+    assert len(merged) == len(before)
+    assert (merged["seq_1"] > merged["seq_0"]).all()
