@@ -256,7 +256,8 @@ def test_superseded_live_rows_are_compacted_in_the_background(setup: Setup) -> N
         after = live_rows(con)
         stored = con.execute("SELECT count(*) FROM live_tags").fetchone()
     # One row per (customer, tag) left, the newest: the same values, a newer seq.
-    assert stored is not None and stored[0] == len(after) == len(before)
+    assert stored is not None
+    assert stored[0] == len(after) == len(before)
     key = ["customer_id", "tag_id"]
     merged = before.merge(after, on=key, suffixes=("_0", "_1"))
     assert len(merged) == len(before)
