@@ -37,7 +37,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from scoring.batch import Predictor
 from streaming.checking import Checked, check_batches
 from streaming.errors import BadEvents, Busy
 from streaming.index import CustomerFacts, FactStoreLike
+from streaming.results import ApplyResult
 from tags.catalogue import Catalogue
 from tags.engine import concat_tag_tables, evaluate_tags
 from tags.live import (
@@ -81,60 +82,6 @@ def live_as_of(now: pd.Timestamp) -> pd.Timestamp:
     """The as-of of a live re-tag at ``now``: the next whole second (features count
     events strictly before the as-of, so an event of this instant is included)."""
     return now.tz_convert("UTC").floor("s") + pd.Timedelta(seconds=1)
-
-
-@dataclass
-class ApplyResult:
-    """What one micro-batch did.
-
-    Attributes:
-        received: Events in the batch.
-        accepted: Events stored now.
-        duplicates: Events whose ``event_id`` was stored already (not stored again).
-        quarantined: Rejected events per reason code (the file import's codes).
-        quarantine_file: Where the rejected rows were appended.
-        customers: Customers of this batch re-tagged.
-        changes: Tag values that changed in the micro-batch that carried the batch
-            (transitions recorded; batches that arrived together share one).
-        as_of: The as-of of the re-tag.
-        thresholds_from: Run id whose population thresholds the rules used (None: no
-            batch run yet; population rules then use the re-tagged customers only).
-        seq: The live write's sequence number (0: nothing written).
-        seconds: Wall time of the batch.
-        rows: The live rows written for this batch's customers (for an in-process
-            reader such as the service).
-        batches: Batches applied together in that micro-batch (1: this one alone).
-    """
-
-    received: int
-    accepted: int
-    duplicates: int
-    quarantined: dict[str, int]
-    quarantine_file: Path | None
-    customers: int
-    changes: int
-    as_of: pd.Timestamp
-    thresholds_from: str | None
-    seq: int
-    seconds: float
-    rows: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
-    batches: int = 1
-
-    def to_json(self) -> dict[str, Any]:
-        """The answer of ``POST /events`` and the consumer's log line."""
-        return {
-            "received": self.received,
-            "accepted": self.accepted,
-            "duplicates": self.duplicates,
-            "quarantined": sum(self.quarantined.values()),
-            "quarantined_by_reason": self.quarantined,
-            "quarantine_file": str(self.quarantine_file) if self.quarantine_file else None,
-            "customers_retagged": self.customers,
-            "tag_changes": self.changes,
-            "as_of": self.as_of.isoformat(),
-            "thresholds_from_run": self.thresholds_from,
-            "seconds": round(self.seconds, 4),
-        }
 
 
 @dataclass
@@ -207,6 +154,7 @@ class LiveTagger:
         self._live_state = LiveState()
         self.compact_after = compact_after
         self._compacting = threading.Event()
+        self._listeners: list[Callable[[pd.DataFrame], None]] = []
         self.tags = [t.id for t in catalogue.active(sources=("fact", "rule"))] + [
             str(getattr(p, "tag_id", "")) for p in self.predictors if getattr(p, "tag_id", "")
         ]
@@ -317,6 +265,18 @@ class LiveTagger:
                     segments=names if last else (),
                 )
             return len(customers)
+
+    def subscribe(self, listener: Callable[[pd.DataFrame], None]) -> None:
+        """Call ``listener`` with the rows of every live write (``tags.live.LIVE_COLUMNS``),
+        once per micro-batch, right after it committed and before its callers get their
+        results, in write order (under the tagger's lock): an in-process reader (the
+        service's ``/tags``) merges each micro-batch once, not once per request in it, and
+        sees the in-service stream consumer's writes without polling the store.
+
+        With a listener, the results of batches applied together carry no rows of their
+        own (:attr:`ApplyResult.rows` empty; :attr:`ApplyResult.customer_ids` still set).
+        """
+        self._listeners.append(listener)
 
     def compact(self) -> int:
         """Delete the live rows newer writes superseded (:func:`tags.live.compact_live`).
@@ -429,7 +389,7 @@ class LiveTagger:
                     [str(x) for x in c.accepted.loc[mine, "customer_id"]]
                     + [str(r.get("customer_id")) for r in c.repeats]
                 )
-            own_rows = rows if rows is not None else pd.DataFrame()
+            own_rows = rows if rows is not None and not self._listeners else pd.DataFrame()
             if len(checked) > 1 and len(own_rows):
                 own_rows = own_rows[own_rows["customer_id"].isin(own)].reset_index(drop=True)
             c.request.result = ApplyResult(
@@ -446,6 +406,7 @@ class LiveTagger:
                 seconds=time.perf_counter() - started,
                 rows=own_rows,
                 batches=len(checked),
+                customer_ids=list(own),
             )
             c.request.done = True
 
@@ -480,7 +441,13 @@ class LiveTagger:
             )
             if not write.snapshot_in_memory:
                 self._load_snapshot(con)
-        return write, _written(plain, customer_ids, self.tags, at=at, seq=write.seq)
+        written = _written(plain, customer_ids, self.tags, at=at, seq=write.seq)
+        for listener in self._listeners:
+            try:
+                listener(written)
+            except Exception:  # the write is committed: a reader's failure must not undo it
+                log.warning("A live-write listener failed", exc_info=True)
+        return write, written
 
     def _evaluate(self, customer_ids: Sequence[str], as_of: pd.Timestamp) -> pd.DataFrame:
         """The customers' tag rows as of ``as_of`` (features, rules, champions): no write."""
