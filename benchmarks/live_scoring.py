@@ -150,7 +150,10 @@ def print_stages(
     assert live.catalogue is not None
     rules = ArrayRules(
         live.catalogue,
-        live.score([customers[0]], events[0], as_of=cutoff).features.dtypes.to_dict(),
+        {
+            str(k): v
+            for k, v in live.score([customers[0]], events[0], as_of=cutoff).features.dtypes.items()
+        },
     )
     kinds = frozenset(live.facts.all_event_types)
     customer_columns = ["customer_id", "signup_at"] + [a.name for a in live.facts.attributes]

@@ -50,6 +50,7 @@ import pandas as pd
 from features.catalog import feature_catalog
 from features.cutoffs import AsOf, CutoffColumns, cutoff_columns, normalize_as_of
 from features.events import PreparedEvents
+from features.families.base import Coded
 from features.schema import FactsConfig, check_amounts
 from features.small_events import SmallEvents
 from features.spec import FeatureSpec, default_spec
@@ -171,6 +172,34 @@ class LiveResult:
                     self.features, self.tag_values, self._catalogue, as_of=self.as_of
                 )
         return self._rule_tags
+
+    def rule_rows(self, row: int) -> list[tuple[str, str, str]]:
+        """(tag id, value, version label) of each rule/fact tag feature row ``row``
+        has, tag by tag (the rows :attr:`rule_tags` holds for that customer)."""
+        if self._catalogue is None:
+            return []
+        out = []
+        for found in self.tag_values:
+            at = np.flatnonzero(found.rows == row)
+            if len(at):
+                label = self._catalogue.get(found.tag_id).version_label
+                out.append((found.tag_id, found.values[int(found.codes[at[0]])], label))
+        return out
+
+    def row_values(self, row: int) -> dict[str, Any]:
+        """Feature row ``row`` as Python values (``customer_id`` first, catalogue order;
+        ``None`` where missing): what a JSON answer shows of the frame's row."""
+        out: dict[str, Any] = {"customer_id": self.customer_ids[row]}
+        for name, values in self.columns.columns.items():
+            if isinstance(values, np.ndarray):
+                value = values[row].item()
+                out[name] = None if value != value else value  # NaN: missing
+            elif isinstance(values, Coded):
+                code = int(values.codes[row])
+                out[name] = None if code < 0 else str(values.categories[code])
+            else:
+                out[name] = values[row].as_py()
+        return out
 
     def row_of(self, customer_id: str) -> int | None:
         """Position of ``customer_id`` in :attr:`features` (``None``: not scored)."""

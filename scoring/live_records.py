@@ -160,10 +160,11 @@ def checked_events(
             a purchase or refund or out of range, or a quantity is out of range.
     """
     kinds: list[str] = fields["event_type"].to_pylist()
-    unknown = [k for k in kinds if k not in event_types]
+    unknown = [i for i, k in enumerate(kinds) if k not in event_types]
     if unknown:
         raise SchemaError(
-            f"Expected each event_type among {sorted(event_types)}. Got {unknown[0]!r}."
+            f"Event {unknown[0]}: expected each event_type among {sorted(event_types)}. "
+            f"Got {kinds[unknown[0]]!r}."
         )
     occurred = fields["occurred_at"]
     if occurred.null_count:
@@ -172,18 +173,26 @@ def checked_events(
     numbers: dict[str, np.ndarray] = {}
     for name in ("amount", "quantity"):
         values = np.asarray(fields[name].to_numpy(zero_copy_only=False), dtype=np.float64)
-        if not np.all(np.isfinite(values) | np.isnan(values)) or (values < 0).any():
-            raise SchemaError(f"Column '{name}' of events must be finite numbers >= 0.")
+        bad = np.flatnonzero(~(np.isfinite(values) | np.isnan(values)) | (values < 0))
+        if len(bad):
+            raise SchemaError(
+                f"Event {bad[0]}: column '{name}' of events must be finite numbers >= 0. "
+                f"Got {float(values[bad[0]])!r}."
+            )
         numbers[name] = values
     amount = numbers["amount"]
     needs = np.fromiter((k in AMOUNT_REQUIRED_EVENT_TYPES for k in kinds), bool, len(kinds))
-    if (needs & np.isnan(amount)).any():
-        raise SchemaError("Expected an amount on every purchase and refund event. Got none.")
-    too_large = amount > MAX_AMOUNT
-    if too_large.any():  # the fact contract's upper bound (features.schema.check_amounts)
+    missing = np.flatnonzero(needs & np.isnan(amount))
+    if len(missing):
         raise SchemaError(
-            f"Column 'amount' of events must be <= {MAX_AMOUNT:.0e}. "
-            f"Got {float(amount[too_large][0])!r}."
+            f"Event {missing[0]}: expected an amount on every purchase and refund event. "
+            f"Got none on this {kinds[missing[0]]}."
+        )
+    too_large = np.flatnonzero(amount > MAX_AMOUNT)
+    if len(too_large):  # the fact contract's upper bound (features.schema.check_amounts)
+        raise SchemaError(
+            f"Event {too_large[0]}: column 'amount' of events must be <= {MAX_AMOUNT:.0e}. "
+            f"Got {float(amount[too_large[0]])!r}."
         )
     return kinds, t_us, numbers
 
@@ -241,7 +250,8 @@ def micros_of(values: list[Any], name: str, *, nullable: bool = False) -> np.nda
     if len(nanos) == len(values):  # .value: UTC nanoseconds (naive taken as UTC)
         return np.array(nanos, dtype=np.int64) // 1000
     if not nullable and any(v is None for v in values):
-        raise SchemaError(f"Expected a time in every '{name}'. Got a missing one.")
+        row = next(i for i, v in enumerate(values) if v is None)
+        raise SchemaError(f"Expected a time in every '{name}'. Got a missing one at row {row}.")
     if all(isinstance(v, datetime) or (nullable and v is None) for v in values):
         # The service hands over parsed datetimes: no text parsing.
         return np.array([_micros(v) for v in values], dtype=np.int64)
