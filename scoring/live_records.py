@@ -228,14 +228,18 @@ def strings(values: list[Any]) -> pd.arrays.ArrowStringArray:
 
 
 def _micros(value: datetime | None) -> int:
-    """Microseconds since the epoch of a datetime (naive: UTC); ``None``: NaT."""
+    """Microseconds since the epoch of a datetime (naive: UTC); ``None``: NaT.
+
+    Read in microseconds, not through ``Timestamp.value`` (nanoseconds), so dates
+    past 2262 or before 1677 convert (the as-of range check refuses them later with
+    a clear message) instead of overflowing.
+    """
     if value is None:
         return NAT
-    if isinstance(value, pd.Timestamp):  # .value is UTC nanoseconds, naive taken as UTC
-        return int(value.value // 1000)
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(stamp.value // 1000)
+    stamp = value if isinstance(value, pd.Timestamp) else pd.Timestamp(value)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return int(stamp.as_unit("us").asm8.view(np.int64))
 
 
 def micros_of(values: list[Any], name: str, *, nullable: bool = False) -> np.ndarray:
@@ -246,9 +250,11 @@ def micros_of(values: list[Any], name: str, *, nullable: bool = False) -> np.nda
         SchemaError: A value is missing (unless ``nullable``) or not a date/time.
     """
     # pandas Timestamps (what the service and the fact store hand over) in one pass.
-    nanos = [v.value for v in values if type(v) is pd.Timestamp]
-    if len(nanos) == len(values):  # .value: UTC nanoseconds (naive taken as UTC)
-        return np.array(nanos, dtype=np.int64) // 1000
+    if all(type(v) is pd.Timestamp for v in values):
+        try:  # .value: UTC nanoseconds (naive taken as UTC)
+            return np.array([v.value for v in values], dtype=np.int64) // 1000
+        except OverflowError:  # outside pandas' nanosecond range: in microseconds
+            return np.array([_micros(v) for v in values], dtype=np.int64)
     if not nullable and any(v is None for v in values):
         row = next(i for i, v in enumerate(values) if v is None)
         raise SchemaError(f"Expected a time in every '{name}'. Got a missing one at row {row}.")
