@@ -408,7 +408,7 @@ def cutoff_columns(
     """
     _check_spec(prepared, spec, columns)
     catalog = feature_catalog(spec) if catalog is None else catalog
-    dtypes = {info.name: info.dtype for info in catalog}
+    dtypes = _dtypes_of(catalog)
     codes = _codes_at(prepared, cutoff)
     n = len(codes)
     ids: pa.Array | None = None
@@ -418,7 +418,7 @@ def cutoff_columns(
             want = dtypes.get(name)
             if name == "customer_id":
                 ids = values
-            elif want in _NUMPY_DTYPES:
+            elif isinstance(want, np.dtype):
                 array = np.asarray(values)
                 if array.dtype == want:
                     found[name] = array.copy()
@@ -436,3 +436,24 @@ def cutoff_columns(
         )
     ordered = {name: found[name] for name in dtypes}
     return CutoffColumns(ids.cast(pa.large_string()), codes, ordered, catalog)
+
+
+_DTYPES: dict[int, tuple[list[FeatureInfo], dict[str, Any]]] = {}
+
+
+def _dtypes_of(catalog: list[FeatureInfo]) -> dict[str, Any]:
+    """Feature name -> numpy dtype (numeric features) or the catalogue's dtype name,
+    kept per catalogue list (a live call must not parse 100 dtype names again)."""
+    found = _DTYPES.get(id(catalog))
+    if found is None or found[0] is not catalog:
+        if len(_DTYPES) >= 64:
+            _DTYPES.clear()
+        found = (
+            catalog,
+            {
+                info.name: np.dtype(info.dtype) if info.dtype in _NUMPY_DTYPES else info.dtype
+                for info in catalog
+            },
+        )
+        _DTYPES[id(catalog)] = found
+    return found[1]

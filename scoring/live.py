@@ -305,7 +305,11 @@ class LiveScorer:
             FeaturesError: ``as_of`` is not a whole-second date/time.
             SpecError: The spec names an attribute the facts do not declare.
         """
-        cutoff = normalize_as_of(as_of)
+        return self._columns(customers, events, normalize_as_of(as_of))
+
+    def _columns(
+        self, customers: Sequence[Record], events: Sequence[Record], cutoff: pd.Timestamp
+    ) -> tuple[SmallEvents, CutoffColumns]:
         found = customer_arrays(customers, self.facts)
         index = SmallEvents(found, event_columns(events, found.ids, self._event_types))
         return index, cutoff_columns(
@@ -352,7 +356,7 @@ class LiveScorer:
             TagsError: A rule fails on these customers.
         """
         cutoff = normalize_as_of(as_of)
-        index, columns = self.columns(customers, events, as_of=cutoff)
+        index, columns = self._columns(customers, events, cutoff)
         n = len(columns)
         tag_values: list[TagValues] = []
         if self._rules is not None and n:
