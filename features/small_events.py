@@ -63,7 +63,8 @@ class EventColumns:
         customer: Position of each event's customer in ``CustomerArrays.ids`` (-1:
             not a posted customer; ignored, as the batch index ignores unknown ids).
         t_us: Event time (int64 us since the epoch, UTC).
-        event_type: Event type per event (no nulls).
+        type_code: Event type per event, as a position in ``type_names`` (no nulls).
+        type_names: The event type names the codes index.
         amount: float64, NaN where missing.
         category: Text (large_string), nulls allowed.
         order_id: Text (large_string), nulls allowed.
@@ -71,7 +72,8 @@ class EventColumns:
 
     customer: np.ndarray
     t_us: np.ndarray
-    event_type: Sequence[str]
+    type_code: np.ndarray
+    type_names: Sequence[str]
     amount: np.ndarray
     category: pa.Array
     order_id: pa.Array
@@ -120,14 +122,16 @@ class SmallEvents(PreparedEvents):
                 f"Got {span / DAY_S / 365.25:.0f} years."
             )
         self.index_dtype = np.int32 if len(t_all) < 2**31 else _I64
-        kinds = np.asarray(events.event_type, dtype=object)
-        self.event_types = tuple(sorted(set(events.event_type)))
+        kinds = np.asarray(events.type_code, dtype=_I64)
+        counts = np.bincount(kinds, minlength=len(events.type_names))
+        present = [int(k) for k in np.flatnonzero(counts)]
+        self.event_types = tuple(sorted(events.type_names[k] for k in present))
         posted = np.asarray(events.customer, dtype=_I64)
         known = posted >= 0
         code = np.where(known, rank[np.where(known, posted, 0)], -1)
-        for name in self.event_types:
-            rows = np.flatnonzero((kinds == name) & known)
-            self._typed[name] = sorted_typed(
+        for k in present:
+            rows = np.flatnonzero((kinds == k) & known)
+            self._typed[events.type_names[k]] = sorted_typed(
                 code[rows], rows, t_all, self.n_customers, self.base_sec
             )
 

@@ -271,7 +271,7 @@ class LiveScorer:
                 or refund or out of range, or a value does not convert.
         """
         fields = event_fields(events)
-        _, t_us, numbers = checked_events(fields, self._event_types)
+        _, _, t_us, numbers = checked_events(fields, self._event_types)
         data: dict[str, Any] = {
             "customer_id": pd.arrays.ArrowStringArray(fields["customer_id"]),
             "occurred_at": from_micros(t_us),
