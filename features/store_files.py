@@ -26,11 +26,13 @@ __all__ = [
     "StoredKeys",
     "canonical_events",
     "customer_time_order",
+    "int64_values",
     "manifest_counts",
     "matching_events",
     "merge_counts",
     "read_filtered",
     "read_store_parquet",
+    "sorted_by_rank",
     "sorted_events",
 ]
 
@@ -53,7 +55,28 @@ def sorted_events(events: pd.DataFrame | pa.Table) -> pa.Table:
         StoreError: An Arrow table does not have exactly the canonical columns.
     """
     events = canonical_events(events)
-    order = customer_time_order(events)
+    return _taken(events, customer_time_order(events))
+
+
+def sorted_by_rank(events: pa.Table, rank: np.ndarray) -> pa.Table:
+    """Canonical events (no missing time) sorted as :func:`sorted_events` sorts them,
+    given each row's customer rank: any numbers ordered as the ids' byte order, equal
+    for equal ids (an import ranks its known customers once, where sorting each range
+    of a file ranked the range's ids again: 0.18 s of 0.44 s for 2M events).
+
+    Raises:
+        StoreError: The table does not have exactly the canonical columns.
+    """
+    events = canonical_events(events)
+    times = events["occurred_at"]
+    if events.num_rows < 2 or times.null_count:
+        return sorted_events(events)
+    rank = np.asarray(rank, dtype=np.int64)
+    return _taken(events, _rank_time_order(rank - rank.min(), int64_values(times.cast(pa.int64()))))
+
+
+def _taken(events: pa.Table, order: np.ndarray | None) -> pa.Table:
+    """``events`` in ``order`` (``None``: as they are)."""
     if order is None:
         return events
     rows = pa.array(order)
@@ -92,8 +115,12 @@ def customer_time_order(events: pa.Table) -> np.ndarray | None:
         return _arrow_order(events)
     distinct = pc.unique(ids)
     distinct = distinct.take(pc.sort_indices(distinct))
-    rank = _int64(pc.index_in(ids, value_set=distinct))
-    micros = _int64(times.cast(pa.int64()))
+    rank = int64_values(pc.index_in(ids, value_set=distinct))
+    return _rank_time_order(rank, int64_values(times.cast(pa.int64())))
+
+
+def _rank_time_order(rank: np.ndarray, micros: np.ndarray) -> np.ndarray | None:
+    """The stable order by (rank, time); ``None`` when the rows are in it already."""
     step = np.diff(rank)
     if int(step.min()) >= 0 and not np.any((step == 0) & (np.diff(micros) < 0)):
         return None
@@ -134,7 +161,7 @@ def _arrow_order(events: pa.Table) -> np.ndarray:
     ).to_numpy()
 
 
-def _int64(values: pa.ChunkedArray) -> np.ndarray:
+def int64_values(values: pa.ChunkedArray) -> np.ndarray:
     """A null-free integer column as one contiguous int64 array."""
     parts = [np.asarray(c.to_numpy(), dtype=np.int64) for c in values.chunks]
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
