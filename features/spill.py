@@ -154,7 +154,10 @@ class EventSpill:
             self.counts = manifest_counts(accepted, previous=self.counts or None)
         self.accepted += accepted.num_rows
         self._positions.append(known_position)
-        self._hashes.append(np.asarray(hashes, dtype=np.uint64))
+        # Sorted, so earlier() finds a few hashes in a block by binary search (40 ms to
+        # sort a 735k-row block; Arrow's is_in cost 11 ms per earlier block per block,
+        # some 4 s over a 20M-event import, as the filter's false alarms reach every block).
+        self._hashes.append(np.sort(np.asarray(hashes, dtype=np.uint64)))
         self._seen.add(self._hashes[-1])
         if self.spilled:
             self._memory.append(None)
@@ -177,15 +180,16 @@ class EventSpill:
         maybe = self._seen.maybe(hashes)
         if not maybe.any():
             return None
-        wanted = pa.array(hashes[maybe], pa.uint64())
+        wanted = np.unique(hashes[maybe])
         parts = []
         for block, known in enumerate(self._hashes):
             if not len(known):
                 continue
-            hit = pc.is_in(pa.array(known, pa.uint64()), value_set=wanted)
-            if not pc.any(hit).as_py():
+            at = np.minimum(np.searchsorted(known, wanted), len(known) - 1)
+            hit = known[at] == wanted
+            if not hit.any():
                 continue
-            found = pa.array(np.asarray(known)[hit.to_numpy(zero_copy_only=False)])
+            found = pa.array(wanted[hit], pa.uint64())
             for table in self._block_tables(block):
                 rows = table.filter(pc.is_in(table["_hash"], value_set=found))
                 if rows.num_rows:
