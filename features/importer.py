@@ -198,8 +198,7 @@ def import_facts(
     with (
         store.lock(),
         _new_spill(store, import_id, event_paths) as spill,
-        # The stored events' keys, read once for every block's duplicate check.
-        StoredKeys(store.event_paths(), store.keys) as stored_keys,
+        StoredKeys(store.event_paths(), store.keys) as stored_keys,  # read once, all blocks
     ):
         _remove_unpublished(quarantine_dir, store.facts_dir, keep=spill.directory)
         stored_customers = _stored_customers(store, dtypes)
