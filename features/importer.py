@@ -39,6 +39,7 @@ from features.schema import (
 )
 from features.spill import EventSpill
 from features.store import FactStore
+from features.store_files import StoredKeys
 from features.validation import CustomersResult, Dedupe, empty_events, validate_customers
 
 __all__ = ["ImportReport", "SourceOptions", "import_facts"]
@@ -194,7 +195,11 @@ def import_facts(
     dtypes = customer_dtypes(config)
     import_id = uuid.uuid4().hex[:12]
 
-    with store.lock(), _new_spill(store, import_id, event_paths) as spill:
+    with (
+        store.lock(),
+        _new_spill(store, import_id, event_paths) as spill,
+        StoredKeys(store.event_paths(), store.keys) as stored_keys,  # read once, all blocks
+    ):
         _remove_unpublished(quarantine_dir, store.facts_dir, keep=spill.directory)
         stored_customers = _stored_customers(store, dtypes)
         files: list[FileCounts] = []
@@ -224,7 +229,7 @@ def import_facts(
                 config=config,
                 now=now,
                 known=[stored_customers, new_customers],
-                stored_events=store.events_matching,
+                stored_events=stored_keys.matching,
                 derive=derive,
                 erased=erased,
                 spill=spill,

@@ -17,19 +17,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.crypto import EncryptionKeys, parquet_source, read_parquet, read_parquet_schema
+from features.crypto import EncryptionKeys, parquet_source, read_parquet_schema
 from features.errors import StoreError
 from features.schema import EVENT_COLUMNS, arrow_table, check_events
 
 __all__ = [
     "EVENT_ENCODING",
+    "StoredKeys",
     "canonical_events",
     "customer_time_order",
+    "int64_values",
     "manifest_counts",
     "matching_events",
     "merge_counts",
     "read_filtered",
     "read_store_parquet",
+    "sorted_by_rank",
     "sorted_events",
 ]
 
@@ -52,7 +55,28 @@ def sorted_events(events: pd.DataFrame | pa.Table) -> pa.Table:
         StoreError: An Arrow table does not have exactly the canonical columns.
     """
     events = canonical_events(events)
-    order = customer_time_order(events)
+    return _taken(events, customer_time_order(events))
+
+
+def sorted_by_rank(events: pa.Table, rank: np.ndarray) -> pa.Table:
+    """Canonical events (no missing time) sorted as :func:`sorted_events` sorts them,
+    given each row's customer rank: any numbers ordered as the ids' byte order, equal
+    for equal ids (an import ranks its known customers once, where sorting each range
+    of a file ranked the range's ids again: 0.18 s of 0.44 s for 2M events).
+
+    Raises:
+        StoreError: The table does not have exactly the canonical columns.
+    """
+    events = canonical_events(events)
+    times = events["occurred_at"]
+    if events.num_rows < 2 or times.null_count:
+        return sorted_events(events)
+    rank = np.asarray(rank, dtype=np.int64)
+    return _taken(events, _rank_time_order(rank - rank.min(), int64_values(times.cast(pa.int64()))))
+
+
+def _taken(events: pa.Table, order: np.ndarray | None) -> pa.Table:
+    """``events`` in ``order`` (``None``: as they are)."""
     if order is None:
         return events
     rows = pa.array(order)
@@ -91,8 +115,12 @@ def customer_time_order(events: pa.Table) -> np.ndarray | None:
         return _arrow_order(events)
     distinct = pc.unique(ids)
     distinct = distinct.take(pc.sort_indices(distinct))
-    rank = _int64(pc.index_in(ids, value_set=distinct))
-    micros = _int64(times.cast(pa.int64()))
+    rank = int64_values(pc.index_in(ids, value_set=distinct))
+    return _rank_time_order(rank, int64_values(times.cast(pa.int64())))
+
+
+def _rank_time_order(rank: np.ndarray, micros: np.ndarray) -> np.ndarray | None:
+    """The stable order by (rank, time); ``None`` when the rows are in it already."""
     step = np.diff(rank)
     if int(step.min()) >= 0 and not np.any((step == 0) & (np.diff(micros) < 0)):
         return None
@@ -133,7 +161,7 @@ def _arrow_order(events: pa.Table) -> np.ndarray:
     ).to_numpy()
 
 
-def _int64(values: pa.ChunkedArray) -> np.ndarray:
+def int64_values(values: pa.ChunkedArray) -> np.ndarray:
     """A null-free integer column as one contiguous int64 array."""
     parts = [np.asarray(c.to_numpy(), dtype=np.int64) for c in values.chunks]
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
@@ -183,41 +211,147 @@ def merge_counts(counts: dict[str, Any], previous: dict[str, Any] | None) -> dic
 def matching_events(
     paths: Sequence[Path], keys: EncryptionKeys | None, wanted: pa.Table
 ) -> pa.Table:
-    """Events of ``paths`` whose ``(customer_id, occurred_at)`` pair is in ``wanted``.
-
-    The two key columns of every file are read and matched first; whole rows are then
-    read only from the row groups holding a match, so checking a day's events against a
-    year of history does not decode the year.
+    """Events of ``paths`` whose ``(customer_id, occurred_at)`` pair is in ``wanted``
+    (one question; an import asking once a block keeps a :class:`StoredKeys`).
 
     Raises:
         StoreError: A file cannot be read.
     """
-    parts = []
-    with duckdb.connect() as con:
-        con.register("wanted", wanted.select(["customer_id", "occurred_at"]))
-        for path in paths:
-            try:
-                stored = read_parquet(path, keys, columns=["customer_id", "occurred_at"])
-                numbered = stored.append_column(
-                    "_row", pa.array(np.arange(stored.num_rows, dtype=np.int64))
+    with StoredKeys(paths, keys) as stored:
+        found = stored.matching(wanted)
+    assert found is not None  # paths is not empty
+    return found
+
+
+# The key hash of an event: both sides cast alike, so a stored file's physical types
+# (string kinds) hash as the new rows' do.
+_KEY_HASH = "hash(CAST(customer_id AS VARCHAR), CAST(occurred_at AS TIMESTAMPTZ))"
+
+
+class StoredKeys:
+    """The stored events sharing a ``(customer_id, occurred_at)`` pair with new rows
+    (only those can be exact duplicates of them), for many questions in a row.
+
+    The two key columns of every file are read and hashed once, on the first question,
+    into a DuckDB table of (hash, file, row), 14 bytes an event. An import asks once per
+    32 MiB block; reading the keys of every stored event for each block made appending
+    1M events to a 20M-event store cost 2.46x importing them alone. A question joins its
+    keys' hashes with that table, reads whole rows only from the row groups holding a
+    match (a day's events checked against a year of history decode none of the year's
+    rows), and keeps the rows whose pair is asked for (a hash collision costs a read).
+
+    Args:
+        paths: The store's event files (base file first, then segments).
+        keys: Keys of an encrypted store.
+    """
+
+    def __init__(self, paths: Sequence[Path], keys: EncryptionKeys | None) -> None:
+        self.paths = list(paths)
+        self.keys = keys
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def matching(self, wanted: pa.Table) -> pa.Table | None:
+        """Stored events whose ``(customer_id, occurred_at)`` pair is among ``wanted``'s,
+        file by file in stored order; ``None`` when nothing is stored.
+
+        Raises:
+            StoreError: A file of the store cannot be read.
+        """
+        if not self.paths:
+            return None
+        con = self._index()
+        con.register("wanted_keys", wanted.select(["customer_id", "occurred_at"]))
+        try:
+            found = con.execute(
+                f"SELECT f, r FROM stored_keys WHERE h IN (SELECT {_KEY_HASH} FROM wanted_keys) "  # noqa: S608
+                "ORDER BY f, r"
+            ).fetchnumpy()
+            files, rows = np.asarray(found["f"], np.int64), np.asarray(found["r"], np.int64)
+            parts = []
+            for number in np.unique(files):
+                path = self.paths[int(number)]
+                try:
+                    parts.append(_rows_of(path, self.keys, rows[files == number]))
+                except (OSError, pa.ArrowException) as exc:
+                    raise _unreadable(path, exc) from exc
+            if not parts:
+                return read_parquet_schema(self.paths[0], self.keys).empty_table()
+            schema = parts[0].schema
+            candidates = pa.concat_tables([t.cast(schema) for t in parts])
+            return self._exact(con, candidates)
+        finally:
+            con.unregister("wanted_keys")
+
+    def close(self) -> None:
+        """Drop the hashed keys."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> StoredKeys:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _index(self) -> duckdb.DuckDBPyConnection:
+        """The connection holding ``stored_keys`` (built on the first call)."""
+        if self._con is not None:
+            return self._con
+        con = duckdb.connect()
+        try:
+            con.execute("CREATE TABLE stored_keys (h UBIGINT, f USMALLINT, r UINTEGER)")
+            for number, path in enumerate(self.paths):
+                self._add_file(con, number, path)
+        except BaseException:
+            con.close()
+            raise
+        self._con = con
+        return con
+
+    def _add_file(self, con: duckdb.DuckDBPyConnection, number: int, path: Path) -> None:
+        """Hash one file's keys into ``stored_keys``: DuckDB scans a plain file itself
+        (0.8 s CPU for 21.6M events, where reading the columns into Arrow costs 2 s)."""
+        insert = f"INSERT INTO stored_keys SELECT {_KEY_HASH}, {number:d}, "
+        try:
+            source = parquet_source(path, self.keys)
+            if isinstance(source, Path):
+                con.execute(
+                    insert + "file_row_number FROM read_parquet(?, file_row_number = true)",
+                    [str(source)],
                 )
-                con.register("stored_keys", numbered)
-                rows = con.execute(
-                    "SELECT _row FROM stored_keys s SEMI JOIN wanted w ON "
-                    "s.customer_id = w.customer_id AND s.occurred_at = w.occurred_at "
-                    "ORDER BY _row"
-                ).fetchnumpy()["_row"]
-                con.unregister("stored_keys")
-                if len(rows):
-                    parts.append(_rows_of(path, keys, np.asarray(rows, dtype=np.int64)))
-            except (OSError, pa.ArrowException, duckdb.Error) as exc:
-                raise StoreError(
-                    f"{path}: expected a readable Parquet file of the fact store. {exc}"
-                ) from exc
-    if not parts:
-        return read_parquet_schema(paths[0], keys).empty_table()
-    schema = parts[0].schema
-    return pa.concat_tables([t.cast(schema) for t in parts])
+                return
+            stored = pq.read_table(source, columns=["customer_id", "occurred_at"])
+            numbered = stored.append_column(
+                "_row", pa.array(np.arange(stored.num_rows, dtype=np.int64))
+            )
+            con.register("sealed_keys", numbered)
+            con.execute(insert + "_row FROM sealed_keys")
+            con.unregister("sealed_keys")
+        except (OSError, pa.ArrowException, duckdb.Error) as exc:
+            raise _unreadable(path, exc) from exc
+
+    @staticmethod
+    def _exact(con: duckdb.DuckDBPyConnection, candidates: pa.Table) -> pa.Table:
+        """The candidate rows whose key pair is asked for, in their order."""
+        numbered = candidates.select(["customer_id", "occurred_at"]).append_column(
+            "_i", pa.array(np.arange(candidates.num_rows, dtype=np.int64))
+        )
+        con.register("candidate_keys", numbered)
+        try:
+            keep = con.execute(
+                "SELECT _i FROM candidate_keys c SEMI JOIN wanted_keys w ON "
+                "CAST(c.customer_id AS VARCHAR) = CAST(w.customer_id AS VARCHAR) AND "
+                "CAST(c.occurred_at AS TIMESTAMPTZ) = CAST(w.occurred_at AS TIMESTAMPTZ) "
+                "ORDER BY _i"
+            ).fetchnumpy()["_i"]
+        finally:
+            con.unregister("candidate_keys")
+        return candidates.take(pa.array(np.asarray(keep, dtype=np.int64)))
+
+
+def _unreadable(path: Path, exc: Exception) -> StoreError:
+    return StoreError(f"{path}: expected a readable Parquet file of the fact store. {exc}")
 
 
 def _rows_of(path: Path, keys: EncryptionKeys | None, rows: np.ndarray) -> pa.Table:

@@ -4,20 +4,24 @@ quarantine, stored order, counts), and idempotence, atomicity, encryption hold."
 
 from __future__ import annotations
 
-import functools
+import io
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
+import features.chunks as chunks_module
 import features.spill as spill_module
 from features import FactsConfig
 from features.chunks import read_chunks
-from features.crypto import EncryptionKeys, generate_key, is_sealed
+from features.crypto import EncryptionKeys, generate_key, is_sealed, open_bytes
+from features.event_blocks import EventBlocks
 from features.importer import ImportReport, SourceOptions, import_facts
 from features.io import RawTable, ReadOptions, read_table
 from features.store import FactStore
+from features.store_files import StoredKeys
 from tests.features.facts_helpers import DATA, NOW, write
 
 HEADER = "customer_id,occurred_at,event_type,amount,category,product_id,order_id,quantity\n"
@@ -119,13 +123,8 @@ def _import(
 ) -> tuple[ImportReport, FactStore]:
     """Import, streamed in tiny blocks and spilled when ``monkeypatch`` is given."""
     if monkeypatch is not None:
-        import features.importer as importer_module
-
-        monkeypatch.setattr(
-            importer_module,
-            "read_chunks",
-            functools.partial(read_chunks, chunk_bytes=120),
-        )
+        # The importer reads chunks.CHUNK_BYTES when it runs: tiny blocks here.
+        monkeypatch.setattr(chunks_module, "CHUNK_BYTES", 120)
         monkeypatch.setattr(spill_module, "SPILL_FROM_ROWS", 7)
         monkeypatch.setattr(spill_module, "PART_ROWS", 4)
     store = FactStore(root / "facts", keys=keys, **store_args)
@@ -142,18 +141,25 @@ def _import(
 
 
 def _events_text() -> str:
-    rows = _lines(120, seed=3)
+    rows = _lines(420, seed=3)
     rows += rows[5:25]  # exact repeats in later blocks: no order id, kept as separate
     rows += ["c1,2021-02-01,purchase,3,,,o7,1"] * 3  # same order id: duplicates
     rows += ["c9,2021-02-02,purchase,4,,,,1", "c1,2021-02-03,purchase,-1,,,,1"]
     rows.insert(40, TRICKY[0])
     rows.insert(90, TRICKY[1])
+    # Past the sniffer's first 200 lines: quoted line breaks across tiny blocks.
+    rows.insert(260, TRICKY[0])
+    rows.insert(330, TRICKY[4])
     return HEADER + "\n".join(rows) + "\n"
 
 
 def _outcome(report: ImportReport, store: FactStore) -> tuple[object, ...]:
     quarantine = (
-        pd.read_csv(report.quarantine_path, dtype=str, keep_default_na=False)
+        pd.read_csv(
+            io.BytesIO(open_bytes(report.quarantine_path, store.keys)),
+            dtype=str,
+            keep_default_na=False,
+        )
         if report.quarantine_path
         else None
     )
@@ -244,3 +250,66 @@ def test_a_failed_spilled_import_leaves_the_store_as_it_was(
     assert (store.events_path.read_bytes(), store.fingerprint()) == before
     assert not list(store.facts_dir.glob(".spill-*"))
     assert not list(store.facts_dir.glob("*.tmp-*"))
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_a_streamed_append_reads_each_stored_file_once_and_finds_duplicates_in_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sealed: bool
+) -> None:
+    keys = EncryptionKeys.from_text(generate_key(), source="test key") if sealed else None
+    # Every row distinct (one minute apart), so exactly the rows sent again are duplicates.
+    stamp = pd.Timestamp("2021-03-01")
+    rows = [
+        f"c{1 + i % 3},{(stamp + pd.Timedelta(minutes=i)).isoformat()},browse,,,,,"
+        for i in range(540)
+    ]
+    first, second, third = rows[:60], rows[60:140], rows[140:]
+    # Rows of the base file and of the segment come again, spread over the blocks after
+    # the first (which holds the dialect sniffer's 200 lines).
+    for i, row in enumerate(first[:10] + second[:10]):
+        third.insert(220 + 9 * i, row)
+    paths = [
+        write(tmp_path / f"{name}.csv", HEADER + "\n".join(rows) + "\n")
+        for name, rows in (("a", first), ("b", second), ("c", third))
+    ]
+    hashed: list[Path] = []
+    blocks: list[int] = []
+    real_hash, real_add = StoredKeys._add_file, EventBlocks.add
+
+    def hashing(self: StoredKeys, con: duckdb.DuckDBPyConnection, number: int, path: Path) -> None:
+        hashed.append(path)
+        real_hash(self, con, number, path)
+
+    def adding(self: EventBlocks, raw: RawTable) -> None:
+        blocks.append(len(raw.data))
+        real_add(self, raw)
+
+    outcomes = {}
+    for mode, patch in (("whole", None), ("streamed", monkeypatch)):
+        root = tmp_path / mode
+        _import(root, paths[0], patch, keys=keys, segment_min_rows=1)
+        _, store = _import(root, paths[1], patch, customers=None, keys=keys, segment_min_rows=1)
+        stored_files = store.event_paths()
+        assert len(stored_files) == 2  # the base file and one segment
+        hashed.clear()
+        blocks.clear()
+        with pytest.MonkeyPatch.context() as spy:
+            spy.setattr(StoredKeys, "_add_file", hashing)
+            spy.setattr(EventBlocks, "add", adding)
+            report, store = _import(
+                root, paths[2], patch, customers=None, keys=keys, segment_min_rows=1
+            )
+        # The base file and the segment: each read once, however many blocks came.
+        assert hashed == stored_files
+        assert len(blocks) > 2 if mode == "streamed" else len(blocks) == 1
+        # Two segments of the same import time are read in their random names' order.
+        events = store.load_events().astype(str)
+        ordered = events.sort_values(list(events.columns), ignore_index=True)
+        outcomes[mode] = (ordered.to_dict("list"), *_outcome(report, store)[1:])
+        assert report.quarantine_path is not None
+        quarantine = pd.read_csv(
+            io.BytesIO(open_bytes(report.quarantine_path, keys)), dtype=str, keep_default_na=False
+        )
+        stored_dups = quarantine["message"].str.contains("already stored").sum()
+        assert stored_dups == 20
+    assert outcomes["streamed"] == outcomes["whole"]

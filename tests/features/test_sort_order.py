@@ -9,7 +9,7 @@ import pytest
 
 from features.coding import customer_time_sorted
 from features.schema import EVENT_COLUMNS
-from features.store_files import customer_time_order, sorted_events
+from features.store_files import customer_time_order, sorted_by_rank, sorted_events
 
 
 def _events(ids: list[str], micros: np.ndarray) -> pa.Table:
@@ -58,6 +58,26 @@ def test_order_equals_arrow_stable_sort(span_us: int, whole_seconds: bool) -> No
     # Once sorted there is nothing to do.
     assert customer_time_order(got) is None
     assert sorted_events(got) is got
+
+
+@pytest.mark.parametrize("span_us", [10**6 * 3600, 10**6 * 86400 * 365 * 200])
+def test_sorting_by_known_ranks_equals_sorting_by_ids(span_us: int) -> None:
+    rng = np.random.default_rng(5)
+    n = 5000
+    known = np.array(["a", "ab", "Z", "é", "b2", "b10", "C0", "C1", "C10", "C9", "zz", "0"])
+    # Ranks of all known ids, by byte order; a range's rows use a few of them (offset).
+    rank_of = {name: 7 + r for r, name in enumerate(sorted(known, key=str.encode))}
+    ids = list(known[rng.integers(2, 9, n)])
+    micros = rng.integers(0, span_us, n).astype(np.int64) + 1_600_000_000 * 10**6
+    micros[rng.random(n) < 0.2] = micros[0]  # ties on (customer, time) keep file order
+    table = _events(ids, micros)
+    rank = np.array([rank_of[i] for i in ids])
+    got = sorted_by_rank(table, rank)
+    assert got.equals(sorted_events(table))
+    assert got.equals(_arrow_sorted(table))
+    order = np.argsort(rank, kind="stable")
+    ranked = table.take(pa.array(order))
+    assert sorted_by_rank(ranked, rank[order]).equals(got)
 
 
 def test_time_ordered_log_and_chunked_columns() -> None:
