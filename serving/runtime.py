@@ -68,7 +68,9 @@ class EventIngest(Protocol):
         """(JSON answer, live rows written, customer ids re-tagged) of one batch.
 
         The rows are ``tags.live.LIVE_COLUMNS``, one per re-tagged customer and evaluated
-        tag, ``value`` None where the tag no longer applies.
+        tag, ``value`` None where the tag no longer applies. An ingest that also has a
+        ``subscribe(listener)`` method (the runtime subscribes :meth:`ServingRuntime.merge_live`
+        at start) hands the rows of every live write to it instead and returns none here.
         """
         ...
 
@@ -150,6 +152,7 @@ class ServingRuntime:
         self.live_poll_s = live_poll_s
         self._live_stop = threading.Event()
         self._live_thread: threading.Thread | None = None
+        self._subscribed = False
         self.explainer = explainer
         self._names: dict[str, str] | None = None
         self._inputs: tuple[int, dict[str, tuple[str, ...]]] | None = None
@@ -194,6 +197,12 @@ class ServingRuntime:
     def start(self) -> ReloadResult:
         """Load everything once (synchronously), then start the watcher threads."""
         result = self.keeper.start()
+        subscribe = getattr(self.event_ingest, "subscribe", None)
+        if callable(subscribe) and not self._subscribed:
+            # Every live write of this process (POST /events, an in-service consumer) is
+            # merged once per micro-batch as it commits; the poll is for other processes.
+            subscribe(self.merge_live)
+            self._subscribed = True
         warm = getattr(self.event_ingest, "warm", None)
         if callable(warm):  # load real-time tagging's facts and models off the request path
             threading.Thread(target=warm, name="tagsmith-live-warm", daemon=True).start()
@@ -345,12 +354,24 @@ class ServingRuntime:
             return 0
         state = self.keeper.state
         run_id = state.snapshot.run_id if state.snapshot else None
-        overlay = self.live_overlay(run_id)
-        rows = self.event_ingest.live_rows(overlay.seq)
-        if len(rows):
-            with self._live_lock:
+        self.live_overlay(run_id)
+        # Read and merged under the lock, so rows read before a newer in-process write
+        # (merged by :meth:`merge_live` meanwhile) cannot overwrite its values.
+        with self._live_lock:
+            rows = self.event_ingest.live_rows(self._live.seq)
+            if len(rows):
                 self._live = self._live.merged(rows, in_place=True)
         return len(rows)
+
+    def merge_live(self, rows: pd.DataFrame) -> None:
+        """Merge the rows of one live write of this process into ``/tags``' overlay."""
+        if not len(rows):
+            return
+        state = self.keeper.state
+        run_id = state.snapshot.run_id if state.snapshot else None
+        self.live_overlay(run_id)
+        with self._live_lock:
+            self._live = self._live.merged(rows, in_place=True)
 
     def ingest_events(self, caller: Caller, records: list[Any]) -> dict[str, Any]:
         """``POST /events``: validate, store and tag a batch; the answer counts what happened.
@@ -373,12 +394,8 @@ class ServingRuntime:
         answer, rows, customers = self.event_ingest.ingest(
             records, source=f"POST /events ({caller.name})"
         )
-        if len(rows) or customers:
-            state = self.keeper.state
-            run_id = state.snapshot.run_id if state.snapshot else None
-            self.live_overlay(run_id)
-            with self._live_lock:
-                self._live = self._live.merged(rows, in_place=True)
+        # Rows come back only from an ingest without a subscription (merge_live had them).
+        self.merge_live(rows)
         self.access.record(
             caller,
             "serve.events",

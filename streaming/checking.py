@@ -7,8 +7,9 @@ validation's fixed part (~50-100 ms of pandas set-up) once per batch, so a backl
 many small ``POST /events`` batches was tagged at a fraction of the rate of one big one.
 
 So consecutive batches that share no customer and no event id are validated in one call,
-each as its own "file" (``validate_events`` keeps per-file counts and quarantine rows):
-with no customer in common, no check of one batch's rows depends on another's (every
+as one text table whose line ranges are the batches (their accepted rows, quarantine
+rows and counts are cut back out by range, renumbered from their own first line): with
+no customer in common, no check of one batch's rows depends on another's (every
 check is per row, against the stored customers, or between rows of one customer), so
 the results are those of validating them one by one. A batch that shares a customer or
 an event id with the run before it starts a new run, validated with the earlier runs'
@@ -26,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.io import RawTable
 from features.live import LiveEventLog
 from features.schema import EVENT_COLUMNS, FactsConfig
 from features.validation import validate_events
@@ -66,13 +66,12 @@ class Checked:
 
 @dataclass
 class _Prepared:
-    """A batch split into id repeats and the text table validation reads."""
+    """A batch split into id repeats and the fresh records validation reads."""
 
     request: Any
     repeats: list[Any]
-    raw: RawTable
-    ids: list[str]
-    records: list[Any]  # what raw holds, line n = records[n - 1]
+    ids: list[str]  # event ids of the object records among ``records``, in order
+    records: list[Any]  # the fresh records (objects or not), in the batch's order
 
 
 def _customers_and_ids(records: Sequence[Any]) -> tuple[set[str], set[str]]:
@@ -151,7 +150,7 @@ def _check_run(
 
 
 def _prepare(request: Any, k: int, live: LiveEventLog, earlier: list[Checked]) -> _Prepared:
-    """Split off event-id repeats; the rest as a text table of a name unique in the run."""
+    """Split off event-id repeats (stored, or in an earlier batch of the micro-batch)."""
     records = request.records
     dicts = [(i, r) for i, r in enumerate(records) if isinstance(r, dict)]
     event_ids = [event_id_of(r) for _, r in dicts]
@@ -165,10 +164,7 @@ def _prepare(request: Any, k: int, live: LiveEventLog, earlier: list[Checked]) -
     fresh_ids = [e for e, k_ in zip(event_ids, stored_ids, strict=True) if not k_]
     fresh_pos = {i for (i, _), k_ in zip(dicts, stored_ids, strict=True) if not k_}
     fresh = [r for i, r in enumerate(records) if i in fresh_pos or not isinstance(r, dict)]
-    # A name of its own per batch: quarantine rows and counts are split back by it. The
-    # records' texts are rendered for the rejected ones only (_split).
-    raw, ids = raw_events(fresh, f"{request.source}\x00{k}", texts=False, ids=fresh_ids)
-    return _Prepared(request, repeats, raw, ids, fresh)
+    return _Prepared(request, repeats, fresh_ids, fresh)
 
 
 def _validate(
@@ -179,12 +175,27 @@ def _validate(
     config: FactsConfig,
     earlier: list[Checked],
 ) -> list[Checked]:
-    """One ``validate_events`` call over the run's batches, one file each."""
+    """One ``validate_events`` call over one text table of the run's batches.
+
+    The batches' records are rows of one table, each batch a range of its lines (one
+    table, not one per batch: its set-up is most of the cost of a small batch). With no
+    customer or event id in common, no row's verdict depends on another batch's rows;
+    each batch's accepted rows, quarantine rows (its own line numbers and source) and
+    counts are cut back out by line range.
+    """
     prepared = [_prepare(request, k, live, earlier) for k, request in enumerate(run)]
-    ids_text = pd.concat([p.raw.data["customer_id"] for p in prepared], ignore_index=True)
+    starts = np.cumsum([0] + [len(p.records) for p in prepared])
+    # The records' texts are rendered for the rejected ones only (_split).
+    raw, ids = raw_events(
+        [r for p in prepared for r in p.records],
+        # Named after its batches' sources (the quarantine rows get their own batch's).
+        " + ".join(p.request.source for p in prepared),
+        texts=False,
+        ids=[i for p in prepared for i in p.ids],
+    )
     # Only the batches' own customers: checks against a million stored ones per batch
     # would cost more than the batch.
-    mentioned = index.known(ids_text.dropna().astype(str).str.strip())
+    mentioned = index.known(raw.data["customer_id"].dropna().astype(str).str.strip())
     known = index.customers_of(mentioned)[["customer_id", "signup_at"]]
     sentinel = pd.DataFrame(
         {
@@ -200,31 +211,49 @@ def _validate(
     if extra:
         stored_events = pd.concat([stored_events, *extra], ignore_index=True)
     result = validate_events(
-        [p.raw for p in prepared],
+        [raw],
         config=config,
         now=now,
         customers=pd.concat([known, sentinel], ignore_index=True),
         stored_events=stored_events,
         create_unknown=False,
     )
+    accepted = result.accepted[result.accepted["customer_id"] != SENTINEL_ID]
+    quarantine = result.quarantine
+    is_real = (quarantine["original_line"] != "").to_numpy(dtype=bool)
+    real = quarantine[is_real]
+    lines = real["line_number"].to_numpy(dtype=np.int64)
+    # Parsed rows (not the sentinels) in order, and which of them passed: the accepted
+    # rows are those, in that order.
+    parsed = raw.line_number[: len(ids)]
+    ok = ~np.isin(parsed, lines)
     out: list[Checked] = []
-    offset = 0
-    for p, counts_of in zip(prepared, result.files, strict=True):
-        accepted = result.accepted.iloc[offset : offset + counts_of.accepted]
-        offset += counts_of.accepted
-        mine = result.quarantine[result.quarantine["source_file"] == str(p.raw.path)]
-        out.append(_split(p, accepted, mine, dict(counts_of.quarantined)))
+    taken = 0
+    for k, p in enumerate(prepared):
+        first, last = int(starts[k]), int(starts[k + 1])
+        mine = (parsed > first) & (parsed <= last)
+        n_ok = int((mine & ok).sum())
+        in_batch = (lines > first) & (lines <= last)
+        out.append(
+            _split(
+                p,
+                accepted.iloc[taken : taken + n_ok],
+                real[in_batch],
+                first,
+                [i for i, m, o in zip(ids, mine, ok, strict=True) if m and o],
+            )
+        )
+        taken += n_ok
     return out
 
 
 def _split(
-    p: _Prepared, accepted: pd.DataFrame, quarantine: pd.DataFrame, counts: dict[str, int]
+    p: _Prepared, accepted: pd.DataFrame, quarantine: pd.DataFrame, first: int, ids: list[str]
 ) -> Checked:
-    """One batch's share of a run's validation, the sentinel rows taken out."""
-    accepted = accepted[accepted["customer_id"] != SENTINEL_ID]
-    is_real = (quarantine["original_line"] != "").to_numpy(dtype=bool)
-    real = quarantine[is_real].copy()
+    """One batch's share of a run's validation: its lines renumbered from 1."""
+    real = quarantine.copy()
     real["source_file"] = str(Path(p.request.source))
+    real["line_number"] = real["line_number"].to_numpy(dtype=np.int64) - first
     pending = (real["original_line"] == PENDING_TEXT).to_numpy(dtype=bool)
     if pending.any():
         texts = real["original_line"].to_numpy(dtype=object)
@@ -233,15 +262,14 @@ def _split(
         real["original_line"] = pd.Series(
             texts, index=real.index, dtype=real["original_line"].dtype
         )
-    bad_lines = set(real["line_number"].tolist())
-    ok = np.array([line not in bad_lines for line in p.raw.line_number[: len(p.ids)]], dtype=bool)
-    for reason in quarantine.loc[~is_real, "reason"]:  # the sentinel's
-        counts[str(reason)] = counts.get(str(reason), 0) - 1
+    counts: dict[str, int] = {}
+    for reason in real["reason"]:
+        counts[str(reason)] = counts.get(str(reason), 0) + 1
     return Checked(
         request=p.request,
         repeats=p.repeats,
         accepted=accepted.reset_index(drop=True),
-        ids=[i for i, keep in zip(p.ids, ok, strict=True) if keep],
-        counts={k: v for k, v in counts.items() if v},
+        ids=ids,
+        counts=dict(sorted(counts.items())),
         quarantine=real.reset_index(drop=True),
     )

@@ -12,7 +12,9 @@ already stored, and re-tag their customers (finishing a batch whose tagging was 
 A consumer starts by finishing such batches itself (:meth:`~streaming.LiveTagger.recover`),
 so the live values do not depend on the redelivery arriving.
 
-A message body is one JSON event object or a JSON list of them. A body that is not JSON,
+A message body is one JSON event object, a JSON list of them, or NDJSON (one event
+object per line): producers that batch their events (a real CDP does) pay the per-message
+costs (publish, fetch, ack) once per batch. A body or line that is not JSON,
 or events that break the contract, are quarantined like bad rows of a file import and
 the message is acknowledged: a poison message never loops. A batch that fails for
 another reason (the tag store busy for too long) is not acknowledged; it is asked to
@@ -117,13 +119,30 @@ class FetchSize:
 
 
 def _records(body: bytes) -> list[Any]:
-    """The event records of one message (a body that is not JSON is one bad record)."""
+    """The event records of one message: a JSON object, a JSON list of them, or NDJSON
+    (one JSON value per line). A body (or an NDJSON line) that is not JSON is one bad
+    record, quarantined with its text like a malformed file row; the others go on."""
     try:
         value = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        # Kept as text: validation quarantines it as a malformed row with its content.
-        return [body.decode("utf-8", errors="replace")[:2000]]
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        if len(lines) < 2:
+            return [_bad(body)]
+        out: list[Any] = []
+        for line in lines:
+            try:
+                item = json.loads(line)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                out.append(_bad(line))
+                continue
+            out.extend(item if isinstance(item, list) else [item])
+        return out
     return value if isinstance(value, list) else [value]
+
+
+def _bad(text: bytes) -> str:
+    # Kept as text: validation quarantines it as a malformed row with its content.
+    return text.decode("utf-8", errors="replace")[:2000]
 
 
 def _apply_all(tagger: LiveTagger, records: list[Any], source: str) -> ApplyResult:

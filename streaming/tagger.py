@@ -32,11 +32,12 @@ never tagged.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,19 @@ from scoring.batch import Predictor
 from streaming.checking import Checked, check_batches
 from streaming.errors import BadEvents, Busy
 from streaming.index import CustomerFacts, FactStoreLike
+from streaming.results import ApplyResult
 from tags.catalogue import Catalogue
 from tags.engine import concat_tag_tables, evaluate_tags
-from tags.live import LiveWrite, latest_run, mark_tagged, tagged_segments, write_live
-from tags.live_snapshot import NewestSnapshot
+from tags.live import (
+    LiveWrite,
+    compact_live,
+    latest_run,
+    mark_tagged,
+    tagged_segments,
+    write_live,
+)
+from tags.live_snapshot import NewestSnapshot, snapshot_key
+from tags.live_state import LiveState
 from tags.store import TagStore
 from tags.store_format import TAG_COLUMNS, has_tables, naive
 
@@ -65,65 +75,13 @@ __all__ = ["MAX_EVENTS_PER_BATCH", "ApplyResult", "LiveTagger", "live_as_of"]
 
 MAX_EVENTS_PER_BATCH = 10_000
 
+log = logging.getLogger(__name__)
+
 
 def live_as_of(now: pd.Timestamp) -> pd.Timestamp:
     """The as-of of a live re-tag at ``now``: the next whole second (features count
     events strictly before the as-of, so an event of this instant is included)."""
     return now.tz_convert("UTC").floor("s") + pd.Timedelta(seconds=1)
-
-
-@dataclass
-class ApplyResult:
-    """What one micro-batch did.
-
-    Attributes:
-        received: Events in the batch.
-        accepted: Events stored now.
-        duplicates: Events whose ``event_id`` was stored already (not stored again).
-        quarantined: Rejected events per reason code (the file import's codes).
-        quarantine_file: Where the rejected rows were appended.
-        customers: Customers of this batch re-tagged.
-        changes: Tag values that changed in the micro-batch that carried the batch
-            (transitions recorded; batches that arrived together share one).
-        as_of: The as-of of the re-tag.
-        thresholds_from: Run id whose population thresholds the rules used (None: no
-            batch run yet; population rules then use the re-tagged customers only).
-        seq: The live write's sequence number (0: nothing written).
-        seconds: Wall time of the batch.
-        rows: The live rows written for this batch's customers (for an in-process
-            reader such as the service).
-        batches: Batches applied together in that micro-batch (1: this one alone).
-    """
-
-    received: int
-    accepted: int
-    duplicates: int
-    quarantined: dict[str, int]
-    quarantine_file: Path | None
-    customers: int
-    changes: int
-    as_of: pd.Timestamp
-    thresholds_from: str | None
-    seq: int
-    seconds: float
-    rows: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
-    batches: int = 1
-
-    def to_json(self) -> dict[str, Any]:
-        """The answer of ``POST /events`` and the consumer's log line."""
-        return {
-            "received": self.received,
-            "accepted": self.accepted,
-            "duplicates": self.duplicates,
-            "quarantined": sum(self.quarantined.values()),
-            "quarantined_by_reason": self.quarantined,
-            "quarantine_file": str(self.quarantine_file) if self.quarantine_file else None,
-            "customers_retagged": self.customers,
-            "tag_changes": self.changes,
-            "as_of": self.as_of.isoformat(),
-            "thresholds_from_run": self.thresholds_from,
-            "seconds": round(self.seconds, 4),
-        }
 
 
 @dataclass
@@ -155,6 +113,8 @@ class LiveTagger:
         quarantine_dir: Folder of the live quarantine files.
         clock: Current time (tests pin it).
         max_waiting: Callers allowed to wait for the lock.
+        compact_after: Superseded live rows (live writes only append) after which
+            :meth:`compact` runs in a background thread.
     """
 
     def __init__(
@@ -170,6 +130,7 @@ class LiveTagger:
         quarantine_dir: Path,
         clock: Callable[[], pd.Timestamp] | None = None,
         max_waiting: int = 64,
+        compact_after: int = 200_000,
     ) -> None:
         self.live = live
         self.tag_store = tag_store
@@ -190,6 +151,10 @@ class LiveTagger:
         self._thresholds_checked = -1e9
         self._snapshot: NewestSnapshot | None = None
         self._snapshot_checked = -1e9
+        self._live_state = LiveState()
+        self.compact_after = compact_after
+        self._compacting = threading.Event()
+        self._listeners: list[Callable[[pd.DataFrame], None]] = []
         self.tags = [t.id for t in catalogue.active(sources=("fact", "rule"))] + [
             str(getattr(p, "tag_id", "")) for p in self.predictors if getattr(p, "tag_id", "")
         ]
@@ -227,6 +192,7 @@ class LiveTagger:
         finally:
             with self._waiting_lock:
                 self._waiting -= 1
+        self._maybe_compact()
         if request.error is not None:
             raise request.error
         if request.result is None:  # pragma: no cover - _apply_group always sets one
@@ -245,6 +211,7 @@ class LiveTagger:
             self.index.refresh()
             self._refresh_thresholds(force=True)
             self._load_snapshot()
+            self._sync_live_state()
             if not len(self.index.customers):
                 return
             now = self.clock()
@@ -298,6 +265,52 @@ class LiveTagger:
                     segments=names if last else (),
                 )
             return len(customers)
+
+    def subscribe(self, listener: Callable[[pd.DataFrame], None]) -> None:
+        """Call ``listener`` with the rows of every live write (``tags.live.LIVE_COLUMNS``),
+        once per micro-batch, right after it committed and before its callers get their
+        results, in write order (under the tagger's lock): an in-process reader (the
+        service's ``/tags``) merges each micro-batch once, not once per request in it, and
+        sees the in-service stream consumer's writes without polling the store.
+
+        With a listener, the results of batches applied together carry no rows of their
+        own (:attr:`ApplyResult.rows` empty; :attr:`ApplyResult.customer_ids` still set).
+        """
+        self._listeners.append(listener)
+
+    def compact(self) -> int:
+        """Delete the live rows newer writes superseded (:func:`tags.live.compact_live`).
+
+        Live writes append a row per re-tagged (customer, tag) and delete nothing, so
+        the table grows with every write; this brings it back to one row per pair. One
+        transaction, under the tagger's lock (writes wait for it, none pays it itself).
+
+        Returns:
+            Rows deleted.
+        """
+        with self._lock:
+            if not self.tag_store.exists():
+                return 0
+            with self.tag_store.writer() as con:
+                deleted = compact_live(con)
+            self._live_state.compacted()
+            return deleted
+
+    def _maybe_compact(self) -> None:
+        """Compact in a background thread once enough rows are superseded (one at a time)."""
+        if self._live_state.superseded < self.compact_after or self._compacting.is_set():
+            return
+        self._compacting.set()
+
+        def run() -> None:
+            try:
+                self.compact()
+            except Exception:  # the next threshold crossing tries again
+                log.warning("Compacting live tag rows failed", exc_info=True)
+            finally:
+                self._compacting.clear()
+
+        threading.Thread(target=run, name="tagsmith-live-compact", daemon=True).start()
 
     # -- steps -------------------------------------------------------------------------
     def _take_group(self) -> list[_Request]:
@@ -376,7 +389,7 @@ class LiveTagger:
                     [str(x) for x in c.accepted.loc[mine, "customer_id"]]
                     + [str(r.get("customer_id")) for r in c.repeats]
                 )
-            own_rows = rows if rows is not None else pd.DataFrame()
+            own_rows = rows if rows is not None and not self._listeners else pd.DataFrame()
             if len(checked) > 1 and len(own_rows):
                 own_rows = own_rows[own_rows["customer_id"].isin(own)].reset_index(drop=True)
             c.request.result = ApplyResult(
@@ -393,6 +406,7 @@ class LiveTagger:
                 seconds=time.perf_counter() - started,
                 rows=own_rows,
                 batches=len(checked),
+                customer_ids=list(own),
             )
             c.request.done = True
 
@@ -423,10 +437,17 @@ class LiveTagger:
                 at=naive(at),
                 snapshot=self._snapshot,
                 segments=segments,
+                state=self._live_state,
             )
             if not write.snapshot_in_memory:
                 self._load_snapshot(con)
-        return write, _written(plain, customer_ids, self.tags, at=at, seq=write.seq)
+        written = _written(plain, customer_ids, self.tags, at=at, seq=write.seq)
+        for listener in self._listeners:
+            try:
+                listener(written)
+            except Exception:  # the write is committed: a reader's failure must not undo it
+                log.warning("A live-write listener failed", exc_info=True)
+        return write, written
 
     def _evaluate(self, customer_ids: Sequence[str], as_of: pd.Timestamp) -> pd.DataFrame:
         """The customers' tag rows as of ``as_of`` (features, rules, champions): no write."""
@@ -483,6 +504,18 @@ class LiveTagger:
             return
         with self.tag_store.reader() as reader:
             self._snapshot = NewestSnapshot.load(reader) if has_tables(reader) else None
+
+    def _sync_live_state(self) -> None:
+        """Read the current live values now (else the first live write does)."""
+        if not self.tag_store.exists():
+            return
+        with self.tag_store.reader() as con:
+            found = con.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_name IN ('runs', 'live_tags')"
+            ).fetchone()
+            if found and found[0] == 2:
+                self._live_state.sync(con, snapshot_key(con))
 
     def _quarantine(self, rejected: pd.DataFrame, now: pd.Timestamp) -> Path | None:
         if not len(rejected):

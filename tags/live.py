@@ -12,7 +12,11 @@ A batch run reconciles: its snapshot replaces the live rows (batch wins), and th
 number of live values it overrode is recorded with the run.
 
 Every live write takes the next value of one sequence (``seq``), so a reader (the
-service) picks up what is new since its last look with ``seq > cursor``.
+service) picks up what is new since its last look with ``seq > cursor``. Writes only
+append: a re-tagged (customer, tag) gets a new row, and the row with the highest ``seq``
+is the current one (readers here take it; :func:`compact_live` deletes the older rows
+now and then, away from the writes). The writer computes the transitions against the
+current values it holds in memory (:mod:`tags.live_state`), not by joining the table.
 
 A live write also records, in the same transaction, the live event segments whose
 customers it re-tagged (``live_segments``). Events are stored before they are tagged, so
@@ -25,18 +29,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from tags.errors import TagStoreError
-from tags.live_snapshot import NewestSnapshot, snapshot_key
+from tags.live_snapshot import NewestSnapshot, SnapshotKey, snapshot_key
+from tags.live_state import LATEST_LIVE, LiveState
 from tags.store_format import TAG_COLUMNS, utc_columns
 from tags.transitions import TransitionGroup, record_transitions
 
@@ -44,7 +50,9 @@ __all__ = [
     "LIVE_COLUMNS",
     "LIVE_SCHEMA",
     "LiveWrite",
+    "compact_live",
     "latest_run",
+    "live_grid",
     "live_rows",
     "mark_tagged",
     "reconcile_live",
@@ -94,25 +102,6 @@ class LiveWrite:
     snapshot_in_memory: bool = False
 
 
-# The current value of each (customer, tag) of the written customers, for the evaluated
-# tags: the live row when present, else the newest snapshot's row.
-_CURRENT = """
-SELECT coalesce(l.customer_id, s.customer_id) AS customer_id,
-       coalesce(l.tag_id, s.tag_id) AS tag_id,
-       CASE WHEN l.customer_id IS NOT NULL THEN l.value ELSE s.value END AS value
-FROM (
-    SELECT customer_id, tag_id, value FROM ({snapshot}) newest
-    WHERE customer_id IN (SELECT customer_id FROM live_customers)
-      AND tag_id IN (SELECT tag_id FROM live_scope)
-) s
-FULL OUTER JOIN (
-    SELECT customer_id, tag_id, value FROM live_tags
-    WHERE customer_id IN (SELECT customer_id FROM live_customers)
-      AND tag_id IN (SELECT tag_id FROM live_scope)
-) l ON l.customer_id = s.customer_id AND l.tag_id = s.tag_id
-"""
-
-
 def write_live(
     con: duckdb.DuckDBPyConnection,
     rows: pd.DataFrame,
@@ -122,10 +111,15 @@ def write_live(
     at: datetime,
     snapshot: NewestSnapshot | None = None,
     segments: Sequence[str] = (),
+    state: LiveState | None = None,
 ) -> LiveWrite:
-    """Replace the live values of ``customers`` for ``tags`` with ``rows``; record changes.
+    """Make ``rows`` the live values of ``customers`` for ``tags``; record changes.
 
-    Runs in its own transaction on ``con`` (a writing connection of the tag store).
+    Appends one row per (customer, evaluated tag) with the write's ``seq`` (``value``
+    NULL where the tag does not apply) and deletes nothing: the row with the highest
+    ``seq`` of a (customer, tag) is its current live value (:func:`compact_live` drops
+    the superseded ones later). Runs in its own transaction on ``con`` (a writing
+    connection of the tag store).
 
     Args:
         con: Writing connection (schema created).
@@ -139,6 +133,64 @@ def write_live(
             snapshots table is read.
         segments: Live event segments whose every customer is among ``customers``:
             recorded as tagged in the same transaction (:func:`tagged_segments`).
+        state: The writer's current live values in memory (:mod:`tags.live_state`),
+            synced in this transaction and updated once it committed; None: the
+            customers' live rows are read from the table.
+
+    Raises:
+        TagStoreError: A row names a tag outside ``tags`` or repeats a (customer, tag).
+    """
+    customers = [str(c) for c in customers]
+    tags = [str(t) for t in tags]
+    grid = live_grid(rows, customers, tags, at=at)
+    try:
+        con.begin()
+        try:
+            row = con.execute("SELECT nextval('live_seq')").fetchone()
+            seq = int(row[0]) if row else 0
+            key = snapshot_key(con)
+            cached = snapshot is not None and key is not None and snapshot.key == key
+            before = _snapshot_values(con, customers, snapshot if cached else None, key)
+            live_of: Callable[[str], dict[str, str | None] | None]
+            if state is not None:
+                state.sync(con, key)
+                live_of = state.values_of
+            else:
+                live_of = _live_values(con, customers).get
+            new: list[str | None] = [
+                None if v is pd.NA else str(v) for v in grid["value"].astype(object)
+            ]
+            changes = _changes(customers, tags, new, before, live_of)
+            con.register("live_changes", changes)
+            group = record_transitions(
+                con,
+                "live_changes",
+                group_id=f"live-{uuid.uuid4().hex[:16]}",
+                at=at,
+            )
+            out = grid.assign(updated_at=at, seq=seq)
+            con.register("live_in", pa.Table.from_pandas(out, preserve_index=False))
+            con.execute(f"INSERT INTO live_tags SELECT {', '.join(LIVE_COLUMNS)} FROM live_in")  # noqa: S608
+            _mark(con, segments, at)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    finally:
+        for name in ("live_in", "live_changes"):
+            con.unregister(name)
+    if state is not None:
+        state.record(customers, tags, list(new), seq)
+    return LiveWrite(
+        seq=seq, group=group, customers=len(customers), rows=len(grid), snapshot_in_memory=cached
+    )
+
+
+def live_grid(
+    rows: pd.DataFrame, customers: Sequence[str], tags: Sequence[str], *, at: datetime
+) -> pd.DataFrame:
+    """Every (customer, tag) of a re-tag, customer-major in the order given: its row of
+    ``rows`` (:data:`TAG_COLUMNS`), ``value`` NA where none applies.
 
     Raises:
         TagStoreError: A row names a tag outside ``tags`` or repeats a (customer, tag).
@@ -152,73 +204,126 @@ def write_live(
     if frame.duplicated(["customer_id", "tag_id"]).any():
         raise TagStoreError("Expected at most one live row per customer and tag. Got repeats.")
     frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True).dt.tz_localize(None)
-    con.register("live_in", pa.Table.from_pandas(frame, preserve_index=False))
-    con.register(
-        "live_customers", pa.table({"customer_id": pa.array(list(customers), pa.string())})
+    grid = pd.DataFrame(
+        {
+            "customer_id": np.repeat(np.asarray(list(customers), dtype=object), len(tags)),
+            "tag_id": np.tile(np.asarray(list(tags), dtype=object), len(customers)),
+        }
+    ).astype("string")
+    out = grid.merge(frame, on=["customer_id", "tag_id"], how="left", sort=False)
+    fallback = frame["as_of"].iloc[0] if len(frame) else pd.Timestamp(at)
+    out["as_of"] = out["as_of"].fillna(fallback).astype("datetime64[us]")
+    out["source"] = out["source"].fillna("rule")
+    out["version"] = out["version"].fillna("")
+    return out[list(TAG_COLUMNS)]
+
+
+def _snapshot_values(
+    con: duckdb.DuckDBPyConnection,
+    customers: Sequence[str],
+    snapshot: NewestSnapshot | None,
+    key: SnapshotKey | None,
+) -> dict[str, dict[str, str | None]]:
+    """The newest snapshot's values of the customers (from memory when given)."""
+    triples: list[tuple[Any, ...]]
+    if snapshot is not None:
+        table = snapshot.rows_of(customers)
+        triples = list(
+            zip(
+                table["customer_id"].to_pylist(),
+                table["tag_id"].to_pylist(),
+                table["value"].to_pylist(),
+                strict=True,
+            )
+        )
+    elif key is None:
+        return {}
+    else:
+        # The newest snapshot's date as a constant, not a subquery: DuckDB then skips the
+        # row groups of older snapshots by their min/max.
+        triples = con.execute(
+            "SELECT customer_id, tag_id, value FROM snapshots WHERE as_of = ? "
+            "AND list_contains(?, customer_id)",
+            [key[1], list(customers)],
+        ).fetchall()
+    out: dict[str, dict[str, str | None]] = {}
+    for cid, tag, value in triples:
+        out.setdefault(str(cid), {})[str(tag)] = value
+    return out
+
+
+def _live_values(
+    con: duckdb.DuckDBPyConnection, customers: Sequence[str]
+) -> dict[str, dict[str, str | None]]:
+    """Current live values of the customers, read from the table."""
+    rows = con.execute(
+        "SELECT customer_id, tag_id, value FROM live_tags "  # noqa: S608 (fixed SQL)
+        f"WHERE list_contains(?, customer_id) {LATEST_LIVE}",
+        [list(customers)],
+    ).fetchall()
+    out: dict[str, dict[str, str | None]] = {}
+    for cid, tag, value in rows:
+        out.setdefault(str(cid), {})[str(tag)] = value
+    return out
+
+
+def _changes(
+    customers: Sequence[str],
+    tags: Sequence[str],
+    new: Sequence[str | None],
+    snapshot: dict[str, dict[str, str | None]],
+    live_of: Callable[[str], dict[str, str | None] | None],
+) -> pa.Table:
+    """(customer, tag, from, to) of every evaluated value that differs from the current
+    one: the live value when the customer has a live row for the tag, else the
+    snapshot's (None: no value)."""
+    ids: list[str] = []
+    tag_ids: list[str] = []
+    before: list[str | None] = []
+    after: list[str | None] = []
+    width = len(tags)
+    for i, cid in enumerate(customers):
+        live = live_of(cid) or {}
+        snap = snapshot.get(cid, {})
+        for j, tag in enumerate(tags):
+            old = live[tag] if tag in live else snap.get(tag)
+            value = new[i * width + j]
+            if old != value:
+                ids.append(cid)
+                tag_ids.append(tag)
+                before.append(old)
+                after.append(value)
+    return pa.table(
+        {
+            "customer_id": pa.array(ids, pa.string()),
+            "tag_id": pa.array(tag_ids, pa.string()),
+            "from_value": pa.array(before, pa.string()),
+            "to_value": pa.array(after, pa.string()),
+        }
     )
-    con.register("live_scope", pa.table({"tag_id": pa.array(list(tags), pa.string())}))
+
+
+def compact_live(con: duckdb.DuckDBPyConnection) -> int:
+    """Delete live rows superseded by a newer row of the same (customer, tag).
+
+    One transaction: a process killed during it leaves the table as before (the current
+    rows are never touched, so readers see the same values either way).
+
+    Returns:
+        Rows deleted.
+    """
+    con.begin()
     try:
-        con.begin()
-        try:
-            row = con.execute("SELECT nextval('live_seq')").fetchone()
-            seq = int(row[0]) if row else 0
-            key = snapshot_key(con)
-            cached = snapshot is not None and key is not None and snapshot.key == key
-            if cached and snapshot is not None:
-                con.register("live_snapshot", snapshot.rows_of(customers))
-                from_snapshot = "SELECT customer_id, tag_id, value FROM live_snapshot"
-            else:
-                # The newest snapshot's date as a constant, not a subquery: DuckDB then
-                # skips the row groups of older snapshots by their min/max.
-                from_snapshot = (
-                    "SELECT customer_id, tag_id, value FROM snapshots WHERE as_of = $snapshot_as_of"
-                )
-            # Every (customer, evaluated tag): the new value, NULL where none applies.
-            con.execute(
-                "CREATE TEMP TABLE live_new AS SELECT c.customer_id, t.tag_id, i.value, i.score, "
-                "coalesce(i.source, 'rule') AS source, coalesce(i.version, '') AS version, "
-                "coalesce(i.as_of, $at) AS as_of FROM live_customers c CROSS JOIN live_scope t "
-                "LEFT JOIN live_in i ON i.customer_id = c.customer_id AND i.tag_id = t.tag_id",
-                {"at": at},
-            )
-            current = _CURRENT.format(snapshot=from_snapshot)
-            group = record_transitions(
-                con,
-                "SELECT coalesce(a.customer_id, b.customer_id) AS customer_id, "  # noqa: S608
-                "coalesce(a.tag_id, b.tag_id) AS tag_id, a.value AS from_value, "
-                f"b.value AS to_value FROM ({current}) a FULL OUTER JOIN live_new b "
-                "ON a.customer_id = b.customer_id AND a.tag_id = b.tag_id "
-                "WHERE a.value IS DISTINCT FROM b.value",
-                group_id=f"live-{uuid.uuid4().hex[:16]}",
-                at=at,
-                params={} if cached else {"snapshot_as_of": key[1] if key else None},
-            )
-            con.execute(
-                "DELETE FROM live_tags WHERE customer_id IN (SELECT customer_id FROM "
-                "live_customers) AND tag_id IN (SELECT tag_id FROM live_scope)"
-            )
-            con.execute(
-                "INSERT INTO live_tags SELECT customer_id, tag_id, value, score, source, "
-                "version, as_of, $at, $seq FROM live_new",
-                {"at": at, "seq": seq},
-            )
-            row = con.execute("SELECT count(*) FROM live_new").fetchone()
-            con.execute("DROP TABLE live_new")
-            _mark(con, segments, at)
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
-    finally:
-        for name in ("live_in", "live_customers", "live_scope", "live_snapshot"):
-            con.unregister(name)
-    return LiveWrite(
-        seq=seq,
-        group=group,
-        customers=len(customers),
-        rows=int(row[0]) if row else 0,
-        snapshot_in_memory=cached,
-    )
+        row = con.execute(
+            "DELETE FROM live_tags l USING (SELECT customer_id, tag_id, max(seq) AS top "
+            "FROM live_tags GROUP BY customer_id, tag_id HAVING count(*) > 1) d "
+            "WHERE l.customer_id = d.customer_id AND l.tag_id = d.tag_id AND l.seq < d.top"
+        ).fetchone()
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return int(row[0]) if row else 0
 
 
 def _mark(con: duckdb.DuckDBPyConnection, segments: Sequence[str], at: datetime) -> None:
@@ -279,8 +384,8 @@ def reconcile_live(con: duckdb.DuckDBPyConnection, incoming: str, *, as_of: date
     if newer and newer[0]:
         return 0
     row = con.execute(
-        "SELECT count(*) FROM live_tags l LEFT JOIN "  # noqa: S608 (fixed SQL)
-        f"(SELECT customer_id, tag_id, value FROM {incoming}) b "
+        "SELECT count(*) FROM (SELECT customer_id, tag_id, value FROM live_tags "  # noqa: S608
+        f"{LATEST_LIVE}) l LEFT JOIN (SELECT customer_id, tag_id, value FROM {incoming}) b "
         "ON b.customer_id = l.customer_id AND b.tag_id = l.tag_id "
         "WHERE l.value IS DISTINCT FROM b.value"
     ).fetchone()
@@ -294,7 +399,8 @@ def live_rows(
     after_seq: int = 0,
     customers: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Live rows (:data:`LIVE_COLUMNS`) written after ``after_seq``, by customer and tag.
+    """Live rows (:data:`LIVE_COLUMNS`) written after ``after_seq``, by customer and tag:
+    the newest of each (customer, tag).
 
     Rows with a NULL ``value`` mean the tag no longer applies to the customer.
     """
@@ -311,9 +417,11 @@ def live_rows(
     if customers is not None:
         where += " AND list_contains(?, customer_id)"
         params.append(list(customers))
+    # Rows are appended, never updated: a (customer, tag) written twice since
+    # ``after_seq`` has two rows, the newer one current.
     df = con.execute(
         f"SELECT {', '.join(LIVE_COLUMNS)} FROM live_tags WHERE {where} "  # noqa: S608
-        "ORDER BY customer_id, tag_id",
+        f"{LATEST_LIVE} ORDER BY customer_id, tag_id",
         params,
     ).df()
     return utc_columns(df, ["as_of", "updated_at"])

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ class ServiceIngest:
         self._seen: tuple[object, int] | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._listeners: list[Callable[[pd.DataFrame], None]] = []
 
     def tagger(self) -> LiveTagger:
         """The tagger (built, with its champions and facts loaded, on first use)."""
@@ -70,11 +72,21 @@ class ServiceIngest:
             with self._lock:
                 if self._tagger is None:
                     tagger, _ = live_tagger(self.project)
+                    for listener in self._listeners:
+                        tagger.subscribe(listener)
                     tagger.warm()
                     # Batches a killed predecessor stored but never tagged.
                     tagger.recover()
                     self._tagger = tagger
         return self._tagger
+
+    def subscribe(self, listener: Callable[[pd.DataFrame], None]) -> None:
+        """Hand ``listener`` the rows of every live write of this process
+        (:meth:`streaming.LiveTagger.subscribe`); :meth:`ingest` then returns no rows."""
+        with self._lock:
+            self._listeners.append(listener)
+            if self._tagger is not None:
+                self._tagger.subscribe(listener)
 
     def warm(self) -> None:
         """Build the tagger now (the service calls this in the background at start), then
@@ -121,11 +133,7 @@ class ServiceIngest:
             raise TooManyRequests(str(exc), retry_after_s=exc.retry_after_s) from exc
         except (BadEvents, FeaturesError) as exc:
             raise BadRequest(str(exc)) from exc
-        rows = result.rows
-        customers = (
-            [str(c) for c in pd.unique(rows["customer_id"].astype(str))] if len(rows) else []
-        )
-        return result.to_json(), rows, customers
+        return result.to_json(), result.rows, list(result.customer_ids)
 
     def live_rows(self, after_seq: int) -> pd.DataFrame:
         """Live rows written after ``after_seq`` (by this or another process).

@@ -10,7 +10,7 @@ import nats
 
 from features.schema import ReasonCode
 from streaming.config import StreamingConfig
-from streaming.consumer import FetchSize, consume, ensure_stream
+from streaming.consumer import FetchSize, _records, consume, ensure_stream
 from tags.live import live_rows
 from tests.streaming.conftest import Setup, records
 from tests.streaming.natsserver import nats_server
@@ -31,6 +31,10 @@ def test_consumer_applies_acks_and_quarantines_poison(setup: Setup, tmp_path: Pa
     bodies = [json.dumps(e).encode() for e in events]
     bodies.append(b"\x00 not json at all")  # poison: quarantined, acknowledged, never redelivered
     bodies.append(json.dumps(events[:3]).encode())  # a list body, all three already sent
+    # NDJSON: two events already sent and a line that is not JSON (quarantined alone).
+    bodies.append(
+        b"\n".join([json.dumps(events[3]).encode(), b"{oops", json.dumps(events[4]).encode()])
+    )
     with nats_server(tmp_path / "nats") as url:
 
         async def run() -> None:
@@ -46,8 +50,8 @@ def test_consumer_applies_acks_and_quarantines_poison(setup: Setup, tmp_path: Pa
             )
             assert report.messages == len(bodies)
             assert report.accepted == len(events)
-            assert report.duplicates == 3
-            assert report.by_reason == {ReasonCode.MALFORMED_ROW.value: 1}
+            assert report.duplicates == 3 + 2
+            assert report.by_reason == {ReasonCode.MALFORMED_ROW.value: 1 + 1}
             # Every message is acknowledged: nothing pending, nothing to redeliver.
             nc = await nats.connect(url)
             info = await nc.jetstream().consumer_info(cfg.stream, cfg.durable)
@@ -79,3 +83,15 @@ def test_fetch_size_grows_with_the_backlog_and_shrinks_back() -> None:
     assert size.current == 50
     size.observe(1)
     assert size.current == 50  # never under the configured batch size
+
+
+def test_a_body_is_an_event_a_list_or_ndjson() -> None:
+    a = {"event_id": "a", "customer_id": "c1"}
+    b = {"event_id": "b", "customer_id": "c2"}
+    assert _records(json.dumps(a).encode()) == [a]
+    assert _records(json.dumps([a, b]).encode()) == [a, b]
+    # Pretty-printed JSON spans lines but is one value.
+    assert _records(json.dumps([a, b], indent=2).encode()) == [a, b]
+    ndjson = b"\n".join([json.dumps(a).encode(), b"", json.dumps([b]).encode(), b"not json"])
+    assert _records(ndjson + b"\n") == [a, b, "not json"]
+    assert _records(b"\x00 not json") == ["\x00 not json"]

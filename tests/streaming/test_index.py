@@ -55,3 +55,17 @@ def test_events_of_equals_stored_plus_live_events_after_many_small_batches(setup
     fresh = CustomerFacts(setup.store, setup.live)
     fresh.refresh()
     assert _key(fresh.events_of(everyone)) == _key(index.events_of(everyone))
+
+
+def test_customers_of_equals_the_stored_rows_in_the_order_asked(setup: Setup) -> None:
+    index = CustomerFacts(setup.store, setup.live)
+    index.refresh()
+    stored = setup.store.load_customers().reset_index(drop=True)
+    ids = stored["customer_id"].astype(str).tolist()
+    wanted = [ids[5], "nobody", ids[0], ids[-1], ids[5]]
+    got = index.customers_of(wanted)
+    by_id = stored.set_index(stored["customer_id"].astype(str))
+    want = by_id.loc[[ids[5], ids[0], ids[-1], ids[5]]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    assert len(index.customers_of([])) == 0
+    assert list(index.customers_of([]).dtypes) == list(stored.dtypes)

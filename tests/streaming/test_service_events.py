@@ -122,3 +122,30 @@ def test_a_batch_run_reconciles_live_values(served: ServedProject, runtime: Serv
     # The batch read the live events: the purchase is in its snapshot.
     snap = store.snapshot(day, customers=[cid])
     assert snap.set_index("tag_id").loc["lifecycle_stage", "value"] == "active"
+
+
+def test_in_process_writes_reach_tags_without_the_poll(served: ServedProject) -> None:
+    """Writes of this process that do not come through POST /events (the in-service
+    stream consumer) are merged as they commit, not at the next poll of the store."""
+    rt = build_runtime(served.project)
+    rt.live_poll_s = 0  # no poll at all: only the subscription can bring the values
+    rt.start()
+    try:
+        stages = served.tags[served.tags["tag_id"] == "lifecycle_stage"]
+        lapsed = stages[stages["value"].astype(str).isin(["churned", "dormant"])]
+        cid = str(lapsed["customer_id"].iloc[1])
+        assert _tags(rt, cid)["lifecycle_stage"]["value"] in ("churned", "dormant")
+        tagger = rt.event_ingest.tagger()  # type: ignore[union-attr]
+        now = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=5)
+        event = {
+            "event_id": f"nats-{cid}",
+            "customer_id": cid,
+            "occurred_at": now.isoformat(),
+            "event_type": "purchase",
+            "amount": 50.0,
+        }
+        result = tagger.apply([event], source="nats:events.shop")
+        assert result.accepted == 1
+        assert _tags(rt, cid)["lifecycle_stage"]["value"] == "active"
+    finally:
+        rt.stop()

@@ -234,3 +234,66 @@ def test_an_applied_batch_leaves_nothing_to_recover(setup: Setup) -> None:
     result = setup.tagger.apply(records(setup.later), source="POST /events")
     assert result.accepted == len(setup.later)
     assert setup.tagger.recover() == 0
+
+
+def test_superseded_live_rows_are_compacted_in_the_background(setup: Setup) -> None:
+    batch = records(setup.later)
+    setup.tagger.apply(batch[:20], source="POST /events")
+    setup.tagger.compact_after = 1  # every re-tag of a live customer crosses it
+    with setup.tags.reader() as con:
+        before = live_rows(con)
+    # The same customers again, with new events: their rows are appended, then compacted.
+    shifted = setup.later.iloc[:20].copy()
+    shifted["occurred_at"] = shifted["occurred_at"] + pd.Timedelta(seconds=1)
+    shifted["order_id"] = None
+    result = setup.tagger.apply(records(shifted), source="POST /events")
+    assert result.accepted == 20
+    deadline = time.monotonic() + 30
+    while setup.tagger._live_state.superseded and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert setup.tagger._live_state.superseded == 0
+    with setup.tags.reader() as con:
+        after = live_rows(con)
+        stored = con.execute("SELECT count(*) FROM live_tags").fetchone()
+    # One row per (customer, tag) left, the newest: the same values, a newer seq.
+    assert stored is not None
+    assert stored[0] == len(after) == len(before)
+    key = ["customer_id", "tag_id"]
+    merged = before.merge(after, on=key, suffixes=("_0", "_1"))
+    assert len(merged) == len(before)
+    assert (merged["seq_1"] > merged["seq_0"]).all()
+
+
+def test_listeners_get_each_micro_batch_once_in_write_order(setup: Setup) -> None:
+    """A subscribed reader (the service's overlay) gets every live write's rows once per
+    micro-batch; the callers then get their customers but no rows of their own."""
+    got: list[pd.DataFrame] = []
+    setup.tagger.subscribe(got.append)
+    batch = records(setup.later)
+    parts = [batch[i : i + 5] for i in range(0, 15, 5)]
+    results: dict[int, Any] = {}
+
+    def send(k: int) -> None:
+        results[k] = setup.tagger.apply(parts[k], source=f"POST /events ({k})")
+
+    with setup.tagger._lock:  # the three batches queue up: one micro-batch
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(len(parts))]
+        for k, t in enumerate(threads):
+            t.start()
+            deadline = time.monotonic() + 30
+            while len(setup.tagger._queue) <= k and time.monotonic() < deadline:
+                time.sleep(0.005)
+    for t in threads:
+        t.join(timeout=120)
+    assert len(got) == 1
+    everyone = {str(r["customer_id"]) for p in parts for r in p}
+    assert set(got[0]["customer_id"]) == everyone
+    assert len(got[0]) == len(everyone) * len(setup.tagger.tags)
+    for k, part in enumerate(parts):
+        assert results[k].batches == 3
+        assert set(results[k].customer_ids) == {str(r["customer_id"]) for r in part}
+        assert len(results[k].rows) == 0
+    later = setup.tagger.apply(records(setup.later.iloc[15:20]), source="POST /events")
+    assert len(got) == 2
+    assert (got[1]["seq"] > got[0]["seq"].max()).all()
+    assert set(got[1]["customer_id"]) == set(later.customer_ids)
