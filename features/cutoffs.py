@@ -37,8 +37,10 @@ __all__ = [
     "AS_OF_MAX",
     "AS_OF_MIN",
     "AsOf",
+    "CutoffColumns",
     "as_of_out_of_range",
     "build_cutoffs",
+    "cutoff_columns",
     "normalize_as_of",
 ]
 
@@ -201,11 +203,13 @@ class _Output:
         return pd.DataFrame(data, copy=False)
 
 
-def _check_spec(prepared: EventArrays, spec: FeatureSpec) -> None:
+def _check_spec(
+    prepared: EventArrays, spec: FeatureSpec, columns: Sequence[str] | None = None
+) -> None:
     if not spec.has("attributes"):
         return
     a = spec.attributes
-    columns = prepared.customers.columns
+    columns = list(prepared.customers.columns) if columns is None else list(columns)
     wanted = list(a.columns) + ([a.birth_year_column] if a.birth_year_column else [])
     missing = [c for c in wanted if c not in columns]
     if missing:
@@ -339,3 +343,117 @@ def _string_column(chunks: list[pa.Array]) -> pd.api.extensions.ExtensionArray:
 
 def _is_many(as_of: Any) -> bool:
     return isinstance(as_of, (list, tuple, set, pd.Index, pd.Series, np.ndarray))
+
+
+class CutoffColumns:
+    """One cutoff's features as arrays (:func:`cutoff_columns`), the frame on demand.
+
+    Attributes:
+        customer_ids: The rows' ids (large_string), in ``customer_id`` order.
+        codes: The rows' customer codes in the event index.
+        columns: Feature name -> numpy array in the catalogue's dtype, or
+            :class:`~features.families.base.Coded` for a category feature, or an Arrow
+            array for a text feature; catalogue order.
+    """
+
+    def __init__(
+        self,
+        customer_ids: pa.Array,
+        codes: np.ndarray,
+        columns: dict[str, Any],
+        catalog: list[FeatureInfo],
+    ) -> None:
+        self.customer_ids = customer_ids
+        self.codes = codes
+        self.columns = columns
+        self._catalog = catalog
+        self._frame: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def frame(self) -> pd.DataFrame:
+        """The feature frame :func:`build_cutoffs` returns for the same cutoff (same
+        columns, dtypes and values, through the same output code), built once."""
+        if self._frame is None:
+            n = len(self.codes)
+            output = _Output(self._catalog, n)
+            output.put({"customer_id": self.customer_ids}, 0, n)
+            output.put(self.columns, 0, n)
+            self._frame = output.frame(None)
+        return self._frame
+
+
+def cutoff_columns(
+    prepared: EventArrays,
+    cutoff: pd.Timestamp,
+    spec: FeatureSpec,
+    catalog: list[FeatureInfo] | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+) -> CutoffColumns:
+    """Features at one normalised ``cutoff`` as arrays, by the same family code as
+    :func:`build_cutoffs` (nothing released: a live call builds a small index per call).
+    ``catalog`` is ``feature_catalog(spec)`` when the caller keeps it; ``columns``
+    the customers table's columns when the caller knows them (checked against the
+    spec's attributes without reading the table).
+
+    Every array is the row's own copy in the catalogue's dtype, converted as the
+    frame's output converts it (:func:`_fill`), so nothing a family keeps is shared.
+
+    Raises:
+        SpecError: The spec names an attribute the customers lack.
+        FeaturesError: The spec yields a catalogued feature for no family, or a value
+            does not fit its declared dtype.
+    """
+    _check_spec(prepared, spec, columns)
+    catalog = feature_catalog(spec) if catalog is None else catalog
+    dtypes = _dtypes_of(catalog)
+    codes = _codes_at(prepared, cutoff)
+    n = len(codes)
+    ids: pa.Array | None = None
+    found: dict[str, Any] = {}
+    for group in _column_groups(prepared, cutoff, codes, spec, last=False):
+        for name, values in group.items():
+            want = dtypes.get(name)
+            if name == "customer_id":
+                ids = values
+            elif isinstance(want, np.dtype):
+                array = np.asarray(values)
+                if array.dtype == want:
+                    found[name] = array.copy()
+                else:
+                    found[name] = np.empty(n, dtype=want)
+                    _fill(found[name], 0, n, array, name)
+            elif isinstance(values, Coded):
+                found[name] = Coded(values.codes.copy(), values.categories)
+            elif want is not None:
+                found[name] = pa.chunked_array(_string_chunks(values), pa.large_string())
+    missing = sorted(set(dtypes) - set(found)) + ([] if ids is not None else ["customer_id"])
+    if missing or ids is None:
+        raise FeaturesError(
+            f"Expected the feature spec to yield every catalogued feature. Got none for {missing}."
+        )
+    ordered = {name: found[name] for name in dtypes}
+    return CutoffColumns(ids.cast(pa.large_string()), codes, ordered, catalog)
+
+
+_DTYPES: dict[int, tuple[list[FeatureInfo], dict[str, Any]]] = {}
+
+
+def _dtypes_of(catalog: list[FeatureInfo]) -> dict[str, Any]:
+    """Feature name -> numpy dtype (numeric features) or the catalogue's dtype name,
+    kept per catalogue list (a live call must not parse 100 dtype names again)."""
+    found = _DTYPES.get(id(catalog))
+    if found is None or found[0] is not catalog:
+        if len(_DTYPES) >= 64:
+            _DTYPES.clear()
+        found = (
+            catalog,
+            {
+                info.name: np.dtype(info.dtype) if info.dtype in _NUMPY_DTYPES else info.dtype
+                for info in catalog
+            },
+        )
+        _DTYPES[id(catalog)] = found
+    return found[1]

@@ -168,31 +168,17 @@ class PreparedEvents:
         def split(k: int) -> TypedEvents:
             """The events of type ``k`` in (customer, time) order."""
             rows = np.flatnonzero(type_code == k)
-            if code is None:
-                t = t_all[rows]
-                per_run = np.diff(np.searchsorted(rows, run_bounds))
-                c = np.repeat(head_codes, per_run)
-                counts = np.zeros(self.n_customers, dtype=_I64)
-                keep = head_codes >= 0
-                counts[head_codes[keep]] = per_run[keep]
-                starts = prefix_sum(counts)
-            else:
-                rows, c, t = customer_time_sorted(code[rows], rows, t_all)
-                starts = np.searchsorted(c, np.arange(self.n_customers + 1, dtype=_I64))
-            key = np.floor_divide(t, SEC_US)
-            # Whole-second times (the usual case) are read off the key: no copy kept.
-            whole_seconds = bool(np.array_equal(key * SEC_US, t))
-            key -= self.base_sec
-            key |= np.left_shift(c, 32, out=c)
-            return TypedEvents(
-                key,
-                starts,
-                self.base_sec,
-                t_us=None if whole_seconds else t,
-                # In the fact store's order a type's rows are found again on demand.
-                rows=None if code is None else rows.astype(row_dtype),
-                find_rows=rows_of(k) if code is None else None,
-            )
+            if code is not None:
+                return sorted_typed(code[rows], rows, t_all, self.n_customers, self.base_sec)
+            t = t_all[rows]
+            per_run = np.diff(np.searchsorted(rows, run_bounds))
+            c = np.repeat(head_codes, per_run)
+            counts = np.zeros(self.n_customers, dtype=_I64)
+            keep = head_codes >= 0
+            counts[head_codes[keep]] = per_run[keep]
+            starts = prefix_sum(counts)
+            # In the fact store's order a type's rows are found again on demand.
+            return _typed_of(c, t, starts, self.base_sec, rows=None, find_rows=rows_of(k))
 
         # Purchases first: telling orders apart is the slowest step of the RFM family
         # and runs mostly without the GIL, on another core while the other types are
@@ -234,17 +220,25 @@ class PreparedEvents:
         """(prefix sums of fixed-point amounts, amounts + sentinel) of ``event_type``."""
         typed = self.typed(event_type)
         if typed.amount_cs is None or typed.amount is None:
-            column = self._events["amount"]
-            values = (  # the frame's own array when it is float64 already (no copy)
-                column.to_numpy()
-                if column.dtype == np.float64
-                else column.to_numpy(dtype=np.float64, na_value=np.nan)
-            )
+            values = self._amount_values()
             amount = np.nan_to_num(values[typed.rows_now()], nan=0.0)
             _check_amount_total(amount, event_type)
             typed.amount_cs = prefix_sum(np.rint(amount * AMOUNT_SCALE).astype(_I64))
             typed.amount = np.append(amount, 0.0)
         return typed.amount_cs, typed.amount
+
+    def _amount_values(self) -> np.ndarray:
+        """Every event's amount as float64 (NaN where missing), in event order."""
+        column = self._events["amount"]
+        return (  # the frame's own array when it is float64 already (no copy)
+            column.to_numpy()
+            if column.dtype == np.float64
+            else column.to_numpy(dtype=np.float64, na_value=np.nan)
+        )
+
+    def strings_at(self, column: str, rows: np.ndarray) -> pa.ChunkedArray:
+        """The text column ``column`` of the events at positions ``rows``."""
+        return take(self._events[column], rows)
 
     def _codes_of(self, typed: TypedEvents) -> np.ndarray:
         return np.repeat(np.arange(self.n_customers, dtype=_I64), np.diff(typed.starts))
@@ -326,7 +320,7 @@ class PreparedEvents:
             return found
         typed = self.typed(event_type)
         code = self._codes_of(typed)
-        raw, dictionary = dictionary_codes(take(self._events["category"], typed.rows_now()))
+        raw, dictionary = dictionary_codes(self.strings_at("category", typed.rows_now()))
         labels = np.asarray(dictionary.to_pylist(), dtype=object)
         rank = np.argsort(labels.astype(str), kind="stable") if len(labels) else np.empty(0, _I64)
         remap = np.empty(len(labels), dtype=_I64)
@@ -427,6 +421,41 @@ class PreparedEvents:
 
 # Sums of fixed-point amounts are exact below 2**63 units; stay a margin inside it.
 _AMOUNT_TOTAL_LIMIT = 2.0**62 / AMOUNT_SCALE
+
+
+def sorted_typed(
+    code: np.ndarray, rows: np.ndarray, t_all: np.ndarray, n_customers: int, base_sec: int
+) -> TypedEvents:
+    """The events at ``rows`` (ascending positions; ``code``: their customer codes,
+    non-negative) sorted by (customer, time), as the index holds one event type.
+
+    Shared by :class:`PreparedEvents` and the live path's small index
+    (:mod:`features.small_events`), so both sort and key events the same way.
+    """
+    row_dtype = np.int32 if len(t_all) < 2**31 else _I64
+    rows, c, t = customer_time_sorted(code, rows, t_all)
+    starts = np.searchsorted(c, np.arange(n_customers + 1, dtype=_I64))
+    return _typed_of(c, t, starts, base_sec, rows=rows.astype(row_dtype), find_rows=None)
+
+
+def _typed_of(
+    c: np.ndarray,
+    t: np.ndarray,
+    starts: np.ndarray,
+    base_sec: int,
+    *,
+    rows: np.ndarray | None,
+    find_rows: Callable[[], np.ndarray] | None,
+) -> TypedEvents:
+    """:class:`TypedEvents` of sorted codes ``c`` and times ``t`` (``c`` is reused)."""
+    key = np.floor_divide(t, SEC_US)
+    # Whole-second times (the usual case) are read off the key: no copy kept.
+    whole_seconds = bool(np.array_equal(key * SEC_US, t))
+    key -= base_sec
+    key |= np.left_shift(c, 32, out=c)
+    return TypedEvents(
+        key, starts, base_sec, t_us=None if whole_seconds else t, rows=rows, find_rows=find_rows
+    )
 
 
 def _check_amount_total(amount: np.ndarray, event_type: str) -> None:

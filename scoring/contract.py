@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -29,6 +31,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from features.errors import SchemaError
+from features.small_events import category_strings
 from scoring.btyd import BTYDBlend, blend_scores, btyd_prediction
 
 __all__ = [
@@ -220,6 +223,99 @@ def model_matrix(features: pd.DataFrame, contract: ModelContract) -> np.ndarray:
         else:
             out[:, j] = _as_float(features[name], name)
     return out
+
+
+def columns_matrix(columns: Mapping[str, Any], n: int, contract: ModelContract) -> np.ndarray:
+    """:func:`model_matrix` of feature arrays (the live path: no frame).
+
+    ``columns`` maps feature names to numpy arrays, category codes (objects with
+    ``codes`` and ``categories``, as the feature families give them) or Arrow text;
+    the encoding is :func:`model_matrix`'s.
+
+    Raises:
+        SchemaError: A feature the contract needs is absent, or not numbers.
+    """
+    plan = matrix_plan(contract)
+    missing = [name for name in contract.feature_names if name not in columns]
+    if missing:
+        raise SchemaError(
+            f"Expected the features to hold every model input {missing[:10]} "
+            f"(model target {contract.target!r}, spec {contract.spec_hash or 'unknown'}). "
+            "Got features without them: score with the spec the model was trained on."
+        )
+    out = np.empty((n, len(contract.feature_names)), dtype=np.float64)
+    numbers = [columns[name] for name in plan.numeric_names]
+    if not all(isinstance(v, np.ndarray) and v.dtype.kind in "fiub" for v in numbers):
+        bad = next(
+            name
+            for name, v in zip(plan.numeric_names, numbers, strict=True)
+            if not (isinstance(v, np.ndarray) and v.dtype.kind in "fiub")
+        )
+        raise SchemaError(
+            f"Expected model input {bad!r} to be numeric or boolean (or declared "
+            f"categorical in the contract). Got {type(columns[bad]).__name__} values."
+        )
+    if numbers:  # one stacking call instead of a column assignment per feature
+        out[:, plan.numeric_positions] = np.stack(numbers, axis=1)
+    for j, name, levels in plan.categorical:
+        values = columns[name]
+        codes = getattr(values, "codes", None)
+        if codes is not None:
+            out[:, j] = _level_map(levels, category_strings(values.categories))[codes]
+        elif isinstance(values, (pa.Array, pa.ChunkedArray)):
+            position = _level_positions(levels)
+            out[:, j] = [position.get(v, np.nan) for v in values.to_pylist()]
+        else:
+            raise SchemaError(
+                f"Expected model input {name!r} to be category codes or text (declared "
+                f"categorical in the contract). Got {type(values).__name__} values."
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class MatrixPlan:
+    """Where each input of a contract goes in the matrix (computed once per contract).
+
+    Attributes:
+        key: Equal for contracts with the same inputs and levels (same matrix).
+        numeric_names: Inputs read as numbers, in matrix order.
+        numeric_positions: Their matrix columns.
+        categorical: (matrix column, name, levels) of each categorical input.
+    """
+
+    key: tuple[Any, ...]
+    numeric_names: list[str]
+    numeric_positions: np.ndarray
+    categorical: list[tuple[int, str, tuple[str, ...]]]
+
+
+_PLANS: dict[int, tuple[ModelContract, MatrixPlan]] = {}
+
+
+def matrix_plan(contract: ModelContract) -> MatrixPlan:
+    """The contract's :class:`MatrixPlan` (kept per contract object: contracts are frozen)."""
+    found = _PLANS.get(id(contract))
+    if found is None or found[0] is not contract:
+        names = contract.feature_names
+        levels = contract.categorical_levels
+        numeric = [j for j, name in enumerate(names) if name not in levels]
+        plan = MatrixPlan(
+            key=(tuple(names), tuple((k, tuple(v)) for k, v in sorted(levels.items()))),
+            numeric_names=[names[j] for j in numeric],
+            numeric_positions=np.asarray(numeric, dtype=np.int64),
+            categorical=[(j, n, tuple(levels[n])) for j, n in enumerate(names) if n in levels],
+        )
+        if len(_PLANS) >= 256:
+            _PLANS.clear()
+        found = (contract, plan)
+        _PLANS[id(contract)] = found
+    return found[1]
+
+
+@functools.lru_cache(maxsize=256)
+def _level_positions(levels: tuple[str, ...]) -> dict[str, float]:
+    return {level: float(k) for k, level in enumerate(levels)}
 
 
 def _column_values(features: pd.DataFrame, position: int) -> Any:

@@ -9,13 +9,17 @@ whole-table step: no store read, no snapshot, nothing proportional to the number
 customers in the project.
 
 Everything that does not depend on the customers is done once, when the
-:class:`LiveScorer` is built: the feature spec and its catalogue, the rule catalogue's
-type checks, each model's input plan. A call then codes the records into canonical
-frames (vectorised, checked against the fact contract), builds the event index of
-those customers only, computes every feature at the cutoff, evaluates the rule tags on
-that index, and scores each model once for the whole batch. Batching is the lever:
-the fixed cost of a call is paid once per batch, so 100 customers per call cost a
-small multiple of one.
+:class:`LiveScorer` is built: the feature spec's catalogue (column plan and dtypes),
+the rule tags compiled and type-checked against it (:class:`tags.rule_arrays.ArrayRules`).
+A call then turns the records into checked numpy/Arrow arrays
+(:mod:`scoring.live_records`; no DataFrame), builds the event index of those customers
+only from the arrays (:class:`features.small_events.SmallEvents`), computes every
+feature at the cutoff with the batch feature families
+(:func:`features.cutoffs.cutoff_columns`), evaluates the rule tags over the feature
+arrays with the batch engine's per-tag evaluation, and scores each model once for the
+whole batch on a contiguous float matrix (``Booster.predict`` on one thread). The
+frames of :attr:`LiveResult.features` and :attr:`LiveResult.rule_tags` are built only
+when read; ``LiveResult.columns`` and ``LiveResult.tag_values`` are the arrays.
 
 API (stable; ``rt15`` real-time tags and ``why17`` explanations build on it)::
 
@@ -25,6 +29,7 @@ API (stable; ``rt15`` real-time tags and ``why17`` explanations build on it)::
     result.rule_tags           # long tag table (tags.store_format.TAG_COLUMNS)
     result.predictions["churn-predictor"].scores   # aligned with result.features
     result.skipped             # ids not scored (signup at or after as_of)
+    result.columns.columns     # the features as arrays (no frame); tag_values: per tag
 
 ``customers`` are records with ``customer_id``, ``signup_at`` and attribute facts;
 ``events`` are records of the fact contract's event columns (``customer_id`` names
@@ -37,37 +42,41 @@ served models).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from features.cutoffs import AsOf, normalize_as_of
-from features.errors import SchemaError
+from features.catalog import feature_catalog
+from features.cutoffs import AsOf, CutoffColumns, cutoff_columns, normalize_as_of
 from features.events import PreparedEvents
-from features.schema import (
-    AMOUNT_REQUIRED_EVENT_TYPES,
-    EVENT_COLUMNS,
-    TIMESTAMP_DTYPE,
-    FactsConfig,
-    check_amounts,
-    customer_dtypes,
-)
+from features.families.base import Coded
+from features.schema import FactsConfig, check_amounts
+from features.small_events import SmallEvents
 from features.spec import FeatureSpec, default_spec
+from scoring.contract import ModelContract, columns_matrix, matrix_plan
+from scoring.live_records import (
+    Record,
+    checked_events,
+    customer_arrays,
+    event_columns,
+    event_fields,
+    from_micros,
+    strings,
+)
 from tags.catalogue import Catalogue
-from tags.engine import empty_tag_table, evaluate_tags
+from tags.engine import TagValues, empty_tag_table, long_table
+from tags.rule_arrays import ArrayRules
 
 __all__ = ["LiveModel", "LivePrediction", "LiveResult", "LiveScorer"]
 
-Record = Mapping[str, Any]
-
 
 class LiveModel(Protocol):
-    """A loaded model that produces one predicted tag (e.g. ``ChampionModel``)."""
+    """A loaded model that produces one predicted tag (e.g. ``ChampionModel``).
+
+    A model with a ``contract`` (:class:`scoring.contract.ModelContract`) is scored on
+    a matrix built from the feature arrays; any other through ``prepare`` on the frame.
+    """
 
     @property
     def name(self) -> str: ...
@@ -85,7 +94,6 @@ class LiveModel(Protocol):
     def label(self, scores: np.ndarray) -> list[str]: ...
 
 
-@dataclass(frozen=True)
 class LivePrediction:
     """One model's scores of the scored customers (aligned with the feature rows).
 
@@ -97,43 +105,115 @@ class LivePrediction:
         labels: The tag value (band or tier) per feature row.
     """
 
-    name: str
-    version: str
-    tag_id: str
-    scores: np.ndarray
-    labels: list[str]
+    __slots__ = ("labels", "name", "scores", "tag_id", "version")
+
+    def __init__(
+        self, name: str, version: str, tag_id: str, scores: np.ndarray, labels: list[str]
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.tag_id = tag_id
+        self.scores = scores
+        self.labels = labels
 
 
-@dataclass(frozen=True)
 class LiveResult:
     """What :meth:`LiveScorer.score` computed.
 
     Attributes:
         as_of: The cutoff (UTC, whole second).
-        features: One row per scored customer, ordered by ``customer_id``.
-        rule_tags: Rule and fact tags of the scored customers (long table).
+        columns: The features as arrays (one entry per scored customer, by id).
+        tag_values: Rows and values per evaluated rule/fact tag (rows index
+            :attr:`columns`).
         predictions: Model name -> its scores of the feature rows.
         skipped: Ids of customers not scored: they signed up at or after ``as_of``.
     """
 
-    as_of: pd.Timestamp
-    features: pd.DataFrame
-    rule_tags: pd.DataFrame
-    predictions: dict[str, LivePrediction] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
+    def __init__(
+        self,
+        as_of: pd.Timestamp,
+        columns: CutoffColumns,
+        tag_values: list[TagValues],
+        catalogue: Catalogue | None,
+        predictions: dict[str, LivePrediction] | None = None,
+        skipped: list[str] | None = None,
+    ) -> None:
+        self.as_of = as_of
+        self.columns = columns
+        self.tag_values = tag_values
+        self.predictions = predictions or {}
+        self.skipped = skipped or []
+        self._catalogue = catalogue
+        self._rule_tags: pd.DataFrame | None = None
+        self._ids: list[str] | None = None
+
+    @property
+    def customer_ids(self) -> list[str]:
+        """The scored customers' ids, in row order (``customer_id`` order)."""
+        if self._ids is None:
+            self._ids = self.columns.customer_ids.to_pylist()
+        return self._ids
+
+    @property
+    def features(self) -> pd.DataFrame:
+        """One row per scored customer, ordered by ``customer_id`` (built on first read:
+        the frame ``build_features`` gives for the same customers and cutoff)."""
+        return self.columns.frame()
+
+    @property
+    def rule_tags(self) -> pd.DataFrame:
+        """Rule and fact tags of the scored customers (long table, built on first read:
+        what ``evaluate_tags`` gives for the same features)."""
+        if self._rule_tags is None:
+            if self._catalogue is None or not self.tag_values:
+                self._rule_tags = empty_tag_table()
+            else:
+                self._rule_tags = long_table(
+                    self.features, self.tag_values, self._catalogue, as_of=self.as_of
+                )
+        return self._rule_tags
+
+    def rule_rows(self, row: int) -> list[tuple[str, str, str]]:
+        """(tag id, value, version label) of each rule/fact tag feature row ``row``
+        has, tag by tag (the rows :attr:`rule_tags` holds for that customer)."""
+        if self._catalogue is None:
+            return []
+        out = []
+        for found in self.tag_values:
+            at = np.flatnonzero(found.rows == row)
+            if len(at):
+                label = self._catalogue.get(found.tag_id).version_label
+                out.append((found.tag_id, found.values[int(found.codes[at[0]])], label))
+        return out
+
+    def row_values(self, row: int) -> dict[str, Any]:
+        """Feature row ``row`` as Python values (``customer_id`` first, catalogue order;
+        ``None`` where missing): what a JSON answer shows of the frame's row."""
+        out: dict[str, Any] = {"customer_id": self.customer_ids[row]}
+        for name, values in self.columns.columns.items():
+            if isinstance(values, np.ndarray):
+                value = values[row].item()
+                out[name] = None if value != value else value  # NaN: missing
+            elif isinstance(values, Coded):
+                code = int(values.codes[row])
+                out[name] = None if code < 0 else str(values.categories[code])
+            else:
+                out[name] = values[row].as_py()
+        return out
 
     def row_of(self, customer_id: str) -> int | None:
         """Position of ``customer_id`` in :attr:`features` (``None``: not scored)."""
-        ids = self.features["customer_id"]
-        hit = np.flatnonzero((ids == customer_id).to_numpy(dtype=bool, na_value=False))
-        return int(hit[0]) if len(hit) else None
+        try:
+            return self.customer_ids.index(customer_id)
+        except ValueError:
+            return None
 
 
 class LiveScorer:
     """Features, rule tags and model scores of a handful of customers from their facts.
 
     Build once (per spec and catalogue) and call for every request; thread-safe (a
-    call shares nothing mutable with another).
+    call shares nothing mutable with another; the compiled rules are only added to).
 
     Args:
         spec: The feature spec (default: the shipped one).
@@ -153,8 +233,13 @@ class LiveScorer:
         self.catalogue = catalogue
         self.facts = facts or FactsConfig()
         self._event_types = frozenset(self.facts.all_event_types)
-        self._types_arrow = pa.array(sorted(self._event_types), pa.large_string())
-        self._customer_dtypes = customer_dtypes(self.facts)
+        self._catalog = feature_catalog(self.spec)
+        self._customer_columns = ["customer_id", "signup_at"] + [
+            a.name for a in self.facts.attributes
+        ]
+        kinds: dict[str, Any] = {"customer_id": "string"}
+        kinds.update({info.name: _frame_dtype(info.dtype) for info in self._catalog})
+        self._rules = ArrayRules(catalogue, kinds) if catalogue is not None else None
 
     # ------------------------------------------------------------------ frames
     def customers_frame(self, customers: Sequence[Record]) -> pd.DataFrame:
@@ -163,29 +248,19 @@ class LiveScorer:
         Raises:
             SchemaError: An id is blank or repeated, or a value does not convert.
         """
-        ids = [r.get("customer_id") for r in customers]
-        if any(not isinstance(i, str) or not i.strip() for i in ids):
-            raise SchemaError("Expected every customer to have a non-empty customer_id.")
-        if len(set(ids)) != len(ids):
-            raise SchemaError("Expected each customer once. Got a customer_id twice.")
+        found = customer_arrays(customers, self.facts)
         data: dict[str, Any] = {
-            "customer_id": _strings(ids),
-            "signup_at": _times([r.get("signup_at") for r in customers], "signup_at"),
+            "customer_id": strings(list(found.ids)),
+            "signup_at": from_micros(found.signup_us),
         }
         for spec in self.facts.attributes:
-            values = [r.get(spec.name) for r in customers]
-            try:
-                if spec.type == "date":
-                    data[spec.name] = _times(values, spec.name, nullable=True)
-                elif spec.type in ("int", "float"):
-                    numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="raise")
-                    data[spec.name] = numbers.astype(spec.dtype).array
-                else:
-                    data[spec.name] = _strings(values)
-            except (ValueError, TypeError, OverflowError) as exc:
-                raise SchemaError(
-                    f"Attribute '{spec.name}' of customers must convert to {spec.dtype}: {exc}"
-                ) from exc
+            values = found.attributes[spec.name]
+            if spec.type == "date":
+                data[spec.name] = from_micros(values)
+            elif spec.type in ("int", "float"):
+                data[spec.name] = pd.array(values, dtype="Float64").astype(spec.dtype)
+            else:
+                data[spec.name] = strings(values)
         return pd.DataFrame(data, copy=False)
 
     def events_frame(self, events: Sequence[Record]) -> pd.DataFrame:
@@ -195,33 +270,15 @@ class LiveScorer:
             SchemaError: An event type is unknown, an amount is missing on a purchase
                 or refund or out of range, or a value does not convert.
         """
-        fields = _event_fields(events)
-        kinds = fields["event_type"]
-        unknown = pc.invert(pc.fill_null(pc.is_in(kinds, value_set=self._types_arrow), False))
-        if pc.any(unknown).as_py():  # null (falsy) when there are no events
-            got = kinds.filter(unknown)[0].as_py()
-            raise SchemaError(
-                f"Expected each event_type among {sorted(self._event_types)}. Got {got!r}."
-            )
-        occurred = fields["occurred_at"]
-        if occurred.null_count:
-            raise SchemaError("Expected a time in every 'occurred_at'. Got a missing one.")
+        fields = event_fields(events)
+        _, _, t_us, numbers = checked_events(fields, self._event_types)
         data: dict[str, Any] = {
             "customer_id": pd.arrays.ArrowStringArray(fields["customer_id"]),
-            "occurred_at": pd.DatetimeIndex(occurred.to_numpy(zero_copy_only=False))
-            .tz_localize("UTC")
-            .astype(TIMESTAMP_DTYPE)
-            .array,
-            "event_type": pd.arrays.ArrowStringArray(kinds),
+            "occurred_at": from_micros(t_us),
+            "event_type": pd.arrays.ArrowStringArray(fields["event_type"]),
+            "amount": numbers["amount"],
+            "quantity": numbers["quantity"],
         }
-        for name in ("amount", "quantity"):
-            values = np.asarray(fields[name].to_numpy(zero_copy_only=False), dtype=np.float64)
-            if not np.all(np.isfinite(values) | np.isnan(values)) or (values < 0).any():
-                raise SchemaError(f"Column '{name}' of events must be finite numbers >= 0.")
-            data[name] = values
-        needs = pc.is_in(kinds, value_set=_AMOUNT_TYPES).to_numpy(zero_copy_only=False)
-        if (needs & np.isnan(data["amount"])).any():
-            raise SchemaError("Expected an amount on every purchase and refund event. Got none.")
         check_amounts(pd.Series(data["amount"]))
         for name in ("category", "product_id", "order_id"):
             data[name] = pd.arrays.ArrowStringArray(fields[name])
@@ -229,12 +286,35 @@ class LiveScorer:
 
     # ------------------------------------------------------------------ scoring
     def prepare(self, customers: Sequence[Record], events: Sequence[Record]) -> PreparedEvents:
-        """The event index of just these customers (events of other ids are ignored).
+        """The event index of just these customers, built from arrays (events of other
+        ids are ignored).
 
         Raises:
             SchemaError: The records break the fact contract.
         """
-        return PreparedEvents(self.customers_frame(customers), self.events_frame(events))
+        found = customer_arrays(customers, self.facts)
+        return SmallEvents(found, event_columns(events, found.ids, self._event_types))
+
+    def columns(
+        self, customers: Sequence[Record], events: Sequence[Record], *, as_of: AsOf
+    ) -> tuple[SmallEvents, CutoffColumns]:
+        """The event index and the features (as arrays) of ``customers`` at ``as_of``.
+
+        Raises:
+            SchemaError: The records break the fact contract.
+            FeaturesError: ``as_of`` is not a whole-second date/time.
+            SpecError: The spec names an attribute the facts do not declare.
+        """
+        return self._columns(customers, events, normalize_as_of(as_of))
+
+    def _columns(
+        self, customers: Sequence[Record], events: Sequence[Record], cutoff: pd.Timestamp
+    ) -> tuple[SmallEvents, CutoffColumns]:
+        found = customer_arrays(customers, self.facts)
+        index = SmallEvents(found, event_columns(events, found.ids, self._event_types))
+        return index, cutoff_columns(
+            index, cutoff, self.spec, self._catalog, columns=self._customer_columns
+        )
 
     def features(
         self, customers: Sequence[Record], events: Sequence[Record], *, as_of: AsOf
@@ -246,8 +326,7 @@ class LiveScorer:
             SchemaError: The records break the fact contract.
             FeaturesError: ``as_of`` is not a whole-second date/time.
         """
-        cutoff = normalize_as_of(as_of)
-        return self.prepare(customers, events).build_features(cutoff, spec=self.spec)
+        return self.columns(customers, events, as_of=as_of)[1].frame()
 
     def score(
         self,
@@ -257,6 +336,7 @@ class LiveScorer:
         as_of: AsOf,
         models: Mapping[str, LiveModel] | Iterable[LiveModel] = (),
         tag_ids: Iterable[str] | None = None,
+        thresholds: Mapping[str, Mapping[str, float | None]] | None = None,
     ) -> LiveResult:
         """Features, rule tags and each model's scores of ``customers`` at ``as_of``.
 
@@ -266,6 +346,9 @@ class LiveScorer:
             as_of: The cutoff (naive: UTC; a whole second).
             models: Models to score with (a mapping name -> model, or models).
             tag_ids: Rule/fact tags to evaluate (default: every active one).
+            thresholds: Population aggregates (``median(...)``, ``quantile(...)``) to
+                use instead of computing them over these customers: tag id -> aggregate
+                text -> value, as a batch run records them (default: computed here).
 
         Raises:
             SchemaError: The records break the fact contract.
@@ -273,121 +356,54 @@ class LiveScorer:
             TagsError: A rule fails on these customers.
         """
         cutoff = normalize_as_of(as_of)
-        prepared = self.prepare(customers, events)
-        features = prepared.build_features(cutoff, spec=self.spec, release=False)
-        scored = set(features["customer_id"].astype(str))
-        skipped = [
-            str(r.get("customer_id")) for r in customers if r.get("customer_id") not in scored
-        ]
-        if self.catalogue is not None and len(features):
-            rule_tags = evaluate_tags(
-                features, prepared, self.catalogue, as_of=cutoff, tag_ids=tag_ids
+        index, columns = self._columns(customers, events, cutoff)
+        n = len(columns)
+        tag_values: list[TagValues] = []
+        if self._rules is not None and n:
+            arrays = {"customer_id": columns.customer_ids} | columns.columns
+            tag_values = self._rules.evaluate(
+                arrays,
+                n,
+                index,
+                columns.codes,
+                as_of=cutoff,
+                tag_ids=tag_ids,
+                thresholds=thresholds,
             )
-        else:
-            rule_tags = empty_tag_table()
+        result = LiveResult(cutoff, columns, tag_values, self.catalogue)
+        scored = set(result.customer_ids) if n < len(customers) else None
+        if scored is not None:
+            result.skipped = [
+                str(r.get("customer_id")) for r in customers if r.get("customer_id") not in scored
+            ]
         chosen = models.values() if isinstance(models, Mapping) else models
-        predictions = {m.name: _predict(m, features) for m in chosen}
-        return LiveResult(cutoff, features, rule_tags, predictions, skipped)
+        matrices: dict[tuple[Any, ...], np.ndarray] = {}  # models with the same inputs
+        result.predictions = {m.name: _predict(m, result, matrices) for m in chosen}
+        return result
 
 
-def _predict(model: LiveModel, features: pd.DataFrame) -> LivePrediction:
-    """One model's scores of every feature row (one ``predict`` call for the batch)."""
-    if len(features):
-        scores = np.asarray(model.predict(model.prepare(features)), dtype=np.float64)
+def _frame_dtype(dtype: str) -> Any:
+    """The pandas dtype of a catalogue dtype in the feature frame (rule kinds)."""
+    return pd.CategoricalDtype() if dtype == "category" else pd.api.types.pandas_dtype(dtype)
+
+
+def _predict(
+    model: LiveModel, result: LiveResult, matrices: dict[tuple[Any, ...], np.ndarray]
+) -> LivePrediction:
+    """One model's scores of every feature row (one ``predict`` call for the batch);
+    ``matrices`` keeps the input matrices built so far in this call, by their plan."""
+    n = len(result.columns)
+    if n:
+        contract = getattr(model, "contract", None)
+        if isinstance(contract, ModelContract):
+            key = matrix_plan(contract).key
+            matrix = matrices.get(key)
+            if matrix is None:
+                matrix = matrices[key] = columns_matrix(result.columns.columns, n, contract)
+        else:
+            matrix = model.prepare(result.features)
+        scores = np.asarray(model.predict(matrix), dtype=np.float64)
         labels = list(model.label(scores))
     else:
         scores, labels = np.empty(0, dtype=np.float64), []
     return LivePrediction(model.name, model.version, model.tag_id, scores, labels)
-
-
-_NAT = np.iinfo(np.int64).min
-_AMOUNT_TYPES = pa.array(sorted(AMOUNT_REQUIRED_EVENT_TYPES), pa.large_string())
-_TEXT = pa.large_string()
-# Event records as one Arrow struct array: the conversion runs in C, one pass (times
-# apart: Arrow asks each aware datetime for its offset, ~20x slower than reading it).
-_EVENT_STRUCT = pa.struct(
-    [
-        ("customer_id", _TEXT),
-        ("event_type", _TEXT),
-        ("amount", pa.float64()),
-        ("category", _TEXT),
-        ("product_id", _TEXT),
-        ("order_id", _TEXT),
-        ("quantity", pa.float64()),
-    ]
-)
-
-
-def _event_fields(events: Sequence[Record]) -> dict[str, pa.Array]:
-    """The event columns as Arrow arrays (times: UTC microseconds; naive means UTC).
-
-    Records of datetimes, text and numbers convert in C in one pass; anything else
-    (ISO text times, numbers as text, ...) goes through the per-column conversions.
-
-    Raises:
-        SchemaError: A value does not convert.
-    """
-    stamps = _times([r.get("occurred_at") for r in events], "occurred_at")
-    times = pa.array(stamps.to_numpy(dtype="datetime64[us]"), pa.timestamp("us"))
-    try:
-        table = pa.array(list(events), type=_EVENT_STRUCT)
-        return {"occurred_at": times} | {f.name: table.field(f.name) for f in _EVENT_STRUCT}
-    except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        pass
-    columns = {c: [r.get(c) for r in events] for c in EVENT_COLUMNS}
-    out: dict[str, pa.Array] = {"occurred_at": times}
-    for name in ("customer_id", "event_type", "category", "product_id", "order_id"):
-        out[name] = pa.array(
-            [v if v is None or isinstance(v, str) else str(v) for v in columns[name]], _TEXT
-        )
-    for name in ("amount", "quantity"):
-        try:
-            out[name] = pa.array(
-                np.array([np.nan if v is None else v for v in columns[name]], dtype=np.float64)
-            )
-        except (ValueError, TypeError) as exc:
-            raise SchemaError(f"Column '{name}' of events must be numbers: {exc}") from exc
-    return out
-
-
-def _strings(values: list[Any]) -> pd.arrays.ArrowStringArray:
-    """A pandas ``string`` column of ``values`` (``None`` stays missing)."""
-    text = [v if v is None or isinstance(v, str) else str(v) for v in values]
-    return pd.arrays.ArrowStringArray(pa.array(text, pa.large_string()))
-
-
-def _micros(value: datetime | None) -> int:
-    """Microseconds since the epoch of a datetime (naive: UTC); ``None``: NaT."""
-    if value is None:
-        return _NAT
-    if isinstance(value, pd.Timestamp):  # .value is UTC nanoseconds, naive taken as UTC
-        return int(value.value // 1000)
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(stamp.value // 1000)
-
-
-def _times(values: list[Any], name: str, *, nullable: bool = False) -> Any:
-    """UTC timestamps (microseconds) of datetimes or ISO text; naive values are UTC.
-
-    Raises:
-        SchemaError: A value is missing (unless ``nullable``) or not a date/time.
-    """
-    # pandas Timestamps (what the service and the fact store hand over) in one pass.
-    nanos = [v.value for v in values if type(v) is pd.Timestamp]
-    if len(nanos) == len(values):  # .value: UTC nanoseconds (naive taken as UTC)
-        stamps = (np.array(nanos, dtype=np.int64) // 1000).astype("datetime64[us]")
-        return pd.DatetimeIndex(stamps).tz_localize("UTC").astype(TIMESTAMP_DTYPE).array
-    if not nullable and any(v is None for v in values):
-        raise SchemaError(f"Expected a time in every '{name}'. Got a missing one.")
-    if all(isinstance(v, datetime) or (nullable and v is None) for v in values):
-        # The service hands over parsed datetimes: no text parsing.
-        micros = np.array([_micros(v) for v in values], dtype=np.int64)
-        stamps = micros.astype("datetime64[us]")
-        stamps[micros == _NAT] = np.datetime64("NaT")
-        return pd.DatetimeIndex(stamps).tz_localize("UTC").astype(TIMESTAMP_DTYPE).array
-    try:
-        parsed = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="mixed")
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise SchemaError(f"Column '{name}' must hold ISO 8601 date/times: {exc}") from exc
-    return parsed.astype(TIMESTAMP_DTYPE).array

@@ -17,7 +17,7 @@ import pandas as pd
 
 from serving.errors import ModelLoadError
 
-__all__ = ["LiveModel", "ModelSource", "ServedModel", "predict_posted"]
+__all__ = ["LiveModel", "ModelSource", "ServedModel", "posted_rows", "predict_posted"]
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,53 @@ def predict_posted(
                 "tag_id": model.tag_id,
                 "value": model.label(scores)[0],
                 "score": round(float(scores[0]), 6),
+                "source": "model",
+                "version": f"{model.name}/{model.version}",
+                "as_of": as_of_iso,
+            }
+        )
+    return rows, versions
+
+
+def posted_rows(
+    result: Any,
+    models: Mapping[str, LiveModel],
+    selected: frozenset[str],
+    *,
+    as_of_iso: str,
+) -> tuple[list[dict[str, Any]], dict[str, str | None]]:
+    """The tag rows of a posted customer scored by the live path (one customer,
+    ``scoring.live.LiveResult``): its selected rule/fact tags, then each selected
+    champion's predicted tag, as :func:`predict_posted` and the snapshot index render
+    them (same fields, order and rounding), without a frame.
+
+    Returns:
+        (tag rows as JSON-ready dicts, model name -> version that produced each).
+    """
+    rows: list[dict[str, Any]] = [
+        {
+            "tag_id": tag_id,
+            "value": value,
+            "score": None,
+            "source": "rule",
+            "version": version,
+            "as_of": as_of_iso,
+        }
+        for tag_id, value, version in result.rule_rows(0)
+        if tag_id in selected
+    ]
+    versions: dict[str, str | None] = {}
+    for name, live in models.items():
+        model = live.model
+        if model.tag_id not in selected:
+            continue
+        prediction = result.predictions[model.name]
+        versions[name] = model.version
+        rows.append(
+            {
+                "tag_id": model.tag_id,
+                "value": prediction.labels[0],
+                "score": round(float(prediction.scores[0]), 6),
                 "source": "model",
                 "version": f"{model.name}/{model.version}",
                 "as_of": as_of_iso,

@@ -29,7 +29,7 @@ from serving.access import Access, AuditSink, Caller, Governance
 from serving.errors import BadRequest, Forbidden
 from serving.explaining import model_inputs
 from serving.keys import ApiKey
-from serving.predictions import LiveModel, ModelSource, predict_posted
+from serving.predictions import LiveModel, ModelSource, posted_rows, predict_posted
 from serving.rendering import LiveOverlay, Snapshot, SnapshotIndex, iso, json_row, render_tags
 from serving.state import ReloadResult, ServingState, SnapshotSource, StateKeeper
 from tags.errors import TagsError
@@ -481,22 +481,26 @@ class ServingRuntime:
             )
         selected = self.access.selection(caller, categories, tag_ids)
         state = self.keeper.state
-        try:
-            features, rule_tags = self.online_scorer.score(customer, events, as_of=as_of)
-        except (FeaturesError, TagsError) as exc:  # their messages name the field
-            raise BadRequest(f"The posted facts cannot be scored: {exc}") from exc
         cid = str(customer.get("customer_id"))
         as_of_iso = iso(as_of)
-        rows: list[dict[str, Any]] = []
-        if len(rule_tags):
-            index = SnapshotIndex.build(
-                Snapshot(tags=rule_tags, features=features, as_of=as_of, run_id="online")
+        score_live = getattr(self.online_scorer, "score_live", None)
+        if callable(score_live):  # the live path: arrays, no frame (scoring.live)
+            chosen = {n: m.model for n, m in state.models.items() if m.model.tag_id in selected}
+            # Population aggregates (medians, quantiles) are the latest batch run's, as in
+            # real-time tagging: one posted customer is no population.
+            pinned = state.snapshot.thresholds if state.snapshot is not None else None
+            try:
+                result = score_live(
+                    customer, events, as_of=as_of, models=chosen, thresholds=pinned or None
+                )
+            except (FeaturesError, TagsError) as exc:  # their messages name the field
+                raise BadRequest(f"The posted facts cannot be scored: {exc}") from exc
+            rows, model_versions = posted_rows(result, state.models, selected, as_of_iso=as_of_iso)
+            values = result.row_values(0)
+        else:
+            rows, model_versions, values = self._score_frames(
+                customer, events, as_of, selected, state
             )
-            rows = [json.loads(text) for tid, text in index.tag_rows(cid) if tid in selected]
-        predicted, model_versions = predict_posted(
-            state.models, features, selected, as_of_iso=as_of_iso
-        )
-        rows.extend(predicted)
         self.access.record(
             caller,
             "serve.score",
@@ -505,13 +509,41 @@ class ServingRuntime:
             query={"customer_id_hashes": self.access.hash_ids([cid]), "events": len(events)},
             extra={"model_versions": model_versions},
         )
+        visible = self.visible_features(caller, state, selected)
         return {
             "customer_id": cid,
             "as_of": as_of_iso,
             "model_versions": model_versions,
-            "features": _visible_row(features, self.visible_features(caller, state, selected)),
+            "features": {k: v for k, v in values.items() if k == "customer_id" or k in visible},
             "tags": rows,
         }
+
+    def _score_frames(
+        self,
+        customer: Mapping[str, Any],
+        events: Sequence[Mapping[str, Any]],
+        as_of: pd.Timestamp,
+        selected: frozenset[str],
+        state: ServingState,
+    ) -> tuple[list[dict[str, Any]], dict[str, str | None], dict[str, Any]]:
+        """(tag rows, model versions, feature values) of a scorer answering with frames."""
+        assert self.online_scorer is not None  # checked by score()
+        try:
+            features, rule_tags = self.online_scorer.score(customer, events, as_of=as_of)
+        except (FeaturesError, TagsError) as exc:  # their messages name the field
+            raise BadRequest(f"The posted facts cannot be scored: {exc}") from exc
+        rows: list[dict[str, Any]] = []
+        if len(rule_tags):
+            index = SnapshotIndex.build(
+                Snapshot(tags=rule_tags, features=features, as_of=as_of, run_id="online")
+            )
+            cid = str(customer.get("customer_id"))
+            rows = [json.loads(text) for tid, text in index.tag_rows(cid) if tid in selected]
+        predicted, model_versions = predict_posted(
+            state.models, features, selected, as_of_iso=iso(as_of)
+        )
+        rows.extend(predicted)
+        return rows, model_versions, json_row(features.iloc[0]) if len(features) else {}
 
     def explain(
         self,
@@ -568,11 +600,3 @@ class ServingRuntime:
             "results": results,
             "unknown_ids": unknown,
         }
-
-
-def _visible_row(features: pd.DataFrame, visible: frozenset[str]) -> dict[str, Any]:
-    """The posted customer's features the caller may see (and the id)."""
-    if not len(features):
-        return {}
-    row = json_row(features.iloc[0])
-    return {k: v for k, v in row.items() if k == "customer_id" or k in visible}

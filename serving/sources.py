@@ -228,11 +228,37 @@ class LiveOnlineScorer:
             FeaturesError: The facts break the contract.
             TagsError: The customer signed up at or after ``as_of``, or a rule fails.
         """
+        result = self.score_live(customer, events, as_of=as_of)
+        return result.features, result.rule_tags
+
+    def score_live(
+        self,
+        customer: Mapping[str, Any],
+        events: Sequence[Mapping[str, Any]],
+        *,
+        as_of: pd.Timestamp,
+        models: Mapping[str, Any] | None = None,
+        thresholds: Mapping[str, Mapping[str, float | None]] | None = None,
+    ) -> Any:
+        """The posted customer's :class:`scoring.live.LiveResult` (features and rule tags
+        as arrays, and each of ``models``' scores): what ``POST /score`` answers from.
+        ``thresholds`` pins population aggregates (a batch run's, per tag).
+
+        Raises:
+            FeaturesError: The facts break the contract.
+            TagsError: The customer signed up at or after ``as_of``, or a rule fails.
+        """
         record = dict(customer)
-        result = self.live.score([record], [dict(e) for e in events], as_of=as_of)
-        if not len(result.features):
+        result = self.live.score(
+            [record],
+            [dict(e) for e in events],
+            as_of=as_of,
+            models=models or {},
+            thresholds=thresholds,
+        )
+        if not len(result.columns):
             raise TagsError(
                 f"Expected a customer who signed up before as_of {as_of.isoformat()}. "
                 f"Got signup_at {pd.Timestamp(record['signup_at']).isoformat()}."
             )
-        return result.features, result.rule_tags
+        return result

@@ -15,7 +15,6 @@ a factory of the runtime :func:`build_runtime` builds; then it mounts the web co
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,28 +22,20 @@ import pandas as pd
 
 from explain.rules import window_columns
 from explain.words import FeatureWords
-from features.build import build_features
 from features.catalog import feature_catalog
-from features.errors import SchemaError
 from features.events import prepare_events
-from features.schema import (
-    AMOUNT_REQUIRED_EVENT_TYPES,
-    EVENT_COLUMNS,
-    customers_frame,
-    events_frame,
-)
+from scoring.live import LiveScorer
 from serving.auditing import QueuedAudit
 from serving.errors import ServingError
 from serving.explaining import CatalogueExplainer
 from serving.runtime import ServingRuntime
 from serving.settings import ServingSettings, load_settings
 from serving.sources import (
-    FactsOnlineScorer,
     JsonAudit,
+    LiveOnlineScorer,
     PolicyGovernance,
     TagStoreSnapshotSource,
 )
-from tags.engine import evaluate_tags
 from tagsmith import __version__
 from tagsmith.activate import DispatcherThread, HostedRuntime
 from tagsmith.champions import model_source
@@ -56,20 +47,6 @@ __all__ = ["PROJECT_ENV", "SERVICE", "build_runtime", "create_service", "service
 PROJECT_ENV = "TAGSMITH_PROJECT"
 # What ``bentoml serve`` imports (``module:attribute``).
 SERVICE = "tagsmith.app:TagService"
-
-
-def _events(records: list[dict[str, Any]], event_types: Iterable[str]) -> pd.DataFrame:
-    known = set(event_types)
-    for i, record in enumerate(records):
-        kind = record.get("event_type")
-        if kind not in known:
-            raise SchemaError(
-                f"Event {i}: expected an event_type among {sorted(known)}. Got {kind!r}."
-            )
-        amount = record.get("amount")
-        if kind in AMOUNT_REQUIRED_EVENT_TYPES and (amount is None or amount != amount):
-            raise SchemaError(f"Event {i}: a {kind} event needs an amount. Got none.")
-    return events_frame(pd.DataFrame(records, columns=list(EVENT_COLUMNS)))
 
 
 def build_runtime(project: Project, settings: ServingSettings | None = None) -> ServingRuntime:
@@ -92,7 +69,6 @@ def build_runtime(project: Project, settings: ServingSettings | None = None) -> 
     # Batch runs read the live events too, so the snapshot's features do.
     facts = project.facts()
     facts_config = project.config.facts
-    event_types = facts_config.all_event_types
 
     rule_tags = [catalogue.compiled(t.id) for t in catalogue.active(sources=("fact", "rule"))]
 
@@ -104,16 +80,9 @@ def build_runtime(project: Project, settings: ServingSettings | None = None) -> 
         windows = window_columns(rule_tags, features, prepared, as_of=as_of)
         return pd.concat([features, windows], axis=1) if len(windows.columns) else features
 
-    scorer = FactsOnlineScorer(
-        to_customers=lambda records: customers_frame(records, facts_config),
-        to_events=lambda records: _events(records, event_types),
-        build=lambda customers, events, as_of: build_features(
-            customers, events, as_of=as_of, spec=spec
-        ),
-        evaluate=lambda features, events, as_of: evaluate_tags(
-            features, events, catalogue, as_of=as_of
-        ),
-    )
+    # POST /score: the live path (arrays, no frame), built once: the spec's column plan
+    # and the catalogue's rules compiled and type-checked against it.
+    scorer = LiveOnlineScorer(LiveScorer(spec=spec, catalogue=catalogue, facts=facts_config))
     keys = project.api_keys()
     if not source.tags:
         raise ServingError(

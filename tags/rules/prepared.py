@@ -53,6 +53,8 @@ class PreparedEventIndex:
         prepared: Events coded and sorted by :func:`features.events.prepare_events`.
         customer_ids: The frame's customer ids, in row order (unique).
         as_of_ns: The evaluation time (ns since epoch, UTC); later events are ignored.
+        codes: The prepared code of each frame row, when the caller knows them (the
+            live path, whose rows are all prepared customers): no id is compared.
     """
 
     def __init__(
@@ -60,11 +62,14 @@ class PreparedEventIndex:
         prepared: PreparedEvents,
         customer_ids: pd.Series | pd.Index | np.ndarray,
         as_of_ns: int,
+        *,
+        codes: np.ndarray | None = None,
     ) -> None:
         self.n = len(customer_ids)
         self.as_of_ns = as_of_ns
         self._prep = prepared
-        codes = _frame_codes(prepared, arrow_strings(customer_ids), as_of_ns)
+        if codes is None:
+            codes = _frame_codes(prepared, arrow_strings(customer_ids), as_of_ns)
         known = codes >= 0
         self._all_known = bool(known.all())
         self._known = known
@@ -162,7 +167,7 @@ class PreparedEventIndex:
         found = self._category_codes.get(event_type)
         if found is None:
             rows = self._prep.typed(event_type).rows
-            column = arrow_strings(self._prep.events["category"]).take(pa.array(rows))
+            column = self._prep.strings_at("category", rows).combine_chunks()
             encoded = pc.dictionary_encode(column)
             codes = np.asarray(
                 pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64

@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Val", "from_series", "kind_of_dtype", "kind_of_series", "truth"]
+__all__ = [
+    "Val",
+    "from_codes",
+    "from_numpy",
+    "from_series",
+    "kind_of_dtype",
+    "kind_of_series",
+    "truth",
+]
 
 NUM, BOOL, STR, DATE, NULL = "num", "bool", "str", "date", "null"
 _NAT = np.iinfo(np.int64).min
@@ -113,4 +121,20 @@ def from_series(series: pd.Series) -> Val:
         return Val(STR, codes, cats=cats)
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
     cats = np.array([str(u) for u in uniques], dtype=object)
+    return Val(STR, codes.astype(np.int64), cats=cats)
+
+
+def from_numpy(values: np.ndarray) -> Val:
+    """A numpy feature column (bool or numbers, no missing booleans) as a rule value:
+    what :func:`from_series` gives for the same column of a frame."""
+    if values.dtype == np.bool_:
+        return Val(BOOL, values, null=None)
+    # float32 stays float32, as in from_series (a literal compares at its precision).
+    return Val(NUM, values if values.dtype == np.float32 else values.astype(np.float64, copy=False))
+
+
+def from_codes(codes: np.ndarray, categories: Any) -> Val:
+    """A categorical column (codes, -1 for null, into ``categories``) as a rule value:
+    what :func:`from_series` gives for the same ``pd.Categorical``."""
+    cats = np.array([str(c) for c in categories], dtype=object)
     return Val(STR, codes.astype(np.int64), cats=cats)

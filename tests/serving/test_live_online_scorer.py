@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pandas as pd
 import pytest
 
 from features.build import build_features
 from features.schema import FactsConfig
 from scoring.live import LiveScorer
+from serving.access import Caller
+from serving.rendering import json_row
 from serving.sources import LiveOnlineScorer
 from tags.catalogue import LIBRARY_DIR, Catalogue
 from tags.errors import TagsError
+from tests.serving.fakes import AS_OF as FAKE_AS_OF
+from tests.serving.fakes import make_runtime
 
 AS_OF = pd.Timestamp("2024-06-01", tz="UTC")
 CUSTOMER = {"customer_id": "k1", "signup_at": pd.Timestamp("2024-01-01", tz="UTC")}
@@ -52,3 +59,53 @@ def test_a_customer_signed_up_later_is_refused(scorer: LiveOnlineScorer) -> None
     later = CUSTOMER | {"signup_at": pd.Timestamp("2024-07-01", tz="UTC")}
     with pytest.raises(TagsError, match="signed up before as_of"):
         scorer.score(later, [], as_of=AS_OF)
+
+
+def test_row_values_are_the_frame_rows_json(scorer: LiveOnlineScorer) -> None:
+    """The live answer's feature values are what json_row shows of the frame's row."""
+    events = [
+        *EVENTS,
+        {
+            "customer_id": "k1",
+            "occurred_at": pd.Timestamp("2024-04-03T09:30:00", tz="UTC"),
+            "event_type": "purchase",
+            "amount": 12.5,
+            "category": "books",
+            "order_id": "o2",
+        },
+    ]
+    customer = CUSTOMER | {"region": "north", "birth_year": 1990, "city": None}
+    result = scorer.score_live(customer, events, as_of=AS_OF)
+    assert result.row_values(0) == json_row(result.features.iloc[0])
+
+
+def test_runtime_answers_the_same_from_arrays_and_from_frames(tmp_path: Path) -> None:
+    """POST /score's live path (posted_rows, row_values) renders what the frame path
+    (snapshot index of the rule tags, predict_posted, json_row) renders."""
+    runtime, *_ = make_runtime(keys_path=tmp_path / "keys.json")
+    runtime.start()
+    live = LiveOnlineScorer(LiveScorer(catalogue=Catalogue.load(LIBRARY_DIR), facts=FactsConfig()))
+
+    class FramesOnly:  # the same scorer answering with frames: the runtime's frame path
+        def score(self, customer: Any, events: Any, *, as_of: pd.Timestamp) -> Any:
+            return live.score(customer, events, as_of=as_of)
+
+    customer = {"customer_id": "new", "signup_at": FAKE_AS_OF - pd.Timedelta(days=400)}
+    events = [
+        {
+            "customer_id": "new",
+            "occurred_at": FAKE_AS_OF - pd.Timedelta(days=d, hours=d % 5),
+            "event_type": "purchase" if d % 3 else "browse",
+            "amount": float(d) if d % 3 else None,
+            "category": "books" if d % 2 else None,
+            "order_id": f"o{d // 2}",
+        }
+        for d in (5, 6, 40, 41, 90, 200, 390)
+    ]
+    for caller in (Caller(name="crm", role="marketing"), Caller(name="svc", role="service")):
+        runtime.online_scorer = live
+        from_arrays = runtime.score(caller, customer, events, as_of=FAKE_AS_OF)
+        runtime.online_scorer = FramesOnly()
+        from_frames = runtime.score(caller, customer, events, as_of=FAKE_AS_OF)
+        assert from_arrays == from_frames
+        assert from_arrays["tags"]

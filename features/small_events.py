@@ -1,0 +1,250 @@
+"""The event index of a handful of customers, built from plain arrays (the live path).
+
+:class:`SmallEvents` is a :class:`~features.events.PreparedEvents` whose customers and
+events come as numpy/Arrow arrays instead of canonical frames: no DataFrame, no
+Arrow hash of every id, no background hand-off. Live scoring (``scoring.live``) builds
+one per call for the posted customers; the feature families
+(:mod:`features.families`, via :func:`features.cutoffs.cutoff_columns`) and the rule
+engine's event windows then read it exactly as they read the batch index, so a
+customer's features are computed by the same kernels in both paths. The structures
+the families read (per-type sorted keys, amount sums, order flags, purchase days,
+category groups) are built by the batch index's own code
+(:func:`features.events.sorted_typed`, :func:`features.coding.first_of_order`, the
+inherited ``days``/``groups``/``amounts``); only how the inputs reach them differs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from features.coding import first_of_order, string_hashes
+from features.errors import FeaturesError
+from features.event_arrays import DAY_S, REL_MAX, SEC_US, code_dtype, prefix_sum
+from features.events import PreparedEvents, sorted_typed
+from features.schema import TIMESTAMP_DTYPE
+
+__all__ = ["CustomerArrays", "EventColumns", "SmallEvents", "category_strings"]
+
+_I64 = np.int64
+_TEXT = pa.large_string()
+
+
+@dataclass(frozen=True)
+class CustomerArrays:
+    """Customers as arrays, in any order (ids unique and non-empty, checked by the caller).
+
+    Attributes:
+        ids: Customer ids.
+        signup_us: Signup time per customer (int64 us since the epoch, UTC).
+        attributes: Attribute name -> values per customer: ``list`` of ``str``/``None``
+            for string attributes, float64 (NaN: missing) for numbers, int64 us
+            (``NaT`` as int64 min) for dates.
+        dtypes: Attribute name -> the canonical pandas dtype (``features.schema``).
+    """
+
+    ids: Sequence[str]
+    signup_us: np.ndarray
+    attributes: Mapping[str, Any]
+    dtypes: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class EventColumns:
+    """Events as arrays (one entry per event, any order), checked by the caller.
+
+    Attributes:
+        customer: Position of each event's customer in ``CustomerArrays.ids`` (-1:
+            not a posted customer; ignored, as the batch index ignores unknown ids).
+        t_us: Event time (int64 us since the epoch, UTC).
+        type_code: Event type per event, as a position in ``type_names`` (no nulls).
+        type_names: The event type names the codes index.
+        amount: float64, NaN where missing.
+        category: Text (large_string), nulls allowed.
+        order_id: Text (large_string), nulls allowed.
+    """
+
+    customer: np.ndarray
+    t_us: np.ndarray
+    type_code: np.ndarray
+    type_names: Sequence[str]
+    amount: np.ndarray
+    category: pa.Array
+    order_id: pa.Array
+
+
+class SmallEvents(PreparedEvents):
+    """The event index of a few customers from arrays (see the module docstring).
+
+    Args:
+        customers: The customers (coded by their rank by id, as the batch index does).
+        events: Their events.
+
+    Raises:
+        FeaturesError: The events span 136 years or more (the sort key's range).
+    """
+
+    def __init__(self, customers: CustomerArrays, events: EventColumns) -> None:
+        # The batch constructor is not called: it codes frames. Every attribute the
+        # inherited methods read is set here from the arrays.
+        ids = list(customers.ids)
+        order = sorted(range(len(ids)), key=ids.__getitem__)  # code = rank by id
+        rank = np.empty(len(ids), dtype=_I64)
+        rank[order] = np.arange(len(ids), dtype=_I64)
+        self._order = np.asarray(order, dtype=_I64)
+        self._ids = [ids[i] for i in order]
+        self._sorted_ids = pa.array(self._ids, _TEXT)
+        self._source = customers
+        self._frame: pd.DataFrame | None = None
+        self._attribute_codes: dict[str, tuple[np.ndarray, pd.Index]] = {}
+        self.n_customers = len(ids)
+        self.signup_us = np.asarray(customers.signup_us, dtype=_I64)[self._order]
+        self._typed = {}
+        self._days = None
+        self._orders_cs = None
+        self._order_flags = None
+        self._groups = {}
+        self._amount = np.asarray(events.amount, dtype=np.float64)
+        self._text = {"category": events.category, "order_id": events.order_id}
+
+        t_all = np.asarray(events.t_us, dtype=_I64)
+        self.base_sec = int(t_all.min()) // SEC_US if len(t_all) else 0
+        span = (int(t_all.max()) // SEC_US - self.base_sec) if len(t_all) else 0
+        if span >= REL_MAX:
+            raise FeaturesError(
+                "Expected events to span less than 136 years. "
+                f"Got {span / DAY_S / 365.25:.0f} years."
+            )
+        self.index_dtype = np.int32 if len(t_all) < 2**31 else _I64
+        kinds = np.asarray(events.type_code, dtype=_I64)
+        counts = np.bincount(kinds, minlength=len(events.type_names))
+        present = [int(k) for k in np.flatnonzero(counts)]
+        self.event_types = tuple(sorted(events.type_names[k] for k in present))
+        posted = np.asarray(events.customer, dtype=_I64)
+        known = posted >= 0
+        code = np.where(known, rank[np.where(known, posted, 0)], -1)
+        for k in present:
+            rows = np.flatnonzero((kinds == k) & known)
+            self._typed[events.type_names[k]] = sorted_typed(
+                code[rows], rows, t_all, self.n_customers, self.base_sec
+            )
+
+    @property
+    def customers(self) -> pd.DataFrame:  # type: ignore[override]
+        """The canonical customers table in code order (built on first use only)."""
+        if self._frame is None:
+            src = self._source
+            data: dict[str, Any] = {
+                "customer_id": pd.array(self._ids, dtype="string"),
+                "signup_at": pd.DatetimeIndex(self.signup_us.astype("datetime64[us]"))
+                .tz_localize("UTC")
+                .astype(TIMESTAMP_DTYPE)
+                .array,
+            }
+            for name, values in src.attributes.items():
+                data[name] = _attribute_column(values, src.dtypes[name], self._order)
+            self._frame = pd.DataFrame(data, copy=False)
+        return self._frame
+
+    @property
+    def customer_ids(self) -> pa.Array:
+        """The customer ids (large_string) in code order."""
+        return self._sorted_ids
+
+    @property
+    def events(self) -> pd.DataFrame:
+        """Not held: the small index is built from arrays, not from a frame."""
+        raise FeaturesError("Expected a frame-built event index. Got the live path's arrays.")
+
+    def _amount_values(self) -> np.ndarray:
+        return self._amount
+
+    def strings_at(self, column: str, rows: np.ndarray) -> pa.ChunkedArray:
+        """The text column ``column`` of the events at positions ``rows``."""
+        return pa.chunked_array([self._text[column].take(pa.array(rows))], _TEXT)
+
+    @property
+    def orders_counted(self) -> bool:
+        """Order flags are computed on first use here (no background work is pending)."""
+        return True
+
+    def order_counts(self) -> np.ndarray:
+        """Prefix count (over sorted purchases) of purchases opening a new order."""
+        if self._orders_cs is None:
+            self._orders_cs = prefix_sum(self._new_order_flags(), self.index_dtype)
+        return self._orders_cs
+
+    def _new_order_flags(self) -> np.ndarray:
+        p = self.typed("purchase")
+        if not len(p):
+            return np.zeros(0, dtype=bool)
+        ids = self.strings_at("order_id", p.rows)
+        hashes, nulls = string_hashes(ids)
+        return first_of_order(self._codes_of(p), hashes, nulls, lambda at: ids.take(pa.array(at)))
+
+    def birth_years(self, column: str) -> np.ndarray:
+        """The customers' ``column`` as float64 years (NaN when missing)."""
+        values = self._source.attributes.get(column)
+        if isinstance(values, np.ndarray) and values.dtype == np.float64:
+            return values[self._order]
+        return super().birth_years(column)
+
+    def attribute_codes(self, column: str) -> tuple[np.ndarray, pd.Index]:
+        """As :meth:`PreparedEvents.attribute_codes` (distinct values sorted by code
+        point), read off the posted strings without a frame."""
+        values = self._source.attributes.get(column)
+        if not isinstance(values, list) or str(self._source.dtypes.get(column)) != "string":
+            return super().attribute_codes(column)
+        found = self._attribute_codes.get(column)
+        if found is None:
+            in_order = [values[i] for i in self._order]
+            distinct = sorted({v for v in in_order if v is not None})
+            position = {v: k for k, v in enumerate(distinct)}
+            codes = np.array(
+                [-1 if v is None else position[v] for v in in_order],
+                dtype=code_dtype(len(distinct)),
+            )
+            found = (codes, _categories(tuple(distinct)))
+            self._attribute_codes[column] = found
+        return found
+
+
+def _attribute_column(values: Any, dtype: Any, order: np.ndarray) -> Any:
+    """One canonical customers column (code order) from the arrays' values."""
+    if isinstance(values, list):
+        return pd.array([values[i] for i in order], dtype="string")
+    array = np.asarray(values)[order]
+    if str(dtype) == "Int64":
+        return pd.array(array, dtype="Float64").astype("Int64")
+    if array.dtype == _I64:  # dates: int64 us, NaT as int64 min
+        stamps = array.astype("datetime64[us]")
+        return pd.DatetimeIndex(stamps).tz_localize("UTC").astype(dtype).array
+    return array
+
+
+@functools.lru_cache(maxsize=4096)
+def _categories(values: tuple[str, ...]) -> pd.Index:
+    """The categories index of ``values`` (kept: building a text index costs ~0.2 ms,
+    and a live call's attributes take few distinct values; indexes are immutable)."""
+    return pd.Index(list(values), dtype="str")
+
+
+_STRINGS: dict[int, tuple[pd.Index, tuple[str, ...]]] = {}
+
+
+def category_strings(categories: pd.Index) -> tuple[str, ...]:
+    """``categories`` as a tuple of ``str``, remembered per index object (the live
+    path's category indexes are shared, see :func:`_categories`)."""
+    found = _STRINGS.get(id(categories))
+    if found is None or found[0] is not categories:
+        if len(_STRINGS) >= 4096:
+            _STRINGS.clear()
+        found = (categories, tuple(str(c) for c in categories))
+        _STRINGS[id(categories)] = found
+    return found[1]
