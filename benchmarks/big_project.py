@@ -82,7 +82,12 @@ def _champions(project: Any, customers: pd.DataFrame, events: pd.DataFrame) -> N
         params |= {"verbose": -1, "num_threads": 2, "num_leaves": 31, "seed": 0}
         booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=200)
         register_booster(
-            project.mlflow_tracking_uri, project.mlflow_artifacts_dir, name, booster, contract
+            project.mlflow_tracking_uri,
+            project.mlflow_artifacts_dir,
+            name,
+            booster,
+            contract,
+            typed_pyfunc=True,  # as training logs champions: `mlflow models serve` takes text
         )
 
 

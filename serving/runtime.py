@@ -29,8 +29,9 @@ from serving.access import Access, AuditSink, Caller, Governance
 from serving.errors import BadRequest, Forbidden
 from serving.explaining import model_inputs
 from serving.keys import ApiKey
-from serving.predictions import LiveModel, ModelSource, posted_rows, predict_posted
-from serving.rendering import LiveOverlay, Snapshot, SnapshotIndex, iso, json_row, render_tags
+from serving.posted import score_frames
+from serving.predictions import LiveModel, ModelSource, posted_rows
+from serving.rendering import LiveOverlay, SnapshotIndex, iso, render_tags
 from serving.state import ReloadResult, ServingState, SnapshotSource, StateKeeper
 from tags.errors import TagsError
 
@@ -498,8 +499,8 @@ class ServingRuntime:
             rows, model_versions = posted_rows(result, state.models, selected, as_of_iso=as_of_iso)
             values = result.row_values(0)
         else:
-            rows, model_versions, values = self._score_frames(
-                customer, events, as_of, selected, state
+            rows, model_versions, values = score_frames(
+                self.online_scorer.score, state.models, customer, events, as_of, selected
             )
         self.access.record(
             caller,
@@ -517,33 +518,6 @@ class ServingRuntime:
             "features": {k: v for k, v in values.items() if k == "customer_id" or k in visible},
             "tags": rows,
         }
-
-    def _score_frames(
-        self,
-        customer: Mapping[str, Any],
-        events: Sequence[Mapping[str, Any]],
-        as_of: pd.Timestamp,
-        selected: frozenset[str],
-        state: ServingState,
-    ) -> tuple[list[dict[str, Any]], dict[str, str | None], dict[str, Any]]:
-        """(tag rows, model versions, feature values) of a scorer answering with frames."""
-        assert self.online_scorer is not None  # checked by score()
-        try:
-            features, rule_tags = self.online_scorer.score(customer, events, as_of=as_of)
-        except (FeaturesError, TagsError) as exc:  # their messages name the field
-            raise BadRequest(f"The posted facts cannot be scored: {exc}") from exc
-        rows: list[dict[str, Any]] = []
-        if len(rule_tags):
-            index = SnapshotIndex.build(
-                Snapshot(tags=rule_tags, features=features, as_of=as_of, run_id="online")
-            )
-            cid = str(customer.get("customer_id"))
-            rows = [json.loads(text) for tid, text in index.tag_rows(cid) if tid in selected]
-        predicted, model_versions = predict_posted(
-            state.models, features, selected, as_of_iso=iso(as_of)
-        )
-        rows.extend(predicted)
-        return rows, model_versions, json_row(features.iloc[0]) if len(features) else {}
 
     def explain(
         self,

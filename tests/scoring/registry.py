@@ -84,8 +84,15 @@ def register_booster(
     model_contract: ModelContract,
     *,
     alias: str | None = "champion",
+    typed_pyfunc: bool = False,
 ) -> str:
-    """Log + register ``booster`` with its contract, point ``alias`` at it; its version."""
+    """Log + register ``booster`` with its contract, point ``alias`` at it; its version.
+
+    With ``typed_pyfunc`` the model is logged as training logs champions
+    (``training.mlflow_model``: a signature taking categoricals as their level strings,
+    served by ``mlflow models serve``); otherwise the plain LightGBM flavor with an
+    all-numeric signature, which is what the registry tests need.
+    """
     import mlflow
     import mlflow.lightgbm
     from mlflow import MlflowClient
@@ -108,6 +115,29 @@ def register_booster(
     signature = infer_signature(
         example, np.asarray(booster.predict(example.to_numpy(), num_threads=1))
     )
+    if typed_pyfunc:
+        from mlflow.models import Model
+
+        from training import mlflow_model
+
+        typed = mlflow_model.typed_example(example, model_contract)
+        with mlflow_uris(tracking_uri), mlflow.start_run(experiment_id=exp_id):
+            info = Model.log(
+                artifact_path=None,
+                name="model",
+                flavor=mlflow_model,
+                flavor_name=mlflow_model.FLAVOR_NAME,
+                lgb_model=booster,
+                signature=infer_signature(typed, np.asarray(booster.predict(example.to_numpy()))),
+                input_example=typed,
+                metadata=contract_metadata(model_contract),
+                pip_requirements=["lightgbm"],
+                registered_model_name=name,
+            )
+        version = str(info.registered_model_version)
+        if alias:
+            client.set_registered_model_alias(name, alias, version)
+        return version
     with mlflow_uris(tracking_uri), mlflow.start_run(experiment_id=exp_id):
         info = mlflow.lightgbm.log_model(
             booster,

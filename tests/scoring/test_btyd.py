@@ -116,3 +116,28 @@ def test_blend_needs_its_columns_among_the_inputs_and_the_matrix_to_score() -> N
         )
     with pytest.raises(ValueError, match="matrix rows"):
         calibrate(np.array([0.5]), _contract("churn"))
+
+
+def test_predictions_in_blocks_equal_one_pass_over_every_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import scoring.btyd as btyd
+
+    rng = np.random.default_rng(3)
+    n = 2 * btyd._CHUNK + 123  # three blocks, the last a short one
+    big_t = rng.uniform(5.0, 100.0, n)
+    t_x = big_t * rng.uniform(0.0, 1.0, n)
+    x = rng.poisson(2.0, n).astype(np.float64)
+    params = (0.8, 5.0, 0.6, 12.0)
+    blocked = (
+        btyd.pareto_prob_alive(params, x, t_x, big_t),
+        btyd.pareto_prob_no_purchase(params, 13.0, x, t_x, big_t),
+    )
+    monkeypatch.setattr(btyd, "_CHUNK", n)
+    whole = (
+        btyd.pareto_prob_alive(params, x, t_x, big_t),
+        btyd.pareto_prob_no_purchase(params, 13.0, x, t_x, big_t),
+    )
+    for got, expected in zip(blocked, whole, strict=True):
+        assert got.shape == (n,)
+        np.testing.assert_array_equal(got, expected)
