@@ -170,6 +170,7 @@ def _apply_all(tagger: LiveTagger, records: list[Any], source: str) -> ApplyResu
         thresholds_from=total.thresholds_from,
         seq=total.seq,
         seconds=sum(r.seconds for r in results),
+        customer_ids=list(dict.fromkeys(c for r in results for c in r.customer_ids)),
     )
 
 
