@@ -153,6 +153,7 @@ class ServingRuntime:
         self.live_poll_s = live_poll_s
         self._live_stop = threading.Event()
         self._live_thread: threading.Thread | None = None
+        self._warm_thread: threading.Thread | None = None
         self._subscribed = False
         self.explainer = explainer
         self._names: dict[str, str] | None = None
@@ -205,8 +206,11 @@ class ServingRuntime:
             subscribe(self.merge_live)
             self._subscribed = True
         warm = getattr(self.event_ingest, "warm", None)
-        if callable(warm):  # load real-time tagging's facts and models off the request path
-            threading.Thread(target=warm, name="tagsmith-live-warm", daemon=True).start()
+        if callable(warm) and self._warm_thread is None:  # real-time tagging's load, off requests
+            self._warm_thread = threading.Thread(
+                target=warm, name="tagsmith-live-warm", daemon=True
+            )
+            self._warm_thread.start()
         if self.event_ingest is not None and self.live_poll_s > 0 and self._live_thread is None:
             self._live_stop.clear()
             self._live_thread = threading.Thread(
@@ -221,9 +225,12 @@ class ServingRuntime:
         close = getattr(self.event_ingest, "close", None)
         if callable(close):
             close()
-        if self._live_thread is not None:
-            self._live_thread.join(timeout=30)
-            self._live_thread = None
+        # Joined, not left to exit: a daemon thread still inside DuckDB's or Arrow's C++ when
+        # the interpreter finalizes aborts the process ("exception not rethrown", rc 134).
+        for thread in (self._live_thread, self._warm_thread):
+            if thread is not None:
+                thread.join(timeout=60)
+        self._live_thread = self._warm_thread = None
         self.keeper.stop()
 
     def _poll_live(self) -> None:
