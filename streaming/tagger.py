@@ -154,6 +154,7 @@ class LiveTagger:
         self._live_state = LiveState()
         self.compact_after = compact_after
         self._compacting = threading.Event()
+        self._compactor: threading.Thread | None = None
         self._listeners: list[Callable[[pd.DataFrame], None]] = []
         self.tags = [t.id for t in catalogue.active(sources=("fact", "rule"))] + [
             str(getattr(p, "tag_id", "")) for p in self.predictors if getattr(p, "tag_id", "")
@@ -310,7 +311,19 @@ class LiveTagger:
             finally:
                 self._compacting.clear()
 
-        threading.Thread(target=run, name="tagsmith-live-compact", daemon=True).start()
+        self._compactor = threading.Thread(target=run, name="tagsmith-live-compact", daemon=True)
+        self._compactor.start()
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Wait (bounded) for a background compaction in progress.
+
+        Left running as a daemon inside DuckDB's C++ when the interpreter finalizes, it
+        would abort the process ("exception not rethrown"); its transaction is atomic,
+        so a compaction cut short by the bound loses nothing.
+        """
+        compactor = self._compactor
+        if compactor is not None:
+            compactor.join(timeout=timeout_s)
 
     # -- steps -------------------------------------------------------------------------
     def _take_group(self) -> list[_Request]:

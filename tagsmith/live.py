@@ -119,9 +119,12 @@ class ServiceIngest:
         asyncio.run(main())
 
     def close(self) -> None:
-        """Stop the hosted consumer (it acknowledges nothing it has not applied)."""
+        """Stop the hosted consumer (it acknowledges nothing it has not applied) and wait
+        for the tagger's background work."""
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
+        if self._tagger is not None:
+            self._tagger.close()
 
     def ingest(
         self, records: list[Any], *, source: str

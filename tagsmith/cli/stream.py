@@ -103,6 +103,8 @@ def run(
         asyncio.run(main())
     except OSError as exc:  # nats connection errors derive from it or from Exception
         raise StreamingError(f"Expected a NATS server at {cfg.nats_url}. Got: {exc}") from exc
+    finally:
+        tagger.close()
     project.audit_log().append(
         actor=default_actor(),
         role=role,

@@ -5,6 +5,7 @@ import time
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from features.build import build_features
 from features.schema import ReasonCode
@@ -262,6 +263,32 @@ def test_superseded_live_rows_are_compacted_in_the_background(setup: Setup) -> N
     merged = before.merge(after, on=key, suffixes=("_0", "_1"))
     assert len(merged) == len(before)
     assert (merged["seq_1"] > merged["seq_0"]).all()
+
+
+def test_close_waits_for_a_background_compaction(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compaction still running at exit would be cut inside DuckDB (the process aborts):
+    close() waits for it."""
+    batch = records(setup.later)
+    setup.tagger.apply(batch[:20], source="POST /events")
+    setup.tagger.compact_after = 1
+    compact = setup.tagger.compact
+
+    def slow_compact() -> int:
+        time.sleep(0.5)
+        return compact()
+
+    monkeypatch.setattr(setup.tagger, "compact", slow_compact)
+    shifted = setup.later.iloc[:20].copy()
+    shifted["occurred_at"] = shifted["occurred_at"] + pd.Timedelta(seconds=1)
+    shifted["order_id"] = None
+    setup.tagger.apply(records(shifted), source="POST /events")
+    assert setup.tagger._live_state.superseded > 0  # the compaction is asleep
+    setup.tagger.close()
+    assert setup.tagger._live_state.superseded == 0
+    assert setup.tagger._compactor is not None
+    assert not setup.tagger._compactor.is_alive()
 
 
 def test_listeners_get_each_micro_batch_once_in_write_order(setup: Setup) -> None:
