@@ -35,6 +35,7 @@ __all__ = [
     "TypedEvents",
     "code_dtype",
     "prefix_sum",
+    "seconds_base",
 ]
 
 SEC_US = 1_000_000
@@ -158,6 +159,22 @@ def prefix_sum(values: np.ndarray, dtype: Any = np.int64) -> np.ndarray:
     out[0] = 0
     np.cumsum(values, out=out[1:])
     return out
+
+
+def seconds_base(t_us: np.ndarray) -> int:
+    """The first event's whole second (0 without events), the origin of relative times.
+
+    Raises:
+        FeaturesError: The events span :data:`REL_MAX` seconds (136 years) or more, which
+            relative times in a sort key cannot hold.
+    """
+    base = int(t_us.min()) // SEC_US if len(t_us) else 0
+    span = (int(t_us.max()) // SEC_US - base) if len(t_us) else 0
+    if span >= REL_MAX:
+        raise FeaturesError(
+            f"Expected events to span less than 136 years. Got {span / DAY_S / 365.25:.0f} years."
+        )
+    return base
 
 
 def code_dtype(n_categories: int) -> Any:

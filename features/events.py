@@ -53,13 +53,13 @@ from features.errors import FeaturesError, SchemaError
 from features.event_arrays import (
     AMOUNT_SCALE,
     DAY_S,
-    REL_MAX,
     SEC_US,
     CategoryGroups,
     PurchaseDays,
     TypedEvents,
     code_dtype,
     prefix_sum,
+    seconds_base,
 )
 from features.memory import release_arrow_memory
 from features.schema import EVENT_DTYPES, check_amounts, check_customers, check_events
@@ -137,13 +137,7 @@ class PreparedEvents:
         heads, head_codes = customer_runs(to_arrow(events["customer_id"]), sorted_ids)
         t_all = micros(events["occurred_at"])
         type_code, type_names = typing.result()
-        self.base_sec = int(t_all.min()) // SEC_US if len(t_all) else 0
-        span = (int(t_all.max()) // SEC_US - self.base_sec) if len(t_all) else 0
-        if span >= REL_MAX:
-            raise FeaturesError(
-                "Expected events to span less than 136 years. "
-                f"Got {span / DAY_S / 365.25:.0f} years."
-            )
+        self.base_sec = seconds_base(t_all)
         self.event_types = tuple(type_names)
         run_length = np.diff(np.append(heads, len(t_all)))
         if bool(np.any(head_codes < 0)):  # events of unknown customers are ignored

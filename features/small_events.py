@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from features.coding import first_of_order, string_hashes
 from features.errors import FeaturesError
-from features.event_arrays import DAY_S, REL_MAX, SEC_US, code_dtype, prefix_sum
+from features.event_arrays import code_dtype, prefix_sum, seconds_base
 from features.events import PreparedEvents, sorted_typed
 from features.schema import TIMESTAMP_DTYPE
 
@@ -114,13 +114,7 @@ class SmallEvents(PreparedEvents):
         self._text = {"category": events.category, "order_id": events.order_id}
 
         t_all = np.asarray(events.t_us, dtype=_I64)
-        self.base_sec = int(t_all.min()) // SEC_US if len(t_all) else 0
-        span = (int(t_all.max()) // SEC_US - self.base_sec) if len(t_all) else 0
-        if span >= REL_MAX:
-            raise FeaturesError(
-                "Expected events to span less than 136 years. "
-                f"Got {span / DAY_S / 365.25:.0f} years."
-            )
+        self.base_sec = seconds_base(t_all)
         self.index_dtype = np.int32 if len(t_all) < 2**31 else _I64
         kinds = np.asarray(events.type_code, dtype=_I64)
         counts = np.bincount(kinds, minlength=len(events.type_names))

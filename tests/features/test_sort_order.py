@@ -117,3 +117,16 @@ def test_customer_time_sorted_equals_stable_lexsort(arrival: str) -> None:
     assert np.array_equal(got_rows, want)
     assert np.array_equal(got_code, code_all[want])
     assert np.array_equal(got_t, t_all[want])
+
+
+def test_seconds_base_is_the_first_second_and_refuses_136_years() -> None:
+    from features.errors import FeaturesError
+    from features.event_arrays import REL_MAX, SEC_US, seconds_base
+
+    t = np.array([5 * SEC_US + 999_999, 2 * SEC_US + 1, 9 * SEC_US], dtype=np.int64)
+    assert seconds_base(t) == 2
+    assert seconds_base(np.array([], dtype=np.int64)) == 0
+    just_fits = np.array([0, (REL_MAX - 1) * SEC_US], dtype=np.int64)
+    assert seconds_base(just_fits) == 0
+    with pytest.raises(FeaturesError, match="Expected events to span less than 136 years"):
+        seconds_base(np.array([0, REL_MAX * SEC_US], dtype=np.int64))

@@ -134,19 +134,16 @@ def register_booster(
                 pip_requirements=["lightgbm"],
                 registered_model_name=name,
             )
-        version = str(info.registered_model_version)
-        if alias:
-            client.set_registered_model_alias(name, alias, version)
-        return version
-    with mlflow_uris(tracking_uri), mlflow.start_run(experiment_id=exp_id):
-        info = mlflow.lightgbm.log_model(
-            booster,
-            name="model",
-            signature=signature,
-            metadata=contract_metadata(model_contract),
-            pip_requirements=["lightgbm"],
-            registered_model_name=name,
-        )
+    else:
+        with mlflow_uris(tracking_uri), mlflow.start_run(experiment_id=exp_id):
+            info = mlflow.lightgbm.log_model(
+                booster,
+                name="model",
+                signature=signature,
+                metadata=contract_metadata(model_contract),
+                pip_requirements=["lightgbm"],
+                registered_model_name=name,
+            )
     version = str(info.registered_model_version)
     if alias:
         client.set_registered_model_alias(name, alias, version)
