@@ -1,8 +1,11 @@
-"""``POST /score`` answered with frames: the batch feature and rule code on one customer.
+"""``POST /score``'s answer rendered from frames: the reference the live path is held to.
 
-The service's live path (``scoring.live``, arrays and no frame) answers when the online
-scorer has one; this is the answer of a scorer that returns frames
-(``serving.sources.FactsOnlineScorer``), kept as the reference the live path is held to.
+The service answers ``POST /score`` from the live path's arrays
+(``serving.runtime.OnlineScorer.score_live``, ``serving.predictions.posted_rows``, no
+frame). This renders the same answer from a one-row feature frame and a long rule-tag
+table through the snapshot index and ``predict_posted``, the way ``/tags`` renders stored
+rows; the parity tests (``tests/serving/test_live_online_scorer.py``) hold the live
+answer to it. Nothing in the service calls it.
 """
 
 from __future__ import annotations

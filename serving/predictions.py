@@ -8,7 +8,7 @@ snapshot, computed once per swap; :func:`predict_posted` scores the one customer
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,7 +17,15 @@ import pandas as pd
 
 from serving.errors import ModelLoadError
 
-__all__ = ["LiveModel", "ModelSource", "ServedModel", "posted_rows", "predict_posted"]
+__all__ = [
+    "LiveModel",
+    "ModelSource",
+    "PostedScores",
+    "ScoredCustomer",
+    "ServedModel",
+    "posted_rows",
+    "predict_posted",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +79,38 @@ class ModelSource(Protocol):
         Raises:
             ModelLoadError: It cannot be loaded or fails the smoke test.
         """
+        ...
+
+
+class PostedScores(Protocol):
+    """One model's scores of the scored customers (``scoring.live.LivePrediction``)."""
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Calibrated score per scored customer."""
+        ...
+
+    @property
+    def labels(self) -> Sequence[str]:
+        """The tag value (band or tier) per scored customer."""
+        ...
+
+
+class ScoredCustomer(Protocol):
+    """Posted facts scored by the live path, as ``POST /score`` reads them
+    (``scoring.live.LiveResult``: arrays, no frame)."""
+
+    @property
+    def predictions(self) -> Mapping[str, PostedScores]:
+        """Model name -> its scores of the scored customers."""
+        ...
+
+    def rule_rows(self, row: int) -> list[tuple[str, str, str]]:
+        """(tag id, value, version label) of each rule/fact tag scored row ``row`` has."""
+        ...
+
+    def row_values(self, row: int) -> dict[str, Any]:
+        """Feature row ``row`` as JSON-ready values (``customer_id`` first)."""
         ...
 
 
@@ -152,7 +192,7 @@ def predict_posted(
 
 
 def posted_rows(
-    result: Any,
+    result: ScoredCustomer,
     models: Mapping[str, LiveModel],
     selected: frozenset[str],
     *,

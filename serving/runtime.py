@@ -29,8 +29,13 @@ from serving.access import Access, AuditSink, Caller, Governance
 from serving.errors import BadRequest, Forbidden
 from serving.explaining import model_inputs
 from serving.keys import ApiKey
-from serving.posted import score_frames
-from serving.predictions import LiveModel, ModelSource, posted_rows
+from serving.predictions import (
+    LiveModel,
+    ModelSource,
+    ScoredCustomer,
+    ServedModel,
+    posted_rows,
+)
 from serving.rendering import LiveOverlay, SnapshotIndex, iso, render_tags
 from serving.state import ReloadResult, ServingState, SnapshotSource, StateKeeper
 from tags.errors import TagsError
@@ -43,16 +48,28 @@ log = logging.getLogger(__name__)
 
 
 class OnlineScorer(Protocol):
-    """Turns one customer's posted facts into features and rule tags (batch code)."""
+    """Scores one customer's posted facts now (``serving.sources.LiveOnlineScorer``
+    over ``scoring.live.LiveScorer``: the batch feature, rule and model code on arrays).
+    """
 
-    def score(
+    def score_live(
         self,
         customer: Mapping[str, Any],
         events: Sequence[Mapping[str, Any]],
         *,
         as_of: pd.Timestamp,
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(feature frame of one row, long rule-tag table)."""
+        models: Mapping[str, ServedModel] | None = None,
+        thresholds: Mapping[str, Mapping[str, float | None]] | None = None,
+    ) -> ScoredCustomer:
+        """The posted customer's features, rule tags and each of ``models``' scores.
+
+        ``thresholds`` pins population aggregates (tag id -> aggregate text -> value,
+        a batch run's) instead of computing them over this one customer.
+
+        Raises:
+            FeaturesError: The facts break the fact contract.
+            TagsError: The customer signed up at or after ``as_of``, or a rule fails.
+        """
         ...
 
 
@@ -107,8 +124,8 @@ class ServingRuntime:
         verify_key: API key -> stored key record (``None`` when invalid).
         id_pepper: Secret mixed into the customer-id hashes of the audit log.
         watch_interval_s: Seconds between checks of aliases and tag store (0: never).
-        online_scorer: Turns one customer's facts into features and rule tags for
-            ``POST /score`` (``None``: the endpoint answers 400).
+        online_scorer: Scores one customer's posted facts (features, rule tags, the
+            champions' scores) for ``POST /score`` (``None``: the endpoint answers 400).
         event_ingest: Real-time tagging for ``POST /events`` (``None``: the endpoint
             answers 400); its live values are served over the snapshot's.
         allows: (role, action) -> whether the policy grants it (``write_events``).
@@ -491,24 +508,18 @@ class ServingRuntime:
         state = self.keeper.state
         cid = str(customer.get("customer_id"))
         as_of_iso = iso(as_of)
-        score_live = getattr(self.online_scorer, "score_live", None)
-        if callable(score_live):  # the live path: arrays, no frame (scoring.live)
-            chosen = {n: m.model for n, m in state.models.items() if m.model.tag_id in selected}
-            # Population aggregates (medians, quantiles) are the latest batch run's, as in
-            # real-time tagging: one posted customer is no population.
-            pinned = state.snapshot.thresholds if state.snapshot is not None else None
-            try:
-                result = score_live(
-                    customer, events, as_of=as_of, models=chosen, thresholds=pinned or None
-                )
-            except (FeaturesError, TagsError) as exc:  # their messages name the field
-                raise BadRequest(f"The posted facts cannot be scored: {exc}") from exc
-            rows, model_versions = posted_rows(result, state.models, selected, as_of_iso=as_of_iso)
-            values = result.row_values(0)
-        else:
-            rows, model_versions, values = score_frames(
-                self.online_scorer.score, state.models, customer, events, as_of, selected
+        chosen = {n: m.model for n, m in state.models.items() if m.model.tag_id in selected}
+        # Population aggregates (medians, quantiles) are the latest batch run's, as in
+        # real-time tagging: one posted customer is no population.
+        pinned = state.snapshot.thresholds if state.snapshot is not None else None
+        try:
+            result = self.online_scorer.score_live(
+                customer, events, as_of=as_of, models=chosen, thresholds=pinned or None
             )
+        except (FeaturesError, TagsError) as exc:  # their messages name the field
+            raise BadRequest(f"The posted facts cannot be scored: {exc}") from exc
+        rows, model_versions = posted_rows(result, state.models, selected, as_of_iso=as_of_iso)
+        values = result.row_values(0)
         self.access.record(
             caller,
             "serve.score",

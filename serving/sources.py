@@ -3,9 +3,9 @@
 * :class:`TagStoreSnapshotSource`: the newest tag snapshot of the tag store and the
   feature snapshot of the same as-of date;
 * :class:`PolicyGovernance`: the catalogue and the access policy;
-* :class:`FactsOnlineScorer`: posted facts -> features -> rule tags, with the batch code;
-* :class:`LiveOnlineScorer`: the same through the live fast path
-  (:class:`scoring.live.LiveScorer`), what the service's ``POST /score`` runs.
+* :class:`LiveOnlineScorer`: posted facts -> features -> rule tags -> champions' scores
+  through the live fast path (:class:`scoring.live.LiveScorer`, the batch code on
+  arrays), what the service's ``POST /score`` runs (``serving.runtime.OnlineScorer``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from tags.store import TagStore
 from tags.store_governance import erasures
 
 __all__ = [
-    "FactsOnlineScorer",
     "JsonAudit",
     "LiveOnlineScorer",
     "PolicyGovernance",
@@ -160,50 +159,6 @@ def _with_query_text(entry: Mapping[str, Any]) -> dict[str, Any]:
     query = out.pop("query", None)
     out["query"] = json.dumps(query, sort_keys=True, separators=(",", ":")) if query else None
     return out
-
-
-class FactsOnlineScorer:
-    """One customer's posted facts through the batch feature and rule code.
-
-    Args:
-        to_customers: records -> canonical customers frame (the fact contract).
-        to_events: records -> canonical events frame.
-        build: (customers, events, as_of) -> feature frame (``build_features``).
-        evaluate: (features, events, as_of) -> long rule-tag table (``evaluate_tags``).
-    """
-
-    def __init__(
-        self,
-        *,
-        to_customers: Callable[[list[dict[str, Any]]], pd.DataFrame],
-        to_events: Callable[[list[dict[str, Any]]], pd.DataFrame],
-        build: Callable[[pd.DataFrame, pd.DataFrame, pd.Timestamp], pd.DataFrame],
-        evaluate: Callable[[pd.DataFrame, pd.DataFrame, pd.Timestamp], pd.DataFrame],
-    ) -> None:
-        self.to_customers = to_customers
-        self.to_events = to_events
-        self.build = build
-        self.evaluate = evaluate
-
-    def score(
-        self,
-        customer: Mapping[str, Any],
-        events: Sequence[Mapping[str, Any]],
-        *,
-        as_of: pd.Timestamp,
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(one-row feature frame, long rule-tag table) of the posted customer."""
-        customers = self.to_customers([dict(customer)])
-        records = [dict(e) for e in events]
-        event_frame = self.to_events(records)
-        features = self.build(customers, event_frame, as_of)
-        if not len(features):
-            raise TagsError(
-                f"Expected a customer who signed up before as_of {as_of.isoformat()}. "
-                f"Got signup_at {customers['signup_at'].iloc[0].isoformat()}."
-            )
-        tags = self.evaluate(features, event_frame, as_of)
-        return features, tags
 
 
 class LiveOnlineScorer:

@@ -23,7 +23,7 @@ import pandas as pd
 from features.errors import SchemaError
 from serving.errors import ModelLoadError
 from serving.keys import ApiKeyStore
-from serving.rendering import Snapshot
+from serving.rendering import Snapshot, json_row
 from serving.runtime import ServingRuntime
 
 AS_OF = pd.Timestamp("2026-06-01", tz="UTC")
@@ -167,8 +167,50 @@ class ListAudit:
             self.entries.append(entry)
 
 
+@dataclass(frozen=True)
+class FakeScores:
+    """One model's scores of the fake scorer's one customer."""
+
+    scores: np.ndarray
+    labels: list[str]
+
+
+@dataclass(frozen=True)
+class FakeScored:
+    """What ``FakeOnlineScorer.score_live`` answers (``serving.predictions.ScoredCustomer``)."""
+
+    features: pd.DataFrame
+    tags: pd.DataFrame
+    predictions: dict[str, FakeScores]
+
+    def rule_rows(self, row: int) -> list[tuple[str, str, str]]:
+        cid = self.features["customer_id"].iloc[row]
+        mine = self.tags[self.tags["customer_id"] == cid]
+        found = mine[["tag_id", "value", "version"]].to_numpy()
+        return [(str(t), str(v), str(ver)) for t, v, ver in found]
+
+    def row_values(self, row: int) -> dict[str, Any]:
+        return json_row(self.features.iloc[row])
+
+
 class FakeOnlineScorer:
     """Features = counts over the posted events; one rule tag, like the fake snapshot."""
+
+    def score_live(
+        self,
+        customer: Mapping[str, Any],
+        events: Sequence[Mapping[str, Any]],
+        *,
+        as_of: pd.Timestamp,
+        models: Mapping[str, Any] | None = None,
+        thresholds: Mapping[str, Mapping[str, float | None]] | None = None,
+    ) -> FakeScored:
+        features, tags = self.score(customer, events, as_of=as_of)
+        predictions = {}
+        for name, model in (models or {}).items():
+            scores = np.asarray(model.predict(model.prepare(features)), dtype=np.float64)
+            predictions[name] = FakeScores(scores, list(model.label(scores)))
+        return FakeScored(features, tags, predictions)
 
     def score(
         self,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -12,6 +11,7 @@ from features.build import build_features
 from features.schema import FactsConfig
 from scoring.live import LiveScorer
 from serving.access import Caller
+from serving.posted import score_frames
 from serving.rendering import json_row
 from serving.sources import LiveOnlineScorer
 from tags.catalogue import LIBRARY_DIR, Catalogue
@@ -81,15 +81,11 @@ def test_row_values_are_the_frame_rows_json(scorer: LiveOnlineScorer) -> None:
 
 def test_runtime_answers_the_same_from_arrays_and_from_frames(tmp_path: Path) -> None:
     """POST /score's live path (posted_rows, row_values) renders what the frame path
-    (snapshot index of the rule tags, predict_posted, json_row) renders."""
+    (snapshot index of the rule tags, predict_posted, json_row: serving.posted) renders."""
     runtime, *_ = make_runtime(keys_path=tmp_path / "keys.json")
     runtime.start()
     live = LiveOnlineScorer(LiveScorer(catalogue=Catalogue.load(LIBRARY_DIR), facts=FactsConfig()))
-
-    class FramesOnly:  # the same scorer answering with frames: the runtime's frame path
-        def score(self, customer: Any, events: Any, *, as_of: pd.Timestamp) -> Any:
-            return live.score(customer, events, as_of=as_of)
-
+    runtime.online_scorer = live
     customer = {"customer_id": "new", "signup_at": FAKE_AS_OF - pd.Timedelta(days=400)}
     events = [
         {
@@ -103,9 +99,16 @@ def test_runtime_answers_the_same_from_arrays_and_from_frames(tmp_path: Path) ->
         for d in (5, 6, 40, 41, 90, 200, 390)
     ]
     for caller in (Caller(name="crm", role="marketing"), Caller(name="svc", role="service")):
-        runtime.online_scorer = live
         from_arrays = runtime.score(caller, customer, events, as_of=FAKE_AS_OF)
-        runtime.online_scorer = FramesOnly()
-        from_frames = runtime.score(caller, customer, events, as_of=FAKE_AS_OF)
-        assert from_arrays == from_frames
+        state = runtime.keeper.state
+        selected = runtime.access.selection(caller, None, None)
+        rows, versions, values = score_frames(
+            live.score, state.models, customer, events, FAKE_AS_OF, selected
+        )
+        visible = runtime.visible_features(caller, state, selected)
+        assert from_arrays["tags"] == rows
+        assert from_arrays["model_versions"] == versions
+        assert from_arrays["features"] == {
+            k: v for k, v in values.items() if k == "customer_id" or k in visible
+        }
         assert from_arrays["tags"]
