@@ -52,6 +52,7 @@ sys.path.insert(0, str(REPO))
 from features.cutoffs import normalize_as_of  # noqa: E402
 from scoring.champions import ChampionModel, ModelTag  # noqa: E402
 from scoring.live import LiveScorer  # noqa: E402
+from scoring.live_records import frame_records  # noqa: E402
 from scoring.loading import load_model  # noqa: E402
 from tags.engine import evaluate_tags  # noqa: E402
 from tagsmith.project import Project  # noqa: E402
@@ -88,16 +89,6 @@ def load_models(project: Project) -> list[ChampionModel]:
             )
         )
     return models
-
-
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as a request's records: missing values as None, times as Timestamps."""
-    out: list[dict[str, Any]] = []
-    for row in frame.to_dict("records"):
-        out.append(
-            {str(k): (None if v is pd.NA or v is pd.NaT or v != v else v) for k, v in row.items()}
-        )
-    return out
 
 
 def timed(fn: Callable[[], Any], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -199,12 +190,11 @@ def main() -> None:
     as_of = (events["occurred_at"].max() + pd.Timedelta(days=1)).floor("D")
     spec, catalogue, config = project.feature_spec(), project.catalogue(), project.config.facts
     models = load_models(project)
-    by_id = {
-        str(r["customer_id"]): r for r in records(customers[customers["customer_id"].isin(chosen)])
-    }
+    mine_customers = customers[customers["customer_id"].isin(chosen)]
+    by_id = {str(r["customer_id"]): r for r in frame_records(mine_customers)}
     mine = events[events["customer_id"].isin(chosen)]
     ev_by_id: dict[str, list[dict[str, Any]]] = {c: [] for c in chosen}
-    for r in records(mine):
+    for r in frame_records(mine):
         ev_by_id[str(r["customer_id"])].append(r)
     live = LiveScorer(spec=spec, catalogue=catalogue, facts=config)
     batch_customers = [by_id[c] for c in chosen]

@@ -37,6 +37,7 @@ __all__ = [
     "customer_ids",
     "event_columns",
     "event_fields",
+    "frame_records",
     "from_micros",
     "micros_of",
     "strings",
@@ -58,6 +59,17 @@ _EVENT_STRUCT = pa.struct(
         ("quantity", pa.float64()),
     ]
 )
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as a request carries them (the inverse of the canonical frames):
+    column name -> value, missing values (``NA``, ``NaT``, NaN) as ``None``, times as
+    ``pd.Timestamp``. For tests, benchmarks and callers holding facts as frames.
+    """
+    return [
+        {str(k): (None if v is pd.NA or v is pd.NaT or v != v else v) for k, v in row.items()}
+        for row in frame.to_dict("records")
+    ]
 
 
 def customer_ids(customers: Sequence[Record]) -> list[str]:

@@ -13,6 +13,7 @@ from features.build import build_features
 from features.errors import FeaturesError, SchemaError
 from features.schema import FactsConfig
 from scoring.live import LiveScorer
+from scoring.live_records import frame_records
 from synthetic import generate
 from tags.catalogue import LIBRARY_DIR, Catalogue
 from tags.engine import evaluate_tags
@@ -30,16 +31,6 @@ def scorer() -> LiveScorer:
     return LiveScorer(catalogue=Catalogue.load(LIBRARY_DIR), facts=FactsConfig())
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Records as a request carries them: missing values as None, times as Timestamps."""
-    out = []
-    for row in frame.to_dict("records"):
-        out.append(
-            {k: (None if v is pd.NA or v is pd.NaT or v != v else v) for k, v in row.items()}
-        )
-    return out
-
-
 def _tags(table: pd.DataFrame) -> pd.DataFrame:
     text = table.astype(str)
     return text.sort_values(list(text.columns)).reset_index(drop=True)
@@ -53,7 +44,7 @@ def test_parity_with_the_batch_code_in_any_event_order(data: Any, scorer: LiveSc
     expected_tags = evaluate_tags(expected, events, scorer.catalogue, as_of=AS_OF)  # type: ignore[arg-type]
 
     shuffled = events.sample(frac=1.0, random_state=0)  # time-ordered logs, mixed ids
-    result = scorer.score(_records(customers), _records(shuffled), as_of=AS_OF)
+    result = scorer.score(frame_records(customers), frame_records(shuffled), as_of=AS_OF)
 
     pd.testing.assert_frame_equal(
         result.features.reset_index(drop=True), expected.reset_index(drop=True)
@@ -70,12 +61,13 @@ def test_iso_text_records_and_one_customer(data: Any, scorer: LiveScorer) -> Non
     customer = data.customers[data.customers["customer_id"] == cid]
     events = data.events[data.events["customer_id"] == cid]
     expected = build_features(customer, events, as_of=AS_OF)
-    records = _records(events)
+    records = frame_records(events)
     for r in records:
         r["occurred_at"] = r["occurred_at"].isoformat()
-    got = scorer.features(_records(customer), records, as_of="2024-09-01")
+    got = scorer.features(frame_records(customer), records, as_of="2024-09-01")
     pd.testing.assert_frame_equal(got, expected)
-    assert scorer.features(_records(customer), [], as_of=AS_OF)["frequency_orders"].tolist() == [0]
+    none = scorer.features(frame_records(customer), [], as_of=AS_OF)
+    assert none["frequency_orders"].tolist() == [0]
 
 
 @dataclass
@@ -104,7 +96,10 @@ def test_models_predict_once_per_batch(data: Any, scorer: LiveScorer) -> None:
     events = data.events[data.events["customer_id"].isin(ids)]
     model = _Model()
     result = scorer.score(
-        _records(customers), _records(events), as_of=AS_OF, models={"churn-predictor": model}
+        frame_records(customers),
+        frame_records(events),
+        as_of=AS_OF,
+        models={"churn-predictor": model},
     )
     assert model.calls == 1
     prediction = result.predictions["churn-predictor"]
@@ -150,3 +145,24 @@ def test_blank_or_repeated_ids_and_bad_cutoffs_are_refused(scorer: LiveScorer) -
         scorer.score(twice, [], as_of=AS_OF)
     with pytest.raises(FeaturesError, match="whole second"):
         scorer.score([twice[0]], [], as_of="2024-09-01T00:00:00.5")
+
+
+def test_frame_records_are_request_records() -> None:
+    """Missing values of every kind become None; times stay Timestamps; names are text."""
+    frame = pd.DataFrame(
+        {
+            "customer_id": pd.array(["a", "b"], dtype="string"),
+            "signup_at": pd.to_datetime(["2024-01-01", None], utc=True),
+            "birth_year": pd.array([1990, None], dtype="Int64"),
+            "score": [1.5, np.nan],
+        }
+    )
+    assert frame_records(frame) == [
+        {
+            "customer_id": "a",
+            "signup_at": pd.Timestamp("2024-01-01", tz="UTC"),
+            "birth_year": 1990,
+            "score": 1.5,
+        },
+        {"customer_id": "b", "signup_at": None, "birth_year": None, "score": None},
+    ]

@@ -22,6 +22,7 @@ from features.schema import FactsConfig
 from scoring.champions import ChampionModel, ModelTag
 from scoring.contract import ModelContract, categorical_levels_of
 from scoring.live import LiveScorer
+from scoring.live_records import frame_records
 from synthetic import generate
 from tags.catalogue import LIBRARY_DIR, Catalogue
 from tags.engine import evaluate_tags
@@ -37,15 +38,6 @@ def data() -> Any:
 @pytest.fixture(scope="module")
 def scorer() -> LiveScorer:
     return LiveScorer(catalogue=Catalogue.load(LIBRARY_DIR), facts=FactsConfig())
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    out = []
-    for row in frame.to_dict("records"):
-        out.append(
-            {k: (None if v is pd.NA or v is pd.NaT or v != v else v) for k, v in row.items()}
-        )
-    return out
 
 
 def _tags(table: pd.DataFrame) -> pd.DataFrame:
@@ -119,8 +111,8 @@ def test_random_customers_and_a_real_model(
     ids = sorted(data.customers["customer_id"])
     for size in (1, 1, 3, 17):
         chosen = list(rng.choice(ids, size=size, replace=False))
-        customers = _records(data.customers[data.customers["customer_id"].isin(chosen)])
-        events = _records(data.events[data.events["customer_id"].isin(chosen)])
+        customers = frame_records(data.customers[data.customers["customer_id"].isin(chosen)])
+        events = frame_records(data.events[data.events["customer_id"].isin(chosen)])
         rng.shuffle(events)  # arrival order, not the store's
         result, features = _assert_same(scorer, customers, events, models=[champion])
         if len(features):
