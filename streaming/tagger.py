@@ -315,7 +315,8 @@ class LiveTagger:
         self._compactor.start()
 
     def close(self, timeout_s: float = 60.0) -> None:
-        """Wait (bounded) for a background compaction in progress.
+        """Wait (bounded) for a background compaction in progress, then close the tag
+        store connection the live writes hold open (its checkpoint).
 
         Left running as a daemon inside DuckDB's C++ when the interpreter finalizes, it
         would abort the process ("exception not rethrown"); its transaction is atomic,
@@ -324,6 +325,7 @@ class LiveTagger:
         compactor = self._compactor
         if compactor is not None:
             compactor.join(timeout=timeout_s)
+        self.tag_store.release()
 
     # -- steps -------------------------------------------------------------------------
     def _take_group(self) -> list[_Request]:
@@ -341,12 +343,16 @@ class LiveTagger:
         """Apply queued batches as one micro-batch; each gets its own result or error."""
         started = time.perf_counter()
         try:
-            now = self.clock()
-            self.index.refresh()
-            self._refresh_thresholds()
-            checked = self._check(group, now)
-            if checked:
-                self._commit(checked, now, started)
+            # The tag store's held connection stays open across this micro-batch (and
+            # the next ones, while they come): validating and re-tagging may take longer
+            # than its idle bound.
+            with self.tag_store.keep_open():
+                now = self.clock()
+                self.index.refresh()
+                self._refresh_thresholds()
+                checked = self._check(group, now)
+                if checked:
+                    self._commit(checked, now, started)
         except BaseException as exc:
             for request in group:
                 if not request.done:
@@ -441,7 +447,9 @@ class LiveTagger:
             customer and evaluated tag, ``value`` NA where the tag does not apply.
         """
         plain = self._evaluate(customer_ids, as_of)
-        with self.tag_store.writer() as con:
+        # Held open for the next micro-batches (tags.store_hold): no open and checkpoint
+        # per write; closed (checkpointed) when idle, after a bound, or by close().
+        with self.tag_store.held_writer() as con:
             write = write_live(
                 con,
                 plain,

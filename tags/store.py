@@ -17,7 +17,6 @@ import contextlib
 import itertools
 import json
 import os
-import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
@@ -30,23 +29,18 @@ import pyarrow as pa
 from features.crypto import EncryptionKeys
 from tags.config import StoreConfig
 from tags.errors import TagStoreError
-from tags.live import LIVE_SCHEMA, reconcile_live
-from tags.store_crypto import attach_encrypted
+from tags.live import reconcile_live
 from tags.store_format import (
     DIFF_SQL,
     MATRIX_SQL,
-    SCHEMA,
-    SCHEMA_VERSION,
     SNAPSHOT_COLUMNS,
     RunInfo,
     check_long,
     filters,
     format_of,
     has_tables,
-    is_busy,
     naive,
     now,
-    open_failure,
     run_info_of,
     select_tags,
     sql_str,
@@ -54,9 +48,10 @@ from tags.store_format import (
     utc_columns,
     validate_incoming,
 )
+from tags.store_hold import busy, held_of, held_writer, open_store, release
 from tags.store_locks import turns_of
 from tags.store_reports import coverage_table, diff_summary, wide_select, wide_types
-from tags.transitions import TRANSITIONS_SCHEMA, record_batch_transitions
+from tags.transitions import record_batch_transitions
 
 __all__ = ["StoreConfig", "TagStore"]
 
@@ -64,6 +59,10 @@ __all__ = ["StoreConfig", "TagStore"]
 # reader (the service, the trigger dispatcher) holds the file for a moment, so opening
 # retries for this long before reporting the store busy.
 BUSY_TIMEOUT_S = 15.0
+# A held writing connection (real-time tagging) is closed after this long idle, or this
+# long open: other processes wait at most about that for the file.
+HOLD_IDLE_S = 0.25
+HOLD_MAX_S = 2.0
 
 
 class TagStore:
@@ -109,47 +108,45 @@ class TagStore:
         if write:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # This process's other connections to the file, in the other mode, are waited
-        # for exactly (tags.store_locks); the retries below are for other processes'.
+        # for exactly (tags.store_locks); open_store's retries are for other processes'.
         with turns_of(self.path).hold(write=write, timeout_s=self.busy_timeout_s):
-            yield from self._connected(write=write)
-
-    def _connected(self, *, write: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-        deadline = time.monotonic() + self.busy_timeout_s
-        delay = 0.02
-        while True:
+            held = held_of(self.path)
+            if held is not None:  # real-time tagging holds the file open: share it
+                yield from held.use()
+                return
+            con = open_store(self.path, self.keys, write=write, busy_timeout_s=self.busy_timeout_s)
             try:
-                con = self._open(write=write)
-                break
-            # Only a lock (another process's, or this one's in the other mode) is worth
-            # waiting for; a damaged file or read-only folder is named (finding 14-7).
-            except (duckdb.IOException, duckdb.ConnectionException) as exc:
-                if not is_busy(exc) or time.monotonic() + delay > deadline:
-                    raise TagStoreError(open_failure(self.path, exc)) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-        try:
-            if write:
-                con.execute(SCHEMA)
-                con.execute(TRANSITIONS_SCHEMA)
-                con.execute(LIVE_SCHEMA)
-                con.execute(
-                    "INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)",
-                    [SCHEMA_VERSION],
-                )
-            yield con
-        finally:
-            con.close()
+                yield con
+            finally:
+                con.close()
 
-    def _open(self, *, write: bool) -> duckdb.DuckDBPyConnection:
-        if self.keys is None:
-            try:
-                return duckdb.connect(str(self.path), read_only=not write)
-            except duckdb.CatalogException as exc:
-                raise TagStoreError(
-                    f"The tag store {self.path} is encrypted. Expected the project's encryption "
-                    "key (TAGSMITH_ENCRYPTION_KEY or governance.encryption.key_file). Got no key."
-                ) from exc
-        return attach_encrypted(self.path, self.keys, write=write)
+    def held_writer(
+        self, *, idle_s: float = HOLD_IDLE_S, max_s: float = HOLD_MAX_S
+    ) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A writing connection that stays open after the block, for the next writes
+        (real-time tagging's micro-batches), until idle for ``idle_s`` or open for
+        ``max_s`` (:mod:`tags.store_hold`). Meanwhile every connection this process
+        opens to the store is a cursor of it; :meth:`release` closes it now."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return held_writer(
+            self.path,
+            lambda: open_store(
+                self.path, self.keys, write=True, busy_timeout_s=self.busy_timeout_s
+            ),
+            idle_s=idle_s,
+            max_s=max_s,
+            busy_timeout_s=self.busy_timeout_s,
+            cursor_sql="" if self.keys is None else "USE tagstore",
+        )
+
+    def keep_open(self) -> contextlib.AbstractContextManager[None]:
+        """While inside, a connection :meth:`held_writer` holds is not closed for idling
+        (a micro-batch between its writes)."""
+        return busy(self.path, idle_s=HOLD_IDLE_S, max_s=HOLD_MAX_S)
+
+    def release(self) -> None:
+        """Close this process's held writing connection to the store, if any."""
+        release(self.path)
 
     def exists(self) -> bool:
         """True when the store file exists (a run has written it)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import tags.store as store_module
+import tags.store_hold as store_module
 from tags.store import TagStore
 from tags.store_locks import FileTurns, turns_of
 
@@ -44,6 +44,7 @@ def test_a_writer_waits_for_this_process_reader_without_retrying(
             pauses.append(seconds)
             real_sleep(seconds)
 
+    # The retries of a refused open live in tags.store_hold (open_store).
     monkeypatch.setattr(store_module, "time", _Clock())
     reading = threading.Event()
     held_for = 0.3
