@@ -24,8 +24,10 @@ be redelivered after a pause (``nak``), at most ``max_deliver`` times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,6 +186,73 @@ async def ensure_stream(js: Any, cfg: StreamingConfig, subject: str) -> None:
         )
 
 
+@dataclass
+class _Buffer:
+    """Messages fetched ahead while a micro-batch is tagged: at most about one
+    micro-batch of events waits here (memory stays bounded; the rest waits in the
+    stream)."""
+
+    items: deque[tuple[Any, list[Any]]] = field(default_factory=deque)
+    events: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    taken: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def put(self, msgs: list[Any]) -> None:
+        for msg in msgs:
+            records = _records(msg.data)
+            self.items.append((msg, records))
+            self.events += len(records)
+        self.arrived.set()
+
+    def take(self, limit: int = MAX_EVENTS_PER_BATCH) -> tuple[list[Any], list[Any]]:
+        """Whole messages, oldest first, up to ``limit`` events (at least one message)."""
+        msgs: list[Any] = []
+        records: list[Any] = []
+        while self.items and (not msgs or len(records) + len(self.items[0][1]) <= limit):
+            msg, mine = self.items.popleft()
+            msgs.append(msg)
+            records.extend(mine)
+        self.events -= len(records)
+        if not self.items:
+            self.arrived.clear()
+        self.taken.set()
+        return msgs, records
+
+
+async def _fetch_ahead(
+    sub: Any, nc: Any, cfg: StreamingConfig, buffer: _Buffer, report: ConsumerReport
+) -> None:
+    """Fetch into ``buffer`` while there is room, also while a micro-batch is tagged (the
+    next one then starts at once with everything that arrived meanwhile)."""
+    size = FetchSize(cfg.batch_size)
+    per_message = 1.0  # events per message seen so far: a fetch asks for room, not more
+    while True:
+        room = MAX_EVENTS_PER_BATCH - buffer.events
+        if room <= 0:
+            buffer.taken.clear()
+            await buffer.taken.wait()
+            continue
+        ask = max(1, min(size.current, int(room / per_message)))
+        try:
+            # A long poll: it returns as soon as messages are there.
+            msgs = await sub.fetch(ask, timeout=cfg.batch_wait_s)
+        except (TimeoutError, nats.errors.TimeoutError):
+            continue
+        except nats.errors.Error as exc:  # a transient server or connection hiccup
+            if nc.is_closed:
+                raise
+            report.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("Fetching from %s failed (retrying): %s", cfg.stream, exc)
+            await asyncio.sleep(0.2)
+            continue
+        if not msgs:
+            continue
+        size.observe(len(msgs) if len(msgs) < ask else size.current)
+        before = buffer.events
+        buffer.put(msgs)
+        per_message = max(1.0, 0.5 * per_message + 0.5 * (buffer.events - before) / len(msgs))
+
+
 async def consume(
     tagger: LiveTagger,
     cfg: StreamingConfig,
@@ -197,6 +266,12 @@ async def consume(
 ) -> ConsumerReport:
     """Consume ``subject`` until ``stop`` is set (or ``max_messages`` were acknowledged).
 
+    Messages are fetched ahead into a bounded buffer while a micro-batch is tagged; each
+    micro-batch takes every buffered message (whole messages, up to
+    :data:`MAX_EVENTS_PER_BATCH` events) and acknowledges them once it is applied.
+    Messages fetched but not applied when the consumer stops are asked to be
+    redelivered at once (``nak``).
+
     Raises:
         nats.errors.NoServersError: The server cannot be reached.
     """
@@ -206,6 +281,8 @@ async def consume(
     # (their messages may be redelivered too, or may not be: max_deliver, a resend).
     await loop.run_in_executor(None, tagger.recover)
     nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=-1, name="tagsmith")
+    buffer = _Buffer()
+    fetcher: asyncio.Task[None] | None = None
     try:
         js = nc.jetstream()
         await ensure_stream(js, cfg, subject)
@@ -223,49 +300,65 @@ async def consume(
                 max_ack_pending=max(cfg.batch_size, MAX_EVENTS_PER_BATCH) * 2,
             ),
         )
-        size = FetchSize(cfg.batch_size)
+        fetcher = asyncio.ensure_future(_fetch_ahead(sub, nc, cfg, buffer, report))
         while not stop.is_set():
             if max_messages is not None and report.messages >= max_messages:
                 break
-            try:
-                # A long poll: it returns as soon as messages are there.
-                msgs = await sub.fetch(size.current, timeout=cfg.batch_wait_s)
-            except (TimeoutError, nats.errors.TimeoutError):
+            if not buffer.items:
+                if fetcher.done():
+                    fetcher.result()  # the connection closed: raise its error
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(buffer.arrived.wait(), timeout=cfg.batch_wait_s)
                 continue
-            except nats.errors.Error as exc:  # a transient server or connection hiccup
-                if nc.is_closed:
-                    raise
-                report.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("Fetching from %s failed (retrying): %s", cfg.stream, exc)
-                await asyncio.sleep(0.2)
-                continue
-            if not msgs:
-                continue
-            size.observe(len(msgs))
-            records: list[Any] = []
-            for msg in msgs:
-                records.extend(_records(msg.data))
-            source = f"nats:{msgs[0].subject}"
-            try:
-                result = await loop.run_in_executor(None, _apply_all, tagger, records, source)
-            except Exception as exc:  # left for redelivery: the events are not lost
-                report.failures += 1
-                report.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("Batch of %d messages not applied (redelivered): %s", len(msgs), exc)
-                for msg in msgs:
-                    await msg.nak(delay=1.0)
-                continue
-            # Acks are fire-and-forget publishes: sent together, not one round of the loop each.
-            await asyncio.gather(*(msg.ack() for msg in msgs))
-            report.add(result, len(msgs))
-            if on_batch is not None:
-                on_batch(result, report)
+            msgs, records = buffer.take()
+            await _apply_batch(loop, tagger, msgs, records, report, on_batch)
     finally:
+        if fetcher is not None:
+            fetcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
+                await fetcher
+        await _give_back(buffer)
         try:
             await nc.drain()
         except (TimeoutError, nats.errors.Error):
             await nc.close()
     return report
+
+
+async def _apply_batch(
+    loop: asyncio.AbstractEventLoop,
+    tagger: LiveTagger,
+    msgs: list[Any],
+    records: list[Any],
+    report: ConsumerReport,
+    on_batch: Callable[[ApplyResult, ConsumerReport], None] | None,
+) -> None:
+    """Apply one micro-batch of messages; acknowledge them only once it is durable."""
+    source = f"nats:{msgs[0].subject}"
+    try:
+        result = await loop.run_in_executor(None, _apply_all, tagger, records, source)
+    except Exception as exc:  # left for redelivery: the events are not lost
+        report.failures += 1
+        report.last_error = f"{type(exc).__name__}: {exc}"
+        log.warning("Batch of %d messages not applied (redelivered): %s", len(msgs), exc)
+        for msg in msgs:
+            await msg.nak(delay=1.0)
+        return
+    # Acks are fire-and-forget publishes: sent together, not one round of the loop each.
+    await asyncio.gather(*(msg.ack() for msg in msgs))
+    report.add(result, len(msgs))
+    if on_batch is not None:
+        on_batch(result, report)
+
+
+async def _give_back(buffer: _Buffer) -> None:
+    """Ask for messages fetched but never applied to be redelivered now (not after
+    ``ack_wait``); a connection already gone redelivers them after it anyway."""
+    while buffer.items:
+        msg, _ = buffer.items.popleft()
+        with contextlib.suppress(nats.errors.Error):
+            await msg.nak()
+    buffer.events = 0
 
 
 async def publish_events(

@@ -10,7 +10,7 @@ import nats
 
 from features.schema import ReasonCode
 from streaming.config import StreamingConfig
-from streaming.consumer import FetchSize, _records, consume, ensure_stream
+from streaming.consumer import FetchSize, _Buffer, _records, consume, ensure_stream
 from tags.live import live_rows
 from tests.streaming.conftest import Setup, records
 from tests.streaming.natsserver import nats_server
@@ -95,3 +95,35 @@ def test_a_body_is_an_event_a_list_or_ndjson() -> None:
     ndjson = b"\n".join([json.dumps(a).encode(), b"", json.dumps([b]).encode(), b"not json"])
     assert _records(ndjson + b"\n") == [a, b, "not json"]
     assert _records(b"\x00 not json") == ["\x00 not json"]
+
+
+class _Msg:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def test_buffered_messages_make_one_micro_batch_of_whole_messages() -> None:
+    async def run() -> None:
+        buffer = _Buffer()
+        three = [{"event_id": f"e{i}", "customer_id": "c"} for i in range(3)]
+        msgs = [_Msg(json.dumps(three).encode()) for _ in range(4)]
+        buffer.put(msgs[:2])
+        buffer.put(msgs[2:])
+        assert (len(buffer.items), buffer.events) == (4, 12)
+        assert buffer.arrived.is_set()
+        # Everything that arrived while a micro-batch was tagged goes into the next one,
+        # up to the event limit, never splitting a message (acks are per message).
+        taken, records = buffer.take(limit=7)
+        assert taken == msgs[:2]
+        assert len(records) == 6
+        assert buffer.events == 6
+        assert buffer.arrived.is_set()
+        taken, records = buffer.take(limit=2)  # one message over the limit: still taken whole
+        assert taken == [msgs[2]]
+        assert len(records) == 3
+        taken, records = buffer.take()
+        assert taken == [msgs[3]]
+        assert buffer.events == 0
+        assert not buffer.arrived.is_set()
+
+    asyncio.run(run())
