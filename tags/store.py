@@ -68,8 +68,9 @@ HOLD_MAX_S = 2.0
 class TagStore:
     """Tag snapshots with history in a DuckDB file.
 
-    Every method opens and closes its own connection, so the file is never held open
-    between calls (DuckDB allows one writing process at a time).
+    Every method opens and closes its own connection, so the file is not held open
+    between calls (DuckDB allows one writing process at a time); the exception is
+    :meth:`held_writer` (real-time tagging), closed within a fraction of a second idle.
 
     Each run also records what it changed as transitions (``tags.transitions``), in the
     same transaction as its snapshot.

@@ -95,8 +95,11 @@ class HeldWriter:
     Callers take the file's turn (:func:`tags.store_locks.turns_of`) around :meth:`use`;
     the closing thread takes the writer's turn, so it never closes a connection in use.
     While :meth:`busy` (a micro-batch between its writes: validating, re-tagging) the
-    connection is not closed; it is closed once not busy and idle for ``idle_s``, or
-    open for ``max_s`` (then at the first moment it is not busy).
+    connection is not closed for idling; it is closed once not busy and idle for
+    ``idle_s``, or once open for ``max_s``, busy or not (at the next moment no cursor
+    is in use; a busy micro-batch then opens it again at its write), so a steady
+    stream of micro-batches still checkpoints and lets other processes in every
+    ``max_s``.
 
     Args:
         path: The store file.
@@ -178,11 +181,13 @@ class HeldWriter:
         """Block until the connection is due to close (True) or closing stops (False)."""
         with self._cond:
             while not self._stopping and self._con is not None:
+                at = time.monotonic()
+                if at - self._opened >= self.max_s:
+                    return True
                 if self._busy:
-                    self._cond.wait()
+                    self._cond.wait(self._opened + self.max_s - at)
                     continue
-                left = min(self._used + self.idle_s, self._opened + self.max_s)
-                left -= time.monotonic()
+                left = min(self._used + self.idle_s, self._opened + self.max_s) - at
                 if left <= 0:
                     return True
                 self._cond.wait(left)
@@ -194,8 +199,8 @@ class HeldWriter:
                 # Re-checked under the turn: the connection may have been used meanwhile.
                 with self._cond:
                     at = time.monotonic()
-                    due = not self._busy and (
-                        at - self._used >= self.idle_s or at - self._opened >= self.max_s
+                    due = at - self._opened >= self.max_s or (
+                        not self._busy and at - self._used >= self.idle_s
                     )
                 if got and due:
                     self._close()

@@ -86,6 +86,15 @@ def test_busy_keeps_it_open_and_max_s_bounds_it(tmp_path: Path) -> None:
             con.execute("SELECT 1")
         time.sleep(0.05)
     assert _other_process_reads(store.path) == "2"
+    # Busy all the time (a steady stream of micro-batches), it is closed at max_s too.
+    with store.keep_open():
+        with store.held_writer(idle_s=5.0, max_s=0.5) as con:
+            _insert(con, "c")
+        started = time.monotonic()
+        while held_of(store.path) is not None:
+            assert time.monotonic() - started < 10, "max_s did not close a busy connection"
+            time.sleep(0.05)
+    assert _other_process_reads(store.path) == "3"
 
 
 def test_release_closes_now_and_the_next_write_reopens(tmp_path: Path) -> None:
