@@ -295,6 +295,11 @@ def main() -> None:
         args.repeats,
     )
     print_stages(live, batch_customers, [ev_by_id[c] for c in chosen], as_of, models)
+    print_targets(rows)
+
+
+def print_targets(rows: dict[str, tuple[float, ...]]) -> None:
+    """The targets' figures and the ratios against the old path, from the timed rows."""
     live1, old1 = rows["live, 1 customer"], rows["old path, 1 customer"]
     served = rows.get("live, 1 customer, run thresholds")
     batch, old_b = rows["live, 100 customers per call"], rows["old path, 100 customers per call"]
