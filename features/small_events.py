@@ -9,7 +9,8 @@ engine's event windows then read it exactly as they read the batch index, so a
 customer's features are computed by the same kernels in both paths. The structures
 the families read (per-type sorted keys, amount sums, order flags, purchase days,
 category groups) are built by the batch index's own code
-(:func:`features.events.sorted_typed`, :func:`features.coding.first_of_order`, the
+(:func:`features.events.sorted_typed`, :func:`features.coding.first_of_order` (keyed
+by exact dictionary codes of the order ids rather than their hashes), the
 inherited ``days``/``groups``/``amounts``); only how the inputs reach them differs.
 """
 
@@ -23,8 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from features.coding import first_of_order, string_hashes
+from features.coding import first_of_order
 from features.errors import FeaturesError
 from features.event_arrays import code_dtype, prefix_sum, seconds_base
 from features.events import PreparedEvents, sorted_typed
@@ -178,9 +180,23 @@ class SmallEvents(PreparedEvents):
         p = self.typed("purchase")
         if not len(p):
             return np.zeros(0, dtype=bool)
-        ids = self.strings_at("order_id", p.rows)
-        hashes, nulls = string_hashes(ids)
-        return first_of_order(self._codes_of(p), hashes, nulls, lambda at: ids.take(pa.array(at)))
+        ids = self._text["order_id"].take(pa.array(p.rows))
+        # first_of_order needs equal ids to get equal keys: dictionary codes are exact
+        # keys (no collision), one Arrow call where string_hashes' word loop makes ~30
+        # numpy calls on a live call's few purchases.
+        codes = pc.dictionary_encode(ids).indices.to_numpy(zero_copy_only=False)
+        if ids.null_count:
+            nulls = np.isnan(codes)
+            codes = np.where(nulls, 0, codes)
+        else:
+            nulls = np.zeros(len(codes), dtype=bool)
+        chunked = pa.chunked_array([ids], _TEXT)
+        return first_of_order(
+            self._codes_of(p),
+            codes.astype(np.uint64),
+            nulls,
+            lambda at: chunked.take(pa.array(at)),
+        )
 
     def birth_years(self, column: str) -> np.ndarray:
         """The customers' ``column`` as float64 years (NaN when missing)."""

@@ -381,6 +381,37 @@ class LiveScorer:
         result.predictions = {m.name: _predict(m, result, matrices) for m in chosen}
         return result
 
+    def warm(self, models: Mapping[str, LiveModel] | Iterable[LiveModel] = ()) -> LiveResult:
+        """Score a made-up customer (one event of each declared type, a year of
+        tenure) with ``models``, so that a process's first real call does not pay the
+        one-time costs: the rules' type checks, the column and matrix plans, lazy
+        imports and first calls of the numpy/Arrow/LightGBM kernels.
+
+        Raises:
+            SchemaError, FeaturesError, TagsError: As :meth:`score` (a rule failing on
+                the made-up customer).
+        """
+        as_of = pd.Timestamp.now(tz="UTC").floor("s")
+        customer: dict[str, Any] = {
+            "customer_id": "warm-up",
+            "signup_at": as_of - pd.Timedelta(days=400),
+        }
+        customer.update({a.name: None for a in self.facts.attributes})
+        events = [
+            {
+                "customer_id": "warm-up",
+                "occurred_at": as_of - pd.Timedelta(days=3 + 30 * k, hours=k),
+                "event_type": event_type,
+                "amount": 10.0,
+                "category": "warm-up",
+                "product_id": "warm-up",
+                "order_id": f"warm-up-{k}",
+                "quantity": 1.0,
+            }
+            for k, event_type in enumerate(sorted(self._event_types))
+        ]
+        return self.score([customer], events, as_of=as_of, models=models)
+
 
 def _frame_dtype(dtype: str) -> Any:
     """The pandas dtype of a catalogue dtype in the feature frame (rule kinds)."""

@@ -1,8 +1,10 @@
 """Champion predictions: the served-model protocols and the scores the service returns.
 
 A :class:`LiveModel` holds a champion's scores of every customer of the current feature
-snapshot, computed once per swap; :func:`predict_posted` scores the one customer of a
-``POST /score`` request with the same models.
+snapshot, computed once per swap. ``POST /score`` scores its one customer through an
+:class:`OnlineScorer` (the live path, arrays) and renders its rows with
+:func:`posted_rows`; :func:`predict_posted` renders them from a feature frame (the
+reference ``serving.posted`` keeps).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from serving.errors import ModelLoadError
 __all__ = [
     "LiveModel",
     "ModelSource",
+    "OnlineScorer",
     "PostedScores",
     "ScoredCustomer",
     "ServedModel",
@@ -111,6 +114,37 @@ class ScoredCustomer(Protocol):
 
     def row_values(self, row: int) -> dict[str, Any]:
         """Feature row ``row`` as JSON-ready values (``customer_id`` first)."""
+        ...
+
+
+class OnlineScorer(Protocol):
+    """Scores one customer's posted facts now (``serving.sources.LiveOnlineScorer``
+    over ``scoring.live.LiveScorer``: the batch feature, rule and model code on arrays).
+    """
+
+    def score_live(
+        self,
+        customer: Mapping[str, Any],
+        events: Sequence[Mapping[str, Any]],
+        *,
+        as_of: pd.Timestamp,
+        models: Mapping[str, ServedModel] | None = None,
+        thresholds: Mapping[str, Mapping[str, float | None]] | None = None,
+    ) -> ScoredCustomer:
+        """The posted customer's features, rule tags and each of ``models``' scores.
+
+        ``thresholds`` pins population aggregates (tag id -> aggregate text -> value,
+        a batch run's) instead of computing them over this one customer.
+
+        Raises:
+            FeaturesError: The facts break the fact contract.
+            TagsError: The customer signed up at or after ``as_of``, or a rule fails.
+        """
+        ...
+
+    def warm(self, models: Mapping[str, ServedModel]) -> None:
+        """Score a made-up customer once, so the first request does not pay the
+        one-time costs (rule checks, column and matrix plans, lazy imports)."""
         ...
 
 

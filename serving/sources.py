@@ -186,6 +186,10 @@ class LiveOnlineScorer:
         result = self.score_live(customer, events, as_of=as_of)
         return result.features, result.rule_tags
 
+    def warm(self, models: Mapping[str, Any]) -> None:
+        """Score a made-up customer with ``models`` once (``LiveScorer.warm``)."""
+        self.live.warm(models)
+
     def score_live(
         self,
         customer: Mapping[str, Any],

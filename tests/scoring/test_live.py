@@ -166,3 +166,51 @@ def test_frame_records_are_request_records() -> None:
         },
         {"customer_id": "b", "signup_at": None, "birth_year": None, "score": None},
     ]
+
+
+def test_orders_are_counted_as_the_batch_index_counts_them(scorer: LiveScorer) -> None:
+    """The live index keys order ids by dictionary codes: purchases without an order id
+    are orders of their own, an id seen again later (not adjacent) is the same order, and
+    the same id at two customers is two orders; features reading order counts match."""
+    customers = [
+        {"customer_id": c, "signup_at": pd.Timestamp("2024-01-01", tz="UTC")} for c in ("a", "b")
+    ]
+    plan = [  # (customer, day, order id)
+        ("a", 1, "o1"),
+        ("a", 2, None),
+        ("a", 3, "o2"),
+        ("a", 4, "o1"),
+        ("a", 5, None),
+        ("a", 6, "o2"),
+        ("a", 6, "o3"),
+        ("b", 2, "o1"),
+        ("b", 3, "o1"),
+        ("b", 9, None),
+    ]
+    events = [
+        {
+            "customer_id": c,
+            "occurred_at": pd.Timestamp("2024-03-01", tz="UTC") + pd.Timedelta(days=d),
+            "event_type": "purchase",
+            "amount": 10.0 + d,
+            "order_id": o,
+        }
+        for c, d, o in plan
+    ]
+    got = scorer.features(customers, events, as_of=AS_OF)
+    expected = build_features(
+        scorer.customers_frame(customers), scorer.events_frame(events), as_of=AS_OF
+    )
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["frequency_orders"].tolist() == [5, 2]
+
+
+def test_warm_scores_a_made_up_customer_once() -> None:
+    """warm() runs the whole call (rules checked, every model scored) on made-up facts."""
+    live = LiveScorer(catalogue=Catalogue.load(LIBRARY_DIR), facts=FactsConfig())
+    model = _Model()
+    result = live.warm({"churn-predictor": model})
+    assert result.customer_ids == ["warm-up"]
+    assert model.calls == 1
+    assert result.columns.columns["frequency_orders"].tolist() == [1]
+    assert result.tag_values  # the catalogue's rules were evaluated

@@ -196,6 +196,12 @@ class FakeScored:
 class FakeOnlineScorer:
     """Features = counts over the posted events; one rule tag, like the fake snapshot."""
 
+    def __init__(self) -> None:
+        self.warmed: list[list[str]] = []
+
+    def warm(self, models: Mapping[str, Any]) -> None:
+        self.warmed.append(sorted(models))
+
     def score_live(
         self,
         customer: Mapping[str, Any],

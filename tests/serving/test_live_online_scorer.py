@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -17,7 +18,7 @@ from serving.sources import LiveOnlineScorer
 from tags.catalogue import LIBRARY_DIR, Catalogue
 from tags.errors import TagsError
 from tests.serving.fakes import AS_OF as FAKE_AS_OF
-from tests.serving.fakes import make_runtime
+from tests.serving.fakes import FakeOnlineScorer, make_runtime
 
 AS_OF = pd.Timestamp("2024-06-01", tz="UTC")
 CUSTOMER = {"customer_id": "k1", "signup_at": pd.Timestamp("2024-01-01", tz="UTC")}
@@ -112,3 +113,28 @@ def test_runtime_answers_the_same_from_arrays_and_from_frames(tmp_path: Path) ->
             k: v for k, v in values.items() if k == "customer_id" or k in visible
         }
         assert from_arrays["tags"]
+
+
+def test_start_warms_the_online_scorer_with_the_champions(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runtime warms the scorer once at start; a failing warm-up is logged, and the
+    service still starts and scores."""
+    runtime, *_ = make_runtime(keys_path=tmp_path / "keys.json")
+    scorer = runtime.online_scorer
+    assert isinstance(scorer, FakeOnlineScorer)
+    runtime.start()
+    assert scorer.warmed == [["churn-predictor", "value-predictor"]]
+
+    class Failing(FakeOnlineScorer):
+        def warm(self, models: Any) -> None:
+            raise TagsError("a rule failed on the made-up customer")
+
+    broken, *_ = make_runtime(keys_path=tmp_path / "keys2.json")
+    broken.online_scorer = Failing()
+    with caplog.at_level("WARNING", logger="serving.runtime"):
+        broken.start()
+    assert "warm-up failed: TagsError" in caplog.text
+    customer = {"customer_id": "c1", "signup_at": FAKE_AS_OF - pd.Timedelta(days=30)}
+    answer = broken.score(Caller(name="crm", role="marketing"), customer, [], as_of=FAKE_AS_OF)
+    assert answer["customer_id"] == "c1"
