@@ -265,7 +265,7 @@ def blank_ids(rejects: Rejects, ids: pd.Series) -> None:
         ),
     )
     rejects.mark(
-        ids.str.lower().isin(list(NULL_ID_TOKENS)).fillna(False).to_numpy(dtype=bool),
+        _null_id_markers(ids),
         ReasonCode.BLANK_ID,
         lambda hit: (
             "field 'customer_id': expected a non-empty id, got "
@@ -273,6 +273,48 @@ def blank_ids(rejects: Rejects, ids: pd.Series) -> None:
             + " (a null marker)"
         ),
     )
+
+
+# First bytes a null marker can start with once lowercased (bytes from 0x80 on: any
+# non-ASCII character, whose lowercase the prefilter does not try to predict).
+_MARKER_STARTS = np.zeros(256, dtype=bool)
+for _token in NULL_ID_TOKENS:
+    _MARKER_STARTS[[ord(_token[0].lower()), ord(_token[0].upper())]] = True
+_MARKER_STARTS[0x80:] = True
+
+
+def _null_id_markers(ids: pd.Series) -> np.ndarray:
+    """Where an id is a null marker (:data:`NULL_ID_TOKENS`, any case). Only the ids
+    whose first byte can start one are lowercased and looked up: lowercasing every id
+    cost 20 ms per 735k-row block, and real ids rarely start like a marker."""
+
+    def lookup(values: pd.Series) -> np.ndarray:
+        found = values.str.lower().isin(list(NULL_ID_TOKENS)).fillna(False)
+        return np.asarray(found.to_numpy(dtype=bool), dtype=bool)
+
+    if not isinstance(ids.dtype, pd.StringDtype):
+        return lookup(ids)
+    text = _arrow_text(ids)
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        return lookup(ids)
+    _, offsets_buffer, data_buffer = text.buffers()
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    offsets = np.asarray(
+        np.frombuffer(offsets_buffer, dtype=width)[text.offset : text.offset + len(text) + 1],
+        dtype=np.int64,
+    )
+    if data_buffer is None:
+        return np.zeros(len(text), dtype=bool)
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    starts = offsets[:-1]
+    filled = offsets[1:] > starts
+    first = np.zeros(len(text), dtype=np.uint8)
+    first[filled] = data[starts[filled]]
+    maybe = np.flatnonzero(filled & _MARKER_STARTS[first])
+    markers = np.zeros(len(text), dtype=bool)
+    if len(maybe):
+        markers[maybe] = lookup(ids.iloc[maybe])
+    return markers
 
 
 def future_times(

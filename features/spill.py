@@ -337,7 +337,10 @@ class EventSpill:
         for name in sorted(by_part):
             tables = [self._read_ipc(p) for p in by_part[name]]
             whole = pa.concat_tables(tables)
-            whole = whole.filter(whole["_ok"])
+            # Rejected candidates (duplicates found later) are few or none: filtering
+            # when there are none would copy every column for nothing.
+            if whole["_ok"].null_count or not pc.all(whole["_ok"]).as_py():
+                whole = whole.filter(whole["_ok"])
             rank = int64_values(whole["_rank"])
             yield (
                 whole.select(list(EVENT_COLUMNS)).combine_chunks(),

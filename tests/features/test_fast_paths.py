@@ -267,3 +267,23 @@ def test_numbers_field_reasons_with_the_fast_cast() -> None:
     assert np.isinf(got.iloc[5])
     # Rejected: "n/a?", "-2" (negative), "3e400", "" and "1e"; blank, NaN and null are missing.
     assert (~rejects.ok).nonzero()[0].tolist() == [1, 2, 5, 6, 8]
+
+
+_IDISH = st.one_of(
+    st.sampled_from([*sorted(checks.NULL_ID_TOKENS), "NULL", "N/A", "Undefined", "<NA>", "NIL"]),
+    st.text(alphabet="nN-<uU\\/aLlDdeEfFiI0123\u212a\u0130é ", max_size=10),
+    st.text(max_size=8),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.one_of(_IDISH, st.none()), min_size=1, max_size=12),
+    skip=st.integers(min_value=0, max_value=2),
+)
+def test_null_id_marker_prefilter_equals_lowercasing_every_id(
+    values: list[str | None], skip: int
+) -> None:
+    series = pd.Series(["x", "null"][:skip] + values, dtype="str").iloc[skip:]
+    want = series.str.lower().isin(list(checks.NULL_ID_TOKENS)).fillna(False).to_numpy(bool)
+    assert checks._null_id_markers(series).tolist() == want.tolist()
