@@ -287,3 +287,43 @@ def test_null_id_marker_prefilter_equals_lowercasing_every_id(
     series = pd.Series(["x", "null"][:skip] + values, dtype="str").iloc[skip:]
     want = series.str.lower().isin(list(checks.NULL_ID_TOKENS)).fillna(False).to_numpy(bool)
     assert checks._null_id_markers(series).tolist() == want.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    marks=st.lists(
+        st.tuples(st.lists(st.booleans(), min_size=9, max_size=9), st.booleans()), max_size=5
+    ),
+    wanted=st.lists(st.booleans(), min_size=9, max_size=9),
+)
+def test_rejects_keep_the_first_reason_and_message_of_each_row(
+    marks: list[tuple[list[bool], bool]], wanted: list[bool]
+) -> None:
+    from features.quarantine import Rejects
+    from features.schema import ReasonCode
+
+    codes = list(ReasonCode)
+    rejects = Rejects(9)
+    want_reason, want_message = [""] * 9, [""] * 9
+    for k, (mask, one_text) in enumerate(marks):
+        code = codes[k]
+        for i in range(9):
+            if mask[i] and not want_reason[i]:
+                want_reason[i], want_message[i] = code.value, ("all" if one_text else f"{k}:{i}")
+        rejects.mark(
+            np.array(mask),
+            code,
+            (lambda hit: "all")
+            if one_text
+            else (lambda hit, k=k: np.array([f"{k}:{i}" for i in np.flatnonzero(hit)])),
+        )
+    assert rejects.ok.tolist() == [not r for r in want_reason]
+    assert rejects.reason.tolist() == want_reason
+    assert rejects.message.tolist() == want_message
+    at = np.array(wanted)
+    assert rejects.reasons_at(at).tolist() == [
+        r for r, w in zip(want_reason, wanted, strict=True) if w
+    ]
+    assert rejects.messages_at(at).tolist() == [
+        m for m, w in zip(want_message, wanted, strict=True) if w
+    ]
