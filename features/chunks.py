@@ -108,16 +108,20 @@ def _scan(path: Path, *, check_utf8: bool) -> tuple[str, bool]:
         for block in iter(lambda: handle.read(8 << 20), b""):
             digest.update(block)
             if check_utf8 and valid:
-                data = carry + block
-                cut = data.rfind(b"\n") + 1  # a multi-byte character never holds 0x0A
-                valid = _is_utf8(data[:cut])
-                carry = data[cut:]
+                # Checked in place up to the last line feed (a multi-byte character never
+                # holds 0x0A); only the short tail after it is carried, not the block.
+                cut = block.rfind(b"\n") + 1
+                if cut:
+                    valid = _is_utf8(carry + block[:cut] if carry else memoryview(block)[:cut])
+                    carry = block[cut:]
+                else:
+                    carry += block
     if check_utf8 and valid and carry:
         valid = _is_utf8(carry)
     return digest.hexdigest(), valid
 
 
-def _is_utf8(data: bytes) -> bool:
+def _is_utf8(data: bytes | memoryview) -> bool:
     try:
         _as_text(data)
     except pa.ArrowInvalid:
@@ -125,7 +129,7 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def _as_text(data: bytes) -> pa.Array:
+def _as_text(data: bytes | memoryview) -> pa.Array:
     """``data`` as a one-element large_string array over the same bytes (no copy);
     Arrow validates the UTF-8 in C."""
     offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64).tobytes())
@@ -177,11 +181,17 @@ def _text_chunks(
             lines, numbers, physical = text_lines(
                 _decode(path, body, encoding, first_line), first_line, plain=plain
             )
+            # The lines joined again are the block itself when none was blank (nor
+            # trimmed): handed to the field split instead of a copy (24 ms a block).
+            joined = memoryview(body) if plain and not quotes and len(lines) == physical else None
             if dialect is None:
                 if len(lines) <= SNIFF_LINES and not eof:  # too few lines to sniff: read on
                     pending = body + b"\n" + rest
                     continue
                 dialect, lines, numbers = sniff_dialect(path, lines, numbers, options)
+                if joined is not None and dialect.has_header:
+                    header_end = body.find(b"\n")
+                    joined = joined[header_end + 1 :] if header_end >= 0 else None
             start = (
                 None
                 if eof or not quotes
@@ -206,6 +216,7 @@ def _text_chunks(
                     sha=sha,
                     plain=plain,
                     quotes=None if quotes else False,  # a quote byte: look at the data lines
+                    joined=joined if not start else None,
                 )
 
 

@@ -39,6 +39,7 @@ from features.schema import (
     FactsConfig,
     ReasonCode,
     arrow_table,
+    check_amounts,
     check_events,
 )
 from features.spill import EventSpill, row_hashes
@@ -172,10 +173,9 @@ class EventBlocks:
         )
         unknown, position = self._customers(canon, frame["customer_id"], rejects)
         candidates = np.flatnonzero(rejects.ok)
-        rows = check_events(canon.iloc[candidates].reset_index(drop=True))
-        table = arrow_table(rows)
+        table = _candidate_table(canon, rejects.ok, candidates)
         hashes = row_hashes(table, list(EVENT_COLUMNS), self._con)
-        kept = self._duplicates(rows, table, candidates, rejects, hashes)
+        kept = self._duplicates(canon, table, candidates, rejects, hashes)
         quarantine, files = finish([raw], frame, rejects, malformed, kind="events")
         self._quarantines.append(quarantine)
         self._count(files[0])
@@ -287,7 +287,7 @@ class EventBlocks:
 
     def _duplicates(
         self,
-        rows: pd.DataFrame,
+        canon: pd.DataFrame,
         table: pa.Table,
         candidates: np.ndarray,
         rejects: Rejects,
@@ -304,7 +304,7 @@ class EventBlocks:
         Returns:
             Per candidate row, whether it repeats an earlier row and is kept as separate.
         """
-        n_rows = len(rows)
+        n_rows = len(candidates)
         maybe = _repeated(hashes)
         earlier = self.spill.earlier(hashes)
         if earlier is not None:
@@ -327,9 +327,9 @@ class EventBlocks:
             prior = (
                 earlier.to_pandas().astype(EVENT_DTYPES)[list(EVENT_COLUMNS)]
                 if earlier is not None
-                else rows.iloc[:0]
+                else canon.iloc[:0]
             )
-            both = pd.concat([prior, rows.iloc[which]], ignore_index=True)
+            both = pd.concat([prior, canon.iloc[candidates[which]]], ignore_index=True)
             keep = both["order_id"].isna().to_numpy() if self.dedupe == "auto" else None
             found = repeat_rows(both, EVENT_COLUMNS, stored, keep_repeats=keep)
             skip = len(prior)
@@ -350,6 +350,16 @@ class EventBlocks:
             lambda hit: np.full(int(hit.sum()), "exact duplicate of an event already stored"),
         )
         return kept
+
+
+def _candidate_table(canon: pd.DataFrame, ok: np.ndarray, candidates: np.ndarray) -> pa.Table:
+    """The candidate rows of a block's canonical events as Arrow, checked as
+    :func:`~features.schema.check_events` checks a frame: the whole block converted,
+    then filtered (an Arrow filter costs a third of pandas' take of eight columns)."""
+    check_events(canon.iloc[:0])  # columns and dtypes
+    check_amounts(pd.Series(canon["amount"].to_numpy()[candidates]))
+    whole = arrow_table(canon)
+    return whole if len(candidates) == len(canon) else whole.filter(pa.array(ok))
 
 
 def _repeated(hashes: np.ndarray) -> np.ndarray:

@@ -43,17 +43,25 @@ def _malformed_frame(
 
 
 def split_arrow(
-    lines: pa.Array, delimiter: str, columns: tuple[str, ...], *, plain: bool = False
+    lines: pa.Array,
+    delimiter: str,
+    columns: tuple[str, ...],
+    *,
+    plain: bool = False,
+    joined: pa.Buffer | None = None,
 ) -> pd.DataFrame | None:
     """Fields of unquoted lines through Arrow's multithreaded CSV parser (several times
     faster than splitting with compute kernels); ``None`` when some line does not split
     into exactly one row of ``len(columns)`` fields, so the caller's line-by-line split
     can report it as malformed with its line number. ``plain``: the lines hold no
-    whitespace at all, so no field needs trimming and empty ones are read as null."""
-    joined = pc.binary_join(
-        pa.LargeListArray.from_arrays(pa.array([0, len(lines)], pa.int64()), lines),
-        pa.scalar("\n", pa.large_string()),
-    )[0].as_buffer()
+    whitespace at all, so no field needs trimming and empty ones are read as null.
+    ``joined``: the lines joined by line feeds, when the caller holds those bytes
+    already (a block read from a file: joining the lines again copies the block)."""
+    if joined is None:
+        joined = pc.binary_join(
+            pa.LargeListArray.from_arrays(pa.array([0, len(lines)], pa.int64()), lines),
+            pa.scalar("\n", pa.large_string()),
+        )[0].as_buffer()
     names = [f"f{i}" for i in range(len(columns))]
     invalid = []
 

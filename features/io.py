@@ -403,11 +403,13 @@ def split_lines(
     sha: str,
     plain: bool = False,
     quotes: bool | None = None,
+    joined: bytes | memoryview | None = None,
 ) -> RawTable:
     """Split data lines into text fields; lines that do not split are malformed.
 
     ``plain``: the lines hold no whitespace (see :func:`text_lines`); ``quotes``:
-    whether some line holds a double quote, when the caller knows (``None``: look).
+    whether some line holds a double quote, when the caller knows (``None``: look);
+    ``joined``: the lines joined by line feeds, when the caller holds those bytes.
     """
     delimiter, columns = dialect.delimiter, dialect.columns
     placeholder = None
@@ -423,7 +425,13 @@ def split_lines(
         frame, rows, malformed = _split_quoted(lines, numbers, delimiter, columns)
     else:
         fast = (
-            _split_arrow(lines, delimiter, columns, plain=plain)
+            _split_arrow(
+                lines,
+                delimiter,
+                columns,
+                plain=plain,
+                joined=None if joined is None else pa.py_buffer(joined),
+            )
             if delimiter != "whitespace"
             else None
         )

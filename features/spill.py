@@ -102,6 +102,7 @@ class EventSpill:
         self._known_ids: pa.Array | None = None
         self._known_range: np.ndarray | None = None
         self._known_rank: np.ndarray | None = None
+        self._ids_by_rank: pa.Array | None = None
         self._seen = _SeenFilter()
         self._memory: list[pa.Table | None] = []  # per block, until spilled
         self._files: list[list[Path]] = []  # per block, once spilled
@@ -120,9 +121,12 @@ class EventSpill:
         sorted for the file by the id's rank among them (ranked once here)."""
         self._known_ids = ids
         self._known_range = None
+        # Known ids are distinct (one row per customer), so rank -> id is a function.
         rank = np.empty(len(ids), dtype=np.int32)
-        rank[np.asarray(pc.sort_indices(ids), dtype=np.int64)] = np.arange(len(ids))
+        by_rank = pc.sort_indices(ids)
+        rank[np.asarray(by_rank, dtype=np.int64)] = np.arange(len(ids))
         self._known_rank = rank
+        self._ids_by_rank = ids.take(by_rank)
 
     def _rank_of(self, position: np.ndarray | None, n_rows: int) -> np.ndarray:
         """Per row, its customer's byte-order rank among the known ids (-1: unknown)."""
@@ -232,7 +236,11 @@ class EventSpill:
         written = 0
         with pq.ParquetWriter(sink, self.schema, compression="zstd", **EVENT_ENCODING) as writer:
             for part, rank in self._parts():
-                ordered = sorted_events(part) if rank is None else sorted_by_rank(part, rank)
+                ordered = (
+                    sorted_events(part)
+                    if rank is None
+                    else sorted_by_rank(part, rank, ids_by_rank=self._ids_by_rank)
+                )
                 writer.write_table(ordered, row_group_size=row_group_size)
                 written += ordered.num_rows
                 del ordered, part
@@ -329,7 +337,10 @@ class EventSpill:
         for name in sorted(by_part):
             tables = [self._read_ipc(p) for p in by_part[name]]
             whole = pa.concat_tables(tables)
-            whole = whole.filter(whole["_ok"])
+            # Rejected candidates (duplicates found later) are few or none: filtering
+            # when there are none would copy every column for nothing.
+            if whole["_ok"].null_count or not pc.all(whole["_ok"]).as_py():
+                whole = whole.filter(whole["_ok"])
             rank = int64_values(whole["_rank"])
             yield (
                 whole.select(list(EVENT_COLUMNS)).combine_chunks(),

@@ -58,11 +58,18 @@ def sorted_events(events: pd.DataFrame | pa.Table) -> pa.Table:
     return _taken(events, customer_time_order(events))
 
 
-def sorted_by_rank(events: pa.Table, rank: np.ndarray) -> pa.Table:
+def sorted_by_rank(
+    events: pa.Table, rank: np.ndarray, ids_by_rank: pa.Array | None = None
+) -> pa.Table:
     """Canonical events (no missing time) sorted as :func:`sorted_events` sorts them,
     given each row's customer rank: any numbers ordered as the ids' byte order, equal
     for equal ids (an import ranks its known customers once, where sorting each range
     of a file ranked the range's ids again: 0.18 s of 0.44 s for 2M events).
+
+    ``ids_by_rank``, when given, holds each rank's id (``ids_by_rank[rank[i]]`` is row
+    ``i``'s id): the sorted id column is then read from it in rank order, a sequential
+    gather, instead of gathering the rows' own ids in random order (100-280 ms for 2M
+    events against some 25 ms).
 
     Raises:
         StoreError: The table does not have exactly the canonical columns.
@@ -72,17 +79,48 @@ def sorted_by_rank(events: pa.Table, rank: np.ndarray) -> pa.Table:
     if events.num_rows < 2 or times.null_count:
         return sorted_events(events)
     rank = np.asarray(rank, dtype=np.int64)
-    return _taken(events, _rank_time_order(rank - rank.min(), int64_values(times.cast(pa.int64()))))
+    order = _rank_time_order(rank - rank.min(), int64_values(times.cast(pa.int64())))
+    if order is None or ids_by_rank is None:
+        return _taken(events, order)
+    ids = ids_by_rank.take(pa.array(rank[order])).cast(events.schema.field("customer_id").type)
+    return _taken(events, order, given={"customer_id": ids})
 
 
-def _taken(events: pa.Table, order: np.ndarray | None) -> pa.Table:
-    """``events`` in ``order`` (``None``: as they are)."""
+# Text columns of few distinct values: gathered through a dictionary (encode, gather the
+# int32 codes, decode from a dictionary that stays in cache): 40 ms instead of 110 ms per
+# 2M events, because the random reads of a plain gather miss the cache on every row.
+_FEW_VALUES = ("event_type", "category", "product_id")
+
+
+def _taken(
+    events: pa.Table, order: np.ndarray | None, given: dict[str, pa.Array] | None = None
+) -> pa.Table:
+    """``events`` in ``order`` (``None``: as they are); ``given`` columns are already."""
     if order is None:
         return events
     rows = pa.array(order)
+    given = given or {}
+
+    def take(name: str, column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+        if name in given:
+            return given[name]
+        if name in _FEW_VALUES and pa.types.is_large_string(column.type):
+            return _take_few(column, rows)
+        return column.take(rows)
+
     with ThreadPoolExecutor(_TAKE_WORKERS, thread_name_prefix="tagsmith-sort") as pool:
-        columns = list(pool.map(lambda column: column.take(rows), events.columns))
+        columns = list(pool.map(take, events.column_names, events.columns))
     return pa.Table.from_arrays(columns, schema=events.schema)
+
+
+def _take_few(column: pa.ChunkedArray, rows: pa.Array) -> pa.Array | pa.ChunkedArray:
+    """``column.take(rows)`` through a dictionary when the column has few distinct
+    values (a quarter of its rows or fewer), else the plain gather."""
+    whole = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    coded = pc.dictionary_encode(whole)
+    if len(coded.dictionary) * 4 > max(len(whole), 1):
+        return whole.take(rows)
+    return coded.dictionary.take(coded.indices.take(rows))
 
 
 def canonical_events(events: pd.DataFrame | pa.Table) -> pa.Table:
@@ -141,18 +179,9 @@ def _packed_order(rank: np.ndarray, micros: np.ndarray) -> np.ndarray | None:
             return None
     key = (rank << int(rel.max()).bit_length()) | rel
     del rel
-    order = np.argsort(key)
-    key = key[order]
-    tie = key[1:] == key[:-1]
-    if tie.any():
-        # Equal keys (same customer, same time) go back to file order, as a stable sort
-        # leaves them: group number and row position packed in one int64 and sorted.
-        group = np.concatenate([[0], np.cumsum(~tie)])
-        row_bits = max(int(len(order) - 1).bit_length(), 1)
-        packed = (group << row_bits) | order
-        packed.sort()
-        order = packed & ((1 << row_bits) - 1)
-    return order
+    # Stable: equal keys (same customer, same time) keep the file order. numpy's stable
+    # int64 argsort costs what its quicksort does, and no second sort of the ties.
+    return np.argsort(key, kind="stable")
 
 
 def _arrow_order(events: pa.Table) -> np.ndarray:

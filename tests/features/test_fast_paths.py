@@ -210,3 +210,120 @@ def test_arrow_numbers_equal_pandas_numbers(values: list[str | None]) -> None:
     series = pd.Series(values, dtype="str")
     expected = pd.to_numeric(series, errors="coerce").astype("float64")
     pd.testing.assert_series_equal(checks.to_float(series), expected, check_names=False)
+
+
+_HOSTILE = st.one_of(
+    _NUMBERISH,
+    st.sampled_from([*sorted(checks.NULL_NUMBER_TOKENS), "NaN", "N/A", "NULL", "None", "-"]),
+    st.text(alphabet="0123456789.+-eE \t/\\naé١٢", max_size=12),
+    st.text(max_size=6),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.one_of(_HOSTILE, st.none()), min_size=1, max_size=12),
+    skip=st.integers(min_value=0, max_value=3),
+)
+def test_number_shaped_fast_path_equals_the_regex_path(values: list[str | None], skip: int) -> None:
+    # A slice: the Arrow text then starts at an offset into its buffers.
+    series = pd.Series(["0", "x", None, "1e5"][:skip] + values, dtype="str").iloc[skip:]
+    shaped = checks._number_shaped(series)
+    assert shaped is not None
+    pd.testing.assert_series_equal(
+        checks._null_tokens_to_na(series, shaped), checks._null_tokens_to_na(series)
+    )
+    masked = checks._null_tokens_to_na(series)
+    pd.testing.assert_series_equal(
+        checks.to_float(masked, shaped), checks._regex_to_float(masked), check_names=False
+    )
+    pd.testing.assert_series_equal(
+        checks.to_float(series),
+        pd.to_numeric(series, errors="coerce").astype("float64"),
+        check_names=False,
+    )
+    # Shaped: present, not empty, of number bytes only.
+    want = [v is not None and v != "" and set(v) <= set("0123456789.eE+-") for v in values]
+    assert shaped.tolist() == want
+
+
+def test_numbers_field_reasons_with_the_fast_cast() -> None:
+    from features.quarantine import Rejects
+    from features.schema import ReasonCode
+
+    values = pd.Series(
+        ["1.5", "n/a?", "-2", None, "NaN", "3e400", "", "7", "1e", "null"], dtype="str"
+    )
+    rejects = Rejects(len(values))
+    got = checks.numbers_field(
+        rejects,
+        values,
+        field_name="amount",
+        bad_reason=ReasonCode.BAD_AMOUNT,
+        negative_reason=ReasonCode.NEGATIVE_AMOUNT,
+    )
+    assert got.iloc[[0, 2, 7]].tolist() == [1.5, -2.0, 7.0]
+    assert got.iloc[[1, 3, 4, 6, 8, 9]].isna().all()
+    assert np.isinf(got.iloc[5])
+    # Rejected: "n/a?", "-2" (negative), "3e400", "" and "1e"; blank, NaN and null are missing.
+    assert (~rejects.ok).nonzero()[0].tolist() == [1, 2, 5, 6, 8]
+
+
+_IDISH = st.one_of(
+    st.sampled_from([*sorted(checks.NULL_ID_TOKENS), "NULL", "N/A", "Undefined", "<NA>", "NIL"]),
+    st.text(alphabet="nN-<uU\\/aLlDdeEfFiI0123\u212a\u0130é ", max_size=10),
+    st.text(max_size=8),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.one_of(_IDISH, st.none()), min_size=1, max_size=12),
+    skip=st.integers(min_value=0, max_value=2),
+)
+def test_null_id_marker_prefilter_equals_lowercasing_every_id(
+    values: list[str | None], skip: int
+) -> None:
+    series = pd.Series(["x", "null"][:skip] + values, dtype="str").iloc[skip:]
+    want = series.str.lower().isin(list(checks.NULL_ID_TOKENS)).fillna(False).to_numpy(bool)
+    assert checks._null_id_markers(series).tolist() == want.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    marks=st.lists(
+        st.tuples(st.lists(st.booleans(), min_size=9, max_size=9), st.booleans()), max_size=5
+    ),
+    wanted=st.lists(st.booleans(), min_size=9, max_size=9),
+)
+def test_rejects_keep_the_first_reason_and_message_of_each_row(
+    marks: list[tuple[list[bool], bool]], wanted: list[bool]
+) -> None:
+    from features.quarantine import Rejects
+    from features.schema import ReasonCode
+
+    codes = list(ReasonCode)
+    rejects = Rejects(9)
+    want_reason, want_message = [""] * 9, [""] * 9
+    for k, (mask, one_text) in enumerate(marks):
+        code = codes[k]
+        for i in range(9):
+            if mask[i] and not want_reason[i]:
+                want_reason[i], want_message[i] = code.value, ("all" if one_text else f"{k}:{i}")
+        rejects.mark(
+            np.array(mask),
+            code,
+            (lambda hit: "all")
+            if one_text
+            else (lambda hit, k=k: np.array([f"{k}:{i}" for i in np.flatnonzero(hit)])),
+        )
+    assert rejects.ok.tolist() == [not r for r in want_reason]
+    assert rejects.reason.tolist() == want_reason
+    assert rejects.message.tolist() == want_message
+    at = np.array(wanted)
+    assert rejects.reasons_at(at).tolist() == [
+        r for r, w in zip(want_reason, wanted, strict=True) if w
+    ]
+    assert rejects.messages_at(at).tolist() == [
+        m for m, w in zip(want_message, wanted, strict=True) if w
+    ]

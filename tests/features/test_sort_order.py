@@ -130,3 +130,26 @@ def test_seconds_base_is_the_first_second_and_refuses_136_years() -> None:
     assert seconds_base(just_fits) == 0
     with pytest.raises(FeaturesError, match="Expected events to span less than 136 years"):
         seconds_base(np.array([0, REL_MAX * SEC_US], dtype=np.int64))
+
+
+@pytest.mark.parametrize("distinct", [3, 4000])
+def test_ids_read_by_rank_and_few_valued_columns_equal_the_plain_gather(distinct: int) -> None:
+    rng = np.random.default_rng(17)
+    n = 5000
+    known = np.array(sorted({f"K{i}" for i in range(300)} | {"é", "Z", "a", ""}, key=str.encode))
+    ids_by_rank = pa.array(known, pa.large_string())
+    picked = rng.integers(0, len(known), n)
+    micros = rng.integers(0, 10**6 * 86400, n).astype(np.int64)
+    micros[rng.random(n) < 0.2] = micros[0]  # ties keep the file order
+    table = _events(list(known[picked]), micros)
+    # Few or many distinct values, some missing: the dictionary path and its fallback.
+    values = np.char.add("v", rng.integers(0, distinct, n).astype(str)).astype(object)
+    values[rng.random(n) < 0.1] = None
+    for name in ("event_type", "category", "product_id"):
+        table = table.set_column(
+            table.schema.get_field_index(name), name, pa.array(values, pa.large_string())
+        )
+    got = sorted_by_rank(table, picked + 3, ids_by_rank=pa.array([None] * 3 + list(known)))
+    assert got.equals(_arrow_sorted(table))
+    assert sorted_by_rank(table, picked, ids_by_rank=ids_by_rank).equals(_arrow_sorted(table))
+    assert sorted_by_rank(table, picked).equals(_arrow_sorted(table))
