@@ -34,11 +34,10 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from scoring.contract import REGISTERED_MODEL_NAMES, contract_metadata
+from scoring.contract import REGISTERED_MODEL_NAMES
 from scoring.loading import mlflow_uris
 from training import mlflow_model
 from training.errors import TrainingError
-from training.mlflow_model import typed_example
 from training.pipeline import TrainingResult
 
 __all__ = [
@@ -148,13 +147,19 @@ def _log_datasets(result: TrainingResult, signature: Any) -> None:
         schema=signature.inputs,
     )
     mlflow.log_input(training, context="training")
-    test = from_pandas(
-        result.test,
-        source=source,
-        targets=result.target if result.target in result.test.columns else None,
-        name=f"{result.target}-test-{plan.test.date()}",
-    )
-    mlflow.log_input(test, context="test")
+    with warnings.catch_warnings():
+        # The hint is about integer model inputs missing at inference time; these are
+        # logged test rows whose integer columns (labels, counts) are complete.
+        warnings.filterwarnings(
+            "ignore", message="Hint: Inferred schema contains integer", category=UserWarning
+        )
+        test = from_pandas(
+            result.test,
+            source=source,
+            targets=result.target if result.target in result.test.columns else None,
+            name=f"{result.target}-test-{plan.test.date()}",
+        )
+        mlflow.log_input(test, context="test")  # the schema is inferred here, lazily
 
 
 def _params(result: TrainingResult, config: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +222,6 @@ def log_training(
     """
     import mlflow
     from mlflow.exceptions import MlflowException
-    from mlflow.models import Model, infer_signature
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # Runs and registration follow MLflow's process-wide URIs: point both at this
@@ -230,10 +234,8 @@ def log_training(
         example = result.input_example
         if example is None:
             raise TrainingError("Expected an input example in the training result. Got none.")
-        scores = np.asarray(booster.predict(example.to_numpy(), num_threads=1))
         # Callers of the pyfunc flavor send features as they are: categoricals as strings.
-        typed = typed_example(example, contract)
-        signature = infer_signature(typed, scores)
+        typed, signature = mlflow_model.typed_signature(booster, example, contract)
         try:
             experiment_id = ""
             if not os.environ.get("MLFLOW_RUN_ID"):
@@ -268,16 +270,8 @@ def log_training(
                     _write_tables(result, folder / "tables")
                     (folder / "model_card.md").write_text(model_card(result), encoding="utf-8")
                     mlflow.log_artifacts(str(folder))
-                info = Model.log(
-                    artifact_path=None,
-                    name="model",
-                    flavor=mlflow_model,
-                    flavor_name=mlflow_model.FLAVOR_NAME,
-                    lgb_model=booster,
-                    signature=signature,
-                    input_example=typed,
-                    metadata=contract_metadata(contract),
-                    pip_requirements=_PIP_REQUIREMENTS,
+                info = mlflow_model.log_model(
+                    booster, contract, typed, signature, pip_requirements=_PIP_REQUIREMENTS
                 )
                 version = mlflow.register_model(
                     info.model_uri,

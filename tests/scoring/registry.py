@@ -116,21 +116,15 @@ def register_booster(
         example, np.asarray(booster.predict(example.to_numpy(), num_threads=1))
     )
     if typed_pyfunc:
-        from mlflow.models import Model
-
         from training import mlflow_model
 
-        typed = mlflow_model.typed_example(example, model_contract)
+        typed, typed_sig = mlflow_model.typed_signature(booster, example, model_contract)
         with mlflow_uris(tracking_uri), mlflow.start_run(experiment_id=exp_id):
-            info = Model.log(
-                artifact_path=None,
-                name="model",
-                flavor=mlflow_model,
-                flavor_name=mlflow_model.FLAVOR_NAME,
-                lgb_model=booster,
-                signature=infer_signature(typed, np.asarray(booster.predict(example.to_numpy()))),
-                input_example=typed,
-                metadata=contract_metadata(model_contract),
+            info = mlflow_model.log_model(
+                booster,
+                model_contract,
+                typed,
+                typed_sig,
                 pip_requirements=["lightgbm"],
                 registered_model_name=name,
             )

@@ -113,3 +113,37 @@ def test_batch_predictor_rows(mlflow_store: tuple[str, Path]) -> None:
     assert set(rows["version"]) == {"churn-predictor/1"}
     assert rows["value"].tolist() == band_labels(rows["score"].to_numpy(), CHURN.bands)
     assert isinstance(predictors[0], ChampionPredictor)
+
+
+def test_typed_pyfunc_registration_takes_level_strings(tmp_path: Path) -> None:
+    """``register_booster(typed_pyfunc=True)`` logs through training's ``log_model``.
+
+    So a model registered for the benchmarks is what training registers: the native
+    flavor loads it with its contract, and the pyfunc flavor takes categoricals as
+    their level strings and predicts what the booster predicts on their codes.
+    """
+    import mlflow.pyfunc
+
+    from scoring.contract import model_matrix
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    booster = registry.train_booster("churn")
+    version = registry.register_booster(
+        uri,
+        tmp_path / "artifacts",
+        "churn-predictor",
+        booster,
+        registry.contract("churn"),
+        typed_pyfunc=True,
+    )
+    frame = registry.feature_frame(20, seed=5)
+    with mlflow_uris(uri):
+        native = load_model(f"models:/churn-predictor/{version}")
+        pyfunc = mlflow.pyfunc.load_model(f"models:/churn-predictor/{version}")
+        info = mlflow.models.get_model_info(f"models:/churn-predictor/{version}")
+    assert native.contract.feature_names == registry.FEATURES
+    types = {c.name: c.type.name for c in info.signature.inputs.inputs}
+    assert types == {"recency_days": "double", "frequency_orders": "double", "region": "string"}
+    typed = frame[registry.FEATURES].astype({"region": object})
+    expected = booster.predict(model_matrix(frame, registry.contract("churn")), num_threads=1)
+    np.testing.assert_allclose(pyfunc.predict(typed), expected, rtol=0, atol=1e-12)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,13 @@ def test_signature_types_categoricals_as_strings_and_pyfunc_takes_them(tmp_path:
     )
     assert "region" in result.contract.categorical_levels
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    log_training(result, tracking_uri=uri, artifacts_dir=tmp_path / "artifacts")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log_training(result, tracking_uri=uri, artifacts_dir=tmp_path / "artifacts")
+    # The integer columns of the logged test rows (the labels) are never missing: MLflow's
+    # hint about integers at inference time is noise in a user's `models train` output.
+    hints = [str(w.message) for w in caught if "Inferred schema contains integer" in str(w.message)]
+    assert hints == []
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     info = mlflow.models.get_model_info("models:/churn-predictor/1")
