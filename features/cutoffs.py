@@ -236,7 +236,7 @@ def _column_groups(
     after their last reader, before the remaining columns fill the output; a later
     call builds them again.
     """
-    cut = Cutoff(prepared, ts.value // 1000, codes)
+    cut = Cutoff(prepared, ts.value // 1000, codes, windows=_window_days(spec))
     yield {"customer_id": prepared.customer_ids.take(pa.array(codes))}
     if last and prepared.orders_counted:
         # Order ids are ready (an earlier cutoff used them): the families with the
@@ -287,6 +287,16 @@ def _column_groups(
         yield activity.columns(cut)
     if spec.has("engagement"):
         yield from engagement.columns(cut, spec)
+
+
+def _window_days(spec: FeatureSpec) -> dict[str, set[int]]:
+    """Per event type, the look-backs (days) the windowed and trend families read."""
+    if not (spec.has("windowed") or spec.has("trend")):
+        return {}
+    days = {0, *spec.windows}
+    if spec.has("trend"):
+        days |= {2 * w for w in spec.windows}
+    return {event_type: days for event_type in spec.event_types}
 
 
 def _windowed_groups(
