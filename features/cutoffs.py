@@ -132,7 +132,10 @@ def build_cutoffs(
         # return freed temporaries after each column group (one-cutoff builds peak
         # far lower and skip the cost).
         trim_groups = last and len(cutoffs) > 1
-        for group in _column_groups(prepared, ts, codes, spec, last=release and last):
+        groups = _column_groups(
+            prepared, ts, codes, spec, last=release and last, plan_windows=not trim_groups
+        )
+        for group in groups:
             output.put(group, pos, end)
             missing.difference_update(group)
             del group
@@ -226,7 +229,13 @@ def _codes_at(prepared: EventArrays, ts: pd.Timestamp) -> np.ndarray:
 
 
 def _column_groups(
-    prepared: EventArrays, ts: pd.Timestamp, codes: np.ndarray, spec: FeatureSpec, *, last: bool
+    prepared: EventArrays,
+    ts: pd.Timestamp,
+    codes: np.ndarray,
+    spec: FeatureSpec,
+    *,
+    last: bool,
+    plan_windows: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """The columns of ``spec`` (and ``customer_id``) at cutoff ``ts`` for ``codes``,
     a few at a time (by family; windowed families by event type).
@@ -235,8 +244,15 @@ def _column_groups(
     families read (category groups, purchase days, amount sums) are dropped right
     after their last reader, before the remaining columns fill the output; a later
     call builds them again.
+
+    With ``plan_windows`` each event type's window bounds are found in one pass
+    (all of them held until their readers drop them); without, one window at a time.
+    The last of several cutoffs goes without: it sets the build's peak memory, and
+    holding a type's ten bounds at once put a 12-cutoff build at 1M at 3.01x the
+    events (2.99-3.00x before; ~25 MB more) for 1/12 of the time saved.
     """
-    cut = Cutoff(prepared, ts.value // 1000, codes)
+    windows = _window_days(spec) if plan_windows else None
+    cut = Cutoff(prepared, ts.value // 1000, codes, windows=windows)
     yield {"customer_id": prepared.customer_ids.take(pa.array(codes))}
     if last and prepared.orders_counted:
         # Order ids are ready (an earlier cutoff used them): the families with the
@@ -287,6 +303,16 @@ def _column_groups(
         yield activity.columns(cut)
     if spec.has("engagement"):
         yield from engagement.columns(cut, spec)
+
+
+def _window_days(spec: FeatureSpec) -> dict[str, set[int]]:
+    """Per event type, the look-backs (days) the windowed and trend families read."""
+    if not (spec.has("windowed") or spec.has("trend")):
+        return {}
+    days = {0, *spec.windows}
+    if spec.has("trend"):
+        days |= {2 * w for w in spec.windows}
+    return {event_type: days for event_type in spec.event_types}
 
 
 def _windowed_groups(

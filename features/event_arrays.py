@@ -47,6 +47,8 @@ AMOUNT_SCALE = 10_000
 # index's base second in its low 32 bits.
 REL_MAX = 2**32 - 1
 REL_MASK = np.int64(REL_MAX)
+# Keys searched per block by TypedEvents.ends_before: 512 KB, inside a core's L2.
+_BLOCK_KEYS = 1 << 16
 
 
 class TypedEvents:
@@ -102,6 +104,44 @@ class TypedEvents:
         np.bitwise_and(self.key[lo:hi], REL_MASK, out=out)
         np.multiply(out, -SEC_US, out=out)
         out += cut_us - self.base_sec * SEC_US
+
+    def ends_before(self, codes: np.ndarray, rels: np.ndarray, dtype: Any) -> list[np.ndarray]:
+        """Per relative second of ``rels``, per customer of ``codes``: the end of its
+        events before that second, i.e. ``searchsorted(key, code << 32 | rel, "left")``.
+
+        One search per block of customers over that block's slice of the keys instead of
+        one search per second over all keys: the slice stays in cache and the queries of
+        a block are sorted (numpy starts each search where the last one ended), which
+        at 1M customers costs about a third of the CPU of ``len(rels)`` whole-array
+        searches. The results are the same positions.
+
+        Args:
+            codes: Customer codes, ascending (int64).
+            rels: Seconds since :attr:`base_sec`, ascending, each in ``[0, REL_MAX]``.
+            dtype: Integer dtype of the returned positions.
+
+        Returns:
+            One array of ``len(codes)`` positions per entry of ``rels``.
+        """
+        rels = np.asarray(rels, dtype=np.int64)
+        m = len(rels)
+        outs = [np.empty(len(codes), dtype=dtype) for _ in range(m)]
+        if not len(codes) or not m:
+            return outs
+        starts = self.starts
+        # Blocks of about _BLOCK_KEYS keys of the customers' own events.
+        n_keys = int(starts[codes[-1] + 1] - starts[codes[0]])
+        step = int(np.clip(_BLOCK_KEYS * len(codes) // max(n_keys, 1), 64, 1 << 16))
+        for i0 in range(0, len(codes), step):
+            block = codes[i0 : i0 + step]
+            lo, hi = int(starts[block[0]]), int(starts[block[-1] + 1])
+            queries = np.left_shift(block, 32)[:, None] | rels[None, :]
+            found = np.searchsorted(self.key[lo:hi], queries.ravel(), side="left")
+            found += lo
+            found = found.reshape(len(block), m)
+            for j in range(m):
+                outs[j][i0 : i0 + len(block)] = found[:, j]
+        return outs
 
     def seconds_at(self, at: np.ndarray | slice) -> np.ndarray:
         """Whole seconds since ``base_sec`` (floored) of the events at ``at``."""

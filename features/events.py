@@ -139,20 +139,31 @@ class PreparedEvents:
         type_code, type_names = typing.result()
         self.base_sec = seconds_base(t_all)
         self.event_types = tuple(type_names)
-        run_length = np.diff(np.append(heads, len(t_all)))
-        if bool(np.any(head_codes < 0)):  # events of unknown customers are ignored
-            type_code[np.repeat(head_codes < 0, run_length)] = len(type_names)
-        known = head_codes[head_codes >= 0]
-        # The fact store's order (each customer one run, in id order, in time order):
-        # every type's events are then already in (customer, time) order.
-        grouped = len(heads) < len(t_all) and bool(np.all(known[1:] > known[:-1]))
-        if grouped:
-            backwards = np.flatnonzero(t_all[1:] < t_all[:-1]) + 1
-            grouped = bool(np.all(np.isin(backwards, heads, assume_unique=True)))
-            del backwards
-        code = None if grouped else np.repeat(head_codes, run_length)
-        del run_length
-        run_bounds = np.append(heads, len(t_all))
+        unknown = head_codes < 0
+        if len(heads) == len(t_all):
+            # Every row its own run (a log in time order): the run codes are the event
+            # codes; no run lengths to expand (four passes over all events saved).
+            if bool(np.any(unknown)):  # events of unknown customers are ignored
+                type_code[unknown] = len(type_names)
+            code: np.ndarray | None = head_codes
+            grouped = False
+        else:
+            run_length = np.diff(np.append(heads, len(t_all)))
+            if bool(np.any(unknown)):  # events of unknown customers are ignored
+                type_code[np.repeat(unknown, run_length)] = len(type_names)
+            known = head_codes[~unknown]
+            # The fact store's order (each customer one run, in id order, in time
+            # order): every type's events are then already in (customer, time) order.
+            grouped = bool(np.all(known[1:] > known[:-1]))
+            del known
+            if grouped:
+                backwards = np.flatnonzero(t_all[1:] < t_all[:-1]) + 1
+                grouped = bool(np.all(np.isin(backwards, heads, assume_unique=True)))
+                del backwards
+            code = None if grouped else np.repeat(head_codes, run_length)
+            del run_length
+        del unknown
+        run_bounds = np.append(heads, len(t_all)) if grouped else None
         row_dtype = np.int32 if len(t_all) < 2**31 else _I64
         self.index_dtype = row_dtype
 
@@ -164,6 +175,7 @@ class PreparedEvents:
             rows = np.flatnonzero(type_code == k)
             if code is not None:
                 return sorted_typed(code[rows], rows, t_all, self.n_customers, self.base_sec)
+            assert run_bounds is not None  # set whenever code is None
             t = t_all[rows]
             per_run = np.diff(np.searchsorted(rows, run_bounds))
             c = np.repeat(head_codes, per_run)

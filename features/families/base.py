@@ -8,6 +8,7 @@ cutoff, so counts and fixed-point sums of any window are differences of two look
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,12 +39,21 @@ class Cutoff:
         codes: Customer codes of the rows (ascending).
     """
 
-    def __init__(self, prep: EventArrays, cut_us: int, codes: np.ndarray) -> None:
+    def __init__(
+        self,
+        prep: EventArrays,
+        cut_us: int,
+        codes: np.ndarray,
+        windows: Mapping[str, Iterable[int]] | None = None,
+    ) -> None:
         self.p = prep
         self.cut_us = cut_us
         self.rel = cut_us // SEC_US - prep.base_sec
         self.codes = codes
         self._ends: dict[tuple[str, int], np.ndarray] = {}
+        # Per event type, the look-backs (days) its readers will ask for: the first
+        # request finds all their bounds in one pass (TypedEvents.ends_before).
+        self._planned = {t: frozenset(days) for t, days in (windows or {}).items()}
         self._tenure: np.ndarray | None = None
         self._n_days: np.ndarray | None = None
 
@@ -55,14 +65,30 @@ class Cutoff:
         """Per customer, the end of its events of ``event_type`` before cut - back_days."""
         k = (event_type, back_days)
         found = self._ends.get(k)
-        if found is None:
-            typed = self.p.typed(event_type)
-            rel = min(max(self.rel - back_days * DAY_S, 0), REL_MAX)
-            found = np.searchsorted(typed.key, (self.codes << 32) | rel, side="left").astype(
-                self.p.index_dtype
-            )
-            self._ends[k] = found
+        if found is not None:
+            return found
+        typed = self.p.typed(event_type)
+        planned = self._planned.get(event_type, frozenset())
+        if back_days in planned:
+            # Once per type: a bound dropped by its readers and asked for again is
+            # searched alone below.
+            del self._planned[event_type]
+            rels = {d: self._rel(d) for d in planned}
+            ascending = sorted(set(rels.values()))
+            ends = typed.ends_before(self.codes, np.array(ascending), self.p.index_dtype)
+            by_rel = dict(zip(ascending, ends, strict=True))
+            for d, rel in rels.items():
+                self._ends[(event_type, d)] = by_rel[rel]
+            return self._ends[k]
+        found = np.searchsorted(
+            typed.key, (self.codes << 32) | self._rel(back_days), side="left"
+        ).astype(self.p.index_dtype)
+        self._ends[k] = found
         return found
+
+    def _rel(self, back_days: int) -> int:
+        """The cutoff ``back_days`` earlier, in key seconds (clamped to the key's range)."""
+        return min(max(self.rel - back_days * DAY_S, 0), REL_MAX)
 
     def count(self, event_type: str, back_days: int = 0) -> np.ndarray:
         """Events of ``event_type`` in the last ``back_days`` days (0: all history)."""
