@@ -322,17 +322,17 @@ def _snapshot_values(
     given), as a customer-major object array (``None``: no row)."""
     out = np.full(len(customers) * len(tags), None, dtype=object)
     if snapshot is not None:
-        table = snapshot.rows_of(customers)
-    elif key is None:
+        snapshot.place(customers, tags, out)
         return out
-    else:
-        # The newest snapshot's date as a constant, not a subquery: DuckDB then skips the
-        # row groups of older snapshots by their min/max.
-        table = con.sql(
-            "SELECT customer_id, tag_id, value FROM snapshots WHERE as_of = $as_of "
-            "AND list_contains($ids, customer_id)",
-            params={"as_of": key[1], "ids": list(customers)},
-        ).to_arrow_table()
+    if key is None:
+        return out
+    # The newest snapshot's date as a constant, not a subquery: DuckDB then skips the
+    # row groups of older snapshots by their min/max.
+    table = con.sql(
+        "SELECT customer_id, tag_id, value FROM snapshots WHERE as_of = $as_of "
+        "AND list_contains($ids, customer_id)",
+        params={"as_of": key[1], "ids": list(customers)},
+    ).to_arrow_table()
     _place(out, customers, tags, table)
     return out
 

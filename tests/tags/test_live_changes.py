@@ -8,14 +8,17 @@ for the tag, else the newest snapshot's; a change is any evaluated value that di
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tags.live import _changes, _overlay, _place
+from tags.live_snapshot import NewestSnapshot
 from tags.live_state import LiveState
 
 POOL = [f"c{i}" for i in range(12)]
@@ -123,3 +126,40 @@ def test_superseded_counts_the_pairs_a_write_replaces() -> None:
     state.record(["b"], ["y", "z"], ["6", None], 3)  # another tuple: only y replaced
     assert state.superseded == 3
     assert state.values_of("b") == {"x": "2", "y": "6", "z": None}
+
+
+def _snapshot(pairs: dict[tuple[str, str], str | None]) -> NewestSnapshot:
+    """A snapshot held in memory as ``NewestSnapshot.load`` builds it (sorted runs)."""
+    rows = sorted(pairs.items())
+    ids = sorted({c for (c, _), _ in rows})
+    ends = np.cumsum([sum(1 for (c, _), _ in rows if c == cid) for cid in ids]).astype(np.int64)
+    starts = np.concatenate([np.zeros(1, dtype=np.int64), ends[:-1]])
+    table = pa.table(
+        {
+            "tag_id": pc.dictionary_encode(pa.array([t for (_, t), _ in rows], pa.string())),
+            "value": pc.dictionary_encode(pa.array([v for _, v in rows], pa.string())),
+        }
+    )
+    key = ("run", datetime(2024, 1, 1), "0")
+    return NewestSnapshot(key, np.asarray(ids, dtype=object), starts, ends, table)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.tuples(st.sampled_from(POOL), st.sampled_from([*TAGS, "other"])), value, max_size=40
+    ),
+    st.lists(st.sampled_from([*POOL, "unknown"]), max_size=10, unique=True),
+    st.lists(st.sampled_from(TAGS), max_size=5, unique=True),
+)
+def test_snapshot_place_equals_its_rows_placed(
+    pairs: dict[tuple[str, str], str | None], customers: list[str], tags: list[str]
+) -> None:
+    snapshot = _snapshot(pairs)
+    want = np.full(len(customers) * len(tags), None, dtype=object)
+    _place(want, customers, tags, snapshot.rows_of(customers))
+    got = np.full(len(customers) * len(tags), None, dtype=object)
+    snapshot.place(customers, tags, got)
+    assert list(got) == list(want)
+    expected = [pairs.get((c, t)) for c in customers for t in tags]
+    assert list(got) == expected
