@@ -110,12 +110,14 @@ def _loop_changes(
 
 
 def _array_changes(tagger: Any, grid: Any) -> int:
-    from tags.live import _changes, _place
+    """What ``write_live`` now does: the snapshot placed by its codes, the live state
+    overlaid, one compare (changes)."""
+    from tags.live import _changes
 
     current = np.full(len(grid.value), None, dtype=object)
     snapshot = tagger._snapshot
     if snapshot is not None:
-        _place(current, grid.customers, grid.tags, snapshot.rows_of(grid.customers))
+        snapshot.place(grid.customers, grid.tags, current)
     tagger._live_state.overlay(grid.customers, grid.tags, current)
     return int(_changes(grid.customers, grid.tags, grid.value, current).num_rows)
 
