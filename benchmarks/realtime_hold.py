@@ -88,7 +88,7 @@ def main() -> None:
         cpu["check"].append(time.process_time() - c)
         customers = tagger.index.known(str(r["customer_id"]) for r in records)
         c = time.process_time()
-        tagger._evaluate(customers, live_as_of(now))
+        tagger._evaluate(customers, live_as_of(now), at=now)
         cpu["evaluate"].append(time.process_time() - c)
     store.__dict__.pop("held_writer", None)
     tagger.close()

@@ -190,3 +190,16 @@ class CustomerFacts:
             frames = [t.to_pandas().astype(dtypes) for t in parts]
             return pd.concat(frames, ignore_index=True)
         return table.combine_chunks().to_pandas().astype(dtypes)
+
+    def customer_table(self, customer_ids: Sequence[str]) -> pa.Table:
+        """Customer rows of known ids as Arrow (the array re-tag's input; no frame)."""
+        pos = [self._customer_pos[c] for c in customer_ids if c in self._customer_pos]
+        if self._customer_rows is None:
+            return pa.Table.from_pandas(self.customers.iloc[pos], preserve_index=False)
+        return self._customer_rows.take(pa.array(pos, type=pa.int64()))
+
+    def event_tables(self, customer_ids: Sequence[str]) -> list[pa.Table]:
+        """Imported and live events of the customers as Arrow tables, one per block that
+        has any (blocks may differ in physical types; no frame is built)."""
+        blocks = [self._base] if self._base is not None else []
+        return [t for b in [*blocks, *self._live] if (t := b.rows_of(customer_ids)) is not None]

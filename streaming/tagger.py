@@ -47,7 +47,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from features.build import build_features
 from features.live import EVENT_ID, LiveEventLog
 from features.schema import FactsConfig
 from features.spec import FeatureSpec
@@ -56,9 +55,10 @@ from streaming.checking import Checked, check_batches
 from streaming.errors import BadEvents, Busy
 from streaming.index import CustomerFacts, FactStoreLike
 from streaming.results import ApplyResult
+from streaming.retag import ArrayRetag
 from tags.catalogue import Catalogue
-from tags.engine import concat_tag_tables, evaluate_tags
 from tags.live import (
+    LiveGrid,
     LiveWrite,
     compact_live,
     latest_run,
@@ -69,7 +69,7 @@ from tags.live import (
 from tags.live_snapshot import NewestSnapshot, snapshot_key
 from tags.live_state import LiveState
 from tags.store import TagStore
-from tags.store_format import TAG_COLUMNS, has_tables, naive
+from tags.store_format import has_tables, naive
 
 __all__ = ["MAX_EVENTS_PER_BATCH", "ApplyResult", "LiveTagger", "live_as_of"]
 
@@ -159,6 +159,13 @@ class LiveTagger:
         self.tags = [t.id for t in catalogue.active(sources=("fact", "rule"))] + [
             str(getattr(p, "tag_id", "")) for p in self.predictors if getattr(p, "tag_id", "")
         ]
+        self._retag = ArrayRetag(
+            spec=spec,
+            catalogue=catalogue,
+            facts=facts_config,
+            predictors=self.predictors,
+            tags=self.tags,
+        )
 
     # -- public ------------------------------------------------------------------------
     def apply(self, records: Sequence[Any], *, source: str) -> ApplyResult:
@@ -224,7 +231,7 @@ class LiveTagger:
                 "event_type": "login",
             }
             self._check([_Request([probe], "warm-up")], now)
-            self._evaluate([cid], live_as_of(now))
+            self._evaluate([cid], live_as_of(now), at=now)
 
     def recover(self, *, chunk: int = MAX_EVENTS_PER_BATCH) -> int:
         """Re-tag the customers of live segments stored but never tagged.
@@ -446,14 +453,14 @@ class LiveTagger:
             The live write, and the rows written (``tags.live.LIVE_COLUMNS``): one per
             customer and evaluated tag, ``value`` NA where the tag does not apply.
         """
-        plain = self._evaluate(customer_ids, as_of)
+        grid = self._evaluate(customer_ids, as_of, at=at)
         # Held open for the next micro-batches (tags.store_hold): no open and checkpoint
         # per write; closed (checkpointed) when idle, after a bound, or by close().
         with self.tag_store.held_writer() as con:
             write = write_live(
                 con,
-                plain,
-                customers=list(customer_ids),
+                grid,
+                customers=grid.customers,
                 tags=self.tags,
                 at=naive(at),
                 snapshot=self._snapshot,
@@ -462,7 +469,7 @@ class LiveTagger:
             )
             if not write.snapshot_in_memory:
                 self._load_snapshot(con)
-        written = _written(plain, customer_ids, self.tags, at=at, seq=write.seq)
+        written = _written(grid, at=at, seq=write.seq)
         for listener in self._listeners:
             try:
                 listener(written)
@@ -470,28 +477,19 @@ class LiveTagger:
                 log.warning("A live-write listener failed", exc_info=True)
         return write, written
 
-    def _evaluate(self, customer_ids: Sequence[str], as_of: pd.Timestamp) -> pd.DataFrame:
-        """The customers' tag rows as of ``as_of`` (features, rules, champions): no write."""
-        customers = self.index.customers_of(customer_ids)
-        events = self.index.events_of(customer_ids)
-        features = build_features(customers, events, as_of=as_of, spec=self.spec)
-        tables = []
-        if len(features):
-            rule = evaluate_tags(
-                features, events, self.catalogue, as_of=as_of, thresholds=self._thresholds
-            )
-            tables.append(rule[list(TAG_COLUMNS)])
-            for predictor in self.predictors:
-                predicted = predictor.predict_tags(features, as_of=as_of)
-                out = predicted[list(TAG_COLUMNS)].copy()
-                out["as_of"] = as_of
-                tables.append(out)
-        rows = concat_tag_tables(tables) if tables else pd.DataFrame(columns=list(TAG_COLUMNS))
-        return pd.DataFrame(
-            {
-                c: rows[c].astype("string") if c not in ("score", "as_of") else rows[c]
-                for c in TAG_COLUMNS
-            }
+    def _evaluate(
+        self, customer_ids: Sequence[str], as_of: pd.Timestamp, *, at: pd.Timestamp
+    ) -> LiveGrid:
+        """The customers' live grid as of ``as_of`` (features, rules, champions over
+        arrays, :mod:`streaming.retag`): no write, no frame."""
+        ids = [str(c) for c in customer_ids]
+        return self._retag.grid(
+            ids,
+            self.index.customer_table(ids),
+            self.index.event_tables(ids),
+            as_of=as_of,
+            at=naive(at),
+            thresholds=self._thresholds,
         )
 
     def _refresh_thresholds(self, *, force: bool = False) -> None:
@@ -556,20 +554,23 @@ class LiveTagger:
         return EVENT_ID
 
 
-def _written(
-    rows: pd.DataFrame, customers: Sequence[str], tags: Sequence[str], *, at: pd.Timestamp, seq: int
-) -> pd.DataFrame:
+def _written(grid: LiveGrid, *, at: pd.Timestamp, seq: int) -> pd.DataFrame:
     """The live rows as stored: every (customer, evaluated tag), NA where none applies."""
-    grid = pd.DataFrame(
+    width = len(grid.tags)
+
+    def text(values: Any) -> pd.arrays.ArrowStringArray:
+        return pd.arrays.ArrowStringArray(pa.array(values, pa.large_string()))
+
+    return pd.DataFrame(
         {
-            "customer_id": np.repeat(np.asarray(list(customers), dtype=object), len(tags)),
-            "tag_id": np.tile(np.asarray(list(tags), dtype=object), len(customers)),
+            "customer_id": text(np.repeat(np.asarray(grid.customers, dtype=object), width)),
+            "tag_id": text(np.tile(np.asarray(grid.tags, dtype=object), len(grid.customers))),
+            "value": text(grid.value),
+            "score": grid.score,
+            "source": text(grid.source),
+            "version": text(grid.version),
+            "as_of": pd.DatetimeIndex(grid.as_of).tz_localize("UTC"),
+            "updated_at": at,
+            "seq": seq,
         }
-    ).astype("string")
-    out = grid.merge(rows, on=["customer_id", "tag_id"], how="left")
-    out["as_of"] = out["as_of"].fillna(rows["as_of"].iloc[0] if len(rows) else at)
-    out["source"] = out["source"].fillna("rule")
-    out["version"] = out["version"].fillna("")
-    out["updated_at"] = at
-    out["seq"] = seq
-    return out
+    )

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +39,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tags.errors import TagStoreError
 from tags.live_snapshot import NewestSnapshot, SnapshotKey, snapshot_key
@@ -49,6 +50,7 @@ from tags.transitions import TransitionGroup, record_transitions
 __all__ = [
     "LIVE_COLUMNS",
     "LIVE_SCHEMA",
+    "LiveGrid",
     "LiveWrite",
     "compact_live",
     "latest_run",
@@ -102,9 +104,96 @@ class LiveWrite:
     snapshot_in_memory: bool = False
 
 
+@dataclass(frozen=True)
+class LiveGrid:
+    """Every (customer, tag) of a re-tag as arrays, customer-major in the order given:
+    entry ``i * len(tags) + j`` is customer ``i``'s value of tag ``j``.
+
+    The real-time tagger builds it straight from its feature and tag arrays (no frame);
+    :meth:`of_rows` builds it from long tag rows (:func:`live_grid`).
+
+    Attributes:
+        customers: The re-tagged customers.
+        tags: The tags evaluated.
+        value: object array of ``str``, ``None`` where the tag does not apply.
+        score: float64 (NaN: none).
+        source: object array of ``str`` (``rule`` where no row applies).
+        version: object array of ``str`` (empty where no row applies).
+        as_of: datetime64[us] (naive UTC).
+    """
+
+    customers: list[str]
+    tags: list[str]
+    value: np.ndarray
+    score: np.ndarray
+    source: np.ndarray
+    version: np.ndarray
+    as_of: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.customers) * len(self.tags)
+        sizes = {len(a) for a in (self.value, self.score, self.source, self.version, self.as_of)}
+        if sizes != {n}:
+            raise TagStoreError(
+                f"Expected {n} live grid entries ({len(self.customers)} customers x "
+                f"{len(self.tags)} tags). Got arrays of {sorted(sizes)}."
+            )
+
+    @classmethod
+    def of_rows(
+        cls, rows: pd.DataFrame, customers: Sequence[str], tags: Sequence[str], *, at: datetime
+    ) -> LiveGrid:
+        """The grid of long tag rows (:func:`live_grid`).
+
+        Raises:
+            TagStoreError: A row names a tag outside ``tags`` or repeats a (customer, tag).
+        """
+        frame = live_grid(rows, customers, tags, at=at)
+        return cls(
+            customers=[str(c) for c in customers],
+            tags=[str(t) for t in tags],
+            value=_objects(frame["value"]),
+            score=frame["score"].to_numpy(dtype=np.float64, na_value=np.nan),
+            source=_objects(frame["source"]),
+            version=_objects(frame["version"]),
+            as_of=frame["as_of"].to_numpy(dtype="datetime64[us]"),
+        )
+
+    def table(self, *, at: datetime, seq: int) -> pa.Table:
+        """The rows to append (:data:`LIVE_COLUMNS`), written at ``at`` by ``seq``."""
+        n, width = len(self.value), len(self.tags)
+        return pa.table(
+            {
+                "customer_id": pa.array(
+                    np.repeat(np.asarray(self.customers, dtype=object), width), pa.string()
+                ),
+                "tag_id": pa.array(
+                    np.tile(np.asarray(self.tags, dtype=object), len(self.customers)), pa.string()
+                ),
+                "value": pa.array(self.value, pa.string()),
+                "score": pa.array(self.score, pa.float64(), from_pandas=True),  # NaN: NULL
+                "source": pa.array(self.source, pa.string()),
+                "version": pa.array(self.version, pa.string()),
+                "as_of": pa.array(self.as_of, pa.timestamp("us")),
+                "updated_at": pa.array(
+                    np.full(n, pd.Timestamp(at).as_unit("us").asm8),
+                    pa.timestamp("us"),
+                ),
+                "seq": pa.array(np.full(n, seq, dtype=np.int64)),
+            }
+        )
+
+
+def _objects(column: pd.Series) -> np.ndarray:
+    """A text column as an object array of ``str``, ``None`` where missing."""
+    out = column.to_numpy(dtype=object)
+    out[column.isna().to_numpy()] = None
+    return out
+
+
 def write_live(
     con: duckdb.DuckDBPyConnection,
-    rows: pd.DataFrame,
+    rows: pd.DataFrame | LiveGrid,
     *,
     customers: Sequence[str],
     tags: Sequence[str],
@@ -142,7 +231,12 @@ def write_live(
     """
     customers = [str(c) for c in customers]
     tags = [str(t) for t in tags]
-    grid = live_grid(rows, customers, tags, at=at)
+    if isinstance(rows, LiveGrid):
+        if rows.customers != customers or rows.tags != tags:
+            raise TagStoreError("Expected a live grid of the customers and tags written.")
+        grid = rows
+    else:
+        grid = LiveGrid.of_rows(rows, customers, tags, at=at)
     try:
         con.begin()
         try:
@@ -150,17 +244,13 @@ def write_live(
             seq = int(row[0]) if row else 0
             key = snapshot_key(con)
             cached = snapshot is not None and key is not None and snapshot.key == key
-            before = _snapshot_values(con, customers, snapshot if cached else None, key)
-            live_of: Callable[[str], dict[str, str | None] | None]
+            current = _snapshot_values(con, customers, tags, snapshot if cached else None, key)
             if state is not None:
                 state.sync(con, key)
-                live_of = state.values_of
+                state.overlay(customers, tags, current)
             else:
-                live_of = _live_values(con, customers).get
-            new: list[str | None] = [
-                None if v is pd.NA else str(v) for v in grid["value"].astype(object)
-            ]
-            changes = _changes(customers, tags, new, before, live_of)
+                _overlay(current, customers, tags, _live_values(con, customers))
+            changes = _changes(customers, tags, grid.value, current)
             con.register("live_changes", changes)
             group = record_transitions(
                 con,
@@ -168,8 +258,7 @@ def write_live(
                 group_id=f"live-{uuid.uuid4().hex[:16]}",
                 at=at,
             )
-            out = grid.assign(updated_at=at, seq=seq)
-            con.register("live_in", pa.Table.from_pandas(out, preserve_index=False))
+            con.register("live_in", grid.table(at=at, seq=seq))
             con.execute(f"INSERT INTO live_tags SELECT {', '.join(LIVE_COLUMNS)} FROM live_in")  # noqa: S608
             _mark(con, segments, at)
             con.commit()
@@ -180,9 +269,13 @@ def write_live(
         for name in ("live_in", "live_changes"):
             con.unregister(name)
     if state is not None:
-        state.record(customers, tags, list(new), seq)
+        state.record(customers, tags, grid.value.tolist(), seq)
     return LiveWrite(
-        seq=seq, group=group, customers=len(customers), rows=len(grid), snapshot_in_memory=cached
+        seq=seq,
+        group=group,
+        customers=len(customers),
+        rows=len(grid.value),
+        snapshot_in_memory=cached,
     )
 
 
@@ -221,35 +314,44 @@ def live_grid(
 def _snapshot_values(
     con: duckdb.DuckDBPyConnection,
     customers: Sequence[str],
+    tags: Sequence[str],
     snapshot: NewestSnapshot | None,
     key: SnapshotKey | None,
-) -> dict[str, dict[str, str | None]]:
-    """The newest snapshot's values of the customers (from memory when given)."""
-    triples: list[tuple[Any, ...]]
+) -> np.ndarray:
+    """The newest snapshot's values of the customers for ``tags`` (from memory when
+    given), as a customer-major object array (``None``: no row)."""
+    out = np.full(len(customers) * len(tags), None, dtype=object)
     if snapshot is not None:
-        table = snapshot.rows_of(customers)
-        triples = list(
-            zip(
-                table["customer_id"].to_pylist(),
-                table["tag_id"].to_pylist(),
-                table["value"].to_pylist(),
-                strict=True,
-            )
-        )
-    elif key is None:
-        return {}
-    else:
-        # The newest snapshot's date as a constant, not a subquery: DuckDB then skips the
-        # row groups of older snapshots by their min/max.
-        triples = con.execute(
-            "SELECT customer_id, tag_id, value FROM snapshots WHERE as_of = ? "
-            "AND list_contains(?, customer_id)",
-            [key[1], list(customers)],
-        ).fetchall()
-    out: dict[str, dict[str, str | None]] = {}
-    for cid, tag, value in triples:
-        out.setdefault(str(cid), {})[str(tag)] = value
+        snapshot.place(customers, tags, out)
+        return out
+    if key is None:
+        return out
+    # The newest snapshot's date as a constant, not a subquery: DuckDB then skips the
+    # row groups of older snapshots by their min/max.
+    table = con.sql(
+        "SELECT customer_id, tag_id, value FROM snapshots WHERE as_of = $as_of "
+        "AND list_contains($ids, customer_id)",
+        params={"as_of": key[1], "ids": list(customers)},
+    ).to_arrow_table()
+    _place(out, customers, tags, table)
     return out
+
+
+def _place(out: np.ndarray, customers: Sequence[str], tags: Sequence[str], rows: pa.Table) -> None:
+    """Put the ``value`` of each (customer_id, tag_id) row at its grid position in
+    ``out``; rows of other customers or tags are ignored (a repeated pair: the last row)."""
+    if not rows.num_rows:
+        return
+    text = pa.large_string()
+    customer = pc.index_in(
+        rows["customer_id"].cast(text), value_set=pa.array(list(customers), text)
+    )
+    tag = pc.index_in(rows["tag_id"].cast(text), value_set=pa.array(list(tags), text))
+    c = np.asarray(pc.fill_null(customer, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    t = np.asarray(pc.fill_null(tag, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    keep = np.flatnonzero((c >= 0) & (t >= 0))
+    values = rows["value"].to_numpy(zero_copy_only=False)
+    out[c[keep] * len(tags) + t[keep]] = values[keep]
 
 
 def _live_values(
@@ -267,38 +369,49 @@ def _live_values(
     return out
 
 
+def _overlay(
+    current: np.ndarray,
+    customers: Sequence[str],
+    tags: Sequence[str],
+    live: dict[str, dict[str, str | None]],
+) -> None:
+    """Replace ``current`` entries by the live values (a live row wins over the snapshot's)."""
+    width = len(tags)
+    position = {t: j for j, t in enumerate(tags)}
+    for i, cid in enumerate(customers):
+        for tag, value in live.get(cid, {}).items():
+            j = position.get(tag)
+            if j is not None:
+                current[i * width + j] = value
+
+
 def _changes(
     customers: Sequence[str],
     tags: Sequence[str],
-    new: Sequence[str | None],
-    snapshot: dict[str, dict[str, str | None]],
-    live_of: Callable[[str], dict[str, str | None] | None],
+    new: np.ndarray,
+    current: np.ndarray,
 ) -> pa.Table:
     """(customer, tag, from, to) of every evaluated value that differs from the current
-    one: the live value when the customer has a live row for the tag, else the
-    snapshot's (None: no value)."""
-    ids: list[str] = []
-    tag_ids: list[str] = []
-    before: list[str | None] = []
-    after: list[str | None] = []
+    one (customer-major; ``None``: no value).
+
+    ``new`` and ``current`` are customer-major object arrays of the grid: compared in
+    one vectorised pass, no Python loop over customers and tags.
+    """
     width = len(tags)
-    for i, cid in enumerate(customers):
-        live = live_of(cid) or {}
-        snap = snapshot.get(cid, {})
-        for j, tag in enumerate(tags):
-            old = live[tag] if tag in live else snap.get(tag)
-            value = new[i * width + j]
-            if old != value:
-                ids.append(cid)
-                tag_ids.append(tag)
-                before.append(old)
-                after.append(value)
+    if len(new) != len(current) or len(new) != len(customers) * width:
+        raise TagStoreError(
+            f"Expected {len(customers) * width} new and current values. "
+            f"Got {len(new)} and {len(current)}."
+        )
+    changed = np.flatnonzero(np.asarray(current != new, dtype=bool))
+    ids = np.asarray(customers, dtype=object)[changed // max(width, 1)]
+    tag_ids = np.asarray(tags, dtype=object)[changed % max(width, 1)]
     return pa.table(
         {
             "customer_id": pa.array(ids, pa.string()),
             "tag_id": pa.array(tag_ids, pa.string()),
-            "from_value": pa.array(before, pa.string()),
-            "to_value": pa.array(after, pa.string()),
+            "from_value": pa.array(current[changed], pa.string()),
+            "to_value": pa.array(new[changed], pa.string()),
         }
     )
 

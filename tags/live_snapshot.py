@@ -101,8 +101,9 @@ class NewestSnapshot:
         """Rows held."""
         return int(self.table.num_rows)
 
-    def rows_of(self, customer_ids: Sequence[str]) -> pa.Table:
-        """The snapshot rows (``customer_id, tag_id, value``: strings) of the customers."""
+    def _runs(self, customer_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions in ``customer_ids`` of the customers held, their row counts, the
+        row numbers of all their rows in order)."""
         wanted = np.asarray([str(c) for c in customer_ids], dtype=object)
         hit = np.zeros(len(wanted), dtype=bool)
         pos = np.zeros(len(wanted), dtype=np.int64)
@@ -115,10 +116,36 @@ class NewestSnapshot:
         # Row numbers of every hit customer's run, without a Python loop per customer.
         index = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
         index = index + np.arange(int(lengths.sum()), dtype=np.int64)
+        return np.flatnonzero(hit), lengths, index
+
+    def place(self, customer_ids: Sequence[str], tags: Sequence[str], out: np.ndarray) -> None:
+        """Put the snapshot value of each (customer, tag of ``tags``) into ``out``, a
+        customer-major object array over ``tags`` (``None`` stays where there is no
+        row). Works on the dictionary codes: no string is made per row."""
+        held, lengths, index = self._runs(customer_ids)
+        if not len(index):
+            return
+        taken = self.table.take(pa.array(index, type=pa.int64()))
+        tag = taken["tag_id"].combine_chunks()
+        value = taken["value"].combine_chunks()
+        position = {t: j for j, t in enumerate(tags)}
+        slot = np.array([position.get(t, -1) for t in tag.dictionary.to_pylist()] + [-1])
+        tag_codes = np.asarray(pc.fill_null(tag.indices, -1).to_numpy(zero_copy_only=False))
+        slots = slot[tag_codes]
+        words = np.array([*value.dictionary.to_pylist(), None], dtype=object)
+        words = words[np.asarray(pc.fill_null(value.indices, -1).to_numpy(zero_copy_only=False))]
+        owner = np.repeat(held, lengths)
+        keep = np.flatnonzero(slots >= 0)
+        out[owner[keep] * len(tags) + slots[keep]] = words[keep]
+
+    def rows_of(self, customer_ids: Sequence[str]) -> pa.Table:
+        """The snapshot rows (``customer_id, tag_id, value``: strings) of the customers."""
+        wanted = np.asarray([str(c) for c in customer_ids], dtype=object)
+        held, lengths, index = self._runs(customer_ids)
         taken = self.table.take(pa.array(index, type=pa.int64()))
         return pa.table(
             {
-                "customer_id": pa.array(np.repeat(wanted[hit], lengths), type=pa.string()),
+                "customer_id": pa.array(np.repeat(wanted[held], lengths), type=pa.string()),
                 "tag_id": taken["tag_id"].cast(pa.string()),
                 "value": taken["value"].cast(pa.string()),
             }

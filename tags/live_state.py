@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import duckdb
+import numpy as np
 
 from tags.live_snapshot import SnapshotKey
 
@@ -82,17 +83,45 @@ class LiveState:
             return None
         return dict(zip(held[0], held[1], strict=True))
 
+    def overlay(self, customers: Sequence[str], tags: Sequence[str], current: np.ndarray) -> None:
+        """Put the live values of ``customers`` into ``current`` (a customer-major object
+        array over ``tags``), where they have a live row for the tag: a live value wins
+        over the snapshot's. A customer written with these very tags (the usual case)
+        is one slice assignment, not a loop over its tags."""
+        width = len(tags)
+        key = tuple(tags)
+        shared = self._tag_tuples.get(key)
+        position: dict[str, int] | None = None
+        for i, cid in enumerate(customers):
+            held = self._values.get(cid)
+            if held is None:
+                continue
+            if held[0] is shared or held[0] == key:
+                current[i * width : (i + 1) * width] = held[1]
+                continue
+            if position is None:
+                position = {t: j for j, t in enumerate(tags)}
+            for tag, value in zip(held[0], held[1], strict=True):
+                j = position.get(tag)
+                if j is not None:
+                    current[i * width + j] = value
+
     def record(
         self, customers: Sequence[str], tags: Sequence[str], values: Sequence[str | None], seq: int
     ) -> None:
         """A committed write of ``seq``: ``values`` per customer and tag, customer-major."""
         shared = self._shared(tuple(tags))
         width = len(shared)
+        wanted = set(shared)
         for i, cid in enumerate(customers):
             mine = tuple(values[i * width : (i + 1) * width])
             before = self._values.get(cid)
             if before is not None:
-                self.superseded += sum(1 for t in before[0] if t in shared)
+                # Identity first: ``t in shared`` per tag is a scan of the tuple (O(tags^2)
+                # per customer, ~0.15 s of a 5,000-customer write).
+                self.superseded += (
+                    width if before[0] is shared else len(wanted.intersection(before[0]))
+                )
                 if before[0] != shared:
                     merged = dict(zip(before[0], before[1], strict=True))
                     merged.update(zip(shared, mine, strict=True))
