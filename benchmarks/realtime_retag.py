@@ -45,40 +45,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def _frame_rows(tagger: Any, ids: list[str], as_of: pd.Timestamp) -> pd.DataFrame:
-    """The long tag rows of the frame path (the tagger's ``_evaluate`` before arrays)."""
-    from features.build import build_features
-    from tags.engine import concat_tag_tables, evaluate_tags
-    from tags.store_format import TAG_COLUMNS
-
-    customers = tagger.index.customers_of(ids)
-    events = tagger.index.events_of(ids)
-    features = build_features(customers, events, as_of=as_of, spec=tagger.spec)
-    tables = []
-    if len(features):
-        rule = evaluate_tags(
-            features, events, tagger.catalogue, as_of=as_of, thresholds=tagger._thresholds
-        )
-        tables.append(rule[list(TAG_COLUMNS)])
-        for predictor in tagger.predictors:
-            out = predictor.predict_tags(features, as_of=as_of)[list(TAG_COLUMNS)].copy()
-            out["as_of"] = as_of
-            tables.append(out)
-    rows = concat_tag_tables(tables) if tables else pd.DataFrame(columns=list(TAG_COLUMNS))
-    return pd.DataFrame(
-        {
-            c: rows[c].astype("string") if c not in ("score", "as_of") else rows[c]
-            for c in TAG_COLUMNS
-        }
-    )
-
-
 def _frame_grid(tagger: Any, ids: list[str], as_of: pd.Timestamp, now: pd.Timestamp) -> Any:
-    """The frame path's rows placed in the live grid (``tags.live.live_grid``'s merge)."""
-    from tags.live import LiveGrid
-    from tags.store_format import naive
+    """The frame path the array re-tag replaced (the tests' oracle), as the live grid."""
+    from tests.streaming.frame_retag import frame_grid
 
-    return LiveGrid.of_rows(_frame_rows(tagger, ids, as_of), ids, tagger.tags, at=naive(now))
+    return frame_grid(tagger, tagger.predictors, ids, tagger.tags, as_of=as_of, now=now)
 
 
 def _loop_changes(

@@ -14,7 +14,6 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-import pandas as pd
 import pytest
 
 from features.build import build_features
@@ -22,12 +21,12 @@ from scoring.champions import ChampionModel, ChampionPredictor, ModelTag
 from scoring.contract import ModelContract, categorical_levels_of
 from streaming.retag import ArrayRetag
 from streaming.tagger import live_as_of
-from tags.engine import concat_tag_tables, evaluate_tags
 from tags.errors import TagStoreError
 from tags.live import LiveGrid
-from tags.store_format import TAG_COLUMNS, naive
+from tags.store_format import naive
 
 from .conftest import NOW, T0, FakeChurn, Setup, records
+from .frame_retag import frame_grid
 
 
 def _champion(setup: Setup) -> ChampionPredictor:
@@ -56,34 +55,6 @@ def _champion(setup: Setup) -> ChampionPredictor:
         num_boost_round=10,
     )
     return ChampionPredictor(ChampionModel("ltv-predictor", "1", tag, contract, booster))
-
-
-def _frame_grid(
-    setup: Setup, predictors: list[Any], ids: list[str], tags: list[str], as_of: pd.Timestamp
-) -> LiveGrid:
-    """The tagger's frame path before the array re-tag (its ``_evaluate``)."""
-    tagger = setup.tagger
-    customers = tagger.index.customers_of(ids)
-    events = tagger.index.events_of(ids)
-    features = build_features(customers, events, as_of=as_of, spec=tagger.spec)
-    tables = []
-    if len(features):
-        rule = evaluate_tags(
-            features, events, tagger.catalogue, as_of=as_of, thresholds=tagger._thresholds
-        )
-        tables.append(rule[list(TAG_COLUMNS)])
-        for predictor in predictors:
-            out = predictor.predict_tags(features, as_of=as_of)[list(TAG_COLUMNS)].copy()
-            out["as_of"] = as_of
-            tables.append(out)
-    rows = concat_tag_tables(tables) if tables else pd.DataFrame(columns=list(TAG_COLUMNS))
-    plain = pd.DataFrame(
-        {
-            c: rows[c].astype("string") if c not in ("score", "as_of") else rows[c]
-            for c in TAG_COLUMNS
-        }
-    )
-    return LiveGrid.of_rows(plain, ids, tags, at=naive(NOW))
 
 
 def _assert_same(got: LiveGrid, want: LiveGrid) -> None:
@@ -126,7 +97,7 @@ def test_array_retag_equals_the_frame_path(setup: Setup, with_live_events: bool)
             at=naive(NOW),
             thresholds=tagger._thresholds,
         )
-        _assert_same(got, _frame_grid(setup, predictors, ids, tags, as_of))
+        _assert_same(got, frame_grid(setup.tagger, predictors, ids, tags, as_of=as_of, now=NOW))
     values = set(got.value[np.asarray(got.source) == "model"])
     assert {"high", "low"} <= values  # the champion really scored
 
