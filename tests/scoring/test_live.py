@@ -18,22 +18,14 @@ from synthetic import generate
 from tags.catalogue import LIBRARY_DIR, Catalogue
 from tags.engine import evaluate_tags
 
+from .conftest import sorted_text
+
 AS_OF = pd.Timestamp("2024-09-01", tz="UTC")
 
 
 @pytest.fixture(scope="module")
 def data() -> Any:
     return generate(120, start="2024-01-01", end="2024-09-30", seed=11)
-
-
-@pytest.fixture(scope="module")
-def scorer() -> LiveScorer:
-    return LiveScorer(catalogue=Catalogue.load(LIBRARY_DIR), facts=FactsConfig())
-
-
-def _tags(table: pd.DataFrame) -> pd.DataFrame:
-    text = table.astype(str)
-    return text.sort_values(list(text.columns)).reset_index(drop=True)
 
 
 def test_parity_with_the_batch_code_in_any_event_order(data: Any, scorer: LiveScorer) -> None:
@@ -49,7 +41,7 @@ def test_parity_with_the_batch_code_in_any_event_order(data: Any, scorer: LiveSc
     pd.testing.assert_frame_equal(
         result.features.reset_index(drop=True), expected.reset_index(drop=True)
     )
-    pd.testing.assert_frame_equal(_tags(result.rule_tags), _tags(expected_tags))
+    pd.testing.assert_frame_equal(sorted_text(result.rule_tags), sorted_text(expected_tags))
     signed_up_later = set(customers["customer_id"]) - set(expected["customer_id"])
     assert set(result.skipped) == signed_up_later
     assert result.as_of == AS_OF

@@ -18,14 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.build import build_features
-from features.schema import FactsConfig
 from scoring.champions import ChampionModel, ModelTag
 from scoring.contract import ModelContract, categorical_levels_of
 from scoring.live import LiveScorer
 from scoring.live_records import frame_records
 from synthetic import generate
-from tags.catalogue import LIBRARY_DIR, Catalogue
 from tags.engine import evaluate_tags
+
+from .conftest import sorted_text
 
 AS_OF = pd.Timestamp("2024-09-01", tz="UTC")
 
@@ -33,16 +33,6 @@ AS_OF = pd.Timestamp("2024-09-01", tz="UTC")
 @pytest.fixture(scope="module")
 def data() -> Any:
     return generate(150, start="2024-01-01", end="2024-10-31", seed=23)
-
-
-@pytest.fixture(scope="module")
-def scorer() -> LiveScorer:
-    return LiveScorer(catalogue=Catalogue.load(LIBRARY_DIR), facts=FactsConfig())
-
-
-def _tags(table: pd.DataFrame) -> pd.DataFrame:
-    text = table.astype(str)
-    return text.sort_values(list(text.columns)).reset_index(drop=True)
 
 
 def _batch(scorer: LiveScorer, customers: list[dict[str, Any]], events: list[dict[str, Any]]):
@@ -63,7 +53,7 @@ def _assert_same(
     features, tags = _batch(scorer, customers, events)
     pd.testing.assert_frame_equal(result.features, features, rtol=1e-9, atol=0.0)
     if len(features):
-        pd.testing.assert_frame_equal(_tags(result.rule_tags), _tags(tags))
+        pd.testing.assert_frame_equal(sorted_text(result.rule_tags), sorted_text(tags))
     else:
         assert not len(result.rule_tags)
     scored = set(features["customer_id"].astype(str))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -15,6 +16,23 @@ from tags.engine import evaluate_tags
 from tags.live import live_rows
 from tags.transitions import TransitionLog
 from tests.streaming.conftest import NOW, FakeChurn, Setup, records
+
+
+def _send_queued_together(setup: Setup, send: Callable[[int], None], n: int) -> None:
+    """Run ``send(0)`` .. ``send(n - 1)`` in threads, each queued before the next starts.
+
+    The tagger is held busy meanwhile, so the n requests wait in its queue together
+    (one micro-batch); then every thread is waited for.
+    """
+    with setup.tagger._lock:
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(n)]
+        for k, t in enumerate(threads):  # queued in this order
+            t.start()
+            deadline = time.monotonic() + 30
+            while len(setup.tagger._queue) <= k and time.monotonic() < deadline:
+                time.sleep(0.005)
+    for t in threads:
+        t.join(timeout=120)
 
 
 def test_events_are_stored_once_and_retag_their_customers(setup: Setup) -> None:
@@ -190,15 +208,7 @@ def test_batches_arriving_together_are_one_micro_batch_with_their_own_answers(
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    with setup.tagger._lock:  # hold the tagger busy while every batch queues up
-        threads = [threading.Thread(target=send, args=(k,)) for k in range(len(parts))]
-        for k, t in enumerate(threads):  # queued in this order
-            t.start()
-            deadline = time.monotonic() + 30
-            while len(setup.tagger._queue) <= k and time.monotonic() < deadline:
-                time.sleep(0.005)
-    for t in threads:
-        t.join(timeout=120)
+    _send_queued_together(setup, send, len(parts))
     assert not errors, errors
     assert {r.batches for r in results.values()} == {len(parts)}  # one micro-batch
     assert len(setup.live.segments()) == 1
@@ -303,15 +313,7 @@ def test_listeners_get_each_micro_batch_once_in_write_order(setup: Setup) -> Non
     def send(k: int) -> None:
         results[k] = setup.tagger.apply(parts[k], source=f"POST /events ({k})")
 
-    with setup.tagger._lock:  # the three batches queue up: one micro-batch
-        threads = [threading.Thread(target=send, args=(k,)) for k in range(len(parts))]
-        for k, t in enumerate(threads):
-            t.start()
-            deadline = time.monotonic() + 30
-            while len(setup.tagger._queue) <= k and time.monotonic() < deadline:
-                time.sleep(0.005)
-    for t in threads:
-        t.join(timeout=120)
+    _send_queued_together(setup, send, len(parts))
     assert len(got) == 1
     everyone = {str(r["customer_id"]) for p in parts for r in p}
     assert set(got[0]["customer_id"]) == everyone
