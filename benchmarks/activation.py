@@ -412,4 +412,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from tagsmith.cli._common import user_errors
+
+    user_errors(main)()

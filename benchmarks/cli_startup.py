@@ -96,4 +96,6 @@ def _load() -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from tagsmith.cli._common import user_errors
+
+    user_errors(main)()

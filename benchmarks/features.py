@@ -427,4 +427,6 @@ def report(r: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from tagsmith.cli._common import user_errors
+
+    user_errors(main)()

@@ -368,4 +368,6 @@ def check_parity(result: Any, old: Any) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from tagsmith.cli._common import user_errors
+
+    user_errors(main)()

@@ -562,4 +562,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tagsmith.cli._common import user_errors
+
+    sys.exit(user_errors(main)())

@@ -563,4 +563,6 @@ def summarize(results: list[Result]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from tagsmith.cli._common import user_errors
+
+    user_errors(main)()

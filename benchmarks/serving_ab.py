@@ -287,4 +287,6 @@ def report(rounds: list[dict[tuple[str, str], dict[str, float]]], args: argparse
 
 
 if __name__ == "__main__":
-    main()
+    from tagsmith.cli._common import user_errors
+
+    user_errors(main)()

@@ -237,4 +237,6 @@ def _compare(runs: dict[str, dict[str, Any]]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from tagsmith.cli._common import user_errors
+
+    user_errors(main)()
