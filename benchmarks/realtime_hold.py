@@ -56,7 +56,8 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     load_start = os.getloadavg()
 
-    from streaming.tagger import _Request, live_as_of
+    from streaming.pipeline import Request
+    from streaming.tagger import live_as_of
     from tagsmith.live import live_tagger
     from tagsmith.project import Project
 
@@ -84,7 +85,7 @@ def main() -> None:
         records = _records(rng, ids, args.batch, "parts")
         now = pd.Timestamp.now(tz="UTC")
         c = time.process_time()
-        tagger._check([_Request(records, "bench")], now)
+        tagger._check([Request(records, "bench")], now)
         cpu["check"].append(time.process_time() - c)
         customers = tagger.index.known(str(r["customer_id"]) for r in records)
         c = time.process_time()

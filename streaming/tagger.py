@@ -18,8 +18,10 @@ Batches that arrive while one is being applied (concurrent ``POST /events`` call
 and are applied together as the next micro-batch, up to :data:`MAX_EVENTS_PER_BATCH`
 events (group commit): each is validated on its own, as if applied right after the ones
 queued before it, then they share one durable segment, one re-tag and one tag-store
-transaction, and each caller gets its own counts once all of it is durable. The fixed
-cost of a micro-batch is so paid once per backlog, not once per caller.
+transaction, and each caller gets its own counts once all of it is durable and tagged.
+The fixed cost of a micro-batch is so paid once per backlog, not once per caller. Steps
+1-2 and steps 3-4 are two ordered stages under two locks (:mod:`streaming.pipeline`):
+the next micro-batch is validated and stored while this one is re-tagged and written.
 
 Applying the same batch again stores nothing new; its customers are re-tagged again,
 which changes nothing unless time moved on (so a batch whose tagging was interrupted
@@ -37,15 +39,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pcsv
 
 from features.live import EVENT_ID, LiveEventLog
 from features.schema import FactsConfig
@@ -54,6 +52,7 @@ from scoring.batch import Predictor
 from streaming.checking import Checked, check_batches
 from streaming.errors import BadEvents, Busy
 from streaming.index import CustomerFacts, FactStoreLike
+from streaming.pipeline import Request, Staged, append_quarantine, written_rows
 from streaming.results import ApplyResult
 from streaming.retag import ArrayRetag
 from tags.catalogue import Catalogue
@@ -84,22 +83,12 @@ def live_as_of(now: pd.Timestamp) -> pd.Timestamp:
     return now.tz_convert("UTC").floor("s") + pd.Timedelta(seconds=1)
 
 
-@dataclass
-class _Request:
-    """One caller's batch, queued until a lock holder applies it (with others)."""
-
-    records: list[Any]
-    source: str
-    result: ApplyResult | None = None
-    error: BaseException | None = None
-    done: bool = False
-
-
 class LiveTagger:
     """Applies micro-batches of events: validate, store, re-tag, record.
 
-    One micro-batch at a time per process (a lock); the batches of callers waiting for
-    it are applied together next. At most ``max_waiting`` callers wait, beyond that
+    Two micro-batches at a time per process, one per stage (store, then tag; each
+    stage under its own lock, :mod:`streaming.pipeline`); the batches of callers waiting
+    are applied together next. At most ``max_waiting`` callers wait, beyond that
     :meth:`apply` raises :class:`Busy` (the service answers 429).
 
     Args:
@@ -142,10 +131,13 @@ class LiveTagger:
         self.clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
         self.max_waiting = max_waiting
         self.index = CustomerFacts(facts, live)
+        # Stage 1 (validate, store) under _lock, stage 2 (re-tag, write) under
+        # _tag_lock; taken in that order by everyone (streaming.pipeline).
         self._lock = threading.Lock()
+        self._tag_lock = threading.Lock()
         self._waiting = 0
         self._waiting_lock = threading.Lock()
-        self._queue: deque[_Request] = deque()
+        self._queue: deque[Request] = deque()
         self._thresholds: dict[str, dict[str, float | None]] = {}
         self._thresholds_run: str | None = None
         self._thresholds_checked = -1e9
@@ -181,7 +173,7 @@ class LiveTagger:
             raise BadEvents(
                 f"Expected at most {MAX_EVENTS_PER_BATCH} events per batch. Got {len(records)}."
             )
-        request = _Request(list(records), source)
+        request = Request(list(records), source)
         with self._waiting_lock:
             if self._waiting >= self.max_waiting:
                 raise Busy(
@@ -192,11 +184,7 @@ class LiveTagger:
             self._waiting += 1
             self._queue.append(request)
         try:
-            with self._lock:
-                # Whoever holds the lock applies every batch queued meanwhile with its own
-                # (group commit): one segment, one re-tag, one tag-store transaction.
-                while not request.done:
-                    self._apply_group(self._take_group())
+            self._drive(request)
         finally:
             with self._waiting_lock:
                 self._waiting -= 1
@@ -215,7 +203,7 @@ class LiveTagger:
         first prediction, library caches) of up to seconds on a loaded machine; paid
         here, at start-up, they stay out of the first event's latency.
         """
-        with self._lock:
+        with self._lock, self._tag_lock:
             self.index.refresh()
             self._refresh_thresholds(force=True)
             self._load_snapshot()
@@ -230,7 +218,7 @@ class LiveTagger:
                 "occurred_at": now.isoformat(),
                 "event_type": "login",
             }
-            self._check([_Request([probe], "warm-up")], now)
+            self._check([Request([probe], "warm-up")], now)
             self._evaluate([cid], live_as_of(now), at=now)
 
     def recover(self, *, chunk: int = MAX_EVENTS_PER_BATCH) -> int:
@@ -245,7 +233,7 @@ class LiveTagger:
         Returns:
             Customers re-tagged.
         """
-        with self._lock:
+        with self._lock, self._tag_lock:
             self.index.refresh()
             self._refresh_thresholds(force=True)
             done: set[str] = set()
@@ -296,7 +284,7 @@ class LiveTagger:
         Returns:
             Rows deleted.
         """
-        with self._lock:
+        with self._tag_lock:
             if not self.tag_store.exists():
                 return 0
             with self.tag_store.writer() as con:
@@ -335,7 +323,33 @@ class LiveTagger:
         self.tag_store.release()
 
     # -- steps -------------------------------------------------------------------------
-    def _take_group(self) -> list[_Request]:
+    def _drive(self, request: Request) -> None:
+        """Apply queued micro-batches until one takes ``request``; then wait for it.
+
+        Whoever holds the ingest lock stores every batch queued meanwhile with its own
+        (group commit: one segment, one re-tag, one tag-store transaction), then takes
+        the tag lock before it lets the ingest lock go (hand over hand,
+        :mod:`streaming.pipeline`): the next micro-batch is validated and stored while
+        this one is tagged, and micro-batches are tagged in the order they were stored.
+        """
+        while not request.taken:
+            # The tag store's held connection stays open across the micro-batch (and the
+            # next ones, while they come): storing and tagging may outlast its idle bound.
+            with self.tag_store.keep_open():
+                with self._lock:
+                    if request.taken:
+                        break
+                    staged = self._store(self._take_group())
+                    if staged is None:
+                        continue
+                    self._tag_lock.acquire()
+                try:
+                    self._tag(staged)
+                finally:
+                    self._tag_lock.release()
+        request.finished.wait()
+
+    def _take_group(self) -> list[Request]:
         """The queued batches applied together: oldest first, at most
         :data:`MAX_EVENTS_PER_BATCH` events in all (at least one batch)."""
         with self._waiting_lock:
@@ -344,33 +358,74 @@ class LiveTagger:
             while self._queue and total + len(self._queue[0].records) <= MAX_EVENTS_PER_BATCH:
                 total += len(self._queue[0].records)
                 group.append(self._queue.popleft())
+            for request in group:
+                request.taken = True
         return group
 
-    def _apply_group(self, group: list[_Request]) -> None:
-        """Apply queued batches as one micro-batch; each gets its own result or error."""
+    def _store(self, group: list[Request]) -> Staged | None:
+        """Stage 1 (ingest lock): validate the group's batches, store the accepted
+        events as one durable segment, and cut out of the index what stage 2 re-tags.
+
+        Returns:
+            What stage 2 tags; None when no batch passed validation or this stage
+            failed (every batch of the group then has its error).
+        """
         started = time.perf_counter()
         try:
-            # The tag store's held connection stays open across this micro-batch (and
-            # the next ones, while they come): validating and re-tagging may take longer
-            # than its idle bound.
-            with self.tag_store.keep_open():
-                now = self.clock()
-                self.index.refresh()
-                self._refresh_thresholds()
-                checked = self._check(group, now)
-                if checked:
-                    self._commit(checked, now, started)
+            now = self.clock()
+            self.index.refresh()
+            self._refresh_thresholds()
+            checked = self._check(group, now)
+            if not checked:
+                return None
+            accepted = (
+                checked[0].accepted
+                if len(checked) == 1
+                else pd.concat([c.accepted for c in checked], ignore_index=True)
+            )
+            appended = self.live.append(accepted, [i for c in checked for i in c.ids])
+            stored = accepted[appended.stored]
+            self.index.add(stored, appended.segment)
+            customers = self.index.known(
+                [str(c) for c in stored["customer_id"]]
+                + [str(r.get("customer_id")) for c in checked for r in c.repeats]
+            )
+            own = [customers]
+            if len(checked) > 1:
+                own, offset = [], 0
+                for c in checked:
+                    mine = appended.stored[offset : offset + len(c.ids)]
+                    offset += len(c.ids)
+                    own.append(
+                        self.index.known(
+                            [str(x) for x in c.accepted.loc[mine, "customer_id"]]
+                            + [str(r.get("customer_id")) for r in c.repeats]
+                        )
+                    )
+            return Staged(
+                checked=checked,
+                now=now,
+                started=started,
+                appended=appended,
+                customers=customers,
+                own=own,
+                customer_rows=self.index.customer_table(customers) if customers else None,
+                event_rows=self.index.event_tables(customers) if customers else [],
+                thresholds=self._thresholds,
+                thresholds_run=self._thresholds_run,
+            )
         except BaseException as exc:
             for request in group:
                 if not request.done:
-                    request.error, request.done = exc, True
+                    request.settle(error=exc)
+            return None
 
-    def _check(self, group: list[_Request], now: pd.Timestamp) -> list[Checked]:
+    def _check(self, group: list[Request], now: pd.Timestamp) -> list[Checked]:
         """Validate the group's batches (:mod:`streaming.checking`); a batch that fails
         validation gets its error, the others go on."""
 
         def failed(request: Any, exc: Exception) -> None:
-            request.error, request.done = exc, True
+            request.settle(error=exc)
 
         return check_batches(
             group,
@@ -381,60 +436,52 @@ class LiveTagger:
             on_error=failed,
         )
 
-    def _commit(self, checked: list[Checked], now: pd.Timestamp, started: float) -> None:
-        """Store the checked batches as one segment, re-tag their customers once, and
-        give each batch its result."""
-        accepted = (
-            checked[0].accepted
-            if len(checked) == 1
-            else pd.concat([c.accepted for c in checked], ignore_index=True)
-        )
-        appended = self.live.append(accepted, [i for c in checked for i in c.ids])
-        stored = accepted[appended.stored]
-        self.index.add(stored, appended.segment)
-        touched = [str(c) for c in stored["customer_id"]] + [
-            str(r.get("customer_id")) for c in checked for r in c.repeats
-        ]
-        customers = self.index.known(touched)
-        as_of = live_as_of(now)
-        # The segment is marked tagged by the write that tags its customers (one
-        # transaction): a kill before it leaves the segment to :meth:`recover`.
-        segments = [appended.segment.name] if appended.segment is not None else []
-        write, rows = (
-            self.retag(customers, as_of=as_of, at=now, segments=segments)
-            if customers
-            else (None, None)
-        )
-        offset = 0
-        for c in checked:
-            mine = appended.stored[offset : offset + len(c.ids)]
-            offset += len(c.ids)
-            own = customers
-            if len(checked) > 1:
-                own = self.index.known(
-                    [str(x) for x in c.accepted.loc[mine, "customer_id"]]
-                    + [str(r.get("customer_id")) for r in c.repeats]
+    def _tag(self, staged: Staged) -> None:
+        """Stage 2 (tag lock): re-tag the stored micro-batch's customers once, write
+        their live values (marking its segment tagged), and give each batch its result."""
+        try:
+            now, as_of = staged.now, live_as_of(staged.now)
+            write, rows = None, None
+            if staged.customers:
+                grid = self._retag.grid(
+                    staged.customers,
+                    staged.customer_rows,
+                    staged.event_rows,
+                    as_of=as_of,
+                    at=naive(now),
+                    thresholds=staged.thresholds,
                 )
-            own_rows = rows if rows is not None and not self._listeners else pd.DataFrame()
-            if len(checked) > 1 and len(own_rows):
-                own_rows = own_rows[own_rows["customer_id"].isin(own)].reset_index(drop=True)
-            c.request.result = ApplyResult(
-                received=len(c.request.records),
-                accepted=int(mine.sum()),
-                duplicates=len(c.repeats) + int((~mine).sum()),
-                quarantined=dict(c.counts),
-                quarantine_file=self._quarantine(c.quarantine, now),
-                customers=len(own),
-                changes=write.group.n if write else 0,
-                as_of=as_of,
-                thresholds_from=self._thresholds_run,
-                seq=write.seq if write else 0,
-                seconds=time.perf_counter() - started,
-                rows=own_rows,
-                batches=len(checked),
-                customer_ids=list(own),
-            )
-            c.request.done = True
+                # The segment is marked tagged by the write that tags its customers (one
+                # transaction): a kill before it leaves the segment to :meth:`recover`.
+                write, rows = self._write(grid, at=now, segments=staged.segments)
+            offset = 0
+            for c, own in zip(staged.checked, staged.own, strict=True):
+                mine = staged.appended.stored[offset : offset + len(c.ids)]
+                offset += len(c.ids)
+                own_rows = rows if rows is not None and not self._listeners else pd.DataFrame()
+                if len(staged.checked) > 1 and len(own_rows):
+                    own_rows = own_rows[own_rows["customer_id"].isin(own)].reset_index(drop=True)
+                result = ApplyResult(
+                    received=len(c.request.records),
+                    accepted=int(mine.sum()),
+                    duplicates=len(c.repeats) + int((~mine).sum()),
+                    quarantined=dict(c.counts),
+                    quarantine_file=append_quarantine(self.quarantine_dir, c.quarantine, now),
+                    customers=len(own),
+                    changes=write.group.n if write else 0,
+                    as_of=as_of,
+                    thresholds_from=staged.thresholds_run,
+                    seq=write.seq if write else 0,
+                    seconds=time.perf_counter() - staged.started,
+                    rows=own_rows,
+                    batches=len(staged.checked),
+                    customer_ids=list(own),
+                )
+                c.request.settle(result=result)
+        except BaseException as exc:
+            for c in staged.checked:
+                if not c.request.done:
+                    c.request.settle(error=exc)
 
     def retag(
         self,
@@ -447,13 +494,18 @@ class LiveTagger:
         """Re-tag ``customer_ids`` as of ``as_of`` and write their live values.
 
         ``segments`` (live segments of these customers' events) are recorded as tagged by
-        the same write.
+        the same write. Callers hold both locks (:meth:`recover`) or are alone.
 
         Returns:
             The live write, and the rows written (``tags.live.LIVE_COLUMNS``): one per
             customer and evaluated tag, ``value`` NA where the tag does not apply.
         """
-        grid = self._evaluate(customer_ids, as_of, at=at)
+        return self._write(self._evaluate(customer_ids, as_of, at=at), at=at, segments=segments)
+
+    def _write(
+        self, grid: LiveGrid, *, at: pd.Timestamp, segments: Sequence[str]
+    ) -> tuple[LiveWrite, pd.DataFrame]:
+        """Write a re-tag's grid as live values (and transitions); tell the listeners."""
         # Held open for the next micro-batches (tags.store_hold): no open and checkpoint
         # per write; closed (checkpointed) when idle, after a bound, or by close().
         with self.tag_store.held_writer() as con:
@@ -469,7 +521,7 @@ class LiveTagger:
             )
             if not write.snapshot_in_memory:
                 self._load_snapshot(con)
-        written = _written(grid, at=at, seq=write.seq)
+        written = written_rows(grid, at=at, seq=write.seq)
         for listener in self._listeners:
             try:
                 listener(written)
@@ -536,41 +588,7 @@ class LiveTagger:
             if found and found[0] == 2:
                 self._live_state.sync(con, snapshot_key(con))
 
-    def _quarantine(self, rejected: pd.DataFrame, now: pd.Timestamp) -> Path | None:
-        if not len(rejected):
-            return None
-        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-        path = self.quarantine_dir / f"live-{now:%Y%m%d}.csv"
-        sink = pa.BufferOutputStream()
-        options = pcsv.WriteOptions(include_header=not path.exists())
-        pcsv.write_csv(pa.Table.from_pandas(rejected, preserve_index=False), sink, options)
-        with path.open("ab") as handle:
-            handle.write(bytes(sink.getvalue()))
-        return path
-
     @property
     def event_id_field(self) -> str:
         """Name of the id field of an event."""
         return EVENT_ID
-
-
-def _written(grid: LiveGrid, *, at: pd.Timestamp, seq: int) -> pd.DataFrame:
-    """The live rows as stored: every (customer, evaluated tag), NA where none applies."""
-    width = len(grid.tags)
-
-    def text(values: Any) -> pd.arrays.ArrowStringArray:
-        return pd.arrays.ArrowStringArray(pa.array(values, pa.large_string()))
-
-    return pd.DataFrame(
-        {
-            "customer_id": text(np.repeat(np.asarray(grid.customers, dtype=object), width)),
-            "tag_id": text(np.tile(np.asarray(grid.tags, dtype=object), len(grid.customers))),
-            "value": text(grid.value),
-            "score": grid.score,
-            "source": text(grid.source),
-            "version": text(grid.version),
-            "as_of": pd.DatetimeIndex(grid.as_of).tz_localize("UTC"),
-            "updated_at": at,
-            "seq": seq,
-        }
-    )

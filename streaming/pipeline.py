@@ -1,0 +1,139 @@
+"""The two stages of real-time tagging and what passes between them.
+
+:class:`streaming.tagger.LiveTagger` applies micro-batches in two ordered stages, each
+under its own lock, so the second core is not idle while a micro-batch is tagged:
+
+1. **store** (the tagger's ingest lock): take the queued batches (:class:`Request`),
+   validate them, append the accepted events durably as one live segment, add them to
+   the tagger's index, and cut the touched customers' stored rows and events out of it
+   (Arrow). The result is a :class:`Staged`: everything stage 2 needs, so stage 2
+   touches neither the index nor the live event log;
+2. **tag** (the tagger's tag lock): the re-tag over those arrays, the live write (tag
+   store, transitions), the listeners, each caller's result.
+
+A thread that finished stage 1 of micro-batch N takes the tag lock before it lets go of
+the ingest lock (hand over hand): micro-batches enter stage 2 in the order they were
+stored, so a customer's live values follow its events in order, while stage 1 of
+micro-batch N + 1 runs beside stage 2 of micro-batch N. What overlaps is what either
+stage spends outside the GIL (DuckDB's queries and writes, Arrow, numpy's kernels).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+from features.live import Appended
+from streaming.checking import Checked
+from streaming.results import ApplyResult
+from tags.live import LiveGrid
+
+__all__ = ["Request", "Staged", "append_quarantine", "written_rows"]
+
+
+@dataclass
+class Request:
+    """One caller's batch, queued until a lock holder applies it (with others).
+
+    Attributes:
+        records: The decoded event records.
+        source: Where they came from (``POST /events``, a NATS subject).
+        result: Set once the batch is durable and tagged.
+        error: Set instead when it failed.
+        done: True once ``result`` or ``error`` is set.
+        taken: True once a thread took it into a micro-batch (its own thread then
+            waits for ``finished`` instead of applying it).
+        finished: Set with ``done``.
+    """
+
+    records: list[Any]
+    source: str
+    result: ApplyResult | None = None
+    error: BaseException | None = None
+    done: bool = False
+    taken: bool = False
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def settle(
+        self, *, result: ApplyResult | None = None, error: BaseException | None = None
+    ) -> None:
+        """Give the caller its result or error and wake it."""
+        self.result, self.error, self.done = result, error, True
+        self.finished.set()
+
+
+@dataclass
+class Staged:
+    """A micro-batch after stage 1 (stored durably), what stage 2 tags.
+
+    Attributes:
+        checked: The group's validated batches, in queue order.
+        now: The micro-batch's instant.
+        started: ``time.perf_counter()`` when the micro-batch started.
+        appended: The durable append (its segment, which rows were stored).
+        customers: Known customers the micro-batch touched, in order, no repeats.
+        own: Of those, each batch's own (one list per batch of ``checked``).
+        customer_rows: Their stored rows (Arrow, ``CustomerFacts.customer_table``).
+        event_rows: Their stored events, one table per index block.
+        thresholds: The batch run's population thresholds to re-tag with.
+        thresholds_run: That run's id.
+    """
+
+    checked: list[Checked]
+    now: pd.Timestamp
+    started: float
+    appended: Appended
+    customers: list[str]
+    own: list[list[str]]
+    customer_rows: pa.Table | None
+    event_rows: list[pa.Table]
+    thresholds: dict[str, dict[str, float | None]]
+    thresholds_run: str | None
+
+    @property
+    def segments(self) -> list[str]:
+        """The live segment the stage-2 write marks tagged (none if nothing was new)."""
+        return [self.appended.segment.name] if self.appended.segment is not None else []
+
+
+def written_rows(grid: LiveGrid, *, at: pd.Timestamp, seq: int) -> pd.DataFrame:
+    """The live rows as stored: every (customer, evaluated tag), NA where none applies."""
+    width = len(grid.tags)
+
+    def text(values: Any) -> pd.arrays.ArrowStringArray:
+        return pd.arrays.ArrowStringArray(pa.array(values, pa.large_string()))
+
+    return pd.DataFrame(
+        {
+            "customer_id": text(np.repeat(np.asarray(grid.customers, dtype=object), width)),
+            "tag_id": text(np.tile(np.asarray(grid.tags, dtype=object), len(grid.customers))),
+            "value": text(grid.value),
+            "score": grid.score,
+            "source": text(grid.source),
+            "version": text(grid.version),
+            "as_of": pd.DatetimeIndex(grid.as_of).tz_localize("UTC"),
+            "updated_at": at,
+            "seq": seq,
+        }
+    )
+
+
+def append_quarantine(folder: Path, rejected: pd.DataFrame, now: pd.Timestamp) -> Path | None:
+    """Append rejected rows to the day's live quarantine file (header once)."""
+    if not len(rejected):
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"live-{now:%Y%m%d}.csv"
+    sink = pa.BufferOutputStream()
+    options = pcsv.WriteOptions(include_header=not path.exists())
+    pcsv.write_csv(pa.Table.from_pandas(rejected, preserve_index=False), sink, options)
+    with path.open("ab") as handle:
+        handle.write(bytes(sink.getvalue()))
+    return path
