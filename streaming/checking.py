@@ -209,12 +209,15 @@ def _validate(
     extra = [c.accepted[c.accepted["customer_id"].isin(mentioned)] for c in earlier]
     extra = [e[list(EVENT_COLUMNS)] for e in extra if len(e)]
 
-    def stored_events(keys: pa.Table) -> pa.Table:
+    def stored_events(keys: pa.Table) -> pa.Table | None:
         # Only stored events sharing a (customer, time) pair with a new row can be its
         # exact duplicates: a few rows, not the ~20 events of each mentioned customer
         # (100,000 rows and a frame of them per 5,000-event batch).
         found = index.events_matching(keys)
-        return arrow_table(pd.concat([found, *extra], ignore_index=True) if extra else found)
+        parts = ([] if found is None else [found]) + extra
+        if not parts:
+            return None
+        return arrow_table(parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True))
 
     result = validate_events(
         [raw],

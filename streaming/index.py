@@ -43,13 +43,30 @@ class _Block:
     customers table (binary search over a sorted int array: no dictionary per block,
     no Python loop per looked-up customer).
 
+    The imported events come sorted by customer id (positions looked up once per
+    customer, at load). Live blocks are sorted by position instead, each row's position
+    kept (:attr:`row_pos`): a merge of two blocks then sorts integers and finds the
+    customers' ranges by their changes, without a string sort or a dictionary lookup
+    per customer (a block is re-sorted O(log n) times as batches arrive).
+
     Args:
         table: The events (canonical columns).
         positions: Customer id -> position in the customers table; events of customers
             not in it are kept but never looked up (lookups ask for stored customers).
+        row_pos: Each row's customer position (-1: not a stored customer), for a live
+            block; None: the imported events, sorted by customer id.
     """
 
-    def __init__(self, table: pa.Table, positions: Mapping[str, int]) -> None:
+    def __init__(
+        self, table: pa.Table, positions: Mapping[str, int], row_pos: np.ndarray | None = None
+    ) -> None:
+        self.pos = np.zeros(0, dtype=np.int64)
+        self.starts = np.zeros(0, dtype=np.int64)
+        self.ends = np.zeros(0, dtype=np.int64)
+        self.row_pos: np.ndarray | None = None
+        if row_pos is not None:
+            self._by_position(table, np.asarray(row_pos, dtype=np.int64))
+            return
         ids = table["customer_id"].combine_chunks() if table.num_rows else pa.array([])
         sorted_already = len(ids) < 2 or bool(
             pc.all(pc.greater_equal(ids.slice(1), ids.slice(0, len(ids) - 1))).as_py()
@@ -58,9 +75,6 @@ class _Block:
             table = table.sort_by([("customer_id", "ascending"), ("occurred_at", "ascending")])
             ids = table["customer_id"].combine_chunks()
         self.table = table.combine_chunks()
-        self.pos = np.zeros(0, dtype=np.int64)
-        self.starts = np.zeros(0, dtype=np.int64)
-        self.ends = np.zeros(0, dtype=np.int64)
         if len(ids):
             runs = pc.run_end_encode(ids)
             ends = np.asarray(runs.run_ends.to_numpy(), dtype=np.int64)
@@ -73,9 +87,35 @@ class _Block:
             order = keep[np.argsort(at[keep], kind="stable")]
             self.pos, self.starts, self.ends = at[order], starts[order], ends[order]
 
+    def _by_position(self, table: pa.Table, row_pos: np.ndarray) -> None:
+        """Sort by (position, time), stable: a customer's rows in time order, ties in
+        the order given (as the imported block's sort by id and time)."""
+        order = np.lexsort((micros(table["occurred_at"]), row_pos))
+        if len(order) and not bool(np.all(order[1:] > order[:-1])):
+            table, row_pos = table.take(pa.array(order)), row_pos[order]
+        self.table = table.combine_chunks()
+        self.row_pos = row_pos
+        if not len(row_pos):
+            return
+        starts = np.flatnonzero(np.concatenate([[True], row_pos[1:] != row_pos[:-1]]))
+        ends = np.concatenate([starts[1:], [len(row_pos)]])
+        keep = row_pos[starts] >= 0
+        self.pos, self.starts, self.ends = row_pos[starts][keep], starts[keep], ends[keep]
+
     @property
     def rows(self) -> int:
         return int(self.table.num_rows)
+
+    def positions_of_rows(self) -> np.ndarray:
+        """Each row's customer position (-1: not a stored customer)."""
+        if self.row_pos is not None:
+            return self.row_pos
+        out = np.full(self.rows, -1, dtype=np.int64)
+        lengths = self.ends - self.starts
+        shift = self.starts - np.concatenate([np.zeros(1, np.int64), np.cumsum(lengths)[:-1]])
+        index = np.repeat(shift, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+        out[index] = np.repeat(self.pos, lengths)
+        return out
 
     def find(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows of the customers at positions ``pos`` (in that order).
@@ -166,11 +206,22 @@ class CustomerFacts:
     def _add_live(self, frame: pd.DataFrame) -> None:
         if not len(frame):
             return
-        self._live.append(_Block(_canonical(frame), self._customer_pos))
+        table = _canonical(frame)
+        get = self._customer_pos.get
+        row_pos = np.fromiter(
+            (get(str(c), -1) for c in table["customer_id"].to_pylist()),
+            dtype=np.int64,
+            count=table.num_rows,
+        )
+        self._live.append(_Block(table, self._customer_pos, row_pos))
         while len(self._live) >= 2 and self._live[-2].rows <= 2 * self._live[-1].rows:
             last, before = self._live.pop(), self._live.pop()
             self._live.append(
-                _Block(pa.concat_tables([before.table, last.table]), self._customer_pos)
+                _Block(
+                    pa.concat_tables([before.table, last.table]),
+                    self._customer_pos,
+                    np.concatenate([before.positions_of_rows(), last.positions_of_rows()]),
+                )
             )
 
     def add(self, events: pd.DataFrame, segment: Path | None) -> None:
@@ -204,22 +255,26 @@ class CustomerFacts:
         """Imported and live events of the customers (canonical columns)."""
         return _frame_of(self.event_tables(customer_ids))
 
-    def events_matching(self, keys: pa.Table) -> pd.DataFrame:
+    def events_matching(self, keys: pa.Table) -> pd.DataFrame | None:
         """Stored events (imported and live) sharing a ``(customer_id, occurred_at)``
         pair with a row of ``keys``: the only ones that can be exact duplicates of new
         rows (``features.validation.validate_events``' ``stored_events``).
 
         Only the occurred_at column of the keys' customers' rows is read per block, then
         the few rows at a wanted time; not every event of every customer as a frame.
+
+        Returns:
+            The rows (canonical columns), or None when there are none (the usual case:
+            live events are new).
         """
         if not keys.num_rows:
-            return _empty_events()
+            return None
         ids = [str(c) for c in keys["customer_id"].to_pylist()]
         stamps = keys["occurred_at"]
         # Truncated to microseconds (the stored unit): at worst a few more candidates,
         # which the exact comparison of validation then tells apart.
         times = micros(stamps.cast(pa.timestamp("us", tz=stamps.type.tz), safe=False))
-        _, pos = self._positions(ids)
+        _, pos = self._positions(set(ids))
         pos = np.unique(pos)
         wanted = np.unique(times)
         pairs = set(zip(ids, times.tolist(), strict=True))
@@ -241,7 +296,7 @@ class CustomerFacts:
             ]
             if any(mine):
                 parts.append(near.filter(pa.array(mine, pa.bool_())))
-        return _frame_of(parts)
+        return _frame_of(parts) if parts else None
 
     def customer_table(self, customer_ids: Sequence[str]) -> pa.Table:
         """Customer rows of known ids as Arrow (the array re-tag's input; no frame)."""
@@ -285,14 +340,11 @@ class CustomerFacts:
     def _positions(self, customer_ids: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
         """(entries of ``customer_ids`` that are stored customers, their positions)."""
         get = self._customer_pos.get
-        at: list[int] = []
-        pos: list[int] = []
-        for k, cid in enumerate(customer_ids):
-            p = get(cid)
-            if p is not None:
-                at.append(k)
-                pos.append(p)
-        return np.asarray(at, dtype=np.int64), np.asarray(pos, dtype=np.int64)
+        found = [get(cid) for cid in customer_ids]
+        if None not in found:  # the usual case: every id is a stored customer's
+            return np.arange(len(found), dtype=np.int64), np.asarray(found, dtype=np.int64)
+        at = [k for k, p in enumerate(found) if p is not None]
+        return np.asarray(at, dtype=np.int64), np.asarray([found[k] for k in at], np.int64)
 
 
 _TEXT = pa.large_string()

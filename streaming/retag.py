@@ -270,11 +270,18 @@ class _Slots:
         self.source = np.full(size, "rule", dtype=object)
         self.version = np.full(size, "", dtype=object)
         self.filled = np.zeros(size, dtype=bool)
+        self.n_filled = 0
 
     def put(self, at: np.ndarray, value: Any, score: Any, source: Any, version: Any) -> None:
-        if self.filled[at].any() or len(np.unique(at)) != len(at):
+        # Counting the filled entries finds a repeat within ``at`` too (it fills fewer
+        # than len(at)) without sorting ``at`` (np.unique) on every put.
+        before = self.n_filled
+        if self.filled[at].any():
             raise TagStoreError("Expected at most one live row per customer and tag. Got repeats.")
         self.filled[at] = True
+        self.n_filled = int(np.count_nonzero(self.filled))
+        if self.n_filled - before != len(at):
+            raise TagStoreError("Expected at most one live row per customer and tag. Got repeats.")
         self.value[at] = value
         self.score[at] = score
         self.source[at] = source

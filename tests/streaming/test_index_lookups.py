@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from features.schema import EVENT_COLUMNS, arrow_table
 from streaming.index import CustomerFacts
@@ -79,6 +80,7 @@ def test_events_matching_is_exactly_the_stored_rows_of_those_pairs(setup: Setup)
         keys = pd.concat([hit, other_time, other_customer, unknown], ignore_index=True)
         keys = keys[["customer_id", "occurred_at"]]
         got = index.events_matching(arrow_table(keys))
+        assert got is not None
         assert list(got.columns) == list(EVENT_COLUMNS)
         wanted = set(zip(keys["customer_id"].astype(str), keys["occurred_at"], strict=True))
         mine = [
@@ -99,5 +101,25 @@ def test_events_matching_is_exactly_the_stored_rows_of_those_pairs(setup: Setup)
             }
         )
     )
-    assert len(none) == 0
-    assert list(none.columns) == list(EVENT_COLUMNS)
+    assert none is None
+    # Keys at times nothing is stored at: nothing.
+    later = pd.DataFrame(
+        {"customer_id": ids[:3], "occurred_at": [pd.Timestamp("2031-01-01", tz="UTC")] * 3}
+    )
+    assert index.events_matching(arrow_table(later)) is None
+
+
+def test_the_grid_refuses_a_customer_and_tag_filled_twice() -> None:
+    from streaming.retag import _Slots
+    from tags.errors import TagStoreError
+
+    slots = _Slots(6)
+    slots.put(np.array([0, 2]), ["a", "b"], np.nan, "rule", "x@1")
+    slots.put(np.array([5]), ["c"], 0.5, "model", "m/1")
+    assert slots.value.tolist() == ["a", None, "b", None, None, "c"]
+    with pytest.raises(TagStoreError, match="at most one"):
+        slots.put(np.array([1, 1]), ["d", "e"], np.nan, "rule", "x@1")  # twice in one put
+    again = _Slots(3)
+    again.put(np.array([1]), ["a"], np.nan, "rule", "x@1")
+    with pytest.raises(TagStoreError, match="at most one"):
+        again.put(np.array([0, 1]), ["b", "c"], np.nan, "rule", "x@1")  # filled before
