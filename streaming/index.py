@@ -8,9 +8,9 @@ live events (this process's and other writers' segments) are added as they appea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -19,8 +19,9 @@ import pyarrow.compute as pc
 
 from features.live import EVENT_ID, LiveEventLog
 from features.schema import EVENT_COLUMNS, EVENT_DTYPES
+from features.small_events import EventColumns
 
-__all__ = ["CustomerFacts", "FactStoreLike"]
+__all__ = ["CustomerFacts", "FactStoreLike", "event_arrays", "micros"]
 
 
 class FactStoreLike(Protocol):
@@ -38,9 +39,34 @@ def _empty_events() -> pd.DataFrame:
 
 
 class _Block:
-    """Events sorted by customer, each customer's rows located by a dictionary."""
+    """Events sorted by customer; each customer's rows located by its position in the
+    customers table (binary search over a sorted int array: no dictionary per block,
+    no Python loop per looked-up customer).
 
-    def __init__(self, table: pa.Table) -> None:
+    The imported events come sorted by customer id (positions looked up once per
+    customer, at load). Live blocks are sorted by position instead, each row's position
+    kept (:attr:`row_pos`): a merge of two blocks then sorts integers and finds the
+    customers' ranges by their changes, without a string sort or a dictionary lookup
+    per customer (a block is re-sorted O(log n) times as batches arrive).
+
+    Args:
+        table: The events (canonical columns).
+        positions: Customer id -> position in the customers table; events of customers
+            not in it are kept but never looked up (lookups ask for stored customers).
+        row_pos: Each row's customer position (-1: not a stored customer), for a live
+            block; None: the imported events, sorted by customer id.
+    """
+
+    def __init__(
+        self, table: pa.Table, positions: Mapping[str, int], row_pos: np.ndarray | None = None
+    ) -> None:
+        self.pos = np.zeros(0, dtype=np.int64)
+        self.starts = np.zeros(0, dtype=np.int64)
+        self.ends = np.zeros(0, dtype=np.int64)
+        self.row_pos: np.ndarray | None = None
+        if row_pos is not None:
+            self._by_position(table, np.asarray(row_pos, dtype=np.int64))
+            return
         ids = table["customer_id"].combine_chunks() if table.num_rows else pa.array([])
         sorted_already = len(ids) < 2 or bool(
             pc.all(pc.greater_equal(ids.slice(1), ids.slice(0, len(ids) - 1))).as_py()
@@ -49,32 +75,69 @@ class _Block:
             table = table.sort_by([("customer_id", "ascending"), ("occurred_at", "ascending")])
             ids = table["customer_id"].combine_chunks()
         self.table = table.combine_chunks()
-        self.slices: dict[str, tuple[int, int]] = {}
         if len(ids):
             runs = pc.run_end_encode(ids)
-            ends = runs.run_ends.to_numpy()
-            starts = np.concatenate([[0], ends[:-1]])
-            values = runs.values.to_pylist()
-            self.slices = {
-                str(v): (int(a), int(b)) for v, a, b in zip(values, starts, ends, strict=True)
-            }
+            ends = np.asarray(runs.run_ends.to_numpy(), dtype=np.int64)
+            starts = np.concatenate([np.zeros(1, dtype=np.int64), ends[:-1]])
+            get = positions.get
+            at = np.fromiter(
+                (get(str(v), -1) for v in runs.values.to_pylist()), dtype=np.int64, count=len(ends)
+            )
+            keep = np.flatnonzero(at >= 0)
+            order = keep[np.argsort(at[keep], kind="stable")]
+            self.pos, self.starts, self.ends = at[order], starts[order], ends[order]
+
+    def _by_position(self, table: pa.Table, row_pos: np.ndarray) -> None:
+        """Sort by (position, time), stable: a customer's rows in time order, ties in
+        the order given (as the imported block's sort by id and time)."""
+        order = np.lexsort((micros(table["occurred_at"]), row_pos))
+        if len(order) and not bool(np.all(order[1:] > order[:-1])):
+            table, row_pos = table.take(pa.array(order)), row_pos[order]
+        self.table = table.combine_chunks()
+        self.row_pos = row_pos
+        if not len(row_pos):
+            return
+        starts = np.flatnonzero(np.concatenate([[True], row_pos[1:] != row_pos[:-1]]))
+        ends = np.concatenate([starts[1:], [len(row_pos)]])
+        keep = row_pos[starts] >= 0
+        self.pos, self.starts, self.ends = row_pos[starts][keep], starts[keep], ends[keep]
 
     @property
     def rows(self) -> int:
         return int(self.table.num_rows)
 
-    def rows_of(self, customer_ids: Sequence[str]) -> pa.Table | None:
-        """The rows of ``customer_ids`` (None when none has any)."""
-        ranges = [self.slices[c] for c in customer_ids if c in self.slices]
-        if not ranges:
-            return None
-        bounds = np.asarray(ranges, dtype=np.int64)
-        lengths = bounds[:, 1] - bounds[:, 0]
-        # Every range's row numbers without one np.arange per customer (5,000 customers
-        # a micro-batch, looked up twice per batch).
-        shift = bounds[:, 0] - np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    def positions_of_rows(self) -> np.ndarray:
+        """Each row's customer position (-1: not a stored customer)."""
+        if self.row_pos is not None:
+            return self.row_pos
+        out = np.full(self.rows, -1, dtype=np.int64)
+        lengths = self.ends - self.starts
+        shift = self.starts - np.concatenate([np.zeros(1, np.int64), np.cumsum(lengths)[:-1]])
         index = np.repeat(shift, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
-        return self.table.take(pa.array(index))
+        out[index] = np.repeat(self.pos, lengths)
+        return out
+
+    def find(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows of the customers at positions ``pos`` (in that order).
+
+        Returns:
+            (the entries of ``pos`` that have rows here, their row counts, the row
+            numbers of all their rows, entry after entry).
+        """
+        if not len(self.pos) or not len(pos):
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        k = np.searchsorted(self.pos, pos)
+        inside = k < len(self.pos)
+        hit = np.zeros(len(pos), dtype=bool)
+        hit[inside] = self.pos[k[inside]] == pos[inside]
+        starts = self.starts[k[hit]]
+        lengths = self.ends[k[hit]] - starts
+        # Every range's row numbers without one np.arange per customer (5,000 customers
+        # a micro-batch).
+        shift = starts - np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(lengths)[:-1]])
+        index = np.repeat(shift, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+        return np.flatnonzero(hit), lengths, index
 
 
 def _canonical(frame: pd.DataFrame) -> pa.Table:
@@ -136,17 +199,30 @@ class CustomerFacts:
         }
         table = self.store.events_table()
         if table is None or not table.num_rows:
-            self._base = _Block(_canonical(_empty_events()))
+            self._base = _Block(_canonical(_empty_events()), self._customer_pos)
             return
-        self._base = _Block(table.select(list(EVENT_COLUMNS)))
+        self._base = _Block(table.select(list(EVENT_COLUMNS)), self._customer_pos)
 
     def _add_live(self, frame: pd.DataFrame) -> None:
         if not len(frame):
             return
-        self._live.append(_Block(_canonical(frame)))
+        table = _canonical(frame)
+        get = self._customer_pos.get
+        row_pos = np.fromiter(
+            (get(str(c), -1) for c in table["customer_id"].to_pylist()),
+            dtype=np.int64,
+            count=table.num_rows,
+        )
+        self._live.append(_Block(table, self._customer_pos, row_pos))
         while len(self._live) >= 2 and self._live[-2].rows <= 2 * self._live[-1].rows:
             last, before = self._live.pop(), self._live.pop()
-            self._live.append(_Block(pa.concat_tables([before.table, last.table])))
+            self._live.append(
+                _Block(
+                    pa.concat_tables([before.table, last.table]),
+                    self._customer_pos,
+                    np.concatenate([before.positions_of_rows(), last.positions_of_rows()]),
+                )
+            )
 
     def add(self, events: pd.DataFrame, segment: Path | None) -> None:
         """Events this process just stored as ``segment`` (no need to read it back)."""
@@ -177,19 +253,50 @@ class CustomerFacts:
 
     def events_of(self, customer_ids: Sequence[str]) -> pd.DataFrame:
         """Imported and live events of the customers (canonical columns)."""
-        blocks = [self._base] if self._base is not None else []
-        parts = [t for b in [*blocks, *self._live] if (t := b.rows_of(customer_ids)) is not None]
-        if not parts:
-            return _empty_events()
-        # One conversion to pandas, not one per block: each costs a few ms of fixed
-        # overhead, paid twice per micro-batch (validation, re-tag) for a handful of rows.
-        dtypes = {c: EVENT_DTYPES[c] for c in EVENT_COLUMNS}
-        try:
-            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # blocks of differing physical types
-            frames = [t.to_pandas().astype(dtypes) for t in parts]
-            return pd.concat(frames, ignore_index=True)
-        return table.combine_chunks().to_pandas().astype(dtypes)
+        return _frame_of(self.event_tables(customer_ids))
+
+    def events_matching(self, keys: pa.Table) -> pd.DataFrame | None:
+        """Stored events (imported and live) sharing a ``(customer_id, occurred_at)``
+        pair with a row of ``keys``: the only ones that can be exact duplicates of new
+        rows (``features.validation.validate_events``' ``stored_events``).
+
+        Only the occurred_at column of the keys' customers' rows is read per block, then
+        the few rows at a wanted time; not every event of every customer as a frame.
+
+        Returns:
+            The rows (canonical columns), or None when there are none (the usual case:
+            live events are new).
+        """
+        if not keys.num_rows:
+            return None
+        ids = [str(c) for c in keys["customer_id"].to_pylist()]
+        stamps = keys["occurred_at"]
+        # Truncated to microseconds (the stored unit): at worst a few more candidates,
+        # which the exact comparison of validation then tells apart.
+        times = micros(stamps.cast(pa.timestamp("us", tz=stamps.type.tz), safe=False))
+        _, pos = self._positions(set(ids))
+        pos = np.unique(pos)
+        wanted = np.unique(times)
+        pairs = set(zip(ids, times.tolist(), strict=True))
+        parts = []
+        for block in self._blocks():
+            _, _, index = block.find(pos)
+            if not len(index):
+                continue
+            when = micros(block.table["occurred_at"].take(pa.array(index)))
+            near = block.table.take(pa.array(index[np.isin(when, wanted)]))
+            # The exact pairs (a wanted time may be another wanted customer's).
+            mine = [
+                (str(c), int(t)) in pairs
+                for c, t in zip(
+                    near["customer_id"].to_pylist(),
+                    micros(near["occurred_at"]).tolist(),
+                    strict=True,
+                )
+            ]
+            if any(mine):
+                parts.append(near.filter(pa.array(mine, pa.bool_())))
+        return _frame_of(parts) if parts else None
 
     def customer_table(self, customer_ids: Sequence[str]) -> pa.Table:
         """Customer rows of known ids as Arrow (the array re-tag's input; no frame)."""
@@ -201,5 +308,94 @@ class CustomerFacts:
     def event_tables(self, customer_ids: Sequence[str]) -> list[pa.Table]:
         """Imported and live events of the customers as Arrow tables, one per block that
         has any (blocks may differ in physical types; no frame is built)."""
-        blocks = [self._base] if self._base is not None else []
-        return [t for b in [*blocks, *self._live] if (t := b.rows_of(customer_ids)) is not None]
+        _, pos = self._positions(customer_ids)
+        parts = []
+        for block in self._blocks():
+            _, _, index = block.find(pos)
+            if len(index):
+                parts.append(block.table.take(pa.array(index)))
+        return parts
+
+    def event_columns(self, customer_ids: Sequence[str]) -> EventColumns:
+        """The customers' events (imported and live) as the array re-tag's input, each
+        event's customer given as its position in ``customer_ids`` (distinct ids).
+
+        The same arrays as :func:`event_arrays` of :meth:`event_tables` with the owners
+        looked up by id, without taking the id column nor hashing it: every row's
+        owner is known from the range it was taken from.
+        """
+        at, pos = self._positions(customer_ids)
+        parts: list[pa.Table] = []
+        owners: list[np.ndarray] = []
+        for block in self._blocks():
+            which, lengths, index = block.find(pos)
+            if len(index):
+                parts.append(block.table.select(_ARRAY_COLUMNS).take(pa.array(index)))
+                owners.append(np.repeat(at[which], lengths))
+        return event_arrays(parts, owners)
+
+    def _blocks(self) -> list[_Block]:
+        return ([self._base] if self._base is not None else []) + self._live
+
+    def _positions(self, customer_ids: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(entries of ``customer_ids`` that are stored customers, their positions)."""
+        get = self._customer_pos.get
+        found = [get(cid) for cid in customer_ids]
+        if None not in found:  # the usual case: every id is a stored customer's
+            return np.arange(len(found), dtype=np.int64), np.asarray(found, dtype=np.int64)
+        at = [k for k, p in enumerate(found) if p is not None]
+        return np.asarray(at, dtype=np.int64), np.asarray([found[k] for k in at], np.int64)
+
+
+_TEXT = pa.large_string()
+_NAT = np.iinfo(np.int64).min
+# The event columns the array re-tag reads (the owner comes from the lookup).
+_ARRAY_COLUMNS = ["occurred_at", "event_type", "amount", "category", "order_id"]
+
+
+def micros(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """UTC microseconds (int64, NaT as int64 min) of a timestamp column."""
+    unit = pa.timestamp("us", tz=getattr(column.type, "tz", None))
+    as_int = pc.fill_null(column.cast(unit).cast(pa.int64()), _NAT)
+    return np.asarray(as_int.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _frame_of(parts: Sequence[pa.Table]) -> pd.DataFrame:
+    """Event tables as one canonical frame (one conversion to pandas, not one per
+    block: each costs a few ms of fixed overhead)."""
+    if not parts:
+        return _empty_events()
+    dtypes = {c: EVENT_DTYPES[c] for c in EVENT_COLUMNS}
+    try:
+        table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # blocks of differing physical types
+        frames = [t.to_pandas().astype(dtypes) for t in parts]
+        return pd.concat(frames, ignore_index=True)
+    return table.combine_chunks().to_pandas().astype(dtypes)
+
+
+def event_arrays(parts: Sequence[pa.Table], owners: Sequence[np.ndarray]) -> EventColumns:
+    """Events (any number of tables with the columns the re-tag reads) as the live
+    path's arrays; ``owners[k]`` gives each row of ``parts[k]`` its customer's position
+    (-1: not a re-tagged customer, ignored)."""
+    text: dict[str, list[Any]] = {k: [] for k in ("event_type", "category", "order_id")}
+    t_us: list[np.ndarray] = []
+    amount: list[np.ndarray] = []
+    for part in parts:
+        for name in text:
+            text[name].extend(part[name].cast(_TEXT).chunks)
+        t_us.append(micros(part["occurred_at"]))
+        numbers = part["amount"].cast(pa.float64()).to_numpy(zero_copy_only=False)
+        amount.append(np.asarray(numbers, dtype=np.float64))
+    joined = {name: pa.chunked_array(text[name], _TEXT).combine_chunks() for name in text}
+    encoded = pc.dictionary_encode(joined["event_type"])
+    empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
+    return EventColumns(
+        customer=np.concatenate([np.asarray(o, np.int64) for o in owners]) if parts else empty_i,
+        t_us=np.concatenate(t_us) if parts else empty_i,
+        type_code=np.asarray(encoded.indices.to_numpy(zero_copy_only=False), np.int64),
+        type_names=[str(n) for n in encoded.dictionary.to_pylist()],
+        amount=np.concatenate(amount) if parts else empty_f,
+        category=joined["category"],
+        order_id=joined["order_id"],
+    )

@@ -24,6 +24,7 @@ parity tests of ``scoring.live`` and ``tests/streaming`` hold both paths equal).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,7 @@ from features.small_events import CustomerArrays, EventColumns, SmallEvents
 from features.spec import FeatureSpec
 from scoring.batch import Predictor
 from scoring.contract import ModelContract, columns_matrix, matrix_plan
+from streaming.index import event_arrays, micros
 from tags.catalogue import Catalogue
 from tags.errors import TagStoreError
 from tags.live import LiveGrid
@@ -48,14 +50,6 @@ from tags.rule_arrays import ArrayRules
 __all__ = ["ArrayRetag", "customer_arrays_of", "event_columns_of"]
 
 _TEXT = pa.large_string()
-_NAT = np.iinfo(np.int64).min
-
-
-def _micros(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """UTC microseconds (int64, NaT as int64 min) of a timestamp column."""
-    unit = pa.timestamp("us", tz=getattr(column.type, "tz", None))
-    as_int = pc.fill_null(column.cast(unit).cast(pa.int64()), _NAT)
-    return np.asarray(as_int.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def customer_arrays_of(table: pa.Table, facts: FactsConfig) -> CustomerArrays:
@@ -68,41 +62,44 @@ def customer_arrays_of(table: pa.Table, facts: FactsConfig) -> CustomerArrays:
         dtypes[spec.name] = spec.dtype
         column = table[spec.name] if spec.name in table.column_names else pa.nulls(n)
         if spec.type == "date":
-            attributes[spec.name] = _micros(column.cast(pa.timestamp("us", tz="UTC")))
+            attributes[spec.name] = micros(column.cast(pa.timestamp("us", tz="UTC")))
         elif spec.type in ("int", "float"):
             numbers = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
             attributes[spec.name] = np.asarray(numbers, dtype=np.float64)
         else:
             attributes[spec.name] = column.cast(pa.string()).to_pylist()
-    return CustomerArrays(ids, _micros(table["signup_at"]), attributes, dtypes)
+    return CustomerArrays(ids, micros(table["signup_at"]), attributes, dtypes)
 
 
 def event_columns_of(parts: Sequence[pa.Table], ids: Sequence[str]) -> EventColumns:
     """Stored events (canonical columns, any number of tables) of the customers ``ids``
     as the live path's arrays; events of other customers are marked -1 (ignored)."""
-    fields: dict[str, list[Any]] = {k: [] for k in ("customer_id", "event_type", "category")}
-    fields |= {"order_id": [], "t_us": [], "amount": []}
-    for part in parts:
-        for name in ("customer_id", "event_type", "category", "order_id"):
-            fields[name].extend(part[name].cast(_TEXT).chunks)
-        fields["t_us"].append(_micros(part["occurred_at"]))
-        amount = part["amount"].cast(pa.float64()).to_numpy(zero_copy_only=False)
-        fields["amount"].append(np.asarray(amount, dtype=np.float64))
-    text = {
-        name: pa.chunked_array(fields[name], _TEXT).combine_chunks()
-        for name in ("customer_id", "event_type", "category", "order_id")
-    }
-    encoded = pc.dictionary_encode(text["event_type"])
-    owners = pc.index_in(text["customer_id"], value_set=pa.array(list(ids), _TEXT))
-    return EventColumns(
-        customer=np.asarray(pc.fill_null(owners, -1).to_numpy(zero_copy_only=False), np.int64),
-        t_us=np.concatenate(fields["t_us"]) if parts else np.zeros(0, np.int64),
-        type_code=np.asarray(encoded.indices.to_numpy(zero_copy_only=False), np.int64),
-        type_names=[str(n) for n in encoded.dictionary.to_pylist()],
-        amount=np.concatenate(fields["amount"]) if parts else np.zeros(0, np.float64),
-        category=text["category"],
-        order_id=text["order_id"],
-    )
+    value_set = pa.array(list(ids), _TEXT)
+    owners = [
+        np.asarray(
+            pc.fill_null(
+                pc.index_in(part["customer_id"].cast(_TEXT), value_set=value_set), -1
+            ).to_numpy(zero_copy_only=False),
+            np.int64,
+        )
+        for part in parts
+    ]
+    return event_arrays(parts, owners)
+
+
+def _owned_by(
+    events: Sequence[pa.Table] | EventColumns, asked: list[str], found: Sequence[str]
+) -> EventColumns:
+    """The events as arrays whose ``customer`` is a position in ``found`` (the
+    customers with a stored row, in the order asked)."""
+    if not isinstance(events, EventColumns):
+        return event_columns_of(events, found)
+    if list(found) == asked:
+        return events
+    at = {c: k for k, c in enumerate(found)}
+    remap = np.array([at.get(c, -1) for c in asked] + [-1], dtype=np.int64)
+    owner = np.asarray(events.customer, dtype=np.int64)
+    return dataclasses.replace(events, customer=remap[np.where(owner >= 0, owner, -1)])
 
 
 def _frame_dtype(dtype: str) -> Any:
@@ -149,7 +146,7 @@ class ArrayRetag:
         self,
         customer_ids: Sequence[str],
         customers: pa.Table,
-        events: Sequence[pa.Table],
+        events: Sequence[pa.Table] | EventColumns,
         *,
         as_of: pd.Timestamp,
         at: datetime,
@@ -162,7 +159,9 @@ class ArrayRetag:
         Args:
             customer_ids: The re-tagged customers (distinct), in grid order.
             customers: Their stored rows (canonical columns; unknown ids have none).
-            events: Their stored events (canonical columns, in any number of tables).
+            events: Their stored events: canonical columns in any number of tables, or
+                arrays whose ``customer`` is a position in ``customer_ids``
+                (``CustomerFacts.event_columns``).
             as_of: The cutoff (UTC, whole second).
             at: Time of the write (naive UTC): the as-of of a grid without any value.
             thresholds: The latest batch run's population aggregates.
@@ -179,7 +178,7 @@ class ArrayRetag:
         out = _Slots(size)
         cutoff = normalize_as_of(as_of)
         found = customer_arrays_of(customers, self.facts)
-        index = SmallEvents(found, event_columns_of(events, found.ids))
+        index = SmallEvents(found, _owned_by(events, ids, found.ids))
         columns = cutoff_columns(
             index, cutoff, self.spec, self._catalog, columns=self._customer_columns
         )
@@ -271,11 +270,18 @@ class _Slots:
         self.source = np.full(size, "rule", dtype=object)
         self.version = np.full(size, "", dtype=object)
         self.filled = np.zeros(size, dtype=bool)
+        self.n_filled = 0
 
     def put(self, at: np.ndarray, value: Any, score: Any, source: Any, version: Any) -> None:
-        if self.filled[at].any() or len(np.unique(at)) != len(at):
+        # Counting the filled entries finds a repeat within ``at`` too (it fills fewer
+        # than len(at)) without sorting ``at`` (np.unique) on every put.
+        before = self.n_filled
+        if self.filled[at].any():
             raise TagStoreError("Expected at most one live row per customer and tag. Got repeats.")
         self.filled[at] = True
+        self.n_filled = int(np.count_nonzero(self.filled))
+        if self.n_filled - before != len(at):
+            raise TagStoreError("Expected at most one live row per customer and tag. Got repeats.")
         self.value[at] = value
         self.score[at] = score
         self.source[at] = source

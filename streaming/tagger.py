@@ -538,7 +538,7 @@ class LiveTagger:
         return self._retag.grid(
             ids,
             self.index.customer_table(ids),
-            self.index.event_tables(ids),
+            self.index.event_columns(ids),
             as_of=as_of,
             at=naive(at),
             thresholds=self._thresholds,

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 import duckdb
 import numpy as np
@@ -94,12 +95,29 @@ class NewestSnapshot:
                 "value": pc.dictionary_encode(table["value"].combine_chunks()),
             }
         )
-        return cls(key=key, ids=ids, starts=starts, ends=ends, table=rest)
+        snapshot = cls(key=key, ids=ids, starts=starts, ends=ends, table=rest)
+        _ = snapshot.search_keys  # built now, not in the first live write
+        return snapshot
 
     @property
     def rows(self) -> int:
         """Rows held."""
         return int(self.table.num_rows)
+
+    @cached_property
+    def search_keys(self) -> np.ndarray | None:
+        """The ids as fixed-width UTF-8 bytes, sorted as the ids are (None: they are
+        not, e.g. ids that differ only by trailing NULs; the search then compares the
+        ids themselves).
+
+        A binary search over a million Python strings compares objects (~30 ms per
+        5,000 customers); over fixed-width bytes it is a memcmp in C. A hit is still
+        confirmed on the ids themselves.
+        """
+        if len(self.ids) < 2:
+            return None
+        keys = np.asarray([str(i).encode() for i in self.ids], dtype=bytes)
+        return keys if bool(np.all(keys[1:] > keys[:-1])) else None
 
     def _runs(self, customer_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(positions in ``customer_ids`` of the customers held, their row counts, the
@@ -107,8 +125,13 @@ class NewestSnapshot:
         wanted = np.asarray([str(c) for c in customer_ids], dtype=object)
         hit = np.zeros(len(wanted), dtype=bool)
         pos = np.zeros(len(wanted), dtype=np.int64)
-        if len(self.ids) and len(wanted):
+        keys = self.search_keys
+        if keys is not None and len(wanted):
+            # Longer ids are cut to the width: at worst a false candidate, refused below.
+            pos = np.searchsorted(keys, np.asarray([c.encode() for c in wanted], keys.dtype))
+        elif len(self.ids) and len(wanted):
             pos = np.searchsorted(self.ids, wanted)
+        if len(self.ids) and len(wanted):
             inside = pos < len(self.ids)
             hit[inside] = self.ids[pos[inside]] == wanted[inside]
         starts, ends = self.starts[pos[hit]], self.ends[pos[hit]]

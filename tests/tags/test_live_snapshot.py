@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tags.live import write_live
 from tags.live_snapshot import NewestSnapshot
@@ -123,3 +125,41 @@ def test_a_stale_copy_is_never_used_after_a_batch_run_or_an_erasure(store: TagSt
     assert _write(store, [("c2", "stage", "dormant")], fresh)
     erase_customers(store, ["c1"])
     assert not _write(store, [("c2", "stage", "active")], fresh)
+
+
+def _snapshot_of(ids: list[str]) -> NewestSnapshot:
+    """A snapshot of one ``stage`` row per id (ids sorted and distinct, as ``load`` has)."""
+    import pyarrow as pa
+
+    ordered = np.asarray(sorted(set(ids)), dtype=object)
+    n = len(ordered)
+    table = pa.table(
+        {
+            "tag_id": pa.array(["stage"] * n).dictionary_encode(),
+            "value": pa.array([f"v{i}" for i in range(n)]).dictionary_encode(),
+        }
+    )
+    starts = np.arange(n, dtype=np.int64)
+    key = ("r", datetime(2024, 1, 31), "0")
+    return NewestSnapshot(key, ordered, starts, starts + 1, table)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ids=st.lists(st.text(alphabet=st.sampled_from("ab\x00é\U0001f600Z0"), max_size=6), max_size=30),
+    extra=st.lists(
+        st.text(alphabet=st.sampled_from("ab\x00é\U0001f600Z0"), max_size=9), max_size=10
+    ),
+)
+def test_place_by_byte_search_equals_the_search_over_the_ids(
+    ids: list[str], extra: list[str]
+) -> None:
+    snap = _snapshot_of(ids)
+    wanted = extra + ids[::2]
+    fast = np.full(len(wanted), None, dtype=object)
+    snap.place(wanted, ["stage"], fast)
+    # The reference: the ids themselves, looked up one by one.
+    value_of = {c: f"v{i}" for i, c in enumerate(snap.ids.tolist())}
+    assert fast.tolist() == [value_of.get(w) for w in wanted]
+    if snap.search_keys is not None:
+        assert len(snap.search_keys) == len(snap.ids)
