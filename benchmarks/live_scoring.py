@@ -178,7 +178,8 @@ def print_stages(
         rules.evaluate(arrays, len(columns), index, columns.codes, as_of=cutoff)
         marks.append(time.thread_time())
         for m in models:
-            m.label(m.predict(columns_matrix(columns.columns, len(columns), m.contract)))
+            matrix = columns_matrix(columns.columns, len(columns), m.contract, columns.blocks)
+            m.label(m.predict(matrix))
         marks.append(time.thread_time())
         for k, name in enumerate(stages):
             stages[name].append(marks[k + 1] - marks[k])

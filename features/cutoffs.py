@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from features.catalog import FeatureInfo, feature_catalog
+from features.column_blocks import ColumnBlocks, block_layout, plain_assignment
 from features.errors import FeaturesError, SpecError
 from features.event_arrays import EventArrays
 from features.families import (
@@ -380,6 +381,8 @@ class CutoffColumns:
         columns: Feature name -> numpy array in the catalogue's dtype, or
             :class:`~features.families.base.Coded` for a category feature, or an Arrow
             array for a text feature; catalogue order.
+        blocks: The numeric features' blocks (:mod:`features.column_blocks`; each
+            numeric array of ``columns`` is a row of one), or ``None``.
     """
 
     def __init__(
@@ -388,10 +391,12 @@ class CutoffColumns:
         codes: np.ndarray,
         columns: dict[str, Any],
         catalog: list[FeatureInfo],
+        blocks: ColumnBlocks | None = None,
     ) -> None:
         self.customer_ids = customer_ids
         self.codes = codes
         self.columns = columns
+        self.blocks = blocks
         self._catalog = catalog
         self._frame: pd.DataFrame | None = None
 
@@ -425,7 +430,8 @@ def cutoff_columns(
     spec's attributes without reading the table).
 
     Every array is the row's own copy in the catalogue's dtype, converted as the
-    frame's output converts it (:func:`_fill`), so nothing a family keeps is shared.
+    frame's output converts it (:func:`_fill`), so nothing a family keeps is shared:
+    numeric features are rows of one block per dtype (:mod:`features.column_blocks`).
 
     Raises:
         SpecError: The spec names an attribute the customers lack.
@@ -439,21 +445,22 @@ def cutoff_columns(
     n = len(codes)
     ids: pa.Array | None = None
     found: dict[str, Any] = {}
+    blocks = ColumnBlocks(block_layout(dtypes), n)
     for group in _column_groups(prepared, cutoff, codes, spec, last=False):
         for name, values in group.items():
-            want = dtypes.get(name)
-            if name == "customer_id":
-                ids = values
-            elif isinstance(want, np.dtype):
-                array = np.asarray(values)
-                if array.dtype == want:
-                    found[name] = array.copy()
+            row = blocks.row(name)
+            if row is not None:  # a numeric feature: its row of its dtype's block
+                array = values if type(values) is np.ndarray else np.asarray(values)
+                if plain_assignment(array.dtype, row.dtype):
+                    row[...] = array
                 else:
-                    found[name] = np.empty(n, dtype=want)
-                    _fill(found[name], 0, n, array, name)
+                    _fill(row, 0, n, array, name)
+                found[name] = row
+            elif name == "customer_id":
+                ids = values
             elif isinstance(values, Coded):
                 found[name] = Coded(values.codes.copy(), values.categories)
-            elif want is not None:
+            elif name in dtypes:
                 found[name] = pa.chunked_array(_string_chunks(values), pa.large_string())
     missing = sorted(set(dtypes) - set(found)) + ([] if ids is not None else ["customer_id"])
     if missing or ids is None:
@@ -461,7 +468,7 @@ def cutoff_columns(
             f"Expected the feature spec to yield every catalogued feature. Got none for {missing}."
         )
     ordered = {name: found[name] for name in dtypes}
-    return CutoffColumns(ids.cast(pa.large_string()), codes, ordered, catalog)
+    return CutoffColumns(ids.cast(pa.large_string()), codes, ordered, catalog, blocks)
 
 
 _DTYPES: dict[int, tuple[list[FeatureInfo], dict[str, Any]]] = {}

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.column_blocks import ColumnBlocks, block_matrix_plan, fill_matrix
 from features.errors import SchemaError
 from features.small_events import category_strings
 from scoring.btyd import BTYDBlend, blend_scores, btyd_prediction
@@ -225,12 +226,19 @@ def model_matrix(features: pd.DataFrame, contract: ModelContract) -> np.ndarray:
     return out
 
 
-def columns_matrix(columns: Mapping[str, Any], n: int, contract: ModelContract) -> np.ndarray:
+def columns_matrix(
+    columns: Mapping[str, Any],
+    n: int,
+    contract: ModelContract,
+    blocks: ColumnBlocks | None = None,
+) -> np.ndarray:
     """:func:`model_matrix` of feature arrays (the live path: no frame).
 
     ``columns`` maps feature names to numpy arrays, category codes (objects with
     ``codes`` and ``categories``, as the feature families give them) or Arrow text;
-    the encoding is :func:`model_matrix`'s.
+    the encoding is :func:`model_matrix`'s. ``blocks``, when the numeric arrays of
+    ``columns`` are their rows (``CutoffColumns.blocks``), gives the numeric inputs
+    with one fancy index per dtype instead of one array per input.
 
     Raises:
         SchemaError: A feature the contract needs is absent, or not numbers.
@@ -244,7 +252,16 @@ def columns_matrix(columns: Mapping[str, Any], n: int, contract: ModelContract) 
             "Got features without them: score with the spec the model was trained on."
         )
     out = np.empty((n, len(contract.feature_names)), dtype=np.float64)
-    numbers = [columns[name] for name in plan.numeric_names]
+    from_blocks = (
+        None
+        if blocks is None
+        else block_matrix_plan(blocks.layout, plan.numeric_names, plan.numeric_positions)
+    )
+    if from_blocks is not None and blocks is not None:
+        fill_matrix(out, blocks, from_blocks)
+        numbers = []
+    else:
+        numbers = [columns[name] for name in plan.numeric_names]
     if not all(isinstance(v, np.ndarray) and v.dtype.kind in "fiub" for v in numbers):
         bad = next(
             name

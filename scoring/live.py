@@ -430,7 +430,9 @@ def _predict(
             key = matrix_plan(contract).key
             matrix = matrices.get(key)
             if matrix is None:
-                matrix = matrices[key] = columns_matrix(result.columns.columns, n, contract)
+                matrix = matrices[key] = columns_matrix(
+                    result.columns.columns, n, contract, result.columns.blocks
+                )
         else:
             matrix = model.prepare(result.features)
         scores = np.asarray(model.predict(matrix), dtype=np.float64)
