@@ -42,7 +42,7 @@ def _serial_drive(tagger: Any, request: Any) -> None:
         with tagger.tag_store.keep_open(), tagger._lock, tagger._tag_lock:
             if request.taken:
                 break
-            staged = tagger._store(tagger._take_group())
+            staged = tagger._store(tagger._queue.take(10_000))
             if staged is not None:
                 tagger._tag(staged)
     request.finished.wait()

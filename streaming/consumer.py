@@ -38,6 +38,7 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from streaming.config import StreamingConfig
+from streaming.pipeline import Request
 from streaming.tagger import MAX_EVENTS_PER_BATCH, ApplyResult, LiveTagger
 
 __all__ = ["ConsumerReport", "FetchSize", "consume", "ensure_stream", "publish_events"]
@@ -147,12 +148,39 @@ def _bad(text: bytes) -> str:
     return text.decode("utf-8", errors="replace")[:2000]
 
 
-def _apply_all(tagger: LiveTagger, records: list[Any], source: str) -> ApplyResult:
-    """Apply records in batches of at most :data:`MAX_EVENTS_PER_BATCH`; the summed result."""
-    results = [
-        tagger.apply(records[i : i + MAX_EVENTS_PER_BATCH], source=source)
-        for i in range(0, max(len(records), 1), MAX_EVENTS_PER_BATCH)
-    ]
+# Micro-batches a consumer has in the tagger at once: one being stored while the one
+# before it is tagged (the tagger's two stages, streaming.pipeline).
+IN_FLIGHT = 2
+
+
+def _submit_all(
+    tagger: LiveTagger, records: list[Any], source: str
+) -> tuple[list[Request], Exception | None]:
+    """Queue records in batches of at most :data:`MAX_EVENTS_PER_BATCH`, in order.
+
+    Returns:
+        The queued batches, and the error that stopped queueing the rest (None if none;
+        those queued are applied all the same and must be waited for).
+    """
+    queued: list[Request] = []
+    for i in range(0, max(len(records), 1), MAX_EVENTS_PER_BATCH):
+        try:
+            queued.append(tagger.submit(records[i : i + MAX_EVENTS_PER_BATCH], source=source))
+        except Exception as exc:  # Busy: the service's own callers filled the queue
+            return queued, exc
+    return queued, None
+
+
+def _wait_all(tagger: LiveTagger, queued: list[Request], failed: Exception | None) -> ApplyResult:
+    """Wait for every queued batch; their summed result, or the first error."""
+    results: list[ApplyResult] = []
+    for request in queued:
+        try:
+            results.append(tagger.wait(request))
+        except Exception as exc:
+            failed = failed or exc
+    if failed is not None:
+        raise failed
     if len(results) == 1:
         return results[0]
     total = results[-1]
@@ -268,7 +296,9 @@ async def consume(
 
     Messages are fetched ahead into a bounded buffer while a micro-batch is tagged; each
     micro-batch takes every buffered message (whole messages, up to
-    :data:`MAX_EVENTS_PER_BATCH` events) and acknowledges them once it is applied.
+    :data:`MAX_EVENTS_PER_BATCH` events) and acknowledges them once it is applied. Up
+    to :data:`IN_FLIGHT` micro-batches are in the tagger at once, queued in fetch order:
+    the next is validated and stored while the one before is tagged.
     Messages fetched but not applied when the consumer stops are asked to be
     redelivered at once (``nak``).
 
@@ -283,6 +313,7 @@ async def consume(
     nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=-1, name="tagsmith")
     buffer = _Buffer()
     fetcher: asyncio.Task[None] | None = None
+    in_flight: deque[asyncio.Future[None]] = deque()
     try:
         js = nc.jetstream()
         await ensure_stream(js, cfg, subject)
@@ -304,15 +335,33 @@ async def consume(
         while not stop.is_set():
             if max_messages is not None and report.messages >= max_messages:
                 break
-            if not buffer.items:
+            while in_flight and in_flight[0].done():
+                in_flight.popleft().result()
+            if len(in_flight) >= IN_FLIGHT or not buffer.items:
                 if fetcher.done():
                     fetcher.result()  # the connection closed: raise its error
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(buffer.arrived.wait(), timeout=cfg.batch_wait_s)
+                # Until a micro-batch in the tagger is done, or (room for one more)
+                # messages arrive.
+                waits: set[asyncio.Future[Any]] = set(in_flight)
+                arrived = asyncio.ensure_future(buffer.arrived.wait())
+                if len(in_flight) < IN_FLIGHT:
+                    waits.add(arrived)
+                await asyncio.wait(
+                    waits, timeout=cfg.batch_wait_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                arrived.cancel()
                 continue
             msgs, records = buffer.take()
-            await _apply_batch(loop, tagger, msgs, records, report, on_batch)
+            # Queued here, in fetch order, while the micro-batch before is being tagged.
+            queued, failed = _submit_all(tagger, records, f"nats:{msgs[0].subject}")
+            in_flight.append(
+                asyncio.ensure_future(
+                    _finish_batch(loop, tagger, msgs, (queued, failed), report, on_batch)
+                )
+            )
     finally:
+        # Micro-batches in the tagger are finished (acknowledged) before anything stops.
+        await asyncio.gather(*in_flight, return_exceptions=True)
         if fetcher is not None:
             fetcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
@@ -325,18 +374,17 @@ async def consume(
     return report
 
 
-async def _apply_batch(
+async def _finish_batch(
     loop: asyncio.AbstractEventLoop,
     tagger: LiveTagger,
     msgs: list[Any],
-    records: list[Any],
+    queued: tuple[list[Request], Exception | None],
     report: ConsumerReport,
     on_batch: Callable[[ApplyResult, ConsumerReport], None] | None,
 ) -> None:
-    """Apply one micro-batch of messages; acknowledge them only once it is durable."""
-    source = f"nats:{msgs[0].subject}"
+    """Wait for one micro-batch of messages; acknowledge them only once it is durable."""
     try:
-        result = await loop.run_in_executor(None, _apply_all, tagger, records, source)
+        result = await loop.run_in_executor(None, _wait_all, tagger, *queued)
     except Exception as exc:  # left for redelivery: the events are not lost
         report.failures += 1
         report.last_error = f"{type(exc).__name__}: {exc}"

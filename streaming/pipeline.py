@@ -21,6 +21,7 @@ stage spends outside the GIL (DuckDB's queries and writes, Arrow, numpy's kernel
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,11 @@ import pyarrow.csv as pcsv
 
 from features.live import Appended
 from streaming.checking import Checked
+from streaming.errors import Busy
 from streaming.results import ApplyResult
 from tags.live import LiveGrid
 
-__all__ = ["Request", "Staged", "append_quarantine", "written_rows"]
+__all__ = ["Request", "Staged", "Waiting", "append_quarantine", "written_rows"]
 
 
 @dataclass
@@ -67,6 +69,64 @@ class Request:
         """Give the caller its result or error and wake it."""
         self.result, self.error, self.done = result, error, True
         self.finished.set()
+
+
+class Waiting:
+    """The callers' batches in order of arrival, bounded (back-pressure).
+
+    A batch counts from :meth:`add` until its caller is answered (:meth:`leave`), also
+    while it is being stored or tagged.
+
+    Args:
+        max_waiting: Batches allowed at once; beyond that :meth:`add` raises
+            :class:`Busy` (the service answers 429).
+    """
+
+    def __init__(self, max_waiting: int) -> None:
+        self.max_waiting = max_waiting
+        self._lock = threading.Lock()
+        self._items: deque[Request] = deque()
+        self._count = 0
+
+    def __len__(self) -> int:
+        """Batches queued, not yet taken into a micro-batch."""
+        return len(self._items)
+
+    def add(self, records: list[Any], source: str) -> Request:
+        """Queue a batch behind those before it.
+
+        Raises:
+            Busy: ``max_waiting`` batches are waiting already.
+        """
+        request = Request(records, source)
+        with self._lock:
+            if self._count >= self.max_waiting:
+                raise Busy(
+                    f"Expected at most {self.max_waiting} batches waiting to be tagged. "
+                    "Got more: ingestion outruns tagging; retry shortly.",
+                    retry_after_s=1.0,
+                )
+            self._count += 1
+            self._items.append(request)
+        return request
+
+    def take(self, limit: int) -> list[Request]:
+        """The queued batches applied together: oldest first, at most ``limit`` events
+        in all (at least one batch), marked taken."""
+        with self._lock:
+            group = [self._items.popleft()]
+            total = len(group[0].records)
+            while self._items and total + len(self._items[0].records) <= limit:
+                total += len(self._items[0].records)
+                group.append(self._items.popleft())
+            for request in group:
+                request.taken = True
+        return group
+
+    def leave(self, request: Request) -> None:
+        """``request``'s caller got its answer: room for another batch."""
+        with self._lock:
+            self._count -= 1
 
 
 @dataclass

@@ -37,7 +37,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,9 +49,9 @@ from features.schema import FactsConfig
 from features.spec import FeatureSpec
 from scoring.batch import Predictor
 from streaming.checking import Checked, check_batches
-from streaming.errors import BadEvents, Busy
+from streaming.errors import BadEvents
 from streaming.index import CustomerFacts, FactStoreLike
-from streaming.pipeline import Request, Staged, append_quarantine, written_rows
+from streaming.pipeline import Request, Staged, Waiting, append_quarantine, written_rows
 from streaming.results import ApplyResult
 from streaming.retag import ArrayRetag
 from tags.catalogue import Catalogue
@@ -129,15 +128,12 @@ class LiveTagger:
         self.predictors = list(predictors)
         self.quarantine_dir = Path(quarantine_dir)
         self.clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
-        self.max_waiting = max_waiting
         self.index = CustomerFacts(facts, live)
         # Stage 1 (validate, store) under _lock, stage 2 (re-tag, write) under
         # _tag_lock; taken in that order by everyone (streaming.pipeline).
         self._lock = threading.Lock()
         self._tag_lock = threading.Lock()
-        self._waiting = 0
-        self._waiting_lock = threading.Lock()
-        self._queue: deque[Request] = deque()
+        self._queue = Waiting(max_waiting)
         self._thresholds: dict[str, dict[str, float | None]] = {}
         self._thresholds_run: str | None = None
         self._thresholds_checked = -1e9
@@ -167,31 +163,39 @@ class LiveTagger:
             BadEvents: Not a list, or more than :data:`MAX_EVENTS_PER_BATCH` events.
             Busy: Too many batches are waiting already.
         """
+        return self.wait(self.submit(records, source=source))
+
+    def submit(self, records: Sequence[Any], *, source: str) -> Request:
+        """Queue one batch behind those submitted before it (:meth:`apply` in two steps:
+        a consumer queues its next micro-batch in order while the previous one is being
+        tagged). Every submitted batch must be given to :meth:`wait`.
+
+        Raises:
+            BadEvents: Not a list, or more than :data:`MAX_EVENTS_PER_BATCH` events.
+            Busy: Too many batches are waiting already.
+        """
         if not isinstance(records, list):
             raise BadEvents(f"Expected a JSON list of event objects. Got {type(records).__name__}.")
         if len(records) > MAX_EVENTS_PER_BATCH:
             raise BadEvents(
                 f"Expected at most {MAX_EVENTS_PER_BATCH} events per batch. Got {len(records)}."
             )
-        request = Request(list(records), source)
-        with self._waiting_lock:
-            if self._waiting >= self.max_waiting:
-                raise Busy(
-                    f"Expected at most {self.max_waiting} batches waiting to be tagged. "
-                    "Got more: ingestion outruns tagging; retry shortly.",
-                    retry_after_s=1.0,
-                )
-            self._waiting += 1
-            self._queue.append(request)
+        return self._queue.add(list(records), source)
+
+    def wait(self, request: Request) -> ApplyResult:
+        """Apply queued micro-batches until ``request``'s is stored and tagged; its result.
+
+        Raises:
+            Exception: What failed ``request``'s micro-batch (validation, storage).
+        """
         try:
             self._drive(request)
         finally:
-            with self._waiting_lock:
-                self._waiting -= 1
+            self._queue.leave(request)
         self._maybe_compact()
         if request.error is not None:
             raise request.error
-        if request.result is None:  # pragma: no cover - _apply_group always sets one
+        if request.result is None:  # pragma: no cover - both stages always settle
             raise RuntimeError("A batch was marked applied without a result.")
         return request.result
 
@@ -339,7 +343,7 @@ class LiveTagger:
                 with self._lock:
                     if request.taken:
                         break
-                    staged = self._store(self._take_group())
+                    staged = self._store(self._queue.take(MAX_EVENTS_PER_BATCH))
                     if staged is None:
                         continue
                     self._tag_lock.acquire()
@@ -348,19 +352,6 @@ class LiveTagger:
                 finally:
                     self._tag_lock.release()
         request.finished.wait()
-
-    def _take_group(self) -> list[Request]:
-        """The queued batches applied together: oldest first, at most
-        :data:`MAX_EVENTS_PER_BATCH` events in all (at least one batch)."""
-        with self._waiting_lock:
-            group = [self._queue.popleft()]
-            total = len(group[0].records)
-            while self._queue and total + len(self._queue[0].records) <= MAX_EVENTS_PER_BATCH:
-                total += len(self._queue[0].records)
-                group.append(self._queue.popleft())
-            for request in group:
-                request.taken = True
-        return group
 
     def _store(self, group: list[Request]) -> Staged | None:
         """Stage 1 (ingest lock): validate the group's batches, store the accepted

@@ -4,15 +4,22 @@ either stage fails its own callers only."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 
+from streaming.config import StreamingConfig
+from streaming.consumer import consume, ensure_stream
 from streaming.tagger import live_as_of
 from tests.streaming.conftest import NOW, Setup, records
+from tests.streaming.natsserver import nats_server
 
 
 def _wait_for(condition: Callable[[], bool], seconds: float = 60.0) -> bool:
@@ -43,6 +50,25 @@ def _assert_live_values_follow_every_stored_event(setup: Setup, batch: list[Any]
     assert setup.tagger.recover() == 0  # every segment was tagged
 
 
+def _first_retag_held(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Event, list[list[str]]]:
+    """The first micro-batch's re-tag waits for the test (set the second event)."""
+    real = setup.tagger._retag.grid
+    entered, release = threading.Event(), threading.Event()
+    calls: list[list[str]] = []
+
+    def grid(customers: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(list(customers))
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(60)
+        return real(customers, *args, **kwargs)
+
+    monkeypatch.setattr(setup.tagger._retag, "grid", grid)
+    return entered, release, calls
+
+
 def test_the_next_batch_is_stored_while_one_is_tagged_and_tagged_after_it(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -50,18 +76,7 @@ def test_the_next_batch_is_stored_while_one_is_tagged_and_tagged_after_it(
     half = len(batch) // 2
     first, second = batch[:half], batch[half:]
     assert {r["customer_id"] for r in first} & {r["customer_id"] for r in second}
-    real = setup.tagger._retag.grid
-    entered, release = threading.Event(), threading.Event()
-    calls: list[list[str]] = []
-
-    def grid(customers: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(list(customers))
-        if len(calls) == 1:  # the first micro-batch's re-tag waits for the test
-            entered.set()
-            assert release.wait(60)
-        return real(customers, *args, **kwargs)
-
-    monkeypatch.setattr(setup.tagger._retag, "grid", grid)
+    entered, release, calls = _first_retag_held(setup, monkeypatch)
     out: dict[str, Any] = {}
     t1 = _in_thread(lambda: setup.tagger.apply(first, source="one"), out, "first")
     assert entered.wait(60)
@@ -161,3 +176,52 @@ def test_many_concurrent_callers_all_get_answers_and_every_event_is_stored_once(
     seqs = sorted({out[str(k)].seq for k in range(len(parts))})
     assert len(seqs) == len(setup.live.segments())
     _assert_live_values_follow_every_stored_event(setup, [r for p in parts for r in p])
+
+
+def test_the_consumer_stores_the_next_message_while_one_is_tagged_and_acks_after_tagging(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = StreamingConfig(batch_size=20, batch_wait_s=0.2)
+    batch = records(setup.later)
+    first, rest = batch[:5], batch[5:]
+    entered, release, calls = _first_retag_held(setup, monkeypatch)
+
+    async def publish(url: str, body: list[Any]) -> None:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        await ensure_stream(js, cfg, cfg.subject)
+        await js.publish("events.shop", json.dumps(body).encode())
+        await nc.close()
+
+    async def unacked(url: str) -> int:
+        nc = await nats.connect(url)
+        info = await nc.jetstream().consumer_info(cfg.stream, cfg.durable)
+        await nc.close()
+        return int(info.num_ack_pending) + int(info.num_pending)
+
+    async def run(url: str) -> None:
+        await publish(url, first)
+        stop = asyncio.Event()
+        consumer = asyncio.ensure_future(
+            consume(setup.tagger, cfg, url=url, subject=cfg.subject, stop=stop, max_messages=2)
+        )
+        assert await asyncio.to_thread(entered.wait, 60)
+        await publish(url, rest)
+        deadline = time.monotonic() + 60
+        while len(setup.live.segments()) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        # The second message is stored while the first is still being tagged; neither
+        # is acknowledged before its micro-batch is tagged.
+        assert len(setup.live.segments()) == 2
+        assert len(calls) == 1
+        assert await unacked(url) == 2
+        release.set()
+        report = await asyncio.wait_for(consumer, 120)
+        assert (report.messages, report.accepted, report.batches) == (2, len(batch), 2)
+        assert await unacked(url) == 0
+
+    with nats_server(tmp_path / "nats") as url:
+        asyncio.run(run(url))
+    assert len(calls) == 2
+    assert set(calls[0]) == {str(r["customer_id"]) for r in first}
+    _assert_live_values_follow_every_stored_event(setup, batch)
