@@ -262,9 +262,21 @@ class EventSpill:
     # Internals ----------------------------------------------------------------------
     def _start_spilling(self) -> None:
         tables = [t for t in self._memory if t is not None]
-        ids = pa.concat_tables(tables)["customer_id"]
         n_parts = min(_MAX_PARTS, max(2, math.ceil(self.expected_rows / self.part_rows)))
-        self._bounds = _range_bounds(ids, n_parts)
+        ranks = np.concatenate([int64_values(t["_rank"]) for t in tables])
+        if self._ids_by_rank is not None and len(ranks) and int(ranks.min()) >= 0:
+            # Every row's customer is known: the same bounds from the ranks' counts (a
+            # bincount) instead of counting and sorting the ids (1.1 s at 2M events).
+            bound_ranks = _rank_bounds(ranks, len(self._ids_by_rank), n_parts)
+            id_type = tables[0].schema.field("customer_id").type
+            self._bounds = self._ids_by_rank.take(pa.array(bound_ranks)).cast(id_type)
+            assert self._known_rank is not None
+            self._known_range = np.searchsorted(bound_ranks, self._known_rank, side="right").astype(
+                np.int16
+            )
+        else:
+            ids = pa.concat_tables(tables)["customer_id"]
+            self._bounds = _range_bounds(ids, n_parts)
         self.directory.mkdir(parents=True, exist_ok=True)
         for block, table in enumerate(self._memory):
             if table is not None:
@@ -392,6 +404,17 @@ def _range_bounds(ids: pa.ChunkedArray, n_parts: int) -> pa.Array:
     cut = np.unique(np.searchsorted(cumulative, targets, side="right"))
     cut = cut[(cut > 0) & (cut < len(values))]
     return values.take(pa.array(cut, pa.int64()))
+
+
+def _rank_bounds(ranks: np.ndarray, n_ranks: int, n_parts: int) -> np.ndarray:
+    """The ranks of the ids :func:`_range_bounds` picks, given each row's id rank."""
+    freq = np.bincount(ranks, minlength=n_ranks)
+    present = np.flatnonzero(freq)
+    cumulative = np.cumsum(freq[present])
+    targets = cumulative[-1] * np.arange(1, n_parts) / n_parts
+    cut = np.unique(np.searchsorted(cumulative, targets, side="right"))
+    cut = cut[(cut > 0) & (cut < len(present))]
+    return present[cut]
 
 
 def _range_of(ids: pa.ChunkedArray, bounds: pa.Array) -> np.ndarray:
