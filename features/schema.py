@@ -40,6 +40,7 @@ from features.contract import (
     default_attributes,
 )
 from features.errors import SchemaError
+from features.id_index import surely_distinct
 
 __all__ = [
     "AMOUNT_REQUIRED_EVENT_TYPES",
@@ -99,7 +100,7 @@ def check_customers(df: pd.DataFrame, config: FactsConfig | None = None) -> pd.D
     ids = df["customer_id"]
     if ids.isna().any() or (ids.str.len() == 0).any():
         raise SchemaError("Column 'customer_id' of customers must be non-empty. Got blank ids.")
-    if ids.duplicated().any():
+    if not surely_distinct(pa.array(ids.array)) and ids.duplicated().any():
         first = ids[ids.duplicated()].iloc[0]
         raise SchemaError(
             f"Column 'customer_id' of customers must be unique. Got {first!r} more than once."

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features import spill as spill_module
-from features.id_index import IdIndex
+from features.id_index import IdIndex, surely_distinct
 
 
 def _expected(known: list[str], asked: list[str | None]) -> np.ndarray:
@@ -71,3 +71,20 @@ def test_range_bounds_from_ranks_equal_those_from_the_ids(n_parts: int) -> None:
     )
     bound_ranks = spill_module._rank_bounds(rank[position], len(known), n_parts)
     assert known.take(pa.array(order[bound_ranks])).to_pylist() == from_ids.to_pylist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_IDS, max_size=40))
+def test_surely_distinct_never_passes_a_repeat(ids: list[str]) -> None:
+    distinct = surely_distinct(pa.array(ids, pa.string()))
+    if len(set(ids)) < len(ids):
+        assert not distinct
+    elif not distinct:  # a false alarm only from ids that differ by trailing NUL bytes
+        stripped = [i.rstrip("\x00") for i in ids if len(i.encode()) <= 8]
+        assert len(set(stripped)) < len(stripped)
+
+
+def test_surely_distinct_on_long_and_chunked_ids() -> None:
+    ids = [f"customer-{i:012d}@example.org" for i in range(3000)]
+    assert surely_distinct(pa.chunked_array([ids[:1000], ids[1000:]]))
+    assert not surely_distinct(pa.array([*ids, ids[17]]))
