@@ -31,6 +31,7 @@ from features.checks import (
     timestamps_field,
 )
 from features.errors import FactFileError
+from features.id_index import surely_distinct
 from features.io import RawTable
 from features.quarantine import (
     FileCounts,
@@ -424,13 +425,16 @@ def validate_customers(
         if stored is not None and len(stored)
         else None
     )
-    repeats, in_store = duplicate_rows(subset, list(dtypes), aligned)
     same_id = np.zeros(len(canon), dtype=bool)
     same_row = np.zeros(len(canon), dtype=bool)
     identical = np.zeros(len(canon), dtype=bool)
-    same_id[candidates] = subset["customer_id"].duplicated(keep="first").to_numpy()
-    same_row[candidates] = repeats
-    identical[candidates] = in_store
+    # Distinct ids and nothing stored (a first import): no row can repeat another, and
+    # the two checks below cost 0.5 s for 1M customers.
+    if aligned is not None or not surely_distinct(pa.array(subset["customer_id"].array)):
+        repeats, in_store = duplicate_rows(subset, list(dtypes), aligned)
+        same_id[candidates] = subset["customer_id"].duplicated(keep="first").to_numpy()
+        same_row[candidates] = repeats
+        identical[candidates] = in_store
     rejects.mark(
         same_row,
         ReasonCode.DUPLICATE,
