@@ -143,9 +143,11 @@ class EventSpill:
         hashes: np.ndarray,
         *,
         known_position: np.ndarray | None = None,
+        sorted_hashes: np.ndarray | None = None,
     ) -> None:
         """Add one block's candidate events (canonical columns), their verdicts and hashes,
-        and optionally each row's position among the known ids (-1: not known)."""
+        and optionally each row's position among the known ids (-1: not known) and the
+        hashes already sorted."""
         if self.schema is None:
             self.schema = table.schema
         mask = pa.array(ok, pa.bool_())
@@ -161,7 +163,9 @@ class EventSpill:
         # Sorted, so earlier() finds a few hashes in a block by binary search (40 ms to
         # sort a 735k-row block; Arrow's is_in cost 11 ms per earlier block per block,
         # some 4 s over a 20M-event import, as the filter's false alarms reach every block).
-        self._hashes.append(np.sort(np.asarray(hashes, dtype=np.uint64)))
+        if sorted_hashes is None:
+            sorted_hashes = np.sort(np.asarray(hashes, dtype=np.uint64))
+        self._hashes.append(np.asarray(sorted_hashes, dtype=np.uint64))
         self._seen.add(self._hashes[-1])
         if self.spilled:
             self._memory.append(None)
