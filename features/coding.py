@@ -192,9 +192,9 @@ def short_id_codes(values: pa.ChunkedArray, value_set: pa.Array) -> np.ndarray |
 
 def _key_slots(words: np.ndarray, bits: int) -> np.ndarray:
     """Home slot of each word in a table of ``2**bits`` slots (Fibonacci hashing)."""
-    h = words * _KEY_MUL
+    h = np.multiply(words, _KEY_MUL)
     h >>= np.uint64(64 - bits)
-    return h.astype(_I64)
+    return h.view(_I64)  # below 2**bits: the same numbers, no copy
 
 
 def _key_table(keys: np.ndarray) -> tuple[np.ndarray, int]:
