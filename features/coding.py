@@ -105,6 +105,8 @@ _BYTE_MASKS = np.array(
 _KEY_MUL = np.uint64(0x9E3779B97F4A7C15)
 # Hash table slots per customer: a quarter full, so most lookups end at the first slot.
 _SLOTS_PER_KEY = 4
+# Lookups of at least this many ids per core are split across cores.
+_SPLIT_LOOKUPS = 500_000
 
 
 def short_id_keys(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
@@ -184,7 +186,21 @@ def short_id_codes(values: pa.ChunkedArray, value_set: pa.Array) -> np.ndarray |
         return None
     words, nulls = searched
     table, bits = _key_table(keys)
-    codes = _key_lookup(table, bits, keys, words)
+    n = len(words)
+    # numpy's gathers and ufuncs release the GIL: large lookups split across cores.
+    workers = max(1, min(2, os.cpu_count() or 1, n // _SPLIT_LOOKUPS))
+    if workers == 1:
+        codes = _key_lookup(table, bits, keys, words)
+    else:
+        codes = np.empty(n, dtype=_I64)
+        edges = [n * k // workers for k in range(workers + 1)]
+
+        def part(k: int) -> None:
+            lo, hi = edges[k], edges[k + 1]
+            codes[lo:hi] = _key_lookup(table, bits, keys, words[lo:hi])
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(part, range(workers)))
     if nulls.any():
         codes[nulls] = -1
     return codes
