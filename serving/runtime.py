@@ -365,13 +365,27 @@ class ServingRuntime:
         return len(rows)
 
     def merge_live(self, rows: pd.DataFrame) -> None:
-        """Merge the rows of one live write of this process into ``/tags``' overlay."""
+        """Merge the rows of one live write of this process into ``/tags``' overlay.
+
+        The overlay's ``seq`` is also the poll's cursor. Writers of one store commit one
+        at a time, so when this write (the lowest ``seq`` of ``rows``) lands above the
+        cursor + 1, another process (a stream consumer) committed the writes between
+        and the poll has not read them yet: they are read first, or moving the cursor
+        past them would hide them from ``/tags`` for good.
+        """
         if not len(rows):
             return
         state = self.keeper.state
         run_id = state.snapshot.run_id if state.snapshot else None
         self.live_overlay(run_id)
         with self._live_lock:
+            first = int(pd.to_numeric(rows["seq"]).min()) if "seq" in rows.columns else 0
+            if self.event_ingest is not None and first > self._live.seq + 1:
+                between = self.event_ingest.live_rows(self._live.seq)
+                if len(between):
+                    between = between[pd.to_numeric(between["seq"]) < first]
+                if len(between):
+                    self._live = self._live.merged(between, in_place=True)
             self._live = self._live.merged(rows, in_place=True)
 
     def ingest_events(self, caller: Caller, records: list[Any]) -> dict[str, Any]:

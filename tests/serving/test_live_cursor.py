@@ -1,0 +1,108 @@
+"""The service's live overlay never moves its poll cursor past another writer's rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from serving.runtime import ServingRuntime
+from tests.serving.fakes import make_runtime
+
+AT = pd.Timestamp("2025-01-01", tz="UTC")
+
+
+def _rows(seq: int, customer: str, value: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": [customer],
+            "tag_id": ["lifecycle"],
+            "value": [value],
+            "score": [float("nan")],
+            "source": ["rule"],
+            "version": ["lifecycle@1"],
+            "as_of": [AT],
+            "updated_at": [AT],
+            "seq": [seq],
+        }
+    )
+
+
+class StoreIngest:
+    """The live rows of one store, written by this process and by others."""
+
+    def __init__(self) -> None:
+        self.written: list[pd.DataFrame] = []
+        self.reads: list[int] = []
+
+    def ingest(
+        self, records: list[Any], *, source: str
+    ) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
+        raise AssertionError("the runtime's merges do not ingest")
+
+    def live_rows(self, after_seq: int) -> pd.DataFrame:
+        self.reads.append(after_seq)
+        rows = pd.concat(self.written, ignore_index=True)
+        return rows[rows["seq"] > after_seq].reset_index(drop=True)
+
+
+def _overlay_value(runtime: ServingRuntime, customer: str) -> bytes:
+    state = runtime.keeper.state
+    run_id = state.snapshot.run_id if state.snapshot else None
+    value = runtime.live_overlay(run_id).rows.get(customer, {}).get("lifecycle")
+    assert value is not None, f"expected a live value of {customer}, got none"
+    return value
+
+
+def _run_id(runtime: ServingRuntime) -> str | None:
+    snapshot = runtime.keeper.state.snapshot
+    return snapshot.run_id if snapshot else None
+
+
+def test_another_writers_rows_between_two_own_writes_reach_tags(tmp_path: Path) -> None:
+    runtime, *_ = make_runtime(keys_path=tmp_path / "keys.json")
+    store = StoreIngest()
+    runtime.event_ingest = store
+    runtime.keeper.start()
+
+    own = _rows(1, "c0001", "active")
+    store.written.append(own)
+    runtime.merge_live(own)
+    # A stream consumer in another process commits seq 2; before the poll reads it, this
+    # process commits seq 3 and merges it.
+    store.written.append(_rows(2, "c0002", "lapsed"))
+    mine = _rows(3, "c0003", "new")
+    store.written.append(mine)
+    runtime.merge_live(mine)
+    runtime.refresh_live()
+
+    assert b'"lapsed"' in _overlay_value(runtime, "c0002")
+    assert b'"new"' in _overlay_value(runtime, "c0003")
+    assert runtime.live_overlay(_run_id(runtime)).seq == 3
+
+
+def test_consecutive_own_writes_read_nothing_back(tmp_path: Path) -> None:
+    runtime, *_ = make_runtime(keys_path=tmp_path / "keys.json")
+    store = StoreIngest()
+    runtime.event_ingest = store
+    runtime.keeper.start()
+    for seq in (1, 2, 3):
+        rows = _rows(seq, f"c000{seq}", "active")
+        store.written.append(rows)
+        runtime.merge_live(rows)
+    assert store.reads == [0]  # the overlay's first load only
+    assert runtime.live_overlay(_run_id(runtime)).seq == 3
+
+
+def test_a_newer_own_value_is_not_overwritten_by_an_older_foreign_row(tmp_path: Path) -> None:
+    runtime, *_ = make_runtime(keys_path=tmp_path / "keys.json")
+    store = StoreIngest()
+    runtime.event_ingest = store
+    runtime.keeper.start()
+    store.written.append(_rows(1, "c0001", "lapsed"))  # another process, not yet polled
+    mine = _rows(2, "c0001", "active")
+    store.written.append(mine)
+    runtime.merge_live(mine)
+    runtime.refresh_live()
+    assert b'"active"' in _overlay_value(runtime, "c0001")
