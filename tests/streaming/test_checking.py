@@ -145,3 +145,97 @@ def test_a_batch_failing_validation_alone_gets_its_error_and_the_others_go_on(
     out, errors = _run(setup, group, joint=True)
     assert [c.request.source for c in out] == ["POST /events (one)", "POST /events (one)"]
     assert errors == [("POST /events (two)", "RuntimeError('boom')")]
+
+
+def _assert_same(joint: list[Checked], alone: list[Checked]) -> None:
+    assert [c.request.source for c in joint] == [c.request.source for c in alone]
+    for j, a in zip(joint, alone, strict=True):
+        pd.testing.assert_frame_equal(j.accepted, a.accepted)
+        assert (j.ids, j.counts, j.repeats) == (a.ids, a.counts, a.repeats)
+        if len(a.quarantine):
+            pd.testing.assert_frame_equal(j.quarantine, a.quarantine)
+        else:
+            assert j.quarantine.empty
+
+
+def _counted_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = checking.validate_events
+
+    def counted(raws: Any, **kwargs: Any) -> Any:
+        calls.append(sum(len(r.data) - 2 + len(r.malformed) for r in raws))
+        return real(raws, **kwargs)
+
+    monkeypatch.setattr(checking, "validate_events", counted)
+    return calls
+
+
+def test_batches_sharing_customers_at_other_times_are_validated_in_one_call(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every customer's events spread over several batches (a busy POST /events), none
+    # at the same instant as another batch's: one call, the results of one by one.
+    batch = records(setup.later)[:60]
+    group = [_Req(batch[k::4], f"POST /events ({k})") for k in range(4)]
+    named = [{str(r["customer_id"]) for r in g.records} for g in group]
+    assert any(named[0] & other for other in named[1:])  # they do share customers
+    calls = _counted_calls(monkeypatch)
+    alone, _ = _run(setup, group, joint=False)
+    calls.clear()
+    joint, errors = _run(setup, group, joint=True)
+    assert errors == []
+    assert calls == [len(batch)]
+    _assert_same(joint, alone)
+
+
+def test_a_row_repeated_across_batches_is_judged_as_if_the_earlier_batch_were_stored(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = records(setup.later)
+    with_order = next(r for r in batch if r.get("order_id"))
+    without = next(
+        r for r in batch if not r.get("order_id") and r["customer_id"] != with_order["customer_id"]
+    )
+    others = [
+        r
+        for r in batch
+        if r["customer_id"] not in (with_order["customer_id"], without["customer_id"])
+    ][:6]
+    group = [
+        _Req([with_order, *others[:3]], "POST /events (a)"),
+        _Req([without, *others[3:]], "POST /events (b)"),
+        # An identical row without an order id: a second event within one table, a
+        # duplicate of a stored one; validated one by one, the latter.
+        _Req([{**without, "event_id": "again-without"}], "POST /events (c)"),
+        # An identical row with an order id: a duplicate either way, but "of an earlier
+        # row in this import" in one table and "of an event already stored" one by one.
+        _Req([{**with_order, "event_id": "again-with"}], "POST /events (d)"),
+    ]
+    calls = _counted_calls(monkeypatch)
+    alone, _ = _run(setup, group, joint=False)
+    calls.clear()
+    joint, errors = _run(setup, group, joint=True)
+    assert errors == []
+    _assert_same(joint, alone)
+    assert joint[2].counts == joint[3].counts == {"duplicate": 1}
+    assert len(joint[2].accepted) == len(joint[3].accepted) == 0
+    # One call over all four; (c) conflicts with (b) (the row accepted in both): (c)
+    # and (d) again, after (a) and (b), in one more call.
+    assert calls == [sum(len(g.records) for g in group), 2]
+
+
+def test_without_the_conflict_check_the_repeats_would_be_judged_otherwise(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The check is what makes the test above pass: joined blindly, (c)'s row is kept.
+    monkeypatch.setattr(checking, "_first_conflict", lambda *_args: None)
+    batch = records(setup.later)
+    without = next(r for r in batch if not r.get("order_id"))
+    group = [
+        _Req([without], "POST /events (b)"),
+        _Req([{**without, "event_id": "again-without"}], "POST /events (c)"),
+    ]
+    alone, _ = _run(setup, group, joint=False)
+    joint, _ = _run(setup, group, joint=True)
+    assert alone[1].counts == {"duplicate": 1}
+    assert joint[1].counts == {}

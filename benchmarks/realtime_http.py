@@ -1,0 +1,91 @@
+"""The HTTP steps of ``benchmarks/realtime.py`` alone, for A/B runs of two commits.
+
+The service runtime (``tagsmith.app.build_runtime``) with its warmed tagger, as in
+``benchmarks/realtime.py``; after a 2 s warm-up step at 1,000 events/s, the open-loop
+offered rates of ``benchmarks/realtime_load.py`` (``--rates``, ``--seconds`` each, 48
+client threads in this process) and the 16-client closed loop. Run from the checkout
+whose code is measured (``PYTHONPATH=.``), on a fresh copy of the project each time.
+
+Usage::
+
+    cp -a /tmp/p1m /tmp/copy
+    PYTHONPATH=. TAGSMITH_CONFIG_DIR=/tmp/cfg python benchmarks/realtime_http.py \\
+        --root /tmp/copy --rates 3000 5000 --seconds 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+if str(_HERE.parent) not in sys.path:
+    sys.path.insert(0, str(_HERE.parent))
+
+import numpy as np  # noqa: E402
+
+from benchmarks import realtime_load as load  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--rates", type=int, nargs="+", default=[3000, 5000])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--per-request", type=int, default=100)
+    args = parser.parse_args()
+
+    from benchmarks.big_project import ensure_project
+    from tagsmith.app import build_runtime
+    from tagsmith.live import ServiceIngest, live_tagger
+
+    project = ensure_project(args.root, args.customers)
+    tagger, _ = live_tagger(project)
+    tagger.warm()
+    ids = project.fact_store().load_customers()["customer_id"].astype(str).to_numpy()
+    runtime = build_runtime(project)
+    ingest = runtime.event_ingest
+    if not isinstance(ingest, ServiceIngest):
+        sys.exit("the project's service has no event ingest (real-time tags are off)")
+    ingest._tagger = tagger  # the warmed tagger, as benchmarks/realtime.py shares it
+    runtime.start()
+    load.http_rates(
+        runtime, ids, [1000], per_request=50, seconds=2, deadline=time.perf_counter() + 100
+    )
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    rng = np.random.default_rng(7)
+    steps = [
+        load._http_step(
+            runtime, ids, rng, rate, min(args.per_request, max(1, rate // 20)), args.seconds
+        )
+        for rate in args.rates
+    ]
+    closed = load.http_closed_loop(runtime, ids, 16, 100, 6.0)
+    load_end = [round(x, 2) for x in os.getloadavg()]
+    runtime.stop()
+    print(
+        json.dumps(
+            {
+                "commit": commit,
+                "load_average_start": load_start,
+                "load_average_end": load_end,
+                "steps": steps,
+                "closed_loop_16x100": closed,
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
