@@ -53,7 +53,7 @@ from features.validation import (
     naive_utc,
 )
 
-__all__ = ["EventBlocks", "EventsTally"]
+__all__ = ["EventBlocks", "EventsTally", "PreparedBlock"]
 
 
 @dataclass
@@ -74,6 +74,26 @@ class EventsTally:
     created_customers: pd.DataFrame
     identical_kept: int = 0
     accepted: int = 0
+
+
+@dataclass
+class PreparedBlock:
+    """One block after :meth:`EventBlocks.prepare`: what :meth:`EventBlocks.commit`
+    needs (the raw block and its frame for the quarantine, the verdicts so far, the
+    candidates as Arrow with their row hashes, sorted and in row order)."""
+
+    raw: RawTable
+    frame: pd.DataFrame
+    malformed: pd.DataFrame
+    rejects: Rejects
+    canon: pd.DataFrame
+    unknown: np.ndarray
+    fresh: np.ndarray | None
+    position: np.ndarray
+    candidates: np.ndarray
+    table: pa.Table
+    hashes: np.ndarray
+    ordered: np.ndarray
 
 
 @dataclass
@@ -139,7 +159,9 @@ class EventBlocks:
         self.required = ["customer_id", "occurred_at"] + ([] if event_type else ["event_type"])
         self._known_ids = id_array(customers["customer_id"])
         self._known_signup = naive_utc(customers["signup_at"])
+        # One connection for prepare() and one for commit(): they may run on two threads.
         self._con = duckdb.connect()
+        self._commit_con = duckdb.connect()
         # Known ids are hashed once for every block (a join hashed them all again per
         # block: 150 ms of CPU at 1M customers); DuckDB's join where the index cannot be
         # exact (Arrow's index_in cost 0.5 s per block, as it hashes the value set per call).
@@ -162,6 +184,15 @@ class EventBlocks:
 
     def add(self, raw: RawTable) -> None:
         """Validate one block (part of one file) and add its candidates to the spill."""
+        self.commit(self.prepare(raw))
+
+    def prepare(self, raw: RawTable) -> PreparedBlock:
+        """The checks of one block that depend on no other block: field checks, known
+        customers, events before signup, the candidates and their row hashes.
+
+        Reads only what the constructor set, so it may run on another thread than
+        :meth:`commit`, a block ahead (it has its own DuckDB connection).
+        """
         frame, malformed = assemble(
             [raw], self.mapping, kind="events", targets=EVENT_COLUMNS, required=self.required
         )
@@ -175,26 +206,55 @@ class EventBlocks:
             event_type=self.event_type,
             date_format=self.date_format,
         )
-        unknown, position = self._customers(canon, frame["customer_id"], rejects)
+        unknown, fresh, position = self._customers(canon, frame["customer_id"], rejects)
         candidates = np.flatnonzero(rejects.ok)
         table = _candidate_table(canon, rejects.ok, candidates)
         hashes = row_hashes(table, list(EVENT_COLUMNS), self._con)
-        # Sorted once for the repeats in the block and for the spill's lookups (two sorts
-        # of the same hashes cost 40 ms a block each).
-        ordered = np.sort(hashes)
-        kept = self._duplicates(canon, table, candidates, rejects, hashes, ordered)
-        quarantine, files = finish([raw], frame, rejects, malformed, kind="events")
+        return PreparedBlock(
+            raw=raw,
+            frame=frame,
+            malformed=malformed,
+            rejects=rejects,
+            canon=canon,
+            unknown=unknown,
+            fresh=fresh,
+            position=position,
+            candidates=candidates,
+            table=table,
+            hashes=hashes,
+            # Sorted once for the repeats in the block and for the spill's lookups (two
+            # sorts of the same hashes cost 40 ms a block each).
+            ordered=np.sort(hashes),
+        )
+
+    def commit(self, block: PreparedBlock) -> None:
+        """The checks that depend on earlier blocks (customers created from events,
+        duplicates of earlier rows), then the block's candidates to the spill. Blocks
+        are committed in file order, one at a time."""
+        canon, candidates, rejects = block.canon, block.candidates, block.rejects
+        if block.fresh is not None:
+            self._add_created(canon.loc[block.fresh, ["customer_id", "occurred_at"]])
+        kept = self._duplicates(
+            canon, block.table, candidates, rejects, block.hashes, block.ordered
+        )
+        quarantine, files = finish(
+            [block.raw], block.frame, rejects, block.malformed, kind="events"
+        )
         self._quarantines.append(quarantine)
         self._count(files[0])
         ok = rejects.ok[candidates]
         self._identical_kept += int(kept[ok].sum())
-        if self.create and unknown.any():
-            accepted_unknown = unknown & rejects.ok
+        if self.create and block.unknown.any():
+            accepted_unknown = block.unknown & rejects.ok
             self._created.with_event.append(
                 pc.unique(id_array(canon["customer_id"][accepted_unknown]))
             )
         self.spill.add(
-            table, ok, hashes, known_position=position[candidates], sorted_hashes=ordered
+            block.table,
+            ok,
+            block.hashes,
+            known_position=block.position[candidates],
+            sorted_hashes=block.ordered,
         )
 
     def result(self) -> EventsTally:
@@ -209,6 +269,7 @@ class EventBlocks:
         )
         files = list(self._files.values())
         self._con.close()
+        self._commit_con.close()
         refuse_all_rejected(files, quarantine)
         created = self._created
         made = pd.DataFrame(
@@ -243,17 +304,19 @@ class EventBlocks:
 
     def _customers(
         self, canon: pd.DataFrame, ids: pd.Series, rejects: Rejects
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Mark unknown customers' events (or create those customers) and events before
-        signup; the mask of rows whose customer is not among the known ones, and each
-        row's position among the known customers (-1: none)."""
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Mark unknown customers' events (unless they create customers) and events
+        before signup. Returns the mask of rows whose customer is not among the known
+        ones; when creating customers, the mask of rows that create them (``None`` if
+        none does); and each row's position among the known customers (-1: none)."""
         position = self._known_position(id_array(canon["customer_id"]))
         matched = position >= 0
         unknown = ~matched
+        fresh = None
         if self.create:
             fresh = rejects.ok & unknown
-            if fresh.any():
-                self._add_created(canon.loc[fresh, ["customer_id", "occurred_at"]])
+            if not fresh.any():
+                fresh = None
         else:
             rejects.mark(
                 rejects.ok & unknown,
@@ -267,7 +330,7 @@ class EventBlocks:
         signup_values = np.full(len(canon), np.datetime64("NaT"), dtype="datetime64[us]")
         signup_values[matched] = self._known_signup[position[matched]]
         mark_before_signup(canon, rejects, signup_values)
-        return unknown, position
+        return unknown, fresh, position
 
     def _known_position(self, ids: pa.Array) -> np.ndarray:
         """Per id, its position among the known customers (-1: unknown or missing)."""
@@ -321,14 +384,15 @@ class EventBlocks:
         earlier = self.spill.earlier(hashes)
         if earlier is not None:
             maybe |= _among(
-                hashes, row_hashes(earlier.cast(table.schema), list(EVENT_COLUMNS), self._con)
+                hashes,
+                row_hashes(earlier.cast(table.schema), list(EVENT_COLUMNS), self._commit_con),
             )
         stored = None
         if self.stored_events is not None and n_rows:
             stored = self.stored_events(table.select(["customer_id", "occurred_at"]))
             if stored is not None and stored.num_rows:
                 aligned = stored.select(list(EVENT_COLUMNS)).cast(table.schema)
-                maybe |= _among(hashes, row_hashes(aligned, list(EVENT_COLUMNS), self._con))
+                maybe |= _among(hashes, row_hashes(aligned, list(EVENT_COLUMNS), self._commit_con))
             else:
                 stored = None
         repeats = np.zeros(n_rows, dtype=bool)

@@ -21,6 +21,7 @@ import io
 import math
 import shutil
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.crypto import EncryptionKeys, open_bytes, parquet_source
+from features.pipeline import Behind
 from features.schema import EVENT_COLUMNS
 from features.store_files import (
     EVENT_ENCODING,
@@ -238,16 +240,35 @@ class EventSpill:
         assert self.schema is not None
         sink: Any = io.BytesIO() if self.keys is not None else str(destination)
         written = 0
-        with pq.ParquetWriter(sink, self.schema, compression="zstd", **EVENT_ENCODING) as writer:
+        # A range is encoded and compressed on a worker thread (the Parquet writer
+        # releases the GIL) while the next one is read and sorted here: the two took
+        # turns on one core. Ranges reach the writer in order; the worker is joined
+        # before the writer closes.
+        with (
+            pq.ParquetWriter(sink, self.schema, compression="zstd", **EVENT_ENCODING) as writer,
+            Behind(
+                partial(writer.write_table, row_group_size=row_group_size),
+                name="tagsmith-spill-write",
+            ) as behind,
+        ):
             for part, rank in self._parts():
                 ordered = (
                     sorted_events(part)
                     if rank is None
                     else sorted_by_rank(part, rank, ids_by_rank=self._ids_by_rank)
                 )
-                writer.write_table(ordered, row_group_size=row_group_size)
                 written += ordered.num_rows
+                try:
+                    behind.put(ordered)
+                except Exception as exc:
+                    exc.add_note(f"while writing the sorted events to {destination}")
+                    raise
                 del ordered, part
+            try:
+                behind.finish()
+            except Exception as exc:
+                exc.add_note(f"while writing the sorted events to {destination}")
+                raise
         if self.keys is not None:
             destination.write_bytes(self.keys.seal(sink.getvalue()))
         return written

@@ -5,11 +5,13 @@ quarantine, stored order, counts), and idempotence, atomicity, encryption hold."
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 import features.chunks as chunks_module
@@ -17,7 +19,8 @@ import features.spill as spill_module
 from features import FactsConfig
 from features.chunks import read_chunks
 from features.crypto import EncryptionKeys, generate_key, is_sealed, open_bytes
-from features.event_blocks import EventBlocks
+from features.errors import FactFileError
+from features.event_blocks import EventBlocks, PreparedBlock
 from features.importer import ImportReport, SourceOptions, import_facts
 from features.io import RawTable, ReadOptions, read_table
 from features.store import FactStore
@@ -316,15 +319,15 @@ def test_a_streamed_append_reads_each_stored_file_once_and_finds_duplicates_in_a
     ]
     hashed: list[Path] = []
     blocks: list[int] = []
-    real_hash, real_add = StoredKeys._add_file, EventBlocks.add
+    real_hash, real_prepare = StoredKeys._add_file, EventBlocks.prepare
 
     def hashing(self: StoredKeys, con: duckdb.DuckDBPyConnection, number: int, path: Path) -> None:
         hashed.append(path)
         real_hash(self, con, number, path)
 
-    def adding(self: EventBlocks, raw: RawTable) -> None:
+    def adding(self: EventBlocks, raw: RawTable) -> PreparedBlock:
         blocks.append(len(raw.data))
-        real_add(self, raw)
+        return real_prepare(self, raw)
 
     outcomes = {}
     for mode, patch in (("whole", None), ("streamed", monkeypatch)):
@@ -337,7 +340,7 @@ def test_a_streamed_append_reads_each_stored_file_once_and_finds_duplicates_in_a
         blocks.clear()
         with pytest.MonkeyPatch.context() as spy:
             spy.setattr(StoredKeys, "_add_file", hashing)
-            spy.setattr(EventBlocks, "add", adding)
+            spy.setattr(EventBlocks, "prepare", adding)
             report, store = _import(
                 root, paths[2], patch, customers=None, keys=keys, segment_min_rows=1
             )
@@ -355,3 +358,67 @@ def test_a_streamed_append_reads_each_stored_file_once_and_finds_duplicates_in_a
         stored_dups = quarantine["message"].str.contains("already stored").sum()
         assert stored_dups == 20
     assert outcomes["streamed"] == outcomes["whole"]
+
+
+class _FailingWriter(pq.ParquetWriter):
+    """A Parquet writer whose second range fails (on the spill's writer thread)."""
+
+    calls = 0
+
+    def write_table(self, table: object, row_group_size: int | None = None) -> None:
+        type(self).calls += 1
+        if type(self).calls == 2:
+            raise OSError("disk full")
+        super().write_table(table, row_group_size=row_group_size)  # type: ignore[arg-type]
+
+
+def test_a_failure_on_the_writer_thread_leaves_the_store_as_it_was_and_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = write(tmp_path / "a.csv", HEADER + "\n".join(_lines(60, seed=1)) + "\n")
+    _, store = _import(tmp_path, first, monkeypatch)
+    before = (store.events_path.read_bytes(), store.fingerprint(), store.manifest())
+    bad = write(tmp_path / "b.csv", HEADER + "\n".join(_lines(80, seed=2)) + "\n")
+    writer_threads: list[str] = []
+    real_write = _FailingWriter.write_table
+
+    def watched(self: _FailingWriter, table: object, row_group_size: int | None = None) -> None:
+        writer_threads.append(threading.current_thread().name)
+        real_write(self, table, row_group_size)
+
+    monkeypatch.setattr(_FailingWriter, "write_table", watched)
+    monkeypatch.setattr(spill_module.pq, "ParquetWriter", _FailingWriter)
+    with pytest.raises(OSError, match="disk full") as failed:
+        _import(tmp_path, bad, monkeypatch, customers=None)
+    assert any("events.parquet" in note for note in failed.value.__notes__)
+    assert writer_threads
+    assert set(writer_threads) == {"tagsmith-spill-write"}
+    assert (store.events_path.read_bytes(), store.fingerprint(), store.manifest()) == before
+    assert not list(store.facts_dir.glob(".spill-*"))
+    assert not list(store.facts_dir.glob("*.tmp-*"))
+    assert not [t for t in threading.enumerate() if t.name.startswith("tagsmith-")]
+
+
+def test_a_bad_byte_in_a_later_block_fails_the_import_by_its_line_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read on the reader thread, a block ahead: the error still names the line and
+    # nothing is stored.
+    path = tmp_path / "events.csv"
+    good = "".join(f"c{1 + i % 3},2021-01-{1 + i % 28:02d},browse,,,,,\n" for i in range(300))
+    path.write_bytes((HEADER + good).encode() + b"c1,\xff\n")
+    monkeypatch.setattr(chunks_module, "CHUNK_BYTES", 120)
+    store = FactStore(tmp_path / "facts")
+    with pytest.raises(FactFileError, match="line 302"):
+        import_facts(
+            store,
+            config=FactsConfig(),
+            quarantine_dir=tmp_path / "quarantine",
+            now=NOW,
+            events=path,
+            customers=DATA / "customers.csv",
+            events_options=SourceOptions(encoding="ascii"),
+        )
+    assert not store.events_path.exists()
+    assert not list((tmp_path / "facts").glob(".spill-*"))
+    assert not [t for t in threading.enumerate() if t.name.startswith("tagsmith-")]
