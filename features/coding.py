@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
+    "COUNTING_MIN_FILL",
     "counting_order",
     "customer_runs",
     "customer_time_sorted",
@@ -436,7 +437,7 @@ def counting_order(code: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarr
 
 # A counting sort pays for its count array: below one event per this many codes the
 # packed sort is cheaper (the live path's few customers).
-_COUNTING_MIN_FILL = 8
+COUNTING_MIN_FILL = 8
 
 
 def customer_time_sorted(
@@ -464,7 +465,7 @@ def customer_time_sorted(
     del step
     if (
         n_codes is not None
-        and len(rows) * _COUNTING_MIN_FILL >= n_codes
+        and len(rows) * COUNTING_MIN_FILL >= n_codes
         and bool(np.all(t[1:] >= t[:-1]))
     ):
         order, counts = counting_order(code, n_codes)

@@ -37,6 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.coding import (
+    COUNTING_MIN_FILL,
+    counting_order,
     customer_runs,
     customer_time_sorted,
     dictionary_codes,
@@ -85,6 +87,8 @@ FEATURE_EVENT_COLUMNS: tuple[str, ...] = (
 _I64 = np.int64
 # One worker for preparation steps that overlap with the caller's work.
 _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-features")
+# One worker splitting the largest event type while the caller splits the others.
+_SPLITTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagsmith-split")
 # Below this many events (live scoring of a few customers) the steps run inline: a
 # hand-off to the worker costs more than the overlap saves.
 _INLINE_EVENTS = 50_000
@@ -186,15 +190,27 @@ class PreparedEvents:
             # In the fact store's order a type's rows are found again on demand.
             return _typed_of(c, t, starts, self.base_sec, rows=None, find_rows=rows_of(k))
 
+        # The largest type other than purchases is split on another core from the start
+        # (a type's passes, gathers and counting sort run without the GIL).
+        others = [k for k, name in enumerate(type_names) if name != "purchase"]
+        largest: tuple[int, Future[TypedEvents]] | None = None
+        if len(others) > 1 and not inline:
+            sizes = np.bincount(type_code, minlength=len(type_names) + 1)
+            big = max(others, key=lambda k: int(sizes[k]))
+            others.remove(big)
+            largest = (big, _SPLITTER.submit(split, big))
         # Purchases first: telling orders apart is the slowest step of the RFM family
         # and runs mostly without the GIL, on another core while the other types are
         # split.
         if "purchase" in type_names:
             self._typed["purchase"] = split(type_names.index("purchase"))
         self._order_flags: Future[np.ndarray] | None = _submit(self._new_order_flags, inline=inline)
-        for k, name in enumerate(type_names):
-            if name != "purchase":
-                self._typed[name] = split(k)
+        done = {k: split(k) for k in others}
+        if largest is not None:
+            done[largest[0]] = largest[1].result()
+        for k, name in enumerate(type_names):  # in name order, as the types are listed
+            if k in done:
+                self._typed[name] = done[k]
         release_arrow_memory()
 
     @property
@@ -446,10 +462,61 @@ def sorted_typed(
     (:mod:`features.small_events`), so both sort and key events the same way.
     """
     row_dtype = np.int32 if len(t_all) < 2**31 else _I64
+    t = t_all[rows]
+    if _in_time_order(code, t, n_customers):
+        # A log in time order: one stable counting sort by customer. The search keys
+        # are made in arrival order and gathered once (not the times, then keys made
+        # from them), and the rows are gathered as int32 (half the bytes to move);
+        # the sort's counts are the segment sizes.
+        order, counts = counting_order(code, n_customers)
+        t_us = None if whole_seconds(t) else t[order]
+        # The gathered times (a copy) become the keys in place, and the codes their
+        # high bits: no array beyond the sorted results is allocated (each fresh array
+        # costs page faults, about as much as a pass over it).
+        key = np.floor_divide(t, SEC_US, out=t)
+        key -= base_sec
+        key |= np.left_shift(code, 32, out=code)
+        sorted_key = key[order]
+        del key, t
+        sorted_rows = rows.astype(row_dtype)[order]
+        return TypedEvents(sorted_key, prefix_sum(counts), base_sec, t_us=t_us, rows=sorted_rows)
+    del t
     rows, c, t = customer_time_sorted(code, rows, t_all, n_customers)
     # One sequential count over the sorted codes, not one binary search per customer.
     starts = prefix_sum(np.bincount(c, minlength=n_customers))
     return _typed_of(c, t, starts, base_sec, rows=rows.astype(row_dtype), find_rows=None)
+
+
+# Leading codes checked for a descent before the whole array is: a log in time order
+# shows one within a few events, so the full pass is only paid by sorted codes.
+_DESCENT_PROBE = 4096
+
+
+def _in_time_order(code: np.ndarray, t: np.ndarray, n_customers: int) -> bool:
+    """Whether events with customer codes ``code`` and times ``t`` are a log in time
+    order that the counting sort should place: codes not already ascending (then
+    nothing needs sorting), times ascending, and not far fewer events than customers
+    (the count array would cost more than a comparison sort; the live path's few
+    customers)."""
+    n = len(code)
+    if n < 2 or n * COUNTING_MIN_FILL < n_customers:
+        return False
+    head = code[: _DESCENT_PROBE + 1]
+    descends = bool(np.any(head[1:] < head[:-1])) or bool(np.any(code[1:] < code[:-1]))
+    return descends and bool(np.all(t[1:] >= t[:-1]))
+
+
+# Block of times checked at a time for whole seconds: the remainders stay in cache.
+_SECONDS_BLOCK = 1 << 17
+
+
+def whole_seconds(t_us: np.ndarray) -> bool:
+    """Whether every time (int64 microseconds) is a whole second, checked block by
+    block (no temporary the size of ``t_us``)."""
+    for lo in range(0, len(t_us), _SECONDS_BLOCK):
+        if bool(np.any(t_us[lo : lo + _SECONDS_BLOCK] % SEC_US)):
+            return False
+    return True
 
 
 def _typed_of(
@@ -462,13 +529,13 @@ def _typed_of(
     find_rows: Callable[[], np.ndarray] | None,
 ) -> TypedEvents:
     """:class:`TypedEvents` of sorted codes ``c`` and times ``t`` (``c`` is reused)."""
-    key = np.floor_divide(t, SEC_US)
     # Whole-second times (the usual case) are read off the key: no copy kept.
-    whole_seconds = bool(np.array_equal(key * SEC_US, t))
+    whole = whole_seconds(t)
+    key = np.floor_divide(t, SEC_US)
     key -= base_sec
     key |= np.left_shift(c, 32, out=c)
     return TypedEvents(
-        key, starts, base_sec, t_us=None if whole_seconds else t, rows=rows, find_rows=find_rows
+        key, starts, base_sec, t_us=None if whole else t, rows=rows, find_rows=find_rows
     )
 
 

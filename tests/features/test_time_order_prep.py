@@ -20,7 +20,7 @@ from features.coding import (
     short_id_codes,
     short_id_keys,
 )
-from features.events import prepare_events
+from features.events import prepare_events, whole_seconds
 from features.spec import FAMILIES, FeatureSpec
 
 # Byte order, not locale order; prefixes, multi-byte text, 1..8 bytes.
@@ -181,3 +181,75 @@ def test_any_input_order_gives_the_store_order_features(
     for ordered in (in_time, shuffled):
         got = prepare_events(customers, ordered).build_features(cutoffs, spec=spec)
         pd.testing.assert_frame_equal(got, expected)
+
+
+@pytest.mark.parametrize("id_width", [8, 12])
+def test_large_time_ordered_log_is_indexed_as_a_stable_lexsort(id_width: int) -> None:
+    # Enough events for the threaded split (the largest type sorted on another core)
+    # and the per-row lookup; 12-byte ids take Arrow's lookup instead of words. One
+    # type has sub-second times (kept beside the keys), the others whole seconds.
+    rng = np.random.default_rng(7)
+    n_customers, n = 3_000, 120_000
+    ids = [f"{'c' * (id_width - 6)}{k:06d}" for k in range(n_customers)]
+    customers = pd.DataFrame(
+        {
+            "customer_id": pd.array(ids, dtype="string"),
+            "signup_at": pd.Series(pd.to_datetime(["2023-01-01"] * n_customers, utc=True)).astype(
+                "datetime64[us, UTC]"
+            ),
+        }
+    )
+    who = rng.integers(0, n_customers + 50, n)  # some customers unknown
+    kind = np.array(["browse", "login", "purchase"])[rng.choice(3, n, p=[0.6, 0.25, 0.15])]
+    t_us = np.sort(rng.integers(0, 20_000, n)) * 1_000_000  # ties within customers
+    sub = kind == "login"
+    t_us[sub] += rng.integers(0, 1_000_000, int(sub.sum()))
+    t_us = np.sort(t_us)  # still a log in time order
+    events = pd.DataFrame(
+        {
+            "customer_id": pd.array(
+                np.array([*ids, *(f"x{k}" for k in range(50))], dtype=object)[who],
+                dtype="string",
+            ),
+            "occurred_at": pd.Series(
+                pd.Timestamp("2023-01-02", tz="UTC") + pd.to_timedelta(t_us, "us")
+            ).astype("datetime64[us, UTC]"),
+            "event_type": pd.array(kind, dtype="string"),
+            "amount": rng.integers(1, 1_000, n) / 100,
+            "category": pd.array(["shoes"] * n, dtype="string"),
+            "order_id": pd.array([f"o{k}" for k in range(n)], dtype="string"),
+        }
+    )
+    prepared = prepare_events(customers, events)
+    t_all = np.asarray(events["occurred_at"].to_numpy(dtype="datetime64[us]")).view(np.int64)
+    code_all = np.where(who < n_customers, who, -1)  # ids sort as their numbers
+    for name in ("browse", "login", "purchase"):
+        typed = prepared.typed(name)
+        rows = np.flatnonzero((kind == name) & (code_all >= 0))
+        expected = rows[np.lexsort((t_all[rows], code_all[rows]))]
+        np.testing.assert_array_equal(typed.rows_now(), expected)
+        assert typed.rows_now().dtype == np.int32
+        np.testing.assert_array_equal(typed.t_at(slice(None)), t_all[expected])
+        np.testing.assert_array_equal(
+            typed.starts,
+            np.append(0, np.cumsum(np.bincount(code_all[rows], minlength=n_customers))),
+        )
+        seconds = t_all[expected] // 1_000_000 - prepared.base_sec
+        np.testing.assert_array_equal(typed.key, (code_all[expected] << 32) | seconds)
+    # The same index as from the fact store's order.
+    store = prepare_events(
+        customers,
+        events.sort_values(["customer_id", "occurred_at"], kind="stable", ignore_index=True),
+    )
+    for name in ("browse", "login", "purchase"):
+        np.testing.assert_array_equal(prepared.typed(name).key, store.typed(name).key)
+    np.testing.assert_array_equal(prepared.order_counts(), store.order_counts())
+
+
+@pytest.mark.parametrize("at", [0, 1 << 17, (1 << 17) + 5, 300_000])
+def test_whole_seconds_finds_a_fraction_in_any_block(at: int) -> None:
+    t_us = np.arange(300_001, dtype=np.int64) * 1_000_000
+    assert whole_seconds(t_us)
+    t_us[at] += 1
+    assert not whole_seconds(t_us)
+    assert whole_seconds(np.empty(0, dtype=np.int64))
