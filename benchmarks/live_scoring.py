@@ -63,8 +63,9 @@ from tagsmith.project import Project  # noqa: E402
 MODEL_TAGS = {"churn-predictor": "churn_risk", "value-predictor": "predicted_value"}
 
 
-def load_models(project: Project) -> list[ChampionModel]:
-    """The champion of each model, else its newest registered version."""
+def load_models(project: Project, *, champions_only: bool = False) -> list[ChampionModel]:
+    """The champion of each model, else (unless ``champions_only``: what the service
+    serves) its newest registered version."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -76,7 +77,7 @@ def load_models(project: Project) -> list[ChampionModel]:
         try:
             version = client.get_model_version_by_alias(name, "champion").version
         except MlflowException:
-            found = client.search_model_versions(f"name='{name}'")
+            found = [] if champions_only else client.search_model_versions(f"name='{name}'")
             if not found:
                 continue
             version = str(max(int(v.version) for v in found))

@@ -10,6 +10,11 @@ One run on loopback with bounded request loops (aiohttp client in this process):
   (throughput, p99); 100-customer requests (customers per second);
 * ``/explain`` for one customer, sequential (every visible tag's rule trace and the
   champions' SHAP reasons), against ``/tags`` sequential in the same server;
+* ``/score`` for one customer posted with about ``--score-events`` events (100
+  customers of the fact store nearest that count, in turn), sequential, beside the
+  in-process work of the same calls (``LiveScorer.score`` with the latest run's
+  thresholds pinned and the served champions, as the service runs it; wall and thread
+  CPU per call), so what HTTP, validation, audit and encoding add is visible;
 * ``mlflow models serve --env-manager local`` of ``churn-predictor@champion`` with the
   same number of workers, under the same load (one row or 100 rows per request).
 
@@ -20,12 +25,14 @@ champion, else the newest registered version.
 
 It prints a table and the load generator's own CPU share (CPU seconds of this process
 per wall second). Both servers run one worker unless ``--workers`` says otherwise.
+``--score-only`` runs the ``/score`` rows alone (in process, then over HTTP).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import os
@@ -47,7 +54,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.live_scoring import load_models, run_thresholds  # noqa: E402
 from scoring.contract import model_matrix  # noqa: E402
+from scoring.live import LiveScorer  # noqa: E402
+from scoring.live_records import frame_records  # noqa: E402
 from scoring.loading import load_model  # noqa: E402
 from tagsmith.app import SERVICE, service_env  # noqa: E402
 from tagsmith.project import Project  # noqa: E402
@@ -75,6 +85,131 @@ class Result:
     @property
     def rows_per_s(self) -> float:
         return self.requests * self.rows_per_request / self.seconds
+
+
+@dataclass
+class Posted:
+    """Customers posted to ``/score``: request bodies and the same facts as records.
+
+    Attributes:
+        ids: The customers, in the order their bodies are sent.
+        bodies: One ``POST /score`` JSON body per customer.
+        customers: Each customer's record as the service hands it to the live scorer.
+        events: Each customer's event records, likewise.
+        as_of: The posted ``as_of`` (the day after the store's newest event).
+    """
+
+    ids: list[str]
+    bodies: list[bytes]
+    customers: list[dict[str, Any]]
+    events: list[list[dict[str, Any]]]
+    as_of: pd.Timestamp
+
+    @property
+    def mean_events(self) -> float:
+        """Events per posted customer, on average."""
+        return sum(len(e) for e in self.events) / max(len(self.events), 1)
+
+
+def _json_value(value: Any) -> Any:
+    """A fact value as JSON carries it (times as ISO 8601 text, numpy scalars as Python)."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def posted_customers(project: Project, n_events: int, n: int = 100) -> Posted:
+    """The ``n`` stored customers whose event count is nearest ``n_events``, as posted
+    facts (each read with Parquet filters: no full load of the events beyond two columns).
+    """
+    facts = project.fact_store()
+    stored = facts.load_events(columns=["customer_id", "occurred_at"])
+    counts = stored["customer_id"].value_counts()
+    near = (counts - n_events).abs().sort_values(kind="stable")
+    ids = [str(i) for i in near.index[:n]]
+    as_of = (stored["occurred_at"].max() + pd.Timedelta(days=1)).floor("D")
+    del stored, counts
+    bodies, customers, events = [], [], []
+    for cid in ids:
+        frame, mine = facts.load_customer(cid)
+        record = frame_records(frame)[0]
+        records = frame_records(mine)
+        attributes = {
+            k: _json_value(v)
+            for k, v in record.items()
+            if k not in ("customer_id", "signup_at") and v is not None
+        }
+        body = {
+            "customer": {
+                "customer_id": cid,
+                "signup_at": record["signup_at"].isoformat(),
+                "attributes": attributes,
+            },
+            "events": [
+                {k: _json_value(v) for k, v in e.items() if k != "customer_id" and v is not None}
+                for e in records
+            ],
+            "as_of": as_of.isoformat(),
+        }
+        bodies.append(json.dumps(body).encode())
+        customers.append(record)
+        events.append(records)
+    return Posted(ids=ids, bodies=bodies, customers=customers, events=events, as_of=as_of)
+
+
+def bench_in_process(project: Project, posted: Posted, n: int) -> Result:
+    """``LiveScorer.score`` of the posted customers in turn, ``n`` calls, as the service
+    runs it: the latest run's thresholds pinned, the champions (no other version), the
+    collector set up as in the service. Server CPU: the calling thread's CPU per call.
+    """
+    live = LiveScorer(
+        spec=project.feature_spec(), catalogue=project.catalogue(), facts=project.config.facts
+    )
+    models = load_models(project, champions_only=True)
+    pinned = run_thresholds(project)
+
+    def call(i: int) -> Any:
+        k = i % len(posted.ids)
+        return live.score(
+            [posted.customers[k]],
+            posted.events[k],
+            as_of=posted.as_of,
+            models=models,
+            thresholds=pinned,
+        )
+
+    for i in range(min(50, n)):  # warm-up, as the service's start and first requests
+        call(i)
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1_000)
+    wall, cpu = np.empty(n), np.empty(n)
+    try:
+        t0 = time.perf_counter()
+        for i in range(n):
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            call(i)
+            cpu[i] = time.thread_time() - start_cpu
+            wall[i] = time.perf_counter() - start
+        seconds = time.perf_counter() - t0
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+    ms = wall * 1000
+    return Result(
+        server="in process LiveScorer",
+        scenario="/score work, 1 customer, seq",
+        requests=n,
+        rows_per_request=1,
+        concurrency=1,
+        seconds=seconds,
+        p50_ms=float(np.percentile(ms, 50)),
+        p99_ms=float(np.percentile(ms, 99)),
+        errors=0,
+        client_cpu_share=float(cpu.sum() / seconds),
+        server_cpu_ms=float(cpu.mean() * 1000),
+    )
 
 
 def free_port() -> int:
@@ -193,6 +328,25 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
     raise SystemExit(f"server not ready after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+def settle(
+    pid: int, *, idle_share: float = 0.05, window_s: float = 1.0, timeout: float = 180
+) -> float:
+    """Wait until the server's start-up work in the background is over; seconds waited.
+
+    Ready is not idle: after ``/readyz`` answers, the service still warms real-time
+    tagging and the console in threads (seconds of CPU on a big project), which a
+    request loop started at once would measure as its own latency and server CPU.
+    Settled: the server's processes used under ``idle_share`` of a core for ``window_s``.
+    """
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        before = server_cpu(pid)
+        time.sleep(window_s)
+        if server_cpu(pid) - before < idle_share * window_s:
+            break
+    return time.monotonic() - start
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
@@ -219,6 +373,7 @@ def bench_tagsmith(
     predicted: list[str],
     args: argparse.Namespace,
     work: Path,
+    posted: Posted | None = None,
 ) -> list[Result]:
     store = project.api_keys()
     name = f"bench-{os.getpid()}"
@@ -246,8 +401,13 @@ def bench_tagsmith(
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/readyz", process, log)
+        print(f"(server settled {settle(process.pid):.0f} s after ready)", flush=True)
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         rng = np.random.default_rng(0)
+        if posted is not None:
+            results.append(bench_score(base, posted, predicted, args, headers, process.pid))
+        if args.score_only:
+            return results
 
         def check(status: int, payload: bytes) -> bool:
             if status != 200:
@@ -325,6 +485,48 @@ def bench_tagsmith(
         stop(process)
         project.api_keys().revoke(name)
     return results
+
+
+def bench_score(
+    base: str,
+    posted: Posted,
+    predicted: list[str],
+    args: argparse.Namespace,
+    headers: dict[str, str],
+    server_pid: int,
+) -> Result:
+    """``POST /score`` of the posted customers in turn, sequential (``--requests``)."""
+
+    def scored(status: int, payload: bytes) -> bool:
+        # Every served champion's tag comes back, with the features its role may see.
+        if status != 200:
+            return False
+        answer = json.loads(payload)
+        got = {t["tag_id"] for t in answer["tags"]}
+        return set(predicted) <= got and bool(answer["features"])
+
+    result = None
+    for scenario, n in (("warm-up", 50), ("1 customer, sequential", args.requests)):
+        bodies = [posted.bodies[i % len(posted.bodies)] for i in range(n)]
+        result = run_scenario(
+            "tagsmith /score",
+            scenario,
+            f"{base}/score",
+            bodies,
+            rows=1,
+            concurrency=1,
+            headers=headers,
+            check=scored,
+            server_pid=server_pid,
+        )
+    assert result is not None
+    print_row(result)
+    if result.errors:
+        raise SystemExit(
+            f"/score answered {result.errors} of {result.requests} requests without 200 "
+            f"and every served champion's tag {sorted(predicted)}; see the server log."
+        )
+    return result
 
 
 def bench_mlflow(
@@ -500,6 +702,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--role", default="marketing")
     parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument(
+        "--score-events", type=int, default=100, help="events per customer posted to /score"
+    )
+    parser.add_argument(
+        "--score-only",
+        action="store_true",
+        help="only the /score rows (in process, then over HTTP): no /tags, /explain, MLflow",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -515,9 +725,16 @@ def main() -> None:
         f"{len(ids)} customers; predicted tags served: {served}; "
         f"{args.workers} worker(s) per server; {os.cpu_count()} cores"
     )
+    posted = posted_customers(project, args.score_events)
+    print(
+        f"/score: {len(posted.ids)} customers posted in turn, "
+        f"{posted.mean_events:.0f} events each on average"
+    )
     print(HEADER)
-    results = bench_tagsmith(project, ids, predicted, args, work)
-    if not args.skip_mlflow:
+    in_process = bench_in_process(project, posted, args.requests)
+    print_row(in_process)
+    results = [in_process, *bench_tagsmith(project, ids, predicted, args, work, posted)]
+    if not args.skip_mlflow and not args.score_only:
         results += bench_mlflow(project, ids[:5000], args, work)
     summarize(results)
     if args.json:
@@ -535,6 +752,19 @@ def summarize(results: list[Result]) -> None:
     batch = by.get(("tagsmith /tags", "100 customers, concurrency 8"))
     ml32 = by.get(("mlflow models serve", "1 customer, concurrency 32"))
     print("\nTargets:")
+    score = by.get(("tagsmith /score", "1 customer, sequential"))
+    work = by.get(("in process LiveScorer", "/score work, 1 customer, seq"))
+    if score:
+        print(
+            f"  1-customer /score p99 sequential over HTTP: {score.p99_ms:.2f} ms (target <= 5 ms)"
+        )
+    if score and work:
+        print(
+            f"    in process (LiveScorer.score, same customers): p50 {work.p50_ms:.2f} ms, "
+            f"p99 {work.p99_ms:.2f} ms, thread CPU {work.server_cpu_ms:.2f} ms per call; "
+            f"HTTP and the service add {score.p50_ms - work.p50_ms:.2f} ms at p50, "
+            f"{score.server_cpu_ms - work.server_cpu_ms:.2f} ms of server CPU per request"
+        )
     if seq:
         print(f"  1-customer /tags p99 sequential: {seq.p99_ms:.2f} ms (target <= 5 ms)")
     explain = by.get(("tagsmith /explain", "1 customer, sequential"))

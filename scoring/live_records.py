@@ -10,7 +10,7 @@ Times are int64 microseconds since the epoch (UTC); naive values are UTC.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -245,6 +245,11 @@ def strings(values: list[Any]) -> pd.arrays.ArrowStringArray:
     return pd.arrays.ArrowStringArray(pa.array(text, _TEXT))
 
 
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+
 def _micros(value: datetime | None) -> int:
     """Microseconds since the epoch of a datetime (naive: UTC); ``None``: NaT.
 
@@ -254,6 +259,12 @@ def _micros(value: datetime | None) -> int:
     """
     if value is None:
         return NAT
+    if type(value) is datetime:
+        # What the service's JSON parsing hands over (``POST /score``'s event times):
+        # exact integer timedelta arithmetic (no overflow for any datetime; an aware
+        # difference applies the offsets), ~10x cheaper than a pandas Timestamp.
+        naive = value.tzinfo is None or value.utcoffset() is None
+        return (value - (_EPOCH if naive else _EPOCH_UTC)) // _ONE_US
     stamp = value if isinstance(value, pd.Timestamp) else pd.Timestamp(value)
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from features.build import build_features
 from features.errors import FeaturesError, SchemaError
 from features.schema import FactsConfig
 from scoring.live import LiveScorer
-from scoring.live_records import frame_records
+from scoring.live_records import NAT, frame_records, micros_of
 from synthetic import generate
 from tags.catalogue import LIBRARY_DIR, Catalogue
 from tags.engine import evaluate_tags
@@ -60,6 +61,55 @@ def test_iso_text_records_and_one_customer(data: Any, scorer: LiveScorer) -> Non
     pd.testing.assert_frame_equal(got, expected)
     none = scorer.features(frame_records(customer), [], as_of=AS_OF)
     assert none["frequency_orders"].tolist() == [0]
+
+
+def test_plain_datetime_records_as_the_service_posts_them(data: Any, scorer: LiveScorer) -> None:
+    """``POST /score`` hands over pydantic's datetimes (aware in any offset, or naive
+    meaning UTC), not pandas Timestamps: same features as the batch code."""
+    counts = data.events["customer_id"].value_counts()
+    cid = str(counts.index[0])
+    customer = data.customers[data.customers["customer_id"] == cid]
+    events = data.events[data.events["customer_id"] == cid]
+    expected = build_features(customer, events, as_of=AS_OF)
+    records = frame_records(events)
+    plus_two = timezone(timedelta(hours=2))
+    for i, r in enumerate(records):
+        stamp = r["occurred_at"].to_pydatetime()
+        # Naive, UTC and +02:00 in turn: the same instants.
+        r["occurred_at"] = (
+            stamp.replace(tzinfo=None)
+            if i % 3 == 0
+            else stamp.astimezone(plus_two)
+            if i % 3 == 1
+            else stamp
+        )
+        assert type(r["occurred_at"]) is datetime
+    got = scorer.features(frame_records(customer), records, as_of=AS_OF)
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_micros_of_datetimes_equals_the_pandas_reading() -> None:
+    minus_five = timezone(timedelta(hours=-5, minutes=-30))
+    values = [
+        datetime(2024, 3, 5, 7, 8, 9, 123456),
+        datetime(2024, 3, 5, 7, 8, 9, 123456, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=minus_five),
+        datetime(2300, 1, 1, tzinfo=minus_five),  # past pandas' nanosecond range
+        datetime(1, 1, 1),
+        None,
+    ]
+    got = micros_of(values, "occurred_at", nullable=True)
+    expected = [
+        NAT
+        if v is None
+        else (v.replace(tzinfo=v.tzinfo or UTC) - datetime(1970, 1, 1, tzinfo=UTC))
+        // timedelta(microseconds=1)
+        for v in values
+    ]
+    assert got.tolist() == expected
+    # pandas Timestamps (the fact store's records) read the same instants.
+    stamps = [pd.Timestamp(v) for v in values[:3]]
+    assert got[:3].tolist() == micros_of(stamps, "occurred_at").tolist()
 
 
 @dataclass

@@ -193,6 +193,12 @@ class FakeScored:
         return json_row(self.features.iloc[row])
 
 
+def _utc(value: Any) -> pd.Timestamp:
+    """An event time as the live scorer reads it: datetimes or text, naive means UTC."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 class FakeOnlineScorer:
     """Features = counts over the posted events; one rule tag, like the fake snapshot."""
 
@@ -225,12 +231,10 @@ class FakeOnlineScorer:
         *,
         as_of: pd.Timestamp,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        if any(
-            pd.Timestamp(e["occurred_at"]) < pd.Timestamp("2000-01-01", tz="UTC") for e in events
-        ):
+        if any(_utc(e["occurred_at"]) < pd.Timestamp("2000-01-01", tz="UTC") for e in events):
             raise SchemaError("Column 'occurred_at' of events must be after 2000. Got earlier.")
         purchases = [e for e in events if e["event_type"] == "purchase"]
-        last = max((pd.Timestamp(e["occurred_at"]) for e in purchases), default=None)
+        last = max((_utc(e["occurred_at"]) for e in purchases), default=None)
         recency = (as_of - last).days if last is not None else 999.0
         features = pd.DataFrame(
             {
