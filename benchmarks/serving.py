@@ -32,329 +32,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import math
 import os
-import resource
-import signal
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.live_scoring import load_models, run_thresholds  # noqa: E402
+from benchmarks.serving_http import (  # noqa: E402
+    HEADER,
+    Result,
+    free_port,
+    load,
+    print_row,
+    run_scenario,
+    settle,
+    start,
+    stop,
+    wait_ready,
+)
+from benchmarks.serving_score import Posted, bench_in_process, bench_score, posted_customers  # noqa: E402
 from scoring.contract import model_matrix  # noqa: E402
-from scoring.live import LiveScorer  # noqa: E402
-from scoring.live_records import frame_records  # noqa: E402
 from scoring.loading import load_model  # noqa: E402
 from tagsmith.app import SERVICE, service_env  # noqa: E402
 from tagsmith.project import Project  # noqa: E402
 from training.mlflow_model import typed_example  # noqa: E402
-
-
-@dataclass
-class Result:
-    server: str
-    scenario: str
-    requests: int
-    rows_per_request: int
-    concurrency: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    client_cpu_share: float
-    server_cpu_ms: float
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-    @property
-    def rows_per_s(self) -> float:
-        return self.requests * self.rows_per_request / self.seconds
-
-
-@dataclass
-class Posted:
-    """Customers posted to ``/score``: request bodies and the same facts as records.
-
-    Attributes:
-        ids: The customers, in the order their bodies are sent.
-        bodies: One ``POST /score`` JSON body per customer.
-        customers: Each customer's record as the service hands it to the live scorer.
-        events: Each customer's event records, likewise.
-        as_of: The posted ``as_of`` (the day after the store's newest event).
-    """
-
-    ids: list[str]
-    bodies: list[bytes]
-    customers: list[dict[str, Any]]
-    events: list[list[dict[str, Any]]]
-    as_of: pd.Timestamp
-
-    @property
-    def mean_events(self) -> float:
-        """Events per posted customer, on average."""
-        return sum(len(e) for e in self.events) / max(len(self.events), 1)
-
-
-def _json_value(value: Any) -> Any:
-    """A fact value as JSON carries it (times as ISO 8601 text, numpy scalars as Python)."""
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def posted_customers(project: Project, n_events: int, n: int = 100) -> Posted:
-    """The ``n`` stored customers whose event count is nearest ``n_events``, as posted
-    facts (each read with Parquet filters: no full load of the events beyond two columns).
-    """
-    facts = project.fact_store()
-    stored = facts.load_events(columns=["customer_id", "occurred_at"])
-    counts = stored["customer_id"].value_counts()
-    near = (counts - n_events).abs().sort_values(kind="stable")
-    ids = [str(i) for i in near.index[:n]]
-    as_of = (stored["occurred_at"].max() + pd.Timedelta(days=1)).floor("D")
-    del stored, counts
-    bodies, customers, events = [], [], []
-    for cid in ids:
-        frame, mine = facts.load_customer(cid)
-        record = frame_records(frame)[0]
-        records = frame_records(mine)
-        attributes = {
-            k: _json_value(v)
-            for k, v in record.items()
-            if k not in ("customer_id", "signup_at") and v is not None
-        }
-        body = {
-            "customer": {
-                "customer_id": cid,
-                "signup_at": record["signup_at"].isoformat(),
-                "attributes": attributes,
-            },
-            "events": [
-                {k: _json_value(v) for k, v in e.items() if k != "customer_id" and v is not None}
-                for e in records
-            ],
-            "as_of": as_of.isoformat(),
-        }
-        bodies.append(json.dumps(body).encode())
-        customers.append(record)
-        events.append(records)
-    return Posted(ids=ids, bodies=bodies, customers=customers, events=events, as_of=as_of)
-
-
-def bench_in_process(project: Project, posted: Posted, n: int) -> Result:
-    """``LiveScorer.score`` of the posted customers in turn, ``n`` calls, as the service
-    runs it: the latest run's thresholds pinned, the champions (no other version), the
-    collector set up as in the service. Server CPU: the calling thread's CPU per call.
-    """
-    live = LiveScorer(
-        spec=project.feature_spec(), catalogue=project.catalogue(), facts=project.config.facts
-    )
-    models = load_models(project, champions_only=True)
-    pinned = run_thresholds(project)
-
-    def call(i: int) -> Any:
-        k = i % len(posted.ids)
-        return live.score(
-            [posted.customers[k]],
-            posted.events[k],
-            as_of=posted.as_of,
-            models=models,
-            thresholds=pinned,
-        )
-
-    for i in range(min(50, n)):  # warm-up, as the service's start and first requests
-        call(i)
-    threshold = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 1_000)
-    wall, cpu = np.empty(n), np.empty(n)
-    try:
-        t0 = time.perf_counter()
-        for i in range(n):
-            start, start_cpu = time.perf_counter(), time.thread_time()
-            call(i)
-            cpu[i] = time.thread_time() - start_cpu
-            wall[i] = time.perf_counter() - start
-        seconds = time.perf_counter() - t0
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
-    ms = wall * 1000
-    return Result(
-        server="in process LiveScorer",
-        scenario="/score work, 1 customer, seq",
-        requests=n,
-        rows_per_request=1,
-        concurrency=1,
-        seconds=seconds,
-        p50_ms=float(np.percentile(ms, 50)),
-        p99_ms=float(np.percentile(ms, 99)),
-        errors=0,
-        client_cpu_share=float(cpu.sum() / seconds),
-        server_cpu_ms=float(cpu.mean() * 1000),
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def load(
-    url: str,
-    bodies: Sequence[bytes],
-    *,
-    concurrency: int,
-    headers: dict[str, str],
-    check: Callable[[int, bytes], bool],
-) -> tuple[list[float], int, float, float]:
-    """Send every body once with ``concurrency`` workers; (latencies, errors, wall, cpu)."""
-    latencies: list[float] = []
-    errors = 0
-    queue = list(reversed(bodies))
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-
-        async def worker() -> None:
-            nonlocal errors
-            while queue:
-                body = queue.pop()
-                start = time.perf_counter()
-                async with session.post(url, data=body, headers=headers) as resp:
-                    payload = await resp.read()
-                    status = resp.status
-                latencies.append(time.perf_counter() - start)
-                if not check(status, payload):
-                    errors += 1
-
-        cpu0, t0 = cpu_seconds(), time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    return latencies, errors, wall, cpu
-
-
-def server_cpu(pid: int) -> float:
-    """CPU seconds of the server process and its children (BentoML/uvicorn workers)."""
-    import psutil
-
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
-def run_scenario(
-    server: str,
-    scenario: str,
-    url: str,
-    bodies: Sequence[bytes],
-    *,
-    rows: int,
-    concurrency: int,
-    headers: dict[str, str],
-    check: Callable[[int, bytes], bool],
-    server_pid: int,
-) -> Result:
-    cpu_before = server_cpu(server_pid)
-    latencies, errors, wall, cpu = asyncio.run(
-        load(url, bodies, concurrency=concurrency, headers=headers, check=check)
-    )
-    server_seconds = server_cpu(server_pid) - cpu_before
-    ms = np.asarray(latencies) * 1000
-    return Result(
-        server=server,
-        scenario=scenario,
-        requests=len(bodies),
-        rows_per_request=rows,
-        concurrency=concurrency,
-        seconds=wall,
-        p50_ms=float(np.percentile(ms, 50)),
-        p99_ms=float(np.percentile(ms, 99)),
-        errors=errors,
-        client_cpu_share=cpu / wall,
-        server_cpu_ms=1000 * server_seconds / len(bodies),
-    )
-
-
-def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as fh:
-        return subprocess.Popen(
-            argv, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"server not ready after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def settle(
-    pid: int, *, idle_share: float = 0.05, window_s: float = 1.0, timeout: float = 180
-) -> float:
-    """Wait until the server's start-up work in the background is over; seconds waited.
-
-    Ready is not idle: after ``/readyz`` answers, the service still warms real-time
-    tagging and the console in threads (seconds of CPU on a big project), which a
-    request loop started at once would measure as its own latency and server CPU.
-    Settled: the server's processes used under ``idle_share`` of a core for ``window_s``.
-    """
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        before = server_cpu(pid)
-        time.sleep(window_s)
-        if server_cpu(pid) - before < idle_share * window_s:
-            break
-    return time.monotonic() - start
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 def scenarios(n_requests: int, n_batch: int) -> list[tuple[str, int, int, int]]:
@@ -485,48 +193,6 @@ def bench_tagsmith(
         stop(process)
         project.api_keys().revoke(name)
     return results
-
-
-def bench_score(
-    base: str,
-    posted: Posted,
-    predicted: list[str],
-    args: argparse.Namespace,
-    headers: dict[str, str],
-    server_pid: int,
-) -> Result:
-    """``POST /score`` of the posted customers in turn, sequential (``--requests``)."""
-
-    def scored(status: int, payload: bytes) -> bool:
-        # Every served champion's tag comes back, with the features its role may see.
-        if status != 200:
-            return False
-        answer = json.loads(payload)
-        got = {t["tag_id"] for t in answer["tags"]}
-        return set(predicted) <= got and bool(answer["features"])
-
-    result = None
-    for scenario, n in (("warm-up", 50), ("1 customer, sequential", args.requests)):
-        bodies = [posted.bodies[i % len(posted.bodies)] for i in range(n)]
-        result = run_scenario(
-            "tagsmith /score",
-            scenario,
-            f"{base}/score",
-            bodies,
-            rows=1,
-            concurrency=1,
-            headers=headers,
-            check=scored,
-            server_pid=server_pid,
-        )
-    assert result is not None
-    print_row(result)
-    if result.errors:
-        raise SystemExit(
-            f"/score answered {result.errors} of {result.requests} requests without 200 "
-            f"and every served champion's tag {sorted(predicted)}; see the server log."
-        )
-    return result
 
 
 def bench_mlflow(
@@ -672,21 +338,6 @@ def snapshot_features(project: Project, ids: list[str]) -> Any:
         facts.load_customers(), facts.load_events(), as_of=as_of, spec=project.feature_spec()
     )
     return features[features["customer_id"].isin(set(ids))].reset_index(drop=True)
-
-
-HEADER = (
-    f"{'server':<22}{'scenario':<30}{'req':>7}{'req/s':>9}{'rows/s':>10}"
-    f"{'p50 ms':>9}{'p99 ms':>9}{'err':>5}{'client CPU':>12}{'server CPU ms/req':>19}"
-)
-
-
-def print_row(r: Result) -> None:
-    print(
-        f"{r.server:<22}{r.scenario:<30}{r.requests:>7}{r.rps:>9.0f}{r.rows_per_s:>10.0f}"
-        f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>5}{r.client_cpu_share:>11.0%}"
-        f"{r.server_cpu_ms:>19.2f}",
-        flush=True,
-    )
 
 
 def main() -> None:
