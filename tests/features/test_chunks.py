@@ -372,6 +372,15 @@ class _FailingWriter(pq.ParquetWriter):
         super().write_table(table, row_group_size=row_group_size)  # type: ignore[arg-type]
 
 
+# The import's own threads (features.importer, features.spill); other components' threads
+# (a console's profile loader, say) may live in the same test process.
+IMPORT_THREADS = ("tagsmith-import-", "tagsmith-spill-")
+
+
+def _import_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(IMPORT_THREADS)]
+
+
 def test_a_failure_on_the_writer_thread_leaves_the_store_as_it_was_and_names_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -396,7 +405,7 @@ def test_a_failure_on_the_writer_thread_leaves_the_store_as_it_was_and_names_the
     assert (store.events_path.read_bytes(), store.fingerprint(), store.manifest()) == before
     assert not list(store.facts_dir.glob(".spill-*"))
     assert not list(store.facts_dir.glob("*.tmp-*"))
-    assert not [t for t in threading.enumerate() if t.name.startswith("tagsmith-")]
+    assert not _import_threads()
 
 
 def test_a_bad_byte_in_a_later_block_fails_the_import_by_its_line_and_writes_nothing(
@@ -421,4 +430,4 @@ def test_a_bad_byte_in_a_later_block_fails_the_import_by_its_line_and_writes_not
         )
     assert not store.events_path.exists()
     assert not list((tmp_path / "facts").glob(".spill-*"))
-    assert not [t for t in threading.enumerate() if t.name.startswith("tagsmith-")]
+    assert not _import_threads()
