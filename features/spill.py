@@ -17,6 +17,7 @@ of the store when it is encrypted, and are removed when the import ends either w
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import shutil
@@ -258,17 +259,11 @@ class EventSpill:
                     else sorted_by_rank(part, rank, ids_by_rank=self._ids_by_rank)
                 )
                 written += ordered.num_rows
-                try:
+                with _noted(f"while writing the sorted events to {destination}"):
                     behind.put(ordered)
-                except Exception as exc:
-                    exc.add_note(f"while writing the sorted events to {destination}")
-                    raise
                 del ordered, part
-            try:
+            with _noted(f"while writing the sorted events to {destination}"):
                 behind.finish()
-            except Exception as exc:
-                exc.add_note(f"while writing the sorted events to {destination}")
-                raise
         if self.keys is not None:
             destination.write_bytes(self.keys.seal(sink.getvalue()))
         return written
@@ -455,3 +450,13 @@ def _range_of(ids: pa.ChunkedArray, bounds: pa.Array) -> np.ndarray:
 def spill_writer(spill: EventSpill, row_group_size: int) -> Callable[[Path], int]:
     """A writer for the store's commit: writes the spilled events sorted to a path."""
     return lambda path: spill.write_sorted(path, row_group_size)
+
+
+@contextlib.contextmanager
+def _noted(note: str) -> Iterator[None]:
+    """Add ``note`` to an exception raised inside (the writer thread's, re-raised here)."""
+    try:
+        yield
+    except Exception as exc:
+        exc.add_note(note)
+        raise
