@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from serving.runtime import ServingRuntime
 from tests.serving.fakes import make_runtime
@@ -47,6 +48,16 @@ class StoreIngest:
         return rows[rows["seq"] > after_seq].reset_index(drop=True)
 
 
+@pytest.fixture
+def served(tmp_path: Path) -> tuple[ServingRuntime, StoreIngest]:
+    """A started runtime over fakes whose live rows come from a :class:`StoreIngest`."""
+    runtime, *_ = make_runtime(keys_path=tmp_path / "keys.json")
+    store = StoreIngest()
+    runtime.event_ingest = store
+    runtime.keeper.start()
+    return runtime, store
+
+
 def _overlay_value(runtime: ServingRuntime, customer: str) -> bytes:
     state = runtime.keeper.state
     run_id = state.snapshot.run_id if state.snapshot else None
@@ -60,11 +71,10 @@ def _run_id(runtime: ServingRuntime) -> str | None:
     return snapshot.run_id if snapshot else None
 
 
-def test_another_writers_rows_between_two_own_writes_reach_tags(tmp_path: Path) -> None:
-    runtime, *_ = make_runtime(keys_path=tmp_path / "keys.json")
-    store = StoreIngest()
-    runtime.event_ingest = store
-    runtime.keeper.start()
+def test_another_writers_rows_between_two_own_writes_reach_tags(
+    served: tuple[ServingRuntime, StoreIngest],
+) -> None:
+    runtime, store = served
 
     own = _rows(1, "c0001", "active")
     store.written.append(own)
@@ -82,11 +92,10 @@ def test_another_writers_rows_between_two_own_writes_reach_tags(tmp_path: Path) 
     assert runtime.live_overlay(_run_id(runtime)).seq == 3
 
 
-def test_consecutive_own_writes_read_nothing_back(tmp_path: Path) -> None:
-    runtime, *_ = make_runtime(keys_path=tmp_path / "keys.json")
-    store = StoreIngest()
-    runtime.event_ingest = store
-    runtime.keeper.start()
+def test_consecutive_own_writes_read_nothing_back(
+    served: tuple[ServingRuntime, StoreIngest],
+) -> None:
+    runtime, store = served
     for seq in (1, 2, 3):
         rows = _rows(seq, f"c000{seq}", "active")
         store.written.append(rows)
@@ -95,11 +104,10 @@ def test_consecutive_own_writes_read_nothing_back(tmp_path: Path) -> None:
     assert runtime.live_overlay(_run_id(runtime)).seq == 3
 
 
-def test_a_newer_own_value_is_not_overwritten_by_an_older_foreign_row(tmp_path: Path) -> None:
-    runtime, *_ = make_runtime(keys_path=tmp_path / "keys.json")
-    store = StoreIngest()
-    runtime.event_ingest = store
-    runtime.keeper.start()
+def test_a_newer_own_value_is_not_overwritten_by_an_older_foreign_row(
+    served: tuple[ServingRuntime, StoreIngest],
+) -> None:
+    runtime, store = served
     store.written.append(_rows(1, "c0001", "lapsed"))  # another process, not yet polled
     mine = _rows(2, "c0001", "active")
     store.written.append(mine)
