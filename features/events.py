@@ -460,10 +460,13 @@ def sorted_typed(
 
     Shared by :class:`PreparedEvents` and the live path's small index
     (:mod:`features.small_events`), so both sort and key events the same way.
+    ``code`` is used as scratch space (both callers pass a fresh gather).
     """
     row_dtype = np.int32 if len(t_all) < 2**31 else _I64
-    t = t_all[rows]
-    if _in_time_order(code, t, n_customers):
+    # Times are gathered for the time-order check only when the codes call for it: in
+    # the fact store's order (codes ascending) the sort below gathers them itself.
+    t = t_all[rows] if _customers_unsorted(code, n_customers) else None
+    if t is not None and bool(np.all(t[1:] >= t[:-1])):
         # A log in time order: one stable counting sort by customer. The search keys
         # are made in arrival order and gathered once (not the times, then keys made
         # from them), and the rows are gathered as int32 (half the bytes to move);
@@ -492,18 +495,17 @@ def sorted_typed(
 _DESCENT_PROBE = 4096
 
 
-def _in_time_order(code: np.ndarray, t: np.ndarray, n_customers: int) -> bool:
-    """Whether events with customer codes ``code`` and times ``t`` are a log in time
-    order that the counting sort should place: codes not already ascending (then
-    nothing needs sorting), times ascending, and not far fewer events than customers
-    (the count array would cost more than a comparison sort; the live path's few
-    customers)."""
+def _customers_unsorted(code: np.ndarray, n_customers: int) -> bool:
+    """Whether events with customer codes ``code`` may be a log in time order that the
+    counting sort should place (its times ascending, checked by the caller): codes not
+    already ascending (then nothing needs sorting), and not far fewer events than
+    customers (the count array would cost more than a comparison sort; the live path's
+    few customers)."""
     n = len(code)
     if n < 2 or n * COUNTING_MIN_FILL < n_customers:
         return False
     head = code[: _DESCENT_PROBE + 1]
-    descends = bool(np.any(head[1:] < head[:-1])) or bool(np.any(code[1:] < code[:-1]))
-    return descends and bool(np.all(t[1:] >= t[:-1]))
+    return bool(np.any(head[1:] < head[:-1])) or bool(np.any(code[1:] < code[:-1]))
 
 
 # Block of times checked at a time for whole seconds: the remainders stay in cache.
