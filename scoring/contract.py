@@ -280,8 +280,7 @@ def columns_matrix(
         if codes is not None:
             out[:, j] = _level_map(levels, category_strings(values.categories))[codes]
         elif isinstance(values, (pa.Array, pa.ChunkedArray)):
-            position = _level_positions(levels)
-            out[:, j] = [position.get(v, np.nan) for v in values.to_pylist()]
+            out[:, j] = _text_levels(values, levels)
         else:
             raise SchemaError(
                 f"Expected model input {name!r} to be category codes or text (declared "
@@ -333,6 +332,25 @@ def matrix_plan(contract: ModelContract) -> MatrixPlan:
 @functools.lru_cache(maxsize=256)
 def _level_positions(levels: tuple[str, ...]) -> dict[str, float]:
     return {level: float(k) for k, level in enumerate(levels)}
+
+
+# Above this many rows a text input is looked up by an Arrow kernel, not a Python loop.
+_FEW_ROWS = 64
+
+
+def _text_levels(values: pa.Array | pa.ChunkedArray, levels: tuple[str, ...]) -> Any:
+    """Level position per row of a text input (NaN: missing or not a level).
+
+    A few rows (a ``/score`` call) are looked up in a dict; many (a live micro-batch's
+    customers) with one Arrow lookup instead of a Python loop over every row. Levels
+    are distinct (the contract's category levels), so both give the same position.
+    """
+    kind = values.type
+    if len(values) <= _FEW_ROWS or not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        position = _level_positions(levels)
+        return [position.get(v, np.nan) for v in values.to_pylist()]
+    found = pc.index_in(values, value_set=pa.array(list(levels), kind))
+    return pc.fill_null(found.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
 
 
 def _column_values(features: pd.DataFrame, position: int) -> Any:

@@ -35,6 +35,7 @@ from features.live import Appended
 from streaming.checking import Checked
 from streaming.errors import Busy
 from streaming.results import ApplyResult
+from tags.errors import TagStoreError
 from tags.live import LiveGrid
 
 __all__ = ["Request", "Staged", "Waiting", "append_quarantine", "written_rows"]
@@ -163,26 +164,58 @@ class Staged:
         return [self.appended.segment.name] if self.appended.segment is not None else []
 
 
-def written_rows(grid: LiveGrid, *, at: pd.Timestamp, seq: int) -> pd.DataFrame:
-    """The live rows as stored: every (customer, evaluated tag), NA where none applies."""
+def written_rows(
+    grid: LiveGrid, *, at: pd.Timestamp, seq: int, table: pa.Table | None = None
+) -> pd.DataFrame:
+    """The live rows as stored: every (customer, evaluated tag), NA where none applies.
+
+    Args:
+        grid: The grid written.
+        at: Time of the write.
+        seq: The write's sequence number.
+        table: The rows as appended (``LiveWrite.table``, :meth:`LiveGrid.table`): its
+            text columns are taken as they are instead of converting the grid's object
+            arrays a second time (one string conversion per entry, customers x tags).
+    """
     width = len(grid.tags)
 
     def text(values: Any) -> pd.arrays.ArrowStringArray:
         return pd.arrays.ArrowStringArray(pa.array(values, pa.large_string()))
 
-    return pd.DataFrame(
-        {
+    if table is not None:
+        if table.num_rows != len(grid.value):
+            raise TagStoreError(
+                f"Expected the {len(grid.value)} rows of the grid written. Got {table.num_rows}."
+            )
+
+        def stored(name: str) -> pd.arrays.ArrowStringArray:
+            return pd.arrays.ArrowStringArray(table[name].cast(pa.large_string()))
+
+        texts = {name: stored(name) for name in _TEXT_COLUMNS}
+    else:
+        texts = {
             "customer_id": text(np.repeat(np.asarray(grid.customers, dtype=object), width)),
             "tag_id": text(np.tile(np.asarray(grid.tags, dtype=object), len(grid.customers))),
             "value": text(grid.value),
-            "score": grid.score,
             "source": text(grid.source),
             "version": text(grid.version),
+        }
+    return pd.DataFrame(
+        {
+            "customer_id": texts["customer_id"],
+            "tag_id": texts["tag_id"],
+            "value": texts["value"],
+            "score": grid.score,
+            "source": texts["source"],
+            "version": texts["version"],
             "as_of": pd.DatetimeIndex(grid.as_of).tz_localize("UTC"),
             "updated_at": at,
             "seq": seq,
         }
     )
+
+
+_TEXT_COLUMNS = ("customer_id", "tag_id", "value", "source", "version")
 
 
 def append_quarantine(folder: Path, rejected: pd.DataFrame, now: pd.Timestamp) -> Path | None:

@@ -512,7 +512,8 @@ class LiveTagger:
             )
             if not write.snapshot_in_memory:
                 self._load_snapshot(con)
-        written = written_rows(grid, at=at, seq=write.seq)
+        # The rows as appended: their text columns are reused, not converted again.
+        written = written_rows(grid, at=at, seq=write.seq, table=write.table)
         for listener in self._listeners:
             try:
                 listener(written)

@@ -31,7 +31,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -95,6 +95,8 @@ class LiveWrite:
         rows: Live rows written (including NULL values of tags that no longer apply).
         snapshot_in_memory: The newest snapshot's values came from the caller's memory
             copy (False: it was missing or stale, the table was read).
+        table: The rows appended (:meth:`LiveGrid.table`), for callers that hand them
+            on (the tagger's listeners) without converting the grid a second time.
     """
 
     seq: int
@@ -102,6 +104,7 @@ class LiveWrite:
     customers: int
     rows: int
     snapshot_in_memory: bool = False
+    table: pa.Table | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -161,14 +164,16 @@ class LiveGrid:
 
     def table(self, *, at: datetime, seq: int) -> pa.Table:
         """The rows to append (:data:`LIVE_COLUMNS`), written at ``at`` by ``seq``."""
-        n, width = len(self.value), len(self.tags)
+        n, width, customers = len(self.value), len(self.tags), len(self.customers)
+        # Each id and tag is converted once and repeated by Arrow's take: converting a
+        # repeated object array costs a string conversion per entry (n = customers x tags).
         return pa.table(
             {
-                "customer_id": pa.array(
-                    np.repeat(np.asarray(self.customers, dtype=object), width), pa.string()
+                "customer_id": pa.array(self.customers, pa.string()).take(
+                    pa.array(np.repeat(np.arange(customers, dtype=np.int64), width))
                 ),
-                "tag_id": pa.array(
-                    np.tile(np.asarray(self.tags, dtype=object), len(self.customers)), pa.string()
+                "tag_id": pa.array(self.tags, pa.string()).take(
+                    pa.array(np.tile(np.arange(width, dtype=np.int64), customers))
                 ),
                 "value": pa.array(self.value, pa.string()),
                 "score": pa.array(self.score, pa.float64(), from_pandas=True),  # NaN: NULL
@@ -258,7 +263,8 @@ def write_live(
                 group_id=f"live-{uuid.uuid4().hex[:16]}",
                 at=at,
             )
-            con.register("live_in", grid.table(at=at, seq=seq))
+            appended = grid.table(at=at, seq=seq)
+            con.register("live_in", appended)
             con.execute(f"INSERT INTO live_tags SELECT {', '.join(LIVE_COLUMNS)} FROM live_in")  # noqa: S608
             _mark(con, segments, at)
             con.commit()
@@ -276,6 +282,7 @@ def write_live(
         customers=len(customers),
         rows=len(grid.value),
         snapshot_in_memory=cached,
+        table=appended,
     )
 
 

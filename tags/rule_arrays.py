@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.events import PreparedEvents
 from features.families.base import Coded
@@ -40,13 +41,28 @@ def rule_value(values: Any) -> Val:
         return from_numpy(values)
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         # Codes in first-appearance order, null -1: what from_series's factorize gives
-        # for the frame's text column (a few rows: no Arrow kernel call).
+        # for the frame's text column. Arrow's hash kernel numbers distinct values in
+        # the same order; a few rows (a /score call) skip the kernel call, many (a live
+        # micro-batch's customers) skip a Python loop over every row.
+        if len(values) > _FEW_ROWS and _is_text(values.type):
+            array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+            encoded = pc.dictionary_encode(array)
+            found = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+            return from_codes(np.asarray(found, dtype=np.int64), encoded.dictionary.to_pylist())
         position: dict[str, int] = {}
         codes = [
             -1 if v is None else position.setdefault(v, len(position)) for v in values.to_pylist()
         ]
         return from_codes(np.array(codes, dtype=np.int64), list(position))
     raise TagsError(f"Expected a feature array. Got {type(values).__name__}.")
+
+
+# Above this many rows a text column is coded by an Arrow kernel, not a Python loop.
+_FEW_ROWS = 64
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
 class ArrayRules:
