@@ -505,3 +505,27 @@ def test_the_events_file_is_read_while_the_customers_file_is_checked(
         )
     assert not store.events_path.exists()
     assert not _import_threads()
+
+
+def test_column_wise_take_and_filter_equal_arrow_s_table_take_and_filter() -> None:
+    import pyarrow as pa
+
+    rng = np.random.default_rng(5)
+    n = 500
+    ids = pa.chunked_array(
+        [
+            pa.array([f"c{i}" for i in rng.integers(0, 50, 200)], pa.large_string()),
+            pa.array([None, *(f"c{i}" for i in rng.integers(0, 50, 299))], pa.large_string()),
+        ]
+    )
+    table = pa.table(
+        {
+            "customer_id": ids,
+            "amount": pa.array(rng.random(n), mask=rng.random(n) < 0.2),  # nulls, not NaN
+            "_ok": pa.array(rng.random(n) < 0.9),
+        }
+    ).replace_schema_metadata({b"note": b"kept"})
+    rows = pa.array(rng.permutation(n))
+    mask = pa.array(rng.random(n) < 0.5)
+    assert spill_module.take_rows(table, rows).equals(table.take(rows), check_metadata=True)
+    assert spill_module.filter_rows(table, mask).equals(table.filter(mask), check_metadata=True)
