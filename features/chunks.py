@@ -43,6 +43,8 @@ __all__ = ["CHUNK_BYTES", "read_chunks"]
 # Bytes of text per block: about 700k events of a typical export. A block's working
 # set (text, lines, fields, validation) is some 15x its size; this keeps it near 0.5 GiB.
 CHUNK_BYTES = 32 << 20
+# Bytes read at a time by the scan (sha256, UTF-8 check) of a file read in blocks.
+_SCAN_BYTES = 8 << 20
 _PARQUET_MAGIC = b"PAR1"
 _BOM = b"\xef\xbb\xbf"
 
@@ -105,14 +107,20 @@ def _scan(path: Path, *, check_utf8: bool) -> tuple[str, bool]:
     valid = True
     carry = b""
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(8 << 20), b""):
+        for block in iter(lambda: handle.read(_SCAN_BYTES), b""):
             digest.update(block)
             if check_utf8 and valid:
-                # Checked in place up to the last line feed (a multi-byte character never
-                # holds 0x0A); only the short tail after it is carried, not the block.
+                # Checked in place between line feeds (a multi-byte character never holds
+                # 0x0A): the carried tail of the block before with this block's first
+                # line, then the rest up to its last line feed as a view. Joining the
+                # tail to the whole block copied 8 MiB twice per read (1.1 s of the 1.8 s
+                # this scan took on a 900 MiB file, the sha256 taking the rest).
                 cut = block.rfind(b"\n") + 1
                 if cut:
-                    valid = _is_utf8(carry + block[:cut] if carry else memoryview(block)[:cut])
+                    first = block.find(b"\n") + 1
+                    view = memoryview(block)
+                    valid = _is_utf8(carry + block[:first] if carry else view[:first])
+                    valid = valid and _is_utf8(view[first:cut])
                     carry = block[cut:]
                 else:
                     carry += block

@@ -9,7 +9,8 @@ the other holds the interpreter.
 
 * :func:`ahead` runs an iterator on a worker thread, at most ``depth`` items ahead of
   the consumer: the next block is read while this one is validated, the next range is
-  read from the spill and sorted while this one is written.
+  read from the spill and sorted while this one is written. :class:`Ahead` does the
+  same from its construction on, before the consumer asks for an item.
 * :class:`Behind` runs a function on the items given to it on a worker thread, one at a
   time and in order: a range is written while the next one is sorted.
 
@@ -27,7 +28,7 @@ import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import Generic, TypeVar
 
-__all__ = ["Behind", "ahead"]
+__all__ = ["Ahead", "Behind", "ahead"]
 
 T = TypeVar("T")
 
@@ -47,8 +48,9 @@ def ahead(
 ) -> Generator[T, None, None]:
     """The items of ``items`` in order, produced on a worker thread up to ``depth`` ahead.
 
-    The worker stops, and the source iterator is closed on it, when the consumer stops
-    early (an exception while handling an item, or the generator closed).
+    The worker starts at the first item asked for (:class:`Ahead` starts at once). It
+    stops, and the source iterator is closed on it, when the consumer stops early (an
+    exception while handling an item, or the generator closed).
 
     Args:
         items: The source; advanced only on the worker thread (closed there too).
@@ -59,55 +61,100 @@ def ahead(
         ValueError: ``depth`` is below 1.
         Exception: Whatever the source raised, at the item it failed on.
     """
-    if depth < 1:
-        raise ValueError(f"depth: expected at least 1. Got {depth}.")
-    # A slot is taken before an item is produced and given back when the consumer takes
-    # it: at most ``depth`` items exist beside the one being consumed (a bounded queue
-    # alone would let the producer hold one more, waiting to be put).
-    slots = threading.Semaphore(depth)
-    handoff: queue.SimpleQueue[object] = queue.SimpleQueue()
-    stop = threading.Event()
+    with Ahead(items, depth, name=name) as started:
+        yield from started
 
-    def wait_for_slot() -> bool:
+
+class Ahead(Generic[T]):
+    """:func:`ahead`'s look-ahead, its worker started on construction: the items of
+    ``items`` in order, produced on a worker thread up to ``depth`` ahead of the one
+    being consumed. An import starts reading and splitting its events file this way
+    while it still checks the customers file, which the events' checks need first.
+
+    :meth:`close` (or leaving it as a context manager) stops the worker, closes the
+    source on it and waits for it, whether or not every item was taken; use it so.
+
+    Args:
+        items: The source; advanced only on the worker thread (closed there too).
+        depth: Items produced ahead of the one being consumed (at least 1).
+        name: The worker thread's name.
+
+    Raises:
+        ValueError: ``depth`` is below 1.
+    """
+
+    def __init__(self, items: Iterator[T], depth: int = 1, *, name: str = "tagsmith-ahead") -> None:
+        if depth < 1:
+            raise ValueError(f"depth: expected at least 1. Got {depth}.")
+        self._items = items
+        # A slot is taken before an item is produced and given back when the consumer
+        # takes it: at most ``depth`` items exist beside the one being consumed (a
+        # bounded queue alone would let the producer hold one more, waiting to be put).
+        self._slots = threading.Semaphore(depth)
+        self._handoff: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._done = False
+        self._worker = threading.Thread(target=self._produce, name=name, daemon=True)
+        self._worker.start()
+
+    def _wait_for_slot(self) -> bool:
         """Wait until an item may be produced; ``False`` when the consumer has stopped."""
-        while not stop.is_set():
-            if slots.acquire(timeout=_POLL_SECONDS):
-                return not stop.is_set()
+        while not self._stop.is_set():
+            if self._slots.acquire(timeout=_POLL_SECONDS):
+                return not self._stop.is_set()
         return False
 
-    def produce() -> None:
+    def _produce(self) -> None:
+        items = self._items
         try:
-            while wait_for_slot():
+            while self._wait_for_slot():
                 try:
                     item = next(items)
                 except StopIteration:
                     break
-                handoff.put(item)
+                self._handoff.put(item)
                 del item
         except BaseException as exc:  # carried to the consumer, raised there
-            handoff.put(_Failed(exc))
+            self._handoff.put(_Failed(exc))
             return
         finally:
             close = getattr(items, "close", None)
             if close is not None:
                 close()
-        handoff.put(_DONE)
+        self._handoff.put(_DONE)
 
-    worker = threading.Thread(target=produce, name=name, daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = handoff.get()
-            slots.release()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item  # type: ignore[misc]
-            del item
-    finally:
-        stop.set()
-        worker.join()
+    def __iter__(self) -> Ahead[T]:
+        return self
+
+    def __next__(self) -> T:
+        """The next item, once the worker has it.
+
+        Raises:
+            StopIteration: The source is exhausted (or the worker was stopped).
+            Exception: Whatever the source raised, at the item it failed on.
+        """
+        if self._done:
+            raise StopIteration
+        item = self._handoff.get()
+        self._slots.release()
+        if item is _DONE:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, _Failed):
+            self._done = True
+            raise item.error
+        return item  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Stop the worker (the source is closed on it) and wait for it."""
+        self._stop.set()
+        self._worker.join()
+
+    def __enter__(self) -> Ahead[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Behind(Generic[T]):

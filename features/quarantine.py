@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.errors import FactFileError
 from features.io import RawTable
@@ -209,7 +210,7 @@ def assemble(
                 target: (
                     raw.data[columns[target]].reset_index(drop=True)
                     if target in columns
-                    else pd.Series(pd.NA, index=range(len(raw.data)), dtype="str")
+                    else _missing_text(len(raw.data))
                 )
                 for target in targets
             }
@@ -234,6 +235,12 @@ def assemble(
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     bad = pd.concat(malformed, ignore_index=True) if malformed else empty_quarantine()
     return frame, bad
+
+
+def _missing_text(n: int) -> pd.Series:
+    """A text column of ``n`` missing values (an absent optional column), built from an
+    Arrow null array: filling a Series with a scalar cost 4-8 ms per 735k-row block."""
+    return pd.Series(pd.array(pa.nulls(n, pa.large_string()), dtype="str"))
 
 
 def empty_quarantine() -> pd.DataFrame:

@@ -4,6 +4,7 @@ quarantine, stored order, counts), and idempotence, atomicity, encryption hold."
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 from pathlib import Path
@@ -154,6 +155,35 @@ def test_a_bad_byte_in_a_later_block_names_its_line(tmp_path: Path) -> None:
     options = ReadOptions(encoding="ascii")
     with pytest.raises(Exception, match="line 52: expected text in encoding 'ascii'"):
         list(read_chunks(path, options, chunk_bytes=100))
+
+
+@pytest.mark.parametrize("scan_bytes", [1, 2, 3, 5, 8, 13, 64, 1 << 20])
+def test_the_utf8_scan_agrees_with_decoding_the_whole_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scan_bytes: int
+) -> None:
+    # Reads of every size cut lines and multi-byte characters anywhere; a bad byte in a
+    # first line, a middle line, the tail after the last line feed or a lone line
+    # longer than a read is found wherever it falls.
+    monkeypatch.setattr(chunks_module, "_SCAN_BYTES", scan_bytes)
+    good = "id,name\nc1,caf\u00e9\nc2,\u4e2d\u6587\nc3,\U0001f600 x\n\nc4," + "\u00e9" * 40
+    bad_bytes = [
+        b"\xff" + good.encode(),
+        good.encode().replace(b"c2,", b"c2,\xe4\xb8"),  # a cut character inside a line
+        good.encode() + b"\n\xc3",  # a cut character in the tail
+        good.encode().replace("\u00e9".encode() * 40, b"\xe9" * 40),  # Latin-1 in a long line
+    ]
+    for number, data in enumerate([good.encode(), good.encode() + b"\n", *bad_bytes]):
+        path = tmp_path / f"f{number}.csv"
+        path.write_bytes(data)
+        try:
+            data.decode("utf-8")
+            valid = True
+        except UnicodeDecodeError:
+            valid = False
+        assert chunks_module._scan(path, check_utf8=True) == (
+            hashlib.sha256(data).hexdigest(),
+            valid,
+        ), number
 
 
 def _import(
@@ -431,3 +461,71 @@ def test_a_bad_byte_in_a_later_block_fails_the_import_by_its_line_and_writes_not
     assert not store.events_path.exists()
     assert not list((tmp_path / "facts").glob(".spill-*"))
     assert not _import_threads()
+
+
+def test_the_events_file_is_read_while_the_customers_file_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import features.importer as importer_module
+
+    events = write(tmp_path / "events.csv", HEADER + "\n".join(_lines(200, seed=4)) + "\n")
+    first_block = threading.Event()
+    read_chunks_before = importer_module.read_chunks
+
+    def reading(*args: object, **kwargs: object) -> object:
+        for block in read_chunks_before(*args, **kwargs):  # type: ignore[arg-type]
+            first_block.set()
+            yield block
+
+    checked_customers = importer_module._validate_customer_files
+    seen: list[bool] = []
+
+    def checking(*args: object, **kwargs: object) -> object:
+        seen.append(first_block.wait(5))  # the reader got a block with no consumer yet
+        return checked_customers(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importer_module, "read_chunks", reading)
+    monkeypatch.setattr(importer_module, "_validate_customer_files", checking)
+    report, _ = _import(tmp_path, events, monkeypatch)
+    assert seen == [True]
+    assert report.files[-1].rows_read == 200
+    assert not _import_threads()
+
+    # A customers file that fails stops the events reader too, and stores nothing.
+    bad = write(tmp_path / "bad_customers.csv", "name\nx\n")
+    store = FactStore(tmp_path / "other")
+    with pytest.raises(FactFileError, match="customer_id"):
+        import_facts(
+            store,
+            config=FactsConfig(),
+            quarantine_dir=tmp_path / "quarantine",
+            now=NOW,
+            events=events,
+            customers=bad,
+        )
+    assert not store.events_path.exists()
+    assert not _import_threads()
+
+
+def test_column_wise_take_and_filter_equal_arrow_s_table_take_and_filter() -> None:
+    import pyarrow as pa
+
+    rng = np.random.default_rng(5)
+    n = 500
+    ids = pa.chunked_array(
+        [
+            pa.array([f"c{i}" for i in rng.integers(0, 50, 200)], pa.large_string()),
+            pa.array([None, *(f"c{i}" for i in rng.integers(0, 50, 299))], pa.large_string()),
+        ]
+    )
+    table = pa.table(
+        {
+            "customer_id": ids,
+            "amount": pa.array(rng.random(n), mask=rng.random(n) < 0.2),  # nulls, not NaN
+            "_ok": pa.array(rng.random(n) < 0.9),
+        }
+    ).replace_schema_metadata({b"note": b"kept"})
+    rows = pa.array(rng.permutation(n))
+    mask = pa.array(rng.random(n) < 0.5)
+    assert spill_module.take_rows(table, rows).equals(table.take(rows), check_metadata=True)
+    assert spill_module.filter_rows(table, mask).equals(table.filter(mask), check_metadata=True)

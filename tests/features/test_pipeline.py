@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from features.pipeline import Behind, ahead
+from features.pipeline import Ahead, Behind, ahead
 
 
 def _alive(prefix: str) -> list[str]:
@@ -84,6 +84,62 @@ def test_ahead_closes_the_source_when_the_consumer_stops_early() -> None:
 def test_ahead_refuses_a_depth_below_one() -> None:
     with pytest.raises(ValueError, match=r"expected at least 1\. Got 0"):
         next(ahead(iter([1]), 0))
+
+
+def test_ahead_started_produces_before_it_is_asked_and_closes_unasked() -> None:
+    produced = threading.Event()
+    closed = threading.Event()
+
+    def source() -> Iterator[int]:
+        try:
+            for i in range(100):
+                produced.set()
+                yield i
+        finally:
+            closed.set()
+
+    # Nothing is asked for: the worker still produces the first item (one, not more).
+    with Ahead(source(), name="test-ahead-started") as started:
+        assert produced.wait(5)
+        time.sleep(0.05)
+        assert not closed.is_set()
+    assert closed.is_set()
+    assert not _alive("test-ahead-started")
+
+    with Ahead(iter(range(5)), name="test-ahead-started-all") as started:
+        assert list(started) == [0, 1, 2, 3, 4]
+        assert list(started) == []  # exhausted stays exhausted
+    assert not _alive("test-ahead-started-all")
+
+
+def test_ahead_started_raises_the_source_error_at_its_item_on_any_thread() -> None:
+    def source() -> Iterator[int]:
+        yield 1
+        raise ValueError("expected a second block, got a broken file")
+
+    got: list[int] = []
+    with Ahead(source(), name="test-ahead-started-err") as started:
+        # Consumed on another thread than the one that made it, as the import's check
+        # stage consumes the reader made on the importer's thread.
+        errors: list[BaseException] = []
+
+        def consume() -> None:
+            try:
+                got.extend(started)
+            except ValueError as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=consume)
+        worker.start()
+        worker.join(5)
+    assert got == [1]
+    assert [str(e) for e in errors] == ["expected a second block, got a broken file"]
+    assert not _alive("test-ahead-started-err")
+
+
+def test_ahead_started_refuses_a_depth_below_one() -> None:
+    with pytest.raises(ValueError, match=r"expected at least 1\. Got 0"):
+        Ahead(iter([1]), 0)
 
 
 def test_behind_runs_every_item_in_order_on_its_thread() -> None:
