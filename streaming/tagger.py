@@ -376,7 +376,10 @@ class LiveTagger:
             )
             appended = self.live.append(accepted, [i for c in checked for i in c.ids])
             stored = accepted[appended.stored]
-            self.index.add(stored, appended.segment)
+            # The segment's own table: no second conversion of the events.
+            self.index.add(
+                appended.table if appended.table is not None else stored, appended.segment
+            )
             customers = self.index.known(
                 [str(c) for c in stored["customer_id"]]
                 + [str(r.get("customer_id")) for c in checked for r in c.repeats]
