@@ -37,7 +37,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,9 @@ class LiveTagger:
         self._compacting = threading.Event()
         self._compactor: threading.Thread | None = None
         self._listeners: list[Callable[[pd.DataFrame], None]] = []
+        # Held from a live write's commit until its listeners have its rows
+        # (:meth:`writes_paused`).
+        self._publishing = threading.Lock()
         self.tags = [t.id for t in catalogue.active(sources=("fact", "rule"))] + [
             str(getattr(p, "tag_id", "")) for p in self.predictors if getattr(p, "tag_id", "")
         ]
@@ -277,6 +281,20 @@ class LiveTagger:
         own (:attr:`ApplyResult.rows` empty; :attr:`ApplyResult.customer_ids` still set).
         """
         self._listeners.append(listener)
+
+    @contextmanager
+    def writes_paused(self) -> Iterator[None]:
+        """No live write of this process commits inside; every one committed before has
+        reached the listeners (:meth:`subscribe`).
+
+        A reader of the store that also listens (the service's live poll) reads inside:
+        otherwise a poll waiting for the store while a write commits reads that write's
+        rows (a whole micro-batch's, up to 10,000 customers x tags) in the moment before
+        the listener merges the same rows, and both are merged. Hold it briefly (a read):
+        the next write waits for it.
+        """
+        with self._publishing:
+            yield
 
     def compact(self) -> int:
         """Delete the live rows newer writes superseded (:func:`tags.live.compact_live`).
@@ -500,27 +518,30 @@ class LiveTagger:
         self, grid: LiveGrid, *, at: pd.Timestamp, segments: Sequence[str]
     ) -> tuple[LiveWrite, pd.DataFrame]:
         """Write a re-tag's grid as live values (and transitions); tell the listeners."""
-        # Held open for the next micro-batches (tags.store_hold): no open and checkpoint
-        # per write; closed (checkpointed) when idle, after a bound, or by close().
-        with self.tag_store.held_writer() as con:
-            write = write_live(
-                con,
-                grid,
-                customers=grid.customers,
-                tags=self.tags,
-                at=naive(at),
-                snapshot=self._snapshot,
-                segments=segments,
-                state=self._live_state,
-            )
-            if not write.snapshot_in_memory:
-                self._load_snapshot(con)
-        written = written_rows(grid, at=at, seq=write.seq)
-        for listener in self._listeners:
-            try:
-                listener(written)
-            except Exception:  # the write is committed: a reader's failure must not undo it
-                log.warning("A live-write listener failed", exc_info=True)
+        # From the commit until the listeners have the rows: see writes_paused.
+        with self._publishing:
+            # Held open for the next micro-batches (tags.store_hold): no open and
+            # checkpoint per write; closed (checkpointed) when idle, after a bound, or
+            # by close().
+            with self.tag_store.held_writer() as con:
+                write = write_live(
+                    con,
+                    grid,
+                    customers=grid.customers,
+                    tags=self.tags,
+                    at=naive(at),
+                    snapshot=self._snapshot,
+                    segments=segments,
+                    state=self._live_state,
+                )
+                if not write.snapshot_in_memory:
+                    self._load_snapshot(con)
+            written = written_rows(grid, at=at, seq=write.seq)
+            for listener in self._listeners:
+                try:
+                    listener(written)
+                except Exception:  # committed: a reader's failure must not undo it
+                    log.warning("A live-write listener failed", exc_info=True)
         return write, written
 
     def _evaluate(
