@@ -52,10 +52,14 @@ class Appended:
         stored: Per input row, True when it was written now (False: its event id was
             already stored, or repeated earlier in the batch).
         segment: The segment written (``None`` when every row was a repeat).
+        table: The rows written (canonical columns and ``event_id``), as in the
+            segment (``None`` with it): a reader of this process's own batch need not
+            convert the events again.
     """
 
     stored: np.ndarray
     segment: Path | None
+    table: pa.Table | None = None
 
 
 class LiveEventLog:
@@ -161,7 +165,7 @@ class LiveEventLog:
                 tmp.unlink(missing_ok=True)
             self._ids.update(seen)
             self._read.add(final.name)
-        return Appended(keep, final)
+        return Appended(keep, final, table)
 
     def erase(self, customer_ids: Collection[str]) -> int:
         """Rewrite the segments without the customers' events; returns events removed."""

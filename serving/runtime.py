@@ -15,6 +15,7 @@ policy and audit log (wired in by the ``tagsmith`` package).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -356,9 +357,15 @@ class ServingRuntime:
         state = self.keeper.state
         run_id = state.snapshot.run_id if state.snapshot else None
         self.live_overlay(run_id)
-        # Read and merged under the lock, so rows read before a newer in-process write
-        # (merged by :meth:`merge_live` meanwhile) cannot overwrite its values.
-        with self._live_lock:
+        # With this process's writes paused (an ingest that can: ``writes_paused``), so
+        # a write committed while the poll waited for the store has reached merge_live
+        # before the read: the poll then reads only other processes' rows, instead of
+        # reading and merging a whole micro-batch's rows a second time. Taken before
+        # the overlay's lock, in the order a write takes them (commit, then merge_live).
+        # Read and merged under the overlay's lock, so rows read before a newer
+        # in-process write (merged by :meth:`merge_live` meanwhile) cannot overwrite it.
+        paused = getattr(self.event_ingest, "writes_paused", None)
+        with paused() if paused is not None else contextlib.nullcontext(), self._live_lock:
             rows = self.event_ingest.live_rows(self._live.seq)
             if len(rows):
                 self._live = self._live.merged(rows, in_place=True)

@@ -231,7 +231,7 @@ def _validate(
     # Only the batches' own customers: checks against a million stored ones per batch
     # would cost more than the batch.
     mentioned = index.known(raw.data["customer_id"].dropna().astype(str).str.strip())
-    known = index.customers_of(mentioned)[["customer_id", "signup_at"]]
+    known = index.customers_of(mentioned, ["customer_id", "signup_at"])
     sentinel = pd.DataFrame(
         {
             "customer_id": pd.Series([SENTINEL_ID], dtype=known["customer_id"].dtype),

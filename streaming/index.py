@@ -8,6 +8,7 @@ live events (this process's and other writers' segments) are added as they appea
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -140,6 +141,12 @@ class _Block:
         return np.flatnonzero(hit), lengths, index
 
 
+@functools.cache
+def _canonical_schema() -> pa.Schema:
+    """The schema of :func:`_canonical`'s tables."""
+    return _canonical(_empty_events()).schema
+
+
 def _canonical(frame: pd.DataFrame) -> pa.Table:
     """Events as an Arrow table of one fixed schema (whatever path they came by)."""
     frame = frame[list(EVENT_COLUMNS)].astype({c: EVENT_DTYPES[c] for c in EVENT_COLUMNS})
@@ -204,9 +211,13 @@ class CustomerFacts:
         self._base = _Block(table.select(list(EVENT_COLUMNS)), self._customer_pos)
 
     def _add_live(self, frame: pd.DataFrame) -> None:
-        if not len(frame):
+        if len(frame):
+            self._add_table(_canonical(frame))
+
+    def _add_table(self, table: pa.Table) -> None:
+        """Add canonical events (:func:`_canonical`'s schema) as a live block."""
+        if not table.num_rows:
             return
-        table = _canonical(frame)
         get = self._customer_pos.get
         row_pos = np.fromiter(
             (get(str(c), -1) for c in table["customer_id"].to_pylist()),
@@ -224,11 +235,23 @@ class CustomerFacts:
                 )
             )
 
-    def add(self, events: pd.DataFrame, segment: Path | None) -> None:
-        """Events this process just stored as ``segment`` (no need to read it back)."""
-        if segment is not None and segment.name not in self._segments:
-            self._segments.add(segment.name)
-            self._add_live(events[[c for c in events.columns if c != EVENT_ID]])
+    def add(self, events: pd.DataFrame | pa.Table, segment: Path | None) -> None:
+        """Events this process just stored as ``segment`` (no need to read it back).
+
+        ``events`` may be the segment's own Arrow table (``Appended.table``): taken as
+        it is when its event columns have the canonical types, without the round trip
+        through pandas a frame costs (~4 ms per micro-batch, most of it fixed).
+        """
+        if segment is None or segment.name in self._segments:
+            return
+        self._segments.add(segment.name)
+        if isinstance(events, pa.Table):
+            table = events.select(list(EVENT_COLUMNS))
+            if table.schema.types == _canonical_schema().types:
+                self._add_table(table)
+                return
+            events = table.to_pandas()
+        self._add_live(events[[c for c in events.columns if c != EVENT_ID]])
 
     # -- lookups -----------------------------------------------------------------------
     def known(self, customer_ids: Iterable[str]) -> list[str]:
@@ -239,13 +262,21 @@ class CustomerFacts:
                 seen.setdefault(cid, None)
         return list(seen)
 
-    def customers_of(self, customer_ids: Sequence[str]) -> pd.DataFrame:
-        """Customer rows of known ids."""
+    def customers_of(
+        self, customer_ids: Sequence[str], columns: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """Customer rows of known ids (only ``columns`` when given, in that order).
+
+        Validation of a live batch reads two columns: converting only those to pandas
+        saves most of this call's ~5 ms fixed cost per micro-batch (a conversion and a
+        cast per column of every customer attribute).
+        """
         pos = [self._customer_pos[c] for c in customer_ids if c in self._customer_pos]
+        names = list(self.customers.columns) if columns is None else list(columns)
         if self._customer_rows is None:
-            return self.customers.iloc[pos].reset_index(drop=True)
-        taken = self._customer_rows.take(pa.array(pos, type=pa.int64())).to_pandas()
-        return taken.astype(self.customers.dtypes.to_dict())
+            return self.customers.iloc[pos][names].reset_index(drop=True)
+        rows = self._customer_rows.select(names).take(pa.array(pos, type=pa.int64()))
+        return rows.to_pandas().astype(self.customers[names].dtypes.to_dict())
 
     def signups(self) -> pd.DataFrame:
         """``customer_id`` and ``signup_at`` of every stored customer (for validation)."""

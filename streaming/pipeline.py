@@ -20,8 +20,10 @@ stage spends outside the GIL (DuckDB's queries and writes, Arrow, numpy's kernel
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,9 @@ from streaming.results import ApplyResult
 from tags.errors import TagStoreError
 from tags.live import LiveGrid
 
-__all__ = ["Request", "Staged", "Waiting", "append_quarantine", "written_rows"]
+__all__ = ["Request", "Staged", "Waiting", "append_quarantine", "notify", "written_rows"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -213,6 +217,15 @@ def written_rows(
             "seq": seq,
         }
     )
+
+
+def notify(listeners: Sequence[Callable[[pd.DataFrame], None]], written: pd.DataFrame) -> None:
+    """Hand a committed live write's rows to each listener; one failing stops no other."""
+    for listener in listeners:
+        try:
+            listener(written)
+        except Exception:  # committed: a reader's failure must not undo it
+            log.warning("A live-write listener failed", exc_info=True)
 
 
 _TEXT_COLUMNS = ("customer_id", "tag_id", "value", "source", "version")

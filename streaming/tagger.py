@@ -38,6 +38,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ from scoring.batch import Predictor
 from streaming.checking import Checked, check_batches
 from streaming.errors import BadEvents
 from streaming.index import CustomerFacts, FactStoreLike
-from streaming.pipeline import Request, Staged, Waiting, append_quarantine, written_rows
+from streaming.pipeline import Request, Staged, Waiting, append_quarantine, notify, written_rows
 from streaming.results import ApplyResult
 from streaming.retag import ArrayRetag
 from tags.catalogue import Catalogue
@@ -144,6 +145,7 @@ class LiveTagger:
         self._compacting = threading.Event()
         self._compactor: threading.Thread | None = None
         self._listeners: list[Callable[[pd.DataFrame], None]] = []
+        self._publishing = threading.Lock()  # a write's commit -> listeners: writes_paused
         self.tags = [t.id for t in catalogue.active(sources=("fact", "rule"))] + [
             str(getattr(p, "tag_id", "")) for p in self.predictors if getattr(p, "tag_id", "")
         ]
@@ -278,6 +280,18 @@ class LiveTagger:
         """
         self._listeners.append(listener)
 
+    def writes_paused(self) -> AbstractContextManager[object]:
+        """No live write of this process commits inside; every one committed before has
+        reached the listeners (:meth:`subscribe`).
+
+        A reader of the store that also listens (the service's live poll) reads inside:
+        otherwise a poll waiting for the store while a write commits reads that write's
+        rows (a whole micro-batch's, up to 10,000 customers x tags) in the moment before
+        the listener merges the same rows, and both are merged. Hold it briefly (a read):
+        the next write waits for it.
+        """
+        return self._publishing
+
     def compact(self) -> int:
         """Delete the live rows newer writes superseded (:func:`tags.live.compact_live`).
 
@@ -376,7 +390,8 @@ class LiveTagger:
             )
             appended = self.live.append(accepted, [i for c in checked for i in c.ids])
             stored = accepted[appended.stored]
-            self.index.add(stored, appended.segment)
+            # The segment's own table: no second conversion of the events.
+            self.index.add(stored if appended.table is None else appended.table, appended.segment)
             customers = self.index.known(
                 [str(c) for c in stored["customer_id"]]
                 + [str(r.get("customer_id")) for c in checked for r in c.repeats]
@@ -497,28 +512,26 @@ class LiveTagger:
         self, grid: LiveGrid, *, at: pd.Timestamp, segments: Sequence[str]
     ) -> tuple[LiveWrite, pd.DataFrame]:
         """Write a re-tag's grid as live values (and transitions); tell the listeners."""
-        # Held open for the next micro-batches (tags.store_hold): no open and checkpoint
-        # per write; closed (checkpointed) when idle, after a bound, or by close().
-        with self.tag_store.held_writer() as con:
-            write = write_live(
-                con,
-                grid,
-                customers=grid.customers,
-                tags=self.tags,
-                at=naive(at),
-                snapshot=self._snapshot,
-                segments=segments,
-                state=self._live_state,
-            )
-            if not write.snapshot_in_memory:
-                self._load_snapshot(con)
-        # The rows as appended: their text columns are reused, not converted again.
-        written = written_rows(grid, at=at, seq=write.seq, table=write.table)
-        for listener in self._listeners:
-            try:
-                listener(written)
-            except Exception:  # the write is committed: a reader's failure must not undo it
-                log.warning("A live-write listener failed", exc_info=True)
+        # From the commit until the listeners have the rows: see writes_paused.
+        with self._publishing:
+            # Held open for the next micro-batches (tags.store_hold): no open and
+            # checkpoint per write; checkpointed when idle, after a bound, or by close().
+            with self.tag_store.held_writer() as con:
+                write = write_live(
+                    con,
+                    grid,
+                    customers=grid.customers,
+                    tags=self.tags,
+                    at=naive(at),
+                    snapshot=self._snapshot,
+                    segments=segments,
+                    state=self._live_state,
+                )
+                if not write.snapshot_in_memory:
+                    self._load_snapshot(con)
+            # The rows as appended: their text columns are reused, not converted again.
+            written = written_rows(grid, at=at, seq=write.seq, table=write.table)
+            notify(self._listeners, written)
         return write, written
 
     def _evaluate(

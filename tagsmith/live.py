@@ -126,6 +126,13 @@ class ServiceIngest:
         if self._tagger is not None:
             self._tagger.close()
 
+    def writes_paused(self) -> contextlib.AbstractContextManager[object]:
+        """While held, no live write of this process commits and every earlier one has
+        reached the listeners (:meth:`streaming.LiveTagger.writes_paused`; nothing to
+        hold before the tagger is built)."""
+        tagger = self._tagger
+        return tagger.writes_paused() if tagger is not None else contextlib.nullcontext()
+
     def ingest(
         self, records: list[Any], *, source: str
     ) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:

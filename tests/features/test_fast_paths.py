@@ -140,26 +140,32 @@ def test_hashed_repeats_equal_naive_loop(
         return raw.astype({"customer_id": "string", "amount": "float64", "order_id": "string"})
 
     expected = [list(e) for e in _naive_repeats(rows, stored, keep)]
-    for prefilter_from in (0, 10**9):  # hashed first, and one ranking of every row
+    # Hashed first, one ranking of every row (both in DuckDB), and a small batch's
+    # count of Python tuples.
+    for prefilter_from, python_below in ((0, 0), (10**9, 0), (10**9, 10**9)):
         got = repeat_rows(
             frame(rows),
             columns,
             frame(stored) if stored else None,
             keep_repeats=np.array(keep),
             prefilter_from=prefilter_from,
+            python_below=python_below,
         )
         assert [g.tolist() for g in got] == expected
 
 
+@pytest.mark.parametrize("python_below", [0, 10**9])
 @pytest.mark.parametrize("unit", ["us", "ns"])
-def test_stored_rows_of_another_time_unit_are_still_duplicates(unit: str) -> None:
+def test_stored_rows_of_another_time_unit_are_still_duplicates(
+    unit: str, python_below: int
+) -> None:
     times = pd.Series(pd.to_datetime(["2024-01-01T10:00:00Z", "2024-01-02T10:00:00Z"]))
     new = pd.DataFrame(
         {"customer_id": ["C1", "C2"], "occurred_at": times.astype("datetime64[us, UTC]")}
     )
     stored = new.iloc[:1].astype({"occurred_at": f"datetime64[{unit}, UTC]"})
     repeats, in_store, _ = repeat_rows(
-        new, ["customer_id", "occurred_at"], stored, prefilter_from=0
+        new, ["customer_id", "occurred_at"], stored, prefilter_from=0, python_below=python_below
     )
     assert in_store.tolist() == [True, False]
     assert repeats.tolist() == [False, False]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +117,49 @@ def test_a_newer_own_value_is_not_overwritten_by_an_older_foreign_row(
     runtime.merge_live(mine)
     runtime.refresh_live()
     assert b'"active"' in _overlay_value(runtime, "c0001")
+
+
+class PausingIngest(StoreIngest):
+    """A :class:`StoreIngest` whose own writes can be paused (``writes_paused``), as the
+    real tagger's: a write holds the pause from its commit until its rows are merged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pause = threading.Lock()
+
+    def writes_paused(self) -> AbstractContextManager[None]:
+        return self.pause
+
+
+def test_the_poll_does_not_read_back_an_own_write_committed_but_not_yet_merged(
+    tmp_path: Path,
+) -> None:
+    runtime, *_ = make_runtime(keys_path=tmp_path / "keys.json")
+    store = PausingIngest()
+    runtime.event_ingest = store
+    runtime.keeper.start()
+    store.written.append(_rows(1, "c0001", "active"))
+    runtime.merge_live(store.written[0])
+    read: list[int] = []
+    committed = threading.Event()
+
+    def write() -> None:  # the tagger's _write: commit, then hand the rows to merge_live
+        with store.pause:
+            mine = _rows(2, "c0002", "new")
+            store.written.append(mine)  # committed: visible to readers of the store
+            committed.set()
+            time.sleep(0.3)  # the poll comes now, between the commit and the merge
+            runtime.merge_live(mine)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    committed.wait(5)
+    poll = threading.Thread(target=lambda: read.append(runtime.refresh_live()))
+    poll.start()
+    writer.join(5)
+    poll.join(5)
+    # The poll waited for the merge and then had nothing to read: the write's rows
+    # were merged once, by merge_live.
+    assert read == [0]
+    assert b'"new"' in _overlay_value(runtime, "c0002")
+    assert runtime.live_overlay(_run_id(runtime)).seq == 2

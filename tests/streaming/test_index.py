@@ -34,8 +34,11 @@ def test_events_of_equals_stored_plus_live_events_after_many_small_batches(setup
         appended = setup.live.append(batch, [ids[i] for i in rows])
         if k % 3 == 0:
             index.refresh()  # read as another writer's segment
+        elif k % 3 == 1:
+            index.add(batch, appended.segment)  # this process's own batch, as a frame
         else:
-            index.add(batch, appended.segment)  # this process's own batch
+            assert appended.table is not None  # ... and as the segment's own table
+            index.add(appended.table, appended.segment)
     index.refresh()
     stored = setup.store.load_events()
     # Merged into blocks of geometric sizes, not one block per batch.
@@ -69,3 +72,7 @@ def test_customers_of_equals_the_stored_rows_in_the_order_asked(setup: Setup) ->
     pd.testing.assert_frame_equal(got, want)
     assert len(index.customers_of([])) == 0
     assert list(index.customers_of([]).dtypes) == list(stored.dtypes)
+    # Only some columns (validation's two): the same values and dtypes, in that order.
+    two = ["signup_at", "customer_id"]
+    pd.testing.assert_frame_equal(index.customers_of(wanted, two), want[two])
+    assert list(index.customers_of([], two).dtypes) == list(stored[two].dtypes)
