@@ -28,6 +28,12 @@ class StreamingConfig(BaseModel):
         ack_wait_s: Seconds before an unacknowledged message is redelivered.
         max_deliver: Deliveries of one message before it is given up (a poison message
             is quarantined on its first delivery, so this bounds transient failures).
+        gil_switch_ms: The interpreter's thread switch interval in the process that tags
+            in real time (``sys.setswitchinterval``; Python's default is 5 ms). The
+            tagger's two stages and the request threads hand the GIL back and forth
+            around every numpy, Arrow, DuckDB and LightGBM call; at 5 ms a thread coming
+            back from such a call waits up to 5 ms for the GIL while another thread runs
+            Python, hundreds of times per micro-batch.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -44,3 +50,4 @@ class StreamingConfig(BaseModel):
     batch_wait_s: float = Field(default=1.0, gt=0.0, le=30.0)
     ack_wait_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     max_deliver: int = Field(default=20, ge=1, le=1000)
+    gil_switch_ms: float = Field(default=0.5, ge=0.05, le=100.0)
