@@ -23,7 +23,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
@@ -33,18 +32,7 @@ if str(_HERE.parent) not in sys.path:
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-
-def _records(rng: np.random.Generator, ids: np.ndarray, batch: int, tag: str) -> list[Any]:
-    now = pd.Timestamp.now(tz="UTC").isoformat()
-    return [
-        {
-            "event_id": f"hold-{tag}-{time.time_ns()}-{j}",
-            "customer_id": str(c),
-            "occurred_at": now,
-            "event_type": "login",
-        }
-        for j, c in enumerate(rng.choice(ids, size=batch))
-    ]
+from benchmarks.realtime_load import logins  # noqa: E402
 
 
 def main() -> None:
@@ -78,11 +66,11 @@ def main() -> None:
                 store.__dict__.pop("held_writer", None)
                 now = pd.Timestamp.now(tz="UTC")
                 tagger.retag([str(ids[0])], as_of=live_as_of(now), at=now)
-            records = _records(rng, ids, args.batch, mode)
+            records = logins(rng, ids, args.batch, f"hold-{mode}")
             c = time.process_time()
             tagger.apply(records, source="bench")
             cpu[mode].append(time.process_time() - c)
-        records = _records(rng, ids, args.batch, "parts")
+        records = logins(rng, ids, args.batch, "hold-parts")
         now = pd.Timestamp.now(tz="UTC")
         c = time.process_time()
         tagger._check([Request(records, "bench")], now)

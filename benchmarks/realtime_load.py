@@ -68,6 +68,20 @@ def browse(cid: str, event_id: str) -> dict[str, Any]:
     }
 
 
+def logins(rng: np.random.Generator, ids: np.ndarray, batch: int, prefix: str) -> list[Any]:
+    """``batch`` new login events now, of customers drawn from ``ids``; ids start ``prefix``."""
+    now = pd.Timestamp.now(tz="UTC").isoformat()
+    return [
+        {
+            "event_id": f"{prefix}-{time.time_ns()}-{j}",
+            "customer_id": str(c),
+            "occurred_at": now,
+            "event_type": "login",
+        }
+        for j, c in enumerate(rng.choice(ids, size=batch))
+    ]
+
+
 def stage(runtime: Any, caller: Any, cid: str) -> str | None:
     """The customer's ``lifecycle_stage`` as ``/tags`` answers it."""
     answer = runtime.tags(caller, [cid])
