@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.realtime_load import message_due_times
+from benchmarks.realtime_load import logins, message_due_times
 
 
 def test_every_event_of_a_message_is_due_when_the_message_is_sent() -> None:
@@ -36,3 +36,16 @@ def test_no_event_is_due_after_its_message_was_sent() -> None:
     assert np.all(due <= own)
     assert float((own - due).max()) == pytest.approx((per_message - 1) / rate)
     assert len(np.unique(due)) == n // per_message
+
+
+def test_logins_are_new_events_of_the_given_customers() -> None:
+    ids = np.array(["a", "b", "c"])
+    first = logins(np.random.default_rng(1), ids, 50, "t")
+    second = logins(np.random.default_rng(1), ids, 50, "t")
+
+    assert len(first) == 50
+    assert {e["customer_id"] for e in first} <= set(ids)
+    assert {e["event_type"] for e in first} == {"login"}
+    every_id = [e["event_id"] for e in first + second]
+    assert len(set(every_id)) == 100  # a later batch never repeats an earlier one's ids
+    assert all(i.startswith("t-") for i in every_id)
