@@ -226,6 +226,7 @@ def main() -> None:
     deadline = began + 60 * args.budget_minutes
     load_start = _load()
 
+    from serving.state import settle_heap
     from tagsmith.app import build_runtime
     from tagsmith.live import ServiceIngest, live_tagger
 
@@ -255,6 +256,7 @@ def main() -> None:
         sys.exit("the project's service has no event ingest (real-time tags are off)")
     ingest._tagger = tagger  # share the warmed tagger (one process)
     runtime.start()
+    settle_heap()  # as the service's worker does after its runtime started
     lapsed = _lapsed(project, runtime, 2 * args.probes)
     http: dict[str, Any] = {"skipped": True}
     if "http" not in args.skip:

@@ -43,6 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from benchmarks.big_project import ensure_project
+    from serving.state import settle_heap
     from tagsmith.app import build_runtime
     from tagsmith.live import ServiceIngest, live_tagger
 
@@ -56,6 +57,7 @@ def main() -> None:
         sys.exit("the project's service has no event ingest (real-time tags are off)")
     ingest._tagger = tagger  # the warmed tagger, as benchmarks/realtime.py shares it
     runtime.start()
+    settle_heap()  # as the service's worker does after its runtime started
     load.http_rates(
         runtime, ids, [1000], per_request=50, seconds=2, deadline=time.perf_counter() + 100
     )

@@ -19,7 +19,6 @@ calls the factory once, in the service's constructor.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import math
@@ -43,6 +42,7 @@ from serving.logpolicy import RequestIdMiddleware, install_log_policy
 from serving.openapi import OpenApiMiddleware, package_version
 from serving.runtime import ServingRuntime
 from serving.settings import ServingSettings
+from serving.state import settle_heap
 
 __all__ = ["BodyLimitMiddleware", "RuntimeFactory", "make_service"]
 
@@ -224,14 +224,7 @@ class _TagServiceBase:
         self.runtime = _checked(runtime_factory())
         result = self.runtime.start()
         log.info("Tag service ready: %s", result.to_json())
-        # Everything loaded so far lives as long as the process: keep it out of the
-        # collector's generations so GC pauses stay short under load.
-        gc.collect()
-        gc.freeze()
-        # Requests allocate many short-lived objects; with the default young-generation
-        # threshold (700) the collector runs constantly and its pauses dominate p99 at
-        # concurrency 32 (153 ms -> 46-55 ms measured with benchmarks/serving.py).
-        gc.set_threshold(50_000, 50, 1_000)
+        settle_heap()
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:

@@ -63,6 +63,9 @@ def run(
     for note in notices:
         err_console.print(f"[yellow]notice:[/] {note}")
     tagger.warm()
+    from serving.state import settle_heap  # the serving stack, only when consuming
+
+    settle_heap()  # as the service's worker does: what is loaded now stays for good
     report = ConsumerReport()
     started = time.monotonic()
 
