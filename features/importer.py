@@ -42,7 +42,7 @@ from features.schema import (
 from features.spill import EventSpill
 from features.store import FactStore
 from features.store_files import StoredKeys
-from features.validation import CustomersResult, Dedupe, empty_events, validate_customers
+from features.validation import Dedupe, empty_events, validate_customers
 
 __all__ = ["ImportReport", "SourceOptions", "import_facts"]
 
@@ -346,23 +346,8 @@ def _checked_customers(
     """The customers files' counts, quarantines and new customers (none without files)."""
     if not paths:
         return [], [], stored.iloc[:0]
-    checked = _validate_customer_files(
-        paths, options, config=config, now=now, stored=stored, erased=erased
-    )
-    return list(checked.files), [checked.quarantine], checked.accepted
-
-
-def _validate_customer_files(
-    paths: list[Path],
-    options: SourceOptions,
-    *,
-    config: FactsConfig,
-    now: pd.Timestamp,
-    stored: pd.DataFrame,
-    erased: Callable[[pd.Series], np.ndarray] | None,
-) -> CustomersResult:
     targets = [*CUSTOMER_BASE_COLUMNS, *(a.name for a in config.attributes)]
-    return validate_customers(
+    checked = validate_customers(
         _read_all(paths, options.read_options(targets)),
         config=config,
         now=now,
@@ -371,6 +356,7 @@ def _validate_customer_files(
         date_format=options.date_format,
         erased=erased,
     )
+    return list(checked.files), [checked.quarantine], checked.accepted
 
 
 def _validate_event_files(

@@ -477,7 +477,7 @@ def test_the_events_file_is_read_while_the_customers_file_is_checked(
             first_block.set()
             yield block
 
-    checked_customers = importer_module._validate_customer_files
+    checked_customers = importer_module._checked_customers
     seen: list[bool] = []
 
     def checking(*args: object, **kwargs: object) -> object:
@@ -485,7 +485,7 @@ def test_the_events_file_is_read_while_the_customers_file_is_checked(
         return checked_customers(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(importer_module, "read_chunks", reading)
-    monkeypatch.setattr(importer_module, "_validate_customer_files", checking)
+    monkeypatch.setattr(importer_module, "_checked_customers", checking)
     report, _ = _import(tmp_path, events, monkeypatch)
     assert seen == [True]
     assert report.files[-1].rows_read == 200
