@@ -32,7 +32,7 @@ if str(_HERE.parent) not in sys.path:
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.realtime_load import logins  # noqa: E402
+from benchmarks.realtime_load import logins, warmed_tagger  # noqa: E402
 
 
 def main() -> None:
@@ -46,13 +46,8 @@ def main() -> None:
 
     from streaming.pipeline import Request
     from streaming.tagger import live_as_of
-    from tagsmith.live import live_tagger
-    from tagsmith.project import Project
 
-    project = Project.load(args.root)
-    tagger, _ = live_tagger(project)
-    tagger.warm()
-    ids = project.fact_store().load_customers()["customer_id"].astype(str).to_numpy()
+    tagger, ids = warmed_tagger(args.root)
     rng = np.random.default_rng(7)
     store = tagger.tag_store
     cpu: dict[str, list[float]] = {"held": [], "per_write": [], "check": [], "evaluate": []}

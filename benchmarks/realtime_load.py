@@ -68,6 +68,18 @@ def browse(cid: str, event_id: str) -> dict[str, Any]:
     }
 
 
+def warmed_tagger(root: Path) -> tuple[Any, np.ndarray]:
+    """The live tagger of the project at ``root``, warmed, and the project's customer ids."""
+    from tagsmith.live import live_tagger
+    from tagsmith.project import Project
+
+    project = Project.load(root)
+    tagger, _ = live_tagger(project)
+    tagger.warm()
+    ids = project.fact_store().load_customers()["customer_id"].astype(str).to_numpy()
+    return tagger, ids
+
+
 def logins(rng: np.random.Generator, ids: np.ndarray, batch: int, prefix: str) -> list[Any]:
     """``batch`` new login events now, of customers drawn from ``ids``; ids start ``prefix``."""
     now = pd.Timestamp.now(tz="UTC").isoformat()

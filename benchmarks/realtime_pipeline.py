@@ -35,6 +35,8 @@ if str(_HERE.parent) not in sys.path:
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmarks.realtime_load import warmed_tagger  # noqa: E402
+
 
 def _serial_drive(tagger: Any, request: Any) -> None:
     """The path before: one micro-batch through both stages at a time."""
@@ -112,13 +114,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     load_start = os.getloadavg()
 
-    from tagsmith.live import live_tagger
-    from tagsmith.project import Project
-
-    project = Project.load(args.root)
-    tagger, _ = live_tagger(project)
-    tagger.warm()
-    ids = project.fact_store().load_customers()["customer_id"].astype(str).to_numpy()
+    tagger, ids = warmed_tagger(args.root)
     two_stages = tagger._drive
     runs: dict[str, list[dict[str, Any]]] = {"two_stages": [], "one_at_a_time": []}
     _round(tagger, ids, argparse.Namespace(**{**vars(args), "seconds": 2.0}), "warm")
