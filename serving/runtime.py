@@ -38,6 +38,9 @@ from tags.errors import TagsError
 __all__ = ["EventIngest", "OnlineScorer", "ServingRuntime"]
 
 WRITE_EVENTS = "write_events"
+# Batches an event ingest without a ``max_waiting`` of its own lets wait (the streaming
+# config's default).
+DEFAULT_EVENT_WAITING = 64
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,9 @@ class EventIngest(Protocol):
     """Real-time tagging as the service sees it (wired by ``tagsmith`` to ``streaming``).
 
     Raises ``serving.errors.BadRequest`` for an unusable batch and
-    ``serving.errors.TooManyRequests`` when ingestion outruns tagging.
+    ``serving.errors.TooManyRequests`` when ingestion outruns tagging. An ingest with a
+    ``max_waiting`` attribute (the batches it lets wait before refusing) sizes the
+    threads of ``POST /events`` (:attr:`ServingRuntime.event_threads`).
     """
 
     def ingest(
@@ -394,6 +399,15 @@ class ServingRuntime:
                 if len(between):
                     self._live = self._live.merged(between, in_place=True)
             self._live = self._live.merged(rows, in_place=True)
+
+    @property
+    def event_threads(self) -> int:
+        """Threads ``POST /events`` may block at once: one per batch the event ingest lets
+        wait (its ``max_waiting``, :data:`DEFAULT_EVENT_WAITING` when it names none) and
+        one more, so the request beyond those reaches the ingest and is refused with 429
+        instead of queueing for a thread where no back-pressure sees it."""
+        waiting = getattr(self.event_ingest, "max_waiting", DEFAULT_EVENT_WAITING)
+        return int(waiting) + 1
 
     def ingest_events(self, caller: Caller, records: list[Any]) -> dict[str, Any]:
         """``POST /events``: validate, store and tag a batch; the answer counts what happened.
