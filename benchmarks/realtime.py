@@ -3,7 +3,7 @@
 A population of ``--customers`` customers is imported into a fact store (synthetic, a
 year of events) and tagged by a batch run; ``--root`` uses (or builds) the project of
 ``benchmarks/big_project.py`` instead, whose champion models make every live re-tag
-predict too. Then, in the same process:
+predict too. Then, in this process (but for the real server of step 3):
 
 1. **Reference**: a forced batch ``tags run`` over the whole population (CPU per
    customer), against which the live re-tag's CPU per event is stated.
