@@ -3,7 +3,7 @@
 A population of ``--customers`` customers is imported into a fact store (synthetic, a
 year of events) and tagged by a batch run; ``--root`` uses (or builds) the project of
 ``benchmarks/big_project.py`` instead, whose champion models make every live re-tag
-predict too. Then, in the same process:
+predict too. Then, in this process (but for the real server of step 3):
 
 1. **Reference**: a forced batch ``tags run`` over the whole population (CPU per
    customer), against which the live re-tag's CPU per event is stated.
@@ -11,13 +11,20 @@ predict too. Then, in the same process:
    ``LiveTagger.apply`` on back-to-back micro-batches of ``--batch`` new events for
    random customers (at most ``--seconds`` and ``--max-batches`` per size); events/s,
    events per CPU-second, per-batch p50/p99.
-3. **HTTP path** (the service runtime of ``tagsmith.app.build_runtime`` with the real
-   stores, sharing the warmed tagger; no HTTP framing: BentoML adds ~3 ms, measured in
-   ``benchmarks/serving.py``): open-loop offered rates (``--rates``, ``--step-seconds``
-   each, ``--per-request`` events per ``POST /events``), each event's latency from when
-   it was due until its request returned (its live values are in ``/tags`` by then);
-   one purchase per lapsed customer until ``/tags`` shows another lifecycle stage (p50,
-   p99); the most 16 clients posting 100 events back to back get through.
+3. **HTTP path**. ``--http-server real`` (the default): a real ``tagsmith serve`` of the
+   project (own process group, 127.0.0.1, a free port, two keys of this run, stopped by
+   PID), settled after ready and warmed by 2 s at 1,000 events/s; a client in its own
+   process (asyncio + aiohttp, 48 keep-alive connections) offers the open-loop rates
+   (``--rates``, ``--step-seconds`` each, ``--per-request`` events per ``POST
+   /events``), each event's latency from when its request was due until the server
+   answered (its live values are in ``/tags`` by then), the server's and the client's
+   CPU per wall second beside it; one purchase per lapsed customer over HTTP until the
+   server's ``POST /tags`` shows another lifecycle stage (p50, p99). The server is
+   stopped before the NATS path. ``--http-server in-process``: the service runtime of
+   ``tagsmith.app.build_runtime`` in this process, sharing the warmed tagger, called
+   from 48 threads (no HTTP server, no framing: what earlier sessions reported as
+   "HTTP"), plus the most 16 clients posting 100 events back to back get through. The
+   report's ``http.server`` says which.
 4. **NATS path**: a real nats-server (127.0.0.1, random port, temp dir) and the real
    consumer (``streaming.consumer.consume``) in a thread; the same probes, timed until
    the runtime's ``/tags`` shows the change (it polls live values every
@@ -61,6 +68,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks import realtime_load as load  # noqa: E402
+from benchmarks import realtime_server as rs  # noqa: E402
 from benchmarks.realtime_load import ms, pct  # noqa: E402
 
 
@@ -188,6 +196,39 @@ def _reference(project: Any, predictors: list[Any], *, forced: bool) -> dict[str
     }
 
 
+def _real_http(
+    project: Any, ids: np.ndarray, args: argparse.Namespace, deadline: float
+) -> dict[str, Any]:
+    """The HTTP path through a real ``tagsmith serve`` of ``project``
+    (:class:`benchmarks.realtime_server.RealServer`), stopped before the answer."""
+    work = Path(tempfile.mkdtemp(prefix="h15-rt-serve-"))
+    started = time.perf_counter()
+    server = rs.RealServer(project.root, work)
+    try:
+        ready_s = round(time.perf_counter() - started, 1)
+        warm = rs.server_step(server, ids, np.random.default_rng(11), 1000, 50, 2.0)
+        steps = rs.server_rates(
+            server,
+            ids,
+            args.rates,
+            per_request=args.per_request,
+            seconds=args.step_seconds,
+            deadline=deadline,
+        )
+        return {
+            "server": "real (tagsmith serve; client in its own process over HTTP)",
+            "server_ready_and_settled_s": ready_s,
+            "warm_up": warm,
+            "event_to_tags": rs.server_probes(
+                server, rs.server_lapsed(project, server, args.probes)
+            ),
+            "offered_rates": steps,
+            "knee": load.knee(steps),
+        }
+    finally:
+        server.stop()
+
+
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=20_000)
@@ -213,6 +254,13 @@ def _arguments() -> argparse.Namespace:
         type=float,
         default=14.0,
         help="the load steps stop (reported as skipped) once this much time has passed",
+    )
+    parser.add_argument(
+        "--http-server",
+        choices=["real", "in-process"],
+        default="real",
+        help="the HTTP path through a real tagsmith serve (client in another process) or "
+        "through the service runtime in this process (no HTTP)",
     )
     parser.add_argument("--skip", nargs="*", default=[], choices=["reference", "http", "nats"])
     return parser.parse_args()
@@ -250,6 +298,11 @@ def main() -> None:
     ids = project.fact_store().load_customers()["customer_id"].astype(str).to_numpy()
     sustained = [_sustained(tagger, ids, b, args.seconds, args.max_batches) for b in args.batch]
 
+    http: dict[str, Any] = {"skipped": True}
+    if "http" not in args.skip and args.http_server == "real":
+        # Before this process starts a runtime of its own: its live poll would read every
+        # write of the server, on the server's two cores.
+        http = _real_http(project, ids, args, deadline)
     runtime = build_runtime(project)
     ingest = runtime.event_ingest
     if not isinstance(ingest, ServiceIngest):
@@ -258,8 +311,7 @@ def main() -> None:
     runtime.start()
     settle_heap()  # as the service's worker does after its runtime started
     lapsed = _lapsed(project, runtime, 2 * args.probes)
-    http: dict[str, Any] = {"skipped": True}
-    if "http" not in args.skip:
+    if "http" not in args.skip and args.http_server == "in-process":
         steps = load.http_rates(
             runtime,
             ids,
@@ -269,6 +321,7 @@ def main() -> None:
             deadline=deadline,
         )
         http = {
+            "server": "in-process (ServingRuntime.ingest_events from 48 threads; no HTTP)",
             "event_to_tags": load.http_probes(runtime, lapsed[: args.probes]),
             "offered_rates": steps,
             "knee": load.knee(steps),

@@ -38,6 +38,7 @@ from tags.errors import TagsError
 __all__ = ["EventIngest", "OnlineScorer", "ServingRuntime"]
 
 WRITE_EVENTS = "write_events"
+DEFAULT_EVENT_WAITING = 64  # batches an ingest without ``max_waiting`` lets wait
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ class EventIngest(Protocol):
     """Real-time tagging as the service sees it (wired by ``tagsmith`` to ``streaming``).
 
     Raises ``serving.errors.BadRequest`` for an unusable batch and
-    ``serving.errors.TooManyRequests`` when ingestion outruns tagging.
+    ``serving.errors.TooManyRequests`` when ingestion outruns tagging. Its ``max_waiting``
+    (batches let wait before refusing), if any, sizes ``POST /events``' threads.
     """
 
     def ingest(
@@ -394,6 +396,13 @@ class ServingRuntime:
                 if len(between):
                     self._live = self._live.merged(between, in_place=True)
             self._live = self._live.merged(rows, in_place=True)
+
+    @property
+    def event_threads(self) -> int:
+        """Threads ``POST /events`` may block: one per batch the ingest lets wait, plus one,
+        so the next request reaches the ingest and gets 429 instead of queueing unseen."""
+        waiting = getattr(self.event_ingest, "max_waiting", DEFAULT_EVENT_WAITING)
+        return int(waiting) + 1
 
     def ingest_events(self, caller: Caller, records: list[Any]) -> dict[str, Any]:
         """``POST /events``: validate, store and tag a batch; the answer counts what happened.

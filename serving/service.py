@@ -26,6 +26,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, cast
 
+import anyio
+import anyio.to_thread
 import bentoml
 import pandas as pd
 from fastapi import FastAPI, Request
@@ -355,7 +357,7 @@ class _TagServiceBase:
             return self._refused(ctx, caller, "serve.score", exc)
 
     @bentoml.api(route="/events")
-    def events(
+    async def events(
         self,
         events: Annotated[list[Any], Field(max_length=MAX_EVENTS_PER_POST)],
         ctx: bentoml.Context,
@@ -368,10 +370,21 @@ class _TagServiceBase:
         values. Needs a key whose role has ``write_events``. 429 with ``Retry-After``
         when ingestion outruns tagging.
         """
+        # An async route that hands the batch to a thread of its own pool. As a sync
+        # route it ran on BentoML's worker pool of ``threads`` (default 1): one request
+        # at a time, each 100-event request a micro-batch of its own, so concurrent
+        # requests never shared a micro-batch and the tagger's stages never overlapped
+        # (3,000 events/s over real HTTP: 1,442/s achieved, p99 8.6 s). Each thread of
+        # this pool waits in the tagger's queue, where waiting batches are applied
+        # together; the pool has a thread for every batch the queue lets wait and one
+        # more, so a request beyond those is answered 429 by the queue instead of
+        # waiting unseen for a thread.
         caller = None
         try:
             caller = self._caller(ctx.request.headers, "serve.events")
-            return self.runtime.ingest_events(caller, events)
+            return await anyio.to_thread.run_sync(
+                self.runtime.ingest_events, caller, events, limiter=self._event_threads()
+            )
         except TooManyRequests as exc:
             retry = str(max(1, math.ceil(exc.retry_after_s)))
             ctx.response.status_code = exc.status
@@ -385,6 +398,14 @@ class _TagServiceBase:
             )
         except HttpError as exc:
             return self._refused(ctx, caller, "serve.events", exc)
+
+    def _event_threads(self) -> anyio.CapacityLimiter:
+        """The thread pool of ``POST /events`` (made on first use, in the event loop)."""
+        limiter = getattr(self, "_event_limiter", None)
+        if limiter is None:
+            limiter = anyio.CapacityLimiter(self.runtime.event_threads)
+            self._event_limiter = limiter
+        return limiter
 
     @bentoml.api(route="/admin/reload")
     def admin_reload(self, ctx: bentoml.Context) -> dict[str, Any]:

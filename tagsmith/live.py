@@ -75,6 +75,12 @@ class ServiceIngest:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listeners: list[Callable[[pd.DataFrame], None]] = []
 
+    @property
+    def max_waiting(self) -> int:
+        """Batches allowed to wait for tagging before ``POST /events`` answers 429
+        (``streaming.max_waiting``; the service sizes its ``/events`` threads by it)."""
+        return int(self.project.config.streaming.max_waiting)
+
     def tagger(self) -> LiveTagger:
         """The tagger (built, with its champions and facts loaded, on first use)."""
         if self._tagger is None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 import pandas as pd
 import pytest
@@ -16,16 +18,22 @@ from tests.serving import fakes
 
 
 class FakeIngest:
-    """Accepts everything, or answers busy."""
+    """Accepts everything, or answers busy; with a ``barrier``, each batch waits there
+    (until as many batches are being ingested at once as the barrier has parties)."""
+
+    max_waiting = 7
 
     def __init__(self) -> None:
         self.busy = False
+        self.barrier: threading.Barrier | None = None
 
     def ingest(
         self, records: list[Any], *, source: str
     ) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
         if self.busy:
             raise TooManyRequests("busy", retry_after_s=2.0)
+        if self.barrier is not None:
+            self.barrier.wait()
         now = pd.Timestamp("2025-01-01", tz="UTC")
         rows = pd.DataFrame(
             {
@@ -111,3 +119,38 @@ def test_a_body_that_is_not_a_list_is_refused(client: Any) -> None:
     c, keys = client
     r = c.post("/events", json={"events": {"a": 1}}, headers={"X-API-Key": keys["admin"]})
     assert r.status_code == 400
+
+
+def test_concurrent_batches_are_ingested_at_once(client: Any) -> None:
+    # The live tagger applies the batches waiting together in one micro-batch: that only
+    # happens when the service lets several requests wait in the ingest at once. As a
+    # sync BentoML route /events ran one request at a time (BentoML's default of one
+    # worker thread): here the four batches would never meet at the barrier.
+    c, keys = client
+    event = {"customer_id": "c0001", "occurred_at": "2025-01-01T00:00:00Z", "event_type": "login"}
+    INGEST.barrier = threading.Barrier(4, timeout=10)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: c.post(
+                        "/events", json={"events": [event]}, headers={"X-API-Key": keys["admin"]}
+                    ),
+                    range(4),
+                )
+            )
+    finally:
+        INGEST.barrier = None
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+
+
+def test_events_threads_follow_the_ingest_s_waiting_batches() -> None:
+    runtime = fakes.build_fake_runtime()
+    runtime.event_ingest = INGEST
+    # One thread per batch allowed to wait, and one more: the request beyond those
+    # reaches the ingest, which answers 429, instead of queueing for a thread.
+    assert runtime.event_threads == FakeIngest.max_waiting + 1
+
+    # An ingest that names no limit: the streaming config's default of 64.
+    runtime.event_ingest = cast(Any, object())
+    assert runtime.event_threads == 65
