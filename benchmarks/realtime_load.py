@@ -514,11 +514,13 @@ def nats_part(
     stop_flag = threading.Event()
     done_at: dict[str, float] = {}
     report = ConsumerReport()
-    batches: list[tuple[int, float]] = []
+    # Events of each micro-batch, by its write's seq: the consumer's queued batches of
+    # messages that the tagger applied together share one.
+    micro: dict[int, int] = {}
 
     def on_batch(result: Any, _total: Any) -> None:
         now = time.time()  # wall clock: the publisher process dates events by it
-        batches.append((result.received, result.seconds))
+        micro[result.seq] = micro.get(result.seq, 0) + result.received
         # The customers, not the rows: the runtime's subscription takes the rows.
         for cid in result.customer_ids:
             done_at.setdefault(str(cid), now)
@@ -573,9 +575,10 @@ def nats_part(
         )
         out["sustained"] = steps
         out["knee"] = knee(steps)
-        sizes = [b[0] for b in batches]
+        sizes = list(micro.values())
         out["consumer"] = {
             **report.to_json(),
+            "micro_batches": len(sizes),
             "batch_events_p50": pct(sizes, 50) if sizes else None,
             "batch_events_max": max(sizes) if sizes else None,
         }
