@@ -31,6 +31,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from filelock import FileLock, Timeout
 
-from features.crypto import EncryptionKeys, read_parquet, write_parquet
+from features.crypto import EncryptionKeys, read_parquet
 from features.errors import StoreError
 from features.io import file_sha256
 from features.schema import (
@@ -53,6 +54,7 @@ from features.schema import (
 from features.spill import EventSpill, spill_writer
 from features.store_files import (
     EVENT_ENCODING,
+    FileSource,
     canonical_events,
     manifest_counts,
     matching_events,
@@ -60,6 +62,7 @@ from features.store_files import (
     read_filtered,
     read_store_parquet,
     sorted_events,
+    write_store_file,
 )
 
 __all__ = ["FactStore"]
@@ -478,32 +481,30 @@ class FactStore:
             if events is None:
                 digest.update(previous.encode())
             unchanged = events is None and segment is None
-            parquet: list[tuple[pa.Table | Callable[[Path], object], Path]] = [
-                (arrow_table(customers), self.customers_path)
-            ]
+            event_files: list[tuple[FileSource, Path]] = []
             if events is not None:
-                parquet.append((events, self.events_path))
+                event_files.append((events, self.events_path))
             if segment is not None:
                 name = f"{_SEGMENT_PREFIX}{now.value:020d}-{token}.parquet"
-                parquet.append((segment, self.facts_dir / name))
-            for table, final in parquet:
-                tmp = temp_for(final)
-                if callable(table):  # events spilled by the import write themselves
-                    table(tmp)
-                else:
-                    extra = EVENT_ENCODING if final != self.customers_path else {}
-                    write_parquet(
-                        table,
-                        tmp,
-                        self.keys,
-                        compression="zstd",
-                        row_group_size=ROW_GROUP_ROWS,
-                        **extra,
-                    )
-                sha = file_sha256(tmp)
-                if final == self.customers_path and unchanged and final.is_file():
-                    # Nothing added (a re-import): the fingerprint stays what it was.
-                    unchanged = sha == file_sha256(final)
+                event_files.append((segment, self.facts_dir / name))
+            customers_tmp = temp_for(self.customers_path)
+            # The customers file is converted, written and hashed on a worker thread
+            # while the events are written here (an import's sorted write: 0.3 s of a
+            # 20M-event import that had one core idle). Both are joined before anything
+            # is published; the fingerprint hashes the files in the same order as ever.
+            with ThreadPoolExecutor(1, thread_name_prefix="tagsmith-customers") as pool:
+                customers_sha = pool.submit(
+                    lambda: self._write(arrow_table(customers), customers_tmp, {})
+                )
+                event_shas = [
+                    self._write(table, temp_for(final), EVENT_ENCODING)
+                    for table, final in event_files
+                ]
+                customers_digest = customers_sha.result()
+            if unchanged and self.customers_path.is_file():
+                # Nothing added (a re-import): the fingerprint stays what it was.
+                unchanged = customers_digest == file_sha256(self.customers_path)
+            for sha in [customers_digest, *event_shas]:
                 digest.update(sha.encode())
             if events is not None:
                 renames.extend((None, old) for old in self.segment_paths())
@@ -536,6 +537,10 @@ class FactStore:
             raise
         os.replace(journal_tmp, journal)  # the commit point
         self._roll_forward(journal)
+
+    def _write(self, table: FileSource, tmp: Path, encoding: dict[str, Any]) -> str:
+        """:func:`~features.store_files.write_store_file` with this store's keys."""
+        return write_store_file(table, tmp, self.keys, ROW_GROUP_ROWS, encoding)
 
     def erase(self, customer_ids: Collection[str], *, now: pd.Timestamp) -> tuple[int, int]:
         """Remove the customers and all their events, in one atomic commit.

@@ -5,10 +5,10 @@ duplicate new ones without decoding every stored row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import duckdb
 import numpy as np
@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.crypto import EncryptionKeys, parquet_source, read_parquet_schema
+from features.crypto import EncryptionKeys, parquet_source, read_parquet_schema, write_parquet
 from features.errors import StoreError
+from features.io import file_sha256
 from features.schema import EVENT_COLUMNS, arrow_table, check_events
 
 __all__ = [
@@ -437,3 +438,25 @@ def read_store_parquet(
         raise StoreError(
             f"{path}: expected a readable Parquet file of the fact store. {exc}"
         ) from exc
+
+
+# A file of a commit: a table, or a function writing the file itself (spilled events).
+FileSource: TypeAlias = pa.Table | Callable[[Path], object]
+
+
+def write_store_file(
+    table: FileSource,
+    tmp: Path,
+    keys: EncryptionKeys | None,
+    row_group_size: int,
+    encoding: dict[str, Any],
+) -> str:
+    """Write one Parquet file of a fact store to ``tmp`` (``table``, or a function that
+    writes the file itself: an import's spilled events); the file's sha256."""
+    if callable(table):
+        table(tmp)
+    else:
+        write_parquet(
+            table, tmp, keys, compression="zstd", row_group_size=row_group_size, **encoding
+        )
+    return file_sha256(tmp)

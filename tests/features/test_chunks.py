@@ -529,3 +529,33 @@ def test_column_wise_take_and_filter_equal_arrow_s_table_take_and_filter() -> No
     mask = pa.array(rng.random(n) < 0.5)
     assert spill_module.take_rows(table, rows).equals(table.take(rows), check_metadata=True)
     assert spill_module.filter_rows(table, mask).equals(table.filter(mask), check_metadata=True)
+
+
+class _ShortReads(io.BufferedReader):
+    """A file that hands out at most ``step`` bytes per ``readinto`` (a pipe or a slow
+    disk may: the block must still be filled up to its size)."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        super().__init__(io.BytesIO(data))
+        self.step = step
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer)
+        return super().readinto(view[: self.step])
+
+
+@pytest.mark.parametrize("step", [1, 3, 1000])
+def test_a_block_is_the_pending_bytes_then_a_full_read_into_a_buffer_of_its_own(
+    step: int,
+) -> None:
+    data = bytes(range(256)) * 4
+    handle = _ShortReads(data, step)
+    first, eof = chunks_module._read_after(handle, b"", 300)
+    assert (bytes(first), eof) == (data[:300], False)
+    second, eof = chunks_module._read_after(handle, b"tail\n", 300)
+    assert (bytes(second), eof) == (b"tail\n" + data[300:600], False)
+    assert second is not first  # Arrow arrays of the first block still point into it
+    last, eof = chunks_module._read_after(handle, bytearray(b"x"), 1000)
+    assert (bytes(last), eof) == (b"x" + data[600:], False)
+    rest, eof = chunks_module._read_after(handle, b"y", 1000)
+    assert (bytes(rest), eof) == (b"y", True)

@@ -116,7 +116,7 @@ def test_a_failed_append_leaves_the_store_as_it_was_or_rolls_forward(
     _import(store, tmp_path, customers=DATA / "customers.csv", events=DATA / "events.csv")
     before = _key(store.load_events())
     more = _events_file(tmp_path / "more.csv", ["c1,2021-05-01T10:00:00,purchase,5"])
-    import features.store as store_module
+    import features.store_files as store_module  # where the store's files are written
 
     if crash_after == "segment":
         real = store_module.write_parquet

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -100,6 +101,54 @@ def test_failure_mid_import_leaves_previous_data_intact(
     assert len(calls) == 2
     assert _snapshot(tmp_path) == before  # nothing written, no temp file left
     assert len(FactStore(tmp_path / "facts").load_events()) == 15
+
+
+def test_the_customers_file_is_written_while_the_events_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events_started = threading.Event()
+    waited: list[bool] = []
+    real_write = pq.write_table
+
+    def write_table(table: object, where: object, **kwargs: object) -> None:
+        if Path(str(where)).name.startswith("customers"):
+            # Written one after the other, the events would start only after this.
+            waited.append(events_started.wait(timeout=10))
+        else:
+            events_started.set()
+        real_write(table, where, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pq, "write_table", write_table)
+    run_import(tmp_path, customers=DATA / "customers.csv", events=DATA / "events.csv")
+    assert waited == [True]
+    monkeypatch.undo()
+    plain = tmp_path / "plain"
+    run_import(plain, customers=DATA / "customers.csv", events=DATA / "events.csv")
+    store, again = FactStore(tmp_path / "facts"), FactStore(plain / "facts")
+    assert store.manifest()["fingerprint"] == again.manifest()["fingerprint"]
+    pd.testing.assert_frame_equal(store.load_customers(), again.load_customers())
+
+
+def test_a_failed_customers_write_on_its_thread_leaves_the_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_import(tmp_path, events=DATA / "cdnow_sample.txt", events_options=CDNOW_OPTIONS)
+    new = write(tmp_path / "in" / "new.txt", "00009 19980101 1 5.00\n")
+    before = _snapshot(tmp_path)
+    real_write = pq.write_table
+    threads = []
+
+    def failing_write(table: object, where: object, **kwargs: object) -> None:
+        if Path(str(where)).name.startswith("customers"):
+            threads.append(threading.current_thread().name)
+            raise OSError("disk full (injected)")
+        real_write(table, where, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pq, "write_table", failing_write)
+    with pytest.raises(OSError, match="injected"):
+        run_import(tmp_path, events=new, events_options=CDNOW_OPTIONS, derive_customers=True)
+    assert [t.split("_")[0] for t in threads] == ["tagsmith-customers"]
+    assert _snapshot(tmp_path) == before  # nothing written, no temp file left
 
 
 def test_kill_after_commit_point_is_rolled_forward(
