@@ -3,6 +3,7 @@ pauses for them), failures counted."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from serving.auditing import QueuedAudit
 from serving.sources import JsonAudit
 from tags.audit import AuditLog
+from tags.errors import AuditError
 
 
 def _entry(i: int, extra: Any = None) -> dict[str, Any]:
@@ -110,6 +112,55 @@ def test_a_batch_the_log_cannot_write_counts_every_entry_and_is_not_retried() ->
     assert writer.calls == [("append", [0])]
     assert audit.failures == 3
     audit.close()
+
+
+class RefusingLog(GatedLog):
+    """The log refuses every write as a log shorter than its checkpoint does."""
+
+    def append_many(self, entries: list[dict[str, Any]]) -> None:
+        raise AuditError("Expected the audit log to hold entry #9. Got entries up to #3 only.")
+
+    def append(self, **entry: Any) -> None:
+        raise AuditError("Expected the audit log to hold entry #9. Got entries up to #3 only.")
+
+
+def test_the_logs_own_refusal_is_one_line_once_not_a_stack_per_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    writer = RefusingLog()
+    writer.release.set()
+    audit = QueuedAudit(writer, linger_s=0)
+    with caplog.at_level(logging.ERROR, logger="serving.auditing"):
+        for i in range(5):
+            audit.append(**_entry(i))
+            audit.flush()
+    audit.close()
+    assert audit.failures == 5
+    records = [r for r in caplog.records if r.name == "serving.auditing"]
+    assert len(records) == 1
+    assert records[0].exc_info is None
+    assert "entry #9" in records[0].getMessage()
+
+
+class FailingLog(BrokenDiskLog):
+    """Single appends fail too, with an error the log does not explain."""
+
+    def append(self, **entry: Any) -> None:
+        raise OSError("No space left on device")
+
+
+def test_an_unexpected_write_failure_keeps_its_stack(caplog: pytest.LogCaptureFixture) -> None:
+    writer = FailingLog()
+    audit = QueuedAudit(writer, linger_s=0)
+    with caplog.at_level(logging.ERROR, logger="serving.auditing"):
+        audit.append(**_entry(0))
+        audit.append(**_entry(1))
+        audit.flush()
+    audit.close()
+    records = [r for r in caplog.records if r.name == "serving.auditing"]
+    assert audit.failures == 2
+    assert records
+    assert all(r.exc_info is not None for r in records)
 
 
 class RecordingLog:
