@@ -207,13 +207,14 @@ def _real_http(
     try:
         ready_s = round(time.perf_counter() - started, 1)
         warm = rs.server_step(server, ids, np.random.default_rng(11), 1000, 50, 2.0)
-        steps = rs.server_rates(
+        steps = load.http_rates(
             server,
             ids,
             args.rates,
             per_request=args.per_request,
             seconds=args.step_seconds,
             deadline=deadline,
+            step=rs.server_step,
         )
         return {
             "server": "real (tagsmith serve; client in its own process over HTTP)",

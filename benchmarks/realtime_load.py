@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -228,10 +228,14 @@ def http_rates(
     per_request: int,
     seconds: float,
     deadline: float,
+    step: Callable[..., dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Offer each rate through ``POST /events`` for ``seconds`` (requests of at most
     ``per_request`` events, a twentieth of a second's worth at low rates); stop after
-    the first failing rate or at ``deadline`` (``time.perf_counter``)."""
+    the first failing rate or at ``deadline`` (``time.perf_counter``). ``step(runtime,
+    ids, rng, rate, size, seconds)`` runs one rate (this process's runtime by default;
+    ``realtime_server.server_step`` for a real server)."""
+    step = step or _http_step
     rng = np.random.default_rng(7)
     steps: list[dict[str, Any]] = []
     for rate in rates:
@@ -239,7 +243,7 @@ def http_rates(
             steps.append({"offered_per_s": rate, "skipped": "time budget", "passed": False})
             break
         size = max(1, min(per_request, rate // 20 or 1))
-        steps.append(_http_step(runtime, ids, rng, rate, size, seconds))
+        steps.append(step(runtime, ids, rng, rate, size, seconds))
         if not steps[-1]["passed"]:
             break
     return steps

@@ -326,28 +326,3 @@ def server_step(
     step["server_cpu_s_per_s"] = round((server.cpu_seconds() - cpu0) / wall, 2)
     step["passed"] = _step_verdict(step) and not step.get("failed")
     return step
-
-
-def server_rates(
-    server: RealServer,
-    ids: np.ndarray,
-    rates: list[int],
-    *,
-    per_request: int,
-    seconds: float,
-    deadline: float,
-) -> list[dict[str, Any]]:
-    """:func:`~benchmarks.realtime_load.http_rates` through the real server: each rate
-    for ``seconds``; stop after the first failing rate or at ``deadline``
-    (``time.perf_counter``)."""
-    rng = np.random.default_rng(7)
-    steps: list[dict[str, Any]] = []
-    for rate in rates:
-        if time.perf_counter() + seconds + DRAIN_TIMEOUT_S > deadline:
-            steps.append({"offered_per_s": rate, "skipped": "time budget", "passed": False})
-            break
-        size = max(1, min(per_request, rate // 20 or 1))
-        steps.append(server_step(server, ids, rng, rate, size, seconds))
-        if not steps[-1]["passed"]:
-            break
-    return steps
