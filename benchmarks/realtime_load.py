@@ -118,6 +118,7 @@ def _probe_summary(lat: list[float], missed: int) -> dict[str, Any]:
         "p50_ms": ms(pct(lat, 50)),
         "p99_ms": ms(pct(lat, 99)),
         "max_ms": ms(max(lat)) if lat else None,
+        "each_ms": [ms(x) for x in lat],  # in order: a slow first one is a catch-up
     }
 
 
@@ -566,6 +567,8 @@ def nats_part(
         js = nc.jetstream()
         thread.start()
         time.sleep(1.0)
+        warming = getattr(runtime, "_warm_thread", None)
+        out["runtime_warm_running_at_probes"] = bool(warming is not None and warming.is_alive())
         out["visible_in_tags"] = _nats_probes(loop, js, runtime, probes)
         steps = _nats_rates(
             url,
