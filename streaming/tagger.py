@@ -306,7 +306,7 @@ class LiveTagger:
             if not self.tag_store.exists():
                 return 0
             with self.tag_store.writer() as con:
-                deleted = compact_live(con)
+                deleted = compact_live(con, self._live_state.compaction_scope())
             self._live_state.compacted()
             return deleted
 
