@@ -565,10 +565,11 @@ def nats_part(
 
         nc = loop.run_until_complete(setup())
         js = nc.jetstream()
+        started = time.perf_counter()
         thread.start()
-        time.sleep(1.0)
-        warming = getattr(runtime, "_warm_thread", None)
-        out["runtime_warm_running_at_probes"] = bool(warming is not None and warming.is_alive())
+        while not report.started and time.perf_counter() - started < 60:  # not a probe's
+            time.sleep(0.05)
+        out["consumer_start_s"] = round(time.perf_counter() - started, 2)
         out["visible_in_tags"] = _nats_probes(loop, js, runtime, probes)
         steps = _nats_rates(
             url,
