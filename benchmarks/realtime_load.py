@@ -118,6 +118,7 @@ def _probe_summary(lat: list[float], missed: int) -> dict[str, Any]:
         "p50_ms": ms(pct(lat, 50)),
         "p99_ms": ms(pct(lat, 99)),
         "max_ms": ms(max(lat)) if lat else None,
+        "each_ms": [ms(x) for x in lat],  # in order: a slow first one is a catch-up
     }
 
 
@@ -564,8 +565,11 @@ def nats_part(
 
         nc = loop.run_until_complete(setup())
         js = nc.jetstream()
+        started = time.perf_counter()
         thread.start()
-        time.sleep(1.0)
+        while not report.started and time.perf_counter() - started < 60:  # not a probe's
+            time.sleep(0.05)
+        out["consumer_start_s"] = round(time.perf_counter() - started, 2)
         out["visible_in_tags"] = _nats_probes(loop, js, runtime, probes)
         steps = _nats_rates(
             url,

@@ -58,6 +58,7 @@ class ConsumerReport:
         quarantined: Events quarantined.
         failures: Batches left for redelivery after an error.
         last_error: The latest such error.
+        started: Whether it has started (recovered, caught up, subscribed).
     """
 
     messages: int = 0
@@ -67,6 +68,7 @@ class ConsumerReport:
     quarantined: int = 0
     failures: int = 0
     last_error: str | None = None
+    started: bool = False
     by_reason: dict[str, int] = field(default_factory=dict)
 
     def add(self, result: ApplyResult, n_messages: int) -> None:
@@ -332,6 +334,7 @@ async def consume(
             ),
         )
         fetcher = asyncio.ensure_future(_fetch_ahead(sub, nc, cfg, buffer, report))
+        report.started = True
         while not stop.is_set():
             if max_messages is not None and report.messages >= max_messages:
                 break

@@ -186,12 +186,13 @@ class CustomerFacts:
             self._fingerprint = fingerprint
             self._live.clear()
             self._segments.clear()
-        new = [p for p in self.live.segments() if p.name not in self._segments]
+        # Names, not paths, compared: one listing per micro-batch over every segment stored.
+        new = [n for n in self.live.segment_names() if n not in self._segments]
         if new:
-            table = self.live.table(new)
+            table = self.live.table([self.live.directory / n for n in new])
             if table is not None:
                 self._add_live(table.select(list(EVENT_COLUMNS)).to_pandas())
-            self._segments.update(p.name for p in new)
+            self._segments.update(new)
 
     def _load_base(self) -> None:
         customers = self.store.load_customers()

@@ -228,13 +228,13 @@ class LiveTagger:
             self._evaluate([cid], live_as_of(now), at=now)
 
     def recover(self, *, chunk: int = MAX_EVENTS_PER_BATCH) -> int:
-        """Re-tag the customers of live segments stored but never tagged.
+        """Re-tag the customers of live segments stored but never tagged; read other
+        processes' writes (segment ids, live rows) now, not in the first micro-batch.
 
         A process killed after storing a batch and before writing its tags leaves such a
-        segment; this finishes it at start-up (a service, a consumer), so the live values
-        follow every stored event without waiting for a redelivery or a client's retry.
-        Re-tagging is idempotent: a segment another process is tagging right now is at
-        worst tagged twice with the same values.
+        segment; this finishes it at start-up (a service, a consumer) without waiting for
+        a redelivery or a retry. Re-tagging is idempotent: a segment another process is
+        tagging now is at worst tagged twice with the same values.
 
         Returns:
             Customers re-tagged.
@@ -242,6 +242,8 @@ class LiveTagger:
         with self._lock, self._tag_lock:
             self.index.refresh()
             self._refresh_thresholds(force=True)
+            self.live.known([], refresh=True)
+            self._sync_live_state()
             done: set[str] = set()
             if self.tag_store.exists():
                 with self.tag_store.reader() as con:
@@ -306,7 +308,7 @@ class LiveTagger:
             if not self.tag_store.exists():
                 return 0
             with self.tag_store.writer() as con:
-                deleted = compact_live(con)
+                deleted = compact_live(con, self._live_state.compaction_scope())
             self._live_state.compacted()
             return deleted
 
@@ -331,9 +333,8 @@ class LiveTagger:
         """Wait (bounded) for a background compaction in progress, then close the tag
         store connection the live writes hold open (its checkpoint).
 
-        Left running as a daemon inside DuckDB's C++ when the interpreter finalizes, it
-        would abort the process ("exception not rethrown"); its transaction is atomic,
-        so a compaction cut short by the bound loses nothing.
+        A daemon left inside DuckDB's C++ at interpreter exit aborts the process; the
+        compaction's transaction is atomic: one cut short by the bound loses nothing.
         """
         compactor = self._compactor
         if compactor is not None:

@@ -423,26 +423,45 @@ def _changes(
     )
 
 
-def compact_live(con: duckdb.DuckDBPyConnection) -> int:
+def compact_live(con: duckdb.DuckDBPyConnection, customers: Sequence[str] | None = None) -> int:
     """Delete live rows superseded by a newer row of the same (customer, tag).
 
     One transaction: a process killed during it leaves the table as before (the current
     rows are never touched, so readers see the same values either way).
 
+    Args:
+        con: Writing connection.
+        customers: Only these customers' rows (the writer knows whose rows its writes
+            superseded, :meth:`tags.live_state.LiveState.compaction_scope`); None: all.
+            Grouping every live row took 0.6 s of CPU at 2.4M rows (200k live events),
+            the tagger's writes waiting; a few thousand customers' rows, a fifth of it.
+
     Returns:
         Rows deleted.
     """
+    if customers is not None and not len(customers):
+        return 0
+    scope = (
+        "" if customers is None else "WHERE customer_id IN (SELECT customer_id FROM compact_ids) "
+    )
     con.begin()
     try:
+        if customers is not None:
+            con.register(
+                "compact_ids", pa.table({"customer_id": pa.array(list(customers), pa.string())})
+            )
         row = con.execute(
-            "DELETE FROM live_tags l USING (SELECT customer_id, tag_id, max(seq) AS top "
-            "FROM live_tags GROUP BY customer_id, tag_id HAVING count(*) > 1) d "
+            "DELETE FROM live_tags l USING (SELECT customer_id, tag_id, max(seq) AS top "  # noqa: S608 (fixed SQL)
+            f"FROM live_tags {scope}GROUP BY customer_id, tag_id HAVING count(*) > 1) d "
             "WHERE l.customer_id = d.customer_id AND l.tag_id = d.tag_id AND l.seq < d.top"
         ).fetchone()
         con.commit()
     except BaseException:
         con.rollback()
         raise
+    finally:
+        if customers is not None:
+            con.unregister("compact_ids")
     return int(row[0]) if row else 0
 
 

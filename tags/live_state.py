@@ -52,6 +52,9 @@ class LiveState:
         self.key: SnapshotKey | None = None
         self.seq = 0
         self.superseded = 0
+        # Customers whose rows a write of this state superseded since the last compaction
+        # (None: not known, every customer's rows are to be compacted: a fresh state).
+        self._superseded_ids: set[str] | None = None
         self._values: dict[str, tuple[tuple[str, ...], tuple[str | None, ...]]] = {}
         self._tag_tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
 
@@ -63,6 +66,7 @@ class LiveState:
         if key != self.key:
             self._values.clear()
             self.key, self.seq, self.superseded = key, 0, 0
+            self._superseded_ids = None
             rows = con.execute(
                 f"SELECT customer_id, tag_id, value, seq FROM live_tags {LATEST_LIVE}"  # noqa: S608
             ).fetchall()
@@ -117,6 +121,8 @@ class LiveState:
             mine = tuple(values[i * width : (i + 1) * width])
             before = self._values.get(cid)
             if before is not None:
+                if self._superseded_ids is not None:
+                    self._superseded_ids.add(cid)
                 # Identity first: ``t in shared`` per tag is a scan of the tuple (O(tags^2)
                 # per customer, ~0.15 s of a 5,000-customer write).
                 self.superseded += (
@@ -130,9 +136,17 @@ class LiveState:
             self._values[cid] = (shared, mine)
         self.seq = max(self.seq, seq)
 
+    def compaction_scope(self) -> list[str] | None:
+        """The customers whose live rows the next compaction need read: those a write of
+        this state superseded rows of since the last compaction; None: every customer's
+        (no compaction since this state was built: rows another run of the process
+        superseded are not known here)."""
+        return None if self._superseded_ids is None else sorted(self._superseded_ids)
+
     def compacted(self) -> None:
-        """Superseded rows were deleted."""
+        """The superseded rows of :meth:`compaction_scope` were deleted."""
         self.superseded = 0
+        self._superseded_ids = set()
 
     def _merge(self, rows: Iterable[tuple[str, str, str | None]]) -> None:
         by_customer: dict[str, dict[str, str | None]] = {}

@@ -15,6 +15,7 @@ from tags.live import live_rows
 from tags.transitions import TransitionLog
 from tagsmith.app import build_runtime
 from tagsmith.cli import main
+from tagsmith.live import ServiceIngest
 from tests.serving import project_fixture
 from tests.serving.project_fixture import ServedProject
 
@@ -149,3 +150,43 @@ def test_in_process_writes_reach_tags_without_the_poll(served: ServedProject) ->
         assert _tags(rt, cid)["lifecycle_stage"]["value"] == "active"
     finally:
         rt.stop()
+
+
+def test_the_poll_opens_no_reader_while_this_process_is_mid_micro_batch(
+    served: ServedProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the held connection's close and the write that reopens it, a poll that
+    opened a reader held that write up: it reads through the held connection instead,
+    or skips its turn (for at most HOLD_MAX_S)."""
+    import tags.store as store_module
+    import tagsmith.live as live_module
+
+    store = served.project.tag_store()
+    store.release()
+    opened: list[bool] = []
+    real_open = store_module.open_store
+
+    def counted(*args: object, **kwargs: object) -> object:
+        opened.append(bool(kwargs.get("write")))
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module, "open_store", counted)
+    ingest = ServiceIngest(served.project)
+    try:
+        with store.keep_open():  # a micro-batch of this process between its writes
+            assert not len(ingest.live_rows(1))
+            assert opened == [], "the poll opened the store"
+            with store.held_writer() as con:  # the micro-batch's write opens it
+                con.execute("SELECT 1")
+            assert opened == [True]
+            ingest.live_rows(2)  # read through the held connection
+            assert opened == [True]
+            store.release()
+            monkeypatch.setattr(live_module, "HOLD_MAX_S", 0.0)
+            ingest.live_rows(3)  # skipped for too long: reads as without a micro-batch
+            assert opened == [True, False]
+        # A full reload (cursor 0) is never skipped.
+        ingest.live_rows(0)
+        assert opened == [True, False, False]
+    finally:
+        store.release()

@@ -167,3 +167,36 @@ def test_state_counts_superseded_rows_for_compaction(tmp_path: Path) -> None:
         assert compact_live(con) == state.superseded
     state.compacted()
     assert state.superseded == 0
+
+
+def test_compaction_after_the_first_reads_only_the_customers_whose_rows_were_superseded(
+    tmp_path: Path,
+) -> None:
+    """Compacting every live row groups them all (0.6 s of CPU at 2.4M rows, the
+    tagger's writes waiting): once a state has compacted, the next compaction reads only
+    the customers its writes superseded rows of, and deletes what a full one would."""
+    store = _store(tmp_path / "t.duckdb")
+    before_state = LiveState()  # another run of the process: its rows stay superseded
+    _write(store, [("c1", "stage", "dormant")], before_state, 1)
+    _write(store, [("c1", "stage", "active")], before_state, 2)
+    state = LiveState()
+    _write(store, [("c3", "stage", "active")], state, 3)  # c2 again: its rows superseded
+    assert state.compaction_scope() is None  # nothing known of the rows before this state
+    with store.writer() as con:
+        # c1's two writes before this state (4 rows), c2's first (2).
+        assert compact_live(con, state.compaction_scope()) == 6
+    state.compacted()
+    assert state.compaction_scope() == []
+    _write(store, [("c1", "stage", "churned")], state, 4)  # c1 and c2 again
+    _write(store, [("c4", "stage", "active")], None, 5)  # another writer: c2 and c4
+    _write(store, [("c4", "stage", "dormant")], None, 6)
+    assert state.compaction_scope() == ["c1", "c2"]
+    values = _values(store)
+    with store.writer() as con:
+        # Every superseded row of c1 and c2 (2 + 6, some by the other writer), none of
+        # c4's: the other writer's state has those in its own scope.
+        assert compact_live(con, state.compaction_scope()) == 8
+        assert compact_live(con) == 2
+    assert _values(store) == values
+    with store.writer() as con:
+        assert compact_live(con, []) == 0

@@ -12,7 +12,7 @@ import pytest
 
 from features.crypto import EncryptionKeys, generate_key
 from tags.store import TagStore
-from tags.store_hold import held_of
+from tags.store_hold import batch_in_progress, cursor_if_held, held_of
 
 _READ = (
     "import duckdb, sys\n"
@@ -123,3 +123,48 @@ def test_an_encrypted_store_is_held_in_its_own_catalogue(tmp_path: Path) -> None
         assert con.execute("SELECT count(*) FROM live_segments").fetchone() == (1,)
     with pytest.raises(duckdb.Error):
         duckdb.connect(str(store.path), read_only=True).execute("SELECT * FROM live_segments")
+
+
+def test_a_due_close_under_a_stream_waits_for_the_next_write(tmp_path: Path) -> None:
+    """Busy past max_s, the connection is closed right after the next write (its
+    checkpoint then overlaps the next micro-batch's re-tag), or at max_s / 2 late."""
+    store = TagStore(tmp_path / "tags.duckdb")
+    with store.keep_open():
+        with store.held_writer(idle_s=5.0, max_s=1.0) as con:
+            _insert(con, "a")
+        opened = time.monotonic()
+        time.sleep(1.2)  # due at 1.0 s, no write since
+        assert held_of(store.path) is not None, "closed while a micro-batch was between writes"
+        with store.held_writer(idle_s=5.0, max_s=1.0) as con:
+            _insert(con, "b")
+        wrote = time.monotonic()
+        while held_of(store.path) is not None:
+            assert time.monotonic() - wrote < 0.25, "not closed right after the write"
+            time.sleep(0.01)
+        assert time.monotonic() - opened < 1.5
+        # No write at all: closed anyway, max_s / 2 after due.
+        with store.held_writer(idle_s=5.0, max_s=1.0) as con:
+            _insert(con, "c")
+        opened = time.monotonic()
+        while held_of(store.path) is not None:
+            assert time.monotonic() - opened < 5, "a busy connection was never closed"
+            time.sleep(0.02)
+        assert time.monotonic() - opened >= 1.4
+    assert _other_process_reads(store.path) == "3"
+
+
+def test_cursor_if_held_never_opens_the_file(tmp_path: Path) -> None:
+    store = TagStore(tmp_path / "tags.duckdb")
+    with store.held_writer(idle_s=60.0, max_s=60.0) as con:
+        _insert(con, "a")
+    with cursor_if_held(store.path, timeout_s=5) as con:
+        assert con is not None
+        assert con.execute("SELECT count(*) FROM live_segments").fetchone() == (1,)
+    store.release()
+    with cursor_if_held(store.path, timeout_s=5) as con:
+        assert con is None
+        # Nothing of this process holds the file: another process can open it.
+        assert _other_process_reads(store.path) == "1"
+    assert not batch_in_progress(store.path)
+    with store.keep_open():
+        assert batch_in_progress(store.path)
