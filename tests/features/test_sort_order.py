@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.coding import customer_time_sorted
+from features.coding import customer_time_sorted, sorted_hashes
 from features.schema import EVENT_COLUMNS
 from features.store_files import customer_time_order, sorted_by_rank, sorted_events
 
@@ -192,3 +192,25 @@ def test_range_sort_equals_a_stable_lexsort(drawn: tuple[np.ndarray, np.ndarray]
     order = customer_time_order(table)
     by_ids = table if order is None else table.take(pa.array(order))
     assert by_ids.equals(_arrow_sorted(table))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["random", "shared top bits", "few values", "sorted", "reversed"]),
+    st.integers(0, 40_000),
+    st.integers(0, 2**32),
+)
+def test_sorted_hashes_equal_a_plain_sort(kind: str, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, 2**64, n, dtype=np.uint64)
+    if kind == "shared top bits":  # one bucket: the slow path, still in order
+        hashes >>= np.uint64(20)
+    elif kind == "few values":
+        hashes = hashes[rng.integers(0, 3, n)] if n else hashes
+    elif kind in ("sorted", "reversed"):
+        hashes = np.sort(hashes)[:: 1 if kind == "sorted" else -1]
+    before = hashes.copy()
+    got = sorted_hashes(hashes)
+    assert got.dtype == np.uint64
+    assert np.array_equal(got, np.sort(before))
+    assert np.array_equal(hashes, before)  # the input is left as it was
