@@ -36,6 +36,7 @@ __all__ = [
     "read_store_parquet",
     "sorted_by_rank",
     "sorted_events",
+    "take_column",
 ]
 
 # Dictionary pages only for the columns with few distinct values: for ids, times and
@@ -108,16 +109,27 @@ def _taken(
             return given[name]
         if name in _FEW_VALUES and pa.types.is_large_string(column.type):
             return _take_few(column, rows)
-        return column.take(rows)
+        return take_column(column, rows)
 
     with ThreadPoolExecutor(_TAKE_WORKERS, thread_name_prefix="tagsmith-sort") as pool:
         columns = list(pool.map(take, events.column_names, events.columns))
     return pa.Table.from_arrays(columns, schema=events.schema)
 
 
+def take_column(column: pa.ChunkedArray | pa.Array, rows: pa.Array) -> pa.Array | pa.ChunkedArray:
+    """``column.take(rows)``; a column of nulls only (events without product or order
+    ids) is made anew: gathering its offsets cost 3.3 ms per 735k rows, as much as a
+    column of numbers."""
+    if column.null_count == len(column):
+        return pa.nulls(len(rows), column.type)
+    return column.take(rows)
+
+
 def _take_few(column: pa.ChunkedArray, rows: pa.Array) -> pa.Array | pa.ChunkedArray:
     """``column.take(rows)`` through a dictionary when the column has few distinct
     values (a quarter of its rows or fewer), else the plain gather."""
+    if column.null_count == len(column):
+        return take_column(column, rows)
     whole = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     coded = pc.dictionary_encode(whole)
     if len(coded.dictionary) * 4 > max(len(whole), 1):
