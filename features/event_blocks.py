@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.checks import repeat_rows
+from features.coding import sorted_hashes
 from features.errors import FactFileError
 from features.id_index import IdIndex
 from features.io import RawTable
@@ -231,7 +232,7 @@ class EventBlocks:
         # Sorted once for the repeats in the block and for the spill's lookups (two sorts
         # of the same hashes cost 40 ms a block each); here, not in prepare(), which is
         # the longest of the three stages (the sort releases the GIL either way).
-        ordered = np.sort(block.hashes)
+        ordered = sorted_hashes(block.hashes)
         if block.fresh is not None:
             self._add_created(canon.loc[block.fresh, ["customer_id", "occurred_at"]])
         kept = self._duplicates(canon, block.table, candidates, rejects, block.hashes, ordered)

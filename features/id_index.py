@@ -28,6 +28,8 @@ _MASKS = np.array(
 )
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX = np.uint64(0xBF58476D1CE4E5B9)
+# One slot of the table: the key held there and the indexed id's position (-1: free).
+_SLOT = np.dtype([("key", np.uint64), ("position", np.int64)])
 
 
 class IdIndex:
@@ -43,8 +45,10 @@ class IdIndex:
         bits = max(4, int(len(keys) * 2 - 1).bit_length())  # load factor <= 1/2
         self._size = 1 << bits
         self._shift = np.uint64(64 - bits)
-        self._keys = np.zeros(self._size, dtype=np.uint64)
-        self._slots = np.full(self._size, -1, dtype=np.int64)
+        # Each slot's key and position side by side: a probe reads both from one cache
+        # line (two arrays cost two misses a probe: 45 ms instead of 25 ms per 735k ids).
+        self._table = np.zeros(self._size, dtype=_SLOT)
+        self._table["position"] = -1
         self._insert(keys)
 
     @classmethod
@@ -88,25 +92,32 @@ class IdIndex:
         """Linear probing, vectorised: each round, the keys whose slot is free claim it
         (one winner per slot) and the others move on to the next slot."""
         mask = self._size - 1
+        slots, held_keys = self._table["position"], self._table["key"]
         slot = self._home(keys)
         position = np.arange(len(keys), dtype=np.int64)
         while len(slot):
-            free = self._slots[slot] < 0
+            free = slots[slot] < 0
             claim, by = slot[free], position[free]
-            self._slots[claim] = by
+            slots[claim] = by
             won = np.zeros(len(slot), dtype=bool)
-            won[free] = self._slots[claim] == by
-            self._keys[claim[won[free]]] = keys[by[won[free]]]
+            won[free] = slots[claim] == by
+            held_keys[claim[won[free]]] = keys[by[won[free]]]
             slot, position = (slot[~won] + 1) & mask, position[~won]
 
     def _probe(self, keys: np.ndarray) -> np.ndarray:
         mask = self._size - 1
-        found = np.full(len(keys), -1, dtype=np.int64)
         slot = self._home(keys)
-        pending = np.arange(len(keys), dtype=np.int64)
+        # The first round covers every key (most are found there): no index arrays.
+        pair = self._table[slot]
+        held = pair["position"]
+        hit = (held >= 0) & (pair["key"] == keys)
+        found = np.where(hit, held, -1)
+        go_on = (held >= 0) & ~hit
+        pending, slot = np.flatnonzero(go_on), (slot[go_on] + 1) & mask
         while len(pending):
-            held = self._slots[slot]
-            hit = (held >= 0) & (self._keys[slot] == keys[pending])
+            pair = self._table[slot]
+            held = pair["position"]
+            hit = (held >= 0) & (pair["key"] == keys[pending])
             found[pending[hit]] = held[hit]
             go_on = (held >= 0) & ~hit
             pending, slot = pending[go_on], (slot[go_on] + 1) & mask

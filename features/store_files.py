@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from features.coding import COUNTING_MIN_FILL, counting_order
 from features.crypto import EncryptionKeys, parquet_source, read_parquet_schema, write_parquet
 from features.errors import StoreError
 from features.io import file_sha256
@@ -35,6 +36,7 @@ __all__ = [
     "read_store_parquet",
     "sorted_by_rank",
     "sorted_events",
+    "take_column",
 ]
 
 # Dictionary pages only for the columns with few distinct values: for ids, times and
@@ -107,16 +109,27 @@ def _taken(
             return given[name]
         if name in _FEW_VALUES and pa.types.is_large_string(column.type):
             return _take_few(column, rows)
-        return column.take(rows)
+        return take_column(column, rows)
 
     with ThreadPoolExecutor(_TAKE_WORKERS, thread_name_prefix="tagsmith-sort") as pool:
         columns = list(pool.map(take, events.column_names, events.columns))
     return pa.Table.from_arrays(columns, schema=events.schema)
 
 
+def take_column(column: pa.ChunkedArray | pa.Array, rows: pa.Array) -> pa.Array | pa.ChunkedArray:
+    """``column.take(rows)``; a column of nulls only (events without product or order
+    ids) is made anew: gathering its offsets cost 3.3 ms per 735k rows, as much as a
+    column of numbers."""
+    if column.null_count == len(column):
+        return pa.nulls(len(rows), column.type)
+    return column.take(rows)
+
+
 def _take_few(column: pa.ChunkedArray, rows: pa.Array) -> pa.Array | pa.ChunkedArray:
     """``column.take(rows)`` through a dictionary when the column has few distinct
     values (a quarter of its rows or fewer), else the plain gather."""
+    if column.null_count == len(column):
+        return take_column(column, rows)
     whole = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     coded = pc.dictionary_encode(whole)
     if len(coded.dictionary) * 4 > max(len(whole), 1):
@@ -169,9 +182,10 @@ def _rank_time_order(rank: np.ndarray, micros: np.ndarray) -> np.ndarray | None:
 
 
 def _packed_order(rank: np.ndarray, micros: np.ndarray) -> np.ndarray | None:
-    """Stable order by (rank, time) through one sort of int64 keys, or ``None`` when
+    """Stable order by (rank, time) through a sort of int64 keys, or ``None`` when
     rank and time do not fit in 63 bits (microseconds, or whole seconds when every time
-    is one)."""
+    is one). The keys are sorted after a counting sort by rank when the ranks are dense
+    enough for one (:data:`features.coding.COUNTING_MIN_FILL`)."""
     rel = micros - micros.min()
     rank_bits = int(rank.max()).bit_length()
     if rank_bits + int(rel.max()).bit_length() > 63:
@@ -182,7 +196,16 @@ def _packed_order(rank: np.ndarray, micros: np.ndarray) -> np.ndarray | None:
     del rel
     # Stable: equal keys (same customer, same time) keep the file order. numpy's stable
     # int64 argsort costs what its quicksort does, and no second sort of the ties.
-    return np.argsort(key, kind="stable")
+    n_ranks = int(rank.max()) + 1
+    if len(rank) * COUNTING_MIN_FILL < n_ranks:
+        return np.argsort(key, kind="stable")
+    # Rows grouped by customer first (a counting sort, stable, linear), then the keys
+    # sorted in that order: numpy's stable sort finds the ordered runs, so only each
+    # customer's few events are really sorted. 56 ms instead of 166 ms for 1.67M events
+    # of 83k customers in random order (one range of a 20M import); a customer with
+    # most of the rows in random time order costs one more counting pass than before.
+    by_rank, _ = counting_order(rank, n_ranks)
+    return by_rank[np.argsort(key[by_rank], kind="stable")]
 
 
 def _arrow_order(events: pa.Table) -> np.ndarray:

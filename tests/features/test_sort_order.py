@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from features.coding import customer_time_sorted
+from features.coding import customer_time_sorted, sorted_hashes
 from features.schema import EVENT_COLUMNS
 from features.store_files import customer_time_order, sorted_by_rank, sorted_events
 
@@ -153,3 +155,62 @@ def test_ids_read_by_rank_and_few_valued_columns_equal_the_plain_gather(distinct
     assert got.equals(_arrow_sorted(table))
     assert sorted_by_rank(table, picked, ids_by_rank=ids_by_rank).equals(_arrow_sorted(table))
     assert sorted_by_rank(table, picked).equals(_arrow_sorted(table))
+
+
+@st.composite
+def _ranked_events(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    """Customer ranks and microsecond times of a range's rows, random or adversarial:
+    dense or sparse ranks (the counting sort and its fallback), one customer, few
+    distinct times (ties that must keep the file order), whole seconds or not, spans
+    too wide to pack, rows already sorted, reversed or grouped."""
+    n = draw(st.integers(2, 400))
+    ranks = draw(st.sampled_from(["dense", "sparse", "one", "few"]))
+    high = {"dense": n // 3 + 1, "sparse": n * 50, "one": 0, "few": 2}[ranks]
+    rank = np.array(draw(st.lists(st.integers(0, high), min_size=n, max_size=n)), np.int64)
+    times = draw(st.sampled_from(["ties", "seconds", "micros", "too wide"]))
+    high_t = {"ties": 3, "seconds": 10**4, "micros": 10**12, "too wide": 2**62}[times]
+    micros = np.array(draw(st.lists(st.integers(0, high_t), min_size=n, max_size=n)), np.int64)
+    if times == "seconds":
+        micros *= 10**6
+    arrival = draw(st.sampled_from(["as drawn", "sorted", "reversed", "grouped"]))
+    if arrival != "as drawn":
+        order = np.lexsort((micros, rank))
+        order = order[::-1] if arrival == "reversed" else order
+        if arrival == "grouped":  # by customer, times out of order inside each
+            order = np.argsort(rank, kind="stable")
+        rank, micros = rank[order], micros[order]
+    return rank, micros
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ranked_events())
+def test_range_sort_equals_a_stable_lexsort(drawn: tuple[np.ndarray, np.ndarray]) -> None:
+    rank, micros = drawn
+    table = _events([f"K{r}" for r in rank], micros - micros.min() + 1_600_000_000 * 10**6)
+    want = table.take(pa.array(np.lexsort((micros, rank))))
+    assert sorted_by_rank(table, rank + 5).equals(want)  # ties in file order: amount
+    order = customer_time_order(table)
+    by_ids = table if order is None else table.take(pa.array(order))
+    assert by_ids.equals(_arrow_sorted(table))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["random", "shared top bits", "few values", "sorted", "reversed"]),
+    st.integers(0, 40_000),
+    st.integers(0, 2**32),
+)
+def test_sorted_hashes_equal_a_plain_sort(kind: str, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, 2**64, n, dtype=np.uint64)
+    if kind == "shared top bits":  # one bucket: the slow path, still in order
+        hashes >>= np.uint64(20)
+    elif kind == "few values":
+        hashes = hashes[rng.integers(0, 3, n)] if n else hashes
+    elif kind in ("sorted", "reversed"):
+        hashes = np.sort(hashes)[:: 1 if kind == "sorted" else -1]
+    before = hashes.copy()
+    got = sorted_hashes(hashes)
+    assert got.dtype == np.uint64
+    assert np.array_equal(got, np.sort(before))
+    assert np.array_equal(hashes, before)  # the input is left as it was
