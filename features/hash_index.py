@@ -18,7 +18,7 @@ still holds the rows it was written with. A store write that replaces a file wit
 index removes the old index in the same commit; an encrypted store keeps none (hashes of
 a few columns' values are guessable).
 
-Layout: a JSON header line (padded to 8 bytes), then the filter's words (a large index
+Layout: a JSON header line (padded to 4096 bytes), then the filter's words (a large index
 only), then the sorted runs of uint64 hashes, one per import block.
 """
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,19 +38,21 @@ import pyarrow.parquet as pq
 
 __all__ = [
     "INDEX_SUFFIX",
+    "IndexCommit",
     "RowHashIndex",
     "SeenFilter",
     "index_path",
-    "index_renames",
     "indexes_of",
     "merged",
     "read_index",
     "schema_signature",
+    "set_index_rows",
     "write_index",
 ]
 
 INDEX_SUFFIX = ".rowhashes"
 _FORMAT = "tagsmith-row-hashes-1"
+_HEADER_BYTES = 4096
 # Up to this many hashes an index is one sorted run without a filter (sorting 4M hashes
 # costs ~0.3 s); a larger one keeps its import's sorted blocks and the import's filter.
 SINGLE_RUN_MAX = 4_000_000
@@ -159,22 +162,42 @@ def index_path(events_file: Path) -> Path:
     return events_file.with_name(events_file.name + INDEX_SUFFIX)
 
 
-def write_index(index: RowHashIndex, path: Path, rows: int) -> None:
-    """Write ``index`` to ``path`` for an events file of ``rows`` rows."""
-    header = {
-        "format": _FORMAT,
-        "duckdb": duckdb.__version__,
-        "schema": index.schema,
-        "rows": rows,
-        "runs": [len(r) for r in index.runs],
-        "words": 0 if index.words is None else len(index.words),
-    }
-    text = json.dumps(header).encode("utf-8")
-    text += b" " * (-(len(text) + 1) % 8) + b"\n"
+def write_index(index: RowHashIndex, path: Path, rows: int | None) -> None:
+    """Write ``index`` to ``path`` for an events file of ``rows`` rows (``None``: not
+    known yet, see :func:`set_index_rows`; such an index is never trusted)."""
     with path.open("wb") as out:
-        out.write(text)
+        out.write(_header(index, rows))
         for array in ([] if index.words is None else [index.words]) + list(index.runs):
             out.write(np.ascontiguousarray(array, dtype=np.uint64).data)
+
+
+def set_index_rows(path: Path, rows: int) -> None:
+    """Record in the index at ``path`` the rows of the events file it describes."""
+    with path.open("r+b") as out:
+        header = json.loads(out.readline(_HEADER_BYTES))
+        out.seek(0)
+        out.write(_header_bytes(header | {"rows": rows}))
+
+
+def _header(index: RowHashIndex, rows: int | None) -> bytes:
+    return _header_bytes(
+        {
+            "format": _FORMAT,
+            "duckdb": duckdb.__version__,
+            "schema": index.schema,
+            "rows": rows,
+            "runs": [len(r) for r in index.runs],
+            "words": 0 if index.words is None else len(index.words),
+        }
+    )
+
+
+def _header_bytes(header: dict[str, object]) -> bytes:
+    """A JSON line of a fixed size (the rows are filled in after the file is written)."""
+    text = json.dumps(header).encode("utf-8")
+    if len(text) >= _HEADER_BYTES:
+        raise ValueError(f"Expected an index header under {_HEADER_BYTES} bytes. Got {len(text)}.")
+    return text + b" " * (_HEADER_BYTES - 1 - len(text)) + b"\n"
 
 
 def read_index(path: Path, rows: int) -> RowHashIndex | None:
@@ -182,10 +205,11 @@ def read_index(path: Path, rows: int) -> RowHashIndex | None:
     DuckDB version; ``None`` when missing or not trusted (its rows are mapped, not read)."""
     try:
         with path.open("rb") as handle:
-            line = handle.readline(1 << 20)
+            line = handle.readline(_HEADER_BYTES)
         header = json.loads(line)
         if (
-            header.get("format") != _FORMAT
+            len(line) != _HEADER_BYTES
+            or header.get("format") != _FORMAT
             or header.get("duckdb") != duckdb.__version__
             or header.get("rows") != rows
         ):
@@ -220,25 +244,52 @@ def indexes_of(paths: Sequence[Path]) -> list[RowHashIndex | None]:
     return [read_index(index_path(p), pq.read_metadata(p).num_rows) for p in paths]
 
 
-def index_renames(
-    index: RowHashIndex | None,
-    written: Sequence[tuple[Path, Path]],
-    removed: Sequence[Path],
-    temp_for: Callable[[Path], Path],
-) -> list[tuple[Path | None, Path]]:
-    """A store commit's index files: ``index`` written (through ``temp_for``) beside the
-    one events file written (``(temp, final)`` pairs), or, without one, the old index
-    of each replaced file dropped; the indexes of ``removed`` files dropped too.
+class IndexCommit:
+    """A store commit's index files, on a thread of their own while the events file is
+    written (192 MiB for 20M events: 0.15-0.3 s of writing, done beside the events).
 
-    Returns:
-        ``(None, path)`` for each index to remove with the commit (``temp_for``
-        registers the written one).
+    ``index`` goes beside the one events file written (``(temp, final)`` pairs, the
+    index's temp name from ``temp_for``); without one, the old index of each replaced
+    file is dropped, and the indexes of ``removed`` files are dropped either way.
+    Use as a context manager (the thread is joined on leaving), then :meth:`finish`.
     """
-    drop: list[tuple[Path | None, Path]] = []
-    for tmp, final in written:
-        if index is not None and len(written) == 1:
-            write_index(index, temp_for(index_path(final)), pq.read_metadata(tmp).num_rows)
-        elif index_path(final).exists():
-            drop.append((None, index_path(final)))
-    drop.extend((None, index_path(p)) for p in removed if index_path(p).exists())
-    return drop
+
+    def __init__(
+        self,
+        index: RowHashIndex | None,
+        written: Sequence[tuple[Path, Path]],
+        removed: Sequence[Path],
+        temp_for: Callable[[Path], Path],
+    ) -> None:
+        self._drops: list[tuple[Path | None, Path]] = []
+        self._files: tuple[Path, Path] | None = None
+        for tmp, final in written:
+            if index is not None and len(written) == 1:
+                self._files = (tmp, temp_for(index_path(final)))
+            elif index_path(final).exists():
+                self._drops.append((None, index_path(final)))
+        self._drops.extend((None, index_path(p)) for p in removed if index_path(p).exists())
+        self._index = index
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tagsmith-row-hashes")
+        self._job: Future[None] | None = None
+
+    def __enter__(self) -> IndexCommit:
+        if self._index is not None and self._files is not None:
+            self._job = self._pool.submit(write_index, self._index, self._files[1], None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)
+
+    def finish(self) -> list[tuple[Path | None, Path]]:
+        """Complete the written index with its events file's rows (once that is
+        written); the indexes to remove with the commit, as ``(None, path)``.
+
+        Raises:
+            OSError: The index could not be written.
+        """
+        if self._job is not None and self._files is not None:
+            self._job.result()
+            events_tmp, index_tmp = self._files
+            set_index_rows(index_tmp, pq.read_metadata(events_tmp).num_rows)
+        return self._drops

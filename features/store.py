@@ -44,7 +44,7 @@ from filelock import FileLock, Timeout
 
 from features.crypto import EncryptionKeys, read_parquet
 from features.errors import StoreError
-from features.hash_index import RowHashIndex, index_renames, indexes_of, merged
+from features.hash_index import IndexCommit, RowHashIndex, indexes_of, merged
 from features.io import file_sha256
 from features.schema import (
     EVENT_COLUMNS,
@@ -483,19 +483,22 @@ class FactStore:
             # while the events are written here (an import's sorted write: 0.3 s of a
             # 20M-event import that had one core idle). Both are joined before anything
             # is published; the fingerprint hashes the files in the same order as ever.
-            with ThreadPoolExecutor(1, thread_name_prefix="tagsmith-customers") as pool:
+            written = [(temp_for(final), final) for _, final in event_files]
+            gone = self.segment_paths() if events is not None else []
+            with (
+                ThreadPoolExecutor(1, thread_name_prefix="tagsmith-customers") as pool,
+                # An encrypted store keeps no hashes (a few columns' values are guessable).
+                IndexCommit(None if self.keys else hashes, written, gone, temp_for) as indexed,
+            ):
                 customers_sha = pool.submit(
                     lambda: self._write(arrow_table(customers), customers_tmp, {})
                 )
-                written = [(temp_for(final), final) for _, final in event_files]
                 event_shas = [
                     self._write(table, tmp, EVENT_ENCODING)
                     for (table, _), (tmp, _) in zip(event_files, written, strict=True)
                 ]
                 customers_digest = customers_sha.result()
-            gone = self.segment_paths() if events is not None else []
-            # An encrypted store keeps no hashes (a few columns' values are guessable).
-            renames += index_renames(None if self.keys else hashes, written, gone, temp_for)
+            renames += indexed.finish()
             if unchanged and self.customers_path.is_file():
                 # Nothing added (a re-import): the fingerprint stays what it was.
                 unchanged = customers_digest == file_sha256(self.customers_path)

@@ -7,8 +7,10 @@ import json
 import uuid
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -75,15 +77,15 @@ def hashed_files(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     hashed: list[Path] = []
     real = StoredKeys._add_file
 
-    def spy(self: StoredKeys, con: object, number: int, path: Path) -> None:
+    def spy(self: StoredKeys, con: duckdb.DuckDBPyConnection, number: int, path: Path) -> None:
         hashed.append(path)
-        real(self, con, number, path)  # type: ignore[arg-type]
+        real(self, con, number, path)
 
     monkeypatch.setattr(StoredKeys, "_add_file", spy)
     return hashed
 
 
-def _block_schema() -> object:
+def _block_schema() -> pa.Schema:
     """The schema an import block hashes its candidate rows in."""
     return arrow_table(check_events(empty_events())).schema
 
@@ -93,7 +95,7 @@ def _assert_indexes_hold_every_stored_row(store: FactStore) -> None:
     for path in store.event_paths():
         index = read_index(index_path(path), pq.read_metadata(path).num_rows)
         assert index is not None, path
-        assert index.schema == schema_signature(schema)  # type: ignore[arg-type]
+        assert index.schema == schema_signature(schema)
         stored = pq.read_table(path).select(list(EVENT_COLUMNS)).cast(schema)
         hashes = np.unique(row_hashes(stored, list(EVENT_COLUMNS)))
         assert index.found(hashes).all(), path
@@ -126,7 +128,7 @@ def test_duplicates_found_through_the_index_are_those_found_without_it(
 
     def read_groups(self: pq.ParquetFile, groups: list[int], **kwargs: object) -> object:
         groups_read.append(len(groups))
-        return real_read(self, groups, **kwargs)  # type: ignore[arg-type]
+        return real_read(self, groups, **kwargs)
 
     for mode in ("indexed", "plain"):
         root = tmp_path / mode
@@ -147,6 +149,7 @@ def test_duplicates_found_through_the_index_are_those_found_without_it(
             assert 0 < sum(groups_read) <= 2 * 11
         else:
             assert hashed_files == stored_files
+        assert report.quarantine_path is not None
         quarantine = pd.read_csv(report.quarantine_path, dtype=str, keep_default_na=False)
         assert (quarantine["message"] == "exact duplicate of an event already stored").sum() == 11
         events = store.load_events().astype(str)
@@ -184,12 +187,12 @@ def test_indexes_hold_every_stored_row_through_appends_and_a_compaction(
     # Large enough for the filter and a run per block.
     monkeypatch.setattr(hash_index_module, "SINGLE_RUN_MAX", 200)
     args = {"segment_min_rows": 1, "max_segments": 2}
-    _import(tmp_path, _rows(600, 0), **args)
-    _import(tmp_path, _rows(100, 10_000), **args)
-    _, store = _import(tmp_path, _rows(300, 20_000), **args)
+    _import(tmp_path, _rows(600, 0), keys=None, **args)
+    _import(tmp_path, _rows(100, 10_000), keys=None, **args)
+    _, store = _import(tmp_path, _rows(300, 20_000), keys=None, **args)
     assert len(store.segment_paths()) == 2
     _assert_indexes_hold_every_stored_row(store)
-    report, store = _import(tmp_path, _rows(50, 30_000) + _rows(600, 0)[:3], **args)
+    report, store = _import(tmp_path, _rows(50, 30_000) + _rows(600, 0)[:3], keys=None, **args)
     assert store.segment_paths() == []  # compacted: one file, one index
     assert sorted(p.name for p in (tmp_path / "facts").glob("*.rowhashes")) == [
         "events.parquet.rowhashes"
@@ -211,8 +214,7 @@ def test_a_rewrite_without_hashes_drops_the_index_and_a_stale_one_is_not_trusted
     assert read_index(index, 399) is None  # another file's rows
     header, _, rest = index.read_bytes().partition(b"\n")
     other = json.loads(header) | {"duckdb": "0.0.1"}
-    text = json.dumps(other).encode()
-    index.write_bytes(text + b" " * (-(len(text) + 1) % 8) + b"\n" + rest)
+    index.write_bytes(json.dumps(other).encode().ljust(len(header)) + b"\n" + rest)
     assert read_index(index, 400) is None  # hashed by another DuckDB
     hashed_files.clear()
     report, store = _import(tmp_path, base[:5] + _rows(10, 5000), segment_min_rows=1)
