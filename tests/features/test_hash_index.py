@@ -25,6 +25,7 @@ from features.hash_index import (
     index_path,
     read_index,
     schema_signature,
+    sorted_distinct,
     write_index,
 )
 from features.importer import ImportReport, import_facts
@@ -260,3 +261,14 @@ def test_an_index_finds_exactly_its_hashes_after_a_round_trip(
     path.write_bytes(path.read_bytes()[:-8])  # cut short
     assert read_index(path, rows=1600) is None
     assert read_index(tmp_path / "nothing" / "x.rowhashes", rows=1) is None
+
+
+def test_sorted_distinct_is_numpy_unique() -> None:
+    rng = np.random.default_rng(2)
+    for values in (
+        np.zeros(0, dtype=np.uint64),
+        np.array([7], dtype=np.uint64),
+        rng.integers(0, 40, 500).astype(np.uint64),
+        rng.integers(0, 2**63, 500).astype(np.uint64),
+    ):
+        assert np.array_equal(sorted_distinct(values), np.unique(values))
