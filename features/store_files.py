@@ -68,6 +68,9 @@ IMPORT_LOG_COLUMNS = (
 # Past this share of a store's row groups, the stored events of rows whose hash is found
 # come from the hashed keys of every file (a re-import: every row found) instead.
 _FEW_GROUPS = 0.25
+# Past this many found rows the hashed keys answer without listing their customers first
+# (a block of a re-imported file: every row found).
+_FEW_ROWS = 100_000
 
 # Columns are gathered on both cores: Arrow's take releases the GIL, and the gather of
 # the text columns is the larger half of sorting an import's events.
@@ -344,7 +347,7 @@ class StoredKeys:
                 if not hit.any():
                     return read_parquet_schema(self.paths[0], self.keys).empty_table()
                 wanted = wanted.filter(pa.array(hit))
-                few = self._of_customers(wanted)
+                few = self._of_customers(wanted) if len(wanted) <= _FEW_ROWS else None
                 if few is not None:
                     return few
         con = self._index()

@@ -18,6 +18,7 @@ import features.chunks as chunks_module
 import features.hash_index as hash_index_module
 import features.spill as spill_module
 import features.store as store_module
+import features.store_files as store_files_module
 from features import FactsConfig
 from features.crypto import EncryptionKeys, generate_key
 from features.hash_index import (
@@ -162,9 +163,23 @@ def test_duplicates_found_through_the_index_are_those_found_without_it(
     assert outcomes["indexed"] == outcomes["plain"]
 
 
+@pytest.mark.parametrize("few_rows", [100_000, 10])
 def test_a_reimport_of_a_whole_file_falls_back_to_the_hashed_keys(
-    tmp_path: Path, small_groups: None, hashed_files: list[Path]
+    tmp_path: Path,
+    small_groups: None,
+    hashed_files: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+    few_rows: int,
 ) -> None:
+    monkeypatch.setattr(store_files_module, "_FEW_ROWS", few_rows)
+    listed: list[int] = []
+    real = StoredKeys._of_customers
+
+    def listing(self: StoredKeys, wanted: pa.Table) -> pa.Table | None:
+        listed.append(len(wanted))
+        return real(self, wanted)
+
+    monkeypatch.setattr(StoredKeys, "_of_customers", listing)
     base = _rows(2000, 0)
     _import(tmp_path, base, segment_min_rows=1)
     _, store = _import(tmp_path, _rows(1000, 10_000), segment_min_rows=1)
@@ -175,6 +190,8 @@ def test_a_reimport_of_a_whole_file_falls_back_to_the_hashed_keys(
     assert hashed_files == stored_files
     assert report.events_added == 0
     assert report.files[-1].quarantined == {"duplicate": 2000}
+    # Past the cap the customers of the found rows are not even listed.
+    assert listed == ([] if few_rows == 10 else [2000])
 
 
 @pytest.mark.parametrize("streamed", [False, True])
