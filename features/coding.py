@@ -26,6 +26,7 @@ __all__ = [
     "dictionary_codes",
     "first_of_order",
     "micros",
+    "rank_time_order",
     "short_id_codes",
     "short_id_keys",
     "sorted_hashes",
@@ -516,3 +517,40 @@ def customer_time_sorted(
 def micros(values: pd.Series) -> np.ndarray:
     """Microseconds since the epoch of a UTC timestamp column (no copy when possible)."""
     return np.asarray(values.to_numpy(dtype="datetime64[us]")).view(_I64)
+
+
+def rank_time_order(rank: np.ndarray, micros: np.ndarray) -> np.ndarray | None:
+    """The stable order by (rank, time); ``None`` when the rows are in it already."""
+    step = np.diff(rank)
+    if int(step.min()) >= 0 and not np.any((step == 0) & (np.diff(micros) < 0)):
+        return None
+    del step
+    order = _packed_order(rank, micros)
+    return order if order is not None else np.lexsort((micros, rank))
+
+
+def _packed_order(rank: np.ndarray, micros: np.ndarray) -> np.ndarray | None:
+    """Stable order by (rank, time) through a sort of int64 keys, or ``None`` when
+    rank and time do not fit in 63 bits (microseconds, or whole seconds when every time
+    is one). The keys are sorted after a counting sort by rank when the ranks are dense
+    enough for one (:data:`COUNTING_MIN_FILL`)."""
+    rel = micros - micros.min()
+    rank_bits = int(rank.max()).bit_length()
+    if rank_bits + int(rel.max()).bit_length() > 63:
+        rel, fraction = np.divmod(rel, 1_000_000)
+        if fraction.any() or rank_bits + int(rel.max()).bit_length() > 63:
+            return None
+    key = (rank << int(rel.max()).bit_length()) | rel
+    del rel
+    # Stable: equal keys (same customer, same time) keep the file order. numpy's stable
+    # int64 argsort costs what its quicksort does, and no second sort of the ties.
+    n_ranks = int(rank.max()) + 1
+    if len(rank) * COUNTING_MIN_FILL < n_ranks:
+        return np.argsort(key, kind="stable")
+    # Rows grouped by customer first (a counting sort, stable, linear), then the keys
+    # sorted in that order: numpy's stable sort finds the ordered runs, so only each
+    # customer's few events are really sorted. 56 ms instead of 166 ms for 1.67M events
+    # of 83k customers in random order (one range of a 20M import); a customer with
+    # most of the rows in random time order costs one more counting pass than before.
+    by_rank, _ = counting_order(rank, n_ranks)
+    return by_rank[np.argsort(key[by_rank], kind="stable")]

@@ -45,6 +45,7 @@ from features.schema import (
     check_events,
 )
 from features.spill import EventSpill, filter_rows, row_hashes
+from features.store_files import StoredRows
 from features.validation import (
     Dedupe,
     erased_ids,
@@ -114,7 +115,9 @@ class EventBlocks:
         now: The import time.
         customers: Known customers (``customer_id``, ``signup_at``).
         stored_events: Returns the stored events sharing a ``(customer_id,
-            occurred_at)`` pair with the keys it is given.
+            occurred_at)`` pair with the keys it is given (given the rows' hashes and
+            their table's schema too, it may leave out events no row can equal; see
+            :meth:`features.store_files.StoredKeys.matching`).
         mapping: ``target -> source`` columns.
         event_type: Constant event type for files without that column.
         date_format: ``strptime`` format of ``occurred_at``.
@@ -133,7 +136,7 @@ class EventBlocks:
         config: FactsConfig,
         now: pd.Timestamp,
         customers: pd.DataFrame,
-        stored_events: Callable[[pa.Table], pa.Table | None] | None,
+        stored_events: StoredRows | None,
         mapping: dict[str, str],
         event_type: str | None,
         date_format: str | None,
@@ -390,7 +393,8 @@ class EventBlocks:
             )
         stored = None
         if self.stored_events is not None and n_rows:
-            stored = self.stored_events(table.select(["customer_id", "occurred_at"]))
+            keys = table.select(["customer_id", "occurred_at"])
+            stored = self.stored_events(keys, hashes, table.schema)
             if stored is not None and stored.num_rows:
                 aligned = stored.select(list(EVENT_COLUMNS)).cast(table.schema)
                 maybe |= _among(hashes, row_hashes(aligned, list(EVENT_COLUMNS), self._commit_con))

@@ -41,7 +41,7 @@ from features.schema import (
 )
 from features.spill import EventSpill
 from features.store import FactStore
-from features.store_files import StoredKeys
+from features.store_files import StoredKeys, StoredRows
 from features.validation import Dedupe, empty_events, validate_customers
 
 __all__ = ["ImportReport", "SourceOptions", "import_facts"]
@@ -246,6 +246,7 @@ def import_facts(
         store.add(
             customers=pd.concat([stored_customers, new_customers], ignore_index=True),
             new_events=_new_events(spill),
+            hashes=spill.hash_index(),
             log_entries=_log_entries(
                 files, import_id=import_id, now=now, quarantine=quarantine_path, derived=derived
             ),
@@ -367,7 +368,7 @@ def _validate_event_files(
     config: FactsConfig,
     now: pd.Timestamp,
     known: list[pd.DataFrame],
-    stored_events: Callable[[pa.Table], pa.Table | None],
+    stored_events: StoredRows,
     derive: bool,
     erased: Callable[[pd.Series], np.ndarray] | None,
     spill: EventSpill,

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from features.coding import sorted_hashes as hashes_in_order
 from features.crypto import EncryptionKeys, open_bytes, parquet_source
+from features.hash_index import RowHashIndex, SeenFilter, schema_signature, sorted_distinct
 from features.pipeline import Behind
 from features.schema import EVENT_COLUMNS
 from features.store_files import (
@@ -129,7 +130,8 @@ class EventSpill:
         self._known_range: np.ndarray | None = None
         self._known_rank: np.ndarray | None = None
         self._ids_by_rank: pa.Array | None = None
-        self._seen = _SeenFilter()
+        self._seen = SeenFilter()
+        self._hashed: set[str] = set()  # schema signatures of the tables hashed
         self._memory: list[pa.Table | None] = []  # per block, until spilled
         self._files: list[list[Path]] = []  # per block, once spilled
         self._old: list[Path] = []  # stored events put before the new ones
@@ -176,6 +178,7 @@ class EventSpill:
         hashes already sorted."""
         if self.schema is None:
             self.schema = table.schema
+        self._hashed.add(schema_signature(table.schema))
         mask = pa.array(ok, pa.bool_())
         table = table.cast(self.schema).append_column("_ok", mask)
         table = table.append_column("_hash", pa.array(hashes, pa.uint64()))
@@ -215,7 +218,7 @@ class EventSpill:
         maybe = self._seen.maybe(hashes)
         if not maybe.any():
             return None
-        wanted = np.unique(hashes[maybe])
+        wanted = sorted_distinct(hashes[maybe])
         parts = []
         for block, known in enumerate(self._hashes):
             if not len(known):
@@ -232,6 +235,15 @@ class EventSpill:
         if not parts:
             return None
         return pa.concat_tables(parts)
+
+    def hash_index(self) -> RowHashIndex | None:
+        """The hashes of every candidate row added (a superset of the rows the store
+        writes: see :mod:`features.hash_index`), for the file they go to; ``None`` when
+        the blocks' column types differed (their hashes would not compare)."""
+        if len(self._hashed) != 1:
+            return None
+        # The filter already holds every hash: a large index keeps it as it is.
+        return RowHashIndex.of(self._hashes, next(iter(self._hashed)), self._seen.words)
 
     def table(self) -> pa.Table | None:
         """The accepted events in import order (only while not spilled)."""
@@ -402,45 +414,6 @@ class EventSpill:
                 whole.select(list(EVENT_COLUMNS)).combine_chunks(),
                 rank if len(rank) and int(rank.min()) >= 0 else None,
             )
-
-
-class _SeenFilter:
-    """A blocked Bloom filter of 64-bit row hashes: two bits of one 64-bit word per hash
-    (one memory access), 2**22 words (32 MiB, touched only where set). At 20M hashes
-    about 2 % of new hashes get a false "maybe"."""
-
-    _WORD_BITS = 22
-
-    def __init__(self) -> None:
-        self._words = np.zeros(1 << self._WORD_BITS, dtype=np.uint64)
-
-    def _slots(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Disjoint bit fields of a well-mixed hash: the word, then two bits in it.
-        word = hashes >> np.uint64(64 - self._WORD_BITS)
-        one, six = np.uint64(1), np.uint64(63)
-        mask = (one << (hashes & six)) | (one << ((hashes >> np.uint64(6)) & six))
-        return word, mask
-
-    def add(self, hashes: np.ndarray) -> None:
-        """Remember ``hashes``."""
-        word, mask = self._slots(hashes)
-        if len(word) > 1 and bool((word[1:] >= word[:-1]).all()):
-            # Sorted hashes (as the spill keeps them): a repeated word is a run, its bits
-            # merged first, then one write per word (22 ms a block instead of 35).
-            starts = np.flatnonzero(np.concatenate(([True], word[1:] != word[:-1])))
-            self._words[word[starts]] |= np.bitwise_or.reduceat(mask, starts)
-            return
-        # A fancy-indexed |= keeps one write per repeated word: set, then redo the
-        # words whose bits were lost (a few rounds; several times faster than ufunc.at).
-        while len(word):
-            self._words[word] |= mask
-            lost = (self._words[word] & mask) != mask
-            word, mask = word[lost], mask[lost]
-
-    def maybe(self, hashes: np.ndarray) -> np.ndarray:
-        """Per hash: ``False`` if it was never added (``True`` may be a false alarm)."""
-        word, mask = self._slots(hashes)
-        return np.asarray((self._words[word] & mask) == mask, dtype=bool)
 
 
 def _range_bounds(ids: pa.ChunkedArray, n_parts: int) -> pa.Array:

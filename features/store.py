@@ -6,6 +6,7 @@ Layout of ``facts_dir``::
     events.parquet      canonical events, sorted by customer_id, occurred_at
     events-seg-*.parquet  events appended by later imports, one segment per import,
                         each sorted likewise (see below)
+    *.parquet.rowhashes  the row hashes of an events file (features.hash_index)
     imports.jsonl       import log: one JSON object per imported file
     manifest.json       counts, date range and fingerprint of the stored content
     .lock               held while an import runs (filelock)
@@ -17,11 +18,11 @@ files (removed later); a run killed after it is rolled forward by the next reade
 writer. So readers see either the old or the new content of every file, together.
 
 Appending: once the store holds :data:`SEGMENT_MIN_ROWS` events, an import's new events
-are written as one new segment instead of rewriting ``events.parquet`` (a daily append
-to a year of history costs what the day costs). Every reader of the store goes through
+are one new segment instead of a rewritten ``events.parquet`` (a daily append to a year
+of history costs what the day costs). Every reader goes through
 :meth:`FactStore.event_paths` (base file first, then segments oldest first). When
-:data:`MAX_SEGMENTS` segments have piled up, the next import compacts: it rewrites
-everything into ``events.parquet`` and removes the segments in the same commit.
+:data:`MAX_SEGMENTS` segments have piled up, the next import compacts them into
+``events.parquet`` in the same commit.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from filelock import FileLock, Timeout
 
 from features.crypto import EncryptionKeys, read_parquet
 from features.errors import StoreError
+from features.hash_index import IndexCommit, RowHashIndex, indexes_of, merged
 from features.io import file_sha256
 from features.schema import (
     EVENT_COLUMNS,
@@ -54,6 +56,7 @@ from features.schema import (
 from features.spill import EventSpill, spill_writer
 from features.store_files import (
     EVENT_ENCODING,
+    IMPORT_LOG_COLUMNS,
     FileSource,
     canonical_events,
     manifest_counts,
@@ -62,6 +65,7 @@ from features.store_files import (
     read_filtered,
     read_store_parquet,
     sorted_events,
+    unreadable,
     write_store_file,
 )
 
@@ -217,9 +221,7 @@ class FactStore:
             try:
                 tables.append(read_parquet(path, self.keys))
             except (OSError, pa.ArrowException) as exc:
-                raise StoreError(
-                    f"{path}: expected a readable Parquet file of the fact store. {exc}"
-                ) from exc
+                raise unreadable(path, exc) from exc
         schema = tables[0].schema
         return tables[0] if len(tables) == 1 else pa.concat_tables([t.cast(schema) for t in tables])
 
@@ -269,20 +271,7 @@ class FactStore:
     def import_log(self) -> pd.DataFrame:
         """One row per imported file: import id, time, kind, source, sha256, counts."""
         self._recover_if_needed()
-        columns = [
-            "import_id",
-            "imported_at",
-            "kind",
-            "source",
-            "sha256",
-            "dialect",
-            "rows_read",
-            "accepted",
-            "quarantined",
-            "quarantined_by_reason",
-            "quarantine_file",
-            "derived_customers",
-        ]
+        columns = list(IMPORT_LOG_COLUMNS)
         if not self.import_log_path.is_file():
             return pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
         lines = self.import_log_path.read_text(encoding="utf-8").splitlines()
@@ -330,6 +319,7 @@ class FactStore:
         log_entries: list[dict[str, Any]],
         extra_files: dict[Path, bytes] | None = None,
         now: pd.Timestamp,
+        hashes: RowHashIndex | None = None,
     ) -> None:
         """Replace the stored content with ``customers`` and ``events`` atomically.
 
@@ -349,6 +339,7 @@ class FactStore:
             extra_files=extra_files,
             manifest=manifest_counts(events_table),
             now=now,
+            hashes=hashes,
         )
 
     def add(
@@ -359,6 +350,7 @@ class FactStore:
         log_entries: list[dict[str, Any]],
         extra_files: dict[Path, bytes] | None = None,
         now: pd.Timestamp,
+        hashes: RowHashIndex | None = None,
     ) -> None:
         """Store ``customers`` (the whole new content) and add ``new_events`` atomically.
 
@@ -368,39 +360,34 @@ class FactStore:
         event is read), until :attr:`max_segments` segments call for a compaction.
         ``new_events`` may be an import's spill (:mod:`features.spill`): the same, with
         the new (and, when rewriting, the stored) events sorted one customer range at a
-        time.
+        time. ``hashes``: the new events' row hashes, kept beside the file written
+        (merged with the stored files' when rewriting; see :mod:`features.hash_index`).
         """
         stored = self.manifest().get("events", 0) if self.events_path.is_file() else 0
         segments = self.segment_paths()
         rewrite = stored < self.segment_min_rows or len(segments) >= self.max_segments
+        if rewrite and stored and hashes is not None:
+            hashes = merged([*indexes_of(self.event_paths()), hashes])
         if isinstance(new_events, EventSpill):
-            self._add_spilled(
-                customers, new_events, log_entries, extra_files, now=now, rewrite=rewrite
-            )
+            self._add_spilled(customers, new_events, log_entries, extra_files, now, rewrite, hashes)
             return
         if rewrite:
             old = self.events_table()
-            if old is None:  # a first import: sort once, here
-                new_table = sorted_events(new_events)
-                self._commit(
-                    customers=customers,
-                    events=new_table,
-                    segment=None,
-                    log_entries=log_entries,
-                    extra_files=extra_files,
-                    manifest=manifest_counts(new_table),
-                    now=now,
-                )
-                return
             # Stored events first, then the new ones in file order: one stable sort in
-            # write() orders them as sorting the new ones first would.
-            everything = pa.concat_tables([old, canonical_events(new_events).cast(old.schema)])
+            # write() orders them as sorting the new ones first would (a first import:
+            # the new ones, sorted once there).
+            everything = (
+                new_events
+                if old is None
+                else pa.concat_tables([old, canonical_events(new_events).cast(old.schema)])
+            )
             self.write(
                 customers=customers,
                 events=everything,
                 log_entries=log_entries,
                 extra_files=extra_files,
                 now=now,
+                hashes=hashes,
             )
             return
         new_table = sorted_events(new_events)
@@ -413,6 +400,7 @@ class FactStore:
             extra_files=extra_files,
             manifest=counts,
             now=now,
+            hashes=hashes,
         )
 
     def _add_spilled(
@@ -421,9 +409,9 @@ class FactStore:
         spill: EventSpill,
         log_entries: list[dict[str, Any]],
         extra_files: dict[Path, bytes] | None,
-        *,
         now: pd.Timestamp,
         rewrite: bool,
+        hashes: RowHashIndex | None,
     ) -> None:
         """Commit an import's spilled events: merged with the stored ones into a new
         events file (``rewrite``), or as one new segment; sorted one customer range at
@@ -442,6 +430,7 @@ class FactStore:
             extra_files=extra_files,
             manifest=counts,
             now=now,
+            hashes=hashes,
         )
 
     def _commit(
@@ -454,12 +443,14 @@ class FactStore:
         extra_files: dict[Path, bytes] | None,
         manifest: dict[str, Any],
         now: pd.Timestamp,
+        hashes: RowHashIndex | None = None,
     ) -> None:
         """Write every file under a temp name, then commit them through the journal.
 
         ``events`` replaces the events file and removes every segment; ``segment`` is
-        added as a new segment. The fingerprint hashes the files written, and for an
-        appended segment the previous fingerprint too (the content it extends).
+        added as a new segment; ``hashes`` is kept beside the file written. The
+        fingerprint hashes the files written, and for an appended segment the previous
+        fingerprint too (the content it extends).
         """
         customers = check_customers(customers).sort_values(
             "customer_id", kind="stable", ignore_index=True
@@ -492,15 +483,22 @@ class FactStore:
             # while the events are written here (an import's sorted write: 0.3 s of a
             # 20M-event import that had one core idle). Both are joined before anything
             # is published; the fingerprint hashes the files in the same order as ever.
-            with ThreadPoolExecutor(1, thread_name_prefix="tagsmith-customers") as pool:
+            written = [(temp_for(final), final) for _, final in event_files]
+            gone = self.segment_paths() if events is not None else []
+            with (
+                ThreadPoolExecutor(1, thread_name_prefix="tagsmith-customers") as pool,
+                # An encrypted store keeps no hashes (a few columns' values are guessable).
+                IndexCommit(None if self.keys else hashes, written, gone, temp_for) as indexed,
+            ):
                 customers_sha = pool.submit(
                     lambda: self._write(arrow_table(customers), customers_tmp, {})
                 )
                 event_shas = [
-                    self._write(table, temp_for(final), EVENT_ENCODING)
-                    for table, final in event_files
+                    self._write(table, tmp, EVENT_ENCODING)
+                    for (table, _), (tmp, _) in zip(event_files, written, strict=True)
                 ]
                 customers_digest = customers_sha.result()
+            renames += indexed.finish()
             if unchanged and self.customers_path.is_file():
                 # Nothing added (a re-import): the fingerprint stays what it was.
                 unchanged = customers_digest == file_sha256(self.customers_path)
@@ -532,8 +530,8 @@ class FactStore:
             )
             _fsync(journal_tmp)
         except BaseException:
-            for written in [t for t, _ in renames if t is not None] + [journal_tmp]:
-                written.unlink(missing_ok=True)
+            for stray in [t for t, _ in renames if t is not None] + [journal_tmp]:
+                stray.unlink(missing_ok=True)
             raise
         os.replace(journal_tmp, journal)  # the commit point
         self._roll_forward(journal)

@@ -5,10 +5,11 @@ duplicate new ones without decoding every stored row.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import duckdb
 import numpy as np
@@ -17,15 +18,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.coding import COUNTING_MIN_FILL, counting_order
+from features.coding import rank_time_order
 from features.crypto import EncryptionKeys, parquet_source, read_parquet_schema, write_parquet
 from features.errors import StoreError
+from features.hash_index import RowHashIndex, indexes_of, schema_signature, sorted_distinct
 from features.io import file_sha256
 from features.schema import EVENT_COLUMNS, arrow_table, check_events
 
 __all__ = [
     "EVENT_ENCODING",
+    "IMPORT_LOG_COLUMNS",
     "StoredKeys",
+    "StoredRows",
     "canonical_events",
     "customer_time_order",
     "int64_values",
@@ -37,6 +41,7 @@ __all__ = [
     "sorted_by_rank",
     "sorted_events",
     "take_column",
+    "unreadable",
 ]
 
 # Dictionary pages only for the columns with few distinct values: for ids, times and
@@ -45,6 +50,29 @@ __all__ = [
 EVENT_ENCODING: dict[str, Any] = {
     "use_dictionary": ["event_type", "category", "product_id", "quantity"]
 }
+
+# The import log's fields, in the order FactStore.import_log gives them.
+IMPORT_LOG_COLUMNS = (
+    "import_id",
+    "imported_at",
+    "kind",
+    "source",
+    "sha256",
+    "dialect",
+    "rows_read",
+    "accepted",
+    "quarantined",
+    "quarantined_by_reason",
+    "quarantine_file",
+    "derived_customers",
+)
+
+# Past this share of a store's row groups, the stored events of rows whose hash is found
+# come from the hashed keys of every file (a re-import: every row found) instead.
+_FEW_GROUPS = 0.25
+# Past this many found rows the hashed keys answer without listing their customers first
+# (a block of a re-imported file: every row found).
+_FEW_ROWS = 100_000
 
 # Columns are gathered on both cores: Arrow's take releases the GIL, and the gather of
 # the text columns is the larger half of sorting an import's events.
@@ -82,7 +110,7 @@ def sorted_by_rank(
     if events.num_rows < 2 or times.null_count:
         return sorted_events(events)
     rank = np.asarray(rank, dtype=np.int64)
-    order = _rank_time_order(rank - rank.min(), int64_values(times.cast(pa.int64())))
+    order = rank_time_order(rank - rank.min(), int64_values(times.cast(pa.int64())))
     if order is None or ids_by_rank is None:
         return _taken(events, order)
     ids = ids_by_rank.take(pa.array(rank[order])).cast(events.schema.field("customer_id").type)
@@ -168,44 +196,7 @@ def customer_time_order(events: pa.Table) -> np.ndarray | None:
     distinct = pc.unique(ids)
     distinct = distinct.take(pc.sort_indices(distinct))
     rank = int64_values(pc.index_in(ids, value_set=distinct))
-    return _rank_time_order(rank, int64_values(times.cast(pa.int64())))
-
-
-def _rank_time_order(rank: np.ndarray, micros: np.ndarray) -> np.ndarray | None:
-    """The stable order by (rank, time); ``None`` when the rows are in it already."""
-    step = np.diff(rank)
-    if int(step.min()) >= 0 and not np.any((step == 0) & (np.diff(micros) < 0)):
-        return None
-    del step
-    order = _packed_order(rank, micros)
-    return order if order is not None else np.lexsort((micros, rank))
-
-
-def _packed_order(rank: np.ndarray, micros: np.ndarray) -> np.ndarray | None:
-    """Stable order by (rank, time) through a sort of int64 keys, or ``None`` when
-    rank and time do not fit in 63 bits (microseconds, or whole seconds when every time
-    is one). The keys are sorted after a counting sort by rank when the ranks are dense
-    enough for one (:data:`features.coding.COUNTING_MIN_FILL`)."""
-    rel = micros - micros.min()
-    rank_bits = int(rank.max()).bit_length()
-    if rank_bits + int(rel.max()).bit_length() > 63:
-        rel, fraction = np.divmod(rel, 1_000_000)
-        if fraction.any() or rank_bits + int(rel.max()).bit_length() > 63:
-            return None
-    key = (rank << int(rel.max()).bit_length()) | rel
-    del rel
-    # Stable: equal keys (same customer, same time) keep the file order. numpy's stable
-    # int64 argsort costs what its quicksort does, and no second sort of the ties.
-    n_ranks = int(rank.max()) + 1
-    if len(rank) * COUNTING_MIN_FILL < n_ranks:
-        return np.argsort(key, kind="stable")
-    # Rows grouped by customer first (a counting sort, stable, linear), then the keys
-    # sorted in that order: numpy's stable sort finds the ordered runs, so only each
-    # customer's few events are really sorted. 56 ms instead of 166 ms for 1.67M events
-    # of 83k customers in random order (one range of a 20M import); a customer with
-    # most of the rows in random time order costs one more counting pass than before.
-    by_rank, _ = counting_order(rank, n_ranks)
-    return by_rank[np.argsort(key[by_rank], kind="stable")]
+    return rank_time_order(rank, int64_values(times.cast(pa.int64())))
 
 
 def _arrow_order(events: pa.Table) -> np.ndarray:
@@ -281,6 +272,14 @@ def matching_events(
 _KEY_HASH = "hash(CAST(customer_id AS VARCHAR), CAST(occurred_at AS TIMESTAMPTZ))"
 
 
+class StoredRows(Protocol):
+    """Finds the stored events that may equal new rows (:meth:`StoredKeys.matching`)."""
+
+    def __call__(
+        self, wanted: pa.Table, hashes: np.ndarray | None = None, schema: pa.Schema | None = None, /
+    ) -> pa.Table | None: ...
+
+
 class StoredKeys:
     """The stored events sharing a ``(customer_id, occurred_at)`` pair with new rows
     (only those can be exact duplicates of them), for many questions in a row.
@@ -305,16 +304,38 @@ class StoredKeys:
         self.keys = keys
         self._con: duckdb.DuckDBPyConnection | None = None
         self._starts = np.zeros(1, dtype=np.int64)  # first rowid of each file, then the end
+        self._indexes: list[RowHashIndex | None] | None = None  # read on the first use
 
-    def matching(self, wanted: pa.Table) -> pa.Table | None:
+    def matching(
+        self,
+        wanted: pa.Table,
+        hashes: np.ndarray | None = None,
+        schema: pa.Schema | None = None,
+    ) -> pa.Table | None:
         """Stored events whose ``(customer_id, occurred_at)`` pair is among ``wanted``'s,
         file by file in stored order; ``None`` when nothing is stored.
+
+        With ``hashes`` (the new rows' row hashes over the canonical columns of a table
+        of ``schema``) and a trusted row-hash index beside every stored file
+        (:mod:`features.hash_index`), only the pairs of rows whose hash is found there
+        are asked for, and the stored events of those rows' exact duplicates are all
+        among the answer: no key column is read when no hash is found, and only the
+        row groups of the found rows' customers when they are few.
 
         Raises:
             StoreError: A file of the store cannot be read.
         """
         if not self.paths:
             return None
+        if hashes is not None and schema is not None:
+            hit = self._indexed(hashes, schema)
+            if hit is not None:
+                if not hit.any():
+                    return read_parquet_schema(self.paths[0], self.keys).empty_table()
+                wanted = wanted.filter(pa.array(hit))
+                few = self._of_customers(wanted) if len(wanted) <= _FEW_ROWS else None
+                if few is not None:
+                    return few
         con = self._index()
         con.register("wanted_keys", wanted.select(["customer_id", "occurred_at"]))
         try:
@@ -331,7 +352,7 @@ class StoredKeys:
                 try:
                     parts.append(_rows_of(path, self.keys, rows[files == number]))
                 except (OSError, pa.ArrowException) as exc:
-                    raise _unreadable(path, exc) from exc
+                    raise unreadable(path, exc) from exc
             if not parts:
                 return read_parquet_schema(self.paths[0], self.keys).empty_table()
             schema = parts[0].schema
@@ -339,6 +360,63 @@ class StoredKeys:
             return self._exact(con, candidates)
         finally:
             con.unregister("wanted_keys")
+
+    def _indexed(self, hashes: np.ndarray, schema: pa.Schema) -> np.ndarray | None:
+        """Per row hash, whether a stored file's row-hash index holds it; ``None`` unless
+        every stored file has a trusted index of rows hashed as ``schema``'s."""
+        if self.keys is not None:  # an encrypted store keeps no row hashes
+            return None
+        if self._indexes is None:
+            try:
+                self._indexes = indexes_of(self.paths)
+            except (OSError, pa.ArrowException) as exc:
+                raise unreadable(self.paths[0], exc) from exc
+        signature = schema_signature(schema)
+        if any(i is None or i.schema != signature for i in self._indexes):
+            return None
+        distinct = sorted_distinct(np.asarray(hashes, dtype=np.uint64))
+        found = np.zeros(len(distinct), dtype=bool)
+        for index in self._indexes:
+            assert index is not None
+            found |= index.found(distinct)
+        hits = distinct[found]
+        if not len(hits):
+            return np.zeros(len(hashes), dtype=bool)
+        at = np.minimum(np.searchsorted(hits, hashes), len(hits) - 1)
+        return np.asarray(hits[at] == hashes, dtype=bool)
+
+    def _of_customers(self, wanted: pa.Table) -> pa.Table | None:
+        """The stored events of ``wanted``'s pairs read from the row groups of its
+        customers only (files are sorted by customer; a group's id range is in its
+        statistics); ``None`` when those are more than :data:`_FEW_GROUPS` of the
+        groups (the hashed keys of every file answer that cheaper)."""
+        ids = sorted(set(wanted["customer_id"].cast(pa.string()).to_pylist()))
+        plans = []
+        for path in self.paths:
+            try:
+                handle = pq.ParquetFile(path)
+            except (OSError, pa.ArrowException) as exc:
+                raise unreadable(path, exc) from exc
+            plans.append((path, handle, _groups_holding(handle, ids)))
+        total = sum(handle.num_row_groups for _, handle, _ in plans)
+        if sum(len(groups) for *_, groups in plans) > total * _FEW_GROUPS:
+            return None
+        value_set = pa.array(ids, pa.string())
+        parts = []
+        for path, handle, groups in plans:
+            if groups:
+                try:
+                    table = handle.read_row_groups(groups)
+                except (OSError, pa.ArrowException) as exc:
+                    raise unreadable(path, exc) from exc
+                ids_of = table["customer_id"].cast(pa.string())
+                parts.append(table.filter(pc.is_in(ids_of, value_set=value_set)))
+        if not parts:
+            return read_parquet_schema(self.paths[0], self.keys).empty_table()
+        candidates = pa.concat_tables([t.cast(parts[0].schema) for t in parts])
+        with duckdb.connect() as con:
+            con.register("wanted_keys", wanted.select(["customer_id", "occurred_at"]))
+            return self._exact(con, candidates)
 
     def close(self) -> None:
         """Drop the hashed keys."""
@@ -386,7 +464,7 @@ class StoredKeys:
                 added = con.execute(insert + "sealed_keys").fetchone()
                 con.unregister("sealed_keys")
         except (OSError, pa.ArrowException, duckdb.Error) as exc:
-            raise _unreadable(path, exc) from exc
+            raise unreadable(path, exc) from exc
         assert added is not None
         self._starts[number + 1] = int(added[0])
 
@@ -409,7 +487,24 @@ class StoredKeys:
         return candidates.take(pa.array(np.asarray(keep, dtype=np.int64)))
 
 
-def _unreadable(path: Path, exc: Exception) -> StoreError:
+def _groups_holding(handle: pq.ParquetFile, ids: list[str]) -> list[int]:
+    """The row groups whose ``customer_id`` range (statistics) may hold one of ``ids``
+    (sorted; Python compares strings by code point, as Parquet orders UTF-8 bytes)."""
+    column = handle.schema_arrow.get_field_index("customer_id")
+    groups = []
+    for g in range(handle.num_row_groups):
+        stats = handle.metadata.row_group(g).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            groups.append(g)
+            continue
+        at = bisect.bisect_left(ids, stats.min)
+        if at < len(ids) and ids[at] <= stats.max:
+            groups.append(g)
+    return groups
+
+
+def unreadable(path: Path, exc: Exception) -> StoreError:
+    """The store's error for a file it cannot read."""
     return StoreError(f"{path}: expected a readable Parquet file of the fact store. {exc}")
 
 

@@ -536,22 +536,6 @@ def test_column_wise_take_and_filter_equal_arrow_s_table_take_and_filter() -> No
     assert spill_module.take_rows(table, rows.slice(0, 0)).equals(table.take(rows.slice(0, 0)))
 
 
-@pytest.mark.parametrize("top_bits", [64, 24])  # 24: many hashes share a filter word
-def test_the_seen_filter_holds_the_same_bits_for_sorted_and_unsorted_hashes(
-    top_bits: int,
-) -> None:
-    rng = np.random.default_rng(7)
-    hashes = rng.integers(0, 2**64, 50_000, dtype=np.uint64) >> np.uint64(64 - top_bits)
-    hashes <<= np.uint64(64 - top_bits)
-    in_order, shuffled = spill_module._SeenFilter(), spill_module._SeenFilter()
-    in_order.add(np.sort(hashes))  # the run-merging path
-    shuffled.add(hashes)  # the rounds of fancy-indexed writes
-    assert np.array_equal(in_order._words, shuffled._words)
-    assert in_order.maybe(hashes).all()
-    others = rng.integers(0, 2**64, 50_000, dtype=np.uint64)
-    assert in_order.maybe(others).mean() < 0.05  # a filter, not "always maybe"
-
-
 class _ShortReads(io.BufferedReader):
     """A file that hands out at most ``step`` bytes per ``readinto`` (a pipe or a slow
     disk may: the block must still be filled up to its size)."""
