@@ -144,7 +144,12 @@ def test_concurrent_batches_are_ingested_at_once(client: Any) -> None:
     assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
 
 
-def test_events_threads_follow_the_ingest_s_waiting_batches() -> None:
+def test_events_threads_follow_the_ingest_s_waiting_batches(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its own keys file: the module fixture's environment is set only while that
+    # fixture is alive, and xdist may run this test on a worker that never built it.
+    monkeypatch.setenv("TAGSMITH_FAKE_KEYS", str(tmp_path / "keys.json"))
     runtime = fakes.build_fake_runtime()
     runtime.event_ingest = INGEST
     # One thread per batch allowed to wait, and one more: the request beyond those
