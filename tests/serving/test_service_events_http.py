@@ -159,3 +159,22 @@ def test_events_threads_follow_the_ingest_s_waiting_batches(
     # An ingest that names no limit: the streaming config's default of 64.
     runtime.event_ingest = cast(Any, object())
     assert runtime.event_threads == 65
+
+
+def test_the_answer_is_encoded_without_bentoml_s_output_schema(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # BentoML's output path for a dict builds a pydantic TypeAdapter and JSON schema per
+    # call (IORootModel.mime_type); /events encodes its answer itself, as /score does.
+    from _bentoml_sdk.io_models import IOMixin
+
+    def refuse(cls: Any) -> str:
+        raise AssertionError("the answer went through BentoML's output schema")
+
+    monkeypatch.setattr(IOMixin, "mime_type", classmethod(refuse))
+    c, keys = client
+    event = {"customer_id": "c0001", "occurred_at": "2025-01-01T00:00:00Z", "event_type": "login"}
+    r = c.post("/events", json={"events": [event]}, headers={"X-API-Key": keys["admin"]})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == {"received": 1, "accepted": 1, "duplicates": 0, "quarantined": 0}
