@@ -50,6 +50,7 @@ __all__ = [
     "schema_signature",
     "set_index_rows",
     "sorted_distinct",
+    "table_index",
     "write_index",
 ]
 
@@ -175,6 +176,23 @@ def _merged_runs(runs: list[np.ndarray]) -> np.ndarray:
         return runs[0]
     whole = np.concatenate(runs) if runs else np.zeros(0, dtype=np.uint64)
     return np.sort(whole, kind="stable")
+
+
+def table_index(table: pa.Table, schema: pa.Schema, columns: Sequence[str]) -> RowHashIndex:
+    """The index of a table of events written without one (not by an import, which
+    hashes its rows anyway): its ``columns`` cast to ``schema`` (the types an import's
+    rows have, so equal rows hash alike) and hashed by DuckDB as an import hashes them.
+
+    A store written whole by other code (``FactStore.write``: a generated or rebuilt
+    store, an erasure) kept no index, so every later append hashed the keys of every
+    stored event instead (~1.5 s at 20M events, each time).
+    """
+    listed = ", ".join(f'"{c}"' for c in columns)
+    with duckdb.connect() as con:
+        con.register("rows_in", table.select(list(columns)).cast(schema))
+        found = con.execute(f"SELECT hash({listed}) AS h FROM rows_in").fetchnumpy()["h"]  # noqa: S608
+    hashes = sorted_distinct(np.asarray(found, dtype=np.uint64))
+    return RowHashIndex.of([hashes], schema_signature(schema))
 
 
 def index_path(events_file: Path) -> Path:

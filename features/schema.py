@@ -46,6 +46,7 @@ __all__ = [
     "AMOUNT_REQUIRED_EVENT_TYPES",
     "BUILTIN_EVENT_TYPES",
     "CUSTOMER_BASE_COLUMNS",
+    "EVENT_ARROW_SCHEMA",
     "EVENT_COLUMNS",
     "EVENT_DTYPES",
     "MAX_AMOUNT",
@@ -232,3 +233,12 @@ def arrow_table(frame: pd.DataFrame) -> pa.Table:
         # pyarrow reads tz-aware columns through Series.values, which pandas 3.1 flags.
         warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
         return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _event_arrow_schema() -> pa.Schema:
+    frame = pd.DataFrame({c: pd.Series(dtype=EVENT_DTYPES[c]) for c in EVENT_COLUMNS})
+    return arrow_table(frame).schema.remove_metadata()
+
+
+# The Arrow types of canonical events: what an import's validated rows have when hashed.
+EVENT_ARROW_SCHEMA = _event_arrow_schema()

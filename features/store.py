@@ -4,8 +4,7 @@ Layout of ``facts_dir``::
 
     customers.parquet   canonical customers, sorted by customer_id
     events.parquet      canonical events, sorted by customer_id, occurred_at
-    events-seg-*.parquet  events appended by later imports, one segment per import,
-                        each sorted likewise (see below)
+    events-seg-*.parquet  events appended by later imports, one per import, sorted alike
     *.parquet.rowhashes  the row hashes of an events file (features.hash_index)
     imports.jsonl       import log: one JSON object per imported file
     manifest.json       counts, date range and fingerprint of the stored content
@@ -44,9 +43,10 @@ from filelock import FileLock, Timeout
 
 from features.crypto import EncryptionKeys, read_parquet
 from features.errors import StoreError
-from features.hash_index import IndexCommit, RowHashIndex, indexes_of, merged
+from features.hash_index import IndexCommit, RowHashIndex, indexes_of, merged, table_index
 from features.io import file_sha256
 from features.schema import (
+    EVENT_ARROW_SCHEMA,
     EVENT_COLUMNS,
     EVENT_DTYPES,
     arrow_table,
@@ -326,11 +326,13 @@ class FactStore:
         Call inside :meth:`lock`. ``events`` is the whole new content: a canonical
         DataFrame (checked here) or an Arrow table of canonical columns (already
         checked by the caller, e.g. stored events plus validated new ones). Segments
-        are folded in: afterwards ``events.parquet`` holds every event.
-        ``log_entries`` are appended to the import log, and
-        ``extra_files`` (e.g. the quarantine file) are written in the same commit.
+        are folded in: afterwards ``events.parquet`` holds every event. ``log_entries``
+        go to the import log, ``extra_files`` (e.g. the quarantine file) in the same
+        commit; without ``hashes`` (not an import) the events' index is made here.
         """
         events_table = sorted_events(events)
+        if hashes is None and self.keys is None and events_table.num_rows:
+            hashes = table_index(events_table, EVENT_ARROW_SCHEMA, EVENT_COLUMNS)
         self._commit(
             customers=customers,
             events=events_table,
@@ -559,11 +561,13 @@ class FactStore:
             n_events = int(pc.sum(hit).as_py() or 0)
             if not gone.any() and not n_events:
                 return 0, 0
+            # The stored indexes hold every remaining row (a superset serves): no rehash.
             self.write(
                 customers=customers[~gone],
                 events=events.filter(pc.invert(hit)),
                 log_entries=[],
                 now=now,
+                hashes=None if self.keys else merged(indexes_of(self.event_paths())),
             )
         return int(gone.sum()), n_events
 

@@ -28,10 +28,11 @@ from features.hash_index import (
     read_index,
     schema_signature,
     sorted_distinct,
+    table_index,
     write_index,
 )
 from features.importer import ImportReport, import_facts
-from features.schema import EVENT_COLUMNS, arrow_table, check_events
+from features.schema import EVENT_ARROW_SCHEMA, EVENT_COLUMNS, arrow_table, check_events
 from features.spill import row_hashes
 from features.store import FactStore
 from features.store_files import StoredKeys
@@ -223,7 +224,7 @@ def test_indexes_hold_every_stored_row_through_appends_and_a_compaction(
     _assert_indexes_hold_every_stored_row(store)
 
 
-def test_a_rewrite_without_hashes_drops_the_index_and_a_stale_one_is_not_trusted(
+def test_a_stale_index_is_not_trusted_and_a_rewrite_without_hashes_makes_one(
     tmp_path: Path, hashed_files: list[Path]
 ) -> None:
     base = _rows(400, 0)
@@ -241,7 +242,60 @@ def test_a_rewrite_without_hashes_drops_the_index_and_a_stale_one_is_not_trusted
     assert report.events_added == 10
     customer = base[0].split(",")[0]
     store.erase([customer], now=NOW)
-    assert not list((tmp_path / "facts").glob("*.rowhashes"))
+    # The erasure's rewrite had no trusted index to carry over: it hashed its rows.
+    assert len(store.event_paths()) == 1
+    _assert_indexes_hold_every_stored_row(store)
+
+
+def test_an_erasure_keeps_the_stored_indexes(tmp_path: Path, hashed_files: list[Path]) -> None:
+    _import(tmp_path, _rows(400, 0), segment_min_rows=1)
+    _, store = _import(tmp_path, _rows(100, 5000), segment_min_rows=1)
+    before = [read_index(index_path(p), pq.read_metadata(p).num_rows) for p in store.event_paths()]
+    assert len(before) == 2
+    store.erase([_rows(400, 0)[0].split(",")[0]], now=NOW)
+    (path,) = store.event_paths()
+    after = read_index(index_path(path), pq.read_metadata(path).num_rows)
+    assert after is not None
+    # The two files' runs merged (a superset of the rows left), not the rows rehashed.
+    assert np.array_equal(after.runs[0], np.union1d(*[i.runs[0] for i in before if i is not None]))
+    hashed_files.clear()
+    report, store = _import(tmp_path, _rows(20, 9000), segment_min_rows=1)
+    assert hashed_files == []
+    assert report.events_added == 20
+
+
+def test_table_index_is_the_import_s_index(tmp_path: Path) -> None:
+    # Oracle: the index an import writes (its rows hashed as it validated them).
+    assert schema_signature(EVENT_ARROW_SCHEMA) == schema_signature(_block_schema())
+    _, store = _import(tmp_path, _rows(600, 0), segment_min_rows=1)
+    written = read_index(index_path(store.events_path), 600)
+    assert written is not None
+    made = table_index(pq.read_table(store.events_path), EVENT_ARROW_SCHEMA, EVENT_COLUMNS)
+    assert made.schema == written.schema
+    assert [r.tolist() for r in made.runs] == [r.tolist() for r in written.runs]
+
+
+def test_a_store_written_whole_keeps_an_index_that_appends_use(
+    tmp_path: Path, small_groups: None, hashed_files: list[Path]
+) -> None:
+    _, imported = _import(tmp_path / "a", _rows(500, 0), segment_min_rows=1)
+    store = FactStore(tmp_path / "b" / "facts", segment_min_rows=1)
+    with store.lock():  # as a generated or rebuilt project is written
+        store.write(
+            customers=imported.load_customers(),
+            events=imported.load_events(),
+            log_entries=[],
+            now=NOW,
+        )
+    _assert_indexes_hold_every_stored_row(store)
+    hashed_files.clear()
+    # Three rows already stored: the index finds them, and only their customers' row
+    # groups are read to compare values.
+    again = _rows(500, 0)[:3]
+    report, store = _import(tmp_path / "b", _rows(50, 8000) + again, segment_min_rows=1)
+    assert hashed_files == []  # the index answered: no stored key hashed
+    assert report.events_added == 50
+    assert len(store.load_events()) == 550
 
 
 def test_an_encrypted_store_keeps_no_row_hashes(tmp_path: Path) -> None:
