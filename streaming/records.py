@@ -155,7 +155,8 @@ def raw_events(
         {
             c: _str_column([_text(r.get(c)) for r in valid] if c in named else None, len(valid))
             for c in EVENT_COLUMNS
-        }
+        },
+        copy=False,  # new columns: nothing to protect by copying them
     )
     if texts:
         row_texts = [record_text(r) for r in valid[:-2]] + ["", ""]

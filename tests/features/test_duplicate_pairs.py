@@ -176,3 +176,19 @@ def test_a_small_frame_converts_without_a_thread_pool(monkeypatch: pytest.Monkey
         }
     )
     assert arrow_table(frame).num_rows == 800
+
+
+def test_the_quarantine_keeps_its_column_types(tmp_path: Path) -> None:
+    # One malformed row, one rejected row: both the concatenated and the typed paths.
+    path = tmp_path / "events.csv"
+    path.write_text(HEADER + _line(("c1", "2021-01-03", "browse", "5", "")) + "c1,,browse\nc9\n")
+    result = validate_events([read_table(path)], config=FactsConfig(), now=NOW, customers=CUSTOMERS)
+    assert len(result.quarantine) == 2
+    types = {c: str(t) for c, t in result.quarantine.dtypes.items()}
+    assert types == {
+        "source_file": "str",
+        "line_number": "int64",
+        "reason": "str",
+        "message": "str",
+        "original_line": types["original_line"],  # not converted (object or str)
+    }
