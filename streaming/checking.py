@@ -284,7 +284,8 @@ def _validate(
         duplicate = (real["reason"] == ReasonCode.DUPLICATE.value).to_numpy(dtype=bool)
         dup_lines = lines[duplicate]
         conflict = _first_conflict(
-            [_customers(p.records) for p in prepared],
+            # Read only for the duplicate rows (a set per batch cost ~1.5 ms per 800).
+            [_customers(p.records) for p in prepared] if len(dup_lines) else [],
             accepted["customer_id"],
             accepted["occurred_at"],
             batch_of_accepted,
@@ -301,12 +302,13 @@ def _validate(
             break  # not valid from here: validated again by the caller
         first, last = int(starts[k]), int(starts[k + 1])
         n_ok = int((batch_of_accepted == k).sum())
-        in_batch = (lines > first) & (lines <= last)
+        # Usually nothing real is quarantined: no mask and filter per batch then.
+        mine = real[(lines > first) & (lines <= last)] if len(real) else real
         out.append(
             _split(
                 p,
                 accepted.iloc[taken : taken + n_ok],
-                real[in_batch],
+                mine,
                 first,
                 ids_ok[taken : taken + n_ok].tolist(),
             )
@@ -336,7 +338,8 @@ def _first_conflict(
     duplicate's time is not looked at).
 
     Args:
-        customers: The customer ids each batch's records name.
+        customers: The customer ids each batch's records name (read for
+            ``duplicates`` only: may be empty without them).
         accepted_customer: Customer of each accepted row, in table order.
         accepted_at: Its time.
         accepted_batch: Its batch.
