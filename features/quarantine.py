@@ -286,7 +286,8 @@ def finish(
             "reason": rejects.reasons_at(bad),
             "message": rejects.messages_at(bad),
             "original_line": frame["_text"][bad].to_numpy(),
-        }
+        },
+        copy=False,  # new arrays, taken as they are
     )
     quarantine = pd.concat([malformed, rejected], ignore_index=True) if len(malformed) else rejected
     if len(quarantine):

@@ -30,6 +30,7 @@ from features.checks import (
     repeat_rows,
     timestamps_field,
 )
+from features.coding import micros
 from features.errors import FactFileError
 from features.id_index import surely_distinct
 from features.io import RawTable
@@ -275,7 +276,8 @@ def event_fields(
             "product_id": frame["product_id"].astype(EVENT_DTYPES["product_id"]),
             "order_id": frame["order_id"].astype(EVENT_DTYPES["order_id"]),
             "quantity": quantity,
-        }
+        },
+        copy=False,  # new columns (copy-on-write): copying them was most of this frame
     )
     return canon
 
@@ -395,33 +397,27 @@ def shared_pairs(rows: pd.DataFrame, stored: pd.DataFrame | pa.Table | None) -> 
     Times are compared as whole microseconds (the stored unit; a finer difference only
     keeps a row that the exact comparison then clears), missing values as equal.
     """
-    ids = [rows["customer_id"]]
-    times = [_pair_micros(rows["occurred_at"])]
+    ids = rows["customer_id"]
+    times = micros(rows["occurred_at"])
     if stored is not None and len(stored):
         other = (
             stored.select(["customer_id", "occurred_at"]).to_pandas()
             if isinstance(stored, pa.Table)
             else stored
         )
-        ids.append(other["customer_id"])
-        times.append(_pair_micros(other["occurred_at"]))
-    if sum(len(t) for t in times) < 2:
+        # As objects: the two columns' string types may differ (str, string, Arrow).
+        ids = pd.concat([ids.astype(object), other["customer_id"].astype(object)])
+        times = np.concatenate([times, micros(other["occurred_at"])])
+    if len(times) < 2:
         return np.zeros(len(rows), dtype=bool)
-    codes, _ = pd.factorize(pd.concat(ids, ignore_index=True).astype("string"))
-    t = np.concatenate(times)
-    order = np.lexsort((t, codes))
-    c_sorted, t_sorted = codes[order], t[order]
+    codes = pd.factorize(ids)[0]
+    order = np.lexsort((times, codes))
+    c_sorted, t_sorted = codes[order], times[order]
     same = (c_sorted[1:] == c_sorted[:-1]) & (t_sorted[1:] == t_sorted[:-1])
-    repeated = np.zeros(len(t), dtype=bool)
+    repeated = np.zeros(len(times), dtype=bool)
     repeated[order[1:][same]] = True
     repeated[order[:-1][same]] = True
     return repeated[: len(rows)]
-
-
-def _pair_micros(times: pd.Series) -> np.ndarray:
-    """UTC whole microseconds of a timestamp column (missing: int64 min, all equal)."""
-    as_utc = pd.to_datetime(times, utc=True).dt.tz_localize(None)
-    return np.asarray(as_utc.to_numpy(dtype="datetime64[us]")).view(np.int64)
 
 
 def validate_customers(

@@ -136,6 +136,7 @@ def _brute_force(rows: pd.DataFrame, stored: pd.DataFrame | None) -> np.ndarray:
     return np.array([every.count(k) > 1 for k in new_keys], dtype=bool)
 
 
+@settings(deadline=None)  # a loaded machine must not fail it
 @given(
     new=st.lists(ROW, max_size=10),
     stored=st.lists(ROW, max_size=5),

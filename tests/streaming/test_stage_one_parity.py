@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streaming.checking import _first_conflict
@@ -52,6 +52,7 @@ def _conflict_by_groups(
     return first
 
 
+@settings(deadline=None)  # a loaded machine must not fail it
 @given(
     rows=st.lists(
         st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 2), st.integers(0, 4)),
@@ -79,6 +80,7 @@ class _Checked:
     repeats: list[Any] = field(default_factory=list)
 
 
+@settings(deadline=None)  # a loaded machine must not fail it
 @given(
     batches=st.lists(
         st.tuples(
@@ -144,6 +146,7 @@ VALUE = st.one_of(
 FIELD = st.sampled_from(["customer_id", "occurred_at", "event_type", "amount", "order_id"])
 
 
+@settings(deadline=None)  # a loaded machine must not fail it
 @given(records=st.lists(st.dictionaries(FIELD, VALUE, max_size=5), max_size=6))
 def test_raw_event_columns_equal_building_each_column_from_its_values(
     records: list[dict[str, Any]],
