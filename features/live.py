@@ -156,7 +156,9 @@ class LiveEventLog:
                     seen.add(event_id)
             if not keep.any():
                 return Appended(keep, None)
-            table = arrow_table(check_events(events[keep].reset_index(drop=True)))
+            # Usually every row is new: no boolean filter (a copy of every column) then.
+            kept = events if keep.all() else events[keep]
+            table = arrow_table(check_events(kept.reset_index(drop=True)))
             table = table.append_column(EVENT_ID, pa.array([ids[i] for i in np.flatnonzero(keep)]))
             name = f"{_PREFIX}{pd.Timestamp.now(tz='UTC').value:020d}-{uuid.uuid4().hex[:8]}"
             final = self.directory / f"{name}.parquet"

@@ -10,6 +10,7 @@ turns that into the quarantine table and :class:`FileCounts`, checking the invar
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -213,7 +214,10 @@ def assemble(
                     else _missing_text(len(raw.data))
                 )
                 for target in targets
-            }
+            },
+            # Copy-on-write: the columns are shared until written, not copied now
+            # (copying them was half of this call for a live micro-batch).
+            copy=False,
         )
         part["_file"] = np.int32(i)
         part["_line"] = raw.line_number
@@ -245,6 +249,13 @@ def _missing_text(n: int) -> pd.Series:
 
 def empty_quarantine() -> pd.DataFrame:
     """A quarantine table (:data:`QUARANTINE_COLUMNS`) with no rows."""
+    # A copy of one built once: five typed empty columns cost ~0.5 ms per call, paid
+    # by every live micro-batch without malformed records.
+    return _empty_quarantine().copy()
+
+
+@functools.cache
+def _empty_quarantine() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "source_file": pd.Series([], dtype="str"),
@@ -254,6 +265,15 @@ def empty_quarantine() -> pd.DataFrame:
             "original_line": pd.Series([], dtype="str"),
         }
     )
+
+
+# The quarantine's column types (resolved once: naming a dtype costs a registry search).
+_QUARANTINE_TYPES = {
+    "source_file": pd.Series([], dtype="str").dtype,
+    "line_number": np.dtype("int64"),
+    "reason": pd.Series([], dtype="str").dtype,
+    "message": pd.Series([], dtype="str").dtype,
+}
 
 
 def finish(
@@ -274,15 +294,26 @@ def finish(
             "reason": rejects.reasons_at(bad),
             "message": rejects.messages_at(bad),
             "original_line": frame["_text"][bad].to_numpy(),
-        }
+        },
+        copy=False,  # new arrays, taken as they are
     )
     quarantine = pd.concat([malformed, rejected], ignore_index=True) if len(malformed) else rejected
     if len(quarantine):
         quarantine = quarantine.sort_values(
             ["source_file", "line_number"], kind="stable", ignore_index=True
         )
-    quarantine = quarantine.astype(
-        {"source_file": "str", "line_number": "int64", "reason": "str", "message": "str"}
+    # Column by column, and only where the type differs: DataFrame.astype with a dict
+    # cost ~1.5 ms even for the one quarantine row of a live micro-batch.
+    quarantine = pd.DataFrame(
+        {
+            c: (
+                quarantine[c].astype(_QUARANTINE_TYPES[c])
+                if c in _QUARANTINE_TYPES and quarantine[c].dtype != _QUARANTINE_TYPES[c]
+                else quarantine[c]
+            )
+            for c in quarantine.columns
+        },
+        copy=False,
     )
     files = []
     file_index = frame["_file"].to_numpy() if len(frame) else np.array([], dtype=np.int32)

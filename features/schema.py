@@ -227,12 +227,18 @@ def _to_utc(values: pd.Series | None) -> pd.Series:
     return parsed.astype(TIMESTAMP_DTYPE)
 
 
+_THREADED_FROM_ROWS = 100_000
+
+
 def arrow_table(frame: pd.DataFrame) -> pa.Table:
     """``frame`` as an Arrow table (no index); missing values become nulls."""
     with warnings.catch_warnings():
         # pyarrow reads tz-aware columns through Series.values, which pandas 3.1 flags.
         warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
-        return pa.Table.from_pandas(frame, preserve_index=False)
+        # pyarrow converts columns on a new thread pool from 100 rows a column on: for
+        # a live batch's few hundred rows, starting the pool costs more than it saves.
+        threads = None if len(frame) >= _THREADED_FROM_ROWS else 1
+        return pa.Table.from_pandas(frame, preserve_index=False, nthreads=threads)
 
 
 def _event_arrow_schema() -> pa.Schema:

@@ -25,6 +25,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,15 @@ from streaming.results import ApplyResult
 from tags.errors import TagStoreError
 from tags.live import LiveGrid
 
-__all__ = ["Request", "Staged", "Waiting", "append_quarantine", "notify", "written_rows"]
+__all__ = [
+    "Request",
+    "Staged",
+    "Waiting",
+    "append_quarantine",
+    "notify",
+    "touched",
+    "written_rows",
+]
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +226,40 @@ def written_rows(
             "seq": seq,
         }
     )
+
+
+def touched(
+    known: Callable[[list[str]], list[str]],
+    checked: Sequence[Checked],
+    ids: list[str],
+    written: list[bool],
+) -> tuple[list[str], list[list[str]]]:
+    """The stored customers a micro-batch touched, and those each of its batches did.
+
+    Args:
+        known: Of some ids, the stored customers' (in order, without repeats).
+        checked: Its batches, validated (their accepted rows' ``ids``, ``repeats``).
+        ids: The customer id of each accepted row, batch after batch: one list for
+            the micro-batch, not a pandas iteration per batch.
+        written: Per accepted row, whether it was stored now.
+
+    Returns:
+        The customers (accepted events stored now, or event-id repeats), and per batch
+        its own.
+    """
+
+    def repeated(batches: Sequence[Checked]) -> list[str]:
+        return [str(r.get("customer_id")) for c in batches for r in c.repeats]
+
+    customers = known(list(compress(ids, written)) + repeated(checked))
+    if len(checked) == 1:
+        return customers, [customers]
+    own, offset = [], 0
+    for c in checked:
+        end = offset + len(c.ids)
+        own.append(known(list(compress(ids[offset:end], written[offset:end])) + repeated([c])))
+        offset = end
+    return customers, own
 
 
 def notify(listeners: Sequence[Callable[[pd.DataFrame], None]], written: pd.DataFrame) -> None:

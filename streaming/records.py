@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.io import RawTable
 from features.live import EVENT_ID
@@ -50,6 +51,9 @@ _FIELDS = frozenset(EVENT_COLUMNS) | {EVENT_ID}
 # The text of a valid record when ``raw_events(..., texts=False)``: rendered only for the
 # rows validation rejects (:func:`record_text`), not for every accepted one.
 PENDING_TEXT = "\x01"
+# pandas' ``str`` dtype and the Arrow type it keeps its values in.
+_STR = pd.Series([], dtype="str").dtype
+_STR_ARROW = pa.large_string()
 
 
 def _text(value: Any) -> Any:
@@ -66,6 +70,20 @@ def _text(value: Any) -> Any:
         return json.dumps(value, ensure_ascii=False)
     text = str(value)
     return text if text.strip() else pd.NA
+
+
+def _str_column(values: list[Any] | None, n: int) -> pd.Series:
+    """Texts (NA: missing) as a ``str`` column; ``None``: ``n`` missing values.
+
+    Built as the Arrow array the column holds: ``pd.Series(values, dtype="str")``
+    takes 2.5x the CPU (checks and converts each value) for the same column.
+    """
+    array = (
+        pa.nulls(n, _STR_ARROW)
+        if values is None
+        else pa.array(values, type=_STR_ARROW, from_pandas=True)
+    )
+    return array.to_pandas(types_mapper={_STR_ARROW: _STR}.get)
 
 
 def event_id_of(record: dict[str, Any]) -> str:
@@ -130,13 +148,20 @@ def raw_events(
         out_ids.append(event_id)
     valid += [_SENTINEL_ROW, _SENTINEL_ROW]
     lines += [len(records) + 1, len(records) + 2]
-    # Column by column: 0.75x the CPU of a dict per row (20 vs 27 ms per 5,000 records).
-    columns = {c: [_text(r.get(c)) for r in valid] for c in EVENT_COLUMNS}
+    # Column by column: 0.75x the CPU of a dict per row (20 vs 27 ms per 5,000 records);
+    # a field no record has (most of an event's optional ones) is not read per record.
+    named = set().union(*valid)
+    data = pd.DataFrame(
+        {
+            c: _str_column([_text(r.get(c)) for r in valid] if c in named else None, len(valid))
+            for c in EVENT_COLUMNS
+        },
+        copy=False,  # new columns: nothing to protect by copying them
+    )
     if texts:
         row_texts = [record_text(r) for r in valid[:-2]] + ["", ""]
     else:
         row_texts = [PENDING_TEXT] * (len(valid) - 2) + ["", ""]
-    data = pd.DataFrame({c: pd.Series(v, dtype="str") for c, v in columns.items()})
     digest_of = row_texts if texts else out_ids
     raw = RawTable(
         path=Path(source),

@@ -52,7 +52,15 @@ from scoring.batch import Predictor
 from streaming.checking import Checked, check_batches
 from streaming.errors import BadEvents
 from streaming.index import CustomerFacts, FactStoreLike
-from streaming.pipeline import Request, Staged, Waiting, append_quarantine, notify, written_rows
+from streaming.pipeline import (
+    Request,
+    Staged,
+    Waiting,
+    append_quarantine,
+    notify,
+    touched,
+    written_rows,
+)
 from streaming.results import ApplyResult
 from streaming.retag import ArrayRetag
 from tags.catalogue import Catalogue
@@ -390,25 +398,17 @@ class LiveTagger:
                 else pd.concat([c.accepted for c in checked], ignore_index=True)
             )
             appended = self.live.append(accepted, [i for c in checked for i in c.ids])
-            stored = accepted[appended.stored]
             # The segment's own table: no second conversion of the events.
-            self.index.add(stored if appended.table is None else appended.table, appended.segment)
-            customers = self.index.known(
-                [str(c) for c in stored["customer_id"]]
-                + [str(r.get("customer_id")) for c in checked for r in c.repeats]
+            self.index.add(
+                accepted[appended.stored] if appended.table is None else appended.table,
+                appended.segment,
             )
-            own = [customers]
-            if len(checked) > 1:
-                own, offset = [], 0
-                for c in checked:
-                    mine = appended.stored[offset : offset + len(c.ids)]
-                    offset += len(c.ids)
-                    own.append(
-                        self.index.known(
-                            [str(x) for x in c.accepted.loc[mine, "customer_id"]]
-                            + [str(r.get("customer_id")) for r in c.repeats]
-                        )
-                    )
+            customers, own = touched(
+                self.index.known,
+                checked,
+                [str(c) for c in accepted["customer_id"].tolist()],
+                appended.stored.tolist(),
+            )
             return Staged(
                 checked=checked,
                 now=now,

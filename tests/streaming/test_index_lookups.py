@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+import streaming.index as index_module
 from features.schema import EVENT_COLUMNS, arrow_table
 from streaming.index import CustomerFacts
 from streaming.retag import event_columns_of
@@ -123,3 +124,25 @@ def test_the_grid_refuses_a_customer_and_tag_filled_twice() -> None:
     again.put(np.array([1]), ["a"], np.nan, "rule", "x@1")
     with pytest.raises(TagStoreError, match="at most one"):
         again.put(np.array([0, 1]), ["b", "c"], np.nan, "rule", "x@1")  # filled before
+
+
+def test_lookups_through_the_micro_batch_dictionary_equal_the_full_one(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = CustomerFacts(setup.store, setup.live)
+    index.refresh()
+    ids = setup.store.load_customers()["customer_id"].astype(str).tolist()
+    rng = np.random.default_rng(5)
+    monkeypatch.setattr(index_module, "_HOT_MAX", 12)  # exercise its emptying too
+    for size in (1, 5, 9, 13, 30):
+        asked = [ids[i] for i in rng.choice(len(ids), size=size)] + ["nobody", ids[0], "nobody"]
+        expected = [index._customer_pos.get(c) for c in asked]
+        # Asked twice: the second answer comes from the small dictionary where it can.
+        assert index._find(asked) == expected
+        assert index._find(asked) == expected
+        assert len(index._hot) <= max(12, len(asked))
+        assert index.known(asked) == list(dict.fromkeys(c for c in asked if c != "nobody"))
+    # Positions change with a new import: the micro-batch dictionary is emptied with them.
+    index._hot["nobody"] = 0
+    index.refresh()
+    assert index._find(["nobody"]) == [None]
