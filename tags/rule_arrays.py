@@ -174,7 +174,7 @@ class ArrayRules:
         ctx = _ArrayContext(n, columns, index, as_of=as_of, pinned=thresholds)
         if n > ROW_LIMIT:
             return [evaluate_tag(item, ctx) for item in compiled]
-        env = RowEnv(n, columns, ctx)
+        env = RowEnv(n, columns, ctx, prepared, codes)
         out = []
         for item, rows in zip(compiled, self._row_tags(tag_ids, compiled), strict=True):
             found = rows.evaluate(env) if rows is not None else None

@@ -37,14 +37,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
-import pyarrow as pa
 
-from features.families.base import Coded
-from features.small_events import category_strings
 from tags.catalogue import CompiledTag
 from tags.engine import TagValues, case_values, scope_thresholds, value_rows
+from tags.rule_row_env import RowEnv, Unsupported
 from tags.rules import ast
-from tags.rules.context import EvalContext, Scope
+from tags.rules.context import Scope
 from tags.rules.evaluate import evaluate_node
 from tags.rules.functions import call_function
 from tags.rules.signatures import FUNCTIONS, event_filter
@@ -53,7 +51,7 @@ from tags.rules.values import BOOL, NULL, NUM, STR, Val
 __all__ = ["RowEnv", "RowTag", "row_tag"]
 
 # A compiled node: one row's value from the call's environment and the row position.
-RowFn = Callable[["RowEnv", int], Any]
+RowFn = Callable[[RowEnv, int], Any]
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
@@ -67,10 +65,6 @@ _SWAP = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 # Below this magnitude a float64 rounds to a finite float32 without numpy's warning.
 _F32_SAFE = 3.4e38
 _NAN = float("nan")
-
-
-class _Unsupported(Exception):
-    """A construct the closures do not cover: the tag stays with the interpreter."""
 
 
 def _f32(x: float) -> float:
@@ -99,57 +93,6 @@ class _Expr(NamedTuple):
     const: bool = False
 
 
-class RowEnv:
-    """One call's values, shared by every tag of the call.
-
-    Attributes:
-        n: Number of rows.
-        ctx: The interpreter's context over the same arrays (event windows, aggregates
-            and the value columns come from it, so they are computed once per call).
-        cols: Column name or event-call key -> one Python value per row.
-        aggs: The current tag's aggregate values, by slot.
-        lets: The current row's ``let`` values, by slot.
-    """
-
-    __slots__ = ("aggs", "arrays", "cols", "ctx", "lets", "n")
-
-    def __init__(self, n: int, arrays: Mapping[str, Any], ctx: EvalContext) -> None:
-        self.n = n
-        self.arrays = arrays
-        self.ctx = ctx
-        self.cols: dict[Any, list[Any]] = {}
-        self.aggs: list[float] = []
-        self.lets: list[Any] = []
-
-    def column(self, name: str, kind: str, f32: bool) -> None:
-        """Convert feature ``name`` to per-row Python values (once per call).
-
-        Raises:
-            _Unsupported: The array is not of the kind the rules were compiled for.
-        """
-        if name in self.cols:
-            return
-        values = self.arrays[name]
-        if isinstance(values, Coded):
-            if kind != STR:
-                raise _Unsupported(name)
-            cats = category_strings(values.categories)
-            self.cols[name] = [None if c < 0 else cats[c] for c in values.codes.tolist()]
-        elif isinstance(values, np.ndarray):
-            if kind == BOOL and values.dtype == np.bool_:
-                self.cols[name] = values.tolist()
-            elif kind == NUM and values.dtype != np.bool_ and f32 == (values.dtype == np.float32):
-                if values.dtype.kind != "f":
-                    values = values.astype(np.float64)
-                self.cols[name] = values.tolist()
-            else:
-                raise _Unsupported(name)
-        elif isinstance(values, (pa.Array, pa.ChunkedArray)) and kind == STR:
-            self.cols[name] = values.to_pylist()
-        else:
-            raise _Unsupported(name)
-
-
 class _Compiler:
     """Compiles the trees of one tag, recording what a call must prepare."""
 
@@ -157,7 +100,7 @@ class _Compiler:
         self.kinds = kinds
         self.bound: dict[str, tuple[int, _Expr]] = {}
         self.columns: dict[str, tuple[str, bool]] = {}
-        self.events: dict[tuple[Any, ...], tuple[ast.Call, str, str]] = {}
+        self.events: dict[tuple[Any, ...], tuple[ast.Call, str, str, ast.Window | None]] = {}
         self.aggregates: list[tuple[ast.Call, str, str]] = []
         self.rule: tuple[str, str] = ("", "")
 
@@ -191,7 +134,7 @@ class _Compiler:
             return _not(both) if node.negated else both
         if isinstance(node, ast.Call):
             return self.call(node)
-        raise _Unsupported(type(node).__name__)
+        raise Unsupported(type(node).__name__)
 
     def name(self, node: ast.Name) -> _Expr:
         found = self.bound.get(node.name)
@@ -200,7 +143,7 @@ class _Compiler:
             return expr._replace(fn=lambda e, i: e.lets[slot])
         kind, f32 = self.kinds.get(node.name, ("", False))
         if kind not in (NUM, BOOL, STR):
-            raise _Unsupported(node.name)
+            raise Unsupported(node.name)
         self.columns[node.name] = (kind, f32)
         name = node.name
         return _Expr(lambda e, i: e.cols[name][i], kind, f32)
@@ -214,18 +157,18 @@ class _Compiler:
             filters = [event_filter(a) for a in call.args[1:] if not isinstance(a, ast.Window)]
             bounds = None if window is None else (window.kind, window.start, window.end)
             key = (call.func, first.name, filters[0] if filters else None, bounds)
-            self.events[key] = (call, *self.rule)
+            self.events[key] = (call, *self.rule, window)
             return _Expr(lambda e, i: e.cols[key][i], NUM)
         if family == "aggregate":
             inner = [n.name for n in _names(call.args[0]) if n.name in self.bound]
             if inner:
-                raise _Unsupported(f"aggregate of let {inner}")
+                raise Unsupported(f"aggregate of let {inner}")
             slot = len(self.aggregates)
             self.aggregates.append((call, *self.rule))
             return _Expr(lambda e, i: e.aggs[slot], NUM, const=True)
         args = [self.node(a) for a in call.args]
         if any(a.kind not in (NUM, NULL) for a in args) or call.func == "coalesce":
-            raise _Unsupported(call.func)
+            raise Unsupported(call.func)
         args = [a if a.kind == NUM else _Expr(lambda e, i: _NAN, NUM, const=True) for a in args]
         if call.func == "abs":
             (arg,) = args
@@ -251,14 +194,14 @@ def _names(node: ast.Node) -> list[ast.Name]:
 
 def _literal(node: ast.Literal) -> _Expr:
     if node.kind not in (NUM, STR, BOOL, NULL):
-        raise _Unsupported(node.kind)
+        raise Unsupported(node.kind)
     value = float(node.value) if node.kind == NUM else node.value  # type: ignore[arg-type]
     return _Expr(lambda e, i: value, node.kind, const=True)
 
 
 def _not(operand: _Expr) -> _Expr:
     if operand.kind != BOOL:
-        raise _Unsupported("not")
+        raise Unsupported("not")
     f = operand.fn
 
     def fn(e: RowEnv, i: int) -> bool | None:
@@ -270,7 +213,7 @@ def _not(operand: _Expr) -> _Expr:
 
 def _logic(op: str, left: _Expr, right: _Expr) -> _Expr:
     if left.kind not in (BOOL, NULL) or right.kind not in (BOOL, NULL):
-        raise _Unsupported(op)
+        raise Unsupported(op)
     fa, fb = left.fn, right.fn
     if op == "and":
 
@@ -301,10 +244,10 @@ def _arith(op: str, left: _Expr, right: _Expr) -> _Expr:
     if NULL in (left.kind, right.kind):
         other = right if left.kind == NULL else left
         if other.kind not in (NUM, NULL):
-            raise _Unsupported(op)
+            raise Unsupported(op)
         return _Expr(lambda e, i: _NAN, NUM, const=other.const)
     if left.kind != NUM or right.kind != NUM:
-        raise _Unsupported(op)  # date arithmetic
+        raise Unsupported(op)  # date arithmetic
     const = left.const and right.const
     # numpy keeps float32 when each side is float32 or a Python scalar (not both scalars).
     in32 = not const and (left.f32 or left.const) and (right.f32 or right.const)
@@ -347,7 +290,7 @@ def _rounded(side: _Expr, in32: bool) -> RowFn:
 
 def _compare(op: str, left: _Expr, right: _Expr) -> _Expr:
     if left.kind != right.kind or left.kind not in (NUM, BOOL, STR):
-        raise _Unsupported(op)
+        raise Unsupported(op)
     func = _OPS[op]
     fa, fb = left.fn, right.fn
     if left.const and right.const:
@@ -401,7 +344,7 @@ def _is_null(operand: _Expr, negated: bool) -> _Expr:
 
 def _in(operand: _Expr, items: tuple[ast.Literal, ...], negated: bool) -> _Expr:
     if {item.kind for item in items} != {operand.kind} or operand.kind not in (NUM, BOOL, STR):
-        raise _Unsupported("in")
+        raise Unsupported("in")
     values = [item.value for item in items]
     f = operand.fn
     if operand.const:
@@ -428,7 +371,7 @@ def _round(call: ast.Call, args: list[_Expr]) -> _Expr:
     if len(args) == 2:
         second = call.args[1]
         if not isinstance(second, ast.Literal) or second.kind != NUM:
-            raise _Unsupported("round digits")
+            raise Unsupported("round digits")
         digits = int(float(second.value))  # type: ignore[arg-type]
     arg = args[0]
     # np.round rounds a float32 column in float32: round the same numpy scalar.
@@ -501,9 +444,9 @@ class RowTag:
         if compiled.value is not None:
             tree = compiled.value.tree
             if not isinstance(tree, ast.Name) or tree.name in inner.bound:
-                raise _Unsupported("value expression")
+                raise Unsupported("value expression")
             if kinds.get(tree.name, ("", False))[0] != STR:
-                raise _Unsupported("value column")
+                raise Unsupported("value column")
             self._value = tree.name
         self._columns = {**outer.columns, **inner.columns}
         self._events = {**outer.events, **inner.events}
@@ -516,11 +459,15 @@ class RowTag:
         try:
             for name, (kind, f32) in self._columns.items():
                 env.column(name, kind, f32)
-        except _Unsupported:
+        except Unsupported:
             return None
         ctx, n, tag = env.ctx, env.n, self.compiled.tag
-        for key, (call, text, where) in self._events.items():
-            if key not in env.cols:
+        for key, (call, text, where, window) in self._events.items():
+            if key in env.cols:
+                continue
+            if key[2] is None:  # no category filter
+                env.cols[key] = env.window(call.func, key[1], window)
+            else:
                 found = call_function(call, Scope(ctx, text=text, where=where), evaluate_node)
                 env.cols[key] = found.data.tolist()
         scopes: list[Scope] = []
@@ -591,5 +538,5 @@ def row_tag(compiled: CompiledTag, kinds: Mapping[str, tuple[str, bool]]) -> Row
     """
     try:
         return RowTag(compiled, kinds)
-    except _Unsupported:
+    except Unsupported:
         return None

@@ -21,10 +21,14 @@ from tags.catalogue import LIBRARY_DIR, Catalogue
 from tags.definitions import TagDefinition
 from tags.errors import TagsError
 from tags.rule_arrays import ArrayRules
-from tags.rule_rows import row_tag
+from tags.rule_rows import RowEnv, row_tag
+from tags.rules import ast, compile_rule
+from tags.rules.context import EvalContext
+from tags.rules.prepared import PreparedEventIndex
 
 AS_OF = pd.Timestamp("2024-09-01", tz="UTC")
 _DAY = pd.Timedelta(days=1)
+_AGES = [0.25, 0.5, 1, 7, 29, 30, 31, 53, 54, 55, 89, 90, 91, 95, 120]
 
 
 def _outcome(
@@ -67,7 +71,8 @@ def _events(ids: list[str], draw: st.DrawFn) -> list[dict[str, Any]]:
             out.append(
                 {
                     "customer_id": cid,
-                    "occurred_at": AS_OF - draw(st.integers(1, 120)) * _DAY,
+                    # Days at and beside the windows' edges (30, 54, 90 days ago).
+                    "occurred_at": AS_OF - draw(st.sampled_from(_AGES)) * _DAY,
                     "event_type": draw(st.sampled_from(["browse", "purchase", "complaint"])),
                     "amount": float(draw(st.integers(1, 200))),
                     "category": draw(st.sampled_from(["a", "b", "c"])),
@@ -167,6 +172,11 @@ _NUM_ATOMS = [
     "sum(purchase, last 90 days)",
     "days_since(purchase)",
     'count(purchase, category in ("a", "b"))',
+    "days_since(browse, from 54 to 30 days ago)",
+    "count(browse, last 0.5 days)",
+    "sum(purchase)",
+    "count(login, last 7 days)",
+    "days_since(complaint, since 2024-06-01)",
 ]
 
 
@@ -343,3 +353,32 @@ def test_generated_rules_as_the_interpreter(
             closures = _outcome(selected, arrays, index, codes, 8, thresholds, mp)
             interpreted = _outcome(selected, arrays, index, codes, -1, thresholds, mp)
         assert closures == interpreted, (tag_ids, when, scope, let, cases)
+
+
+_WINDOWS = [
+    "",
+    ", last 30 days",
+    ", last 0.5 days",
+    ", from 54 to 30 days ago",
+    ", from 91 to 90 days ago",
+    ", since 2024-06-01",
+    ", from 2024-05-03 to 2024-08-02",
+    ", since 2025-01-01",
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), n=st.integers(1, 6))
+def test_row_windows_are_the_index_aggregates(data: st.DataObject, n: int) -> None:
+    index, codes, arrays = _index(n, data.draw)
+    ctx = EvalContext(pd.DataFrame(), as_of=AS_OF)
+    env = RowEnv(n, arrays, ctx, index, codes)
+    vectorised = PreparedEventIndex(index, codes, int(AS_OF.value), codes=codes)
+    for func in ("count", "sum", "days_since"):
+        for event_type in ("browse", "purchase", "complaint", "login"):
+            for text in _WINDOWS:
+                (call,) = compile_rule(f"{func}({event_type}{text}) > 0").event_calls
+                window = next((a for a in call.args if isinstance(a, ast.Window)), None)
+                expected = vectorised.aggregate(func, event_type, window, None).tolist()
+                got = env.window(func, event_type, window)
+                assert repr(got) == repr(expected), (func, event_type, text)
