@@ -21,10 +21,12 @@ The closures give the interpreter's values exactly:
 * strings compare as numpy's fixed-width strings do (trailing NUL characters ignored);
 * division (and ``%``) by zero, and an infinite quotient, is null.
 
-Event windows (``count``/``sum``/``days_since``) and population aggregates (``median``
-...) are computed once per call by the interpreter's own functions over the whole
-batch and read per row, so they, the pinned thresholds and :attr:`TagValues.thresholds`
-are the interpreter's. A tag using anything else (dates, ``coalesce``, an aggregate of a
+Event windows (``count``/``sum``/``days_since``) are computed once per call and read
+per row: from each customer's own segment of the event index
+(:meth:`tags.rule_row_env.RowEnv.window`, the index's values), or with a category
+filter by the interpreter's own function. Population aggregates (``median`` ...) are
+computed (or pinned) by the interpreter's own function, so they and
+:attr:`TagValues.thresholds` are the interpreter's. A tag using anything else (dates, ``coalesce``, an aggregate of a
 ``let`` name, a value expression other than a text column) is not compiled
 (:func:`row_tag` returns ``None``) and stays with the interpreter.
 """
