@@ -223,6 +223,16 @@ class SmallEvents(PreparedEvents):
         if not len(p):
             return np.zeros(0, dtype=bool)
         ids = self._text["order_id"].take(pa.array(p.rows))
+        if len(p) <= FEW_EVENTS:
+            # What first_of_order decides, in Python for a few purchases: a purchase
+            # without an order id is its own order, else it opens one when no earlier
+            # purchase of its customer (purchases in (customer, time) order) has its id.
+            seen: set[tuple[int, str]] = set()
+            flags = []
+            for key in zip(self._codes_of(p).tolist(), ids.to_pylist(), strict=True):
+                flags.append(key[1] is None or key not in seen)
+                seen.add(key)
+            return np.array(flags, dtype=bool)
         # first_of_order needs equal ids to get equal keys: dictionary codes are exact
         # keys (no collision), one Arrow call where string_hashes' word loop makes ~30
         # numpy calls on a live call's few purchases.

@@ -26,9 +26,10 @@ per row: from each customer's own segment of the event index
 (:meth:`tags.rule_row_env.RowEnv.window`, the index's values), or with a category
 filter by the interpreter's own function. Population aggregates (``median`` ...) are
 computed (or pinned) by the interpreter's own function, so they and
-:attr:`TagValues.thresholds` are the interpreter's. A tag using anything else (dates, ``coalesce``, an aggregate of a
-``let`` name, a value expression other than a text column) is not compiled
-(:func:`row_tag` returns ``None``) and stays with the interpreter.
+:attr:`TagValues.thresholds` are the interpreter's. A tag using anything else
+(dates, ``coalesce``, an aggregate of a ``let`` name, a value expression other than a
+text column) is not compiled (:func:`row_tag` returns ``None``) and stays with the
+interpreter.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import features.events
+import features.small_events
 from features.events import PreparedEvents, prepare_events
 from features.small_events import CustomerArrays, EventColumns, SmallEvents
 
@@ -116,3 +117,45 @@ def test_small_groups_are_the_batch_codes(data: st.DataObject) -> None:
             mine, theirs = getattr(got, field), getattr(expected, field)
             assert mine.dtype == theirs.dtype, field
             np.testing.assert_array_equal(mine, theirs, err_msg=field)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_small_order_flags_are_first_of_order(data: st.DataObject) -> None:
+    n = data.draw(st.integers(1, 3))
+    size = data.draw(st.integers(0, 30))
+    owners = data.draw(st.lists(st.integers(0, n - 1), min_size=size, max_size=size))
+    times = data.draw(st.lists(st.integers(0, 5), min_size=size, max_size=size))
+    orders = data.draw(
+        st.lists(
+            st.one_of(st.none(), st.sampled_from(["o1", "o2", "o3", ""])),
+            min_size=size,
+            max_size=size,
+        )
+    )
+
+    def build() -> SmallEvents:
+        return SmallEvents(
+            CustomerArrays([f"c{k}" for k in range(n)], np.full(n, _T0), {}, {}),
+            EventColumns(
+                customer=np.array(owners, dtype=np.int64),
+                t_us=_T0 + np.array(times, dtype=np.int64) * _DAY_US,
+                type_code=np.zeros(size, dtype=np.int64),
+                type_names=["purchase"],
+                amount=np.full(size, 1.0),
+                category=pa.array([None] * size, pa.large_string()),
+                order_id=pa.array(orders, pa.large_string()),
+            ),
+        )
+
+    small = build()
+    flags = small._new_order_flags()
+    # The batch kernel over the same purchases (exact dictionary codes as keys).
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(features.small_events, "FEW_EVENTS", -1)
+        expected = build()._new_order_flags()
+    assert flags.dtype == expected.dtype
+    np.testing.assert_array_equal(flags, expected)
+    # Orders counted: one per purchase without an id, one per (customer, id) otherwise.
+    named = {(o, i) for o, i in zip(owners, orders, strict=True) if i is not None}
+    assert int(flags.sum()) == orders.count(None) + len(named)
