@@ -159,3 +159,18 @@ def test_small_order_flags_are_first_of_order(data: st.DataObject) -> None:
     # Orders counted: one per purchase without an id, one per (customer, id) otherwise.
     named = {(o, i) for o, i in zip(owners, orders, strict=True) if i is not None}
     assert int(flags.sum()) == orders.count(None) + len(named)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_small_purchase_days_are_the_batch_arrays(data: st.DataObject) -> None:
+    small, other = _random_small(data.draw)
+    if "purchase" not in small.event_types:
+        return
+    got = small.days()
+    expected = PreparedEvents.days(other)  # the batch index's code
+    assert got is small.days()  # kept
+    for field in ("row_cs", "code", "day", "gap", "gap_sq_cs"):
+        mine, theirs = getattr(got, field), getattr(expected, field)
+        assert mine.dtype == theirs.dtype, field
+        np.testing.assert_array_equal(mine, theirs, err_msg=field)
