@@ -446,12 +446,13 @@ def cutoff_columns(
     ids: pa.Array | None = None
     found: dict[str, Any] = {}
     blocks = ColumnBlocks(block_layout(dtypes), n)
+    rows = blocks.rows()
     for group in _column_groups(prepared, cutoff, codes, spec, last=False):
         for name, values in group.items():
-            row = blocks.row(name)
+            row = rows.get(name)
             if row is not None:  # a numeric feature: its row of its dtype's block
                 array = values if type(values) is np.ndarray else np.asarray(values)
-                if plain_assignment(array.dtype, row.dtype):
+                if array.dtype is row.dtype or plain_assignment(array.dtype, row.dtype):
                     row[...] = array
                 else:
                     _fill(row, 0, n, array, name)
@@ -462,12 +463,15 @@ def cutoff_columns(
                 found[name] = Coded(values.codes.copy(), values.categories)
             elif name in dtypes:
                 found[name] = pa.chunked_array(_string_chunks(values), pa.large_string())
-    missing = sorted(set(dtypes) - set(found)) + ([] if ids is not None else ["customer_id"])
-    if missing or ids is None:
+    try:
+        ordered = {name: found[name] for name in dtypes}
+    except KeyError:
+        ordered = {}
+    if len(ordered) < len(dtypes) or ids is None:
+        missing = sorted(set(dtypes) - set(found)) + ([] if ids is not None else ["customer_id"])
         raise FeaturesError(
             f"Expected the feature spec to yield every catalogued feature. Got none for {missing}."
         )
-    ordered = {name: found[name] for name in dtypes}
     return CutoffColumns(ids.cast(pa.large_string()), codes, ordered, catalog, blocks)
 
 

@@ -377,8 +377,13 @@ class PreparedEvents:
             labels=labels[rank] if len(labels) else labels,
         )
         self._groups[event_type] = found
-        release_arrow_memory()
+        self._release_pages()
         return found
+
+    def _release_pages(self) -> None:
+        """Hand back the pages Arrow freed while a structure was built (see
+        :func:`features.memory.release_arrow_memory`)."""
+        release_arrow_memory()
 
     def build_features(
         self,

@@ -17,6 +17,7 @@ inherited ``days``/``groups``/``amounts``); only how the inputs reach them diffe
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,14 @@ import pyarrow.compute as pc
 
 from features.coding import first_of_order
 from features.errors import FeaturesError
-from features.event_arrays import code_dtype, prefix_sum, seconds_base
+from features.event_arrays import (
+    DAY_S,
+    CategoryGroups,
+    PurchaseDays,
+    code_dtype,
+    prefix_sum,
+    seconds_base,
+)
 from features.events import PreparedEvents, sorted_typed
 from features.schema import TIMESTAMP_DTYPE
 
@@ -36,6 +44,8 @@ __all__ = ["CustomerArrays", "EventColumns", "SmallEvents", "category_strings"]
 
 _I64 = np.int64
 _TEXT = pa.large_string()
+# Up to this many events of a type, the small index groups them by category in Python.
+FEW_EVENTS = 256
 
 
 @dataclass(frozen=True)
@@ -158,6 +168,72 @@ class SmallEvents(PreparedEvents):
         """Not held: the small index is built from arrays, not from a frame."""
         raise FeaturesError("Expected a frame-built event index. Got the live path's arrays.")
 
+    def groups(self, event_type: str) -> CategoryGroups:
+        """As :meth:`PreparedEvents.groups`, the same arrays; up to :data:`FEW_EVENTS`
+        events in Python, where the batch code's ~20 array steps cost more than the
+        events (a live call's one customer, issue 20)."""
+        found = self._groups.get(event_type)
+        if found is not None:
+            return found
+        typed = self.typed(event_type)
+        if len(typed) > FEW_EVENTS:
+            return super().groups(event_type)
+        names = self._text["category"].take(pa.array(typed.rows_now())).to_pylist()
+        # Arrow's dictionary numbers labels by first appearance; the batch code ranks
+        # them by a stable sort of numpy strings, which drop trailing NULs.
+        first = list(dict.fromkeys(c for c in names if c is not None))
+        rank = sorted(range(len(first)), key=lambda k: first[k].rstrip("\x00"))
+        cat_of = {first[k]: r for r, k in enumerate(rank)}
+        code = self._codes_of(typed).tolist()
+        seconds = typed.seconds_at(slice(None)).tolist()
+        # (customer, category) order, stable: events keep their time order in a group.
+        kept = sorted(
+            ((code[i], cat_of[c], seconds[i]) for i, c in enumerate(names) if c is not None),
+            key=lambda e: (e[0], e[1]),
+        )
+        starts = [k for k in range(len(kept)) if k == 0 or kept[k][:2] != kept[k - 1][:2]]
+        runs = [j for j, k in enumerate(starts) if j == 0 or kept[k][0] != kept[starts[j - 1]][0]]
+        found = CategoryGroups(
+            seconds=np.array([e[2] for e in kept], dtype=np.uint32),
+            bounds=np.array([*starts, len(kept)], dtype=_I64),
+            code=np.array([kept[k][0] for k in starts], dtype=np.int32),
+            cat=np.array([kept[k][1] for k in starts], dtype=np.int32),
+            run_starts=np.array(runs, dtype=_I64),
+            labels=np.array([first[k] for k in rank], dtype=object),
+        )
+        self._groups[event_type] = found
+        return found
+
+    def days(self) -> PurchaseDays:
+        """As :meth:`PreparedEvents.days`, the same arrays; up to :data:`FEW_EVENTS`
+        purchases in Python (the batch code's ~15 array steps cost more)."""
+        p = self.typed("purchase")
+        if self._days is not None or len(p) > FEW_EVENTS:
+            return super().days()
+        codes = self._codes_of(p).tolist()
+        # UTC days start at whole seconds: the floored second gives the day exactly.
+        days = [(s + self.base_sec) // DAY_S for s in p.seconds_at(slice(None)).tolist()]
+        flag = [
+            k == 0 or codes[k] != codes[k - 1] or days[k] != days[k - 1] for k in range(len(days))
+        ]
+        kept = [(codes[k], days[k]) for k in range(len(days)) if flag[k]]
+        gaps = [
+            0 if j == 0 or kept[j][0] != kept[j - 1][0] else kept[j][1] - kept[j - 1][1]
+            for j in range(len(kept))
+        ]
+        self._days = PurchaseDays(
+            row_cs=np.array([0, *itertools.accumulate(flag)], dtype=self.index_dtype),
+            code=np.array([c for c, _ in kept], dtype=np.int32),
+            day=np.array([d for _, d in kept], dtype=np.int32),
+            gap=np.array(gaps, dtype=np.int32),
+            gap_sq_cs=np.array([0, *itertools.accumulate(g * g for g in gaps)], dtype=_I64),
+        )
+        return self._days
+
+    def _release_pages(self) -> None:
+        """Nothing to hand back: a few customers' structures free a few kilobytes,
+        while asking Arrow's pool to release costs ~30 us a call (issue 20)."""
+
     def _amount_values(self) -> np.ndarray:
         return self._amount
 
@@ -181,6 +257,16 @@ class SmallEvents(PreparedEvents):
         if not len(p):
             return np.zeros(0, dtype=bool)
         ids = self._text["order_id"].take(pa.array(p.rows))
+        if len(p) <= FEW_EVENTS:
+            # What first_of_order decides, in Python for a few purchases: a purchase
+            # without an order id is its own order, else it opens one when no earlier
+            # purchase of its customer (purchases in (customer, time) order) has its id.
+            seen: set[tuple[int, str]] = set()
+            flags = []
+            for key in zip(self._codes_of(p).tolist(), ids.to_pylist(), strict=True):
+                flags.append(key[1] is None or key not in seen)
+                seen.add(key)
+            return np.array(flags, dtype=bool)
         # first_of_order needs equal ids to get equal keys: dictionary codes are exact
         # keys (no collision), one Arrow call where string_hashes' word loop makes ~30
         # numpy calls on a live call's few purchases.

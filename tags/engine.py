@@ -31,12 +31,15 @@ from tags.store_format import TAG_COLUMNS
 
 __all__ = [
     "TagValues",
+    "case_values",
     "concat_tag_tables",
     "empty_tag_table",
     "evaluate_tag",
     "evaluate_tag_values",
     "evaluate_tags",
     "long_table",
+    "scope_thresholds",
+    "value_rows",
 ]
 
 
@@ -80,7 +83,7 @@ def _mask(rule_value: object, n: int) -> np.ndarray:
     return truth(rule_value, n)
 
 
-def _thresholds(*scopes: Scope) -> dict[str, float]:
+def scope_thresholds(*scopes: Scope) -> dict[str, float]:
     """Text -> value of the aggregates evaluated in ``scopes`` (see ``TagValues``)."""
     out: dict[str, float] = {}
     for scope in scopes:
@@ -99,7 +102,7 @@ def evaluate_tag(compiled: CompiledTag, ctx: EvalContext) -> TagValues:
     """
     scopes: list[Scope] = []
     result = _evaluate_tag(compiled, ctx, scopes)
-    result.thresholds = _thresholds(*scopes)
+    result.thresholds = scope_thresholds(*scopes)
     return result
 
 
@@ -121,7 +124,7 @@ def _evaluate_tag(compiled: CompiledTag, ctx: EvalContext, scopes: list[Scope]) 
         return TagValues(tag.id, rows, np.zeros(len(rows), dtype=np.int64), ["true"])
     in_scope = population if population is not None else np.ones(n, dtype=bool)
     if compiled.cases:
-        values = tag.value_ids if not tag.open_values else _case_values(compiled)
+        values = tag.value_ids if not tag.open_values else case_values(compiled)
         position = {v: i for i, v in enumerate(values)}
         codes = np.full(n, -1, dtype=np.int64)
         open_rows = in_scope.copy()
@@ -135,7 +138,19 @@ def _evaluate_tag(compiled: CompiledTag, ctx: EvalContext, scopes: list[Scope]) 
         rows = np.flatnonzero(codes >= 0)
         return TagValues(tag.id, rows, codes[rows], values)
     assert compiled.value is not None
-    result = compiled.value.evaluate(scope)
+    return value_rows(compiled, compiled.value.evaluate(scope), in_scope)
+
+
+def value_rows(compiled: CompiledTag, result: Val, in_scope: np.ndarray) -> TagValues:
+    """The rows of a tag whose value is an expression: ``result`` (its value over every
+    row) where not null and in scope.
+
+    Raises:
+        RuleEvalError: The value is not a string per customer, or (unless the tag has
+            open values) a value is not among the declared ones.
+    """
+    tag = compiled.tag
+    assert compiled.value is not None
     if result.kind == NULL:
         return TagValues(tag.id, np.empty(0, np.int64), np.empty(0, np.int64), [])
     if result.kind != STR or result.is_scalar:
@@ -162,7 +177,8 @@ def _evaluate_tag(compiled: CompiledTag, ctx: EvalContext, scopes: list[Scope]) 
     return TagValues(tag.id, rows, codes[rows], found)
 
 
-def _case_values(compiled: CompiledTag) -> list[str]:
+def case_values(compiled: CompiledTag) -> list[str]:
+    """The values of an open-valued tag with cases: each case's, then ``else``'s."""
     seen: list[str] = []
     spec = compiled.tag.rule
     assert spec is not None

@@ -7,6 +7,11 @@ code), type-checks them once against the feature kinds, and then evaluates them 
 each call over a dict of feature arrays and the event index the features were built
 from. Every tag goes through :func:`tags.engine.evaluate_tag`, the batch engine's own
 per-tag evaluation, so tag values are those of ``evaluate_tags`` on the same features.
+
+A call of at most :data:`ROW_LIMIT` rows (``POST /score``'s one customer, a small
+real-time micro-batch) runs each tag's rules as closures compiled from the same trees
+(:mod:`tags.rule_rows`, the same values), row by row: at a few rows the interpreter's
+fixed cost per node, not the work, is what a call pays.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from features.small_events import category_strings
 from tags.catalogue import Catalogue, CompiledTag
 from tags.engine import TagValues, evaluate_tag
 from tags.errors import CatalogueError, RuleError, TagsError
+from tags.rule_rows import RowEnv, RowTag, row_tag
 from tags.rules.context import EvalContext
 from tags.rules.prepared import PreparedEventIndex
 from tags.rules.values import Val, from_codes, from_numpy, kind_of_dtype
@@ -59,6 +65,14 @@ def rule_value(values: Any) -> Val:
 
 # Above this many rows a text column is coded by an Arrow kernel, not a Python loop.
 _FEW_ROWS = 64
+# Up to this many rows a call runs the rules' closures row by row (tags.rule_rows);
+# above it, the vectorised interpreter.
+ROW_LIMIT = 8
+
+
+def _is_float32(dtype: Any) -> bool:
+    """Whether a feature dtype is float32 (rules keep its precision)."""
+    return isinstance(dtype, np.dtype) and dtype == np.float32
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -86,7 +100,11 @@ class ArrayRules:
     ) -> None:
         self.catalogue = catalogue
         self._kinds = {name: kind_of_dtype(dtype) for name, dtype in kinds.items()}
+        self._row_kinds = {
+            name: (kind, _is_float32(kinds[name])) for name, kind in self._kinds.items()
+        }
         self._tags: dict[tuple[str, ...] | None, list[CompiledTag]] = {}
+        self._rows: dict[tuple[str, ...] | None, list[RowTag | None]] = {}
         self._problems: dict[tuple[str, ...] | None, Exception] = {}
         self._default = None if tag_ids is None else tuple(tag_ids)
 
@@ -154,7 +172,25 @@ class ArrayRules:
         compiled = self.compiled(tag_ids)
         index = PreparedEventIndex(prepared, codes, int(as_of.value), codes=codes)
         ctx = _ArrayContext(n, columns, index, as_of=as_of, pinned=thresholds)
-        return [evaluate_tag(item, ctx) for item in compiled]
+        if n > ROW_LIMIT:
+            return [evaluate_tag(item, ctx) for item in compiled]
+        env = RowEnv(n, columns, ctx, prepared, codes)
+        out = []
+        for item, rows in zip(compiled, self._row_tags(tag_ids, compiled), strict=True):
+            found = rows.evaluate(env) if rows is not None else None
+            out.append(found if found is not None else evaluate_tag(item, ctx))
+        return out
+
+    def _row_tags(
+        self, tag_ids: Iterable[str] | None, compiled: list[CompiledTag]
+    ) -> list[RowTag | None]:
+        """The selection's tags as closures (``None``: left to the interpreter), compiled
+        once per selection; a benign race between threads compiles twice."""
+        key = self._default if tag_ids is None else tuple(tag_ids)
+        found = self._rows.get(key)
+        if found is None:
+            found = self._rows[key] = [row_tag(item, self._row_kinds) for item in compiled]
+        return found
 
 
 _NO_FRAME = pd.DataFrame()

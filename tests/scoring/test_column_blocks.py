@@ -81,6 +81,16 @@ def test_conversions_are_the_frame_outputs() -> None:
     blocks = ColumnBlocks(layout, 3)
     assert blocks.row("top_category") is None  # text: kept outside the blocks
     assert blocks.row("frequency_orders") is not None
+    # rows(): every block feature's row at once, the same views row() gives.
+    rows = blocks.rows()
+    assert set(rows) == set(layout.slots)
+    for name, row in rows.items():
+        same = blocks.row(name)
+        assert same is not None
+        assert np.shares_memory(row, same)
+        assert row.shape == same.shape
+        row[...] = 1
+        assert (same == 1).all()
 
 
 def test_a_value_out_of_its_dtype_is_refused(monkeypatch) -> None:  # type: ignore[no-untyped-def]
