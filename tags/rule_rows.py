@@ -46,7 +46,7 @@ from tags.engine import TagValues, case_values, scope_thresholds, value_rows
 from tags.rule_row_env import RowEnv, Unsupported
 from tags.rules import ast
 from tags.rules.context import Scope
-from tags.rules.evaluate import evaluate_node
+from tags.rules.evaluate import COMPARISONS, SWAPPED, evaluate_node
 from tags.rules.functions import call_function
 from tags.rules.signatures import FUNCTIONS, event_filter
 from tags.rules.values import BOOL, NULL, NUM, STR, Val
@@ -56,15 +56,6 @@ __all__ = ["RowEnv", "RowTag", "row_tag"]
 # A compiled node: one row's value from the call's environment and the row position.
 RowFn = Callable[[RowEnv, int], Any]
 
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
-_SWAP = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 # Below this magnitude a float64 rounds to a finite float32 without numpy's warning.
 _F32_SAFE = 3.4e38
 _NAN = float("nan")
@@ -294,12 +285,12 @@ def _rounded(side: _Expr, in32: bool) -> RowFn:
 def _compare(op: str, left: _Expr, right: _Expr) -> _Expr:
     if left.kind != right.kind or left.kind not in (NUM, BOOL, STR):
         raise Unsupported(op)
-    func = _OPS[op]
+    func = COMPARISONS[op]
     fa, fb = left.fn, right.fn
     if left.const and right.const:
         return _Expr(lambda e, i: bool(func(fa(e, i), fb(e, i))), BOOL, const=True)
     if left.const:
-        left, right, func = right, left, _OPS[_SWAP[op]]
+        left, right, func = right, left, COMPARISONS[SWAPPED[op]]
         fa, fb = left.fn, right.fn
     strong_b = not right.const
     if left.kind == NUM:

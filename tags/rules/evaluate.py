@@ -22,9 +22,11 @@ from tags.rules.names import suggest
 from tags.rules.values import BOOL, DATE, NULL, NUM, STR, Val
 from tags.rules.windows import DAY_NS
 
-__all__ = ["evaluate_node"]
+__all__ = ["COMPARISONS", "SWAPPED", "evaluate_node"]
 
-_OPS: dict[str, Callable[[Any, Any], Any]] = {
+# The comparison operators, and each one with its operands swapped (shared with the
+# row-by-row closures of tags.rule_rows).
+COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
     "!=": operator.ne,
     "<": operator.lt,
@@ -32,7 +34,7 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
-_SWAP = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+SWAPPED = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
 def _bool_arrays(value: Val, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -225,12 +227,12 @@ def _compare(node: ast.Node, op: str, left: Val, right: Val, scope: Scope) -> Va
     if left.kind == BOOL and op not in ("=", "!="):
         raise scope.type_error(node, f"True/false values support = and != only. Got '{op}'.")
     if left.is_scalar and right.is_scalar:
-        return Val(BOOL, bool(_OPS[op](left.data, right.data)))
+        return Val(BOOL, bool(COMPARISONS[op](left.data, right.data)))
     if left.is_scalar:
-        left, right, op = right, left, _SWAP[op]
+        left, right, op = right, left, SWAPPED[op]
     if left.kind == STR:
         return _compare_str(op, left, right, n)
-    func = _OPS[op]
+    func = COMPARISONS[op]
     data = np.asarray(func(left.data, right.data), dtype=bool)
     null = left.null_mask(n)
     if not right.is_scalar:
@@ -245,7 +247,7 @@ def _compare(node: ast.Node, op: str, left: Val, right: Val, scope: Scope) -> Va
 
 def _compare_str(op: str, left: Val, right: Val, n: int) -> Val:
     assert left.cats is not None
-    func = _OPS[op]
+    func = COMPARISONS[op]
     if right.is_scalar:
         cats = np.asarray(left.cats, dtype=str)
         per_cat = np.asarray(func(cats, str(right.data)), dtype=bool).reshape(-1)
