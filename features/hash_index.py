@@ -47,6 +47,7 @@ __all__ = [
     "indexes_of",
     "merged",
     "read_index",
+    "row_hashes",
     "schema_signature",
     "set_index_rows",
     "sorted_distinct",
@@ -178,6 +179,24 @@ def _merged_runs(runs: list[np.ndarray]) -> np.ndarray:
     return np.sort(whole, kind="stable")
 
 
+def row_hashes(
+    table: pa.Table, columns: list[str], con: duckdb.DuckDBPyConnection | None = None
+) -> np.ndarray:
+    """DuckDB's 64-bit hash of each row over ``columns`` (equal rows, equal hashes), on
+    ``con`` when given (a connection costs more than hashing a block's key columns)."""
+    listed = ", ".join(f'"{c}"' for c in columns)
+    own = con is None
+    con = duckdb.connect() if con is None else con
+    try:
+        con.register("rows_in", table.select(columns))
+        found = con.execute(f"SELECT hash({listed}) AS h FROM rows_in").fetchnumpy()["h"]  # noqa: S608
+        con.unregister("rows_in")
+    finally:
+        if own:
+            con.close()
+    return np.asarray(found, dtype=np.uint64)
+
+
 def table_index(table: pa.Table, schema: pa.Schema, columns: Sequence[str]) -> RowHashIndex:
     """The index of a table of events written without one (not by an import, which
     hashes its rows anyway): its ``columns`` cast to ``schema`` (the types an import's
@@ -187,11 +206,8 @@ def table_index(table: pa.Table, schema: pa.Schema, columns: Sequence[str]) -> R
     store, an erasure) kept no index, so every later append hashed the keys of every
     stored event instead (~1.5 s at 20M events, each time).
     """
-    listed = ", ".join(f'"{c}"' for c in columns)
-    with duckdb.connect() as con:
-        con.register("rows_in", table.select(list(columns)).cast(schema))
-        found = con.execute(f"SELECT hash({listed}) AS h FROM rows_in").fetchnumpy()["h"]  # noqa: S608
-    hashes = sorted_distinct(np.asarray(found, dtype=np.uint64))
+    found = row_hashes(table.select(list(columns)).cast(schema), list(columns))
+    hashes = sorted_distinct(found)
     return RowHashIndex.of([hashes], schema_signature(schema))
 
 

@@ -26,7 +26,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,7 +33,13 @@ import pyarrow.parquet as pq
 
 from features.coding import sorted_hashes as hashes_in_order
 from features.crypto import EncryptionKeys, open_bytes, parquet_source
-from features.hash_index import RowHashIndex, SeenFilter, schema_signature, sorted_distinct
+from features.hash_index import (
+    RowHashIndex,
+    SeenFilter,
+    row_hashes,
+    schema_signature,
+    sorted_distinct,
+)
 from features.pipeline import Behind
 from features.schema import EVENT_COLUMNS
 from features.store_files import (
@@ -53,24 +58,6 @@ SPILL_FROM_ROWS = 2_000_000
 # Rows per customer-id range: one range is sorted in memory at a time when writing.
 PART_ROWS = 2_000_000
 _MAX_PARTS = 512
-
-
-def row_hashes(
-    table: pa.Table, columns: list[str], con: duckdb.DuckDBPyConnection | None = None
-) -> np.ndarray:
-    """DuckDB's 64-bit hash of each row over ``columns`` (equal rows, equal hashes), on
-    ``con`` when given (a connection costs more than hashing a block's key columns)."""
-    listed = ", ".join(f'"{c}"' for c in columns)
-    own = con is None
-    con = duckdb.connect() if con is None else con
-    try:
-        con.register("rows_in", table.select(columns))
-        found = con.execute(f"SELECT hash({listed}) AS h FROM rows_in").fetchnumpy()["h"]  # noqa: S608
-        con.unregister("rows_in")
-    finally:
-        if own:
-            con.close()
-    return np.asarray(found, dtype=np.uint64)
 
 
 def take_rows(table: pa.Table, rows: pa.Array) -> pa.Table:
